@@ -1,0 +1,1 @@
+//! GPU access: device, NVRTC discovery and compilation, module cache, timing.

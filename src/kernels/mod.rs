@@ -1,0 +1,1 @@
+//! Kernel families: shapes, inputs, launch geometry, FLOP and byte counts, references.

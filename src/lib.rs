@@ -1,0 +1,14 @@
+//! kernlab: a kernel autotuning and roofline lab for NVIDIA GPUs.
+//!
+//! Parameterized CUDA templates (`kernels/`) are compiled at run time with NVRTC, swept over
+//! their tuning parameters (`sweeps/`), verified against a reference, timed against the peer
+//! library and the measured roofline, and the winners are stored for the Llama-3 path.
+
+pub mod cli;
+pub mod gpu;
+pub mod kernels;
+pub mod llama;
+pub mod quant;
+pub mod report;
+pub mod roofline;
+pub mod tune;

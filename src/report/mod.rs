@@ -1,0 +1,1 @@
+//! Reports: CSV/JSON exporters, PNG charts (plotters) and the HTML page.

@@ -1,0 +1,1 @@
+//! Roofline math: ceilings, attainable performance, ridge point.

@@ -1,0 +1,2 @@
+//! Tuning loop: search spaces, strategies, runner, results and the tuned-config database.
+pub mod record;
