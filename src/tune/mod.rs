@@ -1,2 +1,3 @@
 //! Tuning loop: search spaces, strategies, runner, results and the tuned-config database.
 pub mod record;
+pub mod space;
