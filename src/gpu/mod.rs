@@ -1,4 +1,8 @@
 //! GPU access: device, NVRTC discovery and compilation, module cache, timing.
+pub mod blas;
 pub mod cache;
+pub mod device;
 pub mod libs;
 pub mod nvrtc;
+pub mod timer;
+pub mod util;

@@ -1,1 +1,180 @@
 //! Kernel families: shapes, inputs, launch geometry, FLOP and byte counts, references.
+//!
+//! A family knows, for one problem shape, how to build inputs on the GPU, compute the
+//! reference output (the peer library, or a simple trusted kernel), launch any of its
+//! variants from their tunables, and count the FLOPs and minimum DRAM bytes that place a
+//! measurement on the roofline.
+
+pub mod gemm;
+
+use crate::gpu::device::{Gpu, Kernel};
+use crate::gpu::util::{Comparison, Util};
+use anyhow::{anyhow, bail, Result};
+use std::collections::BTreeMap;
+
+/// Element type of activations and outputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DType {
+    BF16,
+    F16,
+    F32,
+}
+
+impl DType {
+    pub fn parse(s: &str) -> Result<DType> {
+        match s.to_ascii_lowercase().as_str() {
+            "bf16" | "bfloat16" => Ok(DType::BF16),
+            "fp16" | "f16" | "half" | "float16" => Ok(DType::F16),
+            "fp32" | "f32" | "float" | "float32" => Ok(DType::F32),
+            other => bail!("unknown dtype {other:?}: expected bf16, fp16 or fp32"),
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            DType::BF16 => "bf16",
+            DType::F16 => "fp16",
+            DType::F32 => "fp32",
+        }
+    }
+    pub fn bytes(self) -> usize {
+        match self {
+            DType::BF16 | DType::F16 => 2,
+            DType::F32 => 4,
+        }
+    }
+    /// Defines that select this element type in every template.
+    pub fn defines(self) -> BTreeMap<String, String> {
+        let mut d = BTreeMap::new();
+        match self {
+            DType::BF16 => {}
+            DType::F16 => {
+                d.insert("KL_FP16".into(), "1".into());
+            }
+            DType::F32 => {
+                d.insert("KL_FP32".into(), "1".into());
+            }
+        }
+        d
+    }
+    /// Default verification tolerance (max |out−ref| / max |ref|) for outputs of this type.
+    pub fn default_tolerance(self) -> f64 {
+        match self {
+            DType::BF16 => 1.5e-2,
+            DType::F16 => 4e-3,
+            DType::F32 => 1e-4,
+        }
+    }
+}
+
+/// A problem shape: named dimensions in the family's order (GEMM: M, N, K).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Shape {
+    pub dims: Vec<(String, i64)>,
+}
+
+impl Shape {
+    /// Parses `16x4096x14336` against the family's dimension names.
+    pub fn parse(text: &str, dims: &[&str]) -> Result<Shape> {
+        let parts: Vec<&str> = text.trim().split(['x', 'X', '×']).collect();
+        if parts.len() != dims.len() {
+            bail!(
+                "bad shape {text:?}: expected {} numbers separated by 'x' ({}), e.g. {}",
+                dims.len(),
+                dims.join("x"),
+                dims.iter().map(|_| "128").collect::<Vec<_>>().join("x")
+            );
+        }
+        let mut out = Vec::new();
+        for (p, d) in parts.iter().zip(dims) {
+            let v: i64 = p.trim().parse().map_err(|_| anyhow!("bad shape {text:?}: {d} = {p:?} is not a whole number"))?;
+            if v <= 0 {
+                bail!("bad shape {text:?}: {d} must be at least 1, got {v}");
+            }
+            if v > (1 << 31) - 1 {
+                bail!("bad shape {text:?}: {d} = {v} does not fit the kernels' 32-bit indices");
+            }
+            out.push((d.to_string(), v));
+        }
+        Ok(Shape { dims: out })
+    }
+    pub fn get(&self, name: &str) -> i64 {
+        self.dims.iter().find(|(k, _)| k == name).map(|(_, v)| *v).unwrap_or(0)
+    }
+    pub fn label(&self) -> String {
+        self.dims.iter().map(|(_, v)| v.to_string()).collect::<Vec<_>>().join("x")
+    }
+}
+
+/// A family's GPU-side state for one shape: inputs, reference output, workspace.
+pub trait Problem {
+    /// Fresh random inputs from `seed`, and the reference output for them.
+    fn randomize(&mut self, gpu: &Gpu, util: &Util, seed: u64) -> Result<()>;
+    /// Fills the output with NaN so an unwritten element cannot pass.
+    fn poison(&mut self, gpu: &Gpu, util: &Util) -> Result<()>;
+    /// Runs one candidate into the output.
+    fn run(&mut self, gpu: &Gpu, variant: &str, kernels: &BTreeMap<String, Kernel>, params: &BTreeMap<String, i64>) -> Result<()>;
+    /// Compares the output with the reference.
+    fn check(&mut self, gpu: &Gpu, util: &Util) -> Result<Comparison>;
+    /// Runs the peer library once (for timing). `None` when the family has no peer.
+    fn run_peer(&mut self, gpu: &Gpu) -> Result<Option<()>>;
+}
+
+/// A kernel family.
+pub trait Family: Sync {
+    fn name(&self) -> &'static str;
+    fn shape_dims(&self) -> &'static [&'static str];
+    /// Useful floating-point operations of one run.
+    fn flops(&self, s: &Shape) -> f64;
+    /// Fewest DRAM bytes one run must move (each input read once, each output written once).
+    fn min_bytes(&self, s: &Shape, dt: DType) -> f64;
+    /// Entry points each variant's module must provide (the first is the main kernel).
+    fn entries(&self, variant: &str) -> Result<&'static [&'static str]>;
+    /// Rejects shapes the kernels cannot take, with a message saying why.
+    fn validate(&self, s: &Shape, dt: DType) -> Result<()>;
+    /// Name of the peer measured in the same run ("cublas").
+    fn peer(&self) -> &'static str;
+    fn problem(&self, gpu: &Gpu, s: &Shape, dt: DType) -> Result<Box<dyn Problem>>;
+}
+
+/// All families kernlab knows.
+pub fn families() -> Vec<&'static dyn Family> {
+    vec![&gemm::Gemm]
+}
+
+pub fn family(name: &str) -> Result<&'static dyn Family> {
+    families().into_iter().find(|f| f.name() == name).ok_or_else(|| {
+        let known: Vec<&str> = families().iter().map(|f| f.name()).collect();
+        anyhow!("unknown kernel family {name:?}; known families: {}", known.join(", "))
+    })
+}
+
+/// Reads a tunable, with a clear error when the sweep did not provide it.
+pub fn param(params: &BTreeMap<String, i64>, name: &str) -> Result<i64> {
+    params.get(name).copied().ok_or_else(|| anyhow!("this variant needs tunable {name}, which the sweep does not set"))
+}
+
+pub fn ceil_div(a: i64, b: i64) -> i64 {
+    (a + b - 1) / b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes_parse_and_reject_nonsense() {
+        let s = Shape::parse("16x4096x14336", &["M", "N", "K"]).unwrap();
+        assert_eq!(s.get("K"), 14336);
+        assert_eq!(s.label(), "16x4096x14336");
+        for bad in ["16x4096", "0x1x1", "axbxc", "-1x2x3", "1x2x3x4", "99999999999x1x1"] {
+            assert!(Shape::parse(bad, &["M", "N", "K"]).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn dtypes() {
+        assert_eq!(DType::parse("bf16").unwrap().bytes(), 2);
+        assert!(DType::F16.defines().contains_key("KL_FP16"));
+        assert!(DType::parse("int3").is_err());
+    }
+}

@@ -1,0 +1,306 @@
+/*
+gemm/mma_skinny.cu — tensor-core linear layer for small M (decode / small batch, M = 1..64),
+split-K, built to stream W at full bandwidth.
+
+    Y[M,N] = X[M,K] · W[N,K]ᵀ  (+ R[M,N] when R != nullptr)
+
+X, W, Y, R row-major. T = __nv_bfloat16, or __half when compiled with -DKL_FP16=1.
+fp32 accumulation, output cast to T.
+
+How it works
+- A block computes a BM×BN tile of Y (BM = 16/32/64 rows, the whole small batch; BN wide)
+  over one K split (blockIdx.z). Warps tile N only: warp w owns columns [w*WN, (w+1)*WN) and
+  all BM rows, mma.sync.m16n8k16 with (BM/16)*(WN/8)*4 fp32 accumulators per thread.
+- W (the stream) and X tiles go through a STAGES-deep ring of 16-byte cp.async.cg copies
+  (zero-fill outside M/N/K), XOR-swizzled 16-byte chunks, ldmatrix.x4 reads, same scheme as
+  mma_multistage.cu. Rows of X past M are zero-filled, so they cost tensor-core slots but
+  no memory traffic.
+- Split-K gives enough blocks to fill the GPU when N/BN is small: split s covers
+  [s*KS, min(K, (s+1)*KS)), KS = roundup(ceil(K/SPLITK), BK). SPLITK == 1 writes Y (+R);
+  SPLITK > 1 writes fp32 partials WS[(s*M + m)*N + n] (zeros for an empty range) and the
+  host runs gemm_splitk_reduce from gemv_splitk.cu (same WS contract, deterministic).
+
+Tunables (macros, defaults below)
+    BM       rows of X per block: 16, 32 or 64      BN      columns of Y per block
+    BK       k tile: 32 or 64                        WN      columns per warp (WN % 16 == 0)
+    STAGES   cp.async pipeline depth, 2..6           SPLITK  K splits, 1..32
+    KL_FP16  0 = bf16 (default), 1 = fp16
+Constraints: BM in {16,32,64}; BK in {32,64}; BN % WN == 0; WN % 16 == 0;
+    NUM_WARPS = BN/WN in 1..16; 2 <= STAGES <= 6; 1 <= SPLITK <= 32.
+
+Launch contract (host)
+    entry   gemm_skinny(const T* X, const T* W, T* Y, const T* R, float* WS, int M, int N, int K)
+    grid    (ceil(N/BN), ceil(M/BM), SPLITK)
+    block   (NUM_WARPS*32, 1, 1), NUM_WARPS = BN/WN
+    smem    STAGES*(BM+BN)*BK*sizeof(T) bytes of dynamic shared memory (no padding);
+            the host raises cudaFuncAttributeMaxDynamicSharedMemorySize when > 48 KB.
+    WS      SPLITK > 1 only: SPLITK*M*N floats; then gemm_splitk_reduce (gemv_splitk.cu)
+            with splits = SPLITK.
+    requires K % 8 == 0 and X, W, Y, R 16-byte aligned; M, N >= 1 arbitrary (M > BM works
+    through grid.y, but the variant is meant for M <= 64).
+*/
+#include <cuda_fp16.h>
+#include <cuda_bf16.h>
+
+#ifndef KL_FP16
+#define KL_FP16 0
+#endif
+#ifndef BM
+#define BM 16
+#endif
+#ifndef BN
+#define BN 128
+#endif
+#ifndef BK
+#define BK 64
+#endif
+#ifndef WN
+#define WN 32
+#endif
+#ifndef STAGES
+#define STAGES 4
+#endif
+#ifndef SPLITK
+#define SPLITK 4
+#endif
+
+#if KL_FP16
+typedef __half T;
+#define KL_MMA_TYPE "f16"
+#else
+typedef __nv_bfloat16 T;
+#define KL_MMA_TYPE "bf16"
+#endif
+
+#define NUM_WARPS (BN / WN)
+#define THREADS (NUM_WARPS * 32)
+
+static_assert(BM == 16 || BM == 32 || BM == 64, "BM must be 16, 32 or 64");
+static_assert(BK == 32 || BK == 64, "BK must be 32 or 64");
+static_assert(BN % WN == 0 && WN % 16 == 0, "BN % WN == 0 and WN % 16 == 0");
+static_assert(NUM_WARPS >= 1 && NUM_WARPS <= 16, "1..16 warps per block");
+static_assert(STAGES >= 2 && STAGES <= 6, "STAGES must be in 2..6");
+static_assert(SPLITK >= 1 && SPLITK <= 32, "SPLITK in 1..32");
+
+namespace {
+
+constexpr int CPR = BK / 8;                 // 16-byte chunks per smem row (4 or 8)
+constexpr int ROW_BYTES = BK * 2;           // bytes per smem row
+constexpr int A_BYTES = BM * BK * 2;        // one stage of the X tile
+constexpr int B_BYTES = BN * BK * 2;        // one stage of the W tile
+constexpr int STAGE_BYTES = A_BYTES + B_BYTES;
+constexpr int MI = BM / 16;                 // m16 tiles per warp (a warp spans all BM rows)
+constexpr int NI = WN / 8;                  // n8 tiles per warp
+constexpr int ROWS_PER_PASS = THREADS / CPR;  // rows one pass of the block's threads loads
+static_assert(THREADS % CPR == 0, "threads must cover whole rows");
+
+// XOR swizzle of 16-byte chunks. A 128-byte line holds 8 chunks = 128/ROW_BYTES rows.
+// Physical chunk = c ^ ((row / (8/CPR)) % CPR): the 8 rows an ldmatrix phase reads at the
+// same logical chunk hit 8 distinct 16-byte bank groups.
+__device__ __forceinline__ int swz(int row, int chunk) {
+    return chunk ^ ((row / (8 / CPR)) % CPR);
+}
+__device__ __forceinline__ int smem_off(int row, int chunk) {  // bytes within a tile
+    return row * ROW_BYTES + (swz(row, chunk) << 4);
+}
+
+__device__ __forceinline__ void cp_async16(unsigned dst, const void* src, bool pred) {
+    const int n = pred ? 16 : 0;  // src-size 0 → 16 zero bytes written, nothing read
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(n));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N_>
+__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N_)); }
+
+__device__ __forceinline__ void ldmatrix_x4(unsigned (&r)[4], unsigned addr) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr));
+}
+
+__device__ __forceinline__ void mma16816(float (&d)[4], const unsigned (&a)[4], unsigned b0, unsigned b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32." KL_MMA_TYPE "." KL_MMA_TYPE ".f32 "
+                 "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ float to_f(T v) {
+#if KL_FP16
+    return __half2float(v);
+#else
+    return __bfloat162float(v);
+#endif
+}
+__device__ __forceinline__ T from_f(float v) {
+#if KL_FP16
+    return __float2half_rn(v);
+#else
+    return __float2bfloat16_rn(v);
+#endif
+}
+
+// Load a ROWS×BK tile (rows [row0, row0+ROWS) of a [rows_total, K] matrix, columns [k0, k0+BK)
+// clipped to kend) into smem.
+// Thread t always handles chunk column t % CPR and rows t / CPR + i * ROWS_PER_PASS.
+template <int ROWS>
+__device__ __forceinline__ void load_tile(unsigned sdst, const T* __restrict__ G, int row0, int rows_total,
+                                          int kend, int k0, int K, int tid) {
+    const int c = tid % CPR;
+    const int r0 = tid / CPR;
+    const int gk = k0 + c * 8;
+    const bool kok = gk < kend;  // kend % 8 == 0: a chunk is entirely in or out
+    // one 64-bit base per call, then a running pointer (keeps the compiler from holding a
+    // 64-bit address per chunk across the k loop: registers matter at 64x64 warp tiles)
+    const T* src = G + (size_t)(row0 + r0) * K + gk;
+    const size_t pass_stride = (size_t)ROWS_PER_PASS * K;
+#pragma unroll
+    for (int i = 0; i < (ROWS + ROWS_PER_PASS - 1) / ROWS_PER_PASS; ++i) {
+        const int r = r0 + i * ROWS_PER_PASS;
+        if (ROWS % ROWS_PER_PASS == 0 || r < ROWS) {
+            const bool ok = kok && row0 + r < rows_total;
+            cp_async16(sdst + smem_off(r, c), ok ? src : G, ok);
+        }
+        src += pass_stride;
+    }
+}
+
+}  // namespace
+
+extern "C" __global__ void __launch_bounds__(THREADS)
+gemm_skinny(const T* __restrict__ X, const T* __restrict__ W, T* __restrict__ Y, const T* __restrict__ R,
+            float* __restrict__ WS, int M, int N, int K) {
+    extern __shared__ __align__(128) unsigned char smem[];
+    const unsigned sbase = (unsigned)__cvta_generic_to_shared(smem);
+
+    const int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
+    const int s = blockIdx.z;
+    int KS = (K + SPLITK - 1) / SPLITK;
+    KS = (KS + BK - 1) / BK * BK;
+    const int kbeg = s * KS;
+    const int kend = min(K, kbeg + KS);
+    const int KT = kend > kbeg ? (kend - kbeg + BK - 1) / BK : 0;  // k tiles of this split
+
+    const int tid = threadIdx.x;
+    const int lane = tid & 31, warp = tid >> 5;
+    const int wn0 = warp * WN;
+    // ldmatrix lane → (row, chunk) assignment as in mma_multistage.cu
+    const int a_row = lane & 15;
+    const int a_half = lane >> 4;
+    const int b_row = wn0 + (lane & 7) + ((lane >> 4) << 3);
+    const int b_half = (lane >> 3) & 1;
+
+    float acc[MI][NI][4];
+#pragma unroll
+    for (int i = 0; i < MI; ++i)
+#pragma unroll
+        for (int j = 0; j < NI; ++j)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.f;
+
+    // Loads are predicated on k < kend (not just K): kend is a multiple of 8, so the split
+    // boundary never cuts a 16-byte chunk.
+#pragma unroll
+    for (int st = 0; st < STAGES - 1; ++st) {
+        if (st < KT) {
+            const unsigned sp = sbase + st * STAGE_BYTES;
+            load_tile<BM>(sp, X, m0, M, kend, kbeg + st * BK, K, tid);
+            load_tile<BN>(sp + A_BYTES, W, n0, N, kend, kbeg + st * BK, K, tid);
+        }
+        cp_async_commit();
+    }
+
+    int read_stage = 0;
+    int write_stage = STAGES - 1;
+    for (int kt = 0; kt < KT; ++kt) {
+        cp_async_wait<STAGES - 2>();
+        __syncthreads();
+        {
+            const int kn = kt + STAGES - 1;
+            if (kn < KT) {
+                const unsigned sp = sbase + write_stage * STAGE_BYTES;
+                load_tile<BM>(sp, X, m0, M, kend, kbeg + kn * BK, K, tid);
+                load_tile<BN>(sp + A_BYTES, W, n0, N, kend, kbeg + kn * BK, K, tid);
+            }
+            cp_async_commit();
+        }
+        const unsigned sa = sbase + read_stage * STAGE_BYTES;
+        const unsigned sb = sa + A_BYTES;
+#pragma unroll
+        for (int kk = 0; kk < BK / 16; ++kk) {
+            unsigned af[MI][4];
+            unsigned bf[NI][2];
+#pragma unroll
+            for (int i = 0; i < MI; ++i)
+                ldmatrix_x4(af[i], sa + smem_off(a_row + i * 16, 2 * kk + a_half));
+#pragma unroll
+            for (int j = 0; j < NI / 2; ++j) {
+                unsigned r[4];
+                ldmatrix_x4(r, sb + smem_off(b_row + j * 16, 2 * kk + b_half));
+                bf[2 * j][0] = r[0];
+                bf[2 * j][1] = r[1];
+                bf[2 * j + 1][0] = r[2];
+                bf[2 * j + 1][1] = r[3];
+            }
+#pragma unroll
+            for (int i = 0; i < MI; ++i)
+#pragma unroll
+                for (int j = 0; j < NI; ++j) mma16816(acc[i][j], af[i], bf[j][0], bf[j][1]);
+        }
+        read_stage = (read_stage == STAGES - 1) ? 0 : read_stage + 1;
+        write_stage = (write_stage == STAGES - 1) ? 0 : write_stage + 1;
+    }
+    cp_async_wait<0>();
+
+    // epilogue: c0,c1 at (g, 2q..2q+1), c2,c3 at (g+8, 2q..2q+1)
+    const int g = lane >> 2, q = lane & 3;
+    const bool pair_ok = (N % 2) == 0;
+#pragma unroll
+    for (int i = 0; i < MI; ++i) {
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+            const int row = m0 + i * 16 + g + h * 8;
+            if (row >= M) continue;
+#pragma unroll
+            for (int j = 0; j < NI; ++j) {
+                const int col = n0 + wn0 + j * 8 + 2 * q;
+                if (col >= N) continue;
+                float v0 = acc[i][j][2 * h], v1 = acc[i][j][2 * h + 1];
+                if (SPLITK > 1) {
+                    float* ws = WS + ((size_t)s * M + row) * N + col;
+                    if (pair_ok) {
+                        *reinterpret_cast<float2*>(ws) = make_float2(v0, v1);
+                    } else {
+                        ws[0] = v0;
+                        if (col + 1 < N) ws[1] = v1;
+                    }
+                    continue;
+                }
+                const size_t o = (size_t)row * N + col;
+                if (pair_ok) {
+                    if (R != nullptr) {
+#if KL_FP16
+                        const float2 r2 = __half22float2(*reinterpret_cast<const __half2*>(R + o));
+#else
+                        const float2 r2 = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(R + o));
+#endif
+                        v0 += r2.x;
+                        v1 += r2.y;
+                    }
+#if KL_FP16
+                    *reinterpret_cast<__half2*>(Y + o) = __floats2half2_rn(v0, v1);
+#else
+                    *reinterpret_cast<__nv_bfloat162*>(Y + o) = __floats2bfloat162_rn(v0, v1);
+#endif
+                } else {
+                    if (R != nullptr) v0 += to_f(R[o]);
+                    Y[o] = from_f(v0);
+                    if (col + 1 < N) {
+                        if (R != nullptr) v1 += to_f(R[o + 1]);
+                        Y[o + 1] = from_f(v1);
+                    }
+                }
+            }
+        }
+    }
+}

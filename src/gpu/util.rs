@@ -1,0 +1,103 @@
+//! The tuning loop's own helper kernels (kernels/util/util.cu): random fill, NaN poison and
+//! on-device comparison, so verification never copies large outputs to the host.
+
+use super::cache::ModuleCache;
+use super::device::{Arg, DevBuf, Gpu, Kernel};
+use super::nvrtc::CompileRequest;
+use crate::kernels::DType;
+use anyhow::Result;
+use std::collections::BTreeMap;
+
+pub const UTIL_SOURCE: &str = include_str!("../../kernels/util/util.cu");
+
+pub struct Util {
+    fill_bf16: Kernel,
+    fill_f16: Kernel,
+    fill_f32: Kernel,
+    fill_u32: Kernel,
+    cmp_bf16: Kernel,
+    cmp_f16: Kernel,
+    cmp_f32: Kernel,
+    res: DevBuf,
+}
+
+/// What an on-device comparison found.
+#[derive(Debug, Clone, Copy)]
+pub struct Comparison {
+    pub max_abs_diff: f32,
+    pub max_abs_ref: f32,
+    pub non_finite: u32,
+}
+
+impl Comparison {
+    /// max |out − ref| / max |ref|; infinite when any output is not finite.
+    pub fn rel_err(&self) -> f64 {
+        if self.non_finite > 0 {
+            return f64::INFINITY;
+        }
+        self.max_abs_diff as f64 / (self.max_abs_ref as f64).max(1e-30)
+    }
+}
+
+fn grid_for(n: usize) -> (u32, u32, u32) {
+    (((n + 255) / 256).clamp(1, 65_535 * 4) as u32, 1, 1)
+}
+
+impl Util {
+    pub fn new(gpu: &Gpu, cache: &ModuleCache) -> Result<Util> {
+        let req = CompileRequest {
+            name: "kernels/util/util.cu".into(),
+            source: UTIL_SOURCE.into(),
+            defines: BTreeMap::new(),
+            arch: gpu.props.arch(),
+        };
+        let m = cache.get_or_compile(&req)?;
+        let load = |e: &str| gpu.load(&m.cubin, e);
+        Ok(Util {
+            fill_bf16: load("fill_uniform_bf16")?,
+            fill_f16: load("fill_uniform_f16")?,
+            fill_f32: load("fill_uniform_f32")?,
+            fill_u32: load("fill_random_u32")?,
+            cmp_bf16: load("compare_bf16")?,
+            cmp_f16: load("compare_f16")?,
+            cmp_f32: load("compare_f32")?,
+            res: gpu.alloc(16)?,
+        })
+    }
+
+    /// Fills `n` elements with scale·uniform[-1, 1) from `seed`.
+    pub fn fill(&self, gpu: &Gpu, buf: &DevBuf, dtype: DType, n: usize, seed: u64, scale: f32) -> Result<()> {
+        let k = match dtype {
+            DType::BF16 => &self.fill_bf16,
+            DType::F16 => &self.fill_f16,
+            DType::F32 => &self.fill_f32,
+        };
+        gpu.launch(k, grid_for(n), (256, 1, 1), 0, &[buf.arg(), Arg::U64(n as u64), Arg::U64(seed), Arg::F32(scale)])
+    }
+
+    pub fn fill_bits(&self, gpu: &Gpu, buf: &DevBuf, n_words: usize, seed: u64) -> Result<()> {
+        gpu.launch(&self.fill_u32, grid_for(n_words), (256, 1, 1), 0, &[buf.arg(), Arg::U64(n_words as u64), Arg::U64(seed)])
+    }
+
+    /// Sets every byte to 0xFF: NaN in bf16, fp16 and fp32, so unwritten outputs fail.
+    pub fn poison(&self, gpu: &Gpu, buf: &DevBuf) -> Result<()> {
+        // SAFETY: the buffer holds `bytes` bytes; the memset is ordered on the stream.
+        unsafe { cudarc::driver::result::memset_d8_async(buf.ptr, 0xFF, buf.bytes, gpu.stream.cu_stream()) }
+            .map_err(|e| anyhow::anyhow!("poisoning the output failed: {e:?}"))
+    }
+
+    pub fn compare(&self, gpu: &Gpu, out: &DevBuf, reference: &DevBuf, dtype: DType, n: usize) -> Result<Comparison> {
+        let k = match dtype {
+            DType::BF16 => &self.cmp_bf16,
+            DType::F16 => &self.cmp_f16,
+            DType::F32 => &self.cmp_f32,
+        };
+        // SAFETY: res holds 16 bytes; zeroed on the stream before the kernel reads it.
+        unsafe { cudarc::driver::result::memset_d8_async(self.res.ptr, 0, 16, gpu.stream.cu_stream()) }
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        gpu.launch(k, grid_for(n), (256, 1, 1), 0, &[out.arg(), reference.arg(), Arg::U64(n as u64), self.res.arg()])?;
+        gpu.synchronize()?;
+        let r: Vec<u32> = self.res.download(3)?;
+        Ok(Comparison { max_abs_diff: f32::from_bits(r[0]), max_abs_ref: f32::from_bits(r[1]), non_finite: r[2] })
+    }
+}

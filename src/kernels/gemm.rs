@@ -1,0 +1,233 @@
+//! GEMM laid out as a linear layer: Y[M,N] = X[M,K] · W[N,K]ᵀ (+ R), bf16/fp16 in and out,
+//! fp32 accumulation. Peer and reference: cuBLAS (cublasGemmEx, fp32 compute).
+//!
+//! Variants (launch contracts are in each template's header):
+//! - `mma_multistage`: tensor cores (mma.sync + ldmatrix + cp.async pipeline), any M.
+//! - `gemv_splitk`: memory-bound decode kernel for M ≤ MMAX, split-K with a deterministic
+//!   reduction kernel.
+//! - `mma_skinny`: tensor cores for small M with split-K (same reduction).
+
+use super::{ceil_div, param, DType, Family, Problem, Shape};
+use crate::gpu::blas::Blas;
+use crate::gpu::device::{Arg, DevBuf, Gpu, Kernel};
+use crate::gpu::util::{Comparison, Util};
+use anyhow::{bail, Context, Result};
+use std::collections::BTreeMap;
+
+pub struct Gemm;
+
+/// Largest split-K any variant may use (sizes the fp32 workspace).
+pub const MAX_SPLITK: i64 = 32;
+
+impl Family for Gemm {
+    fn name(&self) -> &'static str {
+        "gemm"
+    }
+    fn shape_dims(&self) -> &'static [&'static str] {
+        &["M", "N", "K"]
+    }
+    fn flops(&self, s: &Shape) -> f64 {
+        2.0 * s.get("M") as f64 * s.get("N") as f64 * s.get("K") as f64
+    }
+    fn min_bytes(&self, s: &Shape, dt: DType) -> f64 {
+        let (m, n, k) = (s.get("M") as f64, s.get("N") as f64, s.get("K") as f64);
+        (m * k + n * k + m * n) * dt.bytes() as f64
+    }
+    fn entries(&self, variant: &str) -> Result<&'static [&'static str]> {
+        Ok(match variant {
+            "mma_multistage" => &["gemm_mma"],
+            "gemv_splitk" => &["gemm_gemv", "gemm_splitk_reduce"],
+            "mma_skinny" => &["gemm_skinny", "gemm_splitk_reduce"],
+            other => bail!("the gemm family has no variant {other:?} (known: mma_multistage, gemv_splitk, mma_skinny)"),
+        })
+    }
+    fn validate(&self, s: &Shape, dt: DType) -> Result<()> {
+        if s.get("K") % 8 != 0 {
+            bail!(
+                "gemm {}: K = {} is not a multiple of 8; the kernels load 16-byte vectors along K \
+                 (pad K with zeros to a multiple of 8)",
+                s.label(),
+                s.get("K")
+            );
+        }
+        if dt == DType::F32 {
+            bail!("gemm takes bf16 or fp16 inputs (fp32 accumulation); fp32 inputs are not supported");
+        }
+        Ok(())
+    }
+    fn peer(&self) -> &'static str {
+        "cublas"
+    }
+    fn problem(&self, gpu: &Gpu, s: &Shape, dt: DType) -> Result<Box<dyn Problem>> {
+        self.validate(s, dt)?;
+        Ok(Box::new(GemmProblem::new(gpu, s, dt, false)?))
+    }
+}
+
+/// Inputs, reference and output of one GEMM shape.
+pub struct GemmProblem {
+    pub m: i64,
+    pub n: i64,
+    pub k: i64,
+    pub dt: DType,
+    pub x: DevBuf,
+    pub w: DevBuf,
+    pub y: DevBuf,
+    pub y_ref: DevBuf,
+    /// Residual input, when the fused residual epilogue is exercised.
+    pub r: Option<DevBuf>,
+    ws: DevBuf,
+    blas: Blas,
+}
+
+impl GemmProblem {
+    pub fn new(gpu: &Gpu, s: &Shape, dt: DType, with_residual: bool) -> Result<GemmProblem> {
+        let (m, n, k) = (s.get("M"), s.get("N"), s.get("K"));
+        let e = dt.bytes();
+        let need = ((m * k + n * k + 2 * m * n) as usize) * e + (MAX_SPLITK * m * n) as usize * 4;
+        let (free, _) = gpu.ctx.mem_get_info().unwrap_or((usize::MAX, 0));
+        if need > free {
+            bail!(
+                "gemm {}: needs {:.1} GiB of GPU memory, {:.1} GiB free",
+                s.label(),
+                need as f64 / (1u64 << 30) as f64,
+                free as f64 / (1u64 << 30) as f64
+            );
+        }
+        Ok(GemmProblem {
+            m,
+            n,
+            k,
+            dt,
+            x: gpu.alloc((m * k) as usize * e)?,
+            w: gpu.alloc((n * k) as usize * e)?,
+            y: gpu.alloc((m * n) as usize * e)?,
+            y_ref: gpu.alloc((m * n) as usize * e)?,
+            r: if with_residual { Some(gpu.alloc((m * n) as usize * e)?) } else { None },
+            ws: gpu.alloc((MAX_SPLITK * m * n) as usize * 4)?,
+            blas: Blas::new(gpu)?,
+        })
+    }
+
+    fn r_arg(&self) -> Arg {
+        Arg::Ptr(self.r.as_ref().map(|r| r.ptr).unwrap_or(0))
+    }
+
+    fn reduce(&self, gpu: &Gpu, kernels: &BTreeMap<String, Kernel>, splits: i64) -> Result<()> {
+        let red = kernels.get("gemm_splitk_reduce").context("module lacks gemm_splitk_reduce")?;
+        let total = self.m * self.n;
+        gpu.launch(
+            red,
+            (ceil_div(total, 256) as u32, 1, 1),
+            (256, 1, 1),
+            0,
+            &[self.ws.arg(), self.y.arg(), self.r_arg(), Arg::I32(self.m as i32), Arg::I32(self.n as i32), Arg::I32(splits as i32)],
+        )
+    }
+}
+
+impl Problem for GemmProblem {
+    fn randomize(&mut self, gpu: &Gpu, util: &Util, seed: u64) -> Result<()> {
+        util.fill(gpu, &self.x, self.dt, (self.m * self.k) as usize, seed, 1.0)?;
+        util.fill(gpu, &self.w, self.dt, (self.n * self.k) as usize, seed ^ 0x5eed_0001, 1.0)?;
+        if let Some(r) = &self.r {
+            util.fill(gpu, r, self.dt, (self.m * self.n) as usize, seed ^ 0x5eed_0002, 4.0)?;
+            // SAFETY: both buffers hold M·N elements; ordered on the stream.
+            unsafe {
+                cudarc::driver::result::memcpy_dtod_async(self.y_ref.ptr, r.ptr, r.bytes, gpu.stream.cu_stream())
+                    .map_err(|e| anyhow::anyhow!("{e:?}"))?
+            };
+        }
+        self.blas.linear(self.dt, self.x.ptr, self.w.ptr, self.y_ref.ptr, self.m, self.n, self.k, self.r.is_some())?;
+        gpu.synchronize()
+    }
+
+    fn poison(&mut self, gpu: &Gpu, util: &Util) -> Result<()> {
+        util.poison(gpu, &self.y)?;
+        util.poison(gpu, &self.ws)
+    }
+
+    fn run(&mut self, gpu: &Gpu, variant: &str, kernels: &BTreeMap<String, Kernel>, p: &BTreeMap<String, i64>) -> Result<()> {
+        let (m, n, k) = (self.m, self.n, self.k);
+        let e = self.dt.bytes() as i64;
+        match variant {
+            "mma_multistage" => {
+                let (bm, bn, bk) = (param(p, "BM")?, param(p, "BN")?, param(p, "BK")?);
+                let warps = (bm / param(p, "WM")?) * (bn / param(p, "WN")?);
+                let smem = param(p, "STAGES")? * (bm + bn) * bk * e;
+                let kern = kernels.get("gemm_mma").context("module lacks gemm_mma")?;
+                gpu.launch(
+                    kern,
+                    (ceil_div(n, bn) as u32, ceil_div(m, bm) as u32, 1),
+                    ((warps * 32) as u32, 1, 1),
+                    smem as u32,
+                    &[self.x.arg(), self.w.arg(), self.y.arg(), self.r_arg(), Arg::I32(m as i32), Arg::I32(n as i32), Arg::I32(k as i32)],
+                )
+            }
+            "gemv_splitk" | "mma_skinny" => {
+                let splitk = param(p, "SPLITK")?;
+                if splitk > MAX_SPLITK {
+                    bail!("SPLITK = {splitk} exceeds the workspace's {MAX_SPLITK}");
+                }
+                let warps = param(p, "NUM_WARPS")?;
+                let args = [
+                    self.x.arg(),
+                    self.w.arg(),
+                    self.y.arg(),
+                    self.r_arg(),
+                    self.ws.arg(),
+                    Arg::I32(m as i32),
+                    Arg::I32(n as i32),
+                    Arg::I32(k as i32),
+                ];
+                if variant == "gemv_splitk" {
+                    if m > param(p, "MMAX")? {
+                        bail!("gemv_splitk with MMAX = {} cannot take M = {m}", param(p, "MMAX")?);
+                    }
+                    let rows = warps * param(p, "ROWS_PER_WARP")?;
+                    let kern = kernels.get("gemm_gemv").context("module lacks gemm_gemv")?;
+                    gpu.launch(kern, (ceil_div(n, rows) as u32, splitk as u32, 1), ((warps * 32) as u32, 1, 1), 0, &args)?;
+                } else {
+                    let (bm, bn, bk) = (param(p, "BM")?, param(p, "BN")?, param(p, "BK")?);
+                    let smem = param(p, "STAGES")? * (bm + bn) * bk * e;
+                    let kern = kernels.get("gemm_skinny").context("module lacks gemm_skinny")?;
+                    gpu.launch(
+                        kern,
+                        (ceil_div(n, bn) as u32, ceil_div(m, bm) as u32, splitk as u32),
+                        ((warps * 32) as u32, 1, 1),
+                        smem as u32,
+                        &args,
+                    )?;
+                }
+                if splitk > 1 {
+                    self.reduce(gpu, kernels, splitk)?;
+                }
+                Ok(())
+            }
+            other => bail!("the gemm family has no variant {other:?}"),
+        }
+    }
+
+    fn check(&mut self, gpu: &Gpu, util: &Util) -> Result<Comparison> {
+        util.compare(gpu, &self.y, &self.y_ref, self.dt, (self.m * self.n) as usize)
+    }
+
+    fn run_peer(&mut self, _gpu: &Gpu) -> Result<Option<()>> {
+        self.blas.linear(self.dt, self.x.ptr, self.w.ptr, self.y_ref.ptr, self.m, self.n, self.k, false)?;
+        Ok(Some(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts() {
+        let s = Shape::parse("16x4096x4096", &["M", "N", "K"]).unwrap();
+        assert_eq!(Gemm.flops(&s), 2.0 * 16.0 * 4096.0 * 4096.0);
+        assert_eq!(Gemm.min_bytes(&s, DType::BF16), 2.0 * (16.0 * 4096.0 * 2.0 + 4096.0 * 4096.0));
+        assert!(Gemm.validate(&Shape::parse("1x8x12", &["M", "N", "K"]).unwrap(), DType::BF16).is_err());
+        assert!(Gemm.entries("nope").is_err());
+    }
+}

@@ -1,0 +1,207 @@
+//! The tuned-config database: the winner for each (kernel, GPU, dtype, shape).
+//!
+//! File format (JSON, `reports/tuned.json` by default; see README "File formats"):
+//! ```json
+//! { "version": 1,
+//!   "entries": [ { "kernel": "gemm", "variant": "gemv_splitk", "source_hash": "3f2a...",
+//!                  "gpu": "NVIDIA H100 80GB HBM3", "cc": "9.0", "nvrtc": "13.0",
+//!                  "dtype": "bf16", "shape": {"M": 1, "N": 4096, "K": 4096},
+//!                  "params": {"NUM_WARPS": 4, ...}, "time_us": 12.3, "peer_us": 20.1,
+//!                  "measured_at": "2026-11-27T18:00:00Z" } ] }
+//! ```
+//! An entry is valid only for the template source it was measured with (`source_hash`):
+//! editing a template makes its old winners stale, and lookups skip them.
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TunedEntry {
+    pub kernel: String,
+    pub variant: String,
+    pub source_hash: String,
+    pub gpu: String,
+    pub cc: String,
+    pub nvrtc: String,
+    pub dtype: String,
+    pub shape: BTreeMap<String, i64>,
+    pub params: BTreeMap<String, i64>,
+    pub time_us: f64,
+    pub peer_us: Option<f64>,
+    pub measured_at: String,
+}
+
+impl TunedEntry {
+    fn slot(&self) -> (String, String, String, String, String, BTreeMap<String, i64>) {
+        (self.kernel.clone(), self.gpu.clone(), self.cc.clone(), self.nvrtc.clone(), self.dtype.clone(), self.shape.clone())
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TunedDb {
+    pub version: u32,
+    pub entries: Vec<TunedEntry>,
+}
+
+/// What a lookup is asked for.
+#[derive(Debug, Clone)]
+pub struct Query<'a> {
+    pub kernel: &'a str,
+    pub gpu: &'a str,
+    pub cc: &'a str,
+    pub nvrtc: &'a str,
+    pub dtype: &'a str,
+    pub shape: &'a BTreeMap<String, i64>,
+    /// Current source hash of each variant's template; entries for other hashes are stale.
+    pub source_hashes: &'a BTreeMap<String, String>,
+}
+
+/// A lookup's answer: the entry, and whether it was measured on exactly this shape.
+#[derive(Debug, Clone)]
+pub struct Found<'a> {
+    pub entry: &'a TunedEntry,
+    pub exact: bool,
+    /// Human-readable note for the fallback ("nearest measured shape 16x4096x4096").
+    pub note: String,
+}
+
+impl TunedDb {
+    pub fn load(path: &Path) -> Result<TunedDb> {
+        if !path.exists() {
+            return Ok(TunedDb { version: 1, entries: vec![] });
+        }
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading tuned database {}", path.display()))?;
+        let db: TunedDb = serde_json::from_str(&text).with_context(|| {
+            format!("{} is not a kernlab tuned database (JSON with version and entries); move it aside to start afresh", path.display())
+        })?;
+        if db.version != 1 {
+            bail!("{}: tuned database version {} is not supported (expected 1)", path.display(), db.version);
+        }
+        Ok(db)
+    }
+
+    /// Writes atomically (temp file + rename) so a crash never leaves half a database.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        if let Some(d) = path.parent() {
+            if !d.as_os_str().is_empty() {
+                std::fs::create_dir_all(d)?;
+            }
+        }
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?).with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))?;
+        Ok(())
+    }
+
+    /// Inserts or replaces the winner of the entry's slot.
+    pub fn upsert(&mut self, e: TunedEntry) {
+        let slot = e.slot();
+        self.entries.retain(|x| x.slot() != slot);
+        self.entries.push(e);
+        self.entries.sort_by(|a, b| a.slot().cmp(&b.slot()));
+    }
+
+    /// The winner for this exact shape, else the nearest measured shape (log distance over
+    /// the dimensions) on the same kernel, GPU, NVRTC and dtype with a current source hash.
+    pub fn lookup<'a>(&'a self, q: &Query) -> Option<Found<'a>> {
+        let fresh = |e: &&TunedEntry| {
+            e.kernel == q.kernel
+                && e.gpu == q.gpu
+                && e.cc == q.cc
+                && e.nvrtc == q.nvrtc
+                && e.dtype == q.dtype
+                && q.source_hashes.get(&e.variant).map(|h| h == &e.source_hash).unwrap_or(false)
+        };
+        let dist = |e: &TunedEntry| -> f64 {
+            q.shape
+                .iter()
+                .map(|(k, v)| {
+                    let ev = *e.shape.get(k).unwrap_or(&1) as f64;
+                    ((*v as f64).max(1.0).ln() - ev.max(1.0).ln()).powi(2)
+                })
+                .sum::<f64>()
+        };
+        let best = self
+            .entries
+            .iter()
+            .filter(fresh)
+            .min_by(|a, b| dist(a).total_cmp(&dist(b)).then_with(|| a.slot().cmp(&b.slot())))?;
+        let exact = &best.shape == q.shape;
+        let label = |s: &BTreeMap<String, i64>| s.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
+        let note = if exact {
+            format!("tuned for {}", label(&best.shape))
+        } else {
+            format!("not tuned for {}; using the nearest measured shape {}", label(q.shape), label(&best.shape))
+        };
+        Some(Found { entry: best, exact, note })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shape(m: i64, n: i64, k: i64) -> BTreeMap<String, i64> {
+        [("M".to_string(), m), ("N".to_string(), n), ("K".to_string(), k)].into_iter().collect()
+    }
+
+    fn entry(m: i64, n: i64, k: i64, hash: &str, t: f64) -> TunedEntry {
+        TunedEntry {
+            kernel: "gemm".into(),
+            variant: "v".into(),
+            source_hash: hash.into(),
+            gpu: "H100".into(),
+            cc: "9.0".into(),
+            nvrtc: "13.0".into(),
+            dtype: "bf16".into(),
+            shape: shape(m, n, k),
+            params: [("BM".to_string(), 64)].into_iter().collect(),
+            time_us: t,
+            peer_us: Some(t * 1.1),
+            measured_at: "2026-11-27T00:00:00Z".into(),
+        }
+    }
+
+    #[test]
+    fn round_trip_upsert_and_nearest_lookup() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tuned.json");
+        let mut db = TunedDb::load(&path).unwrap();
+        db.upsert(entry(1, 4096, 4096, "h1", 10.0));
+        db.upsert(entry(2048, 4096, 4096, "h1", 500.0));
+        db.upsert(entry(1, 4096, 4096, "h1", 9.0)); // replaces
+        db.save(&path).unwrap();
+        let back = TunedDb::load(&path).unwrap();
+        assert_eq!(back, db);
+        assert_eq!(back.entries.len(), 2);
+        let hashes: BTreeMap<String, String> = [("v".to_string(), "h1".to_string())].into_iter().collect();
+        let s = shape(1, 4096, 4096);
+        let q = Query { kernel: "gemm", gpu: "H100", cc: "9.0", nvrtc: "13.0", dtype: "bf16", shape: &s, source_hashes: &hashes };
+        let f = back.lookup(&q).unwrap();
+        assert!(f.exact);
+        assert_eq!(f.entry.time_us, 9.0);
+        let s2 = shape(4, 4096, 4096);
+        let f = back.lookup(&Query { shape: &s2, ..q.clone() }).unwrap();
+        assert!(!f.exact);
+        assert_eq!(f.entry.shape["M"], 1);
+        assert!(f.note.contains("nearest"));
+        let s3 = shape(1024, 4096, 4096);
+        assert_eq!(back.lookup(&Query { shape: &s3, ..q.clone() }).unwrap().entry.shape["M"], 2048);
+        // A changed template makes its entries stale.
+        let stale: BTreeMap<String, String> = [("v".to_string(), "h2".to_string())].into_iter().collect();
+        assert!(back.lookup(&Query { source_hashes: &stale, ..q.clone() }).is_none());
+        // Another GPU has no entries.
+        assert!(back.lookup(&Query { gpu: "A40", ..q }).is_none());
+    }
+
+    #[test]
+    fn garbage_file_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tuned.json");
+        std::fs::write(&path, "not json").unwrap();
+        let err = format!("{:#}", TunedDb::load(&path).unwrap_err());
+        assert!(err.contains("not a kernlab tuned database"), "{err}");
+    }
+}

@@ -1,0 +1,214 @@
+//! The measuring process. CUDA errors are sticky for a context, so candidates run in a
+//! child process (`kernlab worker`) that the runner restarts after a fault or a hang.
+//!
+//! Protocol: one JSON request per line on stdin, one JSON response per line on stdout.
+//! The worker owns the GPU; the runner compiles (no GPU needed) and hands over cubin paths.
+
+use crate::gpu::cache::{self, ModuleCache};
+use crate::gpu::device::{DeviceProps, Gpu, Kernel};
+use crate::gpu::timer::Timer;
+use crate::gpu::util::Util;
+use crate::kernels::{self, DType, Problem, Shape};
+use crate::tune::record::{Status, Timing};
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Request {
+    /// Prepare inputs for one shape; optionally time the peer on it.
+    Setup { family: String, shape: String, dtype: String, time_peer: bool },
+    /// Verify one compiled candidate on fresh inputs and, if correct, time it.
+    Candidate {
+        variant: String,
+        params: BTreeMap<String, i64>,
+        cubin: PathBuf,
+        entries: Vec<String>,
+        tolerance: f64,
+        seed: u64,
+        /// Verification rounds, each on fresh inputs.
+        checks: u32,
+        time: bool,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Response {
+    Hello { props: DeviceProps },
+    Ready { peer: Option<Timing> },
+    Outcome(Outcome),
+    /// The request could not be served (bad shape, out of memory); the worker is still usable.
+    Failed { message: String },
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Outcome {
+    pub status: Option<Status>,
+    pub error: String,
+    pub max_rel_err: Option<f64>,
+    pub timing: Option<Timing>,
+    pub registers: Option<u32>,
+    pub local_bytes: Option<u32>,
+}
+
+/// Error text that means the context is poisoned and the process must go.
+fn is_sticky(msg: &str) -> bool {
+    [
+        "ILLEGAL_ADDRESS",
+        "ILLEGAL_INSTRUCTION",
+        "LAUNCH_FAILED",
+        "MISALIGNED_ADDRESS",
+        "ASSERT",
+        "HARDWARE_STACK_ERROR",
+        "INVALID_PC",
+        "INVALID_ADDRESS_SPACE",
+        "LAUNCH_TIMEOUT",
+        "CONTEXT_IS_DESTROYED",
+        "ECC_UNCORRECTABLE",
+    ]
+    .iter()
+    .any(|s| msg.contains(s))
+}
+
+struct State {
+    gpu: Gpu,
+    util: Util,
+    timer: Timer,
+    problem: Option<Box<dyn Problem>>,
+}
+
+fn send(out: &mut impl Write, r: &Response) -> Result<()> {
+    let line = serde_json::to_string(r)?;
+    writeln!(out, "{line}")?;
+    out.flush()?;
+    Ok(())
+}
+
+/// Entry point of `kernlab worker`.
+pub fn serve(ordinal: usize) -> Result<()> {
+    let gpu = Gpu::open(ordinal)?;
+    let cache = ModuleCache::open(&cache::default_dir())?;
+    let util = Util::new(&gpu, &cache).context("building the helper kernels")?;
+    let timer = Timer::new(&gpu)?;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    send(&mut out, &Response::Hello { props: gpu.props.clone() })?;
+    let mut st = State { gpu, util, timer, problem: None };
+    let stdin = std::io::stdin();
+    for line in stdin.lock().lines() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let req: Request = serde_json::from_str(&line).context("bad request from the runner")?;
+        match req {
+            Request::Setup { family, shape, dtype, time_peer } => {
+                st.problem = None;
+                match setup(&mut st, &family, &shape, &dtype, time_peer) {
+                    Ok(peer) => send(&mut out, &Response::Ready { peer })?,
+                    Err(e) => {
+                        let message = format!("{e:#}");
+                        send(&mut out, &Response::Failed { message: message.clone() })?;
+                        if is_sticky(&message) {
+                            std::process::exit(3);
+                        }
+                    }
+                }
+            }
+            Request::Candidate { variant, params, cubin, entries, tolerance, seed, checks, time } => {
+                let outcome = candidate(&mut st, &variant, &params, &cubin, &entries, tolerance, seed, checks, time);
+                let sticky = outcome.status == Some(Status::Fault);
+                send(&mut out, &Response::Outcome(outcome))?;
+                if sticky {
+                    // The context is unusable; the runner starts a fresh worker.
+                    std::process::exit(3);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn setup(st: &mut State, family: &str, shape: &str, dtype: &str, time_peer: bool) -> Result<Option<Timing>> {
+    let fam = kernels::family(family)?;
+    let dt = DType::parse(dtype)?;
+    let s = Shape::parse(shape, fam.shape_dims())?;
+    let mut p = fam.problem(&st.gpu, &s, dt)?;
+    p.randomize(&st.gpu, &st.util, 1)?;
+    let peer = if time_peer && p.run_peer(&st.gpu)?.is_some() {
+        let gpu = &st.gpu;
+        let t = st.timer.time(gpu, || p.run_peer(gpu).map(|_| ()))?;
+        // The peer may have overwritten the reference; make it whole again.
+        p.randomize(&st.gpu, &st.util, 1)?;
+        Some(t)
+    } else {
+        None
+    };
+    st.problem = Some(p);
+    Ok(peer)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn candidate(
+    st: &mut State,
+    variant: &str,
+    params: &BTreeMap<String, i64>,
+    cubin: &PathBuf,
+    entries: &[String],
+    tolerance: f64,
+    seed: u64,
+    checks: u32,
+    time: bool,
+) -> Outcome {
+    let mut o = Outcome::default();
+    let r = (|| -> Result<Outcome> {
+        let bytes = std::fs::read(cubin).with_context(|| format!("reading {}", cubin.display()))?;
+        let mut ks: BTreeMap<String, Kernel> = BTreeMap::new();
+        for e in entries {
+            ks.insert(e.clone(), st.gpu.load(&bytes, e)?);
+        }
+        let main = &ks[&entries[0]];
+        o.registers = Some(main.registers());
+        o.local_bytes = Some(main.local_bytes());
+        let p = st.problem.as_mut().context("no shape was set up")?;
+        let mut worst = 0.0f64;
+        for i in 0..checks.max(1) {
+            p.randomize(&st.gpu, &st.util, seed.wrapping_add(i as u64 * 7919))?;
+            p.poison(&st.gpu, &st.util)?;
+            p.run(&st.gpu, variant, &ks, params)?;
+            st.gpu.synchronize()?;
+            let c = p.check(&st.gpu, &st.util)?;
+            let err = c.rel_err();
+            worst = worst.max(err);
+            if !(err <= tolerance) {
+                o.max_rel_err = Some(err);
+                o.status = Some(Status::Wrong);
+                o.error = if c.non_finite > 0 {
+                    format!("{} output elements are NaN/inf (unwritten or overflowed)", c.non_finite)
+                } else {
+                    format!("max |out-ref| / max |ref| = {err:.3e} exceeds tolerance {tolerance:.1e}")
+                };
+                return Ok(o.clone());
+            }
+        }
+        o.max_rel_err = Some(worst);
+        if time {
+            let gpu = &st.gpu;
+            o.timing = Some(st.timer.time(gpu, || p.run(gpu, variant, &ks, params))?);
+        }
+        o.status = Some(Status::Ok);
+        Ok(o.clone())
+    })();
+    match r {
+        Ok(o) => o,
+        Err(e) => {
+            let msg = format!("{e:#}");
+            let sticky = is_sticky(&msg) || st.gpu.synchronize().is_err();
+            o.status = Some(if sticky { Status::Fault } else { Status::LaunchError });
+            o.error = msg;
+            o
+        }
+    }
+}
