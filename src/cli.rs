@@ -1,12 +1,17 @@
-//! Command-line interface: one subcommand per user verb.
-use anyhow::{Context, Result};
-use clap::{Parser, Subcommand};
+//! Command-line interface: one subcommand per user verb. `main` calls [`run`].
+use crate::tune::runner::{self, SweepOptions};
+use crate::tune::space::Strategy;
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Parser, Debug)]
-#[command(name = "kernlab", version, about = "Kernel autotuning and roofline lab for NVIDIA GPUs")]
+#[command(name = "kernlab", version, about = "Kernel autotuning and roofline lab for NVIDIA GPUs", long_about = None)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -14,12 +19,25 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Show the GPU, its limits, the driver and where NVRTC and cuBLAS were found.
+    Devices {
+        #[arg(long, default_value_t = 0)]
+        gpu: usize,
+    },
+    /// Tune a kernel family: enumerate, compile, verify and time every candidate.
+    Sweep(SweepArgs),
+    /// Check every family at small and awkward sizes against its reference, and the
+    /// fault-isolation path (needs a GPU). Exits non-zero on any failure.
+    Selftest {
+        #[arg(long, default_value_t = 0)]
+        gpu: usize,
+    },
     /// Compile one kernel template with NVRTC and print the resource report (no GPU needed).
     Compile {
         /// The .cu template.
         file: PathBuf,
         /// Target architecture, e.g. sm_90a, sm_86.
-        #[arg(long, default_value = "sm_90")]
+        #[arg(long, default_value = "sm_90a")]
         arch: String,
         /// Tunable values, NAME=VALUE (repeatable).
         #[arg(short = 'D', value_name = "NAME=VALUE")]
@@ -28,6 +46,65 @@ pub enum Command {
         #[arg(long)]
         log: bool,
     },
+    /// Internal: the measuring process the sweep runner starts.
+    #[command(hide = true)]
+    Worker {
+        #[arg(long, default_value_t = 0)]
+        gpu: usize,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct SweepArgs {
+    /// Kernel family (gemm, ...); its space is sweeps/<family>.toml.
+    pub family: String,
+    /// Use this sweep file instead of sweeps/<family>.toml.
+    #[arg(long)]
+    pub file: Option<PathBuf>,
+    /// Problem shape in the family's notation (GEMM: MxNxK); repeatable. Default: the sweep's.
+    #[arg(long = "shape", value_name = "SHAPE")]
+    pub shapes: Vec<String>,
+    /// bf16 or fp16; repeatable. Default: the sweep's.
+    #[arg(long = "dtype")]
+    pub dtypes: Vec<String>,
+    /// grid or random. Default: the sweep's.
+    #[arg(long)]
+    pub strategy: Option<String>,
+    /// Candidates to measure per shape (0 = all). Default: the sweep's.
+    #[arg(long)]
+    pub budget: Option<usize>,
+    /// Stop starting new candidates after this long (e.g. 90s, 10m); resume later.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub time_limit: Option<Duration>,
+    /// Seed for random sampling and inputs.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Results CSV. Default: a new reports/<family>-<time>.csv (with --resume: the newest one).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Continue an interrupted sweep: candidates already in the CSV are not measured again.
+    #[arg(long)]
+    pub resume: bool,
+    /// Tuned-config database to update. Default: reports/tuned.json.
+    #[arg(long)]
+    pub db: Option<PathBuf>,
+    /// Watchdog: a candidate that takes longer (verify + time) is killed and recorded.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
+    pub timeout: Duration,
+    /// Verification rounds per candidate, each on fresh random inputs.
+    #[arg(long, default_value_t = 2)]
+    pub checks: u32,
+    #[arg(long, default_value_t = 0)]
+    pub gpu: usize,
+    /// List the space after the constraints and compile it for --arch, without a GPU.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Architecture for --dry-run (sm_80, sm_86, sm_90a, ...).
+    #[arg(long, default_value = "sm_90a")]
+    pub arch: String,
+    /// With --dry-run: only enumerate, do not compile.
+    #[arg(long)]
+    pub no_compile: bool,
 }
 
 pub fn parse_defines(defs: &[String]) -> Result<BTreeMap<String, String>> {
@@ -35,7 +112,7 @@ pub fn parse_defines(defs: &[String]) -> Result<BTreeMap<String, String>> {
     for d in defs {
         let (k, v) = d.split_once('=').unwrap_or((d.as_str(), "1"));
         if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            anyhow::bail!("bad define {d:?}: expected NAME=VALUE with NAME made of letters, digits and _");
+            bail!("bad define {d:?}: expected NAME=VALUE with NAME made of letters, digits and _");
         }
         out.insert(k.to_string(), v.to_string());
     }
@@ -45,26 +122,127 @@ pub fn parse_defines(defs: &[String]) -> Result<BTreeMap<String, String>> {
 pub fn run() -> Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Compile { file, arch, define, log } => {
-            let source = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
-            let req = crate::gpu::nvrtc::CompileRequest {
-                name: file.display().to_string(),
-                source,
-                defines: parse_defines(&define)?,
-                arch,
-            };
-            let m = crate::gpu::nvrtc::compile(&req)?;
-            if log {
-                println!("{}", m.log.trim());
-            }
-            println!("compiled {} for {} with NVRTC {} in {:.0} ms ({} bytes of cubin)", req.name, m.arch, m.nvrtc_version, m.compile_ms, m.cubin.len());
-            for (name, r) in &m.resources {
-                println!(
-                    "  {name}: {} registers, {} B static smem, {} B stack, {} B spill stores, {} B spill loads",
-                    r.registers, r.static_smem_bytes, r.stack_bytes, r.spill_store_bytes, r.spill_load_bytes
-                );
-            }
+        Command::Devices { gpu } => devices(gpu),
+        Command::Sweep(a) => sweep(a),
+        Command::Selftest { gpu } => crate::selftest::run(gpu),
+        Command::Compile { file, arch, define, log } => compile(file, arch, define, log),
+        Command::Worker { gpu } => {
+            crate::tune::worker::serve(gpu)?;
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn devices(ordinal: usize) -> Result<ExitCode> {
+    use crate::gpu::{device::Gpu, libs, nvrtc};
+    let gpu = Gpu::open(ordinal)?;
+    let p = &gpu.props;
+    println!("GPU {ordinal}: {}", p.name);
+    println!("  compute capability  {} (kernels built for {})", p.cc(), p.arch());
+    println!("  SMs                 {}", p.sm_count);
+    println!("  memory              {:.1} GiB", p.total_mem_bytes as f64 / (1u64 << 30) as f64);
+    println!("  L2 cache            {:.1} MiB", p.l2_bytes as f64 / (1u64 << 20) as f64);
+    println!("  shared mem / block  {} KiB (opt-in)", p.max_smem_optin / 1024);
+    println!("  registers / block   {}", p.regs_per_block);
+    println!("  clocks              SM {} MHz, memory {} MHz, bus {} bits", p.sm_clock_mhz, p.mem_clock_mhz, p.bus_width_bits);
+    println!("  driver              CUDA {}", p.driver_version);
+    match libs::nvrtc() {
+        Ok(i) => println!(
+            "  NVRTC               {} at {} (found via {}), headers in {}",
+            nvrtc::version().unwrap_or_default(),
+            i.lib.display(),
+            i.how,
+            i.include_dir.display()
+        ),
+        Err(e) => println!("  NVRTC               not found: {e:#}"),
+    }
+    match libs::cublas() {
+        Ok(f) => println!("  cuBLAS              {} (found via {})", f.lib.display(), f.how),
+        Err(e) => println!("  cuBLAS              not found: {e:#}"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn compile(file: PathBuf, arch: String, define: Vec<String>, log: bool) -> Result<ExitCode> {
+    let source = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+    let req = crate::gpu::nvrtc::CompileRequest { name: file.display().to_string(), source, defines: parse_defines(&define)?, arch };
+    let m = crate::gpu::nvrtc::compile(&req)?;
+    if log {
+        println!("{}", m.log.trim());
+    }
+    println!("compiled {} for {} with NVRTC {} in {:.0} ms ({} bytes of cubin)", req.name, m.arch, m.nvrtc_version, m.compile_ms, m.cubin.len());
+    for (name, r) in &m.resources {
+        println!(
+            "  {name}: {} registers, {} B static smem, {} B stack, {} B spill stores, {} B spill loads",
+            r.registers, r.static_smem_bytes, r.stack_bytes, r.spill_store_bytes, r.spill_load_bytes
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn sweep(a: SweepArgs) -> Result<ExitCode> {
+    let sweep_path = a.file.clone().unwrap_or_else(|| crate::paths::sweep_file(&a.family));
+    if !sweep_path.is_file() {
+        let known: Vec<String> = std::fs::read_dir(crate::paths::project_root().join("sweeps"))
+            .map(|rd| {
+                rd.flatten()
+                    .filter_map(|e| e.path().file_stem().map(|s| s.to_string_lossy().to_string()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        bail!(
+            "no sweep file {} for family {:?}; sweep files present: {}. Pass --file path.toml for your own",
+            sweep_path.display(),
+            a.family,
+            if known.is_empty() { "none".to_string() } else { known.join(", ") }
+        );
+    }
+    if a.dry_run {
+        let ok = runner::dry_run(&sweep_path, &a.shapes, &a.dtypes, &a.arch, !a.no_compile)?;
+        return Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+    }
+    let strategy = a.strategy.as_deref().map(Strategy::parse).transpose()?;
+    let out_csv = match (&a.out, a.resume) {
+        (Some(p), _) => p.clone(),
+        (None, true) => crate::paths::latest_sweep_csv(&a.family).with_context(|| {
+            format!("--resume: no earlier reports/{}-*.csv to continue; pass --out <file>", a.family)
+        })?,
+        (None, false) => crate::paths::new_sweep_csv(&a.family),
+    };
+    let opts = SweepOptions {
+        sweep_path,
+        shapes: a.shapes,
+        dtypes: a.dtypes,
+        strategy,
+        budget: a.budget,
+        time_limit: a.time_limit,
+        seed: a.seed,
+        out_csv,
+        resume: a.resume,
+        db_path: a.db.unwrap_or_else(crate::paths::default_db),
+        timeout: a.timeout,
+        gpu: a.gpu,
+        checks: a.checks,
+        progress: true,
+    };
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let flag = interrupted.clone();
+    ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            // Second Ctrl-C: stop now. Rows already written are safe on disk.
+            std::process::exit(130);
+        }
+        eprintln!("\ninterrupted: finishing the current candidate (Ctrl-C again to stop at once)");
+    })
+    .ok();
+    let family = crate::kernels::family(&a.family)?;
+    let summary = runner::run_sweep(&opts, interrupted)?;
+    println!("\n{} — {} (cc {})", a.family, summary.gpu.name, summary.gpu.cc());
+    print!("{}", runner::format_table(&summary, family.peer()));
+    println!("results: {}  ·  tuned database: {}", summary.csv.display(), opts.db_path.display());
+    if summary.interrupted {
+        println!("interrupted: continue with `kernlab sweep {} --resume --out {}`", a.family, summary.csv.display());
+        return Ok(ExitCode::from(130));
+    }
+    Ok(ExitCode::SUCCESS)
 }

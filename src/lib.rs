@@ -10,5 +10,7 @@ pub mod kernels;
 pub mod llama;
 pub mod quant;
 pub mod report;
+pub mod paths;
 pub mod roofline;
+pub mod selftest;
 pub mod tune;

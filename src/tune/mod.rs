@@ -1,5 +1,10 @@
 //! Tuning loop: search spaces, strategies, runner, results and the tuned-config database.
+pub mod compile;
 pub mod db;
+pub mod pool;
+pub mod runner;
 pub mod record;
 pub mod space;
+pub mod strategy;
+pub mod winner;
 pub mod worker;

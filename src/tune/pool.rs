@@ -1,0 +1,148 @@
+//! The runner's side of the worker process: spawn, request with a watchdog, restart.
+
+use super::worker::{Request, Response};
+use crate::gpu::device::DeviceProps;
+use anyhow::{bail, Context, Result};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How a request ended.
+pub enum Reply {
+    Response(Response),
+    /// The worker exited (a fault kills it on purpose); the text is its stderr tail.
+    Died(String),
+    /// No answer before the watchdog fired; the worker has been killed.
+    TimedOut,
+}
+
+pub struct WorkerHandle {
+    child: Child,
+    stdin: ChildStdin,
+    lines: Receiver<String>,
+    stderr: Arc<Mutex<String>>,
+    pub props: DeviceProps,
+}
+
+impl WorkerHandle {
+    /// Starts `kernlab worker` on GPU `ordinal` and waits for it to report the device.
+    pub fn spawn(ordinal: usize) -> Result<WorkerHandle> {
+        let exe = std::env::current_exe().context("finding kernlab's own executable")?;
+        let mut cmd = Command::new(exe);
+        cmd.args(["worker", "--gpu", &ordinal.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Own process group: Ctrl-C reaches the runner, which stops cleanly, and not the
+            // worker mid-candidate (which would look like a fault).
+            .process_group(0);
+        let mut child = cmd.spawn().context("starting the worker process")?;
+        let stdin = child.stdin.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let stderr_pipe = child.stderr.take().unwrap();
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                match line {
+                    Ok(l) => {
+                        if tx.send(l).is_err() {
+                            break;
+                        }
+                    }
+                    Err(_) => break,
+                }
+            }
+        });
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let se = stderr.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr_pipe).lines().map_while(Result::ok) {
+                let mut s = se.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+                // Keep the tail only.
+                if s.len() > 8192 {
+                    let cut = s.len() - 4096;
+                    *s = s[cut..].to_string();
+                }
+            }
+        });
+        let mut h = WorkerHandle { child, stdin, lines: rx, stderr, props: placeholder_props() };
+        match h.wait(Duration::from_secs(180)) {
+            Reply::Response(Response::Hello { props }) => {
+                h.props = props;
+                Ok(h)
+            }
+            Reply::Response(other) => bail!("worker said {other:?} instead of hello"),
+            Reply::Died(err) => bail!("the GPU worker could not start:\n{}", err.trim()),
+            Reply::TimedOut => bail!("the GPU worker did not start within 180 s"),
+        }
+    }
+
+    fn wait(&mut self, timeout: Duration) -> Reply {
+        match self.lines.recv_timeout(timeout) {
+            Ok(line) => match serde_json::from_str::<Response>(&line) {
+                Ok(r) => Reply::Response(r),
+                Err(_) => Reply::Died(format!("worker wrote an unreadable line: {line}")),
+            },
+            Err(RecvTimeoutError::Disconnected) => {
+                let _ = self.child.wait();
+                // Give the stderr thread a moment to collect the last words.
+                std::thread::sleep(Duration::from_millis(50));
+                Reply::Died(self.stderr_tail())
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                self.kill();
+                Reply::TimedOut
+            }
+        }
+    }
+
+    pub fn stderr_tail(&self) -> String {
+        let s = self.stderr.lock().unwrap().clone();
+        let lines: Vec<&str> = s.lines().collect();
+        lines[lines.len().saturating_sub(6)..].join("\n")
+    }
+
+    /// Sends a request and waits for its answer, at most `timeout`.
+    pub fn request(&mut self, req: &Request, timeout: Duration) -> Reply {
+        let line = serde_json::to_string(req).expect("requests serialize");
+        if writeln!(self.stdin, "{line}").and_then(|_| self.stdin.flush()).is_err() {
+            let _ = self.child.wait();
+            return Reply::Died(self.stderr_tail());
+        }
+        self.wait(timeout)
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for WorkerHandle {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn placeholder_props() -> DeviceProps {
+    DeviceProps {
+        name: String::new(),
+        cc_major: 0,
+        cc_minor: 0,
+        sm_count: 0,
+        total_mem_bytes: 0,
+        l2_bytes: 0,
+        max_smem_optin: 0,
+        max_threads_per_block: 0,
+        regs_per_block: 0,
+        sm_clock_mhz: 0,
+        mem_clock_mhz: 0,
+        bus_width_bits: 0,
+        driver_version: String::new(),
+    }
+}
