@@ -8,11 +8,58 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 /// What a winner competes within: the same kernel family, dtype and problem shape.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// Ordered by family, dtype, then shape with numbers compared as numbers, so
+/// `16x4096` comes before `128x4096` in tables and charts.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ShapeKey {
     pub family: String,
     pub dtype: String,
     pub shape: String,
+}
+
+impl Ord for ShapeKey {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (&self.family, &self.dtype)
+            .cmp(&(&o.family, &o.dtype))
+            .then_with(|| natural_cmp(&self.shape, &o.shape))
+            .then_with(|| self.shape.cmp(&o.shape))
+    }
+}
+
+impl PartialOrd for ShapeKey {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+
+/// Compares text with runs of digits taken as numbers: `16x4096` < `128x4096`.
+pub fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    fn chunks(s: &str) -> Vec<(bool, &str)> {
+        let mut out = Vec::new();
+        let mut start = 0;
+        let bytes = s.as_bytes();
+        for i in 1..=bytes.len() {
+            if i == bytes.len() || bytes[i].is_ascii_digit() != bytes[start].is_ascii_digit() {
+                out.push((bytes[start].is_ascii_digit(), &s[start..i]));
+                start = i;
+            }
+        }
+        out
+    }
+    let (ca, cb) = (chunks(a), chunks(b));
+    for (x, y) in ca.iter().zip(cb.iter()) {
+        let ord = match (x, y) {
+            ((true, x), (true, y)) => {
+                let (x, y) = (x.trim_start_matches('0'), y.trim_start_matches('0'));
+                x.len().cmp(&y.len()).then_with(|| x.cmp(y))
+            }
+            ((_, x), (_, y)) => x.cmp(y),
+        };
+        if ord != std::cmp::Ordering::Equal {
+            return ord;
+        }
+    }
+    ca.len().cmp(&cb.len())
 }
 
 impl ShapeKey {
@@ -178,6 +225,15 @@ mod tests {
         let c = rec("a", 128, 11.0, 0.1, Status::Ok);
         let d = rec("a", 64, 10.0, 0.1, Status::Ok);
         assert_eq!(winners_per_shape(&[c, d.clone()])[0].key(), d.key());
+    }
+
+    #[test]
+    fn shapes_sort_naturally() {
+        use std::cmp::Ordering::*;
+        assert_eq!(natural_cmp("16x4096", "128x4096"), Less);
+        assert_eq!(natural_cmp("4096x4096x4096", "128x4096x4096"), Greater);
+        assert_eq!(natural_cmp("16x4096", "16x4096"), Equal);
+        assert_eq!(natural_cmp("", "a"), Less);
     }
 
     #[test]

@@ -130,6 +130,10 @@ pub fn plot_winner_vs_peer(records: &[CandidateRecord], caption: &Caption, out: 
             .map_err(draw_err)?;
         // The value itself inside our bar's top, so the chart reads without the axis.
         let (bx, by) = chart.backend_coord(&(i as f64 - w / 2.0, p.ours));
+        let (_, base) = chart.backend_coord(&(0.0, 0.0));
+        if base - by < 28 {
+            continue; // Too short to hold the text; the axis tells.
+        }
         root.draw(&Text::new(fmt_num(p.ours), (bx, by + 6), text(SMALL_SIZE).color(&WHITE).pos(Pos::new(HPos::Center, VPos::Top))))
             .map_err(draw_err)?;
     }

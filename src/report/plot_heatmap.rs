@@ -66,7 +66,7 @@ pub fn plot_param_heatmap(
     let root = BitMapBackend::new(out, size).into_drawing_area();
     root.fill(&WHITE).map_err(draw_err)?;
     let title = format!("{} — fastest time over {} × {}", key.label(), ax.name, ay.name);
-    let body = root.titled(&title, text(TITLE_SIZE - 4.0)).map_err(draw_err)?;
+    let body = root.margin(8, 0, 0, 0).titled(&title, text(TITLE_SIZE - 4.0)).map_err(draw_err)?;
     let mut note = format!("{} · {} · µs, lighter = faster · grey = no verified candidate", caption.gpu, caption.date);
     if let Some(p) = peer {
         note.push_str(&format!(" · peer {} µs", fmt_num(p)));

@@ -2,7 +2,7 @@
 //! points, and optionally every verified candidate as faint points behind them.
 
 use super::export::{winners_per_shape, ShapeKey};
-use super::labels::LabelPlacer;
+use super::labels::{Anchor, LabelPlacer};
 use super::style::*;
 use crate::roofline::{ridge_point, Ceilings};
 use crate::tune::record::{CandidateRecord, Status};
@@ -112,7 +112,9 @@ pub fn plot_roofline(ceilings: &Ceilings, records: &[CandidateRecord], opts: &Ro
     let (x0, x1) = log_range(xmin.min(1.0), xmax * 4.0, 1.5);
     let ys = winners.iter().chain(faint.iter()).map(|(_, p)| p.1);
     let ymin = ys.fold(f64::INFINITY, f64::min).min(dram * x0 / 1000.0 * 2.0).min(top / 100.0);
-    let (y0, y1) = log_range(ymin, top * 2.0, 1.2);
+    let (y0, _) = log_range(ymin, top, 1.2);
+    // Headroom above the highest roof for its label, without a mostly empty decade.
+    let y1 = top * 2.5;
 
     let root = BitMapBackend::new(out, opts.size).into_drawing_area();
     root.fill(&WHITE).map_err(draw_err)?;
@@ -127,7 +129,7 @@ pub fn plot_roofline(ceilings: &Ceilings, records: &[CandidateRecord], opts: &Ro
         .margin(20)
         .x_label_area_size(60)
         .y_label_area_size(90)
-        .build_cartesian_2d((x0..x1).log_scale(), (y0..y1).log_scale())
+        .build_cartesian_2d(log_axis(x0, x1), log_axis(y0, y1))
         .map_err(draw_err)?;
     chart
         .configure_mesh()
@@ -135,16 +137,20 @@ pub fn plot_roofline(ceilings: &Ceilings, records: &[CandidateRecord], opts: &Ro
         .y_desc("Performance (TFLOP/s)")
         .axis_desc_style(text(AXIS_DESC_SIZE))
         .label_style(text(TICK_SIZE))
-        .x_labels(30)
-        .y_labels(30)
-        .x_label_formatter(&|v| fmt_log_tick(*v))
-        .y_label_formatter(&|v| fmt_log_tick(*v))
+        .x_labels(40)
+        .y_labels(40)
+        .x_label_formatter(&|v| fmt_num(*v))
+        .y_label_formatter(&|v| fmt_num(*v))
         .bold_line_style(GRID_BOLD)
         .light_line_style(GRID_LIGHT)
         .draw()
         .map_err(draw_err)?;
 
     let mut placer = LabelPlacer::new();
+    // Ceiling labels must not cover the winners, which are drawn later.
+    for (_, p) in &winners {
+        placer.reserve(chart.backend_coord(p), 9);
+    }
     let line_style = ShapeStyle { color: CEILING_COLOR.to_rgba(), filled: false, stroke_width: 2 };
 
     // Bandwidth slopes: from the left edge up to where they meet the highest roof.
@@ -152,11 +158,16 @@ pub fn plot_roofline(ceilings: &Ceilings, records: &[CandidateRecord], opts: &Ro
         let xr = top * 1000.0 / s.value;
         let pts = vec![(x0, s.value * x0 / 1000.0), (xr.min(x1), (s.value * xr.min(x1) / 1000.0).min(top))];
         chart.draw_series(LineSeries::new(pts, line_style)).map_err(draw_err)?;
-        // Label a third of the way along the visible slope, just above it.
-        let (lx, ly) = along_slope(x0, xr.min(x1), y0, s.value);
-        let (px, py) = chart.backend_coord(&(lx, ly));
+        // Above-left of the slope (the side with no data), at the first free spot along it.
         let label = format!("{} {} GB/s", s.label, fmt_num(s.value));
-        placer.place_first(&root, &label, text(LABEL_SIZE), &[(px + 8, py - 12, HPos::Left, VPos::Bottom)])?;
+        let anchors: Vec<Anchor> = [0.3, 0.45, 0.15, 0.6, 0.75]
+            .iter()
+            .map(|f| {
+                let (px, py) = chart.backend_coord(&along_slope(x0, xr.min(x1), y0, s.value, *f));
+                (px - 6, py - 6, HPos::Right, VPos::Bottom)
+            })
+            .collect();
+        placer.place_first(&root, &label, text(LABEL_SIZE), &anchors)?;
     }
     // Compute roofs: from their ridge with DRAM to the right edge.
     for (i, r) in roofs.iter().enumerate() {
@@ -214,9 +225,6 @@ pub fn plot_roofline(ceilings: &Ceilings, records: &[CandidateRecord], opts: &Ro
             .legend(|(x, y)| Circle::new((x + 10, y), 4, RGBColor(120, 120, 120).mix(0.4).filled()));
     }
     // Winner labels last, so they avoid the ceiling labels and every winner marker.
-    for (_, p) in &winners {
-        placer.reserve(chart.backend_coord(p), 9);
-    }
     for (r, p) in &winners {
         let (px, py) = chart.backend_coord(p);
         let label = format!("{} {}", ShapeKey::of(r).shape, pct_suffix(r));
@@ -262,11 +270,11 @@ fn pct_suffix(r: &CandidateRecord) -> String {
     }
 }
 
-/// A point on the slope `bw` a third of the way (in log x) across its visible part.
-fn along_slope(x_left: f64, x_right: f64, y_floor: f64, bw: f64) -> (f64, f64) {
+/// A point on the slope `bw`, `frac` of the way (in log x) across its visible part.
+fn along_slope(x_left: f64, x_right: f64, y_floor: f64, bw: f64, frac: f64) -> (f64, f64) {
     // Start where the slope enters the plot (it may enter from the bottom edge).
     let x_enter = x_left.max(y_floor * 1000.0 / bw);
-    let lx = 10f64.powf(x_enter.log10() + (x_right.log10() - x_enter.log10()) / 4.0);
+    let lx = 10f64.powf(x_enter.log10() + (x_right.log10() - x_enter.log10()) * frac);
     (lx, bw * lx / 1000.0)
 }
 

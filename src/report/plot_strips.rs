@@ -45,7 +45,7 @@ pub fn plot_param_strips(records: &[CandidateRecord], key: &ShapeKey, caption: &
     let root = BitMapBackend::new(out, size).into_drawing_area();
     root.fill(&WHITE).map_err(draw_err)?;
     let title = format!("{} — time per candidate by parameter — {} — {}", key.label(), caption.gpu, caption.date);
-    let body = root.titled(&title, text(TITLE_SIZE - 2.0)).map_err(draw_err)?;
+    let body = root.margin(8, 0, 0, 0).titled(&title, text(TITLE_SIZE - 2.0)).map_err(draw_err)?;
     let (legend_area, body) = body.split_vertically(34);
     let mut legend = format!("{} verified candidates · red = winner", rows.len());
     if let Some(p) = peer {
@@ -93,7 +93,7 @@ fn draw_panel<DB: DrawingBackend>(
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(70)
-        .build_cartesian_2d(-0.5..(n as f64 - 0.5), (y0..y1).log_scale())
+        .build_cartesian_2d(-0.5..(n as f64 - 0.5), log_axis(y0, y1))
         .map_err(draw_err)?;
     chart
         .configure_mesh()
@@ -107,8 +107,8 @@ fn draw_panel<DB: DrawingBackend>(
                 String::new()
             }
         })
-        .y_labels(30)
-        .y_label_formatter(&|v| fmt_log_tick(*v))
+        .y_labels(40)
+        .y_label_formatter(&|v| fmt_num(*v))
         .y_desc("median time (µs)")
         .axis_desc_style(text(TICK_SIZE))
         .label_style(text(TICK_SIZE - 1.0))

@@ -4,6 +4,7 @@
 //! because CI machines and GPU boxes often have no system fonts at all.
 
 use anyhow::{anyhow, Result};
+use plotters::coord::combinators::{BindKeyPoints, LogCoord, WithKeyPoints};
 use plotters::prelude::*;
 use plotters::style::{register_font, FontStyle};
 use std::sync::OnceLock;
@@ -98,19 +99,39 @@ fn trim_zeros(s: &str) -> String {
     }
 }
 
-/// Tick label for a log axis: only 1, 2 and 5 times a power of ten get text, so labels
-/// never crowd; the other light grid lines stay unlabelled.
-pub fn fmt_log_tick(v: f64) -> String {
-    if !(v.is_finite() && v > 0.0) {
-        return String::new();
-    }
-    let mantissa = v / 10f64.powf(v.log10().floor());
-    let m = mantissa.round();
-    if (mantissa - m).abs() < 1e-6 && (m == 1.0 || m == 2.0 || m == 5.0) {
-        fmt_num(v)
+/// A log axis over `lo..hi` with our own tick positions: plotters' automatic log ticks
+/// start at the first power of ten inside the range, so a range like 20–110 µs got a
+/// single label. Labelled (bold) ticks are 1-2-5 steps when the range spans a few decades,
+/// powers of ten when it spans many, and finer steps when it spans less than one.
+pub fn log_axis(lo: f64, hi: f64) -> WithKeyPoints<LogCoord<f64>> {
+    let decades = (hi / lo).log10();
+    let bold_mantissas: &[f64] = if decades < 1.0 {
+        &[1.0, 1.5, 2.0, 3.0, 5.0, 7.0]
+    } else if decades <= 3.5 {
+        &[1.0, 2.0, 5.0]
     } else {
-        String::new()
+        &[1.0]
+    };
+    let light_mantissas: Vec<f64> = if decades <= 7.0 { (1..10).map(f64::from).collect() } else { vec![1.0] };
+    (lo..hi).log_scale().with_key_points(ticks(lo, hi, bold_mantissas)).with_light_points(ticks(lo, hi, &light_mantissas))
+}
+
+/// Every m × 10^k (m in `mantissas`) within `lo..=hi`, ascending.
+fn ticks(lo: f64, hi: f64, mantissas: &[f64]) -> Vec<f64> {
+    let mut out = Vec::new();
+    if !(lo > 0.0 && hi > lo && lo.is_finite() && hi.is_finite()) {
+        return out;
     }
+    for k in (lo.log10().floor() as i32)..=(hi.log10().ceil() as i32) {
+        for m in mantissas {
+            // Built from a decimal string so 0.1 × 3 prints as 0.3, not 0.30000000000000004.
+            let v: f64 = format!("{m}e{k}").parse().unwrap_or(f64::NAN);
+            if v >= lo * (1.0 - 1e-9) && v <= hi * (1.0 + 1e-9) {
+                out.push(v);
+            }
+        }
+    }
+    out
 }
 
 /// Decade-aligned range covering `lo..hi` (both > 0), with `pad` as a factor of headroom.
@@ -162,9 +183,9 @@ mod tests {
         assert_eq!(fmt_num(42.0), "42");
         assert_eq!(fmt_num(1500.0), "1500");
         assert_eq!(fmt_num(12000.0), "12k");
-        assert_eq!(fmt_log_tick(200.0), "200");
-        assert_eq!(fmt_log_tick(300.0), "");
-        assert_eq!(fmt_log_tick(0.05), "0.05");
+        assert_eq!(ticks(0.1, 10.0, &[1.0, 2.0, 5.0]), vec![0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0]);
+        assert_eq!(ticks(20.0, 110.0, &[1.0, 2.0, 5.0]), vec![20.0, 50.0, 100.0]);
+        assert!(ticks(0.0, 1.0, &[1.0]).is_empty());
     }
 
     #[test]
