@@ -4,8 +4,8 @@
 mod report_support;
 
 use kernlab::report::{
-    heatmap_axes, plot_param_heatmap, plot_param_strips, plot_roofline, plot_winner_vs_peer, roofline_png_name, Caption,
-    RooflineOptions, ShapeKey,
+    heatmap_axes, plot_param_heatmap, plot_param_strips, plot_roofline, plot_winner_vs_peer, roofline_png_name,
+    Caption, RooflineOptions, ShapeKey,
 };
 use report_support::*;
 

@@ -6,7 +6,7 @@
 
 use super::export::{params_text, peer_time_us, peers_per_shape, status_counts, winners_per_shape, ShapeKey};
 use super::plot_heatmap::{heatmap_axes, plot_param_heatmap};
-use super::plot_roofline::{plot_roofline, roofline_point, roofline_png_name, RooflineOptions};
+use super::plot_roofline::{plot_roofline, roofline_png_name, roofline_point, RooflineOptions};
 use super::style::{fmt_num, slug};
 use super::sweep_params::{param_axes, ranked_rows, ranked_shapes};
 use super::{plot_param_strips, plot_winner_vs_peer, Caption};
@@ -269,7 +269,12 @@ fn render_page(
     writeln!(h, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">")?;
     writeln!(h, "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">")?;
     writeln!(h, "<title>kernlab report</title><style>{STYLE}</style></head><body>")?;
-    writeln!(h, "<h1>kernlab report</h1><p class=\"muted\">Generated {} from {} sweep file(s).</p>", escape(&now), sweeps.len())?;
+    writeln!(
+        h,
+        "<h1>kernlab report</h1><p class=\"muted\">Generated {} from {} sweep file(s).</p>",
+        escape(&now),
+        sweeps.len()
+    )?;
     if !warnings.is_empty() {
         writeln!(h, "<div class=\"warn\"><b>Skipped</b><ul>")?;
         for w in warnings {
@@ -296,7 +301,12 @@ fn render_page(
     if !sweeps.is_empty() {
         writeln!(h, "<h2>Sweeps</h2><ul>")?;
         for s in sweeps {
-            writeln!(h, "<li><a href=\"#sweep-{id}\">{name}</a></li>", id = escape(&slug(&s.stem)), name = escape(&s.stem))?;
+            writeln!(
+                h,
+                "<li><a href=\"#sweep-{id}\">{name}</a></li>",
+                id = escape(&slug(&s.stem)),
+                name = escape(&s.stem)
+            )?;
         }
         writeln!(h, "</ul>")?;
     }
@@ -311,11 +321,11 @@ fn render_page(
 /// The ceilings that apply to a sweep: those of its GPU, or the only ones there are.
 fn ceilings_for<'a>(ceilings: &'a [(PathBuf, Ceilings)], records: &[CandidateRecord]) -> Option<&'a Ceilings> {
     let gpu = records.iter().map(|r| r.gpu.as_str()).find(|g| !g.is_empty());
-    ceilings
-        .iter()
-        .map(|(_, c)| c)
-        .find(|c| Some(c.gpu.as_str()) == gpu)
-        .or(if ceilings.len() == 1 { Some(&ceilings[0].1) } else { None })
+    ceilings.iter().map(|(_, c)| c).find(|c| Some(c.gpu.as_str()) == gpu).or(if ceilings.len() == 1 {
+        Some(&ceilings[0].1)
+    } else {
+        None
+    })
 }
 
 fn ceilings_table(c: &Ceilings, path: &Path, html_dir: &Path) -> String {

@@ -18,6 +18,44 @@ struct Pair {
     speedup: Option<f64>,
 }
 
+/// What the bars measure.
+#[derive(Clone, Copy, PartialEq)]
+enum Metric {
+    /// % of the roofline bound: comparable across shapes of any size and across memory-
+    /// and compute-bound kernels, so it is preferred whenever every winner has it.
+    PctOfBound,
+    Tflops,
+    TimeUs,
+}
+
+impl Metric {
+    fn choose(winners: &[&CandidateRecord]) -> Metric {
+        let all = |f: fn(&CandidateRecord) -> Option<f64>| {
+            winners.iter().all(|w| f(w).is_some_and(|v| v.is_finite() && v > 0.0))
+        };
+        if all(|w| w.pct_of_bound) {
+            Metric::PctOfBound
+        } else if all(|w| w.tflops) {
+            Metric::Tflops
+        } else {
+            Metric::TimeUs
+        }
+    }
+    fn axis(self) -> &'static str {
+        match self {
+            Metric::PctOfBound => "% of roofline bound (higher is better)",
+            Metric::Tflops => "TFLOP/s (higher is better)",
+            Metric::TimeUs => "median time, µs (lower is better)",
+        }
+    }
+    fn value_text(self, v: f64) -> String {
+        match self {
+            Metric::PctOfBound => format!("{v:.0}%"),
+            _ => fmt_num(v),
+        }
+    }
+}
+
 /// Writes the bar chart of every shape's winner against its peer in `records` to `out`.
 pub fn plot_winner_vs_peer(records: &[CandidateRecord], caption: &Caption, out: &Path) -> Result<()> {
     ensure_font()?;
@@ -26,8 +64,7 @@ pub fn plot_winner_vs_peer(records: &[CandidateRecord], caption: &Caption, out: 
         bail!("no verified, timed candidates; no winner to compare with a peer");
     }
     let peers = peers_per_shape(records);
-    // TFLOP/s reads as "higher is better" and compares across shapes; time only if needed.
-    let use_rate = winners.iter().all(|w| w.tflops.is_some_and(|t| t > 0.0));
+    let metric = Metric::choose(&winners);
     let several_kinds = {
         let mut k: Vec<(&str, &str)> = winners.iter().map(|w| (w.family.as_str(), w.dtype.as_str())).collect();
         k.dedup();
@@ -40,12 +77,11 @@ pub fn plot_winner_vs_peer(records: &[CandidateRecord], caption: &Caption, out: 
             let peer_t = peer_time_us(w, &peers);
             let key = ShapeKey::of(w);
             let label = if several_kinds { format!("{} {} {}", key.family, key.dtype, key.shape) } else { key.shape };
-            let (ours, peer) = if use_rate {
-                // Same FLOPs for both, so the peer's rate scales by the time ratio.
-                let r = w.tflops?;
-                (r, peer_t.map(|p| r * ours_t / p))
-            } else {
-                (ours_t, peer_t)
+            let (ours, peer) = match metric {
+                // Same work for both, so the peer's rate is ours scaled by the time ratio.
+                Metric::PctOfBound => (w.pct_of_bound?, peer_t.map(|p| w.pct_of_bound.unwrap_or(0.0) * ours_t / p)),
+                Metric::Tflops => (w.tflops?, peer_t.map(|p| w.tflops.unwrap_or(0.0) * ours_t / p)),
+                Metric::TimeUs => (ours_t, peer_t),
             };
             Some(Pair { label, ours, peer, speedup: peer_t.map(|p| p / ours_t) })
         })
@@ -85,7 +121,7 @@ pub fn plot_winner_vs_peer(records: &[CandidateRecord], caption: &Caption, out: 
             }
         })
         .y_label_formatter(&|v| fmt_num(*v))
-        .y_desc(if use_rate { "TFLOP/s (higher is better)" } else { "median time, µs (lower is better)" })
+        .y_desc(metric.axis())
         .x_desc("shape")
         .axis_desc_style(text(AXIS_DESC_SIZE))
         .label_style(text(TICK_SIZE))
@@ -126,16 +162,24 @@ pub fn plot_winner_vs_peer(records: &[CandidateRecord], caption: &Caption, out: 
             Some(_) => RGBColor(180, 30, 30),
             None => RGBColor(100, 100, 100),
         };
-        root.draw(&Text::new(label, (px, py - 8), text(LABEL_SIZE).color(&ink).pos(Pos::new(HPos::Center, VPos::Bottom))))
-            .map_err(draw_err)?;
+        root.draw(&Text::new(
+            label,
+            (px, py - 8),
+            text(LABEL_SIZE).color(&ink).pos(Pos::new(HPos::Center, VPos::Bottom)),
+        ))
+        .map_err(draw_err)?;
         // The value itself inside our bar's top, so the chart reads without the axis.
         let (bx, by) = chart.backend_coord(&(i as f64 - w / 2.0, p.ours));
         let (_, base) = chart.backend_coord(&(0.0, 0.0));
         if base - by < 28 {
             continue; // Too short to hold the text; the axis tells.
         }
-        root.draw(&Text::new(fmt_num(p.ours), (bx, by + 6), text(SMALL_SIZE).color(&WHITE).pos(Pos::new(HPos::Center, VPos::Top))))
-            .map_err(draw_err)?;
+        root.draw(&Text::new(
+            metric.value_text(p.ours),
+            (bx, by + 6),
+            text(SMALL_SIZE).color(&WHITE).pos(Pos::new(HPos::Center, VPos::Top)),
+        ))
+        .map_err(draw_err)?;
     }
     chart
         .configure_series_labels()

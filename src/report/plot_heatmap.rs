@@ -47,7 +47,10 @@ pub fn plot_param_heatmap(
     let axes = param_axes(&rows);
     let find = |n: &str| axes.iter().find(|a| a.name == n).cloned();
     let (Some(ax), Some(ay)) = (find(x_param), find(y_param)) else {
-        bail!("{}: parameters {x_param:?} and {y_param:?} must both take two or more values among verified candidates", key.label());
+        bail!(
+            "{}: parameters {x_param:?} and {y_param:?} must both take two or more values among verified candidates",
+            key.label()
+        );
     };
     let grid = best_grid(&rows, &ax, &ay);
     let finite = grid.iter().flatten().flatten().copied();
@@ -62,7 +65,8 @@ pub fn plot_param_heatmap(
 
     let (nx, ny) = (ax.levels.len(), ay.levels.len());
     let cell = (900 / nx.max(ny) as u32).clamp(50, 110);
-    let size = ((cell * nx as u32 + 260).max(760), cell * ny as u32 + 250);
+    let y_label_w = ay.levels.iter().map(|l| l.chars().count() as u32).max().unwrap_or(4) * 10 + 50;
+    let size = ((cell * nx as u32 + 180 + y_label_w).max(760), cell * ny as u32 + 250);
     let root = BitMapBackend::new(out, size).into_drawing_area();
     root.fill(&WHITE).map_err(draw_err)?;
     let title = format!("{} — fastest time over {} × {}", key.label(), ax.name, ay.name);
@@ -78,7 +82,8 @@ pub fn plot_param_heatmap(
     let mut chart = ChartBuilder::on(&body)
         .margin(16)
         .x_label_area_size(60)
-        .y_label_area_size(80)
+        // Wide enough for the longest y label (variant names can be long).
+        .y_label_area_size(ly.iter().map(|l| l.chars().count() as u32).max().unwrap_or(4) * 10 + 50)
         .build_cartesian_2d(-0.5..(nx as f64 - 0.5), -0.5..(ny as f64 - 0.5))
         .map_err(draw_err)?;
     let fmt = |levels: &Vec<String>, v: f64| {

@@ -83,7 +83,12 @@ fn title_date(c: &Ceilings, opts: &RooflineOptions) -> String {
 /// Draws the roofline of `ceilings` with the winners (and, if asked, all verified
 /// candidates) of `records` to a PNG at `out`. Records without an intensity or a rate
 /// (failures, rows of kernels that declare no FLOPs) are skipped.
-pub fn plot_roofline(ceilings: &Ceilings, records: &[CandidateRecord], opts: &RooflineOptions, out: &Path) -> Result<()> {
+pub fn plot_roofline(
+    ceilings: &Ceilings,
+    records: &[CandidateRecord],
+    opts: &RooflineOptions,
+    out: &Path,
+) -> Result<()> {
     ensure_font()?;
     let roofs = compute_roofs(ceilings);
     let slopes = bandwidths(ceilings);
@@ -211,7 +216,9 @@ pub fn plot_roofline(ceilings: &Ceilings, records: &[CandidateRecord], opts: &Ro
         }
         chart
             .draw_series(pts.iter().map(|p| {
-                EmptyElement::at(*p) + Circle::new((0, 0), 8, c.filled()) + Circle::new((0, 0), 8, BLACK.stroke_width(1))
+                EmptyElement::at(*p)
+                    + Circle::new((0, 0), 8, c.filled())
+                    + Circle::new((0, 0), 8, BLACK.stroke_width(1))
             }))
             .map_err(draw_err)?
             .label(format!("{family} (winners)"))

@@ -51,9 +51,7 @@ pub fn plot_param_strips(records: &[CandidateRecord], key: &ShapeKey, caption: &
     if let Some(p) = peer {
         legend.push_str(&format!(" · dashed = {peer_name} {} µs", fmt_num(p)));
     }
-    legend_area
-        .draw(&Text::new(legend, (10, 6), text(LABEL_SIZE).color(&RGBColor(60, 60, 60))))
-        .map_err(draw_err)?;
+    legend_area.draw(&Text::new(legend, (10, 6), text(LABEL_SIZE).color(&RGBColor(60, 60, 60)))).map_err(draw_err)?;
 
     // One y range for all panels so they compare at a glance.
     let times = rows.iter().filter_map(|r| r.median_us()).chain(peer);
@@ -125,9 +123,7 @@ fn draw_panel<DB: DrawingBackend>(
         Some(i as f64 + jitter(r))
     };
     let pts: Vec<(f64, f64)> = rows.iter().filter_map(|r| Some((x_of(r)?, r.median_us()?))).collect();
-    chart
-        .draw_series(pts.iter().map(|p| Circle::new(*p, 4, series_color(0).mix(0.55).filled())))
-        .map_err(draw_err)?;
+    chart.draw_series(pts.iter().map(|p| Circle::new(*p, 4, series_color(0).mix(0.55).filled()))).map_err(draw_err)?;
     if let Some(p) = peer {
         let style = ShapeStyle { color: PEER_COLOR.to_rgba(), filled: false, stroke_width: 2 };
         chart

@@ -113,7 +113,11 @@ pub fn log_axis(lo: f64, hi: f64) -> WithKeyPoints<LogCoord<f64>> {
         &[1.0]
     };
     let light_mantissas: Vec<f64> = if decades <= 7.0 { (1..10).map(f64::from).collect() } else { vec![1.0] };
-    (lo..hi).log_scale().with_key_points(ticks(lo, hi, bold_mantissas)).with_light_points(ticks(lo, hi, &light_mantissas))
+    (lo..hi).log_scale().with_key_points(ticks(lo, hi, bold_mantissas)).with_light_points(ticks(
+        lo,
+        hi,
+        &light_mantissas,
+    ))
 }
 
 /// Every m × 10^k (m in `mantissas`) within `lo..=hi`, ascending.
@@ -155,10 +159,8 @@ pub fn tight_log_range(lo: f64, hi: f64, pad: f64) -> (f64, f64) {
 
 /// Turns any label into a file-name piece: `[A-Za-z0-9._-]`, everything else `_`.
 pub fn slug(s: &str) -> String {
-    let out: String = s
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' })
-        .collect();
+    let out: String =
+        s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' }).collect();
     let out = out.trim_matches('.').to_string();
     if out.is_empty() {
         "_".to_string()
@@ -179,7 +181,7 @@ mod tests {
     #[test]
     fn numbers_read_well() {
         assert_eq!(fmt_num(0.5), "0.5");
-        assert_eq!(fmt_num(3.14159), "3.14");
+        assert_eq!(fmt_num(3.456), "3.46");
         assert_eq!(fmt_num(42.0), "42");
         assert_eq!(fmt_num(1500.0), "1500");
         assert_eq!(fmt_num(12000.0), "12k");

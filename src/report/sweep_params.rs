@@ -107,7 +107,7 @@ mod tests {
     #[test]
     fn ranks_parameters_by_effect() {
         // BM matters 5× (best 10 vs 50 µs), STAGES 1.25×; FIXED and the single variant do not vary.
-        let rs = vec![rec(64, 2, 10.0), rec(128, 2, 40.0), rec(64, 3, 12.5), rec(256, 3, 50.0)];
+        let rs = [rec(64, 2, 10.0), rec(128, 2, 40.0), rec(64, 3, 12.5), rec(256, 3, 50.0)];
         let rows: Vec<&CandidateRecord> = rs.iter().collect();
         let axes = param_axes(&rows);
         assert_eq!(axes.len(), 2);

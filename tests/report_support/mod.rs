@@ -83,7 +83,7 @@ pub fn gemm_records() -> Vec<CandidateRecord> {
                             });
                             continue;
                         }
-                        if i % 17 == 0 {
+                        if i.is_multiple_of(17) {
                             out.push(CandidateRecord { status: Some(Status::Wrong), max_rel_err: Some(0.3), ..base });
                             continue;
                         }
@@ -91,7 +91,15 @@ pub fn gemm_records() -> Vec<CandidateRecord> {
                         let bm_pen = ((bm as f64).log2() - if m < 64.0 { 5.0 } else { 7.0 }).abs() * 0.35;
                         let bn_pen = ((bn as f64).log2() - 7.0).abs() * 0.12;
                         let st_pen = (stages as f64 - 3.0).abs() * 0.04;
-                        let v_pen = if variant == "mma_splitk" { if m < 64.0 { -0.05 } else { 0.15 } } else { 0.0 };
+                        let v_pen = if variant == "mma_splitk" {
+                            if m < 64.0 {
+                                -0.05
+                            } else {
+                                0.15
+                            }
+                        } else {
+                            0.0
+                        };
                         let noise = ((i * 2654435761) % 1000) as f64 / 1000.0 * 0.05;
                         let t = ideal_us / 0.85 * (1.0 + bm_pen + bn_pen + st_pen + v_pen + noise);
                         let mut r = measured(CandidateRecord { status: Some(Status::Ok), ..base }, flops, bytes, t, &c);
