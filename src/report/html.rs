@@ -163,7 +163,11 @@ pub fn build_report_with(opts: &ReportOptions) -> Result<ReportSummary> {
 
 /// Bars over all shapes, then a strip chart (and heat map if two parameters varied) per shape.
 fn draw_sweep_charts(dir: &Path, s: &mut Sweep, warnings: &mut Vec<String>) {
-    let caption = Caption::for_records(&s.records);
+    let mut caption = Caption::for_records(&s.records);
+    // Rows carry no timestamp; the CSV's last write is when the sweep last measured.
+    if let Ok(modified) = std::fs::metadata(&s.csv).and_then(|m| m.modified()) {
+        caption.date = chrono::DateTime::<chrono::Local>::from(modified).format("%Y-%m-%d").to_string();
+    }
     let mut push = |res: Result<()>, path: PathBuf, alt: String, charts: &mut Vec<Chart>| match res {
         Ok(()) => charts.push(Chart { path, alt }),
         Err(e) => warnings.push(format!("{}: {e:#}", path.display())),
