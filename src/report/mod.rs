@@ -1,1 +1,42 @@
 //! Reports: CSV/JSON exporters, PNG charts (plotters) and the HTML page.
+//!
+//! Every chart writer is a function of records (and ceilings) and an output path, so the
+//! CLI, the HTML builder and the tests call the same code. Entry points:
+//!
+//! - `kernlab roofline` → [`plot_roofline`] into [`roofline_png_name`];
+//! - `kernlab report`   → [`build_report`] (or [`build_report_with`] to pass ceilings kept
+//!   elsewhere, e.g. beside the tuned database).
+
+pub mod export;
+pub mod html;
+mod labels;
+pub mod plot_bars;
+pub mod plot_heatmap;
+pub mod plot_roofline;
+pub mod plot_strips;
+pub mod style;
+pub mod sweep_params;
+
+pub use export::{peers_per_shape, records_to_json, winners_per_shape, write_records_json, ShapeKey};
+pub use html::{build_report, build_report_with, ReportOptions, ReportSummary, SweepSummary};
+pub use plot_bars::plot_winner_vs_peer;
+pub use plot_heatmap::{heatmap_axes, plot_param_heatmap};
+pub use plot_roofline::{plot_roofline, roofline_png_name, RooflineOptions};
+pub use plot_strips::plot_param_strips;
+
+use crate::tune::record::CandidateRecord;
+
+/// What every chart title names besides its subject: the GPU and the date.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caption {
+    pub gpu: String,
+    pub date: String,
+}
+
+impl Caption {
+    /// GPU from the first row that names one, date of today (local time).
+    pub fn for_records(records: &[CandidateRecord]) -> Caption {
+        let gpu = records.iter().map(|r| r.gpu.trim()).find(|g| !g.is_empty()).unwrap_or("unknown GPU");
+        Caption { gpu: gpu.to_string(), date: chrono::Local::now().format("%Y-%m-%d").to_string() }
+    }
+}

@@ -1,0 +1,103 @@
+//! Greedy text placement: try a few anchor positions per label and take the first whose
+//! box overlaps nothing placed before, so point labels stay readable on crowded charts.
+
+use super::style::draw_err;
+use anyhow::Result;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+
+/// Pixel rectangle: left, top, right, bottom.
+type Rect = (i32, i32, i32, i32);
+
+#[derive(Default)]
+pub struct LabelPlacer {
+    taken: Vec<Rect>,
+}
+
+/// One candidate anchor: pixel position and how the text hangs off it.
+pub type Anchor = (i32, i32, HPos, VPos);
+
+fn overlaps(a: &Rect, b: &Rect) -> bool {
+    a.0 < b.2 && b.0 < a.2 && a.1 < b.3 && b.1 < a.3
+}
+
+fn rect_of((x, y, h, v): Anchor, (w, ht): (i32, i32)) -> Rect {
+    let left = match h {
+        HPos::Left => x,
+        HPos::Right => x - w,
+        HPos::Center => x - w / 2,
+    };
+    let top = match v {
+        VPos::Top => y,
+        VPos::Bottom => y - ht,
+        VPos::Center => y - ht / 2,
+    };
+    // A little air around each label.
+    (left - 2, top - 2, left + w + 2, top + ht + 2)
+}
+
+impl LabelPlacer {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Marks an area (a marker, say) that labels must not cover.
+    pub fn reserve(&mut self, center: (i32, i32), radius: i32) {
+        self.taken.push((center.0 - radius, center.1 - radius, center.0 + radius, center.1 + radius));
+    }
+
+    /// Draws `label` at the first free anchor; returns false (drawing nothing) if every
+    /// anchor collides or leaves the canvas.
+    pub fn place_if_free<DB: DrawingBackend>(
+        &mut self,
+        area: &DrawingArea<DB, Shift>,
+        label: &str,
+        style: TextStyle,
+        anchors: &[Anchor],
+    ) -> Result<bool> {
+        self.place(area, label, style, anchors, false)
+    }
+
+    /// Like [`place_if_free`](Self::place_if_free), but when nothing is free the label
+    /// goes at the first anchor anyway (for labels a chart cannot do without).
+    pub fn place_first<DB: DrawingBackend>(
+        &mut self,
+        area: &DrawingArea<DB, Shift>,
+        label: &str,
+        style: TextStyle,
+        anchors: &[Anchor],
+    ) -> Result<bool> {
+        self.place(area, label, style, anchors, true)
+    }
+
+    fn place<DB: DrawingBackend>(
+        &mut self,
+        area: &DrawingArea<DB, Shift>,
+        label: &str,
+        style: TextStyle,
+        anchors: &[Anchor],
+        force: bool,
+    ) -> Result<bool> {
+        if label.is_empty() || anchors.is_empty() {
+            return Ok(false);
+        }
+        let (w, h) = area.estimate_text_size(label, &style).map_err(draw_err)?;
+        let size = (w as i32, h as i32);
+        let (cw, ch) = area.dim_in_pixel();
+        let inside = |r: &Rect| r.0 >= 0 && r.1 >= 0 && r.2 <= cw as i32 && r.3 <= ch as i32;
+        let free = anchors.iter().copied().find(|a| {
+            let r = rect_of(*a, size);
+            inside(&r) && !self.taken.iter().any(|t| overlaps(t, &r))
+        });
+        let chosen = match (free, force) {
+            (Some(a), _) => a,
+            (None, true) => anchors[0],
+            (None, false) => return Ok(false),
+        };
+        self.taken.push(rect_of(chosen, size));
+        let (x, y, hp, vp) = chosen;
+        area.draw(&Text::new(label.to_string(), (x, y), style.pos(Pos::new(hp, vp)))).map_err(draw_err)?;
+        Ok(true)
+    }
+}

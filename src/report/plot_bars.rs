@@ -1,0 +1,195 @@
+//! Winner vs peer per shape: two bars per shape (TFLOP/s when every winner has a FLOP
+//! count, else time) with the speedup over the peer written above each pair.
+
+use super::export::{peer_time_us, peers_per_shape, winners_per_shape, ShapeKey};
+use super::style::*;
+use super::Caption;
+use crate::tune::record::CandidateRecord;
+use anyhow::{bail, Result};
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+use std::path::Path;
+
+struct Pair {
+    label: String,
+    ours: f64,
+    peer: Option<f64>,
+    /// Peer time / our time: > 1 means we are faster.
+    speedup: Option<f64>,
+}
+
+/// What the bars measure.
+#[derive(Clone, Copy, PartialEq)]
+enum Metric {
+    /// % of the roofline bound: comparable across shapes of any size and across memory-
+    /// and compute-bound kernels, so it is preferred whenever every winner has it.
+    PctOfBound,
+    Tflops,
+    TimeUs,
+}
+
+impl Metric {
+    fn choose(winners: &[&CandidateRecord]) -> Metric {
+        let all = |f: fn(&CandidateRecord) -> Option<f64>| {
+            winners.iter().all(|w| f(w).is_some_and(|v| v.is_finite() && v > 0.0))
+        };
+        if all(|w| w.pct_of_bound) {
+            Metric::PctOfBound
+        } else if all(|w| w.tflops) {
+            Metric::Tflops
+        } else {
+            Metric::TimeUs
+        }
+    }
+    fn axis(self) -> &'static str {
+        match self {
+            Metric::PctOfBound => "% of roofline bound (higher is better)",
+            Metric::Tflops => "TFLOP/s (higher is better)",
+            Metric::TimeUs => "median time, µs (lower is better)",
+        }
+    }
+    fn value_text(self, v: f64) -> String {
+        match self {
+            Metric::PctOfBound => format!("{v:.0}%"),
+            _ => fmt_num(v),
+        }
+    }
+}
+
+/// Writes the bar chart of every shape's winner against its peer in `records` to `out`.
+pub fn plot_winner_vs_peer(records: &[CandidateRecord], caption: &Caption, out: &Path) -> Result<()> {
+    ensure_font()?;
+    let winners = winners_per_shape(records);
+    if winners.is_empty() {
+        bail!("no verified, timed candidates; no winner to compare with a peer");
+    }
+    let peers = peers_per_shape(records);
+    let metric = Metric::choose(&winners);
+    let several_kinds = {
+        let mut k: Vec<(&str, &str)> = winners.iter().map(|w| (w.family.as_str(), w.dtype.as_str())).collect();
+        k.dedup();
+        k.len() > 1
+    };
+    let pairs: Vec<Pair> = winners
+        .iter()
+        .filter_map(|w| {
+            let ours_t = w.median_us()?;
+            let peer_t = peer_time_us(w, &peers);
+            let key = ShapeKey::of(w);
+            let label = if several_kinds { format!("{} {} {}", key.family, key.dtype, key.shape) } else { key.shape };
+            let (ours, peer) = match metric {
+                // Same work for both, so the peer's rate is ours scaled by the time ratio.
+                Metric::PctOfBound => (w.pct_of_bound?, peer_t.map(|p| w.pct_of_bound.unwrap_or(0.0) * ours_t / p)),
+                Metric::Tflops => (w.tflops?, peer_t.map(|p| w.tflops.unwrap_or(0.0) * ours_t / p)),
+                Metric::TimeUs => (ours_t, peer_t),
+            };
+            Some(Pair { label, ours, peer, speedup: peer_t.map(|p| p / ours_t) })
+        })
+        .collect();
+
+    let n = pairs.len();
+    let ymax = pairs.iter().flat_map(|p| [Some(p.ours), p.peer]).flatten().fold(0.0, f64::max);
+    let longest = pairs.iter().map(|p| p.label.len()).max().unwrap_or(0) as u32;
+    let slot = (longest * 9 + 30).clamp(150, 320);
+    let size = ((slot * n as u32 + 200).max(800), 650);
+    let root = BitMapBackend::new(out, size).into_drawing_area();
+    root.fill(&WHITE).map_err(draw_err)?;
+    let what = if several_kinds {
+        "winners vs peer".to_string()
+    } else {
+        format!("{} {} winner vs peer", winners[0].family, winners[0].dtype)
+    };
+    let title = format!("{what} — {} — {}", caption.gpu, caption.date);
+    let labels: Vec<String> = pairs.iter().map(|p| p.label.clone()).collect();
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, text(TITLE_SIZE - 2.0))
+        .margin(20)
+        .x_label_area_size(50)
+        .y_label_area_size(80)
+        .build_cartesian_2d(-0.5..(n as f64 - 0.5), 0.0..ymax * 1.22)
+        .map_err(draw_err)?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(n.min(40))
+        .x_label_formatter(&|v| {
+            let i = v.round();
+            if (v - i).abs() < 1e-6 && i >= 0.0 {
+                labels.get(i as usize).cloned().unwrap_or_default()
+            } else {
+                String::new()
+            }
+        })
+        .y_label_formatter(&|v| fmt_num(*v))
+        .y_desc(metric.axis())
+        .x_desc("shape")
+        .axis_desc_style(text(AXIS_DESC_SIZE))
+        .label_style(text(TICK_SIZE))
+        .bold_line_style(GRID_BOLD)
+        .light_line_style(GRID_LIGHT)
+        .draw()
+        .map_err(draw_err)?;
+
+    let ours_color = series_color(0);
+    let peer_color = RGBColor(170, 170, 170);
+    let w = 0.36;
+    chart
+        .draw_series(pairs.iter().enumerate().map(|(i, p)| {
+            let x = i as f64;
+            Rectangle::new([(x - w, 0.0), (x - 0.01, p.ours)], ours_color.filled())
+        }))
+        .map_err(draw_err)?
+        .label("kernlab winner")
+        .legend(move |(x, y)| Rectangle::new([(x, y - 7), (x + 18, y + 7)], ours_color.filled()));
+    chart
+        .draw_series(pairs.iter().enumerate().filter_map(|(i, p)| {
+            let x = i as f64;
+            p.peer.map(|v| Rectangle::new([(x + 0.01, 0.0), (x + w, v)], peer_color.filled()))
+        }))
+        .map_err(draw_err)?
+        .label("peer (cuBLAS / PyTorch, same run)")
+        .legend(move |(x, y)| Rectangle::new([(x, y - 7), (x + 18, y + 7)], peer_color.filled()));
+
+    for (i, p) in pairs.iter().enumerate() {
+        let top = p.peer.map_or(p.ours, |v| v.max(p.ours));
+        let (px, py) = chart.backend_coord(&(i as f64, top));
+        let label = match p.speedup {
+            Some(s) => format!("{s:.2}× vs peer"),
+            None => "no peer".to_string(),
+        };
+        let ink = match p.speedup {
+            Some(s) if s >= 1.0 => RGBColor(20, 120, 40),
+            Some(_) => RGBColor(180, 30, 30),
+            None => RGBColor(100, 100, 100),
+        };
+        root.draw(&Text::new(
+            label,
+            (px, py - 8),
+            text(LABEL_SIZE).color(&ink).pos(Pos::new(HPos::Center, VPos::Bottom)),
+        ))
+        .map_err(draw_err)?;
+        // The value itself inside our bar's top, so the chart reads without the axis.
+        let (bx, by) = chart.backend_coord(&(i as f64 - w / 2.0, p.ours));
+        let (_, base) = chart.backend_coord(&(0.0, 0.0));
+        if base - by < 28 {
+            continue; // Too short to hold the text; the axis tells.
+        }
+        root.draw(&Text::new(
+            metric.value_text(p.ours),
+            (bx, by + 6),
+            text(SMALL_SIZE).color(&WHITE).pos(Pos::new(HPos::Center, VPos::Top)),
+        ))
+        .map_err(draw_err)?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .margin(12)
+        .label_font(text(LABEL_SIZE))
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK.mix(0.4))
+        .draw()
+        .map_err(draw_err)?;
+    root.present().map_err(draw_err)?;
+    Ok(())
+}

@@ -1,0 +1,153 @@
+//! Heat map of one sweep shape over two parameters: each cell is the fastest verified
+//! candidate with those two values (the other parameters at their best), annotated in µs.
+
+use super::export::{peer_time_us, peers_per_shape, winners_per_shape, ShapeKey};
+use super::style::*;
+use super::sweep_params::{level_of, param_axes, ranked_rows, ParamAxis};
+use super::Caption;
+use crate::tune::record::CandidateRecord;
+use anyhow::{bail, Result};
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+use std::path::Path;
+
+/// The two parameters that matter most for `key`, if at least two varied.
+pub fn heatmap_axes(records: &[CandidateRecord], key: &ShapeKey) -> Option<(String, String)> {
+    let axes = param_axes(&ranked_rows(records, key));
+    match axes.as_slice() {
+        [a, b, ..] => Some((a.name.clone(), b.name.clone())),
+        _ => None,
+    }
+}
+
+/// A few stops of viridis, interpolated: perceptually even and readable in grey scale.
+fn viridis(t: f64) -> RGBColor {
+    const STOPS: [(f64, f64, f64); 5] =
+        [(68.0, 1.0, 84.0), (59.0, 82.0, 139.0), (33.0, 145.0, 140.0), (94.0, 201.0, 98.0), (253.0, 231.0, 37.0)];
+    let t = if t.is_finite() { t.clamp(0.0, 1.0) } else { 0.0 };
+    let x = t * (STOPS.len() - 1) as f64;
+    let i = (x.floor() as usize).min(STOPS.len() - 2);
+    let f = x - i as f64;
+    let lerp = |a: f64, b: f64| (a + (b - a) * f).round() as u8;
+    let (a, b) = (STOPS[i], STOPS[i + 1]);
+    RGBColor(lerp(a.0, b.0), lerp(a.1, b.1), lerp(a.2, b.2))
+}
+
+/// Writes the heat map of `key` over parameters `x_param` × `y_param` to `out`.
+pub fn plot_param_heatmap(
+    records: &[CandidateRecord],
+    key: &ShapeKey,
+    x_param: &str,
+    y_param: &str,
+    caption: &Caption,
+    out: &Path,
+) -> Result<()> {
+    ensure_font()?;
+    let rows = ranked_rows(records, key);
+    let axes = param_axes(&rows);
+    let find = |n: &str| axes.iter().find(|a| a.name == n).cloned();
+    let (Some(ax), Some(ay)) = (find(x_param), find(y_param)) else {
+        bail!(
+            "{}: parameters {x_param:?} and {y_param:?} must both take two or more values among verified candidates",
+            key.label()
+        );
+    };
+    let grid = best_grid(&rows, &ax, &ay);
+    let finite = grid.iter().flatten().flatten().copied();
+    let (tmin, tmax) = finite.fold((f64::INFINITY, 0.0f64), |(a, b), t| (a.min(t), b.max(t)));
+    if !tmin.is_finite() {
+        bail!("{}: no candidate sets both {x_param} and {y_param}", key.label());
+    }
+    let peer = winners_per_shape(records)
+        .into_iter()
+        .find(|w| ShapeKey::of(w) == *key)
+        .and_then(|w| peer_time_us(w, &peers_per_shape(records)));
+
+    let (nx, ny) = (ax.levels.len(), ay.levels.len());
+    let cell = (900 / nx.max(ny) as u32).clamp(50, 110);
+    let y_label_w = ay.levels.iter().map(|l| l.chars().count() as u32).max().unwrap_or(4) * 10 + 50;
+    let size = ((cell * nx as u32 + 180 + y_label_w).max(760), cell * ny as u32 + 250);
+    let root = BitMapBackend::new(out, size).into_drawing_area();
+    root.fill(&WHITE).map_err(draw_err)?;
+    let title = format!("{} — fastest time over {} × {}", key.label(), ax.name, ay.name);
+    let body = root.margin(8, 0, 0, 0).titled(&title, text(TITLE_SIZE - 4.0)).map_err(draw_err)?;
+    let mut note = format!("{} · {} · µs, lighter = faster · grey = no verified candidate", caption.gpu, caption.date);
+    if let Some(p) = peer {
+        note.push_str(&format!(" · peer {} µs", fmt_num(p)));
+    }
+    let (note_area, body) = body.split_vertically(30);
+    note_area.draw(&Text::new(note, (10, 4), text(SMALL_SIZE).color(&RGBColor(60, 60, 60)))).map_err(draw_err)?;
+
+    let (lx, ly) = (ax.levels.clone(), ay.levels.clone());
+    let mut chart = ChartBuilder::on(&body)
+        .margin(16)
+        .x_label_area_size(60)
+        // Wide enough for the longest y label (variant names can be long).
+        .y_label_area_size(ly.iter().map(|l| l.chars().count() as u32).max().unwrap_or(4) * 10 + 50)
+        .build_cartesian_2d(-0.5..(nx as f64 - 0.5), -0.5..(ny as f64 - 0.5))
+        .map_err(draw_err)?;
+    let fmt = |levels: &Vec<String>, v: f64| {
+        let i = v.round();
+        if (v - i).abs() < 1e-6 && i >= 0.0 {
+            levels.get(i as usize).cloned().unwrap_or_default()
+        } else {
+            String::new()
+        }
+    };
+    chart
+        .configure_mesh()
+        .disable_mesh()
+        .x_labels(nx.min(24))
+        .y_labels(ny.min(24))
+        .x_label_formatter(&|v| fmt(&lx, *v))
+        .y_label_formatter(&|v| fmt(&ly, *v))
+        .x_desc(ax.name.clone())
+        .y_desc(ay.name.clone())
+        .axis_desc_style(text(AXIS_DESC_SIZE))
+        .label_style(text(TICK_SIZE))
+        .draw()
+        .map_err(draw_err)?;
+
+    let span = (tmax / tmin).ln();
+    for (j, row) in grid.iter().enumerate() {
+        for (i, t) in row.iter().enumerate() {
+            let (x, y) = (i as f64, j as f64);
+            let corners = [(x - 0.48, y - 0.48), (x + 0.48, y + 0.48)];
+            let (fill, ink) = match t {
+                Some(t) => {
+                    // Fastest → 1 (bright yellow), slowest → 0 (dark purple).
+                    let u = if span > 0.0 { 1.0 - (t / tmin).ln() / span } else { 1.0 };
+                    (viridis(u), if u > 0.55 { BLACK } else { WHITE })
+                }
+                None => (RGBColor(225, 225, 225), RGBColor(120, 120, 120)),
+            };
+            chart.draw_series(std::iter::once(Rectangle::new(corners, fill.filled()))).map_err(draw_err)?;
+            if *t == Some(tmin) {
+                chart
+                    .draw_series(std::iter::once(Rectangle::new(corners, WINNER_COLOR.stroke_width(4))))
+                    .map_err(draw_err)?;
+            }
+            let label = t.map(fmt_num).unwrap_or_else(|| "–".into());
+            let (px, py) = chart.backend_coord(&(x, y));
+            let size = if cell >= 70 { LABEL_SIZE } else { SMALL_SIZE - 1.0 };
+            root.draw(&Text::new(label, (px, py), text(size).color(&ink).pos(Pos::new(HPos::Center, VPos::Center))))
+                .map_err(draw_err)?;
+        }
+    }
+    root.present().map_err(draw_err)?;
+    Ok(())
+}
+
+/// grid[y][x] = fastest median among rows with those two levels.
+fn best_grid(rows: &[&CandidateRecord], ax: &ParamAxis, ay: &ParamAxis) -> Vec<Vec<Option<f64>>> {
+    let mut grid = vec![vec![None::<f64>; ax.levels.len()]; ay.levels.len()];
+    for r in rows {
+        let (Some(lx), Some(ly), Some(t)) = (level_of(r, &ax.name), level_of(r, &ay.name), r.median_us()) else {
+            continue;
+        };
+        let (Some(i), Some(j)) = (ax.index_of(&lx), ay.index_of(&ly)) else { continue };
+        let c = &mut grid[j][i];
+        *c = Some(c.map_or(t, |v: f64| v.min(t)));
+    }
+    grid
+}
