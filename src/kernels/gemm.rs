@@ -58,6 +58,9 @@ impl Family for Gemm {
     fn peer(&self) -> &'static str {
         "cublas"
     }
+    fn selftest_shapes(&self) -> &'static [&'static str] {
+        &["1x8x8", "1x4104x136", "3x17x24", "16x4096x520", "17x33x40", "64x64x64", "130x70x264", "257x1031x1032"]
+    }
     fn problem(&self, gpu: &Gpu, s: &Shape, dt: DType) -> Result<Box<dyn Problem>> {
         self.validate(s, dt)?;
         Ok(Box::new(GemmProblem::new(gpu, s, dt, false)?))
@@ -215,6 +218,38 @@ impl Problem for GemmProblem {
     fn run_peer(&mut self, _gpu: &Gpu) -> Result<Option<()>> {
         self.blas.linear(self.dt, self.x.ptr, self.w.ptr, self.y_ref.ptr, self.m, self.n, self.k, false)?;
         Ok(Some(()))
+    }
+
+    fn reference_vs_cpu(&mut self, gpu: &Gpu) -> Result<Option<f64>> {
+        gpu.synchronize()?;
+        let (m, n, k) = (self.m as usize, self.n as usize, self.k as usize);
+        let x = to_f64(&self.x.download::<u16>(m * k)?, self.dt);
+        let w = to_f64(&self.w.download::<u16>(n * k)?, self.dt);
+        let y = to_f64(&self.y_ref.download::<u16>(m * n)?, self.dt);
+        let r = match &self.r {
+            Some(r) => to_f64(&r.download::<u16>(m * n)?, self.dt),
+            None => vec![0.0; m * n],
+        };
+        let (mut max_diff, mut max_ref) = (0.0f64, 0.0f64);
+        for i in 0..m {
+            for j in 0..n {
+                let mut acc = r[i * n + j];
+                for l in 0..k {
+                    acc += x[i * k + l] * w[j * k + l];
+                }
+                max_diff = max_diff.max((acc - y[i * n + j]).abs());
+                max_ref = max_ref.max(acc.abs());
+            }
+        }
+        Ok(Some(max_diff / max_ref.max(1e-30)))
+    }
+}
+
+/// Widens bf16/fp16 bit patterns to f64.
+pub fn to_f64(bits: &[u16], dt: DType) -> Vec<f64> {
+    match dt {
+        DType::BF16 => bits.iter().map(|b| half::bf16::from_bits(*b).to_f64()).collect(),
+        _ => bits.iter().map(|b| half::f16::from_bits(*b).to_f64()).collect(),
     }
 }
 

@@ -117,6 +117,12 @@ pub trait Problem {
     fn check(&mut self, gpu: &Gpu, util: &Util) -> Result<Comparison>;
     /// Runs the peer library once (for timing). `None` when the family has no peer.
     fn run_peer(&mut self, gpu: &Gpu) -> Result<Option<()>>;
+    /// Checks the device reference itself against an f64 CPU computation on the current
+    /// inputs (used by `kernlab selftest` at small sizes). Returns the relative error of the
+    /// reference output, or `None` when the family has no CPU reference.
+    fn reference_vs_cpu(&mut self, _gpu: &Gpu) -> Result<Option<f64>> {
+        Ok(None)
+    }
 }
 
 /// A kernel family.
@@ -134,6 +140,9 @@ pub trait Family: Sync {
     /// Name of the peer measured in the same run ("cublas").
     fn peer(&self) -> &'static str;
     fn problem(&self, gpu: &Gpu, s: &Shape, dt: DType) -> Result<Box<dyn Problem>>;
+    /// Small and awkward shapes (odd sizes, one row, not multiples of any tile) that
+    /// `kernlab selftest` checks every variant at.
+    fn selftest_shapes(&self) -> &'static [&'static str];
 }
 
 /// All families kernlab knows.
