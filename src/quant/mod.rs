@@ -1,1 +1,13 @@
 //! Weight quantization: int4/int8 weight-only formats, converters and the RTN quantizer.
+//!
+//! - `format`: the kernlab int4 layout (`Int4Weight`), see docs/int4-format.md.
+//! - `awq`, `gptq`, `gguf_q4`: loss-free converters from the layouts users have.
+//! - `rtn`: round-to-nearest quantizer into `Int4Weight`; `int8`: per-channel int8.
+//! - `metrics`: relative Frobenius errors of W and of X·Wᵀ.
+//! - `reference`: CPU emulation of the gemm_int4 kernels (f64 accumulate) for the selftest.
+
+pub mod error;
+pub mod format;
+
+pub use error::{FormatError, Result};
+pub use format::{pack_word, unpack_word, HalfDtype, Int4Weight, Zeros, NIBBLE_ORDER, NIBBLE_POS};
