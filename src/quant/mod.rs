@@ -11,3 +11,12 @@ pub mod format;
 
 pub use error::{FormatError, Result};
 pub use format::{pack_word, unpack_word, HalfDtype, Int4Weight, Zeros, NIBBLE_ORDER, NIBBLE_POS};
+pub mod view;
+pub mod awq;
+pub mod gptq;
+pub mod gguf_q4;
+
+pub use awq::{awq_to_int4, AwqTensors};
+pub use gguf_q4::{gguf_q4_to_int4, GgufQ4};
+pub use gptq::{gptq_to_int4, GptqConverted, GptqTensors, GptqZeros};
+pub use view::TensorView;
