@@ -15,8 +15,16 @@ pub mod view;
 pub mod awq;
 pub mod gptq;
 pub mod gguf_q4;
+pub mod int8;
+pub mod metrics;
+pub mod reference;
+pub mod rtn;
 
 pub use awq::{awq_to_int4, AwqTensors};
 pub use gguf_q4::{gguf_q4_to_int4, GgufQ4};
 pub use gptq::{gptq_to_int4, GptqConverted, GptqTensors, GptqZeros};
 pub use view::TensorView;
+pub use int8::{quantize_int8_per_channel, Int8Weight};
+pub use metrics::{gaussian, quant_error, rel_fro, Dequantize, QuantError};
+pub use reference::{reference_gemm_int4, reference_gemm_int4_with, WeightRounding};
+pub use rtn::{quantize_rtn, GroupSize, RtnConfig};
