@@ -82,3 +82,35 @@ fn reference_gemm_matches_naive_and_checks_inputs() {
     let e = reference_gemm_int4_with(&x, m, &w, Some(&r[1..]), WeightRounding::Exact).unwrap_err();
     assert!(e.to_string().starts_with("residual:"), "{e}");
 }
+
+/// The constants the CUDA templates use, re-derived here so a change to the layout that
+/// breaks them fails on the CPU: magic ORs, negated zero words, and the fp32 nibble trick.
+#[test]
+fn kernel_bit_tricks_hold_for_every_code_and_zero() {
+    use half::{bf16, f16};
+    for q in 0u32..16 {
+        assert_eq!(bf16::from_bits((0x4300 | q) as u16).to_f32(), 128.0 + q as f32);
+        assert_eq!(f16::from_bits((0x6400 | q) as u16).to_f32(), 1024.0 + q as f32);
+    }
+    for z in 0u32..=16 {
+        // int4_mma: zneg2 = (MAGIC | 0x80008000) + z * 0x10001
+        assert_eq!(bf16::from_bits((0xC300 + z) as u16).to_f32(), -(128.0 + z as f32));
+        assert_eq!(f16::from_bits((0xE400 + z) as u16).to_f32(), -(1024.0 + z as f32));
+    }
+    // int4_gemv's nibble_128<C>: column C at position {0,4,1,5,2,6,3,7}[C] moved to bits 16..19
+    // under 128.0f's exponent.
+    let codes = [3u8, 14, 0, 15, 7, 8, 1, 9];
+    let w = pack_word(codes);
+    for (c, &q) in codes.iter().enumerate() {
+        let pos = if c % 2 == 0 { c / 2 } else { 4 + c / 2 };
+        assert_eq!(pos, NIBBLE_POS[c]);
+        let sh = 4 * pos as u32;
+        let v = if sh <= 16 { w << (16 - sh) } else { w >> (sh - 16) };
+        let f = f32::from_bits((v & 0x000F_0000) | 0x4300_0000);
+        assert_eq!(f, 128.0 + f32::from(q));
+        // exact dequant: fma(128+q, s, -(128+z)*s) == (q - z) * s for a bf16 scale
+        let s = HalfDtype::Bf16.round(0.0173);
+        let z = 5.0f32;
+        assert_eq!(f.mul_add(s, -(128.0 + z) * s), (f32::from(q) - z) * s);
+    }
+}
