@@ -48,9 +48,8 @@ fn awq_pack(vals: &[u8], rows: usize, cols: usize) -> Vec<i32> {
 }
 
 /// Reference unpacker: find the nibble slot i whose ORDER entry is this column.
-fn awq_unpack_ref(words: &[i32], rows: usize, cols: usize, r: usize, c: usize) -> u8 {
+fn awq_unpack_ref(words: &[i32], cols: usize, r: usize, c: usize) -> u8 {
     let i = AWQ_ORDER_MAP.iter().position(|&o| o == c % 8).unwrap();
-    let _ = rows;
     ((words[r * cols / 8 + c / 8] as u32 >> (4 * i)) & 0xF) as u8
 }
 
@@ -68,9 +67,9 @@ fn awq_known_word() {
     let w = awq_to_int4(&t, 8, 8, 8, HalfDtype::F16).unwrap();
     // Column order of slots is 0,2,4,6,1,3,5,7 → column c has value slot(c).
     let want_col = [0u8, 4, 1, 5, 2, 6, 3, 7];
-    for n in 0..8 {
+    for (n, &want) in want_col.iter().enumerate() {
         for k in 0..8 {
-            assert_eq!(w.code(n, k), want_col[n]);
+            assert_eq!(w.code(n, k), want);
         }
     }
 }
@@ -96,9 +95,9 @@ fn awq_round_trip_random() {
         let mut want = vec![0f32; n * k];
         for row in 0..n {
             for col in 0..k {
-                let q = awq_unpack_ref(&qweight, k, n, col, row);
+                let q = awq_unpack_ref(&qweight, n, col, row);
                 assert_eq!(q, codes[col * n + row]);
-                let z = awq_unpack_ref(&qzeros, groups, n, col / g, row);
+                let z = awq_unpack_ref(&qzeros, n, col / g, row);
                 let s = f16v(scales[(col / g) * n + row]);
                 want[row * k + col] = (f32::from(q) - f32::from(z)) * s;
                 assert_eq!(w.code(row, col), q);
@@ -110,9 +109,9 @@ fn awq_round_trip_random() {
 
 #[test]
 fn awq_bad_shapes_name_the_tensor() {
-    let qw = vec![0i32; 64 * 2];
-    let qz = vec![0i32; 2 * 2];
-    let sc = vec![0u16; 2 * 16];
+    let qw = [0i32; 64 * 2];
+    let qz = [0i32; 2 * 2];
+    let sc = [0u16; 2 * 16];
     let t = AwqTensors {
         qweight: TensorView::new(&[64, 2], &qw),
         qzeros: TensorView::new(&[2, 2], &qz),
@@ -120,7 +119,10 @@ fn awq_bad_shapes_name_the_tensor() {
     };
     let e = awq_to_int4(&t, 16, 64, 32, HalfDtype::F16).unwrap_err();
     assert!(e.to_string().starts_with("scales:"), "{e}");
-    let t2 = AwqTensors { qweight: TensorView::new(&[64, 2], &qw[..100]), ..t };
+    let t2 = AwqTensors {
+        qweight: TensorView::new(&[64, 2], &qw[..100]),
+        ..t
+    };
     let e = awq_to_int4(&t2, 16, 64, 32, HalfDtype::F16).unwrap_err();
     assert!(e.to_string().starts_with("qweight:"), "{e}");
     let e = awq_to_int4(&t2, 16, 60, 32, HalfDtype::F16).unwrap_err();
@@ -205,7 +207,12 @@ fn gptq_ref(c: &GptqCase, plus_one: bool) -> Vec<f32> {
 }
 
 fn run_gptq(c: &GptqCase, with_gidx: bool, conv: GptqZeros) -> Result<GptqConverted> {
-    let (s_qw, s_qz, s_sc, s_gi) = ([c.k / 8, c.n], [c.k / c.g, c.n / 8], [c.k / c.g, c.n], [c.k]);
+    let (s_qw, s_qz, s_sc, s_gi) = (
+        [c.k / 8, c.n],
+        [c.k / c.g, c.n / 8],
+        [c.k / c.g, c.n],
+        [c.k],
+    );
     let t = GptqTensors {
         qweight: TensorView::new(&s_qw, &c.qweight),
         qzeros: TensorView::new(&s_qz, &c.qzeros),
@@ -223,7 +230,10 @@ fn gptq_sequential_both_conventions() {
         for (conv, plus) in [(GptqZeros::V1PlusOne, true), (GptqZeros::V2, false)] {
             for with_gidx in [false, true] {
                 let out = run_gptq(&c, with_gidx, conv).unwrap();
-                assert!(out.k_perm.is_none(), "sequential g_idx needs no permutation");
+                assert!(
+                    out.k_perm.is_none(),
+                    "sequential g_idx needs no permutation"
+                );
                 assert_bits_eq(&out.weight.dequantize(), &gptq_ref(&c, plus));
             }
         }
@@ -242,19 +252,31 @@ fn gptq_act_order_is_exact_after_permuting_x() {
     for row in 0..c.n {
         for j in 0..c.k {
             let src = perm[j] as usize;
-            assert_eq!(got[row * c.k + j].to_bits(), reference[row * c.k + src].to_bits());
+            assert_eq!(
+                got[row * c.k + j].to_bits(),
+                reference[row * c.k + src].to_bits()
+            );
             assert_eq!(c.g_idx[src] as usize, j / c.g);
         }
     }
     // Y = X·Wᵀ with the original W equals X[:, perm]·W'ᵀ with the converted one.
     let m = 3;
     let x = gaussian(m * c.k, 9);
-    let xp: Vec<f32> = (0..m).flat_map(|i| perm.iter().map(move |&p| (i, p))).map(|(i, p)| x[i * c.k + p as usize]).collect();
+    let xp: Vec<f32> = (0..m)
+        .flat_map(|i| perm.iter().map(move |&p| (i, p)))
+        .map(|(i, p)| x[i * c.k + p as usize])
+        .collect();
     let y_conv = reference_gemm_int4(&xp, m, &out.weight).unwrap();
     for i in 0..m {
         for row in 0..c.n {
-            let y: f64 = (0..c.k).map(|kk| f64::from(x[i * c.k + kk]) * f64::from(reference[row * c.k + kk])).sum();
-            assert!((y - f64::from(y_conv[i * c.n + row])).abs() <= 1e-6 * y.abs().max(1e-30), "{y} vs {}", y_conv[i * c.n + row]);
+            let y: f64 = (0..c.k)
+                .map(|kk| f64::from(x[i * c.k + kk]) * f64::from(reference[row * c.k + kk]))
+                .sum();
+            assert!(
+                (y - f64::from(y_conv[i * c.n + row])).abs() <= 1e-6 * y.abs().max(1e-30),
+                "{y} vs {}",
+                y_conv[i * c.n + row]
+            );
         }
     }
     // perm is a permutation.
@@ -345,5 +367,8 @@ fn gguf_q4_round_trip_random() {
         let e = gguf_q4_to_int4(kind, &data[1..], n, k).unwrap_err();
         assert!(e.to_string().starts_with("gguf tensor data:"), "{e}");
     }
-    assert!(GgufQ4::from_ggml_type(12).unwrap_err().to_string().contains("unknown"));
+    assert!(GgufQ4::from_ggml_type(12)
+        .unwrap_err()
+        .to_string()
+        .contains("unknown"));
 }

@@ -5,6 +5,7 @@
 //!   of column 8j + AWQ_ORDER[p] sits at bits 4p..4p+3, AWQ_ORDER = [0, 2, 4, 6, 1, 3, 5, 7];
 //! - `qzeros` int32 [K/g, N/8], packed the same way along N;
 //! - `scales` f16 [K/g, N]; value = (q - z) * scale.
+//!
 //! Converting only moves codes (transposing to rows of K and re-packing in kernlab order) and
 //! copies scales and zeros bit for bit, so it is exact.
 
@@ -36,8 +37,11 @@ pub fn awq_to_int4(
     scale_dtype: HalfDtype,
 ) -> Result<Int4Weight> {
     super::format::check_dims(n, k, group_size)?;
-    if n % 8 != 0 {
-        return Err(super::error::bad_shape("qweight", format!("N={n} is not a multiple of 8 (AWQ packs 8 columns of N per int32)")));
+    if !n.is_multiple_of(8) {
+        return Err(super::error::bad_shape(
+            "qweight",
+            format!("N={n} is not a multiple of 8 (AWQ packs 8 columns of N per int32)"),
+        ));
     }
     let groups = k / group_size;
     t.qweight.expect("qweight", &[k, n / 8])?;

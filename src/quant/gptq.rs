@@ -59,8 +59,11 @@ pub fn gptq_to_int4(
     zero_convention: GptqZeros,
 ) -> Result<GptqConverted> {
     super::format::check_dims(n, k, group_size)?;
-    if n % 8 != 0 {
-        return Err(bad_shape("qzeros", format!("N={n} is not a multiple of 8 (GPTQ packs 8 zero points of N per int32)")));
+    if !n.is_multiple_of(8) {
+        return Err(bad_shape(
+            "qzeros",
+            format!("N={n} is not a multiple of 8 (GPTQ packs 8 zero points of N per int32)"),
+        ));
     }
     let groups = k / group_size;
     t.qweight.expect("qweight", &[k / 8, n])?;
@@ -118,7 +121,10 @@ pub fn gptq_to_int4(
         Zeros::Int(zeros),
     )?;
     weight.simplify_zeros();
-    Ok(GptqConverted { weight, k_perm: perm })
+    Ok(GptqConverted {
+        weight,
+        k_perm: perm,
+    })
 }
 
 /// The stable sort of columns by group, or None when g_idx is the sequential k / g already.
@@ -128,7 +134,10 @@ fn group_permutation(g_idx: &[i32], groups: usize, group_size: usize) -> Result<
     let mut count = vec![0usize; groups];
     for (kk, &g) in g_idx.iter().enumerate() {
         if g < 0 || g as usize >= groups {
-            return Err(bad_value("g_idx", format!("entry {kk} is group {g}, outside 0..{groups}")));
+            return Err(bad_value(
+                "g_idx",
+                format!("entry {kk} is group {g}, outside 0..{groups}"),
+            ));
         }
         count[g as usize] += 1;
     }
@@ -138,7 +147,11 @@ fn group_permutation(g_idx: &[i32], groups: usize, group_size: usize) -> Result<
             format!("group {g} has {} columns, expected {group_size}; such a g_idx has no loss-free uniform-group layout", count[g]),
         ));
     }
-    if g_idx.iter().enumerate().all(|(kk, &g)| g as usize == kk / group_size) {
+    if g_idx
+        .iter()
+        .enumerate()
+        .all(|(kk, &g)| g as usize == kk / group_size)
+    {
         return Ok(None);
     }
     let mut perm: Vec<u32> = (0..g_idx.len() as u32).collect();

@@ -5,6 +5,7 @@
 //!   ((q - z) * s is exact in fp32), so compare with `WeightRounding::Exact`;
 //! - int4_mma.cu rounds each dequantized weight once to the activation dtype (bf16/fp16) before
 //!   the tensor-core product: compare with `WeightRounding::To(act_dtype)`.
+//!
 //! Both accumulate in fp32 and round Y once to the activation dtype; X (and R) should be
 //! generated already representable in the activation dtype. A sound tolerance is
 //! |y - ref| <= 2^-7 * |ref| + c * 2^-8 * sqrt(K) * rms(x) * rms(w) for bf16 (2^-10 / 2^-11 for
@@ -52,7 +53,11 @@ pub fn reference_gemm_int4_with(
     y.par_chunks_mut(n).enumerate().for_each(|(i, yi)| {
         let xi = &x[i * k..][..k];
         for (j, out) in yi.iter_mut().enumerate() {
-            let acc: f64 = xi.iter().zip(&wd[j * k..][..k]).map(|(&a, &b)| f64::from(a) * f64::from(b)).sum();
+            let acc: f64 = xi
+                .iter()
+                .zip(&wd[j * k..][..k])
+                .map(|(&a, &b)| f64::from(a) * f64::from(b))
+                .sum();
             let r = residual.map_or(0.0, |r| f64::from(r[i * n + j]));
             *out = (acc + r) as f32;
         }
