@@ -27,6 +27,8 @@ Tunables (macros, defaults below)
     KL_FP16        0 = bf16 (default), 1 = fp16
 Constraints: VEC in {4,8}; MMAX in {1,2,4,8,16}; ROWS_PER_WARP in {1,2,4,8};
     1 <= SPLITK <= 16; 1 <= UNROLL <= 8; NUM_WARPS*32 <= 1024; host passes M <= MMAX.
+    Register budget (not asserted; spills otherwise): ROWS_PER_WARP*MMAX <= 64,
+    ROWS_PER_WARP*UNROLL <= 16. For M >= 8 this variant is FMA-bound: prefer mma_skinny.
 
 Launch contract (host)
     entry   gemm_gemv(const T* X, const T* W, T* Y, const T* R, float* WS, int M, int N, int K)
@@ -48,7 +50,7 @@ Launch contract (host)
 #define NUM_WARPS 4
 #endif
 #ifndef ROWS_PER_WARP
-#define ROWS_PER_WARP 2
+#define ROWS_PER_WARP 1
 #endif
 #ifndef VEC
 #define VEC 8
@@ -60,7 +62,7 @@ Launch contract (host)
 #define MMAX 1
 #endif
 #ifndef UNROLL
-#define UNROLL 4
+#define UNROLL 2
 #endif
 
 #if KL_FP16
@@ -187,7 +189,7 @@ __device__ __forceinline__ void reduce_scatter_step(float (&v)[NV], int lane, in
 
 }  // namespace
 
-extern "C" __global__ void __launch_bounds__(NUM_WARPS * 32)
+extern "C" __global__ void __launch_bounds__(NUM_WARPS * 32, 1)  // ", 1": without it ptxas spills small configs
 gemm_gemv(const T* __restrict__ X, const T* __restrict__ W, T* __restrict__ Y, const T* __restrict__ R,
           float* __restrict__ WS, int M, int N, int K) {
     const int lane = threadIdx.x & 31;

@@ -28,6 +28,7 @@ Tunables (macros, defaults below)
     KL_FP16     0 = bf16 (default), 1 = fp16
 Constraints: BM % WM == 0, BN % WN == 0, WM % 16 == 0, WN % 16 == 0, BK in {32,64},
     2 <= STAGES <= 5, NUM_WARPS = (BM/WM)*(BN/WN) in 1..16 (<= 1024 threads).
+    Register budget (not asserted; spills otherwise): WM*WN <= 4096 and BM*BN <= 32768.
 
 Launch contract (host)
     entry   gemm_mma(const T* X, const T* W, T* Y, const T* R, int M, int N, int K)

@@ -27,6 +27,7 @@ Tunables (macros, defaults below)
     KL_FP16  0 = bf16 (default), 1 = fp16
 Constraints: BM in {16,32,64}; BK in {32,64}; BN % WN == 0; WN % 16 == 0;
     NUM_WARPS = BN/WN in 1..16; 2 <= STAGES <= 6; 1 <= SPLITK <= 32.
+    Register budget (not asserted): BM*WN <= 4096 (BM64 BN128 WN64 BK64 spills 12 bytes).
 
 Launch contract (host)
     entry   gemm_skinny(const T* X, const T* W, T* Y, const T* R, float* WS, int M, int N, int K)
@@ -167,7 +168,7 @@ __device__ __forceinline__ void load_tile(unsigned sdst, const T* __restrict__ G
 
 }  // namespace
 
-extern "C" __global__ void __launch_bounds__(THREADS)
+extern "C" __global__ void __launch_bounds__(THREADS, 1)
 gemm_skinny(const T* __restrict__ X, const T* __restrict__ W, T* __restrict__ Y, const T* __restrict__ R,
             float* __restrict__ WS, int M, int N, int K) {
     extern __shared__ __align__(128) unsigned char smem[];

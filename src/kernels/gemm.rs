@@ -172,7 +172,8 @@ impl Problem for GemmProblem {
                 if splitk > MAX_SPLITK {
                     bail!("SPLITK = {splitk} exceeds the workspace's {MAX_SPLITK}");
                 }
-                let warps = param(p, "NUM_WARPS")?;
+                // gemv_splitk takes its warp count directly; mma_skinny's warps tile N.
+                let warps = if variant == "gemv_splitk" { param(p, "NUM_WARPS")? } else { param(p, "BN")? / param(p, "WN")? };
                 let args = [
                     self.x.arg(),
                     self.w.arg(),

@@ -379,6 +379,7 @@ fn resolve_template(sweep_path: &Path, file: &str) -> PathBuf {
         cands.push(root.join(&p));
     }
     cands.push(dir.join(&p));
+    cands.push(crate::paths::project_root().join(&p));
     cands.push(p.clone());
     cands.iter().find(|c| c.is_file()).cloned().unwrap_or_else(|| cands[0].clone())
 }
