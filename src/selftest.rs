@@ -1,4 +1,230 @@
-//! `kernlab selftest`: every family against its reference on a GPU.
-use anyhow::Result;
+//! `kernlab selftest`: on a GPU, every family's device reference against an f64 CPU
+//! computation, every variant (at a sample of its sweep space) against that reference at
+//! small and awkward sizes, the fused residual epilogue, and the fault-isolation path with a
+//! deliberately broken kernel. Exits non-zero on any failure.
+
+use crate::gpu::cache::{self, ModuleCache};
+use crate::gpu::device::{Gpu, Kernel};
+use crate::gpu::util::Util;
+use crate::kernels::{self, DType, Family, Shape};
+use crate::tune::compile;
+use crate::tune::record::Status;
+use crate::tune::runner::{self, SweepOptions};
+use crate::tune::space::{Candidate, Strategy, Sweep};
+use crate::tune::strategy;
+use anyhow::{Context, Result};
+use std::collections::BTreeMap;
 use std::process::ExitCode;
-pub fn run(_gpu: usize) -> Result<ExitCode> { Ok(ExitCode::FAILURE) }
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Configurations per (variant, shape) checked beside each variant's first one.
+const SAMPLE: usize = 4;
+
+struct Tally {
+    passed: usize,
+    failed: usize,
+    failures: Vec<String>,
+}
+
+impl Tally {
+    fn record(&mut self, ok: bool, line: String) {
+        println!("{} {line}", if ok { "  ok  " } else { "  FAIL" });
+        if ok {
+            self.passed += 1;
+        } else {
+            self.failed += 1;
+            self.failures.push(line);
+        }
+    }
+}
+
+pub fn run(ordinal: usize) -> Result<ExitCode> {
+    let gpu = Gpu::open(ordinal)?;
+    let cache = ModuleCache::open(&cache::default_dir())?;
+    let util = Util::new(&gpu, &cache)?;
+    println!("selftest on {} (cc {}, {})", gpu.props.name, gpu.props.cc(), gpu.props.arch());
+    let mut t = Tally { passed: 0, failed: 0, failures: vec![] };
+    for fam in kernels::families() {
+        if let Err(e) = check_family(&gpu, &util, &cache, fam, &mut t) {
+            t.record(false, format!("{}: {e:#}", fam.name()));
+        }
+    }
+    if let Err(e) = check_residual(&gpu, &util, &cache, &mut t) {
+        t.record(false, format!("gemm residual epilogue: {e:#}"));
+    }
+    if let Err(e) = check_fault_isolation(ordinal, &mut t) {
+        t.record(false, format!("fault isolation: {e:#}"));
+    }
+    println!("\nselftest: {} passed, {} failed", t.passed, t.failed);
+    for f in &t.failures {
+        println!("  failed: {f}");
+    }
+    Ok(if t.failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn load_variant(gpu: &Gpu, fam: &dyn Family, cache: &ModuleCache, sweep: &Sweep, c: &Candidate, dt: DType) -> Result<BTreeMap<String, Kernel>> {
+    let req = compile::request(sweep, c, dt, &gpu.props.arch());
+    let m = cache.get_or_compile(&req)?;
+    let mut ks = BTreeMap::new();
+    for e in fam.entries(&c.variant)? {
+        ks.insert(e.to_string(), gpu.load(&m.cubin, e)?);
+    }
+    Ok(ks)
+}
+
+fn cfg(c: &Candidate) -> String {
+    c.params.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+}
+
+fn check_family(gpu: &Gpu, util: &Util, cache: &ModuleCache, fam: &dyn Family, t: &mut Tally) -> Result<()> {
+    let path = crate::paths::sweep_file(fam.name());
+    let sweep = Sweep::load(&path, fam.shape_dims()).with_context(|| format!("loading {}", path.display()))?;
+    let limits = gpu.props.limits();
+    let mut dtypes: Vec<DType> = sweep.dtypes.iter().filter_map(|d| DType::parse(d).ok()).collect();
+    for extra in [DType::BF16, DType::F16] {
+        if !dtypes.contains(&extra) {
+            dtypes.push(extra);
+        }
+    }
+    for dt in dtypes {
+        for shape_text in fam.selftest_shapes() {
+            let shape = Shape::parse(shape_text, fam.shape_dims())?;
+            if fam.validate(&shape, dt).is_err() {
+                continue;
+            }
+            let tol = sweep.tolerance.get(dt.name()).copied().unwrap_or(dt.default_tolerance());
+            let mut p = fam.problem(gpu, &shape, dt)?;
+            p.randomize(gpu, util, 11)?;
+            if let Some(err) = p.reference_vs_cpu(gpu)? {
+                t.record(err <= tol, format!("{} reference {} {}: vs f64 CPU rel err {err:.2e} (tol {tol:.0e})", fam.name(), dt.name(), shape.label()));
+            }
+            let e = sweep.enumerate(&shape.dims, dt.bytes() as i64, &limits)?;
+            // Each variant's first candidate plus an evenly spread sample of the rest.
+            let mut by_variant: BTreeMap<String, Vec<Candidate>> = BTreeMap::new();
+            for c in e.kept {
+                by_variant.entry(c.variant.clone()).or_default().push(c);
+            }
+            for (variant, cands) in by_variant {
+                let mut chosen = strategy::select(&cands, Strategy::Grid, SAMPLE, 0);
+                if !chosen.contains(&cands[0]) {
+                    chosen.insert(0, cands[0].clone());
+                }
+                let mut worst = 0.0f64;
+                let mut bad: Option<String> = None;
+                for (i, c) in chosen.iter().enumerate() {
+                    let r = (|| -> Result<f64> {
+                        let ks = load_variant(gpu, fam, cache, &sweep, c, dt)?;
+                        p.randomize(gpu, util, 100 + i as u64)?;
+                        p.poison(gpu, util)?;
+                        p.run(gpu, &variant, &ks, &c.params)?;
+                        gpu.synchronize()?;
+                        Ok(p.check(gpu, util)?.rel_err())
+                    })();
+                    match r {
+                        Ok(err) if err <= tol => worst = worst.max(err),
+                        Ok(err) => {
+                            bad = Some(format!("{} rel err {err:.2e} > {tol:.0e}", cfg(c)));
+                            break;
+                        }
+                        Err(e) => {
+                            bad = Some(format!("{}: {e:#}", cfg(c)));
+                            break;
+                        }
+                    }
+                }
+                let head = format!("{} {variant} {} {}", fam.name(), dt.name(), shape.label());
+                match bad {
+                    None => t.record(true, format!("{head}: {} configs, max rel err {worst:.2e}", chosen.len())),
+                    Some(why) => t.record(false, format!("{head}: {why}")),
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The fused residual epilogue (Y = X·Wᵀ + R) of every GEMM variant, on an awkward shape.
+fn check_residual(gpu: &Gpu, util: &Util, cache: &ModuleCache, t: &mut Tally) -> Result<()> {
+    use crate::kernels::gemm::{Gemm, GemmProblem};
+    use crate::kernels::Problem;
+    let fam = &Gemm;
+    let sweep = Sweep::load(&crate::paths::sweep_file("gemm"), fam.shape_dims())?;
+    for shape_text in ["5x70x264", "33x200x136"] {
+        let shape = Shape::parse(shape_text, fam.shape_dims())?;
+        let mut p = GemmProblem::new(gpu, &shape, DType::BF16, true)?;
+        p.randomize(gpu, util, 5)?;
+        let ref_err = p.reference_vs_cpu(gpu)?.unwrap_or(f64::INFINITY);
+        t.record(ref_err <= 1.5e-2, format!("gemm residual reference {shape_text}: vs CPU {ref_err:.2e}"));
+        let e = sweep.enumerate(&shape.dims, 2, &gpu.props.limits())?;
+        let mut seen = std::collections::BTreeSet::new();
+        for c in e.kept {
+            if !seen.insert(c.variant.clone()) {
+                continue;
+            }
+            let ks = load_variant(gpu, fam, cache, &sweep, &c, DType::BF16)?;
+            p.poison(gpu, util)?;
+            p.run(gpu, &c.variant, &ks, &c.params)?;
+            gpu.synchronize()?;
+            let err = p.check(gpu, util)?.rel_err();
+            t.record(err <= 1.5e-2, format!("gemm {} +residual {shape_text} {}: rel err {err:.2e}", c.variant, cfg(&c)));
+        }
+    }
+    Ok(())
+}
+
+/// A sweep over tests/fixtures/faulty_gemm.toml must finish and record each defect.
+fn check_fault_isolation(ordinal: usize, t: &mut Tally) -> Result<()> {
+    let root = crate::paths::project_root();
+    let dir = std::env::temp_dir().join(format!("kernlab-selftest-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let opts = SweepOptions {
+        sweep_path: root.join("tests/fixtures/faulty_gemm.toml"),
+        shapes: vec![],
+        dtypes: vec![],
+        strategy: None,
+        budget: None,
+        time_limit: None,
+        seed: 0,
+        out_csv: dir.join("faulty.csv"),
+        resume: false,
+        db_path: dir.join("tuned.json"),
+        timeout: Duration::from_secs(15),
+        gpu: ordinal,
+        checks: 1,
+        progress: false,
+    };
+    let summary = runner::run_sweep(&opts, Arc::new(AtomicBool::new(false)))?;
+    let recs = crate::tune::record::read_records(&opts.out_csv)?;
+    let status_of = |mode: i64| recs.iter().find(|r| r.params.get("MODE") == Some(&mode)).and_then(|r| r.status);
+    let expect = [
+        (0, vec![Status::Ok]),
+        (1, vec![Status::Wrong]),
+        (2, vec![Status::Wrong]),
+        (3, vec![Status::Fault]),
+        (4, vec![Status::Fault]),
+        (5, vec![Status::Timeout]),
+        (6, vec![Status::Ok]),
+    ];
+    for (mode, want) in expect {
+        let got = status_of(mode);
+        t.record(
+            got.map(|g| want.contains(&g)).unwrap_or(false),
+            format!("fault isolation MODE={mode}: recorded {:?}, expected {:?}", got, want),
+        );
+    }
+    let winner = summary.rows.first().and_then(|r| r.winner.as_ref()).map(|w| w.params.get("MODE").copied());
+    t.record(
+        matches!(winner, Some(Some(0)) | Some(Some(6))),
+        format!("fault isolation: the winner is a correct candidate ({winner:?})"),
+    );
+    // Resume measures nothing again.
+    let before = recs.len();
+    let again = SweepOptions { resume: true, ..opts.clone() };
+    runner::run_sweep(&again, Arc::new(AtomicBool::new(false)))?;
+    let after = crate::tune::record::read_records(&opts.out_csv)?.len();
+    t.record(after == before, format!("--resume re-measured nothing ({before} rows before, {after} after)"));
+    std::fs::remove_dir_all(&dir).ok();
+    Ok(())
+}
