@@ -164,7 +164,7 @@ fn devices(ordinal: usize) -> Result<ExitCode> {
 }
 
 fn compile(file: PathBuf, arch: String, define: Vec<String>, log: bool) -> Result<ExitCode> {
-    let source = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+    let source = crate::gpu::nvrtc::load_source(&file)?;
     let req = crate::gpu::nvrtc::CompileRequest { name: file.display().to_string(), source, defines: parse_defines(&define)?, arch };
     let m = crate::gpu::nvrtc::compile(&req)?;
     if log {

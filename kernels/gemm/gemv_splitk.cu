@@ -276,15 +276,4 @@ gemm_gemv(const T* __restrict__ X, const T* __restrict__ W, T* __restrict__ Y, c
     }
 }
 
-// Y[m,n] = sum_{s < splits} WS[(s*M + m)*N + n] (+ R[m,n]), summed in order s = 0, 1, ...
-extern "C" __global__ void __launch_bounds__(256)
-gemm_splitk_reduce(const float* __restrict__ WS, T* __restrict__ Y, const T* __restrict__ R, int M, int N,
-                   int splits) {
-    const size_t total = (size_t)M * N;
-    const size_t i = (size_t)blockIdx.x * 256 + threadIdx.x;
-    if (i >= total) return;
-    float y = 0.f;
-    for (int s = 0; s < splits; ++s) y += WS[(size_t)s * total + i];
-    if (R != nullptr) y += to_f(R[i]);
-    Y[i] = from_f(y);
-}
+#include "splitk_reduce.cuh"

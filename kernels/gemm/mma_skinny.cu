@@ -305,3 +305,6 @@ gemm_skinny(const T* __restrict__ X, const T* __restrict__ W, T* __restrict__ Y,
         }
     }
 }
+
+// The split-K reduction (launched when SPLITK > 1), shared with gemv_splitk.cu.
+#include "splitk_reduce.cuh"

@@ -71,3 +71,16 @@ __device__ __forceinline__ float kl_id(float x) { return x; }
 KL_COMPARE(compare_bf16, __nv_bfloat16, __bfloat162float)
 KL_COMPARE(compare_f16, __half, __half2float)
 KL_COMPARE(compare_f32, float, kl_id)
+
+// l2_flush_read(const uint4* p, long long n, unsigned* sink): reads n 16-byte words so that
+// L2 holds only clean lines of this buffer afterwards. A write-based flush (memset) would
+// leave L2 full of dirty lines whose write-back then competes with the kernel being timed.
+// The sum is stored only if it equals an impossible value, so the loads are not removed.
+extern "C" __global__ void l2_flush_read(const uint4* p, long long n, unsigned* sink) {
+    unsigned acc = 0;
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x) {
+        uint4 v = __ldcg(p + i);
+        acc ^= v.x ^ v.y ^ v.z ^ v.w;
+    }
+    if (acc == 0x9E3779B9u && threadIdx.x == 1023) sink[0] = acc;
+}

@@ -68,6 +68,34 @@ impl CompileRequest {
     }
 }
 
+/// Reads a template, expanding `#include "file"` lines (paths relative to the including
+/// file) so the source NVRTC compiles, the cache key and the tuned database's source hash all
+/// cover shared headers. System includes (`<cuda_bf16.h>`) are left to NVRTC.
+pub fn load_source(path: &std::path::Path) -> Result<String> {
+    fn expand(path: &std::path::Path, depth: usize, out: &mut String) -> Result<()> {
+        if depth > 8 {
+            bail!("{}: includes nest deeper than 8 levels (a cycle?)", path.display());
+        }
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let dir = path.parent().unwrap_or(std::path::Path::new("."));
+        for line in text.lines() {
+            let t = line.trim_start();
+            if let Some(rest) = t.strip_prefix("#include \"") {
+                let name = rest.split('"').next().unwrap_or("");
+                expand(&dir.join(name), depth + 1, out)
+                    .with_context(|| format!("included from {}", path.display()))?;
+            } else {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        Ok(())
+    }
+    let mut out = String::new();
+    expand(path, 0, &mut out)?;
+    Ok(out)
+}
+
 /// NVRTC's version as "major.minor".
 pub fn version() -> Result<String> {
     libs::nvrtc()?;

@@ -1,16 +1,22 @@
 //! Timing with CUDA events: warm-up, many repetitions, L2 flushed before each one.
 //!
-//! Each repetition is bracketed by its own pair of events, and a memset of a buffer twice the
+//! Each repetition is bracketed by its own pair of events, and a read of a buffer twice the
 //! size of L2 runs before it (outside the events), so weights that would come from DRAM in
-//! real use are not timed from cache. The median and the 20–80 band are reported.
+//! real use are not timed from cache. The flush reads rather than writes: a memset would leave
+//! dirty lines whose write-back competes with the timed kernel. The median and the 20–80
+//! band are reported.
 
-use super::device::{DevBuf, Gpu};
+use super::cache::{self, ModuleCache};
+use super::device::{Arg, DevBuf, Gpu, Kernel};
+use super::nvrtc::CompileRequest;
 use crate::tune::record::Timing;
 use anyhow::Result;
 use cudarc::driver::sys;
 
 pub struct Timer {
     flush: DevBuf,
+    flush_kernel: Kernel,
+    sink: DevBuf,
     /// Total time to spend timing one candidate, roughly.
     pub target_ms: f64,
     pub min_reps: usize,
@@ -20,13 +26,33 @@ pub struct Timer {
 impl Timer {
     pub fn new(gpu: &Gpu) -> Result<Timer> {
         let bytes = ((gpu.props.l2_bytes as usize) * 2).max(64 << 20);
-        Ok(Timer { flush: gpu.alloc(bytes)?, target_ms: 150.0, min_reps: 10, max_reps: 300 })
+        let cache = ModuleCache::open(&cache::default_dir())?;
+        let req = CompileRequest {
+            name: "kernels/util/util.cu".into(),
+            source: super::util::UTIL_SOURCE.into(),
+            defines: Default::default(),
+            arch: gpu.props.arch(),
+        };
+        let m = cache.get_or_compile(&req)?;
+        let flush = gpu.alloc(bytes)?;
+        // SAFETY: the buffer holds `bytes` bytes; contents only need to be defined.
+        unsafe { cudarc::driver::result::memset_d8_async(flush.ptr, 0, bytes, gpu.stream.cu_stream()) }
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        Ok(Timer {
+            flush,
+            flush_kernel: gpu.load(&m.cubin, "l2_flush_read")?,
+            sink: gpu.alloc(16)?,
+            target_ms: 100.0,
+            min_reps: 10,
+            max_reps: 300,
+        })
     }
 
-    fn flush_l2(&self, gpu: &Gpu) -> Result<()> {
-        // SAFETY: the flush buffer holds `bytes` bytes; the memset is ordered on the stream.
-        unsafe { cudarc::driver::result::memset_d8_async(self.flush.ptr, 0, self.flush.bytes, gpu.stream.cu_stream()) }
-            .map_err(|e| anyhow::anyhow!("L2 flush failed: {e:?}"))
+    /// Evicts the timed kernel's data from L2 (outside the timed region).
+    pub fn flush_l2(&self, gpu: &Gpu) -> Result<()> {
+        let words = self.flush.bytes / 16;
+        let blocks = (gpu.props.sm_count.max(1) as u32) * 4;
+        gpu.launch(&self.flush_kernel, (blocks, 1, 1), (1024, 1, 1), 0, &[self.flush.arg(), Arg::U64(words as u64), self.sink.arg()])
     }
 
     /// Times `launch` (one call = one run of the kernel or kernels being measured).
@@ -48,7 +74,7 @@ impl Timer {
             (a.elapsed_ms(&b)? as f64 / 5.0).max(1e-3)
         };
         // Each rep also pays for the flush (~2×L2 at DRAM speed).
-        let flush_ms = self.flush.bytes as f64 / 2.0e9;
+        let flush_ms = self.flush.bytes as f64 / 2.0e9; // ~2 TB/s, a safe underestimate
         let reps = ((self.target_ms / (est + flush_ms)) as usize).clamp(self.min_reps, self.max_reps);
         let mut events = Vec::with_capacity(reps * 2);
         for _ in 0..reps * 2 {

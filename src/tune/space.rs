@@ -387,7 +387,7 @@ fn resolve_template(sweep_path: &Path, file: &str) -> PathBuf {
 fn load_variant(path: &Path, text: &str, rv: RawVariant, shape_dims: &[&str]) -> Result<VariantSpace> {
     let at = |needle: &str| where_(path, line_of(text, needle));
     let file = resolve_template(path, &rv.file);
-    let source = std::fs::read_to_string(&file)
+    let source = crate::gpu::nvrtc::load_source(&file)
         .with_context(|| format!("{}: variant {:?}: cannot read template {}", at(&rv.file), rv.name, file.display()))?;
     if rv.params.is_empty() {
         bail!("{}: variant {:?} has no params: nothing to sweep", at(&rv.name), rv.name);
