@@ -1,0 +1,89 @@
+//! The command line on bad input and without a GPU: clear errors, non-zero exits, no panics.
+
+use std::process::Command;
+
+fn kernlab(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_kernlab"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("KERNLAB_REPORTS", std::env::temp_dir().join("kernlab-cli-test-reports"))
+        .output()
+        .expect("run kernlab");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!text.contains("panicked"), "kernlab panicked:\n{text}");
+    (out.status.success(), text)
+}
+
+#[test]
+fn unknown_family_lists_the_known_ones() {
+    let (ok, text) = kernlab(&["sweep", "nosuchfamily", "--dry-run", "--no-compile"]);
+    assert!(!ok);
+    assert!(text.contains("gemm"), "{text}");
+}
+
+#[test]
+fn nonsense_shapes_are_rejected_with_the_expected_form() {
+    for bad in ["12x12", "0x4096x4096", "ax4096x4096", "1x4096x4097"] {
+        let (ok, text) = kernlab(&["sweep", "gemm", "--dry-run", "--no-compile", "--shape", bad]);
+        assert!(!ok, "{bad} was accepted");
+        assert!(text.starts_with("error:") || text.contains("error:"), "{text}");
+    }
+    let (_, text) = kernlab(&["sweep", "gemm", "--dry-run", "--no-compile", "--shape", "1x4096x4097"]);
+    assert!(text.contains("multiple of 8"), "{text}");
+}
+
+#[test]
+fn malformed_sweep_file_names_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("bad.toml");
+    std::fs::write(&p, "family = \"gemm\"\n[[variant]\nname = \"x\"\n").unwrap();
+    let (ok, text) = kernlab(&["sweep", "gemm", "--dry-run", "--file", p.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(text.contains("bad.toml") && text.contains("line 2"), "{text}");
+}
+
+#[test]
+fn empty_space_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("empty.toml");
+    let cu = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("kernels/gemm/mma_multistage.cu");
+    std::fs::write(
+        &p,
+        format!("family = \"gemm\"\nshapes = [\"64x64x64\"]\n[[variant]]\nname = \"mma_multistage\"\nfile = \"{}\"\nparams = {{ BM = [] }}\n", cu.display()),
+    )
+    .unwrap();
+    let (ok, text) = kernlab(&["sweep", "gemm", "--dry-run", "--file", p.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(text.contains("no values"), "{text}");
+}
+
+#[test]
+fn dry_run_enumerates_without_a_gpu() {
+    let (ok, text) = kernlab(&["sweep", "gemm", "--dry-run", "--no-compile"]);
+    assert!(ok, "{text}");
+    assert!(text.contains("2048x28672x4096") && text.contains("distinct kernels"), "{text}");
+}
+
+#[test]
+fn dry_run_compiles_for_a_chosen_arch() {
+    let (ok, text) = kernlab(&["sweep", "gemm", "--dry-run", "--arch", "sm_86", "--shape", "1x4096x4096"]);
+    assert!(ok, "{text}");
+    assert!(text.contains("0 failed"), "{text}");
+    let (ok, text) = kernlab(&["sweep", "gemm", "--dry-run", "--arch", "hopper"]);
+    assert!(!ok && text.contains("sm_90a"), "{text}");
+}
+
+#[test]
+fn gpu_commands_without_a_gpu_explain_what_is_missing() {
+    // On CI there is no driver; on a GPU machine this passes trivially.
+    let has_driver = std::path::Path::new("/usr/lib/x86_64-linux-gnu/libcuda.so.1").exists()
+        || std::path::Path::new("/usr/local/nvidia/lib64/libcuda.so.1").exists();
+    if has_driver {
+        return;
+    }
+    for cmd in [&["devices"][..], &["selftest"][..], &["sweep", "gemm", "--shape", "1x64x64"][..]] {
+        let (ok, text) = kernlab(cmd);
+        assert!(!ok, "{cmd:?} succeeded without a GPU");
+        assert!(text.contains("no NVIDIA driver found") && text.contains("--dry-run"), "{cmd:?}: {text}");
+    }
+}
