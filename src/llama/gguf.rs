@@ -466,6 +466,12 @@ pub struct TensorView<'a> {
     path: &'a Path,
 }
 
+impl fmt::Debug for TensorView<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TensorView").field("info", self.info).field("path", &self.path).finish()
+    }
+}
+
 impl<'a> TensorView<'a> {
     fn err(&self, msg: String) -> GgufError {
         GgufError::Tensor { path: self.path.display().to_string(), tensor: self.info.name.clone(), msg }
