@@ -117,10 +117,10 @@ impl LlamaConfig {
         if self.dim == 0 || self.n_layers == 0 || self.n_heads == 0 || self.n_kv_heads == 0 {
             bail!("config '{n}': dim, n_layers, n_heads and n_kv_heads must be > 0");
         }
-        if self.head_dim == 0 || self.head_dim % 2 != 0 {
+        if self.head_dim == 0 || !self.head_dim.is_multiple_of(2) {
             bail!("config '{n}': head_dim {} must be even and > 0 (RoPE rotates pairs)", self.head_dim);
         }
-        if self.n_heads % self.n_kv_heads != 0 {
+        if !self.n_heads.is_multiple_of(self.n_kv_heads) {
             bail!(
                 "config '{n}': n_heads {} is not a multiple of n_kv_heads {} (grouped-query attention)",
                 self.n_heads,
@@ -130,11 +130,11 @@ impl LlamaConfig {
         if self.ffn_dim == 0 || self.vocab_size == 0 || self.max_seq_len == 0 {
             bail!("config '{n}': ffn_dim, vocab_size and max_seq_len must be > 0");
         }
-        if !(self.norm_eps > 0.0) || !(self.rope_theta > 0.0) {
+        if !positive(self.norm_eps) || !positive(self.rope_theta) {
             bail!("config '{n}': norm_eps and rope_theta must be positive");
         }
         if let Some(s) = &self.rope_scaling {
-            if !(s.factor > 0.0) || !(s.high_freq_factor > s.low_freq_factor) || s.original_max_position_embeddings == 0 {
+            if !positive(s.factor) || !positive(s.high_freq_factor - s.low_freq_factor) || s.original_max_position_embeddings == 0 {
                 bail!("config '{n}': invalid llama3 rope_scaling {s:?} (need factor > 0, high_freq_factor > low_freq_factor)");
             }
         }
@@ -305,6 +305,11 @@ impl LlamaConfig {
         }
         Ok(())
     }
+}
+
+/// True for a positive number, false for zero, negatives and NaN.
+fn positive(x: f32) -> bool {
+    x > 0.0
 }
 
 /// Llama-3.1 frequency scaling: long wavelengths (low frequencies) are slowed by `factor`,

@@ -125,7 +125,7 @@ impl GgmlType {
     /// Bytes for `n_elems` elements, or None on overflow / partial block.
     pub fn bytes_for(self, n_elems: u64) -> Option<u64> {
         let (bs, ts) = self.block_layout();
-        if n_elems % bs as u64 != 0 {
+        if !n_elems.is_multiple_of(bs as u64) {
             return None;
         }
         (n_elems / bs as u64).checked_mul(ts as u64)
@@ -167,9 +167,9 @@ pub fn q4_1_blocks(bytes: &[u8]) -> impl Iterator<Item = BlockQ4_1> + '_ {
 }
 
 /// Dequantize `bytes` of type `t` into `out`. The caller guarantees
-/// `bytes.len() == t.bytes_for(out.len())` (the parser checked it); returns Err(()) for a
+/// `bytes.len() == t.bytes_for(out.len())` (the parser checked it); returns Err(t) for a
 /// type this crate cannot dequantize.
-pub fn dequantize(t: GgmlType, bytes: &[u8], out: &mut [f32]) -> Result<(), ()> {
+pub fn dequantize(t: GgmlType, bytes: &[u8], out: &mut [f32]) -> Result<(), GgmlType> {
     debug_assert_eq!(Some(bytes.len() as u64), t.bytes_for(out.len() as u64));
     match t {
         GgmlType::F32 => {
@@ -216,7 +216,7 @@ pub fn dequantize(t: GgmlType, bytes: &[u8], out: &mut [f32]) -> Result<(), ()> 
                 }
             }
         }
-        _ => return Err(()),
+        other => return Err(other),
     }
     Ok(())
 }
@@ -226,7 +226,7 @@ pub mod quantize {
     use half::f16;
 
     pub fn q8_0(x: &[f32]) -> Vec<u8> {
-        assert!(x.len() % 32 == 0);
+        assert!(x.len().is_multiple_of(32));
         let mut out = Vec::with_capacity(x.len() / 32 * 34);
         for blk in x.chunks_exact(32) {
             let amax = blk.iter().fold(0f32, |a, v| a.max(v.abs()));
@@ -239,7 +239,7 @@ pub mod quantize {
     }
 
     pub fn q4_0(x: &[f32]) -> Vec<u8> {
-        assert!(x.len() % 32 == 0);
+        assert!(x.len().is_multiple_of(32));
         let mut out = Vec::with_capacity(x.len() / 32 * 18);
         for blk in x.chunks_exact(32) {
             // GGML: the value of largest magnitude maps to -8.
@@ -256,7 +256,7 @@ pub mod quantize {
     }
 
     pub fn q4_1(x: &[f32]) -> Vec<u8> {
-        assert!(x.len() % 32 == 0);
+        assert!(x.len().is_multiple_of(32));
         let mut out = Vec::with_capacity(x.len() / 32 * 20);
         for blk in x.chunks_exact(32) {
             let min = blk.iter().cloned().fold(f32::INFINITY, f32::min);

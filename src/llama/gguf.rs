@@ -272,7 +272,7 @@ impl<'a> Reader<'a> {
         let min_size = match ty {
             0 | 1 | 7 => 1,
             2 | 3 => 2,
-            4 | 5 | 6 => 4,
+            4..=6 => 4,
             8 | 10 | 11 | 12 => 8,
             9 => 12,
             t => return Err(self.err(format!("{}: unknown array element type {t}", what()))),
@@ -380,7 +380,7 @@ pub fn parse_header(buf: &[u8], path: &str) -> Result<GgufHeader, GgufError> {
             .try_fold(1u64, |acc, &d| acc.checked_mul(d))
             .filter(|&n| n <= MAX_ELEMS)
             .ok_or_else(|| terr(format!("dims {ne:?} multiply to more than {MAX_ELEMS} elements")))?;
-        if ne.iter().any(|&d| d == 0) {
+        if ne.contains(&0) {
             return Err(terr(format!("has a zero dimension {ne:?}")));
         }
         let dtype = GgmlType::from_id(type_id).ok_or_else(|| terr(format!("unknown GGML type id {type_id}")))?;
@@ -486,7 +486,7 @@ impl<'a> TensorView<'a> {
             )));
         }
         let mut out = vec![0f32; self.info.n_elems() as usize];
-        ggml_types::dequantize(t, self.bytes, &mut out).map_err(|_| self.err(format!("cannot dequantize {t:?}")))?;
+        ggml_types::dequantize(t, self.bytes, &mut out).map_err(|t| self.err(format!("cannot dequantize {t:?}")))?;
         Ok(out)
     }
 

@@ -14,9 +14,24 @@ use super::names::WeightName;
 use super::tokenizer;
 use super::weights::{TensorSource, Weights};
 
+enum ShardBytes {
+    Mmap(memmap2::Mmap),
+    Owned(Vec<u8>),
+}
+
+impl std::ops::Deref for ShardBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            ShardBytes::Mmap(m) => m,
+            ShardBytes::Owned(v) => v,
+        }
+    }
+}
+
 struct Shard {
     path: PathBuf,
-    map: memmap2::Mmap,
+    map: ShardBytes,
     /// Bytes before the data section (8-byte length + JSON header).
     data_start: usize,
     metadata: Metadata,
@@ -71,16 +86,27 @@ impl SafetensorsSource {
         if files.is_empty() {
             bail!("{}: no *.safetensors files", dir.display());
         }
-        let mut shards = Vec::new();
+        let shards = files.iter().map(|p| open_shard(p)).collect::<Result<Vec<_>>>()?;
+        Self::from_shards(dir, shards)
+    }
+
+    /// In-memory shards (tests, fuzzing): (name used in messages, file bytes).
+    pub fn from_bytes(dir: &Path, files: Vec<(String, Vec<u8>)>) -> Result<Self> {
+        let shards = files
+            .into_iter()
+            .map(|(name, bytes)| shard_from(dir.join(name), ShardBytes::Owned(bytes)))
+            .collect::<Result<Vec<_>>>()?;
+        Self::from_shards(dir, shards)
+    }
+
+    fn from_shards(dir: &Path, shards: Vec<Shard>) -> Result<Self> {
         let mut index = HashMap::new();
-        for path in files {
-            let shard = open_shard(&path)?;
+        for (i, shard) in shards.iter().enumerate() {
             for name in shard.metadata.tensors().keys() {
-                if index.insert(name.clone(), shards.len()).is_some() {
-                    bail!("{}: tensor '{name}' appears in more than one shard", path.display());
+                if index.insert(name.clone(), i).is_some() {
+                    bail!("{}: tensor '{name}' appears in more than one shard", shard.path.display());
                 }
             }
-            shards.push(shard);
         }
         Ok(SafetensorsSource { dir: dir.to_path_buf(), shards, index })
     }
@@ -96,10 +122,14 @@ fn open_shard(path: &Path) -> Result<Shard> {
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     // SAFETY: read-only private map; the file must not be truncated while loaded.
     let map = unsafe { memmap2::Mmap::map(&file) }.with_context(|| format!("mapping {}", path.display()))?;
+    shard_from(path.to_path_buf(), ShardBytes::Mmap(map))
+}
+
+fn shard_from(path: PathBuf, map: ShardBytes) -> Result<Shard> {
     // read_metadata validates the header and that the offsets lie within the buffer.
     let (header_len, metadata) =
         SafeTensors::read_metadata(&map).map_err(|e| anyhow!("{}: invalid safetensors file: {e}", path.display()))?;
-    Ok(Shard { path: path.to_path_buf(), data_start: 8 + header_len, map, metadata })
+    Ok(Shard { path, data_start: 8 + header_len, map, metadata })
 }
 
 impl TensorSource for SafetensorsSource {

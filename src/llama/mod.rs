@@ -8,8 +8,10 @@
 //! * [`gguf_model`], [`hf`]: loading a GGUF file or a Hugging Face directory
 //! * [`tokenizer`]: byte-level BPE from GGUF metadata or tokenizer.json
 //! * [`cpu_ref`]: the f32 CPU reference forward pass and greedy generation
+//! * [`fuzzing`]: bodies of the cargo-fuzz targets in fuzz/, replayed on the corpus by tests
 
 pub mod config;
+pub mod fuzzing;
 pub mod cpu_ref;
 pub mod ggml_types;
 pub mod gguf;
