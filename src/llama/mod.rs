@@ -1,1 +1,28 @@
 //! Llama-3: config presets, weight loaders, CPU reference forward, GPU model, e2e bench.
+//!
+//! * [`config`]: `LlamaConfig`, presets, config.json / GGUF metadata readers
+//! * [`gguf`], [`ggml_types`]: the GGUF container and GGML block formats (dequantization,
+//!   raw Q4_0/Q4_1 blocks); [`gguf_write`] builds small files for tests and fuzzing
+//! * [`names`]: one weight naming, mapped to GGUF and Hugging Face names
+//! * [`weights`]: f32 `Weights` in Hugging Face layout and the `TensorSource` loaders feed
+//! * [`gguf_model`], [`hf`]: loading a GGUF file or a Hugging Face directory
+//! * [`tokenizer`]: byte-level BPE from GGUF metadata or tokenizer.json
+//! * [`cpu_ref`]: the f32 CPU reference forward pass and greedy generation
+//! * [`fuzzing`]: bodies of the cargo-fuzz targets in fuzz/, replayed on the corpus by tests
+
+pub mod config;
+pub mod fuzzing;
+pub mod cpu_ref;
+pub mod ggml_types;
+pub mod gguf;
+pub mod gguf_model;
+pub mod gguf_write;
+pub mod hf;
+pub mod names;
+pub mod tokenizer;
+pub mod weights;
+
+pub use config::{LlamaConfig, RopeScaling};
+pub use gguf::{GgufError, GgufFile};
+pub use gguf_model::LoadedModel;
+pub use weights::{Mat, Weights};

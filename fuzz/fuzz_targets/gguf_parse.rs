@@ -1,0 +1,4 @@
+//! cargo-fuzz target; the body is kernlab::llama::fuzzing::gguf_parse (replayed by cargo test).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| kernlab::llama::fuzzing::gguf_parse(data));
