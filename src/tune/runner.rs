@@ -155,32 +155,26 @@ pub fn run_sweep(opts: &SweepOptions, interrupted: Arc<AtomicBool>) -> Result<Sw
 
     let strategy_kind = opts.strategy.unwrap_or(sweep.strategy);
     let budget = opts.budget.unwrap_or(sweep.budget);
+    let done_keys: std::collections::HashSet<String> = done.keys().cloned().collect();
+    let planned = plan_candidates(fam, &sweep, &plan_list, &limits, strategy_kind, budget, opts.seed, &done_keys)?;
     let mut plan: Vec<(DType, Shape, Vec<Candidate>)> = Vec::new();
     let mut jobs = Vec::new();
-    for (dt, shape) in &plan_list {
-        let dims: Vec<(String, i64)> = shape.dims.clone();
-        let e = sweep.enumerate(&dims, dt.bytes() as i64, &limits)?;
-        let chosen = strategy::select(&e.kept, strategy_kind, budget, opts.seed);
-        let dropped: usize = e.dropped.iter().map(|(_, n)| n).sum();
+    for p in planned {
         eprintln!(
             "  {} {}: {} candidates, {} dropped by constraints, {} to measure",
-            dt.name(),
-            shape.label(),
-            e.total,
-            dropped,
-            chosen.len()
+            p.dtype.name(),
+            p.shape.label(),
+            p.total,
+            p.dropped.iter().map(|(_, n)| n).sum::<usize>(),
+            p.chosen
         );
-        for (why, n) in &e.dropped {
+        for (why, n) in &p.dropped {
             eprintln!("      dropped {n:>5}: {why}");
         }
-        let todo: Vec<Candidate> = chosen
-            .into_iter()
-            .filter(|c| !done.contains_key(&candidate_record(fam, &sweep, c, *dt, shape).key()))
-            .collect();
-        for c in &todo {
-            jobs.push((c.clone(), *dt));
+        for c in &p.todo {
+            jobs.push((c.clone(), p.dtype));
         }
-        plan.push((*dt, shape.clone(), todo));
+        plan.push((p.dtype, p.shape, p.todo));
     }
     let total: usize = plan.iter().map(|p| p.2.len()).sum();
     if opts.resume && !previous.is_empty() {
@@ -406,8 +400,45 @@ pub fn run_sweep(opts: &SweepOptions, interrupted: Arc<AtomicBool>) -> Result<Sw
     Ok(SweepSummary { gpu: props, rows, csv: opts.out_csv.clone(), interrupted: was_interrupted })
 }
 
+/// What will be measured for one (dtype, shape).
+#[derive(Debug, Clone)]
+pub struct ShapePlan {
+    pub dtype: DType,
+    pub shape: Shape,
+    pub total: usize,
+    pub dropped: Vec<(String, usize)>,
+    /// Chosen by the strategy (before skipping what is already measured).
+    pub chosen: usize,
+    /// Still to measure.
+    pub todo: Vec<Candidate>,
+}
+
+/// Enumerates, filters, applies the strategy and skips candidates whose key is in `done`
+/// (the rows of the CSV being resumed). Pure: no GPU, no files.
+#[allow(clippy::too_many_arguments)]
+pub fn plan_candidates(
+    fam: &dyn Family,
+    sweep: &Sweep,
+    shapes: &[(DType, Shape)],
+    limits: &super::space::DeviceLimits,
+    strategy_kind: Strategy,
+    budget: usize,
+    seed: u64,
+    done: &std::collections::HashSet<String>,
+) -> Result<Vec<ShapePlan>> {
+    let mut out = Vec::new();
+    for (dt, shape) in shapes {
+        let e = sweep.enumerate(&shape.dims, dt.bytes() as i64, limits)?;
+        let chosen = strategy::select(&e.kept, strategy_kind, budget, seed);
+        let n = chosen.len();
+        let todo = chosen.into_iter().filter(|c| !done.contains(&candidate_record(fam, sweep, c, *dt, shape).key())).collect();
+        out.push(ShapePlan { dtype: *dt, shape: shape.clone(), total: e.total, dropped: e.dropped, chosen: n, todo });
+    }
+    Ok(out)
+}
+
 /// A record carrying a candidate's identity (no measurements yet).
-fn candidate_record(fam: &dyn Family, _sweep: &Sweep, c: &Candidate, dt: DType, shape: &Shape) -> CandidateRecord {
+pub fn candidate_record(fam: &dyn Family, _sweep: &Sweep, c: &Candidate, dt: DType, shape: &Shape) -> CandidateRecord {
     CandidateRecord {
         family: fam.name().into(),
         variant: c.variant.clone(),
@@ -523,4 +554,48 @@ pub fn dry_run(sweep_path: &std::path::Path, shapes: &[String], dtypes: &[String
     let failed = results.iter().filter(|r| r.1.is_err()).count();
     println!("compiled {} kernels for {arch}: {} ok, {failed} failed", results.len(), results.len() - failed);
     Ok(ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tune::space::DeviceLimits;
+    use std::collections::HashSet;
+
+    #[test]
+    fn resume_skips_exactly_what_the_csv_holds() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let fam = kernels::family("gemm").unwrap();
+        let sweep = Sweep::load(&root.join("sweeps/gemm.toml"), fam.shape_dims()).unwrap();
+        let shapes = plan_shapes(fam, &sweep, &["1x4096x4096".into(), "2048x4096x4096".into()], &[]).unwrap();
+        let limits = DeviceLimits::for_arch("sm_90a").unwrap();
+        let none = HashSet::new();
+        let full = plan_candidates(fam, &sweep, &shapes, &limits, Strategy::Random, 10, 3, &none).unwrap();
+        assert_eq!(full.len(), 2);
+        assert!(full.iter().all(|p| p.todo.len() == 10 && p.chosen == 10));
+        // Pretend the first 4 candidates of the first shape were measured.
+        let done: HashSet<String> =
+            full[0].todo[..4].iter().map(|c| candidate_record(fam, &sweep, c, full[0].dtype, &full[0].shape).key()).collect();
+        let resumed = plan_candidates(fam, &sweep, &shapes, &limits, Strategy::Random, 10, 3, &done).unwrap();
+        assert_eq!(resumed[0].todo, full[0].todo[4..].to_vec());
+        assert_eq!(resumed[1].todo, full[1].todo);
+        // Everything measured: nothing to do.
+        let all: HashSet<String> = full
+            .iter()
+            .flat_map(|p| p.todo.iter().map(|c| candidate_record(fam, &sweep, c, p.dtype, &p.shape).key()).collect::<Vec<_>>())
+            .collect();
+        let none_left = plan_candidates(fam, &sweep, &shapes, &limits, Strategy::Random, 10, 3, &all).unwrap();
+        assert!(none_left.iter().all(|p| p.todo.is_empty()));
+    }
+
+    #[test]
+    fn plan_rejects_bad_shapes_before_any_gpu_work() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let fam = kernels::family("gemm").unwrap();
+        let sweep = Sweep::load(&root.join("sweeps/gemm.toml"), fam.shape_dims()).unwrap();
+        assert!(plan_shapes(fam, &sweep, &["1x4096x4095".into()], &[]).is_err());
+        assert!(plan_shapes(fam, &sweep, &["1x4096".into()], &[]).is_err());
+        assert!(plan_shapes(fam, &sweep, &[], &["int3".into()]).is_err());
+        assert_eq!(plan_shapes(fam, &sweep, &[], &[]).unwrap().len(), 20);
+    }
 }
