@@ -25,7 +25,12 @@ pub fn ceilings_path_for(props: &DeviceProps) -> PathBuf {
 /// The saved ceilings of this GPU; `Ok(None)` when none were measured yet. A file that
 /// exists but does not parse, belongs to another GPU or holds unusable values is an error.
 pub fn try_load_ceilings_for(props: &DeviceProps) -> Result<Option<Ceilings>> {
-    let path = ceilings_path_for(props);
+    try_load_ceilings_from(&crate::paths::reports_dir(), props)
+}
+
+/// [`try_load_ceilings_for`] in a given directory.
+pub fn try_load_ceilings_from(dir: &Path, props: &DeviceProps) -> Result<Option<Ceilings>> {
+    let path = dir.join(ceilings_file_name(&props.name, &props.cc()));
     if !path.exists() {
         return Ok(None);
     }
@@ -291,6 +296,47 @@ mod tests {
         c.environment.insert(format!("timing {}", keys::CUBLAS_BF16), "median 1700.0 µs (p20 1690.0, p80 1710.0, ±0.59 %), 80 reps; x".into());
         c.environment.insert("source tensor_bf16_tflops".into(), "cuBLAS 8192³".into());
         c
+    }
+
+    fn props(name: &str, major: i32) -> DeviceProps {
+        DeviceProps {
+            name: name.into(),
+            cc_major: major,
+            cc_minor: 0,
+            sm_count: 132,
+            total_mem_bytes: 80 << 30,
+            l2_bytes: 50 << 20,
+            max_smem_optin: 227 << 10,
+            max_threads_per_block: 1024,
+            regs_per_block: 65536,
+            sm_clock_mhz: 1980,
+            mem_clock_mhz: 2619,
+            bus_width_bits: 5120,
+            driver_version: "13.0".into(),
+        }
+    }
+
+    #[test]
+    fn ceilings_are_found_by_gpu_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let h100 = props("NVIDIA H100 80GB HBM3", 9);
+        assert!(try_load_ceilings_from(dir.path(), &h100).unwrap().is_none());
+        let c = ceilings();
+        let path = dir.path().join("ceilings-nvidia-h100-80gb-hbm3-sm90.json");
+        c.save(&path).unwrap();
+        assert_eq!(try_load_ceilings_from(dir.path(), &h100).unwrap(), Some(c.clone()));
+        // Another GPU's name never picks up this file.
+        assert!(try_load_ceilings_from(dir.path(), &props("NVIDIA H200", 9)).unwrap().is_none());
+        // A file under this GPU's name holding another GPU's numbers is an error, not a match.
+        let other = Ceilings { gpu: "NVIDIA A100".into(), ..c.clone() };
+        other.save(&path).unwrap();
+        let e = try_load_ceilings_from(dir.path(), &h100).unwrap_err();
+        assert!(format!("{e:#}").contains("NVIDIA A100"), "{e:#}");
+        // Zero ceilings fail validation and say how to fix it.
+        Ceilings { l2_gbps: 0.0, ..c }.save(&path).unwrap();
+        assert!(format!("{:#}", try_load_ceilings_from(dir.path(), &h100).unwrap_err()).contains("--remeasure"));
+        std::fs::write(&path, "{").unwrap();
+        assert!(try_load_ceilings_from(dir.path(), &h100).is_err());
     }
 
     #[test]
