@@ -36,7 +36,14 @@ pub fn try_load_ceilings_from(dir: &Path, props: &DeviceProps) -> Result<Option<
     }
     let c = Ceilings::load(&path)?;
     if c.gpu != props.name || c.compute_capability != props.cc() {
-        bail!("{} holds the ceilings of {} (cc {}), not of {} (cc {})", path.display(), c.gpu, c.compute_capability, props.name, props.cc());
+        bail!(
+            "{} holds the ceilings of {} (cc {}), not of {} (cc {})",
+            path.display(),
+            c.gpu,
+            c.compute_capability,
+            props.name,
+            props.cc()
+        );
     }
     c.validate().with_context(|| format!("{}", path.display()))?;
     Ok(Some(c))
@@ -78,7 +85,9 @@ pub fn format_ceilings(c: &Ceilings) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "{} (cc {}) — ceilings measured {}", c.gpu, c.compute_capability, c.measured_at);
     let _ = writeln!(s, "  {:<26} {:>16}  {:>13}  {:>11}  source", "ceiling", "measured", "ridge (DRAM)", "ridge (L2)");
-    for (name, v, unit) in [("DRAM copy (read + write)", c.dram_copy_gbps, "GB/s"), ("DRAM read", c.dram_read_gbps, "GB/s"), ("L2 read", c.l2_gbps, "GB/s")] {
+    for (name, v, unit) in
+        [("DRAM copy (read + write)", c.dram_copy_gbps, "GB/s"), ("DRAM read", c.dram_read_gbps, "GB/s"), ("L2 read", c.l2_gbps, "GB/s")]
+    {
         let _ = writeln!(s, "  {name:<26} {:>8} {unit:<7}", num(v));
     }
     for (name, which, src_key) in [
@@ -208,7 +217,10 @@ pub fn roofline_command_with(gpu: usize, remeasure: bool, all_candidates: bool, 
             eprintln!("warning: the torch peers were measured on {:?}, this is {:?}", t.gpu, props.name);
         }
         if !measured {
-            eprintln!("note: comparing saved ceilings ({}) with torch peers measured now; use --remeasure for a same-run comparison", c.measured_at);
+            eprintln!(
+                "note: comparing saved ceilings ({}) with torch peers measured now; use --remeasure for a same-run comparison",
+                c.measured_at
+            );
         }
         t.record(&mut c);
     }
@@ -226,8 +238,7 @@ pub fn roofline_command_with(gpu: usize, remeasure: bool, all_candidates: bool, 
     for w in &warnings {
         eprintln!("warning: {w}");
     }
-    let rows: Vec<CandidateRecord> =
-        sweeps.into_iter().flat_map(|(_, r)| r).filter(|r| r.gpu.is_empty() || r.gpu == c.gpu).collect();
+    let rows: Vec<CandidateRecord> = sweeps.into_iter().flat_map(|(_, r)| r).filter(|r| r.gpu.is_empty() || r.gpu == c.gpu).collect();
     println!("\nwinners on this roofline ({} rows from the sweep CSVs in {})", rows.len(), dir.display());
     print!("{}", format_winners(&c, &rows));
     let png = dir.join(roofline_png_name(&c));
@@ -263,12 +274,7 @@ pub fn report_command(out: Option<PathBuf>) -> Result<ExitCode> {
     if summary.sweeps.is_empty() {
         eprintln!("note: no sweep CSVs in {}; run `kernlab sweep <family>` to fill the report", dir.display());
     }
-    println!(
-        "{} sweep(s), {} chart(s), {} ceilings file(s)",
-        summary.sweeps.len(),
-        summary.charts.len(),
-        summary.ceilings.len()
-    );
+    println!("{} sweep(s), {} chart(s), {} ceilings file(s)", summary.sweeps.len(), summary.charts.len(), summary.ceilings.len());
     println!("report: {}", summary.html.display());
     Ok(ExitCode::SUCCESS)
 }
@@ -293,7 +299,8 @@ mod tests {
         };
         c.peers.insert(keys::CUBLAS_BF16.into(), 640.0);
         c.peers.insert(keys::GEMM_MMA_BF16.into(), 480.0);
-        c.environment.insert(format!("timing {}", keys::CUBLAS_BF16), "median 1700.0 µs (p20 1690.0, p80 1710.0, ±0.59 %), 80 reps; x".into());
+        c.environment
+            .insert(format!("timing {}", keys::CUBLAS_BF16), "median 1700.0 µs (p20 1690.0, p80 1710.0, ±0.59 %), 80 reps; x".into());
         c.environment.insert("source tensor_bf16_tflops".into(), "cuBLAS 8192³".into());
         c
     }

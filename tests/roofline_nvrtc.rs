@@ -5,7 +5,18 @@
 use kernlab::gpu::nvrtc::{compile, CompileRequest};
 use kernlab::measure::{gemm, micro};
 
-const ENTRIES: &[&str] = &["copy_v16", "read_v16", "l2_read_v16", "fma_f32", "mma_peak_bf16", "mma_peak_f16"];
+const ENTRIES: &[&str] = &[
+    "copy_v16_u2",
+    "copy_v16_u4",
+    "copy_v16_u8",
+    "read_v16_u2",
+    "read_v16_u4",
+    "read_v16_u8",
+    "l2_read_v16",
+    "fma_f32",
+    "mma_peak_bf16",
+    "mma_peak_f16",
+];
 
 #[test]
 fn ceilings_kernels_compile_for_sm80_and_sm90a() {

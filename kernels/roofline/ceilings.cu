@@ -9,12 +9,12 @@ it (almost) never does: the compiler cannot drop the work, and nothing is writte
 
 Entry points (all grid-stride, any grid; the host uses block 256 or 512)
 
-    copy_v16(const uint4* src, uint4* dst, long long n16)
-        dst[i] = src[i] for i < n16, 16-byte loads and stores, UNROLL independent loads in
-        flight per thread before the stores. Bytes moved: 2 * 16 * n16 (read + write).
+    copy_v16_u{2,4,8}(const uint4* src, uint4* dst, long long n16)
+        dst[i] = src[i] for i < n16, 16-byte loads and stores, 2, 4 or 8 independent loads
+        in flight per thread before the stores. Bytes moved: 2 * 16 * n16 (read + write).
 
-    read_v16(const uint4* src, long long n16, unsigned key, unsigned* out)
-        XOR of every 32-bit word of src, 16-byte loads, UNROLL in flight; out[0] is
+    read_v16_u{2,4,8}(const uint4* src, long long n16, unsigned key, unsigned* out)
+        XOR of every 32-bit word of src, 16-byte loads, 2, 4 or 8 in flight; out[0] is
         written only when the XOR equals `key`. Bytes moved: 16 * n16.
 
     l2_read_v16(const uint4* buf, long long n16, int passes, unsigned key, unsigned* out)
@@ -36,7 +36,7 @@ Entry points (all grid-stride, any grid; the host uses block 256 or 512)
         our own tensor-core instruction stream with no memory traffic at all.
 
 Tunables (macros, defaults below)
-    UNROLL      16-byte loads in flight per thread in the memory kernels   (8)
+    UNROLL      16-byte loads in flight per thread in l2_read_v16          (8)
     NACC        independent FMA chains per thread                        (8)
     FMA_UNROLL  FMAs per chain per loop iteration                        (8)
     MMA_ACC     independent mma accumulators per warp                    (4)
@@ -66,9 +66,10 @@ __device__ __forceinline__ long long grid_threads() { return (long long)gridDim.
 
 __device__ __forceinline__ unsigned xor4(uint4 v) { return v.x ^ v.y ^ v.z ^ v.w; }
 
-// The loads and stores below are `asm volatile`, so ptxas keeps the UNROLL loads of an
-// iteration together ahead of their uses (volatile asm is never reordered among itself);
-// with plain C++ loads it pairs each load with its store and keeps one load in flight.
+// The loads and stores below are `asm volatile`, so the PTX keeps the loads of an iteration
+// together ahead of their uses (volatile asm is not reordered among itself). ptxas may still
+// interleave them (on sm_90 it issues 4 of 8 loads before the first store), which is why the
+// host tries 2, 4 and 8 loads per trip and several grid sizes and keeps the fastest.
 
 // 16-byte read-only load from DRAM that does not allocate in L1.
 __device__ __forceinline__ uint4 ld_stream_v4(const uint4* p) {
@@ -92,39 +93,54 @@ __device__ __forceinline__ uint4 ld_cg_v4(const uint4* p) {
     return v;
 }
 
-extern "C" __global__ void copy_v16(const uint4* __restrict__ src, uint4* __restrict__ dst, long long n16) {
+// dst[i] = src[i]: U loads issued back to back, then U stores.
+template <int U>
+__device__ __forceinline__ void copy_body(const uint4* __restrict__ src, uint4* __restrict__ dst, long long n16) {
     const long long stride = grid_threads();
     long long i = global_tid();
-    // Main loop: UNROLL loads issued back to back, then UNROLL stores.
-    for (; i + (UNROLL - 1) * stride < n16; i += UNROLL * stride) {
-        uint4 v[UNROLL];
+    for (; i + (U - 1) * stride < n16; i += U * stride) {
+        uint4 v[U];
 #pragma unroll
-        for (int u = 0; u < UNROLL; ++u) v[u] = ld_stream_v4(src + i + u * stride);
+        for (int u = 0; u < U; ++u) v[u] = ld_stream_v4(src + i + u * stride);
 #pragma unroll
-        for (int u = 0; u < UNROLL; ++u) st_v4(dst + i + u * stride, v[u]);
+        for (int u = 0; u < U; ++u) st_v4(dst + i + u * stride, v[u]);
     }
     for (; i < n16; i += stride) st_v4(dst + i, ld_stream_v4(src + i));
 }
 
-extern "C" __global__ void read_v16(const uint4* __restrict__ src, long long n16, unsigned key, unsigned* __restrict__ out) {
+template <int U>
+__device__ __forceinline__ void read_body(const uint4* __restrict__ src, long long n16, unsigned key, unsigned* __restrict__ out) {
     const long long stride = grid_threads();
     long long i = global_tid();
-    unsigned acc[UNROLL];
+    unsigned acc[U];
 #pragma unroll
-    for (int u = 0; u < UNROLL; ++u) acc[u] = 0u;
-    for (; i + (UNROLL - 1) * stride < n16; i += UNROLL * stride) {
-        uint4 v[UNROLL];
+    for (int u = 0; u < U; ++u) acc[u] = 0u;
+    for (; i + (U - 1) * stride < n16; i += U * stride) {
+        uint4 v[U];
 #pragma unroll
-        for (int u = 0; u < UNROLL; ++u) v[u] = ld_stream_v4(src + i + u * stride);
+        for (int u = 0; u < U; ++u) v[u] = ld_stream_v4(src + i + u * stride);
 #pragma unroll
-        for (int u = 0; u < UNROLL; ++u) acc[u] ^= xor4(v[u]);
+        for (int u = 0; u < U; ++u) acc[u] ^= xor4(v[u]);
     }
     for (; i < n16; i += stride) acc[0] ^= xor4(ld_stream_v4(src + i));
     unsigned r = 0u;
 #pragma unroll
-    for (int u = 0; u < UNROLL; ++u) r ^= acc[u];
+    for (int u = 0; u < U; ++u) r ^= acc[u];
     if (r == key) out[0] = r;
 }
+
+#define KL_COPY_READ(U)                                                                                     \
+    extern "C" __global__ void copy_v16_u##U(const uint4* __restrict__ src, uint4* __restrict__ dst,       \
+                                             long long n16) {                                              \
+        copy_body<U>(src, dst, n16);                                                                        \
+    }                                                                                                       \
+    extern "C" __global__ void read_v16_u##U(const uint4* __restrict__ src, long long n16, unsigned key,   \
+                                             unsigned* __restrict__ out) {                                 \
+        read_body<U>(src, n16, key, out);                                                                   \
+    }
+KL_COPY_READ(2)
+KL_COPY_READ(4)
+KL_COPY_READ(8)
 
 extern "C" __global__ void l2_read_v16(const uint4* __restrict__ buf, long long n16, int passes, unsigned key,
                                        unsigned* __restrict__ out) {

@@ -10,8 +10,10 @@ use anyhow::{bail, Context, Result};
 use cudarc::driver::sys::CUdevice_attribute as A;
 use std::collections::BTreeMap;
 
-/// 16-byte loads in flight per thread (the template's UNROLL, passed explicitly).
+/// 16-byte loads in flight per thread in l2_read_v16 (the template's UNROLL).
 pub const UNROLL: u64 = 8;
+/// The copy_v16_u* / read_v16_u* instances: loads in flight per thread.
+pub const COPY_UNROLLS: [u64; 3] = [2, 4, 8];
 /// mma.sync accumulators per warp (the template's MMA_ACC).
 pub const MMA_ACC: u64 = 4;
 /// FMA chains per thread × FMAs per chain per iteration (NACC × FMA_UNROLL).
@@ -36,8 +38,9 @@ pub fn request(arch: &str) -> CompileRequest {
 }
 
 pub struct MicroKernels {
-    copy: Kernel,
-    read: Kernel,
+    /// (loads in flight per thread, kernel)
+    copy: Vec<(u64, Kernel)>,
+    read: Vec<(u64, Kernel)>,
     l2: Kernel,
     fma: Kernel,
     mma_bf16: Kernel,
@@ -56,8 +59,8 @@ impl MicroKernels {
         let m = cache.get_or_compile(&request(&gpu.props.arch())).context("compiling the ceiling micro-benchmarks")?;
         let load = |e: &str| gpu.load(&m.cubin, e);
         Ok(MicroKernels {
-            copy: load("copy_v16")?,
-            read: load("read_v16")?,
+            copy: COPY_UNROLLS.iter().map(|u| Ok((*u, load(&format!("copy_v16_u{u}"))?))).collect::<Result<_>>()?,
+            read: COPY_UNROLLS.iter().map(|u| Ok((*u, load(&format!("read_v16_u{u}"))?))).collect::<Result<_>>()?,
             l2: load("l2_read_v16")?,
             fma: load("fma_f32")?,
             mma_bf16: load("mma_peak_bf16")?,
@@ -74,11 +77,12 @@ fn full_wave_blocks(gpu: &Gpu) -> u32 {
     (gpu.props.sm_count.max(1) as u32) * (per_sm as u32 / BLOCK)
 }
 
-/// Grids to try for a bandwidth kernel over `n16` vectors: one full wave (persistent
-/// threads), two waves, and one trip per thread (as many blocks as the data needs).
-fn bandwidth_grids(gpu: &Gpu, n16: u64) -> Vec<u32> {
+/// Grids to try for a bandwidth kernel over `n16` vectors with `unroll` loads per thread
+/// and trip: one full wave (persistent threads), two waves, and one trip per thread (as
+/// many blocks as the data needs).
+fn bandwidth_grids(gpu: &Gpu, n16: u64, unroll: u64) -> Vec<u32> {
     let wave = full_wave_blocks(gpu);
-    let one_trip = (n16 / (BLOCK as u64 * UNROLL)).clamp(1, i32::MAX as u64) as u32;
+    let one_trip = (n16 / (BLOCK as u64 * unroll)).clamp(1, i32::MAX as u64) as u32;
     let mut g = vec![wave, 2 * wave, one_trip];
     g.sort_unstable();
     g.dedup();
@@ -114,29 +118,29 @@ pub fn memory(gpu: &Gpu, timer: &Timer, k: &MicroKernels) -> Result<Vec<Figure>>
     let mut out = Vec::new();
 
     let mut copies = Vec::new();
-    for grid in bandwidth_grids(gpu, n16) {
-        let t = timer.time(gpu, || {
-            // SAFETY: src and dst hold n16 16-byte vectors each and do not
-            // overlap; the kernel is grid-stride, so any grid is in bounds.
-            gpu.launch(&k.copy, (grid, 1, 1), (BLOCK, 1, 1), 0, &[src.arg(), dst.arg(), Arg::U64(n16)])
-        })?;
-        copies.push(Figure::new(
-            super::keys::COPY,
-            2.0 * bytes as f64,
-            1e9,
-            t,
-            format!("copy_v16, 2 × {gib:.2} GiB, grid {grid}×{BLOCK}, read + write counted"),
-        ));
+    for (u, kern) in &k.copy {
+        for grid in bandwidth_grids(gpu, n16, *u) {
+            let t = timer.time(gpu, || {
+                // SAFETY: src and dst hold n16 16-byte vectors each and do not overlap; the
+                // kernel is grid-stride, so any grid is in bounds.
+                gpu.launch(kern, (grid, 1, 1), (BLOCK, 1, 1), 0, &[src.arg(), dst.arg(), Arg::U64(n16)])
+            })?;
+            let what = format!("{}, 2 × {gib:.2} GiB, grid {grid}×{BLOCK}, read + write counted", kern.name);
+            copies.push(Figure::new(super::keys::COPY, 2.0 * bytes as f64, 1e9, t, what));
+        }
     }
     out.push(best(copies).context("no copy measurement")?);
 
     let mut reads = Vec::new();
-    for grid in bandwidth_grids(gpu, n16) {
-        let t = timer.time(gpu, || {
-            // SAFETY: src holds n16 vectors; out holds 16 bytes and only out[0] is written.
-            gpu.launch(&k.read, (grid, 1, 1), (BLOCK, 1, 1), 0, &[src.arg(), Arg::U64(n16), Arg::U32(KEY_U32), k.out.arg()])
-        })?;
-        reads.push(Figure::new(super::keys::READ, bytes as f64, 1e9, t, format!("read_v16, {gib:.2} GiB, grid {grid}×{BLOCK}")));
+    for (u, kern) in &k.read {
+        for grid in bandwidth_grids(gpu, n16, *u) {
+            let t = timer.time(gpu, || {
+                // SAFETY: src holds n16 vectors; out holds 16 bytes and only out[0] is written.
+                gpu.launch(kern, (grid, 1, 1), (BLOCK, 1, 1), 0, &[src.arg(), Arg::U64(n16), Arg::U32(KEY_U32), k.out.arg()])
+            })?;
+            let what = format!("{}, {gib:.2} GiB, grid {grid}×{BLOCK}", kern.name);
+            reads.push(Figure::new(super::keys::READ, bytes as f64, 1e9, t, what));
+        }
     }
     out.push(best(reads).context("no read measurement")?);
     drop(dst);
@@ -145,7 +149,7 @@ pub fn memory(gpu: &Gpu, timer: &Timer, k: &MicroKernels) -> Result<Vec<Figure>>
     let l2_bytes = (l2 / 3) & !0xFFF;
     let l2_n16 = (l2_bytes / 16) as u64;
     let mut l2s = Vec::new();
-    for grid in bandwidth_grids(gpu, l2_n16) {
+    for grid in bandwidth_grids(gpu, l2_n16, UNROLL) {
         let t = timer.time(gpu, || {
             // SAFETY: src holds far more than l2_n16 vectors; only out[0] may be written.
             gpu.launch(

@@ -4,13 +4,14 @@
 //!
 //! | ceiling | how |
 //! |---|---|
-//! | DRAM copy | `copy_v16` over two buffers far larger than L2, read + write bytes |
-//! | DRAM read | `read_v16` over one such buffer |
+//! | DRAM copy | `copy_v16_u*` over two buffers far larger than L2, read + write bytes |
+//! | DRAM read | `read_v16_u*` over one such buffer |
 //! | L2 | `l2_read_v16`: hundreds of passes over a third of L2 |
 //! | fp32 FMA | `fma_f32`: independent FMA chains in registers |
 //! | bf16 / fp16 tensor | the best of cuBLAS at 8192³, our `gemm_mma` at 8192³ (tuned config when the database has one) and `mma_peak_*` (mma.sync in registers) |
 //!
-//! Each memory kernel is tried at a few grid sizes and the fastest counts. Every figure
+//! Each memory kernel is tried at a few grid sizes and loads in flight, and the fastest
+//! counts. Every figure
 //! (ceiling or comparison) is kept in [`Ceilings::peers`] under a name with its unit, and
 //! its timing (median, 20–80 band, repetitions, launch geometry) in
 //! [`Ceilings::environment`] under `timing <name>`, so the saved JSON says how each
@@ -144,23 +145,12 @@ pub fn measure_ceilings_with(gpu: &Gpu, cache: &ModuleCache, progress: &mut dyn 
     };
     environment(gpu, cache, &mut c);
     let timer = Timer::new(gpu)?;
-    let mk = micro::MicroKernels::load(gpu, cache)?;
     let add = |c: &mut Ceilings, f: Figure, progress: &mut dyn FnMut(&str)| {
         progress(&format!("  {:<28} {:>9.1}  ±{:.2} %  ({})", f.key, f.value, f.spread_pct(), f.detail));
         record(c, &f);
     };
-    for f in micro::memory(gpu, &timer, &mk)? {
-        add(&mut c, f, progress);
-    }
-    let (fma, clock) = micro::fma(gpu, &timer, &mk)?;
-    add(&mut c, fma, progress);
-    if let Some(mhz) = clock {
-        c.environment.insert("sm clock under FMA load (MHz)".into(), format!("{mhz:.0}"));
-    }
-    for f in micro::mma_peak(gpu, &timer, &mk)? {
-        add(&mut c, f, progress);
-    }
-    drop(mk);
+    // Tensor rates first, while the GPU is cool: a GPU that has just run at full power for
+    // seconds may hold lower clocks, and the PyTorch peer is usually measured cool too.
     for f in gemm::cublas_8192(gpu, &timer, cache)? {
         add(&mut c, f, progress);
     }
@@ -176,6 +166,18 @@ pub fn measure_ceilings_with(gpu: &Gpu, cache: &ModuleCache, progress: &mut dyn 
                 c.environment.insert(format!("gemm_mma {} 8192³", dt.name()), format!("not measured: {msg}"));
             }
         }
+    }
+    let mk = micro::MicroKernels::load(gpu, cache)?;
+    for f in micro::memory(gpu, &timer, &mk)? {
+        add(&mut c, f, progress);
+    }
+    let (fma, clock) = micro::fma(gpu, &timer, &mk)?;
+    add(&mut c, fma, progress);
+    if let Some(mhz) = clock {
+        c.environment.insert("sm clock under FMA load (MHz)".into(), format!("{mhz:.0}"));
+    }
+    for f in micro::mma_peak(gpu, &timer, &mk)? {
+        add(&mut c, f, progress);
     }
     choose_ceilings(&mut c);
     c.validate().context("measured ceilings are not usable")?;

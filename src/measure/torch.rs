@@ -36,9 +36,7 @@ impl TorchPeers {
 
     pub fn load(path: &Path) -> Result<TorchPeers> {
         let data = std::fs::read(path).with_context(|| format!("reading torch peers {}", path.display()))?;
-        TorchPeers::parse(&data).with_context(|| {
-            format!("{} is not the output of scripts/torch_copy_peer.py", path.display())
-        })
+        TorchPeers::parse(&data).with_context(|| format!("{} is not the output of scripts/torch_copy_peer.py", path.display()))
     }
 
     /// Stores the peers in the ceilings (and the torch version in the environment).
@@ -107,7 +105,10 @@ mod tests {
 
     #[test]
     fn parses_the_script_output_and_rejects_nonsense() {
-        let t = TorchPeers::parse(br#"{"gpu":"NVIDIA H200","torch":"2.11.0","copy_gbps":4174.5,"bf16_8192_tflops":780.0,"copy_bytes":4294967296}"#).unwrap();
+        let t = TorchPeers::parse(
+            br#"{"gpu":"NVIDIA H200","torch":"2.11.0","copy_gbps":4174.5,"bf16_8192_tflops":780.0,"copy_bytes":4294967296}"#,
+        )
+        .unwrap();
         assert_eq!(t.copy_gbps, 4174.5);
         assert!(TorchPeers::parse(br#"{"copy_gbps":0,"bf16_8192_tflops":780.0}"#).is_err());
         assert!(TorchPeers::parse(br#"{"copy_gbps":1.0}"#).is_err());
