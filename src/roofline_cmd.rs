@@ -238,7 +238,11 @@ pub fn roofline_command_with(gpu: usize, remeasure: bool, all_candidates: bool, 
     for w in &warnings {
         eprintln!("warning: {w}");
     }
-    let rows: Vec<CandidateRecord> = sweeps.into_iter().flat_map(|(_, r)| r).filter(|r| r.gpu.is_empty() || r.gpu == c.gpu).collect();
+    let mut rows: Vec<CandidateRecord> = sweeps.into_iter().flat_map(|(_, r)| r).filter(|r| r.gpu.is_empty() || r.gpu == c.gpu).collect();
+    // Labels and the table use the ceilings drawn, not those a CSV was written against.
+    for r in &mut rows {
+        fill_pct_of_bound(r, &c);
+    }
     println!("\nwinners on this roofline ({} rows from the sweep CSVs in {})", rows.len(), dir.display());
     print!("{}", format_winners(&c, &rows));
     let png = dir.join(roofline_png_name(&c));
