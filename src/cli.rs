@@ -46,6 +46,29 @@ pub enum Command {
         #[arg(long)]
         log: bool,
     },
+    /// Measure this GPU's ceilings (DRAM, L2, tensor and FMA rates, with cuBLAS beside them)
+    /// and chart every sweep's winners on its roofline (reports/roofline-<gpu>.png).
+    Roofline {
+        #[arg(long, default_value_t = 0)]
+        gpu: usize,
+        /// Measure again even if reports/ holds this GPU's ceilings.
+        #[arg(long)]
+        remeasure: bool,
+        /// Draw only the winners, not every verified candidate as faint points.
+        #[arg(long)]
+        no_candidates: bool,
+        /// JSON written by scripts/torch_copy_peer.py in the same session: print our
+        /// ceilings against PyTorch's copy_ and bf16 matmul.
+        #[arg(long, value_name = "FILE")]
+        torch_peers: Option<PathBuf>,
+    },
+    /// Write one self-contained HTML page over everything in reports/ (ceilings, roofline,
+    /// every sweep's table and charts).
+    Report {
+        /// Output HTML file. Default: reports/index.html.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Internal: the measuring process the sweep runner starts.
     #[command(hide = true)]
     Worker {
@@ -126,6 +149,10 @@ pub fn run() -> Result<ExitCode> {
         Command::Sweep(a) => sweep(a),
         Command::Selftest { gpu } => crate::selftest::run(gpu),
         Command::Compile { file, arch, define, log } => compile(file, arch, define, log),
+        Command::Roofline { gpu, remeasure, no_candidates, torch_peers } => {
+            crate::roofline_cmd::roofline_command_with(gpu, remeasure, !no_candidates, torch_peers)
+        }
+        Command::Report { out } => crate::roofline_cmd::report_command(out),
         Command::Worker { gpu } => {
             crate::tune::worker::serve(gpu)?;
             Ok(ExitCode::SUCCESS)
