@@ -187,6 +187,10 @@ fn devices(ordinal: usize) -> Result<ExitCode> {
         Ok(f) => println!("  cuBLAS              {} (found via {})", f.lib.display(), f.how),
         Err(e) => println!("  cuBLAS              not found: {e:#}"),
     }
+    match crate::roofline_cmd::load_ceilings_for(p) {
+        Some(c) => print!("{}", crate::roofline_cmd::format_ceilings(&c)),
+        None => println!("  ceilings            not measured yet: run `kernlab roofline`"),
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -93,7 +93,14 @@ fn peer_key(fam: &dyn Family, dt: DType, shape: &Shape) -> String {
 }
 
 /// Fills the derived columns of a measured row.
-pub fn fill_metrics(rec: &mut CandidateRecord, fam: &dyn Family, shape: &Shape, dt: DType, peer_us: Option<f64>) {
+pub fn fill_metrics(
+    rec: &mut CandidateRecord,
+    fam: &dyn Family,
+    shape: &Shape,
+    dt: DType,
+    peer_us: Option<f64>,
+    ceilings: Option<&crate::roofline::Ceilings>,
+) {
     let Some(t) = rec.timing else { return };
     let secs = t.median_us * 1e-6;
     let flops = fam.flops(shape);
@@ -103,6 +110,9 @@ pub fn fill_metrics(rec: &mut CandidateRecord, fam: &dyn Family, shape: &Shape, 
     rec.intensity = Some(flops / bytes);
     rec.peer_us = peer_us;
     rec.speedup_vs_peer = peer_us.map(|p| p / t.median_us);
+    if let Some(c) = ceilings {
+        crate::roofline_cmd::fill_pct_of_bound(rec, c);
+    }
 }
 
 fn short_error(s: &str) -> String {
@@ -153,6 +163,10 @@ pub fn run_sweep(opts: &SweepOptions, interrupted: Arc<AtomicBool>) -> Result<Sw
         sweep.path.display()
     );
 
+    let ceilings = crate::roofline_cmd::load_ceilings_for(&props);
+    if ceilings.is_none() {
+        eprintln!("  (no measured ceilings for this GPU: run `kernlab roofline` once to get % of the roofline bound in the results)");
+    }
     let strategy_kind = opts.strategy.unwrap_or(sweep.strategy);
     let budget = opts.budget.unwrap_or(sweep.budget);
     let done_keys: std::collections::HashSet<String> = done.keys().cloned().collect();
@@ -223,7 +237,7 @@ pub fn run_sweep(opts: &SweepOptions, interrupted: Arc<AtomicBool>) -> Result<Sw
                             gpu: props.name.clone(),
                             ..Default::default()
                         };
-                        fill_metrics(&mut rec, fam, shape, *dt, None);
+                        fill_metrics(&mut rec, fam, shape, *dt, None, ceilings.as_ref());
                         writer.append(&rec)?;
                         all_records.push(rec);
                         peer_us = Some(t.median_us);
@@ -333,7 +347,7 @@ pub fn run_sweep(opts: &SweepOptions, interrupted: Arc<AtomicBool>) -> Result<Sw
                     }
                 }
             }
-            fill_metrics(&mut rec, fam, shape, *dt, peer_us);
+            fill_metrics(&mut rec, fam, shape, *dt, peer_us, ceilings.as_ref());
             if rec.status != Some(Status::Ok) {
                 failures += 1;
             } else if let Some(t) = rec.median_us() {
@@ -461,8 +475,8 @@ fn dynamic_smem_hint(p: &BTreeMap<String, i64>, e: i64) -> u32 {
 pub fn format_table(s: &SweepSummary, peer: &str) -> String {
     let mut out = String::new();
     out.push_str(&format!(
-        "{:<5} {:<16} {:<15} {:<44} {:>16} {:>8} {:>8} {:>10} {:>7}\n",
-        "dtype", "shape", "variant", "config", "time us (±)", "TFLOP/s", "GB/s", &format!("{peer} us"), "ratio"
+        "{:<5} {:<16} {:<15} {:<44} {:>16} {:>8} {:>8} {:>7} {:>10} {:>7}\n",
+        "dtype", "shape", "variant", "config", "time us (±)", "TFLOP/s", "GB/s", "%bound", &format!("{peer} us"), "ratio"
     ));
     for r in &s.rows {
         match &r.winner {
@@ -470,7 +484,7 @@ pub fn format_table(s: &SweepSummary, peer: &str) -> String {
                 let t: Timing = w.timing.unwrap();
                 let cfg: Vec<String> = w.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 out.push_str(&format!(
-                    "{:<5} {:<16} {:<15} {:<44} {:>9.2} ±{:<6.2} {:>8.1} {:>8.0} {:>10} {:>7}\n",
+                    "{:<5} {:<16} {:<15} {:<44} {:>9.2} ±{:<6.2} {:>8.1} {:>8.0} {:>7} {:>10} {:>7}\n",
                     r.dtype,
                     r.shape,
                     w.variant,
@@ -479,6 +493,7 @@ pub fn format_table(s: &SweepSummary, peer: &str) -> String {
                     t.spread_us(),
                     w.tflops.unwrap_or(0.0),
                     w.gbps.unwrap_or(0.0),
+                    w.pct_of_bound.map(|p| format!("{p:.0}%")).unwrap_or_else(|| "-".into()),
                     r.peer_us.map(|p| format!("{p:.2}")).unwrap_or_else(|| "-".into()),
                     r.peer_us.map(|p| format!("{:.2}x", p / t.median_us)).unwrap_or_else(|| "-".into()),
                 ));
