@@ -95,26 +95,8 @@ pub fn winners_per_shape(records: &[CandidateRecord]) -> Vec<&CandidateRecord> {
     for r in records.iter().filter(|r| is_ranked(r)) {
         groups.entry(ShapeKey::of(r)).or_default().push(r);
     }
-    groups.into_values().filter_map(pick_winner).collect()
-}
-
-fn spread(r: &CandidateRecord) -> f64 {
-    r.timing.map(|t| t.spread_us()).filter(|s| s.is_finite() && *s > 0.0).unwrap_or(0.0)
-}
-
-fn pick_winner(group: Vec<&CandidateRecord>) -> Option<&CandidateRecord> {
-    let fastest = group.iter().copied().min_by(|a, b| {
-        let (ta, tb) = (a.median_us().unwrap_or(f64::INFINITY), b.median_us().unwrap_or(f64::INFINITY));
-        ta.total_cmp(&tb).then_with(|| a.key().cmp(&b.key()))
-    })?;
-    let best_t = fastest.median_us()?;
-    group
-        .into_iter()
-        .filter(|r| {
-            let t = r.median_us().unwrap_or(f64::INFINITY);
-            t - best_t <= spread(r).max(spread(fastest))
-        })
-        .min_by_key(|r| r.key())
+    // The same rule the sweep used to pick its winner, so the report never disagrees.
+    groups.into_values().filter_map(|g| crate::tune::winner::pick(g)).collect()
 }
 
 /// The peer row (cuBLAS, PyTorch, ...) per (family, dtype, shape): the fastest peer row
