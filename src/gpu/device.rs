@@ -189,6 +189,11 @@ impl Kernel {
         unsafe { sys::cuFuncGetAttribute(&mut v, a, self.func) };
         v
     }
+    /// The driver's function handle (for launches that `Gpu::launch` cannot express, such as
+    /// 128-byte by-value TMA descriptors, and for occupancy queries).
+    pub fn raw(&self) -> sys::CUfunction {
+        self.func
+    }
     pub fn registers(&self) -> u32 {
         self.func_attr(sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_NUM_REGS) as u32
     }

@@ -6,6 +6,11 @@
 //! - `gemv_splitk`: memory-bound decode kernel for M ≤ MMAX, split-K with a deterministic
 //!   reduction kernel.
 //! - `mma_skinny`: tensor cores for small M with split-K (same reduction).
+//! - `wgmma_tma`: sm_90a only; wgmma + TMA, warp-specialized, persistent, with cluster
+//!   multicast, a TMA-store epilogue and split-K as options (host side in gemm_tma.rs).
+
+#[path = "gemm_tma.rs"]
+mod gemm_tma;
 
 use super::{ceil_div, param, DType, Family, Problem, Shape};
 use crate::gpu::blas::Blas;
@@ -38,7 +43,8 @@ impl Family for Gemm {
             "mma_multistage" => &["gemm_mma"],
             "gemv_splitk" => &["gemm_gemv", "gemm_splitk_reduce"],
             "mma_skinny" => &["gemm_skinny", "gemm_splitk_reduce"],
-            other => bail!("the gemm family has no variant {other:?} (known: mma_multistage, gemv_splitk, mma_skinny)"),
+            "wgmma_tma" => &["gemm_wgmma", "gemm_splitk_reduce"],
+            other => bail!("the gemm family has no variant {other:?} (known: mma_multistage, gemv_splitk, mma_skinny, wgmma_tma)"),
         })
     }
     fn validate(&self, s: &Shape, dt: DType) -> Result<()> {
@@ -203,6 +209,20 @@ impl Problem for GemmProblem {
                         &args,
                     )?;
                 }
+                if splitk > 1 {
+                    self.reduce(gpu, kernels, splitk)?;
+                }
+                Ok(())
+            }
+            "wgmma_tma" => {
+                let cfg = gemm_tma::TmaGemmConfig::from_params(p)?;
+                if cfg.splitk > MAX_SPLITK {
+                    bail!("SPLITK = {} exceeds the workspace's {MAX_SPLITK}", cfg.splitk);
+                }
+                let kern = kernels.get("gemm_wgmma").context("module lacks gemm_wgmma")?;
+                let r = self.r.as_ref().map(|r| r.ptr).unwrap_or(0);
+                let bufs = (self.x.ptr, self.w.ptr, self.y.ptr, r, self.ws.ptr);
+                let splitk = gemm_tma::launch(gpu, kern, &cfg, self.dt, bufs, m, n, k)?;
                 if splitk > 1 {
                     self.reduce(gpu, kernels, splitk)?;
                 }

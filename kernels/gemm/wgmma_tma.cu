@@ -1,0 +1,725 @@
+/*
+gemm/wgmma_tma.cu — Hopper (sm_90a) GEMM for a linear layer: wgmma + TMA, warp-specialized.
+
+    Y[M,N] = X[M,K] · W[N,K]ᵀ  (+ R[M,N] when R != nullptr)
+
+X, W, Y, R row-major. T = __nv_bfloat16, or __half when compiled with -DKL_FP16=1.
+fp32 accumulation, output cast to T. Needs sm_90a (wgmma, setmaxnreg).
+
+How it works
+- Persistent kernel: the grid holds as many clusters as fit on the GPU at once; a cluster
+  walks the work units u = clusterid, clusterid + nclusters, ... A unit is one cluster tile
+  (CLUSTER_M × CLUSTER_N output tiles of BM × BN, one per CTA) and one K range (SPLITK > 1
+  splits K; splits vary slowest). Cluster tiles are rasterized in groups of GROUP_M cluster
+  rows so concurrent units share X and W in L2.
+- Warp specialization: warpgroup 0 is the producer (one thread issues TMA; with CWG = 2 its
+  registers go down to 40 with setmaxnreg.dec), warpgroups 1..CWG are consumers (up to 232)
+  that run wgmma.mma_async on a STAGES-deep ring of shared-memory stages.
+- Each stage holds the X tile [BM][64] and the W tile [BN][64] (K-major, 128-byte rows)
+  written by cp.async.bulk.tensor.2d with the 128-byte swizzle, so the wgmma matrix
+  descriptors read them directly (SBO = 1024 B per 8-row group, K advanced by 32 B per k16
+  step inside the swizzle atom; stage buffers are 1024-byte aligned). TMA zero-fills the
+  parts of a box outside [M or N] × K, so partial tiles and a K tail need no special code.
+- mbarriers: full[s] (count 1: the producer's arrive.expect_tx of the whole stage's bytes;
+  TMA completes the transaction) and empty[s] (one arrive per consumer warp of every CTA of
+  the cluster, after wgmma.wait_group shows the stage is no longer read). A consumer keeps
+  one wgmma group in flight: it issues the k-tile's 4·MT wgmmas, commits, waits until the
+  previous group is done and releases that group's stage.
+- Clusters (rank = rm + CLUSTER_M·rn): CTAs with the same rn share the W tile, each loads
+  BN/CLUSTER_M rows of it and multicasts them to that cluster column; CTAs with the same rm
+  share the X tile the same way (BM/CLUSTER_N rows each). Every consumer warp releases a
+  stage on the empty barriers of all CTAs of the cluster.
+- Epilogue, EPI_TMA = 0: straight from the wgmma accumulators (fragment: row
+  16·warp + lane/4 (+8), column 8j + 2·(lane%4)), (+R) → T, guarded by row < M, col < N.
+  EPI_TMA = 1 (and N % 8 == 0): the tile (+R) is written to a BM×BN staging tile in shared
+  memory (64-column blocks, 128-byte swizzle: conflict-free) and stored by TMA (clipped at
+  M, N); the consumers go straight on, the store is waited for only before the staging tile
+  is reused. SPLITK > 1: fp32 partials into WS[(split·M + m)·N + n] instead, summed by
+  gemm_splitk_reduce. Meanwhile the producer already loads the next unit's stages.
+
+Tunables (macros, defaults below)
+    BM          rows per CTA: 64·CWG·MT with MT (m64 tiles per consumer) = 1 or 2
+    BN          columns per CTA: 32, 64, 96, ..., 256 (a wgmma n size)
+    BK          k tile, must be 64 (one 128-byte swizzle row of 16-bit elements)
+    STAGES      shared-memory ring depth, 2..16
+    CWG         consumer warpgroups, 1 or 2
+    CLUSTER_M   CTAs of a cluster along M that share (multicast) the W tile: 1, 2 or 4
+    CLUSTER_N   CTAs of a cluster along N that share (multicast) the X tile: 1, 2 or 4
+    EPI_TMA     0: store from registers; 1: staging tile + TMA store (BN % 64 == 0)
+    SPLITK      K splits (≥ 1); > 1 writes fp32 partials to WS
+    GROUP_M     rasterization group, in cluster rows (1 = row by row)
+    KL_FP16     0 = bf16 (default), 1 = fp16
+Constraints: MT·BN ≤ 256 (accumulator registers), CLUSTER_M·CLUSTER_N ∈ {1, 2, 4},
+    BN % (8·CLUSTER_M) == 0, BM % (8·CLUSTER_N) == 0,
+    STAGES·(BM+BN)·128 + EPI_TMA·BM·BN·2 + 1024 ≤ 227 KB.
+
+Launch contract (host: src/kernels/gemm_tma.rs)
+    entry   gemm_wgmma(const __grid_constant__ CUtensorMap tmX, const __grid_constant__
+                       CUtensorMap tmW, const __grid_constant__ CUtensorMap tmY,
+                       T* Y, const T* R, float* WS, int M, int N, int K, int tma_store)
+            tmX: 2-D map of X, dims {K, M}, row stride K·2 B, box {64, BM / CLUSTER_N}
+            tmW: 2-D map of W, dims {K, N}, row stride K·2 B, box {64, BN / CLUSTER_M}
+            tmY: 2-D map of Y, dims {N, M}, row stride N·2 B, box {64, BM}; read only when
+                 tma_store != 0, which the host sets iff EPI_TMA, SPLITK == 1, N % 8 == 0
+                 and Y is 16-byte aligned (else tmY may be all zeros)
+            all: bf16/fp16, SWIZZLE_128B, no interleave, OOB fill zeros (FLOAT_OOB_FILL_NONE)
+    grid    (CS · min(units, co-resident clusters), 1, 1) with CS = CLUSTER_M·CLUSTER_N
+            (cluster dims are compiled in with __cluster_dims__(CS, 1, 1)), units =
+            ceil(ceil(M/BM)/CLUSTER_M) · ceil(ceil(N/BN)/CLUSTER_N) · SPLITK
+    block   (128·(CWG+1), 1, 1)
+    smem    STAGES·(BM+BN)·64·sizeof(T) + EPI_TMA·BM·BN·sizeof(T) + 1024 bytes dynamic
+    requires K % 8 == 0 (TMA row stride a multiple of 16 B), X, W 16-byte aligned, Y and R
+    4-byte aligned, SPLITK ≤ ceil(K/64), WS of SPLITK·M·N floats when SPLITK > 1 (then
+    gemm_splitk_reduce(WS, Y, R, M, N, SPLITK) must follow); M, N ≥ 1 arbitrary.
+*/
+#include <cuda_fp16.h>
+#include <cuda_bf16.h>
+
+// The per-N wgmma wrappers below are instantiated only for the configured BN.
+#pragma nv_diag_suppress 177
+
+#ifndef KL_FP16
+#define KL_FP16 0
+#endif
+#ifndef BM
+#define BM 128
+#endif
+#ifndef BN
+#define BN 256
+#endif
+#ifndef BK
+#define BK 64
+#endif
+#ifndef STAGES
+#define STAGES 4
+#endif
+#ifndef CWG
+#define CWG 2
+#endif
+#ifndef CLUSTER_M
+#define CLUSTER_M 1
+#endif
+#ifndef CLUSTER_N
+#define CLUSTER_N 1
+#endif
+#ifndef EPI_TMA
+#define EPI_TMA 0
+#endif
+#ifndef SPLITK
+#define SPLITK 1
+#endif
+#ifndef GROUP_M
+#define GROUP_M 8
+#endif
+
+#if KL_FP16
+typedef __half T;
+#define KL_WG_T "f16"
+#else
+typedef __nv_bfloat16 T;
+#define KL_WG_T "bf16"
+#endif
+
+#include "splitk_reduce.cuh"
+
+#define MT (BM / (64 * CWG))
+#define THREADS (128 * (CWG + 1))
+
+static_assert(BK == 64, "BK must be 64: one 128-byte swizzle row of 16-bit elements");
+static_assert(CWG == 1 || CWG == 2, "CWG must be 1 or 2");
+static_assert(MT >= 1 && MT <= 2 && BM == 64 * CWG * MT, "BM must be 64*CWG or 128*CWG");
+static_assert(BN % 32 == 0 && BN >= 32 && BN <= 256, "BN must be a multiple of 32 in 32..256");
+static_assert(MT * BN <= 256, "MT*BN <= 256 (accumulator registers)");
+#define CLUSTER_SIZE (CLUSTER_M * CLUSTER_N)
+static_assert(CLUSTER_M >= 1 && CLUSTER_N >= 1 && (CLUSTER_SIZE == 1 || CLUSTER_SIZE == 2 || CLUSTER_SIZE == 4),
+              "cluster of 1, 2 or 4 CTAs");
+static_assert(BN % (8 * CLUSTER_M) == 0, "each multicast part of the W tile must be whole 8-row swizzle atoms");
+static_assert(BM % (8 * CLUSTER_N) == 0, "each multicast part of the X tile must be whole 8-row swizzle atoms");
+static_assert(EPI_TMA == 0 || BN % 64 == 0, "EPI_TMA stores 64-column boxes: BN % 64 == 0");
+static_assert(STAGES >= 2 && STAGES <= 16, "STAGES must be in 2..16");
+static_assert(SPLITK >= 1, "SPLITK >= 1");
+static_assert(GROUP_M >= 1, "GROUP_M >= 1");
+
+namespace {
+
+constexpr int A_BYTES = BM * BK * 2;              // one stage of the X tile
+constexpr int B_BYTES = BN * BK * 2;              // one stage of the W tile
+constexpr int A_PART_ROWS = BM / CLUSTER_N;       // rows of the X tile each CTA loads (multicast
+constexpr int B_PART_ROWS = BN / CLUSTER_M;       // to its row / column of the cluster) and of W
+constexpr int EPI_BYTES = EPI_TMA ? BM * BN * 2 : 0;  // output staging tile for the TMA store
+constexpr unsigned STAGE_TX = A_BYTES + B_BYTES;  // bytes that complete one full barrier
+constexpr int ACC = BN / 2;                       // fp32 accumulators per thread per m64 tile
+static_assert((STAGES * (BM + BN) * BK * 2 + EPI_BYTES + 1024) <= 232448, "shared memory beyond 227 KB");
+
+// Opaque 128-byte TMA descriptor, built on the host by cuTensorMapEncodeTiled.
+struct __align__(64) KlTmap {
+    unsigned long long v[16];
+};
+
+__device__ __forceinline__ unsigned smem_u32(const void* p) { return (unsigned)__cvta_generic_to_shared(p); }
+
+// ---- mbarrier ----
+__device__ __forceinline__ void mbar_init(unsigned bar, unsigned count) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+}
+__device__ __forceinline__ void mbar_expect_tx(unsigned bar, unsigned bytes) {
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
+}
+// Waits until the phase with the given parity has completed.
+__device__ __forceinline__ void mbar_wait(unsigned bar, unsigned parity) {
+    unsigned done;
+    do {
+        asm volatile(
+            "{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
+            : "=r"(done)
+            : "r"(bar), "r"(parity)
+            : "memory");
+    } while (!done);
+}
+__device__ __forceinline__ void mbar_arrive(unsigned bar) {
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
+}
+// Arrive on the barrier at the same offset in CTA `cta` of this cluster. Default (.release.cta)
+// semantics on purpose: .release.cluster puts a MEMBAR.ALL.GPU before every arrive (seen in
+// SASS; it made the cluster kernel 1.5-4x slower), and no ordering is needed here: the arrive
+// only says the stage's shared memory has been read, and wgmma.wait_group already guaranteed that.
+__device__ __forceinline__ void mbar_arrive_cluster(unsigned bar, unsigned cta) {
+    asm volatile(
+        "{\n.reg .b32 ra;\nmapa.shared::cluster.u32 ra, %0, %1;\n"
+        "mbarrier.arrive.shared::cluster.b64 _, [ra];\n}\n" ::"r"(bar),
+        "r"(cta)
+        : "memory");
+}
+
+// ---- TMA ----
+__device__ __forceinline__ void tma_load_2d(unsigned dst, const KlTmap* map, unsigned bar, int c0, int c1) {
+    asm volatile(
+        "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%3, %4}], [%2];\n" ::"r"(
+            dst),
+        "l"(reinterpret_cast<unsigned long long>(map)), "r"(bar), "r"(c0), "r"(c1)
+        : "memory");
+}
+// Writes the box to the same shared-memory offset in every CTA of `mask`, completing the
+// transaction on the barrier at the same offset in each.
+__device__ __forceinline__ void tma_load_2d_multicast(unsigned dst, const KlTmap* map, unsigned bar, int c0, int c1,
+                                                      unsigned short mask) {
+    asm volatile(
+        "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster"
+        " [%0], [%1, {%3, %4}], [%2], %5;\n" ::"r"(dst),
+        "l"(reinterpret_cast<unsigned long long>(map)), "r"(bar), "r"(c0), "r"(c1), "h"(mask)
+        : "memory");
+}
+
+// Shared → global tensor store (rows/columns outside the tensor are not written).
+__device__ __forceinline__ void tma_store_2d(const KlTmap* map, unsigned src, int c0, int c1) {
+    asm volatile("cp.async.bulk.tensor.2d.global.shared::cta.bulk_group [%0, {%2, %3}], [%1];\n" ::"l"(
+                     reinterpret_cast<unsigned long long>(map)),
+                 "r"(src), "r"(c0), "r"(c1)
+                 : "memory");
+}
+__device__ __forceinline__ void bulk_commit() { asm volatile("cp.async.bulk.commit_group;\n" ::: "memory"); }
+__device__ __forceinline__ void bulk_wait_read0() { asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory"); }
+__device__ __forceinline__ void bulk_wait0() { asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory"); }
+__device__ __forceinline__ void consumers_sync() {
+    asm volatile("bar.sync 1, %0;\n" ::"n"(CWG * 128) : "memory");
+}
+
+// ---- cluster ----
+__device__ __forceinline__ unsigned cluster_ctarank() {
+    unsigned r;
+    asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(r));
+    return r;
+}
+__device__ __forceinline__ unsigned cluster_id_x() {
+    unsigned r;
+    asm volatile("mov.u32 %0, %%clusterid.x;\n" : "=r"(r));
+    return r;
+}
+__device__ __forceinline__ unsigned nclusters_x() {
+    unsigned r;
+    asm volatile("mov.u32 %0, %%nclusterid.x;\n" : "=r"(r));
+    return r;
+}
+__device__ __forceinline__ void cluster_sync() {
+    asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\n" ::: "memory");
+}
+
+// ---- wgmma ----
+__device__ __forceinline__ void wg_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wg_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+template <int N_>
+__device__ __forceinline__ void wg_wait() {
+    asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N_) : "memory");
+}
+// Keeps the compiler from moving accumulator reads/writes across wgmma issue/wait.
+__device__ __forceinline__ void reg_fence(float& r) { asm volatile("" : "+f"(r)::"memory"); }
+
+// Shared-memory matrix descriptor, 128-byte swizzle, K-major: start address >> 4 in bits
+// 0-13, LBO (unused for swizzled K-major; 1) in 16-29, SBO = 1024 B (8 rows of 128 B) in
+// 32-45, swizzle mode 1 (128B) in 62-63. Base offset 0: stage buffers are 1024-aligned.
+constexpr unsigned long long DESC_BASE = (1ull << 62) | ((unsigned long long)(1024 >> 4) << 32) | (1ull << 16);
+__device__ __forceinline__ unsigned long long make_desc(unsigned addr) {
+    return DESC_BASE | (unsigned long long)((addr >> 4) & 0x3FFF);
+}
+
+#define KL_ACC8(i) \
+    "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3]), "+f"(d[i + 4]), "+f"(d[i + 5]), "+f"(d[i + 6]), "+f"(d[i + 7])
+
+// wgmma.mma_async m64nNk16, A and B from shared memory (both K-major), fp32 accumulators
+// d[N/2]; scale_d == 0 starts from zero instead of adding to d.
+template <int N_>
+struct Wgmma;
+template <> struct Wgmma<32> {
+    static __device__ __forceinline__ void mma(float (&d)[16], unsigned long long da, unsigned long long db, int scale_d) {
+        asm volatile(
+            "{\n.reg .pred p;\nsetp.ne.b32 p, %18, 0;\n"
+            "wgmma.mma_async.sync.aligned.m64n32k16.f32." KL_WG_T "." KL_WG_T "\n{"
+            "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15"
+            "},\n%16, %17, p, 1, 1, 0, 0;\n}\n"
+            : KL_ACC8(0), KL_ACC8(8)
+            : "l"(da), "l"(db), "r"(scale_d));
+    }
+};
+template <> struct Wgmma<64> {
+    static __device__ __forceinline__ void mma(float (&d)[32], unsigned long long da, unsigned long long db, int scale_d) {
+        asm volatile(
+            "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+            "wgmma.mma_async.sync.aligned.m64n64k16.f32." KL_WG_T "." KL_WG_T "\n{"
+            "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15,"
+            "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"
+            "},\n%32, %33, p, 1, 1, 0, 0;\n}\n"
+            : KL_ACC8(0), KL_ACC8(8), KL_ACC8(16), KL_ACC8(24)
+            : "l"(da), "l"(db), "r"(scale_d));
+    }
+};
+template <> struct Wgmma<96> {
+    static __device__ __forceinline__ void mma(float (&d)[48], unsigned long long da, unsigned long long db, int scale_d) {
+        asm volatile(
+            "{\n.reg .pred p;\nsetp.ne.b32 p, %50, 0;\n"
+            "wgmma.mma_async.sync.aligned.m64n96k16.f32." KL_WG_T "." KL_WG_T "\n{"
+            "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15,"
+            "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31,"
+            "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47"
+            "},\n%48, %49, p, 1, 1, 0, 0;\n}\n"
+            : KL_ACC8(0), KL_ACC8(8), KL_ACC8(16), KL_ACC8(24), KL_ACC8(32), KL_ACC8(40)
+            : "l"(da), "l"(db), "r"(scale_d));
+    }
+};
+template <> struct Wgmma<128> {
+    static __device__ __forceinline__ void mma(float (&d)[64], unsigned long long da, unsigned long long db, int scale_d) {
+        asm volatile(
+            "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+            "wgmma.mma_async.sync.aligned.m64n128k16.f32." KL_WG_T "." KL_WG_T "\n{"
+            "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15,"
+            "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31,"
+            "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47,"
+            "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
+            "},\n%64, %65, p, 1, 1, 0, 0;\n}\n"
+            : KL_ACC8(0), KL_ACC8(8), KL_ACC8(16), KL_ACC8(24), KL_ACC8(32), KL_ACC8(40), KL_ACC8(48), KL_ACC8(56)
+            : "l"(da), "l"(db), "r"(scale_d));
+    }
+};
+template <> struct Wgmma<160> {
+    static __device__ __forceinline__ void mma(float (&d)[80], unsigned long long da, unsigned long long db, int scale_d) {
+        asm volatile(
+            "{\n.reg .pred p;\nsetp.ne.b32 p, %82, 0;\n"
+            "wgmma.mma_async.sync.aligned.m64n160k16.f32." KL_WG_T "." KL_WG_T "\n{"
+            "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15,"
+            "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31,"
+            "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47,"
+            "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63,"
+            "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79"
+            "},\n%80, %81, p, 1, 1, 0, 0;\n}\n"
+            : KL_ACC8(0), KL_ACC8(8), KL_ACC8(16), KL_ACC8(24), KL_ACC8(32), KL_ACC8(40), KL_ACC8(48), KL_ACC8(56), KL_ACC8(64), KL_ACC8(72)
+            : "l"(da), "l"(db), "r"(scale_d));
+    }
+};
+template <> struct Wgmma<192> {
+    static __device__ __forceinline__ void mma(float (&d)[96], unsigned long long da, unsigned long long db, int scale_d) {
+        asm volatile(
+            "{\n.reg .pred p;\nsetp.ne.b32 p, %98, 0;\n"
+            "wgmma.mma_async.sync.aligned.m64n192k16.f32." KL_WG_T "." KL_WG_T "\n{"
+            "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15,"
+            "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31,"
+            "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47,"
+            "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63,"
+            "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79,"
+            "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95"
+            "},\n%96, %97, p, 1, 1, 0, 0;\n}\n"
+            : KL_ACC8(0), KL_ACC8(8), KL_ACC8(16), KL_ACC8(24), KL_ACC8(32), KL_ACC8(40), KL_ACC8(48), KL_ACC8(56), KL_ACC8(64), KL_ACC8(72), KL_ACC8(80), KL_ACC8(88)
+            : "l"(da), "l"(db), "r"(scale_d));
+    }
+};
+template <> struct Wgmma<224> {
+    static __device__ __forceinline__ void mma(float (&d)[112], unsigned long long da, unsigned long long db, int scale_d) {
+        asm volatile(
+            "{\n.reg .pred p;\nsetp.ne.b32 p, %114, 0;\n"
+            "wgmma.mma_async.sync.aligned.m64n224k16.f32." KL_WG_T "." KL_WG_T "\n{"
+            "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15,"
+            "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31,"
+            "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47,"
+            "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63,"
+            "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79,"
+            "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95,"
+            "%96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111"
+            "},\n%112, %113, p, 1, 1, 0, 0;\n}\n"
+            : KL_ACC8(0), KL_ACC8(8), KL_ACC8(16), KL_ACC8(24), KL_ACC8(32), KL_ACC8(40), KL_ACC8(48), KL_ACC8(56), KL_ACC8(64), KL_ACC8(72), KL_ACC8(80), KL_ACC8(88), KL_ACC8(96), KL_ACC8(104)
+            : "l"(da), "l"(db), "r"(scale_d));
+    }
+};
+template <> struct Wgmma<256> {
+    static __device__ __forceinline__ void mma(float (&d)[128], unsigned long long da, unsigned long long db, int scale_d) {
+        asm volatile(
+            "{\n.reg .pred p;\nsetp.ne.b32 p, %130, 0;\n"
+            "wgmma.mma_async.sync.aligned.m64n256k16.f32." KL_WG_T "." KL_WG_T "\n{"
+            "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15,"
+            "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31,"
+            "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47,"
+            "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63,"
+            "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79,"
+            "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95,"
+            "%96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111,"
+            "%112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127"
+            "},\n%128, %129, p, 1, 1, 0, 0;\n}\n"
+            : KL_ACC8(0), KL_ACC8(8), KL_ACC8(16), KL_ACC8(24), KL_ACC8(32), KL_ACC8(40), KL_ACC8(48), KL_ACC8(56), KL_ACC8(64), KL_ACC8(72), KL_ACC8(80), KL_ACC8(88), KL_ACC8(96), KL_ACC8(104), KL_ACC8(112), KL_ACC8(120)
+            : "l"(da), "l"(db), "r"(scale_d));
+    }
+};
+
+__device__ __forceinline__ float to_f(T v) {
+#if KL_FP16
+    return __half2float(v);
+#else
+    return __bfloat162float(v);
+#endif
+}
+__device__ __forceinline__ T from_f(float v) {
+#if KL_FP16
+    return __float2half_rn(v);
+#else
+    return __float2bfloat16_rn(v);
+#endif
+}
+
+// One work unit: output tile (tm, tn) and k-tiles [kt0, kt1) of split `split`.
+struct Unit {
+    int tm, tn, split, kt0, kt1;
+};
+
+// Units count cluster tiles (CLUSTER_M × CLUSTER_N output tiles); the CTA of cluster rank
+// (rm, rn) = (rank % CLUSTER_M, rank / CLUSTER_M) takes tile (pm·CLUSTER_M + rm, pn·CLUSTER_N + rn).
+__device__ __forceinline__ Unit decode_unit(int u, int tiles_pm, int tiles_pn, int KT, int rm, int rn) {
+    const int per_split = tiles_pm * tiles_pn;
+    const int split = u / per_split;
+    const int tile = u - split * per_split;
+    const int per_group = GROUP_M * tiles_pn;
+    const int group = tile / per_group;
+    const int first = group * GROUP_M;
+    const int gsize = min(tiles_pm - first, GROUP_M);
+    const int in_group = tile - group * per_group;
+    Unit w;
+    w.tm = (first + in_group % gsize) * CLUSTER_M + rm;
+    w.tn = (in_group / gsize) * CLUSTER_N + rn;
+    w.split = split;
+    w.kt0 = split * KT / SPLITK;
+    w.kt1 = (split + 1) * KT / SPLITK;
+    return w;
+}
+
+// Consumer warp `warp` (0..3 of its warpgroup) is done reading stage s: one arrive per warp
+// on the empty barrier of every CTA of the cluster (the producers there may overwrite it).
+__device__ __forceinline__ void release_stage(unsigned empty_bar, int lane) {
+    if (lane == 0) {
+#if CLUSTER_SIZE == 1
+        mbar_arrive(empty_bar);
+#else
+#pragma unroll
+        for (int c = 0; c < CLUSTER_SIZE; ++c) mbar_arrive_cluster(empty_bar, (unsigned)c);
+#endif
+    }
+}
+
+__device__ __forceinline__ void store_tile(const float (&acc)[MT][ACC], const Unit& w, int cw, int warp, int lane,
+                                           T* __restrict__ Y, const T* __restrict__ R, float* __restrict__ WS, int M,
+                                           int N) {
+    const int row0 = w.tm * BM + cw * MT * 64 + warp * 16 + (lane >> 2);
+    const int col0 = w.tn * BN + 2 * (lane & 3);
+    const bool pair_ok = (N & 1) == 0;  // row*N + col even → 4-byte (8-byte for fp32) aligned
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt) {
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+            const int row = row0 + mt * 64 + h * 8;
+            if (row >= M) continue;
+#pragma unroll
+            for (int j = 0; j < BN / 8; ++j) {
+                const int col = col0 + j * 8;
+                if (col >= N) continue;
+                float v0 = acc[mt][4 * j + 2 * h], v1 = acc[mt][4 * j + 2 * h + 1];
+                if (SPLITK > 1) {
+                    float* dst = WS + ((size_t)w.split * M + row) * N + col;
+                    if (pair_ok) {
+                        *reinterpret_cast<float2*>(dst) = make_float2(v0, v1);
+                    } else {
+                        dst[0] = v0;
+                        if (col + 1 < N) dst[1] = v1;
+                    }
+                    continue;
+                }
+                const size_t o = (size_t)row * N + col;
+                if (pair_ok) {  // col even, N even → col + 1 < N
+                    if (R != nullptr) {
+#if KL_FP16
+                        const float2 r2 = __half22float2(*reinterpret_cast<const __half2*>(R + o));
+#else
+                        const float2 r2 = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(R + o));
+#endif
+                        v0 += r2.x;
+                        v1 += r2.y;
+                    }
+#if KL_FP16
+                    *reinterpret_cast<__half2*>(Y + o) = __floats2half2_rn(v0, v1);
+#else
+                    *reinterpret_cast<__nv_bfloat162*>(Y + o) = __floats2bfloat162_rn(v0, v1);
+#endif
+                } else {
+                    if (R != nullptr) v0 += to_f(R[o]);
+                    Y[o] = from_f(v0);
+                    if (col + 1 < N) {
+                        if (R != nullptr) v1 += to_f(R[o + 1]);
+                        Y[o + 1] = from_f(v1);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#if EPI_TMA
+// Epilogue through shared memory: the tile (+R) is written as bf16/fp16 into BN/64 column
+// blocks [BM rows][128 B] with the 128-byte swizzle (conflict-free: the 8 rows of one store
+// land in 8 different 16-byte chunks), then one thread stores each block with TMA and the
+// consumers go straight on to the next unit; the store is waited for (reads of the staging
+// tile only) before the staging tile is written again.
+__device__ __forceinline__ void stage_tile(const float (&acc)[MT][ACC], const Unit& w, int cw, int warp, int lane,
+                                           unsigned sEpi, const T* __restrict__ R, int M, int N, const KlTmap* tmY) {
+    if (threadIdx.x == 128) bulk_wait_read0();
+    consumers_sync();  // the previous unit's TMA store no longer reads the staging tile
+    const int q = lane & 3;
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt) {
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+            const int r = cw * MT * 64 + mt * 64 + warp * 16 + (lane >> 2) + h * 8;  // row in tile
+            const int row = w.tm * BM + r;
+#pragma unroll
+            for (int j = 0; j < BN / 8; ++j) {
+                float v0 = acc[mt][4 * j + 2 * h], v1 = acc[mt][4 * j + 2 * h + 1];
+                if (R != nullptr) {
+                    const int col = w.tn * BN + j * 8 + 2 * q;  // N even here (TMA store needs N % 8 == 0)
+                    if (row < M && col < N) {
+                        const size_t o = (size_t)row * N + col;
+#if KL_FP16
+                        const float2 r2 = __half22float2(*reinterpret_cast<const __half2*>(R + o));
+#else
+                        const float2 r2 = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(R + o));
+#endif
+                        v0 += r2.x;
+                        v1 += r2.y;
+                    }
+                }
+#if KL_FP16
+                const __half2 pv = __floats2half2_rn(v0, v1);
+#else
+                const __nv_bfloat162 pv = __floats2bfloat162_rn(v0, v1);
+#endif
+                const unsigned addr =
+                    sEpi + (j / 8) * (BM * 128) + r * 128 + ((((j & 7) ^ (r & 7))) << 4) + q * 4;
+                asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(addr), "r"(*reinterpret_cast<const unsigned*>(&pv))
+                             : "memory");
+            }
+        }
+    }
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");  // visible to the TMA engine
+    consumers_sync();
+    if (threadIdx.x == 128) {
+#pragma unroll
+        for (int cb = 0; cb < BN / 64; ++cb) tma_store_2d(tmY, sEpi + cb * (BM * 128), w.tn * BN + cb * 64, w.tm * BM);
+        bulk_commit();
+    }
+}
+#endif
+
+}  // namespace
+
+#if CLUSTER_SIZE > 1
+#define KL_CLUSTER_ATTR __cluster_dims__(CLUSTER_SIZE, 1, 1)
+#else
+#define KL_CLUSTER_ATTR
+#endif
+
+extern "C" __global__ void __launch_bounds__(THREADS, 1) KL_CLUSTER_ATTR
+gemm_wgmma(const __grid_constant__ KlTmap tmX, const __grid_constant__ KlTmap tmW, const __grid_constant__ KlTmap tmY,
+           T* __restrict__ Y, const T* __restrict__ R, float* __restrict__ WS, int M, int N, int K, int tma_store) {
+    __shared__ __align__(8) unsigned long long bars[2 * STAGES];  // full[0..S), empty[0..S)
+    extern __shared__ __align__(128) unsigned char smem_raw[];
+    const unsigned sA = (smem_u32(smem_raw) + 1023u) & ~1023u;  // the host adds 1 KB of slack
+    const unsigned sB = sA + STAGES * A_BYTES;
+    const unsigned sEpi = sB + STAGES * B_BYTES;  // EPI_BYTES of output staging (EPI_TMA)
+    const unsigned full0 = smem_u32(&bars[0]);
+    const unsigned empty0 = smem_u32(&bars[STAGES]);
+
+    const int wg = threadIdx.x / 128;  // 0: producer; 1..CWG: consumers
+    const int tid = threadIdx.x % 128;
+#if CLUSTER_SIZE > 1
+    const int rank = (int)cluster_ctarank();
+    const int cid = (int)cluster_id_x();
+    const int ncl = (int)nclusters_x();
+#else
+    const int rank = 0;
+    const int cid = blockIdx.x;
+    const int ncl = gridDim.x;
+#endif
+    const int rm = rank % CLUSTER_M, rn = rank / CLUSTER_M;
+
+    if (threadIdx.x == 0) {
+#pragma unroll
+        for (int s = 0; s < STAGES; ++s) {
+            mbar_init(full0 + 8 * s, 1);
+            mbar_init(empty0 + 8 * s, CLUSTER_SIZE * CWG * 4);
+        }
+        asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+    }
+#if CLUSTER_SIZE > 1
+    cluster_sync();  // peers' barriers are initialized before anyone multicasts or arrives
+#else
+    __syncthreads();
+#endif
+
+    const int tiles_m = (M + BM - 1) / BM;
+    const int tiles_n = (N + BN - 1) / BN;
+    const int tiles_pm = (tiles_m + CLUSTER_M - 1) / CLUSTER_M;
+    const int tiles_pn = (tiles_n + CLUSTER_N - 1) / CLUSTER_N;
+    const int KT = (K + BK - 1) / BK;
+    const int units = tiles_pm * tiles_pn * SPLITK;
+
+    if (wg == 0) {
+        // ---------------- producer ----------------
+#if CWG == 2
+        asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n");
+#endif
+        if (tid == 0) {
+            asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<unsigned long long>(&tmX)) : "memory");
+            asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<unsigned long long>(&tmW)) : "memory");
+#if CLUSTER_N > 1
+            unsigned short a_mask = 0;  // ranks rm + CLUSTER_M·j: the CTAs that share this X tile
+#pragma unroll
+            for (int j = 0; j < CLUSTER_N; ++j) a_mask |= (unsigned short)(1 << (rm + CLUSTER_M * j));
+#endif
+#if CLUSTER_M > 1
+            // ranks CLUSTER_M·rn + i: the CTAs that share this W tile
+            const unsigned short b_mask = (unsigned short)(((1 << CLUSTER_M) - 1) << (CLUSTER_M * rn));
+#endif
+            int s = 0;
+            unsigned phase = 0;
+            for (int u = cid; u < units; u += ncl) {
+                const Unit w = decode_unit(u, tiles_pm, tiles_pn, KT, rm, rn);
+                for (int kt = w.kt0; kt < w.kt1; ++kt) {
+                    const unsigned eb = empty0 + 8 * s, fb = full0 + 8 * s;
+                    // (acquire.cta, also with peers arriving: .acquire.cluster costs a
+                    // CCTL.IVALL per wait and orders nothing the TMA write needs)
+                    mbar_wait(eb, phase ^ 1);
+                    mbar_expect_tx(fb, STAGE_TX);
+#if CLUSTER_N > 1
+                    // X tile: shared by the cluster's row rm (ranks rm + CLUSTER_M·j); part rn
+                    tma_load_2d_multicast(sA + s * A_BYTES + rn * (A_PART_ROWS * BK * 2), &tmX, fb, kt * BK,
+                                          w.tm * BM + rn * A_PART_ROWS, a_mask);
+#else
+                    tma_load_2d(sA + s * A_BYTES, &tmX, fb, kt * BK, w.tm * BM);
+#endif
+#if CLUSTER_M > 1
+                    // W tile: shared by the cluster's column rn (ranks CLUSTER_M·rn + i); part rm
+                    tma_load_2d_multicast(sB + s * B_BYTES + rm * (B_PART_ROWS * BK * 2), &tmW, fb, kt * BK,
+                                          w.tn * BN + rm * B_PART_ROWS, b_mask);
+#else
+                    tma_load_2d(sB + s * B_BYTES, &tmW, fb, kt * BK, w.tn * BN);
+#endif
+                    if (++s == STAGES) {
+                        s = 0;
+                        phase ^= 1;
+                    }
+                }
+            }
+        }
+        __syncwarp();
+    } else {
+        // ---------------- consumers ----------------
+#if CWG == 2
+        asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n");
+#endif
+        const int cw = wg - 1;
+        const int warp = tid >> 5, lane = tid & 31;
+        float acc[MT][ACC];
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+            for (int i = 0; i < ACC; ++i) acc[mt][i] = 0.f;
+
+        const unsigned a_off = cw * MT * 64 * (BK * 2);  // this warpgroup's rows of the X tile
+        int s = 0;
+        unsigned phase = 0;
+        for (int u = cid; u < units; u += ncl) {
+            const Unit w = decode_unit(u, tiles_pm, tiles_pn, KT, rm, rn);
+            const int nk = w.kt1 - w.kt0;
+            int prev = 0;
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+                for (int i = 0; i < ACC; ++i) reg_fence(acc[mt][i]);
+            for (int i = 0; i < nk; ++i) {
+                mbar_wait(full0 + 8 * s, phase);
+                wg_fence();
+                const unsigned a_addr = sA + s * A_BYTES + a_off;
+                const unsigned b_addr = sB + s * B_BYTES;
+#pragma unroll
+                for (int kk = 0; kk < BK / 16; ++kk) {
+                    const unsigned long long db = make_desc(b_addr + kk * 32);
+#pragma unroll
+                    for (int mt = 0; mt < MT; ++mt) {
+                        const unsigned long long da = make_desc(a_addr + mt * 64 * (BK * 2) + kk * 32);
+                        Wgmma<BN>::mma(acc[mt], da, db, (i > 0 || kk > 0) ? 1 : 0);
+                    }
+                }
+                wg_commit();
+                if (i > 0) {
+                    wg_wait<1>();  // the previous k-tile's group is done: its stage is free
+                    release_stage(empty0 + 8 * prev, lane);
+                }
+                prev = s;
+                if (++s == STAGES) {
+                    s = 0;
+                    phase ^= 1;
+                }
+            }
+            wg_wait<0>();
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+                for (int i = 0; i < ACC; ++i) reg_fence(acc[mt][i]);
+            release_stage(empty0 + 8 * prev, lane);
+#if EPI_TMA
+            if (SPLITK == 1 && tma_store) {
+                stage_tile(acc, w, cw, warp, lane, sEpi, R, M, N, &tmY);
+                continue;
+            }
+#endif
+            store_tile(acc, w, cw, warp, lane, Y, R, WS, M, N);
+        }
+#if EPI_TMA
+        if (threadIdx.x == 128) bulk_wait0();  // the last stores have finished reading staging
+#endif
+    }
+#if CLUSTER_SIZE > 1
+    cluster_sync();  // no CTA leaves while a peer may still multicast into it or arrive on it
+#endif
+}
