@@ -21,7 +21,7 @@ mod launch;
 mod problem;
 mod reference;
 
-pub use format::{with_format, Int4Format, ZeroMode, DEFAULT_GROUP, GROUPS, SELFTEST_FORMATS};
+pub use format::{with_format, Int4Format, ZeroMode, DEFAULT_GROUP, MIN_GROUP, SELFTEST_FORMATS};
 pub use launch::{gemv_plan, mma_geometry, mma_smem_bytes, GemvPlan, Geometry, GEMV_MAX_M, MAX_SPLITK};
 pub use problem::GemmInt4Problem;
 pub use reference::{reference_request, REFERENCE_SOURCE};

@@ -14,9 +14,10 @@ use std::collections::BTreeMap;
 /// Group size when a candidate does not set `GROUP` (the kernels' default too).
 pub const DEFAULT_GROUP: i64 = 128;
 
-/// Group sizes the kernels support (int4_gemv needs GROUP % (8*VEC) == 0 with VEC ≤ 4,
-/// int4_mma GROUP and BK dividing one another with BK ≥ 32).
-pub const GROUPS: &[i64] = &[32, 64, 128];
+/// Smallest group size the kernels take: int4_gemv needs GROUP % (8*VEC) == 0 with VEC up to
+/// 4, int4_mma GROUP and BK (a multiple of 32) dividing one another. Any multiple of it works
+/// (32, 64, 128 as in GGUF/AWQ/GPTQ, or GROUP = K for per-channel scales).
+pub const MIN_GROUP: i64 = 32;
 
 /// How codes become values; the discriminant is the kernels' `ZERO_MODE`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -82,8 +83,8 @@ impl Int4Format {
     pub fn from_params(params: &BTreeMap<String, i64>, dt: DType) -> Result<Int4Format> {
         let d = Int4Format::default_for(dt);
         let group = params.get("GROUP").copied().unwrap_or(d.group);
-        if !GROUPS.contains(&group) {
-            bail!("GROUP = {group}: the gemm_int4 family supports group sizes {GROUPS:?}");
+        if group < MIN_GROUP || group % MIN_GROUP != 0 {
+            bail!("GROUP = {group}: the gemm_int4 kernels take group sizes that are multiples of {MIN_GROUP} (32, 64, 128, ..., or K for per-channel)");
         }
         let zeros = ZeroMode::from_macro(params.get("ZERO_MODE").copied().unwrap_or(0))?;
         let scale_dtype = match params.get("KL_SCALE_FP16") {
@@ -147,6 +148,8 @@ mod tests {
         }
         let bad = |k: &str, v: i64| Int4Format::from_params(&[(k.to_string(), v)].into_iter().collect(), DType::BF16);
         assert!(bad("GROUP", 48).is_err());
+        assert!(bad("GROUP", 16).is_err());
+        assert!(bad("GROUP", 4096).is_ok());
         assert!(bad("ZERO_MODE", 3).is_err());
         assert!(bad("KL_SCALE_FP16", 2).is_err());
     }

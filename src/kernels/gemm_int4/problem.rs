@@ -1,7 +1,7 @@
 //! One gemm_int4 shape on the GPU: a random int4 weight and activations, the
 //! dequantize-then-cuBLAS reference, the candidates' launches and the cuBLAS bf16 peer.
 
-use super::format::{half_of, Int4Format, ZeroMode, GROUPS};
+use super::format::{half_of, Int4Format, ZeroMode, MIN_GROUP};
 use super::launch::{gemv_plan, mma_geometry, GEMV_MAX_M, MAX_SPLITK};
 use super::reference::RefKernels;
 use crate::gpu::blas::Blas;
@@ -51,8 +51,7 @@ impl GemmInt4Problem {
         let (m, n, k) = (s.get("M"), s.get("N"), s.get("K"));
         let e = dt.bytes() as i64;
         // Scales and zeros are sized for the smallest group any candidate may ask for.
-        let min_group = GROUPS[0];
-        let group_bytes = (k / min_group) * n * 2;
+        let group_bytes = (k / MIN_GROUP) * n * 2;
         let ws_bytes = if m <= GEMV_MAX_M { MAX_SPLITK * m * n * 4 } else { 0 };
         let need = m * k * e + n * k / 2 + 2 * group_bytes + n * k * e + 2 * m * n * e + ws_bytes;
         let (free, _) = gpu.ctx.mem_get_info().unwrap_or((usize::MAX, 0));
