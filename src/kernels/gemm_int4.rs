@@ -22,7 +22,9 @@ mod problem;
 mod reference;
 
 pub use format::{with_format, Int4Format, ZeroMode, DEFAULT_GROUP, MIN_GROUP, SELFTEST_FORMATS};
-pub use launch::{gemv_plan, mma_geometry, mma_smem_bytes, GemvPlan, Geometry, GEMV_MAX_M, MAX_SPLITK};
+pub use launch::{
+    gemv_plan, mma_geometry, mma_smem_bytes, GemvPlan, Geometry, GEMV_MAX_M, MAX_SPLITK,
+};
 pub use problem::GemmInt4Problem;
 pub use reference::{reference_request, REFERENCE_SOURCE};
 
@@ -53,7 +55,9 @@ impl Family for GemmInt4 {
         Ok(match variant {
             "int4_gemv" => &["int4_gemv", "int4_splitk_reduce"],
             "int4_mma" => &["int4_mma"],
-            other => bail!("the gemm_int4 family has no variant {other:?} (known: int4_gemv, int4_mma)"),
+            other => {
+                bail!("the gemm_int4 family has no variant {other:?} (known: int4_gemv, int4_mma)")
+            }
         })
     }
     fn validate(&self, s: &Shape, dt: DType) -> Result<()> {
@@ -78,7 +82,17 @@ impl Family for GemmInt4 {
     /// gemv/mma boundary (16) — so every candidate meets tails, few K tiles and, for split-K,
     /// splits with no work.
     fn selftest_shapes(&self) -> &'static [&'static str] {
-        &["1x8x128", "1x4100x256", "3x17x384", "5x300x2048", "16x1031x1024", "17x33x128", "64x64x256", "130x70x512", "257x1031x1152"]
+        &[
+            "1x8x128",
+            "1x4100x256",
+            "3x17x384",
+            "5x300x2048",
+            "16x1031x1024",
+            "17x33x128",
+            "64x64x256",
+            "130x70x512",
+            "257x1031x1152",
+        ]
     }
     fn problem(&self, gpu: &Gpu, s: &Shape, dt: DType) -> Result<Box<dyn Problem>> {
         self.validate(s, dt)?;
@@ -106,13 +120,22 @@ mod tests {
 
     #[test]
     fn validate_names_the_shape() {
-        let e = GemmInt4.validate(&shape("1x4096x4000"), DType::BF16).unwrap_err().to_string();
-        assert!(e.contains("1x4096x4000") && e.contains("group size 128"), "{e}");
+        let e = GemmInt4
+            .validate(&shape("1x4096x4000"), DType::BF16)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("1x4096x4000") && e.contains("group size 128"),
+            "{e}"
+        );
         assert!(GemmInt4.validate(&shape("1x8x128"), DType::F32).is_err());
         for s in GemmInt4.selftest_shapes() {
             GemmInt4.validate(&shape(s), DType::BF16).unwrap();
         }
-        assert!(GemmInt4.entries("int4_gemv").unwrap().contains(&"int4_splitk_reduce"));
+        assert!(GemmInt4
+            .entries("int4_gemv")
+            .unwrap()
+            .contains(&"int4_splitk_reduce"));
         assert!(GemmInt4.entries("gemv").is_err());
     }
 }

@@ -40,7 +40,9 @@ impl RefKernels {
     /// Compiles (or takes from the module cache) and loads the reference module.
     pub fn new(gpu: &Gpu) -> Result<RefKernels> {
         let cache = ModuleCache::open(&cache::default_dir())?;
-        let m = cache.get_or_compile(&reference_request(&gpu.props.arch())).context("compiling kernels/gemm_int4/reference.cu")?;
+        let m = cache
+            .get_or_compile(&reference_request(&gpu.props.arch()))
+            .context("compiling kernels/gemm_int4/reference.cu")?;
         Ok(RefKernels {
             random_halfs: gpu.load(&m.cubin, "int4_ref_random_halfs")?,
             random_zeros: gpu.load(&m.cubin, "int4_ref_random_zeros")?,
@@ -48,22 +50,63 @@ impl RefKernels {
         })
     }
 
-    /// `n` 16-bit floats of type `dt`, uniform in [lo, hi).
-    pub fn random_halfs(&self, gpu: &Gpu, out: &DevBuf, n: usize, seed: u64, lo: f32, hi: f32, dt: HalfDtype) -> Result<()> {
-        anyhow::ensure!(n * 2 <= out.bytes, "random_halfs: {n} values do not fit {} bytes", out.bytes);
+    /// `n` 16-bit floats of type `dt`, uniform in [range.0, range.1).
+    pub fn random_halfs(
+        &self,
+        gpu: &Gpu,
+        out: &DevBuf,
+        n: usize,
+        seed: u64,
+        range: (f32, f32),
+        dt: HalfDtype,
+    ) -> Result<()> {
+        anyhow::ensure!(
+            n * 2 <= out.bytes,
+            "random_halfs: {n} values do not fit {} bytes",
+            out.bytes
+        );
         gpu.launch(
             &self.random_halfs,
             grid_for(n),
             (256, 1, 1),
             0,
-            &[out.arg(), Arg::U64(n as u64), Arg::U64(seed), Arg::F32(lo), Arg::F32(hi), Arg::I32(is_fp16(dt))],
+            &[
+                out.arg(),
+                Arg::U64(n as u64),
+                Arg::U64(seed),
+                Arg::F32(range.0),
+                Arg::F32(range.1),
+                Arg::I32(is_fp16(dt)),
+            ],
         )
     }
 
     /// `n` u8 zero points uniform in 0..=max_zero.
-    pub fn random_zeros(&self, gpu: &Gpu, out: &DevBuf, n: usize, seed: u64, max_zero: i32) -> Result<()> {
-        anyhow::ensure!(n <= out.bytes, "random_zeros: {n} values do not fit {} bytes", out.bytes);
-        gpu.launch(&self.random_zeros, grid_for(n), (256, 1, 1), 0, &[out.arg(), Arg::U64(n as u64), Arg::U64(seed), Arg::I32(max_zero)])
+    pub fn random_zeros(
+        &self,
+        gpu: &Gpu,
+        out: &DevBuf,
+        n: usize,
+        seed: u64,
+        max_zero: i32,
+    ) -> Result<()> {
+        anyhow::ensure!(
+            n <= out.bytes,
+            "random_zeros: {n} values do not fit {} bytes",
+            out.bytes
+        );
+        gpu.launch(
+            &self.random_zeros,
+            grid_for(n),
+            (256, 1, 1),
+            0,
+            &[
+                out.arg(),
+                Arg::U64(n as u64),
+                Arg::U64(seed),
+                Arg::I32(max_zero),
+            ],
+        )
     }
 
     /// W[N][K] in `out_dt` from the packed weight, scales and zeros of `fmt`.
@@ -80,8 +123,15 @@ impl RefKernels {
         fmt: &Int4Format,
         out_dt: HalfDtype,
     ) -> Result<()> {
-        anyhow::ensure!((n * k * 2) as usize <= out.bytes && (n * k / 2) as usize <= wq.bytes, "dequantize: buffers too small");
-        let zeros_ptr = if fmt.zeros == ZeroMode::Symmetric { 0 } else { zeros.ptr };
+        anyhow::ensure!(
+            (n * k * 2) as usize <= out.bytes && (n * k / 2) as usize <= wq.bytes,
+            "dequantize: buffers too small"
+        );
+        let zeros_ptr = if fmt.zeros == ZeroMode::Symmetric {
+            0
+        } else {
+            zeros.ptr
+        };
         gpu.launch(
             &self.dequant,
             grid_for((n * k) as usize),
