@@ -6,6 +6,7 @@
 //! measurement on the roofline.
 
 pub mod gemm;
+pub mod gemm_int4;
 
 use crate::gpu::device::{Gpu, Kernel};
 use crate::gpu::util::{Comparison, Util};
@@ -147,7 +148,7 @@ pub trait Family: Sync {
 
 /// All families kernlab knows.
 pub fn families() -> Vec<&'static dyn Family> {
-    vec![&gemm::Gemm]
+    vec![&gemm::Gemm, &gemm_int4::GemmInt4]
 }
 
 pub fn family(name: &str) -> Result<&'static dyn Family> {

@@ -1,0 +1,141 @@
+//! W4A16 GEMM laid out as a linear layer: Y[M,N] = X[M,K] · dequant(W)ᵀ, X and Y bf16/fp16,
+//! W int4 in the kernlab format (docs/int4-format.md), fp32 accumulation.
+//!
+//! Variants (launch contracts in each template's header):
+//! - `int4_gemv` (kernels/gemm_int4/int4_gemv.cu): decode, M ≤ 16; streams the packed weight
+//!   once, dequantizes in registers, optional split-K with a deterministic reduction.
+//! - `int4_mma` (kernels/gemm_int4/int4_mma.cu): tensor cores (mma.sync m16n8k16), any M;
+//!   cp.async pipeline of raw X and packed W tiles, B fragments dequantized in registers.
+//!
+//! Reference: dequantize W with a plain kernel (kernels/gemm_int4/reference.cu) into the
+//! activation dtype, then cuBLAS. Peer: that same cuBLAS bf16/fp16 GEMM on the dequantized
+//! weight, i.e. what the int4 kernel replaces, so "speedup over the peer" is the speedup
+//! over cuBLAS bf16 on the same shape, measured in the same run.
+//!
+//! Format: g128 symmetric with scales in the activation dtype unless a candidate's tunables
+//! say otherwise (`GROUP`, `ZERO_MODE`, `KL_SCALE_FP16`; see `format`). FLOP and byte counts
+//! assume the default format.
+
+mod format;
+mod launch;
+mod problem;
+mod reference;
+
+pub use format::{with_format, Int4Format, ZeroMode, DEFAULT_GROUP, MIN_GROUP, SELFTEST_FORMATS};
+pub use launch::{
+    gemv_plan, mma_geometry, mma_smem_bytes, GemvPlan, Geometry, GEMV_MAX_M, MAX_SPLITK,
+};
+pub use problem::GemmInt4Problem;
+pub use reference::{reference_request, REFERENCE_SOURCE};
+
+use super::{DType, Family, Problem, Shape};
+use crate::gpu::device::Gpu;
+use anyhow::{bail, Result};
+
+pub struct GemmInt4;
+
+impl Family for GemmInt4 {
+    fn name(&self) -> &'static str {
+        "gemm_int4"
+    }
+    fn shape_dims(&self) -> &'static [&'static str] {
+        &["M", "N", "K"]
+    }
+    fn flops(&self, s: &Shape) -> f64 {
+        2.0 * s.get("M") as f64 * s.get("N") as f64 * s.get("K") as f64
+    }
+    /// X and Y in the activation dtype, plus the packed codes (N·K/2) and the g128 scales;
+    /// the bf16 weight the peer reads is not counted: it is what int4 saves.
+    fn min_bytes(&self, s: &Shape, dt: DType) -> f64 {
+        let (m, n, k) = (s.get("M"), s.get("N"), s.get("K"));
+        let e = dt.bytes() as f64;
+        (m * k + m * n) as f64 * e + Int4Format::default_for(dt).weight_bytes(n, k)
+    }
+    fn entries(&self, variant: &str) -> Result<&'static [&'static str]> {
+        Ok(match variant {
+            "int4_gemv" => &["int4_gemv", "int4_splitk_reduce"],
+            "int4_mma" => &["int4_mma"],
+            other => {
+                bail!("the gemm_int4 family has no variant {other:?} (known: int4_gemv, int4_mma)")
+            }
+        })
+    }
+    fn validate(&self, s: &Shape, dt: DType) -> Result<()> {
+        let k = s.get("K");
+        if k % DEFAULT_GROUP != 0 {
+            bail!(
+                "gemm_int4 {}: K = {k} is not a multiple of the group size {DEFAULT_GROUP}; int4 weights are \
+                 quantized in groups of {DEFAULT_GROUP} consecutive K columns (pad K with zero columns to a \
+                 multiple of {DEFAULT_GROUP})",
+                s.label()
+            );
+        }
+        if dt == DType::F32 {
+            bail!("gemm_int4 {}: activations must be bf16 or fp16 (fp32 accumulation); fp32 inputs are not supported", s.label());
+        }
+        Ok(())
+    }
+    fn peer(&self) -> &'static str {
+        "cublas"
+    }
+    /// One row; odd N; partial M tiles; K of 1, 2, 3 and 9 g128 groups; M both sides of the
+    /// gemv/mma boundary (16) — so every candidate meets tails, few K tiles and, for split-K,
+    /// splits with no work.
+    fn selftest_shapes(&self) -> &'static [&'static str] {
+        &[
+            "1x8x128",
+            "1x4100x256",
+            "3x17x384",
+            "5x300x2048",
+            "16x1031x1024",
+            "17x33x128",
+            "64x64x256",
+            "130x70x512",
+            "257x1031x1152",
+        ]
+    }
+    fn problem(&self, gpu: &Gpu, s: &Shape, dt: DType) -> Result<Box<dyn Problem>> {
+        self.validate(s, dt)?;
+        Ok(Box::new(GemmInt4Problem::new(gpu, s, dt)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shape(t: &str) -> Shape {
+        Shape::parse(t, &["M", "N", "K"]).unwrap()
+    }
+
+    #[test]
+    fn counts() {
+        let s = shape("16x4096x4096");
+        assert_eq!(GemmInt4.flops(&s), 2.0 * 16.0 * 4096.0 * 4096.0);
+        let packed = 4096.0 * 4096.0 / 2.0;
+        let scales = 32.0 * 4096.0 * 2.0;
+        let xy = (16.0 * 4096.0 * 2.0) * 2.0;
+        assert_eq!(GemmInt4.min_bytes(&s, DType::BF16), packed + scales + xy);
+    }
+
+    #[test]
+    fn validate_names_the_shape() {
+        let e = GemmInt4
+            .validate(&shape("1x4096x4000"), DType::BF16)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("1x4096x4000") && e.contains("group size 128"),
+            "{e}"
+        );
+        assert!(GemmInt4.validate(&shape("1x8x128"), DType::F32).is_err());
+        for s in GemmInt4.selftest_shapes() {
+            GemmInt4.validate(&shape(s), DType::BF16).unwrap();
+        }
+        assert!(GemmInt4
+            .entries("int4_gemv")
+            .unwrap()
+            .contains(&"int4_splitk_reduce"));
+        assert!(GemmInt4.entries("gemv").is_err());
+    }
+}

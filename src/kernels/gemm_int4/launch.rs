@@ -1,0 +1,207 @@
+//! Launch geometry of the two kernels from their tunables, mirroring the launch contracts in
+//! the headers of kernels/gemm_int4/*.cu. Pure functions, so the contracts are tested on CPU,
+//! and every requirement a template states becomes a clear error here instead of a wrong
+//! answer or a fault on the GPU.
+
+use super::format::Int4Format;
+use crate::kernels::{ceil_div, param};
+use anyhow::{bail, Result};
+use std::collections::BTreeMap;
+
+/// Largest split-K int4_gemv may use (sizes the fp32 workspace).
+pub const MAX_SPLITK: i64 = 16;
+
+/// Largest M int4_gemv takes (its accumulators are sized by M_MAX at compile time).
+pub const GEMV_MAX_M: i64 = 16;
+
+/// Grid, block and dynamic shared memory of one launch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Geometry {
+    pub grid: (u32, u32, u32),
+    pub block: (u32, u32, u32),
+    pub smem: u32,
+}
+
+/// int4_gemv, plus the split-K reduction when SPLITK > 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GemvPlan {
+    pub main: Geometry,
+    pub splitk: i64,
+    pub reduce: Option<Geometry>,
+}
+
+fn grid_dim(v: i64, what: &str) -> Result<u32> {
+    if !(1..=i64::from(u32::MAX)).contains(&v) {
+        bail!("{what} = {v} does not fit a launch");
+    }
+    Ok(v as u32)
+}
+
+pub fn gemv_plan(
+    m: i64,
+    n: i64,
+    k: i64,
+    fmt: &Int4Format,
+    p: &BTreeMap<String, i64>,
+) -> Result<GemvPlan> {
+    let (warps, rows, vec, splitk, m_max) = (
+        param(p, "NUM_WARPS")?,
+        param(p, "ROWS_PER_WARP")?,
+        param(p, "VEC")?,
+        param(p, "SPLITK")?,
+        param(p, "M_MAX")?,
+    );
+    let shape = format!("{m}x{n}x{k}");
+    if m > m_max {
+        bail!("int4_gemv compiled with M_MAX = {m_max} cannot take M = {m} (shape {shape}); the sweep must keep M_MAX >= M");
+    }
+    if ![1, 2, 4].contains(&vec) {
+        bail!("int4_gemv: VEC = {vec}, expected 1, 2 or 4");
+    }
+    if fmt.group % (8 * vec) != 0 {
+        bail!(
+            "int4_gemv: GROUP = {} is not a multiple of 8*VEC = {}",
+            fmt.group,
+            8 * vec
+        );
+    }
+    if k % fmt.group != 0 {
+        bail!(
+            "int4_gemv: K = {k} is not a multiple of GROUP = {} (shape {shape})",
+            fmt.group
+        );
+    }
+    if !(1..=MAX_SPLITK).contains(&splitk) {
+        bail!("int4_gemv: SPLITK = {splitk} is outside 1..={MAX_SPLITK} (the workspace's size)");
+    }
+    if !(1..=32).contains(&warps) || rows < 1 {
+        bail!("int4_gemv: NUM_WARPS = {warps}, ROWS_PER_WARP = {rows} make no block");
+    }
+    let main = Geometry {
+        grid: (
+            grid_dim(ceil_div(n, warps * rows), "int4_gemv grid.x")?,
+            splitk as u32,
+            1,
+        ),
+        block: ((32 * warps) as u32, 1, 1),
+        smem: 0,
+    };
+    let reduce = (splitk > 1).then(|| Geometry {
+        grid: (ceil_div(m * n, 256) as u32, 1, 1),
+        block: (256, 1, 1),
+        smem: 0,
+    });
+    Ok(GemvPlan {
+        main,
+        splitk,
+        reduce,
+    })
+}
+
+/// Dynamic shared memory of int4_mma: STAGES * (BM*(BK+8)*2 + BN*(BK/8+4)*4) bytes.
+pub fn mma_smem_bytes(bm: i64, bn: i64, bk: i64, stages: i64) -> i64 {
+    stages * (bm * (bk + 8) * 2 + bn * (bk / 8 + 4) * 4)
+}
+
+pub fn mma_geometry(
+    m: i64,
+    n: i64,
+    k: i64,
+    fmt: &Int4Format,
+    p: &BTreeMap<String, i64>,
+) -> Result<Geometry> {
+    let (bm, bn, bk) = (param(p, "BM")?, param(p, "BN")?, param(p, "BK")?);
+    let (wm, wn, stages) = (param(p, "WM")?, param(p, "WN")?, param(p, "STAGES")?);
+    let shape = format!("{m}x{n}x{k}");
+    if bm % wm != 0 || bn % wn != 0 || wm % 16 != 0 || wn % 8 != 0 || bk % 32 != 0 || stages < 2 {
+        bail!("int4_mma: tiles BM={bm} BN={bn} BK={bk} WM={wm} WN={wn} STAGES={stages} break the template's rules");
+    }
+    if k % bk != 0 {
+        bail!("int4_mma: K = {k} is not a multiple of BK = {bk} (shape {shape})");
+    }
+    if k % fmt.group != 0 {
+        bail!(
+            "int4_mma: K = {k} is not a multiple of GROUP = {} (shape {shape})",
+            fmt.group
+        );
+    }
+    if fmt.group % bk != 0 && bk % fmt.group != 0 {
+        bail!(
+            "int4_mma: GROUP = {} and BK = {bk} must divide one another",
+            fmt.group
+        );
+    }
+    let warps = (bm / wm) * (bn / wn);
+    if warps * 32 > 1024 {
+        bail!("int4_mma: {warps} warps exceed 1024 threads");
+    }
+    Ok(Geometry {
+        grid: (
+            grid_dim(ceil_div(n, bn), "int4_mma grid.x")?,
+            grid_dim(ceil_div(m, bm), "int4_mma grid.y")?,
+            1,
+        ),
+        block: ((warps * 32) as u32, 1, 1),
+        smem: mma_smem_bytes(bm, bn, bk, stages) as u32,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::DType;
+
+    fn p(kv: &[(&str, i64)]) -> BTreeMap<String, i64> {
+        kv.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+    }
+
+    #[test]
+    fn gemv_geometry_and_contract() {
+        let f = Int4Format::default_for(DType::BF16);
+        let q = p(&[
+            ("NUM_WARPS", 4),
+            ("ROWS_PER_WARP", 2),
+            ("VEC", 4),
+            ("SPLITK", 4),
+            ("M_MAX", 1),
+        ]);
+        let g = gemv_plan(1, 4097, 4096, &f, &q).unwrap();
+        assert_eq!(g.main.grid, (513, 4, 1));
+        assert_eq!(g.main.block, (128, 1, 1));
+        assert_eq!(g.reduce.unwrap().grid, (17, 1, 1));
+        let one = p(&[
+            ("NUM_WARPS", 4),
+            ("ROWS_PER_WARP", 2),
+            ("VEC", 4),
+            ("SPLITK", 1),
+            ("M_MAX", 1),
+        ]);
+        assert!(gemv_plan(1, 8, 128, &f, &one).unwrap().reduce.is_none());
+        let e = gemv_plan(2, 8, 128, &f, &q).unwrap_err().to_string();
+        assert!(e.contains("M_MAX = 1") && e.contains("2x8x128"), "{e}");
+        assert!(gemv_plan(1, 8, 160, &f, &q).is_err());
+        assert!(gemv_plan(1, 8, 128, &f, &p(&[("NUM_WARPS", 4)])).is_err());
+    }
+
+    #[test]
+    fn mma_geometry_and_contract() {
+        let f = Int4Format::default_for(DType::BF16);
+        let q = p(&[
+            ("BM", 64),
+            ("BN", 128),
+            ("BK", 64),
+            ("WM", 32),
+            ("WN", 64),
+            ("STAGES", 4),
+        ]);
+        let g = mma_geometry(130, 1000, 4096, &f, &q).unwrap();
+        assert_eq!(g.grid, (8, 3, 1));
+        assert_eq!(g.block, (128, 1, 1));
+        assert_eq!(g.smem as i64, 4 * (64 * 72 * 2 + 128 * 12 * 4));
+        // The template header's default: 64/64/64, 4 stages = 49152 bytes.
+        assert_eq!(mma_smem_bytes(64, 64, 64, 4), 49152);
+        assert!(mma_geometry(16, 64, 4128, &f, &q).is_err());
+        let g32 = Int4Format { group: 32, ..f };
+        assert!(mma_geometry(16, 64, 4096, &g32, &q).is_ok());
+    }
+}

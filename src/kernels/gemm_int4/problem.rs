@@ -1,0 +1,392 @@
+//! One gemm_int4 shape on the GPU: a random int4 weight and activations, the
+//! dequantize-then-cuBLAS reference, the candidates' launches and the cuBLAS bf16 peer.
+
+use super::format::{half_of, Int4Format, ZeroMode, MIN_GROUP};
+use super::launch::{gemv_plan, mma_geometry, GEMV_MAX_M, MAX_SPLITK};
+use super::reference::RefKernels;
+use crate::gpu::blas::Blas;
+use crate::gpu::device::{Arg, DevBuf, Gpu, Kernel};
+use crate::gpu::util::{Comparison, Util};
+use crate::kernels::{DType, Problem, Shape};
+use crate::quant::{reference_gemm_int4_with, Int4Weight, WeightRounding, Zeros};
+use anyhow::{bail, Context, Result};
+use std::collections::BTreeMap;
+
+/// Scales are uniform in [0.5, 1.5]/√K: weights of rms ≈ 4.6/√K and outputs of rms ≈ 2.7
+/// whatever K is, well inside fp16's range and far from its subnormals.
+const SCALE_RANGE: (f32, f32) = (0.5, 1.5);
+/// Float minimums (ZERO_MODE 2) uniform in [-11.5, -3.5]/√K: q·s + m then centres near 0
+/// like the symmetric format, while every minimum is a different, non-integer offset.
+const MIN_RANGE: (f32, f32) = (-11.5, -3.5);
+/// Integer zero points span the whole range the format allows (16 = GPTQ v1's stored 15).
+const MAX_ZERO: i32 = crate::quant::format::MAX_INT_ZERO as i32;
+/// Largest M·N·K `reference_vs_cpu` computes on the host (about a second with rayon).
+const CPU_CHECK_MAX_MACS: i64 = 1 << 31;
+
+pub struct GemmInt4Problem {
+    pub m: i64,
+    pub n: i64,
+    pub k: i64,
+    pub dt: DType,
+    /// The format the inputs and the reference currently have.
+    fmt: Int4Format,
+    /// Seed of the current inputs (a format switch regenerates scales/zeros from it).
+    seed: u64,
+    x: DevBuf,
+    wq: DevBuf,
+    scales: DevBuf,
+    zeros: DevBuf,
+    /// dequant(W) in the activation dtype: the reference's and the peer's weight.
+    w_deq: DevBuf,
+    y: DevBuf,
+    y_ref: DevBuf,
+    /// fp32 split-K partials of int4_gemv (only allocated when M ≤ 16).
+    ws: DevBuf,
+    blas: Blas,
+    refk: RefKernels,
+}
+
+impl GemmInt4Problem {
+    pub fn new(gpu: &Gpu, s: &Shape, dt: DType) -> Result<GemmInt4Problem> {
+        let (m, n, k) = (s.get("M"), s.get("N"), s.get("K"));
+        let e = dt.bytes() as i64;
+        // Scales and zeros are sized for the smallest group any candidate may ask for.
+        let group_bytes = (k / MIN_GROUP) * n * 2;
+        let ws_bytes = if m <= GEMV_MAX_M {
+            MAX_SPLITK * m * n * 4
+        } else {
+            0
+        };
+        let need = m * k * e + n * k / 2 + 2 * group_bytes + n * k * e + 2 * m * n * e + ws_bytes;
+        let (free, _) = gpu.ctx.mem_get_info().unwrap_or((usize::MAX, 0));
+        if need as usize > free {
+            bail!(
+                "gemm_int4 {}: needs {:.1} GiB of GPU memory (with the bf16 reference weight), {:.1} GiB free",
+                s.label(),
+                need as f64 / (1u64 << 30) as f64,
+                free as f64 / (1u64 << 30) as f64
+            );
+        }
+        let alloc = |b: i64| gpu.alloc(b as usize);
+        Ok(GemmInt4Problem {
+            m,
+            n,
+            k,
+            dt,
+            fmt: Int4Format::default_for(dt),
+            seed: 1,
+            x: alloc(m * k * e)?,
+            wq: alloc(n * k / 2)?,
+            scales: alloc(group_bytes)?,
+            zeros: alloc(group_bytes)?,
+            w_deq: alloc(n * k * e)?,
+            y: alloc(m * n * e)?,
+            y_ref: alloc(m * n * e)?,
+            ws: alloc(ws_bytes)?,
+            blas: Blas::new(gpu)?,
+            refk: RefKernels::new(gpu)?,
+        })
+    }
+
+    fn groups(&self) -> usize {
+        ((self.k / self.fmt.group) * self.n) as usize
+    }
+
+    /// Random scales (and zero points or minimums) of the current format, from `self.seed`.
+    fn randomize_format(&self, gpu: &Gpu) -> Result<()> {
+        let inv = 1.0 / (self.k as f32).sqrt();
+        let (g, sd, seed) = (self.groups(), self.fmt.scale_dtype, self.seed);
+        self.refk.random_halfs(
+            gpu,
+            &self.scales,
+            g,
+            seed ^ 0x5ca1e5,
+            (SCALE_RANGE.0 * inv, SCALE_RANGE.1 * inv),
+            sd,
+        )?;
+        match self.fmt.zeros {
+            ZeroMode::Symmetric => Ok(()),
+            ZeroMode::Int => self
+                .refk
+                .random_zeros(gpu, &self.zeros, g, seed ^ 0x2e505, MAX_ZERO),
+            ZeroMode::Min => self.refk.random_halfs(
+                gpu,
+                &self.zeros,
+                g,
+                seed ^ 0x313,
+                (MIN_RANGE.0 * inv, MIN_RANGE.1 * inv),
+                sd,
+            ),
+        }
+    }
+
+    /// y_ref = X · dequant(W)ᵀ: the plain dequantizer, then cuBLAS (fp32 accumulation).
+    fn compute_reference(&self, gpu: &Gpu) -> Result<()> {
+        self.refk.dequantize(
+            gpu,
+            &self.wq,
+            &self.scales,
+            &self.zeros,
+            &self.w_deq,
+            self.n,
+            self.k,
+            &self.fmt,
+            half_of(self.dt),
+        )?;
+        self.blas.linear(
+            self.dt,
+            self.x.ptr,
+            self.w_deq.ptr,
+            self.y_ref.ptr,
+            self.m,
+            self.n,
+            self.k,
+            false,
+        )
+    }
+
+    fn zeros_arg(&self) -> Arg {
+        Arg::Ptr(if self.fmt.zeros == ZeroMode::Symmetric {
+            0
+        } else {
+            self.zeros.ptr
+        })
+    }
+
+    /// Makes the inputs match the format a candidate was compiled for. The kernels take the
+    /// format as macros, so it is known only here; the switch regenerates scales/zeros from
+    /// the current seed and recomputes the reference, and happens once per format change
+    /// (never between timed runs of one candidate).
+    fn ensure_format(&mut self, gpu: &Gpu, params: &BTreeMap<String, i64>) -> Result<()> {
+        let fmt = Int4Format::from_params(params, self.dt)?;
+        if self.k % fmt.group != 0 {
+            bail!(
+                "gemm_int4 {}x{}x{}: K = {} is not a multiple of the group size {}",
+                self.m,
+                self.n,
+                self.k,
+                self.k,
+                fmt.group
+            );
+        }
+        if fmt != self.fmt {
+            self.fmt = fmt;
+            self.randomize_format(gpu)?;
+            self.compute_reference(gpu)?;
+        }
+        Ok(())
+    }
+
+    fn launch_gemv(
+        &self,
+        gpu: &Gpu,
+        kernels: &BTreeMap<String, Kernel>,
+        p: &BTreeMap<String, i64>,
+    ) -> Result<()> {
+        let plan = gemv_plan(self.m, self.n, self.k, &self.fmt, p)?;
+        let main = kernels.get("int4_gemv").context("module lacks int4_gemv")?;
+        let ws = if plan.splitk > 1 { self.ws.ptr } else { 0 };
+        let g = plan.main;
+        gpu.launch(
+            main,
+            g.grid,
+            g.block,
+            g.smem,
+            &[
+                self.x.arg(),
+                self.wq.arg(),
+                self.scales.arg(),
+                self.zeros_arg(),
+                Arg::Ptr(0), // no residual
+                self.y.arg(),
+                Arg::Ptr(ws),
+                Arg::I32(self.m as i32),
+                Arg::I32(self.n as i32),
+                Arg::I32(self.k as i32),
+            ],
+        )?;
+        if let Some(r) = plan.reduce {
+            let red = kernels
+                .get("int4_splitk_reduce")
+                .context("module lacks int4_splitk_reduce")?;
+            gpu.launch(
+                red,
+                r.grid,
+                r.block,
+                r.smem,
+                &[
+                    self.ws.arg(),
+                    Arg::Ptr(0),
+                    self.y.arg(),
+                    Arg::I32(self.m as i32),
+                    Arg::I32(self.n as i32),
+                ],
+            )?;
+        }
+        Ok(())
+    }
+
+    fn launch_mma(
+        &self,
+        gpu: &Gpu,
+        kernels: &BTreeMap<String, Kernel>,
+        p: &BTreeMap<String, i64>,
+    ) -> Result<()> {
+        let g = mma_geometry(self.m, self.n, self.k, &self.fmt, p)?;
+        let kern = kernels.get("int4_mma").context("module lacks int4_mma")?;
+        gpu.launch(
+            kern,
+            g.grid,
+            g.block,
+            g.smem,
+            &[
+                self.x.arg(),
+                self.wq.arg(),
+                self.scales.arg(),
+                self.zeros_arg(),
+                Arg::Ptr(0), // no residual
+                self.y.arg(),
+                Arg::I32(self.m as i32),
+                Arg::I32(self.n as i32),
+                Arg::I32(self.k as i32),
+            ],
+        )
+    }
+
+    /// The current weight as the host format, downloaded (small shapes only).
+    fn download_weight(&self) -> Result<Int4Weight> {
+        let (n, k, g) = (self.n as usize, self.k as usize, self.groups());
+        let zeros = match self.fmt.zeros {
+            ZeroMode::Symmetric => Zeros::Symmetric,
+            ZeroMode::Int => Zeros::Int(self.zeros.download::<u8>(g)?),
+            ZeroMode::Min => Zeros::Min(self.zeros.download::<u16>(g)?),
+        };
+        let w = Int4Weight {
+            n,
+            k,
+            group_size: self.fmt.group as usize,
+            scale_dtype: self.fmt.scale_dtype,
+            packed: self.wq.download::<u32>(n * k / 8)?,
+            scales: self.scales.download::<u16>(g)?,
+            zeros,
+        };
+        w.validate()
+            .context("the random device weight is not a valid Int4Weight")?;
+        Ok(w)
+    }
+}
+
+impl Problem for GemmInt4Problem {
+    fn randomize(&mut self, gpu: &Gpu, util: &Util, seed: u64) -> Result<()> {
+        self.seed = seed;
+        util.fill(gpu, &self.x, self.dt, (self.m * self.k) as usize, seed, 1.0)?;
+        // Random bits are uniformly random codes 0..15 in every nibble.
+        util.fill_bits(
+            gpu,
+            &self.wq,
+            (self.n * self.k / 8) as usize,
+            seed ^ 0x1a7_0004,
+        )?;
+        self.randomize_format(gpu)?;
+        self.compute_reference(gpu)?;
+        gpu.synchronize()
+    }
+
+    fn poison(&mut self, gpu: &Gpu, util: &Util) -> Result<()> {
+        util.poison(gpu, &self.y)?;
+        // Split-K partials must all be written: a NaN left in the workspace reaches Y.
+        if self.ws.bytes > 0 {
+            util.poison(gpu, &self.ws)?;
+        }
+        Ok(())
+    }
+
+    fn run(
+        &mut self,
+        gpu: &Gpu,
+        variant: &str,
+        kernels: &BTreeMap<String, Kernel>,
+        p: &BTreeMap<String, i64>,
+    ) -> Result<()> {
+        self.ensure_format(gpu, p)?;
+        match variant {
+            "int4_gemv" => self.launch_gemv(gpu, kernels, p),
+            "int4_mma" => self.launch_mma(gpu, kernels, p),
+            other => {
+                bail!("the gemm_int4 family has no variant {other:?} (known: int4_gemv, int4_mma)")
+            }
+        }
+    }
+
+    fn check(&mut self, gpu: &Gpu, util: &Util) -> Result<Comparison> {
+        util.compare(
+            gpu,
+            &self.y,
+            &self.y_ref,
+            self.dt,
+            (self.m * self.n) as usize,
+        )
+    }
+
+    /// cuBLAS bf16 (or fp16) GEMM on the dequantized weight: what the int4 kernels replace.
+    /// It recomputes the reference bit for bit (same inputs, same cuBLAS call).
+    fn run_peer(&mut self, _gpu: &Gpu) -> Result<Option<()>> {
+        self.blas.linear(
+            self.dt,
+            self.x.ptr,
+            self.w_deq.ptr,
+            self.y_ref.ptr,
+            self.m,
+            self.n,
+            self.k,
+            false,
+        )?;
+        Ok(Some(()))
+    }
+
+    /// Checks both halves of the reference on the host: the dequantized weight bit for bit
+    /// against `Int4Weight::dequantize` (rounded to the activation dtype), and y_ref against
+    /// the f64 CPU product `quant::reference_gemm_int4_with(.., WeightRounding::To(dtype))`.
+    fn reference_vs_cpu(&mut self, gpu: &Gpu) -> Result<Option<f64>> {
+        gpu.synchronize()?;
+        if self.m * self.n * self.k > CPU_CHECK_MAX_MACS {
+            bail!(
+                "gemm_int4 {}x{}x{}: too large for the CPU check of the reference (M·N·K > 2^31); use a smaller shape",
+                self.m,
+                self.n,
+                self.k
+            );
+        }
+        let (m, n, k) = (self.m as usize, self.n as usize, self.k as usize);
+        let act = half_of(self.dt);
+        let w = self.download_weight()?;
+        let dev_w: Vec<u16> = self.w_deq.download(n * k)?;
+        for (i, (v, d)) in w.dequantize().iter().zip(&dev_w).enumerate() {
+            if act.from_f32(*v) != *d {
+                bail!(
+                    "gemm_int4 reference dequantizer ({}) disagrees with Int4Weight::dequantize at row {}, column {}: \
+                     device {:#06x}, host {:#06x}",
+                    self.fmt.label(),
+                    i / k,
+                    i % k,
+                    d,
+                    act.from_f32(*v)
+                );
+            }
+        }
+        let x: Vec<f32> = self
+            .x
+            .download::<u16>(m * k)?
+            .iter()
+            .map(|b| act.to_f32(*b))
+            .collect();
+        let y_cpu = reference_gemm_int4_with(&x, m, &w, None, WeightRounding::To(act))?;
+        let y_dev: Vec<u16> = self.y_ref.download(m * n)?;
+        let (mut max_diff, mut max_ref) = (0.0f64, 0.0f64);
+        for (c, d) in y_cpu.iter().zip(&y_dev) {
+            max_diff = max_diff.max((f64::from(*c) - f64::from(act.to_f32(*d))).abs());
+            max_ref = max_ref.max(f64::from(*c).abs());
+        }
+        Ok(Some(max_diff / max_ref.max(1e-30)))
+    }
+}
