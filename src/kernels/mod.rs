@@ -6,6 +6,10 @@
 //! measurement on the roofline.
 
 pub mod gemm;
+pub mod rmsnorm;
+pub mod rope;
+pub mod softmax;
+pub mod swiglu;
 
 use crate::gpu::device::{Gpu, Kernel};
 use crate::gpu::util::{Comparison, Util};
@@ -147,7 +151,7 @@ pub trait Family: Sync {
 
 /// All families kernlab knows.
 pub fn families() -> Vec<&'static dyn Family> {
-    vec![&gemm::Gemm]
+    vec![&gemm::Gemm, &softmax::Softmax, &rmsnorm::RmsNorm, &rope::Rope, &swiglu::SwiGlu]
 }
 
 pub fn family(name: &str) -> Result<&'static dyn Family> {
