@@ -26,8 +26,9 @@
 //   q is [n_tokens][q_stride] with head h at q + token*q_stride + h*head_dim (k likewise;
 //   the strides let Q and K be views into a fused QKV buffer); q_out/k_out use the same
 //   strides. Requires head_dim even, (head_dim / 2) % VEC == 0, q_stride and k_stride
-//   multiples of VEC, THREADS % (head_dim / 2 / VEC) == 0. offsets holds
-//   ceil(n_tokens / seq_len) ints; inv_freq holds head_dim / 2 floats.
+//   multiples of VEC, THREADS >= head_dim / 2 / VEC (threads past the last whole group of
+//   head_dim/2/VEC idle). offsets holds ceil(n_tokens / seq_len) ints; inv_freq holds
+//   head_dim / 2 floats.
 //   In place: q_out == q_in and k_out == k_in (each element is read and written by the
 //   same thread); otherwise the outputs must not overlap the inputs.
 #include <cuda_fp16.h>
@@ -107,8 +108,8 @@ rope_llama3(const T* q_in, const T* k_in, T* q_out, T* k_out, const int* offsets
     const int lane = threadIdx.x / cph;
     const int lanes = THREADS / cph;  // threads that share one chunk index, each on other heads
     const int heads = n_q_heads + n_kv_heads;
-    // A partial group past the last whole one would repeat heads of lane 0: rotating them
-    // twice in place. The launch contract rules it out; this keeps a bad launch harmless.
+    // A partial group past the last whole one would repeat lane 0's heads (rotating them
+    // twice when in place): those threads idle.
     if (lane >= lanes) return;
 
     float f[VEC];

@@ -105,6 +105,8 @@ static_assert(SPLITS >= 1, "SPLITS >= 1");
 #define KL_LOG2E 1.4426950408889634f
 #define KL_NEG_INF __uint_as_float(0xff800000u)
 #define STEP (THREADS * VEC)  // elements one block covers per vector step
+// The kernels say __launch_bounds__(THREADS, 1): with the bare form ptxas on sm_90a squeezed
+// 1024-thread blocks to 32 registers and spilled.
 
 // Running (max, sum of exp(x - max)) of a set of elements.
 struct Stat {
@@ -143,14 +145,17 @@ __device__ __forceinline__ void load_guarded(const T* xr, int col, int end, floa
 // This thread's online statistics over the slice [begin, end).
 template <bool ALIGNED>
 __device__ __forceinline__ Stat thread_stats(const T* xr, int begin, int end) {
+    // The scalar path (rows not vector-aligned) is for odd shapes only: one vector per step
+    // keeps its registers low, so it does not raise the aligned path's register count.
+    constexpr int U = ALIGNED ? UNROLL : 1;
     Stat st{KL_NEG_INF, 0.f};
-    for (int base = begin + threadIdx.x * VEC; base < end; base += UNROLL * STEP) {
-        float v[UNROLL][VEC];
+    for (int base = begin + threadIdx.x * VEC; base < end; base += U * STEP) {
+        float v[U][VEC];
 #pragma unroll
-        for (int u = 0; u < UNROLL; ++u) load_guarded<ALIGNED>(xr, base + u * STEP, end, v[u]);
+        for (int u = 0; u < U; ++u) load_guarded<ALIGNED>(xr, base + u * STEP, end, v[u]);
         float cm = KL_NEG_INF;
 #pragma unroll
-        for (int u = 0; u < UNROLL; ++u)
+        for (int u = 0; u < U; ++u)
 #pragma unroll
             for (int j = 0; j < VEC; ++j) cm = fmaxf(cm, v[u][j]);
         // base < end, so the first vector holds at least one real element: cm is finite.
@@ -158,7 +163,7 @@ __device__ __forceinline__ Stat thread_stats(const T* xr, int begin, int end) {
         const float ml = m * KL_LOG2E;
         float s = st.s * exp2f((st.m - m) * KL_LOG2E);  // st.m = -inf: 0 * 0
 #pragma unroll
-        for (int u = 0; u < UNROLL; ++u)
+        for (int u = 0; u < U; ++u)
 #pragma unroll
             for (int j = 0; j < VEC; ++j) s += exp2f(fmaf(v[u][j], KL_LOG2E, -ml));
         st = Stat{m, s};
@@ -188,13 +193,18 @@ __device__ __forceinline__ Stat block_stats(Stat st) {
 // Second pass: y = exp(x - m) / s over [begin, end).
 template <bool ALIGNED>
 __device__ __forceinline__ void write_slice(const T* xr, T* yr, int begin, int end, Stat st) {
-    const float ml = st.m * KL_LOG2E, inv = 1.f / st.s;
-    for (int base = begin + threadIdx.x * VEC; base < end; base += UNROLL * STEP) {
-        float v[UNROLL][VEC];
+    // The scalar path (rows not vector-aligned) is for odd shapes only: one vector per step
+    // keeps its registers low, so it does not raise the aligned path's register count.
+    constexpr int U = ALIGNED ? UNROLL : 1;
+    // s >= 1 (the row's maximum contributes exp(0)), so the fast reciprocal is exact enough
+    // and avoids the IEEE division's slow-path call (which makes ptxas spill around it).
+    const float ml = st.m * KL_LOG2E, inv = __fdividef(1.f, st.s);
+    for (int base = begin + threadIdx.x * VEC; base < end; base += U * STEP) {
+        float v[U][VEC];
 #pragma unroll
-        for (int u = 0; u < UNROLL; ++u) load_guarded<ALIGNED>(xr, base + u * STEP, end, v[u]);
+        for (int u = 0; u < U; ++u) load_guarded<ALIGNED>(xr, base + u * STEP, end, v[u]);
 #pragma unroll
-        for (int u = 0; u < UNROLL; ++u) {
+        for (int u = 0; u < U; ++u) {
             const int col = base + u * STEP;
             if (col >= end) continue;
 #pragma unroll
@@ -234,13 +244,13 @@ __device__ __forceinline__ void finish_body(const T* x, T* y, const float2* ws, 
     write_slice<ALIGNED>(x + row * cols, y + row * cols, begin, end, st);
 }
 
-extern "C" __global__ void __launch_bounds__(THREADS) softmax_online(const T* x, T* y, float2* ws, int rows, int cols) {
+extern "C" __global__ void __launch_bounds__(THREADS, 1) softmax_online(const T* x, T* y, float2* ws, int rows, int cols) {
     if (blockIdx.x >= (unsigned)rows * SPLITS) return;  // whole block: no barrier is skipped by part of it
     if (cols % VEC == 0) online_body<true>(x, y, ws, cols);
     else online_body<false>(x, y, ws, cols);
 }
 
-extern "C" __global__ void __launch_bounds__(THREADS) softmax_online_finish(const T* x, T* y, const float2* ws, int rows, int cols) {
+extern "C" __global__ void __launch_bounds__(THREADS, 1) softmax_online_finish(const T* x, T* y, const float2* ws, int rows, int cols) {
     if (blockIdx.x >= (unsigned)rows * SPLITS) return;
     if (cols % VEC == 0) finish_body<true>(x, y, ws, cols);
     else finish_body<false>(x, y, ws, cols);

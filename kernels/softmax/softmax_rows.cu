@@ -163,7 +163,9 @@ __device__ __forceinline__ void softmax_body(const T* x, T* y, int rows, int col
             s += v[c][j];
         }
     s = row_reduce(s, red_sum + rib * WARPS_PER_ROW, t, SumOp());
-    const float inv = 1.f / s;
+    // s >= 1 (the maximum contributes exp(0)): the fast reciprocal suffices and avoids the
+    // IEEE division's slow-path call.
+    const float inv = __fdividef(1.f, s);
 
 #pragma unroll
     for (int c = 0; c < CHUNKS; ++c) {

@@ -238,8 +238,8 @@ impl Problem for RopeProblem {
         if half % vec != 0 {
             bail!("rope_llama3 with VEC = {vec} needs D/2 = {half} to be a multiple of VEC");
         }
-        if threads % (half / vec) != 0 {
-            bail!("rope_llama3: THREADS = {threads} is not a multiple of D/2/VEC = {}", half / vec);
+        if threads < half / vec {
+            bail!("rope_llama3: THREADS = {threads} is fewer than the D/2/VEC = {} threads one head needs", half / vec);
         }
         let k = kernels.get("rope_llama3").context("module lacks rope_llama3")?;
         let grid = (ceil_div(self.tokens(), tpb) as u32, 1, 1);
