@@ -176,7 +176,9 @@ __device__ __forceinline__ void rmsnorm_body(const T* x, const T* h, T* res_out,
     }
 }
 
-extern "C" __global__ void __launch_bounds__(NTHREADS)
+// (N, 1): with the bare __launch_bounds__(N), ptxas squeezed some configurations below
+// their need and spilled; a minimum of one block lets it use what the code needs.
+extern "C" __global__ void __launch_bounds__(NTHREADS, 1)
 rmsnorm_rows(const T* x, const T* h, T* res_out, T* y, const T* w, float eps, int rows, int dim) {
     __shared__ float red[ROWS_PER_BLOCK * WARPS_PER_ROW];
     if (dim % VEC == 0) rmsnorm_body<true>(x, h, res_out, y, w, eps, rows, dim, red);

@@ -99,7 +99,9 @@ __device__ __forceinline__ void kl_store_tail(T* p, int n, const float (&f)[VEC]
 static_assert(VEC * sizeof(T) <= 16, "a vector access is at most 16 bytes");
 static_assert(THREADS % 32 == 0 && THREADS <= 1024, "THREADS: whole warps, at most 1024");
 
-extern "C" __global__ void __launch_bounds__(THREADS)
+// (N, 1): with the bare __launch_bounds__(N), ptxas squeezed some configurations below
+// their need and spilled; a minimum of one block lets it use what the code needs.
+extern "C" __global__ void __launch_bounds__(THREADS, 1)
 rope_llama3(const T* q_in, const T* k_in, T* q_out, T* k_out, const int* offsets, const float* inv_freq,
             int n_tokens, int seq_len, int n_q_heads, int n_kv_heads, int head_dim, int q_stride, int k_stride) {
     const int half = head_dim >> 1;

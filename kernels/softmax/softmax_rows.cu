@@ -178,7 +178,9 @@ __device__ __forceinline__ void softmax_body(const T* x, T* y, int rows, int col
     }
 }
 
-extern "C" __global__ void __launch_bounds__(NTHREADS) softmax_rows(const T* x, T* y, int rows, int cols) {
+// (N, 1): with the bare __launch_bounds__(N), ptxas squeezed some configurations below
+// their need and spilled; a minimum of one block lets it use what the code needs.
+extern "C" __global__ void __launch_bounds__(NTHREADS, 1) softmax_rows(const T* x, T* y, int rows, int cols) {
     // Separate slots for the two reductions: no barrier is needed between them.
     __shared__ float red_max[ROWS_PER_BLOCK * WARPS_PER_ROW];
     __shared__ float red_sum[ROWS_PER_BLOCK * WARPS_PER_ROW];

@@ -126,7 +126,9 @@ __device__ __forceinline__ void swiglu_body(const T* gu, T* out, int tokens, int
     }
 }
 
-extern "C" __global__ void __launch_bounds__(THREADS) swiglu(const T* gu, T* out, int tokens, int ffn) {
+// (N, 1): with the bare __launch_bounds__(N), ptxas squeezed some configurations below
+// their need and spilled; a minimum of one block lets it use what the code needs.
+extern "C" __global__ void __launch_bounds__(THREADS, 1) swiglu(const T* gu, T* out, int tokens, int ffn) {
     if (ffn % VEC == 0) swiglu_body<true>(gu, out, tokens, ffn);
     else swiglu_body<false>(gu, out, tokens, ffn);
 }
