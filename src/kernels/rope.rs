@@ -211,7 +211,7 @@ impl Problem for RopeProblem {
     fn randomize(&mut self, gpu: &Gpu, util: &Util, seed: u64) -> Result<()> {
         util.fill(gpu, &self.q_in, self.dt, (self.tokens() * self.hq * self.d) as usize, seed, 1.0)?;
         util.fill(gpu, &self.k_in, self.dt, (self.tokens() * self.hkv * self.d) as usize, seed ^ 0x5eed_0001, 1.0)?;
-        let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0x0ff5_e7);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0x5eed_0003);
         let offsets: Vec<i32> = (0..self.b).map(|_| rng.random_range(0..MAX_OFFSET)).collect();
         self.offsets.upload(&offsets)?;
         let total = self.tokens() * (self.hq + self.hkv) * (self.d / 2);
