@@ -7,6 +7,10 @@
 
 pub mod gemm;
 pub mod gemm_int4;
+pub mod rmsnorm;
+pub mod rope;
+pub mod softmax;
+pub mod swiglu;
 
 use crate::gpu::device::{Gpu, Kernel};
 use crate::gpu::util::{Comparison, Util};
@@ -148,7 +152,7 @@ pub trait Family: Sync {
 
 /// All families kernlab knows.
 pub fn families() -> Vec<&'static dyn Family> {
-    vec![&gemm::Gemm, &gemm_int4::GemmInt4]
+    vec![&gemm::Gemm, &gemm_int4::GemmInt4, &softmax::Softmax, &rmsnorm::RmsNorm, &rope::Rope, &swiglu::SwiGlu]
 }
 
 pub fn family(name: &str) -> Result<&'static dyn Family> {

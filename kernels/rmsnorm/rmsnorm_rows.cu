@@ -1,0 +1,186 @@
+// rmsnorm_rows.cu — RMSNorm with an optional fused residual add, one pass over each row.
+//
+//   with h:    r = x + h (rounded to T and written to res_out: the new residual stream)
+//              y = r * rsqrt(mean(r^2) + eps) * w
+//   h == NULL: y = x * rsqrt(mean(x^2) + eps) * w            (res_out is not touched)
+//
+// The norm is computed from the rounded sum, so y is exactly the norm of the residual that
+// is stored (what the next layer adds to). Each row is owned by THREADS_PER_ROW consecutive
+// threads that hold it in registers (CHUNKS vectors of VEC elements per thread) between the
+// sum of squares and the scaling, so x and h are read once and res_out and y written once.
+// Math in fp32. Llama-3: dim 4096, eps 1e-5.
+//
+// Element type: bf16 by default, fp16 with -DKL_FP16=1, fp32 with -DKL_FP32=1.
+// Tunables:
+//   ROWS_PER_BLOCK   rows per thread block
+//   THREADS_PER_ROW  threads cooperating on one row; a power of two, 8..1024
+//   VEC              elements per load/store (VEC * sizeof(T) in {2, 4, 8, 16} bytes)
+//   CHUNKS           vectors per thread; the row capacity is THREADS_PER_ROW*VEC*CHUNKS
+//
+// Launch contract:
+//   rmsnorm_rows(const T* x, const T* h, T* res_out, T* y, const T* w, float eps,
+//                int rows, int dim)
+//   grid  = (ceil(rows / ROWS_PER_BLOCK), 1, 1)
+//   block = (ROWS_PER_BLOCK * THREADS_PER_ROW, 1, 1), no dynamic shared memory
+//   requires dim <= THREADS_PER_ROW * VEC * CHUNKS; any dim >= 1 otherwise (scalar path
+//   when dim % VEC != 0). res_out may equal x (the residual stream updated in place) and y
+//   may equal x when h == NULL: every element is read before it is written, by the same
+//   thread. h, res_out and y must not otherwise overlap.
+#include <cuda_fp16.h>
+#include <cuda_bf16.h>
+
+// ---- element type and vector access (the same block in every memory-bound template) ----
+#if defined(KL_FP32)
+typedef float T;
+__device__ __forceinline__ T kl_from_f(float v) { return v; }
+#elif defined(KL_FP16)
+typedef __half T;
+__device__ __forceinline__ T kl_from_f(float v) { return __float2half_rn(v); }
+#else
+typedef __nv_bfloat16 T;
+__device__ __forceinline__ T kl_from_f(float v) { return __float2bfloat16_rn(v); }
+#endif
+__device__ __forceinline__ float kl_to_f(float v) { return v; }
+__device__ __forceinline__ float kl_to_f(__half v) { return __half2float(v); }
+__device__ __forceinline__ float kl_to_f(__nv_bfloat16 v) { return __bfloat162float(v); }
+
+#ifndef VEC
+#if defined(KL_FP32)
+#define VEC 4
+#else
+#define VEC 8
+#endif
+#endif
+
+template <int BYTES> struct KlBits;
+template <> struct KlBits<16> { typedef uint4 t; };
+template <> struct KlBits<8> { typedef uint2 t; };
+template <> struct KlBits<4> { typedef unsigned int t; };
+template <> struct KlBits<2> { typedef unsigned short t; };
+typedef KlBits<VEC * sizeof(T)>::t KlVec;
+
+// VEC elements at p (aligned to VEC * sizeof(T) bytes) as one load, widened to fp32.
+__device__ __forceinline__ void kl_load(const T* p, float (&f)[VEC]) {
+    alignas(16) T e[VEC];
+    *reinterpret_cast<KlVec*>(e) = *reinterpret_cast<const KlVec*>(p);
+#pragma unroll
+    for (int j = 0; j < VEC; ++j) f[j] = kl_to_f(e[j]);
+}
+// The first n (< VEC allowed) elements at p, any alignment; the rest set to `fill`.
+__device__ __forceinline__ void kl_load_tail(const T* p, int n, float (&f)[VEC], float fill) {
+#pragma unroll
+    for (int j = 0; j < VEC; ++j) f[j] = j < n ? kl_to_f(p[j]) : fill;
+}
+__device__ __forceinline__ void kl_store(T* p, const float (&f)[VEC]) {
+    alignas(16) T e[VEC];
+#pragma unroll
+    for (int j = 0; j < VEC; ++j) e[j] = kl_from_f(f[j]);
+    *reinterpret_cast<KlVec*>(p) = *reinterpret_cast<const KlVec*>(e);
+}
+__device__ __forceinline__ void kl_store_tail(T* p, int n, const float (&f)[VEC]) {
+#pragma unroll
+    for (int j = 0; j < VEC; ++j)
+        if (j < n) p[j] = kl_from_f(f[j]);
+}
+// ------------------------------------------------------------------------------------------
+
+#ifndef ROWS_PER_BLOCK
+#define ROWS_PER_BLOCK 1
+#endif
+#ifndef THREADS_PER_ROW
+#define THREADS_PER_ROW 256
+#endif
+#ifndef CHUNKS
+#define CHUNKS 2
+#endif
+
+#define NTHREADS (ROWS_PER_BLOCK * THREADS_PER_ROW)
+#define WARPS_PER_ROW ((THREADS_PER_ROW + 31) / 32)
+
+static_assert((THREADS_PER_ROW & (THREADS_PER_ROW - 1)) == 0 && THREADS_PER_ROW >= 1,
+              "THREADS_PER_ROW must be a power of two (shuffle reductions)");
+static_assert(THREADS_PER_ROW <= 32 || THREADS_PER_ROW % 32 == 0, "whole warps per row");
+static_assert(NTHREADS <= 1024, "at most 1024 threads per block");
+static_assert(VEC * sizeof(T) <= 16, "a vector access is at most 16 bytes");
+
+// Sum over the THREADS_PER_ROW threads of one row; all of them get it. Every thread of the
+// block must call it (it may hold a barrier).
+__device__ __forceinline__ float row_sum(float v, float* red, int t) {
+    constexpr int W = THREADS_PER_ROW < 32 ? THREADS_PER_ROW : 32;
+#pragma unroll
+    for (int o = W / 2; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    if (THREADS_PER_ROW > 32) {
+        if ((t & 31) == 0) red[t >> 5] = v;
+        __syncthreads();
+        v = red[0];
+#pragma unroll
+        for (int w = 1; w < WARPS_PER_ROW; ++w) v += red[w];
+    }
+    return v;
+}
+
+template <bool ALIGNED>
+__device__ __forceinline__ void load_part(const T* p, int col, int dim, float (&f)[VEC]) {
+    if (ALIGNED) kl_load(p + col, f);  // dim % VEC == 0 and col < dim: the whole vector is in the row
+    else kl_load_tail(p + col, dim - col, f, 0.f);
+}
+template <bool ALIGNED>
+__device__ __forceinline__ void store_part(T* p, int col, int dim, const float (&f)[VEC]) {
+    if (ALIGNED) kl_store(p + col, f);
+    else kl_store_tail(p + col, dim - col, f);
+}
+
+template <bool ALIGNED>
+__device__ __forceinline__ void rmsnorm_body(const T* x, const T* h, T* res_out, T* y, const T* w, float eps,
+                                             int rows, int dim, float* red) {
+    const int rib = threadIdx.x / THREADS_PER_ROW;
+    const int t = threadIdx.x % THREADS_PER_ROW;
+    const long long row = (long long)blockIdx.x * ROWS_PER_BLOCK + rib;
+    const bool live = row < rows;  // dead rows still join the reduction's barrier
+    const long long off = (live ? row : 0) * (long long)dim;
+    const bool add = h != nullptr;
+
+    float v[CHUNKS][VEC];
+    float ss = 0.f;
+#pragma unroll
+    for (int c = 0; c < CHUNKS; ++c) {
+        const int col = (c * THREADS_PER_ROW + t) * VEC;
+#pragma unroll
+        for (int j = 0; j < VEC; ++j) v[c][j] = 0.f;
+        if (live && col < dim) {
+            load_part<ALIGNED>(x + off, col, dim, v[c]);
+            if (add) {
+                float hv[VEC];
+                load_part<ALIGNED>(h + off, col, dim, hv);
+#pragma unroll
+                for (int j = 0; j < VEC; ++j) v[c][j] = kl_to_f(kl_from_f(v[c][j] + hv[j]));
+                // Same thread, same elements as its loads of x: safe when res_out == x.
+                store_part<ALIGNED>(res_out + off, col, dim, v[c]);
+            }
+        }
+#pragma unroll
+        for (int j = 0; j < VEC; ++j) ss = fmaf(v[c][j], v[c][j], ss);
+    }
+    ss = row_sum(ss, red + rib * WARPS_PER_ROW, t);
+    const float inv = rsqrtf(ss / (float)dim + eps);
+
+#pragma unroll
+    for (int c = 0; c < CHUNKS; ++c) {
+        const int col = (c * THREADS_PER_ROW + t) * VEC;
+        if (!live || col >= dim) continue;
+        float wv[VEC];
+        load_part<ALIGNED>(w, col, dim, wv);
+#pragma unroll
+        for (int j = 0; j < VEC; ++j) v[c][j] = v[c][j] * inv * wv[j];
+        store_part<ALIGNED>(y + off, col, dim, v[c]);
+    }
+}
+
+// (N, 1): with the bare __launch_bounds__(N), ptxas squeezed some configurations below
+// their need and spilled; a minimum of one block lets it use what the code needs.
+extern "C" __global__ void __launch_bounds__(NTHREADS, 1)
+rmsnorm_rows(const T* x, const T* h, T* res_out, T* y, const T* w, float eps, int rows, int dim) {
+    __shared__ float red[ROWS_PER_BLOCK * WARPS_PER_ROW];
+    if (dim % VEC == 0) rmsnorm_body<true>(x, h, res_out, y, w, eps, rows, dim, red);
+    else rmsnorm_body<false>(x, h, res_out, y, w, eps, rows, dim, red);
+}

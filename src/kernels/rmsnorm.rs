@@ -1,0 +1,220 @@
+//! RMSNorm with the transformer's residual add fused in: r = x + h (written back as the new
+//! residual stream), y = r · rsqrt(mean(r²) + eps) · w, in one pass; bf16/fp16/fp32, fp32
+//! math, eps 1e-5 (Llama-3). The same kernel without h is the plain norm.
+//! Peer: F.rms_norm after a separate add (scripts/torch_peers.py).
+//! Reference: kernels/rmsnorm/reference.cu (one warp per row, plain passes).
+//!
+//! The family measures the fused form (the one Llama runs 2·32 times per token). The plain
+//! form is verified too: on the verification run after each `randomize`, `run` first launches
+//! the candidate with h = NULL into a separate output, which `check` compares as well. Timed
+//! runs launch only the fused form.
+
+use super::softmax::support;
+use super::{ceil_div, param, DType, Family, Problem, Shape};
+use crate::gpu::device::{Arg, DevBuf, Gpu, Kernel};
+use crate::gpu::util::{Comparison, Util};
+use anyhow::{bail, Context, Result};
+use std::collections::BTreeMap;
+
+pub const REFERENCE_SOURCE: &str = include_str!("../../kernels/rmsnorm/reference.cu");
+pub const EPS: f32 = 1e-5;
+
+pub struct RmsNorm;
+
+impl Family for RmsNorm {
+    fn name(&self) -> &'static str {
+        "rmsnorm"
+    }
+    fn shape_dims(&self) -> &'static [&'static str] {
+        &["rows", "dim"]
+    }
+    /// Per element: the add, square-and-accumulate (2), the scale by rsqrt, the weight.
+    fn flops(&self, s: &Shape) -> f64 {
+        5.0 * s.get("rows") as f64 * s.get("dim") as f64
+    }
+    /// x and h read once, the new residual and y written once, the weight read once.
+    fn min_bytes(&self, s: &Shape, dt: DType) -> f64 {
+        let (rows, dim) = (s.get("rows") as f64, s.get("dim") as f64);
+        (4.0 * rows * dim + dim) * dt.bytes() as f64
+    }
+    fn entries(&self, variant: &str) -> Result<&'static [&'static str]> {
+        Ok(match variant {
+            "rmsnorm_rows" => &["rmsnorm_rows"],
+            other => bail!("the rmsnorm family has no variant {other:?} (known: rmsnorm_rows)"),
+        })
+    }
+    fn validate(&self, _s: &Shape, _dt: DType) -> Result<()> {
+        Ok(())
+    }
+    fn peer(&self) -> &'static str {
+        "torch"
+    }
+    fn selftest_shapes(&self) -> &'static [&'static str] {
+        // A one-element row; one row (decode); odd widths (scalar path); rows not a multiple
+        // of rows-per-block; widths past a register capacity.
+        &["1x1", "1x4096", "3x7", "8x4096", "5x1000", "17x4104", "33x4095", "130x256", "2x14336"]
+    }
+    fn problem(&self, gpu: &Gpu, s: &Shape, dt: DType) -> Result<Box<dyn Problem>> {
+        self.validate(s, dt)?;
+        Ok(Box::new(RmsNormProblem::new(gpu, s, dt)?))
+    }
+}
+
+pub struct RmsNormProblem {
+    rows: i64,
+    dim: i64,
+    dt: DType,
+    /// Residual stream in, branch output, weight.
+    x: DevBuf,
+    h: DevBuf,
+    w: DevBuf,
+    /// Fused form: new residual and normalized output, and their references.
+    res: DevBuf,
+    y: DevBuf,
+    res_ref: DevBuf,
+    y_ref: DevBuf,
+    /// Plain form (h = NULL), run only on verification runs.
+    y_plain: DevBuf,
+    y_plain_ref: DevBuf,
+    /// Set by `randomize`: the next `run` is a verification run.
+    verify_pending: bool,
+    reference: BTreeMap<String, Kernel>,
+}
+
+impl RmsNormProblem {
+    pub fn new(gpu: &Gpu, s: &Shape, dt: DType) -> Result<RmsNormProblem> {
+        let (rows, dim) = (s.get("rows"), s.get("dim"));
+        let n = (rows * dim) as usize * dt.bytes();
+        support::ensure_fits(gpu, "rmsnorm", s, 8 * n + dim as usize * dt.bytes())?;
+        Ok(RmsNormProblem {
+            rows,
+            dim,
+            dt,
+            x: gpu.alloc(n)?,
+            h: gpu.alloc(n)?,
+            w: gpu.alloc(dim as usize * dt.bytes())?,
+            res: gpu.alloc(n)?,
+            y: gpu.alloc(n)?,
+            res_ref: gpu.alloc(n)?,
+            y_ref: gpu.alloc(n)?,
+            y_plain: gpu.alloc(n)?,
+            y_plain_ref: gpu.alloc(n)?,
+            verify_pending: false,
+            reference: support::reference_kernels(gpu, "kernels/rmsnorm/reference.cu", REFERENCE_SOURCE, dt, &["rmsnorm_reference"])?,
+        })
+    }
+
+    /// Arguments of the fused (with h) or plain form.
+    fn args(&self, fused: bool, res: &DevBuf, y: &DevBuf) -> [Arg; 8] {
+        [
+            self.x.arg(),
+            if fused { self.h.arg() } else { Arg::Ptr(0) },
+            if fused { res.arg() } else { Arg::Ptr(0) },
+            y.arg(),
+            self.w.arg(),
+            Arg::F32(EPS),
+            Arg::I32(self.rows as i32),
+            Arg::I32(self.dim as i32),
+        ]
+    }
+
+    fn n(&self) -> usize {
+        (self.rows * self.dim) as usize
+    }
+}
+
+impl Problem for RmsNormProblem {
+    fn randomize(&mut self, gpu: &Gpu, util: &Util, seed: u64) -> Result<()> {
+        // The residual stream is larger than a layer's output, as in a real model.
+        util.fill(gpu, &self.x, self.dt, self.n(), seed, 4.0)?;
+        util.fill(gpu, &self.h, self.dt, self.n(), seed ^ 0x5eed_0001, 1.0)?;
+        util.fill(gpu, &self.w, self.dt, self.dim as usize, seed ^ 0x5eed_0002, 1.0)?;
+        let r = &self.reference["rmsnorm_reference"];
+        let grid = (self.rows as u32, 1, 1);
+        gpu.launch(r, grid, (32, 1, 1), 0, &self.args(true, &self.res_ref, &self.y_ref))?;
+        gpu.launch(r, grid, (32, 1, 1), 0, &self.args(false, &self.res_ref, &self.y_plain_ref))?;
+        self.verify_pending = true;
+        gpu.synchronize()
+    }
+
+    fn poison(&mut self, gpu: &Gpu, util: &Util) -> Result<()> {
+        util.poison(gpu, &self.res)?;
+        util.poison(gpu, &self.y)?;
+        util.poison(gpu, &self.y_plain)
+    }
+
+    fn run(&mut self, gpu: &Gpu, variant: &str, kernels: &BTreeMap<String, Kernel>, p: &BTreeMap<String, i64>) -> Result<()> {
+        if variant != "rmsnorm_rows" {
+            bail!("the rmsnorm family has no variant {variant:?}");
+        }
+        let (rpb, tpr) = (param(p, "ROWS_PER_BLOCK")?, param(p, "THREADS_PER_ROW")?);
+        let cap = tpr * param(p, "VEC")? * param(p, "CHUNKS")?;
+        if self.dim > cap {
+            bail!("rmsnorm_rows holds {cap} elements per row (THREADS_PER_ROW·VEC·CHUNKS); this shape has {}", self.dim);
+        }
+        let k = kernels.get("rmsnorm_rows").context("module lacks rmsnorm_rows")?;
+        let grid = (ceil_div(self.rows, rpb) as u32, 1, 1);
+        let block = ((rpb * tpr) as u32, 1, 1);
+        if self.verify_pending {
+            self.verify_pending = false;
+            gpu.launch(k, grid, block, 0, &self.args(false, &self.res, &self.y_plain))?;
+        }
+        gpu.launch(k, grid, block, 0, &self.args(true, &self.res, &self.y))
+    }
+
+    fn check(&mut self, gpu: &Gpu, util: &Util) -> Result<Comparison> {
+        let n = self.n();
+        Ok(support::worst(&[
+            util.compare(gpu, &self.y, &self.y_ref, self.dt, n)?,
+            util.compare(gpu, &self.res, &self.res_ref, self.dt, n)?,
+            util.compare(gpu, &self.y_plain, &self.y_plain_ref, self.dt, n)?,
+        ]))
+    }
+
+    fn run_peer(&mut self, _gpu: &Gpu) -> Result<Option<()>> {
+        Ok(None) // F.rms_norm is measured by scripts/torch_peers.py
+    }
+
+    fn reference_vs_cpu(&mut self, gpu: &Gpu) -> Result<Option<f64>> {
+        gpu.synchronize()?;
+        let (rows, dim, dt, n) = (self.rows as usize, self.dim as usize, self.dt, self.n());
+        let x = support::download_f64(&self.x, dt, n)?;
+        let h = support::download_f64(&self.h, dt, n)?;
+        let w = support::download_f64(&self.w, dt, dim)?;
+        let got = [
+            support::download_f64(&self.res_ref, dt, n)?,
+            support::download_f64(&self.y_ref, dt, n)?,
+            support::download_f64(&self.y_plain_ref, dt, n)?,
+        ];
+        let mut want = [vec![0.0; n], vec![0.0; n], vec![0.0; n]];
+        let norm = |r: &[f64], out: &mut [f64]| {
+            let ms = r.iter().map(|v| v * v).sum::<f64>() / dim as f64;
+            let inv = 1.0 / (ms + EPS as f64).sqrt();
+            for i in 0..dim {
+                out[i] = r[i] * inv * w[i];
+            }
+        };
+        for row in 0..rows {
+            let span = row * dim..(row + 1) * dim;
+            // The kernels round the sum to the element type before normalizing it.
+            let r: Vec<f64> = span.clone().map(|i| support::round_to(x[i] + h[i], dt)).collect();
+            want[0][span.clone()].copy_from_slice(&r);
+            norm(&r, &mut want[1][span.clone()]);
+            norm(&x[span.clone()], &mut want[2][span]);
+        }
+        Ok(Some(got.iter().zip(&want).map(|(g, w)| support::rel_err(g, w)).fold(0.0, f64::max)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts() {
+        let s = Shape::parse("16384x4096", RmsNorm.shape_dims()).unwrap();
+        assert_eq!(RmsNorm.min_bytes(&s, DType::BF16), (4.0 * 16384.0 * 4096.0 + 4096.0) * 2.0);
+        assert_eq!(RmsNorm.flops(&s), 5.0 * 16384.0 * 4096.0);
+        assert!(RmsNorm.entries("rmsnorm_rows").is_ok());
+    }
+}

@@ -1,0 +1,296 @@
+//! Row softmax: y[r, :] = softmax(x[r, :]), bf16/fp16/fp32 in and out, fp32 math.
+//! Peer: torch.softmax (measured by scripts/torch_peers.py; the roofline is the in-run bound).
+//! Reference: kernels/softmax/reference.cu (one warp per row, three plain passes).
+//!
+//! Variants (launch contracts are in each template's header):
+//! - `softmax_rows`: the row lives in registers (rows up to THREADS_PER_ROW·VEC·CHUNKS).
+//! - `softmax_online`: rows of any length; one online pass for (max, sum), one writing pass,
+//!   each row split over SPLITS blocks (a second small kernel merges the splits).
+//!
+//! The module also holds the few helpers the memory-bound families share (`support`).
+
+use super::{ceil_div, param, DType, Family, Problem, Shape};
+use crate::gpu::device::{Arg, DevBuf, Gpu, Kernel};
+use crate::gpu::util::{Comparison, Util};
+use anyhow::{bail, Context, Result};
+use std::collections::BTreeMap;
+
+pub const REFERENCE_SOURCE: &str = include_str!("../../kernels/softmax/reference.cu");
+
+/// Largest SPLITS the online variant may use (sizes the partial-statistics workspace).
+pub const MAX_SPLITS: i64 = 64;
+
+pub struct Softmax;
+
+impl Family for Softmax {
+    fn name(&self) -> &'static str {
+        "softmax"
+    }
+    fn shape_dims(&self) -> &'static [&'static str] {
+        &["rows", "cols"]
+    }
+    /// Per element: max, subtract, exp, add to the sum, scale: 5 operations.
+    fn flops(&self, s: &Shape) -> f64 {
+        5.0 * s.get("rows") as f64 * s.get("cols") as f64
+    }
+    /// x read once, y written once.
+    fn min_bytes(&self, s: &Shape, dt: DType) -> f64 {
+        2.0 * s.get("rows") as f64 * s.get("cols") as f64 * dt.bytes() as f64
+    }
+    fn entries(&self, variant: &str) -> Result<&'static [&'static str]> {
+        Ok(match variant {
+            "softmax_rows" => &["softmax_rows"],
+            "softmax_online" => &["softmax_online", "softmax_online_finish"],
+            other => bail!("the softmax family has no variant {other:?} (known: softmax_rows, softmax_online)"),
+        })
+    }
+    fn validate(&self, s: &Shape, _dt: DType) -> Result<()> {
+        if s.get("rows") * MAX_SPLITS > i32::MAX as i64 {
+            bail!("softmax {}: at most {} rows (the grid is rows × SPLITS blocks)", s.label(), i32::MAX as i64 / MAX_SPLITS);
+        }
+        Ok(())
+    }
+    fn peer(&self) -> &'static str {
+        "torch"
+    }
+    fn selftest_shapes(&self) -> &'static [&'static str] {
+        // One element; one row; odd widths (scalar path); widths just past a register
+        // capacity; a long row split many ways; rows not a multiple of rows-per-block.
+        &["1x1", "1x7", "3x33", "5x1000", "7x4096", "33x4104", "2x8191", "2x20000", "3x131075", "129x256"]
+    }
+    fn problem(&self, gpu: &Gpu, s: &Shape, dt: DType) -> Result<Box<dyn Problem>> {
+        self.validate(s, dt)?;
+        Ok(Box::new(SoftmaxProblem::new(gpu, s, dt)?))
+    }
+}
+
+pub struct SoftmaxProblem {
+    rows: i64,
+    cols: i64,
+    dt: DType,
+    x: DevBuf,
+    y: DevBuf,
+    y_ref: DevBuf,
+    ws: DevBuf,
+    reference: BTreeMap<String, Kernel>,
+}
+
+impl SoftmaxProblem {
+    pub fn new(gpu: &Gpu, s: &Shape, dt: DType) -> Result<SoftmaxProblem> {
+        let (rows, cols) = (s.get("rows"), s.get("cols"));
+        let n = (rows * cols) as usize * dt.bytes();
+        let ws_bytes = (rows * MAX_SPLITS) as usize * 8;
+        support::ensure_fits(gpu, "softmax", s, 3 * n + ws_bytes)?;
+        Ok(SoftmaxProblem {
+            rows,
+            cols,
+            dt,
+            x: gpu.alloc(n)?,
+            y: gpu.alloc(n)?,
+            y_ref: gpu.alloc(n)?,
+            ws: gpu.alloc(ws_bytes)?,
+            reference: support::reference_kernels(gpu, "kernels/softmax/reference.cu", REFERENCE_SOURCE, dt, &["softmax_reference"])?,
+        })
+    }
+}
+
+impl Problem for SoftmaxProblem {
+    fn randomize(&mut self, gpu: &Gpu, util: &Util, seed: u64) -> Result<()> {
+        // Scale 8: row maxima far from 0 and probabilities spread over three orders of
+        // magnitude, so a kernel that forgets the max or mis-sums shows.
+        util.fill(gpu, &self.x, self.dt, (self.rows * self.cols) as usize, seed, 8.0)?;
+        gpu.launch(
+            &self.reference["softmax_reference"],
+            (self.rows as u32, 1, 1),
+            (32, 1, 1),
+            0,
+            &[self.x.arg(), self.y_ref.arg(), Arg::I32(self.rows as i32), Arg::I32(self.cols as i32)],
+        )?;
+        gpu.synchronize()
+    }
+
+    fn poison(&mut self, gpu: &Gpu, util: &Util) -> Result<()> {
+        util.poison(gpu, &self.y)?;
+        util.poison(gpu, &self.ws)
+    }
+
+    fn run(&mut self, gpu: &Gpu, variant: &str, kernels: &BTreeMap<String, Kernel>, p: &BTreeMap<String, i64>) -> Result<()> {
+        let (rows, cols) = (self.rows, self.cols);
+        let vec = param(p, "VEC")?;
+        match variant {
+            "softmax_rows" => {
+                let (rpb, tpr, chunks) = (param(p, "ROWS_PER_BLOCK")?, param(p, "THREADS_PER_ROW")?, param(p, "CHUNKS")?);
+                if cols > tpr * vec * chunks {
+                    bail!("softmax_rows holds {} columns per row (THREADS_PER_ROW·VEC·CHUNKS); this shape has {cols}", tpr * vec * chunks);
+                }
+                let k = kernels.get("softmax_rows").context("module lacks softmax_rows")?;
+                gpu.launch(
+                    k,
+                    (ceil_div(rows, rpb) as u32, 1, 1),
+                    ((rpb * tpr) as u32, 1, 1),
+                    0,
+                    &[self.x.arg(), self.y.arg(), Arg::I32(rows as i32), Arg::I32(cols as i32)],
+                )
+            }
+            "softmax_online" => {
+                let (threads, splits) = (param(p, "THREADS")?, param(p, "SPLITS")?);
+                if !(1..=MAX_SPLITS).contains(&splits) {
+                    bail!("SPLITS = {splits} is outside 1..={MAX_SPLITS} (the workspace size)");
+                }
+                let args = [self.x.arg(), self.y.arg(), self.ws.arg(), Arg::I32(rows as i32), Arg::I32(cols as i32)];
+                let grid = ((rows * splits) as u32, 1, 1);
+                let block = (threads as u32, 1, 1);
+                gpu.launch(kernels.get("softmax_online").context("module lacks softmax_online")?, grid, block, 0, &args)?;
+                if splits > 1 {
+                    let fin = kernels.get("softmax_online_finish").context("module lacks softmax_online_finish")?;
+                    gpu.launch(fin, grid, block, 0, &args)?;
+                }
+                Ok(())
+            }
+            other => bail!("the softmax family has no variant {other:?}"),
+        }
+    }
+
+    fn check(&mut self, gpu: &Gpu, util: &Util) -> Result<Comparison> {
+        util.compare(gpu, &self.y, &self.y_ref, self.dt, (self.rows * self.cols) as usize)
+    }
+
+    fn run_peer(&mut self, _gpu: &Gpu) -> Result<Option<()>> {
+        Ok(None) // torch.softmax is measured by scripts/torch_peers.py
+    }
+
+    fn reference_vs_cpu(&mut self, gpu: &Gpu) -> Result<Option<f64>> {
+        gpu.synchronize()?;
+        let (rows, cols) = (self.rows as usize, self.cols as usize);
+        let x = support::download_f64(&self.x, self.dt, rows * cols)?;
+        let y = support::download_f64(&self.y_ref, self.dt, rows * cols)?;
+        let mut want = vec![0.0f64; rows * cols];
+        for r in 0..rows {
+            let row = &x[r * cols..(r + 1) * cols];
+            let m = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let s: f64 = row.iter().map(|v| (v - m).exp()).sum();
+            for (c, v) in row.iter().enumerate() {
+                want[r * cols + c] = (v - m).exp() / s;
+            }
+        }
+        Ok(Some(support::rel_err(&y, &want)))
+    }
+}
+
+/// Helpers shared by the memory-bound families (softmax, rmsnorm, rope, swiglu).
+pub mod support {
+    use crate::gpu::cache::{self, ModuleCache};
+    use crate::gpu::device::{DevBuf, Gpu, Kernel};
+    use crate::gpu::nvrtc::CompileRequest;
+    use crate::gpu::util::Comparison;
+    use crate::kernels::{DType, Shape};
+    use anyhow::{bail, Context, Result};
+    use std::collections::BTreeMap;
+
+    /// Compiles a family's reference template for this GPU and dtype (through the disk
+    /// cache, so only the first problem of a run pays NVRTC) and loads its entry points.
+    pub fn reference_kernels(gpu: &Gpu, name: &str, source: &str, dt: DType, entries: &[&str]) -> Result<BTreeMap<String, Kernel>> {
+        let cache = ModuleCache::open(&cache::default_dir())?;
+        let req = CompileRequest { name: name.into(), source: source.into(), defines: dt.defines(), arch: gpu.props.arch() };
+        let m = cache.get_or_compile(&req).with_context(|| format!("compiling the reference {name}"))?;
+        let mut out = BTreeMap::new();
+        for e in entries {
+            out.insert(e.to_string(), gpu.load(&m.cubin, e)?);
+        }
+        Ok(out)
+    }
+
+    /// Refuses a shape whose buffers would not fit in free GPU memory, saying how much.
+    pub fn ensure_fits(gpu: &Gpu, family: &str, s: &Shape, need: usize) -> Result<()> {
+        let (free, _) = gpu.ctx.mem_get_info().unwrap_or((usize::MAX, 0));
+        if need > free {
+            bail!(
+                "{family} {}: needs {:.1} GiB of GPU memory, {:.1} GiB free",
+                s.label(),
+                need as f64 / (1u64 << 30) as f64,
+                free as f64 / (1u64 << 30) as f64
+            );
+        }
+        Ok(())
+    }
+
+    /// Copies `n` elements of type `dt` to the host, widened to f64.
+    pub fn download_f64(buf: &DevBuf, dt: DType, n: usize) -> Result<Vec<f64>> {
+        Ok(match dt {
+            DType::BF16 => buf.download::<u16>(n)?.into_iter().map(|b| half::bf16::from_bits(b).to_f64()).collect(),
+            DType::F16 => buf.download::<u16>(n)?.into_iter().map(|b| half::f16::from_bits(b).to_f64()).collect(),
+            DType::F32 => buf.download::<f32>(n)?.into_iter().map(|v| v as f64).collect(),
+        })
+    }
+
+    /// Rounds an f64 to the element type and back, as a kernel storing it would.
+    pub fn round_to(v: f64, dt: DType) -> f64 {
+        match dt {
+            DType::BF16 => half::bf16::from_f64(v).to_f64(),
+            DType::F16 => half::f16::from_f64(v).to_f64(),
+            DType::F32 => v as f32 as f64,
+        }
+    }
+
+    /// max |got − want| / max |want| (infinite when `got` holds a non-finite value).
+    pub fn rel_err(got: &[f64], want: &[f64]) -> f64 {
+        let (mut md, mut mr) = (0.0f64, 0.0f64);
+        for (g, w) in got.iter().zip(want) {
+            if !g.is_finite() {
+                return f64::INFINITY;
+            }
+            md = md.max((g - w).abs());
+            mr = mr.max(w.abs());
+        }
+        md / mr.max(1e-30)
+    }
+
+    /// Of several output comparisons, the one with the largest relative error, with every
+    /// non-finite count added up (so any unwritten element anywhere fails the check).
+    pub fn worst(cs: &[Comparison]) -> Comparison {
+        let non_finite: u32 = cs.iter().map(|c| c.non_finite).sum();
+        let mut w = cs[0];
+        for c in &cs[1..] {
+            if c.rel_err() > w.rel_err() {
+                w = *c;
+            }
+        }
+        Comparison { non_finite, ..w }
+    }
+
+    /// Device-to-device copy of a whole buffer, ordered on the stream.
+    pub fn copy(gpu: &Gpu, dst: &DevBuf, src: &DevBuf) -> Result<()> {
+        if dst.bytes < src.bytes {
+            bail!("internal: copy of {} B into a {} B buffer", src.bytes, dst.bytes);
+        }
+        // SAFETY: dst holds at least src.bytes bytes (checked above); both are live device
+        // allocations and the copy is ordered on the one stream with every launch.
+        unsafe { cudarc::driver::result::memcpy_dtod_async(dst.ptr, src.ptr, src.bytes, gpu.stream.cu_stream()) }
+            .map_err(|e| anyhow::anyhow!("device copy failed: {e:?}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_and_variants() {
+        let s = Shape::parse("32768x4096", Softmax.shape_dims()).unwrap();
+        assert_eq!(Softmax.min_bytes(&s, DType::BF16), 2.0 * 32768.0 * 4096.0 * 2.0);
+        assert_eq!(Softmax.flops(&s), 5.0 * 32768.0 * 4096.0);
+        assert_eq!(Softmax.entries("softmax_online").unwrap().len(), 2);
+        assert!(Softmax.entries("softmax_fast").is_err());
+    }
+
+    #[test]
+    fn support_rounding_and_errors() {
+        assert_eq!(support::round_to(1.0 + 1.0 / 512.0, DType::BF16), 1.0);
+        assert_eq!(support::rel_err(&[1.0, 2.0], &[1.0, 2.5]), 0.5 / 2.5);
+        assert!(support::rel_err(&[f64::NAN], &[1.0]).is_infinite());
+        let a = Comparison { max_abs_diff: 0.1, max_abs_ref: 1.0, non_finite: 0 };
+        let b = Comparison { max_abs_diff: 0.3, max_abs_ref: 1.0, non_finite: 2 };
+        let w = support::worst(&[a, b]);
+        assert_eq!((w.max_abs_diff, w.non_finite), (0.3, 2));
+    }
+}
