@@ -5,6 +5,9 @@
 //! variants from their tunables, and count the FLOPs and minimum DRAM bytes that place a
 //! measurement on the roofline.
 
+pub mod attention_common;
+pub mod attention_decode;
+pub mod attention_prefill;
 pub mod gemm;
 
 use crate::gpu::device::{Gpu, Kernel};
@@ -147,7 +150,13 @@ pub trait Family: Sync {
 
 /// All families kernlab knows.
 pub fn families() -> Vec<&'static dyn Family> {
-    vec![&gemm::Gemm]
+    vec![
+        &gemm::Gemm,
+        &attention_prefill::PREFILL,
+        &attention_prefill::PREFILL_VARLEN,
+        &attention_decode::DECODE,
+        &attention_decode::DECODE_VARLEN,
+    ]
 }
 
 pub fn family(name: &str) -> Result<&'static dyn Family> {
