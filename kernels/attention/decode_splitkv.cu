@@ -161,7 +161,7 @@ __device__ __forceinline__ void load_tile(unsigned sdst, const T* G, size_t stri
 
 }  // namespace
 
-extern "C" __global__ void __launch_bounds__(THREADS)
+extern "C" __global__ void __launch_bounds__(THREADS, 1)
 attn_decode_split(const T* __restrict__ Q, const T* __restrict__ Kc, const T* __restrict__ Vc, T* __restrict__ O,
                   float* __restrict__ ws_o, float* __restrict__ ws_ml, const int* __restrict__ lens, int L_cap, int H,
                   int KVH, float scale) {
