@@ -5,6 +5,9 @@
 //! variants from their tunables, and count the FLOPs and minimum DRAM bytes that place a
 //! measurement on the roofline.
 
+pub mod attention_common;
+pub mod attention_decode;
+pub mod attention_prefill;
 pub mod gemm;
 pub mod gemm_int4;
 pub mod rmsnorm;
@@ -152,7 +155,18 @@ pub trait Family: Sync {
 
 /// All families kernlab knows.
 pub fn families() -> Vec<&'static dyn Family> {
-    vec![&gemm::Gemm, &gemm_int4::GemmInt4, &softmax::Softmax, &rmsnorm::RmsNorm, &rope::Rope, &swiglu::SwiGlu]
+    vec![
+        &gemm::Gemm,
+        &gemm_int4::GemmInt4,
+        &softmax::Softmax,
+        &rmsnorm::RmsNorm,
+        &rope::Rope,
+        &swiglu::SwiGlu,
+        &attention_prefill::PREFILL,
+        &attention_prefill::PREFILL_VARLEN,
+        &attention_decode::DECODE,
+        &attention_decode::DECODE_VARLEN,
+    ]
 }
 
 pub fn family(name: &str) -> Result<&'static dyn Family> {

@@ -1,0 +1,378 @@
+/*
+attention/decode_splitkv.cu — decode attention (one new query per sequence) over a KV cache,
+split-KV ("flash-decoding"), grouped-query aware.
+
+    O[b, h, :] = softmax_j( scale · Q[b, h, :] · Kc[b, j, h / G, :] ) · Vc[b, j, h / G, :],
+    j < lens[b]                                                            (G = H / KVH)
+
+Layout
+    Q, O     [B, H, HEAD_DIM]               T = bf16 (or fp16 with -DKL_FP16=1)
+    Kc, Vc   [B, L_cap, KVH, HEAD_DIM]      cache of capacity L_cap tokens per sequence
+    lens     int32 [B], 0 <= lens[b] <= L_cap (a length of 0 gives O = 0)
+    ws_o     fp32 [B, H, num_splits, HEAD_DIM]   un-normalised partial outputs
+    ws_ml    fp32 [B, H, num_splits, 2]          (running max in log2 units, sum) per split
+fp32 accumulation; the result is normalised and cast to T.
+
+How it works
+- One block per (split, KV head × group tile, sequence). The block takes the 16-row tile
+  of query heads kvh·G + ht·16 .. (at most 16; all G of them when G <= 16) that share KV
+  head kvh, so each K/V row of a split is read from DRAM once for the whole group.
+- Sequence b's keys are cut into num_splits = gridDim.x chunks of ceil(lens[b]/num_splits)
+  keys rounded up to BLOCK_N (trailing splits may be empty). A split's keys stream through
+  a STAGES-deep cp.async ring of BLOCK_N-key K and V tiles (swizzled rows, zero-filled past
+  the end); warp w takes keys [w·WN, (w+1)·WN) of every tile, WN = BLOCK_N / NUM_WARPS.
+- Tensor cores as in prefill: the query heads are the 16 rows of an m16n8k16 A operand
+  (rows >= the group size are zero), S = Q·Kᵀ with ldmatrix, online softmax in base 2,
+  P·V with the S accumulators reused as A fragments and V read with ldmatrix.trans.
+- The warps' partial states (max, sum, O) meet in shared memory and are merged; with one
+  split the block writes O directly, otherwise it writes (O, max, sum) to the workspace and
+  attn_decode_combine merges the splits: O = Σ 2^(m_s-M) O_s / Σ 2^(m_s-M) l_s.
+
+Tunables (macros, defaults below)
+    HEAD_DIM   64, 128, 192 or 256 (must equal the problem's D)
+    BLOCK_N    keys per K/V tile of the block; WN = BLOCK_N / NUM_WARPS must be a multiple of 16
+    NUM_WARPS  warps per block, 1..16
+    STAGES     cp.async ring depth, 2..4
+    SPLITS     host-side only: number of KV splits (gridDim.x); 0 = the host picks
+               ceil(2 · SMs / blocks without splits), capped by the tiles of the longest cache
+    KL_FP16    0 = bf16 (default), 1 = fp16
+
+Launch contract (host)
+    entry 1 attn_decode_split(const T* Q, const T* Kc, const T* Vc, T* O, float* ws_o,
+                              float* ws_ml, const int* lens, int L_cap, int H, int KVH, float scale)
+        grid   (num_splits, KVH * ceil(G / 16), B)
+        block  (NUM_WARPS * 32, 1, 1)
+        smem   max(STAGES * BLOCK_N * HEAD_DIM * 2 * sizeof(T),
+                   NUM_WARPS * 16 * (HEAD_DIM + 2) * 4) bytes dynamic
+        with num_splits == 1 it writes O and never touches ws_o / ws_ml (they may be null).
+    entry 2 attn_decode_combine(const float* ws_o, const float* ws_ml, T* O, int H, int num_splits)
+        grid (H, B), block (HEAD_DIM, 1, 1), no shared memory; only when num_splits > 1,
+        after entry 1 on the same stream.
+    requires H % KVH == 0, all pointers 16-byte aligned.
+*/
+#include <cuda_fp16.h>
+#include <cuda_bf16.h>
+
+#ifndef KL_FP16
+#define KL_FP16 0
+#endif
+#ifndef HEAD_DIM
+#define HEAD_DIM 128
+#endif
+#ifndef BLOCK_N
+#define BLOCK_N 64
+#endif
+#ifndef NUM_WARPS
+#define NUM_WARPS 4
+#endif
+#ifndef STAGES
+#define STAGES 3
+#endif
+#ifndef SPLITS
+#define SPLITS 0  // read by the host only
+#endif
+
+#if KL_FP16
+typedef __half T;
+typedef __half2 T2;
+#define KL_MMA_TYPE "f16"
+#else
+typedef __nv_bfloat16 T;
+typedef __nv_bfloat162 T2;
+#define KL_MMA_TYPE "bf16"
+#endif
+
+#define THREADS (NUM_WARPS * 32)
+
+static_assert(HEAD_DIM % 64 == 0 && HEAD_DIM <= 256, "HEAD_DIM must be 64, 128, 192 or 256");
+static_assert(NUM_WARPS >= 1 && NUM_WARPS <= 16, "1..16 warps");
+static_assert(BLOCK_N % (16 * NUM_WARPS) == 0, "BLOCK_N / NUM_WARPS must be a multiple of 16");
+static_assert(STAGES >= 2 && STAGES <= 4, "STAGES must be in 2..4");
+
+namespace {
+
+constexpr int D = HEAD_DIM;
+constexpr int WN = BLOCK_N / NUM_WARPS;  // keys per warp per tile
+constexpr int KSTEPS = D / 16;
+constexpr int NT = WN / 8;               // n8 tiles of a warp's S
+constexpr int DT = D / 8;
+constexpr int CPR = D / 8;
+constexpr int ROW_BYTES = D * 2;
+constexpr int KV_TILE_BYTES = BLOCK_N * ROW_BYTES;
+constexpr int STAGE_BYTES = 2 * KV_TILE_BYTES;
+constexpr float LOG2E = 1.4426950408889634f;
+#define NEG_INF (-__int_as_float(0x7f800000))
+
+__device__ __forceinline__ unsigned swz(int row, int chunk) {
+    return (unsigned)(row * ROW_BYTES + ((chunk ^ (row & 7)) << 4));
+}
+__device__ __forceinline__ void cp_async16(unsigned dst, const void* src, bool pred) {
+    const int n = pred ? 16 : 0;
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(n));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N_>
+__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N_)); }
+__device__ __forceinline__ void ldmatrix_x4(unsigned (&r)[4], unsigned addr) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr));
+}
+__device__ __forceinline__ void ldmatrix_x4_trans(unsigned (&r)[4], unsigned addr) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr));
+}
+__device__ __forceinline__ void mma16816(float (&d)[4], const unsigned (&a)[4], unsigned b0, unsigned b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32." KL_MMA_TYPE "." KL_MMA_TYPE ".f32 "
+                 "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+__device__ __forceinline__ unsigned pack2(float lo, float hi) {
+#if KL_FP16
+    T2 v = __floats2half2_rn(lo, hi);
+#else
+    T2 v = __floats2bfloat162_rn(lo, hi);
+#endif
+    return *reinterpret_cast<unsigned*>(&v);
+}
+__device__ __forceinline__ T from_f(float v) {
+#if KL_FP16
+    return __float2half_rn(v);
+#else
+    return __float2bfloat16_rn(v);
+#endif
+}
+
+// Rows [0, BLOCK_N) of a K or V tile; row r at G + r*stride, rows >= valid zero-filled.
+__device__ __forceinline__ void load_tile(unsigned sdst, const T* G, size_t stride, int valid, const T* safe, int tid) {
+    constexpr int CHUNKS = BLOCK_N * CPR;
+#pragma unroll
+    for (int i = 0; i < (CHUNKS + THREADS - 1) / THREADS; ++i) {
+        const int idx = tid + i * THREADS;
+        if (CHUNKS % THREADS == 0 || idx < CHUNKS) {
+            const int r = idx / CPR, c = idx % CPR;
+            const bool ok = r < valid;
+            cp_async16(sdst + swz(r, c), ok ? (const void*)(G + (size_t)r * stride + c * 8) : (const void*)safe, ok);
+        }
+    }
+}
+
+}  // namespace
+
+extern "C" __global__ void __launch_bounds__(THREADS, 1)
+attn_decode_split(const T* __restrict__ Q, const T* __restrict__ Kc, const T* __restrict__ Vc, T* __restrict__ O,
+                  float* __restrict__ ws_o, float* __restrict__ ws_ml, const int* __restrict__ lens, int L_cap, int H,
+                  int KVH, float scale) {
+    extern __shared__ __align__(128) unsigned char smem[];
+    const int split = blockIdx.x, nsplit = gridDim.x;
+    const int G = H / KVH;
+    const int gtiles = (G + 15) / 16;
+    const int kvh = blockIdx.y / gtiles, gt = blockIdx.y % gtiles;
+    const int head0 = kvh * G + gt * 16;
+    const int nh = min(16, G - gt * 16);  // query heads (rows) in this block
+    const int b = blockIdx.z;
+    const int len = lens[b];
+
+    int chunk = (len + nsplit - 1) / nsplit;
+    chunk = (chunk + BLOCK_N - 1) / BLOCK_N * BLOCK_N;
+    const int start = split * chunk;
+    const int ntok = max(0, min(len, start + chunk) - start);
+    const int n_tiles = (ntok + BLOCK_N - 1) / BLOCK_N;
+
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int g = lane >> 2, qd = lane & 3;
+    const unsigned sbase = (unsigned)__cvta_generic_to_shared(smem);
+
+    const size_t kv_stride = (size_t)KVH * D;
+    const T* Kb = Kc + (((size_t)b * L_cap + start) * KVH + kvh) * D;
+    const T* Vb = Vc + (((size_t)b * L_cap + start) * KVH + kvh) * D;
+
+#pragma unroll
+    for (int s = 0; s < STAGES - 1; ++s) {
+        if (s < n_tiles) {
+            const unsigned st = sbase + s * STAGE_BYTES;
+            const int n0 = s * BLOCK_N;
+            load_tile(st, Kb + (size_t)n0 * kv_stride, kv_stride, ntok - n0, Kc, tid);
+            load_tile(st + KV_TILE_BYTES, Vb + (size_t)n0 * kv_stride, kv_stride, ntok - n0, Vc, tid);
+        }
+        cp_async_commit();
+    }
+
+    // Q fragments straight from global memory: A row = query head head0 + row (zero past nh).
+    unsigned qf[KSTEPS][4];
+    {
+        const T* q_lo = Q + ((size_t)b * H + head0 + g) * D + 2 * qd;
+        const T* q_hi = q_lo + 8 * D;
+        const bool lo_ok = g < nh, hi_ok = g + 8 < nh;
+#pragma unroll
+        for (int kk = 0; kk < KSTEPS; ++kk) {
+            qf[kk][0] = lo_ok ? *reinterpret_cast<const unsigned*>(q_lo + kk * 16) : 0u;
+            qf[kk][1] = hi_ok ? *reinterpret_cast<const unsigned*>(q_hi + kk * 16) : 0u;
+            qf[kk][2] = lo_ok ? *reinterpret_cast<const unsigned*>(q_lo + kk * 16 + 8) : 0u;
+            qf[kk][3] = hi_ok ? *reinterpret_cast<const unsigned*>(q_hi + kk * 16 + 8) : 0u;
+        }
+    }
+
+    const float sl2 = scale * LOG2E;
+    float o[DT][4];
+#pragma unroll
+    for (int dt = 0; dt < DT; ++dt)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) o[dt][e] = 0.f;
+    float row_max[2] = {NEG_INF, NEG_INF}, row_sum[2] = {0.f, 0.f};
+
+    const int kb_row = warp * WN + (lane & 7) + ((lane >> 4) << 3), kb_chunk = (lane >> 3) & 1;
+    const int vb_row = warp * WN + (lane & 7) + (((lane >> 3) & 1) << 3), vb_chunk = lane >> 4;
+
+    for (int it = 0; it < n_tiles; ++it) {
+        cp_async_wait<STAGES - 2>();
+        __syncthreads();
+        {
+            const int nx = it + STAGES - 1;
+            if (nx < n_tiles) {
+                const unsigned st = sbase + (nx % STAGES) * STAGE_BYTES;
+                const int n0 = nx * BLOCK_N;
+                load_tile(st, Kb + (size_t)n0 * kv_stride, kv_stride, ntok - n0, Kc, tid);
+                load_tile(st + KV_TILE_BYTES, Vb + (size_t)n0 * kv_stride, kv_stride, ntok - n0, Vc, tid);
+            }
+            cp_async_commit();
+        }
+        const int w0 = it * BLOCK_N + warp * WN;  // first key (within the split) of this warp
+        if (w0 >= ntok) continue;                 // nothing of this tile is ours
+        const unsigned sK = sbase + (it % STAGES) * STAGE_BYTES;
+        const unsigned sV = sK + KV_TILE_BYTES;
+
+        float s[NT][4];
+#pragma unroll
+        for (int j = 0; j < NT; ++j)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) s[j][e] = 0.f;
+#pragma unroll
+        for (int kk = 0; kk < KSTEPS; ++kk) {
+#pragma unroll
+            for (int jp = 0; jp < NT / 2; ++jp) {
+                unsigned kf[4];
+                ldmatrix_x4(kf, sK + swz(jp * 16 + kb_row, 2 * kk + kb_chunk));
+                mma16816(s[2 * jp], qf[kk], kf[0], kf[1]);
+                mma16816(s[2 * jp + 1], qf[kk], kf[2], kf[3]);
+            }
+        }
+        if (w0 + WN > ntok) {
+#pragma unroll
+            for (int j = 0; j < NT; ++j)
+#pragma unroll
+                for (int e = 0; e < 4; ++e)
+                    if (w0 + j * 8 + 2 * qd + (e & 1) >= ntok) s[j][e] = NEG_INF;
+        }
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+            float mx = NEG_INF;
+#pragma unroll
+            for (int j = 0; j < NT; ++j) mx = fmaxf(mx, fmaxf(s[j][2 * r], s[j][2 * r + 1]));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+            const float m_new = fmaxf(row_max[r], mx * sl2);
+            const float m_use = (m_new == NEG_INF) ? 0.f : m_new;
+            const float alpha = exp2f(row_max[r] - m_use);
+            row_max[r] = m_new;
+            float sum = 0.f;
+#pragma unroll
+            for (int j = 0; j < NT; ++j)
+#pragma unroll
+                for (int e = 0; e < 2; ++e) {
+                    const float p = exp2f(fmaf(s[j][2 * r + e], sl2, -m_use));
+                    s[j][2 * r + e] = p;
+                    sum += p;
+                }
+            row_sum[r] = row_sum[r] * alpha + sum;
+#pragma unroll
+            for (int dt = 0; dt < DT; ++dt) {
+                o[dt][2 * r] *= alpha;
+                o[dt][2 * r + 1] *= alpha;
+            }
+        }
+#pragma unroll
+        for (int kt = 0; kt < WN / 16; ++kt) {
+            unsigned pa[4];
+            pa[0] = pack2(s[2 * kt][0], s[2 * kt][1]);
+            pa[1] = pack2(s[2 * kt][2], s[2 * kt][3]);
+            pa[2] = pack2(s[2 * kt + 1][0], s[2 * kt + 1][1]);
+            pa[3] = pack2(s[2 * kt + 1][2], s[2 * kt + 1][3]);
+#pragma unroll
+            for (int dp = 0; dp < D / 16; ++dp) {
+                unsigned vf[4];
+                ldmatrix_x4_trans(vf, sV + swz(kt * 16 + vb_row, 2 * dp + vb_chunk));
+                mma16816(o[2 * dp], pa, vf[0], vf[1]);
+                mma16816(o[2 * dp + 1], pa, vf[2], vf[3]);
+            }
+        }
+    }
+    cp_async_wait<0>();
+    __syncthreads();  // the ring is free: reuse it for the warps' partial states
+
+    // ---- merge the warps: smem [NUM_WARPS][16][D] floats, then [NUM_WARPS][16][2] ----
+    float* so = reinterpret_cast<float*>(smem);
+    float* sml = so + NUM_WARPS * 16 * D;
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+        float l = row_sum[r];
+        l += __shfl_xor_sync(0xffffffffu, l, 1);
+        l += __shfl_xor_sync(0xffffffffu, l, 2);
+        const int row = g + 8 * r;
+        float* dst = so + (warp * 16 + row) * D + 2 * qd;
+#pragma unroll
+        for (int dt = 0; dt < DT; ++dt)
+            *reinterpret_cast<float2*>(dst + dt * 8) = make_float2(o[dt][2 * r], o[dt][2 * r + 1]);
+        if (qd == 0) {
+            sml[(warp * 16 + row) * 2] = row_max[r];
+            sml[(warp * 16 + row) * 2 + 1] = l;
+        }
+    }
+    __syncthreads();
+    for (int idx = tid; idx < nh * D; idx += THREADS) {
+        const int row = idx / D, d = idx % D;
+        float M = NEG_INF;
+#pragma unroll
+        for (int w = 0; w < NUM_WARPS; ++w) M = fmaxf(M, sml[(w * 16 + row) * 2]);
+        const float Mu = (M == NEG_INF) ? 0.f : M;
+        float acc = 0.f, L = 0.f;
+#pragma unroll
+        for (int w = 0; w < NUM_WARPS; ++w) {
+            const float wgt = exp2f(sml[(w * 16 + row) * 2] - Mu);
+            acc += wgt * so[(w * 16 + row) * D + d];
+            L += wgt * sml[(w * 16 + row) * 2 + 1];
+        }
+        const size_t bh = (size_t)b * H + head0 + row;
+        if (nsplit == 1) {
+            O[bh * D + d] = from_f(L > 0.f ? acc / L : 0.f);
+        } else {
+            const size_t at = bh * nsplit + split;
+            ws_o[at * D + d] = acc;
+            if (d == 0) {
+                ws_ml[at * 2] = M;
+                ws_ml[at * 2 + 1] = L;
+            }
+        }
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(HEAD_DIM)
+attn_decode_combine(const float* __restrict__ ws_o, const float* __restrict__ ws_ml, T* __restrict__ O, int H,
+                    int num_splits) {
+    const size_t bh = (size_t)blockIdx.y * H + blockIdx.x;
+    const float* ml = ws_ml + bh * num_splits * 2;
+    float M = NEG_INF;
+    for (int s = 0; s < num_splits; ++s) M = fmaxf(M, ml[2 * s]);
+    const float Mu = (M == NEG_INF) ? 0.f : M;
+    const int d = threadIdx.x;
+    const float* po = ws_o + bh * num_splits * D + d;
+    float acc = 0.f, L = 0.f;
+    for (int s = 0; s < num_splits; ++s) {
+        const float wgt = exp2f(ml[2 * s] - Mu);  // an empty split has max -inf: weight 0
+        acc += wgt * po[(size_t)s * D];
+        L += wgt * ml[2 * s + 1];
+    }
+    O[bh * D + d] = from_f(L > 0.f ? acc / L : 0.f);
+}

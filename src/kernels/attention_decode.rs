@@ -1,0 +1,441 @@
+//! Decode attention: one new query per sequence against its KV cache, split-KV
+//! ("flash-decoding") with a combine kernel, grouped-query aware (each KV head's cache is read
+//! once for all of its query heads).
+//!
+//! Shape `BxLxHxKVHxD`: B sequences, cache capacity L tokens, H query heads, KVH KV heads,
+//! head dim D. Layout (kernels/attention/decode_splitkv.cu): Q, O `[B, H, D]`, caches
+//! `[B, L, KVH, D]`, `lens[b]` valid tokens of sequence b. `attention_decode` fills every
+//! cache (lens = L); `attention_decode_varlen` uses the ragged lengths of [`lengths`].
+//!
+//! FLOPs: 4·H·D per cached token (Q·K and P·V). Minimum bytes: the valid K and V rows once,
+//! plus Q read and O written. Reference: `attn_ref_decode` (fp32, two-pass softmax), checked
+//! against f64 on the CPU at small sizes. Peer: PyTorch SDPA via the peer script.
+
+use super::attention_common::{
+    attend_f64, download_f64, lengths, reference_kernel, sample_indices, tunable, validate_heads,
+};
+use super::{ceil_div, DType, Family, Problem, Shape};
+use crate::gpu::device::{Arg, DevBuf, Gpu, Kernel};
+use crate::gpu::util::{Comparison, Util};
+use anyhow::{bail, Context, Result};
+use std::collections::BTreeMap;
+
+/// The template's defaults (kernels/attention/decode_splitkv.cu), used when a tunable is not set.
+pub const DECODE_DEFAULTS: &[(&str, i64)] = &[
+    ("HEAD_DIM", 128),
+    ("BLOCK_N", 64),
+    ("NUM_WARPS", 4),
+    ("STAGES", 3),
+    ("SPLITS", 0),
+];
+
+/// Most KV splits one launch may use (sizes the fp32 workspace).
+pub const MAX_SPLITS: i64 = 128;
+
+pub struct AttentionDecode {
+    pub ragged: bool,
+}
+
+pub static DECODE: AttentionDecode = AttentionDecode { ragged: false };
+pub static DECODE_VARLEN: AttentionDecode = AttentionDecode { ragged: true };
+
+impl AttentionDecode {
+    fn lens(&self, s: &Shape) -> Vec<i64> {
+        lengths(s.get("B"), s.get("L"), self.ragged)
+    }
+}
+
+/// Dynamic shared memory of one split block: the K/V ring, or the warps' partial states
+/// when those are larger.
+pub fn decode_smem_bytes(block_n: i64, warps: i64, stages: i64, d: i64, elem: i64) -> i64 {
+    (stages * block_n * d * 2 * elem).max(warps * 16 * (d + 2) * 4)
+}
+
+/// Splits used for `requested` (0 = automatic): enough blocks for about two waves of the
+/// GPU, no more than the longest cache has tiles, at most MAX_SPLITS.
+pub fn choose_splits(
+    requested: i64,
+    blocks_without_splits: i64,
+    max_len: i64,
+    block_n: i64,
+    sm_count: i64,
+) -> i64 {
+    if requested > 0 {
+        return requested;
+    }
+    let want = ceil_div(2 * sm_count.max(1), blocks_without_splits.max(1));
+    want.clamp(1, ceil_div(max_len.max(1), block_n).clamp(1, MAX_SPLITS))
+}
+
+impl Family for AttentionDecode {
+    fn name(&self) -> &'static str {
+        if self.ragged {
+            "attention_decode_varlen"
+        } else {
+            "attention_decode"
+        }
+    }
+    fn shape_dims(&self) -> &'static [&'static str] {
+        &["B", "L", "H", "KVH", "D"]
+    }
+    fn flops(&self, s: &Shape) -> f64 {
+        let tokens: i64 = self.lens(s).iter().sum();
+        4.0 * s.get("H") as f64 * s.get("D") as f64 * tokens as f64
+    }
+    fn min_bytes(&self, s: &Shape, dt: DType) -> f64 {
+        let tokens: i64 = self.lens(s).iter().sum();
+        let (b, h, kvh, d) = (
+            s.get("B") as f64,
+            s.get("H") as f64,
+            s.get("KVH") as f64,
+            s.get("D") as f64,
+        );
+        (2.0 * tokens as f64 * kvh * d + 2.0 * b * h * d) * dt.bytes() as f64
+    }
+    fn entries(&self, variant: &str) -> Result<&'static [&'static str]> {
+        match variant {
+            "splitkv" => Ok(&["attn_decode_split", "attn_decode_combine"]),
+            other => bail!(
+                "the {} family has no variant {other:?} (known: splitkv)",
+                self.name()
+            ),
+        }
+    }
+    fn validate(&self, s: &Shape, dt: DType) -> Result<()> {
+        validate_heads(self.name(), s, dt)?;
+        let g = s.get("H") / s.get("KVH");
+        if s.get("KVH") * ceil_div(g, 16) > 65_535 || s.get("B") > 65_535 {
+            bail!(
+                "{} {}: too many heads or sequences for one launch's grid",
+                self.name(),
+                s.label()
+            );
+        }
+        if s.get("B") * s.get("L") * s.get("KVH") * s.get("D") > (1i64 << 40) {
+            bail!("{} {}: cache too large", self.name(), s.label());
+        }
+        Ok(())
+    }
+    fn peer(&self) -> &'static str {
+        "torch"
+    }
+    fn selftest_shapes(&self) -> &'static [&'static str] {
+        if self.ragged {
+            &["6x1000x8x2x128", "4x77x32x8x64", "7x300x20x4x128"]
+        } else {
+            &[
+                "1x1x4x1x128",
+                "1x1000x8x2x128",
+                "3x17x4x4x64",
+                "1x300x32x1x128",
+                "2x129x20x4x64",
+                "2x4100x32x8x128",
+            ]
+        }
+    }
+    fn problem(&self, gpu: &Gpu, s: &Shape, dt: DType) -> Result<Box<dyn Problem>> {
+        self.validate(s, dt)?;
+        Ok(Box::new(DecodeProblem::new(gpu, s, dt, self.lens(s))?))
+    }
+}
+
+/// Inputs, reference, output and split workspace of one decode shape.
+pub struct DecodeProblem {
+    pub lens: Vec<i64>,
+    pub l_cap: i64,
+    pub h: i64,
+    pub kvh: i64,
+    pub d: i64,
+    pub dt: DType,
+    pub scale: f32,
+    pub q: DevBuf,
+    pub kc: DevBuf,
+    pub vc: DevBuf,
+    pub o: DevBuf,
+    pub o_ref: DevBuf,
+    pub lens_buf: DevBuf,
+    ws_o: DevBuf,
+    ws_ml: DevBuf,
+    sm_count: i64,
+    reference: Kernel,
+}
+
+impl DecodeProblem {
+    pub fn new(gpu: &Gpu, s: &Shape, dt: DType, lens: Vec<i64>) -> Result<DecodeProblem> {
+        let (b, l_cap, h, kvh, d) = (s.get("B"), s.get("L"), s.get("H"), s.get("KVH"), s.get("D"));
+        let e = dt.bytes();
+        let nq = (b * h * d) as usize;
+        let ncache = (b * l_cap * kvh * d) as usize;
+        let nws = (b * h * MAX_SPLITS) as usize;
+        let need = (3 * nq + 2 * ncache) * e + nws * (d as usize + 2) * 4;
+        let (free, _) = gpu.ctx.mem_get_info().unwrap_or((usize::MAX, 0));
+        if need > free {
+            bail!(
+                "attention decode {}: needs {:.1} GiB of GPU memory, {:.1} GiB free",
+                s.label(),
+                need as f64 / 1073741824.0,
+                free as f64 / 1073741824.0
+            );
+        }
+        let lens32: Vec<i32> = lens.iter().map(|&l| l as i32).collect();
+        let lens_buf = gpu.alloc(lens32.len() * 4)?;
+        lens_buf.upload(&lens32)?;
+        Ok(DecodeProblem {
+            l_cap,
+            h,
+            kvh,
+            d,
+            dt,
+            scale: 1.0 / (d as f32).sqrt(),
+            q: gpu.alloc(nq * e)?,
+            kc: gpu.alloc(ncache * e)?,
+            vc: gpu.alloc(ncache * e)?,
+            o: gpu.alloc(nq * e)?,
+            o_ref: gpu.alloc(nq * e)?,
+            lens_buf,
+            ws_o: gpu.alloc(nws * d as usize * 4)?,
+            ws_ml: gpu.alloc(nws * 2 * 4)?,
+            sm_count: gpu.props.sm_count as i64,
+            reference: reference_kernel(gpu, dt, "attn_ref_decode")?,
+            lens,
+        })
+    }
+
+    fn batch(&self) -> i64 {
+        self.lens.len() as i64
+    }
+    fn n_out(&self) -> usize {
+        (self.batch() * self.h * self.d) as usize
+    }
+    fn n_cache(&self) -> usize {
+        (self.batch() * self.l_cap * self.kvh * self.d) as usize
+    }
+}
+
+impl Problem for DecodeProblem {
+    fn randomize(&mut self, gpu: &Gpu, util: &Util, seed: u64) -> Result<()> {
+        util.fill(gpu, &self.q, self.dt, self.n_out(), seed, 2.0)?;
+        util.fill(
+            gpu,
+            &self.kc,
+            self.dt,
+            self.n_cache(),
+            seed ^ 0xdec0_0001,
+            1.0,
+        )?;
+        util.fill(
+            gpu,
+            &self.vc,
+            self.dt,
+            self.n_cache(),
+            seed ^ 0xdec0_0002,
+            1.0,
+        )?;
+        gpu.launch(
+            &self.reference,
+            (self.batch() as u32, self.h as u32, 1),
+            (128, 1, 1),
+            0,
+            &[
+                self.q.arg(),
+                self.kc.arg(),
+                self.vc.arg(),
+                self.o_ref.arg(),
+                self.lens_buf.arg(),
+                Arg::I32(self.l_cap as i32),
+                Arg::I32(self.h as i32),
+                Arg::I32(self.kvh as i32),
+                Arg::I32(self.d as i32),
+                Arg::F32(self.scale),
+            ],
+        )?;
+        gpu.synchronize()
+    }
+
+    fn poison(&mut self, gpu: &Gpu, util: &Util) -> Result<()> {
+        util.poison(gpu, &self.o)?;
+        util.poison(gpu, &self.ws_o)?;
+        util.poison(gpu, &self.ws_ml)
+    }
+
+    fn run(
+        &mut self,
+        gpu: &Gpu,
+        variant: &str,
+        kernels: &BTreeMap<String, Kernel>,
+        p: &BTreeMap<String, i64>,
+    ) -> Result<()> {
+        if variant != "splitkv" {
+            bail!("the attention decode families have no variant {variant:?}");
+        }
+        let t = |n: &str| tunable(p, n, DECODE_DEFAULTS);
+        let (hd, bn, warps, stages) =
+            (t("HEAD_DIM")?, t("BLOCK_N")?, t("NUM_WARPS")?, t("STAGES")?);
+        if hd != self.d {
+            bail!(
+                "splitkv compiled for HEAD_DIM = {hd} cannot run D = {}",
+                self.d
+            );
+        }
+        let gtiles = ceil_div(self.h / self.kvh, 16);
+        let max_len = *self.lens.iter().max().unwrap_or(&0);
+        let splits = choose_splits(
+            t("SPLITS")?,
+            self.batch() * self.kvh * gtiles,
+            max_len,
+            bn,
+            self.sm_count,
+        );
+        if splits > MAX_SPLITS {
+            bail!("SPLITS = {splits} exceeds the workspace's {MAX_SPLITS}");
+        }
+        let smem = decode_smem_bytes(bn, warps, stages, self.d, self.dt.bytes() as i64);
+        let split = kernels
+            .get("attn_decode_split")
+            .context("module lacks attn_decode_split")?;
+        gpu.launch(
+            split,
+            (
+                splits as u32,
+                (self.kvh * gtiles) as u32,
+                self.batch() as u32,
+            ),
+            ((warps * 32) as u32, 1, 1),
+            smem as u32,
+            &[
+                self.q.arg(),
+                self.kc.arg(),
+                self.vc.arg(),
+                self.o.arg(),
+                self.ws_o.arg(),
+                self.ws_ml.arg(),
+                self.lens_buf.arg(),
+                Arg::I32(self.l_cap as i32),
+                Arg::I32(self.h as i32),
+                Arg::I32(self.kvh as i32),
+                Arg::F32(self.scale),
+            ],
+        )?;
+        if splits > 1 {
+            let combine = kernels
+                .get("attn_decode_combine")
+                .context("module lacks attn_decode_combine")?;
+            gpu.launch(
+                combine,
+                (self.h as u32, self.batch() as u32, 1),
+                (self.d as u32, 1, 1),
+                0,
+                &[
+                    self.ws_o.arg(),
+                    self.ws_ml.arg(),
+                    self.o.arg(),
+                    Arg::I32(self.h as i32),
+                    Arg::I32(splits as i32),
+                ],
+            )?;
+        }
+        Ok(())
+    }
+
+    fn check(&mut self, gpu: &Gpu, util: &Util) -> Result<Comparison> {
+        util.compare(gpu, &self.o, &self.o_ref, self.dt, self.n_out())
+    }
+
+    fn run_peer(&mut self, _gpu: &Gpu) -> Result<Option<()>> {
+        Ok(None) // PyTorch SDPA figures come from the peer script (scripts/), not in-process.
+    }
+
+    fn reference_vs_cpu(&mut self, gpu: &Gpu) -> Result<Option<f64>> {
+        gpu.synchronize()?;
+        let (h, kvh, d, l_cap) = (
+            self.h as usize,
+            self.kvh as usize,
+            self.d as usize,
+            self.l_cap as usize,
+        );
+        let q = download_f64(&self.q, self.n_out(), self.dt)?;
+        let k = download_f64(&self.kc, self.n_cache(), self.dt)?;
+        let v = download_f64(&self.vc, self.n_cache(), self.dt)?;
+        let o = download_f64(&self.o_ref, self.n_out(), self.dt)?;
+        let (mut max_diff, mut max_ref) = (0.0f64, 0.0f64);
+        for pair in sample_indices(self.batch() as usize * h, 256) {
+            let (b, hh) = (pair / h, pair % h);
+            let kv = hh / (h / kvh);
+            let qo = pair * d;
+            let r = attend_f64(
+                &q[qo..qo + d],
+                &k,
+                &v,
+                self.lens[b] as usize,
+                d,
+                self.scale as f64,
+                |j| ((b * l_cap + j) * kvh + kv) * d,
+            );
+            for (x, y) in r.iter().zip(&o[qo..qo + d]) {
+                max_diff = max_diff.max((x - y).abs());
+                max_ref = max_ref.max(x.abs());
+            }
+        }
+        Ok(Some(max_diff / max_ref.max(1e-30)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shape(s: &str) -> Shape {
+        Shape::parse(s, DECODE.shape_dims()).unwrap()
+    }
+
+    #[test]
+    fn counts() {
+        let s = shape("1x8192x32x8x128");
+        assert_eq!(DECODE.flops(&s), 4.0 * 32.0 * 128.0 * 8192.0);
+        assert_eq!(
+            DECODE.min_bytes(&s, DType::BF16),
+            (2.0 * 8192.0 * 8.0 * 128.0 + 2.0 * 32.0 * 128.0) * 2.0
+        );
+        // ragged: 100, 1, 50
+        let s = shape("3x100x8x2x64");
+        assert_eq!(DECODE_VARLEN.flops(&s), 4.0 * 8.0 * 64.0 * 151.0);
+        assert_eq!(
+            DECODE_VARLEN.min_bytes(&s, DType::BF16),
+            (2.0 * 151.0 * 2.0 * 64.0 + 2.0 * 3.0 * 8.0 * 64.0) * 2.0
+        );
+    }
+
+    #[test]
+    fn splits_and_smem() {
+        // B=1, 8 KV heads on 132 SMs: 33 splits, within the 128 tiles of 8192 keys
+        assert_eq!(choose_splits(0, 8, 8192, 64, 132), 33);
+        assert_eq!(choose_splits(0, 8, 100, 64, 132), 2); // no more splits than tiles
+        assert_eq!(choose_splits(0, 8, 1, 64, 132), 1);
+        assert_eq!(choose_splits(0, 1024, 8192, 64, 132), 1);
+        assert_eq!(choose_splits(16, 8, 8192, 64, 132), 16);
+        assert_eq!(decode_smem_bytes(64, 4, 3, 128, 2), 3 * 64 * 128 * 4);
+        // the ring is always at least twice the merge area for valid tunables (BLOCK_N >= 16·warps)
+        assert_eq!(decode_smem_bytes(16, 1, 2, 128, 2), 2 * 16 * 128 * 4);
+    }
+
+    #[test]
+    fn validation() {
+        assert!(DECODE
+            .validate(&shape("8x4096x32x8x128"), DType::BF16)
+            .is_ok());
+        assert!(DECODE
+            .validate(&shape("8x4096x32x8x80"), DType::BF16)
+            .is_err());
+        assert!(DECODE
+            .validate(&shape("8x4096x32x5x128"), DType::BF16)
+            .is_err());
+        assert!(DECODE.entries("splitkv").unwrap().len() == 2 && DECODE.entries("x").is_err());
+        for s in DECODE
+            .selftest_shapes()
+            .iter()
+            .chain(DECODE_VARLEN.selftest_shapes())
+        {
+            DECODE.validate(&shape(s), DType::BF16).unwrap();
+        }
+    }
+}

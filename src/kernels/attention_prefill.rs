@@ -1,0 +1,386 @@
+//! Prefill attention: causal, grouped-query, flash-attention style on tensor cores.
+//!
+//! Shape `BxSxHxKVHxD`: B sequences, S tokens each, H query heads, KVH key/value heads, head
+//! dim D. Tensors are packed along a token axis ("varlen" layout, see
+//! kernels/attention/prefill.cu): Q, O `[tokens, H, D]`, K, V `[tokens, KVH, D]`, with
+//! `cu_seqlens` giving where each sequence starts. `attention_prefill` runs B sequences of
+//! equal length S (the same memory as `[B, S, H, D]`); `attention_prefill_varlen` runs the
+//! ragged lengths of [`lengths`] (S is the longest), to exercise the cu_seqlens contract.
+//!
+//! FLOPs, by the usual causal convention: 2 matmuls × 2·H·D per (query, key) pair over half
+//! the square, `4·H·D·len²/2` per sequence (= 4·B·H·S²·D/2 at equal lengths); the diagonal's
+//! extra len/2 pairs are not counted. Minimum bytes: Q, K, V read and O written once.
+//! Reference: `attn_ref_prefill` (fp32, two-pass softmax), itself checked against f64 on the
+//! CPU at small sizes. Peer: PyTorch SDPA, measured by the peer script, not in-process.
+
+use super::attention_common::{
+    attend_f64, cu_seqlens, download_f64, lengths, reference_kernel, sample_indices, tunable,
+    validate_heads,
+};
+use super::{ceil_div, DType, Family, Problem, Shape};
+use crate::gpu::device::{Arg, DevBuf, Gpu, Kernel};
+use crate::gpu::util::{Comparison, Util};
+use anyhow::{bail, Context, Result};
+use std::collections::BTreeMap;
+
+/// The template's defaults (kernels/attention/prefill.cu), used when a tunable is not set.
+pub const PREFILL_DEFAULTS: &[(&str, i64)] = &[
+    ("HEAD_DIM", 128),
+    ("BLOCK_M", 128),
+    ("BLOCK_N", 64),
+    ("NUM_WARPS", 8),
+    ("STAGES", 2),
+];
+
+pub struct AttentionPrefill {
+    /// Ragged lengths (the `_varlen` family) instead of B equal ones.
+    pub ragged: bool,
+}
+
+pub static PREFILL: AttentionPrefill = AttentionPrefill { ragged: false };
+pub static PREFILL_VARLEN: AttentionPrefill = AttentionPrefill { ragged: true };
+
+impl AttentionPrefill {
+    fn lens(&self, s: &Shape) -> Vec<i64> {
+        lengths(s.get("B"), s.get("S"), self.ragged)
+    }
+}
+
+/// Dynamic shared memory of one prefill block.
+pub fn prefill_smem_bytes(block_m: i64, block_n: i64, stages: i64, d: i64, elem: i64) -> i64 {
+    (block_m + 2 * stages * block_n) * d * elem
+}
+
+impl Family for AttentionPrefill {
+    fn name(&self) -> &'static str {
+        if self.ragged {
+            "attention_prefill_varlen"
+        } else {
+            "attention_prefill"
+        }
+    }
+    fn shape_dims(&self) -> &'static [&'static str] {
+        &["B", "S", "H", "KVH", "D"]
+    }
+    fn flops(&self, s: &Shape) -> f64 {
+        let (h, d) = (s.get("H") as f64, s.get("D") as f64);
+        self.lens(s)
+            .iter()
+            .map(|&l| 4.0 * h * d * (l as f64) * (l as f64) / 2.0)
+            .sum()
+    }
+    fn min_bytes(&self, s: &Shape, dt: DType) -> f64 {
+        let tokens: i64 = self.lens(s).iter().sum();
+        let (h, kvh, d) = (s.get("H") as f64, s.get("KVH") as f64, s.get("D") as f64);
+        tokens as f64 * (2.0 * h + 2.0 * kvh) * d * dt.bytes() as f64
+    }
+    fn entries(&self, variant: &str) -> Result<&'static [&'static str]> {
+        match variant {
+            "flash_mma" => Ok(&["attn_prefill"]),
+            other => bail!(
+                "the {} family has no variant {other:?} (known: flash_mma)",
+                self.name()
+            ),
+        }
+    }
+    fn validate(&self, s: &Shape, dt: DType) -> Result<()> {
+        validate_heads(self.name(), s, dt)?;
+        let tokens: i64 = self.lens(s).iter().sum();
+        if tokens * s.get("H") * s.get("D") > i32::MAX as i64 * 4 {
+            bail!(
+                "{} {}: too large for one launch's token offsets",
+                self.name(),
+                s.label()
+            );
+        }
+        if ceil_div(s.get("S"), 16) > 65_535 {
+            bail!(
+                "{} {}: S too long for the grid's y dimension",
+                self.name(),
+                s.label()
+            );
+        }
+        Ok(())
+    }
+    fn peer(&self) -> &'static str {
+        "torch"
+    }
+    fn selftest_shapes(&self) -> &'static [&'static str] {
+        if self.ragged {
+            &[
+                "4x300x4x2x128",
+                "6x129x4x1x64",
+                "3x17x8x8x128",
+                "7x1000x8x2x128",
+            ]
+        } else {
+            &[
+                "1x1x4x1x128",
+                "1x17x4x2x128",
+                "1x129x8x2x64",
+                "2x200x4x4x128",
+                "1x1000x8x2x64",
+                "3x513x32x8x128",
+            ]
+        }
+    }
+    fn problem(&self, gpu: &Gpu, s: &Shape, dt: DType) -> Result<Box<dyn Problem>> {
+        self.validate(s, dt)?;
+        Ok(Box::new(PrefillProblem::new(gpu, s, dt, self.lens(s))?))
+    }
+}
+
+/// Inputs, reference and output of one prefill shape.
+pub struct PrefillProblem {
+    pub lens: Vec<i64>,
+    pub cu: Vec<i32>,
+    pub tokens: i64,
+    pub h: i64,
+    pub kvh: i64,
+    pub d: i64,
+    pub dt: DType,
+    pub scale: f32,
+    pub q: DevBuf,
+    pub k: DevBuf,
+    pub v: DevBuf,
+    pub o: DevBuf,
+    pub o_ref: DevBuf,
+    pub cu_buf: DevBuf,
+    reference: Kernel,
+}
+
+impl PrefillProblem {
+    pub fn new(gpu: &Gpu, s: &Shape, dt: DType, lens: Vec<i64>) -> Result<PrefillProblem> {
+        let (h, kvh, d) = (s.get("H"), s.get("KVH"), s.get("D"));
+        let tokens: i64 = lens.iter().sum();
+        let e = dt.bytes();
+        let (nq, nkv) = ((tokens * h * d) as usize, (tokens * kvh * d) as usize);
+        let need = (3 * nq + 2 * nkv) * e;
+        let (free, _) = gpu.ctx.mem_get_info().unwrap_or((usize::MAX, 0));
+        if need > free {
+            bail!(
+                "attention prefill {}: needs {:.1} GiB of GPU memory, {:.1} GiB free",
+                s.label(),
+                need as f64 / 1073741824.0,
+                free as f64 / 1073741824.0
+            );
+        }
+        let cu = cu_seqlens(&lens);
+        let cu_buf = gpu.alloc(cu.len() * 4)?;
+        cu_buf.upload(&cu)?;
+        Ok(PrefillProblem {
+            tokens,
+            h,
+            kvh,
+            d,
+            dt,
+            scale: 1.0 / (d as f32).sqrt(),
+            q: gpu.alloc(nq * e)?,
+            k: gpu.alloc(nkv * e)?,
+            v: gpu.alloc(nkv * e)?,
+            o: gpu.alloc(nq * e)?,
+            o_ref: gpu.alloc(nq * e)?,
+            cu_buf,
+            reference: reference_kernel(gpu, dt, "attn_ref_prefill")?,
+            lens,
+            cu,
+        })
+    }
+
+    fn n_out(&self) -> usize {
+        (self.tokens * self.h * self.d) as usize
+    }
+}
+
+impl Problem for PrefillProblem {
+    fn randomize(&mut self, gpu: &Gpu, util: &Util, seed: u64) -> Result<()> {
+        let nkv = (self.tokens * self.kvh * self.d) as usize;
+        // Q at scale 2: scores of std ≈ 0.7, so the softmax is far from uniform.
+        util.fill(gpu, &self.q, self.dt, self.n_out(), seed, 2.0)?;
+        util.fill(gpu, &self.k, self.dt, nkv, seed ^ 0xa77e_0001, 1.0)?;
+        util.fill(gpu, &self.v, self.dt, nkv, seed ^ 0xa77e_0002, 1.0)?;
+        if self.tokens > 0 {
+            gpu.launch(
+                &self.reference,
+                (self.tokens as u32, self.h as u32, 1),
+                (128, 1, 1),
+                0,
+                &[
+                    self.q.arg(),
+                    self.k.arg(),
+                    self.v.arg(),
+                    self.o_ref.arg(),
+                    self.cu_buf.arg(),
+                    Arg::I32(self.lens.len() as i32),
+                    Arg::I32(self.h as i32),
+                    Arg::I32(self.kvh as i32),
+                    Arg::I32(self.d as i32),
+                    Arg::F32(self.scale),
+                ],
+            )?;
+        }
+        gpu.synchronize()
+    }
+
+    fn poison(&mut self, gpu: &Gpu, util: &Util) -> Result<()> {
+        util.poison(gpu, &self.o)
+    }
+
+    fn run(
+        &mut self,
+        gpu: &Gpu,
+        variant: &str,
+        kernels: &BTreeMap<String, Kernel>,
+        p: &BTreeMap<String, i64>,
+    ) -> Result<()> {
+        if variant != "flash_mma" {
+            bail!("the attention prefill families have no variant {variant:?}");
+        }
+        let t = |n: &str| tunable(p, n, PREFILL_DEFAULTS);
+        let (hd, bm, bn, warps, stages) = (
+            t("HEAD_DIM")?,
+            t("BLOCK_M")?,
+            t("BLOCK_N")?,
+            t("NUM_WARPS")?,
+            t("STAGES")?,
+        );
+        if hd != self.d {
+            bail!(
+                "flash_mma compiled for HEAD_DIM = {hd} cannot run D = {}",
+                self.d
+            );
+        }
+        let max_len = *self.lens.iter().max().unwrap_or(&0);
+        if max_len == 0 {
+            return Ok(());
+        }
+        let smem = prefill_smem_bytes(bm, bn, stages, self.d, self.dt.bytes() as i64);
+        let kern = kernels
+            .get("attn_prefill")
+            .context("module lacks attn_prefill")?;
+        gpu.launch(
+            kern,
+            (
+                self.h as u32,
+                ceil_div(max_len, bm) as u32,
+                self.lens.len() as u32,
+            ),
+            ((warps * 32) as u32, 1, 1),
+            smem as u32,
+            &[
+                self.q.arg(),
+                self.k.arg(),
+                self.v.arg(),
+                self.o.arg(),
+                self.cu_buf.arg(),
+                Arg::I32(self.h as i32),
+                Arg::I32(self.kvh as i32),
+                Arg::F32(self.scale),
+            ],
+        )
+    }
+
+    fn check(&mut self, gpu: &Gpu, util: &Util) -> Result<Comparison> {
+        util.compare(gpu, &self.o, &self.o_ref, self.dt, self.n_out())
+    }
+
+    fn run_peer(&mut self, _gpu: &Gpu) -> Result<Option<()>> {
+        Ok(None) // PyTorch SDPA figures come from the peer script (scripts/), not in-process.
+    }
+
+    fn reference_vs_cpu(&mut self, gpu: &Gpu) -> Result<Option<f64>> {
+        gpu.synchronize()?;
+        let (h, kvh, d) = (self.h as usize, self.kvh as usize, self.d as usize);
+        let q = download_f64(&self.q, self.n_out(), self.dt)?;
+        let k = download_f64(&self.k, (self.tokens * self.kvh * self.d) as usize, self.dt)?;
+        let v = download_f64(&self.v, (self.tokens * self.kvh * self.d) as usize, self.dt)?;
+        let o = download_f64(&self.o_ref, self.n_out(), self.dt)?;
+        let (mut max_diff, mut max_ref) = (0.0f64, 0.0f64);
+        // every (token, head) pair at small sizes, an even sample (with both ends) otherwise
+        for pair in sample_indices(self.tokens as usize * h, 2048) {
+            let (t, hh) = (pair / h, pair % h);
+            let b = (0..self.lens.len())
+                .find(|&bb| (self.cu[bb] as usize) <= t && t < self.cu[bb + 1] as usize)
+                .unwrap();
+            let tok0 = self.cu[b] as usize;
+            let kv = hh / (h / kvh);
+            let qo = (t * h + hh) * d;
+            let r = attend_f64(
+                &q[qo..qo + d],
+                &k,
+                &v,
+                t - tok0 + 1,
+                d,
+                self.scale as f64,
+                |j| ((tok0 + j) * kvh + kv) * d,
+            );
+            for (x, y) in r.iter().zip(&o[qo..qo + d]) {
+                max_diff = max_diff.max((x - y).abs());
+                max_ref = max_ref.max(x.abs());
+            }
+        }
+        Ok(Some(max_diff / max_ref.max(1e-30)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shape(s: &str) -> Shape {
+        Shape::parse(s, PREFILL.shape_dims()).unwrap()
+    }
+
+    #[test]
+    fn counts() {
+        let s = shape("1x4096x32x8x128");
+        assert_eq!(
+            PREFILL.flops(&s),
+            4.0 * 32.0 * 4096.0 * 4096.0 * 128.0 / 2.0
+        );
+        assert_eq!(
+            PREFILL.min_bytes(&s, DType::BF16),
+            4096.0 * (64.0 + 16.0) * 128.0 * 2.0
+        );
+        let s = shape("2x100x4x2x64");
+        assert_eq!(
+            PREFILL.flops(&s),
+            2.0 * 4.0 * 4.0 * 64.0 * 100.0 * 100.0 / 2.0
+        );
+        // ragged: lengths 100, 1, 50
+        let s = shape("3x100x4x2x64");
+        let want = 4.0 * 4.0 * 64.0 * (100.0f64 * 100.0 + 1.0 + 2500.0) / 2.0;
+        assert_eq!(PREFILL_VARLEN.flops(&s), want);
+        assert_eq!(
+            PREFILL_VARLEN.min_bytes(&s, DType::F16),
+            151.0 * 12.0 * 64.0 * 2.0
+        );
+    }
+
+    #[test]
+    fn validation() {
+        assert!(PREFILL
+            .validate(&shape("1x4096x32x8x128"), DType::BF16)
+            .is_ok());
+        assert!(PREFILL.validate(&shape("1x64x32x8x64"), DType::F16).is_ok());
+        assert!(PREFILL
+            .validate(&shape("1x64x32x8x96"), DType::BF16)
+            .is_err());
+        assert!(PREFILL
+            .validate(&shape("1x64x32x6x128"), DType::BF16)
+            .is_err());
+        assert!(PREFILL
+            .validate(&shape("1x64x32x8x128"), DType::F32)
+            .is_err());
+        assert!(PREFILL.entries("flash_mma").is_ok() && PREFILL.entries("nope").is_err());
+        for s in PREFILL
+            .selftest_shapes()
+            .iter()
+            .chain(PREFILL_VARLEN.selftest_shapes())
+        {
+            PREFILL.validate(&shape(s), DType::BF16).unwrap();
+        }
+        assert_eq!(PREFILL_VARLEN.name(), "attention_prefill_varlen");
+        assert_eq!(prefill_smem_bytes(128, 64, 2, 128, 2), (128 + 256) * 256);
+    }
+}
