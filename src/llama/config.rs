@@ -130,6 +130,22 @@ impl LlamaConfig {
         if self.ffn_dim == 0 || self.vocab_size == 0 || self.max_seq_len == 0 {
             bail!("config '{n}': ffn_dim, vocab_size and max_seq_len must be > 0");
         }
+        // Far above any real model (Llama-3 405B: dim 16384, ffn 53248, 126 layers), low
+        // enough that size arithmetic on a corrupt config cannot overflow.
+        const MAX_WIDTH: usize = 1 << 22;
+        for (what, v, max) in [
+            ("dim", self.dim, MAX_WIDTH),
+            ("ffn_dim", self.ffn_dim, MAX_WIDTH),
+            ("vocab_size", self.vocab_size, MAX_WIDTH),
+            ("head_dim", self.head_dim, 1 << 16),
+            ("n_heads", self.n_heads, 1 << 14),
+            ("n_layers", self.n_layers, 1 << 12),
+            ("max_seq_len", self.max_seq_len, 1 << 24),
+        ] {
+            if v > max {
+                bail!("config '{n}': {what} = {v} is beyond any supported model (limit {max})");
+            }
+        }
         if !positive(self.norm_eps) || !positive(self.rope_theta) {
             bail!("config '{n}': norm_eps and rope_theta must be positive");
         }

@@ -97,6 +97,33 @@ pub struct LoadedModel {
     pub config: LlamaConfig,
     pub weights: Weights,
     pub tokenizer: tokenizers::Tokenizer,
+    /// How prompts get their BOS token: GGUF says it in `tokenizer.ggml.add_bos_token`,
+    /// a Hugging Face tokenizer.json does it in its post-processor.
+    pub bos: BosPolicy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BosPolicy {
+    /// Prepend this id.
+    Prepend(u32),
+    /// Let the tokenizer's post-processor add special tokens.
+    PostProcessor,
+    None,
+}
+
+impl LoadedModel {
+    /// Token ids for a prompt, with BOS as the model expects. Special tokens written in the
+    /// text (`<|im_start|>`) become their ids.
+    pub fn encode_prompt(&self, text: &str) -> Result<Vec<u32>> {
+        let with_specials = self.bos == BosPolicy::PostProcessor;
+        let enc = self.tokenizer.encode(text, with_specials).map_err(|e| anyhow::anyhow!("tokenizing {text:?}: {e}"))?;
+        let mut ids = Vec::with_capacity(enc.len() + 1);
+        if let BosPolicy::Prepend(b) = self.bos {
+            ids.push(b);
+        }
+        ids.extend_from_slice(enc.get_ids());
+        Ok(ids)
+    }
 }
 
 impl LoadedModel {
@@ -108,6 +135,12 @@ impl LoadedModel {
         let weights = Weights::load(&config, &GgufSource::new(&file, &config))?;
         let tokenizer =
             tokenizer::from_gguf(&file).with_context(|| format!("{}: building the tokenizer", path.display()))?;
-        Ok(LoadedModel { config, weights, tokenizer })
+        // llama.cpp's default when the key is absent differs by vocabulary; files written by
+        // current converters always carry it, so absent means "don't".
+        let bos = match (file.meta_bool("tokenizer.ggml.add_bos_token").unwrap_or(false), config.bos_token_id) {
+            (true, Some(b)) => BosPolicy::Prepend(b),
+            _ => BosPolicy::None,
+        };
+        Ok(LoadedModel { config, weights, tokenizer, bos })
     }
 }

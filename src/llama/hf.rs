@@ -9,7 +9,7 @@ use half::{bf16, f16};
 use safetensors::{tensor::Metadata, Dtype, SafeTensors};
 
 use super::config::LlamaConfig;
-use super::gguf_model::LoadedModel;
+use super::gguf_model::{BosPolicy, LoadedModel};
 use super::names::WeightName;
 use super::tokenizer;
 use super::weights::{TensorSource, Weights};
@@ -174,6 +174,6 @@ impl LoadedModel {
         let config = LlamaConfig::from_hf_json(&dir.join("config.json"))?;
         let weights = Weights::load(&config, &SafetensorsSource::open(dir)?)?;
         let tokenizer = tokenizer::from_hf_file(&dir.join("tokenizer.json"))?;
-        Ok(LoadedModel { config, weights, tokenizer })
+        Ok(LoadedModel { config, weights, tokenizer, bos: BosPolicy::PostProcessor })
     }
 }

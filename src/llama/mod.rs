@@ -24,5 +24,5 @@ pub mod weights;
 
 pub use config::{LlamaConfig, RopeScaling};
 pub use gguf::{GgufError, GgufFile};
-pub use gguf_model::LoadedModel;
+pub use gguf_model::{BosPolicy, LoadedModel};
 pub use weights::{Mat, Weights};
