@@ -64,6 +64,15 @@ pub fn run(ordinal: usize) -> Result<ExitCode> {
     Ok(if t.failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
+/// Extra tunable overlays a family's selftest must cover (the int4 weight formats).
+fn overlays(family: &str) -> Vec<(String, &'static [(&'static str, i64)])> {
+    if family == "gemm_int4" {
+        crate::kernels::gemm_int4::SELFTEST_FORMATS.iter().map(|(name, o)| (format!(" [{name}]"), *o)).collect()
+    } else {
+        vec![(String::new(), &[])]
+    }
+}
+
 fn load_variant(gpu: &Gpu, fam: &dyn Family, cache: &ModuleCache, sweep: &Sweep, c: &Candidate, dt: DType) -> Result<BTreeMap<String, Kernel>> {
     let req = compile::request(sweep, c, dt, &gpu.props.arch());
     let m = cache.get_or_compile(&req)?;
@@ -107,9 +116,16 @@ fn check_family(gpu: &Gpu, util: &Util, cache: &ModuleCache, fam: &dyn Family, t
                 by_variant.entry(c.variant.clone()).or_default().push(c);
             }
             for (variant, cands) in by_variant {
+              for (fmt, overlay) in overlays(fam.name()) {
                 let mut chosen = strategy::select(&cands, Strategy::Grid, SAMPLE, 0);
                 if !chosen.contains(&cands[0]) {
                     chosen.insert(0, cands[0].clone());
+                }
+                // Weight formats are tunables of the int4 kernels: lay each over the sample.
+                for c in chosen.iter_mut() {
+                    for (k, v) in overlay {
+                        c.params.insert(k.to_string(), *v);
+                    }
                 }
                 let mut worst = 0.0f64;
                 let mut bad: Option<String> = None;
@@ -134,11 +150,12 @@ fn check_family(gpu: &Gpu, util: &Util, cache: &ModuleCache, fam: &dyn Family, t
                         }
                     }
                 }
-                let head = format!("{} {variant} {} {}", fam.name(), dt.name(), shape.label());
+                let head = format!("{} {variant}{fmt} {} {}", fam.name(), dt.name(), shape.label());
                 match bad {
                     None => t.record(true, format!("{head}: {} configs, max rel err {worst:.2e}", chosen.len())),
                     Some(why) => t.record(false, format!("{head}: {why}")),
                 }
+              }
             }
         }
     }

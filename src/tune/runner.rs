@@ -289,7 +289,9 @@ pub fn run_sweep(opts: &SweepOptions, interrupted: Arc<AtomicBool>) -> Result<Sw
                         rec.registers = Some(r.registers);
                         rec.local_bytes = Some(r.stack_bytes);
                     }
-                    rec.smem_bytes = Some(dynamic_smem_hint(&c.params, dt.bytes() as i64));
+                    if fam.name() == "gemm" && c.variant != "wgmma_tma" {
+                        rec.smem_bytes = Some(dynamic_smem_hint(&c.params, dt.bytes() as i64));
+                    }
                     rec.compile_ms = Some(if compiled.cached { 0.0 } else { compiled.compile_ms });
                     if worker_opt.is_none() {
                         let w = WorkerHandle::spawn(opts.gpu)?;
