@@ -46,6 +46,8 @@ pub enum Command {
         #[arg(long)]
         log: bool,
     },
+    /// Llama-3 end to end on the GPU: benchmark table, tuned vs reference, CPU and HF checks.
+    E2e(crate::llama::bench::E2eArgs),
     /// Internal: the measuring process the sweep runner starts.
     #[command(hide = true)]
     Worker {
@@ -126,6 +128,7 @@ pub fn run() -> Result<ExitCode> {
         Command::Sweep(a) => sweep(a),
         Command::Selftest { gpu } => crate::selftest::run(gpu),
         Command::Compile { file, arch, define, log } => compile(file, arch, define, log),
+        Command::E2e(a) => crate::llama::bench::run(a),
         Command::Worker { gpu } => {
             crate::tune::worker::serve(gpu)?;
             Ok(ExitCode::SUCCESS)
