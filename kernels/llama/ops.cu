@@ -40,6 +40,9 @@ Entry points (grid / block in brackets)
 
 typedef __nv_bfloat16 bf16;
 
+// NVRTC without the toolkit headers has no math.h INFINITY.
+#define KL_NEG_INF __int_as_float(0xff800000)
+
 __device__ __forceinline__ float to_f(bf16 v) { return __bfloat162float(v); }
 __device__ __forceinline__ bf16 to_b(float v) { return __float2bfloat16(v); }
 
@@ -127,7 +130,7 @@ attention(const bf16* qkv, const bf16* k_cache, const bf16* v_cache, bf16* out, 
     float qv[ATTN_MAX_EPL], acc[ATTN_MAX_EPL];
 #pragma unroll
     for (int i = 0; i < ATTN_MAX_EPL; i++) { qv[i] = i < epl ? to_f(q[i]) * scale : 0.f; acc[i] = 0.f; }
-    float m = -INFINITY, l = 0.f;
+    float m = KL_NEG_INF, l = 0.f;
     for (int j = warp; j < n_keys; j += ATTN_WARPS) {
         const bf16* kp = k_cache + base + (long long)j * kv_dim;
         float s = 0.f;
@@ -150,7 +153,7 @@ attention(const bf16* qkv, const bf16* k_cache, const bf16* v_cache, bf16* out, 
 #pragma unroll
     for (int i = 0; i < ATTN_MAX_EPL; i++) if (i < epl) sm_acc[warp][lane * epl + i] = acc[i];
     __syncthreads();
-    float mx = -INFINITY;
+    float mx = KL_NEG_INF;
     for (int w = 0; w < ATTN_WARPS; w++) mx = fmaxf(mx, sm_m[w]);
     float wgt[ATTN_WARPS], denom = 0.f;
     for (int w = 0; w < ATTN_WARPS; w++) {
@@ -184,7 +187,7 @@ extern "C" __global__ void argmax_rows(const bf16* logits, int* out, int rows, i
     int r = blockIdx.x;
     if (r >= rows) return;
     const bf16* row = logits + (long long)r * n;
-    float best = -INFINITY;
+    float best = KL_NEG_INF;
     int bi = 0x7fffffff;
     for (int i = threadIdx.x; i < n; i += blockDim.x) {
         float v = to_f(row[i]);
