@@ -323,8 +323,8 @@ fn copy_bandwidth(gpu: &Gpu) -> Result<f64> {
     for _ in 0..3 {
         copy()?;
     }
-    let e0 = gpu.ctx.new_event(None)?;
-    let e1 = gpu.ctx.new_event(None)?;
+    let e0 = gpu.ctx.new_event(Some(cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT))?;
+    let e1 = gpu.ctx.new_event(Some(cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT))?;
     let reps = 20;
     e0.record(&gpu.stream)?;
     for _ in 0..reps {

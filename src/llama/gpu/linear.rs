@@ -48,6 +48,10 @@ pub struct TunedGemm {
     pub notes: Vec<String>,
 }
 
+/// Variants `gemm::launch_linear` can run (a database may hold winners of newer variants
+/// this build does not know; those are skipped, not launched).
+pub const LAUNCHABLE: &[&str] = &["mma_multistage", "gemv_splitk", "mma_skinny"];
+
 /// The `#ifndef NAME / #define NAME value` defaults of a template.
 pub fn template_defaults(source: &str) -> BTreeMap<String, i64> {
     let mut out = BTreeMap::new();
@@ -132,7 +136,7 @@ impl TunedGemm {
             shape: &shape,
             source_hashes: &self.hashes,
         };
-        if let Some(f) = self.db.lookup(&q) {
+        if let Some(f) = self.db.lookup(&q).filter(|f| LAUNCHABLE.contains(&f.entry.variant.as_str())) {
             if let Some(p) = adapt_params(&f.entry.variant, &f.entry.params, m) {
                 let src = if f.exact { PlanSource::Exact } else { PlanSource::Nearest(f.note.clone()) };
                 return Ok((f.entry.variant.clone(), p, src));
