@@ -182,7 +182,14 @@ def main():
     with torch.device("cuda"):
         model = LlamaForCausalLM(cfg)
     torch.set_default_dtype(torch.float32)
-    model = model.to(torch.bfloat16).eval()
+    # No model.to(bfloat16): the parameters are bf16 already, and a cast would also round the
+    # fp32 RoPE inv_freq buffer to bf16 (a 2e-3 relative error in every frequency), which
+    # transformers does not do when it loads a bf16 checkpoint.
+    assert all(p.dtype == torch.bfloat16 for p in model.parameters())
+    model = model.eval()
+    re = model.model.rotary_emb
+    if re.inv_freq.dtype != torch.float32:
+        re.inv_freq = re.inv_freq.float()
     init_weights(model, a.seed)
     inv = model.model.rotary_emb.inv_freq.double().cpu()
     rope_err = float((inv - expected_inv_freq(theta, scaling, head_dim)).abs().max() / inv.abs().max())

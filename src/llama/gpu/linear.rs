@@ -52,6 +52,21 @@ pub struct TunedGemm {
 /// this build does not know; those are skipped, not launched).
 pub const LAUNCHABLE: &[&str] = &["mma_multistage", "gemv_splitk", "mma_skinny"];
 
+/// Largest M each launchable variant is meant for (the `when` of sweeps/gemm.toml).
+pub fn max_m(variant: &str) -> Option<i64> {
+    match variant {
+        "gemv_splitk" => Some(16),
+        "mma_skinny" => Some(64),
+        "mma_multistage" => Some(i64::MAX),
+        _ => None,
+    }
+}
+
+/// Whether a database winner of `variant` may run a linear with `m` rows.
+pub fn usable_at(variant: &str, m: i64) -> bool {
+    LAUNCHABLE.contains(&variant) && max_m(variant).map(|x| m <= x).unwrap_or(false)
+}
+
 /// The `#ifndef NAME / #define NAME value` defaults of a template.
 pub fn template_defaults(source: &str) -> BTreeMap<String, i64> {
     let mut out = BTreeMap::new();
@@ -136,7 +151,9 @@ impl TunedGemm {
             shape: &shape,
             source_hashes: &self.hashes,
         };
-        if let Some(f) = self.db.lookup(&q).filter(|f| LAUNCHABLE.contains(&f.entry.variant.as_str())) {
+        // A nearest-shape winner is only taken for an M its variant is meant for: a decode
+        // winner (M = 8) reused for a 1024-token prefill was measured 6x slower than cuBLAS.
+        if let Some(f) = self.db.lookup(&q).filter(|f| usable_at(&f.entry.variant, m)) {
             if let Some(p) = adapt_params(&f.entry.variant, &f.entry.params, m) {
                 let src = if f.exact { PlanSource::Exact } else { PlanSource::Nearest(f.note.clone()) };
                 return Ok((f.entry.variant.clone(), p, src));
@@ -246,6 +263,8 @@ mod tests {
         assert!(adapt_params("gemv_splitk", &p, 17).is_none());
         assert_eq!(adapt_params("mma_multistage", &p, 4096).unwrap(), p);
         assert_eq!(default_variant(8), "gemv_splitk");
+        assert!(usable_at("mma_skinny", 64) && !usable_at("mma_skinny", 128) && !usable_at("gemv_splitk", 1024));
+        assert!(usable_at("mma_multistage", 1) && !usable_at("wgmma_tma", 4096));
         assert_eq!(default_variant(128), "mma_multistage");
     }
 
