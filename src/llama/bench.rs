@@ -106,7 +106,8 @@ fn opt(v: Option<f64>, prec: usize) -> String {
 
 /// The table, one column per row of `rows` (kernlab first, then its peers).
 pub fn format_table(rows: &[BenchRow]) -> String {
-    let fields: Vec<(&str, Box<dyn Fn(&BenchRow) -> String>)> = vec![
+    type Field = (&'static str, Box<dyn Fn(&BenchRow) -> String>);
+    let fields: Vec<Field> = vec![
         ("Batch Size", Box::new(|r| r.batch.to_string())),
         ("Throughput (tokens/s)", Box::new(|r| format!("{:.1}", r.throughput_tok_s))),
         ("Mean Latency (s)", Box::new(|r| format!("{:.3}", r.mean_latency_s))),
@@ -211,7 +212,9 @@ pub fn resolve(a: &E2eArgs) -> Result<ModelSource> {
     if a.prompt.is_none() && a.prompt_len == 0 {
         bail!("--prompt-len must be at least 1");
     }
-    if !(a.temperature >= 0.0) || !(a.top_p > 0.0 && a.top_p <= 1.0) {
+    // Written so that NaN fails too.
+    let ok = a.temperature >= 0.0 && a.top_p > 0.0 && a.top_p <= 1.0;
+    if !ok {
         bail!("--temperature must be ≥ 0 and --top-p in (0, 1]");
     }
     if a.hf_reference.is_some() && a.model.is_none() {

@@ -113,6 +113,7 @@ pub fn judge_prompt(prompt: usize, hf: &[u32], top2: &[[f64; 4]], ours: &[u32], 
 }
 
 /// Runs both checks. The model must have room for all prompts and their continuations.
+#[allow(clippy::needless_range_loop)] // b indexes several per-prompt arrays at once
 pub fn compare(gpu: &Gpu, model: &mut GpuModel, r: &HfReference, logit_tolerance: f64, min_agree: usize) -> Result<HfComparison> {
     let n = r.prompts.len();
     let steps = r.greedy.iter().map(Vec::len).min().unwrap_or(0);

@@ -18,6 +18,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::rc::Rc;
 
+/// A variant's loaded entry points by name.
+type Kernels = BTreeMap<String, Kernel>;
+
 /// Where a shape's GEMM configuration came from.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PlanSource {
@@ -43,7 +46,7 @@ pub struct TunedGemm {
     gpu_name: String,
     cc: String,
     plans: HashMap<(i64, i64, i64), Rc<Plan>>,
-    modules: HashMap<(String, BTreeMap<String, i64>), Rc<BTreeMap<String, Kernel>>>,
+    modules: HashMap<(String, BTreeMap<String, i64>), Rc<Kernels>>,
     /// Messages for the user, each said once.
     pub notes: Vec<String>,
 }

@@ -153,7 +153,7 @@ impl GpuModel {
         if shape.batch == 0 || shape.max_step_tokens == 0 {
             bail!("batch and tokens per step must be at least 1");
         }
-        if c.head_dim % 32 != 0 || c.head_dim > 256 {
+        if !c.head_dim.is_multiple_of(32) || c.head_dim > 256 {
             bail!("head_dim {} is not supported by the attention kernel (a multiple of 32, at most 256)", c.head_dim);
         }
         let kv = kv_cache_bytes(c, shape.batch, shape.max_seq);

@@ -138,6 +138,7 @@ impl OpKernels {
         gpu.launch(self.get("embed_gather"), (n as u32, 1, 1), (256, 1, 1), 0, &[Arg::Ptr(table), Arg::Ptr(ids), Arg::Ptr(out), Arg::I32(n as i32), Arg::I32(dim as i32)])
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub fn rmsnorm(&self, gpu: &Gpu, x: u64, w: &DevBuf, out: u64, rows: usize, dim: usize, eps: f32) -> Result<()> {
         match &self.choice.rmsnorm {
             OpImpl::Reference => gpu.launch(
