@@ -69,6 +69,8 @@ pub enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Llama-3 end to end on the GPU: benchmark table, tuned vs reference, CPU and HF checks.
+    E2e(crate::llama::bench::E2eArgs),
     /// Internal: the measuring process the sweep runner starts.
     #[command(hide = true)]
     Worker {
@@ -153,6 +155,7 @@ pub fn run() -> Result<ExitCode> {
             crate::roofline_cmd::roofline_command_with(gpu, remeasure, !no_candidates, torch_peers)
         }
         Command::Report { out } => crate::roofline_cmd::report_command(out),
+        Command::E2e(a) => crate::llama::bench::run(a),
         Command::Worker { gpu } => {
             crate::tune::worker::serve(gpu)?;
             Ok(ExitCode::SUCCESS)

@@ -117,22 +117,6 @@ impl GemmProblem {
             blas: Blas::new(gpu)?,
         })
     }
-
-    fn r_arg(&self) -> Arg {
-        Arg::Ptr(self.r.as_ref().map(|r| r.ptr).unwrap_or(0))
-    }
-
-    fn reduce(&self, gpu: &Gpu, kernels: &BTreeMap<String, Kernel>, splits: i64) -> Result<()> {
-        let red = kernels.get("gemm_splitk_reduce").context("module lacks gemm_splitk_reduce")?;
-        let total = self.m * self.n;
-        gpu.launch(
-            red,
-            (ceil_div(total, 256) as u32, 1, 1),
-            (256, 1, 1),
-            0,
-            &[self.ws.arg(), self.y.arg(), self.r_arg(), Arg::I32(self.m as i32), Arg::I32(self.n as i32), Arg::I32(splits as i32)],
-        )
-    }
 }
 
 impl Problem for GemmProblem {
@@ -157,79 +141,8 @@ impl Problem for GemmProblem {
     }
 
     fn run(&mut self, gpu: &Gpu, variant: &str, kernels: &BTreeMap<String, Kernel>, p: &BTreeMap<String, i64>) -> Result<()> {
-        let (m, n, k) = (self.m, self.n, self.k);
-        let e = self.dt.bytes() as i64;
-        match variant {
-            "mma_multistage" => {
-                let (bm, bn, bk) = (param(p, "BM")?, param(p, "BN")?, param(p, "BK")?);
-                let warps = (bm / param(p, "WM")?) * (bn / param(p, "WN")?);
-                let smem = param(p, "STAGES")? * (bm + bn) * bk * e;
-                let kern = kernels.get("gemm_mma").context("module lacks gemm_mma")?;
-                gpu.launch(
-                    kern,
-                    (ceil_div(n, bn) as u32, ceil_div(m, bm) as u32, 1),
-                    ((warps * 32) as u32, 1, 1),
-                    smem as u32,
-                    &[self.x.arg(), self.w.arg(), self.y.arg(), self.r_arg(), Arg::I32(m as i32), Arg::I32(n as i32), Arg::I32(k as i32)],
-                )
-            }
-            "gemv_splitk" | "mma_skinny" => {
-                let splitk = param(p, "SPLITK")?;
-                if splitk > MAX_SPLITK {
-                    bail!("SPLITK = {splitk} exceeds the workspace's {MAX_SPLITK}");
-                }
-                // gemv_splitk takes its warp count directly; mma_skinny's warps tile N.
-                let warps = if variant == "gemv_splitk" { param(p, "NUM_WARPS")? } else { param(p, "BN")? / param(p, "WN")? };
-                let args = [
-                    self.x.arg(),
-                    self.w.arg(),
-                    self.y.arg(),
-                    self.r_arg(),
-                    self.ws.arg(),
-                    Arg::I32(m as i32),
-                    Arg::I32(n as i32),
-                    Arg::I32(k as i32),
-                ];
-                if variant == "gemv_splitk" {
-                    if m > param(p, "MMAX")? {
-                        bail!("gemv_splitk with MMAX = {} cannot take M = {m}", param(p, "MMAX")?);
-                    }
-                    let rows = warps * param(p, "ROWS_PER_WARP")?;
-                    let kern = kernels.get("gemm_gemv").context("module lacks gemm_gemv")?;
-                    gpu.launch(kern, (ceil_div(n, rows) as u32, splitk as u32, 1), ((warps * 32) as u32, 1, 1), 0, &args)?;
-                } else {
-                    let (bm, bn, bk) = (param(p, "BM")?, param(p, "BN")?, param(p, "BK")?);
-                    let smem = param(p, "STAGES")? * (bm + bn) * bk * e;
-                    let kern = kernels.get("gemm_skinny").context("module lacks gemm_skinny")?;
-                    gpu.launch(
-                        kern,
-                        (ceil_div(n, bn) as u32, ceil_div(m, bm) as u32, splitk as u32),
-                        ((warps * 32) as u32, 1, 1),
-                        smem as u32,
-                        &args,
-                    )?;
-                }
-                if splitk > 1 {
-                    self.reduce(gpu, kernels, splitk)?;
-                }
-                Ok(())
-            }
-            "wgmma_tma" => {
-                let cfg = gemm_tma::TmaGemmConfig::from_params(p)?;
-                if cfg.splitk > MAX_SPLITK {
-                    bail!("SPLITK = {} exceeds the workspace's {MAX_SPLITK}", cfg.splitk);
-                }
-                let kern = kernels.get("gemm_wgmma").context("module lacks gemm_wgmma")?;
-                let r = self.r.as_ref().map(|r| r.ptr).unwrap_or(0);
-                let bufs = (self.x.ptr, self.w.ptr, self.y.ptr, r, self.ws.ptr);
-                let splitk = gemm_tma::launch(gpu, kern, &cfg, self.dt, bufs, m, n, k)?;
-                if splitk > 1 {
-                    self.reduce(gpu, kernels, splitk)?;
-                }
-                Ok(())
-            }
-            other => bail!("the gemm family has no variant {other:?}"),
-        }
+        let io = LinearIo { x: self.x.ptr, w: self.w.ptr, y: self.y.ptr, r: self.r.as_ref().map(|r| r.ptr).unwrap_or(0), ws: self.ws.ptr };
+        launch_linear(gpu, kernels, variant, p, io, self.m, self.n, self.k, self.dt)
     }
 
     fn check(&mut self, gpu: &Gpu, util: &Util) -> Result<Comparison> {
@@ -263,6 +176,132 @@ impl Problem for GemmProblem {
             }
         }
         Ok(Some(max_diff / max_ref.max(1e-30)))
+    }
+}
+
+/// Device pointers of one linear layer: Y = X·Wᵀ (+ R), `ws` the fp32 split-K workspace
+/// (at least SPLITK·M·N floats when SPLITK > 1; may be 0 otherwise). `r` = 0 means no
+/// residual; `r` may equal `y` (every kernel reads R[i] before writing Y[i] in the same thread).
+#[derive(Debug, Clone, Copy)]
+pub struct LinearIo {
+    pub x: u64,
+    pub w: u64,
+    pub y: u64,
+    pub r: u64,
+    pub ws: u64,
+}
+
+/// fp32 workspace bytes a variant needs at this shape (0 without split-K).
+pub fn workspace_bytes(variant: &str, p: &BTreeMap<String, i64>, m: i64, n: i64) -> usize {
+    match variant {
+        "gemv_splitk" | "mma_skinny" => {
+            let s = p.get("SPLITK").copied().unwrap_or(1);
+            if s > 1 {
+                (s * m * n) as usize * 4
+            } else {
+                0
+            }
+        }
+        _ => 0,
+    }
+}
+
+/// Launches one gemm variant with tunables `p` (the geometry of each template's launch
+/// contract), plus the split-K reduction when the variant uses one. Shared by the tuning
+/// loop and the Llama model, so both run a winner exactly as it was measured.
+#[allow(clippy::too_many_arguments)]
+pub fn launch_linear(
+    gpu: &Gpu,
+    kernels: &BTreeMap<String, Kernel>,
+    variant: &str,
+    p: &BTreeMap<String, i64>,
+    io: LinearIo,
+    m: i64,
+    n: i64,
+    k: i64,
+    dt: DType,
+) -> Result<()> {
+    let e = dt.bytes() as i64;
+    let (x, w, y, r, ws) = (Arg::Ptr(io.x), Arg::Ptr(io.w), Arg::Ptr(io.y), Arg::Ptr(io.r), Arg::Ptr(io.ws));
+    match variant {
+        "mma_multistage" => {
+            let (bm, bn, bk) = (param(p, "BM")?, param(p, "BN")?, param(p, "BK")?);
+            let warps = (bm / param(p, "WM")?) * (bn / param(p, "WN")?);
+            let smem = param(p, "STAGES")? * (bm + bn) * bk * e;
+            let kern = kernels.get("gemm_mma").context("module lacks gemm_mma")?;
+            gpu.launch(
+                kern,
+                (ceil_div(n, bn) as u32, ceil_div(m, bm) as u32, 1),
+                ((warps * 32) as u32, 1, 1),
+                smem as u32,
+                &[x, w, y, r, Arg::I32(m as i32), Arg::I32(n as i32), Arg::I32(k as i32)],
+            )
+        }
+        "gemv_splitk" | "mma_skinny" => {
+            let splitk = param(p, "SPLITK")?;
+            if splitk > MAX_SPLITK {
+                bail!("SPLITK = {splitk} exceeds the workspace's {MAX_SPLITK}");
+            }
+            if splitk > 1 && io.ws == 0 {
+                bail!("{variant} with SPLITK = {splitk} needs a split-K workspace");
+            }
+            // gemv_splitk takes its warp count directly; mma_skinny's warps tile N.
+            let warps = if variant == "gemv_splitk" { param(p, "NUM_WARPS")? } else { param(p, "BN")? / param(p, "WN")? };
+            let args = [x, w, y, r, ws, Arg::I32(m as i32), Arg::I32(n as i32), Arg::I32(k as i32)];
+            if variant == "gemv_splitk" {
+                if m > param(p, "MMAX")? {
+                    bail!("gemv_splitk with MMAX = {} cannot take M = {m}", param(p, "MMAX")?);
+                }
+                let rows = warps * param(p, "ROWS_PER_WARP")?;
+                let kern = kernels.get("gemm_gemv").context("module lacks gemm_gemv")?;
+                gpu.launch(kern, (ceil_div(n, rows) as u32, splitk as u32, 1), ((warps * 32) as u32, 1, 1), 0, &args)?;
+            } else {
+                let (bm, bn, bk) = (param(p, "BM")?, param(p, "BN")?, param(p, "BK")?);
+                let smem = param(p, "STAGES")? * (bm + bn) * bk * e;
+                let kern = kernels.get("gemm_skinny").context("module lacks gemm_skinny")?;
+                gpu.launch(
+                    kern,
+                    (ceil_div(n, bn) as u32, ceil_div(m, bm) as u32, splitk as u32),
+                    ((warps * 32) as u32, 1, 1),
+                    smem as u32,
+                    &args,
+                )?;
+            }
+            if splitk > 1 {
+                let red = kernels.get("gemm_splitk_reduce").context("module lacks gemm_splitk_reduce")?;
+                gpu.launch(
+                    red,
+                    (ceil_div(m * n, 256) as u32, 1, 1),
+                    (256, 1, 1),
+                    0,
+                    &[ws, y, r, Arg::I32(m as i32), Arg::I32(n as i32), Arg::I32(splitk as i32)],
+                )?;
+            }
+            Ok(())
+        }
+        "wgmma_tma" => {
+            let cfg = gemm_tma::TmaGemmConfig::from_params(p)?;
+            if cfg.splitk > MAX_SPLITK {
+                bail!("SPLITK = {} exceeds the workspace's {MAX_SPLITK}", cfg.splitk);
+            }
+            if cfg.splitk > 1 && io.ws == 0 {
+                bail!("wgmma_tma with SPLITK = {} needs a split-K workspace", cfg.splitk);
+            }
+            let kern = kernels.get("gemm_wgmma").context("module lacks gemm_wgmma")?;
+            let splitk = gemm_tma::launch(gpu, kern, &cfg, dt, (io.x, io.w, io.y, io.r, io.ws), m, n, k)?;
+            if splitk > 1 {
+                let red = kernels.get("gemm_splitk_reduce").context("module lacks gemm_splitk_reduce")?;
+                gpu.launch(
+                    red,
+                    (ceil_div(m * n, 256) as u32, 1, 1),
+                    (256, 1, 1),
+                    0,
+                    &[ws, y, r, Arg::I32(m as i32), Arg::I32(n as i32), Arg::I32(splitk as i32)],
+                )?;
+            }
+            Ok(())
+        }
+        other => bail!("the gemm family has no variant {other:?}"),
     }
 }
 

@@ -10,6 +10,7 @@
 //! * [`cpu_ref`]: the f32 CPU reference forward pass and greedy generation
 //! * [`fuzzing`]: bodies of the cargo-fuzz targets in fuzz/, replayed on the corpus by tests
 
+pub mod bench;
 pub mod config;
 pub mod fuzzing;
 pub mod cpu_ref;
@@ -17,6 +18,7 @@ pub mod ggml_types;
 pub mod gguf;
 pub mod gguf_model;
 pub mod gguf_write;
+pub mod gpu;
 pub mod hf;
 pub mod names;
 pub mod tokenizer;

@@ -1,0 +1,231 @@
+//! Generation on the GPU model: batched prefill, then one decode step per new token for all
+//! sequences at once; greedy (argmax on the device) or sampled (temperature + top-p on the
+//! host, seeded); a sequence stops after an EOS token, the batch when all have stopped.
+//! Also the lockstep comparison of two model instances (tuned vs reference).
+
+use super::model::{GpuModel, Step};
+use crate::gpu::device::Gpu;
+use crate::gpu::util::Util;
+use crate::kernels::DType;
+use anyhow::Result;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::time::Instant;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Sampling {
+    Greedy,
+    /// Softmax of logits / temperature, restricted to the smallest set of top tokens whose
+    /// probability reaches `top_p` (nucleus sampling).
+    TopP { temperature: f32, top_p: f32, seed: u64 },
+}
+
+/// What one generation produced and how long it took (host wall clock, synchronized).
+#[derive(Debug, Clone, Default)]
+pub struct GenResult {
+    /// New tokens per sequence (an EOS that ended a sequence is included).
+    pub tokens: Vec<Vec<u32>>,
+    /// From the start of the prefill until the first tokens are on the host.
+    pub ttft_s: f64,
+    pub total_s: f64,
+    pub decode_steps: usize,
+    /// Σ over decode steps of Σ over sequences of the positions attended (KV traffic).
+    pub kv_positions_read: usize,
+}
+
+impl GenResult {
+    pub fn generated(&self) -> usize {
+        self.tokens.iter().map(Vec::len).sum()
+    }
+    /// Mean time of one decode step, in ms.
+    pub fn ms_per_step(&self) -> f64 {
+        if self.decode_steps == 0 {
+            0.0
+        } else {
+            (self.total_s - self.ttft_s) * 1e3 / self.decode_steps as f64
+        }
+    }
+}
+
+/// Samples one token from `logits` (temperature, then nucleus `top_p`).
+pub fn sample(logits: &[f32], temperature: f32, top_p: f32, rng: &mut StdRng) -> u32 {
+    if temperature <= 0.0 {
+        return crate::llama::cpu_ref::top2(logits)[0].0;
+    }
+    let m = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+    let mut p: Vec<f64> = logits.iter().map(|&l| (((l - m) / temperature) as f64).exp()).collect();
+    let z: f64 = p.iter().sum();
+    p.iter_mut().for_each(|x| *x /= z);
+    let mut cand: Vec<u32> = if top_p >= 1.0 {
+        (0..p.len() as u32).collect()
+    } else {
+        // Tokens below θ = (1 - top_p)/V hold at most 1 - top_p of the mass together, so the
+        // nucleus lies inside the rest: only those need sorting.
+        let theta = (1.0 - top_p as f64) / p.len() as f64;
+        let mut c: Vec<u32> = (0..p.len() as u32).filter(|&i| p[i as usize] >= theta).collect();
+        c.sort_by(|&a, &b| p[b as usize].total_cmp(&p[a as usize]).then(a.cmp(&b)));
+        let mut cum = 0.0;
+        let mut keep = c.len();
+        for (i, &t) in c.iter().enumerate() {
+            cum += p[t as usize];
+            if cum >= top_p as f64 {
+                keep = i + 1;
+                break;
+            }
+        }
+        c.truncate(keep.max(1));
+        c
+    };
+    let mass: f64 = cand.iter().map(|&t| p[t as usize]).sum();
+    let mut u = rng.random::<f64>() * mass;
+    for &t in &cand {
+        u -= p[t as usize];
+        if u <= 0.0 {
+            return t;
+        }
+    }
+    cand.pop().unwrap_or(0)
+}
+
+fn choose(gpu: &Gpu, model: &mut GpuModel, sampling: Sampling, rng: &mut StdRng) -> Result<Vec<u32>> {
+    match sampling {
+        Sampling::Greedy => model.argmax(gpu),
+        Sampling::TopP { temperature, top_p, .. } => {
+            Ok(model.logits(gpu)?.iter().map(|row| sample(row, temperature, top_p, rng)).collect())
+        }
+    }
+}
+
+/// Generates up to `gen_len` tokens for every prompt (sequence b in batch slot b).
+pub fn generate(
+    gpu: &Gpu,
+    model: &mut GpuModel,
+    prompts: &[Vec<u32>],
+    gen_len: usize,
+    sampling: Sampling,
+    eos: &[u32],
+    mut on_token: impl FnMut(),
+) -> Result<GenResult> {
+    let seed = match sampling {
+        Sampling::TopP { seed, .. } => seed,
+        Sampling::Greedy => 0,
+    };
+    let mut rng = StdRng::seed_from_u64(seed);
+    let n = prompts.len();
+    let mut res = GenResult { tokens: vec![Vec::with_capacity(gen_len); n], ..Default::default() };
+    if gen_len == 0 {
+        return Ok(res);
+    }
+    gpu.synchronize()?;
+    let t0 = Instant::now();
+    model.forward(gpu, &Step::prefill(prompts))?;
+    let mut next = choose(gpu, model, sampling, &mut rng)?;
+    res.ttft_s = t0.elapsed().as_secs_f64();
+    let mut done = vec![false; n];
+    for b in 0..n {
+        res.tokens[b].push(next[b]);
+        done[b] = eos.contains(&next[b]);
+    }
+    on_token();
+    for i in 1..gen_len {
+        if done.iter().all(|d| *d) {
+            break;
+        }
+        // The token fed now is generated token i-1, at position prompt_len + i - 1.
+        let pos: Vec<usize> = prompts.iter().map(|p| p.len() + i - 1).collect();
+        res.kv_positions_read += pos.iter().map(|p| p + 1).sum::<usize>();
+        model.forward(gpu, &Step::decode(&next, &pos))?;
+        next = choose(gpu, model, sampling, &mut rng)?;
+        res.decode_steps += 1;
+        for b in 0..n {
+            if !done[b] {
+                res.tokens[b].push(next[b]);
+                done[b] = eos.contains(&next[b]);
+            }
+        }
+        on_token();
+    }
+    res.total_s = t0.elapsed().as_secs_f64();
+    Ok(res)
+}
+
+/// Tuned path against reference path on the same weights.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PathComparison {
+    /// max over steps of max|tuned − ref| / max|ref| over the step's logits.
+    pub max_rel_logit_err: f64,
+    pub max_abs_logit_err: f64,
+    /// Greedy choices compared (sequences × steps) and how many agreed.
+    pub compared: usize,
+    pub agreed: usize,
+    /// (sequence, step, reference token, tuned token, reference top-2 gap) of disagreements.
+    pub disagreements: Vec<(usize, usize, u32, u32, f32)>,
+}
+
+/// Runs both models in lockstep, teacher-forced with the reference's greedy tokens so every
+/// step compares logits for the same inputs; the comparison of logits runs on the device.
+pub fn compare_paths(gpu: &Gpu, util: &Util, reference: &mut GpuModel, tuned: &mut GpuModel, prompts: &[Vec<u32>], gen_len: usize) -> Result<PathComparison> {
+    let mut out = PathComparison::default();
+    let vocab = reference.config().vocab_size;
+    let n = prompts.len();
+    let mut step = Step::prefill(prompts);
+    for i in 0..gen_len {
+        reference.forward(gpu, &step)?;
+        tuned.forward(gpu, &step)?;
+        let cmp = util.compare(gpu, tuned.logits_buf(), reference.logits_buf(), DType::BF16, n * vocab)?;
+        out.max_rel_logit_err = out.max_rel_logit_err.max(cmp.rel_err());
+        out.max_abs_logit_err = out.max_abs_logit_err.max(if cmp.non_finite > 0 { f64::INFINITY } else { cmp.max_abs_diff as f64 });
+        let r = reference.argmax(gpu)?;
+        let t = tuned.argmax(gpu)?;
+        for b in 0..n {
+            out.compared += 1;
+            if r[b] == t[b] {
+                out.agreed += 1;
+            } else {
+                let logits = reference.logits(gpu)?;
+                let t2 = crate::llama::cpu_ref::top2(&logits[b]);
+                out.disagreements.push((b, i, r[b], t[b], t2[0].1 - t2[1].1));
+            }
+        }
+        let pos: Vec<usize> = prompts.iter().map(|p| p.len() + i).collect();
+        step = Step::decode(&r, &pos);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sampling_respects_temperature_and_top_p() {
+        let logits = vec![5.0, 4.0, 1.0, -3.0];
+        let mut rng = StdRng::seed_from_u64(1);
+        assert_eq!(sample(&logits, 0.0, 0.9, &mut rng), 0);
+        // top_p small enough keeps only the best token.
+        for _ in 0..50 {
+            assert_eq!(sample(&logits, 1.0, 0.5, &mut rng), 0);
+        }
+        // With top_p = 1 every token can come, in roughly softmax proportions.
+        let mut counts = [0usize; 4];
+        for _ in 0..4000 {
+            counts[sample(&logits, 1.0, 1.0, &mut rng) as usize] += 1;
+        }
+        assert!(counts[1] > 800 && counts[1] < 1300, "{counts:?}");
+        // top_p = 0.9: the two best tokens (0.705 + 0.259 ≥ 0.9) only.
+        for _ in 0..500 {
+            assert!(sample(&logits, 1.0, 0.9, &mut rng) < 2);
+        }
+        // Same seed, same draws.
+        let a: Vec<u32> = { let mut r = StdRng::seed_from_u64(7); (0..20).map(|_| sample(&logits, 1.5, 0.95, &mut r)).collect() };
+        let b: Vec<u32> = { let mut r = StdRng::seed_from_u64(7); (0..20).map(|_| sample(&logits, 1.5, 0.95, &mut r)).collect() };
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn step_timing_math() {
+        let r = GenResult { tokens: vec![vec![1; 10], vec![2; 4]], ttft_s: 0.1, total_s: 1.0, decode_steps: 9, kv_positions_read: 0 };
+        assert_eq!(r.generated(), 14);
+        assert!((r.ms_per_step() - 100.0).abs() < 1e-9);
+    }
+}

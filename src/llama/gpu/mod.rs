@@ -1,0 +1,20 @@
+//! Llama-3 on the GPU: bf16 weights, a preallocated KV cache, batched prefill and decode,
+//! greedy and sampled generation, on the reference path (cuBLAS + the plain kernels of
+//! kernels/llama/ops.cu) or the tuned path (the tuned gemm family + the op seam).
+//!
+//! * [`weights`]: `GpuWeights` (fused qkv / gate_up) from f32 weights, a streamed HF
+//!   directory, or random values generated on the device
+//! * [`ops`]: the op kernels and the per-op seam (`OpImpl`) for tuned families
+//! * [`linear`]: cuBLAS or the tuned gemm family, with database lookup per (M, N, K)
+//! * [`model`]: `GpuModel::forward` over one step of tagged tokens, KV-cache sizing
+//! * [`generate`]: generation loops, sampling, timing
+//! * [`profile`]: per-op CUDA-event profile
+//! * [`hf_ref`]: comparison with the reference JSON of scripts/hf_reference.py
+
+pub mod generate;
+pub mod hf_ref;
+pub mod linear;
+pub mod model;
+pub mod ops;
+pub mod profile;
+pub mod weights;
