@@ -31,6 +31,9 @@ pub enum Command {
     Selftest {
         #[arg(long, default_value_t = 0)]
         gpu: usize,
+        /// Check only these families (repeatable); default: all, plus fault isolation.
+        #[arg(long = "family")]
+        families: Vec<String>,
     },
     /// Compile one kernel template with NVRTC and print the resource report (no GPU needed).
     Compile {
@@ -149,7 +152,7 @@ pub fn run() -> Result<ExitCode> {
     match cli.command {
         Command::Devices { gpu } => devices(gpu),
         Command::Sweep(a) => sweep(a),
-        Command::Selftest { gpu } => crate::selftest::run(gpu),
+        Command::Selftest { gpu, families } => crate::selftest::run(gpu, &families),
         Command::Compile { file, arch, define, log } => compile(file, arch, define, log),
         Command::Roofline { gpu, remeasure, no_candidates, torch_peers } => {
             crate::roofline_cmd::roofline_command_with(gpu, remeasure, !no_candidates, torch_peers)

@@ -40,22 +40,33 @@ impl Tally {
     }
 }
 
-pub fn run(ordinal: usize) -> Result<ExitCode> {
+pub fn run(ordinal: usize, only: &[String]) -> Result<ExitCode> {
+    for f in only {
+        kernels::family(f)?;
+    }
     let gpu = Gpu::open(ordinal)?;
     let cache = ModuleCache::open(&cache::default_dir())?;
     let util = Util::new(&gpu, &cache)?;
     println!("selftest on {} (cc {}, {})", gpu.props.name, gpu.props.cc(), gpu.props.arch());
     let mut t = Tally { passed: 0, failed: 0, failures: vec![] };
     for fam in kernels::families() {
+        if !only.is_empty() && !only.iter().any(|f| f == fam.name()) {
+            continue;
+        }
         if let Err(e) = check_family(&gpu, &util, &cache, fam, &mut t) {
             t.record(false, format!("{}: {e:#}", fam.name()));
         }
     }
-    if let Err(e) = check_residual(&gpu, &util, &cache, &mut t) {
+    let all = only.is_empty();
+    if all || only.iter().any(|f| f == "gemm") {
+      if let Err(e) = check_residual(&gpu, &util, &cache, &mut t) {
         t.record(false, format!("gemm residual epilogue: {e:#}"));
+      }
     }
-    if let Err(e) = check_fault_isolation(ordinal, &mut t) {
-        t.record(false, format!("fault isolation: {e:#}"));
+    if all {
+        if let Err(e) = check_fault_isolation(ordinal, &mut t) {
+            t.record(false, format!("fault isolation: {e:#}"));
+        }
     }
     println!("\nselftest: {} passed, {} failed", t.passed, t.failed);
     for f in &t.failures {
@@ -71,6 +82,63 @@ fn overlays(family: &str) -> Vec<(String, &'static [(&'static str, i64)])> {
     } else {
         vec![(String::new(), &[])]
     }
+}
+
+/// The candidates checked for one (dtype, shape): per variant (and weight format), the
+/// first candidate plus an evenly spread sample of the rest.
+fn samples(
+    fam: &dyn Family,
+    sweep: &Sweep,
+    limits: &crate::tune::space::DeviceLimits,
+    dt: DType,
+    shape: &Shape,
+) -> Result<Vec<(String, String, Vec<Candidate>)>> {
+    let e = sweep.enumerate(&shape.dims, dt.bytes() as i64, limits)?;
+    let mut by_variant: BTreeMap<String, Vec<Candidate>> = BTreeMap::new();
+    for c in e.kept {
+        by_variant.entry(c.variant.clone()).or_default().push(c);
+    }
+    let mut out = Vec::new();
+    for (variant, cands) in by_variant {
+        for (fmt, overlay) in overlays(fam.name()) {
+            let mut chosen = strategy::select(&cands, Strategy::Grid, SAMPLE, 0);
+            if !chosen.contains(&cands[0]) {
+                chosen.insert(0, cands[0].clone());
+            }
+            // Weight formats are tunables of the int4 kernels: lay each over the sample.
+            for c in chosen.iter_mut() {
+                for (k, v) in overlay {
+                    c.params.insert(k.to_string(), *v);
+                }
+            }
+            out.push((variant.clone(), fmt, chosen));
+        }
+    }
+    Ok(out)
+}
+
+/// Compiles everything the family's checks will load, on all cores, before any GPU work
+/// (the cache then serves each module instantly). Failures are reported by the checks.
+fn precompile(fam: &dyn Family, sweep: &Sweep, limits: &crate::tune::space::DeviceLimits, dtypes: &[DType], cache: &ModuleCache, arch: &str) {
+    use rayon::prelude::*;
+    let mut reqs = std::collections::BTreeMap::new();
+    for dt in dtypes {
+        for shape_text in fam.selftest_shapes() {
+            let Ok(shape) = Shape::parse(shape_text, fam.shape_dims()) else { continue };
+            if fam.validate(&shape, *dt).is_err() {
+                continue;
+            }
+            for (_, _, chosen) in samples(fam, sweep, limits, *dt, &shape).unwrap_or_default() {
+                for c in chosen {
+                    let r = compile::request(sweep, &c, *dt, arch);
+                    reqs.insert(crate::gpu::cache::cache_key(&r, cache.nvrtc_version()), r);
+                }
+            }
+        }
+    }
+    reqs.into_values().collect::<Vec<_>>().par_iter().for_each(|r| {
+        let _ = cache.get_or_compile(r);
+    });
 }
 
 fn load_variant(gpu: &Gpu, fam: &dyn Family, cache: &ModuleCache, sweep: &Sweep, c: &Candidate, dt: DType) -> Result<BTreeMap<String, Kernel>> {
@@ -97,6 +165,7 @@ fn check_family(gpu: &Gpu, util: &Util, cache: &ModuleCache, fam: &dyn Family, t
             dtypes.push(extra);
         }
     }
+    precompile(fam, &sweep, &limits, &dtypes, cache, &gpu.props.arch());
     for dt in dtypes {
         for shape_text in fam.selftest_shapes() {
             let shape = Shape::parse(shape_text, fam.shape_dims())?;
@@ -109,24 +178,7 @@ fn check_family(gpu: &Gpu, util: &Util, cache: &ModuleCache, fam: &dyn Family, t
             if let Some(err) = p.reference_vs_cpu(gpu)? {
                 t.record(err <= tol, format!("{} reference {} {}: vs f64 CPU rel err {err:.2e} (tol {tol:.0e})", fam.name(), dt.name(), shape.label()));
             }
-            let e = sweep.enumerate(&shape.dims, dt.bytes() as i64, &limits)?;
-            // Each variant's first candidate plus an evenly spread sample of the rest.
-            let mut by_variant: BTreeMap<String, Vec<Candidate>> = BTreeMap::new();
-            for c in e.kept {
-                by_variant.entry(c.variant.clone()).or_default().push(c);
-            }
-            for (variant, cands) in by_variant {
-              for (fmt, overlay) in overlays(fam.name()) {
-                let mut chosen = strategy::select(&cands, Strategy::Grid, SAMPLE, 0);
-                if !chosen.contains(&cands[0]) {
-                    chosen.insert(0, cands[0].clone());
-                }
-                // Weight formats are tunables of the int4 kernels: lay each over the sample.
-                for c in chosen.iter_mut() {
-                    for (k, v) in overlay {
-                        c.params.insert(k.to_string(), *v);
-                    }
-                }
+            for (variant, fmt, chosen) in samples(fam, &sweep, &limits, dt, &shape)? {
                 let mut worst = 0.0f64;
                 let mut bad: Option<String> = None;
                 for (i, c) in chosen.iter().enumerate() {
@@ -155,7 +207,6 @@ fn check_family(gpu: &Gpu, util: &Util, cache: &ModuleCache, fam: &dyn Family, t
                     None => t.record(true, format!("{head}: {} configs, max rel err {worst:.2e}", chosen.len())),
                     Some(why) => t.record(false, format!("{head}: {why}")),
                 }
-              }
             }
         }
     }
