@@ -6,5 +6,6 @@ pub mod runner;
 pub mod record;
 pub mod space;
 pub mod strategy;
+pub mod torch_peers;
 pub mod winner;
 pub mod worker;

@@ -167,6 +167,25 @@ pub fn run_sweep(opts: &SweepOptions, interrupted: Arc<AtomicBool>) -> Result<Sw
     if ceilings.is_none() {
         eprintln!("  (no measured ceilings for this GPU: run `kernlab roofline` once to get % of the roofline bound in the results)");
     }
+    // PyTorch's figures for families whose peer runs outside kernlab (scripts/torch_peers.py).
+    let torch_csv = crate::paths::reports_dir().join("torch_peers.csv");
+    let torch = if fam.peer() == "torch" && torch_csv.is_file() {
+        match super::torch_peers::TorchPeers::load(&torch_csv) {
+            Ok(t) => {
+                eprintln!("  PyTorch figures from {} (run scripts/torch_peers.py in the same session)", torch_csv.display());
+                Some(t)
+            }
+            Err(e) => {
+                eprintln!("  ignoring {}: {e:#}", torch_csv.display());
+                None
+            }
+        }
+    } else {
+        if fam.peer() == "torch" {
+            eprintln!("  no {}: run scripts/torch_peers.py there to put PyTorch beside the results", torch_csv.display());
+        }
+        None
+    };
     let strategy_kind = opts.strategy.unwrap_or(sweep.strategy);
     let budget = opts.budget.unwrap_or(sweep.budget);
     let done_keys: std::collections::HashSet<String> = done.keys().cloned().collect();
@@ -212,6 +231,25 @@ pub fn run_sweep(opts: &SweepOptions, interrupted: Arc<AtomicBool>) -> Result<Sw
     'shapes: for (dt, shape, todo) in &plan {
         let pk = peer_key(fam, *dt, shape);
         let mut peer_us = done.get(&pk).and_then(|r| r.median_us());
+        if peer_us.is_none() {
+            if let Some((t, p20, p80, backend)) = torch.as_ref().and_then(|tp| tp.lookup(fam.name(), &shape.label(), dt.name())) {
+                let mut rec = CandidateRecord {
+                    family: fam.name().into(),
+                    variant: fam.peer().into(),
+                    dtype: dt.name().into(),
+                    shape: shape.label(),
+                    status: Some(Status::Peer),
+                    error: format!("PyTorch {backend}, from torch_peers.csv"),
+                    timing: Some(Timing { median_us: *t, p20_us: *p20, p80_us: *p80, min_us: *p20, reps: 0 }),
+                    gpu: props.name.clone(),
+                    ..Default::default()
+                };
+                fill_metrics(&mut rec, fam, shape, *dt, None, ceilings.as_ref());
+                writer.append(&rec)?;
+                all_records.push(rec);
+                peer_us = Some(*t);
+            }
+        }
         let need_setup = !todo.is_empty() || peer_us.is_none();
         if need_setup {
             if worker_opt.is_none() {
