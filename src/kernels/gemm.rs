@@ -194,7 +194,8 @@ pub struct LinearIo {
 /// fp32 workspace bytes a variant needs at this shape (0 without split-K).
 pub fn workspace_bytes(variant: &str, p: &BTreeMap<String, i64>, m: i64, n: i64) -> usize {
     match variant {
-        "gemv_splitk" | "mma_skinny" => {
+        // Every split-K variant writes SPLITK fp32 partials of Y before the reduction.
+        "gemv_splitk" | "mma_skinny" | "wgmma_tma" => {
             let s = p.get("SPLITK").copied().unwrap_or(1);
             if s > 1 {
                 (s * m * n) as usize * 4
@@ -316,6 +317,17 @@ pub fn to_f64(bits: &[u16], dt: DType) -> Vec<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_split_k_variant_asks_for_a_workspace() {
+        let p: BTreeMap<String, i64> = [("SPLITK".to_string(), 2)].into_iter().collect();
+        for v in ["gemv_splitk", "mma_skinny", "wgmma_tma"] {
+            assert_eq!(workspace_bytes(v, &p, 3, 5), 2 * 3 * 5 * 4, "{v}");
+        }
+        assert_eq!(workspace_bytes("mma_multistage", &p, 3, 5), 0);
+        let one: BTreeMap<String, i64> = [("SPLITK".to_string(), 1)].into_iter().collect();
+        assert_eq!(workspace_bytes("wgmma_tma", &one, 3, 5), 0);
+    }
 
     #[test]
     fn counts() {
