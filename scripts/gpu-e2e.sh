@@ -11,7 +11,7 @@ K=./target/release/kernlab
 step() { echo; echo "=== $* ($(date +%T)) ==="; }
 {
   step "torch peers"
-  timeout 90 python3 scripts/torch_peers.py "$KERNLAB_REPORTS/torch_peers.csv" 2>&1 | grep -v Warning | grep -v "return F" | tail -30
+  [ -z "${SKIP_TORCH:-}" ] && timeout 90 python3 scripts/torch_peers.py "$KERNLAB_REPORTS/torch_peers.csv" 2>&1 | grep -v Warning | grep -v "return F" | tail -30
   for fam in ${FAMILIES:-softmax rmsnorm rope swiglu attention_decode attention_prefill}; do
     step "sweep $fam"
     timeout 60 $K sweep "$fam" --budget ${BUDGET:-8} --out "$KERNLAB_REPORTS/$fam-e2e.csv" 2>&1 | grep -v "^      dropped\|^  bf16" | tail -12
