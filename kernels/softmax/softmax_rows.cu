@@ -26,60 +26,9 @@
 #include <cuda_fp16.h>
 #include <cuda_bf16.h>
 
-// ---- element type and vector access (the same block in every memory-bound template) ----
-#if defined(KL_FP32)
-typedef float T;
-__device__ __forceinline__ T kl_from_f(float v) { return v; }
-#elif defined(KL_FP16)
-typedef __half T;
-__device__ __forceinline__ T kl_from_f(float v) { return __float2half_rn(v); }
-#else
-typedef __nv_bfloat16 T;
-__device__ __forceinline__ T kl_from_f(float v) { return __float2bfloat16_rn(v); }
-#endif
-__device__ __forceinline__ float kl_to_f(float v) { return v; }
-__device__ __forceinline__ float kl_to_f(__half v) { return __half2float(v); }
-__device__ __forceinline__ float kl_to_f(__nv_bfloat16 v) { return __bfloat162float(v); }
-
-#ifndef VEC
-#if defined(KL_FP32)
-#define VEC 4
-#else
-#define VEC 8
-#endif
-#endif
-
-template <int BYTES> struct KlBits;
-template <> struct KlBits<16> { typedef uint4 t; };
-template <> struct KlBits<8> { typedef uint2 t; };
-template <> struct KlBits<4> { typedef unsigned int t; };
-template <> struct KlBits<2> { typedef unsigned short t; };
-typedef KlBits<VEC * sizeof(T)>::t KlVec;
-
-// VEC elements at p (aligned to VEC * sizeof(T) bytes) as one load, widened to fp32.
-__device__ __forceinline__ void kl_load(const T* p, float (&f)[VEC]) {
-    alignas(16) T e[VEC];
-    *reinterpret_cast<KlVec*>(e) = *reinterpret_cast<const KlVec*>(p);
-#pragma unroll
-    for (int j = 0; j < VEC; ++j) f[j] = kl_to_f(e[j]);
-}
-// The first n (< VEC allowed) elements at p, any alignment; the rest set to `fill`.
-__device__ __forceinline__ void kl_load_tail(const T* p, int n, float (&f)[VEC], float fill) {
-#pragma unroll
-    for (int j = 0; j < VEC; ++j) f[j] = j < n ? kl_to_f(p[j]) : fill;
-}
-__device__ __forceinline__ void kl_store(T* p, const float (&f)[VEC]) {
-    alignas(16) T e[VEC];
-#pragma unroll
-    for (int j = 0; j < VEC; ++j) e[j] = kl_from_f(f[j]);
-    *reinterpret_cast<KlVec*>(p) = *reinterpret_cast<const KlVec*>(e);
-}
-__device__ __forceinline__ void kl_store_tail(T* p, int n, const float (&f)[VEC]) {
-#pragma unroll
-    for (int j = 0; j < VEC; ++j)
-        if (j < n) p[j] = kl_from_f(f[j]);
-}
-// ------------------------------------------------------------------------------------------
+// Element type (bf16, or fp16/fp32 via KL_FP16/KL_FP32), VEC and the vector loads/stores
+// shared by every memory-bound template; kernlab expands this include before compiling.
+#include "../common/elementwise.cuh"
 
 #ifndef ROWS_PER_BLOCK
 #define ROWS_PER_BLOCK 1
