@@ -304,7 +304,11 @@ fn load(gpu: &Gpu, util: &Util, ops: &OpKernels, src: &ModelSource, a: &E2eArgs)
 }
 
 fn build_model(gpu: &Gpu, cache: &ModuleCache, w: Rc<GpuWeights>, reference: bool, shape: ModelShape, db: &Path) -> Result<(GpuModel, Vec<String>)> {
-    let (choice, mut notes) = if reference { (OpChoice::reference(), vec![]) } else { OpChoice::tuned() };
+    let (choice, mut notes) = if reference {
+        (OpChoice::reference(), vec![])
+    } else {
+        OpChoice::tuned(gpu, cache, db, w.config.dim, w.config.ffn_dim)
+    };
     let ops = OpKernels::new(gpu, cache, choice)?;
     let linear = if reference { LinearBackend::Cublas(Blas::new(gpu)?) } else { LinearBackend::Tuned(Box::new(TunedGemm::new(gpu, cache, db)?)) };
     if !reference && !db.exists() {

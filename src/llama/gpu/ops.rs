@@ -79,17 +79,79 @@ impl OpChoice {
     pub fn reference() -> OpChoice {
         OpChoice { rmsnorm: OpImpl::Reference, rope: OpImpl::Reference, attention: OpImpl::Reference, swiglu: OpImpl::Reference }
     }
-    /// What the tuned path uses for the non-GEMM ops today (the reference kernels; the
-    /// families for these ops are not in the tuned database yet).
-    pub fn tuned() -> (OpChoice, Vec<String>) {
-        let note = "rmsnorm, rope, attention, swiglu: no tuned family available yet, using the reference kernels".to_string();
-        (OpChoice::reference(), vec![note])
+    /// What the tuned path uses for the non-GEMM ops: the rmsnorm and swiglu families with
+    /// the tuned database's winner nearest the decode shape (template defaults when none is
+    /// measured); rope and attention stay on the reference kernels (their family contracts
+    /// take contiguous Q/K, the model keeps them inside the fused qkv buffer).
+    pub fn tuned(gpu: &Gpu, cache: &ModuleCache, db_path: &std::path::Path, dim: usize, ffn: usize) -> (OpChoice, Vec<String>) {
+        let mut notes = vec!["rope, attention: the model uses its reference kernels (not wired to the families yet)".to_string()];
+        let mut choice = OpChoice::reference();
+        for (family, shape, slot) in [("rmsnorm", [("rows", 1i64), ("dim", dim as i64)], 0), ("swiglu", [("tokens", 1i64), ("ffn", ffn as i64)], 1)] {
+            match tuned_family_choice(gpu, cache, db_path, family, &shape) {
+                Ok((imp, note)) => {
+                    notes.push(note);
+                    if slot == 0 {
+                        choice.rmsnorm = imp;
+                    } else {
+                        choice.swiglu = imp;
+                    }
+                }
+                Err(e) => notes.push(format!("{family}: using the reference kernel ({e:#})")),
+            }
+        }
+        (choice, notes)
     }
+}
+
+/// The family variant and tunables for one op: the tuned winner nearest `shape`, else the
+/// first variant's template defaults.
+fn tuned_family_choice(
+    gpu: &Gpu,
+    cache: &ModuleCache,
+    db_path: &std::path::Path,
+    family: &str,
+    shape: &[(&str, i64)],
+) -> Result<(OpImpl, String)> {
+    use crate::tune::db::{Query, TunedDb};
+    let fam = crate::kernels::family(family)?;
+    let sweep = crate::tune::space::Sweep::load(&crate::paths::sweep_file(family), fam.shape_dims())?;
+    let variant = sweep.variants.first().ok_or_else(|| anyhow::anyhow!("{family} sweep has no variant"))?;
+    let hashes: BTreeMap<String, String> =
+        sweep.variants.iter().map(|v| (v.name.clone(), crate::gpu::cache::source_hash(&v.source))).collect();
+    let db = TunedDb::load(db_path)?;
+    let q_shape: BTreeMap<String, i64> = shape.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+    let cc = gpu.props.cc();
+    let q = Query {
+        kernel: family,
+        gpu: &gpu.props.name,
+        cc: &cc,
+        nvrtc: cache.nvrtc_version(),
+        dtype: "bf16",
+        shape: &q_shape,
+        source_hashes: &hashes,
+    };
+    let (name, source, params, note) = match db.lookup(&q) {
+        Some(f) => {
+            let v = sweep.variant(&f.entry.variant).unwrap_or(variant);
+            (v.name.clone(), v.source.clone(), f.entry.params.clone(), format!("{family}: tuned {} ({})", v.name, f.note))
+        }
+        None => (variant.name.clone(), variant.source.clone(), BTreeMap::new(), format!("{family}: {} with its template defaults (not tuned on this GPU)", variant.name)),
+    };
+    // Fill what the winner does not set with the template's defaults, so launch geometry
+    // and compile defines agree.
+    let mut all = super::linear::template_defaults(&source);
+    // VEC's default depends on the element type (`#if defined(KL_FP32)`), which the simple
+    // default reader cannot see: bf16 takes 16-byte vectors.
+    all.entry("VEC".to_string()).or_insert(8);
+    all.extend(params);
+    Ok((OpImpl::Tuned { family: family.to_string(), variant: name, params: all }, note))
 }
 
 /// The compiled ops.cu module.
 pub struct OpKernels {
     k: BTreeMap<&'static str, Kernel>,
+    /// Family kernels of the ops whose choice is `Tuned`, by op name.
+    tuned: BTreeMap<&'static str, Kernel>,
     pub choice: OpChoice,
 }
 
@@ -123,7 +185,18 @@ impl OpKernels {
         for e in OPS_ENTRIES {
             k.insert(*e, gpu.load(&m.cubin, e)?);
         }
-        Ok(OpKernels { k, choice })
+        let mut tuned = BTreeMap::new();
+        for (op, imp, entry) in [("rmsnorm", &choice.rmsnorm, "rmsnorm_rows"), ("swiglu", &choice.swiglu, "swiglu")] {
+            if let OpImpl::Tuned { family, variant, params } = imp {
+                let fam = crate::kernels::family(family)?;
+                let sweep = crate::tune::space::Sweep::load(&crate::paths::sweep_file(family), fam.shape_dims())?;
+                let c = crate::tune::space::Candidate { variant: variant.clone(), params: params.clone() };
+                let req = crate::tune::compile::request(&sweep, &c, crate::kernels::DType::BF16, &gpu.props.arch());
+                let m = cache.get_or_compile(&req)?;
+                tuned.insert(op, gpu.load(&m.cubin, entry)?);
+            }
+        }
+        Ok(OpKernels { k, tuned, choice })
     }
 
     fn get(&self, e: &str) -> &Kernel {
@@ -148,7 +221,21 @@ impl OpKernels {
                 0,
                 &[Arg::Ptr(x), w.arg(), Arg::Ptr(out), Arg::I32(rows as i32), Arg::I32(dim as i32), Arg::F32(eps)],
             ),
-            OpImpl::Tuned { .. } => Err(tuned_unavailable("rmsnorm")),
+            OpImpl::Tuned { params, .. } => {
+                let p = |k: &str| params.get(k).copied().unwrap_or(1);
+                let (rpb, tpr) = (p("ROWS_PER_BLOCK"), p("THREADS_PER_ROW"));
+                if dim as i64 > tpr * p("VEC") * p("CHUNKS") {
+                    bail!("tuned rmsnorm holds rows of at most {} elements, the model has {dim}", tpr * p("VEC") * p("CHUNKS"));
+                }
+                // h = NULL: the plain norm (the model fuses its residual adds into the GEMMs).
+                gpu.launch(
+                    &self.tuned["rmsnorm"],
+                    (crate::kernels::ceil_div(rows as i64, rpb) as u32, 1, 1),
+                    ((rpb * tpr) as u32, 1, 1),
+                    0,
+                    &[Arg::Ptr(x), Arg::Ptr(0), Arg::Ptr(0), Arg::Ptr(out), w.arg(), Arg::F32(eps), Arg::I32(rows as i32), Arg::I32(dim as i32)],
+                )
+            }
         }
     }
 
@@ -226,7 +313,17 @@ impl OpKernels {
                 0,
                 &[Arg::Ptr(gate_up), Arg::Ptr(out), Arg::I32(t as i32), Arg::I32(ffn as i32)],
             ),
-            OpImpl::Tuned { .. } => Err(tuned_unavailable("swiglu")),
+            OpImpl::Tuned { params, .. } => {
+                let p = |k: &str| params.get(k).copied().unwrap_or(1);
+                let per_block = p("THREADS") * p("VEC") * p("ITEMS");
+                gpu.launch(
+                    &self.tuned["swiglu"],
+                    (crate::kernels::ceil_div(ffn as i64, per_block) as u32, t.min(65_535) as u32, 1),
+                    (p("THREADS") as u32, 1, 1),
+                    0,
+                    &[Arg::Ptr(gate_up), Arg::Ptr(out), Arg::I32(t as i32), Arg::I32(ffn as i32)],
+                )
+            }
         }
     }
 
