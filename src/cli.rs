@@ -177,7 +177,10 @@ fn devices(ordinal: usize) -> Result<ExitCode> {
     println!("  L2 cache            {:.1} MiB", p.l2_bytes as f64 / (1u64 << 20) as f64);
     println!("  shared mem / block  {} KiB (opt-in)", p.max_smem_optin / 1024);
     println!("  registers / block   {}", p.regs_per_block);
-    println!("  clocks              SM {} MHz, memory {} MHz, bus {} bits", p.sm_clock_mhz, p.mem_clock_mhz, p.bus_width_bits);
+    println!(
+        "  clocks              SM {} MHz, memory {} MHz, bus {} bits",
+        p.sm_clock_mhz, p.mem_clock_mhz, p.bus_width_bits
+    );
     println!("  driver              CUDA {}", p.driver_version);
     match libs::nvrtc() {
         Ok(i) => println!(
@@ -202,12 +205,24 @@ fn devices(ordinal: usize) -> Result<ExitCode> {
 
 fn compile(file: PathBuf, arch: String, define: Vec<String>, log: bool) -> Result<ExitCode> {
     let source = crate::gpu::nvrtc::load_source(&file)?;
-    let req = crate::gpu::nvrtc::CompileRequest { name: file.display().to_string(), source, defines: parse_defines(&define)?, arch };
+    let req = crate::gpu::nvrtc::CompileRequest {
+        name: file.display().to_string(),
+        source,
+        defines: parse_defines(&define)?,
+        arch,
+    };
     let m = crate::gpu::nvrtc::compile(&req)?;
     if log {
         println!("{}", m.log.trim());
     }
-    println!("compiled {} for {} with NVRTC {} in {:.0} ms ({} bytes of cubin)", req.name, m.arch, m.nvrtc_version, m.compile_ms, m.cubin.len());
+    println!(
+        "compiled {} for {} with NVRTC {} in {:.0} ms ({} bytes of cubin)",
+        req.name,
+        m.arch,
+        m.nvrtc_version,
+        m.compile_ms,
+        m.cubin.len()
+    );
     for (name, r) in &m.resources {
         println!(
             "  {name}: {} registers, {} B static smem, {} B stack, {} B spill stores, {} B spill loads",
@@ -222,9 +237,7 @@ fn sweep(a: SweepArgs) -> Result<ExitCode> {
     if !sweep_path.is_file() {
         let known: Vec<String> = std::fs::read_dir(crate::paths::project_root().join("sweeps"))
             .map(|rd| {
-                rd.flatten()
-                    .filter_map(|e| e.path().file_stem().map(|s| s.to_string_lossy().to_string()))
-                    .collect()
+                rd.flatten().filter_map(|e| e.path().file_stem().map(|s| s.to_string_lossy().to_string())).collect()
             })
             .unwrap_or_default();
         bail!(

@@ -46,7 +46,9 @@ pub fn latest_sweep_csv(family: &str) -> Option<PathBuf> {
         .map(|e| e.path())
         .filter(|p| {
             let name = p.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-            name.starts_with(&prefix) && name.ends_with(".csv") && name[prefix.len()..].starts_with(|c: char| c.is_ascii_digit())
+            name.starts_with(&prefix)
+                && name.ends_with(".csv")
+                && name[prefix.len()..].starts_with(|c: char| c.is_ascii_digit())
         })
         .collect();
     found.sort();

@@ -85,9 +85,11 @@ pub fn format_ceilings(c: &Ceilings) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "{} (cc {}) — ceilings measured {}", c.gpu, c.compute_capability, c.measured_at);
     let _ = writeln!(s, "  {:<26} {:>16}  {:>13}  {:>11}  source", "ceiling", "measured", "ridge (DRAM)", "ridge (L2)");
-    for (name, v, unit) in
-        [("DRAM copy (read + write)", c.dram_copy_gbps, "GB/s"), ("DRAM read", c.dram_read_gbps, "GB/s"), ("L2 read", c.l2_gbps, "GB/s")]
-    {
+    for (name, v, unit) in [
+        ("DRAM copy (read + write)", c.dram_copy_gbps, "GB/s"),
+        ("DRAM read", c.dram_read_gbps, "GB/s"),
+        ("L2 read", c.l2_gbps, "GB/s"),
+    ] {
         let _ = writeln!(s, "  {name:<26} {:>8} {unit:<7}", num(v));
     }
     for (name, which, src_key) in [
@@ -97,8 +99,16 @@ pub fn format_ceilings(c: &Ceilings) -> String {
     ] {
         let v = c.compute_tflops(which);
         let ridge = |bw: f64| ridge_point(v, bw).map(|r| format!("{} FLOP/B", num(r))).unwrap_or_else(|| "-".into());
-        let src = c.environment.get(src_key).map(String::as_str).unwrap_or(if src_key.is_empty() { "fma_f32" } else { "" });
-        let _ = writeln!(s, "  {name:<26} {:>8} {:<7}  {:>13}  {:>11}  {src}", num(v), "TFLOP/s", ridge(c.dram_gbps()), ridge(c.l2_gbps));
+        let src =
+            c.environment.get(src_key).map(String::as_str).unwrap_or(if src_key.is_empty() { "fma_f32" } else { "" });
+        let _ = writeln!(
+            s,
+            "  {name:<26} {:>8} {:<7}  {:>13}  {:>11}  {src}",
+            num(v),
+            "TFLOP/s",
+            ridge(c.dram_gbps()),
+            ridge(c.l2_gbps)
+        );
     }
     s
 }
@@ -127,7 +137,11 @@ pub fn format_comparisons(c: &Ceilings) -> String {
 /// Every kernlab sweep CSV in `dir` (sorted), and a warning for each file that is not one.
 pub fn sweep_records(dir: &Path) -> (Vec<(PathBuf, Vec<CandidateRecord>)>, Vec<String>) {
     let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
-        Ok(rd) => rd.flatten().map(|e| e.path()).filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "csv")).collect(),
+        Ok(rd) => rd
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "csv"))
+            .collect(),
         Err(_) => return (Vec::new(), Vec::new()),
     };
     files.sort();
@@ -182,7 +196,12 @@ pub fn roofline_command(gpu: usize, remeasure: bool, all_candidates: bool) -> Re
 /// `kernlab roofline`: load or measure the ceilings of GPU `gpu`, print them, compare them
 /// with the peers (cuBLAS, and PyTorch when `torch_peers` names the JSON of
 /// scripts/torch_copy_peer.py), and draw the roofline with every sweep's winners.
-pub fn roofline_command_with(gpu: usize, remeasure: bool, all_candidates: bool, torch_peers: Option<PathBuf>) -> Result<ExitCode> {
+pub fn roofline_command_with(
+    gpu: usize,
+    remeasure: bool,
+    all_candidates: bool,
+    torch_peers: Option<PathBuf>,
+) -> Result<ExitCode> {
     // Read the peers first: a bad path should not cost a measurement.
     let torch = torch_peers.as_deref().map(TorchPeers::load).transpose()?;
     let dev = Gpu::open(gpu)?;
@@ -238,7 +257,8 @@ pub fn roofline_command_with(gpu: usize, remeasure: bool, all_candidates: bool, 
     for w in &warnings {
         eprintln!("warning: {w}");
     }
-    let mut rows: Vec<CandidateRecord> = sweeps.into_iter().flat_map(|(_, r)| r).filter(|r| r.gpu.is_empty() || r.gpu == c.gpu).collect();
+    let mut rows: Vec<CandidateRecord> =
+        sweeps.into_iter().flat_map(|(_, r)| r).filter(|r| r.gpu.is_empty() || r.gpu == c.gpu).collect();
     // Labels and the table use the ceilings drawn, not those a CSV was written against.
     for r in &mut rows {
         fill_pct_of_bound(r, &c);
@@ -273,12 +293,20 @@ pub fn report_command(out: Option<PathBuf>) -> Result<ExitCode> {
         eprintln!("warning: {w}");
     }
     if summary.ceilings.is_empty() {
-        eprintln!("note: no ceilings in {}; run `kernlab roofline` on the GPU for the roofline and % of bound", dir.display());
+        eprintln!(
+            "note: no ceilings in {}; run `kernlab roofline` on the GPU for the roofline and % of bound",
+            dir.display()
+        );
     }
     if summary.sweeps.is_empty() {
         eprintln!("note: no sweep CSVs in {}; run `kernlab sweep <family>` to fill the report", dir.display());
     }
-    println!("{} sweep(s), {} chart(s), {} ceilings file(s)", summary.sweeps.len(), summary.charts.len(), summary.ceilings.len());
+    println!(
+        "{} sweep(s), {} chart(s), {} ceilings file(s)",
+        summary.sweeps.len(),
+        summary.charts.len(),
+        summary.ceilings.len()
+    );
     println!("report: {}", summary.html.display());
     Ok(ExitCode::SUCCESS)
 }
@@ -303,8 +331,10 @@ mod tests {
         };
         c.peers.insert(keys::CUBLAS_BF16.into(), 640.0);
         c.peers.insert(keys::GEMM_MMA_BF16.into(), 480.0);
-        c.environment
-            .insert(format!("timing {}", keys::CUBLAS_BF16), "median 1700.0 µs (p20 1690.0, p80 1710.0, ±0.59 %), 80 reps; x".into());
+        c.environment.insert(
+            format!("timing {}", keys::CUBLAS_BF16),
+            "median 1700.0 µs (p20 1690.0, p80 1710.0, ±0.59 %), 80 reps; x".into(),
+        );
         c.environment.insert("source tensor_bf16_tflops".into(), "cuBLAS 8192³".into());
         c
     }
@@ -378,7 +408,10 @@ mod tests {
         };
         fill_pct_of_bound(&mut r, &c);
         assert!((r.pct_of_bound.unwrap() - 50.0).abs() < 1e-9);
-        let s = format_winners(&c, &[CandidateRecord { family: "gemm".into(), shape: "1x1x1".into(), variant: "v".into(), ..r }]);
+        let s = format_winners(
+            &c,
+            &[CandidateRecord { family: "gemm".into(), shape: "1x1x1".into(), variant: "v".into(), ..r }],
+        );
         assert!(s.contains("memory") && s.contains("50.0"), "{s}");
         assert!(format_winners(&c, &[]).contains("kernlab sweep"));
     }

@@ -59,9 +59,9 @@ pub fn run(ordinal: usize, only: &[String]) -> Result<ExitCode> {
     }
     let all = only.is_empty();
     if all || only.iter().any(|f| f == "gemm") {
-      if let Err(e) = check_residual(&gpu, &util, &cache, &mut t) {
-        t.record(false, format!("gemm residual epilogue: {e:#}"));
-      }
+        if let Err(e) = check_residual(&gpu, &util, &cache, &mut t) {
+            t.record(false, format!("gemm residual epilogue: {e:#}"));
+        }
     }
     if all {
         if let Err(e) = check_fault_isolation(ordinal, &mut t) {
@@ -119,7 +119,14 @@ fn samples(
 
 /// Compiles everything the family's checks will load, on all cores, before any GPU work
 /// (the cache then serves each module instantly). Failures are reported by the checks.
-fn precompile(fam: &dyn Family, sweep: &Sweep, limits: &crate::tune::space::DeviceLimits, dtypes: &[DType], cache: &ModuleCache, arch: &str) {
+fn precompile(
+    fam: &dyn Family,
+    sweep: &Sweep,
+    limits: &crate::tune::space::DeviceLimits,
+    dtypes: &[DType],
+    cache: &ModuleCache,
+    arch: &str,
+) {
     use rayon::prelude::*;
     let mut reqs = std::collections::BTreeMap::new();
     for dt in dtypes {
@@ -141,7 +148,14 @@ fn precompile(fam: &dyn Family, sweep: &Sweep, limits: &crate::tune::space::Devi
     });
 }
 
-fn load_variant(gpu: &Gpu, fam: &dyn Family, cache: &ModuleCache, sweep: &Sweep, c: &Candidate, dt: DType) -> Result<BTreeMap<String, Kernel>> {
+fn load_variant(
+    gpu: &Gpu,
+    fam: &dyn Family,
+    cache: &ModuleCache,
+    sweep: &Sweep,
+    c: &Candidate,
+    dt: DType,
+) -> Result<BTreeMap<String, Kernel>> {
     let req = compile::request(sweep, c, dt, &gpu.props.arch());
     let m = cache.get_or_compile(&req)?;
     let mut ks = BTreeMap::new();
@@ -176,7 +190,15 @@ fn check_family(gpu: &Gpu, util: &Util, cache: &ModuleCache, fam: &dyn Family, t
             let mut p = fam.problem(gpu, &shape, dt)?;
             p.randomize(gpu, util, 11)?;
             if let Some(err) = p.reference_vs_cpu(gpu)? {
-                t.record(err <= tol, format!("{} reference {} {}: vs f64 CPU rel err {err:.2e} (tol {tol:.0e})", fam.name(), dt.name(), shape.label()));
+                t.record(
+                    err <= tol,
+                    format!(
+                        "{} reference {} {}: vs f64 CPU rel err {err:.2e} (tol {tol:.0e})",
+                        fam.name(),
+                        dt.name(),
+                        shape.label()
+                    ),
+                );
             }
             for (variant, fmt, chosen) in samples(fam, &sweep, &limits, dt, &shape)? {
                 let mut worst = 0.0f64;
@@ -236,7 +258,10 @@ fn check_residual(gpu: &Gpu, util: &Util, cache: &ModuleCache, t: &mut Tally) ->
             p.run(gpu, &c.variant, &ks, &c.params)?;
             gpu.synchronize()?;
             let err = p.check(gpu, util)?.rel_err();
-            t.record(err <= 1.5e-2, format!("gemm {} +residual {shape_text} {}: rel err {err:.2e}", c.variant, cfg(&c)));
+            t.record(
+                err <= 1.5e-2,
+                format!("gemm {} +residual {shape_text} {}: rel err {err:.2e}", c.variant, cfg(&c)),
+            );
         }
     }
     Ok(())

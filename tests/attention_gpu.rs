@@ -16,12 +16,8 @@ use kernlab::tune::space::Sweep;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-const FAMILIES: [&str; 4] = [
-    "attention_prefill",
-    "attention_prefill_varlen",
-    "attention_decode",
-    "attention_decode_varlen",
-];
+const FAMILIES: [&str; 4] =
+    ["attention_prefill", "attention_prefill_varlen", "attention_decode", "attention_decode_varlen"];
 
 #[test]
 #[ignore]
@@ -31,30 +27,18 @@ fn attention_families_on_the_gpu() {
     let util = Util::new(&gpu, &cache).unwrap();
     let arch = gpu.props.arch();
     let limits = gpu.props.limits();
-    let per_shape: usize = std::env::var("KL_ATTN_CANDIDATES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(6);
+    let per_shape: usize = std::env::var("KL_ATTN_CANDIDATES").ok().and_then(|s| s.parse().ok()).unwrap_or(6);
     // the project root: here when run from it (the GPU machine), else the source tree
     let cwd = std::env::current_dir().unwrap();
-    let root = if cwd.join("sweeps").is_dir() {
-        cwd
-    } else {
-        Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
-    };
+    let root = if cwd.join("sweeps").is_dir() { cwd } else { Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf() };
     let mut failures = Vec::new();
     let mut checked = 0;
     println!("GPU: {} (cc {})", gpu.props.name, gpu.props.cc());
     for fname in FAMILIES {
         let fam = family(fname).unwrap();
-        let sweep =
-            Sweep::load(&root.join(format!("sweeps/{fname}.toml")), fam.shape_dims()).unwrap();
+        let sweep = Sweep::load(&root.join(format!("sweeps/{fname}.toml")), fam.shape_dims()).unwrap();
         for dt in [DType::BF16, DType::F16] {
-            let tol = sweep
-                .tolerance
-                .get(dt.name())
-                .copied()
-                .unwrap_or(dt.default_tolerance());
+            let tol = sweep.tolerance.get(dt.name()).copied().unwrap_or(dt.default_tolerance());
             for text in fam.selftest_shapes() {
                 let shape = Shape::parse(text, fam.shape_dims()).unwrap();
                 let mut p = fam.problem(&gpu, &shape, dt).unwrap();
@@ -67,27 +51,13 @@ fn attention_families_on_the_gpu() {
                     if ref_ok { "ok" } else { "FAIL" }
                 );
                 if !ref_ok {
-                    failures.push(format!(
-                        "{fname} {} {text}: reference vs CPU {ref_err:.2e}",
-                        dt.name()
-                    ));
+                    failures.push(format!("{fname} {} {text}: reference vs CPU {ref_err:.2e}", dt.name()));
                 }
-                let en = sweep
-                    .enumerate(&shape.dims, dt.bytes() as i64, &limits)
-                    .unwrap();
-                assert!(
-                    !en.kept.is_empty(),
-                    "{fname} {text}: no candidate survives the constraints"
-                );
+                let en = sweep.enumerate(&shape.dims, dt.bytes() as i64, &limits).unwrap();
+                assert!(!en.kept.is_empty(), "{fname} {text}: no candidate survives the constraints");
                 let n = en.kept.len();
                 let mut picks: Vec<usize> = (0..per_shape.min(n))
-                    .map(|i| {
-                        if per_shape > 1 {
-                            i * (n - 1) / (per_shape.min(n) - 1).max(1)
-                        } else {
-                            0
-                        }
-                    })
+                    .map(|i| if per_shape > 1 { i * (n - 1) / (per_shape.min(n) - 1).max(1) } else { 0 })
                     .collect();
                 picks.dedup();
                 for i in picks {
@@ -103,10 +73,7 @@ fn attention_families_on_the_gpu() {
                     for seed in [101u64, 202] {
                         p.randomize(&gpu, &util, seed).unwrap();
                         p.poison(&gpu, &util).unwrap();
-                        if let Err(e) = p
-                            .run(&gpu, &c.variant, &ks, &c.params)
-                            .and_then(|_| gpu.synchronize())
-                        {
+                        if let Err(e) = p.run(&gpu, &c.variant, &ks, &c.params).and_then(|_| gpu.synchronize()) {
                             msg = format!("{e:#}");
                             worst = f64::INFINITY;
                             break;
@@ -119,18 +86,9 @@ fn attention_families_on_the_gpu() {
                     }
                     checked += 1;
                     let ok = worst <= tol;
-                    println!(
-                        "    {} {:?}: {worst:.2e} {} {msg}",
-                        c.variant,
-                        c.params,
-                        if ok { "ok" } else { "FAIL" }
-                    );
+                    println!("    {} {:?}: {worst:.2e} {} {msg}", c.variant, c.params, if ok { "ok" } else { "FAIL" });
                     if !ok {
-                        failures.push(format!(
-                            "{fname} {} {text} {:?}: {worst:.2e} {msg}",
-                            dt.name(),
-                            c.params
-                        ));
+                        failures.push(format!("{fname} {} {text} {:?}: {worst:.2e} {msg}", dt.name(), c.params));
                     }
                 }
             }

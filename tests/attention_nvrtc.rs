@@ -4,9 +4,7 @@
 //! fp16, and at an even sample of its sweep space — without register spills.
 
 use kernlab::gpu::nvrtc::{compile, CompileRequest};
-use kernlab::kernels::attention_common::{
-    template_default, DECODE_SOURCE, PREFILL_SOURCE, REFERENCE_SOURCE,
-};
+use kernlab::kernels::attention_common::{template_default, DECODE_SOURCE, PREFILL_SOURCE, REFERENCE_SOURCE};
 use kernlab::kernels::attention_decode::DECODE_DEFAULTS;
 use kernlab::kernels::attention_prefill::PREFILL_DEFAULTS;
 use kernlab::kernels::{family, DType, Shape};
@@ -15,29 +13,18 @@ use kernlab::tune::space::{DeviceLimits, Sweep};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-const FAMILIES: [&str; 4] = [
-    "attention_prefill",
-    "attention_prefill_varlen",
-    "attention_decode",
-    "attention_decode_varlen",
-];
+const FAMILIES: [&str; 4] =
+    ["attention_prefill", "attention_prefill_varlen", "attention_decode", "attention_decode_varlen"];
 const ARCHS: [&str; 2] = ["sm_80", "sm_90a"];
 
 fn sweep(name: &str) -> Sweep {
     let fam = family(name).unwrap();
-    Sweep::load(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("sweeps/{name}.toml")),
-        fam.shape_dims(),
-    )
-    .unwrap()
+    Sweep::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("sweeps/{name}.toml")), fam.shape_dims()).unwrap()
 }
 
 #[test]
 fn rust_defaults_match_the_templates() {
-    for (src, defaults) in [
-        (PREFILL_SOURCE, PREFILL_DEFAULTS),
-        (DECODE_SOURCE, DECODE_DEFAULTS),
-    ] {
+    for (src, defaults) in [(PREFILL_SOURCE, PREFILL_DEFAULTS), (DECODE_SOURCE, DECODE_DEFAULTS)] {
         for (name, v) in defaults {
             assert_eq!(template_default(src, name), Some(*v), "{name}");
         }
@@ -53,20 +40,12 @@ fn sweep_files_load_and_enumerate() {
         assert!(!s.shapes.is_empty(), "{name}: no default shapes");
         for arch in ARCHS {
             let limits = DeviceLimits::for_arch(arch).unwrap();
-            let shapes = s
-                .shapes
-                .iter()
-                .map(|x| x.as_str())
-                .chain(fam.selftest_shapes().iter().copied());
+            let shapes = s.shapes.iter().map(|x| x.as_str()).chain(fam.selftest_shapes().iter().copied());
             for text in shapes {
                 let shape = Shape::parse(text, fam.shape_dims()).unwrap();
                 fam.validate(&shape, DType::BF16).unwrap();
                 let en = s.enumerate(&shape.dims, 2, &limits).unwrap();
-                assert!(
-                    !en.kept.is_empty(),
-                    "{name} {text} on {arch}: every candidate was dropped: {:?}",
-                    en.dropped
-                );
+                assert!(!en.kept.is_empty(), "{name} {text} on {arch}: every candidate was dropped: {:?}", en.dropped);
                 for c in &en.kept {
                     assert_eq!(c.params["HEAD_DIM"], shape.get("D"), "{name} {text}");
                 }
@@ -74,35 +53,15 @@ fn sweep_files_load_and_enumerate() {
         }
     }
     // the defaults named in the issue
-    assert_eq!(
-        sweep("attention_prefill").shapes,
-        ["1x4096x32x8x128", "1x8192x32x8x128"]
-    );
-    assert_eq!(
-        sweep("attention_decode").shapes,
-        ["1x8192x32x8x128", "8x4096x32x8x128"]
-    );
+    assert_eq!(sweep("attention_prefill").shapes, ["1x4096x32x8x128", "1x8192x32x8x128"]);
+    assert_eq!(sweep("attention_decode").shapes, ["1x8192x32x8x128", "8x4096x32x8x128"]);
 }
 
-fn check_compiles(
-    name: &str,
-    source: &str,
-    defines: BTreeMap<String, String>,
-    arch: &str,
-    entries: &[&str],
-) {
-    let req = CompileRequest {
-        name: name.into(),
-        source: source.into(),
-        defines,
-        arch: arch.into(),
-    };
+fn check_compiles(name: &str, source: &str, defines: BTreeMap<String, String>, arch: &str, entries: &[&str]) {
+    let req = CompileRequest { name: name.into(), source: source.into(), defines, arch: arch.into() };
     let m = compile(&req).unwrap_or_else(|e| panic!("{e:#}"));
     for e in entries {
-        let r = m
-            .resources
-            .get(*e)
-            .unwrap_or_else(|| panic!("{name} {}: no entry {e}", req.defines_string()));
+        let r = m.resources.get(*e).unwrap_or_else(|| panic!("{name} {}: no entry {e}", req.defines_string()));
         assert_eq!(
             r.spill_store_bytes + r.spill_load_bytes,
             0,
@@ -116,13 +75,7 @@ fn check_compiles(
 fn templates_compile_at_their_defaults() {
     for arch in ARCHS {
         for dt in [DType::BF16, DType::F16] {
-            check_compiles(
-                "kernels/attention/prefill.cu",
-                PREFILL_SOURCE,
-                dt.defines(),
-                arch,
-                &["attn_prefill"],
-            );
+            check_compiles("kernels/attention/prefill.cu", PREFILL_SOURCE, dt.defines(), arch, &["attn_prefill"]);
             check_compiles(
                 "kernels/attention/decode_splitkv.cu",
                 DECODE_SOURCE,
@@ -147,22 +100,14 @@ fn a_sample_of_each_sweep_space_compiles() {
         let s = sweep(name);
         let fam = family(name).unwrap();
         // default shapes (D = 128) and a D = 64 selftest shape
-        let d64 = fam
-            .selftest_shapes()
-            .iter()
-            .find(|t| t.ends_with("x64"))
-            .unwrap();
+        let d64 = fam.selftest_shapes().iter().find(|t| t.ends_with("x64")).unwrap();
         for arch in ARCHS {
             let limits = DeviceLimits::for_arch(arch).unwrap();
             for text in [s.shapes[0].as_str(), d64] {
                 let shape = Shape::parse(text, fam.shape_dims()).unwrap();
                 let en = s.enumerate(&shape.dims, 2, &limits).unwrap();
                 let n = en.kept.len();
-                let picks: Vec<usize> = if n <= 3 {
-                    (0..n).collect()
-                } else {
-                    vec![0, n / 2, n - 1]
-                };
+                let picks: Vec<usize> = if n <= 3 { (0..n).collect() } else { vec![0, n / 2, n - 1] };
                 for i in picks {
                     let c = &en.kept[i];
                     let dt = if i % 2 == 0 { DType::BF16 } else { DType::F16 };

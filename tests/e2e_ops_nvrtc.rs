@@ -9,7 +9,10 @@ fn ops_compile_for_sm80_and_sm90a() {
     for arch in ["sm_80", "sm_90a"] {
         let m = nvrtc::compile(&compile_request(arch)).unwrap_or_else(|e| panic!("ops.cu for {arch}: {e:#}"));
         for e in OPS_ENTRIES {
-            let r = m.resources.get(*e).unwrap_or_else(|| panic!("{arch}: entry {e} missing; have {:?}", m.resources.keys()));
+            let r = m
+                .resources
+                .get(*e)
+                .unwrap_or_else(|| panic!("{arch}: entry {e} missing; have {:?}", m.resources.keys()));
             assert_eq!(r.spill_store_bytes, 0, "{arch}: {e} spills");
         }
     }

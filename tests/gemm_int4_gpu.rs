@@ -39,11 +39,7 @@ fn every_variant_and_format_matches_the_reference() {
     let cache = ModuleCache::open(&cache::default_dir()).unwrap();
     let util = Util::new(&gpu, &cache).unwrap();
     // Found from the current folder, so the test binary runs from any checkout.
-    let sweep = Sweep::load(
-        &kernlab::paths::sweep_file("gemm_int4"),
-        GemmInt4.shape_dims(),
-    )
-    .unwrap();
+    let sweep = Sweep::load(&kernlab::paths::sweep_file("gemm_int4"), GemmInt4.shape_dims()).unwrap();
     let limits = gpu.props.limits();
     println!("gemm_int4 GPU check on {} ({arch})", gpu.props.name);
 
@@ -52,15 +48,9 @@ fn every_variant_and_format_matches_the_reference() {
     for text in GemmInt4.selftest_shapes() {
         let shape = Shape::parse(text, GemmInt4.shape_dims()).unwrap();
         let kept = sweep.enumerate(&shape.dims, 2, &limits).unwrap().kept;
-        for c in ["int4_gemv", "int4_mma"]
-            .iter()
-            .flat_map(|v| sample(&kept, v))
-        {
+        for c in ["int4_gemv", "int4_mma"].iter().flat_map(|v| sample(&kept, v)) {
             for (_, overlay) in SELFTEST_FORMATS {
-                let c2 = Candidate {
-                    variant: c.variant.clone(),
-                    params: with_format(&c.params, overlay),
-                };
+                let c2 = Candidate { variant: c.variant.clone(), params: with_format(&c.params, overlay) };
                 for dt in [DType::BF16, DType::F16] {
                     reqs.push(request(&sweep, &c2, dt, &arch));
                 }
@@ -73,11 +63,7 @@ fn every_variant_and_format_matches_the_reference() {
     reqs.par_iter().for_each(|r| {
         let _ = cache.get_or_compile(r); // errors are reported per candidate below
     });
-    println!(
-        "compiled {} modules in {:.1} s",
-        reqs.len(),
-        started.elapsed().as_secs_f64()
-    );
+    println!("compiled {} modules in {:.1} s", reqs.len(), started.elapsed().as_secs_f64());
 
     let mut failures: Vec<String> = Vec::new();
     // (variant, format, dtype) → (worst error, runs)
@@ -86,26 +72,15 @@ fn every_variant_and_format_matches_the_reference() {
     for text in GemmInt4.selftest_shapes() {
         let shape = Shape::parse(text, GemmInt4.shape_dims()).unwrap();
         let kept = sweep.enumerate(&shape.dims, 2, &limits).unwrap().kept;
-        let cands: Vec<Candidate> = ["int4_gemv", "int4_mma"]
-            .iter()
-            .flat_map(|v| sample(&kept, v))
-            .collect();
+        let cands: Vec<Candidate> = ["int4_gemv", "int4_mma"].iter().flat_map(|v| sample(&kept, v)).collect();
         for dt in [DType::BF16, DType::F16] {
-            let tol = sweep
-                .tolerance
-                .get(dt.name())
-                .copied()
-                .unwrap_or(dt.default_tolerance());
+            let tol = sweep.tolerance.get(dt.name()).copied().unwrap_or(dt.default_tolerance());
             let mut problem = GemmInt4.problem(&gpu, &shape, dt).unwrap();
             for (label, overlay) in SELFTEST_FORMATS {
                 let mut ref_checked = false;
                 for c in &cands {
-                    let c2 = Candidate {
-                        variant: c.variant.clone(),
-                        params: with_format(&c.params, overlay),
-                    };
-                    let what =
-                        format!("{text} {} {} {label} {:?}", dt.name(), c2.variant, c.params);
+                    let c2 = Candidate { variant: c.variant.clone(), params: with_format(&c.params, overlay) };
+                    let what = format!("{text} {} {} {label} {:?}", dt.name(), c2.variant, c.params);
                     let module = match cache.get_or_compile(&request(&sweep, &c2, dt, &arch)) {
                         Ok(m) => m,
                         Err(e) => {
@@ -114,10 +89,8 @@ fn every_variant_and_format_matches_the_reference() {
                         }
                     };
                     let entries = GemmInt4.entries(&c2.variant).unwrap();
-                    let kernels: BTreeMap<String, Kernel> = entries
-                        .iter()
-                        .map(|e| (e.to_string(), gpu.load(&module.cubin, e).unwrap()))
-                        .collect();
+                    let kernels: BTreeMap<String, Kernel> =
+                        entries.iter().map(|e| (e.to_string(), gpu.load(&module.cubin, e).unwrap())).collect();
                     for round in 0..2 {
                         seed += 1;
                         problem.randomize(&gpu, &util, seed).unwrap();
@@ -126,9 +99,7 @@ fn every_variant_and_format_matches_the_reference() {
                             failures.push(format!("{what}: run: {e:#}"));
                             break;
                         }
-                        gpu.synchronize().unwrap_or_else(|e| {
-                            panic!("{what}: CUDA error (sticky; stopping): {e:#}")
-                        });
+                        gpu.synchronize().unwrap_or_else(|e| panic!("{what}: CUDA error (sticky; stopping): {e:#}"));
                         let err = problem.check(&gpu, &util).unwrap().rel_err();
                         let w = worst
                             .entry((c2.variant.clone(), label.to_string(), dt.name().to_string()))
@@ -136,45 +107,30 @@ fn every_variant_and_format_matches_the_reference() {
                         w.0 = w.0.max(err);
                         w.1 += 1;
                         if err.is_nan() || err > tol {
-                            failures.push(format!(
-                                "{what} round {round}: rel err {err:.3e} > tolerance {tol:.1e}"
-                            ));
+                            failures.push(format!("{what} round {round}: rel err {err:.3e} > tolerance {tol:.1e}"));
                         }
                         // After run: the inputs now have this candidate's format.
                         if !ref_checked {
                             ref_checked = true;
                             match problem.reference_vs_cpu(&gpu) {
                                 Ok(Some(e)) if e <= 0.25 * tol => {}
-                                Ok(r) => failures.push(format!(
-                                    "{text} {} {label}: reference vs CPU {r:?}",
-                                    dt.name()
-                                )),
-                                Err(e) => failures.push(format!(
-                                    "{text} {} {label}: reference vs CPU: {e:#}",
-                                    dt.name()
-                                )),
+                                Ok(r) => failures.push(format!("{text} {} {label}: reference vs CPU {r:?}", dt.name())),
+                                Err(e) => {
+                                    failures.push(format!("{text} {} {label}: reference vs CPU: {e:#}", dt.name()))
+                                }
                             }
                         }
                     }
                 }
             }
         }
-        println!(
-            "  {text}: {} candidates x {} formats x 2 dtypes done",
-            cands.len(),
-            SELFTEST_FORMATS.len()
-        );
+        println!("  {text}: {} candidates x {} formats x 2 dtypes done", cands.len(), SELFTEST_FORMATS.len());
     }
     println!("worst max|y-ref|/max|ref| per variant, format and dtype:");
     for ((v, f, d), (e, n)) in &worst {
         println!("  {v:<10} {d:<5} {f:<45} {e:.2e}  ({n} runs)");
     }
-    assert!(
-        failures.is_empty(),
-        "{} failures:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
 }
 
 #[test]

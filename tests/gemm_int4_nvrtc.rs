@@ -31,11 +31,7 @@ fn nvrtc_available() -> bool {
 }
 
 fn sweep() -> Sweep {
-    Sweep::load(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("sweeps/gemm_int4.toml"),
-        GemmInt4.shape_dims(),
-    )
-    .unwrap()
+    Sweep::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("sweeps/gemm_int4.toml"), GemmInt4.shape_dims()).unwrap()
 }
 
 fn template(variant: &str) -> CompileRequest {
@@ -60,10 +56,7 @@ fn compile_all(reqs: Vec<(String, CompileRequest, bool)>) -> Vec<String> {
                     .iter()
                     .filter(|(_, r)| r.spill_store_bytes + r.spill_load_bytes > 0)
                     .map(|(k, r)| {
-                        format!(
-                            "{k}: {} B spill stores, {} B spill loads",
-                            r.spill_store_bytes, r.spill_load_bytes
-                        )
+                        format!("{k}: {} B spill stores, {} B spill loads", r.spill_store_bytes, r.spill_load_bytes)
                     })
                     .collect();
                 (*no_spills && !spills.is_empty())
@@ -118,11 +111,7 @@ fn a_sample_of_the_sweep_space_compiles_without_spills() {
     let mut reqs = Vec::new();
     for arch in ARCHS {
         for c in sample(arch, 9) {
-            reqs.push((
-                format!("{} {:?}", c.variant, c.params),
-                request(&s, &c, DType::BF16, arch),
-                true,
-            ));
+            reqs.push((format!("{} {:?}", c.variant, c.params), request(&s, &c, DType::BF16, arch), true));
         }
     }
     let failed = compile_all(reqs);
@@ -139,15 +128,9 @@ fn every_selftest_format_compiles_for_both_variants_and_dtypes() {
     for arch in ARCHS {
         // The largest-register candidates of each variant: the worst case for the formats' extra
         // dequant constants.
-        for (variant, shape) in [
-            ("int4_gemv", "16x4096x4096"),
-            ("int4_mma", "2048x4096x4096"),
-        ] {
+        for (variant, shape) in [("int4_gemv", "16x4096x4096"), ("int4_mma", "2048x4096x4096")] {
             let shape = Shape::parse(shape, GemmInt4.shape_dims()).unwrap();
-            let kept = s
-                .enumerate(&shape.dims, 2, &DeviceLimits::for_arch(arch).unwrap())
-                .unwrap()
-                .kept;
+            let kept = s.enumerate(&shape.dims, 2, &DeviceLimits::for_arch(arch).unwrap()).unwrap().kept;
             let c = kept
                 .iter()
                 .filter(|c| c.variant == variant)
@@ -157,16 +140,9 @@ fn every_selftest_format_compiles_for_both_variants_and_dtypes() {
                 })
                 .unwrap();
             for (label, overlay) in SELFTEST_FORMATS {
-                let c2 = Candidate {
-                    variant: c.variant.clone(),
-                    params: with_format(&c.params, overlay),
-                };
+                let c2 = Candidate { variant: c.variant.clone(), params: with_format(&c.params, overlay) };
                 for dt in [DType::BF16, DType::F16] {
-                    reqs.push((
-                        format!("{variant} {label} {}", dt.name()),
-                        request(&s, &c2, dt, arch),
-                        false,
-                    ));
+                    reqs.push((format!("{variant} {label} {}", dt.name()), request(&s, &c2, dt, arch), false));
                 }
             }
         }

@@ -3,28 +3,19 @@
 //! selftest shapes keep candidates of each variant under every selftest format, and bad
 //! shapes are clear errors.
 
-use kernlab::kernels::gemm_int4::{
-    gemv_plan, mma_geometry, with_format, GemmInt4, Int4Format, SELFTEST_FORMATS,
-};
+use kernlab::kernels::gemm_int4::{gemv_plan, mma_geometry, with_format, GemmInt4, Int4Format, SELFTEST_FORMATS};
 use kernlab::kernels::{family, DType, Family, Shape};
 use kernlab::tune::runner::plan_shapes;
 use kernlab::tune::space::{Candidate, DeviceLimits, Sweep};
 use std::path::Path;
 
 fn sweep() -> Sweep {
-    Sweep::load(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("sweeps/gemm_int4.toml")
-            .as_path(),
-        GemmInt4.shape_dims(),
-    )
-    .unwrap()
+    Sweep::load(Path::new(env!("CARGO_MANIFEST_DIR")).join("sweeps/gemm_int4.toml").as_path(), GemmInt4.shape_dims())
+        .unwrap()
 }
 
 fn kept(s: &Sweep, shape: &Shape, arch: &str) -> Vec<Candidate> {
-    s.enumerate(&shape.dims, 2, &DeviceLimits::for_arch(arch).unwrap())
-        .unwrap()
-        .kept
+    s.enumerate(&shape.dims, 2, &DeviceLimits::for_arch(arch).unwrap()).unwrap().kept
 }
 
 /// The launch contract of the candidate's kernel holds for this shape (as `run` checks it).
@@ -51,19 +42,9 @@ fn default_shapes_are_the_llama3_8b_projections_at_four_batch_sizes() {
     assert_eq!(s.family, "gemm_int4");
     let plan = plan_shapes(&GemmInt4, &s, &[], &[]).unwrap();
     assert_eq!(plan.len(), 20);
-    for (n, k) in [
-        (6144, 4096),
-        (4096, 4096),
-        (28672, 4096),
-        (4096, 14336),
-        (128256, 4096),
-    ] {
+    for (n, k) in [(6144, 4096), (4096, 4096), (28672, 4096), (4096, 14336), (128256, 4096)] {
         for m in [1, 16, 128, 2048] {
-            assert!(
-                plan.iter()
-                    .any(|(_, sh)| sh.label() == format!("{m}x{n}x{k}")),
-                "{m}x{n}x{k} missing"
-            );
+            assert!(plan.iter().any(|(_, sh)| sh.label() == format!("{m}x{n}x{k}")), "{m}x{n}x{k} missing");
         }
     }
 }
@@ -75,34 +56,15 @@ fn every_default_shape_keeps_a_measurable_space_that_meets_the_launch_contracts(
     for (dt, shape) in plan_shapes(&GemmInt4, &s, &[], &[]).unwrap() {
         let m = shape.get("M");
         let cands = kept(&s, &shape, "sm_90a");
-        assert!(
-            (15..=60).contains(&cands.len()),
-            "{}: {} candidates",
-            shape.label(),
-            cands.len()
-        );
+        assert!((15..=60).contains(&cands.len()), "{}: {} candidates", shape.label(), cands.len());
         let gemv = cands.iter().filter(|c| c.variant == "int4_gemv").count();
         let mma = cands.iter().filter(|c| c.variant == "int4_mma").count();
-        assert_eq!(
-            gemv > 0,
-            m <= 16,
-            "{}: int4_gemv is for M <= 16",
-            shape.label()
-        );
-        assert_eq!(
-            mma > 0,
-            m >= 16,
-            "{}: int4_mma is for M >= 16",
-            shape.label()
-        );
+        assert_eq!(gemv > 0, m <= 16, "{}: int4_gemv is for M <= 16", shape.label());
+        assert_eq!(mma > 0, m >= 16, "{}: int4_mma is for M >= 16", shape.label());
         for c in &cands {
-            launchable(c, &shape, dt)
-                .unwrap_or_else(|e| panic!("{} {:?}: {e:#}", shape.label(), c));
+            launchable(c, &shape, dt).unwrap_or_else(|e| panic!("{} {:?}: {e:#}", shape.label(), c));
             // The default sweep measures one format: g128 symmetric.
-            assert_eq!(
-                Int4Format::from_params(&c.params, dt).unwrap(),
-                Int4Format::default_for(dt)
-            );
+            assert_eq!(Int4Format::from_params(&c.params, dt).unwrap(), Int4Format::default_for(dt));
         }
         total += cands.len();
     }
@@ -123,13 +85,9 @@ fn selftest_shapes_keep_candidates_of_each_variant_in_every_format() {
                 assert_eq!(!of.is_empty(), wanted, "{text} on {arch}: {variant}");
                 for c in of {
                     for (label, overlay) in SELFTEST_FORMATS {
-                        let c2 = Candidate {
-                            variant: c.variant.clone(),
-                            params: with_format(&c.params, overlay),
-                        };
+                        let c2 = Candidate { variant: c.variant.clone(), params: with_format(&c.params, overlay) };
                         for dt in [DType::BF16, DType::F16] {
-                            launchable(&c2, &shape, dt)
-                                .unwrap_or_else(|e| panic!("{text} {label} {c2:?}: {e:#}"));
+                            launchable(&c2, &shape, dt).unwrap_or_else(|e| panic!("{text} {label} {c2:?}: {e:#}"));
                         }
                     }
                 }
@@ -152,18 +110,9 @@ fn split_k_with_empty_splits_is_in_the_selftest_space() {
 #[test]
 fn k_not_a_multiple_of_the_group_is_a_clear_error_naming_the_shape() {
     let s = sweep();
-    let e = format!(
-        "{:#}",
-        plan_shapes(&GemmInt4, &s, &["1x4096x4000".into()], &[]).unwrap_err()
-    );
-    assert!(
-        e.contains("1x4096x4000") && e.contains("group size 128"),
-        "{e}"
-    );
-    let e = format!(
-        "{:#}",
-        plan_shapes(&GemmInt4, &s, &["1x4096x4096".into()], &["fp32".into()]).unwrap_err()
-    );
+    let e = format!("{:#}", plan_shapes(&GemmInt4, &s, &["1x4096x4000".into()], &[]).unwrap_err());
+    assert!(e.contains("1x4096x4000") && e.contains("group size 128"), "{e}");
+    let e = format!("{:#}", plan_shapes(&GemmInt4, &s, &["1x4096x4096".into()], &["fp32".into()]).unwrap_err());
     assert!(e.contains("bf16 or fp16"), "{e}");
 }
 
@@ -171,24 +120,12 @@ fn k_not_a_multiple_of_the_group_is_a_clear_error_naming_the_shape() {
 fn cli_dry_run_rejects_a_bad_shape() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_kernlab"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args([
-            "sweep",
-            "gemm_int4",
-            "--shape",
-            "16x4096x4100",
-            "--dry-run",
-            "--no-compile",
-            "--arch",
-            "sm_90a",
-        ])
+        .args(["sweep", "gemm_int4", "--shape", "16x4096x4100", "--dry-run", "--no-compile", "--arch", "sm_90a"])
         .output()
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("16x4096x4100") && err.contains("not a multiple of the group size"),
-        "{err}"
-    );
+    assert!(err.contains("16x4096x4100") && err.contains("not a multiple of the group size"), "{err}");
 }
 
 #[test]

@@ -42,10 +42,7 @@ fn every_truncation_is_an_error() {
     let bytes = small().to_bytes();
     for len in 0..bytes.len() {
         let e = parse_err(bytes[..len].to_vec());
-        assert!(
-            e.contains("truncated") || e.contains("past the end") || e.contains("cannot fit"),
-            "cut at {len}: {e}"
-        );
+        assert!(e.contains("truncated") || e.contains("past the end") || e.contains("cannot fit"), "cut at {len}: {e}");
     }
 }
 
@@ -230,7 +227,10 @@ fn missing_tensor_is_named() {
 fn config_contradicting_weights_names_tensor_and_shapes() {
     let e = load_err(tiny_llama(None, Some(("blk.1.attn_k.weight", vec![96, 128]))));
     assert!(
-        e.contains("model.gguf") && e.contains("'blk.1.attn_k.weight'") && e.contains("[96, 128]") && e.contains("[64, 128]"),
+        e.contains("model.gguf")
+            && e.contains("'blk.1.attn_k.weight'")
+            && e.contains("[96, 128]")
+            && e.contains("[64, 128]"),
         "{e}"
     );
     let e = load_err(tiny_llama(None, Some(("token_embd.weight", vec![1000, 128]))));

@@ -44,7 +44,9 @@ fn replay_safetensors_shard() {
 }
 
 fn values(n: usize, seed: u32) -> Vec<f32> {
-    (0..n).map(|i| (((i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 16) % 200) as f32 / 100.0 - 1.0).collect()
+    (0..n)
+        .map(|i| (((i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 16) % 200) as f32 / 100.0 - 1.0)
+        .collect()
 }
 
 fn bytes_of(t: GgmlType, x: &[f32]) -> Vec<u8> {
@@ -170,7 +172,11 @@ fn write_seeds() {
 "num_key_value_heads":3,"intermediate_size":1536,"vocab_size":49152,"rope_theta":100000,
 "tie_word_embeddings":true,"eos_token_id":2}"#,
     );
-    put("hf_config", "seed-minimal.json", br#"{"hidden_size":64,"num_hidden_layers":1,"num_attention_heads":2,"intermediate_size":96,"vocab_size":10}"#);
+    put(
+        "hf_config",
+        "seed-minimal.json",
+        br#"{"hidden_size":64,"num_hidden_layers":1,"num_attention_heads":2,"intermediate_size":96,"vocab_size":10}"#,
+    );
 
     let tiny = [("model.norm.weight", vec![128]), ("model.layers.0.self_attn.k_proj.weight", vec![64, 128])];
     put("safetensors_shard", "seed-bf16.safetensors", &small_safetensors(safetensors::Dtype::BF16, &tiny));

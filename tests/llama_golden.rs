@@ -194,9 +194,15 @@ fn dequantization_matches_llama_cpp_when_f32_copy_given() {
     assert_eq!(ours.norm, theirs.norm);
     for (i, (a, b)) in ours.layers.iter().zip(&theirs.layers).enumerate() {
         assert!(
-            a.wq == b.wq && a.wk == b.wk && a.wv == b.wv && a.wo == b.wo
-                && a.w_gate == b.w_gate && a.w_up == b.w_up && a.w_down == b.w_down
-                && a.attn_norm == b.attn_norm && a.ffn_norm == b.ffn_norm,
+            a.wq == b.wq
+                && a.wk == b.wk
+                && a.wv == b.wv
+                && a.wo == b.wo
+                && a.w_gate == b.w_gate
+                && a.w_up == b.w_up
+                && a.w_down == b.w_down
+                && a.attn_norm == b.attn_norm
+                && a.ffn_norm == b.ffn_norm,
             "layer {i} differs"
         );
     }

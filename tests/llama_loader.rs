@@ -89,7 +89,12 @@ fn tiny_gguf(cfg: &LlamaConfig, w: &Weights, linear_type: GgmlType) -> GgufWrite
     let base = LlamaConfig { rope_scaling: None, ..cfg.clone() }.rope_inv_freqs();
     let div: Vec<f32> = base.iter().zip(&w.rope_inv_freqs).map(|(b, s)| b / s).collect();
     g.tensor_f32("rope_freqs.weight", &[div.len()], &div);
-    g.tensor("token_embd.weight", &[cfg.vocab_size, cfg.dim], GgmlType::Q8_0, tensor_bytes(&w.tok_embeddings.data, GgmlType::Q8_0));
+    g.tensor(
+        "token_embd.weight",
+        &[cfg.vocab_size, cfg.dim],
+        GgmlType::Q8_0,
+        tensor_bytes(&w.tok_embeddings.data, GgmlType::Q8_0),
+    );
     g.tensor_f32("output_norm.weight", &[cfg.dim], &w.norm);
     if let Some(head) = &w.lm_head {
         g.tensor("output.weight", &[head.rows, head.cols], GgmlType::F16, tensor_bytes(&head.data, GgmlType::F16));
@@ -254,7 +259,11 @@ fn write_hf_dir(dir: &std::path::Path, cfg: &LlamaConfig, w: &Weights, dtype: sa
     let per = all.len().div_ceil(shards);
     let mut weight_map = serde_json::Map::new();
     for (s, chunk) in all.chunks(per).enumerate() {
-        let fname = if shards == 1 { "model.safetensors".to_string() } else { format!("model-{:05}-of-{shards:05}.safetensors", s + 1) };
+        let fname = if shards == 1 {
+            "model.safetensors".to_string()
+        } else {
+            format!("model-{:05}-of-{shards:05}.safetensors", s + 1)
+        };
         let views: Vec<(String, safetensors::tensor::TensorView)> = chunk
             .iter()
             .map(|(n, shape, b)| (n.clone(), safetensors::tensor::TensorView::new(dtype, shape.clone(), b).unwrap()))

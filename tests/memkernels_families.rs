@@ -90,7 +90,12 @@ fn sweep_files_load_and_enumerate_for_every_arch_and_dtype() {
                 for s in &sweep.shapes {
                     let sh = shape(f, s);
                     let e = sweep.enumerate(&sh.dims, dt.bytes() as i64, &limits).unwrap();
-                    assert!(!e.kept.is_empty(), "{name} {s} {} {arch}: nothing left to measure: {:?}", dt.name(), e.dropped);
+                    assert!(
+                        !e.kept.is_empty(),
+                        "{name} {s} {} {arch}: nothing left to measure: {:?}",
+                        dt.name(),
+                        e.dropped
+                    );
                     let dropped: usize = e.dropped.iter().map(|(_, n)| n).sum();
                     assert_eq!(dropped + e.kept.len(), e.total);
                 }
@@ -112,7 +117,10 @@ fn selftest_shapes_keep_candidates() {
                 let e = sweep.enumerate(&shape(f, s).dims, dt.bytes() as i64, &limits).unwrap();
                 assert!(!e.kept.is_empty(), "{name} {s} {}: no candidate: {:?}", dt.name(), e.dropped);
                 if *name == "softmax" {
-                    assert!(e.kept.iter().any(|c| c.variant == "softmax_online"), "softmax {s}: online variant dropped");
+                    assert!(
+                        e.kept.iter().any(|c| c.variant == "softmax_online"),
+                        "softmax {s}: online variant dropped"
+                    );
                 }
             }
         }
@@ -127,7 +135,8 @@ fn register_capacity_constraints_cover_the_row() {
     for (name, variant, col) in [("softmax", "softmax_rows", "cols"), ("rmsnorm", "rmsnorm_rows", "dim")] {
         let f = fam(name);
         let sweep = Sweep::load(&sweep_path(name), f.shape_dims()).unwrap();
-        let shapes: Vec<&str> = sweep.shapes.iter().map(|s| s.as_str()).chain(f.selftest_shapes().iter().copied()).collect();
+        let shapes: Vec<&str> =
+            sweep.shapes.iter().map(|s| s.as_str()).chain(f.selftest_shapes().iter().copied()).collect();
         for s in shapes {
             let sh = shape(f, s);
             for c in sweep.enumerate(&sh.dims, 2, &limits).unwrap().kept.iter().filter(|c| c.variant == variant) {

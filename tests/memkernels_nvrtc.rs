@@ -40,7 +40,13 @@ fn compile_all(jobs: Vec<(String, CompileRequest, Vec<&'static str>)>) {
             Err(e) => Some(format!("{label}: {e:#}")),
         })
         .collect();
-    assert!(failures.is_empty(), "{} of {} compilations failed:\n{}", failures.len(), jobs.len(), failures.join("\n\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} compilations failed:\n{}",
+        failures.len(),
+        jobs.len(),
+        failures.join("\n\n")
+    );
 }
 
 #[test]
@@ -53,10 +59,19 @@ fn templates_and_references_compile_at_defaults_in_every_dtype_and_arch() {
         let ref_source = std::fs::read_to_string(&reference).unwrap();
         for arch in ARCHS {
             for dt in DTYPES {
-                let req = |name: String, source: String| CompileRequest { name, source, defines: dt.defines(), arch: arch.to_string() };
+                let req = |name: String, source: String| CompileRequest {
+                    name,
+                    source,
+                    defines: dt.defines(),
+                    arch: arch.to_string(),
+                };
                 for v in &sweep.variants {
                     let entries = fam.entries(&v.name).unwrap().to_vec();
-                    jobs.push((format!("{family} {} {} {arch}", v.name, dt.name()), req(v.file.display().to_string(), v.source.clone()), entries));
+                    jobs.push((
+                        format!("{family} {} {} {arch}", v.name, dt.name()),
+                        req(v.file.display().to_string(), v.source.clone()),
+                        entries,
+                    ));
                 }
                 let entry: &'static str = match *family {
                     "softmax" => "softmax_reference",
@@ -64,7 +79,11 @@ fn templates_and_references_compile_at_defaults_in_every_dtype_and_arch() {
                     "rope" => "rope_reference",
                     _ => "swiglu_reference",
                 };
-                jobs.push((format!("{family} reference {} {arch}", dt.name()), req(reference.display().to_string(), ref_source.clone()), vec![entry]));
+                jobs.push((
+                    format!("{family} reference {} {arch}", dt.name()),
+                    req(reference.display().to_string(), ref_source.clone()),
+                    vec![entry],
+                ));
             }
         }
     }

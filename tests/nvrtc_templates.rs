@@ -50,7 +50,13 @@ fn compile_all(jobs: Vec<(String, CompileRequest)>) {
             Err(e) => Some(format!("{label}: {e:#}")),
         })
         .collect();
-    assert!(failures.is_empty(), "{} of {} compilations failed:\n{}", failures.len(), jobs.len(), failures.join("\n\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} compilations failed:\n{}",
+        failures.len(),
+        jobs.len(),
+        failures.join("\n\n")
+    );
 }
 
 #[test]
@@ -68,7 +74,12 @@ fn every_template_compiles_at_its_defaults_for_every_arch() {
                 for dt in [DType::BF16, DType::F16] {
                     jobs.push((
                         format!("{} {} {} {arch}", sweep.family, v.name, dt.name()),
-                        CompileRequest { name: v.file.display().to_string(), source: v.source.clone(), defines: dt.defines(), arch: arch.to_string() },
+                        CompileRequest {
+                            name: v.file.display().to_string(),
+                            source: v.source.clone(),
+                            defines: dt.defines(),
+                            arch: arch.to_string(),
+                        },
                     ));
                 }
             }
@@ -121,9 +132,19 @@ fn helper_kernels_and_the_fault_fixture_compile() {
     }
     let fixture = root().join("tests/fixtures/faulty_gemm.toml");
     let sweep = Sweep::load(&fixture, &["M", "N", "K"]).unwrap();
-    let e = sweep.enumerate(&Shape::parse("64x64x64", &["M", "N", "K"]).unwrap().dims, 2, &DeviceLimits::for_arch("sm_90a").unwrap()).unwrap();
+    let e = sweep
+        .enumerate(
+            &Shape::parse("64x64x64", &["M", "N", "K"]).unwrap().dims,
+            2,
+            &DeviceLimits::for_arch("sm_90a").unwrap(),
+        )
+        .unwrap();
     assert_eq!(e.kept.len(), 7);
-    let jobs = e.kept.iter().map(|c| (format!("fixture {:?}", c.params), compile::request(&sweep, c, DType::BF16, "sm_90a"))).collect();
+    let jobs = e
+        .kept
+        .iter()
+        .map(|c| (format!("fixture {:?}", c.params), compile::request(&sweep, c, DType::BF16, "sm_90a")))
+        .collect();
     compile_all(jobs);
 }
 

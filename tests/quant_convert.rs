@@ -119,10 +119,7 @@ fn awq_bad_shapes_name_the_tensor() {
     };
     let e = awq_to_int4(&t, 16, 64, 32, HalfDtype::F16).unwrap_err();
     assert!(e.to_string().starts_with("scales:"), "{e}");
-    let t2 = AwqTensors {
-        qweight: TensorView::new(&[64, 2], &qw[..100]),
-        ..t
-    };
+    let t2 = AwqTensors { qweight: TensorView::new(&[64, 2], &qw[..100]), ..t };
     let e = awq_to_int4(&t2, 16, 64, 32, HalfDtype::F16).unwrap_err();
     assert!(e.to_string().starts_with("qweight:"), "{e}");
     let e = awq_to_int4(&t2, 16, 60, 32, HalfDtype::F16).unwrap_err();
@@ -207,12 +204,7 @@ fn gptq_ref(c: &GptqCase, plus_one: bool) -> Vec<f32> {
 }
 
 fn run_gptq(c: &GptqCase, with_gidx: bool, conv: GptqZeros) -> Result<GptqConverted> {
-    let (s_qw, s_qz, s_sc, s_gi) = (
-        [c.k / 8, c.n],
-        [c.k / c.g, c.n / 8],
-        [c.k / c.g, c.n],
-        [c.k],
-    );
+    let (s_qw, s_qz, s_sc, s_gi) = ([c.k / 8, c.n], [c.k / c.g, c.n / 8], [c.k / c.g, c.n], [c.k]);
     let t = GptqTensors {
         qweight: TensorView::new(&s_qw, &c.qweight),
         qzeros: TensorView::new(&s_qz, &c.qzeros),
@@ -230,10 +222,7 @@ fn gptq_sequential_both_conventions() {
         for (conv, plus) in [(GptqZeros::V1PlusOne, true), (GptqZeros::V2, false)] {
             for with_gidx in [false, true] {
                 let out = run_gptq(&c, with_gidx, conv).unwrap();
-                assert!(
-                    out.k_perm.is_none(),
-                    "sequential g_idx needs no permutation"
-                );
+                assert!(out.k_perm.is_none(), "sequential g_idx needs no permutation");
                 assert_bits_eq(&out.weight.dequantize(), &gptq_ref(&c, plus));
             }
         }
@@ -252,26 +241,19 @@ fn gptq_act_order_is_exact_after_permuting_x() {
     for row in 0..c.n {
         for j in 0..c.k {
             let src = perm[j] as usize;
-            assert_eq!(
-                got[row * c.k + j].to_bits(),
-                reference[row * c.k + src].to_bits()
-            );
+            assert_eq!(got[row * c.k + j].to_bits(), reference[row * c.k + src].to_bits());
             assert_eq!(c.g_idx[src] as usize, j / c.g);
         }
     }
     // Y = X·Wᵀ with the original W equals X[:, perm]·W'ᵀ with the converted one.
     let m = 3;
     let x = gaussian(m * c.k, 9);
-    let xp: Vec<f32> = (0..m)
-        .flat_map(|i| perm.iter().map(move |&p| (i, p)))
-        .map(|(i, p)| x[i * c.k + p as usize])
-        .collect();
+    let xp: Vec<f32> =
+        (0..m).flat_map(|i| perm.iter().map(move |&p| (i, p))).map(|(i, p)| x[i * c.k + p as usize]).collect();
     let y_conv = reference_gemm_int4(&xp, m, &out.weight).unwrap();
     for i in 0..m {
         for row in 0..c.n {
-            let y: f64 = (0..c.k)
-                .map(|kk| f64::from(x[i * c.k + kk]) * f64::from(reference[row * c.k + kk]))
-                .sum();
+            let y: f64 = (0..c.k).map(|kk| f64::from(x[i * c.k + kk]) * f64::from(reference[row * c.k + kk])).sum();
             assert!(
                 (y - f64::from(y_conv[i * c.n + row])).abs() <= 1e-6 * y.abs().max(1e-30),
                 "{y} vs {}",
@@ -367,8 +349,5 @@ fn gguf_q4_round_trip_random() {
         let e = gguf_q4_to_int4(kind, &data[1..], n, k).unwrap_err();
         assert!(e.to_string().starts_with("gguf tensor data:"), "{e}");
     }
-    assert!(GgufQ4::from_ggml_type(12)
-        .unwrap_err()
-        .to_string()
-        .contains("unknown"));
+    assert!(GgufQ4::from_ggml_type(12).unwrap_err().to_string().contains("unknown"));
 }

@@ -3,11 +3,7 @@
 use kernlab::quant::*;
 
 fn cfg(group: GroupSize, symmetric: bool) -> RtnConfig {
-    RtnConfig {
-        group,
-        symmetric,
-        scale_dtype: HalfDtype::Bf16,
-    }
+    RtnConfig { group, symmetric, scale_dtype: HalfDtype::Bf16 }
 }
 
 const N: usize = 64;
@@ -43,29 +39,10 @@ fn asymmetric_beats_symmetric_on_skewed_data() {
     // Shifted exponential-like data: all weights positive, long right tail.
     let w: Vec<f32> = gaussian(N * K, 15).iter().map(|v| 0.5 + v * v).collect();
     let x = gaussian(M * K, 16);
-    for group in [
-        GroupSize::Group(32),
-        GroupSize::Group(128),
-        GroupSize::PerChannel,
-    ] {
-        let es = quant_error(
-            &quantize_rtn(&w, N, K, &cfg(group, true)).unwrap(),
-            &w,
-            &x,
-            M,
-        )
-        .unwrap();
-        let ea = quant_error(
-            &quantize_rtn(&w, N, K, &cfg(group, false)).unwrap(),
-            &w,
-            &x,
-            M,
-        )
-        .unwrap();
-        assert!(
-            ea.w_rel_fro <= es.w_rel_fro,
-            "{group:?}: asym {ea:?} sym {es:?}"
-        );
+    for group in [GroupSize::Group(32), GroupSize::Group(128), GroupSize::PerChannel] {
+        let es = quant_error(&quantize_rtn(&w, N, K, &cfg(group, true)).unwrap(), &w, &x, M).unwrap();
+        let ea = quant_error(&quantize_rtn(&w, N, K, &cfg(group, false)).unwrap(), &w, &x, M).unwrap();
+        assert!(ea.w_rel_fro <= es.w_rel_fro, "{group:?}: asym {ea:?} sym {es:?}");
     }
 }
 
@@ -77,16 +54,9 @@ fn per_channel_is_worse_than_g128_and_smaller_groups_are_better() {
         q.validate().unwrap();
         rel_fro(&w, &q.dequantize())
     };
-    let (e32, e64, e128, epc) = (
-        err(GroupSize::Group(32)),
-        err(GroupSize::Group(64)),
-        err(GroupSize::Group(128)),
-        err(GroupSize::PerChannel),
-    );
-    assert!(
-        e32 < e64 && e64 < e128 && e128 < epc,
-        "{e32} {e64} {e128} {epc}"
-    );
+    let (e32, e64, e128, epc) =
+        (err(GroupSize::Group(32)), err(GroupSize::Group(64)), err(GroupSize::Group(128)), err(GroupSize::PerChannel));
+    assert!(e32 < e64 && e64 < e128 && e128 < epc, "{e32} {e64} {e128} {epc}");
 }
 
 #[test]
@@ -94,22 +64,10 @@ fn rtn_codes_use_the_stored_scale_and_reproduce_exact_grid_values() {
     // Values already on a grid of 0.25 with range [-2, 1.75] quantize exactly (symmetric:
     // s = max(1.75/7, 2/8) = 0.25).
     let k = 32;
-    let w: Vec<f32> = (0..k)
-        .map(|i| (i as f32 - 8.0) * 0.25 - 0.0)
-        .map(|v| v.clamp(-2.0, 1.75))
-        .collect();
+    let w: Vec<f32> = (0..k).map(|i| (i as f32 - 8.0) * 0.25 - 0.0).map(|v| v.clamp(-2.0, 1.75)).collect();
     for dt in [HalfDtype::Bf16, HalfDtype::F16] {
-        let q = quantize_rtn(
-            &w,
-            1,
-            k,
-            &RtnConfig {
-                group: GroupSize::PerChannel,
-                symmetric: true,
-                scale_dtype: dt,
-            },
-        )
-        .unwrap();
+        let q = quantize_rtn(&w, 1, k, &RtnConfig { group: GroupSize::PerChannel, symmetric: true, scale_dtype: dt })
+            .unwrap();
         assert_eq!(q.dequantize(), w);
         assert_eq!(q.scale(0, 0), 0.25);
     }
@@ -123,11 +81,7 @@ fn rtn_codes_use_the_stored_scale_and_reproduce_exact_grid_values() {
 fn bad_inputs_give_clear_errors() {
     let w = gaussian(8 * 96, 18);
     let e = quantize_rtn(&w, 8, 96, &cfg(GroupSize::Group(64), true)).unwrap_err();
-    assert!(
-        e.to_string()
-            .contains("not a multiple of the group size 64"),
-        "{e}"
-    );
+    assert!(e.to_string().contains("not a multiple of the group size 64"), "{e}");
     let e = quantize_rtn(&w[..100], 8, 96, &cfg(GroupSize::Group(32), true)).unwrap_err();
     assert!(e.to_string().starts_with("w: has 100 elements"), "{e}");
     let mut nan = w.clone();
@@ -137,16 +91,8 @@ fn bad_inputs_give_clear_errors() {
     let e = quantize_int8_per_channel(&nan, 8, 96, HalfDtype::F16).unwrap_err();
     assert!(e.to_string().starts_with("w:"), "{e}");
     let huge = vec![1e30f32; 32];
-    let e = quantize_rtn(
-        &huge,
-        1,
-        32,
-        &RtnConfig {
-            scale_dtype: HalfDtype::F16,
-            ..cfg(GroupSize::PerChannel, true)
-        },
-    )
-    .unwrap_err();
+    let e = quantize_rtn(&huge, 1, 32, &RtnConfig { scale_dtype: HalfDtype::F16, ..cfg(GroupSize::PerChannel, true) })
+        .unwrap_err();
     assert!(e.to_string().contains("f16 range"), "{e}");
     let q = quantize_rtn(&w, 8, 96, &cfg(GroupSize::Group(32), true)).unwrap();
     let e = quant_error(&q, &w, &w[..95], 1).unwrap_err();

@@ -10,7 +10,11 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 fn kernlab(reports: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kernlab")).args(args).env("KERNLAB_REPORTS", reports).output().expect("running kernlab")
+    Command::new(env!("CARGO_BIN_EXE_kernlab"))
+        .args(args)
+        .env("KERNLAB_REPORTS", reports)
+        .output()
+        .expect("running kernlab")
 }
 
 fn text(o: &Output) -> String {
@@ -52,8 +56,12 @@ fn report_over_synthetic_results_embeds_every_chart() {
     assert!(o.status.success(), "{t}");
     assert!(t.contains("2 sweep(s)") && t.contains("1 ceilings file(s)"), "{t}");
     let html = std::fs::read_to_string(&out).unwrap();
-    let charts: Vec<_> =
-        std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "png")).collect();
+    let charts: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "png"))
+        .collect();
     assert!(charts.len() >= 5, "{charts:?}");
     assert_eq!(html.matches("data:image/png;base64,").count(), charts.len());
     for p in &charts {

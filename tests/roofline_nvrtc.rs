@@ -47,7 +47,12 @@ fn gemm_mma_defaults_compile_in_both_dtypes() {
         if fp16 {
             defines.insert("KL_FP16".into(), "1".into());
         }
-        let req = CompileRequest { name: gemm::MMA_FILE.into(), source: gemm::MMA_SOURCE.into(), defines, arch: "sm_90a".into() };
+        let req = CompileRequest {
+            name: gemm::MMA_FILE.into(),
+            source: gemm::MMA_SOURCE.into(),
+            defines,
+            arch: "sm_90a".into(),
+        };
         let m = compile(&req).unwrap_or_else(|e| panic!("{e:#}"));
         assert!(m.resources.contains_key("gemm_mma"));
     }

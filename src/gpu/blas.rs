@@ -14,7 +14,8 @@ pub struct Blas {
 impl Blas {
     pub fn new(gpu: &Gpu) -> Result<Blas> {
         libs::cublas()?;
-        let handle = CudaBlas::new(gpu.stream.clone()).map_err(|e| anyhow::anyhow!("creating a cuBLAS handle: {e:?}"))?;
+        let handle =
+            CudaBlas::new(gpu.stream.clone()).map_err(|e| anyhow::anyhow!("creating a cuBLAS handle: {e:?}"))?;
         Ok(Blas { handle })
     }
 

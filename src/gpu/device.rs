@@ -135,7 +135,14 @@ impl Gpu {
     }
 
     /// Launches `k` on the stream. Arguments are passed by value in order.
-    pub fn launch(&self, k: &Kernel, grid: (u32, u32, u32), block: (u32, u32, u32), smem: u32, args: &[Arg]) -> Result<()> {
+    pub fn launch(
+        &self,
+        k: &Kernel,
+        grid: (u32, u32, u32),
+        block: (u32, u32, u32),
+        smem: u32,
+        args: &[Arg],
+    ) -> Result<()> {
         if smem > 48 * 1024 {
             k.set_max_dynamic_smem(smem)?;
         }
@@ -147,8 +154,9 @@ impl Gpu {
         // sizes the kernel expects (pointers and 64-bit values as 8 bytes, ints and floats
         // as 4 — the low bytes of each slot, on a little-endian host). The caller matches
         // `args` to the entry point's signature, documented in each template's header.
-        unsafe { cu::launch_kernel(k.func, grid, block, smem, self.stream.cu_stream(), &mut params) }
-            .map_err(|e| anyhow::anyhow!("launch of {} (grid {grid:?}, block {block:?}, smem {smem} B) failed: {e:?}", k.name))
+        unsafe { cu::launch_kernel(k.func, grid, block, smem, self.stream.cu_stream(), &mut params) }.map_err(|e| {
+            anyhow::anyhow!("launch of {} (grid {grid:?}, block {block:?}, smem {smem} B) failed: {e:?}", k.name)
+        })
     }
 }
 
@@ -260,7 +268,8 @@ impl DevBuf {
             bail!("download of {count} elements from a {} B buffer", self.bytes);
         }
         // SAFETY: the source holds at least that many bytes; T is plain data.
-        unsafe { cu::memcpy_dtoh_sync(&mut v, self.ptr) }.map_err(|e| anyhow::anyhow!("copy from GPU failed: {e:?}"))?;
+        unsafe { cu::memcpy_dtoh_sync(&mut v, self.ptr) }
+            .map_err(|e| anyhow::anyhow!("copy from GPU failed: {e:?}"))?;
         Ok(v)
     }
 }

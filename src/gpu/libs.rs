@@ -53,7 +53,10 @@ fn python_site_dirs() -> Vec<PathBuf> {
     static DIRS: OnceLock<Vec<PathBuf>> = OnceLock::new();
     DIRS.get_or_init(|| {
         let out = std::process::Command::new("python3")
-            .args(["-c", "import site,sys; print('\\n'.join(site.getsitepackages()+[site.getusersitepackages()]+sys.path))"])
+            .args([
+                "-c",
+                "import site,sys; print('\\n'.join(site.getsitepackages()+[site.getusersitepackages()]+sys.path))",
+            ])
             .stderr(std::process::Stdio::null())
             .output();
         match out {

@@ -82,8 +82,7 @@ pub fn load_source(path: &std::path::Path) -> Result<String> {
             let t = line.trim_start();
             if let Some(rest) = t.strip_prefix("#include \"") {
                 let name = rest.split('"').next().unwrap_or("");
-                expand(&dir.join(name), depth + 1, out)
-                    .with_context(|| format!("included from {}", path.display()))?;
+                expand(&dir.join(name), depth + 1, out).with_context(|| format!("included from {}", path.display()))?;
             } else {
                 out.push_str(line);
                 out.push('\n');
@@ -263,7 +262,10 @@ ptxas info    : Used 12 registers, used 0 barriers, 380 bytes cmem[0]\n";
         let r = parse_ptxas_report(log);
         assert_eq!(r.len(), 2);
         let g = &r["gemm_mma"];
-        assert_eq!((g.registers, g.static_smem_bytes, g.stack_bytes, g.spill_store_bytes, g.spill_load_bytes), (168, 16, 8, 4, 12));
+        assert_eq!(
+            (g.registers, g.static_smem_bytes, g.stack_bytes, g.spill_store_bytes, g.spill_load_bytes),
+            (168, 16, 8, 4, 12)
+        );
         assert_eq!(r["reduce"].registers, 12);
         assert_eq!(r["reduce"].static_smem_bytes, 0);
     }

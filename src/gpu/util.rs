@@ -76,7 +76,13 @@ impl Util {
     }
 
     pub fn fill_bits(&self, gpu: &Gpu, buf: &DevBuf, n_words: usize, seed: u64) -> Result<()> {
-        gpu.launch(&self.fill_u32, grid_for(n_words), (256, 1, 1), 0, &[buf.arg(), Arg::U64(n_words as u64), Arg::U64(seed)])
+        gpu.launch(
+            &self.fill_u32,
+            grid_for(n_words),
+            (256, 1, 1),
+            0,
+            &[buf.arg(), Arg::U64(n_words as u64), Arg::U64(seed)],
+        )
     }
 
     /// Sets every byte to 0xFF: NaN in bf16, fp16 and fp32, so unwritten outputs fail.

@@ -27,9 +27,7 @@ pub fn reference_kernel(gpu: &Gpu, dt: DType, entry: &str) -> Result<Kernel> {
         defines: dt.defines(),
         arch: gpu.props.arch(),
     };
-    let m = cache
-        .get_or_compile(&req)
-        .context("compiling the attention reference kernels")?;
+    let m = cache.get_or_compile(&req).context("compiling the attention reference kernels")?;
     gpu.load(&m.cubin, entry)
 }
 
@@ -68,29 +66,23 @@ pub fn cu_seqlens(lens: &[i64]) -> Vec<i32> {
 pub fn validate_heads(family: &str, s: &Shape, dt: DType) -> Result<()> {
     let (h, kvh, d) = (s.get("H"), s.get("KVH"), s.get("D"));
     if dt == DType::F32 {
-        bail!(
-            "{family} takes bf16 or fp16 (fp32 accumulation inside); fp32 inputs are not supported"
-        );
+        bail!("{family} takes bf16 or fp16 (fp32 accumulation inside); fp32 inputs are not supported");
     }
     if !HEAD_DIMS.contains(&d) {
-        bail!(
-            "{family} {}: head dim D = {d} is not supported; the kernels take D in {HEAD_DIMS:?}",
-            s.label()
-        );
+        bail!("{family} {}: head dim D = {d} is not supported; the kernels take D in {HEAD_DIMS:?}", s.label());
     }
     if h % kvh != 0 {
-        bail!("{family} {}: H = {h} query heads is not a multiple of KVH = {kvh} KV heads (grouped-query attention)", s.label());
+        bail!(
+            "{family} {}: H = {h} query heads is not a multiple of KVH = {kvh} KV heads (grouped-query attention)",
+            s.label()
+        );
     }
     Ok(())
 }
 
 /// A tunable from the sweep, or the template's own default when the caller compiled the
 /// template without that define (the defaults are checked against the templates in tests).
-pub fn tunable(
-    params: &BTreeMap<String, i64>,
-    name: &str,
-    defaults: &[(&str, i64)],
-) -> Result<i64> {
+pub fn tunable(params: &BTreeMap<String, i64>, name: &str, defaults: &[(&str, i64)]) -> Result<i64> {
     if let Some(v) = params.get(name) {
         return Ok(*v);
     }
@@ -107,10 +99,7 @@ pub fn template_default(source: &str, name: &str) -> Option<i64> {
     let mut lines = source.lines().skip_while(|l| l.trim() != guard);
     lines.next()?;
     let def = lines.next()?.trim();
-    let rest = def
-        .strip_prefix("#define ")?
-        .trim_start()
-        .strip_prefix(name)?;
+    let rest = def.strip_prefix("#define ")?.trim_start().strip_prefix(name)?;
     rest.split_whitespace().next()?.parse().ok()
 }
 
@@ -177,8 +166,7 @@ mod tests {
 
     #[test]
     fn defaults_parse() {
-        let src =
-            "#ifndef BLOCK_M\n#define BLOCK_M 128\n#endif\n#ifndef X\n#define X 7  // c\n#endif\n";
+        let src = "#ifndef BLOCK_M\n#define BLOCK_M 128\n#endif\n#ifndef X\n#define X 7  // c\n#endif\n";
         assert_eq!(template_default(src, "BLOCK_M"), Some(128));
         assert_eq!(template_default(src, "X"), Some(7));
         assert_eq!(template_default(src, "Y"), None);

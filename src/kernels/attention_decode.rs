@@ -21,13 +21,8 @@ use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 
 /// The template's defaults (kernels/attention/decode_splitkv.cu), used when a tunable is not set.
-pub const DECODE_DEFAULTS: &[(&str, i64)] = &[
-    ("HEAD_DIM", 128),
-    ("BLOCK_N", 64),
-    ("NUM_WARPS", 4),
-    ("STAGES", 3),
-    ("SPLITS", 0),
-];
+pub const DECODE_DEFAULTS: &[(&str, i64)] =
+    &[("HEAD_DIM", 128), ("BLOCK_N", 64), ("NUM_WARPS", 4), ("STAGES", 3), ("SPLITS", 0)];
 
 /// Most KV splits one launch may use (sizes the fp32 workspace).
 pub const MAX_SPLITS: i64 = 128;
@@ -53,13 +48,7 @@ pub fn decode_smem_bytes(block_n: i64, warps: i64, stages: i64, d: i64, elem: i6
 
 /// Splits used for `requested` (0 = automatic): enough blocks for about two waves of the
 /// GPU, no more than the longest cache has tiles, at most MAX_SPLITS.
-pub fn choose_splits(
-    requested: i64,
-    blocks_without_splits: i64,
-    max_len: i64,
-    block_n: i64,
-    sm_count: i64,
-) -> i64 {
+pub fn choose_splits(requested: i64, blocks_without_splits: i64, max_len: i64, block_n: i64, sm_count: i64) -> i64 {
     if requested > 0 {
         return requested;
     }
@@ -84,32 +73,20 @@ impl Family for AttentionDecode {
     }
     fn min_bytes(&self, s: &Shape, dt: DType) -> f64 {
         let tokens: i64 = self.lens(s).iter().sum();
-        let (b, h, kvh, d) = (
-            s.get("B") as f64,
-            s.get("H") as f64,
-            s.get("KVH") as f64,
-            s.get("D") as f64,
-        );
+        let (b, h, kvh, d) = (s.get("B") as f64, s.get("H") as f64, s.get("KVH") as f64, s.get("D") as f64);
         (2.0 * tokens as f64 * kvh * d + 2.0 * b * h * d) * dt.bytes() as f64
     }
     fn entries(&self, variant: &str) -> Result<&'static [&'static str]> {
         match variant {
             "splitkv" => Ok(&["attn_decode_split", "attn_decode_combine"]),
-            other => bail!(
-                "the {} family has no variant {other:?} (known: splitkv)",
-                self.name()
-            ),
+            other => bail!("the {} family has no variant {other:?} (known: splitkv)", self.name()),
         }
     }
     fn validate(&self, s: &Shape, dt: DType) -> Result<()> {
         validate_heads(self.name(), s, dt)?;
         let g = s.get("H") / s.get("KVH");
         if s.get("KVH") * ceil_div(g, 16) > 65_535 || s.get("B") > 65_535 {
-            bail!(
-                "{} {}: too many heads or sequences for one launch's grid",
-                self.name(),
-                s.label()
-            );
+            bail!("{} {}: too many heads or sequences for one launch's grid", self.name(), s.label());
         }
         if s.get("B") * s.get("L") * s.get("KVH") * s.get("D") > (1i64 << 40) {
             bail!("{} {}: cache too large", self.name(), s.label());
@@ -123,14 +100,7 @@ impl Family for AttentionDecode {
         if self.ragged {
             &["6x1000x8x2x128", "4x77x32x8x64", "7x300x20x4x128"]
         } else {
-            &[
-                "1x1x4x1x128",
-                "1x1000x8x2x128",
-                "3x17x4x4x64",
-                "1x300x32x1x128",
-                "2x129x20x4x64",
-                "2x4100x32x8x128",
-            ]
+            &["1x1x4x1x128", "1x1000x8x2x128", "3x17x4x4x64", "1x300x32x1x128", "2x129x20x4x64", "2x4100x32x8x128"]
         }
     }
     fn problem(&self, gpu: &Gpu, s: &Shape, dt: DType) -> Result<Box<dyn Problem>> {
@@ -215,22 +185,8 @@ impl DecodeProblem {
 impl Problem for DecodeProblem {
     fn randomize(&mut self, gpu: &Gpu, util: &Util, seed: u64) -> Result<()> {
         util.fill(gpu, &self.q, self.dt, self.n_out(), seed, 2.0)?;
-        util.fill(
-            gpu,
-            &self.kc,
-            self.dt,
-            self.n_cache(),
-            seed ^ 0xdec0_0001,
-            1.0,
-        )?;
-        util.fill(
-            gpu,
-            &self.vc,
-            self.dt,
-            self.n_cache(),
-            seed ^ 0xdec0_0002,
-            1.0,
-        )?;
+        util.fill(gpu, &self.kc, self.dt, self.n_cache(), seed ^ 0xdec0_0001, 1.0)?;
+        util.fill(gpu, &self.vc, self.dt, self.n_cache(), seed ^ 0xdec0_0002, 1.0)?;
         gpu.launch(
             &self.reference,
             (self.batch() as u32, self.h as u32, 1),
@@ -269,37 +225,21 @@ impl Problem for DecodeProblem {
             bail!("the attention decode families have no variant {variant:?}");
         }
         let t = |n: &str| tunable(p, n, DECODE_DEFAULTS);
-        let (hd, bn, warps, stages) =
-            (t("HEAD_DIM")?, t("BLOCK_N")?, t("NUM_WARPS")?, t("STAGES")?);
+        let (hd, bn, warps, stages) = (t("HEAD_DIM")?, t("BLOCK_N")?, t("NUM_WARPS")?, t("STAGES")?);
         if hd != self.d {
-            bail!(
-                "splitkv compiled for HEAD_DIM = {hd} cannot run D = {}",
-                self.d
-            );
+            bail!("splitkv compiled for HEAD_DIM = {hd} cannot run D = {}", self.d);
         }
         let gtiles = ceil_div(self.h / self.kvh, 16);
         let max_len = *self.lens.iter().max().unwrap_or(&0);
-        let splits = choose_splits(
-            t("SPLITS")?,
-            self.batch() * self.kvh * gtiles,
-            max_len,
-            bn,
-            self.sm_count,
-        );
+        let splits = choose_splits(t("SPLITS")?, self.batch() * self.kvh * gtiles, max_len, bn, self.sm_count);
         if splits > MAX_SPLITS {
             bail!("SPLITS = {splits} exceeds the workspace's {MAX_SPLITS}");
         }
         let smem = decode_smem_bytes(bn, warps, stages, self.d, self.dt.bytes() as i64);
-        let split = kernels
-            .get("attn_decode_split")
-            .context("module lacks attn_decode_split")?;
+        let split = kernels.get("attn_decode_split").context("module lacks attn_decode_split")?;
         gpu.launch(
             split,
-            (
-                splits as u32,
-                (self.kvh * gtiles) as u32,
-                self.batch() as u32,
-            ),
+            (splits as u32, (self.kvh * gtiles) as u32, self.batch() as u32),
             ((warps * 32) as u32, 1, 1),
             smem as u32,
             &[
@@ -317,21 +257,13 @@ impl Problem for DecodeProblem {
             ],
         )?;
         if splits > 1 {
-            let combine = kernels
-                .get("attn_decode_combine")
-                .context("module lacks attn_decode_combine")?;
+            let combine = kernels.get("attn_decode_combine").context("module lacks attn_decode_combine")?;
             gpu.launch(
                 combine,
                 (self.h as u32, self.batch() as u32, 1),
                 (self.d as u32, 1, 1),
                 0,
-                &[
-                    self.ws_o.arg(),
-                    self.ws_ml.arg(),
-                    self.o.arg(),
-                    Arg::I32(self.h as i32),
-                    Arg::I32(splits as i32),
-                ],
+                &[self.ws_o.arg(), self.ws_ml.arg(), self.o.arg(), Arg::I32(self.h as i32), Arg::I32(splits as i32)],
             )?;
         }
         Ok(())
@@ -347,12 +279,7 @@ impl Problem for DecodeProblem {
 
     fn reference_vs_cpu(&mut self, gpu: &Gpu) -> Result<Option<f64>> {
         gpu.synchronize()?;
-        let (h, kvh, d, l_cap) = (
-            self.h as usize,
-            self.kvh as usize,
-            self.d as usize,
-            self.l_cap as usize,
-        );
+        let (h, kvh, d, l_cap) = (self.h as usize, self.kvh as usize, self.d as usize, self.l_cap as usize);
         let q = download_f64(&self.q, self.n_out(), self.dt)?;
         let k = download_f64(&self.kc, self.n_cache(), self.dt)?;
         let v = download_f64(&self.vc, self.n_cache(), self.dt)?;
@@ -362,15 +289,9 @@ impl Problem for DecodeProblem {
             let (b, hh) = (pair / h, pair % h);
             let kv = hh / (h / kvh);
             let qo = pair * d;
-            let r = attend_f64(
-                &q[qo..qo + d],
-                &k,
-                &v,
-                self.lens[b] as usize,
-                d,
-                self.scale as f64,
-                |j| ((b * l_cap + j) * kvh + kv) * d,
-            );
+            let r = attend_f64(&q[qo..qo + d], &k, &v, self.lens[b] as usize, d, self.scale as f64, |j| {
+                ((b * l_cap + j) * kvh + kv) * d
+            });
             for (x, y) in r.iter().zip(&o[qo..qo + d]) {
                 max_diff = max_diff.max((x - y).abs());
                 max_ref = max_ref.max(x.abs());
@@ -392,17 +313,11 @@ mod tests {
     fn counts() {
         let s = shape("1x8192x32x8x128");
         assert_eq!(DECODE.flops(&s), 4.0 * 32.0 * 128.0 * 8192.0);
-        assert_eq!(
-            DECODE.min_bytes(&s, DType::BF16),
-            (2.0 * 8192.0 * 8.0 * 128.0 + 2.0 * 32.0 * 128.0) * 2.0
-        );
+        assert_eq!(DECODE.min_bytes(&s, DType::BF16), (2.0 * 8192.0 * 8.0 * 128.0 + 2.0 * 32.0 * 128.0) * 2.0);
         // ragged: 100, 1, 50
         let s = shape("3x100x8x2x64");
         assert_eq!(DECODE_VARLEN.flops(&s), 4.0 * 8.0 * 64.0 * 151.0);
-        assert_eq!(
-            DECODE_VARLEN.min_bytes(&s, DType::BF16),
-            (2.0 * 151.0 * 2.0 * 64.0 + 2.0 * 3.0 * 8.0 * 64.0) * 2.0
-        );
+        assert_eq!(DECODE_VARLEN.min_bytes(&s, DType::BF16), (2.0 * 151.0 * 2.0 * 64.0 + 2.0 * 3.0 * 8.0 * 64.0) * 2.0);
     }
 
     #[test]
@@ -420,21 +335,11 @@ mod tests {
 
     #[test]
     fn validation() {
-        assert!(DECODE
-            .validate(&shape("8x4096x32x8x128"), DType::BF16)
-            .is_ok());
-        assert!(DECODE
-            .validate(&shape("8x4096x32x8x80"), DType::BF16)
-            .is_err());
-        assert!(DECODE
-            .validate(&shape("8x4096x32x5x128"), DType::BF16)
-            .is_err());
+        assert!(DECODE.validate(&shape("8x4096x32x8x128"), DType::BF16).is_ok());
+        assert!(DECODE.validate(&shape("8x4096x32x8x80"), DType::BF16).is_err());
+        assert!(DECODE.validate(&shape("8x4096x32x5x128"), DType::BF16).is_err());
         assert!(DECODE.entries("splitkv").unwrap().len() == 2 && DECODE.entries("x").is_err());
-        for s in DECODE
-            .selftest_shapes()
-            .iter()
-            .chain(DECODE_VARLEN.selftest_shapes())
-        {
+        for s in DECODE.selftest_shapes().iter().chain(DECODE_VARLEN.selftest_shapes()) {
             DECODE.validate(&shape(s), DType::BF16).unwrap();
         }
     }

@@ -14,8 +14,7 @@
 //! CPU at small sizes. Peer: PyTorch SDPA, measured by the peer script, not in-process.
 
 use super::attention_common::{
-    attend_f64, cu_seqlens, download_f64, lengths, reference_kernel, sample_indices, tunable,
-    validate_heads,
+    attend_f64, cu_seqlens, download_f64, lengths, reference_kernel, sample_indices, tunable, validate_heads,
 };
 use super::{ceil_div, DType, Family, Problem, Shape};
 use crate::gpu::device::{Arg, DevBuf, Gpu, Kernel};
@@ -24,13 +23,8 @@ use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 
 /// The template's defaults (kernels/attention/prefill.cu), used when a tunable is not set.
-pub const PREFILL_DEFAULTS: &[(&str, i64)] = &[
-    ("HEAD_DIM", 128),
-    ("BLOCK_M", 128),
-    ("BLOCK_N", 64),
-    ("NUM_WARPS", 8),
-    ("STAGES", 2),
-];
+pub const PREFILL_DEFAULTS: &[(&str, i64)] =
+    &[("HEAD_DIM", 128), ("BLOCK_M", 128), ("BLOCK_N", 64), ("NUM_WARPS", 8), ("STAGES", 2)];
 
 pub struct AttentionPrefill {
     /// Ragged lengths (the `_varlen` family) instead of B equal ones.
@@ -64,10 +58,7 @@ impl Family for AttentionPrefill {
     }
     fn flops(&self, s: &Shape) -> f64 {
         let (h, d) = (s.get("H") as f64, s.get("D") as f64);
-        self.lens(s)
-            .iter()
-            .map(|&l| 4.0 * h * d * (l as f64) * (l as f64) / 2.0)
-            .sum()
+        self.lens(s).iter().map(|&l| 4.0 * h * d * (l as f64) * (l as f64) / 2.0).sum()
     }
     fn min_bytes(&self, s: &Shape, dt: DType) -> f64 {
         let tokens: i64 = self.lens(s).iter().sum();
@@ -77,28 +68,17 @@ impl Family for AttentionPrefill {
     fn entries(&self, variant: &str) -> Result<&'static [&'static str]> {
         match variant {
             "flash_mma" => Ok(&["attn_prefill"]),
-            other => bail!(
-                "the {} family has no variant {other:?} (known: flash_mma)",
-                self.name()
-            ),
+            other => bail!("the {} family has no variant {other:?} (known: flash_mma)", self.name()),
         }
     }
     fn validate(&self, s: &Shape, dt: DType) -> Result<()> {
         validate_heads(self.name(), s, dt)?;
         let tokens: i64 = self.lens(s).iter().sum();
         if tokens * s.get("H") * s.get("D") > i32::MAX as i64 * 4 {
-            bail!(
-                "{} {}: too large for one launch's token offsets",
-                self.name(),
-                s.label()
-            );
+            bail!("{} {}: too large for one launch's token offsets", self.name(), s.label());
         }
         if ceil_div(s.get("S"), 16) > 65_535 {
-            bail!(
-                "{} {}: S too long for the grid's y dimension",
-                self.name(),
-                s.label()
-            );
+            bail!("{} {}: S too long for the grid's y dimension", self.name(), s.label());
         }
         Ok(())
     }
@@ -107,21 +87,9 @@ impl Family for AttentionPrefill {
     }
     fn selftest_shapes(&self) -> &'static [&'static str] {
         if self.ragged {
-            &[
-                "4x300x4x2x128",
-                "6x129x4x1x64",
-                "3x17x8x8x128",
-                "7x1000x8x2x128",
-            ]
+            &["4x300x4x2x128", "6x129x4x1x64", "3x17x8x8x128", "7x1000x8x2x128"]
         } else {
-            &[
-                "1x1x4x1x128",
-                "1x17x4x2x128",
-                "1x129x8x2x64",
-                "2x200x4x4x128",
-                "1x1000x8x2x64",
-                "3x513x32x8x128",
-            ]
+            &["1x1x4x1x128", "1x17x4x2x128", "1x129x8x2x64", "2x200x4x4x128", "1x1000x8x2x64", "3x513x32x8x128"]
         }
     }
     fn problem(&self, gpu: &Gpu, s: &Shape, dt: DType) -> Result<Box<dyn Problem>> {
@@ -237,34 +205,19 @@ impl Problem for PrefillProblem {
             bail!("the attention prefill families have no variant {variant:?}");
         }
         let t = |n: &str| tunable(p, n, PREFILL_DEFAULTS);
-        let (hd, bm, bn, warps, stages) = (
-            t("HEAD_DIM")?,
-            t("BLOCK_M")?,
-            t("BLOCK_N")?,
-            t("NUM_WARPS")?,
-            t("STAGES")?,
-        );
+        let (hd, bm, bn, warps, stages) = (t("HEAD_DIM")?, t("BLOCK_M")?, t("BLOCK_N")?, t("NUM_WARPS")?, t("STAGES")?);
         if hd != self.d {
-            bail!(
-                "flash_mma compiled for HEAD_DIM = {hd} cannot run D = {}",
-                self.d
-            );
+            bail!("flash_mma compiled for HEAD_DIM = {hd} cannot run D = {}", self.d);
         }
         let max_len = *self.lens.iter().max().unwrap_or(&0);
         if max_len == 0 {
             return Ok(());
         }
         let smem = prefill_smem_bytes(bm, bn, stages, self.d, self.dt.bytes() as i64);
-        let kern = kernels
-            .get("attn_prefill")
-            .context("module lacks attn_prefill")?;
+        let kern = kernels.get("attn_prefill").context("module lacks attn_prefill")?;
         gpu.launch(
             kern,
-            (
-                self.h as u32,
-                ceil_div(max_len, bm) as u32,
-                self.lens.len() as u32,
-            ),
+            (self.h as u32, ceil_div(max_len, bm) as u32, self.lens.len() as u32),
             ((warps * 32) as u32, 1, 1),
             smem as u32,
             &[
@@ -299,21 +252,13 @@ impl Problem for PrefillProblem {
         // every (token, head) pair at small sizes, an even sample (with both ends) otherwise
         for pair in sample_indices(self.tokens as usize * h, 2048) {
             let (t, hh) = (pair / h, pair % h);
-            let b = (0..self.lens.len())
-                .find(|&bb| (self.cu[bb] as usize) <= t && t < self.cu[bb + 1] as usize)
-                .unwrap();
+            let b =
+                (0..self.lens.len()).find(|&bb| (self.cu[bb] as usize) <= t && t < self.cu[bb + 1] as usize).unwrap();
             let tok0 = self.cu[b] as usize;
             let kv = hh / (h / kvh);
             let qo = (t * h + hh) * d;
-            let r = attend_f64(
-                &q[qo..qo + d],
-                &k,
-                &v,
-                t - tok0 + 1,
-                d,
-                self.scale as f64,
-                |j| ((tok0 + j) * kvh + kv) * d,
-            );
+            let r =
+                attend_f64(&q[qo..qo + d], &k, &v, t - tok0 + 1, d, self.scale as f64, |j| ((tok0 + j) * kvh + kv) * d);
             for (x, y) in r.iter().zip(&o[qo..qo + d]) {
                 max_diff = max_diff.max((x - y).abs());
                 max_ref = max_ref.max(x.abs());
@@ -334,50 +279,26 @@ mod tests {
     #[test]
     fn counts() {
         let s = shape("1x4096x32x8x128");
-        assert_eq!(
-            PREFILL.flops(&s),
-            4.0 * 32.0 * 4096.0 * 4096.0 * 128.0 / 2.0
-        );
-        assert_eq!(
-            PREFILL.min_bytes(&s, DType::BF16),
-            4096.0 * (64.0 + 16.0) * 128.0 * 2.0
-        );
+        assert_eq!(PREFILL.flops(&s), 4.0 * 32.0 * 4096.0 * 4096.0 * 128.0 / 2.0);
+        assert_eq!(PREFILL.min_bytes(&s, DType::BF16), 4096.0 * (64.0 + 16.0) * 128.0 * 2.0);
         let s = shape("2x100x4x2x64");
-        assert_eq!(
-            PREFILL.flops(&s),
-            2.0 * 4.0 * 4.0 * 64.0 * 100.0 * 100.0 / 2.0
-        );
+        assert_eq!(PREFILL.flops(&s), 2.0 * 4.0 * 4.0 * 64.0 * 100.0 * 100.0 / 2.0);
         // ragged: lengths 100, 1, 50
         let s = shape("3x100x4x2x64");
         let want = 4.0 * 4.0 * 64.0 * (100.0f64 * 100.0 + 1.0 + 2500.0) / 2.0;
         assert_eq!(PREFILL_VARLEN.flops(&s), want);
-        assert_eq!(
-            PREFILL_VARLEN.min_bytes(&s, DType::F16),
-            151.0 * 12.0 * 64.0 * 2.0
-        );
+        assert_eq!(PREFILL_VARLEN.min_bytes(&s, DType::F16), 151.0 * 12.0 * 64.0 * 2.0);
     }
 
     #[test]
     fn validation() {
-        assert!(PREFILL
-            .validate(&shape("1x4096x32x8x128"), DType::BF16)
-            .is_ok());
+        assert!(PREFILL.validate(&shape("1x4096x32x8x128"), DType::BF16).is_ok());
         assert!(PREFILL.validate(&shape("1x64x32x8x64"), DType::F16).is_ok());
-        assert!(PREFILL
-            .validate(&shape("1x64x32x8x96"), DType::BF16)
-            .is_err());
-        assert!(PREFILL
-            .validate(&shape("1x64x32x6x128"), DType::BF16)
-            .is_err());
-        assert!(PREFILL
-            .validate(&shape("1x64x32x8x128"), DType::F32)
-            .is_err());
+        assert!(PREFILL.validate(&shape("1x64x32x8x96"), DType::BF16).is_err());
+        assert!(PREFILL.validate(&shape("1x64x32x6x128"), DType::BF16).is_err());
+        assert!(PREFILL.validate(&shape("1x64x32x8x128"), DType::F32).is_err());
         assert!(PREFILL.entries("flash_mma").is_ok() && PREFILL.entries("nope").is_err());
-        for s in PREFILL
-            .selftest_shapes()
-            .iter()
-            .chain(PREFILL_VARLEN.selftest_shapes())
-        {
+        for s in PREFILL.selftest_shapes().iter().chain(PREFILL_VARLEN.selftest_shapes()) {
             PREFILL.validate(&shape(s), DType::BF16).unwrap();
         }
         assert_eq!(PREFILL_VARLEN.name(), "attention_prefill_varlen");

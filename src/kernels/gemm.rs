@@ -44,7 +44,9 @@ impl Family for Gemm {
             "gemv_splitk" => &["gemm_gemv", "gemm_splitk_reduce"],
             "mma_skinny" => &["gemm_skinny", "gemm_splitk_reduce"],
             "wgmma_tma" => &["gemm_wgmma", "gemm_splitk_reduce"],
-            other => bail!("the gemm family has no variant {other:?} (known: mma_multistage, gemv_splitk, mma_skinny, wgmma_tma)"),
+            other => bail!(
+                "the gemm family has no variant {other:?} (known: mma_multistage, gemv_splitk, mma_skinny, wgmma_tma)"
+            ),
         })
     }
     fn validate(&self, s: &Shape, dt: DType) -> Result<()> {
@@ -140,8 +142,20 @@ impl Problem for GemmProblem {
         util.poison(gpu, &self.ws)
     }
 
-    fn run(&mut self, gpu: &Gpu, variant: &str, kernels: &BTreeMap<String, Kernel>, p: &BTreeMap<String, i64>) -> Result<()> {
-        let io = LinearIo { x: self.x.ptr, w: self.w.ptr, y: self.y.ptr, r: self.r.as_ref().map(|r| r.ptr).unwrap_or(0), ws: self.ws.ptr };
+    fn run(
+        &mut self,
+        gpu: &Gpu,
+        variant: &str,
+        kernels: &BTreeMap<String, Kernel>,
+        p: &BTreeMap<String, i64>,
+    ) -> Result<()> {
+        let io = LinearIo {
+            x: self.x.ptr,
+            w: self.w.ptr,
+            y: self.y.ptr,
+            r: self.r.as_ref().map(|r| r.ptr).unwrap_or(0),
+            ws: self.ws.ptr,
+        };
         launch_linear(gpu, kernels, variant, p, io, self.m, self.n, self.k, self.dt)
     }
 
@@ -247,7 +261,8 @@ pub fn launch_linear(
                 bail!("{variant} with SPLITK = {splitk} needs a split-K workspace");
             }
             // gemv_splitk takes its warp count directly; mma_skinny's warps tile N.
-            let warps = if variant == "gemv_splitk" { param(p, "NUM_WARPS")? } else { param(p, "BN")? / param(p, "WN")? };
+            let warps =
+                if variant == "gemv_splitk" { param(p, "NUM_WARPS")? } else { param(p, "BN")? / param(p, "WN")? };
             let args = [x, w, y, r, ws, Arg::I32(m as i32), Arg::I32(n as i32), Arg::I32(k as i32)];
             if variant == "gemv_splitk" {
                 if m > param(p, "MMAX")? {

@@ -22,9 +22,7 @@ mod problem;
 mod reference;
 
 pub use format::{with_format, Int4Format, ZeroMode, DEFAULT_GROUP, MIN_GROUP, SELFTEST_FORMATS};
-pub use launch::{
-    gemv_plan, mma_geometry, mma_smem_bytes, GemvPlan, Geometry, GEMV_MAX_M, MAX_SPLITK,
-};
+pub use launch::{gemv_plan, mma_geometry, mma_smem_bytes, GemvPlan, Geometry, GEMV_MAX_M, MAX_SPLITK};
 pub use problem::GemmInt4Problem;
 pub use reference::{reference_request, REFERENCE_SOURCE};
 
@@ -71,7 +69,10 @@ impl Family for GemmInt4 {
             );
         }
         if dt == DType::F32 {
-            bail!("gemm_int4 {}: activations must be bf16 or fp16 (fp32 accumulation); fp32 inputs are not supported", s.label());
+            bail!(
+                "gemm_int4 {}: activations must be bf16 or fp16 (fp32 accumulation); fp32 inputs are not supported",
+                s.label()
+            );
         }
         Ok(())
     }
@@ -120,22 +121,13 @@ mod tests {
 
     #[test]
     fn validate_names_the_shape() {
-        let e = GemmInt4
-            .validate(&shape("1x4096x4000"), DType::BF16)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("1x4096x4000") && e.contains("group size 128"),
-            "{e}"
-        );
+        let e = GemmInt4.validate(&shape("1x4096x4000"), DType::BF16).unwrap_err().to_string();
+        assert!(e.contains("1x4096x4000") && e.contains("group size 128"), "{e}");
         assert!(GemmInt4.validate(&shape("1x8x128"), DType::F32).is_err());
         for s in GemmInt4.selftest_shapes() {
             GemmInt4.validate(&shape(s), DType::BF16).unwrap();
         }
-        assert!(GemmInt4
-            .entries("int4_gemv")
-            .unwrap()
-            .contains(&"int4_splitk_reduce"));
+        assert!(GemmInt4.entries("int4_gemv").unwrap().contains(&"int4_splitk_reduce"));
         assert!(GemmInt4.entries("gemv").is_err());
     }
 }

@@ -172,7 +172,8 @@ pub fn launch(
     let tm_y = if tma_store { tensor_map_2d(dt, y, m, n, cfg.bm)? } else { sys::CUtensorMap { opaque: [0; 16] } };
     let smem = cfg.smem_bytes(e);
     kern.set_max_dynamic_smem(smem)?;
-    let units = ceil_div(ceil_div(m, cfg.bm), cfg.cluster_m) * ceil_div(ceil_div(n, cfg.bn), cfg.cluster_n) * cfg.splitk;
+    let units =
+        ceil_div(ceil_div(m, cfg.bm), cfg.cluster_m) * ceil_div(ceil_div(n, cfg.bn), cfg.cluster_n) * cfg.splitk;
     let clusters = units.min(resident_clusters(gpu, kern, cfg, smem)).max(1);
     let grid = (clusters * cfg.cluster_size()) as u32;
 
@@ -205,6 +206,8 @@ pub fn launch(
             &mut params,
         )
     }
-    .map_err(|er| anyhow::anyhow!("launch of gemm_wgmma (grid {grid}, block {}, smem {smem} B) failed: {er:?}", cfg.threads()))?;
+    .map_err(|er| {
+        anyhow::anyhow!("launch of gemm_wgmma (grid {grid}, block {}, smem {smem} B) failed: {er:?}", cfg.threads())
+    })?;
     Ok(cfg.splitk)
 }

@@ -94,7 +94,8 @@ impl Shape {
         }
         let mut out = Vec::new();
         for (p, d) in parts.iter().zip(dims) {
-            let v: i64 = p.trim().parse().map_err(|_| anyhow!("bad shape {text:?}: {d} = {p:?} is not a whole number"))?;
+            let v: i64 =
+                p.trim().parse().map_err(|_| anyhow!("bad shape {text:?}: {d} = {p:?} is not a whole number"))?;
             if v <= 0 {
                 bail!("bad shape {text:?}: {d} must be at least 1, got {v}");
             }
@@ -120,7 +121,13 @@ pub trait Problem {
     /// Fills the output with NaN so an unwritten element cannot pass.
     fn poison(&mut self, gpu: &Gpu, util: &Util) -> Result<()>;
     /// Runs one candidate into the output.
-    fn run(&mut self, gpu: &Gpu, variant: &str, kernels: &BTreeMap<String, Kernel>, params: &BTreeMap<String, i64>) -> Result<()>;
+    fn run(
+        &mut self,
+        gpu: &Gpu,
+        variant: &str,
+        kernels: &BTreeMap<String, Kernel>,
+        params: &BTreeMap<String, i64>,
+    ) -> Result<()>;
     /// Compares the output with the reference.
     fn check(&mut self, gpu: &Gpu, util: &Util) -> Result<Comparison>;
     /// Runs the peer library once (for timing). `None` when the family has no peer.

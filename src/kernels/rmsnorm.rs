@@ -100,7 +100,13 @@ impl RmsNormProblem {
             y_plain: gpu.alloc(n)?,
             y_plain_ref: gpu.alloc(n)?,
             verify_pending: false,
-            reference: support::reference_kernels(gpu, "kernels/rmsnorm/reference.cu", REFERENCE_SOURCE, dt, &["rmsnorm_reference"])?,
+            reference: support::reference_kernels(
+                gpu,
+                "kernels/rmsnorm/reference.cu",
+                REFERENCE_SOURCE,
+                dt,
+                &["rmsnorm_reference"],
+            )?,
         })
     }
 
@@ -143,14 +149,23 @@ impl Problem for RmsNormProblem {
         util.poison(gpu, &self.y_plain)
     }
 
-    fn run(&mut self, gpu: &Gpu, variant: &str, kernels: &BTreeMap<String, Kernel>, p: &BTreeMap<String, i64>) -> Result<()> {
+    fn run(
+        &mut self,
+        gpu: &Gpu,
+        variant: &str,
+        kernels: &BTreeMap<String, Kernel>,
+        p: &BTreeMap<String, i64>,
+    ) -> Result<()> {
         if variant != "rmsnorm_rows" {
             bail!("the rmsnorm family has no variant {variant:?}");
         }
         let (rpb, tpr) = (param(p, "ROWS_PER_BLOCK")?, param(p, "THREADS_PER_ROW")?);
         let cap = tpr * param(p, "VEC")? * param(p, "CHUNKS")?;
         if self.dim > cap {
-            bail!("rmsnorm_rows holds {cap} elements per row (THREADS_PER_ROW·VEC·CHUNKS); this shape has {}", self.dim);
+            bail!(
+                "rmsnorm_rows holds {cap} elements per row (THREADS_PER_ROW·VEC·CHUNKS); this shape has {}",
+                self.dim
+            );
         }
         let k = kernels.get("rmsnorm_rows").context("module lacks rmsnorm_rows")?;
         let grid = (ceil_div(self.rows, rpb) as u32, 1, 1);

@@ -37,7 +37,13 @@ pub struct Llama3Rope {
 impl Default for Llama3Rope {
     /// Llama-3.1/3.2 values (Llama-3-8B's config.json).
     fn default() -> Self {
-        Llama3Rope { theta: 500_000.0, factor: 8.0, low_freq_factor: 1.0, high_freq_factor: 4.0, original_max_position: 8192.0 }
+        Llama3Rope {
+            theta: 500_000.0,
+            factor: 8.0,
+            low_freq_factor: 1.0,
+            high_freq_factor: 4.0,
+            original_max_position: 8192.0,
+        }
     }
 }
 
@@ -179,7 +185,13 @@ impl RopeProblem {
             inv_freq,
             inv_freq_host,
             verify_pending: false,
-            reference: support::reference_kernels(gpu, "kernels/rope/reference.cu", REFERENCE_SOURCE, dt, &["rope_reference"])?,
+            reference: support::reference_kernels(
+                gpu,
+                "kernels/rope/reference.cu",
+                REFERENCE_SOURCE,
+                dt,
+                &["rope_reference"],
+            )?,
         })
     }
 
@@ -229,7 +241,13 @@ impl Problem for RopeProblem {
         Ok(())
     }
 
-    fn run(&mut self, gpu: &Gpu, variant: &str, kernels: &BTreeMap<String, Kernel>, p: &BTreeMap<String, i64>) -> Result<()> {
+    fn run(
+        &mut self,
+        gpu: &Gpu,
+        variant: &str,
+        kernels: &BTreeMap<String, Kernel>,
+        p: &BTreeMap<String, i64>,
+    ) -> Result<()> {
         if variant != "rope_llama3" {
             bail!("the rope family has no variant {variant:?}");
         }
@@ -273,7 +291,9 @@ impl Problem for RopeProblem {
         let (tokens, d, dt) = (self.tokens() as usize, self.d as usize, self.dt);
         let offsets: Vec<i32> = self.offsets.download(self.b as usize)?;
         let mut worst = 0.0f64;
-        for (heads, input, reference) in [(self.hq as usize, &self.q_in, &self.q_ref), (self.hkv as usize, &self.k_in, &self.k_ref)] {
+        for (heads, input, reference) in
+            [(self.hq as usize, &self.q_in, &self.q_ref), (self.hkv as usize, &self.k_in, &self.k_ref)]
+        {
             let n = tokens * heads * d;
             let x = support::download_f64(input, dt, n)?;
             let got = support::download_f64(reference, dt, n)?;

@@ -46,7 +46,11 @@ impl Family for Softmax {
     }
     fn validate(&self, s: &Shape, _dt: DType) -> Result<()> {
         if s.get("rows") * MAX_SPLITS > i32::MAX as i64 {
-            bail!("softmax {}: at most {} rows (the grid is rows × SPLITS blocks)", s.label(), i32::MAX as i64 / MAX_SPLITS);
+            bail!(
+                "softmax {}: at most {} rows (the grid is rows × SPLITS blocks)",
+                s.label(),
+                i32::MAX as i64 / MAX_SPLITS
+            );
         }
         Ok(())
     }
@@ -89,7 +93,13 @@ impl SoftmaxProblem {
             y: gpu.alloc(n)?,
             y_ref: gpu.alloc(n)?,
             ws: gpu.alloc(ws_bytes)?,
-            reference: support::reference_kernels(gpu, "kernels/softmax/reference.cu", REFERENCE_SOURCE, dt, &["softmax_reference"])?,
+            reference: support::reference_kernels(
+                gpu,
+                "kernels/softmax/reference.cu",
+                REFERENCE_SOURCE,
+                dt,
+                &["softmax_reference"],
+            )?,
         })
     }
 }
@@ -114,14 +124,24 @@ impl Problem for SoftmaxProblem {
         util.poison(gpu, &self.ws)
     }
 
-    fn run(&mut self, gpu: &Gpu, variant: &str, kernels: &BTreeMap<String, Kernel>, p: &BTreeMap<String, i64>) -> Result<()> {
+    fn run(
+        &mut self,
+        gpu: &Gpu,
+        variant: &str,
+        kernels: &BTreeMap<String, Kernel>,
+        p: &BTreeMap<String, i64>,
+    ) -> Result<()> {
         let (rows, cols) = (self.rows, self.cols);
         let vec = param(p, "VEC")?;
         match variant {
             "softmax_rows" => {
-                let (rpb, tpr, chunks) = (param(p, "ROWS_PER_BLOCK")?, param(p, "THREADS_PER_ROW")?, param(p, "CHUNKS")?);
+                let (rpb, tpr, chunks) =
+                    (param(p, "ROWS_PER_BLOCK")?, param(p, "THREADS_PER_ROW")?, param(p, "CHUNKS")?);
                 if cols > tpr * vec * chunks {
-                    bail!("softmax_rows holds {} columns per row (THREADS_PER_ROW·VEC·CHUNKS); this shape has {cols}", tpr * vec * chunks);
+                    bail!(
+                        "softmax_rows holds {} columns per row (THREADS_PER_ROW·VEC·CHUNKS); this shape has {cols}",
+                        tpr * vec * chunks
+                    );
                 }
                 let k = kernels.get("softmax_rows").context("module lacks softmax_rows")?;
                 gpu.launch(
@@ -140,7 +160,13 @@ impl Problem for SoftmaxProblem {
                 let args = [self.x.arg(), self.y.arg(), self.ws.arg(), Arg::I32(rows as i32), Arg::I32(cols as i32)];
                 let grid = ((rows * splits) as u32, 1, 1);
                 let block = (threads as u32, 1, 1);
-                gpu.launch(kernels.get("softmax_online").context("module lacks softmax_online")?, grid, block, 0, &args)?;
+                gpu.launch(
+                    kernels.get("softmax_online").context("module lacks softmax_online")?,
+                    grid,
+                    block,
+                    0,
+                    &args,
+                )?;
                 if splits > 1 {
                     let fin = kernels.get("softmax_online_finish").context("module lacks softmax_online_finish")?;
                     gpu.launch(fin, grid, block, 0, &args)?;
@@ -189,9 +215,16 @@ pub mod support {
 
     /// Compiles a family's reference template for this GPU and dtype (through the disk
     /// cache, so only the first problem of a run pays NVRTC) and loads its entry points.
-    pub fn reference_kernels(gpu: &Gpu, name: &str, source: &str, dt: DType, entries: &[&str]) -> Result<BTreeMap<String, Kernel>> {
+    pub fn reference_kernels(
+        gpu: &Gpu,
+        name: &str,
+        source: &str,
+        dt: DType,
+        entries: &[&str],
+    ) -> Result<BTreeMap<String, Kernel>> {
         let cache = ModuleCache::open(&cache::default_dir())?;
-        let req = CompileRequest { name: name.into(), source: source.into(), defines: dt.defines(), arch: gpu.props.arch() };
+        let req =
+            CompileRequest { name: name.into(), source: source.into(), defines: dt.defines(), arch: gpu.props.arch() };
         let m = cache.get_or_compile(&req).with_context(|| format!("compiling the reference {name}"))?;
         let mut out = BTreeMap::new();
         for e in entries {

@@ -77,7 +77,13 @@ impl SwiGluProblem {
             gu: gpu.alloc(2 * n)?,
             out: gpu.alloc(n)?,
             out_ref: gpu.alloc(n)?,
-            reference: support::reference_kernels(gpu, "kernels/swiglu/reference.cu", REFERENCE_SOURCE, dt, &["swiglu_reference"])?,
+            reference: support::reference_kernels(
+                gpu,
+                "kernels/swiglu/reference.cu",
+                REFERENCE_SOURCE,
+                dt,
+                &["swiglu_reference"],
+            )?,
         })
     }
 
@@ -99,7 +105,13 @@ impl Problem for SwiGluProblem {
         util.poison(gpu, &self.out)
     }
 
-    fn run(&mut self, gpu: &Gpu, variant: &str, kernels: &BTreeMap<String, Kernel>, p: &BTreeMap<String, i64>) -> Result<()> {
+    fn run(
+        &mut self,
+        gpu: &Gpu,
+        variant: &str,
+        kernels: &BTreeMap<String, Kernel>,
+        p: &BTreeMap<String, i64>,
+    ) -> Result<()> {
         if variant != "swiglu" {
             bail!("the swiglu family has no variant {variant:?}");
         }

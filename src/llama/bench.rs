@@ -121,8 +121,11 @@ pub fn format_table(rows: &[BenchRow]) -> String {
     ];
     let w0 = fields.iter().map(|f| f.0.len()).max().unwrap_or(0) + 2;
     let cols: Vec<Vec<String>> = rows.iter().map(|r| fields.iter().map(|f| f.1(r)).collect()).collect();
-    let widths: Vec<usize> =
-        rows.iter().zip(&cols).map(|(r, c)| c.iter().map(|s| s.chars().count()).chain([r.label.chars().count()]).max().unwrap_or(0) + 2).collect();
+    let widths: Vec<usize> = rows
+        .iter()
+        .zip(&cols)
+        .map(|(r, c)| c.iter().map(|s| s.chars().count()).chain([r.label.chars().count()]).max().unwrap_or(0) + 2)
+        .collect();
     let mut s = format!("{:<w0$}", "");
     for (r, w) in rows.iter().zip(&widths) {
         s += &format!("{:>w$}", r.label, w = w);
@@ -144,8 +147,20 @@ pub fn format_table(rows: &[BenchRow]) -> String {
 pub fn to_csv(rows: &[BenchRow], model: &str, gpu: &str, path: &str) -> Result<String> {
     let mut w = csv::Writer::from_writer(vec![]);
     w.write_record([
-        "label", "model", "gpu", "path", "batch", "throughput_tok_s", "mean_latency_s", "total_tokens", "tokens_per_run", "ttft_ms",
-        "decode_step_ms", "peak_mem_gib", "achieved_gb_s", "bw_bound_pct",
+        "label",
+        "model",
+        "gpu",
+        "path",
+        "batch",
+        "throughput_tok_s",
+        "mean_latency_s",
+        "total_tokens",
+        "tokens_per_run",
+        "ttft_ms",
+        "decode_step_ms",
+        "peak_mem_gib",
+        "achieved_gb_s",
+        "bw_bound_pct",
     ])?;
     let o = |v: Option<f64>| v.map(|x| format!("{x}")).unwrap_or_default();
     for r in rows {
@@ -280,12 +295,25 @@ fn load(gpu: &Gpu, util: &Util, ops: &OpKernels, src: &ModelSource, a: &E2eArgs)
     Ok(match src {
         ModelSource::Random(c) if a.check_cpu => {
             if c.n_params() > 600_000_000 {
-                bail!("--check-cpu runs the f32 CPU reference: use a small preset (tiny, smollm2-135m), not {}", c.name);
+                bail!(
+                    "--check-cpu runs the f32 CPU reference: use a small preset (tiny, smollm2-135m), not {}",
+                    c.name
+                );
             }
             let w = round_to_bf16(&Weights::random(c, a.seed)?);
-            Loaded { weights: Rc::new(GpuWeights::from_weights(gpu, &w, &format!("random weights at {} (seed {}, host)", c.name, a.seed))?), host: Some(w), tokenizer: None }
+            Loaded {
+                weights: Rc::new(GpuWeights::from_weights(
+                    gpu,
+                    &w,
+                    &format!("random weights at {} (seed {}, host)", c.name, a.seed),
+                )?),
+                host: Some(w),
+                tokenizer: None,
+            }
         }
-        ModelSource::Random(c) => Loaded { weights: Rc::new(GpuWeights::random(gpu, util, ops, c, a.seed)?), host: None, tokenizer: None },
+        ModelSource::Random(c) => {
+            Loaded { weights: Rc::new(GpuWeights::random(gpu, util, ops, c, a.seed)?), host: None, tokenizer: None }
+        }
         ModelSource::Gguf(p) => {
             let m = super::LoadedModel::from_gguf(p)?;
             let w = round_to_bf16(&m.weights);
@@ -303,14 +331,25 @@ fn load(gpu: &Gpu, util: &Util, ops: &OpKernels, src: &ModelSource, a: &E2eArgs)
     })
 }
 
-fn build_model(gpu: &Gpu, cache: &ModuleCache, w: Rc<GpuWeights>, reference: bool, shape: ModelShape, db: &Path) -> Result<(GpuModel, Vec<String>)> {
+fn build_model(
+    gpu: &Gpu,
+    cache: &ModuleCache,
+    w: Rc<GpuWeights>,
+    reference: bool,
+    shape: ModelShape,
+    db: &Path,
+) -> Result<(GpuModel, Vec<String>)> {
     let (choice, mut notes) = if reference {
         (OpChoice::reference(), vec![])
     } else {
         OpChoice::tuned(gpu, cache, db, w.config.dim, w.config.ffn_dim)
     };
     let ops = OpKernels::new(gpu, cache, choice)?;
-    let linear = if reference { LinearBackend::Cublas(Blas::new(gpu)?) } else { LinearBackend::Tuned(Box::new(TunedGemm::new(gpu, cache, db)?)) };
+    let linear = if reference {
+        LinearBackend::Cublas(Blas::new(gpu)?)
+    } else {
+        LinearBackend::Tuned(Box::new(TunedGemm::new(gpu, cache, db)?))
+    };
     if !reference && !db.exists() {
         notes.push(format!("no tuned database at {}: every GEMM uses its variant's template defaults", db.display()));
     }
@@ -325,7 +364,8 @@ fn copy_bandwidth(gpu: &Gpu) -> Result<f64> {
     let b = gpu.alloc(bytes)?;
     let copy = || {
         // SAFETY: both buffers hold `bytes` bytes; ordered on the stream.
-        unsafe { cudarc::driver::result::memcpy_dtod_async(b.ptr, a.ptr, bytes, gpu.stream.cu_stream()) }.map_err(|e| anyhow::anyhow!("copy failed: {e:?}"))
+        unsafe { cudarc::driver::result::memcpy_dtod_async(b.ptr, a.ptr, bytes, gpu.stream.cu_stream()) }
+            .map_err(|e| anyhow::anyhow!("copy failed: {e:?}"))
     };
     for _ in 0..3 {
         copy()?;
@@ -374,21 +414,34 @@ pub fn run(a: E2eArgs) -> Result<ExitCode> {
     let w = loaded.weights.clone();
     let c = w.config.clone();
     println!("kernlab e2e — {} on {} (cc {})", c.name, gpu.props.name, gpu.props.cc());
-    println!("  weights: {} ({:.2} GB bf16, loaded in {:.1} s)", w.source, super::gpu::weights::weight_bytes(&c) as f64 / 1e9, t_load.elapsed().as_secs_f64());
-    let path_name = if a.reference { "reference (cuBLAS + plain kernels)" } else { "tuned (kernlab gemm family + plain kernels)" };
+    println!(
+        "  weights: {} ({:.2} GB bf16, loaded in {:.1} s)",
+        w.source,
+        super::gpu::weights::weight_bytes(&c) as f64 / 1e9,
+        t_load.elapsed().as_secs_f64()
+    );
+    let path_name =
+        if a.reference { "reference (cuBLAS + plain kernels)" } else { "tuned (kernlab gemm family + plain kernels)" };
     println!("  path: {path_name}");
 
     let prompt_tokens: Option<Vec<u32>> = match &a.prompt {
         None => None,
         Some(text) => {
-            let tok = loaded.tokenizer.as_ref().context("--prompt TEXT needs a tokenizer: this model has none (use random token prompts)")?;
+            let tok = loaded
+                .tokenizer
+                .as_ref()
+                .context("--prompt TEXT needs a tokenizer: this model has none (use random token prompts)")?;
             let mut ids = c.bos_token_id.map(|b| vec![b]).unwrap_or_default();
             ids.extend(super::tokenizer::encode(tok, text)?);
             check_fits(&c, &a, ids.len())?;
             Some(ids)
         }
     };
-    let sampling = if a.temperature > 0.0 { Sampling::TopP { temperature: a.temperature, top_p: a.top_p, seed: a.seed } } else { Sampling::Greedy };
+    let sampling = if a.temperature > 0.0 {
+        Sampling::TopP { temperature: a.temperature, top_p: a.top_p, seed: a.seed }
+    } else {
+        Sampling::Greedy
+    };
     let eos: Vec<u32> = if a.ignore_eos { vec![] } else { c.eos_token_ids.clone() };
 
     let copy_bw = copy_bandwidth(&gpu)?;
@@ -413,7 +466,11 @@ pub fn run(a: E2eArgs) -> Result<ExitCode> {
             None => random_prompts(batch, a.prompt_len, c.vocab_size, a.seed, a.ragged),
         };
         let max_prompt = prompts.iter().map(Vec::len).max().unwrap_or(1);
-        let shape = ModelShape { batch, max_seq: max_prompt + a.gen_len, max_step_tokens: prompts.iter().map(Vec::len).sum::<usize>().max(batch) };
+        let shape = ModelShape {
+            batch,
+            max_seq: max_prompt + a.gen_len,
+            max_step_tokens: prompts.iter().map(Vec::len).sum::<usize>().max(batch),
+        };
         let (mut model, notes) = build_model(&gpu, &cache, w.clone(), a.reference, shape, &db)?;
         for n in notes {
             if !report.notes.contains(&n) {
@@ -424,7 +481,11 @@ pub fn run(a: E2eArgs) -> Result<ExitCode> {
         // Warm-up: compiles and plans every GEMM shape of prefill and decode.
         generate(&gpu, &mut model, &prompts, a.gen_len.min(4), sampling, &eos, || {})?;
         let pb = indicatif::ProgressBar::new((a.runs * a.gen_len) as u64);
-        pb.set_style(indicatif::ProgressStyle::with_template("  batch {msg} [{bar:30}] {pos}/{len} tokens {elapsed}").unwrap().progress_chars("=> "));
+        pb.set_style(
+            indicatif::ProgressStyle::with_template("  batch {msg} [{bar:30}] {pos}/{len} tokens {elapsed}")
+                .unwrap()
+                .progress_chars("=> "),
+        );
         pb.set_message(batch.to_string());
         let mut runs: Vec<GenResult> = vec![];
         for _ in 0..a.runs {
@@ -436,8 +497,13 @@ pub fn run(a: E2eArgs) -> Result<ExitCode> {
         let total_tokens: usize = runs.iter().map(GenResult::generated).sum();
         let total_s: f64 = runs.iter().map(|r| r.total_s).sum();
         let steps: usize = runs.iter().map(|r| r.decode_steps).sum();
-        let step_ms = if steps > 0 { runs.iter().map(|r| r.total_s - r.ttft_s).sum::<f64>() * 1e3 / steps as f64 } else { 0.0 };
-        let kv_per_step = if steps > 0 { kv_bytes_read(&c, &[runs.iter().map(|r| r.kv_positions_read).sum::<usize>()]) as f64 / steps as f64 } else { 0.0 };
+        let step_ms =
+            if steps > 0 { runs.iter().map(|r| r.total_s - r.ttft_s).sum::<f64>() * 1e3 / steps as f64 } else { 0.0 };
+        let kv_per_step = if steps > 0 {
+            kv_bytes_read(&c, &[runs.iter().map(|r| r.kv_positions_read).sum::<usize>()]) as f64 / steps as f64
+        } else {
+            0.0
+        };
         let bytes_per_step = weight_bytes_per_decode_step(&c, batch) as f64 + kv_per_step;
         let achieved = if step_ms > 0.0 { bytes_per_step / (step_ms * 1e-3) / 1e9 } else { 0.0 };
         let mut rows = vec![BenchRow {
@@ -517,7 +583,11 @@ pub fn run(a: E2eArgs) -> Result<ExitCode> {
     if let Some(h) = &hf {
         let max_prompt = h.prompts.iter().map(Vec::len).max().unwrap_or(1);
         let steps = h.greedy.iter().map(Vec::len).min().unwrap_or(1);
-        let shape = ModelShape { batch: h.prompts.len(), max_seq: max_prompt + steps + 1, max_step_tokens: h.prompts.iter().map(Vec::len).sum() };
+        let shape = ModelShape {
+            batch: h.prompts.len(),
+            max_seq: max_prompt + steps + 1,
+            max_step_tokens: h.prompts.iter().map(Vec::len).sum(),
+        };
         let (mut model, _) = build_model(&gpu, &cache, w.clone(), a.reference, shape, &db)?;
         let cmp = hf_ref::compare(&gpu, &mut model, h, 5e-2, 32)?;
         println!("\n{}", cmp.report());
@@ -526,7 +596,9 @@ pub fn run(a: E2eArgs) -> Result<ExitCode> {
         report.hf = Some(cmp);
     }
 
-    let stem = a.out.clone().unwrap_or_else(|| crate::paths::reports_dir().join(format!("e2e-{}", chrono::Utc::now().format("%Y%m%d-%H%M%S"))));
+    let stem = a.out.clone().unwrap_or_else(|| {
+        crate::paths::reports_dir().join(format!("e2e-{}", chrono::Utc::now().format("%Y%m%d-%H%M%S")))
+    });
     if let Some(d) = stem.parent() {
         if !d.as_os_str().is_empty() {
             std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
@@ -534,15 +606,24 @@ pub fn run(a: E2eArgs) -> Result<ExitCode> {
     }
     let json_path = stem.with_extension("json");
     let csv_path = stem.with_extension("csv");
-    std::fs::write(&json_path, serde_json::to_vec_pretty(&report)?).with_context(|| format!("writing {}", json_path.display()))?;
-    std::fs::write(&csv_path, to_csv(&report.rows, &c.name, &gpu.props.name, path_name)?).with_context(|| format!("writing {}", csv_path.display()))?;
+    std::fs::write(&json_path, serde_json::to_vec_pretty(&report)?)
+        .with_context(|| format!("writing {}", json_path.display()))?;
+    std::fs::write(&csv_path, to_csv(&report.rows, &c.name, &gpu.props.name, path_name)?)
+        .with_context(|| format!("writing {}", csv_path.display()))?;
     println!("\nresults: {} and {}", json_path.display(), csv_path.display());
     Ok(if all_ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 /// GPU path vs the f32 CPU reference on the same (bf16-rounded) weights: first-step logits
 /// of every prompt and greedy tokens.
-fn check_cpu(gpu: &Gpu, model: &mut GpuModel, host: &Weights, prompts: &[Vec<u32>], steps: usize, report: &mut Report) -> Result<bool> {
+fn check_cpu(
+    gpu: &Gpu,
+    model: &mut GpuModel,
+    host: &Weights,
+    prompts: &[Vec<u32>],
+    steps: usize,
+    report: &mut Report,
+) -> Result<bool> {
     use super::cpu_ref;
     let gen = generate(gpu, model, prompts, steps, Sampling::Greedy, &[], || {})?;
     model.forward(gpu, &super::gpu::model::Step::prefill(prompts))?;
@@ -551,14 +632,18 @@ fn check_cpu(gpu: &Gpu, model: &mut GpuModel, host: &Weights, prompts: &[Vec<u32
     for (b, p) in prompts.iter().enumerate() {
         let mut kv = cpu_ref::KvCache::new(host, p.len() + 1);
         let cl = cpu_ref::forward(host, &mut kv, p, cpu_ref::Logits::Last)?;
-        let (d, m) = gl[b].iter().zip(&cl).fold((0f64, 0f64), |(d, m), (x, y)| (d.max((x - y).abs() as f64), m.max(y.abs() as f64)));
+        let (d, m) = gl[b]
+            .iter()
+            .zip(&cl)
+            .fold((0f64, 0f64), |(d, m), (x, y)| (d.max((x - y).abs() as f64), m.max(y.abs() as f64)));
         let rel = d / m.max(1e-30);
         let cg = cpu_ref::generate_greedy(host, p, steps, &[])?;
         let n = cg.tokens.len().min(gen.tokens[b].len());
         let first = (0..n).find(|&i| cg.tokens[i] != gen.tokens[b][i]);
         let agree = first.unwrap_or(n);
         let tie = first.map(|i| cg.top2[i][0].1 - cg.top2[i][1].1);
-        let ok = rel <= 3e-2 && (first.is_none() || tie.map(|g| g.abs() <= 4.0 * d as f32).unwrap_or(false) || agree >= 32.min(n));
+        let ok = rel <= 3e-2
+            && (first.is_none() || tie.map(|g| g.abs() <= 4.0 * d as f32).unwrap_or(false) || agree >= 32.min(n));
         all_ok &= ok;
         println!(
             "check-cpu seq {b} (prompt {} tokens): first-step logits max rel err {rel:.2e} (max abs {d:.4}); greedy {agree}/{n} agree{} {}",
@@ -636,15 +721,45 @@ mod tests {
         };
         let hf = hf_rows(
             &[
-                HfTiming { mode: "eager".into(), batch: 8, prompt_len: 128, new_tokens: 256, seconds: 20.0, tokens_per_s: 102.4, error: None },
-                HfTiming { mode: "eager".into(), batch: 1, prompt_len: 128, new_tokens: 256, seconds: 18.0, tokens_per_s: 14.2, error: None },
+                HfTiming {
+                    mode: "eager".into(),
+                    batch: 8,
+                    prompt_len: 128,
+                    new_tokens: 256,
+                    seconds: 20.0,
+                    tokens_per_s: 102.4,
+                    error: None,
+                },
+                HfTiming {
+                    mode: "eager".into(),
+                    batch: 1,
+                    prompt_len: 128,
+                    new_tokens: 256,
+                    seconds: 18.0,
+                    tokens_per_s: 14.2,
+                    error: None,
+                },
             ],
             8,
         );
         assert_eq!(hf.len(), 1);
         let t = format_table(&[ours.clone(), hf[0].clone()]);
-        for s in ["Throughput (tokens/s)", "1234.6", "Mean Latency (s)", "1.659", "Total Tokens", "6144", "Tokens/Run", "2048", "Batch Size",
-            "HF eager", "102.4", "81.2", "78.125", "—"] {
+        for s in [
+            "Throughput (tokens/s)",
+            "1234.6",
+            "Mean Latency (s)",
+            "1.659",
+            "Total Tokens",
+            "6144",
+            "Tokens/Run",
+            "2048",
+            "Batch Size",
+            "HF eager",
+            "102.4",
+            "81.2",
+            "78.125",
+            "—",
+        ] {
             assert!(t.contains(s), "missing {s}:\n{t}");
         }
         // Every line is as wide as the header line.

@@ -43,12 +43,8 @@ pub struct LlamaConfig {
 /// Names accepted by [`LlamaConfig::preset`].
 pub const PRESET_NAMES: &[&str] = &["llama3-8b", "llama3.1-8b", "llama3.2-1b", "smollm2-135m", "tiny"];
 
-const LLAMA31_SCALING: RopeScaling = RopeScaling {
-    factor: 8.0,
-    low_freq_factor: 1.0,
-    high_freq_factor: 4.0,
-    original_max_position_embeddings: 8192,
-};
+const LLAMA31_SCALING: RopeScaling =
+    RopeScaling { factor: 8.0, low_freq_factor: 1.0, high_freq_factor: 4.0, original_max_position_embeddings: 8192 };
 
 impl LlamaConfig {
     /// A named preset (gpt-fast style table). Unknown names list the known ones.
@@ -150,7 +146,10 @@ impl LlamaConfig {
             bail!("config '{n}': norm_eps and rope_theta must be positive");
         }
         if let Some(s) = &self.rope_scaling {
-            if !positive(s.factor) || !positive(s.high_freq_factor - s.low_freq_factor) || s.original_max_position_embeddings == 0 {
+            if !positive(s.factor)
+                || !positive(s.high_freq_factor - s.low_freq_factor)
+                || s.original_max_position_embeddings == 0
+            {
                 bail!("config '{n}': invalid llama3 rope_scaling {s:?} (need factor > 0, high_freq_factor > low_freq_factor)");
             }
         }
@@ -293,11 +292,7 @@ impl LlamaConfig {
             max_seq_len: g.meta_usize("llama.context_length").unwrap_or(2048),
             tie_embeddings: g.tensor("output.weight").is_none(),
             bos_token_id: g.meta_usize("tokenizer.ggml.bos_token_id").ok().map(|x| x as u32),
-            eos_token_ids: g
-                .meta_usize("tokenizer.ggml.eos_token_id")
-                .ok()
-                .map(|x| vec![x as u32])
-                .unwrap_or_default(),
+            eos_token_ids: g.meta_usize("tokenizer.ggml.eos_token_id").ok().map(|x| vec![x as u32]).unwrap_or_default(),
         };
         cfg.validate().with_context(ctx)?;
         Ok(cfg)
@@ -340,7 +335,8 @@ pub fn llama3_scale_freq(freq: f64, s: &RopeScaling) -> f64 {
     } else if wavelen > low_freq_wavelen {
         freq / s.factor as f64
     } else {
-        let smooth = (old / wavelen - s.low_freq_factor as f64) / (s.high_freq_factor as f64 - s.low_freq_factor as f64);
+        let smooth =
+            (old / wavelen - s.low_freq_factor as f64) / (s.high_freq_factor as f64 - s.low_freq_factor as f64);
         (1.0 - smooth) * freq / s.factor as f64 + smooth * freq
     }
 }

@@ -152,10 +152,9 @@ fn f16_at(b: &[u8], i: usize) -> f32 {
 }
 
 pub fn q4_0_blocks(bytes: &[u8]) -> impl Iterator<Item = BlockQ4_0> + '_ {
-    bytes.chunks_exact(18).map(|b| BlockQ4_0 {
-        d: f16::from_bits(u16::from_le_bytes([b[0], b[1]])),
-        qs: b[2..18].try_into().unwrap(),
-    })
+    bytes
+        .chunks_exact(18)
+        .map(|b| BlockQ4_0 { d: f16::from_bits(u16::from_le_bytes([b[0], b[1]])), qs: b[2..18].try_into().unwrap() })
 }
 
 pub fn q4_1_blocks(bytes: &[u8]) -> impl Iterator<Item = BlockQ4_1> + '_ {

@@ -350,9 +350,9 @@ pub fn parse_header(buf: &[u8], path: &str) -> Result<GgufHeader, GgufError> {
         match v {
             MetaValue::U32(a) if a.is_power_of_two() && *a <= MAX_ALIGNMENT => alignment = *a,
             other => {
-                return Err(r.err(format!(
-                    "general.alignment must be a u32 power of two <= {MAX_ALIGNMENT}, found {other:?}"
-                )))
+                return Err(
+                    r.err(format!("general.alignment must be a u32 power of two <= {MAX_ALIGNMENT}, found {other:?}"))
+                )
             }
         }
     }
@@ -579,7 +579,9 @@ impl GgufFile {
 
     pub fn meta_f32(&self, key: &str) -> Result<f32, GgufError> {
         let v = self.meta_req(key)?;
-        v.as_f64().map(|x| x as f32).ok_or_else(|| self.meta_err(key, format!("expected a number, found {}", v.type_name())))
+        v.as_f64()
+            .map(|x| x as f32)
+            .ok_or_else(|| self.meta_err(key, format!("expected a number, found {}", v.type_name())))
     }
 
     pub fn meta_bool(&self, key: &str) -> Result<bool, GgufError> {

@@ -116,7 +116,8 @@ impl LoadedModel {
     /// text (`<|im_start|>`) become their ids.
     pub fn encode_prompt(&self, text: &str) -> Result<Vec<u32>> {
         let with_specials = self.bos == BosPolicy::PostProcessor;
-        let enc = self.tokenizer.encode(text, with_specials).map_err(|e| anyhow::anyhow!("tokenizing {text:?}: {e}"))?;
+        let enc =
+            self.tokenizer.encode(text, with_specials).map_err(|e| anyhow::anyhow!("tokenizing {text:?}: {e}"))?;
         let mut ids = Vec::with_capacity(enc.len() + 1);
         if let BosPolicy::Prepend(b) = self.bos {
             ids.push(b);

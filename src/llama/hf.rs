@@ -51,7 +51,8 @@ impl SafetensorsSource {
     pub fn open(dir: &Path) -> Result<Self> {
         let index_path = dir.join("model.safetensors.index.json");
         let files: Vec<PathBuf> = if index_path.exists() {
-            let text = std::fs::read_to_string(&index_path).with_context(|| format!("reading {}", index_path.display()))?;
+            let text =
+                std::fs::read_to_string(&index_path).with_context(|| format!("reading {}", index_path.display()))?;
             let v: serde_json::Value =
                 serde_json::from_str(&text).with_context(|| format!("parsing {}", index_path.display()))?;
             let map = v
@@ -60,7 +61,11 @@ impl SafetensorsSource {
                 .ok_or_else(|| anyhow!("{}: no \"weight_map\" object", index_path.display()))?;
             let mut files: Vec<String> = map
                 .values()
-                .map(|f| f.as_str().map(str::to_string).ok_or_else(|| anyhow!("{}: non-string file name", index_path.display())))
+                .map(|f| {
+                    f.as_str()
+                        .map(str::to_string)
+                        .ok_or_else(|| anyhow!("{}: non-string file name", index_path.display()))
+                })
                 .collect::<Result<_>>()?;
             files.sort();
             files.dedup();
@@ -146,9 +151,8 @@ impl TensorSource for SafetensorsSource {
     }
 
     fn load_f32(&self, name: &WeightName) -> Result<Vec<f32>> {
-        let (shard, info) = self
-            .find(name)
-            .ok_or_else(|| anyhow!("{}: tensor '{}' is missing", self.dir.display(), name.hf()))?;
+        let (shard, info) =
+            self.find(name).ok_or_else(|| anyhow!("{}: tensor '{}' is missing", self.dir.display(), name.hf()))?;
         let (s, e) = info.data_offsets;
         let bytes = shard
             .map

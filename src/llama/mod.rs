@@ -12,8 +12,8 @@
 
 pub mod bench;
 pub mod config;
-pub mod fuzzing;
 pub mod cpu_ref;
+pub mod fuzzing;
 pub mod ggml_types;
 pub mod gguf;
 pub mod gguf_model;

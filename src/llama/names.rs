@@ -95,22 +95,32 @@ impl WeightName {
     }
 
     pub fn from_gguf(s: &str) -> Option<Self> {
-        Self::parse(s, "blk.", |t| t.gguf(), |n| match n {
-            "token_embd.weight" => Some(WeightName::TokEmbd),
-            "output_norm.weight" => Some(WeightName::Norm),
-            "output.weight" => Some(WeightName::LmHead),
-            "rope_freqs.weight" => Some(WeightName::RopeFreqs),
-            _ => None,
-        })
+        Self::parse(
+            s,
+            "blk.",
+            |t| t.gguf(),
+            |n| match n {
+                "token_embd.weight" => Some(WeightName::TokEmbd),
+                "output_norm.weight" => Some(WeightName::Norm),
+                "output.weight" => Some(WeightName::LmHead),
+                "rope_freqs.weight" => Some(WeightName::RopeFreqs),
+                _ => None,
+            },
+        )
     }
 
     pub fn from_hf(s: &str) -> Option<Self> {
-        Self::parse(s, "model.layers.", |t| t.hf(), |n| match n {
-            "model.embed_tokens.weight" => Some(WeightName::TokEmbd),
-            "model.norm.weight" => Some(WeightName::Norm),
-            "lm_head.weight" => Some(WeightName::LmHead),
-            _ => None,
-        })
+        Self::parse(
+            s,
+            "model.layers.",
+            |t| t.hf(),
+            |n| match n {
+                "model.embed_tokens.weight" => Some(WeightName::TokEmbd),
+                "model.norm.weight" => Some(WeightName::Norm),
+                "lm_head.weight" => Some(WeightName::LmHead),
+                _ => None,
+            },
+        )
     }
 
     fn parse(

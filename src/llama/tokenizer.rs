@@ -34,10 +34,9 @@ fn pre_tokenizer_for(pre: &str) -> Result<(PreTokenizerWrapper, bool)> {
         // GPT-2 style: the ByteLevel pre-tokenizer's own regex does the split.
         "default" | "gpt2" => (byte_level_regex.into(), false),
         // StarCoder-derived vocabularies (SmolLM/SmolLM2): every digit on its own first.
-        "smollm" | "starcoder" | "refact" => (
-            Sequence::new(vec![Digits::new(true).into(), byte_level_regex.into()]).into(),
-            false,
-        ),
+        "smollm" | "starcoder" | "refact" => {
+            (Sequence::new(vec![Digits::new(true).into(), byte_level_regex.into()]).into(), false)
+        }
         // Llama-3: its own split regex, then byte-level mapping without a second split; its
         // tokenizer.json sets ignore_merges (a word already in the vocab is one token).
         "llama-bpe" | "llama3" => {

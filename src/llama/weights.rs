@@ -71,7 +71,12 @@ impl Weights {
             cfg.check_shape(&src.describe(), &src.file_name(&name), &expected, &found)?;
             let data = src.load_f32(&name)?;
             if data.len() != expected.iter().product::<usize>() {
-                bail!("{}: tensor '{}' gave {} values for shape {expected:?}", src.describe(), src.file_name(&name), data.len());
+                bail!(
+                    "{}: tensor '{}' gave {} values for shape {expected:?}",
+                    src.describe(),
+                    src.file_name(&name),
+                    data.len()
+                );
             }
             Ok(data)
         };

@@ -54,7 +54,10 @@ pub struct MicroKernels {
 impl MicroKernels {
     pub fn load(gpu: &Gpu, cache: &ModuleCache) -> Result<MicroKernels> {
         if gpu.props.cc_major < 8 {
-            bail!("measuring ceilings needs compute capability 8.0 or newer (bf16 mma.sync); this GPU is {}", gpu.props.cc());
+            bail!(
+                "measuring ceilings needs compute capability 8.0 or newer (bf16 mma.sync); this GPU is {}",
+                gpu.props.cc()
+            );
         }
         let m = cache.get_or_compile(&request(&gpu.props.arch())).context("compiling the ceiling micro-benchmarks")?;
         let load = |e: &str| gpu.load(&m.cubin, e);
@@ -73,7 +76,8 @@ impl MicroKernels {
 
 /// Blocks of `BLOCK` threads that fill every SM once at full occupancy.
 fn full_wave_blocks(gpu: &Gpu) -> u32 {
-    let per_sm = gpu.ctx.attribute(A::CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_MULTIPROCESSOR).unwrap_or(2048).max(BLOCK as i32);
+    let per_sm =
+        gpu.ctx.attribute(A::CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_MULTIPROCESSOR).unwrap_or(2048).max(BLOCK as i32);
     (gpu.props.sm_count.max(1) as u32) * (per_sm as u32 / BLOCK)
 }
 
@@ -136,7 +140,13 @@ pub fn memory(gpu: &Gpu, timer: &Timer, k: &MicroKernels) -> Result<Vec<Figure>>
         for grid in bandwidth_grids(gpu, n16, *u) {
             let t = timer.time(gpu, || {
                 // SAFETY: src holds n16 vectors; out holds 16 bytes and only out[0] is written.
-                gpu.launch(kern, (grid, 1, 1), (BLOCK, 1, 1), 0, &[src.arg(), Arg::U64(n16), Arg::U32(KEY_U32), k.out.arg()])
+                gpu.launch(
+                    kern,
+                    (grid, 1, 1),
+                    (BLOCK, 1, 1),
+                    0,
+                    &[src.arg(), Arg::U64(n16), Arg::U32(KEY_U32), k.out.arg()],
+                )
             })?;
             let what = format!("{}, {gib:.2} GiB, grid {grid}×{BLOCK}", kern.name);
             reads.push(Figure::new(super::keys::READ, bytes as f64, 1e9, t, what));
@@ -165,7 +175,10 @@ pub fn memory(gpu: &Gpu, timer: &Timer, k: &MicroKernels) -> Result<Vec<Figure>>
             L2_PASSES as f64 * l2_bytes as f64,
             1e9,
             t,
-            format!("l2_read_v16, {:.1} MiB × {L2_PASSES} passes, grid {grid}×{BLOCK}", l2_bytes as f64 / (1 << 20) as f64),
+            format!(
+                "l2_read_v16, {:.1} MiB × {L2_PASSES} passes, grid {grid}×{BLOCK}",
+                l2_bytes as f64 / (1 << 20) as f64
+            ),
         ));
     }
     out.push(best(l2s).context("no L2 measurement")?);
@@ -191,7 +204,10 @@ pub fn fma(gpu: &Gpu, timer: &Timer, k: &MicroKernels) -> Result<(Figure, Option
     let c: Vec<u64> = k.clocks.download(2)?;
     let mhz = (c[1] > 0).then(|| c[0] as f64 / c[1] as f64 * 1000.0);
     let flops = 2.0 * (FMAS_PER_ITER * iters as u64) as f64 * (grid as u64 * BLOCK as u64) as f64;
-    Ok((Figure::new(super::keys::FMA, flops, 1e12, t, format!("fma_f32, grid {grid}×{BLOCK}, {iters} iterations")), mhz))
+    Ok((
+        Figure::new(super::keys::FMA, flops, 1e12, t, format!("fma_f32, grid {grid}×{BLOCK}, {iters} iterations")),
+        mhz,
+    ))
 }
 
 /// mma.sync bf16 and fp16 rates with operands in registers.
@@ -206,7 +222,13 @@ pub fn mma_peak(gpu: &Gpu, timer: &Timer, k: &MicroKernels) -> Result<Vec<Figure
             // SAFETY: registers only; out holds 16 bytes and only out[0] may be written.
             gpu.launch(kern, (grid, 1, 1), (BLOCK, 1, 1), 0, &[Arg::I32(iters), Arg::F32(KEY_F32), k.out.arg()])
         })?;
-        out.push(Figure::new(key, flops, 1e12, t, format!("{}, grid {grid}×{BLOCK}, {iters} iterations × {MMA_ACC} mma", kern.name)));
+        out.push(Figure::new(
+            key,
+            flops,
+            1e12,
+            t,
+            format!("{}, grid {grid}×{BLOCK}, {iters} iterations × {MMA_ACC} mma", kern.name),
+        ));
     }
     Ok(out)
 }

@@ -227,7 +227,11 @@ mod tests {
         assert!(f.timing_text().contains("20 reps"));
         let g = Figure::new(keys::CUBLAS_BF16, 1e12, 1e12, t(2000.0), String::new());
         assert!((g.value - 500.0).abs() < 1e-9);
-        let b = best(vec![f.clone(), Figure { value: 2500.0, ..f.clone() }, Figure { value: 2500.0, detail: "x".into(), ..f }]);
+        let b = best(vec![
+            f.clone(),
+            Figure { value: 2500.0, ..f.clone() },
+            Figure { value: 2500.0, detail: "x".into(), ..f },
+        ]);
         assert_eq!(b.unwrap().detail, "grid 1");
     }
 

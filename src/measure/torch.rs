@@ -25,7 +25,8 @@ pub struct TorchPeers {
 
 impl TorchPeers {
     pub fn parse(data: &[u8]) -> Result<TorchPeers> {
-        let t: TorchPeers = serde_json::from_slice(data).context("expected JSON with copy_gbps and bf16_8192_tflops")?;
+        let t: TorchPeers =
+            serde_json::from_slice(data).context("expected JSON with copy_gbps and bf16_8192_tflops")?;
         for (name, v) in [("copy_gbps", t.copy_gbps), ("bf16_8192_tflops", t.bf16_8192_tflops)] {
             if !(v.is_finite() && v > 0.0) {
                 bail!("{name} is {v}; expected a positive number");
@@ -36,7 +37,8 @@ impl TorchPeers {
 
     pub fn load(path: &Path) -> Result<TorchPeers> {
         let data = std::fs::read(path).with_context(|| format!("reading torch peers {}", path.display()))?;
-        TorchPeers::parse(&data).with_context(|| format!("{} is not the output of scripts/torch_copy_peer.py", path.display()))
+        TorchPeers::parse(&data)
+            .with_context(|| format!("{} is not the output of scripts/torch_copy_peer.py", path.display()))
     }
 
     /// Stores the peers in the ceilings (and the torch version in the environment).
@@ -91,10 +93,22 @@ pub fn checks(c: &Ceilings) -> Vec<Check> {
         v.push(Check { name: "copy_vs_torch_copy", ours: c.dram_copy_gbps, peer: p, unit: "GB/s", tolerance: 0.10 });
     }
     if let Some(p) = peer(keys::CUBLAS_BF16) {
-        v.push(Check { name: "bf16_vs_cublas_8192", ours: c.tensor_bf16_tflops, peer: p, unit: "TFLOP/s", tolerance: 0.10 });
+        v.push(Check {
+            name: "bf16_vs_cublas_8192",
+            ours: c.tensor_bf16_tflops,
+            peer: p,
+            unit: "TFLOP/s",
+            tolerance: 0.10,
+        });
     }
     if let Some(p) = peer(keys::TORCH_BF16) {
-        v.push(Check { name: "bf16_vs_torch_8192", ours: c.tensor_bf16_tflops, peer: p, unit: "TFLOP/s", tolerance: 0.10 });
+        v.push(Check {
+            name: "bf16_vs_torch_8192",
+            ours: c.tensor_bf16_tflops,
+            peer: p,
+            unit: "TFLOP/s",
+            tolerance: 0.10,
+        });
     }
     v
 }

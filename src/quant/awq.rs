@@ -61,15 +61,8 @@ pub fn awq_to_int4(
             zeros[g * n + col] = awq_nibble(t.qzeros.data[g * (n / 8) + col / 8], col);
         }
     }
-    let mut w = Int4Weight::from_codes(
-        n,
-        k,
-        group_size,
-        scale_dtype,
-        &codes,
-        t.scales.data.to_vec(),
-        Zeros::Int(zeros),
-    )?;
+    let mut w =
+        Int4Weight::from_codes(n, k, group_size, scale_dtype, &codes, t.scales.data.to_vec(), Zeros::Int(zeros))?;
     w.simplify_zeros();
     Ok(w)
 }

@@ -13,20 +13,11 @@ pub enum FormatError {
 
     /// A tensor holds a different number of elements than its shape demands.
     #[error("{tensor}: has {got} elements but shape {shape} needs {expected}")]
-    WrongLength {
-        tensor: String,
-        shape: String,
-        expected: usize,
-        got: usize,
-    },
+    WrongLength { tensor: String, shape: String, expected: usize, got: usize },
 
     /// A tensor's declared shape differs from the one the layout requires.
     #[error("{tensor}: shape {got:?} does not match the expected {expected:?}")]
-    ShapeMismatch {
-        tensor: String,
-        expected: Vec<usize>,
-        got: Vec<usize>,
-    },
+    ShapeMismatch { tensor: String, expected: Vec<usize>, got: Vec<usize> },
 
     /// A value is out of its allowed range (zero point > 16, non-finite weight, bad g_idx...).
     #[error("{tensor}: {what}")]
@@ -34,27 +25,17 @@ pub enum FormatError {
 
     /// A format name or dtype we do not know.
     #[error("unknown {kind} '{name}' (known: {known})")]
-    Unknown {
-        kind: String,
-        name: String,
-        known: String,
-    },
+    Unknown { kind: String, name: String, known: String },
 }
 
 pub type Result<T> = std::result::Result<T, FormatError>;
 
 pub(crate) fn bad_shape(tensor: &str, what: impl Into<String>) -> FormatError {
-    FormatError::BadShape {
-        tensor: tensor.to_string(),
-        what: what.into(),
-    }
+    FormatError::BadShape { tensor: tensor.to_string(), what: what.into() }
 }
 
 pub(crate) fn bad_value(tensor: &str, what: impl Into<String>) -> FormatError {
-    FormatError::BadValue {
-        tensor: tensor.to_string(),
-        what: what.into(),
-    }
+    FormatError::BadValue { tensor: tensor.to_string(), what: what.into() }
 }
 
 /// Checks `data.len() == expected`, naming the tensor and its shape when it is not.

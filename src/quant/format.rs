@@ -149,28 +149,16 @@ pub fn unpack_word(w: u32) -> [u8; 8] {
 /// Shape rules shared by the constructor and `validate`.
 pub(crate) fn check_dims(n: usize, k: usize, group_size: usize) -> Result<()> {
     if n == 0 || k == 0 {
-        return Err(bad_shape(
-            "weight",
-            format!("shape [N={n}, K={k}] has a zero dimension"),
-        ));
+        return Err(bad_shape("weight", format!("shape [N={n}, K={k}] has a zero dimension")));
     }
     if !k.is_multiple_of(8) {
-        return Err(bad_shape(
-            "weight",
-            format!("K={k} is not a multiple of 8 (8 codes per u32)"),
-        ));
+        return Err(bad_shape("weight", format!("K={k} is not a multiple of 8 (8 codes per u32)")));
     }
     if group_size == 0 || !group_size.is_multiple_of(8) {
-        return Err(bad_shape(
-            "weight",
-            format!("group size {group_size} is not a positive multiple of 8"),
-        ));
+        return Err(bad_shape("weight", format!("group size {group_size} is not a positive multiple of 8")));
     }
     if !k.is_multiple_of(group_size) {
-        return Err(bad_shape(
-            "weight",
-            format!("K={k} is not a multiple of the group size {group_size}"),
-        ));
+        return Err(bad_shape("weight", format!("K={k} is not a multiple of the group size {group_size}")));
     }
     Ok(())
 }
@@ -189,24 +177,11 @@ impl Int4Weight {
         check_dims(n, k, group_size)?;
         check_len("codes", &[n, k], n * k, codes.len())?;
         if let Some(i) = codes.iter().position(|&q| q > 15) {
-            return Err(bad_value(
-                "codes",
-                format!("code {} at index {i} is not a 4-bit value", codes[i]),
-            ));
+            return Err(bad_value("codes", format!("code {} at index {i} is not a 4-bit value", codes[i])));
         }
-        let packed = codes
-            .chunks_exact(8)
-            .map(|c| pack_word([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
-            .collect();
-        let w = Int4Weight {
-            n,
-            k,
-            group_size,
-            scale_dtype,
-            packed,
-            scales,
-            zeros,
-        };
+        let packed =
+            codes.chunks_exact(8).map(|c| pack_word([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])).collect();
+        let w = Int4Weight { n, k, group_size, scale_dtype, packed, scales, zeros };
         w.validate()?;
         Ok(w)
     }
@@ -225,37 +200,21 @@ impl Int4Weight {
         let (n, k, g) = (self.n, self.k, self.num_groups());
         check_len("packed", &[n, k / 8], n * (k / 8), self.packed.len())?;
         check_len("scales", &[g, n], g * n, self.scales.len())?;
-        if let Some(i) = self
-            .scales
-            .iter()
-            .position(|&s| !self.scale_dtype.to_f32(s).is_finite())
-        {
-            return Err(bad_value(
-                "scales",
-                format!("scale at index {i} is not finite"),
-            ));
+        if let Some(i) = self.scales.iter().position(|&s| !self.scale_dtype.to_f32(s).is_finite()) {
+            return Err(bad_value("scales", format!("scale at index {i} is not finite")));
         }
         match &self.zeros {
             Zeros::Symmetric => {}
             Zeros::Int(z) => {
                 check_len("zeros", &[g, n], g * n, z.len())?;
                 if let Some(i) = z.iter().position(|&v| v > MAX_INT_ZERO) {
-                    return Err(bad_value(
-                        "zeros",
-                        format!("zero point {} at index {i} exceeds {MAX_INT_ZERO}", z[i]),
-                    ));
+                    return Err(bad_value("zeros", format!("zero point {} at index {i} exceeds {MAX_INT_ZERO}", z[i])));
                 }
             }
             Zeros::Min(m) => {
                 check_len("mins", &[g, n], g * n, m.len())?;
-                if let Some(i) = m
-                    .iter()
-                    .position(|&v| !self.scale_dtype.to_f32(v).is_finite())
-                {
-                    return Err(bad_value(
-                        "mins",
-                        format!("minimum at index {i} is not finite"),
-                    ));
+                if let Some(i) = m.iter().position(|&v| !self.scale_dtype.to_f32(v).is_finite()) {
+                    return Err(bad_value("mins", format!("minimum at index {i} is not finite")));
                 }
             }
         }
@@ -286,9 +245,7 @@ impl Int4Weight {
         match &self.zeros {
             Zeros::Symmetric => (f32::from(q) - 8.0) * s,
             Zeros::Int(z) => (f32::from(q) - f32::from(z[idx])) * s,
-            Zeros::Min(m) => {
-                (f64::from(q) * f64::from(s) + f64::from(self.scale_dtype.to_f32(m[idx]))) as f32
-            }
+            Zeros::Min(m) => (f64::from(q) * f64::from(s) + f64::from(self.scale_dtype.to_f32(m[idx]))) as f32,
         }
     }
 
@@ -296,10 +253,7 @@ impl Int4Weight {
     pub fn dequantize(&self) -> Vec<f32> {
         let mut out = Vec::with_capacity(self.n * self.k);
         for row in 0..self.n {
-            for (j, &w) in self.packed[row * self.words_per_row()..][..self.words_per_row()]
-                .iter()
-                .enumerate()
-            {
+            for (j, &w) in self.packed[row * self.words_per_row()..][..self.words_per_row()].iter().enumerate() {
                 let group = j * 8 / self.group_size;
                 for q in unpack_word(w) {
                     out.push(self.value(q, group, row));

@@ -48,19 +48,11 @@ impl GgufQ4 {
 /// Converts the raw block bytes of a GGUF Q4_0/Q4_1 tensor W[n, k].
 pub fn gguf_q4_to_int4(kind: GgufQ4, data: &[u8], n: usize, k: usize) -> Result<Int4Weight> {
     if n == 0 || k == 0 || !k.is_multiple_of(QK) {
-        return Err(bad_shape(
-            "gguf tensor",
-            format!("shape [N={n}, K={k}]: K must be a positive multiple of {QK}"),
-        ));
+        return Err(bad_shape("gguf tensor", format!("shape [N={n}, K={k}]: K must be a positive multiple of {QK}")));
     }
     let blocks_per_row = k / QK;
     let bb = kind.block_bytes();
-    check_len(
-        "gguf tensor data",
-        &[n, k],
-        n * blocks_per_row * bb,
-        data.len(),
-    )?;
+    check_len("gguf tensor data", &[n, k], n * blocks_per_row * bb, data.len())?;
 
     let groups = blocks_per_row;
     let mut codes = vec![0u8; n * k];

@@ -111,20 +111,10 @@ pub fn gptq_to_int4(
             zeros[g * n + col] = ((word >> (4 * (col % 8))) & 0xF) as u8 + offset;
         }
     }
-    let mut weight = Int4Weight::from_codes(
-        n,
-        k,
-        group_size,
-        scale_dtype,
-        &codes,
-        t.scales.data.to_vec(),
-        Zeros::Int(zeros),
-    )?;
+    let mut weight =
+        Int4Weight::from_codes(n, k, group_size, scale_dtype, &codes, t.scales.data.to_vec(), Zeros::Int(zeros))?;
     weight.simplify_zeros();
-    Ok(GptqConverted {
-        weight,
-        k_perm: perm,
-    })
+    Ok(GptqConverted { weight, k_perm: perm })
 }
 
 /// The stable sort of columns by group, or None when g_idx is the sequential k / g already.
@@ -134,24 +124,20 @@ fn group_permutation(g_idx: &[i32], groups: usize, group_size: usize) -> Result<
     let mut count = vec![0usize; groups];
     for (kk, &g) in g_idx.iter().enumerate() {
         if g < 0 || g as usize >= groups {
-            return Err(bad_value(
-                "g_idx",
-                format!("entry {kk} is group {g}, outside 0..{groups}"),
-            ));
+            return Err(bad_value("g_idx", format!("entry {kk} is group {g}, outside 0..{groups}")));
         }
         count[g as usize] += 1;
     }
     if let Some(g) = count.iter().position(|&c| c != group_size) {
         return Err(bad_value(
             "g_idx",
-            format!("group {g} has {} columns, expected {group_size}; such a g_idx has no loss-free uniform-group layout", count[g]),
+            format!(
+                "group {g} has {} columns, expected {group_size}; such a g_idx has no loss-free uniform-group layout",
+                count[g]
+            ),
         ));
     }
-    if g_idx
-        .iter()
-        .enumerate()
-        .all(|(kk, &g)| g as usize == kk / group_size)
-    {
+    if g_idx.iter().enumerate().all(|(kk, &g)| g as usize == kk / group_size) {
         return Ok(None);
     }
     let mut perm: Vec<u32> = (0..g_idx.len() as u32).collect();

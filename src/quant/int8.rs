@@ -26,15 +26,8 @@ impl Int8Weight {
         }
         check_len("q", &[self.n, self.k], self.n * self.k, self.q.len())?;
         check_len("scales", &[self.n], self.n, self.scales.len())?;
-        if let Some(i) = self
-            .scales
-            .iter()
-            .position(|&s| !self.scale_dtype.to_f32(s).is_finite())
-        {
-            return Err(bad_value(
-                "scales",
-                format!("scale of row {i} is not finite"),
-            ));
+        if let Some(i) = self.scales.iter().position(|&s| !self.scale_dtype.to_f32(s).is_finite()) {
+            return Err(bad_value("scales", format!("scale of row {i} is not finite")));
         }
         Ok(())
     }
@@ -44,11 +37,7 @@ impl Int8Weight {
         let mut out = Vec::with_capacity(self.n * self.k);
         for row in 0..self.n {
             let s = self.scale_dtype.to_f32(self.scales[row]);
-            out.extend(
-                self.q[row * self.k..][..self.k]
-                    .iter()
-                    .map(|&q| f32::from(q) * s),
-            );
+            out.extend(self.q[row * self.k..][..self.k].iter().map(|&q| f32::from(q) * s));
         }
         out
     }
@@ -59,12 +48,7 @@ impl Int8Weight {
 }
 
 /// Quantizes W[n, k] (row-major f32) to int8 with one scale per row.
-pub fn quantize_int8_per_channel(
-    w: &[f32],
-    n: usize,
-    k: usize,
-    scale_dtype: HalfDtype,
-) -> Result<Int8Weight> {
+pub fn quantize_int8_per_channel(w: &[f32], n: usize, k: usize, scale_dtype: HalfDtype) -> Result<Int8Weight> {
     check_dense("w", w, n, k)?;
     let mut q = Vec::with_capacity(n * k);
     let mut scales = Vec::with_capacity(n);
@@ -74,27 +58,12 @@ pub fn quantize_int8_per_channel(
         let bits = scale_dtype.from_f32(amax / 127.0);
         let s = scale_dtype.to_f32(bits);
         if !s.is_finite() {
-            return Err(bad_value(
-                "w",
-                format!("row {row} needs a scale beyond the {scale_dtype} range"),
-            ));
+            return Err(bad_value("w", format!("row {row} needs a scale beyond the {scale_dtype} range")));
         }
         scales.push(bits);
-        q.extend(src.iter().map(|&v| {
-            if s > 0.0 {
-                (v / s).round().clamp(-127.0, 127.0) as i8
-            } else {
-                0
-            }
-        }));
+        q.extend(src.iter().map(|&v| if s > 0.0 { (v / s).round().clamp(-127.0, 127.0) as i8 } else { 0 }));
     }
-    let out = Int8Weight {
-        n,
-        k,
-        scale_dtype,
-        q,
-        scales,
-    };
+    let out = Int8Weight { n, k, scale_dtype, q, scales };
     out.validate()?;
     Ok(out)
 }

@@ -61,11 +61,7 @@ pub(crate) fn matmul_xwt(x: &[f32], m: usize, w: &[f32], n: usize, k: usize) -> 
         let xi = &x[i * k..][..k];
         for j in 0..n {
             let wj = &w[j * k..][..k];
-            y[i * n + j] = xi
-                .iter()
-                .zip(wj)
-                .map(|(&a, &b)| f64::from(a) * f64::from(b))
-                .sum();
+            y[i * n + j] = xi.iter().zip(wj).map(|(&a, &b)| f64::from(a) * f64::from(b)).sum();
         }
     }
     y
@@ -96,10 +92,7 @@ pub fn quant_error(q: &impl Dequantize, w: &[f32], x: &[f32], m: usize) -> Resul
     } else {
         (num / den).sqrt()
     };
-    Ok(QuantError {
-        w_rel_fro: rel_fro(w, &w_hat),
-        y_rel_fro,
-    })
+    Ok(QuantError { w_rel_fro: rel_fro(w, &w_hat), y_rel_fro })
 }
 
 /// `len` standard normal samples (Box–Muller over a seeded StdRng): sample inputs and test

@@ -53,11 +53,7 @@ pub fn reference_gemm_int4_with(
     y.par_chunks_mut(n).enumerate().for_each(|(i, yi)| {
         let xi = &x[i * k..][..k];
         for (j, out) in yi.iter_mut().enumerate() {
-            let acc: f64 = xi
-                .iter()
-                .zip(&wd[j * k..][..k])
-                .map(|(&a, &b)| f64::from(a) * f64::from(b))
-                .sum();
+            let acc: f64 = xi.iter().zip(&wd[j * k..][..k]).map(|(&a, &b)| f64::from(a) * f64::from(b)).sum();
             let r = residual.map_or(0.0, |r| f64::from(r[i * n + j]));
             *out = (acc + r) as f32;
         }

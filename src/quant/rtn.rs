@@ -41,28 +41,18 @@ pub struct RtnConfig {
 impl Default for RtnConfig {
     /// W4A16 as the model uses it: group 128, symmetric, bf16 scales.
     fn default() -> Self {
-        RtnConfig {
-            group: GroupSize::Group(128),
-            symmetric: true,
-            scale_dtype: HalfDtype::Bf16,
-        }
+        RtnConfig { group: GroupSize::Group(128), symmetric: true, scale_dtype: HalfDtype::Bf16 }
     }
 }
 
 /// Checks a dense weight W[n, k] (row-major) for the quantizers: length and finiteness.
 pub(crate) fn check_dense(tensor: &str, w: &[f32], n: usize, k: usize) -> Result<()> {
     if n == 0 || k == 0 {
-        return Err(bad_shape(
-            tensor,
-            format!("shape [{n}, {k}] has a zero dimension"),
-        ));
+        return Err(bad_shape(tensor, format!("shape [{n}, {k}] has a zero dimension")));
     }
     check_len(tensor, &[n, k], n * k, w.len())?;
     if let Some(i) = w.iter().position(|v| !v.is_finite()) {
-        return Err(bad_value(
-            tensor,
-            format!("element {i} (row {}, column {}) is {}", i / k, i % k, w[i]),
-        ));
+        return Err(bad_value(tensor, format!("element {i} (row {}, column {}) is {}", i / k, i % k, w[i])));
     }
     Ok(())
 }
@@ -92,11 +82,7 @@ pub fn quantize_rtn(w: &[f32], n: usize, k: usize, cfg: &RtnConfig) -> Result<In
                 } else {
                     let s = (hi - lo) / 15.0;
                     let s_used = dt.round(s);
-                    let z = if s_used > 0.0 {
-                        (-lo / s_used).round().clamp(0.0, 15.0) as u8
-                    } else {
-                        8
-                    };
+                    let z = if s_used > 0.0 { (-lo / s_used).round().clamp(0.0, 15.0) as u8 } else { 8 };
                     (s, z)
                 };
                 sc[g] = dt.from_f32(s);
@@ -125,19 +111,8 @@ pub fn quantize_rtn(w: &[f32], n: usize, k: usize, cfg: &RtnConfig) -> Result<In
         }
     }
     if let Some(i) = scales.iter().position(|&s| !dt.to_f32(s).is_finite()) {
-        return Err(bad_value(
-            "w",
-            format!(
-                "group {} of row {} needs a scale beyond the {dt} range",
-                i / n,
-                i % n
-            ),
-        ));
+        return Err(bad_value("w", format!("group {} of row {} needs a scale beyond the {dt} range", i / n, i % n)));
     }
-    let zeros = if cfg.symmetric {
-        Zeros::Symmetric
-    } else {
-        Zeros::Int(zeros)
-    };
+    let zeros = if cfg.symmetric { Zeros::Symmetric } else { Zeros::Int(zeros) };
     Int4Weight::from_codes(n, k, gs, dt, &codes, scales, zeros)
 }

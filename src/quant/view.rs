@@ -17,11 +17,6 @@ impl<'a, T> TensorView<'a, T> {
     /// `tensor`.
     pub fn expect(&self, tensor: &str, expected: &[usize]) -> Result<()> {
         check_shape(tensor, expected, self.shape)?;
-        check_len(
-            tensor,
-            self.shape,
-            expected.iter().product(),
-            self.data.len(),
-        )
+        check_len(tensor, self.shape, expected.iter().product(), self.data.len())
     }
 }

@@ -41,7 +41,8 @@ pub struct CompilePool {
 impl CompilePool {
     /// Starts compiling every job in the background.
     pub fn start(sweep: &Sweep, jobs: Vec<(Candidate, DType)>, arch: &str, cache: &ModuleCache) -> CompilePool {
-        let state: Arc<(Mutex<HashMap<CompileKey, Slot>>, Condvar)> = Arc::new((Mutex::new(HashMap::new()), Condvar::new()));
+        let state: Arc<(Mutex<HashMap<CompileKey, Slot>>, Condvar)> =
+            Arc::new((Mutex::new(HashMap::new()), Condvar::new()));
         for (c, dt) in jobs {
             let key: CompileKey = (c.variant.clone(), c.params.clone(), dt);
             {
@@ -57,7 +58,12 @@ impl CompilePool {
             rayon::spawn(move || {
                 let r = cache
                     .get_or_compile(&req)
-                    .map(|m| Compiled { cubin_path: cache.cubin_path(&req), resources: m.resources, compile_ms: m.compile_ms, cached: m.cached })
+                    .map(|m| Compiled {
+                        cubin_path: cache.cubin_path(&req),
+                        resources: m.resources,
+                        compile_ms: m.compile_ms,
+                        cached: m.cached,
+                    })
                     .map_err(|e| format!("{e:#}"));
                 let (lock, cv) = &*st;
                 lock.lock().unwrap().insert(key, Some(r));

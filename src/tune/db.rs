@@ -35,7 +35,14 @@ pub struct TunedEntry {
 
 impl TunedEntry {
     fn slot(&self) -> (String, String, String, String, String, BTreeMap<String, i64>) {
-        (self.kernel.clone(), self.gpu.clone(), self.cc.clone(), self.nvrtc.clone(), self.dtype.clone(), self.shape.clone())
+        (
+            self.kernel.clone(),
+            self.gpu.clone(),
+            self.cc.clone(),
+            self.nvrtc.clone(),
+            self.dtype.clone(),
+            self.shape.clone(),
+        )
     }
 }
 
@@ -72,9 +79,13 @@ impl TunedDb {
         if !path.exists() {
             return Ok(TunedDb { version: 1, entries: vec![] });
         }
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading tuned database {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading tuned database {}", path.display()))?;
         let db: TunedDb = serde_json::from_str(&text).with_context(|| {
-            format!("{} is not a kernlab tuned database (JSON with version and entries); move it aside to start afresh", path.display())
+            format!(
+                "{} is not a kernlab tuned database (JSON with version and entries); move it aside to start afresh",
+                path.display()
+            )
         })?;
         if db.version != 1 {
             bail!("{}: tuned database version {} is not supported (expected 1)", path.display(), db.version);
@@ -178,7 +189,15 @@ mod tests {
         assert_eq!(back.entries.len(), 2);
         let hashes: BTreeMap<String, String> = [("v".to_string(), "h1".to_string())].into_iter().collect();
         let s = shape(1, 4096, 4096);
-        let q = Query { kernel: "gemm", gpu: "H100", cc: "9.0", nvrtc: "13.0", dtype: "bf16", shape: &s, source_hashes: &hashes };
+        let q = Query {
+            kernel: "gemm",
+            gpu: "H100",
+            cc: "9.0",
+            nvrtc: "13.0",
+            dtype: "bf16",
+            shape: &s,
+            source_hashes: &hashes,
+        };
         let f = back.lookup(&q).unwrap();
         assert!(f.exact);
         assert_eq!(f.entry.time_us, 9.0);

@@ -2,8 +2,8 @@
 pub mod compile;
 pub mod db;
 pub mod pool;
-pub mod runner;
 pub mod record;
+pub mod runner;
 pub mod space;
 pub mod strategy;
 pub mod torch_peers;

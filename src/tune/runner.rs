@@ -63,7 +63,12 @@ pub struct SweepSummary {
 }
 
 /// Shapes and dtypes of a sweep after command-line overrides, validated before any GPU work.
-pub fn plan_shapes(fam: &dyn Family, sweep: &Sweep, shapes: &[String], dtypes: &[String]) -> Result<Vec<(DType, Shape)>> {
+pub fn plan_shapes(
+    fam: &dyn Family,
+    sweep: &Sweep,
+    shapes: &[String],
+    dtypes: &[String],
+) -> Result<Vec<(DType, Shape)>> {
     let shape_texts = if shapes.is_empty() { sweep.shapes.clone() } else { shapes.to_vec() };
     if shape_texts.is_empty() {
         bail!("{} lists no default shapes; give one with --shape {}", sweep.path.display(), fam.shape_dims().join("x"));
@@ -127,8 +132,10 @@ pub fn run_sweep(opts: &SweepOptions, interrupted: Arc<AtomicBool>) -> Result<Sw
         Some(s) => s.family.clone(),
         None => {
             // Parse only the family name to learn the shape dimensions, then load properly.
-            let text = std::fs::read_to_string(&opts.sweep_path).with_context(|| format!("reading {}", opts.sweep_path.display()))?;
-            let v: toml::Value = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", opts.sweep_path.display()))?;
+            let text = std::fs::read_to_string(&opts.sweep_path)
+                .with_context(|| format!("reading {}", opts.sweep_path.display()))?;
+            let v: toml::Value =
+                toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", opts.sweep_path.display()))?;
             v.get("family").and_then(|f| f.as_str()).map(|s| s.to_string()).context("sweep file has no `family`")?
         }
     };
@@ -172,7 +179,10 @@ pub fn run_sweep(opts: &SweepOptions, interrupted: Arc<AtomicBool>) -> Result<Sw
     let torch = if fam.peer() == "torch" && torch_csv.is_file() {
         match super::torch_peers::TorchPeers::load(&torch_csv) {
             Ok(t) => {
-                eprintln!("  PyTorch figures from {} (run scripts/torch_peers.py in the same session)", torch_csv.display());
+                eprintln!(
+                    "  PyTorch figures from {} (run scripts/torch_peers.py in the same session)",
+                    torch_csv.display()
+                );
                 Some(t)
             }
             Err(e) => {
@@ -182,7 +192,10 @@ pub fn run_sweep(opts: &SweepOptions, interrupted: Arc<AtomicBool>) -> Result<Sw
         }
     } else {
         if fam.peer() == "torch" {
-            eprintln!("  no {}: run scripts/torch_peers.py there to put PyTorch beside the results", torch_csv.display());
+            eprintln!(
+                "  no {}: run scripts/torch_peers.py there to put PyTorch beside the results",
+                torch_csv.display()
+            );
         }
         None
     };
@@ -211,7 +224,12 @@ pub fn run_sweep(opts: &SweepOptions, interrupted: Arc<AtomicBool>) -> Result<Sw
     }
     let total: usize = plan.iter().map(|p| p.2.len()).sum();
     if opts.resume && !previous.is_empty() {
-        eprintln!("  resuming {}: {} rows already measured, {} candidates left", opts.out_csv.display(), previous.len(), total);
+        eprintln!(
+            "  resuming {}: {} rows already measured, {} candidates left",
+            opts.out_csv.display(),
+            previous.len(),
+            total
+        );
     }
     let pool = CompilePool::start(&sweep, jobs, &arch, &cache);
     let mut writer = RecordWriter::open(&opts.out_csv, &sweep.param_names())?;
@@ -232,7 +250,9 @@ pub fn run_sweep(opts: &SweepOptions, interrupted: Arc<AtomicBool>) -> Result<Sw
         let pk = peer_key(fam, *dt, shape);
         let mut peer_us = done.get(&pk).and_then(|r| r.median_us());
         if peer_us.is_none() {
-            if let Some((t, p20, p80, backend)) = torch.as_ref().and_then(|tp| tp.lookup(fam.name(), &shape.label(), dt.name())) {
+            if let Some((t, p20, p80, backend)) =
+                torch.as_ref().and_then(|tp| tp.lookup(fam.name(), &shape.label(), dt.name()))
+            {
                 let mut rec = CandidateRecord {
                     family: fam.name().into(),
                     variant: fam.peer().into(),
@@ -290,12 +310,16 @@ pub fn run_sweep(opts: &SweepOptions, interrupted: Arc<AtomicBool>) -> Result<Sw
                 }
                 Reply::Response(other) => bail!("worker answered {other:?} to a setup"),
                 Reply::Died(e) => {
-                    pb.suspend(|| eprintln!("  {} {}: skipped: the worker died setting it up: {e}", dt.name(), shape.label()));
+                    pb.suspend(|| {
+                        eprintln!("  {} {}: skipped: the worker died setting it up: {e}", dt.name(), shape.label())
+                    });
                     pb.inc(todo.len() as u64);
                     continue 'shapes;
                 }
                 Reply::TimedOut => {
-                    pb.suspend(|| eprintln!("  {} {}: skipped: setup took longer than 600 s", dt.name(), shape.label()));
+                    pb.suspend(|| {
+                        eprintln!("  {} {}: skipped: setup took longer than 600 s", dt.name(), shape.label())
+                    });
                     pb.inc(todo.len() as u64);
                     continue 'shapes;
                 }
@@ -335,8 +359,16 @@ pub fn run_sweep(opts: &SweepOptions, interrupted: Arc<AtomicBool>) -> Result<Sw
                         let w = WorkerHandle::spawn(opts.gpu)?;
                         worker_opt = Some(w);
                         let w = worker_opt.as_mut().unwrap();
-                        let setup = Request::Setup { family: fam.name().into(), shape: shape.label(), dtype: dt.name().into(), time_peer: false };
-                        if !matches!(w.request(&setup, Duration::from_secs(600)), Reply::Response(Response::Ready { .. })) {
+                        let setup = Request::Setup {
+                            family: fam.name().into(),
+                            shape: shape.label(),
+                            dtype: dt.name().into(),
+                            time_peer: false,
+                        };
+                        if !matches!(
+                            w.request(&setup, Duration::from_secs(600)),
+                            Reply::Response(Response::Ready { .. })
+                        ) {
                             bail!("the restarted worker could not set up {} again", shape.label());
                         }
                     }
@@ -376,12 +408,16 @@ pub fn run_sweep(opts: &SweepOptions, interrupted: Arc<AtomicBool>) -> Result<Sw
                                 break 'shapes;
                             }
                             rec.status = Some(Status::Fault);
-                            rec.error = format!("the worker process died: {}", if e.is_empty() { "no message".into() } else { e });
+                            rec.error = format!(
+                                "the worker process died: {}",
+                                if e.is_empty() { "no message".into() } else { e }
+                            );
                             worker_opt = None;
                         }
                         Reply::TimedOut => {
                             rec.status = Some(Status::Timeout);
-                            rec.error = format!("no answer within {:.0} s; the worker was killed", opts.timeout.as_secs_f64());
+                            rec.error =
+                                format!("no answer within {:.0} s; the worker was killed", opts.timeout.as_secs_f64());
                             worker_opt = None;
                         }
                     }
@@ -414,7 +450,8 @@ pub fn run_sweep(opts: &SweepOptions, interrupted: Arc<AtomicBool>) -> Result<Sw
 
     // Summarise every planned shape from everything in the file (resumed rows included).
     let mut db = TunedDb::load(&opts.db_path)?;
-    let hashes: BTreeMap<String, String> = sweep.variants.iter().map(|v| (v.name.clone(), cache::source_hash(&v.source))).collect();
+    let hashes: BTreeMap<String, String> =
+        sweep.variants.iter().map(|v| (v.name.clone(), cache::source_hash(&v.source))).collect();
     for (dt, shape, _) in &plan {
         let recs: Vec<&CandidateRecord> = all_records
             .iter()
@@ -485,7 +522,8 @@ pub fn plan_candidates(
         let e = sweep.enumerate(&shape.dims, dt.bytes() as i64, limits)?;
         let chosen = strategy::select(&e.kept, strategy_kind, budget, seed);
         let n = chosen.len();
-        let todo = chosen.into_iter().filter(|c| !done.contains(&candidate_record(fam, sweep, c, *dt, shape).key())).collect();
+        let todo =
+            chosen.into_iter().filter(|c| !done.contains(&candidate_record(fam, sweep, c, *dt, shape).key())).collect();
         out.push(ShapePlan { dtype: *dt, shape: shape.clone(), total: e.total, dropped: e.dropped, chosen: n, todo });
     }
     Ok(out)
@@ -516,7 +554,16 @@ pub fn format_table(s: &SweepSummary, peer: &str) -> String {
     let mut out = String::new();
     out.push_str(&format!(
         "{:<5} {:<16} {:<15} {:<44} {:>16} {:>8} {:>8} {:>7} {:>10} {:>7}\n",
-        "dtype", "shape", "variant", "config", "time us (±)", "TFLOP/s", "GB/s", "%bound", &format!("{peer} us"), "ratio"
+        "dtype",
+        "shape",
+        "variant",
+        "config",
+        "time us (±)",
+        "TFLOP/s",
+        "GB/s",
+        "%bound",
+        &format!("{peer} us"),
+        "ratio"
     ));
     for r in &s.rows {
         match &r.winner {
@@ -548,7 +595,13 @@ pub fn format_table(s: &SweepSummary, peer: &str) -> String {
 }
 
 /// `--dry-run`: enumerate and compile for an architecture, without a GPU.
-pub fn dry_run(sweep_path: &std::path::Path, shapes: &[String], dtypes: &[String], arch: &str, compile_all: bool) -> Result<bool> {
+pub fn dry_run(
+    sweep_path: &std::path::Path,
+    shapes: &[String],
+    dtypes: &[String],
+    arch: &str,
+    compile_all: bool,
+) -> Result<bool> {
     crate::gpu::nvrtc::validate_arch(arch)?;
     let text = std::fs::read_to_string(sweep_path).with_context(|| format!("reading {}", sweep_path.display()))?;
     let v: toml::Value = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", sweep_path.display()))?;
@@ -629,15 +682,19 @@ mod tests {
         assert_eq!(full.len(), 2);
         assert!(full.iter().all(|p| p.todo.len() == 10 && p.chosen == 10));
         // Pretend the first 4 candidates of the first shape were measured.
-        let done: HashSet<String> =
-            full[0].todo[..4].iter().map(|c| candidate_record(fam, &sweep, c, full[0].dtype, &full[0].shape).key()).collect();
+        let done: HashSet<String> = full[0].todo[..4]
+            .iter()
+            .map(|c| candidate_record(fam, &sweep, c, full[0].dtype, &full[0].shape).key())
+            .collect();
         let resumed = plan_candidates(fam, &sweep, &shapes, &limits, Strategy::Random, 10, 3, &done).unwrap();
         assert_eq!(resumed[0].todo, full[0].todo[4..].to_vec());
         assert_eq!(resumed[1].todo, full[1].todo);
         // Everything measured: nothing to do.
         let all: HashSet<String> = full
             .iter()
-            .flat_map(|p| p.todo.iter().map(|c| candidate_record(fam, &sweep, c, p.dtype, &p.shape).key()).collect::<Vec<_>>())
+            .flat_map(|p| {
+                p.todo.iter().map(|c| candidate_record(fam, &sweep, c, p.dtype, &p.shape).key()).collect::<Vec<_>>()
+            })
             .collect();
         let none_left = plan_candidates(fam, &sweep, &shapes, &limits, Strategy::Random, 10, 3, &all).unwrap();
         assert!(none_left.iter().all(|p| p.todo.is_empty()));

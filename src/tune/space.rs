@@ -306,10 +306,9 @@ impl Sweep {
                     ctx.set_value(k.clone(), Value::from_int(*val)).ok();
                 }
                 for (name, e) in &v.derived {
-                    let val = e
-                        .tree
-                        .eval_int_with_context(&ctx)
-                        .map_err(|err| anyhow!("{}: derived {name} = {:?}: {err}", where_(&self.path, e.line), e.text))?;
+                    let val = e.tree.eval_int_with_context(&ctx).map_err(|err| {
+                        anyhow!("{}: derived {name} = {:?}: {err}", where_(&self.path, e.line), e.text)
+                    })?;
                     ctx.set_value(name.clone(), Value::from_int(val)).ok();
                 }
                 for c in &v.constraints {
@@ -419,7 +418,8 @@ fn load_variant(path: &Path, text: &str, rv: RawVariant, shape_dims: &[&str]) ->
     let when = match &rv.when {
         Some(w) => {
             let e = compile_expr(path, text, w)?;
-            let dims: Vec<String> = shape_dims.iter().map(|s| s.to_string()).chain(DEVICE_NAMES.iter().map(|s| s.to_string())).collect();
+            let dims: Vec<String> =
+                shape_dims.iter().map(|s| s.to_string()).chain(DEVICE_NAMES.iter().map(|s| s.to_string())).collect();
             check_names(path, &e, &dims)?;
             Some(e)
         }
@@ -431,16 +431,7 @@ fn load_variant(path: &Path, text: &str, rv: RawVariant, shape_dims: &[&str]) ->
         check_names(path, &e, &known)?;
         constraints.push(e);
     }
-    Ok(VariantSpace {
-        name: rv.name,
-        file,
-        source,
-        when,
-        min_cc: rv.min_cc,
-        params: rv.params,
-        derived,
-        constraints,
-    })
+    Ok(VariantSpace { name: rv.name, file, source, when, min_cc: rv.min_cc, params: rv.params, derived, constraints })
 }
 
 fn check_names(path: &Path, e: &Expr, known: &[String]) -> Result<()> {

@@ -37,7 +37,12 @@ mod tests {
     use std::collections::BTreeMap;
 
     fn space(n: i64) -> Vec<Candidate> {
-        (0..n).map(|i| Candidate { variant: "v".into(), params: [("X".to_string(), i)].into_iter().collect::<BTreeMap<_, _>>() }).collect()
+        (0..n)
+            .map(|i| Candidate {
+                variant: "v".into(),
+                params: [("X".to_string(), i)].into_iter().collect::<BTreeMap<_, _>>(),
+            })
+            .collect()
     }
 
     #[test]

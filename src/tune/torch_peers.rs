@@ -33,7 +33,8 @@ impl TorchPeers {
         let mut rdr = csv::Reader::from_path(path).with_context(|| format!("reading {}", path.display()))?;
         let h: Vec<String> = rdr.headers()?.iter().map(|s| s.to_string()).collect();
         let col = |n: &str| h.iter().position(|x| x == n).with_context(|| format!("{}: no column {n}", path.display()));
-        let (op, shape, dtype, backend, med) = (col("op")?, col("shape")?, col("dtype")?, col("backend")?, col("time_us_median")?);
+        let (op, shape, dtype, backend, med) =
+            (col("op")?, col("shape")?, col("dtype")?, col("backend")?, col("time_us_median")?);
         let (p20, p80) = (col("time_us_p20")?, col("time_us_p80")?);
         let mut best: BTreeMap<(String, String, String), (f64, f64, f64, String)> = BTreeMap::new();
         for row in rdr.records().flatten() {

@@ -30,7 +30,13 @@ mod tests {
         CandidateRecord {
             variant: name.into(),
             status: Some(status),
-            timing: Some(Timing { median_us: med, p20_us: med - spread, p80_us: med + spread, min_us: med - spread, reps: 10 }),
+            timing: Some(Timing {
+                median_us: med,
+                p20_us: med - spread,
+                p80_us: med + spread,
+                min_us: med - spread,
+                reps: 10,
+            }),
             ..Default::default()
         }
     }

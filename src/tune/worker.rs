@@ -36,11 +36,17 @@ pub enum Request {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Response {
-    Hello { props: DeviceProps },
-    Ready { peer: Option<Timing> },
+    Hello {
+        props: DeviceProps,
+    },
+    Ready {
+        peer: Option<Timing>,
+    },
     Outcome(Outcome),
     /// The request could not be served (bad shape, out of memory); the worker is still usable.
-    Failed { message: String },
+    Failed {
+        message: String,
+    },
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -75,11 +75,7 @@ pub fn half_of(dt: DType) -> HalfDtype {
 impl Int4Format {
     /// g128, symmetric, scales in the activation dtype.
     pub fn default_for(dt: DType) -> Int4Format {
-        Int4Format {
-            group: DEFAULT_GROUP,
-            zeros: ZeroMode::Symmetric,
-            scale_dtype: half_of(dt),
-        }
+        Int4Format { group: DEFAULT_GROUP, zeros: ZeroMode::Symmetric, scale_dtype: half_of(dt) }
     }
 
     /// The format a candidate's macros select; unset macros take the kernels' defaults
@@ -97,11 +93,7 @@ impl Int4Format {
             Some(1) => HalfDtype::F16,
             Some(v) => bail!("KL_SCALE_FP16 = {v}: expected 0 (bf16 scales) or 1 (fp16 scales)"),
         };
-        Ok(Int4Format {
-            group,
-            zeros,
-            scale_dtype,
-        })
+        Ok(Int4Format { group, zeros, scale_dtype })
     }
 
     /// Short label, e.g. `g128-sym-bf16`.
@@ -119,34 +111,16 @@ impl Int4Format {
 /// Formats `kernlab selftest` checks every variant with, as tunable overlays on a sampled
 /// candidate: (label, [(macro, value)]). The first is the default format.
 pub const SELFTEST_FORMATS: &[(&str, &[(&str, i64)])] = &[
-    (
-        "g128 symmetric (default)",
-        &[("GROUP", 128), ("ZERO_MODE", 0)],
-    ),
-    (
-        "g128 int zero points (AWQ/GPTQ)",
-        &[("GROUP", 128), ("ZERO_MODE", 1)],
-    ),
+    ("g128 symmetric (default)", &[("GROUP", 128), ("ZERO_MODE", 0)]),
+    ("g128 int zero points (AWQ/GPTQ)", &[("GROUP", 128), ("ZERO_MODE", 1)]),
     ("g64 int zero points", &[("GROUP", 64), ("ZERO_MODE", 1)]),
-    (
-        "g32 symmetric fp16 scales (GGUF Q4_0)",
-        &[("GROUP", 32), ("ZERO_MODE", 0), ("KL_SCALE_FP16", 1)],
-    ),
-    (
-        "g32 float minimums fp16 scales (GGUF Q4_1)",
-        &[("GROUP", 32), ("ZERO_MODE", 2), ("KL_SCALE_FP16", 1)],
-    ),
-    (
-        "g128 float minimums bf16 scales",
-        &[("GROUP", 128), ("ZERO_MODE", 2), ("KL_SCALE_FP16", 0)],
-    ),
+    ("g32 symmetric fp16 scales (GGUF Q4_0)", &[("GROUP", 32), ("ZERO_MODE", 0), ("KL_SCALE_FP16", 1)]),
+    ("g32 float minimums fp16 scales (GGUF Q4_1)", &[("GROUP", 32), ("ZERO_MODE", 2), ("KL_SCALE_FP16", 1)]),
+    ("g128 float minimums bf16 scales", &[("GROUP", 128), ("ZERO_MODE", 2), ("KL_SCALE_FP16", 0)]),
 ];
 
 /// A candidate's tunables with a selftest format laid over them.
-pub fn with_format(
-    params: &BTreeMap<String, i64>,
-    overlay: &[(&str, i64)],
-) -> BTreeMap<String, i64> {
+pub fn with_format(params: &BTreeMap<String, i64>, overlay: &[(&str, i64)]) -> BTreeMap<String, i64> {
     let mut p = params.clone();
     for (k, v) in overlay {
         p.insert(k.to_string(), *v);
@@ -172,9 +146,7 @@ mod tests {
         for (_, o) in SELFTEST_FORMATS {
             Int4Format::from_params(&with_format(&BTreeMap::new(), o), DType::BF16).unwrap();
         }
-        let bad = |k: &str, v: i64| {
-            Int4Format::from_params(&[(k.to_string(), v)].into_iter().collect(), DType::BF16)
-        };
+        let bad = |k: &str, v: i64| Int4Format::from_params(&[(k.to_string(), v)].into_iter().collect(), DType::BF16);
         assert!(bad("GROUP", 48).is_err());
         assert!(bad("GROUP", 16).is_err());
         assert!(bad("GROUP", 4096).is_ok());
@@ -185,14 +157,8 @@ mod tests {
     #[test]
     fn weight_bytes() {
         let f = Int4Format::default_for(DType::BF16);
-        assert_eq!(
-            f.weight_bytes(4096, 4096),
-            4096.0 * 2048.0 + 32.0 * 4096.0 * 2.0
-        );
-        let z = Int4Format {
-            zeros: ZeroMode::Int,
-            ..f
-        };
+        assert_eq!(f.weight_bytes(4096, 4096), 4096.0 * 2048.0 + 32.0 * 4096.0 * 2.0);
+        let z = Int4Format { zeros: ZeroMode::Int, ..f };
         assert_eq!(z.weight_bytes(8, 256), 8.0 * 128.0 + 2.0 * 8.0 * 3.0);
     }
 }

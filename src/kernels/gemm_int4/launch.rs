@@ -37,20 +37,9 @@ fn grid_dim(v: i64, what: &str) -> Result<u32> {
     Ok(v as u32)
 }
 
-pub fn gemv_plan(
-    m: i64,
-    n: i64,
-    k: i64,
-    fmt: &Int4Format,
-    p: &BTreeMap<String, i64>,
-) -> Result<GemvPlan> {
-    let (warps, rows, vec, splitk, m_max) = (
-        param(p, "NUM_WARPS")?,
-        param(p, "ROWS_PER_WARP")?,
-        param(p, "VEC")?,
-        param(p, "SPLITK")?,
-        param(p, "M_MAX")?,
-    );
+pub fn gemv_plan(m: i64, n: i64, k: i64, fmt: &Int4Format, p: &BTreeMap<String, i64>) -> Result<GemvPlan> {
+    let (warps, rows, vec, splitk, m_max) =
+        (param(p, "NUM_WARPS")?, param(p, "ROWS_PER_WARP")?, param(p, "VEC")?, param(p, "SPLITK")?, param(p, "M_MAX")?);
     let shape = format!("{m}x{n}x{k}");
     if m > m_max {
         bail!("int4_gemv compiled with M_MAX = {m_max} cannot take M = {m} (shape {shape}); the sweep must keep M_MAX >= M");
@@ -59,17 +48,10 @@ pub fn gemv_plan(
         bail!("int4_gemv: VEC = {vec}, expected 1, 2 or 4");
     }
     if fmt.group % (8 * vec) != 0 {
-        bail!(
-            "int4_gemv: GROUP = {} is not a multiple of 8*VEC = {}",
-            fmt.group,
-            8 * vec
-        );
+        bail!("int4_gemv: GROUP = {} is not a multiple of 8*VEC = {}", fmt.group, 8 * vec);
     }
     if k % fmt.group != 0 {
-        bail!(
-            "int4_gemv: K = {k} is not a multiple of GROUP = {} (shape {shape})",
-            fmt.group
-        );
+        bail!("int4_gemv: K = {k} is not a multiple of GROUP = {} (shape {shape})", fmt.group);
     }
     if !(1..=MAX_SPLITK).contains(&splitk) {
         bail!("int4_gemv: SPLITK = {splitk} is outside 1..={MAX_SPLITK} (the workspace's size)");
@@ -78,24 +60,13 @@ pub fn gemv_plan(
         bail!("int4_gemv: NUM_WARPS = {warps}, ROWS_PER_WARP = {rows} make no block");
     }
     let main = Geometry {
-        grid: (
-            grid_dim(ceil_div(n, warps * rows), "int4_gemv grid.x")?,
-            splitk as u32,
-            1,
-        ),
+        grid: (grid_dim(ceil_div(n, warps * rows), "int4_gemv grid.x")?, splitk as u32, 1),
         block: ((32 * warps) as u32, 1, 1),
         smem: 0,
     };
-    let reduce = (splitk > 1).then(|| Geometry {
-        grid: (ceil_div(m * n, 256) as u32, 1, 1),
-        block: (256, 1, 1),
-        smem: 0,
-    });
-    Ok(GemvPlan {
-        main,
-        splitk,
-        reduce,
-    })
+    let reduce =
+        (splitk > 1).then(|| Geometry { grid: (ceil_div(m * n, 256) as u32, 1, 1), block: (256, 1, 1), smem: 0 });
+    Ok(GemvPlan { main, splitk, reduce })
 }
 
 /// Dynamic shared memory of int4_mma: STAGES * (BM*(BK+8)*2 + BN*(BK/8+4)*4) bytes.
@@ -103,13 +74,7 @@ pub fn mma_smem_bytes(bm: i64, bn: i64, bk: i64, stages: i64) -> i64 {
     stages * (bm * (bk + 8) * 2 + bn * (bk / 8 + 4) * 4)
 }
 
-pub fn mma_geometry(
-    m: i64,
-    n: i64,
-    k: i64,
-    fmt: &Int4Format,
-    p: &BTreeMap<String, i64>,
-) -> Result<Geometry> {
+pub fn mma_geometry(m: i64, n: i64, k: i64, fmt: &Int4Format, p: &BTreeMap<String, i64>) -> Result<Geometry> {
     let (bm, bn, bk) = (param(p, "BM")?, param(p, "BN")?, param(p, "BK")?);
     let (wm, wn, stages) = (param(p, "WM")?, param(p, "WN")?, param(p, "STAGES")?);
     let shape = format!("{m}x{n}x{k}");
@@ -120,27 +85,17 @@ pub fn mma_geometry(
         bail!("int4_mma: K = {k} is not a multiple of BK = {bk} (shape {shape})");
     }
     if k % fmt.group != 0 {
-        bail!(
-            "int4_mma: K = {k} is not a multiple of GROUP = {} (shape {shape})",
-            fmt.group
-        );
+        bail!("int4_mma: K = {k} is not a multiple of GROUP = {} (shape {shape})", fmt.group);
     }
     if fmt.group % bk != 0 && bk % fmt.group != 0 {
-        bail!(
-            "int4_mma: GROUP = {} and BK = {bk} must divide one another",
-            fmt.group
-        );
+        bail!("int4_mma: GROUP = {} and BK = {bk} must divide one another", fmt.group);
     }
     let warps = (bm / wm) * (bn / wn);
     if warps * 32 > 1024 {
         bail!("int4_mma: {warps} warps exceed 1024 threads");
     }
     Ok(Geometry {
-        grid: (
-            grid_dim(ceil_div(n, bn), "int4_mma grid.x")?,
-            grid_dim(ceil_div(m, bm), "int4_mma grid.y")?,
-            1,
-        ),
+        grid: (grid_dim(ceil_div(n, bn), "int4_mma grid.x")?, grid_dim(ceil_div(m, bm), "int4_mma grid.y")?, 1),
         block: ((warps * 32) as u32, 1, 1),
         smem: mma_smem_bytes(bm, bn, bk, stages) as u32,
     })
@@ -158,24 +113,12 @@ mod tests {
     #[test]
     fn gemv_geometry_and_contract() {
         let f = Int4Format::default_for(DType::BF16);
-        let q = p(&[
-            ("NUM_WARPS", 4),
-            ("ROWS_PER_WARP", 2),
-            ("VEC", 4),
-            ("SPLITK", 4),
-            ("M_MAX", 1),
-        ]);
+        let q = p(&[("NUM_WARPS", 4), ("ROWS_PER_WARP", 2), ("VEC", 4), ("SPLITK", 4), ("M_MAX", 1)]);
         let g = gemv_plan(1, 4097, 4096, &f, &q).unwrap();
         assert_eq!(g.main.grid, (513, 4, 1));
         assert_eq!(g.main.block, (128, 1, 1));
         assert_eq!(g.reduce.unwrap().grid, (17, 1, 1));
-        let one = p(&[
-            ("NUM_WARPS", 4),
-            ("ROWS_PER_WARP", 2),
-            ("VEC", 4),
-            ("SPLITK", 1),
-            ("M_MAX", 1),
-        ]);
+        let one = p(&[("NUM_WARPS", 4), ("ROWS_PER_WARP", 2), ("VEC", 4), ("SPLITK", 1), ("M_MAX", 1)]);
         assert!(gemv_plan(1, 8, 128, &f, &one).unwrap().reduce.is_none());
         let e = gemv_plan(2, 8, 128, &f, &q).unwrap_err().to_string();
         assert!(e.contains("M_MAX = 1") && e.contains("2x8x128"), "{e}");
@@ -186,14 +129,7 @@ mod tests {
     #[test]
     fn mma_geometry_and_contract() {
         let f = Int4Format::default_for(DType::BF16);
-        let q = p(&[
-            ("BM", 64),
-            ("BN", 128),
-            ("BK", 64),
-            ("WM", 32),
-            ("WN", 64),
-            ("STAGES", 4),
-        ]);
+        let q = p(&[("BM", 64), ("BN", 128), ("BK", 64), ("WM", 32), ("WN", 64), ("STAGES", 4)]);
         let g = mma_geometry(130, 1000, 4096, &f, &q).unwrap();
         assert_eq!(g.grid, (8, 3, 1));
         assert_eq!(g.block, (128, 1, 1));

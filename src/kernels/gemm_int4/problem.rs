@@ -52,11 +52,7 @@ impl GemmInt4Problem {
         let e = dt.bytes() as i64;
         // Scales and zeros are sized for the smallest group any candidate may ask for.
         let group_bytes = (k / MIN_GROUP) * n * 2;
-        let ws_bytes = if m <= GEMV_MAX_M {
-            MAX_SPLITK * m * n * 4
-        } else {
-            0
-        };
+        let ws_bytes = if m <= GEMV_MAX_M { MAX_SPLITK * m * n * 4 } else { 0 };
         let need = m * k * e + n * k / 2 + 2 * group_bytes + n * k * e + 2 * m * n * e + ws_bytes;
         let (free, _) = gpu.ctx.mem_get_info().unwrap_or((usize::MAX, 0));
         if need as usize > free {
@@ -106,17 +102,10 @@ impl GemmInt4Problem {
         )?;
         match self.fmt.zeros {
             ZeroMode::Symmetric => Ok(()),
-            ZeroMode::Int => self
-                .refk
-                .random_zeros(gpu, &self.zeros, g, seed ^ 0x2e505, MAX_ZERO),
-            ZeroMode::Min => self.refk.random_halfs(
-                gpu,
-                &self.zeros,
-                g,
-                seed ^ 0x313,
-                (MIN_RANGE.0 * inv, MIN_RANGE.1 * inv),
-                sd,
-            ),
+            ZeroMode::Int => self.refk.random_zeros(gpu, &self.zeros, g, seed ^ 0x2e505, MAX_ZERO),
+            ZeroMode::Min => {
+                self.refk.random_halfs(gpu, &self.zeros, g, seed ^ 0x313, (MIN_RANGE.0 * inv, MIN_RANGE.1 * inv), sd)
+            }
         }
     }
 
@@ -133,24 +122,11 @@ impl GemmInt4Problem {
             &self.fmt,
             half_of(self.dt),
         )?;
-        self.blas.linear(
-            self.dt,
-            self.x.ptr,
-            self.w_deq.ptr,
-            self.y_ref.ptr,
-            self.m,
-            self.n,
-            self.k,
-            false,
-        )
+        self.blas.linear(self.dt, self.x.ptr, self.w_deq.ptr, self.y_ref.ptr, self.m, self.n, self.k, false)
     }
 
     fn zeros_arg(&self) -> Arg {
-        Arg::Ptr(if self.fmt.zeros == ZeroMode::Symmetric {
-            0
-        } else {
-            self.zeros.ptr
-        })
+        Arg::Ptr(if self.fmt.zeros == ZeroMode::Symmetric { 0 } else { self.zeros.ptr })
     }
 
     /// Makes the inputs match the format a candidate was compiled for. The kernels take the
@@ -177,12 +153,7 @@ impl GemmInt4Problem {
         Ok(())
     }
 
-    fn launch_gemv(
-        &self,
-        gpu: &Gpu,
-        kernels: &BTreeMap<String, Kernel>,
-        p: &BTreeMap<String, i64>,
-    ) -> Result<()> {
+    fn launch_gemv(&self, gpu: &Gpu, kernels: &BTreeMap<String, Kernel>, p: &BTreeMap<String, i64>) -> Result<()> {
         let plan = gemv_plan(self.m, self.n, self.k, &self.fmt, p)?;
         let main = kernels.get("int4_gemv").context("module lacks int4_gemv")?;
         let ws = if plan.splitk > 1 { self.ws.ptr } else { 0 };
@@ -206,32 +177,19 @@ impl GemmInt4Problem {
             ],
         )?;
         if let Some(r) = plan.reduce {
-            let red = kernels
-                .get("int4_splitk_reduce")
-                .context("module lacks int4_splitk_reduce")?;
+            let red = kernels.get("int4_splitk_reduce").context("module lacks int4_splitk_reduce")?;
             gpu.launch(
                 red,
                 r.grid,
                 r.block,
                 r.smem,
-                &[
-                    self.ws.arg(),
-                    Arg::Ptr(0),
-                    self.y.arg(),
-                    Arg::I32(self.m as i32),
-                    Arg::I32(self.n as i32),
-                ],
+                &[self.ws.arg(), Arg::Ptr(0), self.y.arg(), Arg::I32(self.m as i32), Arg::I32(self.n as i32)],
             )?;
         }
         Ok(())
     }
 
-    fn launch_mma(
-        &self,
-        gpu: &Gpu,
-        kernels: &BTreeMap<String, Kernel>,
-        p: &BTreeMap<String, i64>,
-    ) -> Result<()> {
+    fn launch_mma(&self, gpu: &Gpu, kernels: &BTreeMap<String, Kernel>, p: &BTreeMap<String, i64>) -> Result<()> {
         let g = mma_geometry(self.m, self.n, self.k, &self.fmt, p)?;
         let kern = kernels.get("int4_mma").context("module lacks int4_mma")?;
         gpu.launch(
@@ -270,8 +228,7 @@ impl GemmInt4Problem {
             scales: self.scales.download::<u16>(g)?,
             zeros,
         };
-        w.validate()
-            .context("the random device weight is not a valid Int4Weight")?;
+        w.validate().context("the random device weight is not a valid Int4Weight")?;
         Ok(w)
     }
 }
@@ -281,12 +238,7 @@ impl Problem for GemmInt4Problem {
         self.seed = seed;
         util.fill(gpu, &self.x, self.dt, (self.m * self.k) as usize, seed, 1.0)?;
         // Random bits are uniformly random codes 0..15 in every nibble.
-        util.fill_bits(
-            gpu,
-            &self.wq,
-            (self.n * self.k / 8) as usize,
-            seed ^ 0x1a7_0004,
-        )?;
+        util.fill_bits(gpu, &self.wq, (self.n * self.k / 8) as usize, seed ^ 0x1a7_0004)?;
         self.randomize_format(gpu)?;
         self.compute_reference(gpu)?;
         gpu.synchronize()
@@ -319,28 +271,13 @@ impl Problem for GemmInt4Problem {
     }
 
     fn check(&mut self, gpu: &Gpu, util: &Util) -> Result<Comparison> {
-        util.compare(
-            gpu,
-            &self.y,
-            &self.y_ref,
-            self.dt,
-            (self.m * self.n) as usize,
-        )
+        util.compare(gpu, &self.y, &self.y_ref, self.dt, (self.m * self.n) as usize)
     }
 
     /// cuBLAS bf16 (or fp16) GEMM on the dequantized weight: what the int4 kernels replace.
     /// It recomputes the reference bit for bit (same inputs, same cuBLAS call).
     fn run_peer(&mut self, _gpu: &Gpu) -> Result<Option<()>> {
-        self.blas.linear(
-            self.dt,
-            self.x.ptr,
-            self.w_deq.ptr,
-            self.y_ref.ptr,
-            self.m,
-            self.n,
-            self.k,
-            false,
-        )?;
+        self.blas.linear(self.dt, self.x.ptr, self.w_deq.ptr, self.y_ref.ptr, self.m, self.n, self.k, false)?;
         Ok(Some(()))
     }
 
@@ -374,12 +311,7 @@ impl Problem for GemmInt4Problem {
                 );
             }
         }
-        let x: Vec<f32> = self
-            .x
-            .download::<u16>(m * k)?
-            .iter()
-            .map(|b| act.to_f32(*b))
-            .collect();
+        let x: Vec<f32> = self.x.download::<u16>(m * k)?.iter().map(|b| act.to_f32(*b)).collect();
         let y_cpu = reference_gemm_int4_with(&x, m, &w, None, WeightRounding::To(act))?;
         let y_dev: Vec<u16> = self.y_ref.download(m * n)?;
         let (mut max_diff, mut max_ref) = (0.0f64, 0.0f64);

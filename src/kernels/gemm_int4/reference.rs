@@ -60,11 +60,7 @@ impl RefKernels {
         range: (f32, f32),
         dt: HalfDtype,
     ) -> Result<()> {
-        anyhow::ensure!(
-            n * 2 <= out.bytes,
-            "random_halfs: {n} values do not fit {} bytes",
-            out.bytes
-        );
+        anyhow::ensure!(n * 2 <= out.bytes, "random_halfs: {n} values do not fit {} bytes", out.bytes);
         gpu.launch(
             &self.random_halfs,
             grid_for(n),
@@ -82,30 +78,14 @@ impl RefKernels {
     }
 
     /// `n` u8 zero points uniform in 0..=max_zero.
-    pub fn random_zeros(
-        &self,
-        gpu: &Gpu,
-        out: &DevBuf,
-        n: usize,
-        seed: u64,
-        max_zero: i32,
-    ) -> Result<()> {
-        anyhow::ensure!(
-            n <= out.bytes,
-            "random_zeros: {n} values do not fit {} bytes",
-            out.bytes
-        );
+    pub fn random_zeros(&self, gpu: &Gpu, out: &DevBuf, n: usize, seed: u64, max_zero: i32) -> Result<()> {
+        anyhow::ensure!(n <= out.bytes, "random_zeros: {n} values do not fit {} bytes", out.bytes);
         gpu.launch(
             &self.random_zeros,
             grid_for(n),
             (256, 1, 1),
             0,
-            &[
-                out.arg(),
-                Arg::U64(n as u64),
-                Arg::U64(seed),
-                Arg::I32(max_zero),
-            ],
+            &[out.arg(), Arg::U64(n as u64), Arg::U64(seed), Arg::I32(max_zero)],
         )
     }
 
@@ -127,11 +107,7 @@ impl RefKernels {
             (n * k * 2) as usize <= out.bytes && (n * k / 2) as usize <= wq.bytes,
             "dequantize: buffers too small"
         );
-        let zeros_ptr = if fmt.zeros == ZeroMode::Symmetric {
-            0
-        } else {
-            zeros.ptr
-        };
+        let zeros_ptr = if fmt.zeros == ZeroMode::Symmetric { 0 } else { zeros.ptr };
         gpu.launch(
             &self.dequant,
             grid_for((n * k) as usize),

@@ -17,7 +17,11 @@ pub enum Sampling {
     Greedy,
     /// Softmax of logits / temperature, restricted to the smallest set of top tokens whose
     /// probability reaches `top_p` (nucleus sampling).
-    TopP { temperature: f32, top_p: f32, seed: u64 },
+    TopP {
+        temperature: f32,
+        top_p: f32,
+        seed: u64,
+    },
 }
 
 /// What one generation produced and how long it took (host wall clock, synchronized).
@@ -164,7 +168,14 @@ pub struct PathComparison {
 
 /// Runs both models in lockstep, teacher-forced with the reference's greedy tokens so every
 /// step compares logits for the same inputs; the comparison of logits runs on the device.
-pub fn compare_paths(gpu: &Gpu, util: &Util, reference: &mut GpuModel, tuned: &mut GpuModel, prompts: &[Vec<u32>], gen_len: usize) -> Result<PathComparison> {
+pub fn compare_paths(
+    gpu: &Gpu,
+    util: &Util,
+    reference: &mut GpuModel,
+    tuned: &mut GpuModel,
+    prompts: &[Vec<u32>],
+    gen_len: usize,
+) -> Result<PathComparison> {
     let mut out = PathComparison::default();
     let vocab = reference.config().vocab_size;
     let n = prompts.len();
@@ -174,7 +185,8 @@ pub fn compare_paths(gpu: &Gpu, util: &Util, reference: &mut GpuModel, tuned: &m
         tuned.forward(gpu, &step)?;
         let cmp = util.compare(gpu, tuned.logits_buf(), reference.logits_buf(), DType::BF16, n * vocab)?;
         out.max_rel_logit_err = out.max_rel_logit_err.max(cmp.rel_err());
-        out.max_abs_logit_err = out.max_abs_logit_err.max(if cmp.non_finite > 0 { f64::INFINITY } else { cmp.max_abs_diff as f64 });
+        out.max_abs_logit_err =
+            out.max_abs_logit_err.max(if cmp.non_finite > 0 { f64::INFINITY } else { cmp.max_abs_diff as f64 });
         let r = reference.argmax(gpu)?;
         let t = tuned.argmax(gpu)?;
         for b in 0..n {
@@ -217,14 +229,26 @@ mod tests {
             assert!(sample(&logits, 1.0, 0.9, &mut rng) < 2);
         }
         // Same seed, same draws.
-        let a: Vec<u32> = { let mut r = StdRng::seed_from_u64(7); (0..20).map(|_| sample(&logits, 1.5, 0.95, &mut r)).collect() };
-        let b: Vec<u32> = { let mut r = StdRng::seed_from_u64(7); (0..20).map(|_| sample(&logits, 1.5, 0.95, &mut r)).collect() };
+        let a: Vec<u32> = {
+            let mut r = StdRng::seed_from_u64(7);
+            (0..20).map(|_| sample(&logits, 1.5, 0.95, &mut r)).collect()
+        };
+        let b: Vec<u32> = {
+            let mut r = StdRng::seed_from_u64(7);
+            (0..20).map(|_| sample(&logits, 1.5, 0.95, &mut r)).collect()
+        };
         assert_eq!(a, b);
     }
 
     #[test]
     fn step_timing_math() {
-        let r = GenResult { tokens: vec![vec![1; 10], vec![2; 4]], ttft_s: 0.1, total_s: 1.0, decode_steps: 9, kv_positions_read: 0 };
+        let r = GenResult {
+            tokens: vec![vec![1; 10], vec![2; 4]],
+            ttft_s: 0.1,
+            total_s: 1.0,
+            decode_steps: 9,
+            kv_positions_read: 0,
+        };
         assert_eq!(r.generated(), 14);
         assert!((r.ms_per_step() - 100.0).abs() < 1e-9);
     }

@@ -53,7 +53,8 @@ pub const FORMAT: &str = "kernlab-hf-reference-v1";
 
 impl HfReference {
     pub fn load(path: &Path) -> Result<HfReference> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading the HF reference {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading the HF reference {}", path.display()))?;
         let r: HfReference = serde_json::from_str(&text)
             .with_context(|| format!("{} is not a reference written by scripts/hf_reference.py", path.display()))?;
         if r.format != FORMAT {
@@ -96,11 +97,20 @@ pub struct HfComparison {
 
 /// max|a − b| and max|b|.
 fn diff(a: &[f32], b: &[f32]) -> (f64, f64) {
-    a.iter().zip(b).fold((0.0f64, 0.0f64), |(d, m), (x, y)| (d.max((*x as f64 - *y as f64).abs()), m.max((*y as f64).abs())))
+    a.iter()
+        .zip(b)
+        .fold((0.0f64, 0.0f64), |(d, m), (x, y)| (d.max((*x as f64 - *y as f64).abs()), m.max((*y as f64).abs())))
 }
 
 /// Judges free-running tokens against HF's (pure; tested on synthetic data).
-pub fn judge_prompt(prompt: usize, hf: &[u32], top2: &[[f64; 4]], ours: &[u32], tie_tol: f64, min_agree: usize) -> PromptAgreement {
+pub fn judge_prompt(
+    prompt: usize,
+    hf: &[u32],
+    top2: &[[f64; 4]],
+    ours: &[u32],
+    tie_tol: f64,
+    min_agree: usize,
+) -> PromptAgreement {
     let n = hf.len().min(ours.len());
     let first = (0..n).find(|&i| hf[i] != ours[i]);
     let agree_prefix = first.unwrap_or(n);
@@ -114,7 +124,13 @@ pub fn judge_prompt(prompt: usize, hf: &[u32], top2: &[[f64; 4]], ours: &[u32], 
 
 /// Runs both checks. The model must have room for all prompts and their continuations.
 #[allow(clippy::needless_range_loop)] // b indexes several per-prompt arrays at once
-pub fn compare(gpu: &Gpu, model: &mut GpuModel, r: &HfReference, logit_tolerance: f64, min_agree: usize) -> Result<HfComparison> {
+pub fn compare(
+    gpu: &Gpu,
+    model: &mut GpuModel,
+    r: &HfReference,
+    logit_tolerance: f64,
+    min_agree: usize,
+) -> Result<HfComparison> {
     let n = r.prompts.len();
     let steps = r.greedy.iter().map(Vec::len).min().unwrap_or(0);
     let (mut max_rel, mut max_abs) = (0.0f64, 0.0f64);
@@ -223,7 +239,8 @@ mod tests {
         let p = dir.path().join("r.json");
         std::fs::write(&p, "{}").unwrap();
         assert!(format!("{:#}", HfReference::load(&p).unwrap_err()).contains("hf_reference.py"));
-        std::fs::write(&p, r#"{"format":"kernlab-hf-reference-v1","prompts":[[1]],"greedy":[],"top2":[],"logits":[]}"#).unwrap();
+        std::fs::write(&p, r#"{"format":"kernlab-hf-reference-v1","prompts":[[1]],"greedy":[],"top2":[],"logits":[]}"#)
+            .unwrap();
         assert!(format!("{:#}", HfReference::load(&p).unwrap_err()).contains("one entry per prompt"));
         assert!(HfReference::load(&dir.path().join("missing.json")).is_err());
     }

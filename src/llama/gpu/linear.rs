@@ -144,7 +144,8 @@ impl TunedGemm {
     }
 
     fn choose(&self, m: i64, n: i64, k: i64) -> Result<(String, BTreeMap<String, i64>, PlanSource)> {
-        let shape: BTreeMap<String, i64> = [("M".to_string(), m), ("N".to_string(), n), ("K".to_string(), k)].into_iter().collect();
+        let shape: BTreeMap<String, i64> =
+            [("M".to_string(), m), ("N".to_string(), n), ("K".to_string(), k)].into_iter().collect();
         let q = Query {
             kernel: "gemm",
             gpu: &self.gpu_name,
@@ -165,7 +166,11 @@ impl TunedGemm {
         let v = default_variant(m);
         let vs = self.sweep.variant(v).with_context(|| format!("sweeps/gemm.toml has no variant {v}"))?;
         let p = adapt_params(v, &template_defaults(&vs.source), m).expect("default variant fits M");
-        Ok((v.to_string(), p, PlanSource::Default(format!("no tuned gemm for {m}x{n}x{k} on {}: {v} template defaults", self.gpu_name))))
+        Ok((
+            v.to_string(),
+            p,
+            PlanSource::Default(format!("no tuned gemm for {m}x{n}x{k} on {}: {v} template defaults", self.gpu_name)),
+        ))
     }
 
     /// The plan for (M, N, K), compiling its module on first use.
@@ -233,7 +238,18 @@ impl LinearBackend {
     /// Y[M,N] = X[M,K]·W[N,K]ᵀ, plus Y itself when `residual` (the residual stream update
     /// done in the GEMM's epilogue). `ws` must hold [`Self::workspace_bytes`].
     #[allow(clippy::too_many_arguments)]
-    pub fn run(&mut self, gpu: &Gpu, x: u64, w: u64, y: u64, residual: bool, ws: u64, m: i64, n: i64, k: i64) -> Result<()> {
+    pub fn run(
+        &mut self,
+        gpu: &Gpu,
+        x: u64,
+        w: u64,
+        y: u64,
+        residual: bool,
+        ws: u64,
+        m: i64,
+        n: i64,
+        k: i64,
+    ) -> Result<()> {
         match self {
             LinearBackend::Cublas(b) => b.linear(DType::BF16, x, w, y, m, n, k, residual),
             LinearBackend::Tuned(t) => {

@@ -141,7 +141,13 @@ impl Step {
 }
 
 impl GpuModel {
-    pub fn new(gpu: &Gpu, w: Rc<GpuWeights>, ops: OpKernels, linear: LinearBackend, shape: ModelShape) -> Result<GpuModel> {
+    pub fn new(
+        gpu: &Gpu,
+        w: Rc<GpuWeights>,
+        ops: OpKernels,
+        linear: LinearBackend,
+        shape: ModelShape,
+    ) -> Result<GpuModel> {
         let c = &w.config;
         if shape.max_seq > c.max_seq_len {
             bail!(
@@ -199,7 +205,12 @@ impl GpuModel {
 
     fn dims(&self) -> AttnDims {
         let c = self.config();
-        AttnDims { n_heads: c.n_heads as i32, n_kv_heads: c.n_kv_heads as i32, head_dim: c.head_dim as i32, max_seq: self.shape.max_seq as i32 }
+        AttnDims {
+            n_heads: c.n_heads as i32,
+            n_kv_heads: c.n_kv_heads as i32,
+            head_dim: c.head_dim as i32,
+            max_seq: self.shape.max_seq as i32,
+        }
     }
 
     fn prof_start(&mut self, gpu: &Gpu) -> Result<usize> {
@@ -218,7 +229,18 @@ impl GpuModel {
 
     /// One linear layer, growing the split-K workspace if its kernel needs more.
     #[allow(clippy::too_many_arguments)]
-    fn linear(&mut self, gpu: &Gpu, kind: OpKind, x: u64, w: u64, y: u64, residual: bool, m: usize, n: usize, k: usize) -> Result<()> {
+    fn linear(
+        &mut self,
+        gpu: &Gpu,
+        kind: OpKind,
+        x: u64,
+        w: u64,
+        y: u64,
+        residual: bool,
+        m: usize,
+        n: usize,
+        k: usize,
+    ) -> Result<()> {
         let need = self.linear.workspace_bytes(gpu, m as i64, n as i64, k as i64)?;
         if need > self.ws.bytes {
             gpu.synchronize()?;
@@ -246,10 +268,16 @@ impl GpuModel {
             meta[3 * cap + r] = o as i32;
         }
         self.a.meta.upload(&meta)?;
-        let (ids, seq, pos, out) = (self.a.meta.ptr, self.a.meta.ptr + 4 * cap as u64, self.a.meta.ptr + 8 * cap as u64, self.a.meta.ptr + 12 * cap as u64);
+        let (ids, seq, pos, out) = (
+            self.a.meta.ptr,
+            self.a.meta.ptr + 4 * cap as u64,
+            self.a.meta.ptr + 8 * cap as u64,
+            self.a.meta.ptr + 12 * cap as u64,
+        );
         let d = self.dims();
         let w = self.w.clone();
-        let (x, h, qkv, attn, gu, act) = (self.a.x.ptr, self.a.h.ptr, self.a.qkv.ptr, self.a.attn.ptr, self.a.gate_up.ptr, self.a.act.ptr);
+        let (x, h, qkv, attn, gu, act) =
+            (self.a.x.ptr, self.a.h.ptr, self.a.qkv.ptr, self.a.attn.ptr, self.a.gate_up.ptr, self.a.act.ptr);
         let qkv_dim = c.q_dim() + 2 * c.kv_dim();
 
         let s = self.prof_start(gpu)?;

@@ -17,8 +17,17 @@ pub const OPS_SOURCE: &str = include_str!("../../../kernels/llama/ops.cu");
 pub const OPS_NAME: &str = "kernels/llama/ops.cu";
 
 /// Entry points ops.cu must provide.
-pub const OPS_ENTRIES: &[&str] =
-    &["embed_gather", "rmsnorm", "rope_qk", "kv_append", "attention", "swiglu", "residual_add", "argmax_rows", "fill_const_bf16"];
+pub const OPS_ENTRIES: &[&str] = &[
+    "embed_gather",
+    "rmsnorm",
+    "rope_qk",
+    "kv_append",
+    "attention",
+    "swiglu",
+    "residual_add",
+    "argmax_rows",
+    "fill_const_bf16",
+];
 
 /// Op kinds of the model, also the rows of the `--profile` table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -77,16 +86,31 @@ pub struct OpChoice {
 
 impl OpChoice {
     pub fn reference() -> OpChoice {
-        OpChoice { rmsnorm: OpImpl::Reference, rope: OpImpl::Reference, attention: OpImpl::Reference, swiglu: OpImpl::Reference }
+        OpChoice {
+            rmsnorm: OpImpl::Reference,
+            rope: OpImpl::Reference,
+            attention: OpImpl::Reference,
+            swiglu: OpImpl::Reference,
+        }
     }
     /// What the tuned path uses for the non-GEMM ops: the rmsnorm and swiglu families with
     /// the tuned database's winner nearest the decode shape (template defaults when none is
     /// measured); rope and attention stay on the reference kernels (their family contracts
     /// take contiguous Q/K, the model keeps them inside the fused qkv buffer).
-    pub fn tuned(gpu: &Gpu, cache: &ModuleCache, db_path: &std::path::Path, dim: usize, ffn: usize) -> (OpChoice, Vec<String>) {
-        let mut notes = vec!["rope, attention: the model uses its reference kernels (not wired to the families yet)".to_string()];
+    pub fn tuned(
+        gpu: &Gpu,
+        cache: &ModuleCache,
+        db_path: &std::path::Path,
+        dim: usize,
+        ffn: usize,
+    ) -> (OpChoice, Vec<String>) {
+        let mut notes =
+            vec!["rope, attention: the model uses its reference kernels (not wired to the families yet)".to_string()];
         let mut choice = OpChoice::reference();
-        for (family, shape, slot) in [("rmsnorm", [("rows", 1i64), ("dim", dim as i64)], 0), ("swiglu", [("tokens", 1i64), ("ffn", ffn as i64)], 1)] {
+        for (family, shape, slot) in [
+            ("rmsnorm", [("rows", 1i64), ("dim", dim as i64)], 0),
+            ("swiglu", [("tokens", 1i64), ("ffn", ffn as i64)], 1),
+        ] {
             match tuned_family_choice(gpu, cache, db_path, family, &shape) {
                 Ok((imp, note)) => {
                     notes.push(note);
@@ -133,9 +157,19 @@ fn tuned_family_choice(
     let (name, source, params, note) = match db.lookup(&q) {
         Some(f) => {
             let v = sweep.variant(&f.entry.variant).unwrap_or(variant);
-            (v.name.clone(), v.source.clone(), f.entry.params.clone(), format!("{family}: tuned {} ({})", v.name, f.note))
+            (
+                v.name.clone(),
+                v.source.clone(),
+                f.entry.params.clone(),
+                format!("{family}: tuned {} ({})", v.name, f.note),
+            )
         }
-        None => (variant.name.clone(), variant.source.clone(), BTreeMap::new(), format!("{family}: {} with its template defaults (not tuned on this GPU)", variant.name)),
+        None => (
+            variant.name.clone(),
+            variant.source.clone(),
+            BTreeMap::new(),
+            format!("{family}: {} with its template defaults (not tuned on this GPU)", variant.name),
+        ),
     };
     // Fill what the winner does not set with the template's defaults, so launch geometry
     // and compile defines agree.
@@ -208,7 +242,13 @@ impl OpKernels {
         // SAFETY (all launches in this file): the pointers are device buffers the model
         // allocated for these sizes (see model.rs), arguments match the entry's signature
         // in ops.cu's header, ints are in range (checked when the model is built).
-        gpu.launch(self.get("embed_gather"), (n as u32, 1, 1), (256, 1, 1), 0, &[Arg::Ptr(table), Arg::Ptr(ids), Arg::Ptr(out), Arg::I32(n as i32), Arg::I32(dim as i32)])
+        gpu.launch(
+            self.get("embed_gather"),
+            (n as u32, 1, 1),
+            (256, 1, 1),
+            0,
+            &[Arg::Ptr(table), Arg::Ptr(ids), Arg::Ptr(out), Arg::I32(n as i32), Arg::I32(dim as i32)],
+        )
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -225,7 +265,10 @@ impl OpKernels {
                 let p = |k: &str| params.get(k).copied().unwrap_or(1);
                 let (rpb, tpr) = (p("ROWS_PER_BLOCK"), p("THREADS_PER_ROW"));
                 if dim as i64 > tpr * p("VEC") * p("CHUNKS") {
-                    bail!("tuned rmsnorm holds rows of at most {} elements, the model has {dim}", tpr * p("VEC") * p("CHUNKS"));
+                    bail!(
+                        "tuned rmsnorm holds rows of at most {} elements, the model has {dim}",
+                        tpr * p("VEC") * p("CHUNKS")
+                    );
                 }
                 // h = NULL: the plain norm (the model fuses its residual adds into the GEMMs).
                 gpu.launch(
@@ -233,7 +276,16 @@ impl OpKernels {
                     (crate::kernels::ceil_div(rows as i64, rpb) as u32, 1, 1),
                     ((rpb * tpr) as u32, 1, 1),
                     0,
-                    &[Arg::Ptr(x), Arg::Ptr(0), Arg::Ptr(0), Arg::Ptr(out), w.arg(), Arg::F32(eps), Arg::I32(rows as i32), Arg::I32(dim as i32)],
+                    &[
+                        Arg::Ptr(x),
+                        Arg::Ptr(0),
+                        Arg::Ptr(0),
+                        Arg::Ptr(out),
+                        w.arg(),
+                        Arg::F32(eps),
+                        Arg::I32(rows as i32),
+                        Arg::I32(dim as i32),
+                    ],
                 )
             }
         }
@@ -246,14 +298,32 @@ impl OpKernels {
                 (t as u32, 1, 1),
                 (256, 1, 1),
                 0,
-                &[Arg::Ptr(qkv), Arg::Ptr(tok_pos), inv_freq.arg(), Arg::I32(t as i32), Arg::I32(d.n_heads), Arg::I32(d.n_kv_heads), Arg::I32(d.head_dim)],
+                &[
+                    Arg::Ptr(qkv),
+                    Arg::Ptr(tok_pos),
+                    inv_freq.arg(),
+                    Arg::I32(t as i32),
+                    Arg::I32(d.n_heads),
+                    Arg::I32(d.n_kv_heads),
+                    Arg::I32(d.head_dim),
+                ],
             ),
             OpImpl::Tuned { .. } => Err(tuned_unavailable("rope")),
         }
     }
 
     #[allow(clippy::too_many_arguments)]
-    pub fn kv_append(&self, gpu: &Gpu, qkv: u64, k: u64, v: u64, tok_seq: u64, tok_pos: u64, t: usize, d: AttnDims) -> Result<()> {
+    pub fn kv_append(
+        &self,
+        gpu: &Gpu,
+        qkv: u64,
+        k: u64,
+        v: u64,
+        tok_seq: u64,
+        tok_pos: u64,
+        t: usize,
+        d: AttnDims,
+    ) -> Result<()> {
         gpu.launch(
             self.get("kv_append"),
             (t as u32, 1, 1),
@@ -275,7 +345,18 @@ impl OpKernels {
     }
 
     #[allow(clippy::too_many_arguments)]
-    pub fn attention(&self, gpu: &Gpu, qkv: u64, k: u64, v: u64, out: u64, tok_seq: u64, tok_pos: u64, t: usize, d: AttnDims) -> Result<()> {
+    pub fn attention(
+        &self,
+        gpu: &Gpu,
+        qkv: u64,
+        k: u64,
+        v: u64,
+        out: u64,
+        tok_seq: u64,
+        tok_pos: u64,
+        t: usize,
+        d: AttnDims,
+    ) -> Result<()> {
         if d.head_dim % 32 != 0 || d.head_dim > 256 {
             bail!("the reference attention kernel needs head_dim a multiple of 32 and at most 256, got {}", d.head_dim);
         }
@@ -329,14 +410,32 @@ impl OpKernels {
 
     /// x += y over `n` elements (the linears fuse the residual; this is for paths that don't).
     pub fn residual_add(&self, gpu: &Gpu, x: u64, y: u64, n: usize) -> Result<()> {
-        gpu.launch(self.get("residual_add"), grid_stride(n), (256, 1, 1), 0, &[Arg::Ptr(x), Arg::Ptr(y), Arg::U64(n as u64)])
+        gpu.launch(
+            self.get("residual_add"),
+            grid_stride(n),
+            (256, 1, 1),
+            0,
+            &[Arg::Ptr(x), Arg::Ptr(y), Arg::U64(n as u64)],
+        )
     }
 
     pub fn argmax(&self, gpu: &Gpu, logits: u64, out: u64, rows: usize, n: usize) -> Result<()> {
-        gpu.launch(self.get("argmax_rows"), (rows as u32, 1, 1), (1024, 1, 1), 0, &[Arg::Ptr(logits), Arg::Ptr(out), Arg::I32(rows as i32), Arg::I32(n as i32)])
+        gpu.launch(
+            self.get("argmax_rows"),
+            (rows as u32, 1, 1),
+            (1024, 1, 1),
+            0,
+            &[Arg::Ptr(logits), Arg::Ptr(out), Arg::I32(rows as i32), Arg::I32(n as i32)],
+        )
     }
 
     pub fn fill_const(&self, gpu: &Gpu, p: u64, n: usize, v: f32) -> Result<()> {
-        gpu.launch(self.get("fill_const_bf16"), grid_stride(n), (256, 1, 1), 0, &[Arg::Ptr(p), Arg::U64(n as u64), Arg::F32(v)])
+        gpu.launch(
+            self.get("fill_const_bf16"),
+            grid_stride(n),
+            (256, 1, 1),
+            0,
+            &[Arg::Ptr(p), Arg::U64(n as u64), Arg::F32(v)],
+        )
     }
 }

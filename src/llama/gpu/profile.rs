@@ -67,7 +67,8 @@ pub fn format_profile(totals: &BTreeMap<OpKind, OpTotal>) -> String {
     let mut rows: Vec<(&OpKind, &OpTotal)> = totals.iter().collect();
     rows.sort_by(|a, b| b.1.total_ms.total_cmp(&a.1.total_ms).then(a.0.cmp(b.0)));
     let line = "-".repeat(80);
-    let mut s = format!("{line}\n{:<24}{:>10}{:>14}{:>14}{:>16}\n{line}\n", "Name", "Calls", "GPU total", "GPU %", "GPU avg");
+    let mut s =
+        format!("{line}\n{:<24}{:>10}{:>14}{:>14}{:>16}\n{line}\n", "Name", "Calls", "GPU total", "GPU %", "GPU avg");
     for (k, t) in rows {
         let avg_us = if t.calls > 0 { t.total_ms * 1e3 / t.calls as f64 } else { 0.0 };
         let pct = if sum > 0.0 { 100.0 * t.total_ms / sum } else { 0.0 };

@@ -201,7 +201,12 @@ impl GpuWeights {
             cfg.check_shape(&src.describe(), &src.file_name(&name), &expected, &found)?;
             let data = src.load_f32(&name)?;
             if data.len() != expected.iter().product::<usize>() {
-                bail!("{}: tensor '{}' gave {} values for shape {expected:?}", src.describe(), src.file_name(&name), data.len());
+                bail!(
+                    "{}: tensor '{}' gave {} values for shape {expected:?}",
+                    src.describe(),
+                    src.file_name(&name),
+                    data.len()
+                );
             }
             Ok(to_bf16_bits(&data))
         };
@@ -251,7 +256,8 @@ impl GpuWeights {
     pub fn random(gpu: &Gpu, util: &Util, ops: &OpKernels, cfg: &LlamaConfig, seed: u64) -> Result<GpuWeights> {
         cfg.validate()?;
         let a = Alloc { gpu, c: cfg.clone() };
-        let g = a.empty(format!("random bf16 weights at the {} shape (seed {seed}, generated on the GPU)", cfg.name))?;
+        let g =
+            a.empty(format!("random bf16 weights at the {} shape (seed {seed}, generated on the GPU)", cfg.name))?;
         let mut tensor = 0u64;
         let mut fill = |buf: &DevBuf, fan_in: usize| -> Result<()> {
             tensor += 1;
