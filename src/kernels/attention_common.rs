@@ -3,11 +3,8 @@
 //! reading with the templates' defaults, and the f64 CPU attention used to check the
 //! reference itself.
 
-use super::gemm::to_f64;
 use super::{DType, Shape};
-use crate::gpu::cache::{self, ModuleCache};
-use crate::gpu::device::{DevBuf, Gpu, Kernel};
-use crate::gpu::nvrtc::CompileRequest;
+use crate::gpu::device::{Gpu, Kernel};
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 
@@ -20,15 +17,9 @@ pub const HEAD_DIMS: [i64; 4] = [64, 128, 192, 256];
 
 /// Compiles the reference module for this GPU and dtype (through the module cache) and loads `entry`.
 pub fn reference_kernel(gpu: &Gpu, dt: DType, entry: &str) -> Result<Kernel> {
-    let cache = ModuleCache::open(&cache::default_dir())?;
-    let req = CompileRequest {
-        name: "kernels/attention/reference.cu".into(),
-        source: REFERENCE_SOURCE.into(),
-        defines: dt.defines(),
-        arch: gpu.props.arch(),
-    };
-    let m = cache.get_or_compile(&req).context("compiling the attention reference kernels")?;
-    gpu.load(&m.cubin, entry)
+    let mut k =
+        super::support::reference_kernels(gpu, "kernels/attention/reference.cu", REFERENCE_SOURCE, dt, &[entry])?;
+    k.remove(entry).ok_or_else(|| anyhow::anyhow!("attention reference module lacks {entry}"))
 }
 
 /// Sequence lengths of a batch. Equal lengths for the plain families; for the `_varlen`
@@ -101,11 +92,6 @@ pub fn template_default(source: &str, name: &str) -> Option<i64> {
     let def = lines.next()?.trim();
     let rest = def.strip_prefix("#define ")?.trim_start().strip_prefix(name)?;
     rest.split_whitespace().next()?.parse().ok()
-}
-
-/// Host-side bf16/fp16 buffers widened to f64.
-pub fn download_f64(buf: &DevBuf, n: usize, dt: DType) -> Result<Vec<f64>> {
-    Ok(to_f64(&buf.download::<u16>(n)?, dt))
 }
 
 /// softmax(scale · q·k_j) · v_j over `n` keys in f64; key j's row of D values starts at

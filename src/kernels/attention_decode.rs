@@ -11,9 +11,8 @@
 //! plus Q read and O written. Reference: `attn_ref_decode` (fp32, two-pass softmax), checked
 //! against f64 on the CPU at small sizes. Peer: PyTorch SDPA via the peer script.
 
-use super::attention_common::{
-    attend_f64, download_f64, lengths, reference_kernel, sample_indices, tunable, validate_heads,
-};
+use super::attention_common::{attend_f64, lengths, reference_kernel, sample_indices, tunable, validate_heads};
+use super::support;
 use super::{ceil_div, DType, Family, Problem, Shape};
 use crate::gpu::device::{Arg, DevBuf, Gpu, Kernel};
 use crate::gpu::util::{Comparison, Util};
@@ -280,10 +279,10 @@ impl Problem for DecodeProblem {
     fn reference_vs_cpu(&mut self, gpu: &Gpu) -> Result<Option<f64>> {
         gpu.synchronize()?;
         let (h, kvh, d, l_cap) = (self.h as usize, self.kvh as usize, self.d as usize, self.l_cap as usize);
-        let q = download_f64(&self.q, self.n_out(), self.dt)?;
-        let k = download_f64(&self.kc, self.n_cache(), self.dt)?;
-        let v = download_f64(&self.vc, self.n_cache(), self.dt)?;
-        let o = download_f64(&self.o_ref, self.n_out(), self.dt)?;
+        let q = support::download_f64(&self.q, self.dt, self.n_out())?;
+        let k = support::download_f64(&self.kc, self.dt, self.n_cache())?;
+        let v = support::download_f64(&self.vc, self.dt, self.n_cache())?;
+        let o = support::download_f64(&self.o_ref, self.dt, self.n_out())?;
         let (mut max_diff, mut max_ref) = (0.0f64, 0.0f64);
         for pair in sample_indices(self.batch() as usize * h, 256) {
             let (b, hh) = (pair / h, pair % h);

@@ -14,8 +14,9 @@
 //! CPU at small sizes. Peer: PyTorch SDPA, measured by the peer script, not in-process.
 
 use super::attention_common::{
-    attend_f64, cu_seqlens, download_f64, lengths, reference_kernel, sample_indices, tunable, validate_heads,
+    attend_f64, cu_seqlens, lengths, reference_kernel, sample_indices, tunable, validate_heads,
 };
+use super::support;
 use super::{ceil_div, DType, Family, Problem, Shape};
 use crate::gpu::device::{Arg, DevBuf, Gpu, Kernel};
 use crate::gpu::util::{Comparison, Util};
@@ -244,10 +245,10 @@ impl Problem for PrefillProblem {
     fn reference_vs_cpu(&mut self, gpu: &Gpu) -> Result<Option<f64>> {
         gpu.synchronize()?;
         let (h, kvh, d) = (self.h as usize, self.kvh as usize, self.d as usize);
-        let q = download_f64(&self.q, self.n_out(), self.dt)?;
-        let k = download_f64(&self.k, (self.tokens * self.kvh * self.d) as usize, self.dt)?;
-        let v = download_f64(&self.v, (self.tokens * self.kvh * self.d) as usize, self.dt)?;
-        let o = download_f64(&self.o_ref, self.n_out(), self.dt)?;
+        let q = support::download_f64(&self.q, self.dt, self.n_out())?;
+        let k = support::download_f64(&self.k, self.dt, (self.tokens * self.kvh * self.d) as usize)?;
+        let v = support::download_f64(&self.v, self.dt, (self.tokens * self.kvh * self.d) as usize)?;
+        let o = support::download_f64(&self.o_ref, self.dt, self.n_out())?;
         let (mut max_diff, mut max_ref) = (0.0f64, 0.0f64);
         // every (token, head) pair at small sizes, an even sample (with both ends) otherwise
         for pair in sample_indices(self.tokens as usize * h, 2048) {

@@ -96,15 +96,7 @@ impl GemmProblem {
         let (m, n, k) = (s.get("M"), s.get("N"), s.get("K"));
         let e = dt.bytes();
         let need = ((m * k + n * k + 2 * m * n) as usize) * e + (MAX_SPLITK * m * n) as usize * 4;
-        let (free, _) = gpu.ctx.mem_get_info().unwrap_or((usize::MAX, 0));
-        if need > free {
-            bail!(
-                "gemm {}: needs {:.1} GiB of GPU memory, {:.1} GiB free",
-                s.label(),
-                need as f64 / (1u64 << 30) as f64,
-                free as f64 / (1u64 << 30) as f64
-            );
-        }
+        super::support::ensure_fits(gpu, "gemm", s, need)?;
         Ok(GemmProblem {
             m,
             n,
@@ -171,11 +163,11 @@ impl Problem for GemmProblem {
     fn reference_vs_cpu(&mut self, gpu: &Gpu) -> Result<Option<f64>> {
         gpu.synchronize()?;
         let (m, n, k) = (self.m as usize, self.n as usize, self.k as usize);
-        let x = to_f64(&self.x.download::<u16>(m * k)?, self.dt);
-        let w = to_f64(&self.w.download::<u16>(n * k)?, self.dt);
-        let y = to_f64(&self.y_ref.download::<u16>(m * n)?, self.dt);
+        let x = super::support::download_f64(&self.x, self.dt, m * k)?;
+        let w = super::support::download_f64(&self.w, self.dt, n * k)?;
+        let y = super::support::download_f64(&self.y_ref, self.dt, m * n)?;
         let r = match &self.r {
-            Some(r) => to_f64(&r.download::<u16>(m * n)?, self.dt),
+            Some(r) => super::support::download_f64(r, self.dt, m * n)?,
             None => vec![0.0; m * n],
         };
         let (mut max_diff, mut max_ref) = (0.0f64, 0.0f64);
@@ -318,14 +310,6 @@ pub fn launch_linear(
             Ok(())
         }
         other => bail!("the gemm family has no variant {other:?}"),
-    }
-}
-
-/// Widens bf16/fp16 bit patterns to f64.
-pub fn to_f64(bits: &[u16], dt: DType) -> Vec<f64> {
-    match dt {
-        DType::BF16 => bits.iter().map(|b| half::bf16::from_bits(*b).to_f64()).collect(),
-        _ => bits.iter().map(|b| half::f16::from_bits(*b).to_f64()).collect(),
     }
 }
 

@@ -13,6 +13,7 @@ pub mod gemm_int4;
 pub mod rmsnorm;
 pub mod rope;
 pub mod softmax;
+pub mod support;
 pub mod swiglu;
 
 use crate::gpu::device::{Gpu, Kernel};

@@ -9,7 +9,7 @@
 //! the candidate with h = NULL into a separate output, which `check` compares as well. Timed
 //! runs launch only the fused form.
 
-use super::softmax::support;
+use super::support;
 use super::{ceil_div, param, DType, Family, Problem, Shape};
 use crate::gpu::device::{Arg, DevBuf, Gpu, Kernel};
 use crate::gpu::util::{Comparison, Util};

@@ -14,7 +14,7 @@
 //! launches the candidate out of place into poisoned outputs and then in place on copies of
 //! the inputs; `check` compares both with the reference. Timed runs are in place.
 
-use super::softmax::support;
+use super::support;
 use super::{ceil_div, param, DType, Family, Problem, Shape};
 use crate::gpu::device::{Arg, DevBuf, Gpu, Kernel};
 use crate::gpu::util::{Comparison, Util};

@@ -9,6 +9,7 @@
 //!
 //! The module also holds the few helpers the memory-bound families share (`support`).
 
+use super::support;
 use super::{ceil_div, param, DType, Family, Problem, Shape};
 use crate::gpu::device::{Arg, DevBuf, Gpu, Kernel};
 use crate::gpu::util::{Comparison, Util};
@@ -200,106 +201,6 @@ impl Problem for SoftmaxProblem {
             }
         }
         Ok(Some(support::rel_err(&y, &want)))
-    }
-}
-
-/// Helpers shared by the memory-bound families (softmax, rmsnorm, rope, swiglu).
-pub mod support {
-    use crate::gpu::cache::{self, ModuleCache};
-    use crate::gpu::device::{DevBuf, Gpu, Kernel};
-    use crate::gpu::nvrtc::CompileRequest;
-    use crate::gpu::util::Comparison;
-    use crate::kernels::{DType, Shape};
-    use anyhow::{bail, Context, Result};
-    use std::collections::BTreeMap;
-
-    /// Compiles a family's reference template for this GPU and dtype (through the disk
-    /// cache, so only the first problem of a run pays NVRTC) and loads its entry points.
-    pub fn reference_kernels(
-        gpu: &Gpu,
-        name: &str,
-        source: &str,
-        dt: DType,
-        entries: &[&str],
-    ) -> Result<BTreeMap<String, Kernel>> {
-        let cache = ModuleCache::open(&cache::default_dir())?;
-        let req =
-            CompileRequest { name: name.into(), source: source.into(), defines: dt.defines(), arch: gpu.props.arch() };
-        let m = cache.get_or_compile(&req).with_context(|| format!("compiling the reference {name}"))?;
-        let mut out = BTreeMap::new();
-        for e in entries {
-            out.insert(e.to_string(), gpu.load(&m.cubin, e)?);
-        }
-        Ok(out)
-    }
-
-    /// Refuses a shape whose buffers would not fit in free GPU memory, saying how much.
-    pub fn ensure_fits(gpu: &Gpu, family: &str, s: &Shape, need: usize) -> Result<()> {
-        let (free, _) = gpu.ctx.mem_get_info().unwrap_or((usize::MAX, 0));
-        if need > free {
-            bail!(
-                "{family} {}: needs {:.1} GiB of GPU memory, {:.1} GiB free",
-                s.label(),
-                need as f64 / (1u64 << 30) as f64,
-                free as f64 / (1u64 << 30) as f64
-            );
-        }
-        Ok(())
-    }
-
-    /// Copies `n` elements of type `dt` to the host, widened to f64.
-    pub fn download_f64(buf: &DevBuf, dt: DType, n: usize) -> Result<Vec<f64>> {
-        Ok(match dt {
-            DType::BF16 => buf.download::<u16>(n)?.into_iter().map(|b| half::bf16::from_bits(b).to_f64()).collect(),
-            DType::F16 => buf.download::<u16>(n)?.into_iter().map(|b| half::f16::from_bits(b).to_f64()).collect(),
-            DType::F32 => buf.download::<f32>(n)?.into_iter().map(|v| v as f64).collect(),
-        })
-    }
-
-    /// Rounds an f64 to the element type and back, as a kernel storing it would.
-    pub fn round_to(v: f64, dt: DType) -> f64 {
-        match dt {
-            DType::BF16 => half::bf16::from_f64(v).to_f64(),
-            DType::F16 => half::f16::from_f64(v).to_f64(),
-            DType::F32 => v as f32 as f64,
-        }
-    }
-
-    /// max |got − want| / max |want| (infinite when `got` holds a non-finite value).
-    pub fn rel_err(got: &[f64], want: &[f64]) -> f64 {
-        let (mut md, mut mr) = (0.0f64, 0.0f64);
-        for (g, w) in got.iter().zip(want) {
-            if !g.is_finite() {
-                return f64::INFINITY;
-            }
-            md = md.max((g - w).abs());
-            mr = mr.max(w.abs());
-        }
-        md / mr.max(1e-30)
-    }
-
-    /// Of several output comparisons, the one with the largest relative error, with every
-    /// non-finite count added up (so any unwritten element anywhere fails the check).
-    pub fn worst(cs: &[Comparison]) -> Comparison {
-        let non_finite: u32 = cs.iter().map(|c| c.non_finite).sum();
-        let mut w = cs[0];
-        for c in &cs[1..] {
-            if c.rel_err() > w.rel_err() {
-                w = *c;
-            }
-        }
-        Comparison { non_finite, ..w }
-    }
-
-    /// Device-to-device copy of a whole buffer, ordered on the stream.
-    pub fn copy(gpu: &Gpu, dst: &DevBuf, src: &DevBuf) -> Result<()> {
-        if dst.bytes < src.bytes {
-            bail!("internal: copy of {} B into a {} B buffer", src.bytes, dst.bytes);
-        }
-        // SAFETY: dst holds at least src.bytes bytes (checked above); both are live device
-        // allocations and the copy is ordered on the one stream with every launch.
-        unsafe { cudarc::driver::result::memcpy_dtod_async(dst.ptr, src.ptr, src.bytes, gpu.stream.cu_stream()) }
-            .map_err(|e| anyhow::anyhow!("device copy failed: {e:?}"))
     }
 }
 

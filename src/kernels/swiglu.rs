@@ -3,7 +3,7 @@
 //! Peer: F.silu(g) * u (scripts/torch_peers.py).
 //! Reference: kernels/swiglu/reference.cu (one thread per output element).
 
-use super::softmax::support;
+use super::support;
 use super::{ceil_div, param, DType, Family, Problem, Shape};
 use crate::gpu::device::{Arg, DevBuf, Gpu, Kernel};
 use crate::gpu::util::{Comparison, Util};
