@@ -127,19 +127,7 @@ fn short_error(s: &str) -> String {
 }
 
 pub fn run_sweep(opts: &SweepOptions, interrupted: Arc<AtomicBool>) -> Result<SweepSummary> {
-    let sweep_probe = Sweep::load(&opts.sweep_path, &["M", "N", "K"]).ok();
-    let family_name = match &sweep_probe {
-        Some(s) => s.family.clone(),
-        None => {
-            // Parse only the family name to learn the shape dimensions, then load properly.
-            let text = std::fs::read_to_string(&opts.sweep_path)
-                .with_context(|| format!("reading {}", opts.sweep_path.display()))?;
-            let v: toml::Value =
-                toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", opts.sweep_path.display()))?;
-            v.get("family").and_then(|f| f.as_str()).map(|s| s.to_string()).context("sweep file has no `family`")?
-        }
-    };
-    let fam = kernels::family(&family_name)?;
+    let fam = family_of_sweep(&opts.sweep_path)?;
     let sweep = Sweep::load(&opts.sweep_path, fam.shape_dims())?;
     let plan_list = plan_shapes(fam, &sweep, &opts.shapes, &opts.dtypes)?;
 
@@ -594,6 +582,15 @@ pub fn format_table(s: &SweepSummary, peer: &str) -> String {
     out
 }
 
+/// The family a sweep file names. Read before the full parse, which needs the family's
+/// shape dimensions.
+fn family_of_sweep(path: &std::path::Path) -> Result<&'static dyn Family> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let v: toml::Value = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let name = v.get("family").and_then(|f| f.as_str()).with_context(|| format!("{}: no `family`", path.display()))?;
+    kernels::family(name)
+}
+
 /// `--dry-run`: enumerate and compile for an architecture, without a GPU.
 pub fn dry_run(
     sweep_path: &std::path::Path,
@@ -603,10 +600,7 @@ pub fn dry_run(
     compile_all: bool,
 ) -> Result<bool> {
     crate::gpu::nvrtc::validate_arch(arch)?;
-    let text = std::fs::read_to_string(sweep_path).with_context(|| format!("reading {}", sweep_path.display()))?;
-    let v: toml::Value = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", sweep_path.display()))?;
-    let fam_name = v.get("family").and_then(|f| f.as_str()).context("sweep file has no `family`")?;
-    let fam = kernels::family(fam_name)?;
+    let fam = family_of_sweep(sweep_path)?;
     let sweep = Sweep::load(sweep_path, fam.shape_dims())?;
     let limits = super::space::DeviceLimits::for_arch(arch)?;
     let plan = plan_shapes(fam, &sweep, shapes, dtypes)?;
