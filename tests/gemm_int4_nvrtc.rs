@@ -73,7 +73,7 @@ fn templates_compile_at_their_defaults_and_the_reference_module_compiles() {
     }
     let mut reqs = Vec::new();
     for arch in ARCHS {
-        for variant in ["int4_gemv", "int4_mma"] {
+        for variant in ["int4_gemv", "int4_gemv_tc", "int4_mma"] {
             for dt in [DType::BF16, DType::F16] {
                 let mut r = template(variant);
                 r.arch = arch.to_string();
@@ -119,7 +119,7 @@ fn a_sample_of_the_sweep_space_compiles_without_spills() {
 }
 
 #[test]
-fn every_selftest_format_compiles_for_both_variants_and_dtypes() {
+fn every_selftest_format_compiles_for_every_variant_and_dtype() {
     if !nvrtc_available() {
         return;
     }
@@ -128,7 +128,9 @@ fn every_selftest_format_compiles_for_both_variants_and_dtypes() {
     for arch in ARCHS {
         // The largest-register candidates of each variant: the worst case for the formats' extra
         // dequant constants.
-        for (variant, shape) in [("int4_gemv", "16x4096x4096"), ("int4_mma", "2048x4096x4096")] {
+        for (variant, shape) in
+            [("int4_gemv", "16x4096x4096"), ("int4_gemv_tc", "16x4096x4096"), ("int4_mma", "2048x4096x4096")]
+        {
             let shape = Shape::parse(shape, GemmInt4.shape_dims()).unwrap();
             let kept = s.enumerate(&shape.dims, 2, &DeviceLimits::for_arch(arch).unwrap()).unwrap().kept;
             let c = kept
@@ -136,6 +138,7 @@ fn every_selftest_format_compiles_for_both_variants_and_dtypes() {
                 .filter(|c| c.variant == variant)
                 .max_by_key(|c| match variant {
                     "int4_gemv" => c.params["ROWS_PER_WARP"] * c.params["M_MAX"] * c.params["VEC"],
+                    "int4_gemv_tc" => c.params["N_TILES"] * c.params["UNROLL"] * c.params["M_TILES"],
                     _ => (c.params["WM"] / 16) * (c.params["WN"] / 8) * (c.params["BK"] / 64),
                 })
                 .unwrap();

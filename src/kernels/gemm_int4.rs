@@ -4,6 +4,9 @@
 //! Variants (launch contracts in each template's header):
 //! - `int4_gemv` (kernels/gemm_int4/int4_gemv.cu): decode, M ≤ 16; streams the packed weight
 //!   once, dequantizes in registers, optional split-K with a deterministic reduction.
+//! - `int4_gemv_tc` (kernels/gemm_int4/int4_gemv_tc.cu): decode, M ≤ 16, on tensor cores:
+//!   the weights are mma's A operand, so a weight costs a shift, a lop3 and half a packed fma
+//!   instead of int4_gemv's fp32 multiply-adds per activation row.
 //! - `int4_mma` (kernels/gemm_int4/int4_mma.cu): tensor cores (mma.sync m16n8k16), any M;
 //!   cp.async pipeline of raw X and packed W tiles, B fragments dequantized in registers.
 //!
@@ -22,7 +25,7 @@ mod problem;
 mod reference;
 
 pub use format::{with_format, Int4Format, ZeroMode, DEFAULT_GROUP, MIN_GROUP, SELFTEST_FORMATS};
-pub use launch::{gemv_plan, mma_geometry, mma_smem_bytes, GemvPlan, Geometry, GEMV_MAX_M, MAX_SPLITK};
+pub use launch::{gemv_plan, gemv_tc_plan, mma_geometry, mma_smem_bytes, GemvPlan, Geometry, GEMV_MAX_M, MAX_SPLITK};
 pub use problem::GemmInt4Problem;
 pub use reference::{reference_request, REFERENCE_SOURCE};
 
@@ -31,6 +34,9 @@ use crate::gpu::device::Gpu;
 use anyhow::{bail, Result};
 
 pub struct GemmInt4;
+
+/// The variants this build can launch.
+pub const VARIANTS: &[&str] = &["int4_gemv", "int4_gemv_tc", "int4_mma"];
 
 impl Family for GemmInt4 {
     fn name(&self) -> &'static str {
@@ -52,9 +58,10 @@ impl Family for GemmInt4 {
     fn entries(&self, variant: &str) -> Result<&'static [&'static str]> {
         Ok(match variant {
             "int4_gemv" => &["int4_gemv", "int4_splitk_reduce"],
+            "int4_gemv_tc" => &["int4_gemv_tc", "gemm_splitk_reduce"],
             "int4_mma" => &["int4_mma"],
             other => {
-                bail!("the gemm_int4 family has no variant {other:?} (known: int4_gemv, int4_mma)")
+                bail!("the gemm_int4 family has no variant {other:?} (known: {})", VARIANTS.join(", "))
             }
         })
     }

@@ -69,6 +69,44 @@ pub fn gemv_plan(m: i64, n: i64, k: i64, fmt: &Int4Format, p: &BTreeMap<String, 
     Ok(GemvPlan { main, splitk, reduce })
 }
 
+/// int4_gemv_tc: grid (ceil(N / (16·N_TILES)), SPLITK), NUM_WARPS warps, plus the split-K
+/// reduction (`gemm_splitk_reduce`) when SPLITK > 1.
+pub fn gemv_tc_plan(m: i64, n: i64, k: i64, fmt: &Int4Format, p: &BTreeMap<String, i64>) -> Result<GemvPlan> {
+    let (m_tiles, n_tiles, warps, unroll, splitk) =
+        (param(p, "M_TILES")?, param(p, "N_TILES")?, param(p, "NUM_WARPS")?, param(p, "UNROLL")?, param(p, "SPLITK")?);
+    let shape = format!("{m}x{n}x{k}");
+    if ![1, 2].contains(&m_tiles) || ![1, 2, 4].contains(&n_tiles) || ![1, 2, 4].contains(&unroll) {
+        bail!("int4_gemv_tc: M_TILES = {m_tiles} (1 or 2), N_TILES = {n_tiles} (1, 2 or 4), UNROLL = {unroll} (1, 2 or 4)");
+    }
+    if m > 8 * m_tiles {
+        bail!(
+            "int4_gemv_tc compiled with M_TILES = {m_tiles} takes M <= {} but got M = {m} (shape {shape}); the sweep must \
+             keep 8*M_TILES >= M",
+            8 * m_tiles
+        );
+    }
+    if k % 128 != 0 {
+        bail!("int4_gemv_tc: K = {k} is not a multiple of its 128-column step (shape {shape})");
+    }
+    if fmt.group % 32 != 0 || k % fmt.group != 0 {
+        bail!("int4_gemv_tc: GROUP = {} must be a multiple of 32 dividing K = {k} (shape {shape})", fmt.group);
+    }
+    if !(1..=MAX_SPLITK).contains(&splitk) {
+        bail!("int4_gemv_tc: SPLITK = {splitk} is outside 1..={MAX_SPLITK} (the workspace's size)");
+    }
+    if !(1..=32).contains(&warps) {
+        bail!("int4_gemv_tc: NUM_WARPS = {warps} makes no block");
+    }
+    let main = Geometry {
+        grid: (grid_dim(ceil_div(n, 16 * n_tiles), "int4_gemv_tc grid.x")?, splitk as u32, 1),
+        block: ((32 * warps) as u32, 1, 1),
+        smem: 0,
+    };
+    let reduce =
+        (splitk > 1).then(|| Geometry { grid: (ceil_div(m * n, 256) as u32, 1, 1), block: (256, 1, 1), smem: 0 });
+    Ok(GemvPlan { main, splitk, reduce })
+}
+
 /// Dynamic shared memory of int4_mma: STAGES * (BM*(BK+8)*2 + BN*(BK/8+4)*4) bytes.
 pub fn mma_smem_bytes(bm: i64, bn: i64, bk: i64, stages: i64) -> i64 {
     stages * (bm * (bk + 8) * 2 + bn * (bk / 8 + 4) * 4)
@@ -124,6 +162,22 @@ mod tests {
         assert!(e.contains("M_MAX = 1") && e.contains("2x8x128"), "{e}");
         assert!(gemv_plan(1, 8, 160, &f, &q).is_err());
         assert!(gemv_plan(1, 8, 128, &f, &p(&[("NUM_WARPS", 4)])).is_err());
+    }
+
+    #[test]
+    fn gemv_tc_geometry_and_contract() {
+        let f = Int4Format::default_for(DType::BF16);
+        let q = p(&[("M_TILES", 1), ("N_TILES", 2), ("NUM_WARPS", 4), ("UNROLL", 2), ("SPLITK", 3)]);
+        let g = gemv_tc_plan(8, 4097, 4096, &f, &q).unwrap();
+        assert_eq!(g.main.grid, (129, 3, 1));
+        assert_eq!(g.main.block, (128, 1, 1));
+        assert_eq!(g.reduce.unwrap().grid, (ceil_div(8 * 4097, 256) as u32, 1, 1));
+        let e = gemv_tc_plan(9, 64, 4096, &f, &q).unwrap_err().to_string();
+        assert!(e.contains("M_TILES = 1") && e.contains("9x64x4096"), "{e}");
+        assert!(gemv_tc_plan(1, 64, 4160, &f, &q).is_err(), "K not a multiple of 128");
+        let one = p(&[("M_TILES", 2), ("N_TILES", 1), ("NUM_WARPS", 8), ("UNROLL", 1), ("SPLITK", 1)]);
+        assert!(gemv_tc_plan(16, 8, 128, &f, &one).unwrap().reduce.is_none());
+        assert!(gemv_tc_plan(16, 8, 128, &f, &p(&[("M_TILES", 2)])).is_err());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! dequantize-then-cuBLAS reference, the candidates' launches and the cuBLAS bf16 peer.
 
 use super::format::{half_of, Int4Format, ZeroMode, MIN_GROUP};
-use super::launch::{gemv_plan, mma_geometry, GEMV_MAX_M, MAX_SPLITK};
+use super::launch::{gemv_plan, gemv_tc_plan, mma_geometry, GemvPlan, GEMV_MAX_M, MAX_SPLITK};
 use super::reference::RefKernels;
 use crate::gpu::blas::Blas;
 use crate::gpu::device::{Arg, DevBuf, Gpu, Kernel};
@@ -153,9 +153,10 @@ impl GemmInt4Problem {
         Ok(())
     }
 
-    fn launch_gemv(&self, gpu: &Gpu, kernels: &BTreeMap<String, Kernel>, p: &BTreeMap<String, i64>) -> Result<()> {
-        let plan = gemv_plan(self.m, self.n, self.k, &self.fmt, p)?;
-        let main = kernels.get("int4_gemv").context("module lacks int4_gemv")?;
+    /// The decode kernels (int4_gemv, int4_gemv_tc) share one argument list and a split-K
+    /// reduction over the fp32 workspace; they differ in geometry and reduction kernel.
+    fn launch_decode(&self, gpu: &Gpu, kernels: &BTreeMap<String, Kernel>, entry: &str, plan: &GemvPlan) -> Result<()> {
+        let main = kernels.get(entry).with_context(|| format!("module lacks {entry}"))?;
         let ws = if plan.splitk > 1 { self.ws.ptr } else { 0 };
         let g = plan.main;
         gpu.launch(
@@ -176,17 +177,17 @@ impl GemmInt4Problem {
                 Arg::I32(self.k as i32),
             ],
         )?;
-        if let Some(r) = plan.reduce {
+        let Some(r) = plan.reduce else { return Ok(()) };
+        let (m, n) = (Arg::I32(self.m as i32), Arg::I32(self.n as i32));
+        if entry == "int4_gemv" {
             let red = kernels.get("int4_splitk_reduce").context("module lacks int4_splitk_reduce")?;
-            gpu.launch(
-                red,
-                r.grid,
-                r.block,
-                r.smem,
-                &[self.ws.arg(), Arg::Ptr(0), self.y.arg(), Arg::I32(self.m as i32), Arg::I32(self.n as i32)],
-            )?;
+            gpu.launch(red, r.grid, r.block, r.smem, &[self.ws.arg(), Arg::Ptr(0), self.y.arg(), m, n])
+        } else {
+            // kernels/gemm/splitk_reduce.cuh: (WS, Y, R, M, N, splits).
+            let red = kernels.get("gemm_splitk_reduce").context("module lacks gemm_splitk_reduce")?;
+            let splits = Arg::I32(plan.splitk as i32);
+            gpu.launch(red, r.grid, r.block, r.smem, &[self.ws.arg(), self.y.arg(), Arg::Ptr(0), m, n, splits])
         }
-        Ok(())
     }
 
     fn launch_mma(&self, gpu: &Gpu, kernels: &BTreeMap<String, Kernel>, p: &BTreeMap<String, i64>) -> Result<()> {
@@ -262,10 +263,20 @@ impl Problem for GemmInt4Problem {
     ) -> Result<()> {
         self.ensure_format(gpu, p)?;
         match variant {
-            "int4_gemv" => self.launch_gemv(gpu, kernels, p),
+            "int4_gemv" => {
+                let plan = gemv_plan(self.m, self.n, self.k, &self.fmt, p)?;
+                self.launch_decode(gpu, kernels, "int4_gemv", &plan)
+            }
+            "int4_gemv_tc" => {
+                let plan = gemv_tc_plan(self.m, self.n, self.k, &self.fmt, p)?;
+                self.launch_decode(gpu, kernels, "int4_gemv_tc", &plan)
+            }
             "int4_mma" => self.launch_mma(gpu, kernels, p),
             other => {
-                bail!("the gemm_int4 family has no variant {other:?} (known: int4_gemv, int4_mma)")
+                bail!(
+                    "the gemm_int4 family has no variant {other:?} (known: {})",
+                    super::super::gemm_int4::VARIANTS.join(", ")
+                )
             }
         }
     }
