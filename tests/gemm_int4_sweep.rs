@@ -59,7 +59,7 @@ fn every_default_shape_keeps_a_measurable_space_that_meets_the_launch_contracts(
     for (dt, shape) in plan_shapes(&GemmInt4, &s, &[], &[]).unwrap() {
         let m = shape.get("M");
         let cands = kept(&s, &shape, "sm_90a");
-        assert!((15..=120).contains(&cands.len()), "{}: {} candidates", shape.label(), cands.len());
+        assert!((15..=130).contains(&cands.len()), "{}: {} candidates", shape.label(), cands.len());
         let count = |v: &str| cands.iter().filter(|c| c.variant == v).count();
         let (gemv, gemv_tc, mma) = (count("int4_gemv"), count("int4_gemv_tc"), count("int4_mma"));
         println!("{}: {gemv} int4_gemv, {gemv_tc} int4_gemv_tc, {mma} int4_mma", shape.label());
@@ -73,9 +73,9 @@ fn every_default_shape_keeps_a_measurable_space_that_meets_the_launch_contracts(
         }
         total += cands.len();
     }
-    // About 0.3 s each keeps the whole default grid under 6 minutes (sweeps on the GPU machine
+    // About 0.3 s each keeps the whole default grid under 7 minutes (sweeps on the GPU machine
     // usually pass --budget).
-    assert!(total <= 1200, "{total} candidates in the default sweep");
+    assert!(total <= 1300, "{total} candidates in the default sweep");
 }
 
 #[test]

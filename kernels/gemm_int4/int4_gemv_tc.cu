@@ -47,6 +47,7 @@
 //   NUM_WARPS [4]      warps per block, splitting the block's K steps
 //   UNROLL [2]         128-k steps a warp loads before computing (1, 2 or 4)
 //   SPLITK [1]         K splits over blockIdx.y (> 1 needs gemm_splitk_reduce)
+//   PREFETCH [1]       1: load the next run's weights before this run's math
 //
 // Launch contract:
 //   extern "C" __global__ void int4_gemv_tc(const T* X, const unsigned* Wq,
@@ -92,6 +93,9 @@
 #endif
 #ifndef SPLITK
 #define SPLITK 1
+#endif
+#ifndef PREFETCH
+#define PREFETCH 1
 #endif
 
 #if GROUP % 32 != 0
@@ -280,6 +284,20 @@ __device__ __forceinline__ void tile_step(float (*acc)[4], const uint4& wa, cons
     }
 }
 
+// The weights of the run starting at step `run` (< s_end): UNROLL steps of every tile.
+// Steps past s_end re-read step s_end-1 (valid memory); the math skips them.
+__device__ __forceinline__ void load_run(uint4 (&w)[UNROLL][N_TILES][2], const u32* const (&wrow)[N_TILES][2], int run,
+                                         int s_end) {
+#pragma unroll
+    for (int u = 0; u < UNROLL; u++) {
+        const int st = min(run + u, s_end - 1);
+#pragma unroll
+        for (int nt = 0; nt < N_TILES; nt++)
+#pragma unroll
+            for (int h = 0; h < 2; h++) w[u][nt][h] = load_weights(wrow[nt][h] + (size_t)st * (STEP_K / 8));
+    }
+}
+
 // No __launch_bounds__: with it ptxas 13.0 caps registers low enough to spill a few bytes.
 extern "C" __global__ void
 int4_gemv_tc(const T* __restrict__ X, const u32* __restrict__ Wq, const unsigned short* __restrict__ scales,
@@ -316,17 +334,18 @@ int4_gemv_tc(const T* __restrict__ X, const u32* __restrict__ Wq, const unsigned
 #pragma unroll
             for (int r = 0; r < 4; r++) acc[nt][mt][r] = 0.0f;
 
-    for (int run = s_begin + warp * UNROLL; run < s_end; run += NUM_WARPS * UNROLL) {
-        // Every weight load of the run first: UNROLL·N_TILES·2 16-byte loads in flight.
-        uint4 w[UNROLL][N_TILES][2];
-#pragma unroll
-        for (int u = 0; u < UNROLL; u++) {
-            const int st = min(run + u, s_end - 1);  // a run's tail re-reads a valid step, unused
-#pragma unroll
-            for (int nt = 0; nt < N_TILES; nt++)
-#pragma unroll
-                for (int h = 0; h < 2; h++) w[u][nt][h] = load_weights(wrow[nt][h] + (size_t)st * (STEP_K / 8));
-        }
+    // Every weight load of a run is issued before its math: UNROLL·N_TILES·2 16-byte loads in
+    // flight per lane. With PREFETCH the next run's loads go out before this run's math, so
+    // a warp always has a run in flight (twice the weight registers).
+    constexpr int RUN_STRIDE = NUM_WARPS * UNROLL;
+    uint4 w[UNROLL][N_TILES][2];
+    int run = s_begin + warp * UNROLL;
+    if (run < s_end) load_run(w, wrow, run, s_end);
+    for (; run < s_end; run += RUN_STRIDE) {
+#if PREFETCH
+        uint4 next_w[UNROLL][N_TILES][2];
+        if (run + RUN_STRIDE < s_end) load_run(next_w, wrow, run + RUN_STRIDE, s_end);
+#endif
 #pragma unroll
         for (int u = 0; u < UNROLL; u++) {
             const int st = run + u;
@@ -367,6 +386,16 @@ int4_gemv_tc(const T* __restrict__ X, const u32* __restrict__ Wq, const unsigned
                 }
             }
         }
+#if PREFETCH
+#pragma unroll
+        for (int u = 0; u < UNROLL; u++)
+#pragma unroll
+            for (int nt = 0; nt < N_TILES; nt++)
+#pragma unroll
+                for (int h = 0; h < 2; h++) w[u][nt][h] = next_w[u][nt][h];
+#else
+        if (run + RUN_STRIDE < s_end) load_run(w, wrow, run + RUN_STRIDE, s_end);
+#endif
     }
 
     // Block reduction over warps, in warp order, then one store per output.
