@@ -15,4 +15,5 @@ pub mod report;
 pub mod roofline;
 pub mod roofline_cmd;
 pub mod selftest;
+pub mod selftest_int4;
 pub mod tune;

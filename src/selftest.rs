@@ -58,6 +58,15 @@ pub fn run(ordinal: usize, only: &[String]) -> Result<ExitCode> {
         }
     }
     let all = only.is_empty();
+    if all || only.iter().any(|f| f == "gemm_int4") {
+        let mut rec = |ok: bool, what: String| t.record(ok, what);
+        if let Err(e) = crate::selftest_int4::check_quantizer(&gpu, &cache, &mut rec) {
+            rec(false, format!("int4 device quantizer: {e:#}"));
+        }
+        if let Err(e) = crate::selftest_int4::check_model_linear(&gpu, &util, &cache, &mut rec) {
+            rec(false, format!("int4 model linear: {e:#}"));
+        }
+    }
     if all || only.iter().any(|f| f == "gemm") {
         if let Err(e) = check_residual(&gpu, &util, &cache, &mut t) {
             t.record(false, format!("gemm residual epilogue: {e:#}"));

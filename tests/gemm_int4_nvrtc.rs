@@ -7,6 +7,7 @@
 
 use kernlab::gpu::libs;
 use kernlab::gpu::nvrtc::{compile, CompileRequest};
+use kernlab::kernels::gemm_int4::quantize::{quantize_request, QUANTIZE_GROUPS};
 use kernlab::kernels::gemm_int4::{reference_request, with_format, GemmInt4, SELFTEST_FORMATS};
 use kernlab::kernels::{DType, Family, Shape};
 use kernlab::tune::compile::request;
@@ -67,7 +68,7 @@ fn compile_all(reqs: Vec<(String, CompileRequest, bool)>) -> Vec<String> {
 }
 
 #[test]
-fn templates_compile_at_their_defaults_and_the_reference_module_compiles() {
+fn templates_compile_at_their_defaults_and_the_reference_and_quantizer_modules_compile() {
     if !nvrtc_available() {
         return;
     }
@@ -82,6 +83,11 @@ fn templates_compile_at_their_defaults_and_the_reference_module_compiles() {
             }
         }
         reqs.push(("reference.cu".into(), reference_request(arch), false));
+        for dt in [DType::BF16, DType::F16] {
+            for &g in QUANTIZE_GROUPS {
+                reqs.push((format!("quantize.cu g{g} {}", dt.name()), quantize_request(arch, dt, g), true));
+            }
+        }
     }
     let failed = compile_all(reqs);
     assert!(failed.is_empty(), "{}", failed.join("\n\n"));

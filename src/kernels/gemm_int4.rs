@@ -21,13 +21,15 @@
 
 mod format;
 mod launch;
+pub mod linear;
 mod problem;
+pub mod quantize;
 mod reference;
 
 pub use format::{with_format, Int4Format, ZeroMode, DEFAULT_GROUP, MIN_GROUP, SELFTEST_FORMATS};
 pub use launch::{gemv_plan, gemv_tc_plan, mma_geometry, mma_smem_bytes, GemvPlan, Geometry, GEMV_MAX_M, MAX_SPLITK};
 pub use problem::GemmInt4Problem;
-pub use reference::{reference_request, REFERENCE_SOURCE};
+pub use reference::{reference_request, RefKernels, REFERENCE_SOURCE};
 
 use super::{DType, Family, Problem, Shape};
 use crate::gpu::device::Gpu;

@@ -4,7 +4,8 @@
 use super::config::LlamaConfig;
 use super::gpu::generate::{compare_paths, generate, GenResult, Sampling};
 use super::gpu::hf_ref::{self, HfReference, HfTiming};
-use super::gpu::linear::{LinearBackend, TunedGemm};
+use super::gpu::int4_weights::{Int4Store, MODEL_GROUP};
+use super::gpu::linear::{LinearBackend, LinearKind, TunedGemm};
 use super::gpu::model::{kv_bytes_read, GpuModel, ModelShape};
 use super::gpu::ops::{OpChoice, OpKernels};
 use super::gpu::profile::{format_profile, Profiler};
@@ -77,6 +78,12 @@ pub struct E2eArgs {
     /// Time per op kind with CUDA events (an extra, separate run).
     #[arg(long)]
     pub profile: bool,
+    /// Precision of the layers' linear weights: bf16, or int4 (quantized on the GPU with
+    /// round-to-nearest, g128 symmetric, bf16 scales; the lm_head stays bf16). With int4,
+    /// --validate compares against cuBLAS on the dequantized weights and reports the
+    /// quantization's effect against the bf16 model.
+    #[arg(long, default_value = "bf16", value_parser = ["bf16", "int4"])]
+    pub weights: String,
     /// Tuned-config database. Default: reports/tuned.json.
     #[arg(long)]
     pub db: Option<PathBuf>,
@@ -338,6 +345,7 @@ fn build_model(
     reference: bool,
     shape: ModelShape,
     db: &Path,
+    int4: Option<&Rc<Int4Store>>,
 ) -> Result<(GpuModel, Vec<String>)> {
     let (choice, mut notes) = if reference {
         (OpChoice::reference(), vec![])
@@ -345,10 +353,14 @@ fn build_model(
         OpChoice::tuned(gpu, cache, db, w.config.dim, w.config.ffn_dim)
     };
     let ops = OpKernels::new(gpu, cache, choice)?;
-    let linear = if reference {
-        LinearBackend::Cublas(Blas::new(gpu)?)
-    } else {
-        LinearBackend::Tuned(Box::new(TunedGemm::new(gpu, cache, db)?))
+    let linear = match (reference, int4) {
+        (true, _) => LinearBackend::Cublas(Blas::new(gpu)?),
+        (false, None) => LinearBackend::Tuned(Box::new(TunedGemm::new(gpu, cache, db)?)),
+        (false, Some(store)) => LinearBackend::Int4 {
+            store: store.clone(),
+            int4: Box::new(TunedGemm::with_kind(gpu, cache, db, LinearKind::Int4 { group: MODEL_GROUP })?),
+            dense: Box::new(TunedGemm::new(gpu, cache, db)?),
+        },
     };
     if !reference && !db.exists() {
         notes.push(format!("no tuned database at {}: every GEMM uses its variant's template defaults", db.display()));
@@ -420,8 +432,45 @@ pub fn run(a: E2eArgs) -> Result<ExitCode> {
         super::gpu::weights::weight_bytes(&c) as f64 / 1e9,
         t_load.elapsed().as_secs_f64()
     );
-    let path_name =
-        if a.reference { "reference (cuBLAS + plain kernels)" } else { "tuned (kernlab gemm family + plain kernels)" };
+    let int4 = a.weights == "int4";
+    if int4 && (a.check_cpu || a.hf_reference.is_some()) {
+        bail!(
+            "--check-cpu and --hf-reference check the bf16 path; run them without --weights int4 (with int4, \
+             --validate compares against cuBLAS on the dequantized weights)"
+        );
+    }
+    // int4: quantize the layers' linears once; the reference path (and --validate) runs
+    // cuBLAS on their dequantized values, i.e. the same weights the int4 kernels use.
+    let store = if int4 {
+        let t = std::time::Instant::now();
+        let st = Rc::new(Int4Store::quantize(&gpu, &cache, &w)?);
+        println!(
+            "  int4: {} linears quantized on the GPU (RTN g{MODEL_GROUP} symmetric, bf16 scales): {:.2} GB bf16 → {:.2} GB in {:.1} s; lm_head stays bf16",
+            st.len(),
+            st.bf16_bytes as f64 / 1e9,
+            st.int4_bytes as f64 / 1e9,
+            t.elapsed().as_secs_f64()
+        );
+        Some(st)
+    } else {
+        None
+    };
+    let w_deq: Option<Rc<GpuWeights>> = match &store {
+        Some(st) if a.reference || a.validate => Some(Rc::new(st.dequantized_copy(&gpu, &w)?)),
+        _ => None,
+    };
+    // The weights the timed model runs on, and its int4 store (None on the reference path,
+    // which runs cuBLAS on the dequantized weights).
+    let (run_w, run_store) = match (&w_deq, a.reference) {
+        (Some(d), true) => (d.clone(), None),
+        _ => (w.clone(), store.as_ref()),
+    };
+    let path_name = match (a.reference, int4) {
+        (true, false) => "reference (cuBLAS + plain kernels)",
+        (false, false) => "tuned (kernlab gemm family + plain kernels)",
+        (true, true) => "reference on int4 weights (cuBLAS on the dequantized weights + plain kernels)",
+        (false, true) => "tuned int4 (kernlab gemm_int4 family; lm_head on the gemm family)",
+    };
     println!("  path: {path_name}");
 
     let prompt_tokens: Option<Vec<u32>> = match &a.prompt {
@@ -471,7 +520,7 @@ pub fn run(a: E2eArgs) -> Result<ExitCode> {
             max_seq: max_prompt + a.gen_len,
             max_step_tokens: prompts.iter().map(Vec::len).sum::<usize>().max(batch),
         };
-        let (mut model, notes) = build_model(&gpu, &cache, w.clone(), a.reference, shape, &db)?;
+        let (mut model, notes) = build_model(&gpu, &cache, run_w.clone(), a.reference, shape, &db, run_store)?;
         for n in notes {
             if !report.notes.contains(&n) {
                 println!("  note: {n}");
@@ -504,10 +553,20 @@ pub fn run(a: E2eArgs) -> Result<ExitCode> {
         } else {
             0.0
         };
-        let bytes_per_step = weight_bytes_per_decode_step(&c, batch) as f64 + kv_per_step;
+        // int4: the layers' linears are read as codes + scales instead of bf16.
+        let weight_step_bytes = match &store {
+            Some(st) if !a.reference => weight_bytes_per_decode_step(&c, batch) - st.bf16_bytes + st.int4_bytes,
+            _ => weight_bytes_per_decode_step(&c, batch),
+        } as f64;
+        let bytes_per_step = weight_step_bytes + kv_per_step;
         let achieved = if step_ms > 0.0 { bytes_per_step / (step_ms * 1e-3) / 1e9 } else { 0.0 };
         let mut rows = vec![BenchRow {
-            label: if a.reference { "kernlab ref".into() } else { "kernlab tuned".into() },
+            label: match (a.reference, int4) {
+                (true, false) => "kernlab ref".into(),
+                (false, false) => "kernlab tuned".into(),
+                (true, true) => "kernlab ref int4-deq".into(),
+                (false, true) => "kernlab int4".into(),
+            },
             batch,
             throughput_tok_s: total_tokens as f64 / total_s,
             mean_latency_s: total_s / n,
@@ -527,11 +586,11 @@ pub fn run(a: E2eArgs) -> Result<ExitCode> {
         println!(
             "  bound: {:.1} MB per decode step (weights {:.1} + KV {:.1}) → {:.3} ms at {copy_bw:.0} GB/s",
             bytes_per_step / 1e6,
-            weight_bytes_per_decode_step(&c, batch) as f64 / 1e6,
+            weight_step_bytes / 1e6,
             kv_per_step / 1e6,
             bytes_per_step / copy_bw / 1e6
         );
-        if let LinearBackend::Tuned(t) = &model.linear {
+        for t in model.linear.planners() {
             for n in &t.notes {
                 if !report.gemm_plans.contains(n) {
                     report.gemm_plans.push(n.clone());
@@ -552,7 +611,11 @@ pub fn run(a: E2eArgs) -> Result<ExitCode> {
         }
 
         if a.validate {
-            let (mut other, _) = build_model(&gpu, &cache, w.clone(), !a.reference, shape, &db)?;
+            // The other path on the same weights: for int4, cuBLAS on the dequantized weights.
+            let other_w = w_deq.clone().unwrap_or_else(|| w.clone());
+            let other_store = if a.reference { store.as_ref() } else { None };
+            let other_w = if a.reference { w.clone() } else { other_w };
+            let (mut other, _) = build_model(&gpu, &cache, other_w, !a.reference, shape, &db, other_store)?;
             let (r, t) = if a.reference { (&mut model, &mut other) } else { (&mut other, &mut model) };
             let cmp = compare_paths(&gpu, &util, r, t, &prompts, a.gen_len)?;
             let ok = cmp.max_rel_logit_err <= 3e-2 && cmp.agreed * 100 >= cmp.compared * 95;
@@ -572,6 +635,24 @@ pub fn run(a: E2eArgs) -> Result<ExitCode> {
             }
             report.validation.push(serde_json::json!({"kind": "tuned_vs_reference", "batch": batch, "max_rel_logit_err": cmp.max_rel_logit_err,
                 "max_abs_logit_err": cmp.max_abs_logit_err, "agreed": cmp.agreed, "compared": cmp.compared, "pass": ok}));
+            if int4 {
+                // What quantization costs: the bf16 model (tuned) vs the int4 model, teacher-
+                // forced on the bf16 model's tokens. Informational: RTN error is a property of
+                // the weights, not a kernel bug, and random weights are full of near-ties.
+                let (mut dense, _) = build_model(&gpu, &cache, w.clone(), false, shape, &db, None)?;
+                let (mut q, _) = build_model(&gpu, &cache, w.clone(), false, shape, &db, store.as_ref())?;
+                let e = compare_paths(&gpu, &util, &mut dense, &mut q, &prompts, a.gen_len)?;
+                println!(
+                    "quantization effect (batch {batch}): int4 vs bf16 weights, {} steps teacher-forced: max rel logit error {:.2e}, top-1 agreement {}/{} ({:.1}%)",
+                    a.gen_len,
+                    e.max_rel_logit_err,
+                    e.agreed,
+                    e.compared,
+                    100.0 * e.agreed as f64 / e.compared.max(1) as f64
+                );
+                report.validation.push(serde_json::json!({"kind": "int4_vs_bf16_weights", "batch": batch, "max_rel_logit_err": e.max_rel_logit_err,
+                    "max_abs_logit_err": e.max_abs_logit_err, "agreed": e.agreed, "compared": e.compared}));
+            }
         }
 
         if let Some(host) = &loaded.host {
@@ -588,7 +669,7 @@ pub fn run(a: E2eArgs) -> Result<ExitCode> {
             max_seq: max_prompt + steps + 1,
             max_step_tokens: h.prompts.iter().map(Vec::len).sum(),
         };
-        let (mut model, _) = build_model(&gpu, &cache, w.clone(), a.reference, shape, &db)?;
+        let (mut model, _) = build_model(&gpu, &cache, w.clone(), a.reference, shape, &db, None)?;
         let cmp = hf_ref::compare(&gpu, &mut model, h, 5e-2, 32)?;
         println!("\n{}", cmp.report());
         println!("  HF reference measured on {} (torch {}, transformers {})", h.device, h.torch, h.transformers);

@@ -78,7 +78,9 @@ pub fn quantize_rtn(w: &[f32], n: usize, k: usize, cfg: &RtnConfig) -> Result<In
                 let hi = vals.iter().fold(0f32, |a, &v| a.max(v));
                 let lo = vals.iter().fold(0f32, |a, &v| a.min(v));
                 let (s, z) = if cfg.symmetric {
-                    ((hi / 7.0).max(-lo / 8.0), 8u8)
+                    // An all-zero group gives +0 (f32::max of 0 and -0 may be either).
+                    let s = (hi / 7.0).max(-lo / 8.0);
+                    (if s > 0.0 { s } else { 0.0 }, 8u8)
                 } else {
                     let s = (hi - lo) / 15.0;
                     let s_used = dt.round(s);

@@ -1,4 +1,5 @@
-//! Linear layers of the model: cuBLAS (the reference path) or the tuned gemm family.
+//! Linear layers of the model: cuBLAS (the reference path), the tuned gemm family (bf16
+//! weights), or the tuned gemm_int4 family on int4 weights (`--weights int4`).
 //!
 //! The tuned path asks the tuned database for each linear's exact (M, N, K) — M is the
 //! number of tokens in the step, so prefill and decode get different kernels — and falls
@@ -9,7 +10,10 @@ use crate::gpu::blas::Blas;
 use crate::gpu::cache::{self, ModuleCache};
 use crate::gpu::device::{Gpu, Kernel};
 use crate::kernels::gemm::{self, LinearIo};
-use crate::kernels::{DType, Family};
+use crate::kernels::gemm_int4::linear::{self as int4_linear, Int4Io};
+use crate::kernels::gemm_int4::GemmInt4;
+use crate::kernels::{ceil_div, DType, Family};
+use crate::llama::gpu::int4_weights::Int4Store;
 use crate::tune::compile;
 use crate::tune::db::{Query, TunedDb};
 use crate::tune::space::{Candidate, Sweep};
@@ -37,7 +41,29 @@ pub struct Plan {
     kernels: Rc<BTreeMap<String, Kernel>>,
 }
 
+/// Which family a [`TunedGemm`] plans for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinearKind {
+    /// bf16 weights: the gemm family.
+    Dense,
+    /// int4 weights (g`group` symmetric, as the device quantizer writes): gemm_int4.
+    Int4 { group: i64 },
+}
+
+impl LinearKind {
+    fn family(self) -> &'static dyn Family {
+        match self {
+            LinearKind::Dense => &gemm::Gemm,
+            LinearKind::Int4 { .. } => &GemmInt4,
+        }
+    }
+    fn name(self) -> &'static str {
+        self.family().name()
+    }
+}
+
 pub struct TunedGemm {
+    kind: LinearKind,
     sweep: Sweep,
     db: TunedDb,
     cache: ModuleCache,
@@ -122,14 +148,68 @@ pub fn default_variant(m: i64) -> &'static str {
     }
 }
 
+/// Whether a gemm_int4 database winner of `variant` may run a linear with `m` rows.
+pub fn int4_usable_at(variant: &str, m: i64) -> bool {
+    match variant {
+        "int4_gemv" | "int4_gemv_tc" => m <= 16,
+        "int4_mma" => true,
+        _ => false,
+    }
+}
+
+/// Makes a gemm_int4 configuration usable at `m` in the model's weight format: the decode
+/// kernels size their accumulators by M at compile time, so a winner measured at a smaller M
+/// is widened; the format tunables are pinned to the quantizer's.
+pub fn int4_adapt_params(
+    variant: &str,
+    params: &BTreeMap<String, i64>,
+    m: i64,
+    group: i64,
+) -> Option<BTreeMap<String, i64>> {
+    if !int4_usable_at(variant, m) {
+        return None;
+    }
+    let mut p = params.clone();
+    p.insert("GROUP".into(), group);
+    p.insert("ZERO_MODE".into(), 0);
+    p.remove("KL_SCALE_FP16");
+    match variant {
+        "int4_gemv" if p.get("M_MAX").copied().unwrap_or(16) < m => {
+            p.insert("M_MAX".into(), mmax_for(m));
+        }
+        "int4_gemv_tc" if 8 * p.get("M_TILES").copied().unwrap_or(2) < m => {
+            p.insert("M_TILES".into(), ceil_div(m, 8));
+        }
+        _ => {}
+    }
+    Some(p)
+}
+
+/// The int4 variant used when nothing was tuned.
+pub fn int4_default_variant(m: i64) -> &'static str {
+    if m <= 16 {
+        "int4_gemv_tc"
+    } else {
+        "int4_mma"
+    }
+}
+
 impl TunedGemm {
+    /// Plans for bf16 weights (the gemm family).
     pub fn new(gpu: &Gpu, cache: &ModuleCache, db_path: &Path) -> Result<TunedGemm> {
-        let sweep_path = crate::paths::sweep_file("gemm");
-        let sweep = Sweep::load(&sweep_path, gemm::Gemm.shape_dims())
-            .with_context(|| format!("the tuned path reads the gemm variants from {}", sweep_path.display()))?;
+        Self::with_kind(gpu, cache, db_path, LinearKind::Dense)
+    }
+
+    pub fn with_kind(gpu: &Gpu, cache: &ModuleCache, db_path: &Path, kind: LinearKind) -> Result<TunedGemm> {
+        let fam = kind.family();
+        let sweep_path = crate::paths::sweep_file(fam.name());
+        let sweep = Sweep::load(&sweep_path, fam.shape_dims()).with_context(|| {
+            format!("the tuned path reads the {} variants from {}", fam.name(), sweep_path.display())
+        })?;
         let db = TunedDb::load(db_path)?;
         let hashes = sweep.variants.iter().map(|v| (v.name.clone(), cache::source_hash(&v.source))).collect();
         Ok(TunedGemm {
+            kind,
             sweep,
             db,
             cache: cache.clone(),
@@ -143,11 +223,18 @@ impl TunedGemm {
         })
     }
 
+    fn usable(&self, variant: &str, params: &BTreeMap<String, i64>, m: i64) -> Option<BTreeMap<String, i64>> {
+        match self.kind {
+            LinearKind::Dense => usable_at(variant, m).then(|| adapt_params(variant, params, m)).flatten(),
+            LinearKind::Int4 { group } => int4_adapt_params(variant, params, m, group),
+        }
+    }
+
     fn choose(&self, m: i64, n: i64, k: i64) -> Result<(String, BTreeMap<String, i64>, PlanSource)> {
         let shape: BTreeMap<String, i64> =
             [("M".to_string(), m), ("N".to_string(), n), ("K".to_string(), k)].into_iter().collect();
         let q = Query {
-            kernel: "gemm",
+            kernel: self.kind.name(),
             gpu: &self.gpu_name,
             cc: &self.cc,
             nvrtc: self.cache.nvrtc_version(),
@@ -157,19 +244,27 @@ impl TunedGemm {
         };
         // A nearest-shape winner is only taken for an M its variant is meant for: a decode
         // winner (M = 8) reused for a 1024-token prefill was measured 6x slower than cuBLAS.
-        if let Some(f) = self.db.lookup(&q).filter(|f| usable_at(&f.entry.variant, m)) {
-            if let Some(p) = adapt_params(&f.entry.variant, &f.entry.params, m) {
+        if let Some(f) = self.db.lookup(&q) {
+            if let Some(p) = self.usable(&f.entry.variant, &f.entry.params, m) {
                 let src = if f.exact { PlanSource::Exact } else { PlanSource::Nearest(f.note.clone()) };
                 return Ok((f.entry.variant.clone(), p, src));
             }
         }
-        let v = default_variant(m);
-        let vs = self.sweep.variant(v).with_context(|| format!("sweeps/gemm.toml has no variant {v}"))?;
-        let p = adapt_params(v, &template_defaults(&vs.source), m).expect("default variant fits M");
+        let v = match self.kind {
+            LinearKind::Dense => default_variant(m),
+            LinearKind::Int4 { .. } => int4_default_variant(m),
+        };
+        let vs =
+            self.sweep.variant(v).with_context(|| format!("sweeps/{}.toml has no variant {v}", self.kind.name()))?;
+        let p = self.usable(v, &template_defaults(&vs.source), m).expect("default variant fits M");
         Ok((
             v.to_string(),
             p,
-            PlanSource::Default(format!("no tuned gemm for {m}x{n}x{k} on {}: {v} template defaults", self.gpu_name)),
+            PlanSource::Default(format!(
+                "no tuned {} for {m}x{n}x{k} on {}: {v} template defaults",
+                self.kind.name(),
+                self.gpu_name
+            )),
         ))
     }
 
@@ -187,7 +282,7 @@ impl TunedGemm {
                 let req = compile::request(&self.sweep, &cand, DType::BF16, &self.arch);
                 let module = self.cache.get_or_compile(&req)?;
                 let mut ks = BTreeMap::new();
-                for e in gemm::Gemm.entries(&variant)? {
+                for e in self.kind.family().entries(&variant)? {
                     ks.insert(e.to_string(), gpu.load(&module.cubin, e)?);
                 }
                 let rc = Rc::new(ks);
@@ -195,9 +290,10 @@ impl TunedGemm {
                 rc
             }
         };
+        let fam = self.kind.name();
         let note = match &source {
-            PlanSource::Exact => format!("gemm {m}x{n}x{k}: tuned {variant}"),
-            PlanSource::Nearest(s) | PlanSource::Default(s) => format!("gemm {m}x{n}x{k}: {s}"),
+            PlanSource::Exact => format!("{fam} {m}x{n}x{k}: tuned {variant}"),
+            PlanSource::Nearest(s) | PlanSource::Default(s) => format!("{fam} {m}x{n}x{k}: {s}"),
         };
         self.notes.push(note);
         let plan = Rc::new(Plan { variant, params, source, kernels });
@@ -214,6 +310,13 @@ impl TunedGemm {
 pub enum LinearBackend {
     Cublas(Blas),
     Tuned(Box<TunedGemm>),
+    /// int4 weights for the layers' linears (looked up by their bf16 buffer's address), the
+    /// tuned bf16 GEMM for the rest (the lm_head stays bf16, as AWQ/GPTQ checkpoints keep it).
+    Int4 {
+        store: Rc<Int4Store>,
+        int4: Box<TunedGemm>,
+        dense: Box<TunedGemm>,
+    },
 }
 
 impl LinearBackend {
@@ -221,6 +324,16 @@ impl LinearBackend {
         match self {
             LinearBackend::Cublas(_) => "cuBLAS",
             LinearBackend::Tuned(_) => "kernlab gemm (tuned)",
+            LinearBackend::Int4 { .. } => "kernlab gemm_int4 (tuned) + gemm for the lm_head",
+        }
+    }
+
+    /// The planners whose notes say which kernel each shape got.
+    pub fn planners(&self) -> Vec<&TunedGemm> {
+        match self {
+            LinearBackend::Cublas(_) => vec![],
+            LinearBackend::Tuned(t) => vec![t],
+            LinearBackend::Int4 { int4, dense, .. } => vec![int4, dense],
         }
     }
 
@@ -231,6 +344,19 @@ impl LinearBackend {
             LinearBackend::Tuned(t) => {
                 let p = t.plan(gpu, m, n, k)?;
                 Ok(gemm::workspace_bytes(&p.variant, &p.params, m, n))
+            }
+            LinearBackend::Int4 { store, int4, dense } => {
+                // The shape alone does not say which weight comes: plan what may run it.
+                let mut need = 0;
+                if store.has_shape(n, k) {
+                    let p = int4.plan(gpu, m, n, k)?;
+                    need = need.max(int4_linear::workspace_bytes(&p.variant, &p.params, m, n));
+                }
+                if store.has_dense_shape(n, k) {
+                    let p = dense.plan(gpu, m, n, k)?;
+                    need = need.max(gemm::workspace_bytes(&p.variant, &p.params, m, n));
+                }
+                Ok(need)
             }
         }
     }
@@ -250,13 +376,36 @@ impl LinearBackend {
         n: i64,
         k: i64,
     ) -> Result<()> {
+        let r = if residual { y } else { 0 };
         match self {
             LinearBackend::Cublas(b) => b.linear(DType::BF16, x, w, y, m, n, k, residual),
             LinearBackend::Tuned(t) => {
                 let p = t.plan(gpu, m, n, k)?;
-                let io = LinearIo { x, w, y, r: if residual { y } else { 0 }, ws };
-                gemm::launch_linear(gpu, &p.kernels, &p.variant, &p.params, io, m, n, k, DType::BF16)
+                gemm::launch_linear(
+                    gpu,
+                    &p.kernels,
+                    &p.variant,
+                    &p.params,
+                    LinearIo { x, w, y, r, ws },
+                    m,
+                    n,
+                    k,
+                    DType::BF16,
+                )
             }
+            LinearBackend::Int4 { store, int4, dense } => match store.get(w) {
+                Some(q) => {
+                    anyhow::ensure!(q.n == n && q.k == k, "internal: int4 weight {}x{} used as {n}x{k}", q.n, q.k);
+                    let p = int4.plan(gpu, m, n, k)?;
+                    let io = Int4Io { x, wq: q.packed.ptr, scales: q.scales.ptr, r, y, ws };
+                    int4_linear::launch_linear(gpu, &p.kernels, &p.variant, &p.params, io, m, n, k, DType::BF16)
+                }
+                None => {
+                    let p = dense.plan(gpu, m, n, k)?;
+                    let io = LinearIo { x, w, y, r, ws };
+                    gemm::launch_linear(gpu, &p.kernels, &p.variant, &p.params, io, m, n, k, DType::BF16)
+                }
+            },
         }
     }
 }
@@ -288,11 +437,33 @@ mod tests {
     }
 
     #[test]
+    fn int4_winners_are_widened_pinned_to_the_format_or_refused() {
+        let p: BTreeMap<String, i64> = [("M_TILES", 1), ("SPLITK", 4), ("GROUP", 64), ("ZERO_MODE", 1)]
+            .iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect();
+        let a = int4_adapt_params("int4_gemv_tc", &p, 1, 128).unwrap();
+        assert_eq!((a["M_TILES"], a["GROUP"], a["ZERO_MODE"], a["SPLITK"]), (1, 128, 0, 4));
+        assert_eq!(int4_adapt_params("int4_gemv_tc", &p, 9, 128).unwrap()["M_TILES"], 2);
+        assert!(int4_adapt_params("int4_gemv_tc", &p, 17, 128).is_none());
+        let g: BTreeMap<String, i64> = [("M_MAX".to_string(), 2)].into_iter().collect();
+        assert_eq!(int4_adapt_params("int4_gemv", &g, 3, 128).unwrap()["M_MAX"], 4);
+        assert!(int4_adapt_params("int4_mma", &g, 4096, 128).is_some());
+        assert!(int4_adapt_params("nosuch", &g, 1, 128).is_none());
+        assert_eq!((int4_default_variant(16), int4_default_variant(17)), ("int4_gemv_tc", "int4_mma"));
+    }
+
+    #[test]
     fn real_templates_have_launchable_defaults() {
         let root = crate::paths::project_root();
         for (file, need) in [
             ("kernels/gemm/mma_multistage.cu", &["BM", "BN", "BK", "WM", "WN", "STAGES"][..]),
             ("kernels/gemm/gemv_splitk.cu", &["NUM_WARPS", "ROWS_PER_WARP", "SPLITK", "MMAX"][..]),
+            (
+                "kernels/gemm_int4/int4_gemv_tc.cu",
+                &["M_TILES", "N_TILES", "NUM_WARPS", "UNROLL", "SPLITK", "GROUP"][..],
+            ),
+            ("kernels/gemm_int4/int4_mma.cu", &["BM", "BN", "BK", "WM", "WN", "STAGES", "GROUP"][..]),
         ] {
             let src = std::fs::read_to_string(root.join(file)).unwrap();
             let d = template_defaults(&src);

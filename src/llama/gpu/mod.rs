@@ -5,7 +5,9 @@
 //! * [`weights`]: `GpuWeights` (fused qkv / gate_up) from f32 weights, a streamed HF
 //!   directory, or random values generated on the device
 //! * [`ops`]: the op kernels and the per-op seam (`OpImpl`) for tuned families
-//! * [`linear`]: cuBLAS or the tuned gemm family, with database lookup per (M, N, K)
+//! * [`linear`]: cuBLAS, the tuned gemm family, or gemm_int4 on int4 weights, with database
+//!   lookup per (M, N, K)
+//! * [`int4_weights`]: the layers' linears quantized to int4 on the GPU (`--weights int4`)
 //! * [`model`]: `GpuModel::forward` over one step of tagged tokens, KV-cache sizing
 //! * [`generate`]: generation loops, sampling, timing
 //! * [`profile`]: per-op CUDA-event profile
@@ -13,6 +15,7 @@
 
 pub mod generate;
 pub mod hf_ref;
+pub mod int4_weights;
 pub mod linear;
 pub mod model;
 pub mod ops;

@@ -162,6 +162,23 @@ impl GpuWeights {
         self.lm_head.as_ref().unwrap_or(&self.tok_embeddings)
     }
 
+    /// Freshly allocated buffers of the same config (contents undefined).
+    pub fn empty_like(&self, gpu: &Gpu, source: String) -> Result<GpuWeights> {
+        Alloc { gpu, c: self.config.clone() }.empty(source)
+    }
+
+    /// Every buffer but the layers' four linear matrices, in a fixed order (two weights of
+    /// one config list the same shapes in the same order).
+    pub fn non_linear_buffers(&self) -> Vec<&DevBuf> {
+        let mut v = vec![&self.tok_embeddings, &self.norm, &self.rope_inv_freqs];
+        v.extend(self.lm_head.as_ref());
+        for l in &self.layers {
+            v.push(&l.attn_norm);
+            v.push(&l.ffn_norm);
+        }
+        v
+    }
+
     /// Uploads f32 weights (rounded to bf16).
     pub fn from_weights(gpu: &Gpu, w: &Weights, source: &str) -> Result<GpuWeights> {
         let a = Alloc { gpu, c: w.config.clone() };

@@ -1,0 +1,99 @@
+//! A linear layer on the int4 kernels, for callers outside the tuning loop (the Llama path):
+//! Y[M,N] = X[M,K] · dequant(W)ᵀ (+ R), with each variant's launch contract and split-K
+//! workspace, in the symmetric format the device quantizer writes.
+
+use super::format::Int4Format;
+use super::launch::{gemv_plan, gemv_tc_plan, mma_geometry, GemvPlan};
+use crate::gpu::device::{Arg, Gpu, Kernel};
+use crate::kernels::DType;
+use anyhow::{bail, Context, Result};
+use std::collections::BTreeMap;
+
+/// Device addresses of one int4 linear's operands. `r` = 0: no residual; `r` may equal `y`
+/// (the residual stream updated in place: each output is read once, then written).
+#[derive(Debug, Clone, Copy)]
+pub struct Int4Io {
+    pub x: u64,
+    pub wq: u64,
+    pub scales: u64,
+    pub r: u64,
+    pub y: u64,
+    /// fp32 split-K workspace of at least [`workspace_bytes`].
+    pub ws: u64,
+}
+
+fn decode_plan(variant: &str, m: i64, n: i64, k: i64, fmt: &Int4Format, p: &BTreeMap<String, i64>) -> Result<GemvPlan> {
+    match variant {
+        "int4_gemv" => gemv_plan(m, n, k, fmt, p),
+        "int4_gemv_tc" => gemv_tc_plan(m, n, k, fmt, p),
+        other => bail!("{other} is not an int4 decode variant"),
+    }
+}
+
+/// fp32 workspace bytes a configuration needs at (M, N).
+pub fn workspace_bytes(variant: &str, params: &BTreeMap<String, i64>, m: i64, n: i64) -> usize {
+    match variant {
+        "int4_gemv" | "int4_gemv_tc" => {
+            let s = params.get("SPLITK").copied().unwrap_or(1);
+            if s > 1 {
+                (s * m * n * 4) as usize
+            } else {
+                0
+            }
+        }
+        _ => 0,
+    }
+}
+
+/// Launches one int4 linear with a compiled variant's entry points.
+#[allow(clippy::too_many_arguments)]
+pub fn launch_linear(
+    gpu: &Gpu,
+    kernels: &BTreeMap<String, Kernel>,
+    variant: &str,
+    params: &BTreeMap<String, i64>,
+    io: Int4Io,
+    m: i64,
+    n: i64,
+    k: i64,
+    dt: DType,
+) -> Result<()> {
+    let fmt = Int4Format::from_params(params, dt)?;
+    let get = |e: &str| kernels.get(e).with_context(|| format!("the {variant} module lacks {e}"));
+    let dims = [Arg::I32(m as i32), Arg::I32(n as i32), Arg::I32(k as i32)];
+    match variant {
+        "int4_gemv" | "int4_gemv_tc" => {
+            let plan = decode_plan(variant, m, n, k, &fmt, params)?;
+            let split = plan.splitk > 1;
+            let g = plan.main;
+            let mut args = vec![
+                Arg::Ptr(io.x),
+                Arg::Ptr(io.wq),
+                Arg::Ptr(io.scales),
+                Arg::Ptr(0), // symmetric: no zeros
+                Arg::Ptr(if split { 0 } else { io.r }),
+                Arg::Ptr(io.y),
+                Arg::Ptr(if split { io.ws } else { 0 }),
+            ];
+            args.extend(dims);
+            gpu.launch(get(variant)?, g.grid, g.block, g.smem, &args)?;
+            let Some(r) = plan.reduce else { return Ok(()) };
+            let (mm, nn) = (Arg::I32(m as i32), Arg::I32(n as i32));
+            if variant == "int4_gemv" {
+                let args = [Arg::Ptr(io.ws), Arg::Ptr(io.r), Arg::Ptr(io.y), mm, nn];
+                gpu.launch(get("int4_splitk_reduce")?, r.grid, r.block, r.smem, &args)
+            } else {
+                let args = [Arg::Ptr(io.ws), Arg::Ptr(io.y), Arg::Ptr(io.r), mm, nn, Arg::I32(plan.splitk as i32)];
+                gpu.launch(get("gemm_splitk_reduce")?, r.grid, r.block, r.smem, &args)
+            }
+        }
+        "int4_mma" => {
+            let g = mma_geometry(m, n, k, &fmt, params)?;
+            let mut args =
+                vec![Arg::Ptr(io.x), Arg::Ptr(io.wq), Arg::Ptr(io.scales), Arg::Ptr(0), Arg::Ptr(io.r), Arg::Ptr(io.y)];
+            args.extend(dims);
+            gpu.launch(get("int4_mma")?, g.grid, g.block, g.smem, &args)
+        }
+        other => bail!("the gemm_int4 family has no launchable variant {other:?}"),
+    }
+}

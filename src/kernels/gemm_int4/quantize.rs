@@ -1,0 +1,90 @@
+//! Round-to-nearest int4 quantization on the GPU (kernels/gemm_int4/quantize.cu): turns a
+//! bf16/fp16 weight already on the device into kernlab's int4 format, with the arithmetic of
+//! `quant::quantize_rtn` (symmetric), so both give the same codes and scales bit for bit.
+
+use crate::gpu::cache::ModuleCache;
+use crate::gpu::device::{Arg, DevBuf, Gpu, Kernel};
+use crate::gpu::nvrtc::CompileRequest;
+use crate::kernels::DType;
+use anyhow::{bail, Context, Result};
+
+pub const QUANTIZE_SOURCE: &str = include_str!("../../../kernels/gemm_int4/quantize.cu");
+
+/// Group sizes the device quantizer takes.
+pub const QUANTIZE_GROUPS: &[i64] = &[32, 64, 128, 256];
+
+/// The module for one (activation dtype, group size); also used by the NVRTC tests.
+pub fn quantize_request(arch: &str, dt: DType, group: i64) -> CompileRequest {
+    let mut defines = dt.defines();
+    defines.insert("GROUP".into(), group.to_string());
+    CompileRequest {
+        name: "kernels/gemm_int4/quantize.cu".into(),
+        source: QUANTIZE_SOURCE.into(),
+        defines,
+        arch: arch.into(),
+    }
+}
+
+/// An int4 weight on the device: W[n, k] as packed codes and scales (symmetric, no zeros).
+pub struct DeviceInt4 {
+    pub n: i64,
+    pub k: i64,
+    pub group: i64,
+    /// u32 [n][k/8]
+    pub packed: DevBuf,
+    /// 16-bit float bits [k/group][n], in the activation dtype
+    pub scales: DevBuf,
+}
+
+impl DeviceInt4 {
+    /// Bytes a kernel reads to use the whole weight once.
+    pub fn bytes(&self) -> usize {
+        self.packed.bytes + self.scales.bytes
+    }
+}
+
+pub struct Int4Quantizer {
+    kernel: Kernel,
+    group: i64,
+}
+
+impl Int4Quantizer {
+    pub fn new(gpu: &Gpu, cache: &ModuleCache, dt: DType, group: i64) -> Result<Int4Quantizer> {
+        if !QUANTIZE_GROUPS.contains(&group) {
+            bail!("the device int4 quantizer takes groups of {QUANTIZE_GROUPS:?}, not {group}");
+        }
+        if dt == DType::F32 {
+            bail!("the device int4 quantizer reads bf16 or fp16 weights, not fp32");
+        }
+        let m = cache
+            .get_or_compile(&quantize_request(&gpu.props.arch(), dt, group))
+            .context("compiling kernels/gemm_int4/quantize.cu")?;
+        Ok(Int4Quantizer { kernel: gpu.load(&m.cubin, "int4_quantize_rtn")?, group })
+    }
+
+    /// Quantizes W[n, k] (16-bit floats at device address `w`) into new device buffers.
+    pub fn quantize(&self, gpu: &Gpu, w: u64, n: i64, k: i64) -> Result<DeviceInt4> {
+        if n < 1 || k < 1 || k % self.group != 0 {
+            bail!(
+                "int4 quantization of a {n}x{k} weight: K must be a positive multiple of the group size {}",
+                self.group
+            );
+        }
+        let groups = k / self.group;
+        let packed = gpu.alloc((n * k / 2) as usize)?;
+        let scales = gpu.alloc((groups * n * 2) as usize)?;
+        let warps = n * groups;
+        let blocks = crate::kernels::ceil_div(warps, 8);
+        if blocks > i64::from(i32::MAX) {
+            bail!("int4 quantization of a {n}x{k} weight: {blocks} blocks exceed a launch");
+        }
+        gpu.launch(
+            &self.kernel,
+            (blocks as u32, 1, 1),
+            (256, 1, 1),
+            0,
+            &[Arg::Ptr(w), packed.arg(), scales.arg(), Arg::I32(n as i32), Arg::I32(k as i32)],
+        )?;
+        Ok(DeviceInt4 { n, k, group: self.group, packed, scales })
+    }
+}

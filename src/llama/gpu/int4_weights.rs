@@ -1,0 +1,101 @@
+//! int4 weights for the model (`kernlab e2e --weights int4`): every layer's four linears
+//! (qkv, o, gate_up, down) quantized on the GPU with round-to-nearest, g128 symmetric, bf16
+//! scales — kernlab's int4 format (docs/int4-format.md). The embeddings, norms and lm_head
+//! stay bf16, as AWQ/GPTQ checkpoints keep them.
+//!
+//! The store is keyed by the address of the bf16 buffer each int4 weight came from, so the
+//! model's forward pass stays the same: the linear backend swaps in the int4 weight.
+
+use super::weights::GpuWeights;
+use crate::gpu::cache::ModuleCache;
+use crate::gpu::device::{DevBuf, Gpu};
+use crate::kernels::gemm_int4::quantize::{DeviceInt4, Int4Quantizer};
+use crate::kernels::gemm_int4::{Int4Format, RefKernels};
+use crate::kernels::support;
+use crate::kernels::DType;
+use crate::quant::HalfDtype;
+use anyhow::{Context, Result};
+use std::collections::{HashMap, HashSet};
+
+/// Group size of the model's int4 weights.
+pub const MODEL_GROUP: i64 = 128;
+
+pub struct Int4Store {
+    by_ptr: HashMap<u64, DeviceInt4>,
+    shapes: HashSet<(i64, i64)>,
+    dense_shapes: HashSet<(i64, i64)>,
+    /// Bytes of bf16 the int4 weights replace, and their own bytes (codes + scales).
+    pub bf16_bytes: usize,
+    pub int4_bytes: usize,
+}
+
+/// The (buffer, N, K) of each linear of a layer, in forward order.
+fn layer_linears(w: &GpuWeights) -> Vec<(&DevBuf, i64, i64)> {
+    let c = &w.config;
+    let (dim, q, kv, ffn) = (c.dim as i64, c.q_dim() as i64, c.kv_dim() as i64, c.ffn_dim as i64);
+    w.layers
+        .iter()
+        .flat_map(|l| {
+            [(&l.wqkv, q + 2 * kv, dim), (&l.wo, dim, q), (&l.w_gate_up, 2 * ffn, dim), (&l.w_down, dim, ffn)]
+        })
+        .collect()
+}
+
+impl Int4Store {
+    /// Quantizes every layer linear of `w` on the GPU.
+    pub fn quantize(gpu: &Gpu, cache: &ModuleCache, w: &GpuWeights) -> Result<Int4Store> {
+        let q = Int4Quantizer::new(gpu, cache, DType::BF16, MODEL_GROUP)?;
+        let mut store = Int4Store {
+            by_ptr: HashMap::new(),
+            shapes: HashSet::new(),
+            dense_shapes: HashSet::new(),
+            bf16_bytes: 0,
+            int4_bytes: 0,
+        };
+        for (buf, n, k) in layer_linears(w) {
+            let dq = q.quantize(gpu, buf.ptr, n, k).with_context(|| format!("quantizing a {n}x{k} linear to int4"))?;
+            store.bf16_bytes += buf.bytes;
+            store.int4_bytes += dq.bytes();
+            store.shapes.insert((n, k));
+            store.by_ptr.insert(buf.ptr, dq);
+        }
+        let c = &w.config;
+        store.dense_shapes.insert((c.vocab_size as i64, c.dim as i64));
+        gpu.synchronize()?;
+        Ok(store)
+    }
+
+    pub fn get(&self, bf16_ptr: u64) -> Option<&DeviceInt4> {
+        self.by_ptr.get(&bf16_ptr)
+    }
+    pub fn has_shape(&self, n: i64, k: i64) -> bool {
+        self.shapes.contains(&(n, k))
+    }
+    pub fn has_dense_shape(&self, n: i64, k: i64) -> bool {
+        self.dense_shapes.contains(&(n, k))
+    }
+    pub fn len(&self) -> usize {
+        self.by_ptr.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.by_ptr.is_empty()
+    }
+
+    /// A copy of `w` whose layer linears hold dequant(int4) in bf16 (every other tensor
+    /// copied): the weights the int4 kernels effectively use, for the cuBLAS reference path.
+    pub fn dequantized_copy(&self, gpu: &Gpu, w: &GpuWeights) -> Result<GpuWeights> {
+        let refk = RefKernels::new(gpu)?;
+        let out = w.empty_like(gpu, format!("{} (int4 g{MODEL_GROUP} RTN, dequantized)", w.source))?;
+        let fmt = Int4Format::default_for(DType::BF16);
+        let no_zeros = gpu.alloc(16)?;
+        for ((src, n, k), (dst, ..)) in layer_linears(w).into_iter().zip(layer_linears(&out)) {
+            let q = self.get(src.ptr).context("internal: a layer linear was not quantized")?;
+            refk.dequantize(gpu, &q.packed, &q.scales, &no_zeros, dst, n, k, &fmt, HalfDtype::Bf16)?;
+        }
+        for (s, d) in w.non_linear_buffers().into_iter().zip(out.non_linear_buffers()) {
+            support::copy(gpu, d, s)?;
+        }
+        gpu.synchronize()?;
+        Ok(out)
+    }
+}

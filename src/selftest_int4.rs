@@ -1,0 +1,148 @@
+//! Selftest checks of the int4 pieces the Llama path uses beyond the family's own sweep
+//! checks: the device quantizer against `quant::quantize_rtn` (bit for bit), and the model-
+//! facing `gemm_int4::linear::launch_linear` with a residual updated in place (R = Y).
+
+use crate::gpu::cache::ModuleCache;
+use crate::gpu::device::Gpu;
+use crate::gpu::util::Util;
+use crate::kernels::gemm_int4::linear::{launch_linear, workspace_bytes, Int4Io};
+use crate::kernels::gemm_int4::quantize::{Int4Quantizer, QUANTIZE_GROUPS};
+use crate::kernels::gemm_int4::GemmInt4;
+use crate::kernels::{DType, Family};
+use crate::quant::{quantize_rtn, reference_gemm_int4_with, GroupSize, HalfDtype, RtnConfig, WeightRounding};
+use crate::tune::compile;
+use crate::tune::space::{Candidate, Sweep};
+use anyhow::{Context, Result};
+use rand::{Rng, SeedableRng};
+use std::collections::BTreeMap;
+
+/// Random weights with the awkward cases in them: an all-zero group, an all-positive group,
+/// an all-negative group, and values of very different magnitude per row.
+fn awkward_weights(n: usize, k: usize, seed: u64, half: HalfDtype) -> Vec<f32> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut w: Vec<f32> = (0..n * k)
+        .map(|i| {
+            let row_scale = 10f32.powi((i / k % 5) as i32 - 2);
+            half.round(rng.random_range(-1.0f32..1.0) * row_scale)
+        })
+        .collect();
+    w[..32].iter_mut().for_each(|v| *v = 0.0);
+    w[k..k + 32].iter_mut().for_each(|v| *v = v.abs());
+    w[2 * k..2 * k + 32].iter_mut().for_each(|v| *v = -v.abs() - 1e-3);
+    w.iter().map(|v| half.round(*v)).collect()
+}
+
+fn half_of(dt: DType) -> HalfDtype {
+    if dt == DType::F16 {
+        HalfDtype::F16
+    } else {
+        HalfDtype::Bf16
+    }
+}
+
+/// Device RTN quantizer == host RTN quantizer, codes and scales, for every group size.
+pub fn check_quantizer(gpu: &Gpu, cache: &ModuleCache, mut record: impl FnMut(bool, String)) -> Result<()> {
+    let (n, k) = (37usize, 768usize);
+    for dt in [DType::BF16, DType::F16] {
+        let half = half_of(dt);
+        for &group in QUANTIZE_GROUPS {
+            let what = format!("int4 device quantizer {} g{group} {n}x{k}", dt.name());
+            let w = awkward_weights(n, k, 7 + group as u64, half);
+            let bits: Vec<u16> = w.iter().map(|v| half.from_f32(*v)).collect();
+            let dev_w = gpu.alloc(n * k * 2)?;
+            dev_w.upload(&bits)?;
+            let q = Int4Quantizer::new(gpu, cache, dt, group)?.quantize(gpu, dev_w.ptr, n as i64, k as i64)?;
+            gpu.synchronize()?;
+            let packed: Vec<u32> = q.packed.download(n * k / 8)?;
+            let scales: Vec<u16> = q.scales.download(n * k / group as usize)?;
+            let cfg = RtnConfig { group: GroupSize::Group(group as usize), symmetric: true, scale_dtype: half };
+            let host = quantize_rtn(&w, n, k, &cfg).context("host RTN")?;
+            let bad_word = packed.iter().zip(&host.packed).position(|(a, b)| a != b);
+            let bad_scale = scales.iter().zip(&host.scales).position(|(a, b)| a != b);
+            match (bad_word, bad_scale) {
+                (None, None) => record(true, format!("{what}: codes and scales equal quant::quantize_rtn")),
+                (Some(i), _) => record(
+                    false,
+                    format!(
+                        "{what}: word {i} (row {}, col {}) {:#010x} vs host {:#010x}",
+                        i / (k / 8),
+                        8 * (i % (k / 8)),
+                        packed[i],
+                        host.packed[i]
+                    ),
+                ),
+                (None, Some(i)) => {
+                    record(false, format!("{what}: scale {i} {:#06x} vs host {:#06x}", scales[i], host.scales[i]))
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `launch_linear` at each variant's template defaults with Y = X·dequant(W)ᵀ + Y in place,
+/// against the f64 host product on the same (host-quantized) weight.
+pub fn check_model_linear(
+    gpu: &Gpu,
+    util: &Util,
+    cache: &ModuleCache,
+    mut record: impl FnMut(bool, String),
+) -> Result<()> {
+    let sweep = Sweep::load(&crate::paths::sweep_file("gemm_int4"), GemmInt4.shape_dims())?;
+    let (n, k) = (70usize, 384usize);
+    let half = HalfDtype::Bf16;
+    let w = awkward_weights(n, k, 3, half);
+    let qw = quantize_rtn(&w, n, k, &RtnConfig::default())?;
+    let dev_wq = gpu.alloc(n * k / 2)?;
+    dev_wq.upload(&qw.packed)?;
+    let dev_s = gpu.alloc(qw.scales.len() * 2)?;
+    dev_s.upload(&qw.scales)?;
+    for (variant, m, extra) in [
+        ("int4_gemv_tc", 5usize, vec![("SPLITK", 1)]),
+        ("int4_gemv_tc", 3, vec![("SPLITK", 2)]),
+        ("int4_mma", 33, vec![]),
+    ] {
+        let v = sweep.variant(variant).with_context(|| format!("sweeps/gemm_int4.toml lacks {variant}"))?;
+        let mut params: BTreeMap<String, i64> = crate::llama::gpu::linear::template_defaults(&v.source);
+        params.extend(extra.iter().map(|(k, v)| (k.to_string(), *v)));
+        let what = format!("int4 model linear {variant} {m}x{n}x{k} +residual in place {params:?}");
+        let r = (|| -> Result<f64> {
+            let req = compile::request(
+                &sweep,
+                &Candidate { variant: variant.into(), params: params.clone() },
+                DType::BF16,
+                &gpu.props.arch(),
+            );
+            let module = cache.get_or_compile(&req)?;
+            let mut ks = BTreeMap::new();
+            for e in GemmInt4.entries(variant)? {
+                ks.insert(e.to_string(), gpu.load(&module.cubin, e)?);
+            }
+            let x = gpu.alloc(m * k * 2)?;
+            util.fill(gpu, &x, DType::BF16, m * k, 41, 1.0)?;
+            let y = gpu.alloc(m * n * 2)?;
+            util.fill(gpu, &y, DType::BF16, m * n, 42, 1.0)?;
+            gpu.synchronize()?;
+            let x_host: Vec<f32> = x.download::<u16>(m * k)?.iter().map(|b| half.to_f32(*b)).collect();
+            let r_host: Vec<f32> = y.download::<u16>(m * n)?.iter().map(|b| half.to_f32(*b)).collect();
+            let ws = gpu.alloc(workspace_bytes(variant, &params, m as i64, n as i64).max(16))?;
+            util.poison(gpu, &ws)?;
+            let io = Int4Io { x: x.ptr, wq: dev_wq.ptr, scales: dev_s.ptr, r: y.ptr, y: y.ptr, ws: ws.ptr };
+            launch_linear(gpu, &ks, variant, &params, io, m as i64, n as i64, k as i64, DType::BF16)?;
+            gpu.synchronize()?;
+            let got: Vec<f32> = y.download::<u16>(m * n)?.iter().map(|b| half.to_f32(*b)).collect();
+            let want = reference_gemm_int4_with(&x_host, m, &qw, Some(&r_host), WeightRounding::Exact)?;
+            let (mut d, mut mx) = (0f64, 0f64);
+            for (g, e) in got.iter().zip(&want) {
+                d = d.max((f64::from(*g) - f64::from(*e)).abs());
+                mx = mx.max(f64::from(*e).abs());
+            }
+            Ok(d / mx.max(1e-30))
+        })();
+        match r {
+            Ok(err) => record(err <= 2e-2 && err.is_finite(), format!("{what}: rel err {err:.2e} (tol 2e-2)")),
+            Err(e) => record(false, format!("{what}: {e:#}")),
+        }
+    }
+    Ok(())
+}
