@@ -339,11 +339,8 @@ fn build_model(
     shape: ModelShape,
     db: &Path,
 ) -> Result<(GpuModel, Vec<String>)> {
-    let (choice, mut notes) = if reference {
-        (OpChoice::reference(), vec![])
-    } else {
-        OpChoice::tuned(gpu, cache, db, w.config.dim, w.config.ffn_dim)
-    };
+    let (choice, mut notes) =
+        if reference { (OpChoice::reference(), vec![]) } else { OpChoice::tuned(gpu, cache, db, &w.config, &shape) };
     let ops = OpKernels::new(gpu, cache, choice)?;
     let linear = if reference {
         LinearBackend::Cublas(Blas::new(gpu)?)
@@ -420,8 +417,11 @@ pub fn run(a: E2eArgs) -> Result<ExitCode> {
         super::gpu::weights::weight_bytes(&c) as f64 / 1e9,
         t_load.elapsed().as_secs_f64()
     );
-    let path_name =
-        if a.reference { "reference (cuBLAS + plain kernels)" } else { "tuned (kernlab gemm family + plain kernels)" };
+    let path_name = if a.reference {
+        "reference (cuBLAS + plain kernels)"
+    } else {
+        "tuned (kernlab families: gemm, rmsnorm, swiglu, rope, attention)"
+    };
     println!("  path: {path_name}");
 
     let prompt_tokens: Option<Vec<u32>> = match &a.prompt {

@@ -5,12 +5,14 @@
 //! * [`weights`]: `GpuWeights` (fused qkv / gate_up) from f32 weights, a streamed HF
 //!   directory, or random values generated on the device
 //! * [`ops`]: the op kernels and the per-op seam (`OpImpl`) for tuned families
+//! * [`attention`]: which steps fit the attention families, their launches
 //! * [`linear`]: cuBLAS or the tuned gemm family, with database lookup per (M, N, K)
 //! * [`model`]: `GpuModel::forward` over one step of tagged tokens, KV-cache sizing
 //! * [`generate`]: generation loops, sampling, timing
 //! * [`profile`]: per-op CUDA-event profile
 //! * [`hf_ref`]: comparison with the reference JSON of scripts/hf_reference.py
 
+pub mod attention;
 pub mod generate;
 pub mod hf_ref;
 pub mod linear;
