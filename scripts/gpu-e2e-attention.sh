@@ -22,13 +22,13 @@ BENCH=(--batch 1,8 --prompt-len 128 --gen-len 256 --runs 2 --ignore-eos --profil
   step "tiny vs CPU reference (tuned path) + lockstep"
   timeout 40 $K e2e --preset tiny --check-cpu --batch 3 --ragged --prompt-len 40 --gen-len 40 --runs 1 --validate --out "$R/tiny" 2>&1 | tail -30
   step "smollm2-135m shape vs CPU reference (tuned path) + lockstep"
-  timeout 100 $K e2e --preset smollm2-135m --check-cpu --batch 3 --ragged --prompt-len 40 --gen-len 24 --runs 1 --validate --out "$R/smol" 2>&1 | tail -30
+  timeout 90 $K e2e --preset smollm2-135m --check-cpu --batch 3 --ragged --prompt-len 40 --gen-len 24 --runs 1 --validate --out "$R/smol" 2>&1 | tail -30
   step "llama3-8b BEFORE (main: plain RoPE and attention)"
   timeout 80 $BASE e2e "${BENCH[@]}" --db "$DB" --out "$R/8b-before" 2>&1 | grep -v "^  note: gemm" | tail -75
   step "llama3-8b AFTER (tuned RoPE and attention) + validate"
-  timeout 150 $K e2e "${BENCH[@]}" --validate --db "$DB" --out "$R/8b-after" 2>&1 | grep -v "^  note: gemm" | tail -90
+  timeout 130 $K e2e "${BENCH[@]}" --validate --db "$DB" --out "$R/8b-after" 2>&1 | grep -v "^  note: gemm" | tail -90
   step "llama3-8b reference path"
-  timeout 70 $K e2e "${BENCH[@]}" --reference --out "$R/8b-ref" 2>&1 | tail -70
+  timeout 60 $K e2e "${BENCH[@]}" --reference --out "$R/8b-ref" 2>&1 | tail -70
   step done
 } 2>&1 | tee "$OUT/e2e-attention.log"
 tar czf "$OUT/reports.tgz" -C "$R" .
