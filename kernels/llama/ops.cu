@@ -21,6 +21,12 @@ Entry points (grid / block in brackets)
         rotates q and k heads in place, half-split pairs (i, i + HD/2), angle pos*inv_freq[i]
         (inv_freq already carries the Llama-3 frequency scaling).
     kv_append(qkv, k_cache, v_cache, tok_seq, tok_pos, T, H, KVH, HD, S)   [T] / [256]
+    kv_append_pack(qkv, k_cache, v_cache, q_out, k_out, v_out, tok_seq, tok_pos, T, H, KVH, HD, S)
+                                                               [T] / [256]
+        kv_append, and also copies the token's q heads to q_out [T, H*HD] and its k and v to
+        k_out / v_out [T, KVH*HD] (each skipped when null): the contiguous Q (and packed K/V)
+        the tuned attention families take, which the fused qkv rows are not. 16-byte copies:
+        HD % 8 == 0 (the model requires HD % 32 == 0).
     attention(qkv, k_cache, v_cache, out, tok_seq, tok_pos, T, H, KVH, HD, S, scale)
                                                                [H, T] / [128]
         one block per (query head, token): causal over cache positions 0..tok_pos[t] of the
@@ -109,6 +115,31 @@ extern "C" __global__ void kv_append(const bf16* qkv, bf16* k_cache, bf16* v_cac
         k_cache[slot + i] = k[i];
         v_cache[slot + i] = v[i];
     }
+}
+
+// The q|k|v rows are (H + 2*KVH)*HD elements and HD % 8 == 0, so every head starts on a
+// 16-byte boundary: copy in uint4 units (8 bf16).
+extern "C" __global__ void kv_append_pack(const bf16* qkv, bf16* k_cache, bf16* v_cache, bf16* q_out, bf16* k_out,
+                                          bf16* v_out, const int* tok_seq, const int* tok_pos, int T, int H, int KVH,
+                                          int HD, int S) {
+    int t = blockIdx.x;
+    if (t >= T) return;
+    int kv8 = KVH * HD / 8, q8 = H * HD / 8, row8 = q8 + 2 * kv8;
+    const uint4* row = reinterpret_cast<const uint4*>(qkv) + (long long)t * row8;
+    const uint4* k = row + q8;
+    const uint4* v = k + kv8;
+    long long slot = ((long long)tok_seq[t] * S + tok_pos[t]) * kv8;
+    uint4* kc = reinterpret_cast<uint4*>(k_cache) + slot;
+    uint4* vc = reinterpret_cast<uint4*>(v_cache) + slot;
+    for (int i = threadIdx.x; i < kv8; i += blockDim.x) {
+        uint4 kk = k[i], vv = v[i];
+        kc[i] = kk;
+        vc[i] = vv;
+        if (k_out) reinterpret_cast<uint4*>(k_out)[(long long)t * kv8 + i] = kk;
+        if (v_out) reinterpret_cast<uint4*>(v_out)[(long long)t * kv8 + i] = vv;
+    }
+    if (q_out)
+        for (int i = threadIdx.x; i < q8; i += blockDim.x) reinterpret_cast<uint4*>(q_out)[(long long)t * q8 + i] = row[i];
 }
 
 #define ATTN_WARPS 4

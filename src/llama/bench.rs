@@ -347,11 +347,8 @@ fn build_model(
     db: &Path,
     int4: Option<&Rc<Int4Store>>,
 ) -> Result<(GpuModel, Vec<String>)> {
-    let (choice, mut notes) = if reference {
-        (OpChoice::reference(), vec![])
-    } else {
-        OpChoice::tuned(gpu, cache, db, w.config.dim, w.config.ffn_dim)
-    };
+    let (choice, mut notes) =
+        if reference { (OpChoice::reference(), vec![]) } else { OpChoice::tuned(gpu, cache, db, &w.config, &shape) };
     let ops = OpKernels::new(gpu, cache, choice)?;
     let linear = match (reference, int4) {
         (true, _) => LinearBackend::Cublas(Blas::new(gpu)?),
@@ -467,9 +464,9 @@ pub fn run(a: E2eArgs) -> Result<ExitCode> {
     };
     let path_name = match (a.reference, int4) {
         (true, false) => "reference (cuBLAS + plain kernels)",
-        (false, false) => "tuned (kernlab gemm family + plain kernels)",
+        (false, false) => "tuned (kernlab families: gemm, rmsnorm, swiglu, rope, attention)",
         (true, true) => "reference on int4 weights (cuBLAS on the dequantized weights + plain kernels)",
-        (false, true) => "tuned int4 (kernlab gemm_int4 family; lm_head on the gemm family)",
+        (false, true) => "tuned int4 (kernlab families: gemm_int4, rmsnorm, swiglu, rope, attention; lm_head on gemm)",
     };
     println!("  path: {path_name}");
 

@@ -5,6 +5,7 @@
 //! * [`weights`]: `GpuWeights` (fused qkv / gate_up) from f32 weights, a streamed HF
 //!   directory, or random values generated on the device
 //! * [`ops`]: the op kernels and the per-op seam (`OpImpl`) for tuned families
+//! * [`attention`]: which steps fit the attention families, their launches
 //! * [`linear`]: cuBLAS, the tuned gemm family, or gemm_int4 on int4 weights, with database
 //!   lookup per (M, N, K)
 //! * [`int4_weights`]: the layers' linears quantized to int4 on the GPU (`--weights int4`)
@@ -13,6 +14,7 @@
 //! * [`profile`]: per-op CUDA-event profile
 //! * [`hf_ref`]: comparison with the reference JSON of scripts/hf_reference.py
 
+pub mod attention;
 pub mod generate;
 pub mod hf_ref;
 pub mod int4_weights;

@@ -11,8 +11,9 @@
 //! x += Wdown·(silu(g)·u) with g|u = Wgate_up·rmsnorm(x). The residual additions happen in
 //! the epilogue of the Wo and Wdown GEMMs (cuBLAS beta = 1, or the kernels' R input).
 
+use super::attention::{decode_workspace_bytes, StepLayout};
 use super::linear::LinearBackend;
-use super::ops::{AttnDims, OpKernels, OpKind};
+use super::ops::{AttnDims, AttnStep, OpKernels, OpKind};
 use super::profile::Profiler;
 use super::weights::GpuWeights;
 use crate::gpu::device::{DevBuf, Gpu};
@@ -56,9 +57,17 @@ struct Activations {
     last_h: DevBuf,
     /// bf16 [B_out, vocab].
     logits: DevBuf,
-    /// int32 [4][T]: ids, sequence, position, rows to output.
+    /// int32 [5][T] + 1: ids, sequence, position, rows to output, then the attention
+    /// layout's integers (decode lens or prefill cu_seqlens, at most T + 1).
     meta: DevBuf,
     argmax: DevBuf,
+    /// For the attention families (1 byte when the ops use none): Q [T, q_dim] and K, V
+    /// [T, kv_dim] packed out of the fused rows, and the decode split workspace.
+    q_pack: DevBuf,
+    k_pack: DevBuf,
+    v_pack: DevBuf,
+    ws_o: DevBuf,
+    ws_ml: DevBuf,
 }
 
 pub struct GpuModel {
@@ -183,6 +192,9 @@ impl GpuModel {
         let t = shape.max_step_tokens;
         let b = |elems: usize| gpu.alloc(elems * 2);
         let qkv_dim = c.q_dim() + 2 * c.kv_dim();
+        let fam = ops.uses_attention_families();
+        let (ws_o, ws_ml) = if fam { decode_workspace_bytes(shape.batch, c.n_heads, c.head_dim) } else { (1, 1) };
+        let packed = |elems: usize| if fam { b(elems) } else { gpu.alloc(1) };
         let a = Activations {
             x: b(t * c.dim)?,
             h: b(t * c.dim)?,
@@ -193,8 +205,13 @@ impl GpuModel {
             last: b(shape.batch * c.dim)?,
             last_h: b(shape.batch * c.dim)?,
             logits: b(shape.batch * c.vocab_size)?,
-            meta: gpu.alloc(4 * t * 4)?,
+            meta: gpu.alloc((5 * t + 1) * 4)?,
             argmax: gpu.alloc(shape.batch * 4)?,
+            q_pack: packed(t * c.q_dim())?,
+            k_pack: packed(t * c.kv_dim())?,
+            v_pack: packed(t * c.kv_dim())?,
+            ws_o: gpu.alloc(ws_o)?,
+            ws_ml: gpu.alloc(ws_ml)?,
         };
         Ok(GpuModel { ws: gpu.alloc(16)?, w, ops, linear, shape, k_cache, v_cache, a, out_rows: 0, profiler: None })
     }
@@ -257,8 +274,10 @@ impl GpuModel {
         step.check(&c, &self.shape)?;
         let t = step.ids.len();
         let cap = self.shape.max_step_tokens;
-        // Tags go up in one copy: [ids | seq | pos | out], each `cap` ints.
-        let mut meta = vec![0i32; 4 * cap];
+        // Tags go up in one copy: [ids | seq | pos | out | attention ints], each `cap` ints
+        // (the last cap + 1).
+        let (layout, attn_ints) = StepLayout::of(&step.seq, &step.pos);
+        let mut meta = vec![0i32; 5 * cap + 1];
         for i in 0..t {
             meta[i] = step.ids[i] as i32;
             meta[cap + i] = step.seq[i] as i32;
@@ -267,13 +286,17 @@ impl GpuModel {
         for (r, &o) in step.out.iter().enumerate() {
             meta[3 * cap + r] = o as i32;
         }
+        meta[4 * cap..4 * cap + attn_ints.len()].copy_from_slice(&attn_ints);
         self.a.meta.upload(&meta)?;
-        let (ids, seq, pos, out) = (
+        let (ids, seq, pos, out, ints) = (
             self.a.meta.ptr,
             self.a.meta.ptr + 4 * cap as u64,
             self.a.meta.ptr + 8 * cap as u64,
             self.a.meta.ptr + 12 * cap as u64,
+            self.a.meta.ptr + 16 * cap as u64,
         );
+        // The profile tells decode attention from prefill attention.
+        let attn_kind = if layout.is_decode() { OpKind::Attention } else { OpKind::AttentionPrefill };
         let d = self.dims();
         let w = self.w.clone();
         let (x, h, qkv, attn, gu, act) =
@@ -292,12 +315,28 @@ impl GpuModel {
             let s = self.prof_start(gpu)?;
             self.ops.rope(gpu, qkv, pos, &w.rope_inv_freqs, t, d)?;
             self.prof_stop(gpu, OpKind::Rope, s)?;
+            let io = AttnStep {
+                layout: &layout,
+                qkv,
+                k_cache: kc,
+                v_cache: vc,
+                out: attn,
+                tok_seq: seq,
+                tok_pos: pos,
+                q_pack: self.a.q_pack.ptr,
+                k_pack: self.a.k_pack.ptr,
+                v_pack: self.a.v_pack.ptr,
+                ints,
+                ws_o: self.a.ws_o.ptr,
+                ws_ml: self.a.ws_ml.ptr,
+                t,
+            };
             let s = self.prof_start(gpu)?;
-            self.ops.kv_append(gpu, qkv, kc, vc, seq, pos, t, d)?;
+            self.ops.kv_append(gpu, &io, d)?;
             self.prof_stop(gpu, OpKind::KvAppend, s)?;
             let s = self.prof_start(gpu)?;
-            self.ops.attention(gpu, qkv, kc, vc, attn, seq, pos, t, d)?;
-            self.prof_stop(gpu, OpKind::Attention, s)?;
+            self.ops.attention(gpu, &io, d)?;
+            self.prof_stop(gpu, attn_kind, s)?;
             self.linear(gpu, OpKind::GemmO, attn, lw.wo.ptr, x, true, t, c.dim, c.q_dim())?;
             let s = self.prof_start(gpu)?;
             self.ops.rmsnorm(gpu, x, &lw.ffn_norm, h, t, c.dim, c.norm_eps)?;

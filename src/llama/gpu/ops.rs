@@ -1,27 +1,37 @@
 //! The non-linear ops of the model (kernels/llama/ops.cu) and the seam where tuned kernel
 //! families plug in.
 //!
-//! Every op kind has an [`OpImpl`]: today `Reference` (the plain kernel of ops.cu) for all of
-//! them; when a family (rmsnorm, rope, attention, swiglu, ...) lands, its tuned kernel is
-//! looked up in the tuned database the way [`super::linear`] does for GEMMs and stored as
-//! `OpImpl::Tuned`, and only the `match` in the op's launch function changes. The linear
-//! layers have their own backend ([`super::linear::LinearBackend`]).
+//! Every op kind has an [`OpImpl`]: `Reference` (the plain kernel of ops.cu, what
+//! `--reference` runs) or `Tuned` (a kernlab family: rmsnorm, swiglu, rope, attention_prefill,
+//! attention_decode), whose config is looked up in the tuned database the way
+//! [`super::linear`] does for GEMMs, nearest shape, else the template defaults. The linear
+//! layers have their own backend ([`super::linear::LinearBackend`]); the attention families'
+//! contracts and launches are in [`super::attention`].
 
+use super::attention::{self, AttnIo, DecodeLaunch, Heads, PrefillLaunch, StepLayout};
+use super::model::ModelShape;
 use crate::gpu::cache::ModuleCache;
 use crate::gpu::device::{Arg, DevBuf, Gpu, Kernel};
 use crate::gpu::nvrtc::CompileRequest;
-use anyhow::{bail, Result};
+use crate::kernels::attention_decode::{decode_smem_bytes, DECODE_DEFAULTS};
+use crate::kernels::attention_prefill::{prefill_smem_bytes, PREFILL_DEFAULTS};
+use crate::llama::config::LlamaConfig;
+use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 
 pub const OPS_SOURCE: &str = include_str!("../../../kernels/llama/ops.cu");
 pub const OPS_NAME: &str = "kernels/llama/ops.cu";
 
 /// Entry points ops.cu must provide.
+/// Entry points of attention_decode's module the model launches.
+const DECODE_ENTRIES: [&str; 2] = ["attn_decode_split", "attn_decode_combine"];
+
 pub const OPS_ENTRIES: &[&str] = &[
     "embed_gather",
     "rmsnorm",
     "rope_qk",
     "kv_append",
+    "kv_append_pack",
     "attention",
     "swiglu",
     "residual_add",
@@ -37,7 +47,10 @@ pub enum OpKind {
     GemmQkv,
     Rope,
     KvAppend,
+    /// Attention of decode steps (one token per sequence).
     Attention,
+    /// Attention of every other step (prefill).
+    AttentionPrefill,
     GemmO,
     GemmGateUp,
     SwiGlu,
@@ -55,6 +68,7 @@ impl OpKind {
             OpKind::Rope => "rope",
             OpKind::KvAppend => "kv_append",
             OpKind::Attention => "attention",
+            OpKind::AttentionPrefill => "attention (prefill)",
             OpKind::GemmO => "gemm o (+residual)",
             OpKind::GemmGateUp => "gemm gate_up",
             OpKind::SwiGlu => "swiglu",
@@ -70,8 +84,8 @@ impl OpKind {
 pub enum OpImpl {
     /// The plain kernel of kernels/llama/ops.cu.
     Reference,
-    /// A tuned family kernel (not wired yet for any non-GEMM op: the families are in
-    /// progress). Carries what the report prints.
+    /// A kernlab family kernel: the tuned database's winner nearest the model's shape, or
+    /// the variant's template defaults. Carries what the report prints.
     Tuned { family: String, variant: String, params: BTreeMap<String, i64> },
 }
 
@@ -80,7 +94,10 @@ pub enum OpImpl {
 pub struct OpChoice {
     pub rmsnorm: OpImpl,
     pub rope: OpImpl,
-    pub attention: OpImpl,
+    /// Steps whose sequences all start at position 0 (see [`StepLayout`]).
+    pub attention_prefill: OpImpl,
+    /// Steps of one token per sequence.
+    pub attention_decode: OpImpl,
     pub swiglu: OpImpl,
 }
 
@@ -89,112 +106,230 @@ impl OpChoice {
         OpChoice {
             rmsnorm: OpImpl::Reference,
             rope: OpImpl::Reference,
-            attention: OpImpl::Reference,
+            attention_prefill: OpImpl::Reference,
+            attention_decode: OpImpl::Reference,
             swiglu: OpImpl::Reference,
         }
     }
-    /// What the tuned path uses for the non-GEMM ops: the rmsnorm and swiglu families with
-    /// the tuned database's winner nearest the decode shape (template defaults when none is
-    /// measured); rope and attention stay on the reference kernels (their family contracts
-    /// take contiguous Q/K, the model keeps them inside the fused qkv buffer).
+
+    /// What the tuned path uses for the non-GEMM ops: each family's tuned winner nearest the
+    /// model's decode shape (prefill attention: its prefill shape), else the template
+    /// defaults; an op whose family cannot take the model's shape keeps its reference
+    /// kernel. Every decision is one line of the returned notes.
     pub fn tuned(
         gpu: &Gpu,
         cache: &ModuleCache,
         db_path: &std::path::Path,
-        dim: usize,
-        ffn: usize,
+        c: &LlamaConfig,
+        shape: &ModelShape,
     ) -> (OpChoice, Vec<String>) {
-        let mut notes =
-            vec!["rope, attention: the model uses its reference kernels (not wired to the families yet)".to_string()];
+        let mut notes = vec![];
         let mut choice = OpChoice::reference();
-        for (family, shape, slot) in [
-            ("rmsnorm", [("rows", 1i64), ("dim", dim as i64)], 0),
-            ("swiglu", [("tokens", 1i64), ("ffn", ffn as i64)], 1),
-        ] {
-            match tuned_family_choice(gpu, cache, db_path, family, &shape) {
-                Ok((imp, note)) => {
-                    notes.push(note);
-                    if slot == 0 {
-                        choice.rmsnorm = imp;
-                    } else {
-                        choice.swiglu = imp;
-                    }
-                }
-                Err(e) => notes.push(format!("{family}: using the reference kernel ({e:#})")),
+        let (b, h, kvh, d) = (shape.batch as i64, c.n_heads as i64, c.n_kv_heads as i64, c.head_dim as i64);
+        let mut take = |op: &str, r: Result<(OpImpl, String)>| match r {
+            Ok((imp, note)) => {
+                notes.push(note);
+                imp
             }
+            Err(e) => {
+                notes.push(format!("{op}: using the reference kernel ({e:#})"));
+                OpImpl::Reference
+            }
+        };
+        choice.rmsnorm = take(
+            "rmsnorm",
+            tuned_family_choice(gpu, cache, db_path, &["rmsnorm"], &[("rows", 1), ("dim", c.dim as i64)]),
+        );
+        choice.swiglu = take(
+            "swiglu",
+            tuned_family_choice(gpu, cache, db_path, &["swiglu"], &[("tokens", 1), ("ffn", c.ffn_dim as i64)]),
+        );
+        let qkv_dim = (h + 2 * kvh) * d;
+        choice.rope = take(
+            "rope",
+            tuned_family_choice(
+                gpu,
+                cache,
+                db_path,
+                &["rope"],
+                &[("B", b), ("S", 1), ("Hq", h), ("Hkv", kvh), ("D", d)],
+            )
+            .and_then(|chosen| fit_rope(chosen, d, qkv_dim)),
+        );
+        let max_smem = gpu.props.max_smem_optin as i64;
+        let fits = attention::families_fit(c.n_heads, c.n_kv_heads, c.head_dim);
+        let prompt = (shape.max_step_tokens / shape.batch.max(1)).max(1) as i64;
+        choice.attention_prefill = take(
+            "attention_prefill",
+            fits.as_ref().map_err(|e| anyhow::anyhow!("{e:#}")).and_then(|_| {
+                let chosen = tuned_family_choice(
+                    gpu,
+                    cache,
+                    db_path,
+                    &["attention_prefill_varlen", "attention_prefill"],
+                    &[("B", b), ("S", prompt), ("H", h), ("KVH", kvh), ("D", d)],
+                )?;
+                fit_attention(chosen, d, max_smem, |p| {
+                    let t = |n: &str| p.get(n).copied().unwrap_or(0);
+                    prefill_smem_bytes(t("BLOCK_M"), t("BLOCK_N"), t("STAGES"), d, 2)
+                })
+            }),
+        );
+        choice.attention_decode = take(
+            "attention_decode",
+            fits.as_ref().map_err(|e| anyhow::anyhow!("{e:#}")).and_then(|_| {
+                let chosen = tuned_family_choice(
+                    gpu,
+                    cache,
+                    db_path,
+                    &["attention_decode_varlen", "attention_decode"],
+                    &[("B", b), ("L", shape.max_seq as i64), ("H", h), ("KVH", kvh), ("D", d)],
+                )?;
+                fit_attention(chosen, d, max_smem, |p| {
+                    let t = |n: &str| p.get(n).copied().unwrap_or(0);
+                    decode_smem_bytes(t("BLOCK_N"), t("NUM_WARPS"), t("STAGES"), d, 2)
+                })
+            }),
+        );
+        if matches!(choice.attention_prefill, OpImpl::Tuned { .. }) {
+            notes.push(
+                "attention_prefill: used for prefills without a cached prefix; other multi-token steps take the reference kernel"
+                    .into(),
+            );
         }
         (choice, notes)
     }
 }
 
-/// The family variant and tunables for one op: the tuned winner nearest `shape`, else the
-/// first variant's template defaults.
+/// One op's family choice: the implementation and the note saying where it came from.
+type Chosen = (OpImpl, String);
+
+/// The family variant and tunables for one op: the tuned winner nearest `shape` in the first
+/// of `families` that has one (the varlen and plain attention families share a template),
+/// else the first family's first variant with its template defaults.
 fn tuned_family_choice(
     gpu: &Gpu,
     cache: &ModuleCache,
     db_path: &std::path::Path,
-    family: &str,
+    families: &[&str],
     shape: &[(&str, i64)],
-) -> Result<(OpImpl, String)> {
+) -> Result<Chosen> {
     use crate::tune::db::{Query, TunedDb};
-    let fam = crate::kernels::family(family)?;
-    let sweep = crate::tune::space::Sweep::load(&crate::paths::sweep_file(family), fam.shape_dims())?;
-    let variant = sweep.variants.first().ok_or_else(|| anyhow::anyhow!("{family} sweep has no variant"))?;
-    let hashes: BTreeMap<String, String> =
-        sweep.variants.iter().map(|v| (v.name.clone(), crate::gpu::cache::source_hash(&v.source))).collect();
     let db = TunedDb::load(db_path)?;
     let q_shape: BTreeMap<String, i64> = shape.iter().map(|(k, v)| (k.to_string(), *v)).collect();
     let cc = gpu.props.cc();
-    let q = Query {
-        kernel: family,
-        gpu: &gpu.props.name,
-        cc: &cc,
-        nvrtc: cache.nvrtc_version(),
-        dtype: "bf16",
-        shape: &q_shape,
-        source_hashes: &hashes,
-    };
-    let (name, source, params, note) = match db.lookup(&q) {
-        Some(f) => {
-            let v = sweep.variant(&f.entry.variant).unwrap_or(variant);
-            (
-                v.name.clone(),
-                v.source.clone(),
-                f.entry.params.clone(),
-                format!("{family}: tuned {} ({})", v.name, f.note),
-            )
+    let mut first = None;
+    for family in families {
+        let fam = crate::kernels::family(family)?;
+        let sweep = crate::tune::space::Sweep::load(&crate::paths::sweep_file(family), fam.shape_dims())?;
+        let hashes: BTreeMap<String, String> =
+            sweep.variants.iter().map(|v| (v.name.clone(), crate::gpu::cache::source_hash(&v.source))).collect();
+        let q = Query {
+            kernel: family,
+            gpu: &gpu.props.name,
+            cc: &cc,
+            nvrtc: cache.nvrtc_version(),
+            dtype: "bf16",
+            shape: &q_shape,
+            source_hashes: &hashes,
+        };
+        if let Some(f) = db.lookup(&q) {
+            if let Some(v) = sweep.variant(&f.entry.variant) {
+                let note = format!("{family}: tuned {} ({})", v.name, f.note);
+                return Ok((with_defaults(family, &v.name, &v.source, f.entry.params.clone()), note));
+            }
         }
-        None => (
-            variant.name.clone(),
-            variant.source.clone(),
-            BTreeMap::new(),
-            format!("{family}: {} with its template defaults (not tuned on this GPU)", variant.name),
-        ),
-    };
-    // Fill what the winner does not set with the template's defaults, so launch geometry
-    // and compile defines agree.
-    let mut all = super::linear::template_defaults(&source);
+        if first.is_none() {
+            first = Some(sweep);
+        }
+    }
+    let sweep = first.ok_or_else(|| anyhow::anyhow!("no family given"))?;
+    let family = families[0];
+    let v = sweep.variants.first().ok_or_else(|| anyhow::anyhow!("{family} sweep has no variant"))?;
+    let note = format!("{family}: {} with its template defaults (not tuned on this GPU)", v.name);
+    Ok((with_defaults(family, &v.name, &v.source, BTreeMap::new()), note))
+}
+
+/// `params` over the template's defaults, so launch geometry and compile defines agree.
+fn with_defaults(family: &str, variant: &str, source: &str, params: BTreeMap<String, i64>) -> OpImpl {
+    let mut all = super::linear::template_defaults(source);
     // VEC's default depends on the element type (`#if defined(KL_FP32)`), which the simple
-    // default reader cannot see: bf16 takes 16-byte vectors.
-    all.entry("VEC".to_string()).or_insert(8);
+    // default reader cannot see: bf16 takes 16-byte vectors. (The attention templates have no VEC.)
+    if source.contains("elementwise.cuh") {
+        all.entry("VEC".to_string()).or_insert(8);
+    }
     all.extend(params);
-    Ok((OpImpl::Tuned { family: family.to_string(), variant: name, params: all }, note))
+    OpImpl::Tuned { family: family.to_string(), variant: variant.to_string(), params: all }
+}
+
+/// The rope config must split the model's half head into whole vectors and address Q and K
+/// inside the fused qkv rows (row stride a multiple of VEC); a winner that does not is
+/// replaced by the widest vector that does.
+fn fit_rope((imp, note): Chosen, d: i64, qkv_dim: i64) -> Result<Chosen> {
+    let OpImpl::Tuned { family, variant, mut params } = imp else { return Ok((imp, note)) };
+    let half = d / 2;
+    let ok = |p: &BTreeMap<String, i64>| {
+        let (vec, threads) = (p.get("VEC").copied().unwrap_or(0), p.get("THREADS").copied().unwrap_or(0));
+        vec > 0 && half % vec == 0 && qkv_dim % vec == 0 && threads >= half / vec
+    };
+    if ok(&params) {
+        return Ok((OpImpl::Tuned { family, variant, params }, note));
+    }
+    let vec = [8, 4, 2, 1].into_iter().find(|v| half % v == 0 && qkv_dim % v == 0).unwrap_or(1);
+    params.insert("VEC".into(), vec);
+    let threads = params.get("THREADS").copied().unwrap_or(128).max(crate::kernels::ceil_div(half / vec, 32) * 32);
+    params.insert("THREADS".into(), threads);
+    if !ok(&params) {
+        bail!("no rope_llama3 configuration fits head dim {d}");
+    }
+    Ok((
+        OpImpl::Tuned { family, variant, params },
+        format!("{note}; VEC = {vec}, THREADS = {threads} to fit head dim {d}"),
+    ))
+}
+
+/// An attention config must be compiled for the model's head dim; a winner measured at
+/// another head dim is replaced by the template defaults at the model's.
+fn fit_attention(
+    (imp, note): Chosen,
+    d: i64,
+    max_smem: i64,
+    smem: impl Fn(&BTreeMap<String, i64>) -> i64,
+) -> Result<Chosen> {
+    let OpImpl::Tuned { family, variant, mut params } = imp else { return Ok((imp, note)) };
+    let mut note = note;
+    if params.get("HEAD_DIM") != Some(&d) {
+        let defaults = default_attention_params(&family);
+        if params != defaults {
+            note = format!("{family}: {variant} with its template defaults (the tuned winner is for another head dim)");
+        }
+        params = defaults;
+        params.insert("HEAD_DIM".into(), d);
+    }
+    if smem(&params) > max_smem {
+        bail!("{family} needs {} B of shared memory per block, the GPU allows {max_smem}", smem(&params));
+    }
+    Ok((OpImpl::Tuned { family, variant, params }, note))
+}
+
+/// The attention templates' defaults (checked against the templates by the families' tests).
+fn default_attention_params(family: &str) -> BTreeMap<String, i64> {
+    let d = if family.starts_with("attention_decode") { DECODE_DEFAULTS } else { PREFILL_DEFAULTS };
+    d.iter().map(|(k, v)| (k.to_string(), *v)).collect()
 }
 
 /// The compiled ops.cu module.
 pub struct OpKernels {
     k: BTreeMap<&'static str, Kernel>,
-    /// Family kernels of the ops whose choice is `Tuned`, by op name.
+    /// Family kernels of rmsnorm, swiglu and rope when their choice is `Tuned`, by op name.
     tuned: BTreeMap<&'static str, Kernel>,
+    decode: Option<DecodeLaunch>,
+    prefill: Option<PrefillLaunch>,
     pub choice: OpChoice,
 }
 
 fn grid_stride(n: usize) -> (u32, u32, u32) {
     (n.div_ceil(256).clamp(1, 65_535 * 4) as u32, 1, 1)
-}
-
-fn tuned_unavailable(op: &str) -> anyhow::Error {
-    anyhow::anyhow!("{op}: a tuned family kernel was selected but the {op} family is not wired into the model yet")
 }
 
 /// Shape arguments shared by the attention-side kernels.
@@ -207,12 +342,70 @@ pub struct AttnDims {
     pub max_seq: i32,
 }
 
+impl AttnDims {
+    fn heads(&self) -> Heads {
+        Heads {
+            h: self.n_heads as i64,
+            kvh: self.n_kv_heads as i64,
+            d: self.head_dim as i64,
+            max_seq: self.max_seq as i64,
+        }
+    }
+}
+
+/// Which attention kernel a step runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttnPath {
+    /// The plain kernel of ops.cu (reads q from the fused rows and K/V from the cache).
+    Plain,
+    /// attention_decode on the cache, Q packed.
+    Decode,
+    /// attention_prefill on this step's packed Q, K, V.
+    Prefill,
+}
+
+/// The buffers of one layer's KV append and attention for one step.
+#[derive(Debug, Clone, Copy)]
+pub struct AttnStep<'a> {
+    pub layout: &'a StepLayout,
+    /// Fused q|k|v rows [T, qkv_dim], RoPE already applied.
+    pub qkv: u64,
+    pub k_cache: u64,
+    pub v_cache: u64,
+    /// [T, H*D].
+    pub out: u64,
+    pub tok_seq: u64,
+    pub tok_pos: u64,
+    /// Packed Q [T, H*D] and K, V [T, KVH*D] for the families.
+    pub q_pack: u64,
+    pub k_pack: u64,
+    pub v_pack: u64,
+    /// The layout's integers (StepLayout::of).
+    pub ints: u64,
+    /// Decode split workspace.
+    pub ws_o: u64,
+    pub ws_ml: u64,
+    pub t: usize,
+}
+
 /// The request that compiles ops.cu for `arch` (also used by the NVRTC tests).
 pub fn compile_request(arch: &str) -> CompileRequest {
     CompileRequest { name: OPS_NAME.into(), source: OPS_SOURCE.into(), defines: BTreeMap::new(), arch: arch.into() }
 }
 
+/// Compiles a tuned family choice and loads `entries` from it.
+fn load_tuned(gpu: &Gpu, cache: &ModuleCache, imp: &OpImpl, entries: &[&str]) -> Result<Option<Vec<Kernel>>> {
+    let OpImpl::Tuned { family, variant, params } = imp else { return Ok(None) };
+    let fam = crate::kernels::family(family)?;
+    let sweep = crate::tune::space::Sweep::load(&crate::paths::sweep_file(family), fam.shape_dims())?;
+    let c = crate::tune::space::Candidate { variant: variant.clone(), params: params.clone() };
+    let req = crate::tune::compile::request(&sweep, &c, crate::kernels::DType::BF16, &gpu.props.arch());
+    let m = cache.get_or_compile(&req).with_context(|| format!("compiling the {family} kernel for the model"))?;
+    Ok(Some(entries.iter().map(|e| gpu.load(&m.cubin, e)).collect::<Result<Vec<_>>>()?))
+}
+
 impl OpKernels {
+    /// Compiles ops.cu and the tuned family kernels of `choice`.
     pub fn new(gpu: &Gpu, cache: &ModuleCache, choice: OpChoice) -> Result<OpKernels> {
         let m = cache.get_or_compile(&compile_request(&gpu.props.arch()))?;
         let mut k = BTreeMap::new();
@@ -220,17 +413,44 @@ impl OpKernels {
             k.insert(*e, gpu.load(&m.cubin, e)?);
         }
         let mut tuned = BTreeMap::new();
-        for (op, imp, entry) in [("rmsnorm", &choice.rmsnorm, "rmsnorm_rows"), ("swiglu", &choice.swiglu, "swiglu")] {
-            if let OpImpl::Tuned { family, variant, params } = imp {
-                let fam = crate::kernels::family(family)?;
-                let sweep = crate::tune::space::Sweep::load(&crate::paths::sweep_file(family), fam.shape_dims())?;
-                let c = crate::tune::space::Candidate { variant: variant.clone(), params: params.clone() };
-                let req = crate::tune::compile::request(&sweep, &c, crate::kernels::DType::BF16, &gpu.props.arch());
-                let m = cache.get_or_compile(&req)?;
-                tuned.insert(op, gpu.load(&m.cubin, entry)?);
+        for (op, imp, entry) in [
+            ("rmsnorm", &choice.rmsnorm, "rmsnorm_rows"),
+            ("swiglu", &choice.swiglu, "swiglu"),
+            ("rope", &choice.rope, "rope_llama3"),
+        ] {
+            if let Some(mut ks) = load_tuned(gpu, cache, imp, &[entry])? {
+                tuned.insert(op, ks.remove(0));
             }
         }
-        Ok(OpKernels { k, tuned, choice })
+        let decode =
+            match (&choice.attention_decode, load_tuned(gpu, cache, &choice.attention_decode, &DECODE_ENTRIES)?) {
+                (OpImpl::Tuned { params, .. }, Some(mut ks)) => {
+                    let combine = ks.remove(1);
+                    Some(DecodeLaunch::new(gpu, ks.remove(0), combine, params)?)
+                }
+                _ => None,
+            };
+        let prefill =
+            match (&choice.attention_prefill, load_tuned(gpu, cache, &choice.attention_prefill, &["attn_prefill"])?) {
+                (OpImpl::Tuned { params, .. }, Some(mut ks)) => Some(PrefillLaunch::new(ks.remove(0), params)?),
+                _ => None,
+            };
+        Ok(OpKernels { k, tuned, decode, prefill, choice })
+    }
+
+    /// Whether this instance runs any attention family (the model then allocates the packed
+    /// Q/K/V buffers and the split workspace).
+    pub fn uses_attention_families(&self) -> bool {
+        self.decode.is_some() || self.prefill.is_some()
+    }
+
+    /// The attention kernel for a step of this layout.
+    pub fn attention_path(&self, layout: &StepLayout) -> AttnPath {
+        match layout {
+            StepLayout::Decode { .. } if self.decode.is_some() => AttnPath::Decode,
+            StepLayout::FreshPrefill { .. } if self.prefill.is_some() => AttnPath::Prefill,
+            _ => AttnPath::Plain,
+        }
     }
 
     fn get(&self, e: &str) -> &Kernel {
@@ -308,72 +528,99 @@ impl OpKernels {
                     Arg::I32(d.head_dim),
                 ],
             ),
-            OpImpl::Tuned { .. } => Err(tuned_unavailable("rope")),
+            OpImpl::Tuned { params, .. } => {
+                // The family's contract with seq_len = 1: every token is its own "sequence"
+                // whose offset is its position, so `offsets` is the model's tok_pos; Q and K
+                // are views into the fused rows (stride qkv_dim), rotated in place.
+                let p = |k: &str| params.get(k).copied().unwrap_or(1);
+                let qkv_dim = (d.n_heads + 2 * d.n_kv_heads) * d.head_dim;
+                let k = qkv + (d.n_heads * d.head_dim) as u64 * 2;
+                gpu.launch(
+                    &self.tuned["rope"],
+                    (crate::kernels::ceil_div(t as i64, p("TOKENS_PER_BLOCK")) as u32, 1, 1),
+                    (p("THREADS") as u32, 1, 1),
+                    0,
+                    &[
+                        Arg::Ptr(qkv),
+                        Arg::Ptr(k),
+                        Arg::Ptr(qkv),
+                        Arg::Ptr(k),
+                        Arg::Ptr(tok_pos),
+                        inv_freq.arg(),
+                        Arg::I32(t as i32),
+                        Arg::I32(1),
+                        Arg::I32(d.n_heads),
+                        Arg::I32(d.n_kv_heads),
+                        Arg::I32(d.head_dim),
+                        Arg::I32(qkv_dim),
+                        Arg::I32(qkv_dim),
+                    ],
+                )
+            }
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub fn kv_append(
-        &self,
-        gpu: &Gpu,
-        qkv: u64,
-        k: u64,
-        v: u64,
-        tok_seq: u64,
-        tok_pos: u64,
-        t: usize,
-        d: AttnDims,
-    ) -> Result<()> {
-        gpu.launch(
-            self.get("kv_append"),
-            (t as u32, 1, 1),
-            (256, 1, 1),
-            0,
-            &[
-                Arg::Ptr(qkv),
-                Arg::Ptr(k),
-                Arg::Ptr(v),
-                Arg::Ptr(tok_seq),
-                Arg::Ptr(tok_pos),
-                Arg::I32(t as i32),
-                Arg::I32(d.n_heads),
-                Arg::I32(d.n_kv_heads),
-                Arg::I32(d.head_dim),
-                Arg::I32(d.max_seq),
-            ],
-        )
+    /// Appends the step's K and V to the cache; for the attention families also packs Q
+    /// (decode) or Q, K and V (prefill) into contiguous buffers.
+    pub fn kv_append(&self, gpu: &Gpu, s: &AttnStep, d: AttnDims) -> Result<()> {
+        let dims = [Arg::I32(s.t as i32), Arg::I32(d.n_heads), Arg::I32(d.n_kv_heads), Arg::I32(d.head_dim)];
+        let (q_out, kv_out) = match self.attention_path(s.layout) {
+            AttnPath::Plain => {
+                let mut args = vec![
+                    Arg::Ptr(s.qkv),
+                    Arg::Ptr(s.k_cache),
+                    Arg::Ptr(s.v_cache),
+                    Arg::Ptr(s.tok_seq),
+                    Arg::Ptr(s.tok_pos),
+                ];
+                args.extend(dims);
+                args.push(Arg::I32(d.max_seq));
+                return gpu.launch(self.get("kv_append"), (s.t as u32, 1, 1), (256, 1, 1), 0, &args);
+            }
+            AttnPath::Decode => (s.q_pack, (0, 0)),
+            AttnPath::Prefill => (s.q_pack, (s.k_pack, s.v_pack)),
+        };
+        let mut args = vec![
+            Arg::Ptr(s.qkv),
+            Arg::Ptr(s.k_cache),
+            Arg::Ptr(s.v_cache),
+            Arg::Ptr(q_out),
+            Arg::Ptr(kv_out.0),
+            Arg::Ptr(kv_out.1),
+            Arg::Ptr(s.tok_seq),
+            Arg::Ptr(s.tok_pos),
+        ];
+        args.extend(dims);
+        args.push(Arg::I32(d.max_seq));
+        gpu.launch(self.get("kv_append_pack"), (s.t as u32, 1, 1), (256, 1, 1), 0, &args)
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub fn attention(
-        &self,
-        gpu: &Gpu,
-        qkv: u64,
-        k: u64,
-        v: u64,
-        out: u64,
-        tok_seq: u64,
-        tok_pos: u64,
-        t: usize,
-        d: AttnDims,
-    ) -> Result<()> {
+    /// Attention of the step's tokens over their sequences' keys (kv_append ran first).
+    pub fn attention(&self, gpu: &Gpu, s: &AttnStep, d: AttnDims) -> Result<()> {
         if d.head_dim % 32 != 0 || d.head_dim > 256 {
             bail!("the reference attention kernel needs head_dim a multiple of 32 and at most 256, got {}", d.head_dim);
         }
-        match &self.choice.attention {
-            OpImpl::Reference => gpu.launch(
+        let io = |k: u64, v: u64| AttnIo { q: s.q_pack, k, v, out: s.out, ints: s.ints, ws_o: s.ws_o, ws_ml: s.ws_ml };
+        match (self.attention_path(s.layout), s.layout, &self.decode, &self.prefill) {
+            (AttnPath::Decode, StepLayout::Decode { max_len }, Some(l), _) => {
+                l.launch(gpu, &io(s.k_cache, s.v_cache), d.heads(), s.t, *max_len)
+            }
+            (AttnPath::Prefill, StepLayout::FreshPrefill { seqs, max_len }, _, Some(l)) => {
+                l.launch(gpu, &io(s.k_pack, s.v_pack), d.heads(), *seqs, *max_len)
+            }
+            _ => gpu.launch(
                 self.get("attention"),
-                (d.n_heads as u32, t as u32, 1),
+                (d.n_heads as u32, s.t as u32, 1),
                 (128, 1, 1),
                 0,
                 &[
-                    Arg::Ptr(qkv),
-                    Arg::Ptr(k),
-                    Arg::Ptr(v),
-                    Arg::Ptr(out),
-                    Arg::Ptr(tok_seq),
-                    Arg::Ptr(tok_pos),
-                    Arg::I32(t as i32),
+                    Arg::Ptr(s.qkv),
+                    Arg::Ptr(s.k_cache),
+                    Arg::Ptr(s.v_cache),
+                    Arg::Ptr(s.out),
+                    Arg::Ptr(s.tok_seq),
+                    Arg::Ptr(s.tok_pos),
+                    Arg::I32(s.t as i32),
                     Arg::I32(d.n_heads),
                     Arg::I32(d.n_kv_heads),
                     Arg::I32(d.head_dim),
@@ -381,7 +628,6 @@ impl OpKernels {
                     Arg::F32(1.0 / (d.head_dim as f32).sqrt()),
                 ],
             ),
-            OpImpl::Tuned { .. } => Err(tuned_unavailable("attention")),
         }
     }
 
@@ -437,5 +683,63 @@ impl OpKernels {
             0,
             &[Arg::Ptr(p), Arg::U64(n as u64), Arg::F32(v)],
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tuned(family: &str, params: &[(&str, i64)]) -> Chosen {
+        let params = params.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+        (OpImpl::Tuned { family: family.into(), variant: "v".into(), params }, format!("{family}: tuned v (...)"))
+    }
+
+    fn params(c: &Chosen) -> &BTreeMap<String, i64> {
+        match &c.0 {
+            OpImpl::Tuned { params, .. } => params,
+            OpImpl::Reference => panic!("expected a tuned choice"),
+        }
+    }
+
+    #[test]
+    fn rope_config_fits_the_head_dim() {
+        // Llama-3-8B: kept as it is.
+        let c = fit_rope(tuned("rope", &[("VEC", 8), ("THREADS", 64), ("TOKENS_PER_BLOCK", 1)]), 128, 6144).unwrap();
+        assert_eq!((params(&c)["VEC"], params(&c)["THREADS"]), (8, 64));
+        // Half head of 17 pairs: only scalar access; one head needs 17 threads.
+        let c = fit_rope(tuned("rope", &[("VEC", 8), ("THREADS", 64)]), 34, 34 * 5).unwrap();
+        assert_eq!((params(&c)["VEC"], params(&c)["THREADS"]), (1, 64));
+        assert!(c.1.contains("VEC = 1"), "{}", c.1);
+        // 20 pairs: the widest vector that splits them is 4.
+        let c = fit_rope(tuned("rope", &[("VEC", 8), ("THREADS", 32)]), 40, 40 * 6).unwrap();
+        assert_eq!((params(&c)["VEC"], params(&c)["THREADS"]), (4, 32));
+        // Too few threads for one head: the vector is widened back to 8.
+        let c = fit_rope(tuned("rope", &[("VEC", 2), ("THREADS", 32)]), 256, 256 * 6).unwrap();
+        assert_eq!((params(&c)["VEC"], params(&c)["THREADS"]), (8, 32));
+        // 65 pairs, scalar: raised to three whole warps.
+        let c = fit_rope(tuned("rope", &[("VEC", 8), ("THREADS", 64)]), 130, 130 * 6).unwrap();
+        assert_eq!((params(&c)["VEC"], params(&c)["THREADS"]), (1, 96));
+        assert_eq!(fit_rope((OpImpl::Reference, "n".into()), 128, 6144).unwrap().0, OpImpl::Reference);
+    }
+
+    #[test]
+    fn attention_config_takes_the_model_head_dim() {
+        let smem =
+            |p: &BTreeMap<String, i64>| decode_smem_bytes(p["BLOCK_N"], p["NUM_WARPS"], p["STAGES"], p["HEAD_DIM"], 2);
+        let winner = [("HEAD_DIM", 128), ("BLOCK_N", 128), ("NUM_WARPS", 8), ("STAGES", 2), ("SPLITS", 16)];
+        // Winner at the model's head dim: used as is.
+        let c = fit_attention(tuned("attention_decode", &winner), 128, 227 * 1024, smem).unwrap();
+        assert_eq!(params(&c)["SPLITS"], 16);
+        assert!(c.1.contains("tuned"));
+        // Winner at another head dim: the template defaults at the model's.
+        let c = fit_attention(tuned("attention_decode", &winner), 64, 227 * 1024, smem).unwrap();
+        let mut want = default_attention_params("attention_decode");
+        want.insert("HEAD_DIM".into(), 64);
+        assert_eq!(params(&c), &want);
+        assert!(c.1.contains("template defaults"), "{}", c.1);
+        // Too much shared memory for the device: an error (the op keeps its reference kernel).
+        assert!(fit_attention(tuned("attention_decode", &winner), 128, 100 * 1024, smem).is_err());
+        assert_eq!(default_attention_params("attention_prefill_varlen")["BLOCK_M"], 128);
     }
 }

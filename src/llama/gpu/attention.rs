@@ -1,0 +1,307 @@
+//! The model's side of the tuned attention families: which steps fit which family's contract,
+//! the per-step integers those families read (decode `lens`, prefill `cu_seqlens`), and their
+//! launches.
+//!
+//! * `attention_decode` (kernels/attention/decode_splitkv.cu, split-KV + combine) takes one
+//!   query per sequence, Q `[B, H, D]`, against the model's own cache layout
+//!   `[B][max_seq][KVH][D]` with `lens[b]` valid positions: it fits every decode step whose
+//!   token t belongs to sequence t (what `Step::decode` builds).
+//! * `attention_prefill` (kernels/attention/prefill.cu, flash_mma) takes Q, K, V packed along
+//!   the tokens with `cu_seqlens`, each sequence attending causally to itself only. It has no
+//!   cached prefix, so it fits a prefill whose sequences all start at position 0 (the
+//!   model's batched prefill); a step continuing a cached prefix takes the plain kernel.
+//!
+//! Both take contiguous Q (and the prefill contiguous K, V), which the fused q|k|v rows are
+//! not: `kv_append_pack` (kernels/llama/ops.cu) copies them out while it appends to the cache.
+
+use crate::gpu::device::{Arg, Gpu, Kernel};
+use crate::kernels::attention_common::{tunable, HEAD_DIMS};
+use crate::kernels::attention_decode::{choose_splits, decode_smem_bytes, DECODE_DEFAULTS, MAX_SPLITS};
+use crate::kernels::attention_prefill::{prefill_smem_bytes, PREFILL_DEFAULTS};
+use crate::kernels::ceil_div;
+use anyhow::{bail, Result};
+use std::collections::BTreeMap;
+
+/// How a step's tokens are laid out, as far as attention cares.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StepLayout {
+    /// Token t is the one new token of sequence t: the decode family fits.
+    Decode { max_len: usize },
+    /// Every sequence's tokens are consecutive in the step at positions 0, 1, 2, ... (no cached
+    /// prefix): the varlen prefill family fits, `seqs` runs of at most `max_len` tokens.
+    FreshPrefill { seqs: usize, max_len: usize },
+    /// Anything else (a prefill continuing a cached prefix, interleaved tokens).
+    Other,
+}
+
+impl StepLayout {
+    /// The layout of a step's (sequence, position) tags and the integers its family reads:
+    /// `lens` (position + 1 per token) for `Decode`, `cu_seqlens` (runs + 1) for
+    /// `FreshPrefill`, nothing for `Other`.
+    pub fn of(seq: &[usize], pos: &[usize]) -> (StepLayout, Vec<i32>) {
+        if seq.is_empty() || seq.len() != pos.len() {
+            return (StepLayout::Other, vec![]);
+        }
+        if seq.iter().enumerate().all(|(t, &s)| s == t) {
+            let lens: Vec<i32> = pos.iter().map(|&p| p as i32 + 1).collect();
+            let max_len = pos.iter().max().map_or(0, |p| p + 1);
+            return (StepLayout::Decode { max_len }, lens);
+        }
+        let mut cu = vec![0i32];
+        let mut seen = std::collections::BTreeSet::new();
+        let mut max_len = 0;
+        for t in 0..seq.len() {
+            let starts_run = t == 0 || seq[t] != seq[t - 1];
+            if starts_run {
+                if pos[t] != 0 || !seen.insert(seq[t]) {
+                    return (StepLayout::Other, vec![]);
+                }
+                if t > 0 {
+                    cu.push(t as i32);
+                }
+            } else if pos[t] != pos[t - 1] + 1 {
+                return (StepLayout::Other, vec![]);
+            }
+            max_len = max_len.max(pos[t] + 1);
+        }
+        cu.push(seq.len() as i32);
+        (StepLayout::FreshPrefill { seqs: cu.len() - 1, max_len }, cu)
+    }
+
+    pub fn is_decode(&self) -> bool {
+        matches!(self, StepLayout::Decode { .. })
+    }
+}
+
+/// Whether the attention families can run a model of this head dimension and grouping.
+pub fn families_fit(n_heads: usize, n_kv_heads: usize, head_dim: usize) -> Result<()> {
+    if !HEAD_DIMS.contains(&(head_dim as i64)) {
+        bail!("head dim {head_dim} is not one the attention families take ({HEAD_DIMS:?})");
+    }
+    if n_kv_heads == 0 || !n_heads.is_multiple_of(n_kv_heads) {
+        bail!("{n_heads} query heads are not a multiple of {n_kv_heads} KV heads");
+    }
+    Ok(())
+}
+
+/// Buffers of one attention launch (device pointers).
+#[derive(Debug, Clone, Copy)]
+pub struct AttnIo {
+    /// Contiguous Q [T, H, D] (kv_append_pack's q_out).
+    pub q: u64,
+    /// Prefill: packed K, V [T, KVH, D]. Decode: the layer's caches [B][max_seq][KVH][D].
+    pub k: u64,
+    pub v: u64,
+    /// O [T, H, D].
+    pub out: u64,
+    /// Decode: lens [T]; prefill: cu_seqlens [seqs + 1] (int32).
+    pub ints: u64,
+    /// Decode split workspace: fp32 [T, H, splits, D] and [T, H, splits, 2].
+    pub ws_o: u64,
+    pub ws_ml: u64,
+}
+
+/// Shapes of the model's attention.
+#[derive(Debug, Clone, Copy)]
+pub struct Heads {
+    pub h: i64,
+    pub kvh: i64,
+    pub d: i64,
+    /// Positions per sequence in the cache.
+    pub max_seq: i64,
+}
+
+impl Heads {
+    fn scale(&self) -> f32 {
+        1.0 / (self.d as f32).sqrt()
+    }
+}
+
+/// Bytes of the decode split workspace (ws_o, ws_ml) for `batch` sequences.
+pub fn decode_workspace_bytes(batch: usize, h: usize, d: usize) -> (usize, usize) {
+    let slots = batch * h * MAX_SPLITS as usize;
+    (slots * d * 4, slots * 2 * 4)
+}
+
+/// The decode family compiled for the model: split and combine kernels and their tunables.
+pub struct DecodeLaunch {
+    split: Kernel,
+    combine: Kernel,
+    block_n: i64,
+    warps: i64,
+    smem: i64,
+    splits: i64,
+    sm_count: i64,
+    head_dim: i64,
+}
+
+impl DecodeLaunch {
+    pub fn new(gpu: &Gpu, split: Kernel, combine: Kernel, p: &BTreeMap<String, i64>) -> Result<DecodeLaunch> {
+        let t = |n: &str| tunable(p, n, DECODE_DEFAULTS);
+        let (d, block_n, warps, stages) = (t("HEAD_DIM")?, t("BLOCK_N")?, t("NUM_WARPS")?, t("STAGES")?);
+        Ok(DecodeLaunch {
+            split,
+            combine,
+            block_n,
+            warps,
+            smem: decode_smem_bytes(block_n, warps, stages, d, 2),
+            splits: t("SPLITS")?,
+            sm_count: gpu.props.sm_count as i64,
+            head_dim: d,
+        })
+    }
+
+    /// One query per sequence for `batch` sequences whose longest cache holds `max_len` positions.
+    pub fn launch(&self, gpu: &Gpu, io: &AttnIo, hd: Heads, batch: usize, max_len: usize) -> Result<()> {
+        if hd.d != self.head_dim {
+            bail!("attention_decode compiled for HEAD_DIM = {}, the model has head dim {}", self.head_dim, hd.d);
+        }
+        let gtiles = ceil_div(hd.h / hd.kvh, 16);
+        let b = batch as i64;
+        let splits = choose_splits(self.splits, b * hd.kvh * gtiles, max_len as i64, self.block_n, self.sm_count)
+            .min(MAX_SPLITS);
+        // SAFETY: pointers are the model's buffers: Q and O hold batch·H·D bf16, the caches
+        // [batch ≤ B][max_seq][KVH][D] with lens[b] ≤ max_seq (Step::check), the workspace
+        // batch·H·MAX_SPLITS slots (decode_workspace_bytes); arguments follow the entry's
+        // contract in kernels/attention/decode_splitkv.cu.
+        gpu.launch(
+            &self.split,
+            (splits as u32, (hd.kvh * gtiles) as u32, batch as u32),
+            ((self.warps * 32) as u32, 1, 1),
+            self.smem as u32,
+            &[
+                Arg::Ptr(io.q),
+                Arg::Ptr(io.k),
+                Arg::Ptr(io.v),
+                Arg::Ptr(io.out),
+                Arg::Ptr(io.ws_o),
+                Arg::Ptr(io.ws_ml),
+                Arg::Ptr(io.ints),
+                Arg::I32(hd.max_seq as i32),
+                Arg::I32(hd.h as i32),
+                Arg::I32(hd.kvh as i32),
+                Arg::F32(hd.scale()),
+            ],
+        )?;
+        if splits > 1 {
+            // SAFETY: as above; combine reads the `splits` partial states the split kernel wrote.
+            gpu.launch(
+                &self.combine,
+                (hd.h as u32, batch as u32, 1),
+                (hd.d as u32, 1, 1),
+                0,
+                &[
+                    Arg::Ptr(io.ws_o),
+                    Arg::Ptr(io.ws_ml),
+                    Arg::Ptr(io.out),
+                    Arg::I32(hd.h as i32),
+                    Arg::I32(splits as i32),
+                ],
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// The prefill family compiled for the model.
+pub struct PrefillLaunch {
+    kernel: Kernel,
+    block_m: i64,
+    warps: i64,
+    smem: i64,
+    head_dim: i64,
+}
+
+impl PrefillLaunch {
+    pub fn new(kernel: Kernel, p: &BTreeMap<String, i64>) -> Result<PrefillLaunch> {
+        let t = |n: &str| tunable(p, n, PREFILL_DEFAULTS);
+        let (d, block_m, block_n, warps, stages) =
+            (t("HEAD_DIM")?, t("BLOCK_M")?, t("BLOCK_N")?, t("NUM_WARPS")?, t("STAGES")?);
+        Ok(PrefillLaunch {
+            kernel,
+            block_m,
+            warps,
+            smem: prefill_smem_bytes(block_m, block_n, stages, d, 2),
+            head_dim: d,
+        })
+    }
+
+    /// `seqs` sequences packed by cu_seqlens (io.ints), the longest `max_len` tokens.
+    pub fn launch(&self, gpu: &Gpu, io: &AttnIo, hd: Heads, seqs: usize, max_len: usize) -> Result<()> {
+        if hd.d != self.head_dim {
+            bail!("attention_prefill compiled for HEAD_DIM = {}, the model has head dim {}", self.head_dim, hd.d);
+        }
+        if max_len == 0 {
+            return Ok(());
+        }
+        if ceil_div(max_len as i64, self.block_m) > 65_535 || seqs > 65_535 {
+            bail!("prefill attention: {seqs} sequences of up to {max_len} tokens exceed one launch's grid");
+        }
+        // SAFETY: Q/O hold T·H·D bf16 and K/V T·KVH·D (packed by kv_append_pack for this
+        // step), cu_seqlens has seqs + 1 entries ending at T; the contract of
+        // kernels/attention/prefill.cu.
+        gpu.launch(
+            &self.kernel,
+            (hd.h as u32, ceil_div(max_len as i64, self.block_m) as u32, seqs as u32),
+            ((self.warps * 32) as u32, 1, 1),
+            self.smem as u32,
+            &[
+                Arg::Ptr(io.q),
+                Arg::Ptr(io.k),
+                Arg::Ptr(io.v),
+                Arg::Ptr(io.out),
+                Arg::Ptr(io.ints),
+                Arg::I32(hd.h as i32),
+                Arg::I32(hd.kvh as i32),
+                Arg::F32(hd.scale()),
+            ],
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decode_steps_give_lens() {
+        let (l, ints) = StepLayout::of(&[0, 1, 2], &[5, 9, 0]);
+        assert_eq!(l, StepLayout::Decode { max_len: 10 });
+        assert_eq!(ints, vec![6, 10, 1]);
+        assert!(l.is_decode());
+    }
+
+    #[test]
+    fn fresh_prefills_give_cu_seqlens() {
+        // Step::prefill of prompts of 3, 1 and 2 tokens
+        let (l, cu) = StepLayout::of(&[0, 0, 0, 1, 2, 2], &[0, 1, 2, 0, 0, 1]);
+        assert_eq!(l, StepLayout::FreshPrefill { seqs: 3, max_len: 3 });
+        assert_eq!(cu, vec![0, 3, 4, 6]);
+        // sequences in any slot order
+        let (l, cu) = StepLayout::of(&[2, 2, 0], &[0, 1, 0]);
+        assert_eq!(l, StepLayout::FreshPrefill { seqs: 2, max_len: 2 });
+        assert_eq!(cu, vec![0, 2, 3]);
+    }
+
+    #[test]
+    fn other_steps_fall_back() {
+        // a cached prefix (sequence 0 continues at position 4)
+        assert_eq!(StepLayout::of(&[0, 0, 1], &[4, 5, 0]).0, StepLayout::Other);
+        // a gap inside a run
+        assert_eq!(StepLayout::of(&[1, 1], &[0, 2]).0, StepLayout::Other);
+        // one sequence in two runs
+        assert_eq!(StepLayout::of(&[1, 0, 1], &[0, 0, 0]).0, StepLayout::Other);
+        // one token per sequence but not in slot order
+        assert_eq!(StepLayout::of(&[1, 0], &[3, 3]).0, StepLayout::Other);
+        assert_eq!(StepLayout::of(&[], &[]).0, StepLayout::Other);
+    }
+
+    #[test]
+    fn fit_and_workspace() {
+        assert!(families_fit(32, 8, 128).is_ok());
+        assert!(families_fit(9, 3, 64).is_ok());
+        assert!(families_fit(4, 2, 32).is_err());
+        assert!(families_fit(32, 5, 128).is_err());
+        assert_eq!(decode_workspace_bytes(1, 32, 128), (32 * 128 * 128 * 4, 32 * 128 * 8));
+    }
+}
