@@ -166,6 +166,28 @@ pub struct PathComparison {
     pub disagreements: Vec<(usize, usize, u32, u32, f32)>,
 }
 
+impl PathComparison {
+    /// A top-2 gap of the reference within which either token is a fair greedy choice: twice
+    /// the largest logit difference measured between the paths (bf16 rounding of different,
+    /// equally right summation orders moves a logit that much).
+    pub fn tie_tolerance(&self) -> f64 {
+        2.0 * self.max_abs_logit_err
+    }
+
+    /// Disagreements the logit error does not explain (reference top-2 gap above the tie
+    /// tolerance): each is a real difference between the paths.
+    pub fn unexplained(&self) -> usize {
+        let tol = self.tie_tolerance();
+        self.disagreements.iter().filter(|d| f64::from(d.4) > tol).count()
+    }
+
+    /// The paths agree: logits within bf16 tolerance, every greedy disagreement at a near-tie,
+    /// and at least 90% of the greedy choices equal (a floor against systematic drift).
+    pub fn passes(&self, max_rel_logit_err: f64) -> bool {
+        self.max_rel_logit_err <= max_rel_logit_err && self.unexplained() == 0 && self.agreed * 10 >= self.compared * 9
+    }
+}
+
 /// Runs both models in lockstep, teacher-forced with the reference's greedy tokens so every
 /// step compares logits for the same inputs; the comparison of logits runs on the device.
 pub fn compare_paths(
@@ -208,6 +230,28 @@ pub fn compare_paths(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn disagreements_pass_only_at_near_ties() {
+        let mut c = PathComparison {
+            max_rel_logit_err: 2e-2,
+            max_abs_logit_err: 0.05,
+            compared: 100,
+            agreed: 98,
+            disagreements: vec![(0, 3, 1, 2, 0.0), (1, 7, 4, 5, 0.09)],
+        };
+        assert_eq!(c.unexplained(), 0);
+        assert!(c.passes(3e-2));
+        c.disagreements[1].4 = 0.5; // a clear winner changed: a real difference
+        assert_eq!(c.unexplained(), 1);
+        assert!(!c.passes(3e-2));
+        c.disagreements[1].4 = 0.0;
+        c.agreed = 80; // too many flips, even at ties
+        assert!(!c.passes(3e-2));
+        c.agreed = 98;
+        c.max_rel_logit_err = 0.1;
+        assert!(!c.passes(3e-2));
+    }
 
     #[test]
     fn sampling_respects_temperature_and_top_p() {
