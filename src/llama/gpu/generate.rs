@@ -122,7 +122,11 @@ pub fn generate(
     }
     gpu.synchronize()?;
     let t0 = Instant::now();
-    model.forward(gpu, &Step::prefill(prompts))?;
+    // NVTX phase ranges (free unless Nsight Systems is attached).
+    nvtx::range_push!("prefill");
+    let prefill = model.forward(gpu, &Step::prefill(prompts));
+    nvtx::range_pop!();
+    prefill?;
     let mut next = choose(gpu, model, sampling, &mut rng)?;
     res.ttft_s = t0.elapsed().as_secs_f64();
     let mut done = vec![false; n];
@@ -138,7 +142,10 @@ pub fn generate(
         // The token fed now is generated token i-1, at position prompt_len + i - 1.
         let pos: Vec<usize> = prompts.iter().map(|p| p.len() + i - 1).collect();
         res.kv_positions_read += pos.iter().map(|p| p + 1).sum::<usize>();
-        model.forward(gpu, &Step::decode(&next, &pos))?;
+        nvtx::range_push!("decode step");
+        let step = model.forward(gpu, &Step::decode(&next, &pos));
+        nvtx::range_pop!();
+        step?;
         next = choose(gpu, model, sampling, &mut rng)?;
         res.decode_steps += 1;
         for b in 0..n {

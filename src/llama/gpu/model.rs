@@ -230,9 +230,9 @@ impl GpuModel {
         }
     }
 
-    fn prof_start(&mut self, gpu: &Gpu) -> Result<usize> {
+    fn prof_start(&mut self, gpu: &Gpu, kind: OpKind) -> Result<usize> {
         match &mut self.profiler {
-            Some(p) => p.start(gpu),
+            Some(p) => p.start(gpu, kind),
             None => Ok(0),
         }
     }
@@ -263,7 +263,7 @@ impl GpuModel {
             gpu.synchronize()?;
             self.ws = gpu.alloc(need)?;
         }
-        let s = self.prof_start(gpu)?;
+        let s = self.prof_start(gpu, kind)?;
         self.linear.run(gpu, x, w, y, residual, self.ws.ptr, m as i64, n as i64, k as i64)?;
         self.prof_stop(gpu, kind, s)
     }
@@ -303,16 +303,16 @@ impl GpuModel {
             (self.a.x.ptr, self.a.h.ptr, self.a.qkv.ptr, self.a.attn.ptr, self.a.gate_up.ptr, self.a.act.ptr);
         let qkv_dim = c.q_dim() + 2 * c.kv_dim();
 
-        let s = self.prof_start(gpu)?;
+        let s = self.prof_start(gpu, OpKind::Embedding)?;
         self.ops.gather(gpu, w.tok_embeddings.ptr, ids, x, t, c.dim)?;
         self.prof_stop(gpu, OpKind::Embedding, s)?;
         for (l, lw) in w.layers.iter().enumerate() {
             let (kc, vc) = (self.k_cache[l].ptr, self.v_cache[l].ptr);
-            let s = self.prof_start(gpu)?;
+            let s = self.prof_start(gpu, OpKind::RmsNorm)?;
             self.ops.rmsnorm(gpu, x, &lw.attn_norm, h, t, c.dim, c.norm_eps)?;
             self.prof_stop(gpu, OpKind::RmsNorm, s)?;
             self.linear(gpu, OpKind::GemmQkv, h, lw.wqkv.ptr, qkv, false, t, qkv_dim, c.dim)?;
-            let s = self.prof_start(gpu)?;
+            let s = self.prof_start(gpu, OpKind::Rope)?;
             self.ops.rope(gpu, qkv, pos, &w.rope_inv_freqs, t, d)?;
             self.prof_stop(gpu, OpKind::Rope, s)?;
             let io = AttnStep {
@@ -331,24 +331,24 @@ impl GpuModel {
                 ws_ml: self.a.ws_ml.ptr,
                 t,
             };
-            let s = self.prof_start(gpu)?;
+            let s = self.prof_start(gpu, OpKind::KvAppend)?;
             self.ops.kv_append(gpu, &io, d)?;
             self.prof_stop(gpu, OpKind::KvAppend, s)?;
-            let s = self.prof_start(gpu)?;
+            let s = self.prof_start(gpu, attn_kind)?;
             self.ops.attention(gpu, &io, d)?;
             self.prof_stop(gpu, attn_kind, s)?;
             self.linear(gpu, OpKind::GemmO, attn, lw.wo.ptr, x, true, t, c.dim, c.q_dim())?;
-            let s = self.prof_start(gpu)?;
+            let s = self.prof_start(gpu, OpKind::RmsNorm)?;
             self.ops.rmsnorm(gpu, x, &lw.ffn_norm, h, t, c.dim, c.norm_eps)?;
             self.prof_stop(gpu, OpKind::RmsNorm, s)?;
             self.linear(gpu, OpKind::GemmGateUp, h, lw.w_gate_up.ptr, gu, false, t, 2 * c.ffn_dim, c.dim)?;
-            let s = self.prof_start(gpu)?;
+            let s = self.prof_start(gpu, OpKind::SwiGlu)?;
             self.ops.swiglu(gpu, gu, act, t, c.ffn_dim)?;
             self.prof_stop(gpu, OpKind::SwiGlu, s)?;
             self.linear(gpu, OpKind::GemmDown, act, lw.w_down.ptr, x, true, t, c.dim, c.ffn_dim)?;
         }
         let rows = step.out.len();
-        let s = self.prof_start(gpu)?;
+        let s = self.prof_start(gpu, OpKind::RmsNorm)?;
         self.ops.gather(gpu, x, out, self.a.last.ptr, rows, c.dim)?;
         self.ops.rmsnorm(gpu, self.a.last.ptr, &w.norm, self.a.last_h.ptr, rows, c.dim, c.norm_eps)?;
         self.prof_stop(gpu, OpKind::RmsNorm, s)?;
@@ -361,7 +361,7 @@ impl GpuModel {
     /// Greedy choice for each output row of the last step (argmax on the device).
     pub fn argmax(&mut self, gpu: &Gpu) -> Result<Vec<u32>> {
         let rows = self.out_rows;
-        let s = self.prof_start(gpu)?;
+        let s = self.prof_start(gpu, OpKind::Argmax)?;
         self.ops.argmax(gpu, self.a.logits.ptr, self.a.argmax.ptr, rows, self.config().vocab_size)?;
         self.prof_stop(gpu, OpKind::Argmax, s)?;
         let v: Vec<i32> = self.a.argmax.download(rows)?;

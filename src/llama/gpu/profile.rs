@@ -1,4 +1,7 @@
-//! `--profile`: time per op kind with CUDA events, printed like PyTorch profiler's table.
+//! `--profile`: time per op kind with CUDA events, printed like PyTorch profiler's table,
+//! and an NVTX range around each op (named by its kind) so Nsight Systems shows the same
+//! breakdown on its timeline (`nsys profile kernlab e2e --profile`). NVTX calls do nothing
+//! unless a tool is attached.
 //!
 //! Each op is bracketed by two events on the stream. Events are pooled and read back after
 //! each step (the step ends in a synchronization anyway), so a long run needs no more events
@@ -36,12 +39,14 @@ impl Profiler {
     }
 
     /// Marks the start of an op.
-    pub fn start(&mut self, gpu: &Gpu) -> Result<usize> {
+    pub fn start(&mut self, gpu: &Gpu, kind: OpKind) -> Result<usize> {
+        nvtx::range_push!("{}", kind.name());
         self.event(gpu)
     }
 
     /// Marks the end of the op started at `start`.
     pub fn stop(&mut self, gpu: &Gpu, kind: OpKind, start: usize) -> Result<()> {
+        nvtx::range_pop!();
         let e = self.event(gpu)?;
         debug_assert_eq!(e, start + 1);
         self.open.push((kind, start));
