@@ -51,16 +51,29 @@ pub fn check_quantizer(gpu: &Gpu, cache: &ModuleCache, mut record: impl FnMut(bo
             let bits: Vec<u16> = w.iter().map(|v| half.from_f32(*v)).collect();
             let dev_w = gpu.alloc(n * k * 2)?;
             dev_w.upload(&bits)?;
-            let q = Int4Quantizer::new(gpu, cache, dt, group)?.quantize(gpu, dev_w.ptr, n as i64, k as i64)?;
+            let quantizer = Int4Quantizer::new(gpu, cache, dt, group)?;
+            let q = quantizer.quantize(gpu, dev_w.ptr, n as i64, k as i64)?;
+            let deq = gpu.alloc(n * k * 2)?;
+            quantizer.dequantize(gpu, &q, &deq)?;
             gpu.synchronize()?;
+            let deq_dev: Vec<u16> = deq.download(n * k)?;
             let packed: Vec<u32> = q.packed.download(n * k / 8)?;
             let scales: Vec<u16> = q.scales.download(n * k / group as usize)?;
             let cfg = RtnConfig { group: GroupSize::Group(group as usize), symmetric: true, scale_dtype: half };
             let host = quantize_rtn(&w, n, k, &cfg).context("host RTN")?;
             let bad_word = packed.iter().zip(&host.packed).position(|(a, b)| a != b);
             let bad_scale = scales.iter().zip(&host.scales).position(|(a, b)| a != b);
+            let deq_host: Vec<u16> = host.dequantize().iter().map(|v| half.from_f32(*v)).collect();
+            let bad_deq = deq_dev.iter().zip(&deq_host).position(|(a, b)| a != b);
             match (bad_word, bad_scale) {
-                (None, None) => record(true, format!("{what}: codes and scales equal quant::quantize_rtn")),
+                (None, None) if bad_deq.is_none() => record(
+                    true,
+                    format!("{what}: codes and scales equal quant::quantize_rtn; int4_dequantize equals Int4Weight::dequantize"),
+                ),
+                (None, None) => {
+                    let i = bad_deq.unwrap_or(0);
+                    record(false, format!("{what}: int4_dequantize element {i} {:#06x} vs host {:#06x}", deq_dev[i], deq_host[i]))
+                }
                 (Some(i), _) => record(
                     false,
                     format!(

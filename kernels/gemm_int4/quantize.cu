@@ -20,6 +20,13 @@
 //     [K/GROUP][N] bits of T. One warp per (row, group), 8 warps per block:
 //     grid = (ceil(N * (K/GROUP) / 8), 1, 1), block = (256, 1, 1), no dynamic shared memory.
 //   Requirements: K % GROUP == 0.
+//
+//   extern "C" __global__ void int4_dequantize(const unsigned* Wq, const unsigned short* scales,
+//       T* W, int N, int K)
+//     The inverse for symmetric weights: W[n][k] = (q - 8) * s rounded once to T (the value is
+//     exact in fp32), 8 values (one word) per thread and one 16-byte store. For prefill-sized
+//     M the model dequantizes a weight into a scratch buffer and runs the bf16 GEMM (what
+//     vLLM's AWQ path does from 256 tokens on). Grid-stride: any grid, block = (256, 1, 1).
 
 #include <cuda_fp16.h>
 #include <cuda_bf16.h>
@@ -91,4 +98,26 @@ int4_quantize_rtn(const T* __restrict__ W, unsigned* __restrict__ Wq, unsigned s
 #pragma unroll
     for (int off = 1; off < 8 / VALS; off <<= 1) bits |= __shfl_xor_sync(0xffffffffu, bits, off);
     if ((lane * VALS) % 8 == 0) Wq[((size_t)row * K + k0) / 8] = bits;
+}
+
+extern "C" __global__ void __launch_bounds__(256)
+int4_dequantize(const unsigned* __restrict__ Wq, const unsigned short* __restrict__ scales, T* __restrict__ W, int N,
+                int K) {
+    const long long words_per_row = K / 8;
+    const long long words = (long long)N * words_per_row;
+    for (long long i = (long long)blockIdx.x * 256 + threadIdx.x; i < words; i += (long long)gridDim.x * 256) {
+        const int row = (int)(i / words_per_row);
+        const int k0 = (int)(i % words_per_row) * 8;
+        const float s = from_bits(__ldg(scales + (size_t)(k0 / GROUP) * N + row));
+        const unsigned w = __ldg(Wq + i);
+        unsigned out[4];
+#pragma unroll
+        for (int c = 0; c < 8; c += 2) {
+            const unsigned q0 = (w >> (4 * ((c >> 1) + 4 * (c & 1)))) & 15u;
+            const unsigned q1 = (w >> (4 * (((c + 1) >> 1) + 4 * ((c + 1) & 1)))) & 15u;
+            const unsigned lo = to_bits(((float)q0 - 8.0f) * s), hi = to_bits(((float)q1 - 8.0f) * s);
+            out[c / 2] = lo | (hi << 16);
+        }
+        reinterpret_cast<uint4*>(W)[i] = make_uint4(out[0], out[1], out[2], out[3]);
+    }
 }

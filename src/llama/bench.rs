@@ -357,6 +357,7 @@ fn build_model(
             store: store.clone(),
             int4: Box::new(TunedGemm::with_kind(gpu, cache, db, LinearKind::Int4 { group: MODEL_GROUP })?),
             dense: Box::new(TunedGemm::new(gpu, cache, db)?),
+            scratch: None,
         },
     };
     if !reference && !db.exists() {

@@ -45,6 +45,7 @@ impl DeviceInt4 {
 
 pub struct Int4Quantizer {
     kernel: Kernel,
+    dequant: Kernel,
     group: i64,
 }
 
@@ -59,7 +60,11 @@ impl Int4Quantizer {
         let m = cache
             .get_or_compile(&quantize_request(&gpu.props.arch(), dt, group))
             .context("compiling kernels/gemm_int4/quantize.cu")?;
-        Ok(Int4Quantizer { kernel: gpu.load(&m.cubin, "int4_quantize_rtn")?, group })
+        Ok(Int4Quantizer {
+            kernel: gpu.load(&m.cubin, "int4_quantize_rtn")?,
+            dequant: gpu.load(&m.cubin, "int4_dequantize")?,
+            group,
+        })
     }
 
     /// Quantizes W[n, k] (16-bit floats at device address `w`) into new device buffers.
@@ -86,5 +91,29 @@ impl Int4Quantizer {
             &[Arg::Ptr(w), packed.arg(), scales.arg(), Arg::I32(n as i32), Arg::I32(k as i32)],
         )?;
         Ok(DeviceInt4 { n, k, group: self.group, packed, scales })
+    }
+
+    /// out[n][k] = dequant(q) in the activation dtype (16-bit), for a bf16 GEMM on it.
+    pub fn dequantize(&self, gpu: &Gpu, q: &DeviceInt4, out: &DevBuf) -> Result<()> {
+        if q.group != self.group || out.bytes < (q.n * q.k * 2) as usize {
+            bail!(
+                "int4 dequantize of a {}x{} g{} weight: needs a g{} quantizer and {} output bytes (has {})",
+                q.n,
+                q.k,
+                q.group,
+                self.group,
+                q.n * q.k * 2,
+                out.bytes
+            );
+        }
+        let words = q.n * q.k / 8;
+        let blocks = crate::kernels::ceil_div(words, 256).min(i64::from(gpu.props.sm_count) * 16);
+        gpu.launch(
+            &self.dequant,
+            (blocks as u32, 1, 1),
+            (256, 1, 1),
+            0,
+            &[q.packed.arg(), q.scales.arg(), out.arg(), Arg::I32(q.n as i32), Arg::I32(q.k as i32)],
+        )
     }
 }

@@ -20,7 +20,15 @@ use std::collections::{HashMap, HashSet};
 /// Group size of the model's int4 weights.
 pub const MODEL_GROUP: i64 = 128;
 
+/// From this many rows (tokens) on, a linear dequantizes its weight into a scratch buffer and
+/// runs the tuned bf16 GEMM: at prefill sizes the GEMM is compute bound, and int4_mma
+/// (mma.sync with the dequant in its inner loop) reaches only 0.30× cuBLAS at M = 1024 on an
+/// H200 (1025 µs vs 311 µs for 1024×28672×4096), while the dequantize pass costs about
+/// 0.3 GB of traffic (≈ 75 µs). vLLM's AWQ layer makes the same switch at 256 tokens.
+pub const DEQUANT_GEMM_MIN_M: i64 = 256;
+
 pub struct Int4Store {
+    quantizer: Int4Quantizer,
     by_ptr: HashMap<u64, DeviceInt4>,
     shapes: HashSet<(i64, i64)>,
     dense_shapes: HashSet<(i64, i64)>,
@@ -46,6 +54,7 @@ impl Int4Store {
     pub fn quantize(gpu: &Gpu, cache: &ModuleCache, w: &GpuWeights) -> Result<Int4Store> {
         let q = Int4Quantizer::new(gpu, cache, DType::BF16, MODEL_GROUP)?;
         let mut store = Int4Store {
+            quantizer: q,
             by_ptr: HashMap::new(),
             shapes: HashSet::new(),
             dense_shapes: HashSet::new(),
@@ -53,7 +62,10 @@ impl Int4Store {
             int4_bytes: 0,
         };
         for (buf, n, k) in layer_linears(w) {
-            let dq = q.quantize(gpu, buf.ptr, n, k).with_context(|| format!("quantizing a {n}x{k} linear to int4"))?;
+            let dq = store
+                .quantizer
+                .quantize(gpu, buf.ptr, n, k)
+                .with_context(|| format!("quantizing a {n}x{k} linear to int4"))?;
             store.bf16_bytes += buf.bytes;
             store.int4_bytes += dq.bytes();
             store.shapes.insert((n, k));
@@ -63,6 +75,16 @@ impl Int4Store {
         store.dense_shapes.insert((c.vocab_size as i64, c.dim as i64));
         gpu.synchronize()?;
         Ok(store)
+    }
+
+    /// Bytes of the largest weight dequantized to bf16 (the prefill scratch buffer).
+    pub fn max_dequantized_bytes(&self) -> usize {
+        self.by_ptr.values().map(|q| (q.n * q.k * 2) as usize).max().unwrap_or(0)
+    }
+
+    /// dequant(q) into `out` (bf16), for the prefill path.
+    pub fn dequantize(&self, gpu: &Gpu, q: &DeviceInt4, out: &DevBuf) -> Result<()> {
+        self.quantizer.dequantize(gpu, q, out)
     }
 
     pub fn get(&self, bf16_ptr: u64) -> Option<&DeviceInt4> {

@@ -8,12 +8,12 @@
 
 use crate::gpu::blas::Blas;
 use crate::gpu::cache::{self, ModuleCache};
-use crate::gpu::device::{Gpu, Kernel};
+use crate::gpu::device::{DevBuf, Gpu, Kernel};
 use crate::kernels::gemm::{self, LinearIo};
 use crate::kernels::gemm_int4::linear::{self as int4_linear, Int4Io};
 use crate::kernels::gemm_int4::GemmInt4;
 use crate::kernels::{ceil_div, DType, Family};
-use crate::llama::gpu::int4_weights::Int4Store;
+use crate::llama::gpu::int4_weights::{Int4Store, DEQUANT_GEMM_MIN_M};
 use crate::tune::compile;
 use crate::tune::db::{Query, TunedDb};
 use crate::tune::space::{Candidate, Sweep};
@@ -312,10 +312,13 @@ pub enum LinearBackend {
     Tuned(Box<TunedGemm>),
     /// int4 weights for the layers' linears (looked up by their bf16 buffer's address), the
     /// tuned bf16 GEMM for the rest (the lm_head stays bf16, as AWQ/GPTQ checkpoints keep it).
+    /// From DEQUANT_GEMM_MIN_M rows on, an int4 linear dequantizes into `scratch` and runs
+    /// the bf16 GEMM.
     Int4 {
         store: Rc<Int4Store>,
         int4: Box<TunedGemm>,
         dense: Box<TunedGemm>,
+        scratch: Option<DevBuf>,
     },
 }
 
@@ -324,7 +327,9 @@ impl LinearBackend {
         match self {
             LinearBackend::Cublas(_) => "cuBLAS",
             LinearBackend::Tuned(_) => "kernlab gemm (tuned)",
-            LinearBackend::Int4 { .. } => "kernlab gemm_int4 (tuned) + gemm for the lm_head",
+            LinearBackend::Int4 { .. } => {
+                "kernlab gemm_int4 (tuned; prefill: dequantize + gemm) + gemm for the lm_head"
+            }
         }
     }
 
@@ -345,10 +350,13 @@ impl LinearBackend {
                 let p = t.plan(gpu, m, n, k)?;
                 Ok(gemm::workspace_bytes(&p.variant, &p.params, m, n))
             }
-            LinearBackend::Int4 { store, int4, dense } => {
+            LinearBackend::Int4 { store, int4, dense, .. } => {
                 // The shape alone does not say which weight comes: plan what may run it.
                 let mut need = 0;
-                if store.has_shape(n, k) {
+                if store.has_shape(n, k) && m >= DEQUANT_GEMM_MIN_M {
+                    let p = dense.plan(gpu, m, n, k)?;
+                    need = need.max(gemm::workspace_bytes(&p.variant, &p.params, m, n));
+                } else if store.has_shape(n, k) {
                     let p = int4.plan(gpu, m, n, k)?;
                     need = need.max(int4_linear::workspace_bytes(&p.variant, &p.params, m, n));
                 }
@@ -393,7 +401,17 @@ impl LinearBackend {
                     DType::BF16,
                 )
             }
-            LinearBackend::Int4 { store, int4, dense } => match store.get(w) {
+            LinearBackend::Int4 { store, int4, dense, scratch } => match store.get(w) {
+                Some(q) if m >= DEQUANT_GEMM_MIN_M => {
+                    if scratch.is_none() {
+                        *scratch = Some(gpu.alloc(store.max_dequantized_bytes())?);
+                    }
+                    let buf = scratch.as_ref().expect("allocated above");
+                    store.dequantize(gpu, q, buf)?;
+                    let p = dense.plan(gpu, m, n, k)?;
+                    let io = LinearIo { x, w: buf.ptr, y, r, ws };
+                    gemm::launch_linear(gpu, &p.kernels, &p.variant, &p.params, io, m, n, k, DType::BF16)
+                }
                 Some(q) => {
                     anyhow::ensure!(q.n == n && q.k == k, "internal: int4 weight {}x{} used as {n}x{k}", q.n, q.k);
                     let p = int4.plan(gpu, m, n, k)?;
