@@ -16,11 +16,16 @@
 //    [BN][64] (three buffers), the same values as int4_mma: (q - z) * s (or q * s + m),
 //    rounded once to the activation dtype.
 //  - The loop keeps one wgmma group in flight across the barrier:
-//      issue cp.async of tile kt+STAGES-2   (its ring slot held tile kt-2: wgmma kt-2 is done)
 //      issue wgmma of tile kt (A ring slot kt, B buffer kt % 3), commit
 //      wait own copies of tile kt+1, dequantize its W chunks into B buffer (kt+1) % 3 (last
 //        read by wgmma kt-2), fence.proxy.async (generic writes → async proxy)
+//      issue cp.async of tile kt+STAGES-2   (its ring slot held tile kt-2: wgmma kt-2 is done)
 //      wgmma.wait_group 1 (wgmma kt-1 done in this warpgroup), __syncthreads
+//    The copies are issued after the fence on purpose: fence.proxy.async compiles to
+//    MEMBAR.ALL.CTA, which waits for all of the thread's outstanding cp.async copies. Issued
+//    before it (first version), every k-tile cost a full memory latency (~1.25 us on an H200,
+//    whatever STAGES was, deeper rings slower). Now only tiles kt+2 .. kt+STAGES-3 are
+//    waited for there; STAGES = 4 leaves none in flight (a one-iteration prefetch).
 //    so the dequant of tile kt+1 runs while the tensor cores work on tile kt (and kt-1).
 //  - Warpgroups: WG_M × WG_N; warpgroup (wm, wn) computes rows [wm·BM/WG_M, +BM/WG_M) as
 //    MT = BM/(64·WG_M) m64 tiles and columns [wn·WN, +WN) with WN = BN/WG_N (wgmma n).
@@ -37,7 +42,7 @@
 //   ZERO_MODE [0]      0 symmetric (q-8)*s; 1 u8 zeros (q-z)*s; 2 float mins q*s+m
 //   BM [128] BN [128]  block tile; BM = 64 * MT * WG_M with MT = 1 or 2
 //   WG_M [2] WG_N [1]  warpgroups along M and N; WN = BN / WG_N in 32..256, WN % 32 == 0
-//   STAGES [4]         cp.async ring depth (>= 3; prefetch distance STAGES - 2 tiles)
+//   STAGES [4]         cp.async ring depth (>= 4); STAGES - 4 tiles stay in flight across the fence
 //   SPLITK [1]         K splits over blockIdx.z (> 1 needs gemm_splitk_reduce)
 // Constraints: MT * WN <= 256 (fp32 accumulators per thread), threads = 128*WG_M*WG_N <= 1024.
 //
@@ -120,8 +125,8 @@
 #if MT * WN > 256
 #error "MT * WN <= 256 (accumulator registers)"
 #endif
-#if STAGES < 3
-#error "STAGES must be >= 3"
+#if STAGES < 4
+#error "STAGES must be >= 4"
 #endif
 #if NTHREADS > 1024
 #error "too many warpgroups"
@@ -463,16 +468,11 @@ int4_mma_wgmma(const T* __restrict__ X, const u32* __restrict__ Wq, const u16* _
         fetch_scales(kt_begin);
         cp_async_wait<STAGES - 3>();
         dequant_tile(0, 0);
-        fetch_scales(kt_begin + 1);
         fence_proxy_async();
+        fetch_scales(kt_begin + 1);
         __syncthreads();
 
         for (int t = 0; t < KT; t++) {
-            {
-                const int nt = t + STAGES - 2;
-                if (nt < KT) load_tile(nt % STAGES, kt_begin + nt);
-                cp_async_commit();
-            }
             const int slot = t % STAGES, buf = t % 3;
             wg_fence();
 #pragma unroll
@@ -488,10 +488,17 @@ int4_mma_wgmma(const T* __restrict__ X, const u32* __restrict__ Wq, const u16* _
             }
             wg_commit();
             if (t + 1 < KT) {
-                cp_async_wait<STAGES - 3>();
+                cp_async_wait<STAGES - 4>();  // tile t+1 (tiles t+2 .. t+STAGES-3 may be in flight)
                 dequant_tile((t + 1) % STAGES, (t + 1) % 3);
-                fetch_scales(kt_begin + t + 2);
+                // The fence is MEMBAR.ALL.CTA + FENCE.VIEW.ASYNC: it waits for every load this
+                // thread has in flight, so the scale loads and the next copies come after it.
                 fence_proxy_async();
+                fetch_scales(kt_begin + t + 2);
+            }
+            {
+                const int nt = t + STAGES - 2;  // its slot held tile t-2 (wgmma t-2 is done)
+                if (nt < KT) load_tile(nt % STAGES, kt_begin + nt);
+                cp_async_commit();
             }
             wg_wait<1>();
             __syncthreads();

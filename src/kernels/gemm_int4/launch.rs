@@ -166,8 +166,8 @@ pub fn wgmma_plan(m: i64, n: i64, k: i64, fmt: &Int4Format, p: &BTreeMap<String,
     {
         bail!("int4_mma_wgmma: BM={bm} BN={bn} WG_M={wg_m} WG_N={wg_n} break the template's rules");
     }
-    if mt * wn > 256 || stages < 3 || 128 * wg_m * wg_n > 1024 {
-        bail!("int4_mma_wgmma: MT*WN = {} (<= 256), STAGES = {stages} (>= 3), {} threads", mt * wn, 128 * wg_m * wg_n);
+    if mt * wn > 256 || stages < 4 || 128 * wg_m * wg_n > 1024 {
+        bail!("int4_mma_wgmma: MT*WN = {} (<= 256), STAGES = {stages} (>= 4), {} threads", mt * wn, 128 * wg_m * wg_n);
     }
     if k % 64 != 0 {
         bail!("int4_mma_wgmma: K = {k} is not a multiple of its 64-column k-tile (shape {shape})");
