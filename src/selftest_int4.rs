@@ -114,7 +114,12 @@ pub fn check_model_linear(
         ("int4_gemv_tc", 5usize, vec![("SPLITK", 1)]),
         ("int4_gemv_tc", 3, vec![("SPLITK", 2)]),
         ("int4_mma", 33, vec![]),
+        ("int4_mma_wgmma", 33, vec![("SPLITK", 1)]),
+        ("int4_mma_wgmma", 33, vec![("SPLITK", 2)]),
     ] {
+        if variant == "int4_mma_wgmma" && gpu.props.cc_major < 9 {
+            continue; // wgmma: Hopper only
+        }
         let v = sweep.variant(variant).with_context(|| format!("sweeps/gemm_int4.toml lacks {variant}"))?;
         let mut params: BTreeMap<String, i64> = crate::llama::gpu::linear::template_defaults(&v.source);
         params.extend(extra.iter().map(|(k, v)| (k.to_string(), *v)));

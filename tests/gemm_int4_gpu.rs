@@ -48,7 +48,7 @@ fn every_variant_and_format_matches_the_reference() {
     for text in GemmInt4.selftest_shapes() {
         let shape = Shape::parse(text, GemmInt4.shape_dims()).unwrap();
         let kept = sweep.enumerate(&shape.dims, 2, &limits).unwrap().kept;
-        for c in ["int4_gemv", "int4_gemv_tc", "int4_mma"].iter().flat_map(|v| sample(&kept, v)) {
+        for c in ["int4_gemv", "int4_gemv_tc", "int4_mma", "int4_mma_wgmma"].iter().flat_map(|v| sample(&kept, v)) {
             for (_, overlay) in SELFTEST_FORMATS {
                 let c2 = Candidate { variant: c.variant.clone(), params: with_format(&c.params, overlay) };
                 for dt in [DType::BF16, DType::F16] {
@@ -73,7 +73,7 @@ fn every_variant_and_format_matches_the_reference() {
         let shape = Shape::parse(text, GemmInt4.shape_dims()).unwrap();
         let kept = sweep.enumerate(&shape.dims, 2, &limits).unwrap().kept;
         let cands: Vec<Candidate> =
-            ["int4_gemv", "int4_gemv_tc", "int4_mma"].iter().flat_map(|v| sample(&kept, v)).collect();
+            ["int4_gemv", "int4_gemv_tc", "int4_mma", "int4_mma_wgmma"].iter().flat_map(|v| sample(&kept, v)).collect();
         for dt in [DType::BF16, DType::F16] {
             let tol = sweep.tolerance.get(dt.name()).copied().unwrap_or(dt.default_tolerance());
             let mut problem = GemmInt4.problem(&gpu, &shape, dt).unwrap();

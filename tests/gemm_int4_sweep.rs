@@ -4,7 +4,7 @@
 //! shapes are clear errors.
 
 use kernlab::kernels::gemm_int4::{
-    gemv_plan, gemv_tc_plan, mma_geometry, with_format, GemmInt4, Int4Format, SELFTEST_FORMATS,
+    gemv_plan, gemv_tc_plan, mma_geometry, wgmma_plan, with_format, GemmInt4, Int4Format, SELFTEST_FORMATS,
 };
 use kernlab::kernels::{family, DType, Family, Shape};
 use kernlab::tune::runner::plan_shapes;
@@ -28,6 +28,7 @@ fn launchable(c: &Candidate, s: &Shape, dt: DType) -> anyhow::Result<()> {
         "int4_gemv" => gemv_plan(m, n, k, &fmt, &c.params).map(|_| ()),
         "int4_gemv_tc" => gemv_tc_plan(m, n, k, &fmt, &c.params).map(|_| ()),
         "int4_mma" => mma_geometry(m, n, k, &fmt, &c.params).map(|_| ()),
+        "int4_mma_wgmma" => wgmma_plan(m, n, k, &fmt, &c.params).map(|_| ()),
         v => anyhow::bail!("unknown variant {v}"),
     }
 }
@@ -59,13 +60,15 @@ fn every_default_shape_keeps_a_measurable_space_that_meets_the_launch_contracts(
     for (dt, shape) in plan_shapes(&GemmInt4, &s, &[], &[]).unwrap() {
         let m = shape.get("M");
         let cands = kept(&s, &shape, "sm_90a");
-        assert!((15..=130).contains(&cands.len()), "{}: {} candidates", shape.label(), cands.len());
+        assert!((12..=130).contains(&cands.len()), "{}: {} candidates", shape.label(), cands.len());
         let count = |v: &str| cands.iter().filter(|c| c.variant == v).count();
-        let (gemv, gemv_tc, mma) = (count("int4_gemv"), count("int4_gemv_tc"), count("int4_mma"));
-        println!("{}: {gemv} int4_gemv, {gemv_tc} int4_gemv_tc, {mma} int4_mma", shape.label());
+        let (gemv, gemv_tc, mma, wgmma) =
+            (count("int4_gemv"), count("int4_gemv_tc"), count("int4_mma"), count("int4_mma_wgmma"));
+        println!("{}: {gemv} int4_gemv, {gemv_tc} int4_gemv_tc, {mma} int4_mma, {wgmma} int4_mma_wgmma", shape.label());
         assert_eq!(gemv > 0, m <= 16, "{}: int4_gemv is for M <= 16", shape.label());
         assert_eq!(gemv_tc > 0, m <= 16, "{}: int4_gemv_tc is for M <= 16", shape.label());
         assert_eq!(mma > 0, m >= 16, "{}: int4_mma is for M >= 16", shape.label());
+        assert_eq!(wgmma > 0, m >= 64, "{}: int4_mma_wgmma is for M >= 64 (sm_90)", shape.label());
         for c in &cands {
             launchable(c, &shape, dt).unwrap_or_else(|e| panic!("{} {:?}: {e:#}", shape.label(), c));
             // The default sweep measures one format: g128 symmetric.
@@ -86,7 +89,13 @@ fn selftest_shapes_keep_candidates_of_each_variant_in_every_format() {
         let m = shape.get("M");
         for arch in ["sm_80", "sm_86", "sm_90a"] {
             let cands = kept(&s, &shape, arch);
-            for (variant, wanted) in [("int4_gemv", m <= 16), ("int4_gemv_tc", m <= 16), ("int4_mma", m >= 16)] {
+            let hopper = arch == "sm_90a";
+            for (variant, wanted) in [
+                ("int4_gemv", m <= 16),
+                ("int4_gemv_tc", m <= 16),
+                ("int4_mma", m >= 16),
+                ("int4_mma_wgmma", m >= 64 && hopper),
+            ] {
                 let of: Vec<&Candidate> = cands.iter().filter(|c| c.variant == variant).collect();
                 assert_eq!(!of.is_empty(), wanted, "{text} on {arch}: {variant}");
                 for c in of {

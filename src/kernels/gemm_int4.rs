@@ -9,6 +9,9 @@
 //!   instead of int4_gemv's fp32 multiply-adds per activation row.
 //! - `int4_mma` (kernels/gemm_int4/int4_mma.cu): tensor cores (mma.sync m16n8k16), any M;
 //!   cp.async pipeline of raw X and packed W tiles, B fragments dequantized in registers.
+//! - `int4_mma_wgmma` (kernels/gemm_int4/int4_mma_wgmma.cu): Hopper, M ≥ 64: each k-tile of W
+//!   dequantized once into shared memory and read by wgmma as B, overlapped with the previous
+//!   tile's wgmma; optional split-K with gemm_splitk_reduce.
 //!
 //! Reference: dequantize W with a plain kernel (kernels/gemm_int4/reference.cu) into the
 //! activation dtype, then cuBLAS. Peer: that same cuBLAS bf16/fp16 GEMM on the dequantized
@@ -27,7 +30,10 @@ pub mod quantize;
 mod reference;
 
 pub use format::{with_format, Int4Format, ZeroMode, DEFAULT_GROUP, MIN_GROUP, SELFTEST_FORMATS};
-pub use launch::{gemv_plan, gemv_tc_plan, mma_geometry, mma_smem_bytes, GemvPlan, Geometry, GEMV_MAX_M, MAX_SPLITK};
+pub use launch::{
+    gemv_plan, gemv_tc_plan, mma_geometry, mma_smem_bytes, wgmma_plan, wgmma_smem_bytes, GemvPlan, Geometry,
+    GEMV_MAX_M, MAX_SPLITK, WGMMA_MAX_SPLITK,
+};
 pub use problem::GemmInt4Problem;
 pub use reference::{reference_request, RefKernels, REFERENCE_SOURCE};
 
@@ -38,7 +44,7 @@ use anyhow::{bail, Result};
 pub struct GemmInt4;
 
 /// The variants this build can launch.
-pub const VARIANTS: &[&str] = &["int4_gemv", "int4_gemv_tc", "int4_mma"];
+pub const VARIANTS: &[&str] = &["int4_gemv", "int4_gemv_tc", "int4_mma", "int4_mma_wgmma"];
 
 impl Family for GemmInt4 {
     fn name(&self) -> &'static str {
@@ -62,6 +68,7 @@ impl Family for GemmInt4 {
             "int4_gemv" => &["int4_gemv", "int4_splitk_reduce"],
             "int4_gemv_tc" => &["int4_gemv_tc", "gemm_splitk_reduce"],
             "int4_mma" => &["int4_mma"],
+            "int4_mma_wgmma" => &["int4_mma_wgmma", "gemm_splitk_reduce"],
             other => {
                 bail!("the gemm_int4 family has no variant {other:?} (known: {})", VARIANTS.join(", "))
             }

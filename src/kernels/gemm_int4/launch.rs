@@ -139,6 +139,59 @@ pub fn mma_geometry(m: i64, n: i64, k: i64, fmt: &Int4Format, p: &BTreeMap<Strin
     })
 }
 
+/// Dynamic shared memory of int4_mma_wgmma: three dequantized W tiles (BN·64 16-bit values),
+/// STAGES ring slots of the X tile (BM·64) and the packed W tile (BN·32 bytes), and 1 KiB of
+/// slack to align the swizzled buffers to 1024 bytes.
+pub fn wgmma_smem_bytes(bm: i64, bn: i64, stages: i64) -> i64 {
+    3 * bn * 128 + stages * (bm * 128 + bn * 32) + 1024
+}
+
+/// Largest SPLITK int4_mma_wgmma may use (sizes its fp32 workspace).
+pub const WGMMA_MAX_SPLITK: i64 = 8;
+
+/// int4_mma_wgmma: grid (ceil(N/BN), ceil(M/BM), SPLITK), 128·WG_M·WG_N threads, plus
+/// `gemm_splitk_reduce` when SPLITK > 1 (the same plan shape as the decode kernels').
+pub fn wgmma_plan(m: i64, n: i64, k: i64, fmt: &Int4Format, p: &BTreeMap<String, i64>) -> Result<GemvPlan> {
+    let (bm, bn, wg_m, wg_n) = (param(p, "BM")?, param(p, "BN")?, param(p, "WG_M")?, param(p, "WG_N")?);
+    let (stages, splitk) = (param(p, "STAGES")?, param(p, "SPLITK")?);
+    let shape = format!("{m}x{n}x{k}");
+    let wn = if wg_n > 0 { bn / wg_n } else { 0 };
+    let mt = if wg_m > 0 { bm / (64 * wg_m) } else { 0 };
+    if !(1..=2).contains(&mt)
+        || bm != 64 * mt * wg_m
+        || wg_n < 1
+        || bn % wg_n != 0
+        || wn % 32 != 0
+        || !(32..=256).contains(&wn)
+    {
+        bail!("int4_mma_wgmma: BM={bm} BN={bn} WG_M={wg_m} WG_N={wg_n} break the template's rules");
+    }
+    if mt * wn > 256 || stages < 4 || 128 * wg_m * wg_n > 1024 {
+        bail!("int4_mma_wgmma: MT*WN = {} (<= 256), STAGES = {stages} (>= 4), {} threads", mt * wn, 128 * wg_m * wg_n);
+    }
+    if k % 64 != 0 {
+        bail!("int4_mma_wgmma: K = {k} is not a multiple of its 64-column k-tile (shape {shape})");
+    }
+    if fmt.group % 32 != 0 || k % fmt.group != 0 {
+        bail!("int4_mma_wgmma: GROUP = {} must be a multiple of 32 dividing K = {k} (shape {shape})", fmt.group);
+    }
+    if !(1..=WGMMA_MAX_SPLITK).contains(&splitk) {
+        bail!("int4_mma_wgmma: SPLITK = {splitk} is outside 1..={WGMMA_MAX_SPLITK} (the workspace's size)");
+    }
+    let main = Geometry {
+        grid: (
+            grid_dim(ceil_div(n, bn), "int4_mma_wgmma grid.x")?,
+            grid_dim(ceil_div(m, bm), "int4_mma_wgmma grid.y")?,
+            splitk as u32,
+        ),
+        block: ((128 * wg_m * wg_n) as u32, 1, 1),
+        smem: wgmma_smem_bytes(bm, bn, stages) as u32,
+    };
+    let reduce =
+        (splitk > 1).then(|| Geometry { grid: (ceil_div(m * n, 256) as u32, 1, 1), block: (256, 1, 1), smem: 0 });
+    Ok(GemvPlan { main, splitk, reduce })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,5 +246,21 @@ mod tests {
         assert!(mma_geometry(16, 64, 4128, &f, &q).is_err());
         let g32 = Int4Format { group: 32, ..f };
         assert!(mma_geometry(16, 64, 4096, &g32, &q).is_ok());
+    }
+
+    #[test]
+    fn wgmma_plan_and_contract() {
+        let f = Int4Format::default_for(DType::BF16);
+        let q = p(&[("BM", 128), ("BN", 224), ("WG_M", 2), ("WG_N", 1), ("STAGES", 6), ("SPLITK", 2)]);
+        let g = wgmma_plan(130, 1000, 4096, &f, &q).unwrap();
+        assert_eq!(g.main.grid, (5, 2, 2));
+        assert_eq!(g.main.block, (256, 1, 1));
+        assert_eq!(g.main.smem as i64, 3 * 224 * 128 + 6 * (128 * 128 + 224 * 32) + 1024);
+        assert_eq!(g.reduce.unwrap().grid, (ceil_div(130 * 1000, 256) as u32, 1, 1));
+        assert!(wgmma_plan(128, 64, 4128, &f, &q).is_err(), "K not a multiple of 64");
+        let bad = p(&[("BM", 192), ("BN", 128), ("WG_M", 2), ("WG_N", 1), ("STAGES", 4), ("SPLITK", 1)]);
+        assert!(wgmma_plan(128, 64, 4096, &f, &bad).is_err(), "MT = 1.5");
+        let wide = p(&[("BM", 256), ("BN", 256), ("WG_M", 2), ("WG_N", 1), ("STAGES", 4), ("SPLITK", 1)]);
+        assert!(wgmma_plan(2048, 4096, 4096, &f, &wide).is_err(), "MT*WN = 512 accumulators");
     }
 }

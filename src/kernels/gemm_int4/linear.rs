@@ -3,7 +3,7 @@
 //! workspace, in the symmetric format the device quantizer writes.
 
 use super::format::Int4Format;
-use super::launch::{gemv_plan, gemv_tc_plan, mma_geometry, GemvPlan};
+use super::launch::{gemv_plan, gemv_tc_plan, mma_geometry, wgmma_plan, GemvPlan};
 use crate::gpu::device::{Arg, Gpu, Kernel};
 use crate::kernels::DType;
 use anyhow::{bail, Context, Result};
@@ -26,14 +26,16 @@ fn decode_plan(variant: &str, m: i64, n: i64, k: i64, fmt: &Int4Format, p: &BTre
     match variant {
         "int4_gemv" => gemv_plan(m, n, k, fmt, p),
         "int4_gemv_tc" => gemv_tc_plan(m, n, k, fmt, p),
-        other => bail!("{other} is not an int4 decode variant"),
+        // Not a decode kernel, but the same arguments and split-K reduction.
+        "int4_mma_wgmma" => wgmma_plan(m, n, k, fmt, p),
+        other => bail!("{other} is not an int4 variant with a split-K plan"),
     }
 }
 
 /// fp32 workspace bytes a configuration needs at (M, N).
 pub fn workspace_bytes(variant: &str, params: &BTreeMap<String, i64>, m: i64, n: i64) -> usize {
     match variant {
-        "int4_gemv" | "int4_gemv_tc" => {
+        "int4_gemv" | "int4_gemv_tc" | "int4_mma_wgmma" => {
             let s = params.get("SPLITK").copied().unwrap_or(1);
             if s > 1 {
                 (s * m * n * 4) as usize
@@ -62,7 +64,7 @@ pub fn launch_linear(
     let get = |e: &str| kernels.get(e).with_context(|| format!("the {variant} module lacks {e}"));
     let dims = [Arg::I32(m as i32), Arg::I32(n as i32), Arg::I32(k as i32)];
     match variant {
-        "int4_gemv" | "int4_gemv_tc" => {
+        "int4_gemv" | "int4_gemv_tc" | "int4_mma_wgmma" => {
             let plan = decode_plan(variant, m, n, k, &fmt, params)?;
             let split = plan.splitk > 1;
             let g = plan.main;

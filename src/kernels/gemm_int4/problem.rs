@@ -2,7 +2,9 @@
 //! dequantize-then-cuBLAS reference, the candidates' launches and the cuBLAS bf16 peer.
 
 use super::format::{half_of, Int4Format, ZeroMode, MIN_GROUP};
-use super::launch::{gemv_plan, gemv_tc_plan, mma_geometry, GemvPlan, GEMV_MAX_M, MAX_SPLITK};
+use super::launch::{
+    gemv_plan, gemv_tc_plan, mma_geometry, wgmma_plan, GemvPlan, GEMV_MAX_M, MAX_SPLITK, WGMMA_MAX_SPLITK,
+};
 use super::reference::RefKernels;
 use crate::gpu::blas::Blas;
 use crate::gpu::device::{Arg, DevBuf, Gpu, Kernel};
@@ -22,6 +24,9 @@ const MIN_RANGE: (f32, f32) = (-11.5, -3.5);
 const MAX_ZERO: i32 = crate::quant::format::MAX_INT_ZERO as i32;
 /// Largest M·N·K `reference_vs_cpu` computes on the host (about a second with rayon).
 const CPU_CHECK_MAX_MACS: i64 = 1 << 31;
+/// Largest M·N for which int4_mma_wgmma gets a split-K workspace (8 splits of 128×28672 is
+/// 117 MB); larger outputs have enough tiles to fill the GPU without splitting.
+const WGMMA_SPLITK_MAX_MN: i64 = 1 << 22;
 
 pub struct GemmInt4Problem {
     pub m: i64,
@@ -40,7 +45,7 @@ pub struct GemmInt4Problem {
     w_deq: DevBuf,
     y: DevBuf,
     y_ref: DevBuf,
-    /// fp32 split-K partials of int4_gemv (only allocated when M ≤ 16).
+    /// fp32 split-K partials of the decode kernels (M ≤ 16) and of int4_mma_wgmma (M·N ≤ 2^22).
     ws: DevBuf,
     blas: Blas,
     refk: RefKernels,
@@ -52,7 +57,13 @@ impl GemmInt4Problem {
         let e = dt.bytes() as i64;
         // Scales and zeros are sized for the smallest group any candidate may ask for.
         let group_bytes = (k / MIN_GROUP) * n * 2;
-        let ws_bytes = if m <= GEMV_MAX_M { MAX_SPLITK * m * n * 4 } else { 0 };
+        let ws_bytes = if m <= GEMV_MAX_M {
+            MAX_SPLITK * m * n * 4
+        } else if m * n <= WGMMA_SPLITK_MAX_MN {
+            WGMMA_MAX_SPLITK * m * n * 4
+        } else {
+            0
+        };
         let need = m * k * e + n * k / 2 + 2 * group_bytes + n * k * e + 2 * m * n * e + ws_bytes;
         let (free, _) = gpu.ctx.mem_get_info().unwrap_or((usize::MAX, 0));
         if need as usize > free {
@@ -212,6 +223,53 @@ impl GemmInt4Problem {
         )
     }
 
+    /// int4_mma_wgmma, then `gemm_splitk_reduce` (kernels/gemm/splitk_reduce.cuh) over its
+    /// fp32 partials when SPLITK > 1.
+    fn launch_wgmma(&self, gpu: &Gpu, kernels: &BTreeMap<String, Kernel>, plan: &GemvPlan) -> Result<()> {
+        let main = kernels.get("int4_mma_wgmma").context("module lacks int4_mma_wgmma")?;
+        let ws = if plan.splitk > 1 {
+            let need = plan.splitk * self.m * self.n * 4;
+            if (self.ws.bytes as i64) < need {
+                bail!(
+                    "int4_mma_wgmma {}x{}x{}: SPLITK = {} needs a {need}-byte workspace, this problem has {} (split-K \
+                     is for M·N <= {WGMMA_SPLITK_MAX_MN})",
+                    self.m,
+                    self.n,
+                    self.k,
+                    plan.splitk,
+                    self.ws.bytes
+                );
+            }
+            self.ws.ptr
+        } else {
+            0
+        };
+        let g = plan.main;
+        let (m, n) = (Arg::I32(self.m as i32), Arg::I32(self.n as i32));
+        gpu.launch(
+            main,
+            g.grid,
+            g.block,
+            g.smem,
+            &[
+                self.x.arg(),
+                self.wq.arg(),
+                self.scales.arg(),
+                self.zeros_arg(),
+                Arg::Ptr(0), // no residual
+                self.y.arg(),
+                Arg::Ptr(ws),
+                m,
+                n,
+                Arg::I32(self.k as i32),
+            ],
+        )?;
+        let Some(r) = plan.reduce else { return Ok(()) };
+        let red = kernels.get("gemm_splitk_reduce").context("module lacks gemm_splitk_reduce")?;
+        let splits = Arg::I32(plan.splitk as i32);
+        gpu.launch(red, r.grid, r.block, r.smem, &[self.ws.arg(), self.y.arg(), Arg::Ptr(0), m, n, splits])
+    }
+
     /// The current weight as the host format, downloaded (small shapes only).
     fn download_weight(&self) -> Result<Int4Weight> {
         let (n, k, g) = (self.n as usize, self.k as usize, self.groups());
@@ -272,6 +330,10 @@ impl Problem for GemmInt4Problem {
                 self.launch_decode(gpu, kernels, "int4_gemv_tc", &plan)
             }
             "int4_mma" => self.launch_mma(gpu, kernels, p),
+            "int4_mma_wgmma" => {
+                let plan = wgmma_plan(self.m, self.n, self.k, &self.fmt, p)?;
+                self.launch_wgmma(gpu, kernels, &plan)
+            }
             other => {
                 bail!(
                     "the gemm_int4 family has no variant {other:?} (known: {})",

@@ -1,0 +1,558 @@
+// int4_mma_wgmma.cu — W4A16 GEMM on Hopper's wgmma: Y[M,N] = X[M,K] · dequant(W)ᵀ (+ R[M,N]).
+//
+// For M = 64..2048+ (batched decode, prefill) on sm_90a. int4_mma (mma.sync) dequantizes a
+// B fragment per warp and per m16 row block, and mma.sync tops out near 650 TFLOP/s on an
+// H200 anyway; here every weight of a block's k-tile is dequantized once, into shared memory,
+// and all warpgroups read it as wgmma's B operand, while the tensor cores run asynchronously.
+//
+// Per 64-wide k-tile kt (BK = 64 = one 128-byte swizzle row of 16-bit values):
+//  - X tile [BM][64] and the raw packed W tile [BN][8 words] arrive by cp.async in a
+//    STAGES-deep ring. X lands in the 128-byte swizzled K-major layout wgmma reads (16-byte
+//    chunk c of row r at r*128 + ((c ^ (r % 8)) * 16)); the raw W words are unswizzled.
+//  - Every thread owns fixed 16-byte chunks of the raw W tile (4 words = 32 codes of one row)
+//    and is the thread that cp.async's them, so it only waits for its own copies before
+//    dequantizing them (no barrier between arrival and dequant). A chunk lies in one group
+//    (GROUP % 32 == 0). It becomes 4 swizzled 16-byte chunks of the dequantized W tile
+//    [BN][64] (three buffers), the same values as int4_mma: (q - z) * s (or q * s + m),
+//    rounded once to the activation dtype.
+//  - The loop keeps one wgmma group in flight across the barrier:
+//      issue wgmma of tile kt (A ring slot kt, B buffer kt % 3), commit
+//      wait own copies of tile kt+1, dequantize its W chunks into B buffer (kt+1) % 3 (last
+//        read by wgmma kt-2), fence.proxy.async (generic writes → async proxy)
+//      issue cp.async of tile kt+STAGES-2   (its ring slot held tile kt-2: wgmma kt-2 is done)
+//      wgmma.wait_group 1 (wgmma kt-1 done in this warpgroup), __syncthreads
+//    The copies are issued after the fence on purpose: fence.proxy.async compiles to
+//    MEMBAR.ALL.CTA, which waits for all of the thread's outstanding cp.async copies. Issued
+//    before it (first version), every k-tile cost a full memory latency (~1.25 us on an H200,
+//    whatever STAGES was, deeper rings slower). Now only tiles kt+2 .. kt+STAGES-3 are
+//    waited for there; STAGES = 4 leaves none in flight (a one-iteration prefetch).
+//    so the dequant of tile kt+1 runs while the tensor cores work on tile kt (and kt-1).
+//  - Warpgroups: WG_M × WG_N; warpgroup (wm, wn) computes rows [wm·BM/WG_M, +BM/WG_M) as
+//    MT = BM/(64·WG_M) m64 tiles and columns [wn·WN, +WN) with WN = BN/WG_N (wgmma n).
+//  - SPLITK > 1 splits the k-tiles over blockIdx.z and writes fp32 partials to WS,
+//    summed by gemm_splitk_reduce (deterministic).
+//
+// Weight format (docs/int4-format.md): Wq u32 [N][K/8] (row n contiguous along K), scales
+// [K/GROUP][N] (f16/bf16 bits), zeros per ZERO_MODE [K/GROUP][N].
+//
+// Tunables (defaults in brackets):
+//   KL_FP16 [0]        0: X, R, Y bf16; 1: fp16
+//   KL_SCALE_FP16      dtype of scales/mins, 1 = f16, 0 = bf16 [same as KL_FP16]
+//   GROUP [128]        group size along K, a multiple of 32
+//   ZERO_MODE [0]      0 symmetric (q-8)*s; 1 u8 zeros (q-z)*s; 2 float mins q*s+m
+//   BM [128] BN [128]  block tile; BM = 64 * MT * WG_M with MT = 1 or 2
+//   WG_M [2] WG_N [1]  warpgroups along M and N; WN = BN / WG_N in 32..256, WN % 32 == 0
+//   STAGES [4]         cp.async ring depth (>= 4); STAGES - 4 tiles stay in flight across the fence
+//   SPLITK [1]         K splits over blockIdx.z (> 1 needs gemm_splitk_reduce)
+// Constraints: MT * WN <= 256 (fp32 accumulators per thread), threads = 128*WG_M*WG_N <= 1024.
+//
+// Launch contract:
+//   extern "C" __global__ void int4_mma_wgmma(const T* X, const unsigned* Wq,
+//       const unsigned short* scales, const void* zeros, const T* R, T* Y, float* WS,
+//       int M, int N, int K)
+//     T = __nv_bfloat16 (__half with KL_FP16=1); zeros: ZERO_MODE 0 ignored (may be NULL),
+//     1: const unsigned char* [K/GROUP][N], 2: const unsigned short* [K/GROUP][N];
+//     R nullable. SPLITK == 1: Y (+R) written, WS unused (may be NULL). SPLITK > 1: WS fp32
+//     [SPLITK][M][N] fully written (empty splits write zeros), Y and R untouched; then
+//     gemm_splitk_reduce(WS, Y, R, M, N, SPLITK): grid (ceil(M*N/256), 1, 1), block (256, 1, 1).
+//     grid  = (ceil(N / BN), ceil(M / BM), SPLITK)
+//     block = (128 * WG_M * WG_N, 1, 1)
+//     dynamic shared memory = 3*BN*128 + STAGES*(BM*128 + BN*32) + 1024 bytes (the host
+//       raises CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES).
+//   Requirements: K % 64 == 0 and K % GROUP == 0; X, Wq 16-byte aligned (K % 8 == 0 keeps
+//   every row aligned); M, N arbitrary >= 1 (partial tiles are zero-filled, stores guarded).
+//   sm_90a.
+
+#include <cuda_fp16.h>
+#include <cuda_bf16.h>
+
+#ifndef KL_FP16
+#define KL_FP16 0
+#endif
+#ifndef KL_SCALE_FP16
+#define KL_SCALE_FP16 KL_FP16
+#endif
+#ifndef GROUP
+#define GROUP 128
+#endif
+#ifndef ZERO_MODE
+#define ZERO_MODE 0
+#endif
+#ifndef BM
+#define BM 128
+#endif
+#ifndef BN
+#define BN 128
+#endif
+#ifndef WG_M
+#define WG_M 2
+#endif
+#ifndef WG_N
+#define WG_N 1
+#endif
+#ifndef STAGES
+#define STAGES 4
+#endif
+#ifndef SPLITK
+#define SPLITK 1
+#endif
+
+#define BK 64
+#define MT (BM / (64 * WG_M))
+#define WN (BN / WG_N)
+#define NTHREADS (128 * WG_M * WG_N)
+#define ACC (WN / 2)                    // fp32 accumulators per thread per m64 tile
+#define A_BYTES (BM * 128)              // one ring slot of the X tile
+#define RAW_BYTES (BN * 32)             // one ring slot of the packed W tile
+#define BD_BYTES (BN * 128)             // one dequantized W tile
+#define B_CHUNKS (BN * 2)               // 16-byte raw chunks per W tile
+#define A_CHUNKS (BM * 8)               // 16-byte chunks per X tile
+#define B_PER_THREAD ((B_CHUNKS + NTHREADS - 1) / NTHREADS)
+#define A_PER_THREAD ((A_CHUNKS + NTHREADS - 1) / NTHREADS)
+
+#if GROUP % 32 != 0
+#error "GROUP must be a multiple of 32 (a thread's 32 codes lie in one group)"
+#endif
+#if ZERO_MODE < 0 || ZERO_MODE > 2
+#error "ZERO_MODE must be 0, 1 or 2"
+#endif
+#if (MT != 1 && MT != 2) || BM != 64 * MT * WG_M
+#error "BM must be 64 * MT * WG_M with MT = 1 or 2"
+#endif
+#if BN % WG_N != 0 || WN % 32 != 0 || WN < 32 || WN > 256
+#error "WN = BN / WG_N must be a multiple of 32 in 32..256"
+#endif
+#if MT * WN > 256
+#error "MT * WN <= 256 (accumulator registers)"
+#endif
+#if STAGES < 4
+#error "STAGES must be >= 4"
+#endif
+#if NTHREADS > 1024
+#error "too many warpgroups"
+#endif
+
+#if KL_FP16
+typedef __half T;
+#define PTX_T "f16"
+#define MAGIC 0x64006400u  // fp16 1024.0 twice: | q gives 1024 + q
+#define ONE2 0x3C003C00u   // fp16 1.0 twice
+#else
+typedef __nv_bfloat16 T;
+#define PTX_T "bf16"
+#define MAGIC 0x43004300u  // bf16 128.0 twice: | q gives 128 + q
+#define ONE2 0x3F803F80u   // bf16 1.0 twice
+#endif
+#define NEG_ZERO2 0x80008000u
+#define DEQ_FP32 (KL_SCALE_FP16 != KL_FP16)
+
+#include "../gemm/splitk_reduce.cuh"
+
+typedef unsigned int u32;
+typedef unsigned short u16;
+
+// ---- PTX helpers -------------------------------------------------------------------------
+
+__device__ __forceinline__ u32 smem_addr(const void* p) { return static_cast<u32>(__cvta_generic_to_shared(p)); }
+
+__device__ __forceinline__ void cp_async16(u32 dst, const void* src, int src_bytes) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int N_>
+__device__ __forceinline__ void cp_async_wait() {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N_) : "memory");
+}
+// Makes this thread's generic-proxy shared-memory writes (st.shared, completed cp.async)
+// visible to the async proxy that wgmma reads through.
+__device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+
+__device__ __forceinline__ void wg_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wg_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+template <int N_>
+__device__ __forceinline__ void wg_wait() {
+    asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N_) : "memory");
+}
+__device__ __forceinline__ void reg_fence(float& r) { asm volatile("" : "+f"(r)::"memory"); }
+
+// Shared-memory matrix descriptor, K-major, 128-byte swizzle: start >> 4 (bits 0-13),
+// LBO 1 (unused for swizzled K-major), SBO = 1024 B (8 rows of 128 B), swizzle mode 1.
+// Buffers are 1024-byte aligned; a k16 step inside the atom advances the start by 32 B.
+__device__ __forceinline__ unsigned long long make_desc(u32 addr) {
+    return (1ull << 62) | ((unsigned long long)(1024 >> 4) << 32) | (1ull << 16) |
+           (unsigned long long)((addr >> 4) & 0x3FFF);
+}
+
+// wgmma.mma_async m64nWNk16, A and B K-major from shared memory, accumulating into d[ACC]
+// (scale-d = 1: the accumulators start at zero in registers).
+#define KL_A8(i) \
+    "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3]), "+f"(d[i + 4]), "+f"(d[i + 5]), "+f"(d[i + 6]), "+f"(d[i + 7])
+#define KL_WG_HEAD(n, sc) "{\n.reg .pred p;\nsetp.ne.b32 p, %" #sc ", 0;\nwgmma.mma_async.sync.aligned.m64n" #n "k16.f32." PTX_T "." PTX_T " {"
+#define KL_WG_TAIL(da, db) "}, %" #da ", %" #db ", p, 1, 1, 0, 0;\n}\n"
+
+__device__ __forceinline__ void wgmma_tile(float (&d)[ACC], unsigned long long da, unsigned long long db) {
+#if WN == 32
+    asm volatile(KL_WG_HEAD(32, 18)
+                 "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15"
+                 KL_WG_TAIL(16, 17)
+                 : KL_A8(0), KL_A8(8)
+                 : "l"(da), "l"(db), "r"(1));
+#elif WN == 64
+    asm volatile(KL_WG_HEAD(64, 34)
+                 "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15,"
+                 "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"
+                 KL_WG_TAIL(32, 33)
+                 : KL_A8(0), KL_A8(8), KL_A8(16), KL_A8(24)
+                 : "l"(da), "l"(db), "r"(1));
+#elif WN == 96
+    asm volatile(KL_WG_HEAD(96, 50)
+                 "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15,"
+                 "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31,"
+                 "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47"
+                 KL_WG_TAIL(48, 49)
+                 : KL_A8(0), KL_A8(8), KL_A8(16), KL_A8(24), KL_A8(32), KL_A8(40)
+                 : "l"(da), "l"(db), "r"(1));
+#elif WN == 128
+    asm volatile(KL_WG_HEAD(128, 66)
+                 "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15,"
+                 "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31,"
+                 "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47,"
+                 "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
+                 KL_WG_TAIL(64, 65)
+                 : KL_A8(0), KL_A8(8), KL_A8(16), KL_A8(24), KL_A8(32), KL_A8(40), KL_A8(48), KL_A8(56)
+                 : "l"(da), "l"(db), "r"(1));
+#elif WN == 160
+    asm volatile(KL_WG_HEAD(160, 82)
+                 "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15,"
+                 "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31,"
+                 "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47,"
+                 "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63,"
+                 "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79"
+                 KL_WG_TAIL(80, 81)
+                 : KL_A8(0), KL_A8(8), KL_A8(16), KL_A8(24), KL_A8(32), KL_A8(40), KL_A8(48), KL_A8(56), KL_A8(64), KL_A8(72)
+                 : "l"(da), "l"(db), "r"(1));
+#elif WN == 192
+    asm volatile(KL_WG_HEAD(192, 98)
+                 "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15,"
+                 "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31,"
+                 "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47,"
+                 "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63,"
+                 "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79,"
+                 "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95"
+                 KL_WG_TAIL(96, 97)
+                 : KL_A8(0), KL_A8(8), KL_A8(16), KL_A8(24), KL_A8(32), KL_A8(40), KL_A8(48), KL_A8(56), KL_A8(64), KL_A8(72), KL_A8(80), KL_A8(88)
+                 : "l"(da), "l"(db), "r"(1));
+#elif WN == 224
+    asm volatile(KL_WG_HEAD(224, 114)
+                 "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15,"
+                 "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31,"
+                 "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47,"
+                 "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63,"
+                 "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79,"
+                 "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95,"
+                 "%96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111"
+                 KL_WG_TAIL(112, 113)
+                 : KL_A8(0), KL_A8(8), KL_A8(16), KL_A8(24), KL_A8(32), KL_A8(40), KL_A8(48), KL_A8(56), KL_A8(64), KL_A8(72), KL_A8(80), KL_A8(88), KL_A8(96), KL_A8(104)
+                 : "l"(da), "l"(db), "r"(1));
+#elif WN == 256
+    asm volatile(KL_WG_HEAD(256, 130)
+                 "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15,"
+                 "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31,"
+                 "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47,"
+                 "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63,"
+                 "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79,"
+                 "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95,"
+                 "%96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111,"
+                 "%112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127"
+                 KL_WG_TAIL(128, 129)
+                 : KL_A8(0), KL_A8(8), KL_A8(16), KL_A8(24), KL_A8(32), KL_A8(40), KL_A8(48), KL_A8(56), KL_A8(64), KL_A8(72), KL_A8(80), KL_A8(88), KL_A8(96), KL_A8(104), KL_A8(112), KL_A8(120)
+                 : "l"(da), "l"(db), "r"(1));
+#else
+#error "WN must be one of 32, 64, 96, 128, 160, 192, 224, 256"
+#endif
+}
+
+// ---- dequant (the same values as int4_mma) ------------------------------------------------
+// Packed path: w2 = fma2(fma2(t, 1, zneg2), s2, add2), t = pairs 128+q (1024+q for fp16):
+//   modes 0/1: zneg2 = -(MAGIC + z), add2 = -0 → (q - z) * s, one rounding
+//   mode 2:    zneg2 = -MAGIC,        add2 = m  → q * s + m,   one rounding
+// fp32 path (scale dtype != activation dtype): exact fp32 value, rounded once at the pack.
+
+__device__ __forceinline__ u32 fma2(u32 a, u32 b, u32 c) {
+    u32 d;
+    asm("fma.rn." PTX_T "x2 %0, %1, %2, %3;\n" : "=r"(d) : "r"(a), "r"(b), "r"(c));
+    return d;
+}
+
+__device__ __forceinline__ float scale_to_float(u16 b) {
+#if KL_SCALE_FP16
+    return __half2float(__ushort_as_half(b));
+#else
+    return __uint_as_float(((u32)b) << 16);
+#endif
+}
+
+__device__ __forceinline__ u32 pack_floats(float lo, float hi) {
+#if KL_FP16
+    __half2 h = __floats2half2_rn(lo, hi);
+    return *reinterpret_cast<u32*>(&h);
+#else
+    u32 d;
+    asm("cvt.rn.bf16x2.f32 %0, %1, %2;\n" : "=r"(d) : "f"(hi), "f"(lo));
+    return d;
+#endif
+}
+
+struct Deq {
+#if DEQ_FP32
+    float s, c;
+#else
+    u32 s2, zneg2, add2;
+#endif
+};
+
+__device__ __forceinline__ Deq make_deq(u32 s_bits, u32 zraw) {
+    Deq d;
+#if DEQ_FP32
+    d.s = scale_to_float((u16)s_bits);
+#if ZERO_MODE == 0
+    d.c = -136.0f * d.s;
+#elif ZERO_MODE == 1
+    d.c = -(128.0f + (float)zraw) * d.s;
+#else
+    d.c = scale_to_float((u16)zraw);
+#endif
+#else
+    d.s2 = s_bits * 0x10001u;
+#if ZERO_MODE == 0
+    d.zneg2 = (MAGIC | 0x80008000u) + 0x00080008u;
+    d.add2 = NEG_ZERO2;
+#elif ZERO_MODE == 1
+    d.zneg2 = (MAGIC | 0x80008000u) + zraw * 0x10001u;
+    d.add2 = NEG_ZERO2;
+#else
+    d.zneg2 = MAGIC | 0x80008000u;
+    d.add2 = zraw * 0x10001u;
+#endif
+#endif
+    return d;
+}
+
+// Columns (2i, 2i+1) of a word already shifted right by 4i, as a 16-bit pair in k order.
+__device__ __forceinline__ u32 dequant_pair(u32 w_shifted, const Deq& d) {
+#if DEQ_FP32
+    u32 t = (w_shifted & 0x000F000Fu) | 0x43004300u;  // bf16 (128+q_lo, 128+q_hi)
+    float lo = __uint_as_float(t << 16), hi = __uint_as_float(t & 0xFFFF0000u);
+#if ZERO_MODE == 2
+    return pack_floats(fmaf(lo - 128.0f, d.s, d.c), fmaf(hi - 128.0f, d.s, d.c));
+#else
+    return pack_floats(fmaf(lo, d.s, d.c), fmaf(hi, d.s, d.c));
+#endif
+#else
+    u32 t = (w_shifted & 0x000F000Fu) | MAGIC;
+    return fma2(fma2(t, ONE2, d.zneg2), d.s2, d.add2);
+#endif
+}
+
+// ---- the kernel --------------------------------------------------------------------------
+
+extern "C" __global__ void __launch_bounds__(NTHREADS)
+int4_mma_wgmma(const T* __restrict__ X, const u32* __restrict__ Wq, const u16* __restrict__ scales,
+               const void* __restrict__ zeros, const T* __restrict__ R, T* __restrict__ Y, float* __restrict__ WS,
+               int M, int N, int K) {
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    // wgmma's 128-byte swizzle needs 1024-byte aligned buffers (the host adds 1024 bytes).
+    const u32 base = (smem_addr(smem_raw) + 1023u) & ~1023u;
+    unsigned char* smem = smem_raw + (base - smem_addr(smem_raw));
+    const u32 bd_base = base;                                // 3 dequantized W tiles
+    const u32 a_base = bd_base + 3 * BD_BYTES;               // STAGES X tiles
+    const u32 raw_off = 3 * BD_BYTES + STAGES * A_BYTES;     // STAGES raw W tiles
+    const u32 raw_base = base + raw_off;
+
+    const int tid = threadIdx.x;
+    const int m0 = blockIdx.y * BM;
+    const int n0 = blockIdx.x * BN;
+    const int words_per_row = K / 8;
+    const int KT_ALL = K / BK;
+    const int kt_begin = (int)(((long long)blockIdx.z * KT_ALL) / SPLITK);
+    const int kt_end = (int)(((long long)(blockIdx.z + 1) * KT_ALL) / SPLITK);
+    const int KT = kt_end - kt_begin;
+
+    // Issue this thread's cp.async's of k-tile kt (absolute index) into ring slot `slot`.
+    auto load_tile = [&](int slot, int kt) {
+        const int k0 = kt * BK;
+#pragma unroll
+        for (int i = 0; i < A_PER_THREAD; i++) {
+            const int c = tid + i * NTHREADS;
+            if (A_CHUNKS % NTHREADS == 0 || c < A_CHUNKS) {
+                const int r = c >> 3, j = c & 7;
+                const int gm = m0 + r;
+                const T* src = X + (size_t)min(gm, M - 1) * K + k0 + j * 8;
+                cp_async16(a_base + slot * A_BYTES + r * 128 + ((j ^ (r & 7)) << 4), src, gm < M ? 16 : 0);
+            }
+        }
+#pragma unroll
+        for (int i = 0; i < B_PER_THREAD; i++) {
+            const int c = tid + i * NTHREADS;
+            if (B_CHUNKS % NTHREADS == 0 || c < B_CHUNKS) {
+                const int r = c >> 1, h = c & 1;
+                const int gn = n0 + r;
+                const u32* src = Wq + (size_t)min(gn, N - 1) * words_per_row + k0 / 8 + h * 4;
+                cp_async16(raw_base + slot * RAW_BYTES + c * 16, src, gn < N ? 16 : 0);
+            }
+        }
+    };
+
+    // Raw scale/zero of this thread's chunks for a k-tile, prefetched one tile ahead.
+    u32 s_raw[B_PER_THREAD], z_raw[B_PER_THREAD];
+    auto fetch_scales = [&](int kt) {
+#pragma unroll
+        for (int i = 0; i < B_PER_THREAD; i++) {
+            const int c = tid + i * NTHREADS;
+            const int n = n0 + (c >> 1);
+            s_raw[i] = 0;
+            z_raw[i] = 0;
+            if ((B_CHUNKS % NTHREADS == 0 || c < B_CHUNKS) && n < N && kt < kt_end) {
+                const size_t idx = (size_t)((kt * BK + (c & 1) * 32) / GROUP) * N + n;
+                s_raw[i] = __ldg(scales + idx);
+#if ZERO_MODE == 1
+                z_raw[i] = __ldg(reinterpret_cast<const unsigned char*>(zeros) + idx);
+#elif ZERO_MODE == 2
+                z_raw[i] = __ldg(reinterpret_cast<const u16*>(zeros) + idx);
+#endif
+            }
+        }
+    };
+
+    // Dequantize this thread's raw chunks of the tile in ring slot `slot` into B buffer `buf`.
+    auto dequant_tile = [&](int slot, int buf) {
+#pragma unroll
+        for (int i = 0; i < B_PER_THREAD; i++) {
+            const int c = tid + i * NTHREADS;
+            if (B_CHUNKS % NTHREADS == 0 || c < B_CHUNKS) {
+                const uint4 w = *reinterpret_cast<const uint4*>(smem + raw_off + slot * RAW_BYTES + c * 16);
+                const Deq d = make_deq(s_raw[i], z_raw[i]);
+                const int r = c >> 1, h = c & 1;
+                const u32 row = bd_base + buf * BD_BYTES + r * 128;
+                const u32 words[4] = {w.x, w.y, w.z, w.w};
+#pragma unroll
+                for (int q = 0; q < 4; q++) {
+                    const u32 v0 = dequant_pair(words[q], d), v1 = dequant_pair(words[q] >> 4, d);
+                    const u32 v2 = dequant_pair(words[q] >> 8, d), v3 = dequant_pair(words[q] >> 12, d);
+                    const int j = h * 4 + q;
+                    asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(row + ((j ^ (r & 7)) << 4)),
+                                 "r"(v0), "r"(v1), "r"(v2), "r"(v3)
+                                 : "memory");
+                }
+            }
+        }
+    };
+
+    const int warp = tid >> 5, lane = tid & 31;
+    const int wg = warp >> 2;                 // warpgroup
+    const int wg_m = wg / WG_N, wg_n = wg % WG_N;
+
+    float acc[MT][ACC];
+#pragma unroll
+    for (int i = 0; i < MT; i++)
+#pragma unroll
+        for (int e = 0; e < ACC; e++) acc[i][e] = 0.0f;
+
+    if (KT > 0) {
+        // Prologue: tiles 0..STAGES-3 in flight, tile 0 dequantized.
+#pragma unroll
+        for (int s = 0; s < STAGES - 2; s++) {
+            if (s < KT) load_tile(s, kt_begin + s);
+            cp_async_commit();
+        }
+        fetch_scales(kt_begin);
+        cp_async_wait<STAGES - 3>();
+        dequant_tile(0, 0);
+        fence_proxy_async();
+        fetch_scales(kt_begin + 1);
+        __syncthreads();
+
+        for (int t = 0; t < KT; t++) {
+            const int slot = t % STAGES, buf = t % 3;
+            wg_fence();
+#pragma unroll
+            for (int kk = 0; kk < BK / 16; kk++) {
+                const unsigned long long db =
+                    make_desc(bd_base + buf * BD_BYTES + wg_n * WN * 128 + kk * 32);
+#pragma unroll
+                for (int i = 0; i < MT; i++) {
+                    const unsigned long long da =
+                        make_desc(a_base + slot * A_BYTES + (wg_m * MT + i) * 64 * 128 + kk * 32);
+                    wgmma_tile(acc[i], da, db);
+                }
+            }
+            wg_commit();
+            if (t + 1 < KT) {
+                cp_async_wait<STAGES - 4>();  // tile t+1 (tiles t+2 .. t+STAGES-3 may be in flight)
+                dequant_tile((t + 1) % STAGES, (t + 1) % 3);
+                // The fence is MEMBAR.ALL.CTA + FENCE.VIEW.ASYNC: it waits for every load this
+                // thread has in flight, so the scale loads and the next copies come after it.
+                fence_proxy_async();
+                fetch_scales(kt_begin + t + 2);
+            }
+            {
+                const int nt = t + STAGES - 2;  // its slot held tile t-2 (wgmma t-2 is done)
+                if (nt < KT) load_tile(nt % STAGES, kt_begin + nt);
+                cp_async_commit();
+            }
+            wg_wait<1>();
+            __syncthreads();
+        }
+        wg_wait<0>();
+#pragma unroll
+        for (int i = 0; i < MT; i++)
+#pragma unroll
+            for (int e = 0; e < ACC; e++) reg_fence(acc[i][e]);
+    }
+    cp_async_wait<0>();
+
+    // Epilogue: accumulator e of m64 tile i → row 16*(warp%4) + lane/4 (+8 for e%4 >= 2),
+    // column 8*(e/4) + 2*(lane%4) + e%2.
+    const int row_in = 16 * (warp & 3) + (lane >> 2);
+    const int col_in = 2 * (lane & 3);
+#pragma unroll
+    for (int i = 0; i < MT; i++) {
+#pragma unroll
+        for (int j = 0; j < ACC / 4; j++) {
+            const int col = n0 + wg_n * WN + 8 * j + col_in;
+            if (col >= N) continue;
+            const bool pair = (col + 1 < N);
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                const int row = m0 + (wg_m * MT + i) * 64 + row_in + 8 * h;
+                if (row >= M) continue;
+                float v0 = acc[i][4 * j + 2 * h], v1 = acc[i][4 * j + 2 * h + 1];
+                const size_t idx = (size_t)row * N + col;
+#if SPLITK > 1
+                float* w = WS + (size_t)blockIdx.z * M * N + idx;
+                if (pair && (N % 2 == 0)) {
+                    *reinterpret_cast<float2*>(w) = make_float2(v0, v1);
+                } else {
+                    w[0] = v0;
+                    if (pair) w[1] = v1;
+                }
+#else
+                if (R) {
+                    v0 += kl_reduce_load(R[idx]);
+                    if (pair) v1 += kl_reduce_load(R[idx + 1]);
+                }
+                if (pair && (N % 2 == 0)) {
+#if KL_FP16
+                    *reinterpret_cast<__half2*>(Y + idx) = __floats2half2_rn(v0, v1);
+#else
+                    *reinterpret_cast<__nv_bfloat162*>(Y + idx) = __floats2bfloat162_rn(v0, v1);
+#endif
+                } else {
+                    kl_reduce_store(Y + idx, v0);
+                    if (pair) kl_reduce_store(Y + idx + 1, v1);
+                }
+#endif
+            }
+        }
+    }
+}
