@@ -153,6 +153,8 @@ pub fn int4_usable_at(variant: &str, m: i64) -> bool {
     match variant {
         "int4_gemv" | "int4_gemv_tc" => m <= 16,
         "int4_mma" => true,
+        // sm_90a only: a database for this GPU only holds it where it compiled and ran.
+        "int4_mma_wgmma" => m >= 64,
         _ => false,
     }
 }
