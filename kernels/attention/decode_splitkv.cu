@@ -18,23 +18,36 @@ How it works
   of query heads kvh·G + ht·16 .. (at most 16; all G of them when G <= 16) that share KV
   head kvh, so each K/V row of a split is read from DRAM once for the whole group.
 - Sequence b's keys are cut into num_splits = gridDim.x chunks of ceil(lens[b]/num_splits)
-  keys rounded up to BLOCK_N (trailing splits may be empty). A split's keys stream through
-  a STAGES-deep cp.async ring of BLOCK_N-key K and V tiles (swizzled rows, zero-filled past
+  keys (not rounded to tiles, so the splits stay balanced; only a split's last tile is
+  partial, and with more splits than keys the trailing splits are empty). A split's keys
+  stream through a STAGES-deep cp.async ring of BLOCK_N-key K and V tiles (swizzled rows, zero-filled past
   the end); warp w takes keys [w·WN, (w+1)·WN) of every tile, WN = BLOCK_N / NUM_WARPS.
 - Tensor cores as in prefill: the query heads are the 16 rows of an m16n8k16 A operand
   (rows >= the group size are zero), S = Q·Kᵀ with ldmatrix, online softmax in base 2,
   P·V with the S accumulators reused as A fragments and V read with ldmatrix.trans.
 - The warps' partial states (max, sum, O) meet in shared memory and are merged; with one
   split the block writes O directly, otherwise it writes (O, max, sum) to the workspace and
-  attn_decode_combine merges the splits: O = Σ 2^(m_s-M) O_s / Σ 2^(m_s-M) l_s.
+  the splits are merged: O = Σ 2^(m_s-M) O_s / Σ 2^(m_s-M) l_s, folded split by split in
+  index order (online rescaling), by one of
+    attn_decode_combine       a second launch, one block per (head, sequence), or
+    attn_decode_split_fused   the split kernel itself: each block bumps a counter of its
+                              (sequence, KV head, group tile) after a __threadfence; the block
+                              that brings it to num_splits is the last, resets the counter to 0
+                              for the next launch and merges the group's splits.
+  Both merge with the same code in the same order: their outputs are bitwise equal, and do not
+  depend on which block finishes last.
 
 Tunables (macros, defaults below)
     HEAD_DIM   64, 128, 192 or 256 (must equal the problem's D)
     BLOCK_N    keys per K/V tile of the block; WN = BLOCK_N / NUM_WARPS must be a multiple of 16
     NUM_WARPS  warps per block, 1..16
-    STAGES     cp.async ring depth, 2..4
+    STAGES     cp.async ring depth, 2..8
     SPLITS     host-side only: number of KV splits (gridDim.x); 0 = the host picks
-               ceil(2 · SMs / blocks without splits), capped by the tiles of the longest cache
+               floor(BLOCKS_PER_SM · SMs / blocks without splits) (at least 1), capped by the
+               tiles of the longest cache
+    BLOCKS_PER_SM  host-side only: resident blocks per SM the automatic split count aims at
+    FUSED_COMBINE  host-side only: 1 = launch attn_decode_split_fused (no second kernel),
+               0 = attn_decode_split + attn_decode_combine
     KL_FP16    0 = bf16 (default), 1 = fp16
 
 Launch contract (host)
@@ -45,6 +58,10 @@ Launch contract (host)
         smem   max(STAGES * BLOCK_N * HEAD_DIM * 2 * sizeof(T),
                    NUM_WARPS * 16 * (HEAD_DIM + 2) * 4) bytes dynamic
         with num_splits == 1 it writes O and never touches ws_o / ws_ml (they may be null).
+    entry 1' attn_decode_split_fused(same arguments as entry 1, then unsigned* counters)
+        same grid, block and smem (plus a 128-byte static flag); counters: B * KVH * ceil(G / 16)
+        uint32, all zero before the first launch; every launch that completes leaves them
+        zero again. Launches sharing a counter buffer must be stream-ordered. No entry 2.
     entry 2 attn_decode_combine(const float* ws_o, const float* ws_ml, T* O, int H, int num_splits)
         grid (H, B), block (HEAD_DIM, 1, 1), no shared memory; only when num_splits > 1,
         after entry 1 on the same stream.
@@ -71,6 +88,12 @@ Launch contract (host)
 #ifndef SPLITS
 #define SPLITS 0  // read by the host only
 #endif
+#ifndef BLOCKS_PER_SM
+#define BLOCKS_PER_SM 1  // read by the host only
+#endif
+#ifndef FUSED_COMBINE
+#define FUSED_COMBINE 1  // read by the host only
+#endif
 
 #if KL_FP16
 typedef __half T;
@@ -87,7 +110,7 @@ typedef __nv_bfloat162 T2;
 static_assert(HEAD_DIM % 64 == 0 && HEAD_DIM <= 256, "HEAD_DIM must be 64, 128, 192 or 256");
 static_assert(NUM_WARPS >= 1 && NUM_WARPS <= 16, "1..16 warps");
 static_assert(BLOCK_N % (16 * NUM_WARPS) == 0, "BLOCK_N / NUM_WARPS must be a multiple of 16");
-static_assert(STAGES >= 2 && STAGES <= 4, "STAGES must be in 2..4");
+static_assert(STAGES >= 2 && STAGES <= 8, "STAGES must be in 2..8");
 
 namespace {
 
@@ -159,12 +182,69 @@ __device__ __forceinline__ void load_tile(unsigned sdst, const T* G, size_t stri
     }
 }
 
+// Splits folded per combine step: their loads are issued together, so a merge over many
+// splits waits for the memory system once per COMBINE_BATCH, not once per split.
+constexpr int COMBINE_BATCH = 8;
+
+// O[d0 .. d0+VW) of one (sequence, head) row `bh` from its num_splits partials, folded in
+// split order with online rescaling. Both merge paths call this, so they agree bitwise.
+// The partials were written by other blocks (of this launch, or of the split launch before
+// the combine kernel): read through L2, never from a possibly stale L1 line.
+template <int VW>
+__device__ __forceinline__ void combine_row(const float* __restrict__ ws_o, const float* __restrict__ ws_ml,
+                                            T* __restrict__ O, size_t bh, int num_splits, int d0) {
+    const float* ml = ws_ml + bh * num_splits * 2;
+    const float* po = ws_o + bh * num_splits * D + d0;
+    float M = NEG_INF, L = 0.f, acc[VW];
+#pragma unroll
+    for (int e = 0; e < VW; ++e) acc[e] = 0.f;
+    for (int s0 = 0; s0 < num_splits; s0 += COMBINE_BATCH) {
+        float m[COMBINE_BATCH], l[COMBINE_BATCH], v[COMBINE_BATCH][VW];
+#pragma unroll
+        for (int u = 0; u < COMBINE_BATCH; ++u) {
+            const int s = s0 + u;
+            m[u] = NEG_INF;
+            l[u] = 0.f;
+#pragma unroll
+            for (int e = 0; e < VW; ++e) v[u][e] = 0.f;
+            if (s < num_splits) {
+                const float2 t = __ldcg(reinterpret_cast<const float2*>(ml + 2 * s));
+                m[u] = t.x;
+                l[u] = t.y;
+                if (VW == 4) {
+                    const float4 x = __ldcg(reinterpret_cast<const float4*>(po + (size_t)s * D));
+                    v[u][0] = x.x;
+                    v[u][1 % VW] = x.y;
+                    v[u][2 % VW] = x.z;
+                    v[u][3 % VW] = x.w;
+                } else {
+                    v[u][0] = __ldcg(po + (size_t)s * D);
+                }
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < COMBINE_BATCH; ++u) {
+            if (m[u] == NEG_INF) continue;  // an empty split (or past the end): weight 0
+            const float Mn = fmaxf(M, m[u]);
+            const float a = exp2f(M - Mn);  // 0 while nothing was folded yet (M = -inf)
+            const float w = exp2f(m[u] - Mn);
+            L = fmaf(L, a, w * l[u]);
+#pragma unroll
+            for (int e = 0; e < VW; ++e) acc[e] = fmaf(acc[e], a, w * v[u][e]);
+            M = Mn;
+        }
+    }
+#pragma unroll
+    for (int e = 0; e < VW; ++e) O[bh * D + d0 + e] = from_f(L > 0.f ? acc[e] / L : 0.f);
+}
+
 }  // namespace
 
-extern "C" __global__ void __launch_bounds__(THREADS, 1)
-attn_decode_split(const T* __restrict__ Q, const T* __restrict__ Kc, const T* __restrict__ Vc, T* __restrict__ O,
-                  float* __restrict__ ws_o, float* __restrict__ ws_ml, const int* __restrict__ lens, int L_cap, int H,
-                  int KVH, float scale) {
+template <bool FUSED>
+__device__ __forceinline__ void split_block(const T* __restrict__ Q, const T* __restrict__ Kc,
+                                            const T* __restrict__ Vc, T* __restrict__ O, float* __restrict__ ws_o,
+                                            float* __restrict__ ws_ml, const int* __restrict__ lens,
+                                            unsigned* __restrict__ counters, int L_cap, int H, int KVH, float scale) {
     extern __shared__ __align__(128) unsigned char smem[];
     const int split = blockIdx.x, nsplit = gridDim.x;
     const int G = H / KVH;
@@ -173,34 +253,11 @@ attn_decode_split(const T* __restrict__ Q, const T* __restrict__ Kc, const T* __
     const int head0 = kvh * G + gt * 16;
     const int nh = min(16, G - gt * 16);  // query heads (rows) in this block
     const int b = blockIdx.z;
-    const int len = lens[b];
-
-    int chunk = (len + nsplit - 1) / nsplit;
-    chunk = (chunk + BLOCK_N - 1) / BLOCK_N * BLOCK_N;
-    const int start = split * chunk;
-    const int ntok = max(0, min(len, start + chunk) - start);
-    const int n_tiles = (ntok + BLOCK_N - 1) / BLOCK_N;
-
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int g = lane >> 2, qd = lane & 3;
-    const unsigned sbase = (unsigned)__cvta_generic_to_shared(smem);
-
     const size_t kv_stride = (size_t)KVH * D;
-    const T* Kb = Kc + (((size_t)b * L_cap + start) * KVH + kvh) * D;
-    const T* Vb = Vc + (((size_t)b * L_cap + start) * KVH + kvh) * D;
-
-#pragma unroll
-    for (int s = 0; s < STAGES - 1; ++s) {
-        if (s < n_tiles) {
-            const unsigned st = sbase + s * STAGE_BYTES;
-            const int n0 = s * BLOCK_N;
-            load_tile(st, Kb + (size_t)n0 * kv_stride, kv_stride, ntok - n0, Kc, tid);
-            load_tile(st + KV_TILE_BYTES, Vb + (size_t)n0 * kv_stride, kv_stride, ntok - n0, Vc, tid);
-        }
-        cp_async_commit();
-    }
-
     // Q fragments straight from global memory: A row = query head head0 + row (zero past nh).
+    // Issued before lens[b] is read so the two loads overlap.
     unsigned qf[KSTEPS][4];
     {
         const T* q_lo = Q + ((size_t)b * H + head0 + g) * D + 2 * qd;
@@ -213,6 +270,28 @@ attn_decode_split(const T* __restrict__ Q, const T* __restrict__ Kc, const T* __
             qf[kk][2] = lo_ok ? *reinterpret_cast<const unsigned*>(q_lo + kk * 16 + 8) : 0u;
             qf[kk][3] = hi_ok ? *reinterpret_cast<const unsigned*>(q_hi + kk * 16 + 8) : 0u;
         }
+    }
+    const int len = lens[b];
+
+    const int chunk = max(1, (len + nsplit - 1) / nsplit);
+    const int start = split * chunk;
+    const int ntok = max(0, min(len, start + chunk) - start);
+    const int n_tiles = (ntok + BLOCK_N - 1) / BLOCK_N;
+
+    const unsigned sbase = (unsigned)__cvta_generic_to_shared(smem);
+
+    const T* Kb = Kc + (((size_t)b * L_cap + start) * KVH + kvh) * D;
+    const T* Vb = Vc + (((size_t)b * L_cap + start) * KVH + kvh) * D;
+
+#pragma unroll
+    for (int s = 0; s < STAGES - 1; ++s) {
+        if (s < n_tiles) {
+            const unsigned st = sbase + s * STAGE_BYTES;
+            const int n0 = s * BLOCK_N;
+            load_tile(st, Kb + (size_t)n0 * kv_stride, kv_stride, ntok - n0, Kc, tid);
+            load_tile(st + KV_TILE_BYTES, Vb + (size_t)n0 * kv_stride, kv_stride, ntok - n0, Vc, tid);
+        }
+        cp_async_commit();
     }
 
     const float sl2 = scale * LOG2E;
@@ -356,23 +435,45 @@ attn_decode_split(const T* __restrict__ Q, const T* __restrict__ Kc, const T* __
             }
         }
     }
+    if (!FUSED || nsplit == 1) return;
+
+    // ---- fused merge: the last block of this (sequence, KV head, group tile) folds the splits ----
+    __shared__ int s_last;
+    __threadfence();  // this thread's partials are visible GPU-wide before the count says so
+    __syncthreads();
+    if (tid == 0) {
+        unsigned* cnt = counters + (size_t)b * gridDim.y + blockIdx.y;
+        const unsigned prev = atomicAdd(cnt, 1u);
+        s_last = (prev == (unsigned)nsplit - 1u);
+        if (s_last) *cnt = 0u;  // every split has arrived: ready for the next launch
+    }
+    __syncthreads();
+    if (!s_last) return;
+    __threadfence();
+    constexpr int D4 = D / 4;
+    for (int idx = tid; idx < nh * D4; idx += THREADS) {
+        const int row = idx / D4;
+        combine_row<4>(ws_o, ws_ml, O, (size_t)b * H + head0 + row, nsplit, (idx % D4) * 4);
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(THREADS, 1)
+attn_decode_split(const T* __restrict__ Q, const T* __restrict__ Kc, const T* __restrict__ Vc, T* __restrict__ O,
+                  float* __restrict__ ws_o, float* __restrict__ ws_ml, const int* __restrict__ lens, int L_cap, int H,
+                  int KVH, float scale) {
+    split_block<false>(Q, Kc, Vc, O, ws_o, ws_ml, lens, nullptr, L_cap, H, KVH, scale);
+}
+
+extern "C" __global__ void __launch_bounds__(THREADS, 1)
+attn_decode_split_fused(const T* __restrict__ Q, const T* __restrict__ Kc, const T* __restrict__ Vc,
+                        T* __restrict__ O, float* __restrict__ ws_o, float* __restrict__ ws_ml,
+                        const int* __restrict__ lens, int L_cap, int H, int KVH, float scale,
+                        unsigned* __restrict__ counters) {
+    split_block<true>(Q, Kc, Vc, O, ws_o, ws_ml, lens, counters, L_cap, H, KVH, scale);
 }
 
 extern "C" __global__ void __launch_bounds__(HEAD_DIM)
 attn_decode_combine(const float* __restrict__ ws_o, const float* __restrict__ ws_ml, T* __restrict__ O, int H,
                     int num_splits) {
-    const size_t bh = (size_t)blockIdx.y * H + blockIdx.x;
-    const float* ml = ws_ml + bh * num_splits * 2;
-    float M = NEG_INF;
-    for (int s = 0; s < num_splits; ++s) M = fmaxf(M, ml[2 * s]);
-    const float Mu = (M == NEG_INF) ? 0.f : M;
-    const int d = threadIdx.x;
-    const float* po = ws_o + bh * num_splits * D + d;
-    float acc = 0.f, L = 0.f;
-    for (int s = 0; s < num_splits; ++s) {
-        const float wgt = exp2f(ml[2 * s] - Mu);  // an empty split has max -inf: weight 0
-        acc += wgt * po[(size_t)s * D];
-        L += wgt * ml[2 * s + 1];
-    }
-    O[bh * D + d] = from_f(L > 0.f ? acc / L : 0.f);
+    combine_row<1>(ws_o, ws_ml, O, (size_t)blockIdx.y * H + blockIdx.x, num_splits, threadIdx.x);
 }

@@ -17,6 +17,17 @@
 //   THREADS           threads per block
 //   TOKENS_PER_BLOCK  tokens each block handles, one after another
 //   VEC               pairs per thread = elements per load (VEC * sizeof(T) <= 16 bytes)
+//   HEADS_PER_ITER    heads a thread loads before it rotates and stores any of them: more
+//                     bytes in flight per thread (the in-place update forbids the compiler
+//                     from hoisting a later head's loads above an earlier head's stores)
+//   SHARED_TRIG       1: the block computes each (token, pair) angle's cos/sin once into
+//                     shared memory (head_dim/2 sincosf per token instead of one per pair
+//                     per thread group); 0: each thread computes those of its VEC pairs
+//   CACHE_HINTS       1: streaming loads and stores (ld/st.global.cs, evict-first: every
+//                     byte is touched once); 0: default caching
+// On an H200 (4 x 2048 tokens, 32 + 8 heads) none of the last three helped: the kernel runs
+// at about 97 % of copy bandwidth once launched, and 16-byte vectors (VEC = 8) with one token
+// per block of 128 or 160 threads were best; HEADS_PER_ITER = 2 cost 1 to 3 us.
 //
 // Launch contract:
 //   rope_llama3(const T* q_in, const T* k_in, T* q_out, T* k_out, const int* offsets,
@@ -44,9 +55,45 @@
 #ifndef TOKENS_PER_BLOCK
 #define TOKENS_PER_BLOCK 1
 #endif
+#ifndef HEADS_PER_ITER
+#define HEADS_PER_ITER 1
+#endif
+#ifndef SHARED_TRIG
+#define SHARED_TRIG 0
+#endif
+#ifndef CACHE_HINTS
+#define CACHE_HINTS 0
+#endif
+
+// Pairs per token the shared cos/sin table holds (head_dim <= 2 * TRIG_PAIRS); a larger head
+// falls back to per-thread sincosf.
+#define TRIG_PAIRS 128
 
 static_assert(VEC * sizeof(T) <= 16, "a vector access is at most 16 bytes");
 static_assert(THREADS % 32 == 0 && THREADS <= 1024, "THREADS: whole warps, at most 1024");
+static_assert(HEADS_PER_ITER >= 1 && HEADS_PER_ITER <= 16, "HEADS_PER_ITER in 1..16");
+
+// One vector of VEC elements in or out, with the CACHE_HINTS policy.
+__device__ __forceinline__ void rope_load(const T* p, float (&f)[VEC]) {
+#if CACHE_HINTS
+    alignas(16) T e[VEC];
+    *reinterpret_cast<KlVec*>(e) = __ldcs(reinterpret_cast<const KlVec*>(p));
+#pragma unroll
+    for (int j = 0; j < VEC; ++j) f[j] = kl_to_f(e[j]);
+#else
+    kl_load(p, f);
+#endif
+}
+__device__ __forceinline__ void rope_store(T* p, const float (&f)[VEC]) {
+#if CACHE_HINTS
+    alignas(16) T e[VEC];
+#pragma unroll
+    for (int j = 0; j < VEC; ++j) e[j] = kl_from_f(f[j]);
+    __stcs(reinterpret_cast<KlVec*>(p), *reinterpret_cast<const KlVec*>(e));
+#else
+    kl_store(p, f);
+#endif
+}
 
 // (N, 1): with the bare __launch_bounds__(N), ptxas squeezed some configurations below
 // their need and spilled; a minimum of one block lets it use what the code needs.
@@ -59,40 +106,85 @@ rope_llama3(const T* q_in, const T* k_in, T* q_out, T* k_out, const int* offsets
     const int lane = threadIdx.x / cph;
     const int lanes = THREADS / cph;  // threads that share one chunk index, each on other heads
     const int heads = n_q_heads + n_kv_heads;
+    const long long tok0 = (long long)blockIdx.x * TOKENS_PER_BLOCK;
     // A partial group past the last whole one would repeat lane 0's heads (rotating them
-    // twice when in place): those threads idle.
-    if (lane >= lanes) return;
+    // twice when in place): those threads only help fill the shared table.
+    const bool active = lane < lanes;
+
+#if SHARED_TRIG
+    __shared__ float s_cs[TOKENS_PER_BLOCK][TRIG_PAIRS], s_sn[TOKENS_PER_BLOCK][TRIG_PAIRS];
+    const bool shared_trig = half <= TRIG_PAIRS;  // uniform over the block
+    if (shared_trig) {
+        for (int k = threadIdx.x; k < TOKENS_PER_BLOCK * half; k += THREADS) {
+            const int i = k / half, j = k % half;
+            const long long tok = tok0 + i;
+            if (tok < n_tokens) {
+                const int seq = (int)(tok / seq_len);
+                const float pos = (float)(offsets[seq] + (int)(tok - (long long)seq * seq_len));
+                sincosf(pos * inv_freq[j], &s_sn[i][j], &s_cs[i][j]);
+            }
+        }
+        __syncthreads();  // the only barrier: every thread reaches it
+    }
+#else
+    const bool shared_trig = false;
+#endif
+    if (!active) return;
 
     float f[VEC];
 #pragma unroll
     for (int j = 0; j < VEC; ++j) f[j] = inv_freq[c * VEC + j];
 
     for (int i = 0; i < TOKENS_PER_BLOCK; ++i) {
-        const long long tok = (long long)blockIdx.x * TOKENS_PER_BLOCK + i;
-        if (tok >= n_tokens) return;  // no barriers in this kernel
-        const int seq = (int)(tok / seq_len);
-        const float pos = (float)(offsets[seq] + (int)(tok - (long long)seq * seq_len));
+        const long long tok = tok0 + i;
+        if (tok >= n_tokens) return;  // no barriers past this point
         float cs[VEC], sn[VEC];
-#pragma unroll
-        for (int j = 0; j < VEC; ++j) sincosf(pos * f[j], &sn[j], &cs[j]);
-
-        for (int hh = lane; hh < heads; hh += lanes) {
-            const bool is_q = hh < n_q_heads;
-            const long long at = is_q ? tok * q_stride + (long long)hh * head_dim + c * VEC
-                                      : tok * k_stride + (long long)(hh - n_q_heads) * head_dim + c * VEC;
-            const T* src = (is_q ? q_in : k_in) + at;
-            T* dst = (is_q ? q_out : k_out) + at;
-            float a[VEC], b[VEC];
-            kl_load(src, a);
-            kl_load(src + half, b);
-            float oa[VEC], ob[VEC];
+        if (shared_trig) {
+#if SHARED_TRIG
 #pragma unroll
             for (int j = 0; j < VEC; ++j) {
-                oa[j] = a[j] * cs[j] - b[j] * sn[j];
-                ob[j] = b[j] * cs[j] + a[j] * sn[j];
+                cs[j] = s_cs[i][c * VEC + j];
+                sn[j] = s_sn[i][c * VEC + j];
             }
-            kl_store(dst, oa);
-            kl_store(dst + half, ob);
+#endif
+        } else {
+            const int seq = (int)(tok / seq_len);
+            const float pos = (float)(offsets[seq] + (int)(tok - (long long)seq * seq_len));
+#pragma unroll
+            for (int j = 0; j < VEC; ++j) sincosf(pos * f[j], &sn[j], &cs[j]);
+        }
+
+        for (int h0 = lane; h0 < heads; h0 += lanes * HEADS_PER_ITER) {
+            // Load every head of this step first, then rotate and store: HEADS_PER_ITER
+            // independent pairs of loads in flight per thread.
+            float a[HEADS_PER_ITER][VEC], b[HEADS_PER_ITER][VEC];
+            T* dst[HEADS_PER_ITER];
+#pragma unroll
+            for (int u = 0; u < HEADS_PER_ITER; ++u) {
+                const int hh = h0 + u * lanes;
+                dst[u] = nullptr;
+                if (HEADS_PER_ITER == 1 || hh < heads) {
+                    const bool is_q = hh < n_q_heads;
+                    const long long at = is_q ? tok * q_stride + (long long)hh * head_dim + c * VEC
+                                              : tok * k_stride + (long long)(hh - n_q_heads) * head_dim + c * VEC;
+                    const T* src = (is_q ? q_in : k_in) + at;
+                    dst[u] = (is_q ? q_out : k_out) + at;
+                    rope_load(src, a[u]);
+                    rope_load(src + half, b[u]);
+                }
+            }
+#pragma unroll
+            for (int u = 0; u < HEADS_PER_ITER; ++u) {
+                if (HEADS_PER_ITER > 1 && dst[u] == nullptr) continue;
+                float oa[VEC], ob[VEC];
+#pragma unroll
+                for (int j = 0; j < VEC; ++j) {
+                    oa[j] = a[u][j] * cs[j] - b[u][j] * sn[j];
+                    ob[j] = b[u][j] * cs[j] + a[u][j] * sn[j];
+                }
+                rope_store(dst[u], oa);
+                rope_store(dst[u] + half, ob);
+            }
         }
     }
 }

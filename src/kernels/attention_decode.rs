@@ -1,6 +1,7 @@
 //! Decode attention: one new query per sequence against its KV cache, split-KV
-//! ("flash-decoding") with a combine kernel, grouped-query aware (each KV head's cache is read
-//! once for all of its query heads).
+//! ("flash-decoding"), grouped-query aware (each KV head's cache is read once for all of its
+//! query heads). The splits are merged by a second kernel, or (`FUSED_COMBINE = 1`) by the
+//! last split block of each KV head, found with a counter that the kernel leaves at zero.
 //!
 //! Shape `BxLxHxKVHxD`: B sequences, cache capacity L tokens, H query heads, KVH KV heads,
 //! head dim D. Layout (kernels/attention/decode_splitkv.cu): Q, O `[B, H, D]`, caches
@@ -20,11 +21,18 @@ use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 
 /// The template's defaults (kernels/attention/decode_splitkv.cu), used when a tunable is not set.
-pub const DECODE_DEFAULTS: &[(&str, i64)] =
-    &[("HEAD_DIM", 128), ("BLOCK_N", 64), ("NUM_WARPS", 4), ("STAGES", 3), ("SPLITS", 0)];
+pub const DECODE_DEFAULTS: &[(&str, i64)] = &[
+    ("HEAD_DIM", 128),
+    ("BLOCK_N", 64),
+    ("NUM_WARPS", 4),
+    ("STAGES", 3),
+    ("SPLITS", 0),
+    ("BLOCKS_PER_SM", 1),
+    ("FUSED_COMBINE", 1),
+];
 
 /// Most KV splits one launch may use (sizes the fp32 workspace).
-pub const MAX_SPLITS: i64 = 128;
+pub const MAX_SPLITS: i64 = 256;
 
 pub struct AttentionDecode {
     pub ragged: bool,
@@ -55,6 +63,31 @@ pub fn choose_splits(requested: i64, blocks_without_splits: i64, max_len: i64, b
     want.clamp(1, ceil_div(max_len.max(1), block_n).clamp(1, MAX_SPLITS))
 }
 
+/// Splits for `requested` (0 = automatic) as the sweep measures them: automatic means as
+/// many blocks as `blocks_per_sm` resident blocks on every SM hold, rounded down so one wave
+/// holds the whole grid (a second, partial wave would double the time), at least 1, no more
+/// than the longest cache has tiles, at most MAX_SPLITS.
+pub fn choose_splits_per_sm(
+    requested: i64,
+    blocks_per_sm: i64,
+    blocks_without_splits: i64,
+    max_len: i64,
+    block_n: i64,
+    sm_count: i64,
+) -> i64 {
+    if requested > 0 {
+        return requested;
+    }
+    let want = blocks_per_sm.max(1) * sm_count.max(1) / blocks_without_splits.max(1);
+    want.clamp(1, ceil_div(max_len.max(1), block_n).clamp(1, MAX_SPLITS))
+}
+
+/// Length (u32 words) of the fused combine's counter buffer: one per (sequence, KV head,
+/// 16-head group tile). It must be zero before the first fused launch; launches leave it zero.
+pub fn counter_words(batch: i64, h: i64, kvh: i64) -> usize {
+    (batch * kvh * ceil_div(h / kvh.max(1), 16)).max(1) as usize
+}
+
 impl Family for AttentionDecode {
     fn name(&self) -> &'static str {
         if self.ragged {
@@ -77,7 +110,7 @@ impl Family for AttentionDecode {
     }
     fn entries(&self, variant: &str) -> Result<&'static [&'static str]> {
         match variant {
-            "splitkv" => Ok(&["attn_decode_split", "attn_decode_combine"]),
+            "splitkv" => Ok(&["attn_decode_split", "attn_decode_combine", "attn_decode_split_fused"]),
             other => bail!("the {} family has no variant {other:?} (known: splitkv)", self.name()),
         }
     }
@@ -125,6 +158,10 @@ pub struct DecodeProblem {
     pub lens_buf: DevBuf,
     ws_o: DevBuf,
     ws_ml: DevBuf,
+    /// The fused combine's arrival counters (zero between launches).
+    counters: DevBuf,
+    /// Set by `randomize`: the next fused run launches twice (see `run`).
+    verify_pending: bool,
     sm_count: i64,
     reference: Kernel,
 }
@@ -149,6 +186,8 @@ impl DecodeProblem {
         let lens32: Vec<i32> = lens.iter().map(|&l| l as i32).collect();
         let lens_buf = gpu.alloc(lens32.len() * 4)?;
         lens_buf.upload(&lens32)?;
+        let counters = gpu.alloc(counter_words(b, h, kvh) * 4)?;
+        zero(gpu, &counters)?;
         Ok(DecodeProblem {
             l_cap,
             h,
@@ -164,6 +203,8 @@ impl DecodeProblem {
             lens_buf,
             ws_o: gpu.alloc(nws * d as usize * 4)?,
             ws_ml: gpu.alloc(nws * 2 * 4)?,
+            counters,
+            verify_pending: false,
             sm_count: gpu.props.sm_count as i64,
             reference: reference_kernel(gpu, dt, "attn_ref_decode")?,
             lens,
@@ -179,6 +220,20 @@ impl DecodeProblem {
     fn n_cache(&self) -> usize {
         (self.batch() * self.l_cap * self.kvh * self.d) as usize
     }
+}
+
+/// Sets a buffer to zero, ordered on the stream.
+fn zero(gpu: &Gpu, buf: &DevBuf) -> Result<()> {
+    // SAFETY: the buffer holds `bytes` bytes; the memset is ordered on the stream.
+    unsafe { cudarc::driver::result::memset_d8_async(buf.ptr, 0, buf.bytes, gpu.stream.cu_stream()) }
+        .map_err(|e| anyhow::anyhow!("zeroing the decode counters failed: {e:?}"))
+}
+
+/// Sets every byte to 0xFF (NaN in bf16 and fp16), ordered on the stream.
+fn poison_bytes(gpu: &Gpu, buf: &DevBuf) -> Result<()> {
+    // SAFETY: the buffer holds `bytes` bytes; the memset is ordered on the stream.
+    unsafe { cudarc::driver::result::memset_d8_async(buf.ptr, 0xFF, buf.bytes, gpu.stream.cu_stream()) }
+        .map_err(|e| anyhow::anyhow!("poisoning the decode output failed: {e:?}"))
 }
 
 impl Problem for DecodeProblem {
@@ -204,13 +259,17 @@ impl Problem for DecodeProblem {
                 Arg::F32(self.scale),
             ],
         )?;
+        self.verify_pending = true;
         gpu.synchronize()
     }
 
     fn poison(&mut self, gpu: &Gpu, util: &Util) -> Result<()> {
         util.poison(gpu, &self.o)?;
         util.poison(gpu, &self.ws_o)?;
-        util.poison(gpu, &self.ws_ml)
+        util.poison(gpu, &self.ws_ml)?;
+        // Not poison: the counters' contract is zero between launches. Zeroing them here keeps
+        // a wrong candidate's leftovers from failing the next one.
+        zero(gpu, &self.counters)
     }
 
     fn run(
@@ -230,31 +289,56 @@ impl Problem for DecodeProblem {
         }
         let gtiles = ceil_div(self.h / self.kvh, 16);
         let max_len = *self.lens.iter().max().unwrap_or(&0);
-        let splits = choose_splits(t("SPLITS")?, self.batch() * self.kvh * gtiles, max_len, bn, self.sm_count);
+        let splits = choose_splits_per_sm(
+            t("SPLITS")?,
+            t("BLOCKS_PER_SM")?,
+            self.batch() * self.kvh * gtiles,
+            max_len,
+            bn,
+            self.sm_count,
+        );
         if splits > MAX_SPLITS {
             bail!("SPLITS = {splits} exceeds the workspace's {MAX_SPLITS}");
         }
+        let fused = match t("FUSED_COMBINE")? {
+            0 => false,
+            1 => true,
+            v => bail!("FUSED_COMBINE must be 0 or 1, got {v}"),
+        };
         let smem = decode_smem_bytes(bn, warps, stages, self.d, self.dt.bytes() as i64);
+        let grid = (splits as u32, (self.kvh * gtiles) as u32, self.batch() as u32);
+        let block = ((warps * 32) as u32, 1, 1);
+        let mut args = vec![
+            self.q.arg(),
+            self.kc.arg(),
+            self.vc.arg(),
+            self.o.arg(),
+            self.ws_o.arg(),
+            self.ws_ml.arg(),
+            self.lens_buf.arg(),
+            Arg::I32(self.l_cap as i32),
+            Arg::I32(self.h as i32),
+            Arg::I32(self.kvh as i32),
+            Arg::F32(self.scale),
+        ];
+        if fused {
+            let split = kernels.get("attn_decode_split_fused").context("module lacks attn_decode_split_fused")?;
+            // Its static flag counts against the 48 KiB a launch may use without opting in.
+            if smem as u32 + split.static_smem() > 48 * 1024 {
+                split.set_max_dynamic_smem(smem as u32)?;
+            }
+            args.push(self.counters.arg());
+            if std::mem::take(&mut self.verify_pending) && splits > 1 {
+                // Verification runs check the second of two launches, with the output
+                // poisoned between them: a launch that left a counter non-zero would leave
+                // rows unmerged (NaN) in the next one. Timed runs launch back to back as well.
+                gpu.launch(split, grid, block, smem as u32, &args)?;
+                poison_bytes(gpu, &self.o)?;
+            }
+            return gpu.launch(split, grid, block, smem as u32, &args);
+        }
         let split = kernels.get("attn_decode_split").context("module lacks attn_decode_split")?;
-        gpu.launch(
-            split,
-            (splits as u32, (self.kvh * gtiles) as u32, self.batch() as u32),
-            ((warps * 32) as u32, 1, 1),
-            smem as u32,
-            &[
-                self.q.arg(),
-                self.kc.arg(),
-                self.vc.arg(),
-                self.o.arg(),
-                self.ws_o.arg(),
-                self.ws_ml.arg(),
-                self.lens_buf.arg(),
-                Arg::I32(self.l_cap as i32),
-                Arg::I32(self.h as i32),
-                Arg::I32(self.kvh as i32),
-                Arg::F32(self.scale),
-            ],
-        )?;
+        gpu.launch(split, grid, block, smem as u32, &args)?;
         if splits > 1 {
             let combine = kernels.get("attn_decode_combine").context("module lacks attn_decode_combine")?;
             gpu.launch(
@@ -327,6 +411,17 @@ mod tests {
         assert_eq!(choose_splits(0, 8, 1, 64, 132), 1);
         assert_eq!(choose_splits(0, 1024, 8192, 64, 132), 1);
         assert_eq!(choose_splits(16, 8, 8192, 64, 132), 16);
+        // per-SM rule: whole waves only (B=8 x 8 KV heads at 2 per SM: 4 splits, 256 <= 264 slots)
+        assert_eq!(choose_splits_per_sm(0, 2, 8, 8192, 32, 132), 33);
+        assert_eq!(choose_splits_per_sm(0, 2, 64, 4096, 32, 132), 4);
+        assert_eq!(choose_splits_per_sm(0, 1, 64, 4096, 32, 132), 2);
+        assert_eq!(choose_splits_per_sm(0, 8, 8, 8192, 32, 132), 132);
+        assert_eq!(choose_splits_per_sm(0, 8, 8, 8192, 16, 132), 132);
+        assert_eq!(choose_splits_per_sm(0, 1, 1024, 8192, 64, 132), 1);
+        assert_eq!(choose_splits_per_sm(0, 4, 8, 100, 64, 132), 2); // no more splits than tiles
+        assert_eq!(choose_splits_per_sm(200, 4, 8, 100, 64, 132), 200);
+        assert_eq!(counter_words(8, 32, 8), 64);
+        assert_eq!(counter_words(2, 40, 1), 6); // G = 40: three 16-head tiles
         assert_eq!(decode_smem_bytes(64, 4, 3, 128, 2), 3 * 64 * 128 * 4);
         // the ring is always at least twice the merge area for valid tunables (BLOCK_N >= 16·warps)
         assert_eq!(decode_smem_bytes(16, 1, 2, 128, 2), 2 * 16 * 128 * 4);
@@ -337,7 +432,7 @@ mod tests {
         assert!(DECODE.validate(&shape("8x4096x32x8x128"), DType::BF16).is_ok());
         assert!(DECODE.validate(&shape("8x4096x32x8x80"), DType::BF16).is_err());
         assert!(DECODE.validate(&shape("8x4096x32x5x128"), DType::BF16).is_err());
-        assert!(DECODE.entries("splitkv").unwrap().len() == 2 && DECODE.entries("x").is_err());
+        assert!(DECODE.entries("splitkv").unwrap().len() == 3 && DECODE.entries("x").is_err());
         for s in DECODE.selftest_shapes().iter().chain(DECODE_VARLEN.selftest_shapes()) {
             DECODE.validate(&shape(s), DType::BF16).unwrap();
         }
