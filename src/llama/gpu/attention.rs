@@ -16,7 +16,7 @@
 
 use crate::gpu::device::{Arg, Gpu, Kernel};
 use crate::kernels::attention_common::{tunable, HEAD_DIMS};
-use crate::kernels::attention_decode::{choose_splits, decode_smem_bytes, DECODE_DEFAULTS, MAX_SPLITS};
+use crate::kernels::attention_decode::{choose_splits_per_sm, decode_smem_bytes, DECODE_DEFAULTS, MAX_SPLITS};
 use crate::kernels::attention_prefill::{prefill_smem_bytes, PREFILL_DEFAULTS};
 use crate::kernels::ceil_div;
 use anyhow::{bail, Result};
@@ -131,10 +131,13 @@ pub struct DecodeLaunch {
     warps: i64,
     smem: i64,
     splits: i64,
+    blocks_per_sm: i64,
     sm_count: i64,
     head_dim: i64,
 }
 
+/// The model launches split + combine (the family's FUSED_COMBINE = 0 path, same values
+/// bit for bit): the fused path's counters would be one more buffer for ~0.3–1 µs.
 impl DecodeLaunch {
     pub fn new(gpu: &Gpu, split: Kernel, combine: Kernel, p: &BTreeMap<String, i64>) -> Result<DecodeLaunch> {
         let t = |n: &str| tunable(p, n, DECODE_DEFAULTS);
@@ -146,6 +149,7 @@ impl DecodeLaunch {
             warps,
             smem: decode_smem_bytes(block_n, warps, stages, d, 2),
             splits: t("SPLITS")?,
+            blocks_per_sm: t("BLOCKS_PER_SM")?,
             sm_count: gpu.props.sm_count as i64,
             head_dim: d,
         })
@@ -158,8 +162,16 @@ impl DecodeLaunch {
         }
         let gtiles = ceil_div(hd.h / hd.kvh, 16);
         let b = batch as i64;
-        let splits = choose_splits(self.splits, b * hd.kvh * gtiles, max_len as i64, self.block_n, self.sm_count)
-            .min(MAX_SPLITS);
+        // The split count the sweep measured with (one wave at BLOCKS_PER_SM blocks per SM).
+        let splits = choose_splits_per_sm(
+            self.splits,
+            self.blocks_per_sm,
+            b * hd.kvh * gtiles,
+            max_len as i64,
+            self.block_n,
+            self.sm_count,
+        )
+        .min(MAX_SPLITS);
         // SAFETY: pointers are the model's buffers: Q and O hold batch·H·D bf16, the caches
         // [batch ≤ B][max_seq][KVH][D] with lens[b] ≤ max_seq (Step::check), the workspace
         // batch·H·MAX_SPLITS slots (decode_workspace_bytes); arguments follow the entry's
