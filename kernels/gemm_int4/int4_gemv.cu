@@ -43,25 +43,8 @@
 //   Requirements: 1 <= M <= M_MAX; K % GROUP == 0; X, Wq 16-byte aligned (cudaMalloc is);
 //   N arbitrary (rows past N are predicated off).
 
-#include <cuda_fp16.h>
-#include <cuda_bf16.h>
+#include "int4_common.cuh"
 
-#ifndef KL_FP16
-#define KL_FP16 0
-#endif
-#ifndef KL_SCALE_FP16
-#define KL_SCALE_FP16 KL_FP16
-#endif
-#ifndef GROUP
-#define GROUP 128
-#endif
-#ifndef ZERO_MODE
-#if defined(SYMMETRIC)
-#define ZERO_MODE ((SYMMETRIC) ? 0 : 1)
-#else
-#define ZERO_MODE 0
-#endif
-#endif
 #ifndef M_MAX
 #define M_MAX 16
 #endif
@@ -84,17 +67,6 @@
 #if GROUP % (8 * VEC) != 0
 #error "GROUP must be a multiple of 8*VEC (a lane's chunk must lie in one group)"
 #endif
-#if ZERO_MODE < 0 || ZERO_MODE > 2
-#error "ZERO_MODE must be 0 (symmetric), 1 (int zeros) or 2 (float mins)"
-#endif
-
-#if KL_FP16
-typedef __half act_t;
-#else
-typedef __nv_bfloat16 act_t;
-#endif
-
-typedef unsigned int u32;
 
 // Streaming load of VEC words that will not be reused: skip L1 so X stays there.
 struct WordVec { u32 w[VEC]; };
@@ -112,25 +84,6 @@ __device__ __forceinline__ WordVec load_words(const u32* p) {
     return v;
 }
 
-__device__ __forceinline__ float half_bits_to_float(unsigned short b, bool is_fp16) {
-    return is_fp16 ? __half2float(__ushort_as_half(b)) : __uint_as_float(((u32)b) << 16);
-}
-
-__device__ __forceinline__ float act_to_float(act_t v) {
-#if KL_FP16
-    return __half2float(v);
-#else
-    return __bfloat162float(v);
-#endif
-}
-
-__device__ __forceinline__ act_t float_to_act(float v) {
-#if KL_FP16
-    return __float2half_rn(v);
-#else
-    return __float2bfloat16_rn(v);
-#endif
-}
 
 // 8 consecutive activations (one 16-byte load) as fp32.
 __device__ __forceinline__ void load_x8(const act_t* p, float* x) {
@@ -161,26 +114,25 @@ __device__ __forceinline__ float nibble_128(u32 w) {
 
 // Per (row, group) dequant constants: value = fma(128+q, s, c) for modes 0/1 (exact),
 // value = fma((128+q) - 128, s, c) with c = min for mode 2 (one rounding).
-struct Deq { float s, c; };
+struct GemvDeq { float s, c; };
 
-__device__ __forceinline__ Deq group_consts(const unsigned short* scales, const void* zeros,
+__device__ __forceinline__ GemvDeq group_consts(const unsigned short* scales, const void* zeros,
                                             int g, int n, int N) {
-    Deq d;
+    GemvDeq d;
     size_t idx = (size_t)g * N + n;
-    d.s = half_bits_to_float(__ldg(scales + idx), KL_SCALE_FP16);
+    d.s = scale_to_float(__ldg(scales + idx));
 #if ZERO_MODE == 0
     d.c = -136.0f * d.s;
 #elif ZERO_MODE == 1
     d.c = -(128.0f + (float)__ldg(reinterpret_cast<const unsigned char*>(zeros) + idx)) * d.s;
 #else
-    d.c = half_bits_to_float(__ldg(reinterpret_cast<const unsigned short*>(zeros) + idx),
-                             KL_SCALE_FP16);
+    d.c = scale_to_float(__ldg(reinterpret_cast<const unsigned short*>(zeros) + idx));
 #endif
     return d;
 }
 
 template <int C>
-__device__ __forceinline__ float dequant(u32 w, Deq d) {
+__device__ __forceinline__ float dequant(u32 w, GemvDeq d) {
 #if ZERO_MODE == 2
     return fmaf(nibble_128<C>(w) - 128.0f, d.s, d.c);
 #else
@@ -188,7 +140,7 @@ __device__ __forceinline__ float dequant(u32 w, Deq d) {
 #endif
 }
 
-__device__ __forceinline__ void dequant8(u32 w, Deq d, float* o) {
+__device__ __forceinline__ void dequant8(u32 w, GemvDeq d, float* o) {
     o[0] = dequant<0>(w, d); o[1] = dequant<1>(w, d);
     o[2] = dequant<2>(w, d); o[3] = dequant<3>(w, d);
     o[4] = dequant<4>(w, d); o[5] = dequant<5>(w, d);
@@ -221,7 +173,7 @@ int4_gemv(const act_t* __restrict__ X, const u32* __restrict__ Wq,
         const int k0 = c * 8 * VEC;
         const int g = k0 / GROUP;
         WordVec wv[ROWS_PER_WARP];
-        Deq dq[ROWS_PER_WARP];
+        GemvDeq dq[ROWS_PER_WARP];
         // Issue every weight load of this step before any math, for memory-level parallelism.
 #pragma unroll
         for (int r = 0; r < ROWS_PER_WARP; r++) {

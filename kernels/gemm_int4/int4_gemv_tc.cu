@@ -64,21 +64,8 @@
 //   Requirements: 1 <= M <= 8 * M_TILES; K % 128 == 0; K % GROUP == 0; X and Wq 16-byte
 //   aligned (cudaMalloc is; K % 8 == 0 keeps rows aligned); N >= 1 arbitrary. sm_80+.
 
-#include <cuda_fp16.h>
-#include <cuda_bf16.h>
+#include "int4_common.cuh"
 
-#ifndef KL_FP16
-#define KL_FP16 0
-#endif
-#ifndef KL_SCALE_FP16
-#define KL_SCALE_FP16 KL_FP16
-#endif
-#ifndef GROUP
-#define GROUP 128
-#endif
-#ifndef ZERO_MODE
-#define ZERO_MODE 0
-#endif
 #ifndef M_TILES
 #define M_TILES 2
 #endif
@@ -101,9 +88,6 @@
 #if GROUP % 32 != 0
 #error "GROUP must be a multiple of 32 (a lane's 32 k must lie in one group)"
 #endif
-#if ZERO_MODE < 0 || ZERO_MODE > 2
-#error "ZERO_MODE must be 0 (symmetric), 1 (int zeros) or 2 (float mins)"
-#endif
 #if M_TILES != 1 && M_TILES != 2
 #error "M_TILES must be 1 or 2"
 #endif
@@ -117,47 +101,11 @@
 #define FACTORED (GROUP % 128 == 0 && ZERO_MODE != 2)
 #define STEP_K 128
 
-typedef unsigned int u32;
-
-#if KL_FP16
-typedef __half T;
-#define MAGIC_PAIR 0x64006400u  // f16 pair 1024 + q
-#define MAGIC_BASE 0x6400u      // f16 1024
-#define NEG_BASE 0xE400u        // f16 -1024: -(1024 + z) = NEG_BASE | z for z <= 16
-#define ONE_PAIR 0x3C003C00u    // f16 pair 1.0
-#else
-typedef __nv_bfloat16 T;
-#define MAGIC_PAIR 0x43004300u  // bf16 pair 128 + q
-#define MAGIC_BASE 0x4300u      // bf16 128
-#define NEG_BASE 0xC300u        // bf16 -128: -(128 + z) = NEG_BASE | z for z <= 16 (ulp 1 there)
-#define ONE_PAIR 0x3F803F80u    // bf16 pair 1.0
-#endif
+// -(base + z) as a 16-bit float is NEG_BASE | z for z <= 16 (ulp 1 there).
+#define NEG_BASE ((MAGIC & 0xFFFFu) | 0x8000u)
 
 #include "../gemm/splitk_reduce.cuh"
 
-__device__ __forceinline__ float half_bits_to_float(unsigned short b) {
-#if KL_SCALE_FP16
-    return __half2float(__ushort_as_half(b));
-#else
-    return __uint_as_float(((u32)b) << 16);
-#endif
-}
-
-__device__ __forceinline__ float to_float(T v) {
-#if KL_FP16
-    return __half2float(v);
-#else
-    return __bfloat162float(v);
-#endif
-}
-
-__device__ __forceinline__ T from_float(float v) {
-#if KL_FP16
-    return __float2half_rn(v);
-#else
-    return __float2bfloat16_rn(v);
-#endif
-}
 
 // Streaming 16-byte load of packed weights (read once: keep it out of L1, where X lives).
 __device__ __forceinline__ uint4 load_weights(const u32* p) {
@@ -168,44 +116,27 @@ __device__ __forceinline__ uint4 load_weights(const u32* p) {
     return v;
 }
 
-// d = a * b + c on packed pairs of the activation dtype (sm_80+ for both dtypes).
-__device__ __forceinline__ u32 fma_pair(u32 a, u32 b, u32 c) {
-    u32 d;
-#if KL_FP16
-    asm("fma.rn.f16x2 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(c));
-#else
-    asm("fma.rn.bf16x2 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(c));
-#endif
-    return d;
-}
-
-// D += A · B, m16n8k16, fp32 accumulators.
+// D += A · B, m16n8k16, fp32 accumulators (not volatile: ptxas may interleave the mma's with
+// the next pairs' dequant).
 __device__ __forceinline__ void mma_16816(float* d, u32 a0, u32 a1, u32 a2, u32 a3, u32 b0, u32 b1) {
-#if KL_FP16
-    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+    asm("mma.sync.aligned.m16n8k16.row.col.f32." PTX_T "." PTX_T ".f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
         "{%0,%1,%2,%3};"
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
         : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-#else
-    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-        "{%0,%1,%2,%3};"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-#endif
 }
 
 // Per (row, group) constants of one weight row.
 struct RowDeq {
     float s;      // scale
     float c;      // DIRECT: value = fma(base + q, s, c); FACTORED: unused
-    u32 neg_zp;   // FACTORED: packed -(base + z), so fma_pair(base+q, 1, neg_zp) = q - z
+    u32 neg_zp;   // FACTORED: packed -(base + z), so fma2(base+q, 1, neg_zp) = q - z
 };
 
 __device__ __forceinline__ RowDeq row_consts(const unsigned short* scales, const void* zeros, int grp, int row,
                                              int N) {
     const size_t idx = (size_t)grp * N + row;
     RowDeq d;
-    d.s = half_bits_to_float(__ldg(scales + idx));
+    d.s = scale_to_float(__ldg(scales + idx));
 #if ZERO_MODE == 0
     const u32 z = 8;
 #elif ZERO_MODE == 1
@@ -215,7 +146,7 @@ __device__ __forceinline__ RowDeq row_consts(const unsigned short* scales, const
 #endif
 #if ZERO_MODE == 2
     // q·s + m: base + q - base exactly, then one fma.
-    d.c = half_bits_to_float(__ldg(reinterpret_cast<const unsigned short*>(zeros) + idx));
+    d.c = scale_to_float(__ldg(reinterpret_cast<const unsigned short*>(zeros) + idx));
 #else
     d.c = -((float)(KL_FP16 ? 1024 : 128) + (float)z) * d.s;
 #endif
@@ -226,14 +157,14 @@ __device__ __forceinline__ RowDeq row_consts(const unsigned short* scales, const
 // Pair p (0..3) of a word: columns 2p and 2p+1 as the packed 16-bit floats base + q.
 template <int P>
 __device__ __forceinline__ u32 code_pair(u32 w) {
-    return ((w >> (4 * P)) & 0x000F000Fu) | MAGIC_PAIR;
+    return ((w >> (4 * P)) & 0x000F000Fu) | MAGIC;
 }
 
 // The A-operand pair for pair P of word w.
 template <int P>
 __device__ __forceinline__ u32 weight_pair(u32 w, const RowDeq& d) {
 #if FACTORED
-    return fma_pair(code_pair<P>(w), ONE_PAIR, d.neg_zp);  // q - z, exact
+    return fma2(code_pair<P>(w), ONE2, d.neg_zp);  // q - z, exact
 #else
     // fp32 base + q of the low (column 2P) and high (column 2P+1) halves; exact dequant in
     // fp32, then one rounding of the pair to the activation dtype.
@@ -426,8 +357,8 @@ int4_gemv_tc(const T* __restrict__ X, const u32* __restrict__ Wq, const unsigned
         if (row < N && m < M) {
 #if SPLITK == 1
             float y = v;
-            if (R) y += to_float(R[(size_t)m * N + row]);
-            Y[(size_t)m * N + row] = from_float(y);
+            if (R) y += act_to_float(R[(size_t)m * N + row]);
+            Y[(size_t)m * N + row] = float_to_act(y);
 #else
             ws[((size_t)blockIdx.y * M + m) * N + row] = v;
 #endif

@@ -46,25 +46,8 @@
 //   every row aligned); M, N arbitrary >= 1 (partial tiles are zero-filled and their
 //   stores guarded). sm_80 or newer.
 
-#include <cuda_fp16.h>
-#include <cuda_bf16.h>
+#include "int4_common.cuh"
 
-#ifndef KL_FP16
-#define KL_FP16 0
-#endif
-#ifndef KL_SCALE_FP16
-#define KL_SCALE_FP16 KL_FP16
-#endif
-#ifndef GROUP
-#define GROUP 128
-#endif
-#ifndef ZERO_MODE
-#if defined(SYMMETRIC)
-#define ZERO_MODE ((SYMMETRIC) ? 0 : 1)
-#else
-#define ZERO_MODE 0
-#endif
-#endif
 #ifndef BM
 #define BM 64
 #endif
@@ -114,29 +97,7 @@
 #if NTHREADS > 1024
 #error "too many warps: 32*(BM/WM)*(BN/WN) must be <= 1024"
 #endif
-#if ZERO_MODE < 0 || ZERO_MODE > 2
-#error "ZERO_MODE must be 0, 1 or 2"
-#endif
 
-#if KL_FP16
-typedef __half act_t;
-#define MAGIC 0x64006400u     // fp16 1024.0 twice: | q gives 1024 + q
-#define MAGIC_F 1024.0f
-#define ONE2 0x3C003C00u      // fp16 1.0 twice
-#define PTX_T "f16"
-#else
-typedef __nv_bfloat16 act_t;
-#define MAGIC 0x43004300u     // bf16 128.0 twice: | q gives 128 + q
-#define MAGIC_F 128.0f
-#define ONE2 0x3F803F80u      // bf16 1.0 twice
-#define PTX_T "bf16"
-#endif
-#define NEG_ZERO2 0x80008000u
-
-#define DEQ_FP32 (KL_SCALE_FP16 != KL_FP16)
-
-typedef unsigned int u32;
-typedef unsigned short u16;
 
 // ---- PTX helpers -------------------------------------------------------------------------
 
@@ -164,104 +125,7 @@ __device__ __forceinline__ void mma16816(float* c, const u32* a, u32 b0, u32 b1)
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
-// Packed 16-bit fma, round to nearest (bf16x2 fma exists from sm_80; add/mul only sm_90).
-__device__ __forceinline__ u32 fma2(u32 a, u32 b, u32 c) {
-    u32 d;
-    asm("fma.rn." PTX_T "x2 %0, %1, %2, %3;\n" : "=r"(d) : "r"(a), "r"(b), "r"(c));
-    return d;
-}
-
-__device__ __forceinline__ u32 pack_floats(float lo, float hi) {
-#if KL_FP16
-    __half2 h = __floats2half2_rn(lo, hi);
-    return *reinterpret_cast<u32*>(&h);
-#else
-    u32 d;
-    asm("cvt.rn.bf16x2.f32 %0, %1, %2;\n" : "=r"(d) : "f"(hi), "f"(lo));
-    return d;
-#endif
-}
-
-__device__ __forceinline__ float act_to_float(act_t v) {
-#if KL_FP16
-    return __half2float(v);
-#else
-    return __bfloat162float(v);
-#endif
-}
-
-__device__ __forceinline__ act_t float_to_act(float v) {
-#if KL_FP16
-    return __float2half_rn(v);
-#else
-    return __float2bfloat16_rn(v);
-#endif
-}
-
-__device__ __forceinline__ float scale_to_float(u16 b) {
-#if KL_SCALE_FP16
-    return __half2float(__ushort_as_half(b));
-#else
-    return __uint_as_float(((u32)b) << 16);
-#endif
-}
-
-// ---- per-group dequant constants ---------------------------------------------------------
-// Packed path: w2 = fma2(fma2(t, 1, zneg), s2, add2) where t = 128+q pairs (1024+q for fp16):
-//   modes 0/1: zneg = -(MAGIC + z), add2 = -0  → (q - z) * s, one rounding
-//   mode 2:    zneg = -MAGIC,        add2 = m   → q * s + m,   one rounding
-// fp32 path (scale dtype != activation dtype): w = fma(128+q, s, c) with
-//   modes 0/1: c = -(128+z)*s (exact);  mode 2: w = fma(q, s, m).
-struct Deq {
-#if DEQ_FP32
-    float s, c;
-#else
-    u32 s2, zneg2, add2;
-#endif
-};
-
-__device__ __forceinline__ Deq make_deq(u16 s_bits, u32 zraw) {
-    Deq d;
-#if DEQ_FP32
-    d.s = scale_to_float(s_bits);
-#if ZERO_MODE == 0
-    d.c = -136.0f * d.s;
-#elif ZERO_MODE == 1
-    d.c = -(128.0f + (float)zraw) * d.s;
-#else
-    d.c = scale_to_float((u16)zraw);
-#endif
-#else
-    d.s2 = (u32)s_bits * 0x10001u;
-#if ZERO_MODE == 0
-    d.zneg2 = (MAGIC | 0x80008000u) + 0x00080008u;  // -(MAGIC + 8): sign set, low bits = 8
-    d.add2 = NEG_ZERO2;
-#elif ZERO_MODE == 1
-    d.zneg2 = (MAGIC | 0x80008000u) + zraw * 0x10001u;
-    d.add2 = NEG_ZERO2;
-#else
-    d.zneg2 = MAGIC | 0x80008000u;
-    d.add2 = zraw * 0x10001u;
-#endif
-#endif
-    return d;
-}
-
-// B fragment register for columns (2t, 2t+1) of a word, already shifted right by 4t.
-__device__ __forceinline__ u32 dequant_pair(u32 w_shifted, const Deq& d) {
-#if DEQ_FP32
-    u32 t = (w_shifted & 0x000F000Fu) | 0x43004300u;  // bf16 (128+q_lo, 128+q_hi)
-    float lo = __uint_as_float(t << 16), hi = __uint_as_float(t & 0xFFFF0000u);
-#if ZERO_MODE == 2
-    return pack_floats(fmaf(lo - 128.0f, d.s, d.c), fmaf(hi - 128.0f, d.s, d.c));
-#else
-    return pack_floats(fmaf(lo, d.s, d.c), fmaf(hi, d.s, d.c));
-#endif
-#else
-    u32 t = (w_shifted & 0x000F000Fu) | MAGIC;
-    return fma2(fma2(t, ONE2, d.zneg2), d.s2, d.add2);
-#endif
-}
+// Conversions and the per-group dequant (make_deq, dequant_pair): int4_common.cuh.
 
 // Raw scale (and zero/min) of group g for output row n; 0 outside N (those columns are
 // never stored).

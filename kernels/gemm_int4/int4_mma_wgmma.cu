@@ -63,21 +63,8 @@
 //   every row aligned); M, N arbitrary >= 1 (partial tiles are zero-filled, stores guarded).
 //   sm_90a.
 
-#include <cuda_fp16.h>
-#include <cuda_bf16.h>
+#include "int4_common.cuh"
 
-#ifndef KL_FP16
-#define KL_FP16 0
-#endif
-#ifndef KL_SCALE_FP16
-#define KL_SCALE_FP16 KL_FP16
-#endif
-#ifndef GROUP
-#define GROUP 128
-#endif
-#ifndef ZERO_MODE
-#define ZERO_MODE 0
-#endif
 #ifndef BM
 #define BM 128
 #endif
@@ -113,9 +100,6 @@
 #if GROUP % 32 != 0
 #error "GROUP must be a multiple of 32 (a thread's 32 codes lie in one group)"
 #endif
-#if ZERO_MODE < 0 || ZERO_MODE > 2
-#error "ZERO_MODE must be 0, 1 or 2"
-#endif
 #if (MT != 1 && MT != 2) || BM != 64 * MT * WG_M
 #error "BM must be 64 * MT * WG_M with MT = 1 or 2"
 #endif
@@ -132,24 +116,8 @@
 #error "too many warpgroups"
 #endif
 
-#if KL_FP16
-typedef __half T;
-#define PTX_T "f16"
-#define MAGIC 0x64006400u  // fp16 1024.0 twice: | q gives 1024 + q
-#define ONE2 0x3C003C00u   // fp16 1.0 twice
-#else
-typedef __nv_bfloat16 T;
-#define PTX_T "bf16"
-#define MAGIC 0x43004300u  // bf16 128.0 twice: | q gives 128 + q
-#define ONE2 0x3F803F80u   // bf16 1.0 twice
-#endif
-#define NEG_ZERO2 0x80008000u
-#define DEQ_FP32 (KL_SCALE_FP16 != KL_FP16)
 
 #include "../gemm/splitk_reduce.cuh"
-
-typedef unsigned int u32;
-typedef unsigned short u16;
 
 // ---- PTX helpers -------------------------------------------------------------------------
 
@@ -272,87 +240,7 @@ __device__ __forceinline__ void wgmma_tile(float (&d)[ACC], unsigned long long d
 #endif
 }
 
-// ---- dequant (the same values as int4_mma) ------------------------------------------------
-// Packed path: w2 = fma2(fma2(t, 1, zneg2), s2, add2), t = pairs 128+q (1024+q for fp16):
-//   modes 0/1: zneg2 = -(MAGIC + z), add2 = -0 → (q - z) * s, one rounding
-//   mode 2:    zneg2 = -MAGIC,        add2 = m  → q * s + m,   one rounding
-// fp32 path (scale dtype != activation dtype): exact fp32 value, rounded once at the pack.
-
-__device__ __forceinline__ u32 fma2(u32 a, u32 b, u32 c) {
-    u32 d;
-    asm("fma.rn." PTX_T "x2 %0, %1, %2, %3;\n" : "=r"(d) : "r"(a), "r"(b), "r"(c));
-    return d;
-}
-
-__device__ __forceinline__ float scale_to_float(u16 b) {
-#if KL_SCALE_FP16
-    return __half2float(__ushort_as_half(b));
-#else
-    return __uint_as_float(((u32)b) << 16);
-#endif
-}
-
-__device__ __forceinline__ u32 pack_floats(float lo, float hi) {
-#if KL_FP16
-    __half2 h = __floats2half2_rn(lo, hi);
-    return *reinterpret_cast<u32*>(&h);
-#else
-    u32 d;
-    asm("cvt.rn.bf16x2.f32 %0, %1, %2;\n" : "=r"(d) : "f"(hi), "f"(lo));
-    return d;
-#endif
-}
-
-struct Deq {
-#if DEQ_FP32
-    float s, c;
-#else
-    u32 s2, zneg2, add2;
-#endif
-};
-
-__device__ __forceinline__ Deq make_deq(u32 s_bits, u32 zraw) {
-    Deq d;
-#if DEQ_FP32
-    d.s = scale_to_float((u16)s_bits);
-#if ZERO_MODE == 0
-    d.c = -136.0f * d.s;
-#elif ZERO_MODE == 1
-    d.c = -(128.0f + (float)zraw) * d.s;
-#else
-    d.c = scale_to_float((u16)zraw);
-#endif
-#else
-    d.s2 = s_bits * 0x10001u;
-#if ZERO_MODE == 0
-    d.zneg2 = (MAGIC | 0x80008000u) + 0x00080008u;
-    d.add2 = NEG_ZERO2;
-#elif ZERO_MODE == 1
-    d.zneg2 = (MAGIC | 0x80008000u) + zraw * 0x10001u;
-    d.add2 = NEG_ZERO2;
-#else
-    d.zneg2 = MAGIC | 0x80008000u;
-    d.add2 = zraw * 0x10001u;
-#endif
-#endif
-    return d;
-}
-
-// Columns (2i, 2i+1) of a word already shifted right by 4i, as a 16-bit pair in k order.
-__device__ __forceinline__ u32 dequant_pair(u32 w_shifted, const Deq& d) {
-#if DEQ_FP32
-    u32 t = (w_shifted & 0x000F000Fu) | 0x43004300u;  // bf16 (128+q_lo, 128+q_hi)
-    float lo = __uint_as_float(t << 16), hi = __uint_as_float(t & 0xFFFF0000u);
-#if ZERO_MODE == 2
-    return pack_floats(fmaf(lo - 128.0f, d.s, d.c), fmaf(hi - 128.0f, d.s, d.c));
-#else
-    return pack_floats(fmaf(lo, d.s, d.c), fmaf(hi, d.s, d.c));
-#endif
-#else
-    u32 t = (w_shifted & 0x000F000Fu) | MAGIC;
-    return fma2(fma2(t, ONE2, d.zneg2), d.s2, d.add2);
-#endif
-}
+// Dequant: make_deq / dequant_pair in int4_common.cuh (the same values as int4_mma).
 
 // ---- the kernel --------------------------------------------------------------------------
 
