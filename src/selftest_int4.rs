@@ -145,7 +145,7 @@ pub fn check_model_linear(
             let r_host: Vec<f32> = y.download::<u16>(m * n)?.iter().map(|b| half.to_f32(*b)).collect();
             let ws = gpu.alloc(workspace_bytes(variant, &params, m as i64, n as i64).max(16))?;
             util.poison(gpu, &ws)?;
-            let io = Int4Io { x: x.ptr, wq: dev_wq.ptr, scales: dev_s.ptr, r: y.ptr, y: y.ptr, ws: ws.ptr };
+            let io = Int4Io { x: x.ptr, wq: dev_wq.ptr, scales: dev_s.ptr, zeros: 0, r: y.ptr, y: y.ptr, ws: ws.ptr };
             launch_linear(gpu, &ks, variant, &params, io, m as i64, n as i64, k as i64, DType::BF16)?;
             gpu.synchronize()?;
             let got: Vec<f32> = y.download::<u16>(m * n)?.iter().map(|b| half.to_f32(*b)).collect();

@@ -1,6 +1,6 @@
-//! A linear layer on the int4 kernels, for callers outside the tuning loop (the Llama path):
-//! Y[M,N] = X[M,K] · dequant(W)ᵀ (+ R), with each variant's launch contract and split-K
-//! workspace, in the symmetric format the device quantizer writes.
+//! A linear layer on the int4 kernels: Y[M,N] = X[M,K] · dequant(W)ᵀ (+ R), with each
+//! variant's launch contract and split-K workspace. The tuning loop's problem and the Llama
+//! path both launch through here, so what is timed is what the model runs.
 
 use super::format::Int4Format;
 use super::launch::{gemv_plan, gemv_tc_plan, mma_geometry, wgmma_plan, GemvPlan};
@@ -16,6 +16,8 @@ pub struct Int4Io {
     pub x: u64,
     pub wq: u64,
     pub scales: u64,
+    /// Zero points or minimums per the format's ZERO_MODE; 0 for symmetric weights.
+    pub zeros: u64,
     pub r: u64,
     pub y: u64,
     /// fp32 split-K workspace of at least [`workspace_bytes`].
@@ -72,7 +74,7 @@ pub fn launch_linear(
                 Arg::Ptr(io.x),
                 Arg::Ptr(io.wq),
                 Arg::Ptr(io.scales),
-                Arg::Ptr(0), // symmetric: no zeros
+                Arg::Ptr(io.zeros),
                 Arg::Ptr(if split { 0 } else { io.r }),
                 Arg::Ptr(io.y),
                 Arg::Ptr(if split { io.ws } else { 0 }),
@@ -91,8 +93,14 @@ pub fn launch_linear(
         }
         "int4_mma" => {
             let g = mma_geometry(m, n, k, &fmt, params)?;
-            let mut args =
-                vec![Arg::Ptr(io.x), Arg::Ptr(io.wq), Arg::Ptr(io.scales), Arg::Ptr(0), Arg::Ptr(io.r), Arg::Ptr(io.y)];
+            let mut args = vec![
+                Arg::Ptr(io.x),
+                Arg::Ptr(io.wq),
+                Arg::Ptr(io.scales),
+                Arg::Ptr(io.zeros),
+                Arg::Ptr(io.r),
+                Arg::Ptr(io.y),
+            ];
             args.extend(dims);
             gpu.launch(get("int4_mma")?, g.grid, g.block, g.smem, &args)
         }

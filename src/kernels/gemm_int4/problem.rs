@@ -2,12 +2,12 @@
 //! dequantize-then-cuBLAS reference, the candidates' launches and the cuBLAS bf16 peer.
 
 use super::format::{half_of, Int4Format, ZeroMode, MIN_GROUP};
-use super::launch::{
-    gemv_plan, gemv_tc_plan, mma_geometry, wgmma_plan, GemvPlan, GEMV_MAX_M, MAX_SPLITK, WGMMA_MAX_SPLITK,
-};
+use super::launch::{GEMV_MAX_M, MAX_SPLITK, WGMMA_MAX_SPLITK};
+use super::linear::{launch_linear, workspace_bytes, Int4Io};
 use super::reference::RefKernels;
+use super::VARIANTS;
 use crate::gpu::blas::Blas;
-use crate::gpu::device::{Arg, DevBuf, Gpu, Kernel};
+use crate::gpu::device::{DevBuf, Gpu, Kernel};
 use crate::gpu::util::{Comparison, Util};
 use crate::kernels::{DType, Problem, Shape};
 use crate::quant::{reference_gemm_int4_with, Int4Weight, WeightRounding, Zeros};
@@ -136,10 +136,6 @@ impl GemmInt4Problem {
         self.blas.linear(self.dt, self.x.ptr, self.w_deq.ptr, self.y_ref.ptr, self.m, self.n, self.k, false)
     }
 
-    fn zeros_arg(&self) -> Arg {
-        Arg::Ptr(if self.fmt.zeros == ZeroMode::Symmetric { 0 } else { self.zeros.ptr })
-    }
-
     /// Makes the inputs match the format a candidate was compiled for. The kernels take the
     /// format as macros, so it is known only here; the switch regenerates scales/zeros from
     /// the current seed and recomputes the reference, and happens once per format change
@@ -164,110 +160,21 @@ impl GemmInt4Problem {
         Ok(())
     }
 
-    /// The decode kernels (int4_gemv, int4_gemv_tc) share one argument list and a split-K
-    /// reduction over the fp32 workspace; they differ in geometry and reduction kernel.
-    fn launch_decode(&self, gpu: &Gpu, kernels: &BTreeMap<String, Kernel>, entry: &str, plan: &GemvPlan) -> Result<()> {
-        let main = kernels.get(entry).with_context(|| format!("module lacks {entry}"))?;
-        let ws = if plan.splitk > 1 { self.ws.ptr } else { 0 };
-        let g = plan.main;
-        gpu.launch(
-            main,
-            g.grid,
-            g.block,
-            g.smem,
-            &[
-                self.x.arg(),
-                self.wq.arg(),
-                self.scales.arg(),
-                self.zeros_arg(),
-                Arg::Ptr(0), // no residual
-                self.y.arg(),
-                Arg::Ptr(ws),
-                Arg::I32(self.m as i32),
-                Arg::I32(self.n as i32),
-                Arg::I32(self.k as i32),
-            ],
-        )?;
-        let Some(r) = plan.reduce else { return Ok(()) };
-        let (m, n) = (Arg::I32(self.m as i32), Arg::I32(self.n as i32));
-        if entry == "int4_gemv" {
-            let red = kernels.get("int4_splitk_reduce").context("module lacks int4_splitk_reduce")?;
-            gpu.launch(red, r.grid, r.block, r.smem, &[self.ws.arg(), Arg::Ptr(0), self.y.arg(), m, n])
-        } else {
-            // kernels/gemm/splitk_reduce.cuh: (WS, Y, R, M, N, splits).
-            let red = kernels.get("gemm_splitk_reduce").context("module lacks gemm_splitk_reduce")?;
-            let splits = Arg::I32(plan.splitk as i32);
-            gpu.launch(red, r.grid, r.block, r.smem, &[self.ws.arg(), self.y.arg(), Arg::Ptr(0), m, n, splits])
+    /// The workspace a candidate's split-K needs must fit the one this problem allocated.
+    fn check_workspace(&self, variant: &str, p: &BTreeMap<String, i64>) -> Result<()> {
+        let need = workspace_bytes(variant, p, self.m, self.n);
+        if need > self.ws.bytes {
+            bail!(
+                "{variant} {}x{}x{}: SPLITK = {} needs a {need}-byte workspace, this problem has {} (split-K is for \
+                 M <= {GEMV_MAX_M}, or M·N <= {WGMMA_SPLITK_MAX_MN} for int4_mma_wgmma)",
+                self.m,
+                self.n,
+                self.k,
+                p.get("SPLITK").copied().unwrap_or(1),
+                self.ws.bytes
+            );
         }
-    }
-
-    fn launch_mma(&self, gpu: &Gpu, kernels: &BTreeMap<String, Kernel>, p: &BTreeMap<String, i64>) -> Result<()> {
-        let g = mma_geometry(self.m, self.n, self.k, &self.fmt, p)?;
-        let kern = kernels.get("int4_mma").context("module lacks int4_mma")?;
-        gpu.launch(
-            kern,
-            g.grid,
-            g.block,
-            g.smem,
-            &[
-                self.x.arg(),
-                self.wq.arg(),
-                self.scales.arg(),
-                self.zeros_arg(),
-                Arg::Ptr(0), // no residual
-                self.y.arg(),
-                Arg::I32(self.m as i32),
-                Arg::I32(self.n as i32),
-                Arg::I32(self.k as i32),
-            ],
-        )
-    }
-
-    /// int4_mma_wgmma, then `gemm_splitk_reduce` (kernels/gemm/splitk_reduce.cuh) over its
-    /// fp32 partials when SPLITK > 1.
-    fn launch_wgmma(&self, gpu: &Gpu, kernels: &BTreeMap<String, Kernel>, plan: &GemvPlan) -> Result<()> {
-        let main = kernels.get("int4_mma_wgmma").context("module lacks int4_mma_wgmma")?;
-        let ws = if plan.splitk > 1 {
-            let need = plan.splitk * self.m * self.n * 4;
-            if (self.ws.bytes as i64) < need {
-                bail!(
-                    "int4_mma_wgmma {}x{}x{}: SPLITK = {} needs a {need}-byte workspace, this problem has {} (split-K \
-                     is for M·N <= {WGMMA_SPLITK_MAX_MN})",
-                    self.m,
-                    self.n,
-                    self.k,
-                    plan.splitk,
-                    self.ws.bytes
-                );
-            }
-            self.ws.ptr
-        } else {
-            0
-        };
-        let g = plan.main;
-        let (m, n) = (Arg::I32(self.m as i32), Arg::I32(self.n as i32));
-        gpu.launch(
-            main,
-            g.grid,
-            g.block,
-            g.smem,
-            &[
-                self.x.arg(),
-                self.wq.arg(),
-                self.scales.arg(),
-                self.zeros_arg(),
-                Arg::Ptr(0), // no residual
-                self.y.arg(),
-                Arg::Ptr(ws),
-                m,
-                n,
-                Arg::I32(self.k as i32),
-            ],
-        )?;
-        let Some(r) = plan.reduce else { return Ok(()) };
-        let red = kernels.get("gemm_splitk_reduce").context("module lacks gemm_splitk_reduce")?;
-        let splits = Arg::I32(plan.splitk as i32);
-        gpu.launch(red, r.grid, r.block, r.smem, &[self.ws.arg(), self.y.arg(), Arg::Ptr(0), m, n, splits])
+        Ok(())
     }
 
     /// The current weight as the host format, downloaded (small shapes only).
@@ -320,27 +227,20 @@ impl Problem for GemmInt4Problem {
         p: &BTreeMap<String, i64>,
     ) -> Result<()> {
         self.ensure_format(gpu, p)?;
-        match variant {
-            "int4_gemv" => {
-                let plan = gemv_plan(self.m, self.n, self.k, &self.fmt, p)?;
-                self.launch_decode(gpu, kernels, "int4_gemv", &plan)
-            }
-            "int4_gemv_tc" => {
-                let plan = gemv_tc_plan(self.m, self.n, self.k, &self.fmt, p)?;
-                self.launch_decode(gpu, kernels, "int4_gemv_tc", &plan)
-            }
-            "int4_mma" => self.launch_mma(gpu, kernels, p),
-            "int4_mma_wgmma" => {
-                let plan = wgmma_plan(self.m, self.n, self.k, &self.fmt, p)?;
-                self.launch_wgmma(gpu, kernels, &plan)
-            }
-            other => {
-                bail!(
-                    "the gemm_int4 family has no variant {other:?} (known: {})",
-                    super::super::gemm_int4::VARIANTS.join(", ")
-                )
-            }
+        if !VARIANTS.contains(&variant) {
+            bail!("the gemm_int4 family has no variant {variant:?} (known: {})", VARIANTS.join(", "));
         }
+        self.check_workspace(variant, p)?;
+        let io = Int4Io {
+            x: self.x.ptr,
+            wq: self.wq.ptr,
+            scales: self.scales.ptr,
+            zeros: if self.fmt.zeros == ZeroMode::Symmetric { 0 } else { self.zeros.ptr },
+            r: 0, // no residual (selftest checks the residual through the model's linear)
+            y: self.y.ptr,
+            ws: self.ws.ptr,
+        };
+        launch_linear(gpu, kernels, variant, p, io, self.m, self.n, self.k, self.dt)
     }
 
     fn check(&mut self, gpu: &Gpu, util: &Util) -> Result<Comparison> {

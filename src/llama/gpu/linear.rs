@@ -417,7 +417,7 @@ impl LinearBackend {
                 Some(q) => {
                     anyhow::ensure!(q.n == n && q.k == k, "internal: int4 weight {}x{} used as {n}x{k}", q.n, q.k);
                     let p = int4.plan(gpu, m, n, k)?;
-                    let io = Int4Io { x, wq: q.packed.ptr, scales: q.scales.ptr, r, y, ws };
+                    let io = Int4Io { x, wq: q.packed.ptr, scales: q.scales.ptr, zeros: 0, r, y, ws };
                     int4_linear::launch_linear(gpu, &p.kernels, &p.variant, &p.params, io, m, n, k, DType::BF16)
                 }
                 None => {
@@ -485,7 +485,8 @@ mod tests {
             ),
             ("kernels/gemm_int4/int4_mma.cu", &["BM", "BN", "BK", "WM", "WN", "STAGES", "GROUP"][..]),
         ] {
-            let src = std::fs::read_to_string(root.join(file)).unwrap();
+            // As the sweep loads it: shared headers expanded.
+            let src = crate::gpu::nvrtc::load_source(&root.join(file)).unwrap();
             let d = template_defaults(&src);
             for n in need {
                 assert!(d.contains_key(*n), "{file}: no default for {n}");
