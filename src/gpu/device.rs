@@ -113,6 +113,14 @@ impl Gpu {
         DevBuf::new(&self.ctx, bytes)
     }
 
+    /// The same device and context with launches on a new stream of their own: CUDA graphs
+    /// are captured there (the legacy default stream `open` uses cannot be captured). Work on
+    /// it does not wait for the default stream: callers synchronize it themselves.
+    pub fn on_new_stream(&self) -> Result<Gpu> {
+        let stream = self.ctx.new_stream().context("creating a CUDA stream")?;
+        Ok(Gpu { ctx: self.ctx.clone(), stream, props: self.props.clone() })
+    }
+
     pub fn synchronize(&self) -> Result<()> {
         self.stream.synchronize().map_err(|e| anyhow::anyhow!("CUDA error while synchronizing: {e:?}"))
     }

@@ -84,6 +84,10 @@ pub struct E2eArgs {
     /// quantization's effect against the bf16 model.
     #[arg(long, default_value = "bf16", value_parser = ["bf16", "int4"])]
     pub weights: String,
+    /// Issue every launch of every decode step instead of replaying each step as a CUDA
+    /// graph (the tuned paths replay by default; the reference path never does).
+    #[arg(long)]
+    pub no_cuda_graphs: bool,
     /// Tuned-config database. Default: reports/tuned.json.
     #[arg(long)]
     pub db: Option<PathBuf>,
@@ -338,6 +342,7 @@ fn load(gpu: &Gpu, util: &Util, ops: &OpKernels, src: &ModelSource, a: &E2eArgs)
     })
 }
 
+#[allow(clippy::too_many_arguments)]
 fn build_model(
     gpu: &Gpu,
     cache: &ModuleCache,
@@ -346,6 +351,7 @@ fn build_model(
     shape: ModelShape,
     db: &Path,
     int4: Option<&Rc<Int4Store>>,
+    cuda_graphs: bool,
 ) -> Result<(GpuModel, Vec<String>)> {
     let (choice, mut notes) =
         if reference { (OpChoice::reference(), vec![]) } else { OpChoice::tuned(gpu, cache, db, &w.config, &shape) };
@@ -363,7 +369,11 @@ fn build_model(
     if !reference && !db.exists() {
         notes.push(format!("no tuned database at {}: every GEMM uses its variant's template defaults", db.display()));
     }
-    Ok((GpuModel::new(gpu, w, ops, linear, shape)?, notes))
+    let mut model = GpuModel::new(gpu, w, ops, linear, shape)?;
+    if cuda_graphs && !reference {
+        model.enable_cuda_graphs(gpu)?;
+    }
+    Ok((model, notes))
 }
 
 /// Copy bandwidth (read + write, GB/s) of cuMemcpyDtoD on a large buffer, measured now.
@@ -431,6 +441,7 @@ pub fn run(a: E2eArgs) -> Result<ExitCode> {
         t_load.elapsed().as_secs_f64()
     );
     let int4 = a.weights == "int4";
+    let graphs = !a.no_cuda_graphs;
     if int4 && (a.check_cpu || a.hf_reference.is_some()) {
         bail!(
             "--check-cpu and --hf-reference check the bf16 path; run them without --weights int4 (with int4, \
@@ -470,6 +481,9 @@ pub fn run(a: E2eArgs) -> Result<ExitCode> {
         (false, true) => "tuned int4 (kernlab families: gemm_int4, rmsnorm, swiglu, rope, attention; lm_head on gemm)",
     };
     println!("  path: {path_name}");
+    if graphs && !a.reference {
+        println!("  decode steps: replayed as CUDA graphs (one per token count and attention split count; --no-cuda-graphs to issue every launch)");
+    }
 
     let prompt_tokens: Option<Vec<u32>> = match &a.prompt {
         None => None,
@@ -518,7 +532,7 @@ pub fn run(a: E2eArgs) -> Result<ExitCode> {
             max_seq: max_prompt + a.gen_len,
             max_step_tokens: prompts.iter().map(Vec::len).sum::<usize>().max(batch),
         };
-        let (mut model, notes) = build_model(&gpu, &cache, run_w.clone(), a.reference, shape, &db, run_store)?;
+        let (mut model, notes) = build_model(&gpu, &cache, run_w.clone(), a.reference, shape, &db, run_store, graphs)?;
         for n in notes {
             if !report.notes.contains(&n) {
                 println!("  note: {n}");
@@ -613,7 +627,7 @@ pub fn run(a: E2eArgs) -> Result<ExitCode> {
             let other_w = w_deq.clone().unwrap_or_else(|| w.clone());
             let other_store = if a.reference { store.as_ref() } else { None };
             let other_w = if a.reference { w.clone() } else { other_w };
-            let (mut other, _) = build_model(&gpu, &cache, other_w, !a.reference, shape, &db, other_store)?;
+            let (mut other, _) = build_model(&gpu, &cache, other_w, !a.reference, shape, &db, other_store, graphs)?;
             let (r, t) = if a.reference { (&mut model, &mut other) } else { (&mut other, &mut model) };
             let cmp = compare_paths(&gpu, &util, r, t, &prompts, a.gen_len)?;
             let ok = cmp.passes(3e-2);
@@ -641,8 +655,8 @@ pub fn run(a: E2eArgs) -> Result<ExitCode> {
                 // What quantization costs: the bf16 model (tuned) vs the int4 model, teacher-
                 // forced on the bf16 model's tokens. Informational: RTN error is a property of
                 // the weights, not a kernel bug, and random weights are full of near-ties.
-                let (mut dense, _) = build_model(&gpu, &cache, w.clone(), false, shape, &db, None)?;
-                let (mut q, _) = build_model(&gpu, &cache, w.clone(), false, shape, &db, store.as_ref())?;
+                let (mut dense, _) = build_model(&gpu, &cache, w.clone(), false, shape, &db, None, graphs)?;
+                let (mut q, _) = build_model(&gpu, &cache, w.clone(), false, shape, &db, store.as_ref(), graphs)?;
                 let e = compare_paths(&gpu, &util, &mut dense, &mut q, &prompts, a.gen_len)?;
                 println!(
                     "quantization effect (batch {batch}): int4 vs bf16 weights, {} steps teacher-forced: max rel logit error {:.2e}, top-1 agreement {}/{} ({:.1}%)",
@@ -671,7 +685,7 @@ pub fn run(a: E2eArgs) -> Result<ExitCode> {
             max_seq: max_prompt + steps + 1,
             max_step_tokens: h.prompts.iter().map(Vec::len).sum(),
         };
-        let (mut model, _) = build_model(&gpu, &cache, w.clone(), a.reference, shape, &db, None)?;
+        let (mut model, _) = build_model(&gpu, &cache, w.clone(), a.reference, shape, &db, None, graphs)?;
         let cmp = hf_ref::compare(&gpu, &mut model, h, 5e-2, 32)?;
         println!("\n{}", cmp.report());
         println!("  HF reference measured on {} (torch {}, transformers {})", h.device, h.torch, h.transformers);

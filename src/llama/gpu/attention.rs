@@ -155,23 +155,29 @@ impl DecodeLaunch {
         })
     }
 
+    /// KV splits for `batch` sequences whose longest cache holds `max_len` positions: the
+    /// count the sweep measured with (one wave at BLOCKS_PER_SM blocks per SM). The only
+    /// launch parameter of a decode step that changes from step to step.
+    pub fn splits(&self, hd: Heads, batch: usize, max_len: usize) -> i64 {
+        let gtiles = ceil_div(hd.h / hd.kvh, 16);
+        choose_splits_per_sm(
+            self.splits,
+            self.blocks_per_sm,
+            batch as i64 * hd.kvh * gtiles,
+            max_len as i64,
+            self.block_n,
+            self.sm_count,
+        )
+        .min(MAX_SPLITS)
+    }
+
     /// One query per sequence for `batch` sequences whose longest cache holds `max_len` positions.
     pub fn launch(&self, gpu: &Gpu, io: &AttnIo, hd: Heads, batch: usize, max_len: usize) -> Result<()> {
         if hd.d != self.head_dim {
             bail!("attention_decode compiled for HEAD_DIM = {}, the model has head dim {}", self.head_dim, hd.d);
         }
         let gtiles = ceil_div(hd.h / hd.kvh, 16);
-        let b = batch as i64;
-        // The split count the sweep measured with (one wave at BLOCKS_PER_SM blocks per SM).
-        let splits = choose_splits_per_sm(
-            self.splits,
-            self.blocks_per_sm,
-            b * hd.kvh * gtiles,
-            max_len as i64,
-            self.block_n,
-            self.sm_count,
-        )
-        .min(MAX_SPLITS);
+        let splits = self.splits(hd, batch, max_len);
         // SAFETY: pointers are the model's buffers: Q and O hold batch·H·D bf16, the caches
         // [batch ≤ B][max_seq][KVH][D] with lens[b] ≤ max_seq (Step::check), the workspace
         // batch·H·MAX_SPLITS slots (decode_workspace_bytes); arguments follow the entry's

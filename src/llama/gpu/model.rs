@@ -18,7 +18,9 @@ use super::profile::Profiler;
 use super::weights::GpuWeights;
 use crate::gpu::device::{DevBuf, Gpu};
 use crate::llama::config::LlamaConfig;
-use anyhow::{bail, Result};
+use anyhow::{anyhow, bail, Context, Result};
+use cudarc::driver::{sys, CudaGraph};
+use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
 /// Sizes a model instance is built for.
@@ -82,6 +84,31 @@ pub struct GpuModel {
     /// Rows of the last step's logits.
     pub out_rows: usize,
     pub profiler: Option<Profiler>,
+    /// CUDA-graph decode (see [`GpuModel::enable_cuda_graphs`]); None: every launch issued.
+    graphs: Option<DecodeGraphs>,
+}
+
+/// Decode steps replayed as CUDA graphs: one graph per launch signature (token count, logit
+/// rows, decode-attention split count), captured the second time a signature comes (the
+/// first run, uncaptured, does any allocation and module loading), replayed after that. A
+/// replay costs one launch instead of ~11 per layer, and no gaps between kernels.
+struct DecodeGraphs {
+    /// The same device on a stream of its own (the default stream cannot be captured).
+    gpu: Rc<Gpu>,
+    graphs: HashMap<(usize, usize, i64), CudaGraph>,
+    seen: HashSet<(usize, usize, i64)>,
+}
+
+/// Device addresses and sizes one step's launches read (the tags were uploaded before).
+struct StepArgs {
+    layout: StepLayout,
+    ids: u64,
+    seq: u64,
+    pos: u64,
+    out: u64,
+    ints: u64,
+    t: usize,
+    rows: usize,
 }
 
 /// The tokens of one step.
@@ -213,7 +240,19 @@ impl GpuModel {
             ws_o: gpu.alloc(ws_o)?,
             ws_ml: gpu.alloc(ws_ml)?,
         };
-        Ok(GpuModel { ws: gpu.alloc(16)?, w, ops, linear, shape, k_cache, v_cache, a, out_rows: 0, profiler: None })
+        Ok(GpuModel {
+            ws: gpu.alloc(16)?,
+            w,
+            ops,
+            linear,
+            shape,
+            k_cache,
+            v_cache,
+            a,
+            out_rows: 0,
+            profiler: None,
+            graphs: None,
+        })
     }
 
     pub fn config(&self) -> &LlamaConfig {
@@ -295,13 +334,66 @@ impl GpuModel {
             self.a.meta.ptr + 12 * cap as u64,
             self.a.meta.ptr + 16 * cap as u64,
         );
+        let args = StepArgs { layout, ids, seq, pos, out, ints, t, rows: step.out.len() };
+        let key = self.ops.decode_launch_key(&args.layout, t, self.dims()).map(|splits| (t, args.rows, splits));
+        match (key, self.profiler.is_none()) {
+            (Some(key), true) if self.graphs.is_some() => self.decode_with_graph(gpu, key, &args),
+            _ => self.launch_step(gpu, &args),
+        }
+    }
+
+    /// Replays the decode step's graph, capturing it the second time its signature comes.
+    fn decode_with_graph(&mut self, gpu: &Gpu, key: (usize, usize, i64), args: &StepArgs) -> Result<()> {
+        let g = self.graphs.as_mut().expect("checked by the caller");
+        let cg = g.gpu.clone();
+        if !g.graphs.contains_key(&key) {
+            if g.seen.insert(key) {
+                return self.launch_step(gpu, args);
+            }
+            // The tags were uploaded synchronously and the previous step ended in a host
+            // synchronization (argmax or logits), so the capture stream needs no event.
+            cg.stream
+                .begin_capture(sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
+                .map_err(|e| anyhow!("starting a CUDA graph capture failed: {e:?}"))?;
+            let launched = self.launch_step(&cg, args);
+            let graph = cg.stream.end_capture(sys::CUgraphInstantiate_flags(0));
+            launched.context("while capturing a decode step into a CUDA graph")?;
+            let graph = graph
+                .map_err(|e| anyhow!("instantiating the decode step's CUDA graph failed: {e:?}"))?
+                .context("the decode step's capture recorded nothing")?;
+            self.graphs.as_mut().expect("checked by the caller").graphs.insert(key, graph);
+        }
+        let g = self.graphs.as_ref().expect("checked by the caller");
+        g.graphs[&key].launch().map_err(|e| anyhow!("replaying the decode step's CUDA graph failed: {e:?}"))?;
+        // The default stream's next work (argmax, the next step's uploads) must see it done.
+        cg.synchronize()?;
+        self.out_rows = args.rows;
+        Ok(())
+    }
+
+    /// Replays decode steps as CUDA graphs from now on (the tuned paths; cuBLAS's own
+    /// workspace handling is not capture-safe here, and the profiler needs its events).
+    pub fn enable_cuda_graphs(&mut self, gpu: &Gpu) -> Result<()> {
+        if matches!(self.linear, LinearBackend::Cublas(_)) {
+            bail!("CUDA-graph decode runs the tuned paths only; the reference path issues its launches");
+        }
+        self.graphs =
+            Some(DecodeGraphs { gpu: Rc::new(gpu.on_new_stream()?), graphs: HashMap::new(), seen: HashSet::new() });
+        Ok(())
+    }
+
+    /// Every launch of one step, in order, on `gpu`'s stream.
+    fn launch_step(&mut self, gpu: &Gpu, args: &StepArgs) -> Result<()> {
+        let c = self.w.config.clone();
+        let StepArgs { ids, seq, pos, out, ints, t, rows, .. } = *args;
+        let layout = &args.layout;
+        let qkv_dim = c.q_dim() + 2 * c.kv_dim();
         // The profile tells decode attention from prefill attention.
         let attn_kind = if layout.is_decode() { OpKind::Attention } else { OpKind::AttentionPrefill };
         let d = self.dims();
         let w = self.w.clone();
         let (x, h, qkv, attn, gu, act) =
             (self.a.x.ptr, self.a.h.ptr, self.a.qkv.ptr, self.a.attn.ptr, self.a.gate_up.ptr, self.a.act.ptr);
-        let qkv_dim = c.q_dim() + 2 * c.kv_dim();
 
         let s = self.prof_start(gpu, OpKind::Embedding)?;
         self.ops.gather(gpu, w.tok_embeddings.ptr, ids, x, t, c.dim)?;
@@ -316,7 +408,7 @@ impl GpuModel {
             self.ops.rope(gpu, qkv, pos, &w.rope_inv_freqs, t, d)?;
             self.prof_stop(gpu, OpKind::Rope, s)?;
             let io = AttnStep {
-                layout: &layout,
+                layout,
                 qkv,
                 k_cache: kc,
                 v_cache: vc,
@@ -347,7 +439,6 @@ impl GpuModel {
             self.prof_stop(gpu, OpKind::SwiGlu, s)?;
             self.linear(gpu, OpKind::GemmDown, act, lw.w_down.ptr, x, true, t, c.dim, c.ffn_dim)?;
         }
-        let rows = step.out.len();
         let s = self.prof_start(gpu, OpKind::RmsNorm)?;
         self.ops.gather(gpu, x, out, self.a.last.ptr, rows, c.dim)?;
         self.ops.rmsnorm(gpu, self.a.last.ptr, &w.norm, self.a.last_h.ptr, rows, c.dim, c.norm_eps)?;

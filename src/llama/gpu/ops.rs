@@ -596,6 +596,16 @@ impl OpKernels {
     }
 
     /// Attention of the step's tokens over their sequences' keys (kv_append ran first).
+    /// For a decode step, what its launches depend on beyond the token count: the decode
+    /// family's split count (0 on the plain kernel, whose grid is fixed). None otherwise.
+    pub fn decode_launch_key(&self, layout: &StepLayout, t: usize, d: AttnDims) -> Option<i64> {
+        match (self.attention_path(layout), layout, &self.decode) {
+            (AttnPath::Decode, StepLayout::Decode { max_len }, Some(l)) => Some(l.splits(d.heads(), t, *max_len)),
+            (_, StepLayout::Decode { .. }, _) => Some(0),
+            _ => None,
+        }
+    }
+
     pub fn attention(&self, gpu: &Gpu, s: &AttnStep, d: AttnDims) -> Result<()> {
         if d.head_dim % 32 != 0 || d.head_dim > 256 {
             bail!("the reference attention kernel needs head_dim a multiple of 32 and at most 256, got {}", d.head_dim);
