@@ -23,6 +23,14 @@ pub fn project_root() -> PathBuf {
     std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."))
 }
 
+/// CSVs in reports/ that are not sweep results: the PyTorch peer table a sweep reads
+/// (scripts/torch_peers.py) and `kernlab e2e`'s benchmark rows. Report and roofline pass over
+/// them without a warning.
+pub fn is_auxiliary_csv(path: &Path) -> bool {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    name.starts_with("torch_peers") || name.starts_with("e2e")
+}
+
 pub fn reports_dir() -> PathBuf {
     std::env::var_os("KERNLAB_REPORTS").map(PathBuf::from).unwrap_or_else(|| project_root().join("reports"))
 }
@@ -58,4 +66,16 @@ pub fn latest_sweep_csv(family: &str) -> Option<PathBuf> {
 /// A fresh CSV name for a new sweep: `reports/<family>-<UTC timestamp>.csv`.
 pub fn new_sweep_csv(family: &str) -> PathBuf {
     reports_dir().join(format!("{family}-{}.csv", chrono::Utc::now().format("%Y%m%d-%H%M%S")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peer_and_e2e_csvs_are_auxiliary() {
+        assert!(is_auxiliary_csv(Path::new("reports/torch_peers.csv")));
+        assert!(is_auxiliary_csv(Path::new("/x/e2e-20261127-101010.csv")));
+        assert!(!is_auxiliary_csv(Path::new("reports/gemm-20261127.csv")));
+    }
 }

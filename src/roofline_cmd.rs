@@ -140,7 +140,7 @@ pub fn sweep_records(dir: &Path) -> (Vec<(PathBuf, Vec<CandidateRecord>)>, Vec<S
         Ok(rd) => rd
             .flatten()
             .map(|e| e.path())
-            .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "csv"))
+            .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "csv") && !crate::paths::is_auxiliary_csv(p))
             .collect(),
         Err(_) => return (Vec::new(), Vec::new()),
     };

@@ -107,7 +107,8 @@ pub fn build_report_with(opts: &ReportOptions) -> Result<ReportSummary> {
     }
 
     let mut sweeps: Vec<Sweep> = Vec::new();
-    for p in entries.iter().filter(|p| p.extension().is_some_and(|e| e == "csv")) {
+    for p in entries.iter().filter(|p| p.extension().is_some_and(|e| e == "csv") && !crate::paths::is_auxiliary_csv(p))
+    {
         match read_records(p) {
             Ok(records) => {
                 let stem = p.file_stem().and_then(|s| s.to_str()).unwrap_or("sweep").to_string();
