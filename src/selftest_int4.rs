@@ -102,26 +102,24 @@ pub fn check_model_linear(
     mut record: impl FnMut(bool, String),
 ) -> Result<()> {
     let sweep = Sweep::load(&crate::paths::sweep_file("gemm_int4"), GemmInt4.shape_dims())?;
-    let k = 384usize;
+    let (n, k) = (70usize, 384usize);
     let half = HalfDtype::Bf16;
-    // N = 4500 is 282 row tiles: on a 1-per-SM persistent grid every block loops over tiles.
-    for (variant, m, n, extra) in [
-        ("int4_gemv_tc", 5usize, 70usize, vec![("SPLITK", 1)]),
-        ("int4_gemv_tc", 3, 70, vec![("SPLITK", 2)]),
-        ("int4_gemv_tc", 3, 4500, vec![("SPLITK", 1), ("BLOCKS_PER_SM", 1)]),
-        ("int4_mma", 33, 70, vec![]),
-        ("int4_mma_wgmma", 33, 70, vec![("SPLITK", 1)]),
-        ("int4_mma_wgmma", 33, 70, vec![("SPLITK", 2)]),
+    let w = awkward_weights(n, k, 3, half);
+    let qw = quantize_rtn(&w, n, k, &RtnConfig::default())?;
+    let dev_wq = gpu.alloc(n * k / 2)?;
+    dev_wq.upload(&qw.packed)?;
+    let dev_s = gpu.alloc(qw.scales.len() * 2)?;
+    dev_s.upload(&qw.scales)?;
+    for (variant, m, extra) in [
+        ("int4_gemv_tc", 5usize, vec![("SPLITK", 1)]),
+        ("int4_gemv_tc", 3, vec![("SPLITK", 2)]),
+        ("int4_mma", 33, vec![]),
+        ("int4_mma_wgmma", 33, vec![("SPLITK", 1)]),
+        ("int4_mma_wgmma", 33, vec![("SPLITK", 2)]),
     ] {
         if variant == "int4_mma_wgmma" && gpu.props.cc_major < 9 {
             continue; // wgmma: Hopper only
         }
-        let w = awkward_weights(n, k, 3, half);
-        let qw = quantize_rtn(&w, n, k, &RtnConfig::default())?;
-        let dev_wq = gpu.alloc(n * k / 2)?;
-        dev_wq.upload(&qw.packed)?;
-        let dev_s = gpu.alloc(qw.scales.len() * 2)?;
-        dev_s.upload(&qw.scales)?;
         let v = sweep.variant(variant).with_context(|| format!("sweeps/gemm_int4.toml lacks {variant}"))?;
         let mut params: BTreeMap<String, i64> = crate::llama::gpu::linear::template_defaults(&v.source);
         params.extend(extra.iter().map(|(k, v)| (k.to_string(), *v)));

@@ -26,7 +26,7 @@ fn launchable(c: &Candidate, s: &Shape, dt: DType) -> anyhow::Result<()> {
     let fmt = Int4Format::from_params(&c.params, dt)?;
     match c.variant.as_str() {
         "int4_gemv" => gemv_plan(m, n, k, &fmt, &c.params).map(|_| ()),
-        "int4_gemv_tc" => gemv_tc_plan(m, n, k, &fmt, &c.params, 132).map(|_| ()),
+        "int4_gemv_tc" => gemv_tc_plan(m, n, k, &fmt, &c.params).map(|_| ()),
         "int4_mma" => mma_geometry(m, n, k, &fmt, &c.params).map(|_| ()),
         "int4_mma_wgmma" => wgmma_plan(m, n, k, &fmt, &c.params).map(|_| ()),
         v => anyhow::bail!("unknown variant {v}"),

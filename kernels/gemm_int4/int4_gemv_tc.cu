@@ -48,7 +48,6 @@
 //   UNROLL [2]         128-k steps a warp loads before computing (1, 2 or 4)
 //   SPLITK [1]         K splits over blockIdx.y (> 1 needs gemm_splitk_reduce)
 //   PREFETCH [1]       1: load the next run's weights before this run's math
-//   BLOCKS_PER_SM [0]  host-side launch geometry (see the grid below)
 //
 // Launch contract:
 //   extern "C" __global__ void int4_gemv_tc(const T* X, const unsigned* Wq,
@@ -60,9 +59,7 @@
 //     [SPLITK][M][N] fully written, Y and R untouched; then
 //     gemm_splitk_reduce(ws, Y, R, M, N, SPLITK) (kernels/gemm/splitk_reduce.cuh):
 //     grid (ceil(M*N/256), 1, 1), block (256, 1, 1).
-//     grid  = (G, SPLITK, 1) for any G >= 1: block x takes row tiles x, x + G, ... of the
-//       ceil(N / (16 * N_TILES)); the host launches G = that count, or a persistent
-//       G = min(count, SMs * BLOCKS_PER_SM) (a host-side tunable)
+//     grid  = (ceil(N / (16 * N_TILES)), SPLITK, 1)
 //     block = (32 * NUM_WARPS, 1, 1), no dynamic shared memory
 //   Requirements: 1 <= M <= 8 * M_TILES; K % 128 == 0; K % GROUP == 0; X and Wq 16-byte
 //   aligned (cudaMalloc is; K % 8 == 0 keeps rows aligned); N >= 1 arbitrary. sm_80+.
@@ -86,11 +83,6 @@
 #endif
 #ifndef PREFETCH
 #define PREFETCH 1
-#endif
-// Host side only (the kernel reads gridDim.x): 0 = one block per row tile; > 0 = a persistent
-// grid of min(row tiles, SMs * BLOCKS_PER_SM) blocks looping over the tiles.
-#ifndef BLOCKS_PER_SM
-#define BLOCKS_PER_SM 0
 #endif
 
 #if GROUP % 32 != 0
@@ -244,15 +236,11 @@ int4_gemv_tc(const T* __restrict__ X, const u32* __restrict__ Wq, const unsigned
              int M, int N, int K) {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int g = lane >> 2, t = lane & 3;
+    const int n_base = blockIdx.x * (16 * N_TILES);
     const int words_per_row = K / 8;
     const int steps = K / STEP_K;
     const int s_begin = (int)((long long)steps * blockIdx.y / SPLITK);
     const int s_end = (int)((long long)steps * (blockIdx.y + 1) / SPLITK);
-    // A block walks row tiles blockIdx.x, + gridDim.x, ...: one tile when the grid covers
-    // them all, several when the host launches a persistent grid (no partial last wave).
-    const int row_tiles = (N + 16 * N_TILES - 1) / (16 * N_TILES);
-    for (int tile = blockIdx.x; tile < row_tiles; tile += gridDim.x) {
-    const int n_base = tile * (16 * N_TILES);
 
     // This lane's two weight rows per tile (rows past N re-read row N-1; never stored).
     const u32* wrow[N_TILES][2];
@@ -375,9 +363,5 @@ int4_gemv_tc(const T* __restrict__ X, const u32* __restrict__ Wq, const unsigned
             ws[((size_t)blockIdx.y * M + m) * N + row] = v;
 #endif
         }
-    }
-#if NUM_WARPS > 1
-    __syncthreads();  // the next tile reuses `partial`
-#endif
     }
 }

@@ -71,17 +71,7 @@ pub fn gemv_plan(m: i64, n: i64, k: i64, fmt: &Int4Format, p: &BTreeMap<String, 
 
 /// int4_gemv_tc: grid (ceil(N / (16·N_TILES)), SPLITK), NUM_WARPS warps, plus the split-K
 /// reduction (`gemm_splitk_reduce`) when SPLITK > 1.
-/// `sm_count` sizes the persistent grid of BLOCKS_PER_SM > 0 (a host-side tunable: the grid
-/// is min(row tiles, SMs · BLOCKS_PER_SM) and blocks loop over tiles, so no partial last wave
-/// idles SMs); BLOCKS_PER_SM = 0 (or absent) launches one block per row tile.
-pub fn gemv_tc_plan(
-    m: i64,
-    n: i64,
-    k: i64,
-    fmt: &Int4Format,
-    p: &BTreeMap<String, i64>,
-    sm_count: i64,
-) -> Result<GemvPlan> {
+pub fn gemv_tc_plan(m: i64, n: i64, k: i64, fmt: &Int4Format, p: &BTreeMap<String, i64>) -> Result<GemvPlan> {
     let (m_tiles, n_tiles, warps, unroll, splitk) =
         (param(p, "M_TILES")?, param(p, "N_TILES")?, param(p, "NUM_WARPS")?, param(p, "UNROLL")?, param(p, "SPLITK")?);
     let shape = format!("{m}x{n}x{k}");
@@ -107,14 +97,8 @@ pub fn gemv_tc_plan(
     if !(1..=32).contains(&warps) {
         bail!("int4_gemv_tc: NUM_WARPS = {warps} makes no block");
     }
-    let tiles = ceil_div(n, 16 * n_tiles);
-    let blocks_per_sm = p.get("BLOCKS_PER_SM").copied().unwrap_or(0);
-    if blocks_per_sm < 0 {
-        bail!("int4_gemv_tc: BLOCKS_PER_SM = {blocks_per_sm}, expected 0 (one block per tile) or more");
-    }
-    let grid_x = if blocks_per_sm > 0 { tiles.min(blocks_per_sm * sm_count.max(1)) } else { tiles };
     let main = Geometry {
-        grid: (grid_dim(grid_x, "int4_gemv_tc grid.x")?, splitk as u32, 1),
+        grid: (grid_dim(ceil_div(n, 16 * n_tiles), "int4_gemv_tc grid.x")?, splitk as u32, 1),
         block: ((32 * warps) as u32, 1, 1),
         smem: 0,
     };
@@ -237,26 +221,16 @@ mod tests {
     fn gemv_tc_geometry_and_contract() {
         let f = Int4Format::default_for(DType::BF16);
         let q = p(&[("M_TILES", 1), ("N_TILES", 2), ("NUM_WARPS", 4), ("UNROLL", 2), ("SPLITK", 3)]);
-        let g = gemv_tc_plan(8, 4097, 4096, &f, &q, 132).unwrap();
+        let g = gemv_tc_plan(8, 4097, 4096, &f, &q).unwrap();
         assert_eq!(g.main.grid, (129, 3, 1));
         assert_eq!(g.main.block, (128, 1, 1));
         assert_eq!(g.reduce.unwrap().grid, (ceil_div(8 * 4097, 256) as u32, 1, 1));
-        let mut persistent = q.clone();
-        persistent.insert("BLOCKS_PER_SM".into(), 2);
-        persistent.insert("SPLITK".into(), 1);
-        let pg = gemv_tc_plan(1, 28672, 4096, &f, &persistent, 132).unwrap();
-        assert_eq!(pg.main.grid, (264, 1, 1), "896 tiles on a 2-per-SM persistent grid");
-        assert_eq!(
-            gemv_tc_plan(1, 4096, 4096, &f, &persistent, 132).unwrap().main.grid.0,
-            128,
-            "fewer tiles than the grid"
-        );
-        let e = gemv_tc_plan(9, 64, 4096, &f, &q, 132).unwrap_err().to_string();
+        let e = gemv_tc_plan(9, 64, 4096, &f, &q).unwrap_err().to_string();
         assert!(e.contains("M_TILES = 1") && e.contains("9x64x4096"), "{e}");
-        assert!(gemv_tc_plan(1, 64, 4160, &f, &q, 132).is_err(), "K not a multiple of 128");
+        assert!(gemv_tc_plan(1, 64, 4160, &f, &q).is_err(), "K not a multiple of 128");
         let one = p(&[("M_TILES", 2), ("N_TILES", 1), ("NUM_WARPS", 8), ("UNROLL", 1), ("SPLITK", 1)]);
-        assert!(gemv_tc_plan(16, 8, 128, &f, &one, 132).unwrap().reduce.is_none());
-        assert!(gemv_tc_plan(16, 8, 128, &f, &p(&[("M_TILES", 2)]), 132).is_err());
+        assert!(gemv_tc_plan(16, 8, 128, &f, &one).unwrap().reduce.is_none());
+        assert!(gemv_tc_plan(16, 8, 128, &f, &p(&[("M_TILES", 2)])).is_err());
     }
 
     #[test]

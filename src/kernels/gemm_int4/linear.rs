@@ -24,19 +24,10 @@ pub struct Int4Io {
     pub ws: u64,
 }
 
-#[allow(clippy::too_many_arguments)]
-fn decode_plan(
-    variant: &str,
-    m: i64,
-    n: i64,
-    k: i64,
-    fmt: &Int4Format,
-    p: &BTreeMap<String, i64>,
-    sm_count: i64,
-) -> Result<GemvPlan> {
+fn decode_plan(variant: &str, m: i64, n: i64, k: i64, fmt: &Int4Format, p: &BTreeMap<String, i64>) -> Result<GemvPlan> {
     match variant {
         "int4_gemv" => gemv_plan(m, n, k, fmt, p),
-        "int4_gemv_tc" => gemv_tc_plan(m, n, k, fmt, p, sm_count),
+        "int4_gemv_tc" => gemv_tc_plan(m, n, k, fmt, p),
         // Not a decode kernel, but the same arguments and split-K reduction.
         "int4_mma_wgmma" => wgmma_plan(m, n, k, fmt, p),
         other => bail!("{other} is not an int4 variant with a split-K plan"),
@@ -76,7 +67,7 @@ pub fn launch_linear(
     let dims = [Arg::I32(m as i32), Arg::I32(n as i32), Arg::I32(k as i32)];
     match variant {
         "int4_gemv" | "int4_gemv_tc" | "int4_mma_wgmma" => {
-            let plan = decode_plan(variant, m, n, k, &fmt, params, i64::from(gpu.props.sm_count))?;
+            let plan = decode_plan(variant, m, n, k, &fmt, params)?;
             let split = plan.splitk > 1;
             let g = plan.main;
             let mut args = vec![
