@@ -27,3 +27,13 @@ fn hf_reference_without_model_is_refused() {
     assert!(!ok);
     assert!(err.contains("--model"), "{err}");
 }
+
+#[test]
+fn int4_weights_with_a_bf16_check_are_refused() {
+    let (ok, err) = e2e(&["--preset", "tiny", "--weights", "int4", "--check-cpu"]);
+    assert!(!ok);
+    assert!(err.contains("--weights int4") && err.contains("--validate"), "{err}");
+    let (ok, err) = e2e(&["--weights", "int8"]);
+    assert!(!ok);
+    assert!(err.contains("int8") && err.contains("int4"), "{err}");
+}

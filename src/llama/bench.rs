@@ -238,6 +238,12 @@ pub fn resolve(a: &E2eArgs) -> Result<ModelSource> {
     if a.prompt.is_none() && a.prompt_len == 0 {
         bail!("--prompt-len must be at least 1");
     }
+    if a.weights == "int4" && (a.check_cpu || a.hf_reference.is_some()) {
+        bail!(
+            "--check-cpu and --hf-reference check the bf16 path; run them without --weights int4 (with int4, \
+             --validate compares against cuBLAS on the dequantized weights)"
+        );
+    }
     // Written so that NaN fails too.
     let ok = a.temperature >= 0.0 && a.top_p > 0.0 && a.top_p <= 1.0;
     if !ok {
@@ -442,12 +448,6 @@ pub fn run(a: E2eArgs) -> Result<ExitCode> {
     );
     let int4 = a.weights == "int4";
     let graphs = !a.no_cuda_graphs;
-    if int4 && (a.check_cpu || a.hf_reference.is_some()) {
-        bail!(
-            "--check-cpu and --hf-reference check the bf16 path; run them without --weights int4 (with int4, \
-             --validate compares against cuBLAS on the dequantized weights)"
-        );
-    }
     // int4: quantize the layers' linears once; the reference path (and --validate) runs
     // cuBLAS on their dequantized values, i.e. the same weights the int4 kernels use.
     let store = if int4 {
