@@ -201,14 +201,7 @@ pub struct LinearIo {
 pub fn workspace_bytes(variant: &str, p: &BTreeMap<String, i64>, m: i64, n: i64) -> usize {
     match variant {
         // Every split-K variant writes SPLITK fp32 partials of Y before the reduction.
-        "gemv_splitk" | "mma_skinny" | "wgmma_tma" => {
-            let s = p.get("SPLITK").copied().unwrap_or(1);
-            if s > 1 {
-                (s * m * n) as usize * 4
-            } else {
-                0
-            }
-        }
+        "gemv_splitk" | "mma_skinny" | "wgmma_tma" => super::support::splitk_workspace_bytes(p, m, n),
         _ => 0,
     }
 }

@@ -97,3 +97,13 @@ pub fn copy(gpu: &Gpu, dst: &DevBuf, src: &DevBuf) -> Result<()> {
     unsafe { cudarc::driver::result::memcpy_dtod_async(dst.ptr, src.ptr, src.bytes, gpu.stream.cu_stream()) }
         .map_err(|e| anyhow::anyhow!("device copy failed: {e:?}"))
 }
+
+/// fp32 bytes of the split-K partials a configuration writes at (M, N): SPLITK · M · N floats,
+/// 0 without split-K (SPLITK absent or 1). Every split-K variant of gemm and gemm_int4 sizes
+/// its workspace so.
+pub fn splitk_workspace_bytes(p: &std::collections::BTreeMap<String, i64>, m: i64, n: i64) -> usize {
+    match p.get("SPLITK").copied().unwrap_or(1) {
+        s if s > 1 => (s * m * n) as usize * 4,
+        _ => 0,
+    }
+}

@@ -38,12 +38,7 @@ fn decode_plan(variant: &str, m: i64, n: i64, k: i64, fmt: &Int4Format, p: &BTre
 pub fn workspace_bytes(variant: &str, params: &BTreeMap<String, i64>, m: i64, n: i64) -> usize {
     match variant {
         "int4_gemv" | "int4_gemv_tc" | "int4_mma_wgmma" => {
-            let s = params.get("SPLITK").copied().unwrap_or(1);
-            if s > 1 {
-                (s * m * n * 4) as usize
-            } else {
-                0
-            }
+            crate::kernels::support::splitk_workspace_bytes(params, m, n)
         }
         _ => 0,
     }
