@@ -56,7 +56,7 @@ fn templates_and_references_compile_at_defaults_in_every_dtype_and_arch() {
         let fam = kernels::family(family).unwrap();
         let sweep = load(family);
         let reference = root().join(format!("kernels/{family}/reference.cu"));
-        let ref_source = std::fs::read_to_string(&reference).unwrap();
+        let ref_source = nvrtc::load_source(&reference).unwrap();
         for arch in ARCHS {
             for dt in DTYPES {
                 let req = |name: String, source: String| CompileRequest {

@@ -3,19 +3,7 @@
 // compiles a template, so the module cache key and the tuned database's source hash cover
 // this file. Defines T, kl_from_f / kl_to_f, the tunable VEC (16-byte vectors by default),
 // and kl_load / kl_store (aligned vectors) with kl_load_tail / kl_store_tail (row ends).
-#if defined(KL_FP32)
-typedef float T;
-__device__ __forceinline__ T kl_from_f(float v) { return v; }
-#elif defined(KL_FP16)
-typedef __half T;
-__device__ __forceinline__ T kl_from_f(float v) { return __float2half_rn(v); }
-#else
-typedef __nv_bfloat16 T;
-__device__ __forceinline__ T kl_from_f(float v) { return __float2bfloat16_rn(v); }
-#endif
-__device__ __forceinline__ float kl_to_f(float v) { return v; }
-__device__ __forceinline__ float kl_to_f(__half v) { return __half2float(v); }
-__device__ __forceinline__ float kl_to_f(__nv_bfloat16 v) { return __bfloat162float(v); }
+#include "element_type.cuh"
 
 #ifndef VEC
 #if defined(KL_FP32)

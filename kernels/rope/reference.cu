@@ -7,21 +7,7 @@
 #include <cuda_fp16.h>
 #include <cuda_bf16.h>
 
-// ---- element type and vector access (the same block in every memory-bound template) ----
-#if defined(KL_FP32)
-typedef float T;
-__device__ __forceinline__ T kl_from_f(float v) { return v; }
-#elif defined(KL_FP16)
-typedef __half T;
-__device__ __forceinline__ T kl_from_f(float v) { return __float2half_rn(v); }
-#else
-typedef __nv_bfloat16 T;
-__device__ __forceinline__ T kl_from_f(float v) { return __float2bfloat16_rn(v); }
-#endif
-__device__ __forceinline__ float kl_to_f(float v) { return v; }
-__device__ __forceinline__ float kl_to_f(__half v) { return __half2float(v); }
-__device__ __forceinline__ float kl_to_f(__nv_bfloat16 v) { return __bfloat162float(v); }
-
+#include "../common/element_type.cuh"
 
 extern "C" __global__ void rope_reference(const T* q_in, const T* k_in, T* q_out, T* k_out, const int* offsets,
                                           const float* inv_freq, int n_tokens, int seq_len, int n_q_heads,

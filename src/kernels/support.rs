@@ -19,12 +19,41 @@ pub fn reference_kernels(
     entries: &[&str],
 ) -> Result<BTreeMap<String, Kernel>> {
     let cache = ModuleCache::open(&cache::default_dir())?;
-    let req =
-        CompileRequest { name: name.into(), source: source.into(), defines: dt.defines(), arch: gpu.props.arch() };
+    let source = expand_embedded_headers(name, source)?;
+    let req = CompileRequest { name: name.into(), source, defines: dt.defines(), arch: gpu.props.arch() };
     let m = cache.get_or_compile(&req).with_context(|| format!("compiling the reference {name}"))?;
     let mut out = BTreeMap::new();
     for e in entries {
         out.insert(e.to_string(), gpu.load(&m.cubin, e)?);
+    }
+    Ok(out)
+}
+
+/// Shared headers the reference templates built into the binary may include, by the path
+/// they include them with.
+const EMBEDDED_HEADERS: &[(&str, &str)] =
+    &[("../common/element_type.cuh", include_str!("../../kernels/common/element_type.cuh"))];
+
+/// A source built into the binary (`include_str!`) with its `#include "..."` lines replaced
+/// by the embedded headers, as `nvrtc::load_source` does for files on disk; a header that
+/// is not embedded is an error naming it.
+pub fn expand_embedded_headers(name: &str, source: &str) -> Result<String> {
+    let mut out = String::with_capacity(source.len());
+    for line in source.lines() {
+        match line.trim_start().strip_prefix("#include \"") {
+            Some(rest) => {
+                let inc = rest.split('"').next().unwrap_or("");
+                let (_, text) = EMBEDDED_HEADERS
+                    .iter()
+                    .find(|(path, _)| *path == inc)
+                    .with_context(|| format!("{name} includes \"{inc}\", which is not among the embedded headers"))?;
+                out.push_str(text);
+            }
+            None => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
     }
     Ok(out)
 }
@@ -105,5 +134,24 @@ pub fn splitk_workspace_bytes(p: &std::collections::BTreeMap<String, i64>, m: i6
     match p.get("SPLITK").copied().unwrap_or(1) {
         s if s > 1 => (s * m * n) as usize * 4,
         _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_headers_expand_like_files_on_disk() {
+        let root = crate::paths::project_root();
+        for fam in ["rmsnorm", "rope", "softmax", "swiglu"] {
+            let path = root.join(format!("kernels/{fam}/reference.cu"));
+            let text = std::fs::read_to_string(&path).unwrap();
+            let embedded = expand_embedded_headers(fam, &text).unwrap();
+            assert_eq!(embedded, crate::gpu::nvrtc::load_source(&path).unwrap(), "{fam}");
+            assert!(embedded.contains("kl_to_f") && !embedded.contains("#include \""), "{fam}");
+        }
+        let e = expand_embedded_headers("x.cu", "#include \"nope.cuh\"\n").unwrap_err().to_string();
+        assert!(e.contains("nope.cuh"), "{e}");
     }
 }
