@@ -23,12 +23,13 @@ fn awkward_weights(n: usize, k: usize, seed: u64, half: HalfDtype) -> Vec<f32> {
     let mut w: Vec<f32> = (0..n * k)
         .map(|i| {
             let row_scale = 10f32.powi((i / k % 5) as i32 - 2);
-            half.round(rng.random_range(-1.0f32..1.0) * row_scale)
+            rng.random_range(-1.0f32..1.0) * row_scale
         })
         .collect();
     w[..32].iter_mut().for_each(|v| *v = 0.0);
     w[k..k + 32].iter_mut().for_each(|v| *v = v.abs());
     w[2 * k..2 * k + 32].iter_mut().for_each(|v| *v = -v.abs() - 1e-3);
+    // Every value representable in the weight dtype, as a GPU weight would be.
     w.iter().map(|v| half.round(*v)).collect()
 }
 

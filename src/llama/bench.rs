@@ -623,10 +623,13 @@ pub fn run(a: E2eArgs) -> Result<ExitCode> {
         }
 
         if a.validate {
-            // The other path on the same weights: for int4, cuBLAS on the dequantized weights.
-            let other_w = w_deq.clone().unwrap_or_else(|| w.clone());
-            let other_store = if a.reference { store.as_ref() } else { None };
-            let other_w = if a.reference { w.clone() } else { other_w };
+            // The other path on the same weights: the tuned path (int4: on the int4 store), or
+            // the reference path (int4: cuBLAS on the dequantized weights).
+            let (other_w, other_store) = if a.reference {
+                (w.clone(), store.as_ref())
+            } else {
+                (w_deq.clone().unwrap_or_else(|| w.clone()), None)
+            };
             let (mut other, _) = build_model(&gpu, &cache, other_w, !a.reference, shape, &db, other_store, graphs)?;
             let (r, t) = if a.reference { (&mut model, &mut other) } else { (&mut other, &mut model) };
             let cmp = compare_paths(&gpu, &util, r, t, &prompts, a.gen_len)?;
@@ -655,9 +658,9 @@ pub fn run(a: E2eArgs) -> Result<ExitCode> {
                 // What quantization costs: the bf16 model (tuned) vs the int4 model, teacher-
                 // forced on the bf16 model's tokens. Informational: RTN error is a property of
                 // the weights, not a kernel bug, and random weights are full of near-ties.
+                // `t` is the int4 tuned model either way.
                 let (mut dense, _) = build_model(&gpu, &cache, w.clone(), false, shape, &db, None, graphs)?;
-                let (mut q, _) = build_model(&gpu, &cache, w.clone(), false, shape, &db, store.as_ref(), graphs)?;
-                let e = compare_paths(&gpu, &util, &mut dense, &mut q, &prompts, a.gen_len)?;
+                let e = compare_paths(&gpu, &util, &mut dense, t, &prompts, a.gen_len)?;
                 println!(
                     "quantization effect (batch {batch}): int4 vs bf16 weights, {} steps teacher-forced: max rel logit error {:.2e}, top-1 agreement {}/{} ({:.1}%)",
                     a.gen_len,

@@ -105,6 +105,8 @@ impl Int4Store {
 
     /// A copy of `w` whose layer linears hold dequant(int4) in bf16 (every other tensor
     /// copied): the weights the int4 kernels effectively use, for the cuBLAS reference path.
+    /// It uses the family's plain reference dequantizer, not `int4_dequantize` (the prefill
+    /// path's), so a layout slip in the fast kernels cannot hide behind the same slip here.
     pub fn dequantized_copy(&self, gpu: &Gpu, w: &GpuWeights) -> Result<GpuWeights> {
         let refk = RefKernels::new(gpu)?;
         let out = w.empty_like(gpu, format!("{} (int4 g{MODEL_GROUP} RTN, dequantized)", w.source))?;
