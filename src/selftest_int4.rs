@@ -117,8 +117,10 @@ pub fn check_model_linear(
         ("int4_mma", 33, vec![]),
         ("int4_mma_wgmma", 33, vec![("SPLITK", 1)]),
         ("int4_mma_wgmma", 33, vec![("SPLITK", 2)]),
+        ("int4_wgmma_rs", 5, vec![("BT", 8), ("SPLITK", 1)]),
+        ("int4_wgmma_rs", 33, vec![("BT", 64), ("SPLITK", 2)]),
     ] {
-        if variant == "int4_mma_wgmma" && gpu.props.cc_major < 9 {
+        if variant.contains("wgmma") && gpu.props.cc_major < 9 {
             continue; // wgmma: Hopper only
         }
         let v = sweep.variant(variant).with_context(|| format!("sweeps/gemm_int4.toml lacks {variant}"))?;

@@ -74,8 +74,8 @@ fn templates_compile_at_their_defaults_and_the_reference_and_quantizer_modules_c
     }
     let mut reqs = Vec::new();
     for arch in ARCHS {
-        for variant in ["int4_gemv", "int4_gemv_tc", "int4_mma", "int4_mma_wgmma"] {
-            if variant == "int4_mma_wgmma" && *arch != "sm_90a" {
+        for variant in ["int4_gemv", "int4_gemv_tc", "int4_mma", "int4_mma_wgmma", "int4_wgmma_rs"] {
+            if variant.contains("wgmma") && *arch != "sm_90a" {
                 continue; // wgmma: Hopper only (min_cc = 90)
             }
             for dt in [DType::BF16, DType::F16] {
@@ -142,6 +142,8 @@ fn every_selftest_format_compiles_for_every_variant_and_dtype() {
             ("int4_gemv_tc", "16x4096x4096"),
             ("int4_mma", "2048x4096x4096"),
             ("int4_mma_wgmma", "2048x4096x4096"),
+            ("int4_wgmma_rs", "2048x4096x4096"),
+            ("int4_wgmma_rs", "1x4096x4096"),
         ] {
             let shape = Shape::parse(shape, GemmInt4.shape_dims()).unwrap();
             let kept = s.enumerate(&shape.dims, 2, &DeviceLimits::for_arch(arch).unwrap()).unwrap().kept;
@@ -149,9 +151,10 @@ fn every_selftest_format_compiles_for_every_variant_and_dtype() {
                 "int4_gemv" => c.params["ROWS_PER_WARP"] * c.params["M_MAX"] * c.params["VEC"],
                 "int4_gemv_tc" => c.params["N_TILES"] * c.params["UNROLL"] * c.params["M_TILES"],
                 "int4_mma_wgmma" => (c.params["BM"] / 64) * c.params["BN"] / c.params["WG_N"],
+                "int4_wgmma_rs" => c.params["MT"] * c.params["BT"],
                 _ => (c.params["WM"] / 16) * (c.params["WN"] / 8) * (c.params["BK"] / 64),
             }) else {
-                assert!(variant == "int4_mma_wgmma" && *arch != "sm_90a", "{variant} has no candidate for {arch}");
+                assert!(variant.contains("wgmma") && *arch != "sm_90a", "{variant} has no candidate for {arch}");
                 continue;
             };
             for (label, overlay) in SELFTEST_FORMATS {

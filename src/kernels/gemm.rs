@@ -10,7 +10,7 @@
 //!   multicast, a TMA-store epilogue and split-K as options (host side in gemm_tma.rs).
 
 #[path = "gemm_tma.rs"]
-mod gemm_tma;
+pub(crate) mod gemm_tma;
 
 use super::{ceil_div, param, DType, Family, Problem, Shape};
 use crate::gpu::blas::Blas;

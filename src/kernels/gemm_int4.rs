@@ -12,6 +12,10 @@
 //! - `int4_mma_wgmma` (kernels/gemm_int4/int4_mma_wgmma.cu): Hopper, M ≥ 64: each k-tile of W
 //!   dequantized once into shared memory and read by wgmma as B, overlapped with the previous
 //!   tile's wgmma; optional split-K with gemm_splitk_reduce.
+//! - `int4_wgmma_rs` (kernels/gemm_int4/int4_wgmma_rs.cu): Hopper, any M: the product turned
+//!   around (Yᵀ = dequant(W)·Xᵀ) so the weights are wgmma's register operand, dequantized by
+//!   the thread that feeds them, and tokens are wgmma's n (8..256); X and the packed W stream
+//!   through a TMA ring filled by a producer warp (host side in `tma`).
 //!
 //! Reference: dequantize W with a plain kernel (kernels/gemm_int4/reference.cu) into the
 //! activation dtype, then cuBLAS. Peer: that same cuBLAS bf16/fp16 GEMM on the dequantized
@@ -28,11 +32,12 @@ pub mod linear;
 mod problem;
 pub mod quantize;
 mod reference;
+mod tma;
 
 pub use format::{with_format, Int4Format, ZeroMode, DEFAULT_GROUP, MIN_GROUP, SELFTEST_FORMATS};
 pub use launch::{
-    gemv_plan, gemv_tc_plan, mma_geometry, mma_smem_bytes, wgmma_plan, wgmma_smem_bytes, GemvPlan, Geometry,
-    GEMV_MAX_M, MAX_SPLITK, WGMMA_MAX_SPLITK,
+    gemv_plan, gemv_tc_plan, mma_geometry, mma_smem_bytes, wgmma_plan, wgmma_rs_plan, wgmma_rs_smem_bytes,
+    wgmma_smem_bytes, GemvPlan, Geometry, WgmmaRsConfig, GEMV_MAX_M, MAX_SPLITK, WGMMA_MAX_SPLITK, WGMMA_RS_MAX_SPLITK,
 };
 pub use problem::GemmInt4Problem;
 pub use reference::{reference_request, RefKernels, REFERENCE_SOURCE};
@@ -44,7 +49,7 @@ use anyhow::{bail, Result};
 pub struct GemmInt4;
 
 /// The variants this build can launch.
-pub const VARIANTS: &[&str] = &["int4_gemv", "int4_gemv_tc", "int4_mma", "int4_mma_wgmma"];
+pub const VARIANTS: &[&str] = &["int4_gemv", "int4_gemv_tc", "int4_mma", "int4_mma_wgmma", "int4_wgmma_rs"];
 
 impl Family for GemmInt4 {
     fn name(&self) -> &'static str {
@@ -69,6 +74,7 @@ impl Family for GemmInt4 {
             "int4_gemv_tc" => &["int4_gemv_tc", "gemm_splitk_reduce"],
             "int4_mma" => &["int4_mma"],
             "int4_mma_wgmma" => &["int4_mma_wgmma", "gemm_splitk_reduce"],
+            "int4_wgmma_rs" => &["int4_wgmma_rs", "gemm_splitk_reduce"],
             other => {
                 bail!("the gemm_int4 family has no variant {other:?} (known: {})", VARIANTS.join(", "))
             }

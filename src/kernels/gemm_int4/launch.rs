@@ -192,6 +192,71 @@ pub fn wgmma_plan(m: i64, n: i64, k: i64, fmt: &Int4Format, p: &BTreeMap<String,
     Ok(GemvPlan { main, splitk, reduce })
 }
 
+/// Largest SPLITK int4_wgmma_rs may use (the same fp32 workspace as int4_mma_wgmma).
+pub const WGMMA_RS_MAX_SPLITK: i64 = 8;
+
+/// The tunables of int4_wgmma_rs that fix its launch (kernels/gemm_int4/int4_wgmma_rs.cu).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WgmmaRsConfig {
+    /// Tokens (rows of X) per block: wgmma's n.
+    pub bt: i64,
+    /// Weight rows per block: 64 · MT · CWG (one TMA box of the packed weight).
+    pub rows: i64,
+    pub stages: i64,
+    pub splitk: i64,
+    pub threads: u32,
+}
+
+/// Dynamic shared memory of int4_wgmma_rs: STAGES ring slots of the X tile (BT rows of 128
+/// bytes) and the packed W tile (ROWS rows of 32 bytes), and 1 KiB to align the swizzled slots.
+pub fn wgmma_rs_smem_bytes(bt: i64, rows: i64, stages: i64) -> i64 {
+    stages * (bt * 128 + rows * 32) + 1024
+}
+
+/// int4_wgmma_rs: grid (ceil(N/ROWS), ceil(M/BT), SPLITK), 128·CWG + 32 threads (the last
+/// warp issues the TMA loads), plus `gemm_splitk_reduce` when SPLITK > 1.
+pub fn wgmma_rs_plan(
+    m: i64,
+    n: i64,
+    k: i64,
+    fmt: &Int4Format,
+    p: &BTreeMap<String, i64>,
+) -> Result<(WgmmaRsConfig, GemvPlan)> {
+    let (bt, mt, cwg) = (param(p, "BT")?, param(p, "MT")?, param(p, "CWG")?);
+    let (stages, splitk) = (param(p, "STAGES")?, param(p, "SPLITK")?);
+    let shape = format!("{m}x{n}x{k}");
+    if ![8, 16, 32, 64, 128, 192, 256].contains(&bt) || ![1, 2, 4].contains(&mt) || ![1, 2].contains(&cwg) {
+        bail!("int4_wgmma_rs: BT = {bt} (8, 16, 32, 64, 128, 192 or 256), MT = {mt} (1, 2, 4), CWG = {cwg} (1, 2)");
+    }
+    let rows = 64 * mt * cwg;
+    if rows > 256 || mt * bt > 256 || !(2..=16).contains(&stages) {
+        bail!("int4_wgmma_rs: ROWS = {rows} (<= 256), MT*BT = {} (<= 256), STAGES = {stages} (2..=16)", mt * bt);
+    }
+    if k % 64 != 0 {
+        bail!("int4_wgmma_rs: K = {k} is not a multiple of its 64-column k-tile (shape {shape})");
+    }
+    if fmt.group % 32 != 0 || k % fmt.group != 0 {
+        bail!("int4_wgmma_rs: GROUP = {} must be a multiple of 32 dividing K = {k} (shape {shape})", fmt.group);
+    }
+    if !(1..=WGMMA_RS_MAX_SPLITK).contains(&splitk) {
+        bail!("int4_wgmma_rs: SPLITK = {splitk} is outside 1..={WGMMA_RS_MAX_SPLITK} (the workspace's size)");
+    }
+    let threads = (128 * cwg + 32) as u32;
+    let cfg = WgmmaRsConfig { bt, rows, stages, splitk, threads };
+    let main = Geometry {
+        grid: (
+            grid_dim(ceil_div(n, rows), "int4_wgmma_rs grid.x")?,
+            grid_dim(ceil_div(m, bt), "int4_wgmma_rs grid.y")?,
+            splitk as u32,
+        ),
+        block: (threads, 1, 1),
+        smem: wgmma_rs_smem_bytes(bt, rows, stages) as u32,
+    };
+    let reduce =
+        (splitk > 1).then(|| Geometry { grid: (ceil_div(m * n, 256) as u32, 1, 1), block: (256, 1, 1), smem: 0 });
+    Ok((cfg, GemvPlan { main, splitk, reduce }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -262,5 +327,24 @@ mod tests {
         assert!(wgmma_plan(128, 64, 4096, &f, &bad).is_err(), "MT = 1.5");
         let wide = p(&[("BM", 256), ("BN", 256), ("WG_M", 2), ("WG_N", 1), ("STAGES", 4), ("SPLITK", 1)]);
         assert!(wgmma_plan(2048, 4096, 4096, &f, &wide).is_err(), "MT*WN = 512 accumulators");
+    }
+    #[test]
+    fn wgmma_rs_plan_and_contract() {
+        let f = Int4Format::default_for(DType::BF16);
+        let q = p(&[("BT", 8), ("MT", 1), ("CWG", 2), ("STAGES", 8), ("SPLITK", 4)]);
+        let (cfg, g) = wgmma_rs_plan(1, 4097, 4096, &f, &q).unwrap();
+        assert_eq!((cfg.rows, cfg.threads), (128, 288));
+        assert_eq!(g.main.grid, (33, 1, 4));
+        assert_eq!(g.main.smem as i64, 8 * (8 * 128 + 128 * 32) + 1024);
+        assert_eq!(g.reduce.unwrap().grid, (ceil_div(4097, 256) as u32, 1, 1));
+        let big = p(&[("BT", 256), ("MT", 1), ("CWG", 2), ("STAGES", 4), ("SPLITK", 1)]);
+        let (_, g) = wgmma_rs_plan(2048, 28672, 4096, &f, &big).unwrap();
+        assert_eq!(g.main.grid, (224, 8, 1));
+        assert!(g.reduce.is_none());
+        assert!(wgmma_rs_plan(1, 64, 4160, &f, &q).is_err(), "K not a multiple of 64");
+        let wide = p(&[("BT", 256), ("MT", 2), ("CWG", 1), ("STAGES", 4), ("SPLITK", 1)]);
+        assert!(wgmma_rs_plan(2048, 4096, 4096, &f, &wide).is_err(), "MT*BT = 512 accumulators");
+        let odd = p(&[("BT", 24), ("MT", 1), ("CWG", 1), ("STAGES", 4), ("SPLITK", 1)]);
+        assert!(wgmma_rs_plan(24, 64, 4096, &f, &odd).is_err(), "no m64n24 instance");
     }
 }

@@ -3,7 +3,7 @@
 //! path both launch through here, so what is timed is what the model runs.
 
 use super::format::Int4Format;
-use super::launch::{gemv_plan, gemv_tc_plan, mma_geometry, wgmma_plan, GemvPlan};
+use super::launch::{gemv_plan, gemv_tc_plan, mma_geometry, wgmma_plan, wgmma_rs_plan, GemvPlan};
 use crate::gpu::device::{Arg, Gpu, Kernel};
 use crate::kernels::DType;
 use anyhow::{bail, Context, Result};
@@ -30,6 +30,7 @@ fn decode_plan(variant: &str, m: i64, n: i64, k: i64, fmt: &Int4Format, p: &BTre
         "int4_gemv_tc" => gemv_tc_plan(m, n, k, fmt, p),
         // Not a decode kernel, but the same arguments and split-K reduction.
         "int4_mma_wgmma" => wgmma_plan(m, n, k, fmt, p),
+        "int4_wgmma_rs" => Ok(wgmma_rs_plan(m, n, k, fmt, p)?.1),
         other => bail!("{other} is not an int4 variant with a split-K plan"),
     }
 }
@@ -37,11 +38,36 @@ fn decode_plan(variant: &str, m: i64, n: i64, k: i64, fmt: &Int4Format, p: &BTre
 /// fp32 workspace bytes a configuration needs at (M, N).
 pub fn workspace_bytes(variant: &str, params: &BTreeMap<String, i64>, m: i64, n: i64) -> usize {
     match variant {
-        "int4_gemv" | "int4_gemv_tc" | "int4_mma_wgmma" => {
+        "int4_gemv" | "int4_gemv_tc" | "int4_mma_wgmma" | "int4_wgmma_rs" => {
             crate::kernels::support::splitk_workspace_bytes(params, m, n)
         }
         _ => 0,
     }
+}
+
+/// The split-K reduction of a plan with SPLITK > 1 (nothing otherwise): int4_gemv has its own,
+/// the other kernels share gemm_splitk_reduce (argument order differs).
+fn reduce_splits(
+    gpu: &Gpu,
+    kernels: &BTreeMap<String, Kernel>,
+    variant: &str,
+    plan: &GemvPlan,
+    io: Int4Io,
+    m: i64,
+    n: i64,
+) -> Result<()> {
+    let Some(r) = plan.reduce else { return Ok(()) };
+    let (mm, nn) = (Arg::I32(m as i32), Arg::I32(n as i32));
+    let (entry, args) = if variant == "int4_gemv" {
+        ("int4_splitk_reduce", vec![Arg::Ptr(io.ws), Arg::Ptr(io.r), Arg::Ptr(io.y), mm, nn])
+    } else {
+        (
+            "gemm_splitk_reduce",
+            vec![Arg::Ptr(io.ws), Arg::Ptr(io.y), Arg::Ptr(io.r), mm, nn, Arg::I32(plan.splitk as i32)],
+        )
+    };
+    let kern = kernels.get(entry).with_context(|| format!("the {variant} module lacks {entry}"))?;
+    gpu.launch(kern, r.grid, r.block, r.smem, &args)
 }
 
 /// Launches one int4 linear with a compiled variant's entry points.
@@ -61,10 +87,15 @@ pub fn launch_linear(
     let get = |e: &str| kernels.get(e).with_context(|| format!("the {variant} module lacks {e}"));
     let dims = [Arg::I32(m as i32), Arg::I32(n as i32), Arg::I32(k as i32)];
     match variant {
-        "int4_gemv" | "int4_gemv_tc" | "int4_mma_wgmma" => {
+        "int4_gemv" | "int4_gemv_tc" | "int4_mma_wgmma" | "int4_wgmma_rs" => {
             let plan = decode_plan(variant, m, n, k, &fmt, params)?;
             let split = plan.splitk > 1;
             let g = plan.main;
+            if variant == "int4_wgmma_rs" {
+                let (cfg, _) = wgmma_rs_plan(m, n, k, &fmt, params)?;
+                super::tma::launch_wgmma_rs(gpu, get(variant)?, &cfg, &plan, io, m, n, k, dt)?;
+                return reduce_splits(gpu, kernels, variant, &plan, io, m, n);
+            }
             let mut args = vec![
                 Arg::Ptr(io.x),
                 Arg::Ptr(io.wq),
@@ -76,15 +107,7 @@ pub fn launch_linear(
             ];
             args.extend(dims);
             gpu.launch(get(variant)?, g.grid, g.block, g.smem, &args)?;
-            let Some(r) = plan.reduce else { return Ok(()) };
-            let (mm, nn) = (Arg::I32(m as i32), Arg::I32(n as i32));
-            if variant == "int4_gemv" {
-                let args = [Arg::Ptr(io.ws), Arg::Ptr(io.r), Arg::Ptr(io.y), mm, nn];
-                gpu.launch(get("int4_splitk_reduce")?, r.grid, r.block, r.smem, &args)
-            } else {
-                let args = [Arg::Ptr(io.ws), Arg::Ptr(io.y), Arg::Ptr(io.r), mm, nn, Arg::I32(plan.splitk as i32)];
-                gpu.launch(get("gemm_splitk_reduce")?, r.grid, r.block, r.smem, &args)
-            }
+            reduce_splits(gpu, kernels, variant, &plan, io, m, n)
         }
         "int4_mma" => {
             let g = mma_geometry(m, n, k, &fmt, params)?;

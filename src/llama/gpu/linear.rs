@@ -155,6 +155,8 @@ pub fn int4_usable_at(variant: &str, m: i64) -> bool {
         "int4_mma" => true,
         // sm_90a only: a database for this GPU only holds it where it compiled and ran.
         "int4_mma_wgmma" => m >= 64,
+        // sm_90a only, any M (tokens are its wgmma n; the tile size BT is adapted to M).
+        "int4_wgmma_rs" => true,
         _ => false,
     }
 }

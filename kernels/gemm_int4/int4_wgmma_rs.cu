@@ -1,0 +1,385 @@
+// int4_wgmma_rs.cu — W4A16 GEMM on Hopper with the weights as wgmma's register operand:
+//     Y[M,N] = X[M,K] · dequant(W)ᵀ (+ R[M,N])   computed as   Yᵀ = dequant(W) · Xᵀ.
+//
+// Why: int4_mma_wgmma dequantizes W into shared memory so that wgmma can read it as B, and
+// pays a store, a proxy fence and a barrier per k-tile for it. wgmma also takes A from
+// registers, in the same fragment layout as mma.m16n8k16 (warp w of the warpgroup holds
+// rows 16w..16w+15). So the product is turned around: weight rows are wgmma's M (64 per
+// warpgroup and m64 tile), tokens are wgmma's N (BT = 8..256, so M = 1 costs an n8 tile, not
+// an m64 one), and each thread dequantizes exactly the A fragment it feeds: no shared-memory
+// round trip, and every weight is dequantized once per block.
+//
+// Data movement: one producer warp (the last warp of the block) streams k-tiles of 64 through
+// a STAGES-deep ring with TMA — the X tile [BT][64] (128-byte swizzle: wgmma's B operand,
+// K-major) and the packed W tile [ROWS][8 words] (plain, 32 bytes a row) — on full[s]/empty[s]
+// mbarriers. TMA writes through the async proxy that wgmma reads, so no proxy fence is needed,
+// and the bytes in flight cost no registers: STAGES·(BT·128 + ROWS·32) per block.
+//
+// Consumers (CWG warpgroups, MT m64 weight tiles each), per k-tile:
+//   wait full[s]; read the two 32-byte W rows of this lane (rows g and g+8 of its 16-row slab)
+//   from shared memory; dequantize pair t (= lane % 4) of every word: word 2c, pair t is
+//   (row, k 16c+2t, +1) = A register a0/a1 of k16 step c, word 2c+1 gives a2/a3 (kernlab's
+//   nibble order, docs/int4-format.md: `(w >> 4t) & 0x000F000F | MAGIC` is the column pair);
+//   wgmma.fence; 4·MT wgmma m64nBTk16 (A = registers, B = descriptor into the X slot); commit;
+//   wait until the previous k-tile's group is done; release its stage (empty, one arrive per
+//   warp). The A registers are double-buffered (two compile-time copies, unrolled by two) so
+//   the dequant of tile t+1 overlaps wgmma t: a group's A registers must not change until a
+//   wait_group has seen it complete.
+// Dequant values: (q - z)·s (or q·s + m) rounded once to the activation dtype — the same
+// values as int4_mma, int4_mma_wgmma and the dequantize-then-cuBLAS reference.
+//
+// Weight format (docs/int4-format.md): Wq u32 [N][K/8]; scales [K/GROUP][N] (f16/bf16 bits);
+// zeros per ZERO_MODE, [K/GROUP][N].
+//
+// Tunables (defaults in brackets):
+//   KL_FP16 [0]        0: X, R, Y bf16; 1: fp16
+//   KL_SCALE_FP16      scale/minimum dtype, 1 = f16, 0 = bf16 [same as KL_FP16]
+//   GROUP [128]        group size along K, a multiple of 32
+//   ZERO_MODE [0]      0 symmetric (q-8)·s; 1 u8 zeros (q-z)·s; 2 float minimums q·s+m
+//   BT [8]             tokens (rows of X) per block = wgmma n: 8, 16, 32, 64, 128, 192, 256
+//   MT [1]             m64 weight tiles per consumer warpgroup: 1, 2 or 4
+//   CWG [2]            consumer warpgroups: 1 or 2 (ROWS = 64·MT·CWG weight rows per block)
+//   STAGES [4]         TMA ring depth, 2..16
+//   SPLITK [1]         K splits over blockIdx.z (> 1 needs gemm_splitk_reduce)
+// Constraints: MT·BT <= 256 (fp32 accumulators per thread), ROWS <= 256 (one TMA box).
+//
+// Launch contract:
+//   extern "C" __global__ void int4_wgmma_rs(const __grid_constant__ KlTensorMap tmX,
+//       const __grid_constant__ KlTensorMap tmW, const unsigned short* scales,
+//       const void* zeros, const T* R, T* Y, float* WS, int M, int N, int K)
+//     tmX: 2-D map of X, dims {K, M}, row stride K·2 B, box {64, BT}, 16-bit elements,
+//          SWIZZLE_128B, zero fill.
+//     tmW: 2-D map of Wq, dims {K/8, N} u32, row stride K/2 B, box {8, ROWS}, no swizzle,
+//          zero fill.
+//     T = __nv_bfloat16 (__half with KL_FP16=1). zeros: ZERO_MODE 0 ignored (may be NULL),
+//     1: const unsigned char* [K/GROUP][N], 2: const unsigned short* [K/GROUP][N]. R nullable
+//     (may equal Y). SPLITK == 1: Y (+R) written, WS unused. SPLITK > 1: WS fp32
+//     [SPLITK][M][N] fully written (empty splits write zeros), Y and R untouched; then
+//     gemm_splitk_reduce(WS, Y, R, M, N, SPLITK): grid (ceil(M*N/256), 1, 1), block (256, 1, 1).
+//     grid  = (ceil(N / ROWS), ceil(M / BT), SPLITK)
+//     block = (128 * CWG + 32, 1, 1)
+//     dynamic shared memory = STAGES * (BT*128 + ROWS*32) + 1024 bytes (the host raises the
+//       limit above 48 KB)
+//   Requirements: K % 64 == 0, K % GROUP == 0; X and Wq 16-byte aligned (K % 32 == 0 keeps
+//   Wq's rows 16-byte multiples); M, N >= 1 arbitrary. sm_90a.
+
+#include "int4_common.cuh"
+#include "../common/hopper.cuh"
+
+#ifndef BT
+#define BT 8
+#endif
+#ifndef MT
+#define MT 1
+#endif
+#ifndef CWG
+#define CWG 2
+#endif
+#ifndef STAGES
+#define STAGES 4
+#endif
+#ifndef SPLITK
+#define SPLITK 1
+#endif
+
+#define BK 64
+#define ROWS (64 * MT * CWG)
+#define THREADS (128 * CWG + 32)
+#define ACC (BT / 2)                     // fp32 accumulators per thread per m64 tile
+#define X_BYTES (BT * 128)               // one ring slot of the X tile (1024-byte multiple)
+#define W_BYTES (ROWS * 32)              // one ring slot of the packed W tile
+#define STAGE_TX (X_BYTES + W_BYTES)     // bytes that complete one full barrier
+#define NG (GROUP >= BK ? 1 : BK / GROUP) // groups per k-tile (GROUP 32: two)
+
+#if GROUP % 32 != 0
+#error "GROUP must be a multiple of 32"
+#endif
+#if MT != 1 && MT != 2 && MT != 4
+#error "MT must be 1, 2 or 4"
+#endif
+#if CWG != 1 && CWG != 2
+#error "CWG must be 1 or 2"
+#endif
+#if ROWS > 256
+#error "ROWS = 64*MT*CWG must be <= 256 (one TMA box)"
+#endif
+#if MT * BT > 256
+#error "MT * BT <= 256 (accumulator registers)"
+#endif
+#if STAGES < 2 || STAGES > 16
+#error "STAGES must be in 2..16"
+#endif
+
+#include "../gemm/splitk_reduce.cuh"
+
+// wgmma.mma_async m64nBTk16, A from registers (this thread's fragment), B K-major from the
+// shared-memory descriptor, fp32 accumulators (scale-d = 1: they start at zero).
+#define KL_D4(i) "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3])
+#define KL_D8(i) KL_D4(i), KL_D4(i + 4)
+template <int N_>
+struct WgmmaRS;
+template <> struct WgmmaRS<8> {
+    static __device__ __forceinline__ void mma(float (&d)[4], const u32 (&a)[4], unsigned long long db) {
+        asm volatile(
+            "{\n.reg .pred p;\nsetp.ne.b32 p, %9, 0;\n"
+            "wgmma.mma_async.sync.aligned.m64n8k16.f32." PTX_T "." PTX_T "\n{"
+            "%0, %1, %2, %3"
+            "},\n{%4, %5, %6, %7}, %8, p, 1, 1, 0;\n}\n"
+            : KL_D4(0)
+            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));
+    }
+};
+template <> struct WgmmaRS<16> {
+    static __device__ __forceinline__ void mma(float (&d)[8], const u32 (&a)[4], unsigned long long db) {
+        asm volatile(
+            "{\n.reg .pred p;\nsetp.ne.b32 p, %13, 0;\n"
+            "wgmma.mma_async.sync.aligned.m64n16k16.f32." PTX_T "." PTX_T "\n{"
+            "%0, %1, %2, %3, %4, %5, %6, %7"
+            "},\n{%8, %9, %10, %11}, %12, p, 1, 1, 0;\n}\n"
+            : KL_D8(0)
+            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));
+    }
+};
+template <> struct WgmmaRS<32> {
+    static __device__ __forceinline__ void mma(float (&d)[16], const u32 (&a)[4], unsigned long long db) {
+        asm volatile(
+            "{\n.reg .pred p;\nsetp.ne.b32 p, %21, 0;\n"
+            "wgmma.mma_async.sync.aligned.m64n32k16.f32." PTX_T "." PTX_T "\n{"
+            "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15"
+            "},\n{%16, %17, %18, %19}, %20, p, 1, 1, 0;\n}\n"
+            : KL_D8(0), KL_D8(8)
+            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));
+    }
+};
+template <> struct WgmmaRS<64> {
+    static __device__ __forceinline__ void mma(float (&d)[32], const u32 (&a)[4], unsigned long long db) {
+        asm volatile(
+            "{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
+            "wgmma.mma_async.sync.aligned.m64n64k16.f32." PTX_T "." PTX_T "\n{"
+            "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15,"
+            "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"
+            "},\n{%32, %33, %34, %35}, %36, p, 1, 1, 0;\n}\n"
+            : KL_D8(0), KL_D8(8), KL_D8(16), KL_D8(24)
+            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));
+    }
+};
+template <> struct WgmmaRS<128> {
+    static __device__ __forceinline__ void mma(float (&d)[64], const u32 (&a)[4], unsigned long long db) {
+        asm volatile(
+            "{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
+            "wgmma.mma_async.sync.aligned.m64n128k16.f32." PTX_T "." PTX_T "\n{"
+            "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15,"
+            "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31,"
+            "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47,"
+            "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
+            "},\n{%64, %65, %66, %67}, %68, p, 1, 1, 0;\n}\n"
+            : KL_D8(0), KL_D8(8), KL_D8(16), KL_D8(24), KL_D8(32), KL_D8(40), KL_D8(48), KL_D8(56)
+            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));
+    }
+};
+template <> struct WgmmaRS<192> {
+    static __device__ __forceinline__ void mma(float (&d)[96], const u32 (&a)[4], unsigned long long db) {
+        asm volatile(
+            "{\n.reg .pred p;\nsetp.ne.b32 p, %101, 0;\n"
+            "wgmma.mma_async.sync.aligned.m64n192k16.f32." PTX_T "." PTX_T "\n{"
+            "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15,"
+            "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31,"
+            "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47,"
+            "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63,"
+            "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79,"
+            "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95"
+            "},\n{%96, %97, %98, %99}, %100, p, 1, 1, 0;\n}\n"
+            : KL_D8(0), KL_D8(8), KL_D8(16), KL_D8(24), KL_D8(32), KL_D8(40), KL_D8(48), KL_D8(56), KL_D8(64), KL_D8(72), KL_D8(80), KL_D8(88)
+            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));
+    }
+};
+template <> struct WgmmaRS<256> {
+    static __device__ __forceinline__ void mma(float (&d)[128], const u32 (&a)[4], unsigned long long db) {
+        asm volatile(
+            "{\n.reg .pred p;\nsetp.ne.b32 p, %133, 0;\n"
+            "wgmma.mma_async.sync.aligned.m64n256k16.f32." PTX_T "." PTX_T "\n{"
+            "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15,"
+            "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31,"
+            "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47,"
+            "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63,"
+            "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79,"
+            "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95,"
+            "%96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111,"
+            "%112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127"
+            "},\n{%128, %129, %130, %131}, %132, p, 1, 1, 0;\n}\n"
+            : KL_D8(0), KL_D8(8), KL_D8(16), KL_D8(24), KL_D8(32), KL_D8(40), KL_D8(48), KL_D8(56), KL_D8(64), KL_D8(72), KL_D8(80), KL_D8(88), KL_D8(96), KL_D8(104), KL_D8(112), KL_D8(120)
+            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));
+    }
+};
+
+extern "C" __global__ void __launch_bounds__(THREADS)
+int4_wgmma_rs(const __grid_constant__ KlTensorMap tmX, const __grid_constant__ KlTensorMap tmW,
+              const u16* __restrict__ scales, const void* __restrict__ zeros, const T* __restrict__ R,
+              T* __restrict__ Y, float* __restrict__ WS, int M, int N, int K) {
+    __shared__ __align__(8) unsigned long long bars[2 * STAGES];  // full[0..S), empty[0..S)
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    // The swizzled X slots need 1024-byte alignment (the host adds 1024 bytes).
+    const unsigned base = (kl_smem_u32(smem_raw) + 1023u) & ~1023u;
+    const unsigned char* smem = smem_raw + (base - kl_smem_u32(smem_raw));
+    const unsigned x_base = base;                       // STAGES X tiles
+    const unsigned w_off = STAGES * X_BYTES;            // STAGES packed W tiles
+    const unsigned full0 = kl_smem_u32(&bars[0]), empty0 = kl_smem_u32(&bars[STAGES]);
+
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    const int n0 = blockIdx.x * ROWS, m0 = blockIdx.y * BT;
+    const int kt_all = K / BK;
+    const int kt_begin = (int)(((long long)blockIdx.z * kt_all) / SPLITK);
+    const int kt_end = (int)(((long long)(blockIdx.z + 1) * kt_all) / SPLITK);
+    const int KT = kt_end - kt_begin;
+
+    if (tid == 0) {
+        for (int s = 0; s < STAGES; s++) {
+            kl_mbar_init(full0 + 8 * s, 1);
+            kl_mbar_init(empty0 + 8 * s, 4 * CWG);
+        }
+        kl_mbar_init_fence();
+    }
+    __syncthreads();
+
+    // ---- producer: one lane of the last warp issues every TMA load ----
+    if (warp == 4 * CWG) {
+        if (lane == 0) {
+            for (int t = 0; t < KT; t++) {
+                const int s = t % STAGES;
+                if (t >= STAGES) kl_mbar_wait(empty0 + 8 * s, ((t / STAGES) - 1) & 1);
+                kl_mbar_expect_tx(full0 + 8 * s, STAGE_TX);
+                const int kt = kt_begin + t;
+                kl_tma_load_2d(x_base + s * X_BYTES, &tmX, full0 + 8 * s, kt * BK, m0);
+                kl_tma_load_2d(base + w_off + s * W_BYTES, &tmW, full0 + 8 * s, kt * (BK / 8), n0);
+            }
+        }
+        return;  // no block-wide barrier follows
+    }
+
+    // ---- consumers ----
+    const int wg = warp >> 2, w4 = warp & 3;
+    const int g = lane >> 2, t4 = lane & 3;
+    const int shift = 4 * t4;  // pair t4 of every word
+    // Tile-local rows of this lane: slab of m64 tile i, rows g and g+8.
+    int lrow[MT][2];
+#pragma unroll
+    for (int i = 0; i < MT; i++)
+#pragma unroll
+        for (int h = 0; h < 2; h++) lrow[i][h] = (wg * MT + i) * 64 + 16 * w4 + g + 8 * h;
+
+    // Raw scale / zero bits of this lane's rows for one k-tile (prefetched a tile ahead).
+    u32 s_raw[MT][2][NG], z_raw[MT][2][NG];
+    auto fetch_scales = [&](int kt) {
+#pragma unroll
+        for (int i = 0; i < MT; i++)
+#pragma unroll
+            for (int h = 0; h < 2; h++)
+#pragma unroll
+                for (int q = 0; q < NG; q++) {
+                    const int row = n0 + lrow[i][h];
+                    s_raw[i][h][q] = 0;
+                    z_raw[i][h][q] = 0;
+                    if (row < N && kt < kt_end) {
+                        const size_t idx = (size_t)((kt * BK + q * 32) / GROUP) * N + row;
+                        s_raw[i][h][q] = __ldg(scales + idx);
+#if ZERO_MODE == 1
+                        z_raw[i][h][q] = __ldg(reinterpret_cast<const unsigned char*>(zeros) + idx);
+#elif ZERO_MODE == 2
+                        z_raw[i][h][q] = __ldg(reinterpret_cast<const u16*>(zeros) + idx);
+#endif
+                    }
+                }
+    };
+
+    float acc[MT][ACC];
+#pragma unroll
+    for (int i = 0; i < MT; i++)
+#pragma unroll
+        for (int e = 0; e < ACC; e++) acc[i][e] = 0.0f;
+    // The two A buffers: [m64 tile][k16 step][A register]; k-tile t uses a_even or a_odd.
+    u32 a_even[MT][4][4], a_odd[MT][4][4];
+
+    // One k-tile (t = 0-based index in this split) with A buffer `a`.
+    auto consume = [&](u32 (&a)[MT][4][4], int t) {
+        const int s = t % STAGES;
+        Deq d[MT][2][NG];
+#pragma unroll
+        for (int i = 0; i < MT; i++)
+#pragma unroll
+            for (int h = 0; h < 2; h++)
+#pragma unroll
+                for (int q = 0; q < NG; q++) d[i][h][q] = make_deq(s_raw[i][h][q], z_raw[i][h][q]);
+        fetch_scales(kt_begin + t + 1);
+        kl_mbar_wait(full0 + 8 * s, (t / STAGES) & 1);
+#pragma unroll
+        for (int i = 0; i < MT; i++) {
+            u32 w[2][8];
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                const uint4* src = reinterpret_cast<const uint4*>(smem + w_off + s * W_BYTES + lrow[i][h] * 32);
+                const uint4 lo = src[0], hi = src[1];
+                w[h][0] = lo.x, w[h][1] = lo.y, w[h][2] = lo.z, w[h][3] = lo.w;
+                w[h][4] = hi.x, w[h][5] = hi.y, w[h][6] = hi.z, w[h][7] = hi.w;
+            }
+#pragma unroll
+            for (int c = 0; c < 4; c++) {
+                const int q = (NG == 1) ? 0 : (c * 16) / GROUP;
+                a[i][c][0] = dequant_pair(w[0][2 * c] >> shift, d[i][0][q]);
+                a[i][c][1] = dequant_pair(w[1][2 * c] >> shift, d[i][1][q]);
+                a[i][c][2] = dequant_pair(w[0][2 * c + 1] >> shift, d[i][0][q]);
+                a[i][c][3] = dequant_pair(w[1][2 * c + 1] >> shift, d[i][1][q]);
+            }
+        }
+        kl_wg_fence();
+#pragma unroll
+        for (int c = 0; c < 4; c++) {
+            const unsigned long long db = kl_desc_sw128(x_base + s * X_BYTES + c * 32);
+#pragma unroll
+            for (int i = 0; i < MT; i++) WgmmaRS<BT>::mma(acc[i], a[i][c], db);
+        }
+        kl_wg_commit();
+        kl_wg_wait<1>();  // k-tile t-1 done: its A buffer and its stage are free
+        if (t > 0) {
+            __syncwarp();
+            if (lane == 0) kl_mbar_arrive(empty0 + 8 * ((t - 1) % STAGES));
+        }
+    };
+
+    if (KT > 0) {
+        fetch_scales(kt_begin);
+        for (int t = 0; t < KT; t += 2) {
+            consume(a_even, t);
+            if (t + 1 < KT) consume(a_odd, t + 1);
+        }
+        kl_wg_wait<0>();
+#pragma unroll
+        for (int i = 0; i < MT; i++)
+#pragma unroll
+            for (int e = 0; e < ACC; e++) kl_reg_fence(acc[i][e]);
+    }
+
+    // Epilogue: accumulator 4j+e of m64 tile i is weight row (lane slab) g + 8·(e/2) and token
+    // 8j + 2·t4 + e%2 — Y is written transposed, one 16-bit value at a time (8 lanes with the
+    // same t4 write 8 consecutive outputs of one Y row).
+#pragma unroll
+    for (int i = 0; i < MT; i++) {
+#pragma unroll
+        for (int j = 0; j < ACC / 4; j++) {
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int row = n0 + lrow[i][e >> 1];
+                const int m = m0 + 8 * j + 2 * t4 + (e & 1);
+                if (row < N && m < M) {
+                    const size_t idx = (size_t)m * N + row;
+                    float v = acc[i][4 * j + e];
+#if SPLITK > 1
+                    WS[(size_t)blockIdx.z * M * N + idx] = v;
+#else
+                    if (R) v += act_to_float(R[idx]);
+                    Y[idx] = float_to_act(v);
+#endif
+                }
+            }
+        }
+    }
+}
