@@ -61,6 +61,8 @@ __device__ __forceinline__ void kl_wg_wait() {
 }
 // Keeps the compiler from moving accumulator reads/writes across wgmma issue/wait.
 __device__ __forceinline__ void kl_reg_fence(float& r) { asm volatile("" : "+f"(r)::"memory"); }
+// The same for a register operand of wgmma (an A fragment defined by ordinary instructions).
+__device__ __forceinline__ void kl_reg_fence_u32(unsigned& r) { asm volatile("" : "+r"(r)::"memory"); }
 
 // Matrix descriptor of a K-major tile of 128-byte rows in the 128-byte swizzle (TMA's
 // CU_TENSOR_MAP_SWIZZLE_128B layout): start >> 4 in bits 0-13, LBO 1 (unused here), SBO =

@@ -21,10 +21,13 @@
 //   (row, k 16c+2t, +1) = A register a0/a1 of k16 step c, word 2c+1 gives a2/a3 (kernlab's
 //   nibble order, docs/int4-format.md: `(w >> 4t) & 0x000F000F | MAGIC` is the column pair);
 //   wgmma.fence; 4·MT wgmma m64nBTk16 (A = registers, B = descriptor into the X slot); commit;
-//   wait until the previous k-tile's group is done; release its stage (empty, one arrive per
-//   warp). The A registers are double-buffered (two compile-time copies, unrolled by two) so
-//   the dequant of tile t+1 overlaps wgmma t: a group's A registers must not change until a
-//   wait_group has seen it complete.
+//   wait for the group; release the stage (empty, one arrive per warp). With KGROUP > 1 that
+//   many k-tiles are dequantized first and share one group and one wait.
+//   The wait is for the whole group, not "all but one": ptxas (13.0) serializes every wgmma
+//   of the kernel, each paying its full latency (warning C7513), as soon as ordinary
+//   instructions define a wgmma register operand while any group is in flight — which the
+//   dequant of tile t+1 during wgmma t would. So a warpgroup alternates dequant and wgmma,
+//   and the overlap comes from the other warpgroups and blocks on the SM.
 // Dequant values: (q - z)·s (or q·s + m) rounded once to the activation dtype — the same
 // values as int4_mma, int4_mma_wgmma and the dequantize-then-cuBLAS reference.
 //
@@ -40,6 +43,7 @@
 //   MT [1]             m64 weight tiles per consumer warpgroup: 1, 2 or 4
 //   CWG [2]            consumer warpgroups: 1 or 2 (ROWS = 64·MT·CWG weight rows per block)
 //   STAGES [4]         TMA ring depth, 2..16
+//   KGROUP [1]         k-tiles per wgmma group (one wait): 1, 2 or 4, <= STAGES
 //   SPLITK [1]         K splits over blockIdx.z (> 1 needs gemm_splitk_reduce)
 // Constraints: MT·BT <= 256 (fp32 accumulators per thread), ROWS <= 256 (one TMA box).
 //
@@ -81,6 +85,9 @@
 #ifndef SPLITK
 #define SPLITK 1
 #endif
+#ifndef KGROUP
+#define KGROUP 1
+#endif
 
 #define BK 64
 #define ROWS (64 * MT * CWG)
@@ -108,6 +115,12 @@
 #endif
 #if STAGES < 2 || STAGES > 16
 #error "STAGES must be in 2..16"
+#endif
+#if KGROUP != 1 && KGROUP != 2 && KGROUP != 4
+#error "KGROUP must be 1, 2 or 4"
+#endif
+#if STAGES < KGROUP
+#error "STAGES must be >= KGROUP (a group waits for KGROUP stages at once)"
 #endif
 
 #include "../gemm/splitk_reduce.cuh"
@@ -212,7 +225,10 @@ template <> struct WgmmaRS<256> {
     }
 };
 
-extern "C" __global__ void __launch_bounds__(THREADS)
+// A register cap (not __launch_bounds__, with which ptxas 13.0 stopped at 168 registers and
+// spilled at BT = 256): everything one block may use, in the allocation's units of 8.
+#define MAX_REGS ((65536 / THREADS) >= 255 ? 255 : ((65536 / THREADS) & ~7))
+extern "C" __global__ void __maxnreg__(MAX_REGS)
 int4_wgmma_rs(const __grid_constant__ KlTensorMap tmX, const __grid_constant__ KlTensorMap tmW,
               const u16* __restrict__ scales, const void* __restrict__ zeros, const T* __restrict__ R,
               T* __restrict__ Y, float* __restrict__ WS, int M, int N, int K) {
@@ -296,62 +312,79 @@ int4_wgmma_rs(const __grid_constant__ KlTensorMap tmX, const __grid_constant__ K
     for (int i = 0; i < MT; i++)
 #pragma unroll
         for (int e = 0; e < ACC; e++) acc[i][e] = 0.0f;
-    // The two A buffers: [m64 tile][k16 step][A register]; k-tile t uses a_even or a_odd.
-    u32 a_even[MT][4][4], a_odd[MT][4][4];
-
-    // One k-tile (t = 0-based index in this split) with A buffer `a`.
-    auto consume = [&](u32 (&a)[MT][4][4], int t) {
-        const int s = t % STAGES;
-        Deq d[MT][2][NG];
+    // KGROUP k-tiles from t0 (0-based in this split; those past KT are skipped): dequantize
+    // each as its stage arrives, then one wgmma group for all of them, one wait, and the
+    // stages released. More tiles per group pay the group's latency once for more bytes.
+    auto consume = [&](int t0) {
+        u32 a[KGROUP][MT][4][4];  // [k-tile][m64 tile][k16 step][A register]
 #pragma unroll
-        for (int i = 0; i < MT; i++)
+        for (int kk = 0; kk < KGROUP; kk++) {
+            const int t = t0 + kk;
+            if (t >= KT) break;
+            const int s = t % STAGES;
+            Deq d[MT][2][NG];
 #pragma unroll
-            for (int h = 0; h < 2; h++)
+            for (int i = 0; i < MT; i++)
 #pragma unroll
-                for (int q = 0; q < NG; q++) d[i][h][q] = make_deq(s_raw[i][h][q], z_raw[i][h][q]);
-        fetch_scales(kt_begin + t + 1);
-        kl_mbar_wait(full0 + 8 * s, (t / STAGES) & 1);
+                for (int h = 0; h < 2; h++)
 #pragma unroll
-        for (int i = 0; i < MT; i++) {
-            u32 w[2][8];
+                    for (int q = 0; q < NG; q++) d[i][h][q] = make_deq(s_raw[i][h][q], z_raw[i][h][q]);
+            fetch_scales(kt_begin + t + 1);
+            kl_mbar_wait(full0 + 8 * s, (t / STAGES) & 1);
 #pragma unroll
-            for (int h = 0; h < 2; h++) {
-                const uint4* src = reinterpret_cast<const uint4*>(smem + w_off + s * W_BYTES + lrow[i][h] * 32);
-                const uint4 lo = src[0], hi = src[1];
-                w[h][0] = lo.x, w[h][1] = lo.y, w[h][2] = lo.z, w[h][3] = lo.w;
-                w[h][4] = hi.x, w[h][5] = hi.y, w[h][6] = hi.z, w[h][7] = hi.w;
+            for (int i = 0; i < MT; i++) {
+                u32 w[2][8];
+#pragma unroll
+                for (int h = 0; h < 2; h++) {
+                    const uint4* src = reinterpret_cast<const uint4*>(smem + w_off + s * W_BYTES + lrow[i][h] * 32);
+                    const uint4 lo = src[0], hi = src[1];
+                    w[h][0] = lo.x, w[h][1] = lo.y, w[h][2] = lo.z, w[h][3] = lo.w;
+                    w[h][4] = hi.x, w[h][5] = hi.y, w[h][6] = hi.z, w[h][7] = hi.w;
+                }
+#pragma unroll
+                for (int c = 0; c < 4; c++) {
+                    const int q = (NG == 1) ? 0 : (c * 16) / GROUP;
+                    a[kk][i][c][0] = dequant_pair(w[0][2 * c] >> shift, d[i][0][q]);
+                    a[kk][i][c][1] = dequant_pair(w[1][2 * c] >> shift, d[i][1][q]);
+                    a[kk][i][c][2] = dequant_pair(w[0][2 * c + 1] >> shift, d[i][0][q]);
+                    a[kk][i][c][3] = dequant_pair(w[1][2 * c + 1] >> shift, d[i][1][q]);
+                }
             }
+            // Pin the A registers' definitions before the wgmma.fence, so that no dequant
+            // instruction is scheduled among the group's wgmma's (see C7513 above).
 #pragma unroll
-            for (int c = 0; c < 4; c++) {
-                const int q = (NG == 1) ? 0 : (c * 16) / GROUP;
-                a[i][c][0] = dequant_pair(w[0][2 * c] >> shift, d[i][0][q]);
-                a[i][c][1] = dequant_pair(w[1][2 * c] >> shift, d[i][1][q]);
-                a[i][c][2] = dequant_pair(w[0][2 * c + 1] >> shift, d[i][0][q]);
-                a[i][c][3] = dequant_pair(w[1][2 * c + 1] >> shift, d[i][1][q]);
-            }
+            for (int i = 0; i < MT; i++)
+#pragma unroll
+                for (int c = 0; c < 4; c++)
+#pragma unroll
+                    for (int r = 0; r < 4; r++) kl_reg_fence_u32(a[kk][i][c][r]);
         }
         kl_wg_fence();
 #pragma unroll
-        for (int c = 0; c < 4; c++) {
-            const unsigned long long db = kl_desc_sw128(x_base + s * X_BYTES + c * 32);
+        for (int kk = 0; kk < KGROUP; kk++) {
+            const int t = t0 + kk;
+            if (t >= KT) break;
+            const unsigned x_slot = x_base + (t % STAGES) * X_BYTES;
 #pragma unroll
-            for (int i = 0; i < MT; i++) WgmmaRS<BT>::mma(acc[i], a[i][c], db);
+            for (int c = 0; c < 4; c++) {
+                const unsigned long long db = kl_desc_sw128(x_slot + c * 32);
+#pragma unroll
+                for (int i = 0; i < MT; i++) WgmmaRS<BT>::mma(acc[i], a[kk][i][c], db);
+            }
         }
         kl_wg_commit();
-        kl_wg_wait<1>();  // k-tile t-1 done: its A buffer and its stage are free
-        if (t > 0) {
-            __syncwarp();
-            if (lane == 0) kl_mbar_arrive(empty0 + 8 * ((t - 1) % STAGES));
+        kl_wg_wait<0>();  // the stages and the A registers are free again
+        __syncwarp();
+        if (lane == 0) {
+#pragma unroll
+            for (int kk = 0; kk < KGROUP; kk++)
+                if (t0 + kk < KT) kl_mbar_arrive(empty0 + 8 * ((t0 + kk) % STAGES));
         }
     };
 
     if (KT > 0) {
         fetch_scales(kt_begin);
-        for (int t = 0; t < KT; t += 2) {
-            consume(a_even, t);
-            if (t + 1 < KT) consume(a_odd, t + 1);
-        }
-        kl_wg_wait<0>();
+        for (int t = 0; t < KT; t += KGROUP) consume(t);
 #pragma unroll
         for (int i = 0; i < MT; i++)
 #pragma unroll
