@@ -9,7 +9,7 @@
 // an m64 one), and each thread dequantizes exactly the A fragment it feeds: no shared-memory
 // round trip, and every weight is dequantized once per block.
 //
-// Data movement: one producer warp (the last warp of the block) streams k-tiles of 64 through
+// Data movement: a producer warpgroup (the last; one lane of it works) streams k-tiles of 64 through
 // a STAGES-deep ring with TMA — the X tile [BT][64] (128-byte swizzle: wgmma's B operand,
 // K-major) and the packed W tile [ROWS][8 words] (plain, 32 bytes a row) — on full[s]/empty[s]
 // mbarriers. TMA writes through the async proxy that wgmma reads, so no proxy fence is needed,
@@ -61,7 +61,7 @@
 //     [SPLITK][M][N] fully written (empty splits write zeros), Y and R untouched; then
 //     gemm_splitk_reduce(WS, Y, R, M, N, SPLITK): grid (ceil(M*N/256), 1, 1), block (256, 1, 1).
 //     grid  = (ceil(N / ROWS), ceil(M / BT), SPLITK)
-//     block = (128 * CWG + 32, 1, 1)
+//     block = (128 * (CWG + 1), 1, 1)
 //     dynamic shared memory = STAGES * (BT*128 + ROWS*32) + 1024 bytes (the host raises the
 //       limit above 48 KB)
 //   Requirements: K % 64 == 0, K % GROUP == 0; X and Wq 16-byte aligned (K % 32 == 0 keeps
@@ -91,7 +91,7 @@
 
 #define BK 64
 #define ROWS (64 * MT * CWG)
-#define THREADS (128 * CWG + 32)
+#define THREADS (128 * (CWG + 1))      // consumers, then the producer warpgroup
 #define ACC (BT / 2)                     // fp32 accumulators per thread per m64 tile
 #define X_BYTES (BT * 128)               // one ring slot of the X tile (1024-byte multiple)
 #define W_BYTES (ROWS * 32)              // one ring slot of the packed W tile
@@ -225,10 +225,14 @@ template <> struct WgmmaRS<256> {
     }
 };
 
-// A register cap (not __launch_bounds__, with which ptxas 13.0 stopped at 168 registers and
-// spilled at BT = 256): everything one block may use, in the allocation's units of 8.
-#define MAX_REGS ((65536 / THREADS) >= 255 ? 255 : ((65536 / THREADS) & ~7))
-extern "C" __global__ void __maxnreg__(MAX_REGS)
+// Registers are handed out per warpgroup: a lone producer warp would cost as much as a full
+// one (a 288-thread block ran out of registers at 175 per thread). So the producer is a whole
+// warpgroup, and where two consumer warpgroups hold 128+ accumulators each it gives them its
+// registers (setmaxnreg: 40 for the producer, 232 for the consumers, 64512 in all). Smaller
+// tiles skip it: setmaxnreg fixes the block's allocation at 168 per thread, one block per
+// SM, where decode tiles (~60 registers) fit three.
+#define SET_MAXNREG (CWG == 2 && MT * BT >= 256)
+extern "C" __global__ void __launch_bounds__(THREADS, 1)
 int4_wgmma_rs(const __grid_constant__ KlTensorMap tmX, const __grid_constant__ KlTensorMap tmW,
               const u16* __restrict__ scales, const void* __restrict__ zeros, const T* __restrict__ R,
               T* __restrict__ Y, float* __restrict__ WS, int M, int N, int K) {
@@ -257,9 +261,12 @@ int4_wgmma_rs(const __grid_constant__ KlTensorMap tmX, const __grid_constant__ K
     }
     __syncthreads();
 
-    // ---- producer: one lane of the last warp issues every TMA load ----
-    if (warp == 4 * CWG) {
-        if (lane == 0) {
+    // ---- producer: one lane of the last warpgroup issues every TMA load ----
+    if (warp >= 4 * CWG) {
+#if SET_MAXNREG
+        asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n");
+#endif
+        if (warp == 4 * CWG && lane == 0) {
             for (int t = 0; t < KT; t++) {
                 const int s = t % STAGES;
                 if (t >= STAGES) kl_mbar_wait(empty0 + 8 * s, ((t / STAGES) - 1) & 1);
@@ -273,6 +280,9 @@ int4_wgmma_rs(const __grid_constant__ KlTensorMap tmX, const __grid_constant__ K
     }
 
     // ---- consumers ----
+#if SET_MAXNREG
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n");
+#endif
     const int wg = warp >> 2, w4 = warp & 3;
     const int g = lane >> 2, t4 = lane & 3;
     const int shift = 4 * t4;  // pair t4 of every word

@@ -213,8 +213,8 @@ pub fn wgmma_rs_smem_bytes(bt: i64, rows: i64, stages: i64) -> i64 {
     stages * (bt * 128 + rows * 32) + 1024
 }
 
-/// int4_wgmma_rs: grid (ceil(N/ROWS), ceil(M/BT), SPLITK), 128·CWG + 32 threads (the last
-/// warp issues the TMA loads), plus `gemm_splitk_reduce` when SPLITK > 1.
+/// int4_wgmma_rs: grid (ceil(N/ROWS), ceil(M/BT), SPLITK), 128·(CWG + 1) threads (the last
+/// warpgroup issues the TMA loads), plus `gemm_splitk_reduce` when SPLITK > 1.
 pub fn wgmma_rs_plan(
     m: i64,
     n: i64,
@@ -241,7 +241,7 @@ pub fn wgmma_rs_plan(
     if !(1..=WGMMA_RS_MAX_SPLITK).contains(&splitk) {
         bail!("int4_wgmma_rs: SPLITK = {splitk} is outside 1..={WGMMA_RS_MAX_SPLITK} (the workspace's size)");
     }
-    let threads = (128 * cwg + 32) as u32;
+    let threads = (128 * (cwg + 1)) as u32;
     let cfg = WgmmaRsConfig { bt, rows, stages, splitk, threads };
     let main = Geometry {
         grid: (
@@ -333,7 +333,7 @@ mod tests {
         let f = Int4Format::default_for(DType::BF16);
         let q = p(&[("BT", 8), ("MT", 1), ("CWG", 2), ("STAGES", 8), ("SPLITK", 4)]);
         let (cfg, g) = wgmma_rs_plan(1, 4097, 4096, &f, &q).unwrap();
-        assert_eq!((cfg.rows, cfg.threads), (128, 288));
+        assert_eq!((cfg.rows, cfg.threads), (128, 384));
         assert_eq!(g.main.grid, (33, 1, 4));
         assert_eq!(g.main.smem as i64, 8 * (8 * 128 + 128 * 32) + 1024);
         assert_eq!(g.reduce.unwrap().grid, (ceil_div(4097, 256) as u32, 1, 1));
