@@ -13,7 +13,10 @@
 // a STAGES-deep ring with TMA — the X tile [BT][64] (128-byte swizzle: wgmma's B operand,
 // K-major) and the packed W tile [ROWS][8 words] (plain, 32 bytes a row) — on full[s]/empty[s]
 // mbarriers. TMA writes through the async proxy that wgmma reads, so no proxy fence is needed,
-// and the bytes in flight cost no registers: STAGES·(BT·128 + ROWS·32) per block.
+// and the bytes in flight cost no registers: STAGES·(BT·128 + ROWS·32) per block. A second
+// warp of that warpgroup copies each k-tile's scales (and zeros) for the block's rows into the
+// same ring (plain loads and stores; its 32 lanes arrive on full[s] too), so the consumers
+// never wait on a global load: scale loads run as far ahead as the weights do.
 //
 // Consumers (CWG warpgroups, MT m64 weight tiles each), per k-tile:
 //   wait full[s]; read the two 32-byte W rows of this lane (rows g and g+8 of its 16-row slab)
@@ -60,10 +63,11 @@
 //     (may equal Y). SPLITK == 1: Y (+R) written, WS unused. SPLITK > 1: WS fp32
 //     [SPLITK][M][N] fully written (empty splits write zeros), Y and R untouched; then
 //     gemm_splitk_reduce(WS, Y, R, M, N, SPLITK): grid (ceil(M*N/256), 1, 1), block (256, 1, 1).
-//     grid  = (ceil(N / ROWS), ceil(M / BT), SPLITK)
+//     grid  = (ceil(M / BT), ceil(N / ROWS), SPLITK): token tiles vary fastest, so the
+//       blocks that share a W tile run together and W comes from DRAM about once
 //     block = (128 * (CWG + 1), 1, 1)
-//     dynamic shared memory = STAGES * (BT*128 + ROWS*32) + 1024 bytes (the host raises the
-//       limit above 48 KB)
+//     dynamic shared memory = STAGES * (BT*128 + ROWS*32 + ROWS*NG*4) + 1024 bytes, NG =
+//       max(1, 64 / GROUP) groups per k-tile (the host raises the limit above 48 KB)
 //   Requirements: K % 64 == 0, K % GROUP == 0; X and Wq 16-byte aligned (K % 32 == 0 keeps
 //   Wq's rows 16-byte multiples); M, N >= 1 arbitrary. sm_90a.
 
@@ -97,6 +101,9 @@
 #define W_BYTES (ROWS * 32)              // one ring slot of the packed W tile
 #define STAGE_TX (X_BYTES + W_BYTES)     // bytes that complete one full barrier
 #define NG (GROUP >= BK ? 1 : BK / GROUP) // groups per k-tile (GROUP 32: two)
+#define SC_ENTRIES (ROWS * NG)           // scale (and zero) entries of one k-tile
+#define SC_BYTES (SC_ENTRIES * 4)        // one ring slot of them: u16 scales, then u16 zeros
+#define FULL_ARRIVALS 33                 // the TMA lane's arrive.expect_tx + 32 scale lanes
 
 #if GROUP % 32 != 0
 #error "GROUP must be a multiple of 32"
@@ -243,10 +250,11 @@ int4_wgmma_rs(const __grid_constant__ KlTensorMap tmX, const __grid_constant__ K
     const unsigned char* smem = smem_raw + (base - kl_smem_u32(smem_raw));
     const unsigned x_base = base;                       // STAGES X tiles
     const unsigned w_off = STAGES * X_BYTES;            // STAGES packed W tiles
+    const unsigned sc_off = w_off + STAGES * W_BYTES;   // STAGES scale/zero slots
     const unsigned full0 = kl_smem_u32(&bars[0]), empty0 = kl_smem_u32(&bars[STAGES]);
 
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
-    const int n0 = blockIdx.x * ROWS, m0 = blockIdx.y * BT;
+    const int m0 = blockIdx.x * BT, n0 = blockIdx.y * ROWS;
     const int kt_all = K / BK;
     const int kt_begin = (int)(((long long)blockIdx.z * kt_all) / SPLITK);
     const int kt_end = (int)(((long long)(blockIdx.z + 1) * kt_all) / SPLITK);
@@ -254,7 +262,7 @@ int4_wgmma_rs(const __grid_constant__ KlTensorMap tmX, const __grid_constant__ K
 
     if (tid == 0) {
         for (int s = 0; s < STAGES; s++) {
-            kl_mbar_init(full0 + 8 * s, 1);
+            kl_mbar_init(full0 + 8 * s, FULL_ARRIVALS);
             kl_mbar_init(empty0 + 8 * s, 4 * CWG);
         }
         kl_mbar_init_fence();
@@ -275,6 +283,31 @@ int4_wgmma_rs(const __grid_constant__ KlTensorMap tmX, const __grid_constant__ K
                 kl_tma_load_2d(x_base + s * X_BYTES, &tmX, full0 + 8 * s, kt * BK, m0);
                 kl_tma_load_2d(base + w_off + s * W_BYTES, &tmW, full0 + 8 * s, kt * (BK / 8), n0);
             }
+        } else if (warp == 4 * CWG + 1) {
+            // Scales (and zeros) of k-tile t for rows n0.., entry e = q·ROWS + r (group q of
+            // the tile): slot u16 [SC_ENTRIES] scales, then u16 [SC_ENTRIES] zeros.
+            for (int t = 0; t < KT; t++) {
+                const int s = t % STAGES;
+                if (t >= STAGES) kl_mbar_wait(empty0 + 8 * s, ((t / STAGES) - 1) & 1);
+                u16* slot = reinterpret_cast<u16*>(const_cast<unsigned char*>(smem) + sc_off + s * SC_BYTES);
+                const int kt = kt_begin + t;
+                for (int e = lane; e < SC_ENTRIES; e += 32) {
+                    const int q = e / ROWS, row = n0 + (e - q * ROWS);
+                    u16 sv = 0, zv = 0;
+                    if (row < N) {
+                        const size_t idx = (size_t)((kt * BK + q * 32) / GROUP) * N + row;
+                        sv = __ldg(scales + idx);
+#if ZERO_MODE == 1
+                        zv = __ldg(reinterpret_cast<const unsigned char*>(zeros) + idx);
+#elif ZERO_MODE == 2
+                        zv = __ldg(reinterpret_cast<const u16*>(zeros) + idx);
+#endif
+                    }
+                    slot[e] = sv;
+                    slot[SC_ENTRIES + e] = zv;
+                }
+                kl_mbar_arrive(full0 + 8 * s);  // release: this lane's stores, then the arrival
+            }
         }
         return;  // no block-wide barrier follows
     }
@@ -293,30 +326,6 @@ int4_wgmma_rs(const __grid_constant__ KlTensorMap tmX, const __grid_constant__ K
 #pragma unroll
         for (int h = 0; h < 2; h++) lrow[i][h] = (wg * MT + i) * 64 + 16 * w4 + g + 8 * h;
 
-    // Raw scale / zero bits of this lane's rows for one k-tile (prefetched a tile ahead).
-    u32 s_raw[MT][2][NG], z_raw[MT][2][NG];
-    auto fetch_scales = [&](int kt) {
-#pragma unroll
-        for (int i = 0; i < MT; i++)
-#pragma unroll
-            for (int h = 0; h < 2; h++)
-#pragma unroll
-                for (int q = 0; q < NG; q++) {
-                    const int row = n0 + lrow[i][h];
-                    s_raw[i][h][q] = 0;
-                    z_raw[i][h][q] = 0;
-                    if (row < N && kt < kt_end) {
-                        const size_t idx = (size_t)((kt * BK + q * 32) / GROUP) * N + row;
-                        s_raw[i][h][q] = __ldg(scales + idx);
-#if ZERO_MODE == 1
-                        z_raw[i][h][q] = __ldg(reinterpret_cast<const unsigned char*>(zeros) + idx);
-#elif ZERO_MODE == 2
-                        z_raw[i][h][q] = __ldg(reinterpret_cast<const u16*>(zeros) + idx);
-#endif
-                    }
-                }
-    };
-
     float acc[MT][ACC];
 #pragma unroll
     for (int i = 0; i < MT; i++)
@@ -332,15 +341,18 @@ int4_wgmma_rs(const __grid_constant__ KlTensorMap tmX, const __grid_constant__ K
             const int t = t0 + kk;
             if (t >= KT) break;
             const int s = t % STAGES;
+            kl_mbar_wait(full0 + 8 * s, (t / STAGES) & 1);
+            const u16* sc = reinterpret_cast<const u16*>(smem + sc_off + s * SC_BYTES);
             Deq d[MT][2][NG];
 #pragma unroll
             for (int i = 0; i < MT; i++)
 #pragma unroll
                 for (int h = 0; h < 2; h++)
 #pragma unroll
-                    for (int q = 0; q < NG; q++) d[i][h][q] = make_deq(s_raw[i][h][q], z_raw[i][h][q]);
-            fetch_scales(kt_begin + t + 1);
-            kl_mbar_wait(full0 + 8 * s, (t / STAGES) & 1);
+                    for (int q = 0; q < NG; q++) {
+                        const int e = q * ROWS + lrow[i][h];
+                        d[i][h][q] = make_deq(sc[e], sc[SC_ENTRIES + e]);
+                    }
 #pragma unroll
             for (int i = 0; i < MT; i++) {
                 u32 w[2][8];
@@ -393,7 +405,6 @@ int4_wgmma_rs(const __grid_constant__ KlTensorMap tmX, const __grid_constant__ K
     };
 
     if (KT > 0) {
-        fetch_scales(kt_begin);
         for (int t = 0; t < KT; t += KGROUP) consume(t);
 #pragma unroll
         for (int i = 0; i < MT; i++)

@@ -208,13 +208,16 @@ pub struct WgmmaRsConfig {
 }
 
 /// Dynamic shared memory of int4_wgmma_rs: STAGES ring slots of the X tile (BT rows of 128
-/// bytes) and the packed W tile (ROWS rows of 32 bytes), and 1 KiB to align the swizzled slots.
-pub fn wgmma_rs_smem_bytes(bt: i64, rows: i64, stages: i64) -> i64 {
-    stages * (bt * 128 + rows * 32) + 1024
+/// bytes), the packed W tile (ROWS rows of 32 bytes) and the tile's scales and zeros (4 bytes
+/// per row and group, max(1, 64/GROUP) groups), and 1 KiB to align the swizzled slots.
+pub fn wgmma_rs_smem_bytes(bt: i64, rows: i64, stages: i64, group: i64) -> i64 {
+    let groups_per_ktile = (64 / group).max(1);
+    stages * (bt * 128 + rows * 32 + rows * groups_per_ktile * 4) + 1024
 }
 
-/// int4_wgmma_rs: grid (ceil(N/ROWS), ceil(M/BT), SPLITK), 128·(CWG + 1) threads (the last
-/// warpgroup issues the TMA loads), plus `gemm_splitk_reduce` when SPLITK > 1.
+/// int4_wgmma_rs: grid (ceil(M/BT), ceil(N/ROWS), SPLITK) (token tiles fastest: the blocks
+/// sharing a W tile run together), 128·(CWG + 1) threads (the last warpgroup loads), plus
+/// `gemm_splitk_reduce` when SPLITK > 1.
 pub fn wgmma_rs_plan(
     m: i64,
     n: i64,
@@ -245,12 +248,12 @@ pub fn wgmma_rs_plan(
     let cfg = WgmmaRsConfig { bt, rows, stages, splitk, threads };
     let main = Geometry {
         grid: (
-            grid_dim(ceil_div(n, rows), "int4_wgmma_rs grid.x")?,
-            grid_dim(ceil_div(m, bt), "int4_wgmma_rs grid.y")?,
+            grid_dim(ceil_div(m, bt), "int4_wgmma_rs grid.x")?,
+            grid_dim(ceil_div(n, rows), "int4_wgmma_rs grid.y")?,
             splitk as u32,
         ),
         block: (threads, 1, 1),
-        smem: wgmma_rs_smem_bytes(bt, rows, stages) as u32,
+        smem: wgmma_rs_smem_bytes(bt, rows, stages, fmt.group) as u32,
     };
     let reduce =
         (splitk > 1).then(|| Geometry { grid: (ceil_div(m * n, 256) as u32, 1, 1), block: (256, 1, 1), smem: 0 });
@@ -334,12 +337,14 @@ mod tests {
         let q = p(&[("BT", 8), ("MT", 1), ("CWG", 2), ("STAGES", 8), ("SPLITK", 4)]);
         let (cfg, g) = wgmma_rs_plan(1, 4097, 4096, &f, &q).unwrap();
         assert_eq!((cfg.rows, cfg.threads), (128, 384));
-        assert_eq!(g.main.grid, (33, 1, 4));
-        assert_eq!(g.main.smem as i64, 8 * (8 * 128 + 128 * 32) + 1024);
+        assert_eq!(g.main.grid, (1, 33, 4));
+        assert_eq!(g.main.smem as i64, 8 * (8 * 128 + 128 * 32 + 128 * 4) + 1024);
+        let g32 = Int4Format { group: 32, ..f };
+        assert_eq!(wgmma_rs_plan(1, 4097, 4096, &g32, &q).unwrap().1.main.smem as i64, 8 * (1024 + 4096 + 1024) + 1024);
         assert_eq!(g.reduce.unwrap().grid, (ceil_div(4097, 256) as u32, 1, 1));
         let big = p(&[("BT", 256), ("MT", 1), ("CWG", 2), ("STAGES", 4), ("SPLITK", 1)]);
         let (_, g) = wgmma_rs_plan(2048, 28672, 4096, &f, &big).unwrap();
-        assert_eq!(g.main.grid, (224, 8, 1));
+        assert_eq!(g.main.grid, (8, 224, 1));
         assert!(g.reduce.is_none());
         assert!(wgmma_rs_plan(1, 64, 4160, &f, &q).is_err(), "K not a multiple of 64");
         let wide = p(&[("BT", 256), ("MT", 2), ("CWG", 1), ("STAGES", 4), ("SPLITK", 1)]);
