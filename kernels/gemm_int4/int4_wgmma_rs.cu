@@ -24,8 +24,9 @@
 //   (row, k 16c+2t, +1) = A register a0/a1 of k16 step c, word 2c+1 gives a2/a3 (kernlab's
 //   nibble order, docs/int4-format.md: `(w >> 4t) & 0x000F000F | MAGIC` is the column pair);
 //   wgmma.fence; 4·MT wgmma m64nBTk16 (A = registers, B = descriptor into the X slot); commit;
-//   wait for the group; release the stage (empty, one arrive per warp). With KGROUP > 1 that
-//   many k-tiles are dequantized first and share one group and one wait.
+//   wait for the group; release the stage (empty, one arrive per warp). A stage holds KGROUP
+//   k-tiles: they share one wgmma group and one wait, and the TMA rows of W are 32·KGROUP
+//   bytes wide (narrow 32-byte rows held decode near 1.2 TB/s).
 //   The wait is for the whole group, not "all but one": ptxas (13.0) serializes every wgmma
 //   of the kernel, each paying its full latency (warning C7513), as soon as ordinary
 //   instructions define a wgmma register operand while any group is in flight — which the
@@ -45,8 +46,8 @@
 //   BT [8]             tokens (rows of X) per block = wgmma n: 8, 16, 32, 64, 128, 192, 256
 //   MT [1]             m64 weight tiles per consumer warpgroup: 1, 2 or 4
 //   CWG [2]            consumer warpgroups: 1 or 2 (ROWS = 64·MT·CWG weight rows per block)
-//   STAGES [4]         TMA ring depth, 2..16
-//   KGROUP [1]         k-tiles per wgmma group (one wait): 1, 2 or 4, <= STAGES
+//   STAGES [4]         TMA ring depth in stages of KGROUP k-tiles, 2..16
+//   KGROUP [1]         k-tiles per stage and per wgmma group (one wait): 1, 2 or 4
 //   SPLITK [1]         K splits over blockIdx.z (> 1 needs gemm_splitk_reduce)
 // Constraints: MT·BT <= 256 (fp32 accumulators per thread), ROWS <= 256 (one TMA box).
 //
@@ -56,8 +57,8 @@
 //       const void* zeros, const T* R, T* Y, float* WS, int M, int N, int K)
 //     tmX: 2-D map of X, dims {K, M}, row stride K·2 B, box {64, BT}, 16-bit elements,
 //          SWIZZLE_128B, zero fill.
-//     tmW: 2-D map of Wq, dims {K/8, N} u32, row stride K/2 B, box {8, ROWS}, no swizzle,
-//          zero fill.
+//     tmW: 2-D map of Wq, dims {K/8, N} u32, row stride K/2 B, box {8·KGROUP, ROWS}, no
+//          swizzle, zero fill.
 //     T = __nv_bfloat16 (__half with KL_FP16=1). zeros: ZERO_MODE 0 ignored (may be NULL),
 //     1: const unsigned char* [K/GROUP][N], 2: const unsigned short* [K/GROUP][N]. R nullable
 //     (may equal Y). SPLITK == 1: Y (+R) written, WS unused. SPLITK > 1: WS fp32
@@ -66,7 +67,7 @@
 //     grid  = (ceil(M / BT), ceil(N / ROWS), SPLITK): token tiles vary fastest, so the
 //       blocks that share a W tile run together and W comes from DRAM about once
 //     block = (128 * (CWG + 1), 1, 1)
-//     dynamic shared memory = STAGES * (BT*128 + ROWS*32 + ROWS*NG*4) + 1024 bytes, NG =
+//     dynamic shared memory = STAGES * KGROUP * (BT*128 + ROWS*32 + ROWS*NG*4) + 1024 bytes, NG =
 //       max(1, 64 / GROUP) groups per k-tile (the host raises the limit above 48 KB)
 //   Requirements: K % 64 == 0, K % GROUP == 0; X and Wq 16-byte aligned (K % 32 == 0 keeps
 //   Wq's rows 16-byte multiples); M, N >= 1 arbitrary. sm_90a.
@@ -97,12 +98,16 @@
 #define ROWS (64 * MT * CWG)
 #define THREADS (128 * (CWG + 1))      // consumers, then the producer warpgroup
 #define ACC (BT / 2)                     // fp32 accumulators per thread per m64 tile
-#define X_BYTES (BT * 128)               // one ring slot of the X tile (1024-byte multiple)
-#define W_BYTES (ROWS * 32)              // one ring slot of the packed W tile
-#define STAGE_TX (X_BYTES + W_BYTES)     // bytes that complete one full barrier
+// A ring slot ("stage") holds KGROUP consecutive k-tiles.
+#define X_BYTES (BT * 128)               // the X tile of one k-tile (1024-byte multiple)
+#define W_ROW_BYTES (32 * KGROUP)        // one weight row of a stage (one TMA box row)
+#define W_BYTES (ROWS * W_ROW_BYTES)     // the packed W tile of a stage
 #define NG (GROUP >= BK ? 1 : BK / GROUP) // groups per k-tile (GROUP 32: two)
-#define SC_ENTRIES (ROWS * NG)           // scale (and zero) entries of one k-tile
-#define SC_BYTES (SC_ENTRIES * 4)        // one ring slot of them: u16 scales, then u16 zeros
+#define SC_TILE (ROWS * NG)              // scale (and zero) entries of one k-tile
+#define SC_ENTRIES (SC_TILE * KGROUP)    // ... of a stage
+#define SC_BYTES (SC_ENTRIES * 4)        // their slot: u16 scales, then u16 zeros
+#define SC_PER_LANE ((SC_ENTRIES + 31) / 32)
+#define SC_BATCH (SC_PER_LANE < 8 ? SC_PER_LANE : 8)  // loads in flight per lane
 #define FULL_ARRIVALS 33                 // the TMA lane's arrive.expect_tx + 32 scale lanes
 
 #if GROUP % 32 != 0
@@ -126,9 +131,7 @@
 #if KGROUP != 1 && KGROUP != 2 && KGROUP != 4
 #error "KGROUP must be 1, 2 or 4"
 #endif
-#if STAGES < KGROUP
-#error "STAGES must be >= KGROUP (a group waits for KGROUP stages at once)"
-#endif
+
 
 #include "../gemm/splitk_reduce.cuh"
 
@@ -249,7 +252,7 @@ int4_wgmma_rs(const __grid_constant__ KlTensorMap tmX, const __grid_constant__ K
     const unsigned base = (kl_smem_u32(smem_raw) + 1023u) & ~1023u;
     const unsigned char* smem = smem_raw + (base - kl_smem_u32(smem_raw));
     const unsigned x_base = base;                       // STAGES X tiles
-    const unsigned w_off = STAGES * X_BYTES;            // STAGES packed W tiles
+    const unsigned w_off = STAGES * KGROUP * X_BYTES;   // STAGES packed W tiles
     const unsigned sc_off = w_off + STAGES * W_BYTES;   // STAGES scale/zero slots
     const unsigned full0 = kl_smem_u32(&bars[0]), empty0 = kl_smem_u32(&bars[STAGES]);
 
@@ -259,6 +262,7 @@ int4_wgmma_rs(const __grid_constant__ KlTensorMap tmX, const __grid_constant__ K
     const int kt_begin = (int)(((long long)blockIdx.z * kt_all) / SPLITK);
     const int kt_end = (int)(((long long)(blockIdx.z + 1) * kt_all) / SPLITK);
     const int KT = kt_end - kt_begin;
+    const int NS = (KT + KGROUP - 1) / KGROUP;  // stages of this split (the last may be short)
 
     if (tid == 0) {
         for (int s = 0; s < STAGES; s++) {
@@ -275,36 +279,53 @@ int4_wgmma_rs(const __grid_constant__ KlTensorMap tmX, const __grid_constant__ K
         asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n");
 #endif
         if (warp == 4 * CWG && lane == 0) {
-            for (int t = 0; t < KT; t++) {
-                const int s = t % STAGES;
-                if (t >= STAGES) kl_mbar_wait(empty0 + 8 * s, ((t / STAGES) - 1) & 1);
-                kl_mbar_expect_tx(full0 + 8 * s, STAGE_TX);
-                const int kt = kt_begin + t;
-                kl_tma_load_2d(x_base + s * X_BYTES, &tmX, full0 + 8 * s, kt * BK, m0);
-                kl_tma_load_2d(base + w_off + s * W_BYTES, &tmW, full0 + 8 * s, kt * (BK / 8), n0);
+            // Stage u: the W box of KGROUP k-tiles (ROWS rows of W_ROW_BYTES; past the split's
+            // end it reads words the consumers skip, past K zeros) and one X box per k-tile.
+            for (int u = 0; u < NS; u++) {
+                const int s = u % STAGES;
+                if (u >= STAGES) kl_mbar_wait(empty0 + 8 * s, ((u / STAGES) - 1) & 1);
+                const int kt0 = kt_begin + u * KGROUP, tiles = min(KGROUP, kt_end - kt0);
+                kl_mbar_expect_tx(full0 + 8 * s, W_BYTES + tiles * X_BYTES);
+                kl_tma_load_2d(base + w_off + s * W_BYTES, &tmW, full0 + 8 * s, kt0 * (BK / 8), n0);
+                for (int kk = 0; kk < tiles; kk++)
+                    kl_tma_load_2d(x_base + (s * KGROUP + kk) * X_BYTES, &tmX, full0 + 8 * s, (kt0 + kk) * BK, m0);
             }
         } else if (warp == 4 * CWG + 1) {
-            // Scales (and zeros) of k-tile t for rows n0.., entry e = q·ROWS + r (group q of
-            // the tile): slot u16 [SC_ENTRIES] scales, then u16 [SC_ENTRIES] zeros.
-            for (int t = 0; t < KT; t++) {
-                const int s = t % STAGES;
-                if (t >= STAGES) kl_mbar_wait(empty0 + 8 * s, ((t / STAGES) - 1) & 1);
+            // Scales (and zeros) of stage u for rows n0.., entry e = (kk·NG + q)·ROWS + r (k-tile
+            // kk, group q of the k-tile): slot u16 [SC_ENTRIES] scales, then u16 [SC_ENTRIES]
+            // zeros. Loads go out SC_BATCH at a time per lane before their stores.
+            for (int u = 0; u < NS; u++) {
+                const int s = u % STAGES;
+                if (u >= STAGES) kl_mbar_wait(empty0 + 8 * s, ((u / STAGES) - 1) & 1);
                 u16* slot = reinterpret_cast<u16*>(const_cast<unsigned char*>(smem) + sc_off + s * SC_BYTES);
-                const int kt = kt_begin + t;
-                for (int e = lane; e < SC_ENTRIES; e += 32) {
-                    const int q = e / ROWS, row = n0 + (e - q * ROWS);
-                    u16 sv = 0, zv = 0;
-                    if (row < N) {
-                        const size_t idx = (size_t)((kt * BK + q * 32) / GROUP) * N + row;
-                        sv = __ldg(scales + idx);
+                const int kt0 = kt_begin + u * KGROUP;
+                for (int e0 = 0; e0 < SC_PER_LANE; e0 += SC_BATCH) {
+                    u16 sv[SC_BATCH], zv[SC_BATCH];
+#pragma unroll
+                    for (int b = 0; b < SC_BATCH; b++) {
+                        const int e = (e0 + b) * 32 + lane;
+                        const int kq = e / ROWS, row = n0 + (e - kq * ROWS);
+                        const int kt = kt0 + kq / NG;
+                        sv[b] = 0;
+                        zv[b] = 0;
+                        if (e < SC_ENTRIES && row < N && kt < kt_end) {
+                            const size_t idx = (size_t)((kt * BK + (kq % NG) * 32) / GROUP) * N + row;
+                            sv[b] = __ldg(scales + idx);
 #if ZERO_MODE == 1
-                        zv = __ldg(reinterpret_cast<const unsigned char*>(zeros) + idx);
+                            zv[b] = __ldg(reinterpret_cast<const unsigned char*>(zeros) + idx);
 #elif ZERO_MODE == 2
-                        zv = __ldg(reinterpret_cast<const u16*>(zeros) + idx);
+                            zv[b] = __ldg(reinterpret_cast<const u16*>(zeros) + idx);
 #endif
+                        }
                     }
-                    slot[e] = sv;
-                    slot[SC_ENTRIES + e] = zv;
+#pragma unroll
+                    for (int b = 0; b < SC_BATCH; b++) {
+                        const int e = (e0 + b) * 32 + lane;
+                        if (e < SC_ENTRIES) {
+                            slot[e] = sv[b];
+                            slot[SC_ENTRIES + e] = zv[b];
+                        }
+                    }
                 }
                 kl_mbar_arrive(full0 + 8 * s);  // release: this lane's stores, then the arrival
             }
@@ -331,18 +352,18 @@ int4_wgmma_rs(const __grid_constant__ KlTensorMap tmX, const __grid_constant__ K
     for (int i = 0; i < MT; i++)
 #pragma unroll
         for (int e = 0; e < ACC; e++) acc[i][e] = 0.0f;
-    // KGROUP k-tiles from t0 (0-based in this split; those past KT are skipped): dequantize
-    // each as its stage arrives, then one wgmma group for all of them, one wait, and the
-    // stages released. More tiles per group pay the group's latency once for more bytes.
-    auto consume = [&](int t0) {
+    // Stage u: its k-tiles (KGROUP, fewer at the split's end) dequantized, then one wgmma
+    // group for all of them, one wait, and the stage released. More k-tiles per stage pay the
+    // group's latency once for more bytes, and widen the TMA rows of W (32·KGROUP bytes).
+    auto consume = [&](int u) {
+        const int s = u % STAGES;
+        const int tiles = min(KGROUP, KT - u * KGROUP);
+        kl_mbar_wait(full0 + 8 * s, (u / STAGES) & 1);
+        const u16* sc = reinterpret_cast<const u16*>(smem + sc_off + s * SC_BYTES);
         u32 a[KGROUP][MT][4][4];  // [k-tile][m64 tile][k16 step][A register]
 #pragma unroll
         for (int kk = 0; kk < KGROUP; kk++) {
-            const int t = t0 + kk;
-            if (t >= KT) break;
-            const int s = t % STAGES;
-            kl_mbar_wait(full0 + 8 * s, (t / STAGES) & 1);
-            const u16* sc = reinterpret_cast<const u16*>(smem + sc_off + s * SC_BYTES);
+            if (kk >= tiles) break;
             Deq d[MT][2][NG];
 #pragma unroll
             for (int i = 0; i < MT; i++)
@@ -350,7 +371,7 @@ int4_wgmma_rs(const __grid_constant__ KlTensorMap tmX, const __grid_constant__ K
                 for (int h = 0; h < 2; h++)
 #pragma unroll
                     for (int q = 0; q < NG; q++) {
-                        const int e = q * ROWS + lrow[i][h];
+                        const int e = (kk * NG + q) * ROWS + lrow[i][h];
                         d[i][h][q] = make_deq(sc[e], sc[SC_ENTRIES + e]);
                     }
 #pragma unroll
@@ -358,7 +379,8 @@ int4_wgmma_rs(const __grid_constant__ KlTensorMap tmX, const __grid_constant__ K
                 u32 w[2][8];
 #pragma unroll
                 for (int h = 0; h < 2; h++) {
-                    const uint4* src = reinterpret_cast<const uint4*>(smem + w_off + s * W_BYTES + lrow[i][h] * 32);
+                    const uint4* src = reinterpret_cast<const uint4*>(smem + w_off + s * W_BYTES +
+                                                                      lrow[i][h] * W_ROW_BYTES + kk * 32);
                     const uint4 lo = src[0], hi = src[1];
                     w[h][0] = lo.x, w[h][1] = lo.y, w[h][2] = lo.z, w[h][3] = lo.w;
                     w[h][4] = hi.x, w[h][5] = hi.y, w[h][6] = hi.z, w[h][7] = hi.w;
@@ -384,9 +406,8 @@ int4_wgmma_rs(const __grid_constant__ KlTensorMap tmX, const __grid_constant__ K
         kl_wg_fence();
 #pragma unroll
         for (int kk = 0; kk < KGROUP; kk++) {
-            const int t = t0 + kk;
-            if (t >= KT) break;
-            const unsigned x_slot = x_base + (t % STAGES) * X_BYTES;
+            if (kk >= tiles) break;
+            const unsigned x_slot = x_base + (s * KGROUP + kk) * X_BYTES;
 #pragma unroll
             for (int c = 0; c < 4; c++) {
                 const unsigned long long db = kl_desc_sw128(x_slot + c * 32);
@@ -395,17 +416,13 @@ int4_wgmma_rs(const __grid_constant__ KlTensorMap tmX, const __grid_constant__ K
             }
         }
         kl_wg_commit();
-        kl_wg_wait<0>();  // the stages and the A registers are free again
+        kl_wg_wait<0>();  // the stage and the A registers are free again
         __syncwarp();
-        if (lane == 0) {
-#pragma unroll
-            for (int kk = 0; kk < KGROUP; kk++)
-                if (t0 + kk < KT) kl_mbar_arrive(empty0 + 8 * ((t0 + kk) % STAGES));
-        }
+        if (lane == 0) kl_mbar_arrive(empty0 + 8 * s);
     };
 
     if (KT > 0) {
-        for (int t = 0; t < KT; t += KGROUP) consume(t);
+        for (int u = 0; u < NS; u++) consume(u);
 #pragma unroll
         for (int i = 0; i < MT; i++)
 #pragma unroll

@@ -202,17 +202,19 @@ pub struct WgmmaRsConfig {
     pub bt: i64,
     /// Weight rows per block: 64 · MT · CWG (one TMA box of the packed weight).
     pub rows: i64,
+    /// k-tiles of 64 per ring stage (the weight box is 8·KGROUP words wide).
+    pub kgroup: i64,
     pub stages: i64,
     pub splitk: i64,
     pub threads: u32,
 }
 
-/// Dynamic shared memory of int4_wgmma_rs: STAGES ring slots of the X tile (BT rows of 128
-/// bytes), the packed W tile (ROWS rows of 32 bytes) and the tile's scales and zeros (4 bytes
-/// per row and group, max(1, 64/GROUP) groups), and 1 KiB to align the swizzled slots.
-pub fn wgmma_rs_smem_bytes(bt: i64, rows: i64, stages: i64, group: i64) -> i64 {
+/// Dynamic shared memory of int4_wgmma_rs: STAGES ring slots of KGROUP k-tiles, each k-tile
+/// with its X tile (BT rows of 128 bytes), packed W (ROWS rows of 32 bytes) and scales and zeros
+/// (4 bytes per row and group, max(1, 64/GROUP) groups), and 1 KiB to align the swizzled slots.
+pub fn wgmma_rs_smem_bytes(bt: i64, rows: i64, stages: i64, kgroup: i64, group: i64) -> i64 {
     let groups_per_ktile = (64 / group).max(1);
-    stages * (bt * 128 + rows * 32 + rows * groups_per_ktile * 4) + 1024
+    stages * kgroup * (bt * 128 + rows * 32 + rows * groups_per_ktile * 4) + 1024
 }
 
 /// int4_wgmma_rs: grid (ceil(M/BT), ceil(N/ROWS), SPLITK) (token tiles fastest: the blocks
@@ -226,8 +228,11 @@ pub fn wgmma_rs_plan(
     p: &BTreeMap<String, i64>,
 ) -> Result<(WgmmaRsConfig, GemvPlan)> {
     let (bt, mt, cwg) = (param(p, "BT")?, param(p, "MT")?, param(p, "CWG")?);
-    let (stages, splitk) = (param(p, "STAGES")?, param(p, "SPLITK")?);
+    let (stages, splitk, kgroup) = (param(p, "STAGES")?, param(p, "SPLITK")?, param(p, "KGROUP")?);
     let shape = format!("{m}x{n}x{k}");
+    if ![1, 2, 4].contains(&kgroup) {
+        bail!("int4_wgmma_rs: KGROUP = {kgroup}, expected 1, 2 or 4");
+    }
     if ![8, 16, 32, 64, 128, 192, 256].contains(&bt) || ![1, 2, 4].contains(&mt) || ![1, 2].contains(&cwg) {
         bail!("int4_wgmma_rs: BT = {bt} (8, 16, 32, 64, 128, 192 or 256), MT = {mt} (1, 2, 4), CWG = {cwg} (1, 2)");
     }
@@ -245,7 +250,7 @@ pub fn wgmma_rs_plan(
         bail!("int4_wgmma_rs: SPLITK = {splitk} is outside 1..={WGMMA_RS_MAX_SPLITK} (the workspace's size)");
     }
     let threads = (128 * (cwg + 1)) as u32;
-    let cfg = WgmmaRsConfig { bt, rows, stages, splitk, threads };
+    let cfg = WgmmaRsConfig { bt, rows, kgroup, stages, splitk, threads };
     let main = Geometry {
         grid: (
             grid_dim(ceil_div(m, bt), "int4_wgmma_rs grid.x")?,
@@ -253,7 +258,7 @@ pub fn wgmma_rs_plan(
             splitk as u32,
         ),
         block: (threads, 1, 1),
-        smem: wgmma_rs_smem_bytes(bt, rows, stages, fmt.group) as u32,
+        smem: wgmma_rs_smem_bytes(bt, rows, stages, kgroup, fmt.group) as u32,
     };
     let reduce =
         (splitk > 1).then(|| Geometry { grid: (ceil_div(m * n, 256) as u32, 1, 1), block: (256, 1, 1), smem: 0 });
@@ -334,7 +339,7 @@ mod tests {
     #[test]
     fn wgmma_rs_plan_and_contract() {
         let f = Int4Format::default_for(DType::BF16);
-        let q = p(&[("BT", 8), ("MT", 1), ("CWG", 2), ("STAGES", 8), ("SPLITK", 4)]);
+        let q = p(&[("BT", 8), ("MT", 1), ("CWG", 2), ("STAGES", 8), ("KGROUP", 1), ("SPLITK", 4)]);
         let (cfg, g) = wgmma_rs_plan(1, 4097, 4096, &f, &q).unwrap();
         assert_eq!((cfg.rows, cfg.threads), (128, 384));
         assert_eq!(g.main.grid, (1, 33, 4));
@@ -342,14 +347,21 @@ mod tests {
         let g32 = Int4Format { group: 32, ..f };
         assert_eq!(wgmma_rs_plan(1, 4097, 4096, &g32, &q).unwrap().1.main.smem as i64, 8 * (1024 + 4096 + 1024) + 1024);
         assert_eq!(g.reduce.unwrap().grid, (ceil_div(4097, 256) as u32, 1, 1));
-        let big = p(&[("BT", 256), ("MT", 1), ("CWG", 2), ("STAGES", 4), ("SPLITK", 1)]);
+        let big = p(&[("BT", 256), ("MT", 1), ("CWG", 2), ("STAGES", 4), ("KGROUP", 1), ("SPLITK", 1)]);
         let (_, g) = wgmma_rs_plan(2048, 28672, 4096, &f, &big).unwrap();
         assert_eq!(g.main.grid, (8, 224, 1));
         assert!(g.reduce.is_none());
         assert!(wgmma_rs_plan(1, 64, 4160, &f, &q).is_err(), "K not a multiple of 64");
-        let wide = p(&[("BT", 256), ("MT", 2), ("CWG", 1), ("STAGES", 4), ("SPLITK", 1)]);
+        let wide = p(&[("BT", 256), ("MT", 2), ("CWG", 1), ("STAGES", 4), ("KGROUP", 1), ("SPLITK", 1)]);
         assert!(wgmma_rs_plan(2048, 4096, 4096, &f, &wide).is_err(), "MT*BT = 512 accumulators");
-        let odd = p(&[("BT", 24), ("MT", 1), ("CWG", 1), ("STAGES", 4), ("SPLITK", 1)]);
+        let odd = p(&[("BT", 24), ("MT", 1), ("CWG", 1), ("STAGES", 4), ("KGROUP", 1), ("SPLITK", 1)]);
         assert!(wgmma_rs_plan(24, 64, 4096, &f, &odd).is_err(), "no m64n24 instance");
+        let four = p(&[("BT", 8), ("MT", 1), ("CWG", 1), ("STAGES", 4), ("KGROUP", 4), ("SPLITK", 1)]);
+        assert_eq!(
+            wgmma_rs_plan(1, 64, 4096, &f, &four).unwrap().1.main.smem as i64,
+            4 * 4 * (1024 + 2048 + 256) + 1024
+        );
+        let five = p(&[("BT", 8), ("MT", 1), ("CWG", 1), ("STAGES", 4), ("KGROUP", 3), ("SPLITK", 1)]);
+        assert!(wgmma_rs_plan(1, 64, 4096, &f, &five).is_err(), "KGROUP 3");
     }
 }

@@ -13,12 +13,12 @@ use cudarc::driver::sys;
 use std::ffi::c_void;
 
 /// Packed words per 64-column k-tile (eight 4-bit codes a word).
-const WORDS_PER_KTILE: u64 = 8;
+const WORDS_PER_KTILE: i64 = 8;
 
-/// A 2-D tensor map over the packed weight Wq u32 [N][K/8]: boxes of `box_rows` rows × one
-/// k-tile (8 words, 32 bytes), no swizzle (the kernel reads each row's 32 bytes itself), rows
-/// past N zero-filled.
-pub fn packed_weight_map(wq: u64, n: i64, k: i64, box_rows: i64) -> Result<sys::CUtensorMap> {
+/// A 2-D tensor map over the packed weight Wq u32 [N][K/8]: boxes of `box_rows` rows ×
+/// `ktiles` k-tiles (8 words, 32 bytes, each), no swizzle (the kernel reads each row itself),
+/// rows past N and columns past K zero-filled.
+pub fn packed_weight_map(wq: u64, n: i64, k: i64, box_rows: i64, ktiles: i64) -> Result<sys::CUtensorMap> {
     if !wq.is_multiple_of(16) || k % 32 != 0 {
         bail!("TMA needs 16-byte aligned weight rows: base {wq:#x}, K = {k} (must be a multiple of 32)");
     }
@@ -27,7 +27,10 @@ pub fn packed_weight_map(wq: u64, n: i64, k: i64, box_rows: i64) -> Result<sys::
     }
     let dims: [u64; 2] = [(k / 8) as u64, n as u64];
     let strides: [u64; 1] = [(k / 2) as u64];
-    let boxdim: [u32; 2] = [WORDS_PER_KTILE as u32, box_rows as u32];
+    if !(1..=4).contains(&ktiles) {
+        bail!("TMA box of {ktiles} k-tiles of packed weight: must be 1..=4");
+    }
+    let boxdim: [u32; 2] = [(WORDS_PER_KTILE * ktiles) as u32, box_rows as u32];
     let elem_strides: [u32; 2] = [1, 1];
     let mut map = sys::CUtensorMap { opaque: [0; 16] };
     // SAFETY: all arrays hold `rank` (2) entries (strides rank-1); the map is written in place;
@@ -75,7 +78,7 @@ pub fn launch_wgmma_rs(
         );
     }
     let mut tm_x = tensor_map_2d(dt, io.x, m, k, cfg.bt)?;
-    let mut tm_w = packed_weight_map(io.wq, n, k, cfg.rows)?;
+    let mut tm_w = packed_weight_map(io.wq, n, k, cfg.rows, cfg.kgroup)?;
     let g = plan.main;
     kern.set_max_dynamic_smem(g.smem)?;
     let split = plan.splitk > 1;
