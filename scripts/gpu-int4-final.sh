@@ -29,3 +29,4 @@ step() { echo; echo "=== $* ($(date +%T)) ==="; }
   fi
 } 2>&1 | tee "$OUT/int4-final.log"
 cp "$R/gemm_int4-final.csv" "$R/tuned.json" "$R/selftest-int4.log" "$OUT/" 2>/dev/null
+(cd "$R" && tar czf "$OUT/e2e-int4.tgz" 8b-int4* 2>/dev/null)
