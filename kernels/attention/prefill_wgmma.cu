@@ -40,7 +40,11 @@ How it works
   issued together with the P·V product of tile j-1, the softmax of j runs while P·V of j-1
   is still on the tensor cores, and O is rescaled only after that product has finished.
   OVERLAP = 0 issues and waits each product in turn (the other warpgroup still overlaps).
-- A warpgroup whose rows end before a tile starts only waits for that tile and releases it.
+- PINGPONG = 1: warpgroup w waits on named barrier 1+w before each batch of wgmma issues and
+  arrives on the other's barrier after it (the second warpgroup arrives once up front, so the
+  first goes first, and skips its last arrive, so no barrier is left half-arrived at exit).
+- Otherwise a warpgroup whose rows end before a tile starts only waits for that tile and
+  releases it.
 - Epilogue: row sums reduced over the quad, O / l cast to T, 4-byte stores for rows < len.
 
 Tunables (macros, defaults below)
@@ -50,6 +54,9 @@ Tunables (macros, defaults below)
     CWG        consumer warpgroups, 1 or 2 (BLOCK_M = 64·CWG query rows per CTA)
     STAGES     K/V ring depth, 2..4
     OVERLAP    0 or 1 (see above)
+    PINGPONG   0 or 1 (CWG = 2 only): the two consumer warpgroups take turns issuing their
+               wgmma batches (named barriers 1 and 2), so one's softmax runs while the tensor
+               cores work on the other's products; both then walk all of the CTA's tiles.
     KL_FP16    0 = bf16 (default), 1 = fp16
     smem: (BLOCK_M + 2·STAGES·BLOCK_N)·HEAD_DIM·2 + 1024 bytes must fit in 227 KB.
 
@@ -90,7 +97,10 @@ Launch contract (host: src/kernels/attention_prefill_wgmma.rs)
 #define STAGES 2
 #endif
 #ifndef OVERLAP
-#define OVERLAP 1
+#define OVERLAP 0
+#endif
+#ifndef PINGPONG
+#define PINGPONG 0
 #endif
 
 #if KL_FP16
@@ -111,6 +121,7 @@ static_assert(BLOCK_N == 64 || BLOCK_N == 96 || BLOCK_N == 128 || BLOCK_N == 192
 static_assert(CWG == 1 || CWG == 2, "CWG must be 1 or 2");
 static_assert(STAGES >= 2 && STAGES <= 4, "STAGES must be in 2..4");
 static_assert(OVERLAP == 0 || OVERLAP == 1, "OVERLAP must be 0 or 1");
+static_assert(PINGPONG == 0 || (PINGPONG == 1 && CWG == 2), "PINGPONG needs two consumer warpgroups");
 static_assert((BLOCK_M + 2 * STAGES * BLOCK_N) * HEAD_DIM * 2 + 1024 <= 232448, "shared memory beyond 227 KB");
 
 namespace {
@@ -280,6 +291,13 @@ __device__ __forceinline__ unsigned pack2(float lo, float hi) {
     return *reinterpret_cast<unsigned*>(&v);
 }
 
+// 2^x with the SFU instruction (2 ulp; 2^-inf = +0), without exp2f's denormal handling.
+__device__ __forceinline__ float fast_exp2(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+    return y;
+}
+
 // Per-thread softmax state: rows `row0` and row0 + 8 of the warpgroup's 64.
 struct RowState {
     float max[2];  // running max of the scaled (base-2) scores
@@ -310,14 +328,14 @@ __device__ __forceinline__ void softmax_tile(float (&s)[SACC], RowState& st, flo
         mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
         const float m_new = fmaxf(st.max[r], mx * sl2);
         const float m_use = (m_new == NEG_INF) ? 0.f : m_new;  // a row with nothing yet
-        alpha[r] = exp2f(st.max[r] - m_use);
+        alpha[r] = fast_exp2(st.max[r] - m_use);
         st.max[r] = m_new;
         float sum = 0.f;
 #pragma unroll
         for (int j = 0; j < BLOCK_N / 8; ++j)
 #pragma unroll
             for (int e = 0; e < 2; ++e) {
-                const float p = exp2f(fmaf(s[4 * j + 2 * r + e], sl2, -m_use));
+                const float p = fast_exp2(fmaf(s[4 * j + 2 * r + e], sl2, -m_use));
                 s[4 * j + 2 * r + e] = p;
                 sum += p;
             }
@@ -444,9 +462,14 @@ attn_prefill_wgmma(const __grid_constant__ KlTmap tmQ, const __grid_constant__ K
     const int row0 = wg_row0 + warp * 16 + g;  // this thread's rows: row0 and row0 + 8
     const unsigned sQw = sQ + cw * 64 * 128;   // this warpgroup's rows of each Q column block
     const float sl2 = scale * LOG2E;
+#if PINGPONG
+    // Both warpgroups walk all tiles (their turns must pair up); masking covers the rest.
+    const int nt = n_tiles;
+#else
     // Tiles this warpgroup computes: up to its last row (or the sequence end); none when
     // all its rows lie past the end. It still waits for and releases the CTA's other tiles.
     const int nt = wg_row0 < len ? (min(len, wg_row0 + 64) + BLOCK_N - 1) / BLOCK_N : 0;
+#endif
 
     float o[OACC];
 #pragma unroll
@@ -469,6 +492,20 @@ attn_prefill_wgmma(const __grid_constant__ KlTmap tmQ, const __grid_constant__ K
         if (lane == 0) mbar_arrive(empty0 + 8 * st_);
     };
     auto needs_mask = [&](int n0) { return (n0 + BLOCK_N - 1 > wg_row0) || (n0 + BLOCK_N > len); };
+#if PINGPONG
+    // Turns: wait for ours before a batch of issues, hand the turn over after it. The second
+    // warpgroup lets the first go first and keeps its last hand-over (nobody would take it).
+    const int n_batches = OVERLAP ? nt + 1 : 2 * nt;
+    int batch = 0;
+    auto turn_begin = [&]() { asm volatile("bar.sync %0, 256;\n" ::"r"(1 + cw) : "memory"); };
+    auto turn_end = [&]() {
+        if (cw == 0 || ++batch < n_batches) asm volatile("bar.arrive %0, 256;\n" ::"r"(2 - cw) : "memory");
+    };
+    if (cw == 1) asm volatile("bar.arrive 1, 256;\n" ::: "memory");
+#else
+    auto turn_begin = [&]() {};
+    auto turn_end = [&]() {};
+#endif
 
 #if OVERLAP
     // Tile 0 alone (S, softmax), then for t >= 1: S of t and P·V of t-1 issued together,
@@ -477,9 +514,11 @@ attn_prefill_wgmma(const __grid_constant__ KlTmap tmQ, const __grid_constant__ K
     int prev = 0;
     if (nt > 0) {
         mbar_wait(full0 + 8 * s, phase);
+        turn_begin();
         wg_fence();
         issue_s(sacc, sQw, stage_k(s));
         wg_commit();
+        turn_end();
         wg_wait<0>();
         fence_all(sacc);
         softmax_tile(sacc, st, alpha, 0, row0, len, needs_mask(0), qd, sl2);
@@ -493,11 +532,13 @@ attn_prefill_wgmma(const __grid_constant__ KlTmap tmQ, const __grid_constant__ K
     for (int t = 1; t < nt; ++t) {
         mbar_wait(full0 + 8 * s, phase);
         fence_all(o);
+        turn_begin();
         wg_fence();
         issue_s(sacc, sQw, stage_k(s));
         wg_commit();
         issue_pv(o, p, stage_k(prev) + KV_BYTES);
         wg_commit();
+        turn_end();
         wg_wait<1>();  // S of tile t is done; P·V of t-1 may still run
         fence_all(sacc);
         const int n0 = t * BLOCK_N;
@@ -519,9 +560,11 @@ attn_prefill_wgmma(const __grid_constant__ KlTmap tmQ, const __grid_constant__ K
     }
     if (nt > 0) {
         fence_all(o);
+        turn_begin();
         wg_fence();
         issue_pv(o, p, stage_k(prev) + KV_BYTES);
         wg_commit();
+        turn_end();
         wg_wait<0>();
         fence_all(o);
         release(prev);
@@ -529,9 +572,11 @@ attn_prefill_wgmma(const __grid_constant__ KlTmap tmQ, const __grid_constant__ K
 #else
     for (int t = 0; t < nt; ++t) {
         mbar_wait(full0 + 8 * s, phase);
+        turn_begin();
         wg_fence();
         issue_s(sacc, sQw, stage_k(s));
         wg_commit();
+        turn_end();
         wg_wait<0>();
         fence_all(sacc);
         const int n0 = t * BLOCK_N;
@@ -539,9 +584,11 @@ attn_prefill_wgmma(const __grid_constant__ KlTmap tmQ, const __grid_constant__ K
         rescale(o, alpha);
         pack_p(p, sacc);
         fence_all(o);
+        turn_begin();
         wg_fence();
         issue_pv(o, p, stage_k(s) + KV_BYTES);
         wg_commit();
+        turn_end();
         wg_wait<0>();
         fence_all(o);
         release(s);
