@@ -45,7 +45,9 @@ How it works
   first goes first, and skips its last arrive, so no barrier is left half-arrived at exit).
 - Otherwise a warpgroup whose rows end before a tile starts only waits for that tile and
   releases it.
-- Epilogue: row sums reduced over the quad, O / l cast to T, 4-byte stores for rows < len.
+- Epilogue: row sums reduced over the quad, O / l cast to T; stored for rows < len either
+  straight from registers (4-byte stores) or, EPI_SMEM = 1, through the warpgroup's own Q
+  rows in shared memory (named barrier 3+w) as 16-byte chunks of whole rows.
 
 Tunables (macros, defaults below)
     HEAD_DIM   64 or 128 (must equal the problem's D)
@@ -57,6 +59,8 @@ Tunables (macros, defaults below)
     PINGPONG   0 or 1 (CWG = 2 only): the two consumer warpgroups take turns issuing their
                wgmma batches (named barriers 1 and 2), so one's softmax runs while the tensor
                cores work on the other's products; both then walk all of the CTA's tiles.
+    EPI_SMEM   0: O stored from registers (4-byte stores); 1: staged in the warpgroup's own
+               Q rows of shared memory, then stored as 16-byte row chunks
     KL_FP16    0 = bf16 (default), 1 = fp16
     smem: (BLOCK_M + 2·STAGES·BLOCK_N)·HEAD_DIM·2 + 1024 bytes must fit in 227 KB.
 
@@ -102,6 +106,9 @@ Launch contract (host: src/kernels/attention_prefill_wgmma.rs)
 #ifndef PINGPONG
 #define PINGPONG 0
 #endif
+#ifndef EPI_SMEM
+#define EPI_SMEM 0
+#endif
 
 #if KL_FP16
 typedef __half T;
@@ -122,6 +129,7 @@ static_assert(CWG == 1 || CWG == 2, "CWG must be 1 or 2");
 static_assert(STAGES >= 2 && STAGES <= 4, "STAGES must be in 2..4");
 static_assert(OVERLAP == 0 || OVERLAP == 1, "OVERLAP must be 0 or 1");
 static_assert(PINGPONG == 0 || (PINGPONG == 1 && CWG == 2), "PINGPONG needs two consumer warpgroups");
+static_assert(EPI_SMEM == 0 || EPI_SMEM == 1, "EPI_SMEM must be 0 or 1");
 static_assert((BLOCK_M + 2 * STAGES * BLOCK_N) * HEAD_DIM * 2 + 1024 <= 232448, "shared memory beyond 227 KB");
 
 namespace {
@@ -610,6 +618,41 @@ attn_prefill_wgmma(const __grid_constant__ KlTmap tmQ, const __grid_constant__ K
     }
 
     // ---- epilogue: O / l, rows < len ----
+#if EPI_SMEM
+    // This warpgroup's Q rows are no longer read (its last S product has completed): stage
+    // its O rows there, in the tiles' swizzled layout (conflict-free 4-byte writes), then
+    // store whole rows with 16-byte copies.
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+        float l = st.sum[r];
+        l += __shfl_xor_sync(0xffffffffu, l, 1);
+        l += __shfl_xor_sync(0xffffffffu, l, 2);
+        const float inv = l > 0.f ? 1.f / l : 0.f;
+        const int rr = warp * 16 + g + 8 * r;  // row within the warpgroup's 64
+#pragma unroll
+        for (int j = 0; j < D / 8; ++j) {
+            const unsigned addr = sQw + (j >> 3) * (BLOCK_M * 128) + rr * 128 + (((j & 7) ^ (rr & 7)) << 4) + qd * 4;
+            asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(addr), "r"(pack2(o[4 * j + 2 * r] * inv, o[4 * j + 2 * r + 1] * inv))
+                         : "memory");
+        }
+    }
+    asm volatile("bar.sync %0, 128;\n" ::"r"(3 + cw) : "memory");  // this warpgroup only
+    constexpr int CPR = D / 8;                                      // 16-byte chunks per row
+#pragma unroll
+    for (int i = tid; i < 64 * CPR; i += 128) {
+        const int rr = i / CPR, j = i % CPR;
+        const int row = wg_row0 + rr;
+        if (row < len) {
+            const unsigned addr = sQw + (j >> 3) * (BLOCK_M * 128) + rr * 128 + (((j & 7) ^ (rr & 7)) << 4);
+            uint4 v;
+            asm volatile("ld.shared.v4.b32 {%0, %1, %2, %3}, [%4];\n"
+                         : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                         : "r"(addr)
+                         : "memory");
+            *reinterpret_cast<uint4*>(O + ((size_t)(tok0 + row) * H + h) * D + j * 8) = v;
+        }
+    }
+#else
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
         float l = st.sum[r];
@@ -624,4 +667,5 @@ attn_prefill_wgmma(const __grid_constant__ KlTmap tmQ, const __grid_constant__ K
                 *reinterpret_cast<unsigned*>(dst + j * 8) = pack2(o[4 * j + 2 * r] * inv, o[4 * j + 2 * r + 1] * inv);
         }
     }
+#endif
 }
