@@ -98,16 +98,16 @@ Launch contract (host: src/kernels/attention_prefill_wgmma.rs)
 #define CWG 2
 #endif
 #ifndef STAGES
-#define STAGES 2
+#define STAGES 3
 #endif
 #ifndef OVERLAP
-#define OVERLAP 0
+#define OVERLAP 1
 #endif
 #ifndef PINGPONG
-#define PINGPONG 0
+#define PINGPONG 1
 #endif
 #ifndef EPI_SMEM
-#define EPI_SMEM 0
+#define EPI_SMEM 1
 #endif
 
 #if KL_FP16

@@ -13,9 +13,10 @@ use std::ffi::c_void;
 
 pub const PREFILL_WGMMA_SOURCE: &str = include_str!("../../kernels/attention/prefill_wgmma.cu");
 
-/// The template's defaults (kernels/attention/prefill_wgmma.cu), used when a tunable is not set.
+/// The template's defaults (kernels/attention/prefill_wgmma.cu), used when a tunable is not set:
+/// the best configuration at S = 4096 on an H200 (docs/attention-notes.md).
 pub const WGMMA_DEFAULTS: &[(&str, i64)] =
-    &[("HEAD_DIM", 128), ("BLOCK_N", 128), ("CWG", 2), ("STAGES", 2), ("OVERLAP", 0), ("PINGPONG", 0), ("EPI_SMEM", 0)];
+    &[("HEAD_DIM", 128), ("BLOCK_N", 128), ("CWG", 2), ("STAGES", 3), ("OVERLAP", 1), ("PINGPONG", 1), ("EPI_SMEM", 1)];
 
 /// Dims of one TMA box along the head dimension: one 128-byte swizzle row of 16-bit values.
 const BOX_D: i64 = 64;
