@@ -1,11 +1,13 @@
 //! CI checks of the attention families that need no GPU: the sweep files load and enumerate
 //! on their default and selftest shapes, the Rust-side defaults match the templates', and
-//! every template compiles with NVRTC for sm_80 and sm_90a — at its defaults, in bf16 and
-//! fp16, and at an even sample of its sweep space — without register spills.
+//! every template compiles with NVRTC for sm_80 and sm_90a (the wgmma template for sm_90a
+//! only) — at its defaults, in bf16 and fp16, and at an even sample of each variant's sweep
+//! space — without register spills or ptxas serializing wgmma.
 
 use kernlab::gpu::nvrtc::{compile, CompileRequest};
 use kernlab::kernels::attention_common::{template_default, DECODE_SOURCE, PREFILL_SOURCE, REFERENCE_SOURCE};
 use kernlab::kernels::attention_decode::DECODE_DEFAULTS;
+use kernlab::kernels::attention_prefill::wgmma::{PREFILL_WGMMA_SOURCE, WGMMA_DEFAULTS};
 use kernlab::kernels::attention_prefill::PREFILL_DEFAULTS;
 use kernlab::kernels::{family, DType, Shape};
 use kernlab::tune::compile::request;
@@ -24,7 +26,9 @@ fn sweep(name: &str) -> Sweep {
 
 #[test]
 fn rust_defaults_match_the_templates() {
-    for (src, defaults) in [(PREFILL_SOURCE, PREFILL_DEFAULTS), (DECODE_SOURCE, DECODE_DEFAULTS)] {
+    for (src, defaults) in
+        [(PREFILL_SOURCE, PREFILL_DEFAULTS), (PREFILL_WGMMA_SOURCE, WGMMA_DEFAULTS), (DECODE_SOURCE, DECODE_DEFAULTS)]
+    {
         for (name, v) in defaults {
             assert_eq!(template_default(src, name), Some(*v), "{name}");
         }
@@ -49,6 +53,11 @@ fn sweep_files_load_and_enumerate() {
                 for c in &en.kept {
                     assert_eq!(c.params["HEAD_DIM"], shape.get("D"), "{name} {text}");
                 }
+                // the Hopper variant is offered on sm_90a, and only there
+                if name.starts_with("attention_prefill") {
+                    let wgmma = en.kept.iter().filter(|c| c.variant == "flash_wgmma").count();
+                    assert_eq!(wgmma > 0, arch == "sm_90a", "{name} {text} on {arch}: {wgmma} flash_wgmma candidates");
+                }
             }
         }
     }
@@ -69,6 +78,13 @@ fn check_compiles(name: &str, source: &str, defines: BTreeMap<String, String>, a
             req.defines_string()
         );
     }
+    // ptxas info C7510..C7520: "wgmma.mma_async instructions are serialized due to ..."
+    assert!(
+        !m.log.contains("serialized"),
+        "{name} {} on {arch}: ptxas serializes wgmma:\n{}",
+        req.defines_string(),
+        m.log
+    );
 }
 
 #[test]
@@ -92,6 +108,15 @@ fn templates_compile_at_their_defaults() {
             );
         }
     }
+    for dt in [DType::BF16, DType::F16] {
+        check_compiles(
+            "kernels/attention/prefill_wgmma.cu",
+            PREFILL_WGMMA_SOURCE,
+            dt.defines(),
+            "sm_90a",
+            &["attn_prefill_wgmma"],
+        );
+    }
 }
 
 #[test]
@@ -106,14 +131,20 @@ fn a_sample_of_each_sweep_space_compiles() {
             for text in [s.shapes[0].as_str(), d64] {
                 let shape = Shape::parse(text, fam.shape_dims()).unwrap();
                 let en = s.enumerate(&shape.dims, 2, &limits).unwrap();
-                let n = en.kept.len();
-                let picks: Vec<usize> = if n <= 3 { (0..n).collect() } else { vec![0, n / 2, n - 1] };
-                for i in picks {
-                    let c = &en.kept[i];
-                    let dt = if i % 2 == 0 { DType::BF16 } else { DType::F16 };
-                    let req = request(&s, c, dt, arch);
-                    let entries = fam.entries(&c.variant).unwrap();
-                    check_compiles(&req.name, &req.source, req.defines.clone(), arch, entries);
+                let mut by_variant: BTreeMap<&str, Vec<_>> = BTreeMap::new();
+                for c in &en.kept {
+                    by_variant.entry(c.variant.as_str()).or_default().push(c);
+                }
+                for cands in by_variant.values() {
+                    let n = cands.len();
+                    let picks: Vec<usize> = if n <= 3 { (0..n).collect() } else { vec![0, n / 2, n - 1] };
+                    for i in picks {
+                        let c = cands[i];
+                        let dt = if i % 2 == 0 { DType::BF16 } else { DType::F16 };
+                        let req = request(&s, c, dt, arch);
+                        let entries = fam.entries(&c.variant).unwrap();
+                        check_compiles(&req.name, &req.source, req.defines.clone(), arch, entries);
+                    }
                 }
             }
         }

@@ -7,6 +7,10 @@
 //! equal length S (the same memory as `[B, S, H, D]`); `attention_prefill_varlen` runs the
 //! ragged lengths of [`lengths`] (S is the longest), to exercise the cu_seqlens contract.
 //!
+//! Variants: `flash_mma` (kernels/attention/prefill.cu: mma.sync, any sm_80+ GPU) and
+//! `flash_wgmma` (kernels/attention/prefill_wgmma.cu: sm_90a only, wgmma + TMA with a producer
+//! warpgroup; host side in attention_prefill_wgmma.rs).
+//!
 //! FLOPs, by the usual causal convention: 2 matmuls × 2·H·D per (query, key) pair over half
 //! the square, `4·H·D·len²/2` per sequence (= 4·B·H·S²·D/2 at equal lengths); the diagonal's
 //! extra len/2 pairs are not counted. Minimum bytes: Q, K, V read and O written once.
@@ -22,6 +26,12 @@ use crate::gpu::device::{Arg, DevBuf, Gpu, Kernel};
 use crate::gpu::util::{Comparison, Util};
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
+
+#[path = "attention_prefill_wgmma.rs"]
+pub mod wgmma;
+
+/// The prefill variants this family launches.
+pub const VARIANTS: [&str; 2] = ["flash_mma", "flash_wgmma"];
 
 /// The template's defaults (kernels/attention/prefill.cu), used when a tunable is not set.
 pub const PREFILL_DEFAULTS: &[(&str, i64)] =
@@ -69,7 +79,8 @@ impl Family for AttentionPrefill {
     fn entries(&self, variant: &str) -> Result<&'static [&'static str]> {
         match variant {
             "flash_mma" => Ok(&["attn_prefill"]),
-            other => bail!("the {} family has no variant {other:?} (known: flash_mma)", self.name()),
+            "flash_wgmma" => Ok(&["attn_prefill_wgmma"]),
+            other => bail!("the {} family has no variant {other:?} (known: {})", self.name(), VARIANTS.join(", ")),
         }
     }
     fn validate(&self, s: &Shape, dt: DType) -> Result<()> {
@@ -116,6 +127,9 @@ pub struct PrefillProblem {
     pub o_ref: DevBuf,
     pub cu_buf: DevBuf,
     reference: Kernel,
+    /// flash_wgmma's tensor maps over q, k, v (they depend only on the buffers and the box
+    /// sizes, so they are built once per box size, not on every timed launch).
+    wgmma_maps: Option<wgmma::PrefillMaps>,
 }
 
 impl PrefillProblem {
@@ -151,6 +165,7 @@ impl PrefillProblem {
             o_ref: gpu.alloc(nq * e)?,
             cu_buf,
             reference: reference_kernel(gpu, dt, "attn_ref_prefill")?,
+            wgmma_maps: None,
             lens,
             cu,
         })
@@ -158,6 +173,44 @@ impl PrefillProblem {
 
     fn n_out(&self) -> usize {
         (self.tokens * self.h * self.d) as usize
+    }
+
+    fn io(&self) -> wgmma::PrefillIo {
+        wgmma::PrefillIo {
+            q: self.q.ptr,
+            k: self.k.ptr,
+            v: self.v.ptr,
+            o: self.o.ptr,
+            cu_seqlens: self.cu_buf.ptr,
+            tokens: self.tokens,
+            h: self.h,
+            kvh: self.kvh,
+            d: self.d,
+        }
+    }
+
+    fn run_flash_wgmma(
+        &mut self,
+        gpu: &Gpu,
+        kernels: &BTreeMap<String, Kernel>,
+        p: &BTreeMap<String, i64>,
+    ) -> Result<()> {
+        let cfg = wgmma::WgmmaConfig::from_params(p)?;
+        let max_len = *self.lens.iter().max().unwrap_or(&0);
+        if max_len == 0 {
+            return Ok(());
+        }
+        let io = self.io();
+        let maps = match self.wgmma_maps {
+            Some(m) if m.boxes == (cfg.block_m(), cfg.block_n) => m,
+            _ => {
+                let m = wgmma::build_maps(self.dt, &io, &cfg)?;
+                self.wgmma_maps = Some(m);
+                m
+            }
+        };
+        let kern = kernels.get("attn_prefill_wgmma").context("module lacks attn_prefill_wgmma")?;
+        wgmma::launch(gpu, kern, &cfg, &maps, self.dt, &io, self.lens.len() as i64, max_len, self.scale)
     }
 }
 
@@ -202,8 +255,10 @@ impl Problem for PrefillProblem {
         kernels: &BTreeMap<String, Kernel>,
         p: &BTreeMap<String, i64>,
     ) -> Result<()> {
-        if variant != "flash_mma" {
-            bail!("the attention prefill families have no variant {variant:?}");
+        match variant {
+            "flash_mma" => {}
+            "flash_wgmma" => return self.run_flash_wgmma(gpu, kernels, p),
+            other => bail!("the attention prefill families have no variant {other:?} (known: {})", VARIANTS.join(", ")),
         }
         let t = |n: &str| tunable(p, n, PREFILL_DEFAULTS);
         let (hd, bm, bn, warps, stages) = (t("HEAD_DIM")?, t("BLOCK_M")?, t("BLOCK_N")?, t("NUM_WARPS")?, t("STAGES")?);
@@ -299,6 +354,7 @@ mod tests {
         assert!(PREFILL.validate(&shape("1x64x32x6x128"), DType::BF16).is_err());
         assert!(PREFILL.validate(&shape("1x64x32x8x128"), DType::F32).is_err());
         assert!(PREFILL.entries("flash_mma").is_ok() && PREFILL.entries("nope").is_err());
+        assert_eq!(PREFILL_VARLEN.entries("flash_wgmma").unwrap(), ["attn_prefill_wgmma"]);
         for s in PREFILL.selftest_shapes().iter().chain(PREFILL_VARLEN.selftest_shapes()) {
             PREFILL.validate(&shape(s), DType::BF16).unwrap();
         }

@@ -1,0 +1,671 @@
+/*
+attention/prefill_wgmma.cu — causal grouped-query prefill attention for Hopper (sm_90a):
+wgmma + TMA, one producer warpgroup and CWG consumer warpgroups (flash-attention-3 style).
+
+    O[t, h, :] = softmax_j( scale · Q[t, h, :] · K[j, h / G, :] ) · V[j, h / G, :]
+    over the keys j of t's own sequence with position(j) <= position(t)   (G = H / KVH)
+
+Layout and lengths: the same packed ("varlen") contract as attention/prefill.cu —
+    Q, O   [total_tokens, H,   HEAD_DIM]   row-major, T = bf16 (or fp16 with -DKL_FP16=1)
+    K, V   [total_tokens, KVH, HEAD_DIM]
+    cu_seqlens  int32 [B + 1]: sequence b is tokens cu_seqlens[b] .. cu_seqlens[b+1]-1, each
+                attending causally to itself; lengths may be 0.
+fp32 accumulation and softmax; P rounded to T for the P·V product; O normalised and cast to T.
+
+How it works
+- One CTA per (query head h, query tile of BLOCK_M = 64·CWG rows, sequence), heads in
+  blockIdx.x (the G heads of one KV head run together and share K/V in L2), query tiles
+  heaviest (last) first — the same grid as prefill.cu.
+- Warpgroup 0 is the producer: one thread loads the Q tile once and then the K and V tiles of
+  BLOCK_N keys into a STAGES-deep ring with TMA (3-D tensor maps over [tokens, heads, D],
+  boxes of 64 dims × 1 head × rows, 128-byte swizzle). full[s] / empty[s] mbarriers as in
+  gemm/wgmma_tma.cu. A box that runs past the end of a sequence reads the next sequence's
+  tokens (or TMA's zero fill past the last token): those keys are masked and those query
+  rows are never stored, so no per-sequence bounds are needed in the copies.
+- Each consumer warpgroup owns 64 query rows. Shared-memory tiles are 64-dim column blocks of
+  128-byte rows ([rows][64] per block, 16-byte chunk c of row r at r·128 + ((c ^ r%8)·16)),
+  1024-byte aligned, exactly what TMA's 128-byte swizzle writes.
+- S = Q·Kᵀ: wgmma m64nBLOCK_Nk16, A = Q and B = K from shared memory, both K-major
+  (descriptor: 128-byte swizzle, SBO = 1024 B, k16 steps advance 32 B inside the atom and
+  move to the next column block every 4 steps).
+- Online softmax in registers on the fp32 fragment (thread: rows 16·warp + lane/4 and +8,
+  columns 8j + 2·(lane%4) + {0,1}; a row's values live in the 4 lanes of a quad), base 2 with
+  scale·log2 e folded in; masking only on tiles that cross the diagonal or the sequence end.
+- O += P·V: wgmma m64nHEAD_DIMk16 with A = P from registers — the S fragment of n8 tiles 2k
+  and 2k+1 packed to T pairs is exactly the register-A fragment of k16 step k — and B = V from
+  shared memory. V[key][d] is MN-major for this product: transpose bit tnspB = 1, descriptor
+  with SBO = 1024 B (next 8 keys) and LBO = BLOCK_N·128 B (next 64-dim column block); k16
+  step k starts 16 rows (2048 B) further.
+- OVERLAP = 1 keeps one wgmma group in flight across the softmax: the S product of tile j is
+  issued together with the P·V product of tile j-1, the softmax of j runs while P·V of j-1
+  is still on the tensor cores, and O is rescaled only after that product has finished.
+  OVERLAP = 0 issues and waits each product in turn (the other warpgroup still overlaps).
+- PINGPONG = 1: warpgroup w waits on named barrier 1+w before each batch of wgmma issues and
+  arrives on the other's barrier after it (the second warpgroup arrives once up front, so the
+  first goes first, and skips its last arrive, so no barrier is left half-arrived at exit).
+- Otherwise a warpgroup whose rows end before a tile starts only waits for that tile and
+  releases it.
+- Epilogue: row sums reduced over the quad, O / l cast to T; stored for rows < len either
+  straight from registers (4-byte stores) or, EPI_SMEM = 1, through the warpgroup's own Q
+  rows in shared memory (named barrier 3+w) as 16-byte chunks of whole rows.
+
+Tunables (macros, defaults below)
+    HEAD_DIM   64 or 128 (must equal the problem's D)
+    BLOCK_N    keys per K/V tile: 64, 96, 128 or 192 (wgmma n; registers: S holds BLOCK_N/2
+               floats per thread)
+    CWG        consumer warpgroups, 1 or 2 (BLOCK_M = 64·CWG query rows per CTA)
+    STAGES     K/V ring depth, 2..4
+    OVERLAP    0 or 1 (see above)
+    PINGPONG   0 or 1 (CWG = 2 only): the two consumer warpgroups take turns issuing their
+               wgmma batches (named barriers 1 and 2), so one's softmax runs while the tensor
+               cores work on the other's products; both then walk all of the CTA's tiles.
+    EPI_SMEM   0: O stored from registers (4-byte stores); 1: staged in the warpgroup's own
+               Q rows of shared memory, then stored as 16-byte row chunks
+    KL_FP16    0 = bf16 (default), 1 = fp16
+    smem: (BLOCK_M + 2·STAGES·BLOCK_N)·HEAD_DIM·2 + 1024 bytes must fit in 227 KB.
+
+Launch contract (host: src/kernels/attention_prefill_wgmma.rs)
+    entry   attn_prefill_wgmma(const __grid_constant__ CUtensorMap tmQ,
+                               const __grid_constant__ CUtensorMap tmK,
+                               const __grid_constant__ CUtensorMap tmV,
+                               T* O, const int* cu_seqlens, int H, int KVH, float scale)
+            tmQ: 3-D map of Q, dims {HEAD_DIM, H, total_tokens}, strides {HEAD_DIM·2, H·HEAD_DIM·2}
+                 bytes, box {64, 1, 64·CWG}
+            tmK, tmV: 3-D maps of K, V, dims {HEAD_DIM, KVH, total_tokens}, box {64, 1, BLOCK_N}
+            all: bf16/fp16, SWIZZLE_128B, no interleave, OOB fill zeros (FLOAT_OOB_FILL_NONE)
+    grid    (H, ceil(max_seqlen / (64·CWG)), B)
+    block   (128·(CWG + 1), 1, 1)
+    smem    (64·CWG + 2·STAGES·BLOCK_N)·HEAD_DIM·sizeof(T) + 1024 bytes dynamic
+    requires sm_90a, H % KVH == 0, total_tokens >= 1, Q/K/V/O 16-byte aligned, every length
+    <= max_seqlen. scale is the softmax scale (1/sqrt(HEAD_DIM) for Llama).
+*/
+#include <cuda_fp16.h>
+#include <cuda_bf16.h>
+
+// The per-N wgmma wrappers below are instantiated only for the configured sizes.
+#pragma nv_diag_suppress 177
+
+#ifndef KL_FP16
+#define KL_FP16 0
+#endif
+#ifndef HEAD_DIM
+#define HEAD_DIM 128
+#endif
+#ifndef BLOCK_N
+#define BLOCK_N 128
+#endif
+#ifndef CWG
+#define CWG 2
+#endif
+#ifndef STAGES
+#define STAGES 3
+#endif
+#ifndef OVERLAP
+#define OVERLAP 1
+#endif
+#ifndef PINGPONG
+#define PINGPONG 1
+#endif
+#ifndef EPI_SMEM
+#define EPI_SMEM 1
+#endif
+
+#if KL_FP16
+typedef __half T;
+typedef __half2 T2;
+#define KL_WG_T "f16"
+#else
+typedef __nv_bfloat16 T;
+typedef __nv_bfloat162 T2;
+#define KL_WG_T "bf16"
+#endif
+
+#define BLOCK_M (64 * CWG)
+#define THREADS (128 * (CWG + 1))
+
+static_assert(HEAD_DIM == 64 || HEAD_DIM == 128, "HEAD_DIM must be 64 or 128");
+static_assert(BLOCK_N == 64 || BLOCK_N == 96 || BLOCK_N == 128 || BLOCK_N == 192, "BLOCK_N must be 64, 96, 128 or 192");
+static_assert(CWG == 1 || CWG == 2, "CWG must be 1 or 2");
+static_assert(STAGES >= 2 && STAGES <= 4, "STAGES must be in 2..4");
+static_assert(OVERLAP == 0 || OVERLAP == 1, "OVERLAP must be 0 or 1");
+static_assert(PINGPONG == 0 || (PINGPONG == 1 && CWG == 2), "PINGPONG needs two consumer warpgroups");
+static_assert(EPI_SMEM == 0 || EPI_SMEM == 1, "EPI_SMEM must be 0 or 1");
+static_assert((BLOCK_M + 2 * STAGES * BLOCK_N) * HEAD_DIM * 2 + 1024 <= 232448, "shared memory beyond 227 KB");
+
+namespace {
+
+constexpr int D = HEAD_DIM;
+constexpr int CB = D / 64;                  // 64-dim column blocks of a tile
+constexpr int Q_BYTES = BLOCK_M * D * 2;
+constexpr int KV_BYTES = BLOCK_N * D * 2;   // one K (or V) tile
+constexpr unsigned STAGE_TX = 2 * KV_BYTES; // bytes that complete one full barrier
+constexpr int SACC = BLOCK_N / 2;           // fp32 S accumulators per thread
+constexpr int OACC = D / 2;                 // fp32 O accumulators per thread
+constexpr int PK = BLOCK_N / 16;            // k16 steps of P·V
+constexpr float LOG2E = 1.4426950408889634f;
+#define NEG_INF (-__int_as_float(0x7f800000))
+
+// Opaque 128-byte TMA descriptor, built on the host by cuTensorMapEncodeTiled.
+struct __align__(64) KlTmap {
+    unsigned long long v[16];
+};
+
+__device__ __forceinline__ unsigned smem_u32(const void* p) { return (unsigned)__cvta_generic_to_shared(p); }
+
+// ---- mbarrier ----
+__device__ __forceinline__ void mbar_init(unsigned bar, unsigned count) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+}
+__device__ __forceinline__ void mbar_expect_tx(unsigned bar, unsigned bytes) {
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
+}
+// Waits until the phase with the given parity has completed.
+__device__ __forceinline__ void mbar_wait(unsigned bar, unsigned parity) {
+    unsigned done;
+    do {
+        asm volatile(
+            "{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
+            : "=r"(done)
+            : "r"(bar), "r"(parity)
+            : "memory");
+    } while (!done);
+}
+__device__ __forceinline__ void mbar_arrive(unsigned bar) {
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
+}
+
+// ---- TMA: box {64 dims, 1 head, rows} at (dim c0, head c1, token c2) ----
+__device__ __forceinline__ void tma_load_3d(unsigned dst, const KlTmap* map, unsigned bar, int c0, int c1, int c2) {
+    asm volatile(
+        "cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%3, %4, %5}], [%2];\n" ::
+            "r"(dst),
+        "l"(reinterpret_cast<unsigned long long>(map)), "r"(bar), "r"(c0), "r"(c1), "r"(c2)
+        : "memory");
+}
+
+// ---- wgmma ----
+__device__ __forceinline__ void wg_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wg_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+template <int N_>
+__device__ __forceinline__ void wg_wait() {
+    asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N_) : "memory");
+}
+// Keeps the compiler from moving reads/writes of wgmma registers across issue/wait.
+__device__ __forceinline__ void reg_fence(float& r) { asm volatile("" : "+f"(r)::"memory"); }
+__device__ __forceinline__ void reg_fence(unsigned& r) { asm volatile("" : "+r"(r)::"memory"); }
+template <int N_>
+__device__ __forceinline__ void fence_all(float (&a)[N_]) {
+#pragma unroll
+    for (int i = 0; i < N_; ++i) reg_fence(a[i]);
+}
+
+// Shared-memory matrix descriptors, 128-byte swizzle (mode 1 in bits 62-63), start address
+// >> 4 in bits 0-13, LBO >> 4 in 16-29, SBO >> 4 in 32-45, base offset 0 (1024-aligned tiles).
+// K-major (Q, K): SBO = 1024 B between 8-row groups, LBO unused (1).
+constexpr unsigned long long DESC_K = (1ull << 62) | ((unsigned long long)(1024 >> 4) << 32) | (1ull << 16);
+// MN-major (V read transposed): SBO = 1024 B between groups of 8 keys, LBO = one column block
+// (BLOCK_N rows of 128 B) between groups of 64 dims.
+constexpr unsigned long long DESC_V = (1ull << 62) | ((unsigned long long)(1024 >> 4) << 32) |
+                                      ((unsigned long long)((BLOCK_N * 128) >> 4) << 16);
+__device__ __forceinline__ unsigned long long desc(unsigned long long base, unsigned addr) {
+    return base | (unsigned long long)((addr >> 4) & 0x3FFF);
+}
+
+#define KL_ACC8(i) \
+    "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3]), "+f"(d[i + 4]), "+f"(d[i + 5]), "+f"(d[i + 6]), "+f"(d[i + 7])
+
+// wgmma m64nNk16, A and B from shared memory (both K-major), d[N/2] fp32; scale_d == 0
+// overwrites d instead of adding to it.
+template <int N_>
+struct WgSS;
+// wgmma m64nNk16, A from registers (4 × T pairs), B from shared memory read transposed
+// (MN-major), d[N/2] += A·B.
+template <int N_>
+struct WgRS;
+template <> struct WgSS<64> {
+    static __device__ __forceinline__ void mma(float (&d)[32], unsigned long long da, unsigned long long db, int scale_d) {
+        asm volatile(
+            "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+            "wgmma.mma_async.sync.aligned.m64n64k16.f32." KL_WG_T "." KL_WG_T "\n{"
+            "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"
+            "},\n%32, %33, p, 1, 1, 0, 0;\n}\n"
+            : KL_ACC8(0), KL_ACC8(8), KL_ACC8(16), KL_ACC8(24)
+            : "l"(da), "l"(db), "r"(scale_d));
+    }
+};
+template <> struct WgSS<96> {
+    static __device__ __forceinline__ void mma(float (&d)[48], unsigned long long da, unsigned long long db, int scale_d) {
+        asm volatile(
+            "{\n.reg .pred p;\nsetp.ne.b32 p, %50, 0;\n"
+            "wgmma.mma_async.sync.aligned.m64n96k16.f32." KL_WG_T "." KL_WG_T "\n{"
+            "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47"
+            "},\n%48, %49, p, 1, 1, 0, 0;\n}\n"
+            : KL_ACC8(0), KL_ACC8(8), KL_ACC8(16), KL_ACC8(24), KL_ACC8(32), KL_ACC8(40)
+            : "l"(da), "l"(db), "r"(scale_d));
+    }
+};
+template <> struct WgSS<128> {
+    static __device__ __forceinline__ void mma(float (&d)[64], unsigned long long da, unsigned long long db, int scale_d) {
+        asm volatile(
+            "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+            "wgmma.mma_async.sync.aligned.m64n128k16.f32." KL_WG_T "." KL_WG_T "\n{"
+            "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
+            "},\n%64, %65, p, 1, 1, 0, 0;\n}\n"
+            : KL_ACC8(0), KL_ACC8(8), KL_ACC8(16), KL_ACC8(24), KL_ACC8(32), KL_ACC8(40), KL_ACC8(48), KL_ACC8(56)
+            : "l"(da), "l"(db), "r"(scale_d));
+    }
+};
+template <> struct WgSS<192> {
+    static __device__ __forceinline__ void mma(float (&d)[96], unsigned long long da, unsigned long long db, int scale_d) {
+        asm volatile(
+            "{\n.reg .pred p;\nsetp.ne.b32 p, %98, 0;\n"
+            "wgmma.mma_async.sync.aligned.m64n192k16.f32." KL_WG_T "." KL_WG_T "\n{"
+            "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, %80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95"
+            "},\n%96, %97, p, 1, 1, 0, 0;\n}\n"
+            : KL_ACC8(0), KL_ACC8(8), KL_ACC8(16), KL_ACC8(24), KL_ACC8(32), KL_ACC8(40), KL_ACC8(48), KL_ACC8(56), KL_ACC8(64), KL_ACC8(72), KL_ACC8(80), KL_ACC8(88)
+            : "l"(da), "l"(db), "r"(scale_d));
+    }
+};
+template <> struct WgRS<64> {
+    static __device__ __forceinline__ void mma(float (&d)[32], const unsigned (&a)[4], unsigned long long db) {
+        asm volatile(
+            "{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
+            "wgmma.mma_async.sync.aligned.m64n64k16.f32." KL_WG_T "." KL_WG_T "\n{"
+            "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"
+            "},\n{%32, %33, %34, %35}, %36, p, 1, 1, 1;\n}\n"
+            : KL_ACC8(0), KL_ACC8(8), KL_ACC8(16), KL_ACC8(24)
+            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "n"(1));
+    }
+};
+template <> struct WgRS<128> {
+    static __device__ __forceinline__ void mma(float (&d)[64], const unsigned (&a)[4], unsigned long long db) {
+        asm volatile(
+            "{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
+            "wgmma.mma_async.sync.aligned.m64n128k16.f32." KL_WG_T "." KL_WG_T "\n{"
+            "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
+            "},\n{%64, %65, %66, %67}, %68, p, 1, 1, 1;\n}\n"
+            : KL_ACC8(0), KL_ACC8(8), KL_ACC8(16), KL_ACC8(24), KL_ACC8(32), KL_ACC8(40), KL_ACC8(48), KL_ACC8(56)
+            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "n"(1));
+    }
+};
+
+// Two floats → one register of two T; `lo` is the element with the lower column index.
+__device__ __forceinline__ unsigned pack2(float lo, float hi) {
+#if KL_FP16
+    T2 v = __floats2half2_rn(lo, hi);
+#else
+    T2 v = __floats2bfloat162_rn(lo, hi);
+#endif
+    return *reinterpret_cast<unsigned*>(&v);
+}
+
+// 2^x with the SFU instruction (2 ulp; 2^-inf = +0), without exp2f's denormal handling.
+__device__ __forceinline__ float fast_exp2(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+    return y;
+}
+
+// Per-thread softmax state: rows `row0` and row0 + 8 of the warpgroup's 64.
+struct RowState {
+    float max[2];  // running max of the scaled (base-2) scores
+    float sum[2];  // running sum of this lane's exp2 terms (quad-reduced at the end)
+};
+
+// Masks tile n0's scores (keys after the row, or at/after the sequence end), then turns them
+// into P = exp2(s·sl2 − m_new) in place, updates the running max/sum, and returns in
+// alpha[r] the factor by which row r's O must be rescaled.
+__device__ __forceinline__ void softmax_tile(float (&s)[SACC], RowState& st, float (&alpha)[2], int n0, int row0,
+                                             int len, bool need_mask, int qd, float sl2) {
+    if (need_mask) {
+#pragma unroll
+        for (int j = 0; j < BLOCK_N / 8; ++j)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+                const int row = row0 + ((e >> 1) << 3);
+                const int key = n0 + j * 8 + 2 * qd + (e & 1);
+                if (key > row || key >= len) s[4 * j + e] = NEG_INF;
+            }
+    }
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+        float mx = NEG_INF;
+#pragma unroll
+        for (int j = 0; j < BLOCK_N / 8; ++j) mx = fmaxf(mx, fmaxf(s[4 * j + 2 * r], s[4 * j + 2 * r + 1]));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+        const float m_new = fmaxf(st.max[r], mx * sl2);
+        const float m_use = (m_new == NEG_INF) ? 0.f : m_new;  // a row with nothing yet
+        alpha[r] = fast_exp2(st.max[r] - m_use);
+        st.max[r] = m_new;
+        float sum = 0.f;
+#pragma unroll
+        for (int j = 0; j < BLOCK_N / 8; ++j)
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+                const float p = fast_exp2(fmaf(s[4 * j + 2 * r + e], sl2, -m_use));
+                s[4 * j + 2 * r + e] = p;
+                sum += p;
+            }
+        st.sum[r] = st.sum[r] * alpha[r] + sum;
+    }
+}
+
+__device__ __forceinline__ void rescale(float (&o)[OACC], const float (&alpha)[2]) {
+#pragma unroll
+    for (int j = 0; j < D / 8; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) o[4 * j + e] *= alpha[e >> 1];
+}
+
+// S fragment → register-A fragments of the P·V k16 steps: step k takes n8 tiles 2k, 2k+1
+// (a0 = row g keys 2q.., a1 = row g+8, a2/a3 = the same 8 keys further).
+__device__ __forceinline__ void pack_p(unsigned (&p)[PK][4], const float (&s)[SACC]) {
+#pragma unroll
+    for (int k = 0; k < PK; ++k) {
+        p[k][0] = pack2(s[8 * k + 0], s[8 * k + 1]);
+        p[k][1] = pack2(s[8 * k + 2], s[8 * k + 3]);
+        p[k][2] = pack2(s[8 * k + 4], s[8 * k + 5]);
+        p[k][3] = pack2(s[8 * k + 6], s[8 * k + 7]);
+    }
+}
+
+// Issues S = Q·Kᵀ for the stage at sK (not committed).
+__device__ __forceinline__ void issue_s(float (&s)[SACC], unsigned sQw, unsigned sK) {
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+        const unsigned off = (kk & 3) * 32;  // k16 step inside the 128-byte swizzle row
+        WgSS<BLOCK_N>::mma(s, desc(DESC_K, sQw + (kk >> 2) * (BLOCK_M * 128) + off),
+                           desc(DESC_K, sK + (kk >> 2) * (BLOCK_N * 128) + off), kk > 0 ? 1 : 0);
+    }
+}
+
+// Issues O += P·V for the stage whose V tile is at sV (not committed).
+__device__ __forceinline__ void issue_pv(float (&o)[OACC], const unsigned (&p)[PK][4], unsigned sV) {
+#pragma unroll
+    for (int k = 0; k < PK; ++k) WgRS<D>::mma(o, p[k], desc(DESC_V, sV + k * 16 * 128));
+}
+
+}  // namespace
+
+extern "C" __global__ void __launch_bounds__(THREADS, 1)
+attn_prefill_wgmma(const __grid_constant__ KlTmap tmQ, const __grid_constant__ KlTmap tmK,
+                   const __grid_constant__ KlTmap tmV, T* __restrict__ O, const int* __restrict__ cu_seqlens, int H,
+                   int KVH, float scale) {
+    __shared__ __align__(8) unsigned long long bars[1 + 2 * STAGES];  // q_full, full[S], empty[S]
+    extern __shared__ __align__(128) unsigned char smem_raw[];
+    const int h = blockIdx.x;
+    const int m_block = gridDim.y - 1 - blockIdx.y;  // heaviest causal tiles first
+    const int b = blockIdx.z;
+    const int tok0 = cu_seqlens[b];
+    const int len = cu_seqlens[b + 1] - tok0;
+    const int m0 = m_block * BLOCK_M;
+    if (m0 >= len) return;  // block-uniform, before any barrier
+    const int kvh = h / (H / KVH);
+    // Keys past the CTA's last query row are masked for every row: stop there.
+    const int n_tiles = (min(len, m0 + BLOCK_M) + BLOCK_N - 1) / BLOCK_N;
+
+    const unsigned sQ = (smem_u32(smem_raw) + 1023u) & ~1023u;  // the host adds 1 KB of slack
+    const unsigned sKV = sQ + Q_BYTES;                           // stage s: K at +s·2·KV_BYTES, V after it
+    const unsigned q_full = smem_u32(&bars[0]);
+    const unsigned full0 = smem_u32(&bars[1]);
+    const unsigned empty0 = smem_u32(&bars[1 + STAGES]);
+
+    if (threadIdx.x == 0) {
+        mbar_init(q_full, 1);
+#pragma unroll
+        for (int s = 0; s < STAGES; ++s) {
+            mbar_init(full0 + 8 * s, 1);
+            mbar_init(empty0 + 8 * s, CWG * 4);  // one arrive per consumer warp
+        }
+        asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+    }
+    __syncthreads();
+
+    const int wg = threadIdx.x / 128;  // 0: producer; 1..CWG: consumers
+    const int tid = threadIdx.x % 128;
+
+    if (wg == 0) {
+        // ---------------- producer ----------------
+#if CWG == 2
+        asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n");
+#endif
+        if (tid == 0) {
+            asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<unsigned long long>(&tmK)) : "memory");
+            asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<unsigned long long>(&tmV)) : "memory");
+            mbar_expect_tx(q_full, Q_BYTES);
+#pragma unroll
+            for (int cb = 0; cb < CB; ++cb) tma_load_3d(sQ + cb * (BLOCK_M * 128), &tmQ, q_full, cb * 64, h, tok0 + m0);
+            int s = 0;
+            unsigned phase = 0;
+            for (int t = 0; t < n_tiles; ++t) {
+                const unsigned fb = full0 + 8 * s;
+                mbar_wait(empty0 + 8 * s, phase ^ 1);
+                mbar_expect_tx(fb, STAGE_TX);
+                const unsigned sK = sKV + s * (2 * KV_BYTES);
+                const int tok = tok0 + t * BLOCK_N;
+#pragma unroll
+                for (int cb = 0; cb < CB; ++cb) tma_load_3d(sK + cb * (BLOCK_N * 128), &tmK, fb, cb * 64, kvh, tok);
+#pragma unroll
+                for (int cb = 0; cb < CB; ++cb)
+                    tma_load_3d(sK + KV_BYTES + cb * (BLOCK_N * 128), &tmV, fb, cb * 64, kvh, tok);
+                if (++s == STAGES) {
+                    s = 0;
+                    phase ^= 1;
+                }
+            }
+        }
+        __syncwarp();
+        return;
+    }
+
+    // ---------------- consumers ----------------
+#if CWG == 2
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n");
+#endif
+    const int cw = wg - 1;
+    const int warp = tid >> 5, lane = tid & 31;
+    const int g = lane >> 2, qd = lane & 3;
+    const int wg_row0 = m0 + cw * 64;          // first query row (sequence position) of this warpgroup
+    const int row0 = wg_row0 + warp * 16 + g;  // this thread's rows: row0 and row0 + 8
+    const unsigned sQw = sQ + cw * 64 * 128;   // this warpgroup's rows of each Q column block
+    const float sl2 = scale * LOG2E;
+#if PINGPONG
+    // Both warpgroups walk all tiles (their turns must pair up); masking covers the rest.
+    const int nt = n_tiles;
+#else
+    // Tiles this warpgroup computes: up to its last row (or the sequence end); none when
+    // all its rows lie past the end. It still waits for and releases the CTA's other tiles.
+    const int nt = wg_row0 < len ? (min(len, wg_row0 + 64) + BLOCK_N - 1) / BLOCK_N : 0;
+#endif
+
+    float o[OACC];
+#pragma unroll
+    for (int i = 0; i < OACC; ++i) o[i] = 0.f;
+    RowState st;
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+        st.max[r] = NEG_INF;
+        st.sum[r] = 0.f;
+    }
+    float sacc[SACC];
+    unsigned p[PK][4];
+    float alpha[2];
+
+    mbar_wait(q_full, 0);
+    int s = 0;
+    unsigned phase = 0;
+    auto stage_k = [&](int st_) { return sKV + st_ * (2 * KV_BYTES); };
+    auto release = [&](int st_) {
+        if (lane == 0) mbar_arrive(empty0 + 8 * st_);
+    };
+    auto needs_mask = [&](int n0) { return (n0 + BLOCK_N - 1 > wg_row0) || (n0 + BLOCK_N > len); };
+#if PINGPONG
+    // Turns: wait for ours before a batch of issues, hand the turn over after it. The second
+    // warpgroup lets the first go first and keeps its last hand-over (nobody would take it).
+    const int n_batches = OVERLAP ? nt + 1 : 2 * nt;
+    int batch = 0;
+    auto turn_begin = [&]() { asm volatile("bar.sync %0, 256;\n" ::"r"(1 + cw) : "memory"); };
+    auto turn_end = [&]() {
+        if (cw == 0 || ++batch < n_batches) asm volatile("bar.arrive %0, 256;\n" ::"r"(2 - cw) : "memory");
+    };
+    if (cw == 1) asm volatile("bar.arrive 1, 256;\n" ::: "memory");
+#else
+    auto turn_begin = [&]() {};
+    auto turn_end = [&]() {};
+#endif
+
+#if OVERLAP
+    // Tile 0 alone (S, softmax), then for t >= 1: S of t and P·V of t-1 issued together,
+    // softmax of t while P·V of t-1 runs, then rescale O; P·V of the last tile after the loop.
+    // No wgmma is issued inside a branch: ptxas serializes wgmma around divergent paths.
+    int prev = 0;
+    if (nt > 0) {
+        mbar_wait(full0 + 8 * s, phase);
+        turn_begin();
+        wg_fence();
+        issue_s(sacc, sQw, stage_k(s));
+        wg_commit();
+        turn_end();
+        wg_wait<0>();
+        fence_all(sacc);
+        softmax_tile(sacc, st, alpha, 0, row0, len, needs_mask(0), qd, sl2);
+        pack_p(p, sacc);  // O is still zero: no rescale
+        prev = s;
+        if (++s == STAGES) {
+            s = 0;
+            phase ^= 1;
+        }
+    }
+    for (int t = 1; t < nt; ++t) {
+        mbar_wait(full0 + 8 * s, phase);
+        fence_all(o);
+        turn_begin();
+        wg_fence();
+        issue_s(sacc, sQw, stage_k(s));
+        wg_commit();
+        issue_pv(o, p, stage_k(prev) + KV_BYTES);
+        wg_commit();
+        turn_end();
+        wg_wait<1>();  // S of tile t is done; P·V of t-1 may still run
+        fence_all(sacc);
+        const int n0 = t * BLOCK_N;
+        softmax_tile(sacc, st, alpha, n0, row0, len, needs_mask(n0), qd, sl2);
+        wg_wait<0>();
+        fence_all(o);
+#pragma unroll
+        for (int k = 0; k < PK; ++k)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) reg_fence(p[k][e]);
+        release(prev);
+        rescale(o, alpha);
+        pack_p(p, sacc);
+        prev = s;
+        if (++s == STAGES) {
+            s = 0;
+            phase ^= 1;
+        }
+    }
+    if (nt > 0) {
+        fence_all(o);
+        turn_begin();
+        wg_fence();
+        issue_pv(o, p, stage_k(prev) + KV_BYTES);
+        wg_commit();
+        turn_end();
+        wg_wait<0>();
+        fence_all(o);
+        release(prev);
+    }
+#else
+    for (int t = 0; t < nt; ++t) {
+        mbar_wait(full0 + 8 * s, phase);
+        turn_begin();
+        wg_fence();
+        issue_s(sacc, sQw, stage_k(s));
+        wg_commit();
+        turn_end();
+        wg_wait<0>();
+        fence_all(sacc);
+        const int n0 = t * BLOCK_N;
+        softmax_tile(sacc, st, alpha, n0, row0, len, needs_mask(n0), qd, sl2);
+        rescale(o, alpha);
+        pack_p(p, sacc);
+        fence_all(o);
+        turn_begin();
+        wg_fence();
+        issue_pv(o, p, stage_k(s) + KV_BYTES);
+        wg_commit();
+        turn_end();
+        wg_wait<0>();
+        fence_all(o);
+        release(s);
+        if (++s == STAGES) {
+            s = 0;
+            phase ^= 1;
+        }
+    }
+#endif
+    // Tiles past this warpgroup's rows: wait for them (no copy may be left in flight into a
+    // CTA that exits) and hand them back.
+    for (int t = nt; t < n_tiles; ++t) {
+        mbar_wait(full0 + 8 * s, phase);
+        release(s);
+        if (++s == STAGES) {
+            s = 0;
+            phase ^= 1;
+        }
+    }
+
+    // ---- epilogue: O / l, rows < len ----
+#if EPI_SMEM
+    // This warpgroup's Q rows are no longer read (its last S product has completed): stage
+    // its O rows there, in the tiles' swizzled layout (conflict-free 4-byte writes), then
+    // store whole rows with 16-byte copies.
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+        float l = st.sum[r];
+        l += __shfl_xor_sync(0xffffffffu, l, 1);
+        l += __shfl_xor_sync(0xffffffffu, l, 2);
+        const float inv = l > 0.f ? 1.f / l : 0.f;
+        const int rr = warp * 16 + g + 8 * r;  // row within the warpgroup's 64
+#pragma unroll
+        for (int j = 0; j < D / 8; ++j) {
+            const unsigned addr = sQw + (j >> 3) * (BLOCK_M * 128) + rr * 128 + (((j & 7) ^ (rr & 7)) << 4) + qd * 4;
+            asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(addr), "r"(pack2(o[4 * j + 2 * r] * inv, o[4 * j + 2 * r + 1] * inv))
+                         : "memory");
+        }
+    }
+    asm volatile("bar.sync %0, 128;\n" ::"r"(3 + cw) : "memory");  // this warpgroup only
+    constexpr int CPR = D / 8;                                      // 16-byte chunks per row
+#pragma unroll
+    for (int i = tid; i < 64 * CPR; i += 128) {
+        const int rr = i / CPR, j = i % CPR;
+        const int row = wg_row0 + rr;
+        if (row < len) {
+            const unsigned addr = sQw + (j >> 3) * (BLOCK_M * 128) + rr * 128 + (((j & 7) ^ (rr & 7)) << 4);
+            uint4 v;
+            asm volatile("ld.shared.v4.b32 {%0, %1, %2, %3}, [%4];\n"
+                         : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                         : "r"(addr)
+                         : "memory");
+            *reinterpret_cast<uint4*>(O + ((size_t)(tok0 + row) * H + h) * D + j * 8) = v;
+        }
+    }
+#else
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+        float l = st.sum[r];
+        l += __shfl_xor_sync(0xffffffffu, l, 1);
+        l += __shfl_xor_sync(0xffffffffu, l, 2);
+        const float inv = l > 0.f ? 1.f / l : 0.f;
+        const int row = row0 + 8 * r;
+        if (row < len) {
+            T* dst = O + ((size_t)(tok0 + row) * H + h) * D + 2 * qd;
+#pragma unroll
+            for (int j = 0; j < D / 8; ++j)
+                *reinterpret_cast<unsigned*>(dst + j * 8) = pack2(o[4 * j + 2 * r] * inv, o[4 * j + 2 * r + 1] * inv);
+        }
+    }
+#endif
+}

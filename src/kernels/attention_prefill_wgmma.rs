@@ -1,0 +1,214 @@
+//! Host side of the sm_90a prefill variant `flash_wgmma` (kernels/attention/prefill_wgmma.cu):
+//! the three 3-D TMA tensor maps over the packed Q, K, V tensors, and the launch, which passes
+//! them by value as 128-byte `__grid_constant__` parameters (so it calls the driver itself
+//! rather than `Gpu::launch`, whose arguments are at most 8 bytes).
+
+use crate::gpu::device::{Gpu, Kernel};
+use crate::kernels::attention_common::tunable;
+use crate::kernels::{ceil_div, DType};
+use anyhow::{bail, Result};
+use cudarc::driver::sys;
+use std::collections::BTreeMap;
+use std::ffi::c_void;
+
+pub const PREFILL_WGMMA_SOURCE: &str = include_str!("../../kernels/attention/prefill_wgmma.cu");
+
+/// The template's defaults (kernels/attention/prefill_wgmma.cu), used when a tunable is not set:
+/// the best configuration at S = 4096 on an H200 (docs/attention-notes.md).
+pub const WGMMA_DEFAULTS: &[(&str, i64)] =
+    &[("HEAD_DIM", 128), ("BLOCK_N", 128), ("CWG", 2), ("STAGES", 3), ("OVERLAP", 1), ("PINGPONG", 1), ("EPI_SMEM", 1)];
+
+/// Dims of one TMA box along the head dimension: one 128-byte swizzle row of 16-bit values.
+const BOX_D: i64 = 64;
+
+/// The launch geometry of one configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WgmmaConfig {
+    pub head_dim: i64,
+    pub block_n: i64,
+    /// Consumer warpgroups; each owns 64 query rows.
+    pub cwg: i64,
+    pub stages: i64,
+}
+
+impl WgmmaConfig {
+    pub fn from_params(p: &BTreeMap<String, i64>) -> Result<WgmmaConfig> {
+        let t = |n: &str| tunable(p, n, WGMMA_DEFAULTS);
+        let c = WgmmaConfig { head_dim: t("HEAD_DIM")?, block_n: t("BLOCK_N")?, cwg: t("CWG")?, stages: t("STAGES")? };
+        if !(1..=2).contains(&c.cwg) {
+            bail!("flash_wgmma: CWG = {} (must be 1 or 2)", c.cwg);
+        }
+        Ok(c)
+    }
+    pub fn block_m(&self) -> i64 {
+        64 * self.cwg
+    }
+    pub fn threads(&self) -> u32 {
+        (128 * (self.cwg + 1)) as u32
+    }
+}
+
+/// Dynamic shared memory of one CTA: the Q tile, the K/V ring, and 1 KB to align them to
+/// 1024 bytes (the 128-byte swizzle pattern repeats every 1024 bytes).
+pub fn wgmma_smem_bytes(block_m: i64, block_n: i64, stages: i64, d: i64, elem: i64) -> i64 {
+    (block_m + 2 * stages * block_n) * d * elem + 1024
+}
+
+/// A 3-D tensor map over a packed `[tokens, heads, d]` tensor of 16-bit elements: boxes of
+/// 64 dims × 1 head × `box_rows` tokens, 128-byte swizzle, zero fill past the last token.
+pub fn tensor_map_3d(dt: DType, ptr: u64, tokens: i64, heads: i64, d: i64, box_rows: i64) -> Result<sys::CUtensorMap> {
+    let dtype = match dt {
+        DType::BF16 => sys::CUtensorMapDataType::CU_TENSOR_MAP_DATA_TYPE_BFLOAT16,
+        DType::F16 => sys::CUtensorMapDataType::CU_TENSOR_MAP_DATA_TYPE_FLOAT16,
+        DType::F32 => bail!("flash_wgmma takes bf16 or fp16"),
+    };
+    if !ptr.is_multiple_of(16) || d % BOX_D != 0 {
+        bail!("TMA needs a 16-byte aligned base ({ptr:#x}) and a head dim that is a multiple of {BOX_D} ({d})");
+    }
+    if tokens < 1 || heads < 1 || !(1..=256).contains(&box_rows) {
+        bail!("TMA map of {tokens} tokens × {heads} heads, box of {box_rows} rows: out of range");
+    }
+    let dims: [u64; 3] = [d as u64, heads as u64, tokens as u64];
+    let strides: [u64; 2] = [(d * 2) as u64, (heads * d * 2) as u64];
+    let boxdim: [u32; 3] = [BOX_D as u32, 1, box_rows as u32];
+    let elem_strides: [u32; 3] = [1, 1, 1];
+    let mut map = sys::CUtensorMap { opaque: [0; 16] };
+    // SAFETY: all arrays hold `rank` (3) entries (strides rank-1); the map is written in place;
+    // the driver only encodes (no GPU work), validating every field.
+    let r = unsafe {
+        sys::cuTensorMapEncodeTiled(
+            &mut map,
+            dtype,
+            3,
+            ptr as *mut c_void,
+            dims.as_ptr(),
+            strides.as_ptr(),
+            boxdim.as_ptr(),
+            elem_strides.as_ptr(),
+            sys::CUtensorMapInterleave::CU_TENSOR_MAP_INTERLEAVE_NONE,
+            sys::CUtensorMapSwizzle::CU_TENSOR_MAP_SWIZZLE_128B,
+            sys::CUtensorMapL2promotion::CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+            sys::CUtensorMapFloatOOBfill::CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE,
+        )
+    };
+    if r != sys::CUresult::CUDA_SUCCESS {
+        bail!("cuTensorMapEncodeTiled failed for [{tokens}, {heads}, {d}], box {box_rows}x1x{BOX_D}: {r:?}");
+    }
+    Ok(map)
+}
+
+/// Tensor maps of Q, K, V for one configuration's box sizes.
+#[derive(Clone, Copy)]
+pub struct PrefillMaps {
+    pub q: sys::CUtensorMap,
+    pub k: sys::CUtensorMap,
+    pub v: sys::CUtensorMap,
+    /// (BLOCK_M, BLOCK_N) the maps were built for.
+    pub boxes: (i64, i64),
+}
+
+/// Pointers and sizes of one packed problem (Q, O `[tokens, h, d]`, K, V `[tokens, kvh, d]`).
+pub struct PrefillIo {
+    pub q: u64,
+    pub k: u64,
+    pub v: u64,
+    pub o: u64,
+    pub cu_seqlens: u64,
+    pub tokens: i64,
+    pub h: i64,
+    pub kvh: i64,
+    pub d: i64,
+}
+
+pub fn build_maps(dt: DType, io: &PrefillIo, cfg: &WgmmaConfig) -> Result<PrefillMaps> {
+    Ok(PrefillMaps {
+        q: tensor_map_3d(dt, io.q, io.tokens, io.h, io.d, cfg.block_m())?,
+        k: tensor_map_3d(dt, io.k, io.tokens, io.kvh, io.d, cfg.block_n)?,
+        v: tensor_map_3d(dt, io.v, io.tokens, io.kvh, io.d, cfg.block_n)?,
+        boxes: (cfg.block_m(), cfg.block_n),
+    })
+}
+
+/// Launches `attn_prefill_wgmma` over `batch` sequences whose longest is `max_len` (> 0).
+#[allow(clippy::too_many_arguments)]
+pub fn launch(
+    gpu: &Gpu,
+    kern: &Kernel,
+    cfg: &WgmmaConfig,
+    maps: &PrefillMaps,
+    dt: DType,
+    io: &PrefillIo,
+    batch: i64,
+    max_len: i64,
+    scale: f32,
+) -> Result<()> {
+    if gpu.props.cc_major != 9 {
+        bail!("flash_wgmma needs an sm_90 GPU (Hopper); this one is sm_{}{}", gpu.props.cc_major, gpu.props.cc_minor);
+    }
+    if cfg.head_dim != io.d {
+        bail!("flash_wgmma compiled for HEAD_DIM = {} cannot run D = {}", cfg.head_dim, io.d);
+    }
+    if maps.boxes != (cfg.block_m(), cfg.block_n) {
+        bail!(
+            "flash_wgmma: tensor maps built for boxes {:?}, launch needs {:?}",
+            maps.boxes,
+            (cfg.block_m(), cfg.block_n)
+        );
+    }
+    let smem = wgmma_smem_bytes(cfg.block_m(), cfg.block_n, cfg.stages, io.d, dt.bytes() as i64) as u32;
+    kern.set_max_dynamic_smem(smem)?;
+    let grid = (io.h as u32, ceil_div(max_len, cfg.block_m()) as u32, batch as u32);
+
+    let (mut tq, mut tk, mut tv) = (maps.q, maps.k, maps.v);
+    let (mut o, mut cu) = (io.o, io.cu_seqlens);
+    let (mut h, mut kvh, mut sc) = (io.h as i32, io.kvh as i32, scale);
+    let mut params: [*mut c_void; 8] = [
+        &mut tq as *mut _ as *mut c_void,
+        &mut tk as *mut _ as *mut c_void,
+        &mut tv as *mut _ as *mut c_void,
+        &mut o as *mut _ as *mut c_void,
+        &mut cu as *mut _ as *mut c_void,
+        &mut h as *mut _ as *mut c_void,
+        &mut kvh as *mut _ as *mut c_void,
+        &mut sc as *mut _ as *mut c_void,
+    ];
+    // SAFETY: one pointer per kernel parameter in the order of the entry's signature
+    // (attn_prefill_wgmma(CUtensorMap ×3, T*, const int*, int, int, float)), each pointing at
+    // a value of the parameter's size that lives until the call returns (the driver copies
+    // them at launch); the maps cover the buffers Q, K, V of `io`, which outlive the launch.
+    unsafe {
+        cudarc::driver::result::launch_kernel(
+            kern.raw(),
+            grid,
+            (cfg.threads(), 1, 1),
+            smem,
+            gpu.stream.cu_stream(),
+            &mut params,
+        )
+    }
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "launch of attn_prefill_wgmma (grid {grid:?}, block {}, smem {smem} B) failed: {e:?}",
+            cfg.threads()
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn geometry() {
+        let mut p = BTreeMap::new();
+        let c = WgmmaConfig::from_params(&p).unwrap();
+        assert_eq!((c.block_m(), c.threads()), (128, 384));
+        // Q 128×128 + 2 stages × (K + V) 128×128, bf16, + alignment slack
+        assert_eq!(wgmma_smem_bytes(128, 128, 2, 128, 2), (128 + 512) * 256 + 1024);
+        p.insert("CWG".into(), 1);
+        let c = WgmmaConfig::from_params(&p).unwrap();
+        assert_eq!((c.block_m(), c.threads()), (64, 256));
+        p.insert("CWG".into(), 3);
+        assert!(WgmmaConfig::from_params(&p).is_err());
+    }
+}
