@@ -6,7 +6,9 @@
 //!   query per sequence, Q `[B, H, D]`, against the model's own cache layout
 //!   `[B][max_seq][KVH][D]` with `lens[b]` valid positions: it fits every decode step whose
 //!   token t belongs to sequence t (what `Step::decode` builds).
-//! * `attention_prefill` (kernels/attention/prefill.cu, flash_mma) takes Q, K, V packed along
+//! * `attention_prefill` (kernels/attention/prefill.cu, flash_mma; on sm_90a also
+//!   kernels/attention/prefill_wgmma.cu, flash_wgmma, which reads them through TMA tensor maps
+//!   built per step) takes Q, K, V packed along
 //!   the tokens with `cu_seqlens`, each sequence attending causally to itself only. It has no
 //!   cached prefix, so it fits a prefill whose sequences all start at position 0 (the
 //!   model's batched prefill); a step continuing a cached prefix takes the plain kernel.
@@ -17,8 +19,8 @@
 use crate::gpu::device::{Arg, Gpu, Kernel};
 use crate::kernels::attention_common::{tunable, HEAD_DIMS};
 use crate::kernels::attention_decode::{choose_splits_per_sm, decode_smem_bytes, DECODE_DEFAULTS, MAX_SPLITS};
-use crate::kernels::attention_prefill::{prefill_smem_bytes, PREFILL_DEFAULTS};
-use crate::kernels::ceil_div;
+use crate::kernels::attention_prefill::{prefill_smem_bytes, wgmma, PREFILL_DEFAULTS};
+use crate::kernels::{ceil_div, DType};
 use anyhow::{bail, Result};
 use std::collections::BTreeMap;
 
@@ -221,21 +223,24 @@ impl DecodeLaunch {
     }
 }
 
-/// The prefill family compiled for the model.
-pub struct PrefillLaunch {
-    kernel: Kernel,
-    block_m: i64,
-    warps: i64,
-    smem: i64,
-    head_dim: i64,
+/// The prefill family compiled for the model, per variant.
+pub enum PrefillLaunch {
+    /// flash_mma (kernels/attention/prefill.cu), plain pointer arguments.
+    Mma { kernel: Kernel, block_m: i64, warps: i64, smem: i64, head_dim: i64 },
+    /// flash_wgmma (kernels/attention/prefill_wgmma.cu, sm_90a): Q, K, V through TMA tensor
+    /// maps, which cover this step's tokens and are built at each launch.
+    Wgmma { kernel: Kernel, cfg: wgmma::WgmmaConfig },
 }
 
 impl PrefillLaunch {
-    pub fn new(kernel: Kernel, p: &BTreeMap<String, i64>) -> Result<PrefillLaunch> {
+    pub fn new(variant: &str, kernel: Kernel, p: &BTreeMap<String, i64>) -> Result<PrefillLaunch> {
+        if variant == "flash_wgmma" {
+            return Ok(PrefillLaunch::Wgmma { kernel, cfg: wgmma::WgmmaConfig::from_params(p)? });
+        }
         let t = |n: &str| tunable(p, n, PREFILL_DEFAULTS);
         let (d, block_m, block_n, warps, stages) =
             (t("HEAD_DIM")?, t("BLOCK_M")?, t("BLOCK_N")?, t("NUM_WARPS")?, t("STAGES")?);
-        Ok(PrefillLaunch {
+        Ok(PrefillLaunch::Mma {
             kernel,
             block_m,
             warps,
@@ -244,36 +249,72 @@ impl PrefillLaunch {
         })
     }
 
-    /// `seqs` sequences packed by cu_seqlens (io.ints), the longest `max_len` tokens.
-    pub fn launch(&self, gpu: &Gpu, io: &AttnIo, hd: Heads, seqs: usize, max_len: usize) -> Result<()> {
-        if hd.d != self.head_dim {
-            bail!("attention_prefill compiled for HEAD_DIM = {}, the model has head dim {}", self.head_dim, hd.d);
+    fn head_dim(&self) -> i64 {
+        match self {
+            PrefillLaunch::Mma { head_dim, .. } => *head_dim,
+            PrefillLaunch::Wgmma { cfg, .. } => cfg.head_dim,
+        }
+    }
+
+    fn block_m(&self) -> i64 {
+        match self {
+            PrefillLaunch::Mma { block_m, .. } => *block_m,
+            PrefillLaunch::Wgmma { cfg, .. } => cfg.block_m(),
+        }
+    }
+
+    /// `seqs` sequences packed by cu_seqlens (io.ints) into `tokens` rows, the longest
+    /// `max_len` tokens.
+    pub fn launch(&self, gpu: &Gpu, io: &AttnIo, hd: Heads, tokens: usize, seqs: usize, max_len: usize) -> Result<()> {
+        if hd.d != self.head_dim() {
+            bail!("attention_prefill compiled for HEAD_DIM = {}, the model has head dim {}", self.head_dim(), hd.d);
         }
         if max_len == 0 {
             return Ok(());
         }
-        if ceil_div(max_len as i64, self.block_m) > 65_535 || seqs > 65_535 {
+        if ceil_div(max_len as i64, self.block_m()) > 65_535 || seqs > 65_535 {
             bail!("prefill attention: {seqs} sequences of up to {max_len} tokens exceed one launch's grid");
         }
-        // SAFETY: Q/O hold T·H·D bf16 and K/V T·KVH·D (packed by kv_append_pack for this
-        // step), cu_seqlens has seqs + 1 entries ending at T; the contract of
-        // kernels/attention/prefill.cu.
-        gpu.launch(
-            &self.kernel,
-            (hd.h as u32, ceil_div(max_len as i64, self.block_m) as u32, seqs as u32),
-            ((self.warps * 32) as u32, 1, 1),
-            self.smem as u32,
-            &[
-                Arg::Ptr(io.q),
-                Arg::Ptr(io.k),
-                Arg::Ptr(io.v),
-                Arg::Ptr(io.out),
-                Arg::Ptr(io.ints),
-                Arg::I32(hd.h as i32),
-                Arg::I32(hd.kvh as i32),
-                Arg::F32(hd.scale()),
-            ],
-        )
+        match self {
+            PrefillLaunch::Mma { kernel, block_m, warps, smem, .. } => {
+                // SAFETY: Q/O hold T·H·D bf16 and K/V T·KVH·D (packed by kv_append_pack for
+                // this step), cu_seqlens has seqs + 1 entries ending at T; the contract of
+                // kernels/attention/prefill.cu.
+                gpu.launch(
+                    kernel,
+                    (hd.h as u32, ceil_div(max_len as i64, *block_m) as u32, seqs as u32),
+                    ((warps * 32) as u32, 1, 1),
+                    *smem as u32,
+                    &[
+                        Arg::Ptr(io.q),
+                        Arg::Ptr(io.k),
+                        Arg::Ptr(io.v),
+                        Arg::Ptr(io.out),
+                        Arg::Ptr(io.ints),
+                        Arg::I32(hd.h as i32),
+                        Arg::I32(hd.kvh as i32),
+                        Arg::F32(hd.scale()),
+                    ],
+                )
+            }
+            PrefillLaunch::Wgmma { kernel, cfg } => {
+                let pio = wgmma::PrefillIo {
+                    q: io.q,
+                    k: io.k,
+                    v: io.v,
+                    o: io.out,
+                    cu_seqlens: io.ints,
+                    tokens: tokens as i64,
+                    h: hd.h,
+                    kvh: hd.kvh,
+                    d: hd.d,
+                };
+                // The maps cover exactly this step's T rows of the packed buffers (rows past T
+                // read as zeros), so they are built per step: three encodes, no GPU work.
+                let maps = wgmma::build_maps(DType::BF16, &pio, cfg)?;
+                wgmma::launch(gpu, kernel, cfg, &maps, DType::BF16, &pio, seqs as i64, max_len as i64, hd.scale())
+            }
+        }
     }
 }
 

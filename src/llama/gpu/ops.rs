@@ -14,6 +14,7 @@ use crate::gpu::cache::ModuleCache;
 use crate::gpu::device::{Arg, DevBuf, Gpu, Kernel};
 use crate::gpu::nvrtc::CompileRequest;
 use crate::kernels::attention_decode::{decode_smem_bytes, DECODE_DEFAULTS};
+use crate::kernels::attention_prefill::wgmma::{wgmma_smem_bytes, WGMMA_DEFAULTS};
 use crate::kernels::attention_prefill::{prefill_smem_bytes, PREFILL_DEFAULTS};
 use crate::llama::config::LlamaConfig;
 use anyhow::{bail, Context, Result};
@@ -169,9 +170,14 @@ impl OpChoice {
                     &["attention_prefill_varlen", "attention_prefill"],
                     &[("B", b), ("S", prompt), ("H", h), ("KVH", kvh), ("D", d)],
                 )?;
+                let wgmma_variant = matches!(&chosen.0, OpImpl::Tuned { variant, .. } if variant == "flash_wgmma");
                 fit_attention(chosen, d, max_smem, |p| {
                     let t = |n: &str| p.get(n).copied().unwrap_or(0);
-                    prefill_smem_bytes(t("BLOCK_M"), t("BLOCK_N"), t("STAGES"), d, 2)
+                    if wgmma_variant {
+                        wgmma_smem_bytes(64 * t("CWG"), t("BLOCK_N"), t("STAGES"), d, 2)
+                    } else {
+                        prefill_smem_bytes(t("BLOCK_M"), t("BLOCK_N"), t("STAGES"), d, 2)
+                    }
                 })
             }),
         );
@@ -299,7 +305,7 @@ fn fit_attention(
     let OpImpl::Tuned { family, variant, mut params } = imp else { return Ok((imp, note)) };
     let mut note = note;
     if params.get("HEAD_DIM") != Some(&d) {
-        let defaults = default_attention_params(&family);
+        let defaults = default_attention_params(&family, &variant);
         if params != defaults {
             note = format!("{family}: {variant} with its template defaults (the tuned winner is for another head dim)");
         }
@@ -313,8 +319,14 @@ fn fit_attention(
 }
 
 /// The attention templates' defaults (checked against the templates by the families' tests).
-fn default_attention_params(family: &str) -> BTreeMap<String, i64> {
-    let d = if family.starts_with("attention_decode") { DECODE_DEFAULTS } else { PREFILL_DEFAULTS };
+fn default_attention_params(family: &str, variant: &str) -> BTreeMap<String, i64> {
+    let d = if family.starts_with("attention_decode") {
+        DECODE_DEFAULTS
+    } else if variant == "flash_wgmma" {
+        WGMMA_DEFAULTS
+    } else {
+        PREFILL_DEFAULTS
+    };
     d.iter().map(|(k, v)| (k.to_string(), *v)).collect()
 }
 
@@ -430,9 +442,15 @@ impl OpKernels {
                 }
                 _ => None,
             };
+        let prefill_entry = match &choice.attention_prefill {
+            OpImpl::Tuned { variant, .. } if variant == "flash_wgmma" => "attn_prefill_wgmma",
+            _ => "attn_prefill",
+        };
         let prefill =
-            match (&choice.attention_prefill, load_tuned(gpu, cache, &choice.attention_prefill, &["attn_prefill"])?) {
-                (OpImpl::Tuned { params, .. }, Some(mut ks)) => Some(PrefillLaunch::new(ks.remove(0), params)?),
+            match (&choice.attention_prefill, load_tuned(gpu, cache, &choice.attention_prefill, &[prefill_entry])?) {
+                (OpImpl::Tuned { variant, params, .. }, Some(mut ks)) => {
+                    Some(PrefillLaunch::new(variant, ks.remove(0), params)?)
+                }
                 _ => None,
             };
         Ok(OpKernels { k, tuned, decode, prefill, choice })
@@ -616,7 +634,7 @@ impl OpKernels {
                 l.launch(gpu, &io(s.k_cache, s.v_cache), d.heads(), s.t, *max_len)
             }
             (AttnPath::Prefill, StepLayout::FreshPrefill { seqs, max_len }, _, Some(l)) => {
-                l.launch(gpu, &io(s.k_pack, s.v_pack), d.heads(), *seqs, *max_len)
+                l.launch(gpu, &io(s.k_pack, s.v_pack), d.heads(), s.t, *seqs, *max_len)
             }
             _ => gpu.launch(
                 self.get("attention"),
@@ -744,12 +762,15 @@ mod tests {
         assert!(c.1.contains("tuned"));
         // Winner at another head dim: the template defaults at the model's.
         let c = fit_attention(tuned("attention_decode", &winner), 64, 227 * 1024, smem).unwrap();
-        let mut want = default_attention_params("attention_decode");
+        let mut want = default_attention_params("attention_decode", "splitkv");
         want.insert("HEAD_DIM".into(), 64);
         assert_eq!(params(&c), &want);
         assert!(c.1.contains("template defaults"), "{}", c.1);
         // Too much shared memory for the device: an error (the op keeps its reference kernel).
         assert!(fit_attention(tuned("attention_decode", &winner), 128, 100 * 1024, smem).is_err());
-        assert_eq!(default_attention_params("attention_prefill_varlen")["BLOCK_M"], 128);
+        assert_eq!(default_attention_params("attention_prefill_varlen", "flash_mma")["BLOCK_M"], 128);
+        // flash_wgmma keeps its own defaults (CWG, not BLOCK_M, sets its query rows).
+        let w = default_attention_params("attention_prefill", "flash_wgmma");
+        assert_eq!((w["CWG"], w["BLOCK_N"], w.get("BLOCK_M")), (2, 128, None));
     }
 }
