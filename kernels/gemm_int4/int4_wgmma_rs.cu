@@ -31,9 +31,7 @@
 //   of the kernel, each paying its full latency (warning C7513), as soon as ordinary
 //   instructions define a wgmma register operand while any group is in flight — which the
 //   dequant of tile t+1 during wgmma t would. So a warpgroup alternates dequant and wgmma,
-//   and the overlap comes from the other warpgroups and blocks on the SM — or, with PINGPONG,
-//   is enforced: warpgroup w waits for its turn (bar.sync 1+w over both warpgroups' 256
-//   threads) before issuing, and hands the turn over (bar.arrive 2-w) right after.
+//   and the overlap comes from the other warpgroups and blocks on the SM.
 // Dequant values: (q - z)·s (or q·s + m) rounded once to the activation dtype — the same
 // values as int4_mma, int4_mma_wgmma and the dequantize-then-cuBLAS reference.
 //
@@ -50,9 +48,6 @@
 //   CWG [2]            consumer warpgroups: 1 or 2 (ROWS = 64·MT·CWG weight rows per block)
 //   STAGES [4]         TMA ring depth in stages of KGROUP k-tiles, 2..16
 //   KGROUP [1]         k-tiles per stage and per wgmma group (one wait): 1, 2 or 4
-//   PINGPONG [0]       1 (CWG = 2): the two consumer warpgroups take turns issuing their
-//                      wgmma groups (named barriers 1 and 2), so one dequantizes while the
-//                      other's products run
 //   SPLITK [1]         K splits over blockIdx.z (> 1 needs gemm_splitk_reduce)
 // Constraints: MT·BT <= 256 (fp32 accumulators per thread), ROWS <= 256 (one TMA box).
 //
@@ -98,9 +93,6 @@
 #ifndef KGROUP
 #define KGROUP 1
 #endif
-#ifndef PINGPONG
-#define PINGPONG 0
-#endif
 
 #define BK 64
 #define ROWS (64 * MT * CWG)
@@ -138,9 +130,6 @@
 #endif
 #if KGROUP != 1 && KGROUP != 2 && KGROUP != 4
 #error "KGROUP must be 1, 2 or 4"
-#endif
-#if PINGPONG && CWG != 2
-#error "PINGPONG needs two consumer warpgroups"
 #endif
 
 
@@ -414,9 +403,6 @@ int4_wgmma_rs(const __grid_constant__ KlTensorMap tmX, const __grid_constant__ K
 #pragma unroll
                     for (int r = 0; r < 4; r++) kl_reg_fence_u32(a[kk][i][c][r]);
         }
-#if PINGPONG
-        asm volatile("bar.sync %0, 256;\n" ::"r"(1 + wg) : "memory");  // my turn to issue
-#endif
         kl_wg_fence();
 #pragma unroll
         for (int kk = 0; kk < KGROUP; kk++) {
@@ -430,20 +416,12 @@ int4_wgmma_rs(const __grid_constant__ KlTensorMap tmX, const __grid_constant__ K
             }
         }
         kl_wg_commit();
-#if PINGPONG
-        // The other warpgroup's turn; warpgroup 1 skips its last hand-over, which nobody
-        // waits for (so both barriers end balanced: warpgroup 0 got one hand-over up front).
-        if (wg == 0 || u + 1 < NS) asm volatile("bar.arrive %0, 256;\n" ::"r"(2 - wg) : "memory");
-#endif
         kl_wg_wait<0>();  // the stage and the A registers are free again
         __syncwarp();
         if (lane == 0) kl_mbar_arrive(empty0 + 8 * s);
     };
 
     if (KT > 0) {
-#if PINGPONG
-        if (wg == 1) asm volatile("bar.arrive 1, 256;\n" ::: "memory");  // warpgroup 0 goes first
-#endif
         for (int u = 0; u < NS; u++) consume(u);
 #pragma unroll
         for (int i = 0; i < MT; i++)
