@@ -5,14 +5,16 @@
 //! NVRTC comes from the CUDA toolkit or the pip wheels (see docs / scripts). Where it is
 //! missing the test says so and passes, unless KERNLAB_REQUIRE_NVRTC=1 (set it in CI).
 
+mod nvrtc_support;
+
 use kernlab::gpu::libs;
-use kernlab::gpu::nvrtc::{compile, CompileRequest};
+use kernlab::gpu::nvrtc::CompileRequest;
 use kernlab::kernels::gemm_int4::quantize::{quantize_request, QUANTIZE_GROUPS};
 use kernlab::kernels::gemm_int4::{reference_request, with_format, GemmInt4, SELFTEST_FORMATS};
 use kernlab::kernels::{DType, Family, Shape};
 use kernlab::tune::compile::request;
 use kernlab::tune::space::{Candidate, DeviceLimits, Sweep};
-use rayon::prelude::*;
+use nvrtc_support::{assert_all_compile, Job};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -46,27 +48,6 @@ fn template(variant: &str) -> CompileRequest {
     }
 }
 
-/// Compiles every request in parallel; returns the failures (and spills where `no_spills`).
-fn compile_all(reqs: Vec<(String, CompileRequest, bool)>) -> Vec<String> {
-    reqs.par_iter()
-        .filter_map(|(what, req, no_spills)| match compile(req) {
-            Err(e) => Some(format!("{what} for {}: {e:#}", req.arch)),
-            Ok(m) => {
-                let spills: Vec<String> = m
-                    .resources
-                    .iter()
-                    .filter(|(_, r)| r.spill_store_bytes + r.spill_load_bytes > 0)
-                    .map(|(k, r)| {
-                        format!("{k}: {} B spill stores, {} B spill loads", r.spill_store_bytes, r.spill_load_bytes)
-                    })
-                    .collect();
-                (*no_spills && !spills.is_empty())
-                    .then(|| format!("{what} for {} spills: {}", req.arch, spills.join("; ")))
-            }
-        })
-        .collect()
-}
-
 #[test]
 fn templates_compile_at_their_defaults_and_the_reference_and_quantizer_modules_compile() {
     if !nvrtc_available() {
@@ -82,18 +63,17 @@ fn templates_compile_at_their_defaults_and_the_reference_and_quantizer_modules_c
                 let mut r = template(variant);
                 r.arch = arch.to_string();
                 r.defines = dt.defines();
-                reqs.push((format!("{variant} defaults {}", dt.name()), r, true));
+                reqs.push(Job::new(format!("{variant} defaults {}", dt.name()), r));
             }
         }
-        reqs.push(("reference.cu".into(), reference_request(arch), false));
+        reqs.push(Job::new("reference.cu", reference_request(arch)).spills_allowed());
         for dt in [DType::BF16, DType::F16] {
             for &g in QUANTIZE_GROUPS {
-                reqs.push((format!("quantize.cu g{g} {}", dt.name()), quantize_request(arch, dt, g), true));
+                reqs.push(Job::new(format!("quantize.cu g{g} {}", dt.name()), quantize_request(arch, dt, g)));
             }
         }
     }
-    let failed = compile_all(reqs);
-    assert!(failed.is_empty(), "{}", failed.join("\n\n"));
+    assert_all_compile(reqs);
 }
 
 /// Every `step`-th kept candidate of a few default shapes (both variants, both ends of M).
@@ -120,11 +100,10 @@ fn a_sample_of_the_sweep_space_compiles_without_spills() {
     let mut reqs = Vec::new();
     for arch in ARCHS {
         for c in sample(arch, 9) {
-            reqs.push((format!("{} {:?}", c.variant, c.params), request(&s, &c, DType::BF16, arch), true));
+            reqs.push(Job::new(format!("{} {:?}", c.variant, c.params), request(&s, &c, DType::BF16, arch)));
         }
     }
-    let failed = compile_all(reqs);
-    assert!(failed.is_empty(), "{}", failed.join("\n\n"));
+    assert_all_compile(reqs);
 }
 
 #[test]
@@ -160,11 +139,13 @@ fn every_selftest_format_compiles_for_every_variant_and_dtype() {
             for (label, overlay) in SELFTEST_FORMATS {
                 let c2 = Candidate { variant: c.variant.clone(), params: with_format(&c.params, overlay) };
                 for dt in [DType::BF16, DType::F16] {
-                    reqs.push((format!("{variant} {label} {}", dt.name()), request(&s, &c2, dt, arch), false));
+                    reqs.push(
+                        Job::new(format!("{variant} {label} {}", dt.name()), request(&s, &c2, dt, arch))
+                            .spills_allowed(),
+                    );
                 }
             }
         }
     }
-    let failed = compile_all(reqs);
-    assert!(failed.is_empty(), "{}", failed.join("\n\n"));
+    assert_all_compile(reqs);
 }

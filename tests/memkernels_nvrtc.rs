@@ -2,12 +2,14 @@
 //! sm_80, sm_86 and sm_90a, at their defaults in every dtype and at a sample of each sweep
 //! space, without spilling.
 
+mod nvrtc_support;
+
 use kernlab::gpu::nvrtc::{self, CompileRequest};
 use kernlab::kernels::{self, DType, Shape};
 use kernlab::tune::compile;
 use kernlab::tune::space::{Candidate, DeviceLimits, Strategy, Sweep};
 use kernlab::tune::strategy;
-use rayon::prelude::*;
+use nvrtc_support::{assert_all_compile, Job};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
@@ -23,30 +25,6 @@ fn root() -> PathBuf {
 fn load(family: &str) -> Sweep {
     let f = kernels::family(family).unwrap();
     Sweep::load(&root().join(format!("sweeps/{family}.toml")), f.shape_dims()).unwrap()
-}
-
-/// Compiles every job; fails listing each compile error, missing entry point or spill.
-fn compile_all(jobs: Vec<(String, CompileRequest, Vec<&'static str>)>) {
-    let failures: Vec<String> = jobs
-        .par_iter()
-        .filter_map(|(label, req, entries)| match nvrtc::compile(req) {
-            Ok(m) => {
-                if let Some(e) = entries.iter().find(|e| !m.resources.contains_key(**e)) {
-                    return Some(format!("{label}: no entry point {e}"));
-                }
-                let spills: u32 = m.resources.values().map(|r| r.spill_store_bytes + r.spill_load_bytes).sum();
-                (spills > 0).then(|| format!("{label}: spills {spills} bytes"))
-            }
-            Err(e) => Some(format!("{label}: {e:#}")),
-        })
-        .collect();
-    assert!(
-        failures.is_empty(),
-        "{} of {} compilations failed:\n{}",
-        failures.len(),
-        jobs.len(),
-        failures.join("\n\n")
-    );
 }
 
 #[test]
@@ -67,11 +45,13 @@ fn templates_and_references_compile_at_defaults_in_every_dtype_and_arch() {
                 };
                 for v in &sweep.variants {
                     let entries = fam.entries(&v.name).unwrap().to_vec();
-                    jobs.push((
-                        format!("{family} {} {} {arch}", v.name, dt.name()),
-                        req(v.file.display().to_string(), v.source.clone()),
-                        entries,
-                    ));
+                    jobs.push(
+                        Job::new(
+                            format!("{family} {} {}", v.name, dt.name()),
+                            req(v.file.display().to_string(), v.source.clone()),
+                        )
+                        .with_entries(entries),
+                    );
                 }
                 let entry: &'static str = match *family {
                     "softmax" => "softmax_reference",
@@ -79,15 +59,17 @@ fn templates_and_references_compile_at_defaults_in_every_dtype_and_arch() {
                     "rope" => "rope_reference",
                     _ => "swiglu_reference",
                 };
-                jobs.push((
-                    format!("{family} reference {} {arch}", dt.name()),
-                    req(reference.display().to_string(), ref_source.clone()),
-                    vec![entry],
-                ));
+                jobs.push(
+                    Job::new(
+                        format!("{family} reference {}", dt.name()),
+                        req(reference.display().to_string(), ref_source.clone()),
+                    )
+                    .with_entries(vec![entry]),
+                );
             }
         }
     }
-    compile_all(jobs);
+    assert_all_compile(jobs);
 }
 
 #[test]
@@ -110,12 +92,12 @@ fn a_sample_of_each_sweep_space_compiles_for_every_arch() {
                     let cands: Vec<Candidate> = kept.iter().filter(|c| c.variant == v.name).cloned().collect();
                     for c in strategy::select(&cands, Strategy::Random, SAMPLE_PER_VARIANT, 7) {
                         let entries = fam.entries(&c.variant).unwrap().to_vec();
-                        let label = format!("{family} {} {} {arch} {:?}", c.variant, dt.name(), c.params);
-                        jobs.push((label, compile::request(&sweep, &c, dt, arch), entries));
+                        let label = format!("{family} {} {} {:?}", c.variant, dt.name(), c.params);
+                        jobs.push(Job::new(label, compile::request(&sweep, &c, dt, arch)).with_entries(entries));
                     }
                 }
             }
         }
     }
-    compile_all(jobs);
+    assert_all_compile(jobs);
 }

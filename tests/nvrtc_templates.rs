@@ -1,12 +1,14 @@
 //! Tier 2 (no GPU): every kernel template compiles with NVRTC for the target architectures,
 //! at its defaults and at a spread-out sample of its sweep space on the default shapes.
 
+mod nvrtc_support;
+
 use kernlab::gpu::nvrtc::{self, CompileRequest};
 use kernlab::kernels::{self, DType, Shape};
 use kernlab::tune::compile;
 use kernlab::tune::space::{DeviceLimits, Strategy, Sweep};
 use kernlab::tune::strategy;
-use rayon::prelude::*;
+use nvrtc_support::{assert_all_compile, Job};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -33,32 +35,6 @@ fn family_of(path: &Path) -> String {
     v["family"].as_str().unwrap().to_string()
 }
 
-fn compile_all(jobs: Vec<(String, CompileRequest)>) {
-    let failures: Vec<String> = jobs
-        .par_iter()
-        .filter_map(|(label, req)| match nvrtc::compile(req) {
-            Ok(m) => {
-                let spills: u32 = m.resources.values().map(|r| r.spill_store_bytes).sum();
-                if m.resources.is_empty() {
-                    Some(format!("{label}: no entry points in the ptxas report"))
-                } else if spills > 0 {
-                    Some(format!("{label}: spills {spills} bytes"))
-                } else {
-                    None
-                }
-            }
-            Err(e) => Some(format!("{label}: {e:#}")),
-        })
-        .collect();
-    assert!(
-        failures.is_empty(),
-        "{} of {} compilations failed:\n{}",
-        failures.len(),
-        jobs.len(),
-        failures.join("\n\n")
-    );
-}
-
 #[test]
 fn every_template_compiles_at_its_defaults_for_every_arch() {
     let mut jobs = Vec::new();
@@ -72,8 +48,8 @@ fn every_template_compiles_at_its_defaults_for_every_arch() {
                     continue;
                 }
                 for dt in [DType::BF16, DType::F16] {
-                    jobs.push((
-                        format!("{} {} {} {arch}", sweep.family, v.name, dt.name()),
+                    jobs.push(Job::new(
+                        format!("{} {} {}", sweep.family, v.name, dt.name()),
                         CompileRequest {
                             name: v.file.display().to_string(),
                             source: v.source.clone(),
@@ -86,7 +62,7 @@ fn every_template_compiles_at_its_defaults_for_every_arch() {
         }
     }
     assert!(jobs.len() >= 6, "expected the shipped sweeps to hold several variants");
-    compile_all(jobs);
+    assert_all_compile(jobs);
 }
 
 #[test]
@@ -110,12 +86,12 @@ fn a_sample_of_every_sweep_space_compiles() {
             for (variant, cands) in by_variant {
                 for c in strategy::select(&cands, Strategy::Grid, SAMPLE_PER_VARIANT, 0) {
                     let req = compile::request(&sweep, &c, DType::BF16, arch);
-                    jobs.push((format!("{} {variant} {arch} {:?}", sweep.family, c.params), req));
+                    jobs.push(Job::new(format!("{} {variant} {:?}", sweep.family, c.params), req));
                 }
             }
         }
     }
-    compile_all(jobs);
+    assert_all_compile(jobs);
 }
 
 #[test]
@@ -143,9 +119,9 @@ fn helper_kernels_and_the_fault_fixture_compile() {
     let jobs = e
         .kept
         .iter()
-        .map(|c| (format!("fixture {:?}", c.params), compile::request(&sweep, c, DType::BF16, "sm_90a")))
+        .map(|c| Job::new(format!("fixture {:?}", c.params), compile::request(&sweep, c, DType::BF16, "sm_90a")))
         .collect();
-    compile_all(jobs);
+    assert_all_compile(jobs);
 }
 
 #[test]
