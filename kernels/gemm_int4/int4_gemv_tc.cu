@@ -47,10 +47,7 @@
 //   NUM_WARPS [4]      warps per block, splitting the block's K steps
 //   UNROLL [2]         128-k steps a warp loads before computing (1, 2 or 4)
 //   SPLITK [1]         K splits over blockIdx.y (> 1 needs gemm_splitk_reduce)
-//   PREFETCH [1]       1: load the next run's weights before this run's math (RING = 0)
-//   RING [0]           > 0: the weights go through a per-warp cp.async ring of RING runs in
-//                      shared memory instead of registers, so a warp keeps RING runs of
-//                      loads in flight at the register cost of one (see "Bytes in flight")
+//   PREFETCH [1]       1: load the next run's weights before this run's math
 //
 // Launch contract:
 //   extern "C" __global__ void int4_gemv_tc(const T* X, const unsigned* Wq,
@@ -63,9 +60,7 @@
 //     gemm_splitk_reduce(ws, Y, R, M, N, SPLITK) (kernels/gemm/splitk_reduce.cuh):
 //     grid (ceil(M*N/256), 1, 1), block (256, 1, 1).
 //     grid  = (ceil(N / (16 * N_TILES)), SPLITK, 1)
-//     block = (32 * NUM_WARPS, 1, 1)
-//     dynamic shared memory = NUM_WARPS * RING * UNROLL * N_TILES * 1024 bytes (0 for RING = 0;
-//       the host raises the limit above 48 KB)
+//     block = (32 * NUM_WARPS, 1, 1), no dynamic shared memory
 //   Requirements: 1 <= M <= 8 * M_TILES; K % 128 == 0; K % GROUP == 0; X and Wq 16-byte
 //   aligned (cudaMalloc is; K % 8 == 0 keeps rows aligned); N >= 1 arbitrary. sm_80+.
 
@@ -88,12 +83,6 @@
 #endif
 #ifndef PREFETCH
 #define PREFETCH 1
-#endif
-#ifndef RING
-#define RING 0
-#endif
-#if RING < 0 || RING > 16
-#error "RING must be in 0..16"
 #endif
 
 #if GROUP % 32 != 0
@@ -276,8 +265,18 @@ int4_gemv_tc(const T* __restrict__ X, const u32* __restrict__ Wq, const unsigned
 #pragma unroll
             for (int r = 0; r < 4; r++) acc[nt][mt][r] = 0.0f;
 
-    // The math of one run (weights of steps run .. run+UNROLL-1 in w; steps >= s_end skipped).
-    auto run_math = [&](const uint4 (&w)[UNROLL][N_TILES][2], int run) {
+    // Every weight load of a run is issued before its math: UNROLL·N_TILES·2 16-byte loads in
+    // flight per lane. With PREFETCH the next run's loads go out before this run's math, so
+    // a warp always has a run in flight (twice the weight registers).
+    constexpr int RUN_STRIDE = NUM_WARPS * UNROLL;
+    uint4 w[UNROLL][N_TILES][2];
+    int run = s_begin + warp * UNROLL;
+    if (run < s_end) load_run(w, wrow, run, s_end);
+    for (; run < s_end; run += RUN_STRIDE) {
+#if PREFETCH
+        uint4 next_w[UNROLL][N_TILES][2];
+        if (run + RUN_STRIDE < s_end) load_run(next_w, wrow, run + RUN_STRIDE, s_end);
+#endif
 #pragma unroll
         for (int u = 0; u < UNROLL; u++) {
             const int st = run + u;
@@ -318,74 +317,6 @@ int4_gemv_tc(const T* __restrict__ X, const u32* __restrict__ Wq, const unsigned
                 }
             }
         }
-    };
-
-#if RING > 0
-    // Bytes in flight: with weights loaded into registers a lane holds 16 bytes per load until
-    // it is consumed, so loads in flight cost registers and registers cap occupancy (Nsight
-    // Compute on the register path: 50 % occupancy, L1TEX scoreboard stalls, DRAM at 51 %).
-    // Here each lane cp.async's its chunks of RING runs ahead into its own cells of a per-warp
-    // ring ([slot][chunk][lane] 16-byte cells: conflict-free) and reads a run back just before
-    // its math. A lane only reads what it copied itself, so its own cp.async.wait_group is all
-    // the synchronisation needed; a slot is refilled after the run's math has consumed it.
-    constexpr int RUN_STRIDE = NUM_WARPS * UNROLL;
-    constexpr int RUN_CHUNKS = UNROLL * N_TILES * 2;
-    extern __shared__ uint4 ring_smem[];
-    uint4* const my_ring = ring_smem + (size_t)warp * RING * RUN_CHUNKS * 32;
-    auto issue_run = [&](int slot, int first) {
-#pragma unroll
-        for (int u = 0; u < UNROLL; u++) {
-            const int st = min(first + u, s_end - 1);
-#pragma unroll
-            for (int nt = 0; nt < N_TILES; nt++)
-#pragma unroll
-                for (int h = 0; h < 2; h++) {
-                    const int c = (u * N_TILES + nt) * 2 + h;
-                    const unsigned dst =
-                        (unsigned)__cvta_generic_to_shared(my_ring + ((size_t)slot * RUN_CHUNKS + c) * 32 + lane);
-                    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst),
-                                 "l"(wrow[nt][h] + (size_t)st * (STEP_K / 8))
-                                 : "memory");
-                }
-        }
-    };
-    int run = s_begin + warp * UNROLL;
-#pragma unroll
-    for (int i = 0; i < RING; i++) {
-        if (run + i * RUN_STRIDE < s_end) issue_run(i, run + i * RUN_STRIDE);
-        asm volatile("cp.async.commit_group;\n" ::: "memory");  // empty groups keep the count
-    }
-    int slot = 0;
-    for (; run < s_end; run += RUN_STRIDE) {
-        asm volatile("cp.async.wait_group %0;\n" ::"n"(RING - 1) : "memory");  // this run landed
-        uint4 w[UNROLL][N_TILES][2];
-#pragma unroll
-        for (int u = 0; u < UNROLL; u++)
-#pragma unroll
-            for (int nt = 0; nt < N_TILES; nt++)
-#pragma unroll
-                for (int h = 0; h < 2; h++)
-                    w[u][nt][h] = my_ring[((size_t)slot * RUN_CHUNKS + (u * N_TILES + nt) * 2 + h) * 32 + lane];
-        run_math(w, run);
-        if (run + RING * RUN_STRIDE < s_end) issue_run(slot, run + RING * RUN_STRIDE);
-        asm volatile("cp.async.commit_group;\n" ::: "memory");
-        slot = (slot + 1 == RING) ? 0 : slot + 1;
-    }
-    asm volatile("cp.async.wait_group 0;\n" ::: "memory");
-#else
-    // Every weight load of a run is issued before its math: UNROLL·N_TILES·2 16-byte loads in
-    // flight per lane. With PREFETCH the next run's loads go out before this run's math, so
-    // a warp always has a run in flight (twice the weight registers).
-    constexpr int RUN_STRIDE = NUM_WARPS * UNROLL;
-    uint4 w[UNROLL][N_TILES][2];
-    int run = s_begin + warp * UNROLL;
-    if (run < s_end) load_run(w, wrow, run, s_end);
-    for (; run < s_end; run += RUN_STRIDE) {
-#if PREFETCH
-        uint4 next_w[UNROLL][N_TILES][2];
-        if (run + RUN_STRIDE < s_end) load_run(next_w, wrow, run + RUN_STRIDE, s_end);
-#endif
-        run_math(w, run);
 #if PREFETCH
 #pragma unroll
         for (int u = 0; u < UNROLL; u++)
@@ -397,8 +328,6 @@ int4_gemv_tc(const T* __restrict__ X, const u32* __restrict__ Wq, const unsigned
         if (run + RUN_STRIDE < s_end) load_run(w, wrow, run + RUN_STRIDE, s_end);
 #endif
     }
-
-#endif
 
     // Block reduction over warps, in warp order, then one store per output.
     constexpr int ENTRIES = N_TILES * M_TILES * 4;

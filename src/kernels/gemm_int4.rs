@@ -36,9 +36,8 @@ mod tma;
 
 pub use format::{with_format, Int4Format, ZeroMode, DEFAULT_GROUP, MIN_GROUP, SELFTEST_FORMATS};
 pub use launch::{
-    gemv_plan, gemv_tc_plan, gemv_tc_smem_bytes, mma_geometry, mma_smem_bytes, wgmma_plan, wgmma_rs_plan,
-    wgmma_rs_smem_bytes, wgmma_smem_bytes, GemvPlan, Geometry, WgmmaRsConfig, GEMV_MAX_M, MAX_SPLITK, WGMMA_MAX_SPLITK,
-    WGMMA_RS_MAX_SPLITK,
+    gemv_plan, gemv_tc_plan, mma_geometry, mma_smem_bytes, wgmma_plan, wgmma_rs_plan, wgmma_rs_smem_bytes,
+    wgmma_smem_bytes, GemvPlan, Geometry, WgmmaRsConfig, GEMV_MAX_M, MAX_SPLITK, WGMMA_MAX_SPLITK, WGMMA_RS_MAX_SPLITK,
 };
 pub use problem::GemmInt4Problem;
 pub use reference::{reference_request, RefKernels, REFERENCE_SOURCE};

@@ -69,12 +69,6 @@ pub fn gemv_plan(m: i64, n: i64, k: i64, fmt: &Int4Format, p: &BTreeMap<String, 
     Ok(GemvPlan { main, splitk, reduce })
 }
 
-/// Dynamic shared memory of int4_gemv_tc: each warp's cp.async ring of RING runs of
-/// UNROLL·N_TILES 16-row × 128-k weight tiles (1 KiB each); none without a ring.
-pub fn gemv_tc_smem_bytes(warps: i64, ring: i64, unroll: i64, n_tiles: i64) -> i64 {
-    warps * ring * unroll * n_tiles * 1024
-}
-
 /// int4_gemv_tc: grid (ceil(N / (16·N_TILES)), SPLITK), NUM_WARPS warps, plus the split-K
 /// reduction (`gemm_splitk_reduce`) when SPLITK > 1.
 pub fn gemv_tc_plan(m: i64, n: i64, k: i64, fmt: &Int4Format, p: &BTreeMap<String, i64>) -> Result<GemvPlan> {
@@ -103,15 +97,10 @@ pub fn gemv_tc_plan(m: i64, n: i64, k: i64, fmt: &Int4Format, p: &BTreeMap<Strin
     if !(1..=32).contains(&warps) {
         bail!("int4_gemv_tc: NUM_WARPS = {warps} makes no block");
     }
-    // RING is optional: database entries from before it existed mean "no ring".
-    let ring = p.get("RING").copied().unwrap_or(0);
-    if !(0..=16).contains(&ring) {
-        bail!("int4_gemv_tc: RING = {ring}, expected 0..=16");
-    }
     let main = Geometry {
         grid: (grid_dim(ceil_div(n, 16 * n_tiles), "int4_gemv_tc grid.x")?, splitk as u32, 1),
         block: ((32 * warps) as u32, 1, 1),
-        smem: gemv_tc_smem_bytes(warps, ring, unroll, n_tiles) as u32,
+        smem: 0,
     };
     let reduce =
         (splitk > 1).then(|| Geometry { grid: (ceil_div(m * n, 256) as u32, 1, 1), block: (256, 1, 1), smem: 0 });
@@ -315,10 +304,6 @@ mod tests {
         let one = p(&[("M_TILES", 2), ("N_TILES", 1), ("NUM_WARPS", 8), ("UNROLL", 1), ("SPLITK", 1)]);
         assert!(gemv_tc_plan(16, 8, 128, &f, &one).unwrap().reduce.is_none());
         assert!(gemv_tc_plan(16, 8, 128, &f, &p(&[("M_TILES", 2)])).is_err());
-        let ring = p(&[("M_TILES", 1), ("N_TILES", 2), ("NUM_WARPS", 8), ("UNROLL", 1), ("SPLITK", 1), ("RING", 4)]);
-        assert_eq!(gemv_tc_plan(1, 4096, 4096, &f, &ring).unwrap().main.smem, 8 * 4 * 2 * 1024);
-        let bad = p(&[("M_TILES", 1), ("N_TILES", 1), ("NUM_WARPS", 8), ("UNROLL", 1), ("SPLITK", 1), ("RING", 17)]);
-        assert!(gemv_tc_plan(1, 4096, 4096, &f, &bad).is_err());
     }
 
     #[test]
