@@ -9,12 +9,12 @@
 // an m64 one), and each thread dequantizes exactly the A fragment it feeds: no shared-memory
 // round trip, and every weight is dequantized once per block.
 //
-// Data movement: a producer warpgroup (the last; one lane of it works) streams k-tiles of 64 through
-// a STAGES-deep ring with TMA — the X tile [BT][64] (128-byte swizzle: wgmma's B operand,
-// K-major) and the packed W tile [ROWS][8 words] (plain, 32 bytes a row) — on full[s]/empty[s]
-// mbarriers. TMA writes through the async proxy that wgmma reads, so no proxy fence is needed,
-// and the bytes in flight cost no registers: STAGES·(BT·128 + ROWS·32) per block. A second
-// warp of that warpgroup copies each k-tile's scales (and zeros) for the block's rows into the
+// Data movement: a producer warpgroup (the last; one lane of it issues TMA) streams stages of
+// KGROUP k-tiles of 64 through a STAGES-deep ring — per k-tile the X tile [BT][64] (128-byte
+// swizzle: wgmma's B operand, K-major), per stage the packed W tile [ROWS][8·KGROUP words]
+// (plain rows) — on full[s]/empty[s] mbarriers. TMA writes through the async proxy that wgmma
+// reads, so no proxy fence is needed, and the bytes in flight cost no registers. A second
+// warp of that warpgroup copies each stage's scales (and zeros) for the block's rows into the
 // same ring (plain loads and stores; its 32 lanes arrive on full[s] too), so the consumers
 // never wait on a global load: scale loads run as far ahead as the weights do.
 //
