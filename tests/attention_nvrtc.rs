@@ -108,10 +108,13 @@ fn templates_compile_at_their_defaults() {
             );
         }
     }
+    // From disk: its quoted include (kernels/common/hopper.cuh) is expanded by load_source.
+    let wgmma_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("kernels/attention/prefill_wgmma.cu");
+    let wgmma_source = kernlab::gpu::nvrtc::load_source(&wgmma_path).unwrap();
     for dt in [DType::BF16, DType::F16] {
         check_compiles(
             "kernels/attention/prefill_wgmma.cu",
-            PREFILL_WGMMA_SOURCE,
+            &wgmma_source,
             dt.defines(),
             "sm_90a",
             &["attn_prefill_wgmma"],

@@ -81,6 +81,7 @@ Launch contract (host: src/kernels/attention_prefill_wgmma.rs)
 */
 #include <cuda_fp16.h>
 #include <cuda_bf16.h>
+#include "../common/hopper.cuh"
 
 // The per-N wgmma wrappers below are instantiated only for the configured sizes.
 #pragma nv_diag_suppress 177
@@ -145,58 +146,11 @@ constexpr int PK = BLOCK_N / 16;            // k16 steps of P·V
 constexpr float LOG2E = 1.4426950408889634f;
 #define NEG_INF (-__int_as_float(0x7f800000))
 
-// Opaque 128-byte TMA descriptor, built on the host by cuTensorMapEncodeTiled.
-struct __align__(64) KlTmap {
-    unsigned long long v[16];
-};
-
-__device__ __forceinline__ unsigned smem_u32(const void* p) { return (unsigned)__cvta_generic_to_shared(p); }
-
-// ---- mbarrier ----
-__device__ __forceinline__ void mbar_init(unsigned bar, unsigned count) {
-    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
-}
-__device__ __forceinline__ void mbar_expect_tx(unsigned bar, unsigned bytes) {
-    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
-}
-// Waits until the phase with the given parity has completed.
-__device__ __forceinline__ void mbar_wait(unsigned bar, unsigned parity) {
-    unsigned done;
-    do {
-        asm volatile(
-            "{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
-            : "=r"(done)
-            : "r"(bar), "r"(parity)
-            : "memory");
-    } while (!done);
-}
-__device__ __forceinline__ void mbar_arrive(unsigned bar) {
-    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
-}
-
-// ---- TMA: box {64 dims, 1 head, rows} at (dim c0, head c1, token c2) ----
-__device__ __forceinline__ void tma_load_3d(unsigned dst, const KlTmap* map, unsigned bar, int c0, int c1, int c2) {
-    asm volatile(
-        "cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%3, %4, %5}], [%2];\n" ::
-            "r"(dst),
-        "l"(reinterpret_cast<unsigned long long>(map)), "r"(bar), "r"(c0), "r"(c1), "r"(c2)
-        : "memory");
-}
-
-// ---- wgmma ----
-__device__ __forceinline__ void wg_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
-__device__ __forceinline__ void wg_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
-template <int N_>
-__device__ __forceinline__ void wg_wait() {
-    asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N_) : "memory");
-}
-// Keeps the compiler from moving reads/writes of wgmma registers across issue/wait.
-__device__ __forceinline__ void reg_fence(float& r) { asm volatile("" : "+f"(r)::"memory"); }
-__device__ __forceinline__ void reg_fence(unsigned& r) { asm volatile("" : "+r"(r)::"memory"); }
+// mbarriers, TMA loads, wgmma group fences: kernels/common/hopper.cuh.
 template <int N_>
 __device__ __forceinline__ void fence_all(float (&a)[N_]) {
 #pragma unroll
-    for (int i = 0; i < N_; ++i) reg_fence(a[i]);
+    for (int i = 0; i < N_; ++i) kl_reg_fence(a[i]);
 }
 
 // Shared-memory matrix descriptors, 128-byte swizzle (mode 1 in bits 62-63), start address
@@ -389,8 +343,8 @@ __device__ __forceinline__ void issue_pv(float (&o)[OACC], const unsigned (&p)[P
 }  // namespace
 
 extern "C" __global__ void __launch_bounds__(THREADS, 1)
-attn_prefill_wgmma(const __grid_constant__ KlTmap tmQ, const __grid_constant__ KlTmap tmK,
-                   const __grid_constant__ KlTmap tmV, T* __restrict__ O, const int* __restrict__ cu_seqlens, int H,
+attn_prefill_wgmma(const __grid_constant__ KlTensorMap tmQ, const __grid_constant__ KlTensorMap tmK,
+                   const __grid_constant__ KlTensorMap tmV, T* __restrict__ O, const int* __restrict__ cu_seqlens, int H,
                    int KVH, float scale) {
     __shared__ __align__(8) unsigned long long bars[1 + 2 * STAGES];  // q_full, full[S], empty[S]
     extern __shared__ __align__(128) unsigned char smem_raw[];
@@ -405,18 +359,18 @@ attn_prefill_wgmma(const __grid_constant__ KlTmap tmQ, const __grid_constant__ K
     // Keys past the CTA's last query row are masked for every row: stop there.
     const int n_tiles = (min(len, m0 + BLOCK_M) + BLOCK_N - 1) / BLOCK_N;
 
-    const unsigned sQ = (smem_u32(smem_raw) + 1023u) & ~1023u;  // the host adds 1 KB of slack
+    const unsigned sQ = (kl_smem_u32(smem_raw) + 1023u) & ~1023u;  // the host adds 1 KB of slack
     const unsigned sKV = sQ + Q_BYTES;                           // stage s: K at +s·2·KV_BYTES, V after it
-    const unsigned q_full = smem_u32(&bars[0]);
-    const unsigned full0 = smem_u32(&bars[1]);
-    const unsigned empty0 = smem_u32(&bars[1 + STAGES]);
+    const unsigned q_full = kl_smem_u32(&bars[0]);
+    const unsigned full0 = kl_smem_u32(&bars[1]);
+    const unsigned empty0 = kl_smem_u32(&bars[1 + STAGES]);
 
     if (threadIdx.x == 0) {
-        mbar_init(q_full, 1);
+        kl_mbar_init(q_full, 1);
 #pragma unroll
         for (int s = 0; s < STAGES; ++s) {
-            mbar_init(full0 + 8 * s, 1);
-            mbar_init(empty0 + 8 * s, CWG * 4);  // one arrive per consumer warp
+            kl_mbar_init(full0 + 8 * s, 1);
+            kl_mbar_init(empty0 + 8 * s, CWG * 4);  // one arrive per consumer warp
         }
         asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
     }
@@ -433,22 +387,22 @@ attn_prefill_wgmma(const __grid_constant__ KlTmap tmQ, const __grid_constant__ K
         if (tid == 0) {
             asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<unsigned long long>(&tmK)) : "memory");
             asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<unsigned long long>(&tmV)) : "memory");
-            mbar_expect_tx(q_full, Q_BYTES);
+            kl_mbar_expect_tx(q_full, Q_BYTES);
 #pragma unroll
-            for (int cb = 0; cb < CB; ++cb) tma_load_3d(sQ + cb * (BLOCK_M * 128), &tmQ, q_full, cb * 64, h, tok0 + m0);
+            for (int cb = 0; cb < CB; ++cb) kl_tma_load_3d(sQ + cb * (BLOCK_M * 128), &tmQ, q_full, cb * 64, h, tok0 + m0);
             int s = 0;
             unsigned phase = 0;
             for (int t = 0; t < n_tiles; ++t) {
                 const unsigned fb = full0 + 8 * s;
-                mbar_wait(empty0 + 8 * s, phase ^ 1);
-                mbar_expect_tx(fb, STAGE_TX);
+                kl_mbar_wait(empty0 + 8 * s, phase ^ 1);
+                kl_mbar_expect_tx(fb, STAGE_TX);
                 const unsigned sK = sKV + s * (2 * KV_BYTES);
                 const int tok = tok0 + t * BLOCK_N;
 #pragma unroll
-                for (int cb = 0; cb < CB; ++cb) tma_load_3d(sK + cb * (BLOCK_N * 128), &tmK, fb, cb * 64, kvh, tok);
+                for (int cb = 0; cb < CB; ++cb) kl_tma_load_3d(sK + cb * (BLOCK_N * 128), &tmK, fb, cb * 64, kvh, tok);
 #pragma unroll
                 for (int cb = 0; cb < CB; ++cb)
-                    tma_load_3d(sK + KV_BYTES + cb * (BLOCK_N * 128), &tmV, fb, cb * 64, kvh, tok);
+                    kl_tma_load_3d(sK + KV_BYTES + cb * (BLOCK_N * 128), &tmV, fb, cb * 64, kvh, tok);
                 if (++s == STAGES) {
                     s = 0;
                     phase ^= 1;
@@ -492,12 +446,12 @@ attn_prefill_wgmma(const __grid_constant__ KlTmap tmQ, const __grid_constant__ K
     unsigned p[PK][4];
     float alpha[2];
 
-    mbar_wait(q_full, 0);
+    kl_mbar_wait(q_full, 0);
     int s = 0;
     unsigned phase = 0;
     auto stage_k = [&](int st_) { return sKV + st_ * (2 * KV_BYTES); };
     auto release = [&](int st_) {
-        if (lane == 0) mbar_arrive(empty0 + 8 * st_);
+        if (lane == 0) kl_mbar_arrive(empty0 + 8 * st_);
     };
     auto needs_mask = [&](int n0) { return (n0 + BLOCK_N - 1 > wg_row0) || (n0 + BLOCK_N > len); };
 #if PINGPONG
@@ -521,13 +475,13 @@ attn_prefill_wgmma(const __grid_constant__ KlTmap tmQ, const __grid_constant__ K
     // No wgmma is issued inside a branch: ptxas serializes wgmma around divergent paths.
     int prev = 0;
     if (nt > 0) {
-        mbar_wait(full0 + 8 * s, phase);
+        kl_mbar_wait(full0 + 8 * s, phase);
         turn_begin();
-        wg_fence();
+        kl_wg_fence();
         issue_s(sacc, sQw, stage_k(s));
-        wg_commit();
+        kl_wg_commit();
         turn_end();
-        wg_wait<0>();
+        kl_wg_wait<0>();
         fence_all(sacc);
         softmax_tile(sacc, st, alpha, 0, row0, len, needs_mask(0), qd, sl2);
         pack_p(p, sacc);  // O is still zero: no rescale
@@ -538,25 +492,25 @@ attn_prefill_wgmma(const __grid_constant__ KlTmap tmQ, const __grid_constant__ K
         }
     }
     for (int t = 1; t < nt; ++t) {
-        mbar_wait(full0 + 8 * s, phase);
+        kl_mbar_wait(full0 + 8 * s, phase);
         fence_all(o);
         turn_begin();
-        wg_fence();
+        kl_wg_fence();
         issue_s(sacc, sQw, stage_k(s));
-        wg_commit();
+        kl_wg_commit();
         issue_pv(o, p, stage_k(prev) + KV_BYTES);
-        wg_commit();
+        kl_wg_commit();
         turn_end();
-        wg_wait<1>();  // S of tile t is done; P·V of t-1 may still run
+        kl_wg_wait<1>();  // S of tile t is done; P·V of t-1 may still run
         fence_all(sacc);
         const int n0 = t * BLOCK_N;
         softmax_tile(sacc, st, alpha, n0, row0, len, needs_mask(n0), qd, sl2);
-        wg_wait<0>();
+        kl_wg_wait<0>();
         fence_all(o);
 #pragma unroll
         for (int k = 0; k < PK; ++k)
 #pragma unroll
-            for (int e = 0; e < 4; ++e) reg_fence(p[k][e]);
+            for (int e = 0; e < 4; ++e) kl_reg_fence_u32(p[k][e]);
         release(prev);
         rescale(o, alpha);
         pack_p(p, sacc);
@@ -569,23 +523,23 @@ attn_prefill_wgmma(const __grid_constant__ KlTmap tmQ, const __grid_constant__ K
     if (nt > 0) {
         fence_all(o);
         turn_begin();
-        wg_fence();
+        kl_wg_fence();
         issue_pv(o, p, stage_k(prev) + KV_BYTES);
-        wg_commit();
+        kl_wg_commit();
         turn_end();
-        wg_wait<0>();
+        kl_wg_wait<0>();
         fence_all(o);
         release(prev);
     }
 #else
     for (int t = 0; t < nt; ++t) {
-        mbar_wait(full0 + 8 * s, phase);
+        kl_mbar_wait(full0 + 8 * s, phase);
         turn_begin();
-        wg_fence();
+        kl_wg_fence();
         issue_s(sacc, sQw, stage_k(s));
-        wg_commit();
+        kl_wg_commit();
         turn_end();
-        wg_wait<0>();
+        kl_wg_wait<0>();
         fence_all(sacc);
         const int n0 = t * BLOCK_N;
         softmax_tile(sacc, st, alpha, n0, row0, len, needs_mask(n0), qd, sl2);
@@ -593,11 +547,11 @@ attn_prefill_wgmma(const __grid_constant__ KlTmap tmQ, const __grid_constant__ K
         pack_p(p, sacc);
         fence_all(o);
         turn_begin();
-        wg_fence();
+        kl_wg_fence();
         issue_pv(o, p, stage_k(s) + KV_BYTES);
-        wg_commit();
+        kl_wg_commit();
         turn_end();
-        wg_wait<0>();
+        kl_wg_wait<0>();
         fence_all(o);
         release(s);
         if (++s == STAGES) {
@@ -609,7 +563,7 @@ attn_prefill_wgmma(const __grid_constant__ KlTmap tmQ, const __grid_constant__ K
     // Tiles past this warpgroup's rows: wait for them (no copy may be left in flight into a
     // CTA that exits) and hand them back.
     for (int t = nt; t < n_tiles; ++t) {
-        mbar_wait(full0 + 8 * s, phase);
+        kl_mbar_wait(full0 + 8 * s, phase);
         release(s);
         if (++s == STAGES) {
             s = 0;

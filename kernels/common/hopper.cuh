@@ -2,7 +2,8 @@
 // with wgmma: mbarriers, 2-D TMA loads, the wgmma group fences, and the shared-memory matrix
 // descriptor of a K-major tile in the 128-byte swizzle. Included by quoted path; kernlab
 // expands it into the template's source before NVRTC, so the source hash covers it.
-// (kernels/gemm/wgmma_tma.cu predates this header and keeps its own copies.)
+// Included by int4_wgmma_rs.cu and prefill_wgmma.cu (kernels/gemm/wgmma_tma.cu predates this
+// header and keeps its own copies).
 #pragma once
 
 // Opaque 128-byte TMA descriptor, built on the host by cuTensorMapEncodeTiled and passed as
@@ -47,6 +48,16 @@ __device__ __forceinline__ void kl_tma_load_2d(unsigned dst, const KlTensorMap* 
         "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%3, %4}], [%2];\n" ::"r"(
             dst),
         "l"(reinterpret_cast<unsigned long long>(map)), "r"(bar), "r"(c0), "r"(c1)
+        : "memory");
+}
+
+// The same for a 3-D map (c0 innermost): e.g. {dims, head, token} of a packed [T, H, D] tensor.
+__device__ __forceinline__ void kl_tma_load_3d(unsigned dst, const KlTensorMap* map, unsigned bar, int c0, int c1,
+                                               int c2) {
+    asm volatile(
+        "cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%3, %4, %5}], [%2];\n" ::
+            "r"(dst),
+        "l"(reinterpret_cast<unsigned long long>(map)), "r"(bar), "r"(c0), "r"(c1), "r"(c2)
         : "memory");
 }
 
