@@ -74,6 +74,7 @@ Launch contract (host: src/kernels/gemm_tma.rs)
 */
 #include <cuda_fp16.h>
 #include <cuda_bf16.h>
+#include "../common/hopper.cuh"
 
 // The per-N wgmma wrappers below are instantiated only for the configured BN.
 #pragma nv_diag_suppress 177
@@ -151,34 +152,7 @@ constexpr unsigned STAGE_TX = A_BYTES + B_BYTES;  // bytes that complete one ful
 constexpr int ACC = BN / 2;                       // fp32 accumulators per thread per m64 tile
 static_assert((STAGES * (BM + BN) * BK * 2 + EPI_BYTES + 1024) <= 232448, "shared memory beyond 227 KB");
 
-// Opaque 128-byte TMA descriptor, built on the host by cuTensorMapEncodeTiled.
-struct __align__(64) KlTmap {
-    unsigned long long v[16];
-};
-
-__device__ __forceinline__ unsigned smem_u32(const void* p) { return (unsigned)__cvta_generic_to_shared(p); }
-
-// ---- mbarrier ----
-__device__ __forceinline__ void mbar_init(unsigned bar, unsigned count) {
-    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
-}
-__device__ __forceinline__ void mbar_expect_tx(unsigned bar, unsigned bytes) {
-    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
-}
-// Waits until the phase with the given parity has completed.
-__device__ __forceinline__ void mbar_wait(unsigned bar, unsigned parity) {
-    unsigned done;
-    do {
-        asm volatile(
-            "{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
-            : "=r"(done)
-            : "r"(bar), "r"(parity)
-            : "memory");
-    } while (!done);
-}
-__device__ __forceinline__ void mbar_arrive(unsigned bar) {
-    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
-}
+// ---- mbarrier (mbar_* and the plain TMA load: kernels/common/hopper.cuh) ----
 // Arrive on the barrier at the same offset in CTA `cta` of this cluster. Default (.release.cta)
 // semantics on purpose: .release.cluster puts a MEMBAR.ALL.GPU before every arrive (seen in
 // SASS; it made the cluster kernel 1.5-4x slower), and no ordering is needed here: the arrive
@@ -192,16 +166,9 @@ __device__ __forceinline__ void mbar_arrive_cluster(unsigned bar, unsigned cta) 
 }
 
 // ---- TMA ----
-__device__ __forceinline__ void tma_load_2d(unsigned dst, const KlTmap* map, unsigned bar, int c0, int c1) {
-    asm volatile(
-        "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%3, %4}], [%2];\n" ::"r"(
-            dst),
-        "l"(reinterpret_cast<unsigned long long>(map)), "r"(bar), "r"(c0), "r"(c1)
-        : "memory");
-}
 // Writes the box to the same shared-memory offset in every CTA of `mask`, completing the
 // transaction on the barrier at the same offset in each.
-__device__ __forceinline__ void tma_load_2d_multicast(unsigned dst, const KlTmap* map, unsigned bar, int c0, int c1,
+__device__ __forceinline__ void tma_load_2d_multicast(unsigned dst, const KlTensorMap* map, unsigned bar, int c0, int c1,
                                                       unsigned short mask) {
     asm volatile(
         "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster"
@@ -211,7 +178,7 @@ __device__ __forceinline__ void tma_load_2d_multicast(unsigned dst, const KlTmap
 }
 
 // Shared → global tensor store (rows/columns outside the tensor are not written).
-__device__ __forceinline__ void tma_store_2d(const KlTmap* map, unsigned src, int c0, int c1) {
+__device__ __forceinline__ void tma_store_2d(const KlTensorMap* map, unsigned src, int c0, int c1) {
     asm volatile("cp.async.bulk.tensor.2d.global.shared::cta.bulk_group [%0, {%2, %3}], [%1];\n" ::"l"(
                      reinterpret_cast<unsigned long long>(map)),
                  "r"(src), "r"(c0), "r"(c1)
@@ -244,16 +211,7 @@ __device__ __forceinline__ void cluster_sync() {
     asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\n" ::: "memory");
 }
 
-// ---- wgmma ----
-__device__ __forceinline__ void wg_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
-__device__ __forceinline__ void wg_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
-template <int N_>
-__device__ __forceinline__ void wg_wait() {
-    asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N_) : "memory");
-}
-// Keeps the compiler from moving accumulator reads/writes across wgmma issue/wait.
-__device__ __forceinline__ void reg_fence(float& r) { asm volatile("" : "+f"(r)::"memory"); }
-
+// ---- wgmma (group fences: kernels/common/hopper.cuh) ----
 // Shared-memory matrix descriptor, 128-byte swizzle, K-major: start address >> 4 in bits
 // 0-13, LBO (unused for swizzled K-major; 1) in 16-29, SBO = 1024 B (8 rows of 128 B) in
 // 32-45, swizzle mode 1 (128B) in 62-63. Base offset 0: stage buffers are 1024-aligned.
@@ -431,7 +389,7 @@ __device__ __forceinline__ Unit decode_unit(int u, int tiles_pm, int tiles_pn, i
 __device__ __forceinline__ void release_stage(unsigned empty_bar, int lane) {
     if (lane == 0) {
 #if CLUSTER_SIZE == 1
-        mbar_arrive(empty_bar);
+        kl_mbar_arrive(empty_bar);
 #else
 #pragma unroll
         for (int c = 0; c < CLUSTER_SIZE; ++c) mbar_arrive_cluster(empty_bar, (unsigned)c);
@@ -502,7 +460,7 @@ __device__ __forceinline__ void store_tile(const float (&acc)[MT][ACC], const Un
 // consumers go straight on to the next unit; the store is waited for (reads of the staging
 // tile only) before the staging tile is written again.
 __device__ __forceinline__ void stage_tile(const float (&acc)[MT][ACC], const Unit& w, int cw, int warp, int lane,
-                                           unsigned sEpi, const T* __restrict__ R, int M, int N, const KlTmap* tmY) {
+                                           unsigned sEpi, const T* __restrict__ R, int M, int N, const KlTensorMap* tmY) {
     if (threadIdx.x == 128) bulk_wait_read0();
     consumers_sync();  // the previous unit's TMA store no longer reads the staging tile
     const int q = lane & 3;
@@ -559,15 +517,15 @@ __device__ __forceinline__ void stage_tile(const float (&acc)[MT][ACC], const Un
 #endif
 
 extern "C" __global__ void __launch_bounds__(THREADS, 1) KL_CLUSTER_ATTR
-gemm_wgmma(const __grid_constant__ KlTmap tmX, const __grid_constant__ KlTmap tmW, const __grid_constant__ KlTmap tmY,
+gemm_wgmma(const __grid_constant__ KlTensorMap tmX, const __grid_constant__ KlTensorMap tmW, const __grid_constant__ KlTensorMap tmY,
            T* __restrict__ Y, const T* __restrict__ R, float* __restrict__ WS, int M, int N, int K, int tma_store) {
     __shared__ __align__(8) unsigned long long bars[2 * STAGES];  // full[0..S), empty[0..S)
     extern __shared__ __align__(128) unsigned char smem_raw[];
-    const unsigned sA = (smem_u32(smem_raw) + 1023u) & ~1023u;  // the host adds 1 KB of slack
+    const unsigned sA = (kl_smem_u32(smem_raw) + 1023u) & ~1023u;  // the host adds 1 KB of slack
     const unsigned sB = sA + STAGES * A_BYTES;
     const unsigned sEpi = sB + STAGES * B_BYTES;  // EPI_BYTES of output staging (EPI_TMA)
-    const unsigned full0 = smem_u32(&bars[0]);
-    const unsigned empty0 = smem_u32(&bars[STAGES]);
+    const unsigned full0 = kl_smem_u32(&bars[0]);
+    const unsigned empty0 = kl_smem_u32(&bars[STAGES]);
 
     const int wg = threadIdx.x / 128;  // 0: producer; 1..CWG: consumers
     const int tid = threadIdx.x % 128;
@@ -585,8 +543,8 @@ gemm_wgmma(const __grid_constant__ KlTmap tmX, const __grid_constant__ KlTmap tm
     if (threadIdx.x == 0) {
 #pragma unroll
         for (int s = 0; s < STAGES; ++s) {
-            mbar_init(full0 + 8 * s, 1);
-            mbar_init(empty0 + 8 * s, CLUSTER_SIZE * CWG * 4);
+            kl_mbar_init(full0 + 8 * s, 1);
+            kl_mbar_init(empty0 + 8 * s, CLUSTER_SIZE * CWG * 4);
         }
         asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
     }
@@ -628,21 +586,21 @@ gemm_wgmma(const __grid_constant__ KlTmap tmX, const __grid_constant__ KlTmap tm
                     const unsigned eb = empty0 + 8 * s, fb = full0 + 8 * s;
                     // (acquire.cta, also with peers arriving: .acquire.cluster costs a
                     // CCTL.IVALL per wait and orders nothing the TMA write needs)
-                    mbar_wait(eb, phase ^ 1);
-                    mbar_expect_tx(fb, STAGE_TX);
+                    kl_mbar_wait(eb, phase ^ 1);
+                    kl_mbar_expect_tx(fb, STAGE_TX);
 #if CLUSTER_N > 1
                     // X tile: shared by the cluster's row rm (ranks rm + CLUSTER_M·j); part rn
                     tma_load_2d_multicast(sA + s * A_BYTES + rn * (A_PART_ROWS * BK * 2), &tmX, fb, kt * BK,
                                           w.tm * BM + rn * A_PART_ROWS, a_mask);
 #else
-                    tma_load_2d(sA + s * A_BYTES, &tmX, fb, kt * BK, w.tm * BM);
+                    kl_tma_load_2d(sA + s * A_BYTES, &tmX, fb, kt * BK, w.tm * BM);
 #endif
 #if CLUSTER_M > 1
                     // W tile: shared by the cluster's column rn (ranks CLUSTER_M·rn + i); part rm
                     tma_load_2d_multicast(sB + s * B_BYTES + rm * (B_PART_ROWS * BK * 2), &tmW, fb, kt * BK,
                                           w.tn * BN + rm * B_PART_ROWS, b_mask);
 #else
-                    tma_load_2d(sB + s * B_BYTES, &tmW, fb, kt * BK, w.tn * BN);
+                    kl_tma_load_2d(sB + s * B_BYTES, &tmW, fb, kt * BK, w.tn * BN);
 #endif
                     if (++s == STAGES) {
                         s = 0;
@@ -675,10 +633,10 @@ gemm_wgmma(const __grid_constant__ KlTmap tmX, const __grid_constant__ KlTmap tm
 #pragma unroll
             for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
-                for (int i = 0; i < ACC; ++i) reg_fence(acc[mt][i]);
+                for (int i = 0; i < ACC; ++i) kl_reg_fence(acc[mt][i]);
             for (int i = 0; i < nk; ++i) {
-                mbar_wait(full0 + 8 * s, phase);
-                wg_fence();
+                kl_mbar_wait(full0 + 8 * s, phase);
+                kl_wg_fence();
                 const unsigned a_addr = sA + s * A_BYTES + a_off;
                 const unsigned b_addr = sB + s * B_BYTES;
 #pragma unroll
@@ -690,9 +648,9 @@ gemm_wgmma(const __grid_constant__ KlTmap tmX, const __grid_constant__ KlTmap tm
                         Wgmma<BN>::mma(acc[mt], da, db, (i > 0 || kk > 0) ? 1 : 0);
                     }
                 }
-                wg_commit();
+                kl_wg_commit();
                 if (i > 0) {
-                    wg_wait<1>();  // the previous k-tile's group is done: its stage is free
+                    kl_wg_wait<1>();  // the previous k-tile's group is done: its stage is free
                     release_stage(empty0 + 8 * prev, lane);
                 }
                 prev = s;
@@ -701,11 +659,11 @@ gemm_wgmma(const __grid_constant__ KlTmap tmX, const __grid_constant__ KlTmap tm
                     phase ^= 1;
                 }
             }
-            wg_wait<0>();
+            kl_wg_wait<0>();
 #pragma unroll
             for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
-                for (int i = 0; i < ACC; ++i) reg_fence(acc[mt][i]);
+                for (int i = 0; i < ACC; ++i) kl_reg_fence(acc[mt][i]);
             release_stage(empty0 + 8 * prev, lane);
 #if EPI_TMA
             if (SPLITK == 1 && tma_store) {
