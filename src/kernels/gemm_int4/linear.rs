@@ -30,7 +30,6 @@ fn decode_plan(variant: &str, m: i64, n: i64, k: i64, fmt: &Int4Format, p: &BTre
         "int4_gemv_tc" => gemv_tc_plan(m, n, k, fmt, p),
         // Not a decode kernel, but the same arguments and split-K reduction.
         "int4_mma_wgmma" => wgmma_plan(m, n, k, fmt, p),
-        "int4_wgmma_rs" => Ok(wgmma_rs_plan(m, n, k, fmt, p)?.1),
         other => bail!("{other} is not an int4 variant with a split-K plan"),
     }
 }
@@ -87,15 +86,16 @@ pub fn launch_linear(
     let get = |e: &str| kernels.get(e).with_context(|| format!("the {variant} module lacks {e}"));
     let dims = [Arg::I32(m as i32), Arg::I32(n as i32), Arg::I32(k as i32)];
     match variant {
-        "int4_gemv" | "int4_gemv_tc" | "int4_mma_wgmma" | "int4_wgmma_rs" => {
+        // Its tensor maps are 128-byte parameters: launched by tma.rs, not Gpu::launch.
+        "int4_wgmma_rs" => {
+            let (cfg, plan) = wgmma_rs_plan(m, n, k, &fmt, params)?;
+            super::tma::launch_wgmma_rs(gpu, get(variant)?, &cfg, &plan, io, m, n, k, dt)?;
+            reduce_splits(gpu, kernels, variant, &plan, io, m, n)
+        }
+        "int4_gemv" | "int4_gemv_tc" | "int4_mma_wgmma" => {
             let plan = decode_plan(variant, m, n, k, &fmt, params)?;
             let split = plan.splitk > 1;
             let g = plan.main;
-            if variant == "int4_wgmma_rs" {
-                let (cfg, _) = wgmma_rs_plan(m, n, k, &fmt, params)?;
-                super::tma::launch_wgmma_rs(gpu, get(variant)?, &cfg, &plan, io, m, n, k, dt)?;
-                return reduce_splits(gpu, kernels, variant, &plan, io, m, n);
-            }
             let mut args = vec![
                 Arg::Ptr(io.x),
                 Arg::Ptr(io.wq),
