@@ -5,4 +5,5 @@ pub mod device;
 pub mod libs;
 pub mod nvrtc;
 pub mod timer;
+pub mod tma;
 pub mod util;

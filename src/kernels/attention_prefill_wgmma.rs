@@ -4,6 +4,7 @@
 //! rather than `Gpu::launch`, whose arguments are at most 8 bytes).
 
 use crate::gpu::device::{Gpu, Kernel};
+use crate::gpu::tma::encode_tiled;
 use crate::kernels::attention_common::tunable;
 use crate::kernels::{ceil_div, DType};
 use anyhow::{bail, Result};
@@ -68,33 +69,15 @@ pub fn tensor_map_3d(dt: DType, ptr: u64, tokens: i64, heads: i64, d: i64, box_r
     if tokens < 1 || heads < 1 || !(1..=256).contains(&box_rows) {
         bail!("TMA map of {tokens} tokens × {heads} heads, box of {box_rows} rows: out of range");
     }
-    let dims: [u64; 3] = [d as u64, heads as u64, tokens as u64];
-    let strides: [u64; 2] = [(d * 2) as u64, (heads * d * 2) as u64];
-    let boxdim: [u32; 3] = [BOX_D as u32, 1, box_rows as u32];
-    let elem_strides: [u32; 3] = [1, 1, 1];
-    let mut map = sys::CUtensorMap { opaque: [0; 16] };
-    // SAFETY: all arrays hold `rank` (3) entries (strides rank-1); the map is written in place;
-    // the driver only encodes (no GPU work), validating every field.
-    let r = unsafe {
-        sys::cuTensorMapEncodeTiled(
-            &mut map,
-            dtype,
-            3,
-            ptr as *mut c_void,
-            dims.as_ptr(),
-            strides.as_ptr(),
-            boxdim.as_ptr(),
-            elem_strides.as_ptr(),
-            sys::CUtensorMapInterleave::CU_TENSOR_MAP_INTERLEAVE_NONE,
-            sys::CUtensorMapSwizzle::CU_TENSOR_MAP_SWIZZLE_128B,
-            sys::CUtensorMapL2promotion::CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-            sys::CUtensorMapFloatOOBfill::CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE,
-        )
-    };
-    if r != sys::CUresult::CUDA_SUCCESS {
-        bail!("cuTensorMapEncodeTiled failed for [{tokens}, {heads}, {d}], box {box_rows}x1x{BOX_D}: {r:?}");
-    }
-    Ok(map)
+    encode_tiled(
+        &format!("[{tokens}, {heads}, {d}]"),
+        dtype,
+        ptr,
+        &[d as u64, heads as u64, tokens as u64],
+        &[(d * 2) as u64, (heads * d * 2) as u64],
+        &[BOX_D as u32, 1, box_rows as u32],
+        sys::CUtensorMapSwizzle::CU_TENSOR_MAP_SWIZZLE_128B,
+    )
 }
 
 /// Tensor maps of Q, K, V for one configuration's box sizes.

@@ -5,6 +5,7 @@
 
 use super::{ceil_div, param, DType};
 use crate::gpu::device::{Gpu, Kernel};
+use crate::gpu::tma::encode_tiled;
 use anyhow::{bail, Result};
 use cudarc::driver::sys;
 use std::cell::RefCell;
@@ -73,33 +74,15 @@ pub fn tensor_map_2d(dt: DType, ptr: u64, rows: i64, cols: i64, box_rows: i64) -
     if !(1..=256).contains(&box_rows) {
         bail!("TMA box of {box_rows} rows: must be 1..=256");
     }
-    let dims: [u64; 2] = [cols as u64, rows as u64];
-    let strides: [u64; 1] = [(cols * 2) as u64];
-    let boxdim: [u32; 2] = [BK as u32, box_rows as u32];
-    let elem_strides: [u32; 2] = [1, 1];
-    let mut map = sys::CUtensorMap { opaque: [0; 16] };
-    // SAFETY: all arrays hold `rank` (2) entries (strides rank-1); the map is written in place;
-    // the driver only encodes (no GPU work), validating every field.
-    let r = unsafe {
-        sys::cuTensorMapEncodeTiled(
-            &mut map,
-            dtype,
-            2,
-            ptr as *mut c_void,
-            dims.as_ptr(),
-            strides.as_ptr(),
-            boxdim.as_ptr(),
-            elem_strides.as_ptr(),
-            sys::CUtensorMapInterleave::CU_TENSOR_MAP_INTERLEAVE_NONE,
-            sys::CUtensorMapSwizzle::CU_TENSOR_MAP_SWIZZLE_128B,
-            sys::CUtensorMapL2promotion::CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-            sys::CUtensorMapFloatOOBfill::CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE,
-        )
-    };
-    if r != sys::CUresult::CUDA_SUCCESS {
-        bail!("cuTensorMapEncodeTiled failed for a {rows}x{cols} matrix, box {box_rows}x{BK}: {r:?}");
-    }
-    Ok(map)
+    encode_tiled(
+        &format!("a {rows}x{cols} matrix"),
+        dtype,
+        ptr,
+        &[cols as u64, rows as u64],
+        &[(cols * 2) as u64],
+        &[BK as u32, box_rows as u32],
+        sys::CUtensorMapSwizzle::CU_TENSOR_MAP_SWIZZLE_128B,
+    )
 }
 
 /// (function handle, dynamic smem, threads, cluster size, registers).

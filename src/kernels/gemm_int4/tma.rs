@@ -6,6 +6,7 @@ use super::launch::WgmmaRsConfig;
 use super::linear::Int4Io;
 use super::GemvPlan;
 use crate::gpu::device::{Gpu, Kernel};
+use crate::gpu::tma::encode_tiled;
 use crate::kernels::gemm::gemm_tma::tensor_map_2d;
 use crate::kernels::DType;
 use anyhow::{bail, Result};
@@ -25,36 +26,18 @@ pub fn packed_weight_map(wq: u64, n: i64, k: i64, box_rows: i64, ktiles: i64) ->
     if !(1..=256).contains(&box_rows) {
         bail!("TMA box of {box_rows} weight rows: must be 1..=256");
     }
-    let dims: [u64; 2] = [(k / 8) as u64, n as u64];
-    let strides: [u64; 1] = [(k / 2) as u64];
     if !(1..=4).contains(&ktiles) {
         bail!("TMA box of {ktiles} k-tiles of packed weight: must be 1..=4");
     }
-    let boxdim: [u32; 2] = [(WORDS_PER_KTILE * ktiles) as u32, box_rows as u32];
-    let elem_strides: [u32; 2] = [1, 1];
-    let mut map = sys::CUtensorMap { opaque: [0; 16] };
-    // SAFETY: all arrays hold `rank` (2) entries (strides rank-1); the map is written in place;
-    // the driver only encodes (no GPU work), validating every field.
-    let r = unsafe {
-        sys::cuTensorMapEncodeTiled(
-            &mut map,
-            sys::CUtensorMapDataType::CU_TENSOR_MAP_DATA_TYPE_UINT32,
-            2,
-            wq as *mut c_void,
-            dims.as_ptr(),
-            strides.as_ptr(),
-            boxdim.as_ptr(),
-            elem_strides.as_ptr(),
-            sys::CUtensorMapInterleave::CU_TENSOR_MAP_INTERLEAVE_NONE,
-            sys::CUtensorMapSwizzle::CU_TENSOR_MAP_SWIZZLE_NONE,
-            sys::CUtensorMapL2promotion::CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-            sys::CUtensorMapFloatOOBfill::CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE,
-        )
-    };
-    if r != sys::CUresult::CUDA_SUCCESS {
-        bail!("cuTensorMapEncodeTiled failed for the {n}x{k} packed weight, box {box_rows} rows: {r:?}");
-    }
-    Ok(map)
+    encode_tiled(
+        &format!("the {n}x{k} packed weight"),
+        sys::CUtensorMapDataType::CU_TENSOR_MAP_DATA_TYPE_UINT32,
+        wq,
+        &[(k / 8) as u64, n as u64],
+        &[(k / 2) as u64],
+        &[(WORDS_PER_KTILE * ktiles) as u32, box_rows as u32],
+        sys::CUtensorMapSwizzle::CU_TENSOR_MAP_SWIZZLE_NONE,
+    )
 }
 
 /// Launches `int4_wgmma_rs` (not the split-K reduction, which the caller runs from `plan`).
