@@ -22,6 +22,7 @@ use crate::kernels::attention_decode::{choose_splits_per_sm, decode_smem_bytes, 
 use crate::kernels::attention_prefill::{prefill_smem_bytes, wgmma, PREFILL_DEFAULTS};
 use crate::kernels::{ceil_div, DType};
 use anyhow::{bail, Result};
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 /// How a step's tokens are laid out, as far as attention cares.
@@ -228,14 +229,22 @@ pub enum PrefillLaunch {
     /// flash_mma (kernels/attention/prefill.cu), plain pointer arguments.
     Mma { kernel: Kernel, block_m: i64, warps: i64, smem: i64, head_dim: i64 },
     /// flash_wgmma (kernels/attention/prefill_wgmma.cu, sm_90a): Q, K, V through TMA tensor
-    /// maps, which cover this step's tokens and are built at each launch.
-    Wgmma { kernel: Kernel, cfg: wgmma::WgmmaConfig },
+    /// maps, which cover this step's tokens. Every layer of a step reads the same packed
+    /// buffers, so the maps are kept and built again only when the buffers or T change.
+    Wgmma { kernel: Kernel, cfg: wgmma::WgmmaConfig, maps: RefCell<Option<(MapKey, wgmma::PrefillMaps)>> },
 }
+
+/// What flash_wgmma's tensor maps depend on: the Q, K, V buffers, T, H, KVH, D.
+type MapKey = (u64, u64, u64, i64, i64, i64, i64);
 
 impl PrefillLaunch {
     pub fn new(variant: &str, kernel: Kernel, p: &BTreeMap<String, i64>) -> Result<PrefillLaunch> {
         if variant == "flash_wgmma" {
-            return Ok(PrefillLaunch::Wgmma { kernel, cfg: wgmma::WgmmaConfig::from_params(p)? });
+            return Ok(PrefillLaunch::Wgmma {
+                kernel,
+                cfg: wgmma::WgmmaConfig::from_params(p)?,
+                maps: RefCell::new(None),
+            });
         }
         let t = |n: &str| tunable(p, n, PREFILL_DEFAULTS);
         let (d, block_m, block_n, warps, stages) =
@@ -297,7 +306,7 @@ impl PrefillLaunch {
                     ],
                 )
             }
-            PrefillLaunch::Wgmma { kernel, cfg } => {
+            PrefillLaunch::Wgmma { kernel, cfg, maps } => {
                 let pio = wgmma::PrefillIo {
                     q: io.q,
                     k: io.k,
@@ -310,9 +319,18 @@ impl PrefillLaunch {
                     d: hd.d,
                 };
                 // The maps cover exactly this step's T rows of the packed buffers (rows past T
-                // read as zeros), so they are built per step: three encodes, no GPU work.
-                let maps = wgmma::build_maps(DType::BF16, &pio, cfg)?;
-                wgmma::launch(gpu, kernel, cfg, &maps, DType::BF16, &pio, seqs as i64, max_len as i64, hd.scale())
+                // read as zeros: masked keys must be finite), so T is part of the key.
+                let key: MapKey = (pio.q, pio.k, pio.v, pio.tokens, pio.h, pio.kvh, pio.d);
+                let mut cached = maps.borrow_mut();
+                let m = match cached.as_ref() {
+                    Some((k, m)) if *k == key => *m,
+                    _ => {
+                        let m = wgmma::build_maps(DType::BF16, &pio, cfg)?;
+                        *cached = Some((key, m));
+                        m
+                    }
+                };
+                wgmma::launch(gpu, kernel, cfg, &m, DType::BF16, &pio, seqs as i64, max_len as i64, hd.scale())
             }
         }
     }
