@@ -87,14 +87,22 @@ fn check_compiles(name: &str, source: &str, defines: BTreeMap<String, String>, a
     );
 }
 
+/// A template from disk, its quoted includes (attention_common.cuh, hopper.cuh) expanded by
+/// load_source as the sweep does.
+fn template_source(rel: &str) -> String {
+    kernlab::gpu::nvrtc::load_source(&Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)).unwrap()
+}
+
 #[test]
 fn templates_compile_at_their_defaults() {
+    let (prefill, decode) =
+        (template_source("kernels/attention/prefill.cu"), template_source("kernels/attention/decode_splitkv.cu"));
     for arch in ARCHS {
         for dt in [DType::BF16, DType::F16] {
-            check_compiles("kernels/attention/prefill.cu", PREFILL_SOURCE, dt.defines(), arch, &["attn_prefill"]);
+            check_compiles("kernels/attention/prefill.cu", &prefill, dt.defines(), arch, &["attn_prefill"]);
             check_compiles(
                 "kernels/attention/decode_splitkv.cu",
-                DECODE_SOURCE,
+                &decode,
                 dt.defines(),
                 arch,
                 &["attn_decode_split", "attn_decode_combine"],
@@ -108,9 +116,7 @@ fn templates_compile_at_their_defaults() {
             );
         }
     }
-    // From disk: its quoted include (kernels/common/hopper.cuh) is expanded by load_source.
-    let wgmma_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("kernels/attention/prefill_wgmma.cu");
-    let wgmma_source = kernlab::gpu::nvrtc::load_source(&wgmma_path).unwrap();
+    let wgmma_source = template_source("kernels/attention/prefill_wgmma.cu");
     for dt in [DType::BF16, DType::F16] {
         check_compiles(
             "kernels/attention/prefill_wgmma.cu",

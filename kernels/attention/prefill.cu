@@ -74,15 +74,7 @@ Launch contract (host)
 #define STAGES 2
 #endif
 
-#if KL_FP16
-typedef __half T;
-typedef __half2 T2;
-#define KL_MMA_TYPE "f16"
-#else
-typedef __nv_bfloat16 T;
-typedef __nv_bfloat162 T2;
-#define KL_MMA_TYPE "bf16"
-#endif
+#include "attention_common.cuh"  // T, T2, pack2, cp.async, ldmatrix, mma.m16n8k16
 
 #define THREADS (NUM_WARPS * 32)
 
@@ -116,41 +108,6 @@ __device__ __forceinline__ unsigned swz(int row, int chunk) {
     return (unsigned)(row * ROW_BYTES + ((chunk ^ (row & 7)) << 4));
 }
 
-__device__ __forceinline__ void cp_async16(unsigned dst, const void* src, bool pred) {
-    const int n = pred ? 16 : 0;  // src-size 0: 16 zero bytes written, nothing read
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(n));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N_>
-__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N_)); }
-
-__device__ __forceinline__ void ldmatrix_x4(unsigned (&r)[4], unsigned addr) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(addr));
-}
-__device__ __forceinline__ void ldmatrix_x4_trans(unsigned (&r)[4], unsigned addr) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(addr));
-}
-
-__device__ __forceinline__ void mma16816(float (&d)[4], const unsigned (&a)[4], unsigned b0, unsigned b1) {
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32." KL_MMA_TYPE "." KL_MMA_TYPE ".f32 "
-                 "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-// Two floats → one register of two T; `lo` is the element with the lower column index.
-__device__ __forceinline__ unsigned pack2(float lo, float hi) {
-#if KL_FP16
-    T2 v = __floats2half2_rn(lo, hi);
-#else
-    T2 v = __floats2bfloat162_rn(lo, hi);
-#endif
-    return *reinterpret_cast<unsigned*>(&v);
-}
 
 // Copies rows [0, ROWS) of a tile into swizzled shared memory. Row r starts at
 // G + r * stride (elements); rows >= valid are zero-filled (nothing is read for them).

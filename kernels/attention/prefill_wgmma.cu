@@ -111,15 +111,8 @@ Launch contract (host: src/kernels/attention_prefill_wgmma.rs)
 #define EPI_SMEM 1
 #endif
 
-#if KL_FP16
-typedef __half T;
-typedef __half2 T2;
-#define KL_WG_T "f16"
-#else
-typedef __nv_bfloat16 T;
-typedef __nv_bfloat162 T2;
-#define KL_WG_T "bf16"
-#endif
+#include "attention_common.cuh"  // T, T2, pack2
+#define KL_WG_T KL_MMA_TYPE
 
 #define BLOCK_M (64 * CWG)
 #define THREADS (128 * (CWG + 1))
@@ -243,15 +236,6 @@ template <> struct WgRS<128> {
     }
 };
 
-// Two floats → one register of two T; `lo` is the element with the lower column index.
-__device__ __forceinline__ unsigned pack2(float lo, float hi) {
-#if KL_FP16
-    T2 v = __floats2half2_rn(lo, hi);
-#else
-    T2 v = __floats2bfloat162_rn(lo, hi);
-#endif
-    return *reinterpret_cast<unsigned*>(&v);
-}
 
 // 2^x with the SFU instruction (2 ulp; 2^-inf = +0), without exp2f's denormal handling.
 __device__ __forceinline__ float fast_exp2(float x) {

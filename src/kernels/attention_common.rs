@@ -9,6 +9,8 @@ use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 
 pub const REFERENCE_SOURCE: &str = include_str!("../../kernels/attention/reference.cu");
+/// The template texts (for their defaults; they include attention_common.cuh, so compiling one
+/// goes through `nvrtc::load_source` on the file, as the sweeps do).
 pub const PREFILL_SOURCE: &str = include_str!("../../kernels/attention/prefill.cu");
 pub const DECODE_SOURCE: &str = include_str!("../../kernels/attention/decode_splitkv.cu");
 
