@@ -48,6 +48,9 @@ pub enum Command {
         /// Print the whole NVRTC log.
         #[arg(long)]
         log: bool,
+        /// Also write the cubin here (for `nvdisasm -c` or `cuobjdump -sass`).
+        #[arg(long, value_name = "PATH")]
+        cubin: Option<PathBuf>,
     },
     /// Measure this GPU's ceilings (DRAM, L2, tensor and FMA rates, with cuBLAS beside them)
     /// and chart every sweep's winners on its roofline (reports/roofline-<gpu>.png).
@@ -153,7 +156,7 @@ pub fn run() -> Result<ExitCode> {
         Command::Devices { gpu } => devices(gpu),
         Command::Sweep(a) => sweep(a),
         Command::Selftest { gpu, families } => crate::selftest::run(gpu, &families),
-        Command::Compile { file, arch, define, log } => compile(file, arch, define, log),
+        Command::Compile { file, arch, define, log, cubin } => compile(file, arch, define, log, cubin),
         Command::Roofline { gpu, remeasure, no_candidates, torch_peers } => {
             crate::roofline_cmd::roofline_command_with(gpu, remeasure, !no_candidates, torch_peers)
         }
@@ -203,7 +206,7 @@ fn devices(ordinal: usize) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn compile(file: PathBuf, arch: String, define: Vec<String>, log: bool) -> Result<ExitCode> {
+fn compile(file: PathBuf, arch: String, define: Vec<String>, log: bool, cubin: Option<PathBuf>) -> Result<ExitCode> {
     let source = crate::gpu::nvrtc::load_source(&file)?;
     let req = crate::gpu::nvrtc::CompileRequest {
         name: file.display().to_string(),
@@ -228,6 +231,10 @@ fn compile(file: PathBuf, arch: String, define: Vec<String>, log: bool) -> Resul
             "  {name}: {} registers, {} B static smem, {} B stack, {} B spill stores, {} B spill loads",
             r.registers, r.static_smem_bytes, r.stack_bytes, r.spill_store_bytes, r.spill_load_bytes
         );
+    }
+    if let Some(path) = cubin {
+        std::fs::write(&path, &m.cubin).with_context(|| format!("writing the cubin to {}", path.display()))?;
+        println!("  cubin written to {}", path.display());
     }
     Ok(ExitCode::SUCCESS)
 }

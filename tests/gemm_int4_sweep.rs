@@ -62,7 +62,9 @@ fn every_default_shape_keeps_a_measurable_space_that_meets_the_launch_contracts(
     for (dt, shape) in plan_shapes(&GemmInt4, &s, &[], &[]).unwrap() {
         let m = shape.get("M");
         let cands = kept(&s, &shape, "sm_90a");
-        assert!((12..=220).contains(&cands.len()), "{}: {} candidates", shape.label(), cands.len());
+        // The upper bound keeps the whole-grid sweep of the 20 shapes inside a device call
+        // (M = 16 carries int4_gemv_tc's ZP_MMA choice: up to about 250 there).
+        assert!((12..=260).contains(&cands.len()), "{}: {} candidates", shape.label(), cands.len());
         let count = |v: &str| cands.iter().filter(|c| c.variant == v).count();
         let (gemv, gemv_tc, mma, wgmma, rs) = (
             count("int4_gemv"),

@@ -103,6 +103,24 @@ __device__ __forceinline__ u32 pack_floats(float lo, float hi) {
 #endif
 }
 
+// (w & 0x000F000F) | magic: the column pair at the word's low nibbles as base + q. One LOP3:
+// written in C, ptxas emits an AND and an OR, because a LOP3 takes a single 32-bit immediate
+// and it keeps both masks as immediates; here the magic goes into a register once.
+// A template that cannot spare the register (int4_mma spills a few bytes in some
+// configurations) defines DEQ_ONE_LOP3 0 and keeps the AND and the OR.
+#ifndef DEQ_ONE_LOP3
+#define DEQ_ONE_LOP3 1
+#endif
+__device__ __forceinline__ u32 nibble_pair_bits(u32 w, u32 magic) {
+#if DEQ_ONE_LOP3
+    u32 r;
+    asm("lop3.b32 %0, %1, %2, %3, 0xEA;\n" : "=r"(r) : "r"(w), "n"(0x000F000F), "r"(magic));
+    return r;
+#else
+    return (w & 0x000F000Fu) | magic;
+#endif
+}
+
 // ---- per-group dequant to the activation dtype (int4_mma, int4_mma_wgmma) -----------------
 // Packed path: w2 = fma2(fma2(t, 1, zneg2), s2, add2) where t = pairs base+q:
 //   modes 0/1: zneg2 = -(MAGIC + z), add2 = -0 → (q - z) * s, one rounding
@@ -147,7 +165,7 @@ __device__ __forceinline__ Deq make_deq(u32 s_bits, u32 zraw) {
 // Columns (2i, 2i+1) of a word already shifted right by 4i, as a 16-bit pair in k order.
 __device__ __forceinline__ u32 dequant_pair(u32 w_shifted, const Deq& d) {
 #if DEQ_FP32
-    u32 t = (w_shifted & 0x000F000Fu) | 0x43004300u;  // bf16 (128+q_lo, 128+q_hi)
+    u32 t = nibble_pair_bits(w_shifted, 0x43004300u);  // bf16 (128+q_lo, 128+q_hi)
     float lo = __uint_as_float(t << 16), hi = __uint_as_float(t & 0xFFFF0000u);
 #if ZERO_MODE == 2
     return pack_floats(fmaf(lo - 128.0f, d.s, d.c), fmaf(hi - 128.0f, d.s, d.c));
@@ -155,7 +173,7 @@ __device__ __forceinline__ u32 dequant_pair(u32 w_shifted, const Deq& d) {
     return pack_floats(fmaf(lo, d.s, d.c), fmaf(hi, d.s, d.c));
 #endif
 #else
-    u32 t = (w_shifted & 0x000F000Fu) | MAGIC;
+    u32 t = nibble_pair_bits(w_shifted, MAGIC);
     return fma2(fma2(t, ONE2, d.zneg2), d.s2, d.add2);
 #endif
 }

@@ -24,6 +24,11 @@
 //    A operand is the exact integer q - z (one packed fma: (128+q)·1 - (128+z)), the mma
 //    sums Σ (q-z)·x in fp32, and the scale multiplies that sum once per row and step. The
 //    weights are exact, like int4_gemv; only the summation order differs from f64.
+//    With ZP_MMA (bf16) the packed fma goes too: the A operand is base + q straight from the
+//    LOP3, and the step subtracts (base + z)·Σx, Σx coming from one more mma per k16 on an
+//    all-ones A shared by the N tiles. That leaves a shift and a LOP3 per weight pair, half
+//    the instructions of the fma path (Nsight Compute put that kernel at 54 % of the SM's
+//    issue rate when it streamed at 50 % of DRAM bandwidth: it was issue bound).
 //  - DIRECT (groups of 32/64, or float minimums): each lane's 32 k lie in one group; the
 //    weight is dequantized exactly in fp32 and rounded once to the activation dtype (the
 //    same values as int4_mma and quant::reference with WeightRounding::To).
@@ -48,6 +53,9 @@
 //   UNROLL [2]         128-k steps a warp loads before computing (1, 2 or 4)
 //   SPLITK [1]         K splits over blockIdx.y (> 1 needs gemm_splitk_reduce)
 //   PREFETCH [1]       1: load the next run's weights before this run's math
+//   ZP_MMA [1]         FACTORED bf16: feed base + q to the mma and take (base + z)·Σx off
+//                      once per step, with Σx from an mma on an all-ones A (0: a packed fma
+//                      per weight pair makes q - z first)
 //
 // Launch contract:
 //   extern "C" __global__ void int4_gemv_tc(const T* X, const unsigned* Wq,
@@ -84,6 +92,9 @@
 #ifndef PREFETCH
 #define PREFETCH 1
 #endif
+#ifndef ZP_MMA
+#define ZP_MMA 1
+#endif
 
 #if GROUP % 32 != 0
 #error "GROUP must be a multiple of 32 (a lane's 32 k must lie in one group)"
@@ -99,6 +110,9 @@
 #endif
 
 #define FACTORED (GROUP % 128 == 0 && ZERO_MODE != 2)
+// fp16's base 1024 would leave (1024 + q)·x - 1032·Σx too few bits after the cancellation;
+// bf16's base 128 leaves about 17, well past the output's 8.
+#define ZP_VIA_MMA (ZP_MMA && FACTORED && !KL_FP16)
 #define STEP_K 128
 
 // -(base + z) as a 16-bit float is NEG_BASE | z for z <= 16 (ulp 1 there).
@@ -125,72 +139,75 @@ __device__ __forceinline__ void mma_16816(float* d, u32 a0, u32 a1, u32 a2, u32 
         : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
+// The raw scale (and zero) bits of one (row, group). They are loaded with the run's weights,
+// so their DRAM latency hides behind the previous run's math like the weights' does (loaded
+// at their step, every step waited on a scale miss).
+struct RowRaw {
+    u16 s;
+#if ZERO_MODE != 0
+    u16 z;  // u8 zero point (ZERO_MODE 1) or minimum bits (ZERO_MODE 2)
+#endif
+};
+
 // Per (row, group) constants of one weight row.
 struct RowDeq {
     float s;      // scale
     float c;      // DIRECT: value = fma(base + q, s, c); FACTORED: unused
-    u32 neg_zp;   // FACTORED: packed -(base + z), so fma2(base+q, 1, neg_zp) = q - z
+    u32 neg_zp;   // FACTORED, fma2 path: packed -(base + z), so fma2(base+q, 1, neg_zp) = q - z
+    float zb;     // ZP_VIA_MMA: base + z, subtracted once per step as zb · Σx
 };
 
-__device__ __forceinline__ RowDeq row_consts(const unsigned short* scales, const void* zeros, int grp, int row,
-                                             int N) {
-    const size_t idx = (size_t)grp * N + row;
+__device__ __forceinline__ RowDeq row_consts(const RowRaw& r) {
     RowDeq d;
-    d.s = scale_to_float(__ldg(scales + idx));
+    d.s = scale_to_float(r.s);
 #if ZERO_MODE == 0
     const u32 z = 8;
 #elif ZERO_MODE == 1
-    const u32 z = __ldg(reinterpret_cast<const unsigned char*>(zeros) + idx);
+    const u32 z = r.z;
 #else
     const u32 z = 0;
 #endif
 #if ZERO_MODE == 2
     // q·s + m: base + q - base exactly, then one fma.
-    d.c = scale_to_float(__ldg(reinterpret_cast<const unsigned short*>(zeros) + idx));
+    d.c = scale_to_float(r.z);
 #else
-    d.c = -((float)(KL_FP16 ? 1024 : 128) + (float)z) * d.s;
+    d.c = -(MAGIC_F + (float)z) * d.s;
 #endif
     d.neg_zp = (NEG_BASE | z) * 0x00010001u;
+    d.zb = MAGIC_F + (float)z;
     return d;
 }
 
 // Pair p (0..3) of a word: columns 2p and 2p+1 as the packed 16-bit floats base + q.
 template <int P>
 __device__ __forceinline__ u32 code_pair(u32 w) {
-    return ((w >> (4 * P)) & 0x000F000Fu) | MAGIC;
+    return nibble_pair_bits(w >> (4 * P), MAGIC);
 }
 
 // The A-operand pair for pair P of word w.
 template <int P>
 __device__ __forceinline__ u32 weight_pair(u32 w, const RowDeq& d) {
-#if FACTORED
+#if ZP_VIA_MMA
+    (void)d;
+    return code_pair<P>(w);  // base + q; the step's epilogue takes off (base + z) · Σx
+#elif FACTORED
     return fma2(code_pair<P>(w), ONE2, d.neg_zp);  // q - z, exact
 #else
     // fp32 base + q of the low (column 2P) and high (column 2P+1) halves; exact dequant in
     // fp32, then one rounding of the pair to the activation dtype.
     const u32 bits = code_pair<P>(w);
-    const u32 lo_bits = bits << 16, hi_bits = bits & 0xFFFF0000u;
 #if KL_FP16
     const float lo = __half2float(__ushort_as_half((unsigned short)(bits & 0xFFFF)));
     const float hi = __half2float(__ushort_as_half((unsigned short)(bits >> 16)));
-    const float base = 1024.0f;
 #else
-    const float lo = __uint_as_float(lo_bits), hi = __uint_as_float(hi_bits);
-    const float base = 128.0f;
+    const float lo = __uint_as_float(bits << 16), hi = __uint_as_float(bits & 0xFFFF0000u);
 #endif
 #if ZERO_MODE == 2
-    const float vlo = fmaf(lo - base, d.s, d.c), vhi = fmaf(hi - base, d.s, d.c);
+    const float vlo = fmaf(lo - MAGIC_F, d.s, d.c), vhi = fmaf(hi - MAGIC_F, d.s, d.c);
 #else
     const float vlo = fmaf(lo, d.s, d.c), vhi = fmaf(hi, d.s, d.c);
 #endif
-    (void)lo_bits;
-    (void)hi_bits;
-#if KL_FP16
-    __half2 h = __floats2half2_rn(vlo, vhi);
-#else
-    __nv_bfloat162 h = __floats2bfloat162_rn(vlo, vhi);
-#endif
-    return *reinterpret_cast<u32*>(&h);
+    return pack_floats(vlo, vhi);
 #endif
 }
 
@@ -215,17 +232,116 @@ __device__ __forceinline__ void tile_step(float (*acc)[4], const uint4& wa, cons
     }
 }
 
-// The weights of the run starting at step `run` (< s_end): UNROLL steps of every tile.
-// Steps past s_end re-read step s_end-1 (valid memory); the math skips them.
-__device__ __forceinline__ void load_run(uint4 (&w)[UNROLL][N_TILES][2], const u32* const (&wrow)[N_TILES][2], int run,
-                                         int s_end) {
+// What a warp loads for one run (UNROLL steps of every tile), all issued before its math.
+struct RunBuf {
+    uint4 w[UNROLL][N_TILES][2];
+    RowRaw r[UNROLL][N_TILES][2];
+};
+
+// Where a lane reads: step 0 of its two weight rows per tile, the scales (and zeros) of
+// those rows in group 0, and its X rows.
+struct LaneRows {
+    const u32* w[N_TILES][2];
+    const unsigned short* s[N_TILES][2];
+#if ZERO_MODE == 1
+    const unsigned char* z[N_TILES][2];
+#elif ZERO_MODE == 2
+    const unsigned short* z[N_TILES][2];
+#endif
+    const T* x[M_TILES];
+};
+
+// The group of step `st` for this lane (FACTORED: a step lies in one group).
+__device__ __forceinline__ int step_group(int st, int t) {
+#if FACTORED
+    (void)t;
+    return st * STEP_K / GROUP;
+#else
+    return (st * STEP_K + 32 * t) / GROUP;
+#endif
+}
+
+// The run starting at step `run` (< s_end); steps past s_end load nothing and the math skips
+// them. Addresses are one wide multiply-add each from the lane's row pointers.
+__device__ __forceinline__ void load_run(RunBuf& b, const LaneRows& lr, int N, int t, int run, int s_end) {
 #pragma unroll
     for (int u = 0; u < UNROLL; u++) {
-        const int st = min(run + u, s_end - 1);
+        const int st = run + u;
+        if (st < s_end) {
+            const size_t goff = (size_t)step_group(st, t) * N;
 #pragma unroll
-        for (int nt = 0; nt < N_TILES; nt++)
+            for (int nt = 0; nt < N_TILES; nt++)
 #pragma unroll
-            for (int h = 0; h < 2; h++) w[u][nt][h] = load_weights(wrow[nt][h] + (size_t)st * (STEP_K / 8));
+                for (int h = 0; h < 2; h++) {
+                    b.w[u][nt][h] = load_weights(lr.w[nt][h] + (size_t)st * (STEP_K / 8));
+                    b.r[u][nt][h].s = __ldg(lr.s[nt][h] + goff);
+#if ZERO_MODE != 0
+                    b.r[u][nt][h].z = __ldg(lr.z[nt][h] + goff);
+#endif
+                }
+        }
+    }
+}
+
+// The math of one loaded run.
+__device__ __forceinline__ void compute_run(float (&acc)[N_TILES][M_TILES][4], const RunBuf& b, const LaneRows& lr,
+                                            int run, int s_end) {
+#pragma unroll
+    for (int u = 0; u < UNROLL; u++) {
+        const int st = run + u;
+        if (st >= s_end) break;
+        const int k0 = st * STEP_K;
+        uint4 xf[M_TILES][4];
+#pragma unroll
+        for (int mt = 0; mt < M_TILES; mt++)
+#pragma unroll
+            for (int j = 0; j < 4; j++) xf[mt][j] = __ldg(reinterpret_cast<const uint4*>(lr.x[mt] + k0) + j);
+#if ZP_VIA_MMA
+        // Σx over the step's 128 k for each X column, by an mma with an all-ones A (the
+        // same in every D row): the tiles' sums of (base + q)·x minus (base + z)·Σx are
+        // their Σ (q - z)·x. It costs 8 mma per X tile and step, shared by the N tiles, in
+        // place of a packed fma per weight pair.
+        float sx[M_TILES][4];
+#pragma unroll
+        for (int mt = 0; mt < M_TILES; mt++) {
+#pragma unroll
+            for (int r = 0; r < 4; r++) sx[mt][r] = 0.0f;
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                mma_16816(sx[mt], ONE2, ONE2, ONE2, ONE2, xf[mt][j].x, xf[mt][j].y);
+                mma_16816(sx[mt], ONE2, ONE2, ONE2, ONE2, xf[mt][j].z, xf[mt][j].w);
+            }
+        }
+#endif
+#pragma unroll
+        for (int nt = 0; nt < N_TILES; nt++) {
+            const RowDeq da = row_consts(b.r[u][nt][0]);
+            const RowDeq db = row_consts(b.r[u][nt][1]);
+#if FACTORED
+            float part[M_TILES][4];
+#pragma unroll
+            for (int mt = 0; mt < M_TILES; mt++)
+#pragma unroll
+                for (int r = 0; r < 4; r++) part[mt][r] = 0.0f;
+            tile_step(part, b.w[u][nt][0], b.w[u][nt][1], da, db, xf);
+            // D rows: registers 0, 1 are weight row g, registers 2, 3 row g+8.
+#pragma unroll
+            for (int mt = 0; mt < M_TILES; mt++) {
+#if ZP_VIA_MMA
+                part[mt][0] = fmaf(-da.zb, sx[mt][0], part[mt][0]);
+                part[mt][1] = fmaf(-da.zb, sx[mt][1], part[mt][1]);
+                part[mt][2] = fmaf(-db.zb, sx[mt][2], part[mt][2]);
+                part[mt][3] = fmaf(-db.zb, sx[mt][3], part[mt][3]);
+#endif
+                acc[nt][mt][0] = fmaf(da.s, part[mt][0], acc[nt][mt][0]);
+                acc[nt][mt][1] = fmaf(da.s, part[mt][1], acc[nt][mt][1]);
+                acc[nt][mt][2] = fmaf(db.s, part[mt][2], acc[nt][mt][2]);
+                acc[nt][mt][3] = fmaf(db.s, part[mt][3], acc[nt][mt][3]);
+            }
+#else
+            tile_step(acc[nt], b.w[u][nt][0], b.w[u][nt][1], da, db, xf);
+#endif
+        }
     }
 }
 
@@ -242,20 +358,24 @@ int4_gemv_tc(const T* __restrict__ X, const u32* __restrict__ Wq, const unsigned
     const int s_begin = (int)((long long)steps * blockIdx.y / SPLITK);
     const int s_end = (int)((long long)steps * (blockIdx.y + 1) / SPLITK);
 
-    // This lane's two weight rows per tile (rows past N re-read row N-1; never stored).
-    const u32* wrow[N_TILES][2];
-    int rows[N_TILES][2];
+    // This lane's two weight rows per tile (rows past N re-read row N-1; never stored) and
+    // its X rows (rows past M re-read row M-1: they only feed D columns never stored).
+    LaneRows lr;
 #pragma unroll
     for (int nt = 0; nt < N_TILES; nt++)
 #pragma unroll
         for (int h = 0; h < 2; h++) {
-            rows[nt][h] = min(n_base + nt * 16 + g + 8 * h, N - 1);
-            wrow[nt][h] = Wq + (size_t)rows[nt][h] * words_per_row + 4 * t;
+            const int row = min(n_base + nt * 16 + g + 8 * h, N - 1);
+            lr.w[nt][h] = Wq + (size_t)row * words_per_row + 4 * t;
+            lr.s[nt][h] = scales + row;
+#if ZERO_MODE == 1
+            lr.z[nt][h] = reinterpret_cast<const unsigned char*>(zeros) + row;
+#elif ZERO_MODE == 2
+            lr.z[nt][h] = reinterpret_cast<const unsigned short*>(zeros) + row;
+#endif
         }
-    // This lane's X rows (rows past M re-read row M-1: they only feed D columns never stored).
-    const T* xrow[M_TILES];
 #pragma unroll
-    for (int mt = 0; mt < M_TILES; mt++) xrow[mt] = X + (size_t)min(mt * 8 + g, M - 1) * K + 32 * t;
+    for (int mt = 0; mt < M_TILES; mt++) lr.x[mt] = X + (size_t)min(mt * 8 + g, M - 1) * K + 32 * t;
 
     float acc[N_TILES][M_TILES][4];
 #pragma unroll
@@ -265,70 +385,30 @@ int4_gemv_tc(const T* __restrict__ X, const u32* __restrict__ Wq, const unsigned
 #pragma unroll
             for (int r = 0; r < 4; r++) acc[nt][mt][r] = 0.0f;
 
-    // Every weight load of a run is issued before its math: UNROLL·N_TILES·2 16-byte loads in
-    // flight per lane. With PREFETCH the next run's loads go out before this run's math, so
-    // a warp always has a run in flight (twice the weight registers).
+    // A warp takes runs of UNROLL steps, NUM_WARPS runs apart. With PREFETCH the next run's
+    // loads go out before this run's math, into the other of two buffers (a copy from a
+    // "next" buffer cost a move per register per run).
     constexpr int RUN_STRIDE = NUM_WARPS * UNROLL;
-    uint4 w[UNROLL][N_TILES][2];
     int run = s_begin + warp * UNROLL;
-    if (run < s_end) load_run(w, wrow, run, s_end);
-    for (; run < s_end; run += RUN_STRIDE) {
+    RunBuf buf0;
+    if (run < s_end) load_run(buf0, lr, N, t, run, s_end);
 #if PREFETCH
-        uint4 next_w[UNROLL][N_TILES][2];
-        if (run + RUN_STRIDE < s_end) load_run(next_w, wrow, run + RUN_STRIDE, s_end);
-#endif
-#pragma unroll
-        for (int u = 0; u < UNROLL; u++) {
-            const int st = run + u;
-            if (st < s_end) {
-                const int k0 = st * STEP_K;
-                uint4 xf[M_TILES][4];
-#pragma unroll
-                for (int mt = 0; mt < M_TILES; mt++)
-#pragma unroll
-                    for (int j = 0; j < 4; j++) xf[mt][j] = __ldg(reinterpret_cast<const uint4*>(xrow[mt] + k0) + j);
-#if FACTORED
-                const int grp = k0 / GROUP;
-#else
-                const int grp = (k0 + 32 * t) / GROUP;
-#endif
-#pragma unroll
-                for (int nt = 0; nt < N_TILES; nt++) {
-                    const RowDeq da = row_consts(scales, zeros, grp, rows[nt][0], N);
-                    const RowDeq db = row_consts(scales, zeros, grp, rows[nt][1], N);
-#if FACTORED
-                    float part[M_TILES][4];
-#pragma unroll
-                    for (int mt = 0; mt < M_TILES; mt++)
-#pragma unroll
-                        for (int r = 0; r < 4; r++) part[mt][r] = 0.0f;
-                    tile_step(part, w[u][nt][0], w[u][nt][1], da, db, xf);
-                    // D rows: registers 0, 1 are weight row g, registers 2, 3 row g+8.
-#pragma unroll
-                    for (int mt = 0; mt < M_TILES; mt++) {
-                        acc[nt][mt][0] = fmaf(da.s, part[mt][0], acc[nt][mt][0]);
-                        acc[nt][mt][1] = fmaf(da.s, part[mt][1], acc[nt][mt][1]);
-                        acc[nt][mt][2] = fmaf(db.s, part[mt][2], acc[nt][mt][2]);
-                        acc[nt][mt][3] = fmaf(db.s, part[mt][3], acc[nt][mt][3]);
-                    }
-#else
-                    tile_step(acc[nt], w[u][nt][0], w[u][nt][1], da, db, xf);
-#endif
-                }
-            }
-        }
-#if PREFETCH
-#pragma unroll
-        for (int u = 0; u < UNROLL; u++)
-#pragma unroll
-            for (int nt = 0; nt < N_TILES; nt++)
-#pragma unroll
-                for (int h = 0; h < 2; h++) w[u][nt][h] = next_w[u][nt][h];
-#else
-        if (run + RUN_STRIDE < s_end) load_run(w, wrow, run + RUN_STRIDE, s_end);
-#endif
+    RunBuf buf1;
+    while (run < s_end) {
+        if (run + RUN_STRIDE < s_end) load_run(buf1, lr, N, t, run + RUN_STRIDE, s_end);
+        compute_run(acc, buf0, lr, run, s_end);
+        run += RUN_STRIDE;
+        if (run >= s_end) break;
+        if (run + RUN_STRIDE < s_end) load_run(buf0, lr, N, t, run + RUN_STRIDE, s_end);
+        compute_run(acc, buf1, lr, run, s_end);
+        run += RUN_STRIDE;
     }
-
+#else
+    for (; run < s_end; run += RUN_STRIDE) {
+        compute_run(acc, buf0, lr, run, s_end);
+        if (run + RUN_STRIDE < s_end) load_run(buf0, lr, N, t, run + RUN_STRIDE, s_end);
+    }
+#endif
     // Block reduction over warps, in warp order, then one store per output.
     constexpr int ENTRIES = N_TILES * M_TILES * 4;
 #if NUM_WARPS > 1

@@ -46,6 +46,9 @@
 //   every row aligned); M, N arbitrary >= 1 (partial tiles are zero-filled and their
 //   stores guarded). sm_80 or newer.
 
+// The dequant's AND and OR stay two LOP3s here: a register for the magic (one LOP3) made
+// some configurations spill.
+#define DEQ_ONE_LOP3 0
 #include "int4_common.cuh"
 
 #ifndef BM
