@@ -53,8 +53,6 @@
 //   UNROLL [2]         128-k steps a warp loads before computing (1, 2 or 4)
 //   SPLITK [1]         K splits over blockIdx.y (> 1 needs gemm_splitk_reduce)
 //   PREFETCH [1]       1: load the next run's weights before this run's math
-//   L2_PREFETCH [1]    1: warp 0 asks L2 for the block's whole weight slice and scales at
-//                      the start (one bulk prefetch per row on sm_90)
 //   ZP_MMA [1]         FACTORED bf16: feed base + q to the mma and take (base + z)·Σx off
 //                      once per step, with Σx from an mma on an all-ones A (0: a packed fma
 //                      per weight pair makes q - z first)
@@ -96,9 +94,6 @@
 #endif
 #ifndef ZP_MMA
 #define ZP_MMA 1
-#endif
-#ifndef L2_PREFETCH
-#define L2_PREFETCH 1
 #endif
 
 #if GROUP % 32 != 0
@@ -288,40 +283,6 @@ __device__ __forceinline__ void load_run(RunBuf& b, const LaneRows& lr, int N, i
     }
 }
 
-// The block's whole share of W (its rows' k-range) and of the scales (and zeros), requested
-// into L2 by warp 0 before any warp loads: the loads that follow hit L2 or data already on
-// its way, so the DRAM requests in flight are no longer capped by the registers the warps
-// can spare for loads. On sm_90 one cp.async.bulk.prefetch per row (the range is
-// contiguous in a row); before, a prefetch per 128-byte line.
-__device__ __forceinline__ void l2_prefetch_block(const u32* Wq, const unsigned short* scales, const void* zeros,
-                                                  int n_base, int N, int K, int s_begin, int s_end, int lane) {
-    const int rows = min(16 * N_TILES, N - n_base);
-    const size_t row_bytes = (size_t)K / 2;
-    const unsigned bytes = (unsigned)(s_end - s_begin) * (STEP_K / 2);  // a multiple of 16
-    if (bytes == 0) return;
-    const char* base = reinterpret_cast<const char*>(Wq) + (size_t)n_base * row_bytes + (size_t)s_begin * (STEP_K / 2);
-#if __CUDA_ARCH__ >= 900
-    for (int r = lane; r < rows; r += 32)
-        asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(base + r * row_bytes), "r"(bytes) : "memory");
-#else
-    for (int r = 0; r < rows; r++)
-        for (unsigned off = 128u * lane; off < bytes; off += 32u * 128u)
-            asm volatile("prefetch.global.L2 [%0];" ::"l"(base + r * row_bytes + off));
-#endif
-    // Scales (zeros): 2 (1) bytes per row of the block in each of its groups.
-    const int g0 = s_begin * STEP_K / GROUP, g1 = (s_end * STEP_K - 1) / GROUP;
-    for (int gi = g0 + lane; gi <= g1; gi += 32) {
-        const size_t idx = (size_t)gi * N + n_base;
-        asm volatile("prefetch.global.L2 [%0];" ::"l"(scales + idx));
-#if ZERO_MODE == 1
-        asm volatile("prefetch.global.L2 [%0];" ::"l"(reinterpret_cast<const unsigned char*>(zeros) + idx));
-#elif ZERO_MODE == 2
-        asm volatile("prefetch.global.L2 [%0];" ::"l"(reinterpret_cast<const unsigned short*>(zeros) + idx));
-#endif
-    }
-    (void)zeros;
-}
-
 // The math of one loaded run.
 __device__ __forceinline__ void compute_run(float (&acc)[N_TILES][M_TILES][4], const RunBuf& b, const LaneRows& lr,
                                             int run, int s_end) {
@@ -399,10 +360,6 @@ int4_gemv_tc(const T* __restrict__ X, const u32* __restrict__ Wq, const unsigned
 
     // This lane's two weight rows per tile (rows past N re-read row N-1; never stored) and
     // its X rows (rows past M re-read row M-1: they only feed D columns never stored).
-#if L2_PREFETCH
-    if (warp == 0) l2_prefetch_block(Wq, scales, zeros, n_base, N, K, s_begin, s_end, lane);
-#endif
-
     LaneRows lr;
 #pragma unroll
     for (int nt = 0; nt < N_TILES; nt++)
