@@ -63,8 +63,8 @@ fn every_default_shape_keeps_a_measurable_space_that_meets_the_launch_contracts(
         let m = shape.get("M");
         let cands = kept(&s, &shape, "sm_90a");
         // The upper bound keeps the whole-grid sweep of the 20 shapes inside a device call
-        // (M = 16 carries int4_gemv_tc's ZP_MMA choice: up to about 250 there).
-        assert!((12..=260).contains(&cands.len()), "{}: {} candidates", shape.label(), cands.len());
+        // (M = 16 carries int4_gemv_tc's ZP_MMA and NUM_WARPS = 16 choices: up to about 290 there; decode candidates time in a fraction of a second).
+        assert!((12..=300).contains(&cands.len()), "{}: {} candidates", shape.label(), cands.len());
         let count = |v: &str| cands.iter().filter(|c| c.variant == v).count();
         let (gemv, gemv_tc, mma, wgmma, rs) = (
             count("int4_gemv"),
@@ -90,8 +90,8 @@ fn every_default_shape_keeps_a_measurable_space_that_meets_the_launch_contracts(
         total += cands.len();
     }
     // About 0.3 s each keeps the whole default grid near 10 minutes (sweeps on the GPU machine
-    // usually pass --budget).
-    assert!(total <= 2000, "{total} candidates in the default sweep");
+    // usually pass --budget); half are decode candidates, which take a fraction of that.
+    assert!(total <= 2100, "{total} candidates in the default sweep");
 }
 
 #[test]
