@@ -114,6 +114,16 @@ fn samples(
             if !chosen.contains(&cands[0]) {
                 chosen.insert(0, cands[0].clone());
             }
+            // Every value of every tunable at least once: a spread sample can miss a switch
+            // that only a few candidates of this shape have (a kernel mode, say).
+            let mut seen: std::collections::BTreeSet<(String, i64)> =
+                chosen.iter().flat_map(|c| c.params.iter().map(|(k, v)| (k.clone(), *v))).collect();
+            for c in &cands {
+                if c.params.iter().any(|(k, v)| !seen.contains(&(k.clone(), *v))) {
+                    seen.extend(c.params.iter().map(|(k, v)| (k.clone(), *v)));
+                    chosen.push(c.clone());
+                }
+            }
             // Weight formats are tunables of the int4 kernels: lay each over the sample.
             for c in chosen.iter_mut() {
                 for (k, v) in overlay {

@@ -115,6 +115,8 @@ pub fn check_model_linear(
         ("int4_gemv_tc", 5usize, vec![("SPLITK", 1)]),
         ("int4_gemv_tc", 3, vec![("SPLITK", 2)]),
         ("int4_gemv_tc", 13, vec![("SPLITK", 1), ("ZP_MMA", 0)]),
+        ("int4_gemv_tc", 1, vec![("SPLITK", 1), ("DIAG", 1), ("M_TILES", 1)]),
+        ("int4_gemv_tc", 1, vec![("SPLITK", 2), ("DIAG", 1), ("M_TILES", 1)]),
         ("int4_mma", 33, vec![]),
         ("int4_mma_wgmma", 33, vec![("SPLITK", 1)]),
         ("int4_mma_wgmma", 33, vec![("SPLITK", 2)]),

@@ -113,7 +113,20 @@
 // fp16's base 1024 would leave (1024 + q)·x - 1032·Σx too few bits after the cancellation;
 // bf16's base 128 leaves about 17, well past the output's 8.
 #define ZP_VIA_MMA (ZP_MMA && FACTORED && !KL_FP16)
+#ifndef DIAG
+#define DIAG 0
+#endif
+#if DIAG && M_TILES != 1
+#error "DIAG is for M = 1 (M_TILES = 1)"
+#endif
+// A step is what one warp loads per tile: 16 rows x 128 k, or with DIAG 2 rows x 1024 k.
+#if DIAG
+#define STEP_K 1024
+#define TILE_ROWS 2
+#else
 #define STEP_K 128
+#define TILE_ROWS 16
+#endif
 
 // -(base + z) as a 16-bit float is NEG_BASE | z for z <= 16 (ulp 1 there).
 #define NEG_BASE ((MAGIC & 0xFFFFu) | 0x8000u)
@@ -251,24 +264,57 @@ struct LaneRows {
     const T* x[M_TILES];
 };
 
-// The group of step `st` for this lane (FACTORED: a step lies in one group).
-__device__ __forceinline__ int step_group(int st, int t) {
-#if FACTORED
-    (void)t;
-    return st * STEP_K / GROUP;
+// The first k of this lane's piece of step `st`: with DIAG, lanes g own 128-k pieces of the
+// step's 1024 k; FACTORED counts from the piece's start (128 k in one group), DIRECT from the
+// lane's own 32 k.
+__device__ __forceinline__ int lane_k(int st, int g, int t) {
+    int k = st * STEP_K;
+#if DIAG
+    k += 128 * g;
 #else
-    return (st * STEP_K + 32 * t) / GROUP;
+    (void)g;
+#endif
+#if !FACTORED
+    k += 32 * t;
+#else
+    (void)t;
+#endif
+    return k;
+}
+
+// Whether this lane's piece of step `st` lies inside K (only DIAG's last step can stick out
+// when K % 1024 != 0; such a lane loads nothing and its X reads as zeros).
+__device__ __forceinline__ bool lane_live(int st, int g, int K) {
+#if DIAG
+    return st * STEP_K + 128 * g < K;
+#else
+    (void)st;
+    (void)g;
+    (void)K;
+    return true;
 #endif
 }
 
 // The run starting at step `run` (< s_end); steps past s_end load nothing and the math skips
 // them. Addresses are one wide multiply-add each from the lane's row pointers.
-__device__ __forceinline__ void load_run(RunBuf& b, const LaneRows& lr, int N, int t, int run, int s_end) {
+__device__ __forceinline__ void load_run(RunBuf& b, const LaneRows& lr, int N, int K, int g, int t, int run,
+                                         int s_end) {
 #pragma unroll
     for (int u = 0; u < UNROLL; u++) {
         const int st = run + u;
-        if (st < s_end) {
-            const size_t goff = (size_t)step_group(st, t) * N;
+        if (st < s_end && !lane_live(st, g, K)) {
+            // Zero scales: the dead piece's products (weights of any bits times zero X) vanish.
+#pragma unroll
+            for (int nt = 0; nt < N_TILES; nt++)
+#pragma unroll
+                for (int h = 0; h < 2; h++) {
+                    b.r[u][nt][h].s = 0;
+#if ZERO_MODE != 0
+                    b.r[u][nt][h].z = 0;
+#endif
+                }
+        } else if (st < s_end) {
+            const size_t goff = (size_t)(lane_k(st, g, t) / GROUP) * N;
 #pragma unroll
             for (int nt = 0; nt < N_TILES; nt++)
 #pragma unroll
@@ -285,17 +331,19 @@ __device__ __forceinline__ void load_run(RunBuf& b, const LaneRows& lr, int N, i
 
 // The math of one loaded run.
 __device__ __forceinline__ void compute_run(float (&acc)[N_TILES][M_TILES][4], const RunBuf& b, const LaneRows& lr,
-                                            int run, int s_end) {
+                                            int K, int g, int run, int s_end) {
 #pragma unroll
     for (int u = 0; u < UNROLL; u++) {
         const int st = run + u;
         if (st >= s_end) break;
         const int k0 = st * STEP_K;
+        const bool live = lane_live(st, g, K);
         uint4 xf[M_TILES][4];
 #pragma unroll
         for (int mt = 0; mt < M_TILES; mt++)
 #pragma unroll
-            for (int j = 0; j < 4; j++) xf[mt][j] = __ldg(reinterpret_cast<const uint4*>(lr.x[mt] + k0) + j);
+            for (int j = 0; j < 4; j++)
+                xf[mt][j] = live ? __ldg(reinterpret_cast<const uint4*>(lr.x[mt] + k0) + j) : make_uint4(0, 0, 0, 0);
 #if ZP_VIA_MMA
         // Σx over the step's 128 k for each X column, by an mma with an all-ones A (the
         // same in every D row): the tiles' sums of (base + q)·x minus (base + z)·Σx are
@@ -352,9 +400,9 @@ int4_gemv_tc(const T* __restrict__ X, const u32* __restrict__ Wq, const unsigned
              int M, int N, int K) {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int g = lane >> 2, t = lane & 3;
-    const int n_base = blockIdx.x * (16 * N_TILES);
+    const int n_base = blockIdx.x * (TILE_ROWS * N_TILES);
     const int words_per_row = K / 8;
-    const int steps = K / STEP_K;
+    const int steps = (K + STEP_K - 1) / STEP_K;
     const int s_begin = (int)((long long)steps * blockIdx.y / SPLITK);
     const int s_end = (int)((long long)steps * (blockIdx.y + 1) / SPLITK);
 
@@ -365,8 +413,15 @@ int4_gemv_tc(const T* __restrict__ X, const u32* __restrict__ Wq, const unsigned
     for (int nt = 0; nt < N_TILES; nt++)
 #pragma unroll
         for (int h = 0; h < 2; h++) {
+#if DIAG
+            // Rows r (h = 0) and r + 1 (h = 1) of the tile; lane (g, t) reads 16 bytes at
+            // 64g + 16t of each 512-byte step, so a warp's load is one contiguous 512 bytes.
+            const int row = min(n_base + nt * 2 + h, N - 1);
+            lr.w[nt][h] = Wq + (size_t)row * words_per_row + 16 * g + 4 * t;
+#else
             const int row = min(n_base + nt * 16 + g + 8 * h, N - 1);
             lr.w[nt][h] = Wq + (size_t)row * words_per_row + 4 * t;
+#endif
             lr.s[nt][h] = scales + row;
 #if ZERO_MODE == 1
             lr.z[nt][h] = reinterpret_cast<const unsigned char*>(zeros) + row;
@@ -375,7 +430,8 @@ int4_gemv_tc(const T* __restrict__ X, const u32* __restrict__ Wq, const unsigned
 #endif
         }
 #pragma unroll
-    for (int mt = 0; mt < M_TILES; mt++) lr.x[mt] = X + (size_t)min(mt * 8 + g, M - 1) * K + 32 * t;
+    for (int mt = 0; mt < M_TILES; mt++)
+        lr.x[mt] = DIAG ? X + 128 * g + 32 * t : X + (size_t)min(mt * 8 + g, M - 1) * K + 32 * t;
 
     float acc[N_TILES][M_TILES][4];
 #pragma unroll
@@ -391,22 +447,22 @@ int4_gemv_tc(const T* __restrict__ X, const u32* __restrict__ Wq, const unsigned
     constexpr int RUN_STRIDE = NUM_WARPS * UNROLL;
     int run = s_begin + warp * UNROLL;
     RunBuf buf0;
-    if (run < s_end) load_run(buf0, lr, N, t, run, s_end);
+    if (run < s_end) load_run(buf0, lr, N, K, g, t, run, s_end);
 #if PREFETCH
     RunBuf buf1;
     while (run < s_end) {
-        if (run + RUN_STRIDE < s_end) load_run(buf1, lr, N, t, run + RUN_STRIDE, s_end);
-        compute_run(acc, buf0, lr, run, s_end);
+        if (run + RUN_STRIDE < s_end) load_run(buf1, lr, N, K, g, t, run + RUN_STRIDE, s_end);
+        compute_run(acc, buf0, lr, K, g, run, s_end);
         run += RUN_STRIDE;
         if (run >= s_end) break;
-        if (run + RUN_STRIDE < s_end) load_run(buf0, lr, N, t, run + RUN_STRIDE, s_end);
-        compute_run(acc, buf1, lr, run, s_end);
+        if (run + RUN_STRIDE < s_end) load_run(buf0, lr, N, K, g, t, run + RUN_STRIDE, s_end);
+        compute_run(acc, buf1, lr, K, g, run, s_end);
         run += RUN_STRIDE;
     }
 #else
     for (; run < s_end; run += RUN_STRIDE) {
-        compute_run(acc, buf0, lr, run, s_end);
-        if (run + RUN_STRIDE < s_end) load_run(buf0, lr, N, t, run + RUN_STRIDE, s_end);
+        compute_run(acc, buf0, lr, K, g, run, s_end);
+        if (run + RUN_STRIDE < s_end) load_run(buf0, lr, N, K, g, t, run + RUN_STRIDE, s_end);
     }
 #endif
     // Block reduction over warps, in warp order, then one store per output.
@@ -420,17 +476,41 @@ int4_gemv_tc(const T* __restrict__ X, const u32* __restrict__ Wq, const unsigned
 #pragma unroll
             for (int r = 0; r < 4; r++) partial[warp][(nt * M_TILES + mt) * 4 + r][lane] = acc[nt][mt][r];
     __syncthreads();
+#define WARP_SUM(e, l, v)                                        \
+    float v = 0.0f;                                              \
+    _Pragma("unroll") for (int wi = 0; wi < NUM_WARPS; wi++) v += partial[wi][e][l];
+#else
+#define WARP_SUM(e, l, v) const float v = acc[(e) / (M_TILES * 4)][((e) / 4) % M_TILES][(e) % 4];
+#endif
+#if DIAG
+    // D[i][c] of a tile is Σ over k of piece i%8 of row r + i/8 times X's piece c, so the
+    // row's dot product is the diagonal: lane (g, g/2), register g%2 (row r) and 2 + g%2
+    // (row r + 1), summed over the eight pieces by a fixed xor tree (deterministic).
+    if (warp != 0) return;
+#pragma unroll
+    for (int nt = 0; nt < N_TILES; nt++)
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            const int e = nt * 4 + 2 * h + (g & 1);
+            WARP_SUM(e, lane, d)
+            float v = (t == (g >> 1)) ? d : 0.0f;
+#pragma unroll
+            for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
+            const int row = n_base + nt * 2 + h;
+            if (lane == 0 && row < N) {
+#if SPLITK == 1
+                float y = v;
+                if (R) y += act_to_float(R[row]);
+                Y[row] = float_to_act(y);
+#else
+                ws[(size_t)blockIdx.y * N + row] = v;
+#endif
+            }
+        }
+#else
     for (int idx = threadIdx.x; idx < ENTRIES * 32; idx += NUM_WARPS * 32) {
         const int e = idx >> 5, l = idx & 31;
-        float v = 0.0f;
-#pragma unroll
-        for (int wi = 0; wi < NUM_WARPS; wi++) v += partial[wi][e][l];
-#else
-#pragma unroll
-    for (int e = 0; e < ENTRIES; e++) {
-        const int l = lane;
-        const float v = acc[e / (M_TILES * 4)][(e / 4) % M_TILES][e % 4];
-#endif
+        WARP_SUM(e, l, v)
         const int nt = e / (M_TILES * 4), mt = (e / 4) % M_TILES, r = e % 4;
         const int row = n_base + nt * 16 + (l >> 2) + ((r & 2) ? 8 : 0);
         const int m = mt * 8 + 2 * (l & 3) + (r & 1);
@@ -444,4 +524,5 @@ int4_gemv_tc(const T* __restrict__ X, const u32* __restrict__ Wq, const unsigned
 #endif
         }
     }
+#endif
 }

@@ -69,7 +69,8 @@ pub fn gemv_plan(m: i64, n: i64, k: i64, fmt: &Int4Format, p: &BTreeMap<String, 
     Ok(GemvPlan { main, splitk, reduce })
 }
 
-/// int4_gemv_tc: grid (ceil(N / (16·N_TILES)), SPLITK), NUM_WARPS warps, plus the split-K
+/// int4_gemv_tc: grid (ceil(N / (16·N_TILES)), SPLITK) (2·N_TILES rows a block with DIAG, M = 1
+/// only), NUM_WARPS warps, plus the split-K
 /// reduction (`gemm_splitk_reduce`) when SPLITK > 1.
 pub fn gemv_tc_plan(m: i64, n: i64, k: i64, fmt: &Int4Format, p: &BTreeMap<String, i64>) -> Result<GemvPlan> {
     let (m_tiles, n_tiles, warps, unroll, splitk) =
@@ -77,6 +78,10 @@ pub fn gemv_tc_plan(m: i64, n: i64, k: i64, fmt: &Int4Format, p: &BTreeMap<Strin
     let shape = format!("{m}x{n}x{k}");
     if ![1, 2].contains(&m_tiles) || ![1, 2, 4].contains(&n_tiles) || ![1, 2, 4].contains(&unroll) {
         bail!("int4_gemv_tc: M_TILES = {m_tiles} (1 or 2), N_TILES = {n_tiles} (1, 2 or 4), UNROLL = {unroll} (1, 2 or 4)");
+    }
+    let diag = p.get("DIAG").copied().unwrap_or(0);
+    if diag != 0 && (m != 1 || m_tiles != 1) {
+        bail!("int4_gemv_tc: DIAG = {diag} is for M = 1 with M_TILES = 1, got M = {m}, M_TILES = {m_tiles} (shape {shape})");
     }
     if m > 8 * m_tiles {
         bail!(
@@ -98,7 +103,12 @@ pub fn gemv_tc_plan(m: i64, n: i64, k: i64, fmt: &Int4Format, p: &BTreeMap<Strin
         bail!("int4_gemv_tc: NUM_WARPS = {warps} makes no block");
     }
     let main = Geometry {
-        grid: (grid_dim(ceil_div(n, 16 * n_tiles), "int4_gemv_tc grid.x")?, splitk as u32, 1),
+        // A tile is 16 weight rows, or 2 with DIAG (each read as one 512-byte run per step).
+        grid: (
+            grid_dim(ceil_div(n, if diag != 0 { 2 } else { 16 } * n_tiles), "int4_gemv_tc grid.x")?,
+            splitk as u32,
+            1,
+        ),
         block: ((32 * warps) as u32, 1, 1),
         smem: 0,
     };

@@ -181,8 +181,14 @@ pub fn int4_adapt_params(
         "int4_gemv" if p.get("M_MAX").copied().unwrap_or(16) < m => {
             p.insert("M_MAX".into(), mmax_for(m));
         }
-        "int4_gemv_tc" if 8 * p.get("M_TILES").copied().unwrap_or(2) < m => {
-            p.insert("M_TILES".into(), ceil_div(m, 8));
+        "int4_gemv_tc" => {
+            if 8 * p.get("M_TILES").copied().unwrap_or(2) < m {
+                p.insert("M_TILES".into(), ceil_div(m, 8));
+            }
+            // The row-contiguous mode reads one X row: a batch takes the 16-row tiles.
+            if m > 1 {
+                p.remove("DIAG");
+            }
         }
         _ => {}
     }
@@ -468,6 +474,10 @@ mod tests {
         assert_eq!((a["M_TILES"], a["GROUP"], a["ZERO_MODE"], a["SPLITK"]), (1, 128, 0, 4));
         assert_eq!(int4_adapt_params("int4_gemv_tc", &p, 9, 128).unwrap()["M_TILES"], 2);
         assert!(int4_adapt_params("int4_gemv_tc", &p, 17, 128).is_none());
+        let mut d = p.clone();
+        d.insert("DIAG".into(), 1);
+        assert_eq!(int4_adapt_params("int4_gemv_tc", &d, 1, 128).unwrap()["DIAG"], 1);
+        assert!(!int4_adapt_params("int4_gemv_tc", &d, 2, 128).unwrap().contains_key("DIAG"));
         let g: BTreeMap<String, i64> = [("M_MAX".to_string(), 2)].into_iter().collect();
         assert_eq!(int4_adapt_params("int4_gemv", &g, 3, 128).unwrap()["M_MAX"], 4);
         assert!(int4_adapt_params("int4_mma", &g, 4096, 128).is_some());
