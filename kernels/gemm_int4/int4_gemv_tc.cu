@@ -116,18 +116,6 @@
 #ifndef DIAG
 #define DIAG 0
 #endif
-#ifndef BULK
-#define BULK 0
-#endif
-#ifndef STAGES
-#define STAGES 4
-#endif
-#if BULK && (!DIAG || UNROLL != 1 || PREFETCH)
-#error "BULK needs DIAG = 1, UNROLL = 1 and PREFETCH = 0"
-#endif
-#if BULK && defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
-#error "BULK needs sm_90 (cp.async.bulk)"
-#endif
 #if DIAG && M_TILES != 1
 #error "DIAG is for M = 1 (M_TILES = 1)"
 #endif
@@ -144,17 +132,6 @@
 #define NEG_BASE ((MAGIC & 0xFFFFu) | 0x8000u)
 
 #include "../gemm/splitk_reduce.cuh"
-#if BULK
-#include "../common/hopper.cuh"
-
-// One contiguous piece of global memory into shared memory by the TMA unit, completing
-// `bytes` of the barrier's transaction count (bytes and both addresses 16-byte aligned).
-__device__ __forceinline__ void bulk_copy(unsigned dst, const void* src, unsigned bytes, unsigned bar) {
-    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(dst),
-                 "l"(src), "r"(bytes), "r"(bar)
-                 : "memory");
-}
-#endif
 
 
 // Streaming 16-byte load of packed weights (read once: keep it out of L1, where X lives).
@@ -467,66 +444,6 @@ int4_gemv_tc(const T* __restrict__ X, const u32* __restrict__ Wq, const unsigned
     // A warp takes runs of UNROLL steps, NUM_WARPS runs apart. With PREFETCH the next run's
     // loads go out before this run's math, into the other of two buffers (a copy from a
     // "next" buffer cost a move per register per run).
-#if BULK
-    // One more warp produces: its lane 0 copies each step's row pieces (512 bytes per row, a
-    // tile's two rows per tile) into a ring of STAGES slots with cp.async.bulk, so the bytes
-    // in flight are STAGES slots a block instead of what the consumers' registers can hold.
-    // Consumer warps take the steps round-robin: scales from global first (their address
-    // does not wait for the data), then the slot into registers, the slot handed back, math.
-    __shared__ __align__(128) uint4 ring[STAGES][N_TILES][2][32];
-    __shared__ __align__(8) unsigned long long full_bar[STAGES], empty_bar[STAGES];
-    if (threadIdx.x == 0) {
-        for (int i = 0; i < STAGES; i++) {
-            kl_mbar_init(kl_smem_u32(&full_bar[i]), 1);
-            kl_mbar_init(kl_smem_u32(&empty_bar[i]), 1);
-        }
-        kl_mbar_init_fence();
-    }
-    __syncthreads();
-    const int nsteps = s_end - s_begin;
-    if (warp == NUM_WARPS) {
-        if (lane == 0) {
-            for (int i = 0; i < nsteps; i++) {
-                const int slot = i % STAGES, st = s_begin + i;
-                if (i >= STAGES) kl_mbar_wait(kl_smem_u32(&empty_bar[slot]), ((i / STAGES) - 1) & 1);
-                // The last step of a K that is not a multiple of 1024 is shorter (a multiple of 64 bytes).
-                const unsigned bytes = (unsigned)min(512, K / 2 - st * 512);
-                const unsigned bar = kl_smem_u32(&full_bar[slot]);
-                kl_mbar_expect_tx(bar, bytes * 2 * N_TILES);
-#pragma unroll
-                for (int nt = 0; nt < N_TILES; nt++)
-#pragma unroll
-                    for (int h = 0; h < 2; h++)
-                        bulk_copy(kl_smem_u32(&ring[slot][nt][h][0]), lr.w[nt][h] - (16 * g + 4 * t) + (size_t)st * 128,
-                                  bytes, bar);
-            }
-        }
-    } else {
-        for (int i = warp; i < nsteps; i += NUM_WARPS) {
-            const int slot = i % STAGES, st = s_begin + i;
-            RunBuf b;
-            const bool live = lane_live(st, g, K);
-            const size_t goff = (size_t)(lane_k(st, g, t) / GROUP) * N;
-#pragma unroll
-            for (int nt = 0; nt < N_TILES; nt++)
-#pragma unroll
-                for (int h = 0; h < 2; h++) {
-                    b.r[0][nt][h].s = live ? __ldg(lr.s[nt][h] + goff) : (u16)0;
-#if ZERO_MODE != 0
-                    b.r[0][nt][h].z = live ? __ldg(lr.z[nt][h] + goff) : (u16)0;
-#endif
-                }
-            kl_mbar_wait(kl_smem_u32(&full_bar[slot]), (i / STAGES) & 1);
-#pragma unroll
-            for (int nt = 0; nt < N_TILES; nt++)
-#pragma unroll
-                for (int h = 0; h < 2; h++) b.w[0][nt][h] = ring[slot][nt][h][lane];
-            __syncwarp();
-            if (lane == 0) kl_mbar_arrive(kl_smem_u32(&empty_bar[slot]));
-            compute_run(acc, b, lr, K, g, st, st + 1);
-        }
-    }
-#else
     constexpr int RUN_STRIDE = NUM_WARPS * UNROLL;
     int run = s_begin + warp * UNROLL;
     RunBuf buf0;
@@ -548,7 +465,6 @@ int4_gemv_tc(const T* __restrict__ X, const u32* __restrict__ Wq, const unsigned
         if (run + RUN_STRIDE < s_end) load_run(buf0, lr, N, K, g, t, run + RUN_STRIDE, s_end);
     }
 #endif
-#endif  // BULK
     // Block reduction over warps, in warp order, then one store per output.
     constexpr int ENTRIES = N_TILES * M_TILES * 4;
 #if NUM_WARPS > 1
@@ -558,8 +474,7 @@ int4_gemv_tc(const T* __restrict__ X, const u32* __restrict__ Wq, const unsigned
 #pragma unroll
         for (int mt = 0; mt < M_TILES; mt++)
 #pragma unroll
-            for (int r = 0; r < 4; r++)
-                if (warp < NUM_WARPS) partial[warp][(nt * M_TILES + mt) * 4 + r][lane] = acc[nt][mt][r];
+            for (int r = 0; r < 4; r++) partial[warp][(nt * M_TILES + mt) * 4 + r][lane] = acc[nt][mt][r];
     __syncthreads();
 #define WARP_SUM(e, l, v)                                        \
     float v = 0.0f;                                              \

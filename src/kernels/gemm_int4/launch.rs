@@ -80,10 +80,6 @@ pub fn gemv_tc_plan(m: i64, n: i64, k: i64, fmt: &Int4Format, p: &BTreeMap<Strin
         bail!("int4_gemv_tc: M_TILES = {m_tiles} (1 or 2), N_TILES = {n_tiles} (1, 2 or 4), UNROLL = {unroll} (1, 2 or 4)");
     }
     let diag = p.get("DIAG").copied().unwrap_or(0);
-    let bulk = p.get("BULK").copied().unwrap_or(0);
-    if bulk != 0 && diag == 0 {
-        bail!("int4_gemv_tc: BULK = {bulk} streams DIAG's row pieces and needs DIAG = 1 (shape {shape})");
-    }
     if diag != 0 && (m != 1 || m_tiles != 1) {
         bail!("int4_gemv_tc: DIAG = {diag} is for M = 1 with M_TILES = 1, got M = {m}, M_TILES = {m_tiles} (shape {shape})");
     }
@@ -113,8 +109,7 @@ pub fn gemv_tc_plan(m: i64, n: i64, k: i64, fmt: &Int4Format, p: &BTreeMap<Strin
             splitk as u32,
             1,
         ),
-        // BULK adds the producer warp.
-        block: ((32 * (warps + (bulk != 0) as i64)) as u32, 1, 1),
+        block: ((32 * warps) as u32, 1, 1),
         smem: 0,
     };
     let reduce =
