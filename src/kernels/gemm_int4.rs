@@ -108,8 +108,9 @@ impl Family for GemmInt4 {
         &[
             "1x8x128",
             "1x4100x256",
-            // DIAG's 1024-k steps: one full step and one with a single live 128-k piece.
-            "1x1031x1152",
+            // DIAG's 1024-k steps: four full steps (a step for each of 4 warps) and a fifth
+            // with a single live 128-k piece.
+            "1x1031x4224",
             "3x17x384",
             "5x300x2048",
             "16x1031x1024",
