@@ -219,12 +219,13 @@ fn compile(file: PathBuf, arch: String, define: Vec<String>, log: bool, cubin: O
         println!("{}", m.log.trim());
     }
     println!(
-        "compiled {} for {} with NVRTC {} in {:.0} ms ({} bytes of cubin)",
+        "compiled {} for {} with NVRTC {} in {:.0} ms ({} bytes of cubin); source hash {} (the tuned database's key)",
         req.name,
         m.arch,
         m.nvrtc_version,
         m.compile_ms,
-        m.cubin.len()
+        m.cubin.len(),
+        crate::gpu::cache::source_hash(&req.source)
     );
     for (name, r) in &m.resources {
         println!(

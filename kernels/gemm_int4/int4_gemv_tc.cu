@@ -38,6 +38,10 @@
 // run issued before any math); the warps' partial sums meet in shared memory and are added
 // in warp order (deterministic). SPLITK > 1 splits K across blockIdx.y into fp32 partials
 // that gemm_splitk_reduce adds in split order.
+// DIAG (M = 1) makes a tile two rows read as 512-byte runs: lane group g takes the 128-k
+// piece g of each 1024-k step and X's piece g is the mma's column g, so each row's sum is the
+// diagonal of the tile's product (see the epilogue). It measured level with the 16-row tiles
+// on an H200, which showed that the 64-byte pieces of those do not hold the kernel back.
 //
 // Weight format (docs/int4-format.md): Wq u32 [N][K/8]; scales [K/GROUP][N] (f16/bf16 bits);
 // zeros per ZERO_MODE, [K/GROUP][N].
@@ -56,6 +60,7 @@
 //   ZP_MMA [1]         FACTORED bf16: feed base + q to the mma and take (base + z)·Σx off
 //                      once per step, with Σx from an mma on an all-ones A (0: a packed fma
 //                      per weight pair makes q - z first)
+//   DIAG [0]           1: two-row tiles of 1024-k steps, M = 1 and M_TILES = 1 only
 //
 // Launch contract:
 //   extern "C" __global__ void int4_gemv_tc(const T* X, const unsigned* Wq,
@@ -67,9 +72,9 @@
 //     [SPLITK][M][N] fully written, Y and R untouched; then
 //     gemm_splitk_reduce(ws, Y, R, M, N, SPLITK) (kernels/gemm/splitk_reduce.cuh):
 //     grid (ceil(M*N/256), 1, 1), block (256, 1, 1).
-//     grid  = (ceil(N / (16 * N_TILES)), SPLITK, 1)
+//     grid  = (ceil(N / (16 * N_TILES)), SPLITK, 1)   (DIAG: ceil(N / (2 * N_TILES)))
 //     block = (32 * NUM_WARPS, 1, 1), no dynamic shared memory
-//   Requirements: 1 <= M <= 8 * M_TILES; K % 128 == 0; K % GROUP == 0; X and Wq 16-byte
+//   Requirements: 1 <= M <= 8 * M_TILES (DIAG: M == 1); K % 128 == 0; K % GROUP == 0; X and Wq 16-byte
 //   aligned (cudaMalloc is; K % 8 == 0 keeps rows aligned); N >= 1 arbitrary. sm_80+.
 
 #include "int4_common.cuh"
