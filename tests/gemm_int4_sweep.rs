@@ -63,7 +63,8 @@ fn every_default_shape_keeps_a_measurable_space_that_meets_the_launch_contracts(
         let m = shape.get("M");
         let cands = kept(&s, &shape, "sm_90a");
         // The upper bound keeps the whole-grid sweep of the 20 shapes inside a device call
-        // (M = 16 carries int4_gemv_tc's ZP_MMA and NUM_WARPS = 16 choices: up to about 290 there; decode candidates time in a fraction of a second).
+        // (M = 16 carries int4_gemv_tc's ZP_MMA and NUM_WARPS = 16 choices: up to about 290
+        // there; decode candidates time in a fraction of a second).
         assert!((12..=300).contains(&cands.len()), "{}: {} candidates", shape.label(), cands.len());
         let count = |v: &str| cands.iter().filter(|c| c.variant == v).count();
         let (gemv, gemv_tc, mma, wgmma, rs) = (

@@ -69,9 +69,9 @@ pub fn gemv_plan(m: i64, n: i64, k: i64, fmt: &Int4Format, p: &BTreeMap<String, 
     Ok(GemvPlan { main, splitk, reduce })
 }
 
-/// int4_gemv_tc: grid (ceil(N / (16·N_TILES)), SPLITK) (2·N_TILES rows a block with DIAG, M = 1
-/// only), NUM_WARPS warps, plus the split-K
-/// reduction (`gemm_splitk_reduce`) when SPLITK > 1.
+/// int4_gemv_tc: grid (ceil(N / (16·N_TILES)), SPLITK) (with DIAG, M = 1 only, a block has
+/// 2·N_TILES rows), NUM_WARPS warps, plus the split-K reduction (`gemm_splitk_reduce`) when
+/// SPLITK > 1.
 pub fn gemv_tc_plan(m: i64, n: i64, k: i64, fmt: &Int4Format, p: &BTreeMap<String, i64>) -> Result<GemvPlan> {
     let (m_tiles, n_tiles, warps, unroll, splitk) =
         (param(p, "M_TILES")?, param(p, "N_TILES")?, param(p, "NUM_WARPS")?, param(p, "UNROLL")?, param(p, "SPLITK")?);
@@ -314,6 +314,11 @@ mod tests {
         let one = p(&[("M_TILES", 2), ("N_TILES", 1), ("NUM_WARPS", 8), ("UNROLL", 1), ("SPLITK", 1)]);
         assert!(gemv_tc_plan(16, 8, 128, &f, &one).unwrap().reduce.is_none());
         assert!(gemv_tc_plan(16, 8, 128, &f, &p(&[("M_TILES", 2)])).is_err());
+        // DIAG: two-row tiles, one X row.
+        let diag = p(&[("M_TILES", 1), ("N_TILES", 4), ("NUM_WARPS", 4), ("UNROLL", 1), ("SPLITK", 1), ("DIAG", 1)]);
+        assert_eq!(gemv_tc_plan(1, 4097, 4096, &f, &diag).unwrap().main.grid, (513, 1, 1));
+        let e = gemv_tc_plan(2, 4097, 4096, &f, &diag).unwrap_err().to_string();
+        assert!(e.contains("DIAG") && e.contains("M = 2"), "{e}");
     }
 
     #[test]
