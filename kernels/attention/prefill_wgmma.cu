@@ -83,9 +83,6 @@ Launch contract (host: src/kernels/attention_prefill_wgmma.rs)
 #include <cuda_bf16.h>
 #include "../common/hopper.cuh"
 
-// The per-N wgmma wrappers below are instantiated only for the configured sizes.
-#pragma nv_diag_suppress 177
-
 #ifndef KL_FP16
 #define KL_FP16 0
 #endif
@@ -158,83 +155,10 @@ __device__ __forceinline__ unsigned long long desc(unsigned long long base, unsi
     return base | (unsigned long long)((addr >> 4) & 0x3FFF);
 }
 
-#define KL_ACC8(i) \
-    "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3]), "+f"(d[i + 4]), "+f"(d[i + 5]), "+f"(d[i + 6]), "+f"(d[i + 7])
-
-// wgmma m64nNk16, A and B from shared memory (both K-major), d[N/2] fp32; scale_d == 0
-// overwrites d instead of adding to it.
-template <int N_>
-struct WgSS;
-// wgmma m64nNk16, A from registers (4 × T pairs), B from shared memory read transposed
-// (MN-major), d[N/2] += A·B.
-template <int N_>
-struct WgRS;
-template <> struct WgSS<64> {
-    static __device__ __forceinline__ void mma(float (&d)[32], unsigned long long da, unsigned long long db, int scale_d) {
-        asm volatile(
-            "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
-            "wgmma.mma_async.sync.aligned.m64n64k16.f32." KL_WG_T "." KL_WG_T "\n{"
-            "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"
-            "},\n%32, %33, p, 1, 1, 0, 0;\n}\n"
-            : KL_ACC8(0), KL_ACC8(8), KL_ACC8(16), KL_ACC8(24)
-            : "l"(da), "l"(db), "r"(scale_d));
-    }
-};
-template <> struct WgSS<96> {
-    static __device__ __forceinline__ void mma(float (&d)[48], unsigned long long da, unsigned long long db, int scale_d) {
-        asm volatile(
-            "{\n.reg .pred p;\nsetp.ne.b32 p, %50, 0;\n"
-            "wgmma.mma_async.sync.aligned.m64n96k16.f32." KL_WG_T "." KL_WG_T "\n{"
-            "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47"
-            "},\n%48, %49, p, 1, 1, 0, 0;\n}\n"
-            : KL_ACC8(0), KL_ACC8(8), KL_ACC8(16), KL_ACC8(24), KL_ACC8(32), KL_ACC8(40)
-            : "l"(da), "l"(db), "r"(scale_d));
-    }
-};
-template <> struct WgSS<128> {
-    static __device__ __forceinline__ void mma(float (&d)[64], unsigned long long da, unsigned long long db, int scale_d) {
-        asm volatile(
-            "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
-            "wgmma.mma_async.sync.aligned.m64n128k16.f32." KL_WG_T "." KL_WG_T "\n{"
-            "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
-            "},\n%64, %65, p, 1, 1, 0, 0;\n}\n"
-            : KL_ACC8(0), KL_ACC8(8), KL_ACC8(16), KL_ACC8(24), KL_ACC8(32), KL_ACC8(40), KL_ACC8(48), KL_ACC8(56)
-            : "l"(da), "l"(db), "r"(scale_d));
-    }
-};
-template <> struct WgSS<192> {
-    static __device__ __forceinline__ void mma(float (&d)[96], unsigned long long da, unsigned long long db, int scale_d) {
-        asm volatile(
-            "{\n.reg .pred p;\nsetp.ne.b32 p, %98, 0;\n"
-            "wgmma.mma_async.sync.aligned.m64n192k16.f32." KL_WG_T "." KL_WG_T "\n{"
-            "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, %80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95"
-            "},\n%96, %97, p, 1, 1, 0, 0;\n}\n"
-            : KL_ACC8(0), KL_ACC8(8), KL_ACC8(16), KL_ACC8(24), KL_ACC8(32), KL_ACC8(40), KL_ACC8(48), KL_ACC8(56), KL_ACC8(64), KL_ACC8(72), KL_ACC8(80), KL_ACC8(88)
-            : "l"(da), "l"(db), "r"(scale_d));
-    }
-};
-template <> struct WgRS<64> {
-    static __device__ __forceinline__ void mma(float (&d)[32], const unsigned (&a)[4], unsigned long long db) {
-        asm volatile(
-            "{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
-            "wgmma.mma_async.sync.aligned.m64n64k16.f32." KL_WG_T "." KL_WG_T "\n{"
-            "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"
-            "},\n{%32, %33, %34, %35}, %36, p, 1, 1, 1;\n}\n"
-            : KL_ACC8(0), KL_ACC8(8), KL_ACC8(16), KL_ACC8(24)
-            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "n"(1));
-    }
-};
-template <> struct WgRS<128> {
-    static __device__ __forceinline__ void mma(float (&d)[64], const unsigned (&a)[4], unsigned long long db) {
-        asm volatile(
-            "{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
-            "wgmma.mma_async.sync.aligned.m64n128k16.f32." KL_WG_T "." KL_WG_T "\n{"
-            "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
-            "},\n{%64, %65, %66, %67}, %68, p, 1, 1, 1;\n}\n"
-            : KL_ACC8(0), KL_ACC8(8), KL_ACC8(16), KL_ACC8(24), KL_ACC8(32), KL_ACC8(40), KL_ACC8(48), KL_ACC8(56)
-            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "n"(1));
-    }
-};
+// wgmma m64nNk16 (kernels/common/wgmma.cuh): S = Q·Kᵀ by KlWg<N>::ss (both K-major in
+// shared memory; scale_d == 0 overwrites S), O += P·V by KlWg<N>::rs<1> (P from registers,
+// V read transposed, MN-major).
+#include "../common/wgmma.cuh"
 
 
 // 2^x with the SFU instruction (2 ulp; 2^-inf = +0), without exp2f's denormal handling.
@@ -313,7 +237,7 @@ __device__ __forceinline__ void issue_s(float (&s)[SACC], unsigned sQw, unsigned
 #pragma unroll
     for (int kk = 0; kk < D / 16; ++kk) {
         const unsigned off = (kk & 3) * 32;  // k16 step inside the 128-byte swizzle row
-        WgSS<BLOCK_N>::mma(s, desc(DESC_K, sQw + (kk >> 2) * (BLOCK_M * 128) + off),
+        KlWg<BLOCK_N>::ss(s, desc(DESC_K, sQw + (kk >> 2) * (BLOCK_M * 128) + off),
                            desc(DESC_K, sK + (kk >> 2) * (BLOCK_N * 128) + off), kk > 0 ? 1 : 0);
     }
 }
@@ -321,7 +245,7 @@ __device__ __forceinline__ void issue_s(float (&s)[SACC], unsigned sQw, unsigned
 // Issues O += P·V for the stage whose V tile is at sV (not committed).
 __device__ __forceinline__ void issue_pv(float (&o)[OACC], const unsigned (&p)[PK][4], unsigned sV) {
 #pragma unroll
-    for (int k = 0; k < PK; ++k) WgRS<D>::mma(o, p[k], desc(DESC_V, sV + k * 16 * 128));
+    for (int k = 0; k < PK; ++k) KlWg<D>::rs<1>(o, p[k], desc(DESC_V, sV + k * 16 * 128));
 }
 
 }  // namespace

@@ -76,9 +76,6 @@ Launch contract (host: src/kernels/gemm_tma.rs)
 #include <cuda_bf16.h>
 #include "../common/hopper.cuh"
 
-// The per-N wgmma wrappers below are instantiated only for the configured BN.
-#pragma nv_diag_suppress 177
-
 #ifndef KL_FP16
 #define KL_FP16 0
 #endif
@@ -120,6 +117,7 @@ typedef __half T;
 typedef __nv_bfloat16 T;
 #define KL_WG_T "bf16"
 #endif
+#include "../common/wgmma.cuh"
 
 #include "splitk_reduce.cuh"
 
@@ -219,130 +217,6 @@ constexpr unsigned long long DESC_BASE = (1ull << 62) | ((unsigned long long)(10
 __device__ __forceinline__ unsigned long long make_desc(unsigned addr) {
     return DESC_BASE | (unsigned long long)((addr >> 4) & 0x3FFF);
 }
-
-#define KL_ACC8(i) \
-    "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3]), "+f"(d[i + 4]), "+f"(d[i + 5]), "+f"(d[i + 6]), "+f"(d[i + 7])
-
-// wgmma.mma_async m64nNk16, A and B from shared memory (both K-major), fp32 accumulators
-// d[N/2]; scale_d == 0 starts from zero instead of adding to d.
-template <int N_>
-struct Wgmma;
-template <> struct Wgmma<32> {
-    static __device__ __forceinline__ void mma(float (&d)[16], unsigned long long da, unsigned long long db, int scale_d) {
-        asm volatile(
-            "{\n.reg .pred p;\nsetp.ne.b32 p, %18, 0;\n"
-            "wgmma.mma_async.sync.aligned.m64n32k16.f32." KL_WG_T "." KL_WG_T "\n{"
-            "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15"
-            "},\n%16, %17, p, 1, 1, 0, 0;\n}\n"
-            : KL_ACC8(0), KL_ACC8(8)
-            : "l"(da), "l"(db), "r"(scale_d));
-    }
-};
-template <> struct Wgmma<64> {
-    static __device__ __forceinline__ void mma(float (&d)[32], unsigned long long da, unsigned long long db, int scale_d) {
-        asm volatile(
-            "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
-            "wgmma.mma_async.sync.aligned.m64n64k16.f32." KL_WG_T "." KL_WG_T "\n{"
-            "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15,"
-            "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"
-            "},\n%32, %33, p, 1, 1, 0, 0;\n}\n"
-            : KL_ACC8(0), KL_ACC8(8), KL_ACC8(16), KL_ACC8(24)
-            : "l"(da), "l"(db), "r"(scale_d));
-    }
-};
-template <> struct Wgmma<96> {
-    static __device__ __forceinline__ void mma(float (&d)[48], unsigned long long da, unsigned long long db, int scale_d) {
-        asm volatile(
-            "{\n.reg .pred p;\nsetp.ne.b32 p, %50, 0;\n"
-            "wgmma.mma_async.sync.aligned.m64n96k16.f32." KL_WG_T "." KL_WG_T "\n{"
-            "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15,"
-            "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31,"
-            "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47"
-            "},\n%48, %49, p, 1, 1, 0, 0;\n}\n"
-            : KL_ACC8(0), KL_ACC8(8), KL_ACC8(16), KL_ACC8(24), KL_ACC8(32), KL_ACC8(40)
-            : "l"(da), "l"(db), "r"(scale_d));
-    }
-};
-template <> struct Wgmma<128> {
-    static __device__ __forceinline__ void mma(float (&d)[64], unsigned long long da, unsigned long long db, int scale_d) {
-        asm volatile(
-            "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
-            "wgmma.mma_async.sync.aligned.m64n128k16.f32." KL_WG_T "." KL_WG_T "\n{"
-            "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15,"
-            "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31,"
-            "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47,"
-            "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
-            "},\n%64, %65, p, 1, 1, 0, 0;\n}\n"
-            : KL_ACC8(0), KL_ACC8(8), KL_ACC8(16), KL_ACC8(24), KL_ACC8(32), KL_ACC8(40), KL_ACC8(48), KL_ACC8(56)
-            : "l"(da), "l"(db), "r"(scale_d));
-    }
-};
-template <> struct Wgmma<160> {
-    static __device__ __forceinline__ void mma(float (&d)[80], unsigned long long da, unsigned long long db, int scale_d) {
-        asm volatile(
-            "{\n.reg .pred p;\nsetp.ne.b32 p, %82, 0;\n"
-            "wgmma.mma_async.sync.aligned.m64n160k16.f32." KL_WG_T "." KL_WG_T "\n{"
-            "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15,"
-            "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31,"
-            "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47,"
-            "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63,"
-            "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79"
-            "},\n%80, %81, p, 1, 1, 0, 0;\n}\n"
-            : KL_ACC8(0), KL_ACC8(8), KL_ACC8(16), KL_ACC8(24), KL_ACC8(32), KL_ACC8(40), KL_ACC8(48), KL_ACC8(56), KL_ACC8(64), KL_ACC8(72)
-            : "l"(da), "l"(db), "r"(scale_d));
-    }
-};
-template <> struct Wgmma<192> {
-    static __device__ __forceinline__ void mma(float (&d)[96], unsigned long long da, unsigned long long db, int scale_d) {
-        asm volatile(
-            "{\n.reg .pred p;\nsetp.ne.b32 p, %98, 0;\n"
-            "wgmma.mma_async.sync.aligned.m64n192k16.f32." KL_WG_T "." KL_WG_T "\n{"
-            "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15,"
-            "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31,"
-            "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47,"
-            "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63,"
-            "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79,"
-            "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95"
-            "},\n%96, %97, p, 1, 1, 0, 0;\n}\n"
-            : KL_ACC8(0), KL_ACC8(8), KL_ACC8(16), KL_ACC8(24), KL_ACC8(32), KL_ACC8(40), KL_ACC8(48), KL_ACC8(56), KL_ACC8(64), KL_ACC8(72), KL_ACC8(80), KL_ACC8(88)
-            : "l"(da), "l"(db), "r"(scale_d));
-    }
-};
-template <> struct Wgmma<224> {
-    static __device__ __forceinline__ void mma(float (&d)[112], unsigned long long da, unsigned long long db, int scale_d) {
-        asm volatile(
-            "{\n.reg .pred p;\nsetp.ne.b32 p, %114, 0;\n"
-            "wgmma.mma_async.sync.aligned.m64n224k16.f32." KL_WG_T "." KL_WG_T "\n{"
-            "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15,"
-            "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31,"
-            "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47,"
-            "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63,"
-            "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79,"
-            "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95,"
-            "%96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111"
-            "},\n%112, %113, p, 1, 1, 0, 0;\n}\n"
-            : KL_ACC8(0), KL_ACC8(8), KL_ACC8(16), KL_ACC8(24), KL_ACC8(32), KL_ACC8(40), KL_ACC8(48), KL_ACC8(56), KL_ACC8(64), KL_ACC8(72), KL_ACC8(80), KL_ACC8(88), KL_ACC8(96), KL_ACC8(104)
-            : "l"(da), "l"(db), "r"(scale_d));
-    }
-};
-template <> struct Wgmma<256> {
-    static __device__ __forceinline__ void mma(float (&d)[128], unsigned long long da, unsigned long long db, int scale_d) {
-        asm volatile(
-            "{\n.reg .pred p;\nsetp.ne.b32 p, %130, 0;\n"
-            "wgmma.mma_async.sync.aligned.m64n256k16.f32." KL_WG_T "." KL_WG_T "\n{"
-            "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15,"
-            "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31,"
-            "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47,"
-            "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63,"
-            "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79,"
-            "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95,"
-            "%96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111,"
-            "%112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127"
-            "},\n%128, %129, p, 1, 1, 0, 0;\n}\n"
-            : KL_ACC8(0), KL_ACC8(8), KL_ACC8(16), KL_ACC8(24), KL_ACC8(32), KL_ACC8(40), KL_ACC8(48), KL_ACC8(56), KL_ACC8(64), KL_ACC8(72), KL_ACC8(80), KL_ACC8(88), KL_ACC8(96), KL_ACC8(104), KL_ACC8(112), KL_ACC8(120)
-            : "l"(da), "l"(db), "r"(scale_d));
-    }
-};
 
 __device__ __forceinline__ float to_f(T v) {
 #if KL_FP16
@@ -645,7 +519,7 @@ gemm_wgmma(const __grid_constant__ KlTensorMap tmX, const __grid_constant__ KlTe
 #pragma unroll
                     for (int mt = 0; mt < MT; ++mt) {
                         const unsigned long long da = make_desc(a_addr + mt * 64 * (BK * 2) + kk * 32);
-                        Wgmma<BN>::mma(acc[mt], da, db, (i > 0 || kk > 0) ? 1 : 0);
+                        KlWg<BN>::ss(acc[mt], da, db, (i > 0 || kk > 0) ? 1 : 0);
                     }
                 }
                 kl_wg_commit();

@@ -135,105 +135,10 @@
 
 #include "../gemm/splitk_reduce.cuh"
 
-// wgmma.mma_async m64nBTk16, A from registers (this thread's fragment), B K-major from the
-// shared-memory descriptor, fp32 accumulators (scale-d = 1: they start at zero).
-#define KL_D4(i) "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3])
-#define KL_D8(i) KL_D4(i), KL_D4(i + 4)
-template <int N_>
-struct WgmmaRS;
-template <> struct WgmmaRS<8> {
-    static __device__ __forceinline__ void mma(float (&d)[4], const u32 (&a)[4], unsigned long long db) {
-        asm volatile(
-            "{\n.reg .pred p;\nsetp.ne.b32 p, %9, 0;\n"
-            "wgmma.mma_async.sync.aligned.m64n8k16.f32." PTX_T "." PTX_T "\n{"
-            "%0, %1, %2, %3"
-            "},\n{%4, %5, %6, %7}, %8, p, 1, 1, 0;\n}\n"
-            : KL_D4(0)
-            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));
-    }
-};
-template <> struct WgmmaRS<16> {
-    static __device__ __forceinline__ void mma(float (&d)[8], const u32 (&a)[4], unsigned long long db) {
-        asm volatile(
-            "{\n.reg .pred p;\nsetp.ne.b32 p, %13, 0;\n"
-            "wgmma.mma_async.sync.aligned.m64n16k16.f32." PTX_T "." PTX_T "\n{"
-            "%0, %1, %2, %3, %4, %5, %6, %7"
-            "},\n{%8, %9, %10, %11}, %12, p, 1, 1, 0;\n}\n"
-            : KL_D8(0)
-            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));
-    }
-};
-template <> struct WgmmaRS<32> {
-    static __device__ __forceinline__ void mma(float (&d)[16], const u32 (&a)[4], unsigned long long db) {
-        asm volatile(
-            "{\n.reg .pred p;\nsetp.ne.b32 p, %21, 0;\n"
-            "wgmma.mma_async.sync.aligned.m64n32k16.f32." PTX_T "." PTX_T "\n{"
-            "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15"
-            "},\n{%16, %17, %18, %19}, %20, p, 1, 1, 0;\n}\n"
-            : KL_D8(0), KL_D8(8)
-            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));
-    }
-};
-template <> struct WgmmaRS<64> {
-    static __device__ __forceinline__ void mma(float (&d)[32], const u32 (&a)[4], unsigned long long db) {
-        asm volatile(
-            "{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
-            "wgmma.mma_async.sync.aligned.m64n64k16.f32." PTX_T "." PTX_T "\n{"
-            "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15,"
-            "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"
-            "},\n{%32, %33, %34, %35}, %36, p, 1, 1, 0;\n}\n"
-            : KL_D8(0), KL_D8(8), KL_D8(16), KL_D8(24)
-            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));
-    }
-};
-template <> struct WgmmaRS<128> {
-    static __device__ __forceinline__ void mma(float (&d)[64], const u32 (&a)[4], unsigned long long db) {
-        asm volatile(
-            "{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
-            "wgmma.mma_async.sync.aligned.m64n128k16.f32." PTX_T "." PTX_T "\n{"
-            "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15,"
-            "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31,"
-            "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47,"
-            "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
-            "},\n{%64, %65, %66, %67}, %68, p, 1, 1, 0;\n}\n"
-            : KL_D8(0), KL_D8(8), KL_D8(16), KL_D8(24), KL_D8(32), KL_D8(40), KL_D8(48), KL_D8(56)
-            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));
-    }
-};
-template <> struct WgmmaRS<192> {
-    static __device__ __forceinline__ void mma(float (&d)[96], const u32 (&a)[4], unsigned long long db) {
-        asm volatile(
-            "{\n.reg .pred p;\nsetp.ne.b32 p, %101, 0;\n"
-            "wgmma.mma_async.sync.aligned.m64n192k16.f32." PTX_T "." PTX_T "\n{"
-            "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15,"
-            "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31,"
-            "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47,"
-            "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63,"
-            "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79,"
-            "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95"
-            "},\n{%96, %97, %98, %99}, %100, p, 1, 1, 0;\n}\n"
-            : KL_D8(0), KL_D8(8), KL_D8(16), KL_D8(24), KL_D8(32), KL_D8(40), KL_D8(48), KL_D8(56), KL_D8(64), KL_D8(72), KL_D8(80), KL_D8(88)
-            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));
-    }
-};
-template <> struct WgmmaRS<256> {
-    static __device__ __forceinline__ void mma(float (&d)[128], const u32 (&a)[4], unsigned long long db) {
-        asm volatile(
-            "{\n.reg .pred p;\nsetp.ne.b32 p, %133, 0;\n"
-            "wgmma.mma_async.sync.aligned.m64n256k16.f32." PTX_T "." PTX_T "\n{"
-            "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15,"
-            "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31,"
-            "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47,"
-            "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63,"
-            "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79,"
-            "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95,"
-            "%96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111,"
-            "%112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127"
-            "},\n{%128, %129, %130, %131}, %132, p, 1, 1, 0;\n}\n"
-            : KL_D8(0), KL_D8(8), KL_D8(16), KL_D8(24), KL_D8(32), KL_D8(40), KL_D8(48), KL_D8(56), KL_D8(64), KL_D8(72), KL_D8(80), KL_D8(88), KL_D8(96), KL_D8(104), KL_D8(112), KL_D8(120)
-            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));
-    }
-};
+// wgmma.mma_async m64nBTk16 (KlWg<BT>::rs<0>): A from registers (this thread's fragment),
+// B K-major from the shared-memory descriptor, fp32 accumulators (they start at zero).
+#define KL_WG_T PTX_T
+#include "../common/wgmma.cuh"
 
 // Registers are handed out per warpgroup: a lone producer warp would cost as much as a full
 // one (a 288-thread block ran out of registers at 175 per thread). So the producer is a whole
@@ -412,7 +317,7 @@ int4_wgmma_rs(const __grid_constant__ KlTensorMap tmX, const __grid_constant__ K
             for (int c = 0; c < 4; c++) {
                 const unsigned long long db = kl_desc_sw128(x_slot + c * 32);
 #pragma unroll
-                for (int i = 0; i < MT; i++) WgmmaRS<BT>::mma(acc[i], a[kk][i][c], db);
+                for (int i = 0; i < MT; i++) KlWg<BT>::rs<0>(acc[i], a[kk][i][c], db);
             }
         }
         kl_wg_commit();
