@@ -2,8 +2,9 @@
 // with wgmma: mbarriers, 2-D TMA loads, the wgmma group fences, and the shared-memory matrix
 // descriptor of a K-major tile in the 128-byte swizzle. Included by quoted path; kernlab
 // expands it into the template's source before NVRTC, so the source hash covers it.
-// Included by gemm/wgmma_tma.cu, gemm_int4/int4_wgmma_rs.cu and attention/prefill_wgmma.cu;
-// what only one kernel needs (cluster multicast, TMA stores) stays in that kernel.
+// Included by gemm/wgmma_tma.cu, gemm_int4/int4_wgmma_rs.cu, gemm_int4/int4_mma_wgmma.cu and
+// attention/prefill_wgmma.cu; what only one kernel needs (cluster multicast, TMA stores)
+// stays in that kernel.
 #pragma once
 
 // Opaque 128-byte TMA descriptor, built on the host by cuTensorMapEncodeTiled and passed as

@@ -209,14 +209,9 @@ __device__ __forceinline__ void cluster_sync() {
     asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\n" ::: "memory");
 }
 
-// ---- wgmma (group fences: kernels/common/hopper.cuh) ----
-// Shared-memory matrix descriptor, 128-byte swizzle, K-major: start address >> 4 in bits
-// 0-13, LBO (unused for swizzled K-major; 1) in 16-29, SBO = 1024 B (8 rows of 128 B) in
-// 32-45, swizzle mode 1 (128B) in 62-63. Base offset 0: stage buffers are 1024-aligned.
-constexpr unsigned long long DESC_BASE = (1ull << 62) | ((unsigned long long)(1024 >> 4) << 32) | (1ull << 16);
-__device__ __forceinline__ unsigned long long make_desc(unsigned addr) {
-    return DESC_BASE | (unsigned long long)((addr >> 4) & 0x3FFF);
-}
+// ---- wgmma: group fences and the 128-byte-swizzle descriptor (kl_desc_sw128) are in
+// kernels/common/hopper.cuh, the instruction in kernels/common/wgmma.cuh. Stage buffers are
+// 1024-byte aligned, as the descriptor needs.
 
 __device__ __forceinline__ float to_f(T v) {
 #if KL_FP16
@@ -515,10 +510,10 @@ gemm_wgmma(const __grid_constant__ KlTensorMap tmX, const __grid_constant__ KlTe
                 const unsigned b_addr = sB + s * B_BYTES;
 #pragma unroll
                 for (int kk = 0; kk < BK / 16; ++kk) {
-                    const unsigned long long db = make_desc(b_addr + kk * 32);
+                    const unsigned long long db = kl_desc_sw128(b_addr + kk * 32);
 #pragma unroll
                     for (int mt = 0; mt < MT; ++mt) {
-                        const unsigned long long da = make_desc(a_addr + mt * 64 * (BK * 2) + kk * 32);
+                        const unsigned long long da = kl_desc_sw128(a_addr + mt * 64 * (BK * 2) + kk * 32);
                         KlWg<BN>::ss(acc[mt], da, db, (i > 0 || kk > 0) ? 1 : 0);
                     }
                 }

@@ -119,9 +119,10 @@
 
 #include "../gemm/splitk_reduce.cuh"
 
-// ---- PTX helpers -------------------------------------------------------------------------
-
-__device__ __forceinline__ u32 smem_addr(const void* p) { return static_cast<u32>(__cvta_generic_to_shared(p)); }
+// ---- PTX helpers (wgmma group fences, kl_smem_u32 and the 128-byte-swizzle descriptor
+// kl_desc_sw128 are in kernels/common/hopper.cuh; buffers are 1024-byte aligned and a k16
+// step inside the swizzle atom advances the start by 32 bytes) ------------------------------
+#include "../common/hopper.cuh"
 
 __device__ __forceinline__ void cp_async16(u32 dst, const void* src, int src_bytes) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes) : "memory");
@@ -135,21 +136,6 @@ __device__ __forceinline__ void cp_async_wait() {
 // visible to the async proxy that wgmma reads through.
 __device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
 
-__device__ __forceinline__ void wg_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
-__device__ __forceinline__ void wg_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
-template <int N_>
-__device__ __forceinline__ void wg_wait() {
-    asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N_) : "memory");
-}
-__device__ __forceinline__ void reg_fence(float& r) { asm volatile("" : "+f"(r)::"memory"); }
-
-// Shared-memory matrix descriptor, K-major, 128-byte swizzle: start >> 4 (bits 0-13),
-// LBO 1 (unused for swizzled K-major), SBO = 1024 B (8 rows of 128 B), swizzle mode 1.
-// Buffers are 1024-byte aligned; a k16 step inside the atom advances the start by 32 B.
-__device__ __forceinline__ unsigned long long make_desc(u32 addr) {
-    return (1ull << 62) | ((unsigned long long)(1024 >> 4) << 32) | (1ull << 16) |
-           (unsigned long long)((addr >> 4) & 0x3FFF);
-}
 
 // wgmma.mma_async m64nWNk16, A and B K-major from shared memory, accumulating into d[ACC]
 // (scale-d = 1: the accumulators start at zero in registers).
@@ -172,8 +158,8 @@ int4_mma_wgmma(const T* __restrict__ X, const u32* __restrict__ Wq, const u16* _
                int M, int N, int K) {
     extern __shared__ __align__(16) unsigned char smem_raw[];
     // wgmma's 128-byte swizzle needs 1024-byte aligned buffers (the host adds 1024 bytes).
-    const u32 base = (smem_addr(smem_raw) + 1023u) & ~1023u;
-    unsigned char* smem = smem_raw + (base - smem_addr(smem_raw));
+    const u32 base = (kl_smem_u32(smem_raw) + 1023u) & ~1023u;
+    unsigned char* smem = smem_raw + (base - kl_smem_u32(smem_raw));
     const u32 bd_base = base;                                // 3 dequantized W tiles
     const u32 a_base = bd_base + 3 * BD_BYTES;               // STAGES X tiles
     const u32 raw_off = 3 * BD_BYTES + STAGES * A_BYTES;     // STAGES raw W tiles
@@ -284,19 +270,19 @@ int4_mma_wgmma(const T* __restrict__ X, const u32* __restrict__ Wq, const u16* _
 
         for (int t = 0; t < KT; t++) {
             const int slot = t % STAGES, buf = t % 3;
-            wg_fence();
+            kl_wg_fence();
 #pragma unroll
             for (int kk = 0; kk < BK / 16; kk++) {
                 const unsigned long long db =
-                    make_desc(bd_base + buf * BD_BYTES + wg_n * WN * 128 + kk * 32);
+                    kl_desc_sw128(bd_base + buf * BD_BYTES + wg_n * WN * 128 + kk * 32);
 #pragma unroll
                 for (int i = 0; i < MT; i++) {
                     const unsigned long long da =
-                        make_desc(a_base + slot * A_BYTES + (wg_m * MT + i) * 64 * 128 + kk * 32);
+                        kl_desc_sw128(a_base + slot * A_BYTES + (wg_m * MT + i) * 64 * 128 + kk * 32);
                     wgmma_tile(acc[i], da, db);
                 }
             }
-            wg_commit();
+            kl_wg_commit();
             if (t + 1 < KT) {
                 cp_async_wait<STAGES - 4>();  // tile t+1 (tiles t+2 .. t+STAGES-3 may be in flight)
                 dequant_tile((t + 1) % STAGES, (t + 1) % 3);
@@ -310,14 +296,14 @@ int4_mma_wgmma(const T* __restrict__ X, const u32* __restrict__ Wq, const u16* _
                 if (nt < KT) load_tile(nt % STAGES, kt_begin + nt);
                 cp_async_commit();
             }
-            wg_wait<1>();
+            kl_wg_wait<1>();
             __syncthreads();
         }
-        wg_wait<0>();
+        kl_wg_wait<0>();
 #pragma unroll
         for (int i = 0; i < MT; i++)
 #pragma unroll
-            for (int e = 0; e < ACC; e++) reg_fence(acc[i][e]);
+            for (int e = 0; e < ACC; e++) kl_reg_fence(acc[i][e]);
     }
     cp_async_wait<0>();
 
