@@ -362,6 +362,13 @@ attn_prefill_wgmma(const __grid_constant__ KlTensorMap tmQ, const __grid_constan
         if (lane == 0) kl_mbar_arrive(empty0 + 8 * st_);
     };
     auto needs_mask = [&](int n0) { return (n0 + BLOCK_N - 1 > wg_row0) || (n0 + BLOCK_N > len); };
+    // The next stage of the ring (the barrier parity flips at each wrap).
+    auto advance = [&]() {
+        if (++s == STAGES) {
+            s = 0;
+            phase ^= 1;
+        }
+    };
 #if PINGPONG
     // Turns: wait for ours before a batch of issues, hand the turn over after it. The second
     // warpgroup lets the first go first and keeps its last hand-over (nobody would take it).
@@ -394,10 +401,7 @@ attn_prefill_wgmma(const __grid_constant__ KlTensorMap tmQ, const __grid_constan
         softmax_tile(sacc, st, alpha, 0, row0, len, needs_mask(0), qd, sl2);
         pack_p(p, sacc);  // O is still zero: no rescale
         prev = s;
-        if (++s == STAGES) {
-            s = 0;
-            phase ^= 1;
-        }
+        advance();
     }
     for (int t = 1; t < nt; ++t) {
         kl_mbar_wait(full0 + 8 * s, phase);
@@ -423,10 +427,7 @@ attn_prefill_wgmma(const __grid_constant__ KlTensorMap tmQ, const __grid_constan
         rescale(o, alpha);
         pack_p(p, sacc);
         prev = s;
-        if (++s == STAGES) {
-            s = 0;
-            phase ^= 1;
-        }
+        advance();
     }
     if (nt > 0) {
         fence_all(o);
@@ -462,10 +463,7 @@ attn_prefill_wgmma(const __grid_constant__ KlTensorMap tmQ, const __grid_constan
         kl_wg_wait<0>();
         fence_all(o);
         release(s);
-        if (++s == STAGES) {
-            s = 0;
-            phase ^= 1;
-        }
+        advance();
     }
 #endif
     // Tiles past this warpgroup's rows: wait for them (no copy may be left in flight into a
@@ -473,23 +471,23 @@ attn_prefill_wgmma(const __grid_constant__ KlTensorMap tmQ, const __grid_constan
     for (int t = nt; t < n_tiles; ++t) {
         kl_mbar_wait(full0 + 8 * s, phase);
         release(s);
-        if (++s == STAGES) {
-            s = 0;
-            phase ^= 1;
-        }
+        advance();
     }
 
     // ---- epilogue: O / l, rows < len ----
+    // 1 / l of a row, l summed over the quad of lanes that holds it (0 for an empty row).
+    auto inv_row_sum = [](float l) {
+        l += __shfl_xor_sync(0xffffffffu, l, 1);
+        l += __shfl_xor_sync(0xffffffffu, l, 2);
+        return l > 0.f ? 1.f / l : 0.f;
+    };
 #if EPI_SMEM
     // This warpgroup's Q rows are no longer read (its last S product has completed): stage
     // its O rows there, in the tiles' swizzled layout (conflict-free 4-byte writes), then
     // store whole rows with 16-byte copies.
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
-        float l = st.sum[r];
-        l += __shfl_xor_sync(0xffffffffu, l, 1);
-        l += __shfl_xor_sync(0xffffffffu, l, 2);
-        const float inv = l > 0.f ? 1.f / l : 0.f;
+        const float inv = inv_row_sum(st.sum[r]);
         const int rr = warp * 16 + g + 8 * r;  // row within the warpgroup's 64
 #pragma unroll
         for (int j = 0; j < D / 8; ++j) {
@@ -517,10 +515,7 @@ attn_prefill_wgmma(const __grid_constant__ KlTensorMap tmQ, const __grid_constan
 #else
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
-        float l = st.sum[r];
-        l += __shfl_xor_sync(0xffffffffu, l, 1);
-        l += __shfl_xor_sync(0xffffffffu, l, 2);
-        const float inv = l > 0.f ? 1.f / l : 0.f;
+        const float inv = inv_row_sum(st.sum[r]);
         const int row = row0 + 8 * r;
         if (row < len) {
             T* dst = O + ((size_t)(tok0 + row) * H + h) * D + 2 * qd;
