@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# A/B of gemm_int4 templates in one GPU call: an older commit's templates against the working
-# tree's, on the same shapes with the same cut-down grids, cuBLAS bf16 timed in each run; then
-# the gemm_int4 selftest of the working tree. Here, before the call:
-#   mkdir -p .kl-carry/old-kernels && git archive REV kernels | tar -x -C .kl-carry/old-kernels
-# and carry .kl-carry/old-kernels with target/release/kernlab. Logs and CSVs go to $OUT.
+# A/B of gemm_int4 templates in one GPU call: an older commit's templates (with that commit's
+# sweep file) against the working tree's, on the same shapes with the same cut-down grids,
+# cuBLAS bf16 timed in each run; then the gemm_int4 selftest of the working tree. Here, before
+# the call:
+#   mkdir -p .kl-carry/old && git archive REV kernels sweeps | tar -x -C .kl-carry/old
+# and carry .kl-carry/old with target/release/kernlab. Logs and CSVs go to $OUT.
 #   scripts/gpu-int4-ab.sh
 #   DECODE_SHAPES="1x28672x4096" PREFILL_SHAPES="" SKIP_SELFTEST=1 scripts/gpu-int4-ab.sh
 set -uo pipefail
@@ -12,26 +13,18 @@ export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
 export KERNLAB_REPORTS=${KERNLAB_REPORTS:-/tmp/kl-reports}; mkdir -p "$KERNLAB_REPORTS"
 K=${K:-./target/release/kernlab}
 R=$KERNLAB_REPORTS
-OLD=${OLD:-$PWD/.kl-carry/old-kernels/kernels}
+OLD=${OLD:-$PWD/.kl-carry/old}
 DECODE_SHAPES=${DECODE_SHAPES-"1x6144x4096 1x4096x4096 1x28672x4096 1x4096x14336 1x128256x4096 16x6144x4096 16x4096x4096 16x28672x4096 16x4096x14336 16x128256x4096"}
 PREFILL_SHAPES=${PREFILL_SHAPES-"128x28672x4096 128x4096x14336 2048x4096x4096 2048x28672x4096"}
 
-# probe NAME VARIANT OLD|NEW PARAMS: sweeps/gemm_int4.toml's header plus one variant block,
-# its params replaced; the old side reads the old template and drops constraints on tunables
-# the old template lacks (ZP_MMA).
+# probe OUT VARIANT old|new PARAMS: the sweep file's header and that variant, params replaced;
+# the old side takes the old tree's sweep file and templates.
 probe() {
-  python3 - "$1" "$2" "$3" "$4" "$OLD" <<'EOF'
-import re, sys
-out, variant, side, params, old = sys.argv[1:]
-text = open("sweeps/gemm_int4.toml").read()
-head, *blocks = text.split("[[variant]]")
-block = next(b for b in blocks if re.search(r'^name = "%s"' % variant, b, re.M))
-block = re.sub(r"^params = .*$", "params = " + params, block, flags=re.M)
-if side == "old":
-    block = re.sub(r'^file = "kernels/(.*)"$', lambda m: 'file = "%s/%s"' % (old, m.group(1)), block, flags=re.M)
-    block = "\n".join(l for l in block.split("\n") if "ZP_MMA" not in l)
-open(out, "w").write(head + "[[variant]]" + block.split("\n\n#")[0] + "\n")
-EOF
+  if [ "$3" = old ]; then
+    python3 scripts/sweep_probe.py "$OLD/sweeps/gemm_int4.toml" "$1" --variant "$2" --params "$4" --templates "$OLD/kernels"
+  else
+    python3 scripts/sweep_probe.py sweeps/gemm_int4.toml "$1" --variant "$2" --params "$4"
+  fi
 }
 sweep() {  # sweep LABEL TOML SHAPES...
   local label=$1 toml=$2; shift 2
@@ -47,7 +40,7 @@ RS='{ GROUP = [128], ZERO_MODE = [0], BT = [128, 256], MT = [1, 2], CWG = [1, 2]
   nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,power.draw,temperature.gpu --format=csv,noheader
   if [ -n "$DECODE_SHAPES" ]; then
     probe "$R/tc-old.toml" int4_gemv_tc old "$TC }"
-    probe "$R/tc-new.toml" int4_gemv_tc new "$TC, ZP_MMA = [0, 1] }"
+    probe "$R/tc-new.toml" int4_gemv_tc new "$TC, ZP_MMA = [0, 1], DIAG = [0] }"
     sweep tc-old "$R/tc-old.toml" $DECODE_SHAPES
     sweep tc-new "$R/tc-new.toml" $DECODE_SHAPES
   fi

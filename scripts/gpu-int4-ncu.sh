@@ -12,15 +12,7 @@ NCU=${NCU:-/usr/local/cuda/bin/ncu}
 # shape and the winner's tunables (docs/results/tuned-h200.json, call U)
 profile() {
   local shape=$1 params=$2 toml="$R/ncu-$1.toml"
-  python3 - "$toml" "$params" <<'EOF'
-import re, sys
-out, params = sys.argv[1:]
-text = open("sweeps/gemm_int4.toml").read()
-head, *blocks = text.split("[[variant]]")
-block = next(b for b in blocks if re.search(r'^name = "int4_gemv_tc"', b, re.M))
-block = re.sub(r"^params = .*$", "params = " + params, block, flags=re.M)
-open(out, "w").write(head + "[[variant]]" + block.split("\n\n#")[0] + "\n")
-EOF
+  python3 scripts/sweep_probe.py sweeps/gemm_int4.toml "$toml" --variant int4_gemv_tc --params "$params"
   echo; echo "=== ncu $shape ($(date +%T)) ==="
   timeout 200 $NCU --target-processes all -k regex:int4_gemv_tc --launch-skip 5 --launch-count 1 --set full \
     $K sweep gemm_int4 --file "$toml" --budget 0 --shape "$shape" --out "$R/ncu-$shape.csv" \
@@ -32,8 +24,8 @@ EOF
 }
 {
   nvidia-smi --query-gpu=name --format=csv,noheader
-  profile 1x28672x4096 '{ GROUP = [128], ZERO_MODE = [0], M_TILES = [1], N_TILES = [1], NUM_WARPS = [4], UNROLL = [1], SPLITK = [1], PREFETCH = [0], ZP_MMA = [1] }'
-  profile 16x28672x4096 '{ GROUP = [128], ZERO_MODE = [0], M_TILES = [2], N_TILES = [2], NUM_WARPS = [4], UNROLL = [1], SPLITK = [1], PREFETCH = [0], ZP_MMA = [0] }'
+  profile 1x28672x4096 '{ GROUP = [128], ZERO_MODE = [0], M_TILES = [1], N_TILES = [1], NUM_WARPS = [4], UNROLL = [1], SPLITK = [1], PREFETCH = [0], ZP_MMA = [1], DIAG = [0] }'
+  profile 16x28672x4096 '{ GROUP = [128], ZERO_MODE = [0], M_TILES = [2], N_TILES = [2], NUM_WARPS = [4], UNROLL = [1], SPLITK = [1], PREFETCH = [0], ZP_MMA = [0], DIAG = [0] }'
   if [ -z "${SKIP_SELFTEST:-}" ]; then
     echo; echo "=== selftest ($(date +%T)) ==="
     timeout ${SELFTEST_TIMEOUT:-330} $K selftest > "$OUT/selftest.log" 2>&1

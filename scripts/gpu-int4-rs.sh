@@ -15,14 +15,10 @@ VARIANTS=${VARIANTS:-int4_wgmma_rs}
 SHAPES=${SHAPES:-"1x28672x4096 1x4096x4096 1x128256x4096 16x28672x4096 128x28672x4096 128x4096x4096 2048x28672x4096 2048x4096x4096"}
 shape_args=()
 for s in $SHAPES; do shape_args+=(--shape "$s"); done
-# The sweep file's header (everything before the first [[variant]]) plus the chosen variants.
+# The sweep file's header plus the chosen variants.
 probe="$KERNLAB_REPORTS/gemm_int4-probe.toml"
-awk -v keep=" $VARIANTS " '
-  /^\[\[variant\]\]/ { in_v = 1; block = $0 "\n"; next }
-  in_v && /^name = / { n = $3; gsub(/"/, "", n); take = index(keep, " " n " ") > 0 }
-  in_v { block = block $0 "\n"; if ($0 == "]") { if (take) printf "%s\n", block; in_v = 0; block = "" } next }
-  { print }
-' sweeps/gemm_int4.toml > "$probe"
+variant_args=(); for v in $VARIANTS; do variant_args+=(--variant "$v"); done
+python3 scripts/sweep_probe.py sweeps/gemm_int4.toml "$probe" "${variant_args[@]}"
 step() { echo; echo "=== $* ($(date +%T)) ==="; }
 {
   step devices
