@@ -151,17 +151,37 @@ impl Gpu {
         smem: u32,
         args: &[Arg],
     ) -> Result<()> {
+        self.launch_with_maps(k, grid, block, smem, &[], args)
+    }
+
+    /// `launch` for the sm_90a entry points whose first parameters are TMA tensor maps
+    /// (`const __grid_constant__ CUtensorMap`, 128 bytes by value), then `args`.
+    pub fn launch_with_maps(
+        &self,
+        k: &Kernel,
+        grid: (u32, u32, u32),
+        block: (u32, u32, u32),
+        smem: u32,
+        maps: &[sys::CUtensorMap],
+        args: &[Arg],
+    ) -> Result<()> {
         if smem > 48 * 1024 {
             k.set_max_dynamic_smem(smem)?;
         }
-        // Each argument lives in `storage` for the duration of the call; the driver copies
-        // the values at launch.
+        // Each map and argument lives in `map_storage` / `storage` for the duration of the
+        // call; the driver copies the values at launch.
+        let mut map_storage: Vec<sys::CUtensorMap> = maps.to_vec();
         let mut storage: Vec<[u8; 8]> = args.iter().map(|a| a.bytes()).collect();
-        let mut params: Vec<*mut c_void> = storage.iter_mut().map(|s| s.as_mut_ptr() as *mut c_void).collect();
+        let mut params: Vec<*mut c_void> = map_storage
+            .iter_mut()
+            .map(|m| m as *mut sys::CUtensorMap as *mut c_void)
+            .chain(storage.iter_mut().map(|s| s.as_mut_ptr() as *mut c_void))
+            .collect();
         // SAFETY: `params` points at one value per kernel parameter, in order, with the
-        // sizes the kernel expects (pointers and 64-bit values as 8 bytes, ints and floats
-        // as 4 — the low bytes of each slot, on a little-endian host). The caller matches
-        // `args` to the entry point's signature, documented in each template's header.
+        // sizes the kernel expects (tensor maps as their 128 bytes, pointers and 64-bit values
+        // as 8 bytes, ints and floats as 4 — the low bytes of each slot, on a little-endian
+        // host). The caller matches `maps` and `args` to the entry point's signature,
+        // documented in each template's header, and keeps the buffers they name alive.
         unsafe { cu::launch_kernel(k.func, grid, block, smem, self.stream.cu_stream(), &mut params) }.map_err(|e| {
             anyhow::anyhow!("launch of {} (grid {grid:?}, block {block:?}, smem {smem} B) failed: {e:?}", k.name)
         })
@@ -205,8 +225,7 @@ impl Kernel {
         unsafe { sys::cuFuncGetAttribute(&mut v, a, self.func) };
         v
     }
-    /// The driver's function handle (for launches that `Gpu::launch` cannot express, such as
-    /// 128-byte by-value TMA descriptors, and for occupancy queries).
+    /// The driver's function handle (for occupancy queries).
     pub fn raw(&self) -> sys::CUfunction {
         self.func
     }

@@ -3,14 +3,13 @@
 //! them by value as 128-byte `__grid_constant__` parameters (so it calls the driver itself
 //! rather than `Gpu::launch`, whose arguments are at most 8 bytes).
 
-use crate::gpu::device::{Gpu, Kernel};
+use crate::gpu::device::{Arg, Gpu, Kernel};
 use crate::gpu::tma::encode_tiled;
 use crate::kernels::attention_common::tunable;
 use crate::kernels::{ceil_div, DType};
 use anyhow::{bail, Result};
 use cudarc::driver::sys;
 use std::collections::BTreeMap;
-use std::ffi::c_void;
 
 pub const PREFILL_WGMMA_SOURCE: &str = include_str!("../../kernels/attention/prefill_wgmma.cu");
 
@@ -139,42 +138,18 @@ pub fn launch(
         );
     }
     let smem = wgmma_smem_bytes(cfg.block_m(), cfg.block_n, cfg.stages, io.d, dt.bytes() as i64) as u32;
-    kern.set_max_dynamic_smem(smem)?;
     let grid = (io.h as u32, ceil_div(max_len, cfg.block_m()) as u32, batch as u32);
 
-    let (mut tq, mut tk, mut tv) = (maps.q, maps.k, maps.v);
-    let (mut o, mut cu) = (io.o, io.cu_seqlens);
-    let (mut h, mut kvh, mut sc) = (io.h as i32, io.kvh as i32, scale);
-    let mut params: [*mut c_void; 8] = [
-        &mut tq as *mut _ as *mut c_void,
-        &mut tk as *mut _ as *mut c_void,
-        &mut tv as *mut _ as *mut c_void,
-        &mut o as *mut _ as *mut c_void,
-        &mut cu as *mut _ as *mut c_void,
-        &mut h as *mut _ as *mut c_void,
-        &mut kvh as *mut _ as *mut c_void,
-        &mut sc as *mut _ as *mut c_void,
-    ];
-    // SAFETY: one pointer per kernel parameter in the order of the entry's signature
-    // (attn_prefill_wgmma(CUtensorMap ×3, T*, const int*, int, int, float)), each pointing at
-    // a value of the parameter's size that lives until the call returns (the driver copies
-    // them at launch); the maps cover the buffers Q, K, V of `io`, which outlive the launch.
-    unsafe {
-        cudarc::driver::result::launch_kernel(
-            kern.raw(),
-            grid,
-            (cfg.threads(), 1, 1),
-            smem,
-            gpu.stream.cu_stream(),
-            &mut params,
-        )
-    }
-    .map_err(|e| {
-        anyhow::anyhow!(
-            "launch of attn_prefill_wgmma (grid {grid:?}, block {}, smem {smem} B) failed: {e:?}",
-            cfg.threads()
-        )
-    })
+    // attn_prefill_wgmma(CUtensorMap ×3, T* O, const int* cu_seqlens, int H, int KVH, float scale);
+    // the maps cover the buffers Q, K, V of `io`.
+    gpu.launch_with_maps(
+        kern,
+        grid,
+        (cfg.threads(), 1, 1),
+        smem,
+        &[maps.q, maps.k, maps.v],
+        &[Arg::Ptr(io.o), Arg::Ptr(io.cu_seqlens), Arg::I32(io.h as i32), Arg::I32(io.kvh as i32), Arg::F32(scale)],
+    )
 }
 
 #[cfg(test)]

@@ -4,13 +4,12 @@
 //! than `Gpu::launch`, whose arguments are at most 8 bytes).
 
 use super::{ceil_div, param, DType};
-use crate::gpu::device::{Gpu, Kernel};
+use crate::gpu::device::{Arg, Gpu, Kernel};
 use crate::gpu::tma::encode_tiled;
 use anyhow::{bail, Result};
 use cudarc::driver::sys;
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::ffi::c_void;
 
 /// k tile of the kernel: one 128-byte swizzle row of 16-bit elements.
 const BK: i64 = 64;
@@ -160,37 +159,23 @@ pub fn launch(
     let clusters = units.min(resident_clusters(gpu, kern, cfg, smem)).max(1);
     let grid = (clusters * cfg.cluster_size()) as u32;
 
-    let (mut y_, mut r_, mut ws_) = (y, r, ws);
-    let (mut m_, mut n_, mut k_, mut ts_) = (m as i32, n as i32, k as i32, tma_store as i32);
-    let (mut tx, mut tw, mut ty) = (tm_x, tm_w, tm_y);
-    let mut params: [*mut c_void; 10] = [
-        &mut tx as *mut _ as *mut c_void,
-        &mut tw as *mut _ as *mut c_void,
-        &mut ty as *mut _ as *mut c_void,
-        &mut y_ as *mut _ as *mut c_void,
-        &mut r_ as *mut _ as *mut c_void,
-        &mut ws_ as *mut _ as *mut c_void,
-        &mut m_ as *mut _ as *mut c_void,
-        &mut n_ as *mut _ as *mut c_void,
-        &mut k_ as *mut _ as *mut c_void,
-        &mut ts_ as *mut _ as *mut c_void,
-    ];
-    // SAFETY: one pointer per kernel parameter in the order of the entry's signature
-    // (gemm_wgmma(CUtensorMap ×3, T*, const T*, float*, int, int, int, int)), each
-    // pointing at a value of the parameter's size that lives until the call returns (the
-    // driver copies them at launch). Compile-time cluster dims divide the grid.
-    unsafe {
-        cudarc::driver::result::launch_kernel(
-            kern.raw(),
-            (grid, 1, 1),
-            (cfg.threads(), 1, 1),
-            smem,
-            gpu.stream.cu_stream(),
-            &mut params,
-        )
-    }
-    .map_err(|er| {
-        anyhow::anyhow!("launch of gemm_wgmma (grid {grid}, block {}, smem {smem} B) failed: {er:?}", cfg.threads())
-    })?;
+    // gemm_wgmma(CUtensorMap ×3, T* Y, const T* R, float* ws, int M, int N, int K, int tma_store);
+    // compile-time cluster dims divide the grid.
+    gpu.launch_with_maps(
+        kern,
+        (grid, 1, 1),
+        (cfg.threads(), 1, 1),
+        smem,
+        &[tm_x, tm_w, tm_y],
+        &[
+            Arg::Ptr(y),
+            Arg::Ptr(r),
+            Arg::Ptr(ws),
+            Arg::I32(m as i32),
+            Arg::I32(n as i32),
+            Arg::I32(k as i32),
+            Arg::I32(tma_store as i32),
+        ],
+    )?;
     Ok(cfg.splitk)
 }

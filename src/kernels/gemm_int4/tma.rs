@@ -5,13 +5,12 @@
 use super::launch::WgmmaRsConfig;
 use super::linear::Int4Io;
 use super::GemvPlan;
-use crate::gpu::device::{Gpu, Kernel};
+use crate::gpu::device::{Arg, Gpu, Kernel};
 use crate::gpu::tma::encode_tiled;
 use crate::kernels::gemm::gemm_tma::tensor_map_2d;
 use crate::kernels::DType;
 use anyhow::{bail, Result};
 use cudarc::driver::sys;
-use std::ffi::c_void;
 
 /// Packed words per 64-column k-tile (eight 4-bit codes a word).
 const WORDS_PER_KTILE: i64 = 8;
@@ -60,40 +59,28 @@ pub fn launch_wgmma_rs(
             gpu.props.cc_minor
         );
     }
-    let mut tm_x = tensor_map_2d(dt, io.x, m, k, cfg.bt)?;
-    let mut tm_w = packed_weight_map(io.wq, n, k, cfg.rows, cfg.kgroup)?;
+    let tm_x = tensor_map_2d(dt, io.x, m, k, cfg.bt)?;
+    let tm_w = packed_weight_map(io.wq, n, k, cfg.rows, cfg.kgroup)?;
     let g = plan.main;
-    kern.set_max_dynamic_smem(g.smem)?;
     let split = plan.splitk > 1;
-    let (mut scales, mut zeros) = (io.scales, io.zeros);
-    let (mut r, mut y, mut ws) = (if split { 0 } else { io.r }, io.y, if split { io.ws } else { 0 });
-    let (mut m_, mut n_, mut k_) = (m as i32, n as i32, k as i32);
-    let mut params: [*mut c_void; 10] = [
-        &mut tm_x as *mut _ as *mut c_void,
-        &mut tm_w as *mut _ as *mut c_void,
-        &mut scales as *mut _ as *mut c_void,
-        &mut zeros as *mut _ as *mut c_void,
-        &mut r as *mut _ as *mut c_void,
-        &mut y as *mut _ as *mut c_void,
-        &mut ws as *mut _ as *mut c_void,
-        &mut m_ as *mut _ as *mut c_void,
-        &mut n_ as *mut _ as *mut c_void,
-        &mut k_ as *mut _ as *mut c_void,
-    ];
-    // SAFETY: one pointer per kernel parameter in the order of the entry's signature
-    // (int4_wgmma_rs(CUtensorMap ×2, const u16*, const void*, const T*, T*, float*, int ×3)),
-    // each pointing at a value of the parameter's size that lives until the call returns (the
-    // driver copies them at launch). The maps cover X [M][K] and Wq [N][K/8], the buffers the
-    // caller sized for this shape; the kernel reads nothing else of them.
-    unsafe {
-        cudarc::driver::result::launch_kernel(kern.raw(), g.grid, g.block, g.smem, gpu.stream.cu_stream(), &mut params)
-    }
-    .map_err(|e| {
-        anyhow::anyhow!(
-            "launch of int4_wgmma_rs (grid {:?}, block {:?}, smem {} B) failed: {e:?}",
-            g.grid,
-            g.block,
-            g.smem
-        )
-    })
+    let (r, ws) = if split { (0, io.ws) } else { (io.r, 0) };
+    // int4_wgmma_rs(CUtensorMap ×2, const u16* scales, const void* zeros, const T* R, T* Y,
+    // float* ws, int M, int N, int K); the maps cover X [M][K] and Wq [N][K/8].
+    gpu.launch_with_maps(
+        kern,
+        g.grid,
+        g.block,
+        g.smem,
+        &[tm_x, tm_w],
+        &[
+            Arg::Ptr(io.scales),
+            Arg::Ptr(io.zeros),
+            Arg::Ptr(r),
+            Arg::Ptr(io.y),
+            Arg::Ptr(ws),
+            Arg::I32(m as i32),
+            Arg::I32(n as i32),
+            Arg::I32(k as i32),
+        ],
+    )
 }
