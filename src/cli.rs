@@ -120,7 +120,7 @@ pub struct SweepArgs {
     #[arg(long)]
     pub db: Option<PathBuf>,
     /// Watchdog: a candidate that takes longer (verify + time) is killed and recorded.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
+    #[arg(long, value_parser = positive_duration, default_value = "60s")]
     pub timeout: Duration,
     /// Verification rounds per candidate, each on fresh random inputs.
     #[arg(long, default_value_t = 2)]
@@ -136,6 +136,15 @@ pub struct SweepArgs {
     /// With --dry-run: only enumerate, do not compile.
     #[arg(long)]
     pub no_compile: bool,
+}
+
+/// A duration above zero: a zero watchdog would kill every candidate before it starts.
+fn positive_duration(s: &str) -> std::result::Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if d.is_zero() {
+        return Err("must be more than zero, e.g. 60s".into());
+    }
+    Ok(d)
 }
 
 pub fn parse_defines(defs: &[String]) -> Result<BTreeMap<String, String>> {
@@ -255,6 +264,9 @@ fn sweep(a: SweepArgs) -> Result<ExitCode> {
             if known.is_empty() { "none".to_string() } else { known.join(", ") }
         );
     }
+    // Family, variants, shapes and dtypes, with errors naming the flag or the file line,
+    // before anything is compiled or a GPU is opened.
+    crate::tune::preflight::check_sweep_inputs(&a.family, &sweep_path, &a.shapes, &a.dtypes)?;
     if a.dry_run {
         let ok = runner::dry_run(&sweep_path, &a.shapes, &a.dtypes, &a.arch, !a.no_compile)?;
         return Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE });

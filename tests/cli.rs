@@ -87,3 +87,71 @@ fn gpu_commands_without_a_gpu_explain_what_is_missing() {
         assert!(text.contains("no NVIDIA driver found") && text.contains("--dry-run"), "{cmd:?}: {text}");
     }
 }
+
+/// A copy of sweeps/gemm.toml with `edit` applied, in a temporary folder (its template
+/// paths still resolve from the project root). Returns the folder, the file and its text.
+fn edited_gemm_sweep(edit: impl Fn(&str) -> String) -> (tempfile::TempDir, std::path::PathBuf, String) {
+    let text =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sweeps/gemm.toml")).unwrap();
+    let text = edit(&text);
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("gemm.toml");
+    std::fs::write(&p, &text).unwrap();
+    (dir, p, text)
+}
+
+fn line_of(text: &str, needle: &str) -> usize {
+    text.lines().position(|l| l.contains(needle)).unwrap() + 1
+}
+
+#[test]
+fn a_zero_watchdog_timeout_is_rejected() {
+    let (ok, text) = kernlab(&["sweep", "gemm", "--dry-run", "--no-compile", "--timeout", "0s"]);
+    assert!(!ok, "--timeout 0s was accepted");
+    assert!(text.contains("--timeout") && text.contains("more than zero"), "{text}");
+}
+
+#[test]
+fn an_unknown_variant_fails_a_dry_run_without_compiling() {
+    let (_dir, p, text) = edited_gemm_sweep(|t| t.replacen("name = \"mma_skinny\"", "name = \"mma_nosuch\"", 1));
+    let (ok, out) = kernlab(&["sweep", "gemm", "--dry-run", "--no-compile", "--file", p.to_str().unwrap()]);
+    assert!(!ok, "an unknown variant passed:\n{out}");
+    let at = format!("{}:{}", p.display(), line_of(&text, "mma_nosuch"));
+    assert!(out.contains(&at) && out.contains("no variant \"mma_nosuch\""), "{out}");
+}
+
+#[test]
+fn the_family_argument_must_match_the_sweep_file() {
+    let (ok, text) = kernlab(&["sweep", "gemm", "--dry-run", "--no-compile", "--file", "sweeps/softmax.toml"]);
+    assert!(!ok, "a softmax file ran as gemm:\n{text}");
+    assert!(text.contains("family \"softmax\", not \"gemm\""), "{text}");
+}
+
+#[test]
+fn shape_and_dtype_errors_name_the_flag() {
+    let (ok, text) = kernlab(&["sweep", "gemm", "--dry-run", "--no-compile", "--shape", "16x40x"]);
+    assert!(!ok && text.contains("--shape 16x40x: bad shape"), "{text}");
+    let (ok, text) = kernlab(&["sweep", "gemm", "--dry-run", "--no-compile", "--shape", "1x4096x4097"]);
+    assert!(!ok && text.contains("--shape 1x4096x4097") && text.contains("multiple of 8"), "{text}");
+    let (ok, text) = kernlab(&["sweep", "gemm", "--dry-run", "--no-compile", "--dtype", "int3"]);
+    assert!(!ok && text.contains("--dtype int3: unknown dtype"), "{text}");
+}
+
+#[test]
+fn shape_and_dtype_errors_name_the_sweep_file_line() {
+    let (_dir, p, text) = edited_gemm_sweep(|t| t.replacen("shapes = [", "shapes = [\n  \"16x40x\",", 1));
+    let (ok, out) = kernlab(&["sweep", "gemm", "--dry-run", "--no-compile", "--file", p.to_str().unwrap()]);
+    let at = format!("{}:{}: shape \"16x40x\"", p.display(), line_of(&text, "\"16x40x\""));
+    assert!(!ok && out.contains(&at), "{out}\nwanted {at}");
+    let (_dir, p, text) = edited_gemm_sweep(|t| t.replacen("dtypes = [\"bf16\"]", "dtypes = [\"bf16\", \"int3\"]", 1));
+    let (ok, out) = kernlab(&["sweep", "gemm", "--dry-run", "--no-compile", "--file", p.to_str().unwrap()]);
+    let at = format!("{}:{}: dtype \"int3\"", p.display(), line_of(&text, "\"int3\""));
+    assert!(!ok && out.contains(&at), "{out}\nwanted {at}");
+}
+
+#[test]
+fn a_prompt_length_near_the_limit_does_not_wrap_past_the_context_check() {
+    let huge = u64::MAX.to_string();
+    let (ok, text) = kernlab(&["e2e", "--preset", "tiny", "--prompt-len", &huge, "--gen-len", "1"]);
+    assert!(!ok && text.contains("context"), "{text}");
+}

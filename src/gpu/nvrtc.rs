@@ -68,31 +68,61 @@ impl CompileRequest {
     }
 }
 
+/// Largest expanded source `load_source` builds. The biggest template with its headers is
+/// well under 100 KiB; a fan-out include tree (each file including the next many times)
+/// grows exponentially with depth, so the depth limit alone does not bound it.
+pub const MAX_EXPANDED_BYTES: usize = 8 << 20;
+/// Most `#include "..."` lines one expansion follows, so a fan-out of empty files (which
+/// adds no bytes) still stops quickly.
+pub const MAX_INCLUDES: usize = 10_000;
+
 /// Reads a template, expanding `#include "file"` lines (paths relative to the including
 /// file) so the source NVRTC compiles, the cache key and the tuned database's source hash all
 /// cover shared headers. System includes (`<cuda_bf16.h>`) are left to NVRTC.
 pub fn load_source(path: &std::path::Path) -> Result<String> {
-    fn expand(path: &std::path::Path, depth: usize, out: &mut String) -> Result<()> {
+    struct Expansion {
+        out: String,
+        includes: usize,
+    }
+    fn expand(path: &std::path::Path, depth: usize, x: &mut Expansion) -> Result<()> {
         if depth > 8 {
             bail!("{}: includes nest deeper than 8 levels (a cycle?)", path.display());
         }
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         let dir = path.parent().unwrap_or(std::path::Path::new("."));
-        for line in text.lines() {
+        for (i, line) in text.lines().enumerate() {
             let t = line.trim_start();
             if let Some(rest) = t.strip_prefix("#include \"") {
+                x.includes += 1;
+                if x.includes > MAX_INCLUDES {
+                    bail!(
+                        "{}:{}: more than {MAX_INCLUDES} #include lines expanded in all: \
+                         does a header include another many times? Include each header once",
+                        path.display(),
+                        i + 1
+                    );
+                }
                 let name = rest.split('"').next().unwrap_or("");
-                expand(&dir.join(name), depth + 1, out).with_context(|| format!("included from {}", path.display()))?;
+                expand(&dir.join(name), depth + 1, x).with_context(|| format!("included from {}", path.display()))?;
             } else {
-                out.push_str(line);
-                out.push('\n');
+                if x.out.len() + line.len() + 1 > MAX_EXPANDED_BYTES {
+                    bail!(
+                        "{}:{}: the source with its includes expanded is larger than {} MiB: \
+                         does a header include another many times? Include each header once",
+                        path.display(),
+                        i + 1,
+                        MAX_EXPANDED_BYTES >> 20
+                    );
+                }
+                x.out.push_str(line);
+                x.out.push('\n');
             }
         }
         Ok(())
     }
-    let mut out = String::new();
-    expand(path, 0, &mut out)?;
-    Ok(out)
+    let mut x = Expansion { out: String::new(), includes: 0 };
+    expand(path, 0, &mut x)?;
+    Ok(x.out)
 }
 
 /// NVRTC's version as "major.minor".
@@ -268,6 +298,43 @@ ptxas info    : Used 12 registers, used 0 barriers, 380 bytes cmem[0]\n";
         );
         assert_eq!(r["reduce"].registers, 12);
         assert_eq!(r["reduce"].static_smem_bytes, 0);
+    }
+
+    /// Writes `f0.cuh` .. `f{depth}.cuh`, each including the next `fanout` times.
+    fn fan_out_tree(dir: &std::path::Path, depth: usize, fanout: usize, body: &str) -> std::path::PathBuf {
+        for d in 0..=depth {
+            let mut text = String::from(body);
+            if d < depth {
+                text += &format!("#include \"f{}.cuh\"\n", d + 1).repeat(fanout);
+            }
+            std::fs::write(dir.join(format!("f{d}.cuh")), text).unwrap();
+        }
+        dir.join("f0.cuh")
+    }
+
+    #[test]
+    fn fan_out_includes_stop_with_a_size_error() {
+        let dir = tempfile::tempdir().unwrap();
+        // 10^8 copies of the leaf: unbounded without a limit on the expanded size.
+        let top = fan_out_tree(dir.path(), 8, 10, &format!("// {}\n", "x".repeat(2000)));
+        let err = format!("{:#}", load_source(&top).unwrap_err());
+        assert!(err.contains("larger than 8 MiB") && err.contains("f0.cuh"), "{err}");
+    }
+
+    #[test]
+    fn fan_out_of_empty_headers_stops_at_the_include_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let top = fan_out_tree(dir.path(), 8, 10, "");
+        let err = format!("{:#}", load_source(&top).unwrap_err());
+        assert!(err.contains("#include lines expanded"), "{err}");
+    }
+
+    #[test]
+    fn a_small_include_tree_still_expands() {
+        let dir = tempfile::tempdir().unwrap();
+        let top = fan_out_tree(dir.path(), 2, 3, "int a;\n");
+        // 1 + 3 + 9 copies of the body.
+        assert_eq!(load_source(&top).unwrap().matches("int a;").count(), 13);
     }
 
     #[test]

@@ -12,7 +12,7 @@
 #[path = "gemm_tma.rs"]
 pub(crate) mod gemm_tma;
 
-use super::{ceil_div, param, DType, Family, Problem, Shape};
+use super::{ceil_div, checked_ceil_div, param, DType, Family, Problem, Shape};
 use crate::gpu::blas::Blas;
 use crate::gpu::device::{Arg, DevBuf, Gpu, Kernel};
 use crate::gpu::util::{Comparison, Util};
@@ -231,7 +231,7 @@ pub fn launch_linear(
             let kern = kernels.get("gemm_mma").context("module lacks gemm_mma")?;
             gpu.launch(
                 kern,
-                (ceil_div(n, bn) as u32, ceil_div(m, bm) as u32, 1),
+                (checked_ceil_div(n, bn)? as u32, checked_ceil_div(m, bm)? as u32, 1),
                 ((warps * 32) as u32, 1, 1),
                 smem as u32,
                 &[x, w, y, r, Arg::I32(m as i32), Arg::I32(n as i32), Arg::I32(k as i32)],
@@ -255,14 +255,20 @@ pub fn launch_linear(
                 }
                 let rows = warps * param(p, "ROWS_PER_WARP")?;
                 let kern = kernels.get("gemm_gemv").context("module lacks gemm_gemv")?;
-                gpu.launch(kern, (ceil_div(n, rows) as u32, splitk as u32, 1), ((warps * 32) as u32, 1, 1), 0, &args)?;
+                gpu.launch(
+                    kern,
+                    (checked_ceil_div(n, rows)? as u32, splitk as u32, 1),
+                    ((warps * 32) as u32, 1, 1),
+                    0,
+                    &args,
+                )?;
             } else {
                 let (bm, bn, bk) = (param(p, "BM")?, param(p, "BN")?, param(p, "BK")?);
                 let smem = param(p, "STAGES")? * (bm + bn) * bk * e;
                 let kern = kernels.get("gemm_skinny").context("module lacks gemm_skinny")?;
                 gpu.launch(
                     kern,
-                    (ceil_div(n, bn) as u32, ceil_div(m, bm) as u32, splitk as u32),
+                    (checked_ceil_div(n, bn)? as u32, checked_ceil_div(m, bm)? as u32, splitk as u32),
                     ((warps * 32) as u32, 1, 1),
                     smem as u32,
                     &args,

@@ -189,8 +189,22 @@ pub fn param(params: &BTreeMap<String, i64>, name: &str) -> Result<i64> {
     params.get(name).copied().ok_or_else(|| anyhow!("this variant needs tunable {name}, which the sweep does not set"))
 }
 
+/// ⌈a / b⌉ for a divisor that may come from a sweep's tunables or a shape: an error naming
+/// both numbers when the divisor is not positive, never a panic, and no overflow (the old
+/// `(a + b - 1) / b` wrapped past `i64::MAX` and panicked on `i64::MIN / -1`).
+pub fn checked_ceil_div(a: i64, b: i64) -> Result<i64> {
+    if b <= 0 {
+        bail!("ceil_div({a}, {b}): the divisor must be at least 1 (a tunable or a shape of 0 or less?)");
+    }
+    // b ≥ 1, so neither can overflow; Euclid's quotient is the floor, for negative `a` too.
+    Ok(a.div_euclid(b) + i64::from(a.rem_euclid(b) != 0))
+}
+
+/// ⌈a / b⌉ for divisors the code itself fixes (tile sizes, 256-thread blocks). A divisor
+/// below 1 gives 0, which no launch accepts, instead of a panic; where the divisor comes
+/// from input, use `checked_ceil_div` for the error that says so.
 pub fn ceil_div(a: i64, b: i64) -> i64 {
-    (a + b - 1) / b
+    checked_ceil_div(a, b).unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -205,6 +219,21 @@ mod tests {
         for bad in ["16x4096", "0x1x1", "axbxc", "-1x2x3", "1x2x3x4", "99999999999x1x1"] {
             assert!(Shape::parse(bad, &["M", "N", "K"]).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn ceil_div_neither_wraps_nor_panics() {
+        assert_eq!((ceil_div(10, 4), ceil_div(8, 4), ceil_div(0, 4), ceil_div(-3, 2)), (3, 2, 0, -1));
+        // `a + b - 1` overflowed for these.
+        assert_eq!(ceil_div(i64::MAX, 2), i64::MAX / 2 + 1);
+        assert_eq!(ceil_div(2, i64::MAX), 1);
+        assert_eq!(ceil_div(i64::MAX, i64::MAX), 1);
+        // These panicked (divide by zero, divide with overflow).
+        assert_eq!(ceil_div(5, 0), 0);
+        assert_eq!(ceil_div(i64::MIN + 2, -1), 0);
+        let e = format!("{:#}", checked_ceil_div(4096, 0).unwrap_err());
+        assert!(e.contains("ceil_div(4096, 0)") && e.contains("at least 1"), "{e}");
+        assert!(checked_ceil_div(i64::MIN + 2, -1).is_err());
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //! runs launch only the fused form.
 
 use super::support;
-use super::{ceil_div, param, DType, Family, Problem, Shape};
+use super::{checked_ceil_div, param, DType, Family, Problem, Shape};
 use crate::gpu::device::{Arg, DevBuf, Gpu, Kernel};
 use crate::gpu::util::{Comparison, Util};
 use anyhow::{bail, Context, Result};
@@ -168,7 +168,7 @@ impl Problem for RmsNormProblem {
             );
         }
         let k = kernels.get("rmsnorm_rows").context("module lacks rmsnorm_rows")?;
-        let grid = (ceil_div(self.rows, rpb) as u32, 1, 1);
+        let grid = (checked_ceil_div(self.rows, rpb)? as u32, 1, 1);
         let block = ((rpb * tpr) as u32, 1, 1);
         if self.verify_pending {
             self.verify_pending = false;

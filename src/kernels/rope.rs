@@ -15,7 +15,7 @@
 //! the inputs; `check` compares both with the reference. Timed runs are in place.
 
 use super::support;
-use super::{ceil_div, param, DType, Family, Problem, Shape};
+use super::{ceil_div, checked_ceil_div, param, DType, Family, Problem, Shape};
 use crate::gpu::device::{Arg, DevBuf, Gpu, Kernel};
 use crate::gpu::util::{Comparison, Util};
 use anyhow::{bail, Context, Result};
@@ -260,7 +260,7 @@ impl Problem for RopeProblem {
             bail!("rope_llama3: THREADS = {threads} is fewer than the D/2/VEC = {} threads one head needs", half / vec);
         }
         let k = kernels.get("rope_llama3").context("module lacks rope_llama3")?;
-        let grid = (ceil_div(self.tokens(), tpb) as u32, 1, 1);
+        let grid = (checked_ceil_div(self.tokens(), tpb)? as u32, 1, 1);
         let block = (threads as u32, 1, 1);
         if self.verify_pending {
             self.verify_pending = false;

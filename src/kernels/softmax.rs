@@ -10,7 +10,7 @@
 //! The module also holds the few helpers the memory-bound families share (`support`).
 
 use super::support;
-use super::{ceil_div, param, DType, Family, Problem, Shape};
+use super::{checked_ceil_div, param, DType, Family, Problem, Shape};
 use crate::gpu::device::{Arg, DevBuf, Gpu, Kernel};
 use crate::gpu::util::{Comparison, Util};
 use anyhow::{bail, Context, Result};
@@ -147,7 +147,7 @@ impl Problem for SoftmaxProblem {
                 let k = kernels.get("softmax_rows").context("module lacks softmax_rows")?;
                 gpu.launch(
                     k,
-                    (ceil_div(rows, rpb) as u32, 1, 1),
+                    (checked_ceil_div(rows, rpb)? as u32, 1, 1),
                     ((rpb * tpr) as u32, 1, 1),
                     0,
                     &[self.x.arg(), self.y.arg(), Arg::I32(rows as i32), Arg::I32(cols as i32)],

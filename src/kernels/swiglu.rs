@@ -4,7 +4,7 @@
 //! Reference: kernels/swiglu/reference.cu (one thread per output element).
 
 use super::support;
-use super::{ceil_div, param, DType, Family, Problem, Shape};
+use super::{ceil_div, checked_ceil_div, param, DType, Family, Problem, Shape};
 use crate::gpu::device::{Arg, DevBuf, Gpu, Kernel};
 use crate::gpu::util::{Comparison, Util};
 use anyhow::{bail, Context, Result};
@@ -117,7 +117,7 @@ impl Problem for SwiGluProblem {
         }
         let (threads, vec, items) = (param(p, "THREADS")?, param(p, "VEC")?, param(p, "ITEMS")?);
         let k = kernels.get("swiglu").context("module lacks swiglu")?;
-        let grid = (ceil_div(self.ffn, threads * vec * items) as u32, self.tokens.min(65_535) as u32, 1);
+        let grid = (checked_ceil_div(self.ffn, threads * vec * items)? as u32, self.tokens.min(65_535) as u32, 1);
         gpu.launch(k, grid, (threads as u32, 1, 1), 0, &self.args(&self.out))
     }
 

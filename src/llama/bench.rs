@@ -275,19 +275,20 @@ pub fn resolve(a: &E2eArgs) -> Result<ModelSource> {
     Ok(src)
 }
 
-/// Prompt + generation must fit the model's context.
+/// Prompt + generation must fit the model's context. Added with `checked_add`: a
+/// `--prompt-len` near `usize::MAX` must not wrap around to a small sum that fits.
 pub fn check_fits(c: &LlamaConfig, a: &E2eArgs, prompt_len: usize) -> Result<()> {
-    if prompt_len + a.gen_len > c.max_seq_len {
-        bail!(
+    match prompt_len.checked_add(a.gen_len) {
+        Some(total) if total <= c.max_seq_len => Ok(()),
+        total => bail!(
             "a prompt of {prompt_len} tokens plus --gen-len {} is {} positions, more than the {} context of {} (max_seq {})",
             a.gen_len,
-            prompt_len + a.gen_len,
+            total.map_or_else(|| format!("more than {}", usize::MAX), |t| t.to_string()),
             c.name,
             c.name,
             c.max_seq_len
-        );
+        ),
     }
-    Ok(())
 }
 
 /// Random token prompts from `seed`; with `ragged`, lengths fall from `len` to about len/2.
@@ -784,6 +785,10 @@ mod tests {
         let e = |v: &[&str]| format!("{:#}", resolve(&args(v)).unwrap_err());
         assert!(e(&["--model", "/nonexistent/model.gguf"]).contains("does not exist"));
         assert!(e(&["--preset", "tiny", "--prompt-len", "200", "--gen-len", "100"]).contains("context"));
+        // Near usize::MAX the sum must not wrap around to something that fits.
+        let huge = (usize::MAX - 10).to_string();
+        assert!(e(&["--preset", "tiny", "--prompt-len", &huge, "--gen-len", "100"]).contains("context"));
+        assert!(e(&["--prompt-len", &usize::MAX.to_string(), "--gen-len", "1"]).contains("context"));
         assert!(e(&["--batch", "0"]).contains("--batch"));
         assert!(e(&["--preset", "nope"]).contains("unknown model preset"));
         assert!(e(&["--hf-reference", "x.json"]).contains("--model"));

@@ -5,7 +5,7 @@
 //! regenerated from the CSVs each time, so the page always matches the data.
 
 use super::export::{params_text, peer_time_us, peers_per_shape, status_counts, winners_per_shape, ShapeKey};
-use super::plot_heatmap::{heatmap_axes, plot_param_heatmap};
+use super::plot_heatmap::{heatmap_axes, heatmap_skipped, plot_param_heatmap};
 use super::plot_roofline::{plot_roofline, roofline_png_name, roofline_point, RooflineOptions};
 use super::style::{fmt_num, slug};
 use super::sweep_params::{param_axes, ranked_rows, ranked_shapes};
@@ -183,6 +183,7 @@ fn draw_sweep_charts(dir: &Path, s: &mut Sweep, warnings: &mut Vec<String>) {
         format!("{}: winner vs peer per shape", s.stem),
         &mut s.charts,
     );
+    let mut skipped = Vec::new();
     for key in ranked_shapes(&s.records) {
         let tag = slug(&format!("{}_{}_{}", key.family, key.dtype, key.shape));
         let path = dir.join(format!("{}.params.{tag}.png", s.stem));
@@ -192,6 +193,7 @@ fn draw_sweep_charts(dir: &Path, s: &mut Sweep, warnings: &mut Vec<String>) {
             format!("{}: time by parameter", key.label()),
             &mut s.charts,
         );
+        skipped.extend(heatmap_skipped(&s.records, &key));
         if let Some((x, y)) = heatmap_axes(&s.records, &key) {
             let path = dir.join(format!("{}.heatmap.{tag}.png", s.stem));
             push(
@@ -202,6 +204,7 @@ fn draw_sweep_charts(dir: &Path, s: &mut Sweep, warnings: &mut Vec<String>) {
             );
         }
     }
+    warnings.extend(skipped);
 }
 
 /// Escapes text for HTML element content and attribute values.

@@ -20,7 +20,7 @@ pub mod sweep_params;
 pub use export::{peers_per_shape, records_to_json, winners_per_shape, write_records_json, ShapeKey};
 pub use html::{build_report, build_report_with, ReportOptions, ReportSummary, SweepSummary};
 pub use plot_bars::plot_winner_vs_peer;
-pub use plot_heatmap::{heatmap_axes, plot_param_heatmap};
+pub use plot_heatmap::{heatmap_axes, heatmap_skipped, plot_param_heatmap, MAX_HEATMAP_LEVELS};
 pub use plot_roofline::{plot_roofline, roofline_png_name, RooflineOptions};
 pub use plot_strips::plot_param_strips;
 

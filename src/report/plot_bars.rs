@@ -10,6 +10,13 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use std::path::Path;
 
+/// Most shapes one chart shows: each takes a slot of up to 320 px, so thousands of shapes
+/// would mean a canvas of gigabytes. The rest are named in the title; the HTML tables
+/// list every shape.
+pub const MAX_BARS: usize = 40;
+/// Longest shape label drawn, in characters.
+const MAX_LABEL_CHARS: usize = 32;
+
 struct Pair {
     label: String,
     ours: f64,
@@ -83,12 +90,24 @@ pub fn plot_winner_vs_peer(records: &[CandidateRecord], caption: &Caption, out: 
                 Metric::Tflops => (w.tflops?, peer_t.map(|p| w.tflops.unwrap_or(0.0) * ours_t / p)),
                 Metric::TimeUs => (ours_t, peer_t),
             };
-            Some(Pair { label, ours, peer, speedup: peer_t.map(|p| p / ours_t) })
+            let label = if label.chars().count() > MAX_LABEL_CHARS {
+                label.chars().take(MAX_LABEL_CHARS - 1).chain(std::iter::once('…')).collect()
+            } else {
+                label
+            };
+            // A hand-edited CSV can hold inf or NaN; such a bar has no height to draw.
+            let peer = peer.filter(|v| v.is_finite() && *v >= 0.0);
+            (ours.is_finite() && ours >= 0.0).then_some(Pair { label, ours, peer, speedup: peer_t.map(|p| p / ours_t) })
         })
         .collect();
+    let total = pairs.len();
+    if total == 0 {
+        bail!("no winner has a finite {} to chart", metric.axis());
+    }
+    let pairs: Vec<Pair> = pairs.into_iter().take(MAX_BARS).collect();
 
     let n = pairs.len();
-    let ymax = pairs.iter().flat_map(|p| [Some(p.ours), p.peer]).flatten().fold(0.0, f64::max);
+    let ymax = pairs.iter().flat_map(|p| [Some(p.ours), p.peer]).flatten().fold(0.0, f64::max).max(1e-9);
     let longest = pairs.iter().map(|p| p.label.len()).max().unwrap_or(0) as u32;
     let slot = (longest * 9 + 30).clamp(150, 320);
     let size = ((slot * n as u32 + 200).max(800), 650);
@@ -99,7 +118,10 @@ pub fn plot_winner_vs_peer(records: &[CandidateRecord], caption: &Caption, out: 
     } else {
         format!("{} {} winner vs peer", winners[0].family, winners[0].dtype)
     };
-    let title = format!("{what} — {} — {}", caption.gpu, caption.date);
+    let mut title = format!("{what} — {} — {}", caption.gpu, caption.date);
+    if total > n {
+        title.push_str(&format!(" — first {n} of {total} shapes"));
+    }
     let labels: Vec<String> = pairs.iter().map(|p| p.label.clone()).collect();
     let mut chart = ChartBuilder::on(&root)
         .caption(title, text(TITLE_SIZE - 2.0))

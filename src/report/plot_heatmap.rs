@@ -11,12 +11,47 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use std::path::Path;
 
-/// The two parameters that matter most for `key`, if at least two varied.
+/// Most levels a heat map axis shows: a cell per pair of levels, so thousands of values
+/// would mean a canvas of gigapixels (and unreadable cells). The strip chart shows them all.
+pub const MAX_HEATMAP_LEVELS: usize = 40;
+/// Longest axis label drawn, in characters; longer ones are cut with "…".
+const MAX_LABEL_CHARS: usize = 32;
+
+/// The two parameters that matter most for `key` among those with at most
+/// `MAX_HEATMAP_LEVELS` values, if at least two such varied.
 pub fn heatmap_axes(records: &[CandidateRecord], key: &ShapeKey) -> Option<(String, String)> {
     let axes = param_axes(&ranked_rows(records, key));
-    match axes.as_slice() {
+    let fitting: Vec<&ParamAxis> = axes.iter().filter(|a| a.levels.len() <= MAX_HEATMAP_LEVELS).collect();
+    match fitting.as_slice() {
         [a, b, ..] => Some((a.name.clone(), b.name.clone())),
         _ => None,
+    }
+}
+
+/// Parameters of `key` left out of its heat map for having too many values, as a note
+/// for the report ("BM (3000 values)"), or None when none was.
+pub fn heatmap_skipped(records: &[CandidateRecord], key: &ShapeKey) -> Option<String> {
+    let axes = param_axes(&ranked_rows(records, key));
+    let wide: Vec<String> = axes
+        .iter()
+        .filter(|a| a.levels.len() > MAX_HEATMAP_LEVELS)
+        .map(|a| format!("{} ({} values)", a.name, a.levels.len()))
+        .collect();
+    (!wide.is_empty()).then(|| {
+        format!(
+            "{}: no heat map axis for {}: a heat map shows at most {MAX_HEATMAP_LEVELS} values per axis \
+             (the strip chart shows them all)",
+            key.label(),
+            wide.join(", ")
+        )
+    })
+}
+
+fn short_label(l: &str) -> String {
+    if l.chars().count() <= MAX_LABEL_CHARS {
+        l.to_string()
+    } else {
+        l.chars().take(MAX_LABEL_CHARS - 1).chain(std::iter::once('…')).collect()
     }
 }
 
@@ -52,6 +87,17 @@ pub fn plot_param_heatmap(
             key.label()
         );
     };
+    for a in [&ax, &ay] {
+        if a.levels.len() > MAX_HEATMAP_LEVELS {
+            bail!(
+                "{}: parameter {} takes {} values; a heat map shows at most {MAX_HEATMAP_LEVELS} per axis \
+                 (the strip chart shows them all)",
+                key.label(),
+                a.name,
+                a.levels.len()
+            );
+        }
+    }
     let grid = best_grid(&rows, &ax, &ay);
     let finite = grid.iter().flatten().flatten().copied();
     let (tmin, tmax) = finite.fold((f64::INFINITY, 0.0f64), |(a, b), t| (a.min(t), b.max(t)));
@@ -65,7 +111,10 @@ pub fn plot_param_heatmap(
 
     let (nx, ny) = (ax.levels.len(), ay.levels.len());
     let cell = (900 / nx.max(ny) as u32).clamp(50, 110);
-    let y_label_w = ay.levels.iter().map(|l| l.chars().count() as u32).max().unwrap_or(4) * 10 + 50;
+    let (lx, ly): (Vec<String>, Vec<String>) =
+        (ax.levels.iter().map(|l| short_label(l)).collect(), ay.levels.iter().map(|l| short_label(l)).collect());
+    // Wide enough for the longest y label (variant names can be long).
+    let y_label_w = ly.iter().map(|l| l.chars().count() as u32).max().unwrap_or(4) * 10 + 50;
     let size = ((cell * nx as u32 + 180 + y_label_w).max(760), cell * ny as u32 + 250);
     let root = BitMapBackend::new(out, size).into_drawing_area();
     root.fill(&WHITE).map_err(draw_err)?;
@@ -78,12 +127,10 @@ pub fn plot_param_heatmap(
     let (note_area, body) = body.split_vertically(30);
     note_area.draw(&Text::new(note, (10, 4), text(SMALL_SIZE).color(&RGBColor(60, 60, 60)))).map_err(draw_err)?;
 
-    let (lx, ly) = (ax.levels.clone(), ay.levels.clone());
     let mut chart = ChartBuilder::on(&body)
         .margin(16)
         .x_label_area_size(60)
-        // Wide enough for the longest y label (variant names can be long).
-        .y_label_area_size(ly.iter().map(|l| l.chars().count() as u32).max().unwrap_or(4) * 10 + 50)
+        .y_label_area_size(y_label_w)
         .build_cartesian_2d(-0.5..(nx as f64 - 0.5), -0.5..(ny as f64 - 0.5))
         .map_err(draw_err)?;
     let fmt = |levels: &Vec<String>, v: f64| {

@@ -16,6 +16,9 @@ use std::path::Path;
 const PANEL_COLS: usize = 3;
 const PANEL_W: u32 = 520;
 const PANEL_H: u32 = 400;
+/// Most panels one chart shows (the most influential parameters first): a panel per
+/// parameter, so a CSV with thousands of parameter columns would mean a canvas of gigabytes.
+pub const MAX_PANELS: usize = 12;
 
 /// Horizontal offset in [-0.3, 0.3] that is the same for a candidate on every run, so
 /// points with equal values do not hide each other and charts are reproducible.
@@ -33,7 +36,9 @@ pub fn plot_param_strips(records: &[CandidateRecord], key: &ShapeKey, caption: &
     if rows.is_empty() {
         bail!("no verified, timed candidates for {}; nothing to chart", key.label());
     }
-    let axes = param_axes(&rows);
+    let mut axes = param_axes(&rows);
+    let n_axes = axes.len();
+    axes.truncate(MAX_PANELS);
     let winner = winners_per_shape(records).into_iter().find(|w| ShapeKey::of(w) == *key);
     let peer = winner.and_then(|w| peer_time_us(w, &peers_per_shape(records)));
     let peer_name = peers_per_shape(records).get(key).map(|p| p.variant.clone()).unwrap_or_else(|| "peer".into());
@@ -48,6 +53,9 @@ pub fn plot_param_strips(records: &[CandidateRecord], key: &ShapeKey, caption: &
     let body = root.margin(8, 0, 0, 0).titled(&title, text(TITLE_SIZE - 2.0)).map_err(draw_err)?;
     let (legend_area, body) = body.split_vertically(34);
     let mut legend = format!("{} verified candidates · red = winner", rows.len());
+    if n_axes > axes.len() {
+        legend.push_str(&format!(" · the {} most influential of {n_axes} parameters", axes.len()));
+    }
     if let Some(p) = peer {
         legend.push_str(&format!(" · dashed = {peer_name} {} µs", fmt_num(p)));
     }

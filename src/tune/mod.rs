@@ -2,6 +2,7 @@
 pub mod compile;
 pub mod db;
 pub mod pool;
+pub mod preflight;
 pub mod record;
 pub mod runner;
 pub mod space;

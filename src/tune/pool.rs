@@ -59,15 +59,13 @@ impl WorkerHandle {
         let stderr = Arc::new(Mutex::new(String::new()));
         let se = stderr.clone();
         std::thread::spawn(move || {
-            for line in BufReader::new(stderr_pipe).lines().map_while(Result::ok) {
-                let mut s = se.lock().unwrap();
-                s.push_str(&line);
-                s.push('\n');
-                // Keep the tail only.
-                if s.len() > 8192 {
-                    let cut = s.len() - 4096;
-                    *s = s[cut..].to_string();
-                }
+            // Bytes, not `lines()`: a worker that prints invalid UTF-8 must not end collection.
+            let mut reader = BufReader::new(stderr_pipe);
+            let mut buf = Vec::new();
+            while matches!(reader.read_until(b'\n', &mut buf), Ok(n) if n > 0) {
+                let line = String::from_utf8_lossy(&buf);
+                push_tail(&mut lock_tail(&se), line.trim_end_matches(['\n', '\r']));
+                buf.clear();
             }
         });
         let mut h = WorkerHandle { child, stdin, lines: rx, stderr, props: placeholder_props() };
@@ -102,7 +100,7 @@ impl WorkerHandle {
     }
 
     pub fn stderr_tail(&self) -> String {
-        let s = self.stderr.lock().unwrap().clone();
+        let s = lock_tail(&self.stderr).clone();
         let lines: Vec<&str> = s.lines().collect();
         lines[lines.len().saturating_sub(6)..].join("\n")
     }
@@ -129,6 +127,30 @@ impl Drop for WorkerHandle {
     }
 }
 
+/// Longest stderr text kept, and how much of its end is kept once it grows past that.
+const TAIL_MAX: usize = 8192;
+const TAIL_KEEP: usize = 4096;
+
+/// The stderr tail, even if a thread panicked while holding it: the text is only ever
+/// appended to or cut whole, so a poisoned lock still guards readable text.
+fn lock_tail(m: &Mutex<String>) -> std::sync::MutexGuard<'_, String> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Appends one line, keeping about the last `TAIL_KEEP` bytes once the text passes
+/// `TAIL_MAX`, cut at a character boundary (a byte cut may land inside a multi-byte one).
+fn push_tail(s: &mut String, line: &str) {
+    s.push_str(line);
+    s.push('\n');
+    if s.len() > TAIL_MAX {
+        let mut cut = s.len() - TAIL_KEEP;
+        while !s.is_char_boundary(cut) {
+            cut += 1;
+        }
+        s.drain(..cut);
+    }
+}
+
 fn placeholder_props() -> DeviceProps {
     DeviceProps {
         name: String::new(),
@@ -144,5 +166,36 @@ fn placeholder_props() -> DeviceProps {
         mem_clock_mhz: 0,
         bus_width_bits: 0,
         driver_version: String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tail_is_cut_at_a_character_boundary() {
+        // Three-byte characters, so some cut points fall inside one.
+        for pad in 0..3 {
+            let mut s = String::new();
+            for _ in 0..20 {
+                push_tail(&mut s, &format!("{}{}", "a".repeat(pad), "€".repeat(300)));
+            }
+            assert!(s.len() <= TAIL_MAX && s.ends_with("€\n"), "{}", s.len());
+        }
+    }
+
+    #[test]
+    fn a_poisoned_tail_is_still_readable() {
+        let m = Arc::new(Mutex::new(String::from("last words\n")));
+        let m2 = m.clone();
+        let _ = std::thread::spawn(move || {
+            let _guard = m2.lock().unwrap();
+            panic!("a stderr thread panics while holding the lock");
+        })
+        .join();
+        assert!(m.is_poisoned());
+        push_tail(&mut lock_tail(&m), "more");
+        assert_eq!(*lock_tail(&m), "last words\nmore\n");
     }
 }

@@ -584,7 +584,7 @@ pub fn format_table(s: &SweepSummary, peer: &str) -> String {
 
 /// The family a sweep file names. Read before the full parse, which needs the family's
 /// shape dimensions.
-fn family_of_sweep(path: &std::path::Path) -> Result<&'static dyn Family> {
+pub(crate) fn family_of_sweep(path: &std::path::Path) -> Result<&'static dyn Family> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let v: toml::Value = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let name = v.get("family").and_then(|f| f.as_str()).with_context(|| format!("{}: no `family`", path.display()))?;
@@ -602,6 +602,9 @@ pub fn dry_run(
     crate::gpu::nvrtc::validate_arch(arch)?;
     let fam = family_of_sweep(sweep_path)?;
     let sweep = Sweep::load(sweep_path, fam.shape_dims())?;
+    // An unknown variant would otherwise pass a dry run without --compile.
+    let text = std::fs::read_to_string(sweep_path).with_context(|| format!("reading {}", sweep_path.display()))?;
+    super::preflight::check_variants(fam, &sweep, &text)?;
     let limits = super::space::DeviceLimits::for_arch(arch)?;
     let plan = plan_shapes(fam, &sweep, shapes, dtypes)?;
     let mut unique: BTreeMap<CompileKey, Candidate> = BTreeMap::new();

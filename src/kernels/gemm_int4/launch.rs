@@ -4,7 +4,7 @@
 //! answer or a fault on the GPU.
 
 use super::format::Int4Format;
-use crate::kernels::{ceil_div, param};
+use crate::kernels::{ceil_div, checked_ceil_div, param};
 use anyhow::{bail, Result};
 use std::collections::BTreeMap;
 
@@ -60,7 +60,7 @@ pub fn gemv_plan(m: i64, n: i64, k: i64, fmt: &Int4Format, p: &BTreeMap<String, 
         bail!("int4_gemv: NUM_WARPS = {warps}, ROWS_PER_WARP = {rows} make no block");
     }
     let main = Geometry {
-        grid: (grid_dim(ceil_div(n, warps * rows), "int4_gemv grid.x")?, splitk as u32, 1),
+        grid: (grid_dim(checked_ceil_div(n, warps * rows)?, "int4_gemv grid.x")?, splitk as u32, 1),
         block: ((32 * warps) as u32, 1, 1),
         smem: 0,
     };
@@ -105,7 +105,7 @@ pub fn gemv_tc_plan(m: i64, n: i64, k: i64, fmt: &Int4Format, p: &BTreeMap<Strin
     let main = Geometry {
         // A tile is 16 weight rows, or 2 with DIAG (each read as one 512-byte run per step).
         grid: (
-            grid_dim(ceil_div(n, if diag != 0 { 2 } else { 16 } * n_tiles), "int4_gemv_tc grid.x")?,
+            grid_dim(checked_ceil_div(n, if diag != 0 { 2 } else { 16 } * n_tiles)?, "int4_gemv_tc grid.x")?,
             splitk as u32,
             1,
         ),
@@ -143,7 +143,11 @@ pub fn mma_geometry(m: i64, n: i64, k: i64, fmt: &Int4Format, p: &BTreeMap<Strin
         bail!("int4_mma: {warps} warps exceed 1024 threads");
     }
     Ok(Geometry {
-        grid: (grid_dim(ceil_div(n, bn), "int4_mma grid.x")?, grid_dim(ceil_div(m, bm), "int4_mma grid.y")?, 1),
+        grid: (
+            grid_dim(checked_ceil_div(n, bn)?, "int4_mma grid.x")?,
+            grid_dim(checked_ceil_div(m, bm)?, "int4_mma grid.y")?,
+            1,
+        ),
         block: ((warps * 32) as u32, 1, 1),
         smem: mma_smem_bytes(bm, bn, bk, stages) as u32,
     })
@@ -190,8 +194,8 @@ pub fn wgmma_plan(m: i64, n: i64, k: i64, fmt: &Int4Format, p: &BTreeMap<String,
     }
     let main = Geometry {
         grid: (
-            grid_dim(ceil_div(n, bn), "int4_mma_wgmma grid.x")?,
-            grid_dim(ceil_div(m, bm), "int4_mma_wgmma grid.y")?,
+            grid_dim(checked_ceil_div(n, bn)?, "int4_mma_wgmma grid.x")?,
+            grid_dim(checked_ceil_div(m, bm)?, "int4_mma_wgmma grid.y")?,
             splitk as u32,
         ),
         block: ((128 * wg_m * wg_n) as u32, 1, 1),
@@ -263,8 +267,8 @@ pub fn wgmma_rs_plan(
     let cfg = WgmmaRsConfig { bt, rows, kgroup, stages, splitk, threads };
     let main = Geometry {
         grid: (
-            grid_dim(ceil_div(m, bt), "int4_wgmma_rs grid.x")?,
-            grid_dim(ceil_div(n, rows), "int4_wgmma_rs grid.y")?,
+            grid_dim(checked_ceil_div(m, bt)?, "int4_wgmma_rs grid.x")?,
+            grid_dim(checked_ceil_div(n, rows)?, "int4_wgmma_rs grid.y")?,
             splitk as u32,
         ),
         block: (threads, 1, 1),
