@@ -11,11 +11,20 @@
 //! ```
 //! An entry is valid only for the template source it was measured with (`source_hash`):
 //! editing a template makes its old winners stale, and lookups skip them.
+//!
+//! Several sweeps (one per GPU, say) may finish at once and all write the database, while a
+//! Llama run reads it. Every write therefore goes through [`TunedDb::update`]: under an
+//! exclusive lock on the sidecar `<db>.lock` it loads what is on disk *now*, applies the
+//! change, writes a uniquely named temp file, syncs it and renames it over the database, so
+//! no writer drops another's entries and a reader (which takes no lock) always sees a whole
+//! file, the old one or the new one.
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TunedEntry {
@@ -93,16 +102,43 @@ impl TunedDb {
         Ok(db)
     }
 
-    /// Writes atomically (temp file + rename) so a crash never leaves half a database.
-    pub fn save(&self, path: &Path) -> Result<()> {
-        if let Some(d) = path.parent() {
-            if !d.as_os_str().is_empty() {
-                std::fs::create_dir_all(d)?;
-            }
-        }
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?).with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))?;
+    /// Loads the database at `path` under its writers' lock, lets `change` edit it, and
+    /// writes it back before the lock is released; returns what `change` returned.
+    /// This is the only way the database is written.
+    pub fn update<R>(path: &Path, change: impl FnOnce(&mut TunedDb) -> R) -> Result<R> {
+        let dir = parent_dir(path);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let lock_path = lock_path(path);
+        // Never deleted: every writer must lock the same file, or two could hold "the" lock.
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .with_context(|| format!("opening the lock file {}", lock_path.display()))?;
+        lock.lock().with_context(|| format!("locking {}", lock_path.display()))?;
+        let mut db = TunedDb::load(path)?;
+        let out = change(&mut db);
+        db.replace_file(path, &dir)?;
+        drop(lock); // unlocks, after the new file is in place
+        Ok(out)
+    }
+
+    /// Writes a unique temp file in the database's directory, syncs it, renames it over
+    /// `path` and syncs the directory, so a crash leaves the old file or the new one.
+    fn replace_file(&self, path: &Path, dir: &Path) -> Result<()> {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let mut tmp = tempfile::Builder::new()
+            .prefix(&format!(".{name}."))
+            .suffix(".tmp")
+            .tempfile_in(dir)
+            .with_context(|| format!("creating a temp file in {}", dir.display()))?;
+        let bytes = serde_json::to_vec_pretty(self)?;
+        tmp.write_all(&bytes).with_context(|| format!("writing {}", tmp.path().display()))?;
+        tmp.as_file().sync_all().with_context(|| format!("syncing {}", tmp.path().display()))?;
+        tmp.persist(path).map_err(|e| e.error).with_context(|| format!("replacing {}", path.display()))?;
+        // The rename itself is durable only once the directory is synced.
+        File::open(dir).and_then(|d| d.sync_all()).with_context(|| format!("syncing {}", dir.display()))?;
         Ok(())
     }
 
@@ -150,6 +186,20 @@ impl TunedDb {
     }
 }
 
+fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// `reports/tuned.json` -> `reports/tuned.json.lock`.
+fn lock_path(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".lock");
+    PathBuf::from(s)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,11 +229,19 @@ mod tests {
     fn round_trip_upsert_and_nearest_lookup() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("tuned.json");
-        let mut db = TunedDb::load(&path).unwrap();
-        db.upsert(entry(1, 4096, 4096, "h1", 10.0));
-        db.upsert(entry(2048, 4096, 4096, "h1", 500.0));
-        db.upsert(entry(1, 4096, 4096, "h1", 9.0)); // replaces
-        db.save(&path).unwrap();
+        let db = TunedDb::update(&path, |db| {
+            db.upsert(entry(1, 4096, 4096, "h1", 10.0));
+            db.upsert(entry(2048, 4096, 4096, "h1", 500.0));
+            db.clone()
+        })
+        .unwrap();
+        // A second update merges into what is on disk.
+        let db = TunedDb::update(&path, |d| {
+            assert_eq!(d, &db);
+            d.upsert(entry(1, 4096, 4096, "h1", 9.0)); // replaces
+            d.clone()
+        })
+        .unwrap();
         let back = TunedDb::load(&path).unwrap();
         assert_eq!(back, db);
         assert_eq!(back.entries.len(), 2);
@@ -222,5 +280,25 @@ mod tests {
         std::fs::write(&path, "not json").unwrap();
         let err = format!("{:#}", TunedDb::load(&path).unwrap_err());
         assert!(err.contains("not a kernlab tuned database"), "{err}");
+        // An update refuses it too, and leaves the file as it was.
+        let err = format!("{:#}", TunedDb::update(&path, |db| db.upsert(entry(1, 1, 1, "h", 1.0))).unwrap_err());
+        assert!(err.contains("not a kernlab tuned database"), "{err}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "not json");
+    }
+
+    #[test]
+    fn update_leaves_only_the_database_and_its_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/tuned.json");
+        for m in 1..4 {
+            TunedDb::update(&path, |db| db.upsert(entry(m, 8, 8, "h", 1.0))).unwrap();
+        }
+        let mut names: Vec<String> = std::fs::read_dir(dir.path().join("sub"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["tuned.json", "tuned.json.lock"]);
+        assert_eq!(TunedDb::load(&path).unwrap().entries.len(), 3);
     }
 }

@@ -437,7 +437,7 @@ pub fn run_sweep(opts: &SweepOptions, interrupted: Arc<AtomicBool>) -> Result<Sw
     drop(worker_opt);
 
     // Summarise every planned shape from everything in the file (resumed rows included).
-    let mut db = TunedDb::load(&opts.db_path)?;
+    let mut winners: Vec<TunedEntry> = Vec::new();
     let hashes: BTreeMap<String, String> =
         sweep.variants.iter().map(|v| (v.name.clone(), cache::source_hash(&v.source))).collect();
     for (dt, shape, _) in &plan {
@@ -450,7 +450,7 @@ pub fn run_sweep(opts: &SweepOptions, interrupted: Arc<AtomicBool>) -> Result<Sw
         let w = winner::pick(cands.iter().copied()).cloned();
         if let Some(w) = &w {
             if let Some(h) = hashes.get(&w.variant) {
-                db.upsert(TunedEntry {
+                winners.push(TunedEntry {
                     kernel: fam.name().into(),
                     variant: w.variant.clone(),
                     source_hash: h.clone(),
@@ -475,7 +475,9 @@ pub fn run_sweep(opts: &SweepOptions, interrupted: Arc<AtomicBool>) -> Result<Sw
             failed: cands.iter().filter(|r| r.status != Some(Status::Ok)).count(),
         });
     }
-    db.save(&opts.db_path)?;
+    // Merged under the database's lock into what is on disk now, so a sweep finishing beside
+    // this one (another GPU) keeps its entries.
+    TunedDb::update(&opts.db_path, |db| winners.into_iter().for_each(|e| db.upsert(e)))?;
     Ok(SweepSummary { gpu: props, rows, csv: opts.out_csv.clone(), interrupted: was_interrupted })
 }
 
