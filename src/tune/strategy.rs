@@ -127,18 +127,22 @@ fn exhaustive(space: &SweepSpace, strategy: Strategy, budget: usize, seed: u64) 
     Ok(Selection { chosen, total, dropped, examined, sampled: false, note: None })
 }
 
-/// Grid over a large space: the first valid point of each of `budget` equal strides,
-/// looking at most `EXAMINE_LIMIT / budget` points into each.
+/// Grid over a large space: one valid point from each of `budget` equal strides: the
+/// stride's first point, else seeded random points of the stride (consecutive points differ
+/// only in the last parameters, so a scan could stay in an invalid region), looking at most
+/// at `EXAMINE_LIMIT / budget` points of each.
 fn strided(space: &SweepSpace, budget: usize, tally: &mut Tally) -> Result<Vec<Candidate>> {
-    let n = space.live();
-    let per_stride = (EXAMINE_LIMIT / budget as u128).max(1);
+    let (n, b) = (space.live(), budget as u128);
+    let per_stride = (EXAMINE_LIMIT / b).max(1);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
     let mut out = Vec::new();
-    for k in 0..budget as u128 {
-        // k * n / budget without overflowing: n = q * budget + r.
-        let (b, q, r) = (budget as u128, n / budget as u128, n % budget as u128);
-        let start = k * q + k * r / b;
-        let end = ((k + 1) * q + (k + 1) * r / b).min(start + per_stride);
-        for g in start..end {
+    for k in 0..b {
+        // k * n / b without overflowing: n = q * b + r.
+        let (q, r) = (n / b, n % b);
+        let (start, end) = (k * q + k * r / b, (k + 1) * q + (k + 1) * r / b);
+        let width = end - start;
+        for attempt in 0..per_stride.min(width) {
+            let g = if attempt == 0 { start } else { start + rng.random_range(0..width) };
             if let Some(c) = space.examine(g, tally)? {
                 out.push(c);
                 break;
