@@ -199,9 +199,12 @@ pub fn run_sweep(opts: &SweepOptions, interrupted: Arc<AtomicBool>) -> Result<Sw
             p.dtype.name(),
             p.shape.label(),
             p.total,
-            p.dropped.iter().map(|(_, n)| n).sum::<usize>(),
+            p.dropped.iter().map(|(_, n)| n).sum::<u128>(),
             p.chosen
         );
+        if let Some(note) = &p.note {
+            eprintln!("      {note}");
+        }
         for (why, n) in &p.dropped {
             eprintln!("      dropped {n:>5}: {why}");
         }
@@ -486,10 +489,14 @@ pub fn run_sweep(opts: &SweepOptions, interrupted: Arc<AtomicBool>) -> Result<Sw
 pub struct ShapePlan {
     pub dtype: DType,
     pub shape: Shape,
-    pub total: usize,
-    pub dropped: Vec<(String, usize)>,
+    /// Points of the space (all variants).
+    pub total: u128,
+    /// Dropped points by rule (among the examined ones when `note` says it was a sample).
+    pub dropped: Vec<(String, u128)>,
     /// Chosen by the strategy (before skipping what is already measured).
     pub chosen: usize,
+    /// Set when the space was sampled or the strategy found fewer than the budget.
+    pub note: Option<String>,
     /// Still to measure.
     pub todo: Vec<Candidate>,
 }
@@ -509,12 +516,24 @@ pub fn plan_candidates(
 ) -> Result<Vec<ShapePlan>> {
     let mut out = Vec::new();
     for (dt, shape) in shapes {
-        let e = sweep.enumerate(&shape.dims, dt.bytes() as i64, limits)?;
-        let chosen = strategy::select(&e.kept, strategy_kind, budget, seed);
-        let n = chosen.len();
-        let todo =
-            chosen.into_iter().filter(|c| !done.contains(&candidate_record(fam, sweep, c, *dt, shape).key())).collect();
-        out.push(ShapePlan { dtype: *dt, shape: shape.clone(), total: e.total, dropped: e.dropped, chosen: n, todo });
+        let env = sweep.env(&shape.dims, dt.bytes() as i64, limits)?;
+        let sel = strategy::choose(sweep, &env, strategy_kind, budget, seed)
+            .with_context(|| format!("{} {}", dt.name(), shape.label()))?;
+        let n = sel.chosen.len();
+        let todo = sel
+            .chosen
+            .into_iter()
+            .filter(|c| !done.contains(&candidate_record(fam, sweep, c, *dt, shape).key()))
+            .collect();
+        out.push(ShapePlan {
+            dtype: *dt,
+            shape: shape.clone(),
+            total: sel.total,
+            dropped: sel.dropped,
+            chosen: n,
+            note: sel.note,
+            todo,
+        });
     }
     Ok(out)
 }
