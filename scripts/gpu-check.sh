@@ -1,57 +1,180 @@
 #!/usr/bin/env bash
-# One batched check-and-benchmark run for the GPU machine (it has no Rust toolchain: build
-# here with `cargo build --release` and send target/release/kernlab along).
+# The GPU machine's check-and-benchmark script: every table of docs/results.md comes from one
+# of its modes. That machine has no Rust toolchain: build here (`cargo build --release`) and
+# send target/release/kernlab along with kernels/, sweeps/, scripts/ and docs/results/.
 #
-#   scripts/gpu-check.sh quick                  # devices, selftest, a short GEMM sweep
-#   scripts/gpu-check.sh sweeps "gemm gemm_int4" # roofline + torch peers + these families' sweeps
-#   scripts/gpu-check.sh selftest               # devices + selftest only
+#   scripts/gpu-check.sh quick                     # devices, whole selftest, a short GEMM sweep
+#   scripts/gpu-check.sh selftest [FAMILIES]       # whole selftest, or only these families
+#   scripts/gpu-check.sh ceilings                  # torch copy_ + `kernlab roofline --remeasure`
+#   scripts/gpu-check.sh sweeps "gemm softmax"     # PyTorch peers, ceilings, these sweeps, report
+#   scripts/gpu-check.sh int4                      # gemm_int4 selftest + its whole grid
+#   scripts/gpu-check.sh e2e                       # llama3-8b bf16/int4, graphs and not, validated
+#   scripts/gpu-check.sh hf                        # llama3-8b against Hugging Face transformers
+#   scripts/gpu-check.sh all                       # all of the above (longer than one 10-min call)
 #
-# Everything goes to $OUT/run.log; the reports folder is packed into $OUT/reports.tgz.
-# Set BUDGET to cap candidates per shape for every family (default: each sweep file's).
+# Environment (all optional):
+#   OUT       where the logs go (default ./gpu-out): $OUT/<mode>.log, $OUT/selftest*.log
+#   KERNLAB_REPORTS  kernlab's reports folder, where the sweep CSVs (<family>.csv), the tuned
+#             database (tuned.json), the ceilings and the e2e JSON go (default $OUT/reports)
+#   K         the kernlab binary (default target/release/kernlab, else ./kernlab)
+#   SHAPES    "MxNxK ..." shapes for sweeps/int4 (default: each sweep file's)
+#   BUDGET    candidates per shape (sweeps: the sweep file's; int4: 0 = the whole grid)
+#   STRATEGY  grid or random (default: the sweep file's)
+#   TIME_LIMIT  per sweep, e.g. 380s (stops starting new candidates; the CSV stays resumable)
+#   SKIP_PEERS=1  sweeps without the PyTorch peers and ceilings first
+#   WEIGHTS   e2e: "bf16 int4" (default); GEN_LEN (256), RUNS (2); NO_GRAPHS_RUN=0 skips
+#             the --no-cuda-graphs comparison run
+#   SEED_DB   tuned database copied to $KERNLAB_REPORTS/tuned.json when that is missing
+#             (default docs/results/tuned-h200.json); SEED_CEILINGS likewise for the ceilings
+# A reports folder outside $OUT is packed into $OUT/reports.tgz at the end. Exit status 1 when
+# a selftest, sweep or e2e step failed (listed at the end of the log and in $OUT/failed.txt).
 set -uo pipefail
 MODE=${1:-quick}
-FAMILIES=${2:-}
+ARG=${2:-}
 OUT=${OUT:-$PWD/gpu-out}
-mkdir -p "$OUT"
+export KERNLAB_REPORTS=${KERNLAB_REPORTS:-$OUT/reports}
 export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
-export KERNLAB_REPORTS=${KERNLAB_REPORTS:-/tmp/kl-reports}
-mkdir -p "$KERNLAB_REPORTS"
-K=./target/release/kernlab
-LOG="$OUT/run-$MODE.log"
+mkdir -p "$OUT" "$KERNLAB_REPORTS"
+R=$KERNLAB_REPORTS
+K=${K:-./target/release/kernlab}
+[ -x "$K" ] || K=./kernlab
+[ -f "$R/tuned.json" ] || cp "${SEED_DB:-docs/results/tuned-h200.json}" "$R/tuned.json" 2>/dev/null
+# The committed ceilings under the name kernlab looks for on an H200 (ignored on other cards).
+[ -f "$R/ceilings-nvidia-h200-sm90.json" ] ||
+  cp "${SEED_CEILINGS:-docs/results/ceilings-h200.json}" "$R/ceilings-nvidia-h200-sm90.json" 2>/dev/null
+
 step() { echo; echo "=== $* ($(date +%T)) ==="; }
-budget=()
-[ -n "${BUDGET:-}" ] && budget=(--budget "$BUDGET")
-{
+# failed WHAT RC: a step that exited non-zero is listed in $OUT/failed.txt (the exit status).
+failed() { [ "$2" = 0 ] || echo "$1: exit $2" >> "$OUT/failed.txt"; }
+quiet() { grep -v "^ *dropped\|^  note: gemm"; }
+shape_args=(); for s in ${SHAPES:-}; do shape_args+=(--shape "$s"); done
+
+devices() {
   step devices
-  $K devices
-  case "$MODE" in
-    quick|selftest)
-      step selftest
-      timeout ${SELFTEST_TIMEOUT:-400} $K selftest > "$KERNLAB_REPORTS/selftest.log" 2>&1
-      echo "selftest exit $?"
-      grep -v "^  ok" "$KERNLAB_REPORTS/selftest.log" | tail -40
-      ;;
-  esac
-  if [ "$MODE" = quick ]; then
-    step "gemm sweep (short)"
-    timeout 300 $K sweep gemm --budget 6 --out "$KERNLAB_REPORTS/gemm-quick.csv" \
-      --shape 1x4096x4096 --shape 16x4096x14336 --shape 128x6144x4096 --shape 2048x28672x4096 2>&1 | tail -12
+  nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,clocks.max.mem --format=csv,noheader
+  "$K" devices 2>&1 | tail -12
+}
+
+# selftest [FAMILIES]: the whole selftest (plus fault isolation) or only these families.
+selftest() {
+  local fam=() name=selftest
+  for f in $1; do fam+=(--family "$f"); done
+  [ -n "$1" ] && name=selftest-${1// /-}
+  step "selftest ${1:-(all families)}"
+  timeout "${SELFTEST_TIMEOUT:-400}" "$K" selftest "${fam[@]}" > "$OUT/$name.log" 2>&1
+  local rc=$?
+  echo "selftest exit $rc"; failed "$name" $rc
+  grep -v "^  ok" "$OUT/$name.log" | tail -30
+}
+
+ceilings() {
+  step "torch copy_ (the check beside the copy ceiling)"
+  timeout 120 python3 scripts/torch_copy_peer.py "$R/torch-peers.json" 2>&1 | tail -3
+  step "roofline ceilings (remeasured)"
+  timeout 200 "$K" roofline --remeasure --torch-peers "$R/torch-peers.json" 2>&1 | tail -30
+}
+
+# sweep FAMILY: one family's sweep into $R/<family>.csv, winners into $R/tuned.json.
+sweep() {
+  local args=("${shape_args[@]}")
+  [ -n "${BUDGET:-}" ] && args+=(--budget "$BUDGET")
+  [ -n "${STRATEGY:-}" ] && args+=(--strategy "$STRATEGY")
+  [ -n "${TIME_LIMIT:-}" ] && args+=(--time-limit "$TIME_LIMIT")
+  step "sweep $1 ${args[*]}"
+  timeout "${SWEEP_TIMEOUT:-400}" "$K" sweep "$1" "${args[@]}" --out "$R/$1.csv" 2>&1 | quiet | tail -40
+  failed "sweep $1" "${PIPESTATUS[0]}"
+}
+
+sweeps() {
+  if [ -z "${SKIP_PEERS:-}" ]; then
+    step "PyTorch peers (scripts/torch_peers.py: copy, softmax, rmsnorm, rope, swiglu, SDPA)"
+    timeout "${PEERS_TIMEOUT:-240}" python3 scripts/torch_peers.py "$R/torch_peers.csv" 2>&1 |
+      grep -v "Warning\|return F" | tail -40
+    ceilings
   fi
-  if [ "$MODE" = sweeps ]; then
-    if [ -z "${SKIP_PEERS:-}" ]; then
-      step "torch peers"
-      [ -f scripts/torch_copy_peer.py ] && timeout 120 python3 scripts/torch_copy_peer.py "$KERNLAB_REPORTS/torch-peers.json" 2>&1 | tail -5
-      [ -f scripts/torch_peers.py ] && timeout 240 python3 scripts/torch_peers.py "$KERNLAB_REPORTS/torch_peers.csv" 2>&1 | tail -40
-      step roofline
-      timeout 200 $K roofline --remeasure --torch-peers "$KERNLAB_REPORTS/torch-peers.json" 2>&1 | tail -30
+  for fam in $1; do sweep "$fam"; done
+  step report
+  "$K" roofline 2>&1 | tail -3
+  "$K" report 2>&1 | tail -5
+}
+
+# The gemm_int4 table: its selftest, then the whole grid (BUDGET=0) on SHAPES, cuBLAS bf16 on
+# the dequantized weight timed in the same run. The 20 default shapes take about 7 minutes
+# on an H200; SHAPES="1x... 8x... 16x..." for the decode rows.
+int4() {
+  selftest gemm_int4
+  BUDGET=${BUDGET:-0} TIME_LIMIT=${TIME_LIMIT:-380s} sweep gemm_int4
+}
+
+# llama3-8b with random weights: the tiny and smollm2-135m shapes against the f32 CPU
+# reference (ragged batches, tuned vs reference in lockstep), then for each of WEIGHTS a run
+# issuing every launch and one replaying CUDA graphs with --validate, at batch 1 and 8.
+e2e() {
+  local bench=(--batch "1,8" --prompt-len 128 --gen-len "${GEN_LEN:-256}" --runs "${RUNS:-2}" --ignore-eos
+    --db "$R/tuned.json")
+  local row='Throughput|Decode step|Time to first|% of band|Peak|validate|PASS|FAIL|rror'
+  step "tiny vs CPU reference + lockstep"
+  timeout 60 "$K" e2e --preset tiny --check-cpu --batch 3 --ragged --prompt-len 40 --gen-len 40 --runs 1 \
+    --validate --out "$R/e2e-tiny" 2>&1 | grep -E "$row"
+  failed "e2e tiny" "${PIPESTATUS[0]}"
+  step "smollm2-135m shape vs CPU reference + lockstep"
+  timeout 90 "$K" e2e --preset smollm2-135m --check-cpu --batch 3 --ragged --prompt-len 40 --gen-len 24 --runs 1 \
+    --validate --out "$R/e2e-smol" 2>&1 | grep -E "$row"
+  failed "e2e smollm2-135m" "${PIPESTATUS[0]}"
+  for w in ${WEIGHTS:-bf16 int4}; do
+    if [ "${NO_GRAPHS_RUN:-1}" != 0 ]; then
+      step "llama3-8b $w, every launch issued (--no-cuda-graphs)"
+      timeout 150 "$K" e2e "${bench[@]}" --weights "$w" --no-cuda-graphs --out "$R/e2e-8b-$w-nograph" 2>&1 |
+        grep -E "$row"
+      failed "e2e $w no graphs" "${PIPESTATUS[0]}"
     fi
-    for fam in $FAMILIES; do
-      step "sweep $fam"
-      timeout ${SWEEP_TIMEOUT:-300} $K sweep "$fam" "${budget[@]}" --out "$KERNLAB_REPORTS/$fam-run.csv" 2>&1 | grep -v "^      dropped" | tail -30
-    done
-    step report
-    $K roofline 2>&1 | tail -3
-    $K report 2>&1 | tail -5
-  fi
-} 2>&1 | tee "$LOG"
-tar czf "$OUT/reports.tgz" -C "$KERNLAB_REPORTS" . 2>/dev/null
+    step "llama3-8b $w, CUDA graphs + validate"
+    timeout 240 "$K" e2e "${bench[@]}" --weights "$w" --validate --out "$R/e2e-8b-$w-graph" 2>&1 | quiet | tail -60
+    failed "e2e $w graphs" "${PIPESTATUS[0]}"
+  done
+}
+
+# Hugging Face transformers builds llama3-8b with random weights, saves it, records reference
+# logits and greedy tokens and times its own generate (eager; static cache + torch.compile);
+# kernlab loads that directory, compares, and benchmarks the same batches.
+hf() {
+  step "HF reference + timing (scripts/hf_reference.py)"
+  PYTHONUNBUFFERED=1 timeout "${HF_TIMEOUT:-380}" python3 scripts/hf_reference.py --preset llama3-8b \
+    --out-dir /tmp/hf8b --json "$OUT/hf8b.json" --budget-s "${HF_BUDGET:-320}" 2>&1 | grep -v "Warning\|warn(" | tail -20
+  step "kernlab vs HF (same weights) + benchmark"
+  [ -f "$OUT/hf8b.json" ] && timeout "${E2E_TIMEOUT:-170}" "$K" e2e --model /tmp/hf8b --hf-reference "$OUT/hf8b.json" \
+    --batch 1,8 --prompt-len 128 --gen-len 256 --runs 2 --ignore-eos --db "$R/tuned.json" --out "$R/e2e-hf" 2>&1 |
+    quiet | tail -70
+  failed "e2e vs HF" "${PIPESTATUS[0]}"
+}
+
+run() {
+  case "$MODE" in
+    quick)
+      devices; selftest ""
+      shape_args=(--shape 1x4096x4096 --shape 16x4096x14336 --shape 128x6144x4096 --shape 2048x28672x4096)
+      BUDGET=6 sweep gemm ;;
+    selftest) devices; selftest "$ARG" ;;
+    ceilings) devices; ceilings ;;
+    sweeps) devices; sweeps "$ARG" ;;
+    int4) devices; int4 ;;
+    e2e) devices; e2e ;;
+    hf) devices; hf ;;
+    all)
+      devices; selftest ""
+      sweeps "gemm softmax rmsnorm rope swiglu attention_decode attention_decode_varlen attention_prefill attention_prefill_varlen"
+      int4; e2e; hf ;;
+    *) echo "error: unknown mode '$MODE' (quick, selftest, ceilings, sweeps, int4, e2e, hf, all)" >&2; return 2 ;;
+  esac
+}
+rm -f "$OUT/failed.txt"
+run 2>&1 | tee "$OUT/$MODE.log"
+rc=${PIPESTATUS[0]}
+if [ "$rc" = 0 ] && [ -s "$OUT/failed.txt" ]; then
+  echo; echo "=== steps that failed ==="; cat "$OUT/failed.txt"; rc=1
+fi
+case "$(cd "$R" && pwd)/" in
+  "$(cd "$OUT" && pwd)"/*) ;;
+  *) tar czf "$OUT/reports.tgz" -C "$R" . 2>/dev/null ;;
+esac
+exit "$rc"
