@@ -57,6 +57,32 @@ pub(crate) fn check_dense(tensor: &str, w: &[f32], n: usize, k: usize) -> Result
     Ok(())
 }
 
+/// Scale bits and integer zero point of one group of values (see module docs). The
+/// asymmetric zero is chosen for the scale as stored in `dt`.
+pub(crate) fn group_params(vals: &[f32], symmetric: bool, dt: HalfDtype) -> (u16, u8) {
+    let hi = vals.iter().fold(0f32, |a, &v| a.max(v));
+    let lo = vals.iter().fold(0f32, |a, &v| a.min(v));
+    if symmetric {
+        // An all-zero group gives +0 (f32::max of 0 and -0 may be either).
+        let s = (hi / 7.0).max(-lo / 8.0);
+        (dt.from_f32(if s > 0.0 { s } else { 0.0 }), 8)
+    } else {
+        let bits = dt.from_f32((hi - lo) / 15.0);
+        let s_used = dt.to_f32(bits);
+        let z = if s_used > 0.0 { (-lo / s_used).round().clamp(0.0, 15.0) as u8 } else { 8 };
+        (bits, z)
+    }
+}
+
+/// The 4-bit code of `v` for the stored scale `s_used` and zero `z`.
+pub(crate) fn quant_code(v: f32, s_used: f32, z: u8) -> u8 {
+    if s_used > 0.0 {
+        ((v / s_used).round() + f32::from(z)).clamp(0.0, 15.0) as u8
+    } else {
+        z // an all-zero group (or a scale that underflowed): every value is 0
+    }
+}
+
 /// Quantizes W[n, k] (row-major f32) with round-to-nearest.
 pub fn quantize_rtn(w: &[f32], n: usize, k: usize, cfg: &RtnConfig) -> Result<Int4Weight> {
     check_dense("w", w, n, k)?;
@@ -75,27 +101,12 @@ pub fn quantize_rtn(w: &[f32], n: usize, k: usize, cfg: &RtnConfig) -> Result<In
             let mut zs = vec![0u8; groups];
             for g in 0..groups {
                 let vals = &src[g * gs..][..gs];
-                let hi = vals.iter().fold(0f32, |a, &v| a.max(v));
-                let lo = vals.iter().fold(0f32, |a, &v| a.min(v));
-                let (s, z) = if cfg.symmetric {
-                    // An all-zero group gives +0 (f32::max of 0 and -0 may be either).
-                    let s = (hi / 7.0).max(-lo / 8.0);
-                    (if s > 0.0 { s } else { 0.0 }, 8u8)
-                } else {
-                    let s = (hi - lo) / 15.0;
-                    let s_used = dt.round(s);
-                    let z = if s_used > 0.0 { (-lo / s_used).round().clamp(0.0, 15.0) as u8 } else { 8 };
-                    (s, z)
-                };
-                sc[g] = dt.from_f32(s);
+                let (bits, z) = group_params(vals, cfg.symmetric, dt);
+                sc[g] = bits;
                 zs[g] = z;
-                let s_used = dt.to_f32(sc[g]);
+                let s_used = dt.to_f32(bits);
                 for (c, &v) in codes[g * gs..][..gs].iter_mut().zip(vals) {
-                    *c = if s_used > 0.0 {
-                        ((v / s_used).round() + f32::from(z)).clamp(0.0, 15.0) as u8
-                    } else {
-                        z // an all-zero group (or a scale that underflowed): every value is 0
-                    };
+                    *c = quant_code(v, s_used, z);
                 }
             }
             (codes, sc, zs)
