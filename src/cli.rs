@@ -75,6 +75,9 @@ pub enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Replay search strategies against recorded full-grid sweep CSVs, many seeds each, no
+    /// GPU: evaluations needed to come near the optimum, a table, a CSV and a chart.
+    Replay(crate::tune::replay_cli::ReplayArgs),
     /// Llama-3 end to end on the GPU: benchmark table, tuned vs reference, CPU and HF checks.
     E2e(crate::llama::bench::E2eArgs),
     /// Internal: the measuring process the sweep runner starts.
@@ -161,6 +164,7 @@ pub fn run() -> Result<ExitCode> {
             crate::roofline_cmd::roofline_command_with(gpu, remeasure, !no_candidates, torch_peers)
         }
         Command::Report { out } => crate::roofline_cmd::report_command(out),
+        Command::Replay(a) => crate::tune::replay_cli::run(a),
         Command::E2e(a) => crate::llama::bench::run(a),
         Command::Worker { gpu } => {
             crate::tune::worker::serve(gpu)?;

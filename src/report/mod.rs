@@ -12,6 +12,7 @@ pub mod html;
 mod labels;
 pub mod plot_bars;
 pub mod plot_heatmap;
+pub mod plot_replay;
 pub mod plot_roofline;
 pub mod plot_strips;
 pub mod style;

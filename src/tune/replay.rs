@@ -1,0 +1,259 @@
+//! `kernlab replay`: run every search strategy many times, with different seeds, against a
+//! recorded full-grid sweep, without a GPU.
+//!
+//! Each (dtype, shape) of a sweep CSV is one space: its candidates are the rows (a row's
+//! presence makes it valid), a row with status `ok` has its median time, every other row
+//! (wrong, compile or launch error, fault, timeout) is a failure; the peer row is not part
+//! of the space. The optimum is the fastest `ok` row. For each strategy and seed the search
+//! runs until it has evaluated the optimum; the trace gives the evaluations needed to come
+//! within `within_pct` % of the optimum and the fraction of the optimum reached
+//! (optimum time / best time so far) after every evaluation.
+
+use crate::tune::record::{read_records, Status};
+use crate::tune::search::{run_search, Budget, ListSpace, SearchStrategy};
+use crate::tune::space::Candidate;
+use anyhow::{bail, Context, Result};
+use rayon::prelude::*;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// One recorded space: a (dtype, shape) of one sweep CSV.
+pub struct RecordedSpace {
+    /// The CSV's file stem.
+    pub source: String,
+    pub dtype: String,
+    pub shape: String,
+    pub space: ListSpace,
+    /// Median time of each candidate, `None` for a failure.
+    pub times: HashMap<Candidate, Option<f64>>,
+    pub optimum_us: f64,
+}
+
+impl RecordedSpace {
+    pub fn size(&self) -> usize {
+        self.times.len()
+    }
+    pub fn label(&self) -> String {
+        format!("{} {} {}", self.source, self.dtype, self.shape)
+    }
+}
+
+/// The spaces of one sweep CSV, in the order their first rows appear. A (dtype, shape)
+/// without a single `ok` row has no optimum and is left out; a file with no space at all
+/// is an error.
+pub fn load_spaces(path: &Path) -> Result<Vec<RecordedSpace>> {
+    let records = read_records(path)?;
+    let source = path.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+    let mut order: Vec<(String, String)> = Vec::new();
+    let mut groups: HashMap<(String, String), Vec<(Candidate, Option<f64>)>> = HashMap::new();
+    for r in records {
+        if r.status == Some(Status::Peer) || r.status.is_none() {
+            continue;
+        }
+        let key = (r.dtype.clone(), r.shape.clone());
+        let time =
+            if r.status == Some(Status::Ok) { r.median_us().filter(|t| t.is_finite() && *t > 0.0) } else { None };
+        let c = Candidate { variant: r.variant, params: r.params };
+        if !groups.contains_key(&key) {
+            order.push(key.clone());
+        }
+        groups.entry(key).or_default().push((c, time));
+    }
+    let mut out = Vec::new();
+    for key in order {
+        let rows = groups.remove(&key).unwrap_or_default();
+        let mut times = HashMap::new();
+        let mut list = Vec::new();
+        for (c, t) in rows {
+            // A candidate recorded twice (a resumed sweep) counts once, with its first result.
+            if !times.contains_key(&c) {
+                times.insert(c.clone(), t);
+                list.push(c);
+            }
+        }
+        let Some(optimum_us) = times.values().flatten().copied().min_by(f64::total_cmp) else { continue };
+        out.push(RecordedSpace {
+            source: source.clone(),
+            dtype: key.0,
+            shape: key.1,
+            space: ListSpace::new(list),
+            times,
+            optimum_us,
+        });
+    }
+    if out.is_empty() {
+        bail!(
+            "{}: no (dtype, shape) with a verified, timed candidate (status ok); \
+             replay needs a sweep CSV with measured rows",
+            path.display()
+        );
+    }
+    Ok(out)
+}
+
+/// The runs of one strategy on one space, one entry per seed.
+pub struct SpaceRuns {
+    pub strategy: SearchStrategy,
+    /// Evaluations each seed needed to come within the threshold.
+    pub evals_to_within: Vec<usize>,
+    /// Per seed, optimum / best-so-far after 1, 2, ... evaluations (0 before a success),
+    /// padded with 1.0 to the space's size once the optimum was found.
+    pub fraction: Vec<Vec<f64>>,
+}
+
+/// Runs `strategy` on `space` once per seed.
+pub fn run_space(space: &RecordedSpace, strategy: SearchStrategy, seeds: usize, within_pct: f64) -> SpaceRuns {
+    let n = space.size();
+    let threshold = space.optimum_us * (1.0 + within_pct / 100.0);
+    // Grid has no seed: one run stands for all.
+    let seeds = if strategy == SearchStrategy::Grid { 1 } else { seeds.max(1) };
+    let runs: Vec<(usize, Vec<f64>)> = (0..seeds as u64)
+        .into_par_iter()
+        .map(|seed| {
+            let mut searcher = strategy.searcher(&space.space, seed);
+            let budget = Budget { good_enough_us: Some(space.optimum_us), ..Budget::default() };
+            let trace = run_search(searcher.as_mut(), budget, 1, |batch| {
+                batch.iter().map(|c| space.times.get(c).copied().flatten()).collect()
+            });
+            let mut fraction: Vec<f64> =
+                trace.best_so_far().into_iter().map(|b| b.map_or(0.0, |b| space.optimum_us / b)).collect();
+            let reached = fraction.iter().position(|&f| space.optimum_us / f <= threshold).map_or(n, |i| i + 1);
+            fraction.resize(n, fraction.last().copied().unwrap_or(0.0));
+            (reached, fraction)
+        })
+        .collect();
+    let (evals_to_within, fraction) = runs.into_iter().unzip();
+    SpaceRuns { strategy, evals_to_within, fraction }
+}
+
+/// Per-space summary of a strategy's seeds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpaceSummary {
+    pub label: String,
+    pub source: String,
+    pub size: usize,
+    pub strategy: SearchStrategy,
+    pub seeds: usize,
+    pub median_evals: f64,
+    pub worst_evals: usize,
+    pub median_pct: f64,
+    pub worst_pct: f64,
+}
+
+pub fn summarize(space: &RecordedSpace, runs: &SpaceRuns) -> SpaceSummary {
+    let mut e: Vec<f64> = runs.evals_to_within.iter().map(|&x| x as f64).collect();
+    e.sort_by(f64::total_cmp);
+    let median = percentile(&e, 0.5);
+    let worst = runs.evals_to_within.iter().copied().max().unwrap_or(0);
+    let n = space.size() as f64;
+    SpaceSummary {
+        label: space.label(),
+        source: space.source.clone(),
+        size: space.size(),
+        strategy: runs.strategy,
+        seeds: runs.evals_to_within.len(),
+        median_evals: median,
+        worst_evals: worst,
+        median_pct: 100.0 * median / n,
+        worst_pct: 100.0 * worst as f64 / n,
+    }
+}
+
+/// Linear-interpolated percentile of sorted values (`q` in 0..=1); NaN for none.
+pub fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let idx = q * (sorted.len() - 1) as f64;
+    let (lo, hi) = (idx.floor() as usize, idx.ceil() as usize);
+    sorted[lo] + (sorted[hi] - sorted[lo]) * (idx - lo as f64)
+}
+
+/// Mean and p10–p90 of the fraction of the optimum reached, against evaluations as a
+/// percentage of each space, over every run of one strategy on one CSV's spaces.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Curve {
+    pub source: String,
+    pub strategy: SearchStrategy,
+    /// (% of the space evaluated, mean, p10, p90).
+    pub points: Vec<(f64, f64, f64, f64)>,
+}
+
+/// Where curves are sampled, in % of the space: log-spaced so the first evaluations, where
+/// strategies differ, are resolved.
+pub fn curve_grid() -> Vec<f64> {
+    let mut xs: Vec<f64> = (0..=40).map(|i| 10f64.powf(-0.5 + 2.5 * i as f64 / 40.0)).collect();
+    xs.dedup();
+    xs
+}
+
+pub fn curve(source: &str, strategy: SearchStrategy, runs: &[(&RecordedSpace, &SpaceRuns)]) -> Curve {
+    let points = curve_grid()
+        .into_iter()
+        .map(|x| {
+            let mut ys: Vec<f64> = runs
+                .iter()
+                .flat_map(|(space, r)| {
+                    // Evaluations made by x % of this space; before the first one, nothing is reached.
+                    let k = (x / 100.0 * space.size() as f64).floor() as usize;
+                    r.fraction.iter().map(move |f| if k == 0 { 0.0 } else { f[(k - 1).min(f.len() - 1)] })
+                })
+                .collect();
+            ys.sort_by(f64::total_cmp);
+            let mean = ys.iter().sum::<f64>() / ys.len().max(1) as f64;
+            (x, mean, percentile(&ys, 0.1), percentile(&ys, 0.9))
+        })
+        .collect();
+    Curve { source: source.to_string(), strategy, points }
+}
+
+/// Options of `kernlab replay`.
+#[derive(Debug, Clone)]
+pub struct ReplayOptions {
+    pub csvs: Vec<PathBuf>,
+    pub seeds: usize,
+    pub within_pct: f64,
+    pub strategies: Vec<SearchStrategy>,
+    /// Folder for search-replay.{csv,png} and search-replay-curves.csv.
+    pub out_dir: PathBuf,
+}
+
+/// Everything a replay found.
+pub struct ReplayResult {
+    pub spaces: Vec<SpaceSummary>,
+    pub curves: Vec<Curve>,
+    pub table: String,
+    pub csv: PathBuf,
+    pub curves_csv: PathBuf,
+    pub png: PathBuf,
+}
+
+pub fn replay(opts: &ReplayOptions) -> Result<ReplayResult> {
+    if opts.seeds == 0 {
+        bail!("--seeds must be at least 1");
+    }
+    if !(opts.within_pct >= 0.0 && opts.within_pct.is_finite()) {
+        bail!("--within must be a non-negative percentage, got {}", opts.within_pct);
+    }
+    let mut spaces = Vec::new();
+    let mut curves = Vec::new();
+    for path in &opts.csvs {
+        let loaded = load_spaces(path)?;
+        for &strategy in &opts.strategies {
+            let runs: Vec<SpaceRuns> =
+                loaded.iter().map(|s| run_space(s, strategy, opts.seeds, opts.within_pct)).collect();
+            let pairs: Vec<(&RecordedSpace, &SpaceRuns)> = loaded.iter().zip(&runs).collect();
+            spaces.extend(pairs.iter().map(|(s, r)| summarize(s, r)));
+            curves.push(curve(&loaded[0].source, strategy, &pairs));
+        }
+    }
+    std::fs::create_dir_all(&opts.out_dir).with_context(|| format!("creating {}", opts.out_dir.display()))?;
+    let csv = opts.out_dir.join("search-replay.csv");
+    let curves_csv = opts.out_dir.join("search-replay-curves.csv");
+    let png = opts.out_dir.join("search-replay.png");
+    super::replay_table::write_csv(&csv, &spaces)?;
+    super::replay_table::write_curves_csv(&curves_csv, &curves)?;
+    crate::report::plot_replay::plot_replay(&curves, opts.seeds, opts.within_pct, &png)?;
+    let table = super::replay_table::format_table(&spaces, opts.within_pct);
+    Ok(ReplayResult { spaces, curves, table, csv, curves_csv, png })
+}

@@ -1,0 +1,80 @@
+//! Adaptive search over a space of candidates: an ask/tell interface, the strategies behind
+//! it, budgets, and the re-measurement rule that declares a winner or a tie.
+//!
+//! A strategy sees the space only through [`SearchSpace`] (its variants, each variant's
+//! parameter value lists, and a validity check per point), so it works the same on a sweep
+//! file's space, on a space too big to list, and on a recorded CSV replayed without a GPU.
+//!
+//! - [`grid`]: every valid candidate in a fixed order (and the seeded random sample);
+//! - [`tpe`]: model-based, a tree-structured Parzen estimator with a density-ratio
+//!   acquisition (the expected-improvement equivalent of Bergstra et al. 2011);
+//! - [`evolve`]: local search, mutating the best few along one parameter at a time, with
+//!   random restarts when their neighbourhoods are used up;
+//! - [`driver`]: the loop that asks, evaluates and tells under a [`driver::Budget`];
+//! - [`noise`]: re-measure the contenders within the best's spread, then winner or tie.
+
+pub mod driver;
+pub mod evolve;
+pub mod grid;
+pub mod noise;
+pub mod space;
+pub mod tpe;
+
+pub use driver::{run_search, Budget, SearchTrace, StopReason};
+pub use space::{Dim, ListSpace, SearchSpace};
+
+use crate::tune::space::Candidate;
+use anyhow::{bail, Result};
+
+/// Proposes candidates to measure and learns from their results.
+pub trait Searcher {
+    /// Up to `n` candidates never proposed before, each valid in the space. Fewer (or none)
+    /// means the strategy has nothing left to propose.
+    fn ask(&mut self, n: usize) -> Vec<Candidate>;
+    /// The result of a proposed candidate: its median time, or `None` when it failed
+    /// (compile or launch error, wrong output, fault, timeout).
+    fn tell(&mut self, candidate: &Candidate, time_us: Option<f64>);
+}
+
+/// The strategies a sweep or a replay can use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SearchStrategy {
+    Grid,
+    Random,
+    Tpe,
+    Evolve,
+}
+
+impl SearchStrategy {
+    pub const ALL: [SearchStrategy; 4] =
+        [SearchStrategy::Tpe, SearchStrategy::Evolve, SearchStrategy::Random, SearchStrategy::Grid];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SearchStrategy::Grid => "grid",
+            SearchStrategy::Random => "random",
+            SearchStrategy::Tpe => "tpe",
+            SearchStrategy::Evolve => "evolve",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<SearchStrategy> {
+        Ok(match s {
+            "grid" => SearchStrategy::Grid,
+            "random" => SearchStrategy::Random,
+            "tpe" | "bo" => SearchStrategy::Tpe,
+            "evolve" | "local" => SearchStrategy::Evolve,
+            other => bail!("unknown search strategy {other:?}: expected grid, random, tpe or evolve"),
+        })
+    }
+
+    /// A fresh searcher of this strategy over `space`, seeded.
+    pub fn searcher<'a>(self, space: &'a dyn SearchSpace, seed: u64) -> Box<dyn Searcher + 'a> {
+        match self {
+            SearchStrategy::Grid => Box::new(grid::GridSearch::new(space)),
+            SearchStrategy::Random => Box::new(grid::RandomSearch::new(space, seed)),
+            SearchStrategy::Tpe => Box::new(tpe::TpeSearch::new(space, seed, tpe::TpeConfig::default())),
+            SearchStrategy::Evolve => Box::new(evolve::EvolveSearch::new(space, seed, evolve::EvolveConfig::default())),
+        }
+    }
+}

@@ -1,0 +1,222 @@
+//! Model-based search: a tree-structured Parzen estimator (TPE, Bergstra et al. 2011).
+//!
+//! The measured candidates are split into the fastest share `gamma` ("good") and the rest
+//! plus every failure ("bad"). Each side gets a density over the space's tree: a
+//! categorical density over the variant and, per parameter of that variant, a Gaussian
+//! kernel over the parameter's position in its value list (positions, not values, so
+//! powers of two are equally spaced, as log2 would make them), mixed with a uniform prior.
+//! The next candidate is the unseen valid one with the largest ratio good/bad, which is
+//! what maximises expected improvement under this model. Candidates scored: every unseen
+//! one when the space lists few enough, else a random sample plus the neighbours of the
+//! best few.
+//!
+//! Why hand-written: a TPE over a conditional (per-variant) space is a few counting loops;
+//! the Rust TPE crates model a flat box and sample it freely, which would propose the
+//! invalid points this tuner must never compile.
+
+use super::space::{neighbours, pair_neighbours, SearchSpace};
+use super::Searcher;
+use crate::tune::space::Candidate;
+use rand::rngs::StdRng;
+use rand::seq::IndexedRandom;
+use rand::{Rng, SeedableRng};
+use std::collections::{BTreeMap, HashSet};
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TpeConfig {
+    /// Random candidates before the model is used: this share of the space's size when
+    /// known, clamped to `warmup_min..=warmup_max`.
+    pub warmup_share: f64,
+    pub warmup_min: usize,
+    pub warmup_max: usize,
+    /// Share of the successful candidates that count as good.
+    pub gamma: f64,
+    /// Kernel width in value-list positions.
+    pub bandwidth: f64,
+    /// Weight of the uniform prior in each density, in candidates.
+    pub prior_weight: f64,
+    /// Score every unseen candidate when the space lists at most this many.
+    pub exhaustive_pool: usize,
+    /// Otherwise: this many random draws, plus the neighbours of the best `elite` ones.
+    pub pool: usize,
+    pub elite: usize,
+}
+
+impl Default for TpeConfig {
+    fn default() -> Self {
+        TpeConfig {
+            warmup_share: 0.02,
+            warmup_min: 3,
+            warmup_max: 10,
+            gamma: 0.15,
+            bandwidth: 0.7,
+            prior_weight: 1.0,
+            exhaustive_pool: 50_000,
+            pool: 256,
+            elite: 3,
+        }
+    }
+}
+
+pub struct TpeSearch<'a> {
+    space: &'a dyn SearchSpace,
+    cfg: TpeConfig,
+    rng: StdRng,
+    warmup: usize,
+    seen: HashSet<Candidate>,
+    told: Vec<(Candidate, Option<f64>)>,
+}
+
+impl<'a> TpeSearch<'a> {
+    pub fn new(space: &'a dyn SearchSpace, seed: u64, cfg: TpeConfig) -> TpeSearch<'a> {
+        let warmup = match space.size() {
+            Some(n) => ((n as f64 * cfg.warmup_share).ceil() as usize).clamp(cfg.warmup_min, cfg.warmup_max),
+            None => cfg.warmup_max,
+        };
+        TpeSearch { space, cfg, rng: StdRng::seed_from_u64(seed), warmup, seen: HashSet::new(), told: Vec::new() }
+    }
+
+    fn random_unseen(&mut self) -> Option<Candidate> {
+        if let Some(list) = self.space.list() {
+            let unseen: Vec<&Candidate> = list.iter().filter(|c| !self.seen.contains(*c)).collect();
+            return unseen.choose(&mut self.rng).map(|c| (*c).clone());
+        }
+        for _ in 0..super::grid::REJECTION_TRIES {
+            let c = self.space.sample(&mut self.rng, super::grid::REJECTION_TRIES)?;
+            if !self.seen.contains(&c) {
+                return Some(c);
+            }
+        }
+        None
+    }
+
+    /// The unseen candidates the model chooses among.
+    fn pool(&mut self, good: &[&Candidate]) -> Vec<Candidate> {
+        if let Some(list) = self.space.list().filter(|l| l.len() <= self.cfg.exhaustive_pool) {
+            return list.iter().filter(|c| !self.seen.contains(*c)).cloned().collect();
+        }
+        let mut pool: HashSet<Candidate> = HashSet::new();
+        for g in good.iter().take(self.cfg.elite) {
+            pool.extend(neighbours(self.space, g, 2));
+            pool.extend(pair_neighbours(self.space, g));
+        }
+        for _ in 0..self.cfg.pool {
+            if let Some(c) = self.space.sample(&mut self.rng, super::grid::REJECTION_TRIES) {
+                pool.insert(c);
+            }
+        }
+        let mut pool: Vec<Candidate> = pool.into_iter().filter(|c| !self.seen.contains(c)).collect();
+        // HashSet order is not seeded: sort so the same seed proposes the same candidates.
+        pool.sort();
+        pool
+    }
+
+    fn propose(&mut self) -> Option<Candidate> {
+        let mut ok: Vec<(&Candidate, f64)> = self.told.iter().filter_map(|(c, t)| t.map(|t| (c, t))).collect();
+        if self.told.len() < self.warmup || ok.is_empty() {
+            return self.random_unseen();
+        }
+        ok.sort_by(|a, b| a.1.total_cmp(&b.1));
+        let n_good = ((ok.len() as f64 * self.cfg.gamma).ceil() as usize).clamp(1, ok.len());
+        let good: Vec<&Candidate> = ok[..n_good].iter().map(|(c, _)| *c).collect();
+        let good_set: HashSet<&Candidate> = good.iter().copied().collect();
+        let bad: Vec<&Candidate> = self.told.iter().map(|(c, _)| c).filter(|c| !good_set.contains(c)).collect();
+        let l = Density::fit(self.space, &good, &self.cfg);
+        let g = Density::fit(self.space, &bad, &self.cfg);
+        let good_owned: Vec<Candidate> = good.into_iter().cloned().collect();
+        let good_refs: Vec<&Candidate> = good_owned.iter().collect();
+        let pool = self.pool(&good_refs);
+        let mut best: Option<(f64, usize)> = None;
+        for (i, c) in pool.iter().enumerate() {
+            let s = l.log_density(c) - g.log_density(c);
+            // Ties are broken at random so that flat regions are explored evenly.
+            let s = s + self.rng.random::<f64>() * 1e-9;
+            if best.is_none_or(|(b, _)| s > b) {
+                best = Some((s, i));
+            }
+        }
+        match best {
+            Some((_, i)) => pool.into_iter().nth(i),
+            None => self.random_unseen(),
+        }
+    }
+}
+
+impl Searcher for TpeSearch<'_> {
+    fn ask(&mut self, n: usize) -> Vec<Candidate> {
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            let Some(c) = self.propose() else { break };
+            self.seen.insert(c.clone());
+            // Within a batch the model has not learnt from the earlier proposals yet; a
+            // pending entry keeps them out of the pool without counting as a result.
+            out.push(c);
+        }
+        out
+    }
+    fn tell(&mut self, c: &Candidate, time_us: Option<f64>) {
+        self.seen.insert(c.clone());
+        self.told.push((c.clone(), time_us));
+    }
+}
+
+/// A Parzen density over the space's tree, fitted to a set of candidates.
+struct Density {
+    /// Per variant: log P(variant) and, per parameter, its value list and
+    /// log P(value position | variant).
+    variants: BTreeMap<String, (f64, BTreeMap<String, (Vec<i64>, Vec<f64>)>)>,
+    /// log P of a variant the space does not name.
+    unknown_variant: f64,
+}
+
+impl Density {
+    fn fit(space: &dyn SearchSpace, set: &[&Candidate], cfg: &TpeConfig) -> Density {
+        let variants = space.variants();
+        let nv = variants.len().max(1) as f64;
+        let total = set.len() as f64 + cfg.prior_weight;
+        let mut out = BTreeMap::new();
+        for v in variants {
+            let members: Vec<&&Candidate> = set.iter().filter(|c| &c.variant == v).collect();
+            let p = (members.len() as f64 + cfg.prior_weight / nv) / total;
+            let mut params = BTreeMap::new();
+            for d in space.dims(v) {
+                let len = d.values.len();
+                if len == 0 {
+                    continue;
+                }
+                let mut w = vec![cfg.prior_weight / len as f64; len];
+                for c in &members {
+                    let Some(j) = c.params.get(&d.name).and_then(|x| d.index_of(*x)) else { continue };
+                    let k: Vec<f64> = (0..len)
+                        .map(|i| {
+                            let z = (i as f64 - j as f64) / cfg.bandwidth;
+                            (-0.5 * z * z).exp()
+                        })
+                        .collect();
+                    let sum: f64 = k.iter().sum();
+                    for (wi, ki) in w.iter_mut().zip(k) {
+                        *wi += ki / sum;
+                    }
+                }
+                let sum: f64 = w.iter().sum();
+                params.insert(d.name.clone(), (d.values.clone(), w.into_iter().map(|x| (x / sum).ln()).collect()));
+            }
+            out.insert(v.clone(), (p.ln(), params));
+        }
+        Density { variants: out, unknown_variant: (cfg.prior_weight / nv / total).ln() }
+    }
+
+    fn log_density(&self, c: &Candidate) -> f64 {
+        let Some((pv, params)) = self.variants.get(&c.variant) else { return self.unknown_variant };
+        let mut s = *pv;
+        for (name, v) in &c.params {
+            if let Some((values, logp)) = params.get(name) {
+                // A value outside the box cannot be valid; it adds nothing rather than panic.
+                if let Ok(i) = values.binary_search(v) {
+                    s += logp[i];
+                }
+            }
+        }
+        s
+    }
+}
