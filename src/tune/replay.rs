@@ -10,7 +10,7 @@
 //! (optimum time / best time so far) after every evaluation.
 
 use crate::tune::record::{read_records, Status};
-use crate::tune::search::{run_search, Budget, ListSpace, SearchStrategy};
+use crate::tune::search::{run_search, Budget, ListSpace, SearchSpace, SearchStrategy, Searcher};
 use crate::tune::space::Candidate;
 use anyhow::{bail, Context, Result};
 use rayon::prelude::*;
@@ -103,14 +103,28 @@ pub struct SpaceRuns {
 
 /// Runs `strategy` on `space` once per seed.
 pub fn run_space(space: &RecordedSpace, strategy: SearchStrategy, seeds: usize, within_pct: f64) -> SpaceRuns {
-    let n = space.size();
-    let threshold = space.optimum_us * (1.0 + within_pct / 100.0);
     // Grid has no seed: one run stands for all.
     let seeds = if strategy == SearchStrategy::Grid { 1 } else { seeds.max(1) };
+    run_space_with(space, strategy, seeds, within_pct, &|sp, seed| strategy.searcher(sp, seed))
+}
+
+/// A searcher made for one space and seed.
+pub type MakeSearcher<'f> = dyn for<'a> Fn(&'a dyn SearchSpace, u64) -> Box<dyn Searcher + 'a> + Sync + 'f;
+
+/// [`run_space`] with searchers made by `make` (a strategy with other settings), `seeds` runs.
+pub fn run_space_with(
+    space: &RecordedSpace,
+    strategy: SearchStrategy,
+    seeds: usize,
+    within_pct: f64,
+    make: &MakeSearcher,
+) -> SpaceRuns {
+    let n = space.size();
+    let threshold = space.optimum_us * (1.0 + within_pct / 100.0);
     let runs: Vec<(usize, Vec<f64>)> = (0..seeds as u64)
         .into_par_iter()
         .map(|seed| {
-            let mut searcher = strategy.searcher(&space.space, seed);
+            let mut searcher = make(&space.space, seed);
             let budget = Budget { good_enough_us: Some(space.optimum_us), ..Budget::default() };
             let trace = run_search(searcher.as_mut(), budget, 1, |batch| {
                 batch.iter().map(|c| space.times.get(c).copied().flatten()).collect()

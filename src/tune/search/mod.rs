@@ -20,6 +20,9 @@ pub mod noise;
 pub mod space;
 pub mod tpe;
 
+#[cfg(test)]
+mod tests;
+
 pub use driver::{run_search, Budget, SearchTrace, StopReason};
 pub use space::{Dim, ListSpace, SearchSpace};
 

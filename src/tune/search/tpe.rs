@@ -40,6 +40,11 @@ pub struct TpeConfig {
     /// Otherwise: this many random draws, plus the neighbours of the best `elite` ones.
     pub pool: usize,
     pub elite: usize,
+    /// Joint (multivariate) kernels: a candidate's density is a sum over the set's members
+    /// of the product of its per-parameter kernels, so interactions between parameters
+    /// (a tile size good only with a warp count) are modelled; otherwise a product of
+    /// per-parameter marginals, as the original TPE.
+    pub joint: bool,
 }
 
 impl Default for TpeConfig {
@@ -48,12 +53,13 @@ impl Default for TpeConfig {
             warmup_share: 0.02,
             warmup_min: 3,
             warmup_max: 10,
-            gamma: 0.15,
-            bandwidth: 0.7,
+            gamma: 0.2,
+            bandwidth: 1.2,
             prior_weight: 1.0,
             exhaustive_pool: 50_000,
             pool: 256,
             elite: 3,
+            joint: false,
         }
     }
 }
@@ -121,8 +127,17 @@ impl<'a> TpeSearch<'a> {
         let good: Vec<&Candidate> = ok[..n_good].iter().map(|(c, _)| *c).collect();
         let good_set: HashSet<&Candidate> = good.iter().copied().collect();
         let bad: Vec<&Candidate> = self.told.iter().map(|(c, _)| c).filter(|c| !good_set.contains(c)).collect();
-        let l = Density::fit(self.space, &good, &self.cfg);
-        let g = Density::fit(self.space, &bad, &self.cfg);
+        let (l, g) = if self.cfg.joint {
+            (
+                Model::Joint(JointDensity::fit(self.space, &good, &self.cfg)),
+                Model::Joint(JointDensity::fit(self.space, &bad, &self.cfg)),
+            )
+        } else {
+            (
+                Model::Marginal(Density::fit(self.space, &good, &self.cfg)),
+                Model::Marginal(Density::fit(self.space, &bad, &self.cfg)),
+            )
+        };
         let good_owned: Vec<Candidate> = good.into_iter().cloned().collect();
         let good_refs: Vec<&Candidate> = good_owned.iter().collect();
         let pool = self.pool(&good_refs);
@@ -219,4 +234,70 @@ impl Density {
         }
         s
     }
+}
+
+enum Model<'s> {
+    Marginal(Density),
+    Joint(JointDensity<'s>),
+}
+
+impl Model<'_> {
+    fn log_density(&self, c: &Candidate) -> f64 {
+        match self {
+            Model::Marginal(d) => d.log_density(c),
+            Model::Joint(d) => d.log_density(c),
+        }
+    }
+}
+
+/// A multivariate Parzen density: uniform prior plus one product kernel per member.
+struct JointDensity<'s> {
+    space: &'s dyn SearchSpace,
+    /// Per member: its variant and its value positions in the variant's dims order.
+    members: Vec<(String, Vec<Option<usize>>)>,
+    bandwidth: f64,
+    prior_weight: f64,
+}
+
+impl<'s> JointDensity<'s> {
+    fn fit(space: &'s dyn SearchSpace, set: &[&Candidate], cfg: &TpeConfig) -> JointDensity<'s> {
+        let members = set.iter().map(|c| (c.variant.clone(), positions(space, c))).collect();
+        JointDensity { space, members, bandwidth: cfg.bandwidth, prior_weight: cfg.prior_weight }
+    }
+
+    fn log_density(&self, c: &Candidate) -> f64 {
+        let dims = self.space.dims(&c.variant);
+        let nv = self.space.variants().len().max(1) as f64;
+        let x = positions(self.space, c);
+        let uniform: f64 = dims.iter().map(|d| 1.0 / d.values.len().max(1) as f64).product::<f64>() / nv;
+        let mut sum = self.prior_weight * uniform;
+        for (v, m) in &self.members {
+            if *v != c.variant {
+                continue;
+            }
+            let mut k = 1.0;
+            for ((d, xi), mi) in dims.iter().zip(&x).zip(m) {
+                if let (Some(i), Some(j)) = (xi, mi) {
+                    k *= kernel(*i, *j, d.values.len(), self.bandwidth);
+                }
+            }
+            sum += k;
+        }
+        (sum / (self.prior_weight + self.members.len() as f64)).ln()
+    }
+}
+
+/// Each dim's value position in `c` (None where `c` lacks the parameter).
+fn positions(space: &dyn SearchSpace, c: &Candidate) -> Vec<Option<usize>> {
+    space.dims(&c.variant).iter().map(|d| c.params.get(&d.name).and_then(|v| d.index_of(*v))).collect()
+}
+
+/// Discrete Gaussian kernel centred on position `j` of `len`, normalised over the positions.
+fn kernel(i: usize, j: usize, len: usize, bw: f64) -> f64 {
+    let k = |a: usize| {
+        let z = (a as f64 - j as f64) / bw;
+        (-0.5 * z * z).exp()
+    };
+    let norm: f64 = (0..len).map(k).sum();
+    k(i) / norm
 }
