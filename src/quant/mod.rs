@@ -11,6 +11,7 @@
 
 pub mod awq;
 pub mod awq_search;
+pub mod cholesky;
 pub mod dense;
 pub mod error;
 pub mod format;
@@ -30,7 +31,7 @@ pub use error::{FormatError, Result};
 pub use format::{pack_word, unpack_word, HalfDtype, Int4Weight, Zeros, NIBBLE_ORDER, NIBBLE_POS};
 pub use gguf_q4::{gguf_q4_to_int4, GgufQ4};
 pub use gptq::{gptq_to_int4, GptqConverted, GptqTensors, GptqZeros};
-pub use gptq_solve::{quantize_gptq, GptqConfig, Hessian};
+pub use gptq_solve::{quantize_gptq, quantize_gptq_prepared, GptqConfig, Hessian, PreparedHessian};
 pub use int8::{quantize_int8_per_channel, Int8Weight};
 pub use metrics::{gaussian, quant_error, rel_fro, Dequantize, QuantError};
 pub use reference::{reference_gemm_int4, reference_gemm_int4_with, WeightRounding};
