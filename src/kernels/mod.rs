@@ -15,6 +15,7 @@ pub mod rope;
 pub mod softmax;
 pub mod support;
 pub mod swiglu;
+pub mod tunables;
 
 use crate::gpu::device::{Gpu, Kernel};
 use crate::gpu::util::{Comparison, Util};
@@ -187,6 +188,14 @@ pub fn family(name: &str) -> Result<&'static dyn Family> {
 /// Reads a tunable, with a clear error when the sweep did not provide it.
 pub fn param(params: &BTreeMap<String, i64>, name: &str) -> Result<i64> {
     params.get(name).copied().ok_or_else(|| anyhow!("this variant needs tunable {name}, which the sweep does not set"))
+}
+
+/// Where one launch runs: grid, block and dynamic shared memory, as the launchers compute them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Geometry {
+    pub grid: (u32, u32, u32),
+    pub block: (u32, u32, u32),
+    pub smem: u32,
 }
 
 pub fn ceil_div(a: i64, b: i64) -> i64 {
