@@ -152,7 +152,10 @@ pub fn check_model_linear(
             let ws = gpu.alloc(workspace_bytes(variant, &params, m as i64, n as i64).max(16))?;
             util.poison(gpu, &ws)?;
             let io = Int4Io { x: x.ptr, wq: dev_wq.ptr, scales: dev_s.ptr, zeros: 0, r: y.ptr, y: y.ptr, ws: ws.ptr };
-            launch_linear(gpu, &ks, variant, &params, io, m as i64, n as i64, k as i64, DType::BF16)?;
+            // SAFETY: x, y [M,N] (also the residual) and ws (workspace_bytes) were allocated
+            // above for this shape, the weights by the quantizer for (N, K); `ks` is compiled
+            // with `params`.
+            unsafe { launch_linear(gpu, &ks, variant, &params, io, m as i64, n as i64, k as i64, DType::BF16)? };
             gpu.synchronize()?;
             let got: Vec<f32> = y.download::<u16>(m * n)?.iter().map(|b| half.to_f32(*b)).collect();
             let want = reference_gemm_int4_with(&x_host, m, &qw, Some(&r_host), WeightRounding::Exact)?;

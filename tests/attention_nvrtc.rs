@@ -5,10 +5,9 @@
 //! space — without register spills or ptxas serializing wgmma.
 
 use kernlab::gpu::nvrtc::{compile, CompileRequest};
-use kernlab::kernels::attention_common::{template_default, DECODE_SOURCE, PREFILL_SOURCE, REFERENCE_SOURCE};
-use kernlab::kernels::attention_decode::DECODE_DEFAULTS;
-use kernlab::kernels::attention_prefill::wgmma::{PREFILL_WGMMA_SOURCE, WGMMA_DEFAULTS};
-use kernlab::kernels::attention_prefill::PREFILL_DEFAULTS;
+use kernlab::kernels::attention_common::{DECODE_SOURCE, PREFILL_SOURCE, REFERENCE_SOURCE};
+use kernlab::kernels::attention_prefill::wgmma::PREFILL_WGMMA_SOURCE;
+use kernlab::kernels::tunables::template_defaults;
 use kernlab::kernels::{family, DType, Shape};
 use kernlab::tune::compile::request;
 use kernlab::tune::space::{DeviceLimits, Sweep};
@@ -25,12 +24,40 @@ fn sweep(name: &str) -> Sweep {
 }
 
 #[test]
-fn rust_defaults_match_the_templates() {
-    for (src, defaults) in
-        [(PREFILL_SOURCE, PREFILL_DEFAULTS), (PREFILL_WGMMA_SOURCE, WGMMA_DEFAULTS), (DECODE_SOURCE, DECODE_DEFAULTS)]
-    {
+fn template_defaults_are_the_documented_ones() {
+    // The values the launches used when they were Rust constants (before the defaults were
+    // read from the templates): a template edit that changes one shows up here.
+    let want: [(&str, &[(&str, i64)]); 3] = [
+        (PREFILL_SOURCE, &[("HEAD_DIM", 128), ("BLOCK_M", 128), ("BLOCK_N", 64), ("NUM_WARPS", 8), ("STAGES", 2)]),
+        (
+            PREFILL_WGMMA_SOURCE,
+            &[
+                ("HEAD_DIM", 128),
+                ("BLOCK_N", 128),
+                ("CWG", 2),
+                ("STAGES", 3),
+                ("OVERLAP", 1),
+                ("PINGPONG", 1),
+                ("EPI_SMEM", 1),
+            ],
+        ),
+        (
+            DECODE_SOURCE,
+            &[
+                ("HEAD_DIM", 128),
+                ("BLOCK_N", 64),
+                ("NUM_WARPS", 4),
+                ("STAGES", 3),
+                ("SPLITS", 0),
+                ("BLOCKS_PER_SM", 1),
+                ("FUSED_COMBINE", 1),
+            ],
+        ),
+    ];
+    for (src, defaults) in want {
+        let d = template_defaults(src, DType::BF16);
         for (name, v) in defaults {
-            assert_eq!(template_default(src, name), Some(*v), "{name}");
+            assert_eq!(d.get(*name), Some(v), "{name}");
         }
     }
 }

@@ -6,8 +6,8 @@
 //! sm_90a; tests/memkernels_nvrtc.rs compiles the RoPE space for all three).
 
 use kernlab::gpu::nvrtc;
-use kernlab::kernels::attention_common::{template_default, DECODE_SOURCE};
-use kernlab::kernels::attention_decode::DECODE_DEFAULTS;
+use kernlab::kernels::attention_common::DECODE_SOURCE;
+use kernlab::kernels::tunables::template_defaults;
 use kernlab::kernels::{family, DType, Shape};
 use kernlab::tune::compile::request;
 use kernlab::tune::space::{Candidate, DeviceLimits, Strategy, Sweep};
@@ -33,9 +33,9 @@ fn selftest_sample(name: &str, shape: &str) -> Vec<Candidate> {
 
 #[test]
 fn new_decode_tunables_default_as_in_the_template() {
-    for name in ["BLOCKS_PER_SM", "FUSED_COMBINE", "STAGES", "SPLITS"] {
-        let rust = DECODE_DEFAULTS.iter().find(|(k, _)| *k == name).map(|(_, v)| *v);
-        assert_eq!(rust, template_default(DECODE_SOURCE, name), "{name}");
+    let d = template_defaults(DECODE_SOURCE, DType::BF16);
+    for (name, v) in [("BLOCKS_PER_SM", 1), ("FUSED_COMBINE", 1), ("STAGES", 3), ("SPLITS", 0)] {
+        assert_eq!(d.get(name), Some(&v), "{name}");
     }
 }
 

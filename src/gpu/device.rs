@@ -5,6 +5,7 @@
 //! list. cudarc's per-buffer event tracking is switched off: everything runs on one stream,
 //! and tracking would add host work between timed launches.
 
+use super::error::GpuError;
 use super::libs;
 use anyhow::{bail, Context, Result};
 use cudarc::driver::{result as cu, sys, CudaContext, CudaStream};
@@ -122,7 +123,7 @@ impl Gpu {
     }
 
     pub fn synchronize(&self) -> Result<()> {
-        self.stream.synchronize().map_err(|e| anyhow::anyhow!("CUDA error while synchronizing: {e:?}"))
+        Ok(self.stream.synchronize().map_err(GpuError::driver("synchronizing the stream"))?)
     }
 
     /// Loads a compiled cubin and finds its entry point.
@@ -131,19 +132,26 @@ impl Gpu {
         // The image must be NUL-terminated only for PTX; a cubin is read by its ELF header.
         // SAFETY: `cubin` is a complete cubin produced by NVRTC for this device's arch.
         let module = unsafe { cu::module::load_data(cubin.as_ptr() as *const c_void) }
-            .map_err(|e| anyhow::anyhow!("loading the compiled module failed: {e:?}"))?;
+            .map_err(GpuError::driver("loading the compiled module"))?;
         let cname = std::ffi::CString::new(entry)?;
         // SAFETY: module was just loaded; the name is a valid C string.
         let func = unsafe { cu::module::get_function(module, cname) }.map_err(|e| {
             // SAFETY: the module is not used after this unload.
             unsafe { cu::module::unload(module).ok() };
-            anyhow::anyhow!("entry point {entry:?} not found in the module: {e:?}")
+            GpuError::driver(format!("finding entry point {entry:?} in the module"))(e)
         })?;
         Ok(Kernel { module, func, name: entry.to_string() })
     }
 
     /// Launches `k` on the stream. Arguments are passed by value in order.
-    pub fn launch(
+    ///
+    /// # Safety
+    /// The kernel reads and writes whatever the arguments point at, and nothing checks them:
+    /// every `Arg::Ptr` must be a live device allocation (or null where the entry point
+    /// accepts null) sized for what this grid touches, `args` must match the entry point's
+    /// parameter list in number, order and type (documented in each template's header), and
+    /// the buffers must stay alive until the stream has run the launch.
+    pub unsafe fn launch(
         &self,
         k: &Kernel,
         grid: (u32, u32, u32),
@@ -151,12 +159,18 @@ impl Gpu {
         smem: u32,
         args: &[Arg],
     ) -> Result<()> {
-        self.launch_with_maps(k, grid, block, smem, &[], args)
+        // SAFETY: the caller upholds this function's contract, which is the same.
+        unsafe { self.launch_with_maps(k, grid, block, smem, &[], args) }
     }
 
     /// `launch` for the sm_90a entry points whose first parameters are TMA tensor maps
     /// (`const __grid_constant__ CUtensorMap`, 128 bytes by value), then `args`.
-    pub fn launch_with_maps(
+    ///
+    /// # Safety
+    /// As [`Gpu::launch`]; in addition each map must describe a live device tensor the
+    /// kernel may read (or write) for this grid, and the entry point must take exactly
+    /// `maps.len()` tensor maps first.
+    pub unsafe fn launch_with_maps(
         &self,
         k: &Kernel,
         grid: (u32, u32, u32),
@@ -180,11 +194,9 @@ impl Gpu {
         // SAFETY: `params` points at one value per kernel parameter, in order, with the
         // sizes the kernel expects (tensor maps as their 128 bytes, pointers and 64-bit values
         // as 8 bytes, ints and floats as 4 — the low bytes of each slot, on a little-endian
-        // host). The caller matches `maps` and `args` to the entry point's signature,
-        // documented in each template's header, and keeps the buffers they name alive.
-        unsafe { cu::launch_kernel(k.func, grid, block, smem, self.stream.cu_stream(), &mut params) }.map_err(|e| {
-            anyhow::anyhow!("launch of {} (grid {grid:?}, block {block:?}, smem {smem} B) failed: {e:?}", k.name)
-        })
+        // host); what the values point at is the caller's contract (see `# Safety`).
+        unsafe { cu::launch_kernel(k.func, grid, block, smem, self.stream.cu_stream(), &mut params) }
+            .map_err(|e| GpuError::Launch { kernel: k.name.clone(), grid, block, smem, code: e.0 }.into())
     }
 }
 
@@ -248,7 +260,8 @@ impl Kernel {
             )
         };
         if r != sys::CUresult::CUDA_SUCCESS {
-            bail!("{} cannot use {bytes} B of dynamic shared memory on this GPU ({r:?})", self.name);
+            let what = format!("{} asking for {bytes} B of dynamic shared memory", self.name);
+            return Err(GpuError::Driver { what, code: r }.into());
         }
         Ok(())
     }
@@ -272,9 +285,8 @@ impl DevBuf {
     pub fn new(ctx: &Arc<CudaContext>, bytes: usize) -> Result<DevBuf> {
         ctx.bind_to_thread()?;
         // SAFETY: plain device allocation of at least one byte.
-        let ptr = unsafe { cu::malloc_sync(bytes.max(1)) }.map_err(|e| {
-            anyhow::anyhow!("could not allocate {:.1} MiB on the GPU: {e:?}", bytes as f64 / (1 << 20) as f64)
-        })?;
+        let ptr = unsafe { cu::malloc_sync(bytes.max(1)) }
+            .map_err(GpuError::driver(format!("allocating {:.1} MiB on the GPU", bytes as f64 / (1 << 20) as f64)))?;
         Ok(DevBuf { ptr, bytes, ctx: ctx.clone() })
     }
     pub fn arg(&self) -> Arg {
@@ -287,7 +299,7 @@ impl DevBuf {
             bail!("upload of {n} B into a {} B buffer", self.bytes);
         }
         // SAFETY: the destination holds at least `n` bytes; T is plain data.
-        unsafe { cu::memcpy_htod_sync(self.ptr, data) }.map_err(|e| anyhow::anyhow!("copy to GPU failed: {e:?}"))
+        Ok(unsafe { cu::memcpy_htod_sync(self.ptr, data) }.map_err(GpuError::driver("copy to the GPU"))?)
     }
     pub fn download<T: Copy + Default>(&self, count: usize) -> Result<Vec<T>> {
         let mut v = vec![T::default(); count];
@@ -295,8 +307,7 @@ impl DevBuf {
             bail!("download of {count} elements from a {} B buffer", self.bytes);
         }
         // SAFETY: the source holds at least that many bytes; T is plain data.
-        unsafe { cu::memcpy_dtoh_sync(&mut v, self.ptr) }
-            .map_err(|e| anyhow::anyhow!("copy from GPU failed: {e:?}"))?;
+        unsafe { cu::memcpy_dtoh_sync(&mut v, self.ptr) }.map_err(GpuError::driver("copy from the GPU"))?;
         Ok(v)
     }
 }

@@ -2,6 +2,7 @@
 pub mod blas;
 pub mod cache;
 pub mod device;
+pub mod error;
 pub mod libs;
 pub mod nvrtc;
 pub mod timer;

@@ -52,13 +52,17 @@ impl Timer {
     pub fn flush_l2(&self, gpu: &Gpu) -> Result<()> {
         let words = self.flush.bytes / 16;
         let blocks = (gpu.props.sm_count.max(1) as u32) * 4;
-        gpu.launch(
-            &self.flush_kernel,
-            (blocks, 1, 1),
-            (1024, 1, 1),
-            0,
-            &[self.flush.arg(), Arg::U64(words as u64), self.sink.arg()],
-        )
+        // SAFETY: the flush buffer was allocated by `Timer::new` for the L2-sized grid this launch covers;
+        // the arguments are util.cu's flush entry's.
+        unsafe {
+            gpu.launch(
+                &self.flush_kernel,
+                (blocks, 1, 1),
+                (1024, 1, 1),
+                0,
+                &[self.flush.arg(), Arg::U64(words as u64), self.sink.arg()],
+            )
+        }
     }
 
     /// Times `launch` (one call = one run of the kernel or kernels being measured).

@@ -72,17 +72,31 @@ impl Util {
             DType::F16 => &self.fill_f16,
             DType::F32 => &self.fill_f32,
         };
-        gpu.launch(k, grid_for(n), (256, 1, 1), 0, &[buf.arg(), Arg::U64(n as u64), Arg::U64(seed), Arg::F32(scale)])
+        // SAFETY: the buffers hold the `n` elements the grid-stride loop touches (the callers pass each
+        // buffer's own length); the arguments are util.cu's signature for this entry.
+        unsafe {
+            gpu.launch(
+                k,
+                grid_for(n),
+                (256, 1, 1),
+                0,
+                &[buf.arg(), Arg::U64(n as u64), Arg::U64(seed), Arg::F32(scale)],
+            )
+        }
     }
 
     pub fn fill_bits(&self, gpu: &Gpu, buf: &DevBuf, n_words: usize, seed: u64) -> Result<()> {
-        gpu.launch(
-            &self.fill_u32,
-            grid_for(n_words),
-            (256, 1, 1),
-            0,
-            &[buf.arg(), Arg::U64(n_words as u64), Arg::U64(seed)],
-        )
+        // SAFETY: the buffers hold the `n` elements the grid-stride loop touches (the callers pass each
+        // buffer's own length); the arguments are util.cu's signature for this entry.
+        unsafe {
+            gpu.launch(
+                &self.fill_u32,
+                grid_for(n_words),
+                (256, 1, 1),
+                0,
+                &[buf.arg(), Arg::U64(n_words as u64), Arg::U64(seed)],
+            )
+        }
     }
 
     /// Sets every byte to 0xFF: NaN in bf16, fp16 and fp32, so unwritten outputs fail.
@@ -101,7 +115,17 @@ impl Util {
         // SAFETY: res holds 16 bytes; zeroed on the stream before the kernel reads it.
         unsafe { cudarc::driver::result::memset_d8_async(self.res.ptr, 0, 16, gpu.stream.cu_stream()) }
             .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-        gpu.launch(k, grid_for(n), (256, 1, 1), 0, &[out.arg(), reference.arg(), Arg::U64(n as u64), self.res.arg()])?;
+        // SAFETY: the buffers hold the `n` elements the grid-stride loop touches (the callers pass each
+        // buffer's own length); the arguments are util.cu's signature for this entry.
+        unsafe {
+            gpu.launch(
+                k,
+                grid_for(n),
+                (256, 1, 1),
+                0,
+                &[out.arg(), reference.arg(), Arg::U64(n as u64), self.res.arg()],
+            )?
+        };
         gpu.synchronize()?;
         let r: Vec<u32> = self.res.download(3)?;
         Ok(Comparison { max_abs_diff: f32::from_bits(r[0]), max_abs_ref: f32::from_bits(r[1]), non_finite: r[2] })

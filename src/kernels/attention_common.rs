@@ -1,12 +1,10 @@
 //! What the attention families share: the reference kernels (kernels/attention/reference.cu),
-//! the deterministic ragged-length pattern of the `_varlen` families, shape checks, tunable
-//! reading with the templates' defaults, and the f64 CPU attention used to check the
+//! the deterministic ragged-length pattern of the `_varlen` families, shape checks, and the f64 CPU attention used to check the
 //! reference itself.
 
 use super::{DType, Shape};
 use crate::gpu::device::{Gpu, Kernel};
-use anyhow::{bail, Context, Result};
-use std::collections::BTreeMap;
+use anyhow::{bail, Result};
 
 pub const REFERENCE_SOURCE: &str = include_str!("../../kernels/attention/reference.cu");
 /// The template texts (for their defaults; they include attention_common.cuh, so compiling one
@@ -73,29 +71,6 @@ pub fn validate_heads(family: &str, s: &Shape, dt: DType) -> Result<()> {
     Ok(())
 }
 
-/// A tunable from the sweep, or the template's own default when the caller compiled the
-/// template without that define (the defaults are checked against the templates in tests).
-pub fn tunable(params: &BTreeMap<String, i64>, name: &str, defaults: &[(&str, i64)]) -> Result<i64> {
-    if let Some(v) = params.get(name) {
-        return Ok(*v);
-    }
-    defaults
-        .iter()
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| *v)
-        .with_context(|| format!("this variant needs tunable {name}, which the sweep does not set"))
-}
-
-/// The integer default of `#define NAME V` inside `#ifndef NAME` in a template.
-pub fn template_default(source: &str, name: &str) -> Option<i64> {
-    let guard = format!("#ifndef {name}");
-    let mut lines = source.lines().skip_while(|l| l.trim() != guard);
-    lines.next()?;
-    let def = lines.next()?.trim();
-    let rest = def.strip_prefix("#define ")?.trim_start().strip_prefix(name)?;
-    rest.split_whitespace().next()?.parse().ok()
-}
-
 /// softmax(scale · q·k_j) · v_j over `n` keys in f64; key j's row of D values starts at
 /// `k[kv_off(j)..]` and `v[kv_off(j)..]`. Zero keys give zeros.
 pub fn attend_f64(
@@ -150,14 +125,6 @@ mod tests {
         assert_eq!(lengths(7, 100, true), vec![100, 1, 50, 99, 40, 0, 100]);
         assert_eq!(lengths(6, 1, true), vec![1, 1, 1, 0, 1, 0]);
         assert_eq!(cu_seqlens(&[3, 0, 2]), vec![0, 3, 3, 5]);
-    }
-
-    #[test]
-    fn defaults_parse() {
-        let src = "#ifndef BLOCK_M\n#define BLOCK_M 128\n#endif\n#ifndef X\n#define X 7  // c\n#endif\n";
-        assert_eq!(template_default(src, "BLOCK_M"), Some(128));
-        assert_eq!(template_default(src, "X"), Some(7));
-        assert_eq!(template_default(src, "Y"), None);
     }
 
     #[test]

@@ -12,24 +12,14 @@
 //! plus Q read and O written. Reference: `attn_ref_decode` (fp32, two-pass softmax), checked
 //! against f64 on the CPU at small sizes. Peer: PyTorch SDPA via the peer script.
 
-use super::attention_common::{attend_f64, lengths, reference_kernel, sample_indices, tunable, validate_heads};
+use super::attention_common::{attend_f64, lengths, reference_kernel, sample_indices, validate_heads, DECODE_SOURCE};
 use super::support;
-use super::{ceil_div, DType, Family, Problem, Shape};
+use super::tunables::{LauncherCache, Tunables};
+use super::{ceil_div, DType, Family, Geometry, Problem, Shape};
 use crate::gpu::device::{Arg, DevBuf, Gpu, Kernel};
 use crate::gpu::util::{Comparison, Util};
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
-
-/// The template's defaults (kernels/attention/decode_splitkv.cu), used when a tunable is not set.
-pub const DECODE_DEFAULTS: &[(&str, i64)] = &[
-    ("HEAD_DIM", 128),
-    ("BLOCK_N", 64),
-    ("NUM_WARPS", 4),
-    ("STAGES", 3),
-    ("SPLITS", 0),
-    ("BLOCKS_PER_SM", 1),
-    ("FUSED_COMBINE", 1),
-];
 
 /// Most KV splits one launch may use (sizes the fp32 workspace).
 pub const MAX_SPLITS: i64 = 256;
@@ -86,6 +76,184 @@ pub fn choose_splits_per_sm(
 /// 16-head group tile). It must be zero before the first fused launch; launches leave it zero.
 pub fn counter_words(batch: i64, h: i64, kvh: i64) -> usize {
     (batch * kvh * ceil_div(h / kvh.max(1), 16)).max(1) as usize
+}
+
+/// Device pointers of one decode launch (contract in kernels/attention/decode_splitkv.cu):
+/// Q, O `[B, H, D]`, caches `[B, max_seq, KVH, D]`, `lens` int32 `[B]`, the split workspace
+/// fp32 `[B, H, splits, D]` and `[B, H, splits, 2]`.
+#[derive(Debug, Clone, Copy)]
+pub struct DecodeIo {
+    pub q: u64,
+    pub k: u64,
+    pub v: u64,
+    pub out: u64,
+    pub ws_o: u64,
+    pub ws_ml: u64,
+    pub lens: u64,
+}
+
+/// The integers of one decode launch.
+#[derive(Debug, Clone, Copy)]
+pub struct DecodeDims {
+    pub batch: i64,
+    /// Positions per sequence in the caches.
+    pub max_seq: i64,
+    pub h: i64,
+    pub kvh: i64,
+    pub d: i64,
+    pub scale: f32,
+}
+
+/// The launches of splitkv, built once from a variant's tunables: the split kernel (plain
+/// or with the fused combine) and the combine kernel. The sweep, the selftest and the model
+/// launch through it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodeLaunch {
+    pub head_dim: i64,
+    block_n: i64,
+    warps: i64,
+    stages: i64,
+    splits: i64,
+    blocks_per_sm: i64,
+    /// FUSED_COMBINE = 1: the last split block merges (the model launches split + combine).
+    pub fused: bool,
+}
+
+impl DecodeLaunch {
+    pub fn new(t: &Tunables) -> Result<DecodeLaunch> {
+        if t.variant() != "splitkv" {
+            bail!("the attention decode families have no variant {:?}", t.variant());
+        }
+        let fused = match t.get("FUSED_COMBINE")? {
+            0 => false,
+            1 => true,
+            v => bail!("FUSED_COMBINE must be 0 or 1, got {v}"),
+        };
+        Ok(DecodeLaunch {
+            head_dim: t.get("HEAD_DIM")?,
+            block_n: t.get("BLOCK_N")?,
+            warps: t.get("NUM_WARPS")?,
+            stages: t.get("STAGES")?,
+            splits: t.get("SPLITS")?,
+            blocks_per_sm: t.get("BLOCKS_PER_SM")?,
+            fused,
+        })
+    }
+
+    /// Dynamic shared memory of one split block for elements of `elem` bytes.
+    pub fn smem_bytes(&self, elem: i64) -> i64 {
+        decode_smem_bytes(self.block_n, self.warps, self.stages, self.head_dim, elem)
+    }
+
+    /// KV splits for `batch` sequences whose longest cache holds `max_len` positions, as the
+    /// sweep measures them (one wave at BLOCKS_PER_SM blocks per SM); may exceed MAX_SPLITS.
+    pub fn splits(&self, batch: i64, h: i64, kvh: i64, max_len: i64, sm_count: i64) -> i64 {
+        let gtiles = ceil_div(h / kvh, 16);
+        choose_splits_per_sm(self.splits, self.blocks_per_sm, batch * kvh * gtiles, max_len, self.block_n, sm_count)
+    }
+
+    /// The split kernel's geometry: (splits, KV heads × 16-head tiles, sequences).
+    pub fn split_geometry(&self, n: &DecodeDims, splits: i64, dt: DType) -> Geometry {
+        let gtiles = ceil_div(n.h / n.kvh, 16);
+        Geometry {
+            grid: (splits as u32, (n.kvh * gtiles) as u32, n.batch as u32),
+            block: ((self.warps * 32) as u32, 1, 1),
+            smem: self.smem_bytes(dt.bytes() as i64) as u32,
+        }
+    }
+
+    /// The combine kernel's geometry: one block of D threads per (head, sequence).
+    pub fn combine_geometry(n: &DecodeDims) -> Geometry {
+        Geometry { grid: (n.h as u32, n.batch as u32, 1), block: (n.d as u32, 1, 1), smem: 0 }
+    }
+
+    fn split_args(io: &DecodeIo, n: &DecodeDims) -> Vec<Arg> {
+        vec![
+            Arg::Ptr(io.q),
+            Arg::Ptr(io.k),
+            Arg::Ptr(io.v),
+            Arg::Ptr(io.out),
+            Arg::Ptr(io.ws_o),
+            Arg::Ptr(io.ws_ml),
+            Arg::Ptr(io.lens),
+            Arg::I32(n.max_seq as i32),
+            Arg::I32(n.h as i32),
+            Arg::I32(n.kvh as i32),
+            Arg::F32(n.scale),
+        ]
+    }
+
+    fn check(&self, n: &DecodeDims, splits: i64) -> Result<()> {
+        if n.d != self.head_dim {
+            bail!("splitkv compiled for HEAD_DIM = {} cannot run D = {}", self.head_dim, n.d);
+        }
+        if splits > MAX_SPLITS {
+            bail!("SPLITS = {splits} exceeds the workspace's {MAX_SPLITS}");
+        }
+        Ok(())
+    }
+
+    /// attn_decode_split with `splits` splits, then attn_decode_combine when there are several.
+    ///
+    /// # Safety
+    /// `split` and `combine` are attn_decode_split / attn_decode_combine of a module compiled
+    /// with these tunables; Q and O hold batch·H·D elements, the caches
+    /// [batch][max_seq][KVH][D] with lens[b] ≤ max_seq, the workspace batch·H·`splits` slots;
+    /// all live until the launches ran.
+    pub unsafe fn launch(
+        &self,
+        gpu: &Gpu,
+        (split, combine): (&Kernel, &Kernel),
+        io: &DecodeIo,
+        n: &DecodeDims,
+        splits: i64,
+        dt: DType,
+    ) -> Result<()> {
+        self.check(n, splits)?;
+        let g = self.split_geometry(n, splits, dt);
+        // SAFETY: the caller's contract; the arguments follow the entry's signature.
+        unsafe { gpu.launch(split, g.grid, g.block, g.smem, &Self::split_args(io, n))? };
+        if splits > 1 {
+            let c = Self::combine_geometry(n);
+            let args = [
+                Arg::Ptr(io.ws_o),
+                Arg::Ptr(io.ws_ml),
+                Arg::Ptr(io.out),
+                Arg::I32(n.h as i32),
+                Arg::I32(splits as i32),
+            ];
+            // SAFETY: as above; combine reads the `splits` partial states the split kernel wrote.
+            unsafe { gpu.launch(combine, c.grid, c.block, c.smem, &args)? };
+        }
+        Ok(())
+    }
+
+    /// attn_decode_split_fused: the split kernel whose last block per head tile merges.
+    ///
+    /// # Safety
+    /// As [`DecodeLaunch::launch`], with `fused` the attn_decode_split_fused entry and
+    /// `counters` [`counter_words`] u32 words that are zero (launches leave them zero).
+    pub unsafe fn launch_fused(
+        &self,
+        gpu: &Gpu,
+        fused: &Kernel,
+        io: &DecodeIo,
+        counters: u64,
+        n: &DecodeDims,
+        splits: i64,
+        dt: DType,
+    ) -> Result<()> {
+        self.check(n, splits)?;
+        let g = self.split_geometry(n, splits, dt);
+        // Its static flag counts against the 48 KiB a launch may use without opting in.
+        if g.smem + fused.static_smem() > 48 * 1024 {
+            fused.set_max_dynamic_smem(g.smem)?;
+        }
+        let mut args = Self::split_args(io, n);
+        args.push(Arg::Ptr(counters));
+        // SAFETY: the caller's contract; the arguments follow the entry's signature.
+        unsafe { gpu.launch(fused, g.grid, g.block, g.smem, &args) }
+    }
 }
 
 impl Family for AttentionDecode {
@@ -164,6 +332,7 @@ pub struct DecodeProblem {
     verify_pending: bool,
     sm_count: i64,
     reference: Kernel,
+    launcher: LauncherCache<DecodeLaunch>,
 }
 
 impl DecodeProblem {
@@ -207,6 +376,7 @@ impl DecodeProblem {
             verify_pending: false,
             sm_count: gpu.props.sm_count as i64,
             reference: reference_kernel(gpu, dt, "attn_ref_decode")?,
+            launcher: LauncherCache::default(),
             lens,
         })
     }
@@ -241,24 +411,28 @@ impl Problem for DecodeProblem {
         util.fill(gpu, &self.q, self.dt, self.n_out(), seed, 2.0)?;
         util.fill(gpu, &self.kc, self.dt, self.n_cache(), seed ^ 0xdec0_0001, 1.0)?;
         util.fill(gpu, &self.vc, self.dt, self.n_cache(), seed ^ 0xdec0_0002, 1.0)?;
-        gpu.launch(
-            &self.reference,
-            (self.batch() as u32, self.h as u32, 1),
-            (128, 1, 1),
-            0,
-            &[
-                self.q.arg(),
-                self.kc.arg(),
-                self.vc.arg(),
-                self.o_ref.arg(),
-                self.lens_buf.arg(),
-                Arg::I32(self.l_cap as i32),
-                Arg::I32(self.h as i32),
-                Arg::I32(self.kvh as i32),
-                Arg::I32(self.d as i32),
-                Arg::F32(self.scale),
-            ],
-        )?;
+        // SAFETY: one block per (sequence, head) over buffers `new` allocated for this shape;
+        // the arguments are attn_ref_decode's (kernels/attention/reference.cu).
+        unsafe {
+            gpu.launch(
+                &self.reference,
+                (self.batch() as u32, self.h as u32, 1),
+                (128, 1, 1),
+                0,
+                &[
+                    self.q.arg(),
+                    self.kc.arg(),
+                    self.vc.arg(),
+                    self.o_ref.arg(),
+                    self.lens_buf.arg(),
+                    Arg::I32(self.l_cap as i32),
+                    Arg::I32(self.h as i32),
+                    Arg::I32(self.kvh as i32),
+                    Arg::I32(self.d as i32),
+                    Arg::F32(self.scale),
+                ],
+            )?
+        };
         self.verify_pending = true;
         gpu.synchronize()
     }
@@ -279,77 +453,46 @@ impl Problem for DecodeProblem {
         kernels: &BTreeMap<String, Kernel>,
         p: &BTreeMap<String, i64>,
     ) -> Result<()> {
-        if variant != "splitkv" {
-            bail!("the attention decode families have no variant {variant:?}");
-        }
-        let t = |n: &str| tunable(p, n, DECODE_DEFAULTS);
-        let (hd, bn, warps, stages) = (t("HEAD_DIM")?, t("BLOCK_N")?, t("NUM_WARPS")?, t("STAGES")?);
-        if hd != self.d {
-            bail!("splitkv compiled for HEAD_DIM = {hd} cannot run D = {}", self.d);
-        }
-        let gtiles = ceil_div(self.h / self.kvh, 16);
+        let l = *self
+            .launcher
+            .get(variant, p, |v, p| DecodeLaunch::new(&Tunables::from_template(v, DECODE_SOURCE, DType::BF16, p)))?;
         let max_len = *self.lens.iter().max().unwrap_or(&0);
-        let splits = choose_splits_per_sm(
-            t("SPLITS")?,
-            t("BLOCKS_PER_SM")?,
-            self.batch() * self.kvh * gtiles,
-            max_len,
-            bn,
-            self.sm_count,
-        );
-        if splits > MAX_SPLITS {
-            bail!("SPLITS = {splits} exceeds the workspace's {MAX_SPLITS}");
-        }
-        let fused = match t("FUSED_COMBINE")? {
-            0 => false,
-            1 => true,
-            v => bail!("FUSED_COMBINE must be 0 or 1, got {v}"),
+        let splits = l.splits(self.batch(), self.h, self.kvh, max_len, self.sm_count);
+        let io = DecodeIo {
+            q: self.q.ptr,
+            k: self.kc.ptr,
+            v: self.vc.ptr,
+            out: self.o.ptr,
+            ws_o: self.ws_o.ptr,
+            ws_ml: self.ws_ml.ptr,
+            lens: self.lens_buf.ptr,
         };
-        let smem = decode_smem_bytes(bn, warps, stages, self.d, self.dt.bytes() as i64);
-        let grid = (splits as u32, (self.kvh * gtiles) as u32, self.batch() as u32);
-        let block = ((warps * 32) as u32, 1, 1);
-        let mut args = vec![
-            self.q.arg(),
-            self.kc.arg(),
-            self.vc.arg(),
-            self.o.arg(),
-            self.ws_o.arg(),
-            self.ws_ml.arg(),
-            self.lens_buf.arg(),
-            Arg::I32(self.l_cap as i32),
-            Arg::I32(self.h as i32),
-            Arg::I32(self.kvh as i32),
-            Arg::F32(self.scale),
-        ];
-        if fused {
-            let split = kernels.get("attn_decode_split_fused").context("module lacks attn_decode_split_fused")?;
-            // Its static flag counts against the 48 KiB a launch may use without opting in.
-            if smem as u32 + split.static_smem() > 48 * 1024 {
-                split.set_max_dynamic_smem(smem as u32)?;
-            }
-            args.push(self.counters.arg());
+        let n = DecodeDims {
+            batch: self.batch(),
+            max_seq: self.l_cap,
+            h: self.h,
+            kvh: self.kvh,
+            d: self.d,
+            scale: self.scale,
+        };
+        // SAFETY (both paths): the buffers were allocated by `new` for this shape (caches
+        // [B][L][KVH][D] with lens ≤ L, workspace B·H·MAX_SPLITS slots, counters
+        // counter_words(B, H, KVH) words, zeroed by `poison`); the kernels come from the
+        // candidate's module, compiled with `p`.
+        if l.fused {
+            let k = kernels.get("attn_decode_split_fused").context("module lacks attn_decode_split_fused")?;
             if std::mem::take(&mut self.verify_pending) && splits > 1 {
                 // Verification runs check the second of two launches, with the output
                 // poisoned between them: a launch that left a counter non-zero would leave
                 // rows unmerged (NaN) in the next one. Timed runs launch back to back as well.
-                gpu.launch(split, grid, block, smem as u32, &args)?;
+                unsafe { l.launch_fused(gpu, k, &io, self.counters.ptr, &n, splits, self.dt)? };
                 poison_bytes(gpu, &self.o)?;
             }
-            return gpu.launch(split, grid, block, smem as u32, &args);
+            return unsafe { l.launch_fused(gpu, k, &io, self.counters.ptr, &n, splits, self.dt) };
         }
         let split = kernels.get("attn_decode_split").context("module lacks attn_decode_split")?;
-        gpu.launch(split, grid, block, smem as u32, &args)?;
-        if splits > 1 {
-            let combine = kernels.get("attn_decode_combine").context("module lacks attn_decode_combine")?;
-            gpu.launch(
-                combine,
-                (self.h as u32, self.batch() as u32, 1),
-                (self.d as u32, 1, 1),
-                0,
-                &[self.ws_o.arg(), self.ws_ml.arg(), self.o.arg(), Arg::I32(self.h as i32), Arg::I32(splits as i32)],
-            )?;
-        }
-        Ok(())
+        let combine = kernels.get("attn_decode_combine").context("module lacks attn_decode_combine")?;
+        unsafe { l.launch(gpu, (split, combine), &io, &n, splits, self.dt) }
     }
 
     fn check(&mut self, gpu: &Gpu, util: &Util) -> Result<Comparison> {
@@ -425,6 +568,29 @@ mod tests {
         assert_eq!(decode_smem_bytes(64, 4, 3, 128, 2), 3 * 64 * 128 * 4);
         // the ring is always at least twice the merge area for valid tunables (BLOCK_N >= 16·warps)
         assert_eq!(decode_smem_bytes(16, 1, 2, 128, 2), 2 * 16 * 128 * 4);
+    }
+
+    #[test]
+    fn launch_geometry() {
+        let p = [("HEAD_DIM", 128), ("BLOCK_N", 64), ("NUM_WARPS", 4), ("STAGES", 3), ("SPLITS", 0)];
+        let mut t = Tunables::new("splitkv", p.iter().map(|(k, v)| (k.to_string(), *v)).collect());
+        assert!(DecodeLaunch::new(&t).unwrap_err().to_string().contains("variant splitkv has no tunable"));
+        t.set("BLOCKS_PER_SM", 2);
+        t.set("FUSED_COMBINE", 0);
+        let l = DecodeLaunch::new(&t).unwrap();
+        // B = 8, L = 4096, H = 32, KVH = 8 on 132 SMs: 8·8 blocks without splits, 4 splits.
+        let n = DecodeDims { batch: 8, max_seq: 4096, h: 32, kvh: 8, d: 128, scale: 0.1 };
+        let splits = l.splits(8, 32, 8, 4096, 132);
+        assert_eq!(splits, 4);
+        // Values of the launch before the launcher existed: (splits, KVH·⌈G/16⌉, B), 32·warps,
+        // max(stages·BLOCK_N·D·2·elem, warps·16·(D+2)·4).
+        let g = l.split_geometry(&n, splits, DType::BF16);
+        assert_eq!(g, Geometry { grid: (4, 8, 8), block: (128, 1, 1), smem: 3 * 64 * 128 * 4 });
+        let g = l.split_geometry(&DecodeDims { h: 40, kvh: 1, ..n }, 2, DType::BF16);
+        assert_eq!(g.grid, (2, 3, 8));
+        assert_eq!(DecodeLaunch::combine_geometry(&n), Geometry { grid: (32, 8, 1), block: (128, 1, 1), smem: 0 });
+        t.set("FUSED_COMBINE", 2);
+        assert!(DecodeLaunch::new(&t).is_err());
     }
 
     #[test]

@@ -18,10 +18,11 @@
 //! CPU at small sizes. Peer: PyTorch SDPA, measured by the peer script, not in-process.
 
 use super::attention_common::{
-    attend_f64, cu_seqlens, lengths, reference_kernel, sample_indices, tunable, validate_heads,
+    attend_f64, cu_seqlens, lengths, reference_kernel, sample_indices, validate_heads, PREFILL_SOURCE,
 };
 use super::support;
-use super::{ceil_div, DType, Family, Problem, Shape};
+use super::tunables::{LauncherCache, Tunables};
+use super::{ceil_div, checked_ceil_div, DType, Family, Geometry, Problem, Shape};
 use crate::gpu::device::{Arg, DevBuf, Gpu, Kernel};
 use crate::gpu::util::{Comparison, Util};
 use anyhow::{bail, Context, Result};
@@ -32,10 +33,6 @@ pub mod wgmma;
 
 /// The prefill variants this family launches.
 pub const VARIANTS: [&str; 2] = ["flash_mma", "flash_wgmma"];
-
-/// The template's defaults (kernels/attention/prefill.cu), used when a tunable is not set.
-pub const PREFILL_DEFAULTS: &[(&str, i64)] =
-    &[("HEAD_DIM", 128), ("BLOCK_M", 128), ("BLOCK_N", 64), ("NUM_WARPS", 8), ("STAGES", 2)];
 
 pub struct AttentionPrefill {
     /// Ragged lengths (the `_varlen` family) instead of B equal ones.
@@ -54,6 +51,84 @@ impl AttentionPrefill {
 /// Dynamic shared memory of one prefill block.
 pub fn prefill_smem_bytes(block_m: i64, block_n: i64, stages: i64, d: i64, elem: i64) -> i64 {
     (block_m + 2 * stages * block_n) * d * elem
+}
+
+/// The launch of flash_mma (kernels/attention/prefill.cu), built once from a variant's
+/// tunables; the sweep, the selftest and the model launch through it. (flash_wgmma's is
+/// [`wgmma::launch`] with its [`wgmma::WgmmaConfig`].)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MmaPrefillLaunch {
+    pub head_dim: i64,
+    pub block_m: i64,
+    block_n: i64,
+    warps: i64,
+    stages: i64,
+}
+
+impl MmaPrefillLaunch {
+    pub fn new(t: &Tunables) -> Result<MmaPrefillLaunch> {
+        if t.variant() != "flash_mma" {
+            bail!("flash_mma's launch cannot run variant {:?}", t.variant());
+        }
+        Ok(MmaPrefillLaunch {
+            head_dim: t.get("HEAD_DIM")?,
+            block_m: t.get("BLOCK_M")?,
+            block_n: t.get("BLOCK_N")?,
+            warps: t.get("NUM_WARPS")?,
+            stages: t.get("STAGES")?,
+        })
+    }
+
+    pub fn smem_bytes(&self, elem: i64) -> i64 {
+        prefill_smem_bytes(self.block_m, self.block_n, self.stages, self.head_dim, elem)
+    }
+
+    /// (H, ⌈max_len/BLOCK_M⌉, sequences) blocks of 32·NUM_WARPS threads.
+    pub fn geometry(&self, h: i64, seqs: i64, max_len: i64, dt: DType) -> Result<Geometry> {
+        if checked_ceil_div(max_len, self.block_m)? > 65_535 || seqs > 65_535 {
+            bail!("prefill attention: {seqs} sequences of up to {max_len} tokens exceed one launch's grid");
+        }
+        Ok(Geometry {
+            grid: (h as u32, ceil_div(max_len, self.block_m) as u32, seqs as u32),
+            block: ((self.warps * 32) as u32, 1, 1),
+            smem: self.smem_bytes(dt.bytes() as i64) as u32,
+        })
+    }
+
+    /// `seqs` sequences packed by cu_seqlens, the longest `max_len` (> 0) tokens.
+    ///
+    /// # Safety
+    /// `k` is attn_prefill of a module compiled with these tunables; Q, O hold io.tokens·H·D
+    /// elements, K, V io.tokens·KVH·D, cu_seqlens seqs + 1 ints ending at io.tokens; all live
+    /// until the launch ran.
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn launch(
+        &self,
+        gpu: &Gpu,
+        k: &Kernel,
+        io: &wgmma::PrefillIo,
+        seqs: i64,
+        max_len: i64,
+        scale: f32,
+        dt: DType,
+    ) -> Result<()> {
+        if io.d != self.head_dim {
+            bail!("flash_mma compiled for HEAD_DIM = {} cannot run D = {}", self.head_dim, io.d);
+        }
+        let g = self.geometry(io.h, seqs, max_len, dt)?;
+        let args = [
+            Arg::Ptr(io.q),
+            Arg::Ptr(io.k),
+            Arg::Ptr(io.v),
+            Arg::Ptr(io.o),
+            Arg::Ptr(io.cu_seqlens),
+            Arg::I32(io.h as i32),
+            Arg::I32(io.kvh as i32),
+            Arg::F32(scale),
+        ];
+        // SAFETY: the caller's contract; the arguments follow the entry's signature.
+        unsafe { gpu.launch(k, g.grid, g.block, g.smem, &args) }
+    }
 }
 
 impl Family for AttentionPrefill {
@@ -130,6 +205,8 @@ pub struct PrefillProblem {
     /// flash_wgmma's tensor maps over q, k, v (they depend only on the buffers and the box
     /// sizes, so they are built once per box size, not on every timed launch).
     wgmma_maps: Option<wgmma::PrefillMaps>,
+    mma_launcher: LauncherCache<MmaPrefillLaunch>,
+    wgmma_launcher: LauncherCache<wgmma::WgmmaConfig>,
 }
 
 impl PrefillProblem {
@@ -166,6 +243,8 @@ impl PrefillProblem {
             cu_buf,
             reference: reference_kernel(gpu, dt, "attn_ref_prefill")?,
             wgmma_maps: None,
+            mma_launcher: LauncherCache::default(),
+            wgmma_launcher: LauncherCache::default(),
             lens,
             cu,
         })
@@ -195,7 +274,9 @@ impl PrefillProblem {
         kernels: &BTreeMap<String, Kernel>,
         p: &BTreeMap<String, i64>,
     ) -> Result<()> {
-        let cfg = wgmma::WgmmaConfig::from_params(p)?;
+        let cfg = *self.wgmma_launcher.get("flash_wgmma", p, |v, p| {
+            wgmma::WgmmaConfig::new(&Tunables::from_template(v, wgmma::PREFILL_WGMMA_SOURCE, DType::BF16, p))
+        })?;
         let max_len = *self.lens.iter().max().unwrap_or(&0);
         if max_len == 0 {
             return Ok(());
@@ -210,7 +291,9 @@ impl PrefillProblem {
             }
         };
         let kern = kernels.get("attn_prefill_wgmma").context("module lacks attn_prefill_wgmma")?;
-        wgmma::launch(gpu, kern, &cfg, &maps, self.dt, &io, self.lens.len() as i64, max_len, self.scale)
+        // SAFETY: the maps cover q, k, v (built above from `io`, whose buffers `new`
+        // allocated for this shape), O and cu_seqlens are sized for it; `kern` is compiled with `p`.
+        unsafe { wgmma::launch(gpu, kern, &cfg, &maps, self.dt, &io, self.lens.len() as i64, max_len, self.scale) }
     }
 }
 
@@ -222,24 +305,28 @@ impl Problem for PrefillProblem {
         util.fill(gpu, &self.k, self.dt, nkv, seed ^ 0xa77e_0001, 1.0)?;
         util.fill(gpu, &self.v, self.dt, nkv, seed ^ 0xa77e_0002, 1.0)?;
         if self.tokens > 0 {
-            gpu.launch(
-                &self.reference,
-                (self.tokens as u32, self.h as u32, 1),
-                (128, 1, 1),
-                0,
-                &[
-                    self.q.arg(),
-                    self.k.arg(),
-                    self.v.arg(),
-                    self.o_ref.arg(),
-                    self.cu_buf.arg(),
-                    Arg::I32(self.lens.len() as i32),
-                    Arg::I32(self.h as i32),
-                    Arg::I32(self.kvh as i32),
-                    Arg::I32(self.d as i32),
-                    Arg::F32(self.scale),
-                ],
-            )?;
+            // SAFETY: one block per (token, head) over buffers `new` allocated for this
+            // shape, cu_seqlens B + 1 ints; the arguments are attn_ref_prefill's.
+            unsafe {
+                gpu.launch(
+                    &self.reference,
+                    (self.tokens as u32, self.h as u32, 1),
+                    (128, 1, 1),
+                    0,
+                    &[
+                        self.q.arg(),
+                        self.k.arg(),
+                        self.v.arg(),
+                        self.o_ref.arg(),
+                        self.cu_buf.arg(),
+                        Arg::I32(self.lens.len() as i32),
+                        Arg::I32(self.h as i32),
+                        Arg::I32(self.kvh as i32),
+                        Arg::I32(self.d as i32),
+                        Arg::F32(self.scale),
+                    ],
+                )?
+            };
         }
         gpu.synchronize()
     }
@@ -260,33 +347,17 @@ impl Problem for PrefillProblem {
             "flash_wgmma" => return self.run_flash_wgmma(gpu, kernels, p),
             other => bail!("the attention prefill families have no variant {other:?} (known: {})", VARIANTS.join(", ")),
         }
-        let t = |n: &str| tunable(p, n, PREFILL_DEFAULTS);
-        let (hd, bm, bn, warps, stages) = (t("HEAD_DIM")?, t("BLOCK_M")?, t("BLOCK_N")?, t("NUM_WARPS")?, t("STAGES")?);
-        if hd != self.d {
-            bail!("flash_mma compiled for HEAD_DIM = {hd} cannot run D = {}", self.d);
-        }
+        let l = *self.mma_launcher.get(variant, p, |v, p| {
+            MmaPrefillLaunch::new(&Tunables::from_template(v, PREFILL_SOURCE, DType::BF16, p))
+        })?;
         let max_len = *self.lens.iter().max().unwrap_or(&0);
         if max_len == 0 {
             return Ok(());
         }
-        let smem = prefill_smem_bytes(bm, bn, stages, self.d, self.dt.bytes() as i64);
         let kern = kernels.get("attn_prefill").context("module lacks attn_prefill")?;
-        gpu.launch(
-            kern,
-            (self.h as u32, ceil_div(max_len, bm) as u32, self.lens.len() as u32),
-            ((warps * 32) as u32, 1, 1),
-            smem as u32,
-            &[
-                self.q.arg(),
-                self.k.arg(),
-                self.v.arg(),
-                self.o.arg(),
-                self.cu_buf.arg(),
-                Arg::I32(self.h as i32),
-                Arg::I32(self.kvh as i32),
-                Arg::F32(self.scale),
-            ],
-        )
+        // SAFETY: Q, K, V, O and cu_seqlens were allocated by `new` for this shape (packed
+        // along its tokens, cu_seqlens B + 1 entries); `kern` is compiled with `p`.
+        unsafe { l.launch(gpu, kern, &self.io(), self.lens.len() as i64, max_len, self.scale, self.dt) }
     }
 
     fn check(&mut self, gpu: &Gpu, util: &Util) -> Result<Comparison> {
@@ -327,6 +398,20 @@ impl Problem for PrefillProblem {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn launch_geometry() {
+        let p = [("HEAD_DIM", 128), ("BLOCK_M", 128), ("BLOCK_N", 64), ("NUM_WARPS", 8), ("STAGES", 2)];
+        let l =
+            MmaPrefillLaunch::new(&Tunables::new("flash_mma", p.iter().map(|(k, v)| (k.to_string(), *v)).collect()))
+                .unwrap();
+        // Values of the launch before the launcher existed: (H, ⌈S/BLOCK_M⌉, B), 32·warps,
+        // (BLOCK_M + 2·STAGES·BLOCK_N)·D·elem.
+        let g = l.geometry(32, 3, 513, DType::BF16).unwrap();
+        assert_eq!(g, Geometry { grid: (32, 5, 3), block: (256, 1, 1), smem: (128 + 2 * 2 * 64) * 128 * 2 });
+        assert!(l.geometry(32, 70_000, 1, DType::BF16).is_err());
+        assert!(MmaPrefillLaunch::new(&Tunables::new("flash_wgmma", BTreeMap::new())).is_err());
+    }
 
     fn shape(s: &str) -> Shape {
         Shape::parse(s, PREFILL.shape_dims()).unwrap()

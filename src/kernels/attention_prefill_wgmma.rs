@@ -5,18 +5,12 @@
 
 use crate::gpu::device::{Arg, Gpu, Kernel};
 use crate::gpu::tma::encode_tiled;
-use crate::kernels::attention_common::tunable;
+use crate::kernels::tunables::Tunables;
 use crate::kernels::{ceil_div, DType};
 use anyhow::{bail, Result};
 use cudarc::driver::sys;
-use std::collections::BTreeMap;
 
 pub const PREFILL_WGMMA_SOURCE: &str = include_str!("../../kernels/attention/prefill_wgmma.cu");
-
-/// The template's defaults (kernels/attention/prefill_wgmma.cu), used when a tunable is not set:
-/// the best configuration at S = 4096 on an H200 (docs/attention-notes.md).
-pub const WGMMA_DEFAULTS: &[(&str, i64)] =
-    &[("HEAD_DIM", 128), ("BLOCK_N", 128), ("CWG", 2), ("STAGES", 3), ("OVERLAP", 1), ("PINGPONG", 1), ("EPI_SMEM", 1)];
 
 /// Dims of one TMA box along the head dimension: one 128-byte swizzle row of 16-bit values.
 const BOX_D: i64 = 64;
@@ -32,9 +26,16 @@ pub struct WgmmaConfig {
 }
 
 impl WgmmaConfig {
-    pub fn from_params(p: &BTreeMap<String, i64>) -> Result<WgmmaConfig> {
-        let t = |n: &str| tunable(p, n, WGMMA_DEFAULTS);
-        let c = WgmmaConfig { head_dim: t("HEAD_DIM")?, block_n: t("BLOCK_N")?, cwg: t("CWG")?, stages: t("STAGES")? };
+    pub fn new(t: &Tunables) -> Result<WgmmaConfig> {
+        if t.variant() != "flash_wgmma" {
+            bail!("flash_wgmma's launch cannot run variant {:?}", t.variant());
+        }
+        let c = WgmmaConfig {
+            head_dim: t.get("HEAD_DIM")?,
+            block_n: t.get("BLOCK_N")?,
+            cwg: t.get("CWG")?,
+            stages: t.get("STAGES")?,
+        };
         if !(1..=2).contains(&c.cwg) {
             bail!("flash_wgmma: CWG = {} (must be 1 or 2)", c.cwg);
         }
@@ -112,8 +113,13 @@ pub fn build_maps(dt: DType, io: &PrefillIo, cfg: &WgmmaConfig) -> Result<Prefil
 }
 
 /// Launches `attn_prefill_wgmma` over `batch` sequences whose longest is `max_len` (> 0).
+///
+/// # Safety
+/// `kern` is attn_prefill_wgmma of a module compiled with `cfg`'s tunables; `maps` were
+/// built by [`build_maps`] from this `io`, whose O holds io.tokens·H·D elements and
+/// cu_seqlens batch + 1 ints ending at io.tokens; all live until the launch ran.
 #[allow(clippy::too_many_arguments)]
-pub fn launch(
+pub unsafe fn launch(
     gpu: &Gpu,
     kern: &Kernel,
     cfg: &WgmmaConfig,
@@ -142,31 +148,38 @@ pub fn launch(
 
     // attn_prefill_wgmma(CUtensorMap ×3, T* O, const int* cu_seqlens, int H, int KVH, float scale);
     // the maps cover the buffers Q, K, V of `io`.
-    gpu.launch_with_maps(
-        kern,
-        grid,
-        (cfg.threads(), 1, 1),
-        smem,
-        &[maps.q, maps.k, maps.v],
-        &[Arg::Ptr(io.o), Arg::Ptr(io.cu_seqlens), Arg::I32(io.h as i32), Arg::I32(io.kvh as i32), Arg::F32(scale)],
-    )
+    // SAFETY: the caller's contract; maps and arguments follow the entry's signature.
+    unsafe {
+        gpu.launch_with_maps(
+            kern,
+            grid,
+            (cfg.threads(), 1, 1),
+            smem,
+            &[maps.q, maps.k, maps.v],
+            &[Arg::Ptr(io.o), Arg::Ptr(io.cu_seqlens), Arg::I32(io.h as i32), Arg::I32(io.kvh as i32), Arg::F32(scale)],
+        )
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     #[test]
     fn geometry() {
         let mut p = BTreeMap::new();
-        let c = WgmmaConfig::from_params(&p).unwrap();
+        let src = PREFILL_WGMMA_SOURCE;
+        let from =
+            |p: &BTreeMap<String, i64>| WgmmaConfig::new(&Tunables::from_template("flash_wgmma", src, DType::BF16, p));
+        let c = from(&p).unwrap();
         assert_eq!((c.block_m(), c.threads()), (128, 384));
         // Q 128×128 + 2 stages × (K + V) 128×128, bf16, + alignment slack
         assert_eq!(wgmma_smem_bytes(128, 128, 2, 128, 2), (128 + 512) * 256 + 1024);
         p.insert("CWG".into(), 1);
-        let c = WgmmaConfig::from_params(&p).unwrap();
+        let c = from(&p).unwrap();
         assert_eq!((c.block_m(), c.threads()), (64, 256));
         p.insert("CWG".into(), 3);
-        assert!(WgmmaConfig::from_params(&p).is_err());
+        assert!(from(&p).is_err());
     }
 }

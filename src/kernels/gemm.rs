@@ -148,7 +148,9 @@ impl Problem for GemmProblem {
             r: self.r.as_ref().map(|r| r.ptr).unwrap_or(0),
             ws: self.ws.ptr,
         };
-        launch_linear(gpu, kernels, variant, p, io, self.m, self.n, self.k, self.dt)
+        // SAFETY: the buffers were allocated by `new` for (M, N, K), the workspace for
+        // MAX_SPLITK (checked against SPLITK in `launch_linear`); `kernels` are compiled with `p`.
+        unsafe { launch_linear(gpu, kernels, variant, p, io, self.m, self.n, self.k, self.dt) }
     }
 
     fn check(&mut self, gpu: &Gpu, util: &Util) -> Result<Comparison> {
@@ -209,8 +211,13 @@ pub fn workspace_bytes(variant: &str, p: &BTreeMap<String, i64>, m: i64, n: i64)
 /// Launches one gemm variant with tunables `p` (the geometry of each template's launch
 /// contract), plus the split-K reduction when the variant uses one. Shared by the tuning
 /// loop and the Llama model, so both run a winner exactly as it was measured.
+///
+/// # Safety
+/// `kernels` were compiled from `variant` with `p`; `io` holds live device buffers: X
+/// [M,K], W [N,K], Y [M,N], R [M,N] or 0, and `ws` at least [`workspace_bytes`] bytes (0
+/// only without split-K), all live until the stream has run the launches.
 #[allow(clippy::too_many_arguments)]
-pub fn launch_linear(
+pub unsafe fn launch_linear(
     gpu: &Gpu,
     kernels: &BTreeMap<String, Kernel>,
     variant: &str,
@@ -229,13 +236,18 @@ pub fn launch_linear(
             let warps = (bm / param(p, "WM")?) * (bn / param(p, "WN")?);
             let smem = param(p, "STAGES")? * (bm + bn) * bk * e;
             let kern = kernels.get("gemm_mma").context("module lacks gemm_mma")?;
-            gpu.launch(
-                kern,
-                (checked_ceil_div(n, bn)? as u32, checked_ceil_div(m, bm)? as u32, 1),
-                ((warps * 32) as u32, 1, 1),
-                smem as u32,
-                &[x, w, y, r, Arg::I32(m as i32), Arg::I32(n as i32), Arg::I32(k as i32)],
-            )
+            // SAFETY: the caller of `launch_linear` passes X [M,K], W [N,K], Y and R [M,N] (R may be 0) and a
+            // workspace of SPLITK·M·N floats when SPLITK > 1 (checked above), compiled with `p`; the
+            // arguments follow the template's launch contract.
+            unsafe {
+                gpu.launch(
+                    kern,
+                    (checked_ceil_div(n, bn)? as u32, checked_ceil_div(m, bm)? as u32, 1),
+                    ((warps * 32) as u32, 1, 1),
+                    smem as u32,
+                    &[x, w, y, r, Arg::I32(m as i32), Arg::I32(n as i32), Arg::I32(k as i32)],
+                )
+            }
         }
         "gemv_splitk" | "mma_skinny" => {
             let splitk = param(p, "SPLITK")?;
@@ -255,34 +267,49 @@ pub fn launch_linear(
                 }
                 let rows = warps * param(p, "ROWS_PER_WARP")?;
                 let kern = kernels.get("gemm_gemv").context("module lacks gemm_gemv")?;
-                gpu.launch(
-                    kern,
-                    (checked_ceil_div(n, rows)? as u32, splitk as u32, 1),
-                    ((warps * 32) as u32, 1, 1),
-                    0,
-                    &args,
-                )?;
+                // SAFETY: the caller of `launch_linear` passes X [M,K], W [N,K], Y and R [M,N] (R may be 0)
+                // and a workspace of SPLITK·M·N floats when SPLITK > 1 (checked above), compiled with `p`;
+                // the arguments follow the template's launch contract.
+                unsafe {
+                    gpu.launch(
+                        kern,
+                        (checked_ceil_div(n, rows)? as u32, splitk as u32, 1),
+                        ((warps * 32) as u32, 1, 1),
+                        0,
+                        &args,
+                    )?
+                };
             } else {
                 let (bm, bn, bk) = (param(p, "BM")?, param(p, "BN")?, param(p, "BK")?);
                 let smem = param(p, "STAGES")? * (bm + bn) * bk * e;
                 let kern = kernels.get("gemm_skinny").context("module lacks gemm_skinny")?;
-                gpu.launch(
-                    kern,
-                    (checked_ceil_div(n, bn)? as u32, checked_ceil_div(m, bm)? as u32, splitk as u32),
-                    ((warps * 32) as u32, 1, 1),
-                    smem as u32,
-                    &args,
-                )?;
+                // SAFETY: the caller of `launch_linear` passes X [M,K], W [N,K], Y and R [M,N] (R may be 0)
+                // and a workspace of SPLITK·M·N floats when SPLITK > 1 (checked above), compiled with `p`;
+                // the arguments follow the template's launch contract.
+                unsafe {
+                    gpu.launch(
+                        kern,
+                        (checked_ceil_div(n, bn)? as u32, checked_ceil_div(m, bm)? as u32, splitk as u32),
+                        ((warps * 32) as u32, 1, 1),
+                        smem as u32,
+                        &args,
+                    )?
+                };
             }
             if splitk > 1 {
                 let red = kernels.get("gemm_splitk_reduce").context("module lacks gemm_splitk_reduce")?;
-                gpu.launch(
-                    red,
-                    (ceil_div(m * n, 256) as u32, 1, 1),
-                    (256, 1, 1),
-                    0,
-                    &[ws, y, r, Arg::I32(m as i32), Arg::I32(n as i32), Arg::I32(splitk as i32)],
-                )?;
+                // SAFETY: the caller of `launch_linear` passes X [M,K], W [N,K], Y and R [M,N] (R may be 0)
+                // and a workspace of SPLITK·M·N floats when SPLITK > 1 (checked above), compiled with `p`;
+                // the arguments follow the template's launch contract.
+                unsafe {
+                    gpu.launch(
+                        red,
+                        (ceil_div(m * n, 256) as u32, 1, 1),
+                        (256, 1, 1),
+                        0,
+                        &[ws, y, r, Arg::I32(m as i32), Arg::I32(n as i32), Arg::I32(splitk as i32)],
+                    )?
+                };
             }
             Ok(())
         }
@@ -295,16 +322,22 @@ pub fn launch_linear(
                 bail!("wgmma_tma with SPLITK = {} needs a split-K workspace", cfg.splitk);
             }
             let kern = kernels.get("gemm_wgmma").context("module lacks gemm_wgmma")?;
-            let splitk = gemm_tma::launch(gpu, kern, &cfg, dt, (io.x, io.w, io.y, io.r, io.ws), m, n, k)?;
+            // SAFETY: this function's contract (the workspace is checked against SPLITK above).
+            let splitk = unsafe { gemm_tma::launch(gpu, kern, &cfg, dt, (io.x, io.w, io.y, io.r, io.ws), m, n, k)? };
             if splitk > 1 {
                 let red = kernels.get("gemm_splitk_reduce").context("module lacks gemm_splitk_reduce")?;
-                gpu.launch(
-                    red,
-                    (ceil_div(m * n, 256) as u32, 1, 1),
-                    (256, 1, 1),
-                    0,
-                    &[ws, y, r, Arg::I32(m as i32), Arg::I32(n as i32), Arg::I32(splitk as i32)],
-                )?;
+                // SAFETY: the caller of `launch_linear` passes X [M,K], W [N,K], Y and R [M,N] (R may be 0)
+                // and a workspace of SPLITK·M·N floats when SPLITK > 1 (checked above), compiled with `p`;
+                // the arguments follow the template's launch contract.
+                unsafe {
+                    gpu.launch(
+                        red,
+                        (ceil_div(m * n, 256) as u32, 1, 1),
+                        (256, 1, 1),
+                        0,
+                        &[ws, y, r, Arg::I32(m as i32), Arg::I32(n as i32), Arg::I32(splitk as i32)],
+                    )?
+                };
             }
             Ok(())
         }

@@ -128,8 +128,12 @@ fn resident_clusters(gpu: &Gpu, kern: &Kernel, cfg: &TmaGemmConfig, smem: u32) -
 
 /// Launches `gemm_wgmma` for Y[M,N] = X[M,K]·W[N,K]ᵀ (+R). With SPLITK > 1 it writes fp32
 /// partials to `ws` and the caller must run gemm_splitk_reduce. Returns SPLITK.
+///
+/// # Safety
+/// As [`super::launch_linear`]: `kern` compiled with `cfg`'s tunables, X, W, Y, R (or 0)
+/// and the workspace live device buffers sized for (M, N, K) and SPLITK.
 #[allow(clippy::too_many_arguments)]
-pub fn launch(
+pub unsafe fn launch(
     gpu: &Gpu,
     kern: &Kernel,
     cfg: &TmaGemmConfig,
@@ -161,21 +165,25 @@ pub fn launch(
 
     // gemm_wgmma(CUtensorMap ×3, T* Y, const T* R, float* ws, int M, int N, int K, int tma_store);
     // compile-time cluster dims divide the grid.
-    gpu.launch_with_maps(
-        kern,
-        (grid, 1, 1),
-        (cfg.threads(), 1, 1),
-        smem,
-        &[tm_x, tm_w, tm_y],
-        &[
-            Arg::Ptr(y),
-            Arg::Ptr(r),
-            Arg::Ptr(ws),
-            Arg::I32(m as i32),
-            Arg::I32(n as i32),
-            Arg::I32(k as i32),
-            Arg::I32(tma_store as i32),
-        ],
-    )?;
+    // SAFETY: the tensor maps were encoded over the caller's X, W (and Y) buffers at (M, N, K); Y, R and the
+    // workspace are sized as `launch_linear`'s contract says; the arguments follow the entry's signature.
+    unsafe {
+        gpu.launch_with_maps(
+            kern,
+            (grid, 1, 1),
+            (cfg.threads(), 1, 1),
+            smem,
+            &[tm_x, tm_w, tm_y],
+            &[
+                Arg::Ptr(y),
+                Arg::Ptr(r),
+                Arg::Ptr(ws),
+                Arg::I32(m as i32),
+                Arg::I32(n as i32),
+                Arg::I32(k as i32),
+                Arg::I32(tma_store as i32),
+            ],
+        )?
+    };
     Ok(cfg.splitk)
 }

@@ -15,6 +15,7 @@ pub mod rope;
 pub mod softmax;
 pub mod support;
 pub mod swiglu;
+pub mod tunables;
 
 use crate::gpu::device::{Gpu, Kernel};
 use crate::gpu::util::{Comparison, Util};
@@ -203,6 +204,15 @@ pub fn checked_ceil_div(a: i64, b: i64) -> Result<i64> {
 /// ⌈a / b⌉ for divisors the code itself fixes (tile sizes, 256-thread blocks). A divisor
 /// below 1 gives 0, which no launch accepts, instead of a panic; where the divisor comes
 /// from input, use `checked_ceil_div` for the error that says so.
+
+/// Where one launch runs: grid, block and dynamic shared memory, as the launchers compute them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Geometry {
+    pub grid: (u32, u32, u32),
+    pub block: (u32, u32, u32),
+    pub smem: u32,
+}
+
 pub fn ceil_div(a: i64, b: i64) -> i64 {
     checked_ceil_div(a, b).unwrap_or(0)
 }

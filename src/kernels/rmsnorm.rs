@@ -10,13 +10,16 @@
 //! runs launch only the fused form.
 
 use super::support;
-use super::{checked_ceil_div, param, DType, Family, Problem, Shape};
+use super::tunables::{LauncherCache, Tunables};
+use super::{checked_ceil_div, DType, Family, Geometry, Problem, Shape};
 use crate::gpu::device::{Arg, DevBuf, Gpu, Kernel};
 use crate::gpu::util::{Comparison, Util};
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 
 pub const REFERENCE_SOURCE: &str = include_str!("../../kernels/rmsnorm/reference.cu");
+/// The template (for its defaults; VEC's comes from elementwise.cuh, which the sweep sets).
+pub const TEMPLATE_SOURCE: &str = include_str!("../../kernels/rmsnorm/rmsnorm_rows.cu");
 pub const EPS: f32 = 1e-5;
 
 pub struct RmsNorm;
@@ -60,6 +63,78 @@ impl Family for RmsNorm {
     }
 }
 
+/// Device pointers of one rmsnorm_rows launch (contract in kernels/rmsnorm/rmsnorm_rows.cu):
+/// x, w, y [rows, dim] / [dim]; `h` and `res` both 0 for the plain norm, else the fused
+/// residual add r = x + h written to `res`.
+#[derive(Debug, Clone, Copy)]
+pub struct RmsNormIo {
+    pub x: u64,
+    pub h: u64,
+    pub res: u64,
+    pub y: u64,
+    pub w: u64,
+}
+
+/// The one launch of rmsnorm_rows, built once from a variant's tunables; the sweep, the
+/// selftest and the model all launch through it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RmsNormLaunch {
+    rows_per_block: i64,
+    threads_per_row: i64,
+    /// Elements one row may hold: THREADS_PER_ROW·VEC·CHUNKS.
+    capacity: i64,
+}
+
+impl RmsNormLaunch {
+    pub fn new(t: &Tunables) -> Result<RmsNormLaunch> {
+        if t.variant() != "rmsnorm_rows" {
+            bail!("the rmsnorm family has no variant {:?}", t.variant());
+        }
+        let tpr = t.get("THREADS_PER_ROW")?;
+        Ok(RmsNormLaunch {
+            rows_per_block: t.get("ROWS_PER_BLOCK")?,
+            threads_per_row: tpr,
+            capacity: tpr * t.get("VEC")? * t.get("CHUNKS")?,
+        })
+    }
+
+    /// Grid and block for `rows` rows of `dim`; an error when a row does not fit.
+    pub fn geometry(&self, rows: i64, dim: i64) -> Result<Geometry> {
+        if dim > self.capacity {
+            bail!(
+                "rmsnorm_rows holds {} elements per row (THREADS_PER_ROW·VEC·CHUNKS); this shape has {dim}",
+                self.capacity
+            );
+        }
+        Ok(Geometry {
+            grid: (checked_ceil_div(rows, self.rows_per_block)? as u32, 1, 1),
+            block: ((self.rows_per_block * self.threads_per_row) as u32, 1, 1),
+            smem: 0,
+        })
+    }
+
+    /// # Safety
+    /// `k` is the rmsnorm_rows entry of a module compiled with this launcher's tunables;
+    /// x, y (and h, res unless 0) hold rows·dim elements and w dim, live until the launch ran.
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn launch(&self, gpu: &Gpu, k: &Kernel, io: &RmsNormIo, rows: i64, dim: i64, eps: f32) -> Result<()> {
+        let g = self.geometry(rows, dim)?;
+        let args = [
+            Arg::Ptr(io.x),
+            Arg::Ptr(io.h),
+            Arg::Ptr(io.res),
+            Arg::Ptr(io.y),
+            Arg::Ptr(io.w),
+            Arg::F32(eps),
+            Arg::I32(rows as i32),
+            Arg::I32(dim as i32),
+        ];
+        // SAFETY: the caller's contract covers the buffers; the argument list is the entry
+        // point's signature (x, h, res, y, w, eps, rows, dim).
+        unsafe { gpu.launch(k, g.grid, g.block, g.smem, &args) }
+    }
+}
+
 pub struct RmsNormProblem {
     rows: i64,
     dim: i64,
@@ -79,6 +154,7 @@ pub struct RmsNormProblem {
     /// Set by `randomize`: the next `run` is a verification run.
     verify_pending: bool,
     reference: BTreeMap<String, Kernel>,
+    launcher: LauncherCache<RmsNormLaunch>,
 }
 
 impl RmsNormProblem {
@@ -107,10 +183,22 @@ impl RmsNormProblem {
                 dt,
                 &["rmsnorm_reference"],
             )?,
+            launcher: LauncherCache::default(),
         })
     }
 
-    /// Arguments of the fused (with h) or plain form.
+    /// Buffers of the fused (with h) or plain form.
+    fn io(&self, fused: bool, res: &DevBuf, y: &DevBuf) -> RmsNormIo {
+        RmsNormIo {
+            x: self.x.ptr,
+            h: if fused { self.h.ptr } else { 0 },
+            res: if fused { res.ptr } else { 0 },
+            y: y.ptr,
+            w: self.w.ptr,
+        }
+    }
+
+    /// Arguments of the fused (with h) or plain form, for the reference kernel.
     fn args(&self, fused: bool, res: &DevBuf, y: &DevBuf) -> [Arg; 8] {
         [
             self.x.arg(),
@@ -137,8 +225,12 @@ impl Problem for RmsNormProblem {
         util.fill(gpu, &self.w, self.dt, self.dim as usize, seed ^ 0x5eed_0002, 1.0)?;
         let r = &self.reference["rmsnorm_reference"];
         let grid = (self.rows as u32, 1, 1);
-        gpu.launch(r, grid, (32, 1, 1), 0, &self.args(true, &self.res_ref, &self.y_ref))?;
-        gpu.launch(r, grid, (32, 1, 1), 0, &self.args(false, &self.res_ref, &self.y_plain_ref))?;
+        // SAFETY: one warp per row over buffers of rows·dim elements (w: dim) allocated by
+        // `new`; the arguments are rmsnorm_reference's (x, h, res, y, w, eps, rows, dim).
+        unsafe {
+            gpu.launch(r, grid, (32, 1, 1), 0, &self.args(true, &self.res_ref, &self.y_ref))?;
+            gpu.launch(r, grid, (32, 1, 1), 0, &self.args(false, &self.res_ref, &self.y_plain_ref))?;
+        }
         self.verify_pending = true;
         gpu.synchronize()
     }
@@ -156,25 +248,19 @@ impl Problem for RmsNormProblem {
         kernels: &BTreeMap<String, Kernel>,
         p: &BTreeMap<String, i64>,
     ) -> Result<()> {
-        if variant != "rmsnorm_rows" {
-            bail!("the rmsnorm family has no variant {variant:?}");
-        }
-        let (rpb, tpr) = (param(p, "ROWS_PER_BLOCK")?, param(p, "THREADS_PER_ROW")?);
-        let cap = tpr * param(p, "VEC")? * param(p, "CHUNKS")?;
-        if self.dim > cap {
-            bail!(
-                "rmsnorm_rows holds {cap} elements per row (THREADS_PER_ROW·VEC·CHUNKS); this shape has {}",
-                self.dim
-            );
-        }
+        let dt = self.dt;
+        let l = *self
+            .launcher
+            .get(variant, p, |v, p| RmsNormLaunch::new(&Tunables::from_template(v, TEMPLATE_SOURCE, dt, p)))?;
         let k = kernels.get("rmsnorm_rows").context("module lacks rmsnorm_rows")?;
-        let grid = (checked_ceil_div(self.rows, rpb)? as u32, 1, 1);
-        let block = ((rpb * tpr) as u32, 1, 1);
         if self.verify_pending {
             self.verify_pending = false;
-            gpu.launch(k, grid, block, 0, &self.args(false, &self.res, &self.y_plain))?;
+            // SAFETY: every buffer holds rows·dim elements (w: dim), allocated by `new` for
+            // this shape; `k` comes from the candidate's module, compiled with `p`.
+            unsafe { l.launch(gpu, k, &self.io(false, &self.res, &self.y_plain), self.rows, self.dim, EPS)? };
         }
-        gpu.launch(k, grid, block, 0, &self.args(true, &self.res, &self.y))
+        // SAFETY: as above.
+        unsafe { l.launch(gpu, k, &self.io(true, &self.res, &self.y), self.rows, self.dim, EPS) }
     }
 
     fn check(&mut self, gpu: &Gpu, util: &Util) -> Result<Comparison> {
@@ -231,5 +317,23 @@ mod tests {
         assert_eq!(RmsNorm.min_bytes(&s, DType::BF16), (4.0 * 16384.0 * 4096.0 + 4096.0) * 2.0);
         assert_eq!(RmsNorm.flops(&s), 5.0 * 16384.0 * 4096.0);
         assert!(RmsNorm.entries("rmsnorm_rows").is_ok());
+    }
+
+    fn launcher(rpb: i64, tpr: i64, vec: i64, chunks: i64) -> Result<RmsNormLaunch> {
+        let p = [("ROWS_PER_BLOCK", rpb), ("THREADS_PER_ROW", tpr), ("VEC", vec), ("CHUNKS", chunks)];
+        RmsNormLaunch::new(&Tunables::new("rmsnorm_rows", p.iter().map(|(k, v)| (k.to_string(), *v)).collect()))
+    }
+
+    #[test]
+    fn launch_geometry() {
+        // Values of the launch before the launcher existed: grid ⌈rows/RPB⌉, block RPB·TPR.
+        let g = launcher(4, 128, 8, 4).unwrap().geometry(130, 4096).unwrap();
+        assert_eq!(g, Geometry { grid: (33, 1, 1), block: (512, 1, 1), smem: 0 });
+        let g = launcher(1, 1024, 8, 2).unwrap().geometry(1, 14336).unwrap();
+        assert_eq!(g, Geometry { grid: (1, 1, 1), block: (1024, 1, 1), smem: 0 });
+        let e = launcher(2, 32, 4, 1).unwrap().geometry(3, 129).unwrap_err().to_string();
+        assert!(e.contains("holds 128 elements per row"), "{e}");
+        let e = RmsNormLaunch::new(&Tunables::new("rmsnorm_rows", BTreeMap::new())).unwrap_err().to_string();
+        assert!(e.contains("variant rmsnorm_rows has no tunable"), "{e}");
     }
 }

@@ -15,7 +15,8 @@
 //! the inputs; `check` compares both with the reference. Timed runs are in place.
 
 use super::support;
-use super::{ceil_div, checked_ceil_div, param, DType, Family, Problem, Shape};
+use super::tunables::{LauncherCache, Tunables};
+use super::{ceil_div, checked_ceil_div, DType, Family, Geometry, Problem, Shape};
 use crate::gpu::device::{Arg, DevBuf, Gpu, Kernel};
 use crate::gpu::util::{Comparison, Util};
 use anyhow::{bail, Context, Result};
@@ -23,6 +24,96 @@ use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;
 
 pub const REFERENCE_SOURCE: &str = include_str!("../../kernels/rope/reference.cu");
+/// The template (for its defaults; VEC's comes from elementwise.cuh, which the sweep sets).
+pub const TEMPLATE_SOURCE: &str = include_str!("../../kernels/rope/rope_llama3.cu");
+
+/// Device pointers of one rope_llama3 launch (contract in kernels/rope/rope_llama3.cu); the
+/// outputs may equal the inputs (rotation in place).
+#[derive(Debug, Clone, Copy)]
+pub struct RopeIo {
+    pub q_in: u64,
+    pub k_in: u64,
+    pub q_out: u64,
+    pub k_out: u64,
+    /// int32 position offset per sequence.
+    pub offsets: u64,
+    /// fp32 [D/2] inverse frequencies.
+    pub inv_freq: u64,
+}
+
+/// The integers of one rope_llama3 launch: `tokens` rows in sequences of `seq_len`, row
+/// strides (elements) of Q and K.
+#[derive(Debug, Clone, Copy)]
+pub struct RopeDims {
+    pub tokens: i64,
+    pub seq_len: i64,
+    pub hq: i64,
+    pub hkv: i64,
+    pub d: i64,
+    pub q_stride: i64,
+    pub k_stride: i64,
+}
+
+/// The one launch of rope_llama3, built once from a variant's tunables; the sweep, the
+/// selftest and the model launch through it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RopeLaunch {
+    threads: i64,
+    tokens_per_block: i64,
+    vec: i64,
+}
+
+impl RopeLaunch {
+    pub fn new(t: &Tunables) -> Result<RopeLaunch> {
+        if t.variant() != "rope_llama3" {
+            bail!("the rope family has no variant {:?}", t.variant());
+        }
+        Ok(RopeLaunch { threads: t.get("THREADS")?, tokens_per_block: t.get("TOKENS_PER_BLOCK")?, vec: t.get("VEC")? })
+    }
+
+    /// Grid and block for `tokens` tokens of head dim `d`; an error when one head's pairs do
+    /// not split into whole vectors or need more threads than the block has.
+    pub fn geometry(&self, tokens: i64, d: i64) -> Result<Geometry> {
+        let (half, vec, threads) = (d / 2, self.vec, self.threads);
+        if half % vec != 0 {
+            bail!("rope_llama3 with VEC = {vec} needs D/2 = {half} to be a multiple of VEC");
+        }
+        if threads < half / vec {
+            bail!("rope_llama3: THREADS = {threads} is fewer than the D/2/VEC = {} threads one head needs", half / vec);
+        }
+        Ok(Geometry {
+            grid: (checked_ceil_div(tokens, self.tokens_per_block)? as u32, 1, 1),
+            block: (threads as u32, 1, 1),
+            smem: 0,
+        })
+    }
+
+    /// # Safety
+    /// `k` is the rope_llama3 entry of a module compiled with these tunables; the Q and K
+    /// buffers hold `tokens` rows of their strides, `offsets` one int per sequence,
+    /// `inv_freq` D/2 floats, all live until the launch ran.
+    pub unsafe fn launch(&self, gpu: &Gpu, k: &Kernel, io: &RopeIo, n: &RopeDims) -> Result<()> {
+        let g = self.geometry(n.tokens, n.d)?;
+        let i = |v: i64| Arg::I32(v as i32);
+        let args = [
+            Arg::Ptr(io.q_in),
+            Arg::Ptr(io.k_in),
+            Arg::Ptr(io.q_out),
+            Arg::Ptr(io.k_out),
+            Arg::Ptr(io.offsets),
+            Arg::Ptr(io.inv_freq),
+            i(n.tokens),
+            i(n.seq_len),
+            i(n.hq),
+            i(n.hkv),
+            i(n.d),
+            i(n.q_stride),
+            i(n.k_stride),
+        ];
+        // SAFETY: the caller's contract; the arguments are the entry's, in its order.
+        unsafe { gpu.launch(k, g.grid, g.block, g.smem, &args) }
+    }
+}
 
 /// Llama-3.x `rope_scaling` ("rope_type": "llama3") and `rope_theta`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -155,6 +246,7 @@ pub struct RopeProblem {
     inv_freq_host: Vec<f32>,
     verify_pending: bool,
     reference: BTreeMap<String, Kernel>,
+    launcher: LauncherCache<RopeLaunch>,
 }
 
 impl RopeProblem {
@@ -192,6 +284,7 @@ impl RopeProblem {
                 dt,
                 &["rope_reference"],
             )?,
+            launcher: LauncherCache::default(),
         })
     }
 
@@ -199,7 +292,31 @@ impl RopeProblem {
         self.b * self.s
     }
 
-    /// Kernel arguments (the same for candidates and the reference).
+    /// Buffers of a candidate's launch.
+    fn io(&self, q_in: &DevBuf, k_in: &DevBuf, q_out: &DevBuf, k_out: &DevBuf) -> RopeIo {
+        RopeIo {
+            q_in: q_in.ptr,
+            k_in: k_in.ptr,
+            q_out: q_out.ptr,
+            k_out: k_out.ptr,
+            offsets: self.offsets.ptr,
+            inv_freq: self.inv_freq.ptr,
+        }
+    }
+
+    fn dims(&self) -> RopeDims {
+        RopeDims {
+            tokens: self.tokens(),
+            seq_len: self.s,
+            hq: self.hq,
+            hkv: self.hkv,
+            d: self.d,
+            q_stride: self.hq * self.d,
+            k_stride: self.hkv * self.d,
+        }
+    }
+
+    /// Kernel arguments of the reference (the candidates' are built by [`RopeLaunch`]).
     fn args(&self, q_in: &DevBuf, k_in: &DevBuf, q_out: &DevBuf, k_out: &DevBuf) -> [Arg; 13] {
         [
             q_in.arg(),
@@ -229,7 +346,9 @@ impl Problem for RopeProblem {
         let total = self.tokens() * (self.hq + self.hkv) * (self.d / 2);
         let grid = (ceil_div(total, 256).clamp(1, 65_535 * 16) as u32, 1, 1);
         let args = self.args(&self.q_in, &self.k_in, &self.q_ref, &self.k_ref);
-        gpu.launch(&self.reference["rope_reference"], grid, (256, 1, 1), 0, &args)?;
+        // SAFETY: buffers allocated by `new` for this shape, offsets one per sequence; the
+        // arguments are rope_reference's (the same list as rope_llama3's).
+        unsafe { gpu.launch(&self.reference["rope_reference"], grid, (256, 1, 1), 0, &args)? };
         self.verify_pending = true;
         gpu.synchronize()
     }
@@ -248,27 +367,22 @@ impl Problem for RopeProblem {
         kernels: &BTreeMap<String, Kernel>,
         p: &BTreeMap<String, i64>,
     ) -> Result<()> {
-        if variant != "rope_llama3" {
-            bail!("the rope family has no variant {variant:?}");
-        }
-        let (threads, tpb, vec) = (param(p, "THREADS")?, param(p, "TOKENS_PER_BLOCK")?, param(p, "VEC")?);
-        let half = self.d / 2;
-        if half % vec != 0 {
-            bail!("rope_llama3 with VEC = {vec} needs D/2 = {half} to be a multiple of VEC");
-        }
-        if threads < half / vec {
-            bail!("rope_llama3: THREADS = {threads} is fewer than the D/2/VEC = {} threads one head needs", half / vec);
-        }
+        let dt = self.dt;
+        let l = *self
+            .launcher
+            .get(variant, p, |v, p| RopeLaunch::new(&Tunables::from_template(v, TEMPLATE_SOURCE, dt, p)))?;
         let k = kernels.get("rope_llama3").context("module lacks rope_llama3")?;
-        let grid = (checked_ceil_div(self.tokens(), tpb)? as u32, 1, 1);
-        let block = (threads as u32, 1, 1);
+        let dims = self.dims();
         if self.verify_pending {
             self.verify_pending = false;
-            gpu.launch(k, grid, block, 0, &self.args(&self.q_in, &self.k_in, &self.q_out, &self.k_out))?;
+            // SAFETY: Q buffers hold tokens·Hq·D elements and K tokens·Hkv·D (allocated by
+            // `new`), offsets B ints, inv_freq D/2 floats; `k` is compiled with `p`.
+            unsafe { l.launch(gpu, k, &self.io(&self.q_in, &self.k_in, &self.q_out, &self.k_out), &dims)? };
             support::copy(gpu, &self.q_io, &self.q_in)?;
             support::copy(gpu, &self.k_io, &self.k_in)?;
         }
-        gpu.launch(k, grid, block, 0, &self.args(&self.q_io, &self.k_io, &self.q_io, &self.k_io))
+        // SAFETY: as above, rotating q_io and k_io in place.
+        unsafe { l.launch(gpu, k, &self.io(&self.q_io, &self.k_io, &self.q_io, &self.k_io), &dims) }
     }
 
     fn check(&mut self, gpu: &Gpu, util: &Util) -> Result<Comparison> {
@@ -325,6 +439,21 @@ pub fn rotate_cpu(x: &[f64], offsets: &[i32], inv_freq: &[f32], seq_len: usize, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn launch_geometry() {
+        let t = |threads: i64, tpb: i64, vec: i64| {
+            let p = [("THREADS", threads), ("TOKENS_PER_BLOCK", tpb), ("VEC", vec)];
+            RopeLaunch::new(&Tunables::new("rope_llama3", p.iter().map(|(k, v)| (k.to_string(), *v)).collect()))
+                .unwrap()
+        };
+        // Values of the launch before the launcher existed: ⌈tokens/TPB⌉ blocks of THREADS.
+        let g = t(64, 2, 8).geometry(4097, 128).unwrap();
+        assert_eq!(g, Geometry { grid: (2049, 1, 1), block: (64, 1, 1), smem: 0 });
+        assert_eq!(t(128, 1, 1).geometry(1, 34).unwrap().grid, (1, 1, 1));
+        assert!(t(64, 1, 8).geometry(1, 36).is_err(), "D/2 = 18 is not a multiple of 8");
+        assert!(t(32, 1, 1).geometry(1, 128).is_err(), "64 pairs need 64 threads at VEC = 1");
+    }
 
     #[test]
     fn llama3_scaling_bands() {

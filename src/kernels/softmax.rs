@@ -110,13 +110,18 @@ impl Problem for SoftmaxProblem {
         // Scale 8: row maxima far from 0 and probabilities spread over three orders of
         // magnitude, so a kernel that forgets the max or mis-sums shows.
         util.fill(gpu, &self.x, self.dt, (self.rows * self.cols) as usize, seed, 8.0)?;
-        gpu.launch(
-            &self.reference["softmax_reference"],
-            (self.rows as u32, 1, 1),
-            (32, 1, 1),
-            0,
-            &[self.x.arg(), self.y_ref.arg(), Arg::I32(self.rows as i32), Arg::I32(self.cols as i32)],
-        )?;
+        // SAFETY: the buffers were allocated by `new` for rows·cols elements (the workspace for SPLITS
+        // partial rows); the kernels come from the candidate's module and the arguments follow each
+        // template's signature.
+        unsafe {
+            gpu.launch(
+                &self.reference["softmax_reference"],
+                (self.rows as u32, 1, 1),
+                (32, 1, 1),
+                0,
+                &[self.x.arg(), self.y_ref.arg(), Arg::I32(self.rows as i32), Arg::I32(self.cols as i32)],
+            )?
+        };
         gpu.synchronize()
     }
 
@@ -145,13 +150,18 @@ impl Problem for SoftmaxProblem {
                     );
                 }
                 let k = kernels.get("softmax_rows").context("module lacks softmax_rows")?;
-                gpu.launch(
-                    k,
-                    (checked_ceil_div(rows, rpb)? as u32, 1, 1),
-                    ((rpb * tpr) as u32, 1, 1),
-                    0,
-                    &[self.x.arg(), self.y.arg(), Arg::I32(rows as i32), Arg::I32(cols as i32)],
-                )
+                // SAFETY: the buffers were allocated by `new` for rows·cols elements (the workspace for
+                // SPLITS partial rows); the kernels come from the candidate's module and the arguments follow
+                // each template's signature.
+                unsafe {
+                    gpu.launch(
+                        k,
+                        (checked_ceil_div(rows, rpb)? as u32, 1, 1),
+                        ((rpb * tpr) as u32, 1, 1),
+                        0,
+                        &[self.x.arg(), self.y.arg(), Arg::I32(rows as i32), Arg::I32(cols as i32)],
+                    )
+                }
             }
             "softmax_online" => {
                 let (threads, splits) = (param(p, "THREADS")?, param(p, "SPLITS")?);
@@ -161,16 +171,24 @@ impl Problem for SoftmaxProblem {
                 let args = [self.x.arg(), self.y.arg(), self.ws.arg(), Arg::I32(rows as i32), Arg::I32(cols as i32)];
                 let grid = ((rows * splits) as u32, 1, 1);
                 let block = (threads as u32, 1, 1);
-                gpu.launch(
-                    kernels.get("softmax_online").context("module lacks softmax_online")?,
-                    grid,
-                    block,
-                    0,
-                    &args,
-                )?;
+                // SAFETY: the buffers were allocated by `new` for rows·cols elements (the workspace for
+                // SPLITS partial rows); the kernels come from the candidate's module and the arguments follow
+                // each template's signature.
+                unsafe {
+                    gpu.launch(
+                        kernels.get("softmax_online").context("module lacks softmax_online")?,
+                        grid,
+                        block,
+                        0,
+                        &args,
+                    )?
+                };
                 if splits > 1 {
                     let fin = kernels.get("softmax_online_finish").context("module lacks softmax_online_finish")?;
-                    gpu.launch(fin, grid, block, 0, &args)?;
+                    // SAFETY: the buffers were allocated by `new` for rows·cols elements (the workspace for
+                    // SPLITS partial rows); the kernels come from the candidate's module and the arguments
+                    // follow each template's signature.
+                    unsafe { gpu.launch(fin, grid, block, 0, &args)? };
                 }
                 Ok(())
             }

@@ -4,13 +4,60 @@
 //! Reference: kernels/swiglu/reference.cu (one thread per output element).
 
 use super::support;
-use super::{ceil_div, checked_ceil_div, param, DType, Family, Problem, Shape};
+use super::tunables::{LauncherCache, Tunables};
+use super::{ceil_div, DType, Family, Geometry, Problem, Shape};
 use crate::gpu::device::{Arg, DevBuf, Gpu, Kernel};
 use crate::gpu::util::{Comparison, Util};
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 
 pub const REFERENCE_SOURCE: &str = include_str!("../../kernels/swiglu/reference.cu");
+/// The template (for its defaults; VEC's comes from elementwise.cuh, which the sweep sets).
+pub const TEMPLATE_SOURCE: &str = include_str!("../../kernels/swiglu/swiglu.cu");
+
+/// The one launch of the swiglu template (kernels/swiglu/swiglu.cu: gate_up [tokens, 2·ffn]
+/// in, out [tokens, ffn]), built once from a variant's tunables; the sweep, the selftest and
+/// the model launch through it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SwiGluLaunch {
+    threads: i64,
+    /// Elements of one row a block covers: THREADS·VEC·ITEMS.
+    per_block: i64,
+}
+
+impl SwiGluLaunch {
+    pub fn new(t: &Tunables) -> Result<SwiGluLaunch> {
+        if t.variant() != "swiglu" {
+            bail!("the swiglu family has no variant {:?}", t.variant());
+        }
+        let threads = t.get("THREADS")?;
+        let (vec, items) = (t.get("VEC")?, t.get("ITEMS")?);
+        let per_block = threads.checked_mul(vec).and_then(|v| v.checked_mul(items));
+        match per_block {
+            Some(per_block) if threads >= 1 && per_block >= 1 => Ok(SwiGluLaunch { threads, per_block }),
+            _ => bail!("swiglu needs THREADS, VEC and ITEMS of at least 1 whose product fits in 64 bits"),
+        }
+    }
+
+    /// Blocks along the row, one grid row per token (the kernel strides past 65535 tokens).
+    pub fn geometry(&self, tokens: i64, ffn: i64) -> Geometry {
+        Geometry {
+            grid: (ceil_div(ffn, self.per_block) as u32, tokens.min(65_535) as u32, 1),
+            block: (self.threads as u32, 1, 1),
+            smem: 0,
+        }
+    }
+
+    /// # Safety
+    /// `k` is the swiglu entry of a module compiled with these tunables; `gate_up` holds
+    /// tokens·2·ffn elements and `out` tokens·ffn, live until the launch ran.
+    pub unsafe fn launch(&self, gpu: &Gpu, k: &Kernel, gate_up: u64, out: u64, tokens: i64, ffn: i64) -> Result<()> {
+        let g = self.geometry(tokens, ffn);
+        let args = [Arg::Ptr(gate_up), Arg::Ptr(out), Arg::I32(tokens as i32), Arg::I32(ffn as i32)];
+        // SAFETY: the caller's contract; the arguments are the entry's (gate_up, out, tokens, ffn).
+        unsafe { gpu.launch(k, g.grid, g.block, g.smem, &args) }
+    }
+}
 
 pub struct SwiGlu;
 
@@ -63,6 +110,7 @@ pub struct SwiGluProblem {
     out: DevBuf,
     out_ref: DevBuf,
     reference: BTreeMap<String, Kernel>,
+    launcher: LauncherCache<SwiGluLaunch>,
 }
 
 impl SwiGluProblem {
@@ -84,6 +132,7 @@ impl SwiGluProblem {
                 dt,
                 &["swiglu_reference"],
             )?,
+            launcher: LauncherCache::default(),
         })
     }
 
@@ -97,7 +146,9 @@ impl Problem for SwiGluProblem {
         // Scale 6 covers silu's curved part and both tails.
         util.fill(gpu, &self.gu, self.dt, (2 * self.tokens * self.ffn) as usize, seed, 6.0)?;
         let grid = (ceil_div(self.tokens * self.ffn, 256).clamp(1, 65_535 * 16) as u32, 1, 1);
-        gpu.launch(&self.reference["swiglu_reference"], grid, (256, 1, 1), 0, &self.args(&self.out_ref))?;
+        // SAFETY: a grid-stride loop over buffers allocated by `new` for this shape; the
+        // arguments are swiglu_reference's (gate_up, out, tokens, ffn).
+        unsafe { gpu.launch(&self.reference["swiglu_reference"], grid, (256, 1, 1), 0, &self.args(&self.out_ref))? };
         gpu.synchronize()
     }
 
@@ -112,13 +163,14 @@ impl Problem for SwiGluProblem {
         kernels: &BTreeMap<String, Kernel>,
         p: &BTreeMap<String, i64>,
     ) -> Result<()> {
-        if variant != "swiglu" {
-            bail!("the swiglu family has no variant {variant:?}");
-        }
-        let (threads, vec, items) = (param(p, "THREADS")?, param(p, "VEC")?, param(p, "ITEMS")?);
+        let dt = self.dt;
+        let l = *self
+            .launcher
+            .get(variant, p, |v, p| SwiGluLaunch::new(&Tunables::from_template(v, TEMPLATE_SOURCE, dt, p)))?;
         let k = kernels.get("swiglu").context("module lacks swiglu")?;
-        let grid = (checked_ceil_div(self.ffn, threads * vec * items)? as u32, self.tokens.min(65_535) as u32, 1);
-        gpu.launch(k, grid, (threads as u32, 1, 1), 0, &self.args(&self.out))
+        // SAFETY: gu holds tokens·2·ffn elements and out tokens·ffn (allocated by `new`);
+        // `k` comes from the candidate's module, compiled with `p`.
+        unsafe { l.launch(gpu, k, self.gu.ptr, self.out.ptr, self.tokens, self.ffn) }
     }
 
     fn check(&mut self, gpu: &Gpu, util: &Util) -> Result<Comparison> {
@@ -154,5 +206,17 @@ mod tests {
         let s = Shape::parse("8192x14336", SwiGlu.shape_dims()).unwrap();
         assert_eq!(SwiGlu.min_bytes(&s, DType::BF16), 3.0 * 8192.0 * 14336.0 * 2.0);
         assert_eq!(SwiGlu.flops(&s), 4.0 * 8192.0 * 14336.0);
+    }
+
+    #[test]
+    fn launch_geometry() {
+        let t = |threads: i64, vec: i64, items: i64| {
+            let p = [("THREADS", threads), ("VEC", vec), ("ITEMS", items)];
+            SwiGluLaunch::new(&Tunables::new("swiglu", p.iter().map(|(k, v)| (k.to_string(), *v)).collect())).unwrap()
+        };
+        // Values of the launch before the launcher existed: (⌈ffn/(T·V·I)⌉, min(tokens, 65535)), T.
+        assert_eq!(t(256, 8, 2).geometry(8192, 14336), Geometry { grid: (4, 8192, 1), block: (256, 1, 1), smem: 0 });
+        assert_eq!(t(128, 4, 1).geometry(70_000, 1000), Geometry { grid: (2, 65_535, 1), block: (128, 1, 1), smem: 0 });
+        assert!(SwiGluLaunch::new(&Tunables::new("other", BTreeMap::new())).is_err());
     }
 }

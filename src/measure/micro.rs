@@ -127,7 +127,9 @@ pub fn memory(gpu: &Gpu, timer: &Timer, k: &MicroKernels) -> Result<Vec<Figure>>
             let t = timer.time(gpu, || {
                 // SAFETY: src and dst hold n16 16-byte vectors each and do not overlap; the
                 // kernel is grid-stride, so any grid is in bounds.
-                gpu.launch(kern, (grid, 1, 1), (BLOCK, 1, 1), 0, &[src.arg(), dst.arg(), Arg::U64(n16)])
+                // SAFETY: the buffers were allocated above for exactly the elements this grid touches; the
+                // arguments follow the micro-benchmark entry's signature.
+                unsafe { gpu.launch(kern, (grid, 1, 1), (BLOCK, 1, 1), 0, &[src.arg(), dst.arg(), Arg::U64(n16)]) }
             })?;
             let what = format!("{}, 2 × {gib:.2} GiB, grid {grid}×{BLOCK}, read + write counted", kern.name);
             copies.push(Figure::new(super::keys::COPY, 2.0 * bytes as f64, 1e9, t, what));
@@ -140,13 +142,17 @@ pub fn memory(gpu: &Gpu, timer: &Timer, k: &MicroKernels) -> Result<Vec<Figure>>
         for grid in bandwidth_grids(gpu, n16, *u) {
             let t = timer.time(gpu, || {
                 // SAFETY: src holds n16 vectors; out holds 16 bytes and only out[0] is written.
-                gpu.launch(
-                    kern,
-                    (grid, 1, 1),
-                    (BLOCK, 1, 1),
-                    0,
-                    &[src.arg(), Arg::U64(n16), Arg::U32(KEY_U32), k.out.arg()],
-                )
+                // SAFETY: the buffers were allocated above for exactly the elements this grid touches; the
+                // arguments follow the micro-benchmark entry's signature.
+                unsafe {
+                    gpu.launch(
+                        kern,
+                        (grid, 1, 1),
+                        (BLOCK, 1, 1),
+                        0,
+                        &[src.arg(), Arg::U64(n16), Arg::U32(KEY_U32), k.out.arg()],
+                    )
+                }
             })?;
             let what = format!("{}, {gib:.2} GiB, grid {grid}×{BLOCK}", kern.name);
             reads.push(Figure::new(super::keys::READ, bytes as f64, 1e9, t, what));
@@ -162,13 +168,17 @@ pub fn memory(gpu: &Gpu, timer: &Timer, k: &MicroKernels) -> Result<Vec<Figure>>
     for grid in bandwidth_grids(gpu, l2_n16, UNROLL) {
         let t = timer.time(gpu, || {
             // SAFETY: src holds far more than l2_n16 vectors; only out[0] may be written.
-            gpu.launch(
-                &k.l2,
-                (grid, 1, 1),
-                (BLOCK, 1, 1),
-                0,
-                &[src.arg(), Arg::U64(l2_n16), Arg::I32(L2_PASSES), Arg::U32(KEY_U32), k.out.arg()],
-            )
+            // SAFETY: the buffers were allocated above for exactly the elements this grid touches; the
+            // arguments follow the micro-benchmark entry's signature.
+            unsafe {
+                gpu.launch(
+                    &k.l2,
+                    (grid, 1, 1),
+                    (BLOCK, 1, 1),
+                    0,
+                    &[src.arg(), Arg::U64(l2_n16), Arg::I32(L2_PASSES), Arg::U32(KEY_U32), k.out.arg()],
+                )
+            }
         })?;
         l2s.push(Figure::new(
             super::keys::L2,
@@ -192,13 +202,17 @@ pub fn fma(gpu: &Gpu, timer: &Timer, k: &MicroKernels) -> Result<(Figure, Option
     let t = timer.time(gpu, || {
         // SAFETY: registers only; out holds 16 bytes (only out[0] may be written), clocks
         // 16 bytes (two u64 written by block 0 thread 0).
-        gpu.launch(
-            &k.fma,
-            (grid, 1, 1),
-            (BLOCK, 1, 1),
-            0,
-            &[Arg::F32(0.999), Arg::F32(0.001), Arg::I32(iters), Arg::F32(KEY_F32), k.out.arg(), k.clocks.arg()],
-        )
+        // SAFETY: the buffers were allocated above for exactly the elements this grid touches; the arguments
+        // follow the micro-benchmark entry's signature.
+        unsafe {
+            gpu.launch(
+                &k.fma,
+                (grid, 1, 1),
+                (BLOCK, 1, 1),
+                0,
+                &[Arg::F32(0.999), Arg::F32(0.001), Arg::I32(iters), Arg::F32(KEY_F32), k.out.arg(), k.clocks.arg()],
+            )
+        }
     })?;
     gpu.synchronize()?;
     let c: Vec<u64> = k.clocks.download(2)?;
@@ -220,7 +234,11 @@ pub fn mma_peak(gpu: &Gpu, timer: &Timer, k: &MicroKernels) -> Result<Vec<Figure
     for (kern, key) in [(&k.mma_bf16, super::keys::MMA_PEAK_BF16), (&k.mma_f16, super::keys::MMA_PEAK_F16)] {
         let t = timer.time(gpu, || {
             // SAFETY: registers only; out holds 16 bytes and only out[0] may be written.
-            gpu.launch(kern, (grid, 1, 1), (BLOCK, 1, 1), 0, &[Arg::I32(iters), Arg::F32(KEY_F32), k.out.arg()])
+            // SAFETY: the buffers were allocated above for exactly the elements this grid touches; the
+            // arguments follow the micro-benchmark entry's signature.
+            unsafe {
+                gpu.launch(kern, (grid, 1, 1), (BLOCK, 1, 1), 0, &[Arg::I32(iters), Arg::F32(KEY_F32), k.out.arg()])
+            }
         })?;
         out.push(Figure::new(
             key,

@@ -57,25 +57,16 @@ pub struct Outcome {
     pub timing: Option<Timing>,
     pub registers: Option<u32>,
     pub local_bytes: Option<u32>,
+    /// The CUDA result code of a failed candidate (`CUDA_ERROR_ILLEGAL_ADDRESS`), when the
+    /// error came from the driver; `status` already says whether it was sticky (Fault).
+    #[serde(default)]
+    pub cuda_error: Option<String>,
 }
 
-/// Error text that means the context is poisoned and the process must go.
-fn is_sticky(msg: &str) -> bool {
-    [
-        "ILLEGAL_ADDRESS",
-        "ILLEGAL_INSTRUCTION",
-        "LAUNCH_FAILED",
-        "MISALIGNED_ADDRESS",
-        "ASSERT",
-        "HARDWARE_STACK_ERROR",
-        "INVALID_PC",
-        "INVALID_ADDRESS_SPACE",
-        "LAUNCH_TIMEOUT",
-        "CONTEXT_IS_DESTROYED",
-        "ECC_UNCORRECTABLE",
-    ]
-    .iter()
-    .any(|s| msg.contains(s))
+/// Whether an error poisoned the context, so the process must go: told by the CUDA result
+/// code it carries ([`crate::gpu::error::GpuError`]), not by its text.
+fn is_sticky(e: &anyhow::Error) -> bool {
+    crate::gpu::error::gpu_code(e).is_some_and(crate::gpu::error::is_sticky_code)
 }
 
 struct State {
@@ -116,8 +107,8 @@ pub fn serve(ordinal: usize) -> Result<()> {
                     Ok(peer) => send(&mut out, &Response::Ready { peer })?,
                     Err(e) => {
                         let message = format!("{e:#}");
-                        send(&mut out, &Response::Failed { message: message.clone() })?;
-                        if is_sticky(&message) {
+                        send(&mut out, &Response::Failed { message })?;
+                        if is_sticky(&e) {
                             std::process::exit(3);
                         }
                     }
@@ -211,10 +202,28 @@ fn candidate(
         Ok(o) => o,
         Err(e) => {
             let msg = format!("{e:#}");
-            let sticky = is_sticky(&msg) || st.gpu.synchronize().is_err();
+            o.cuda_error = crate::gpu::error::gpu_code(&e).map(|c| format!("{c:?}"));
+            let sticky = is_sticky(&e) || st.gpu.synchronize().is_err();
             o.status = Some(if sticky { Status::Fault } else { Status::LaunchError });
             o.error = msg;
             o
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpu::error::GpuError;
+    use cudarc::driver::sys::CUresult;
+
+    #[test]
+    fn sticky_is_decided_by_the_code() {
+        let err =
+            |code| anyhow::Error::from(GpuError::Driver { what: "synchronizing".into(), code }).context("candidate");
+        assert!(is_sticky(&err(CUresult::CUDA_ERROR_ILLEGAL_ADDRESS)));
+        assert!(!is_sticky(&err(CUresult::CUDA_ERROR_INVALID_VALUE)));
+        // Text alone no longer counts: a message that merely mentions a sticky name.
+        assert!(!is_sticky(&anyhow::anyhow!("launch failed: CUDA_ERROR_ILLEGAL_ADDRESS (as text)")));
     }
 }

@@ -46,7 +46,10 @@ pub fn workspace_bytes(variant: &str, params: &BTreeMap<String, i64>, m: i64, n:
 
 /// The split-K reduction of a plan with SPLITK > 1 (nothing otherwise): int4_gemv has its own,
 /// the other kernels share gemm_splitk_reduce (argument order differs).
-fn reduce_splits(
+///
+/// # Safety
+/// As [`launch_linear`].
+unsafe fn reduce_splits(
     gpu: &Gpu,
     kernels: &BTreeMap<String, Kernel>,
     variant: &str,
@@ -66,12 +69,21 @@ fn reduce_splits(
         )
     };
     let kern = kernels.get(entry).with_context(|| format!("the {variant} module lacks {entry}"))?;
-    gpu.launch(kern, r.grid, r.block, r.smem, &args)
+    // SAFETY: the caller passes X [M,K], packed W and scales for (N, K), Y and R [M,N] and a workspace of
+    // SPLITK·M·N floats when split (see `linear_int4`'s contract); the arguments follow the template's
+    // signature.
+    unsafe { gpu.launch(kern, r.grid, r.block, r.smem, &args) }
 }
 
 /// Launches one int4 linear with a compiled variant's entry points.
+///
+/// # Safety
+/// `kernels` were compiled from `variant` with `params`; `io` holds live device buffers:
+/// X [M,K], the packed weights, scales (and zeros unless symmetric) of (N, K) in the
+/// format `params` name, Y [M,N], R [M,N] or 0, and `ws` at least [`workspace_bytes`]
+/// bytes; all live until the stream has run the launches.
 #[allow(clippy::too_many_arguments)]
-pub fn launch_linear(
+pub unsafe fn launch_linear(
     gpu: &Gpu,
     kernels: &BTreeMap<String, Kernel>,
     variant: &str,
@@ -89,8 +101,11 @@ pub fn launch_linear(
         // Its tensor maps are 128-byte parameters: launched by tma.rs, not Gpu::launch.
         "int4_wgmma_rs" => {
             let (cfg, plan) = wgmma_rs_plan(m, n, k, &fmt, params)?;
-            super::tma::launch_wgmma_rs(gpu, get(variant)?, &cfg, &plan, io, m, n, k, dt)?;
-            reduce_splits(gpu, kernels, variant, &plan, io, m, n)
+            // SAFETY: this function's contract.
+            unsafe {
+                super::tma::launch_wgmma_rs(gpu, get(variant)?, &cfg, &plan, io, m, n, k, dt)?;
+                reduce_splits(gpu, kernels, variant, &plan, io, m, n)
+            }
         }
         "int4_gemv" | "int4_gemv_tc" | "int4_mma_wgmma" => {
             let plan = decode_plan(variant, m, n, k, &fmt, params)?;
@@ -106,7 +121,10 @@ pub fn launch_linear(
                 Arg::Ptr(if split { io.ws } else { 0 }),
             ];
             args.extend(dims);
-            gpu.launch(get(variant)?, g.grid, g.block, g.smem, &args)?;
+            // SAFETY: the caller passes X [M,K], packed W and scales for (N, K), Y and R [M,N] and a
+            // workspace of SPLITK·M·N floats when split (see `linear_int4`'s contract); the arguments follow
+            // the template's signature.
+            unsafe { gpu.launch(get(variant)?, g.grid, g.block, g.smem, &args)? };
             reduce_splits(gpu, kernels, variant, &plan, io, m, n)
         }
         "int4_mma" => {
@@ -120,7 +138,10 @@ pub fn launch_linear(
                 Arg::Ptr(io.y),
             ];
             args.extend(dims);
-            gpu.launch(get("int4_mma")?, g.grid, g.block, g.smem, &args)
+            // SAFETY: the caller passes X [M,K], packed W and scales for (N, K), Y and R [M,N] and a
+            // workspace of SPLITK·M·N floats when split (see `linear_int4`'s contract); the arguments follow
+            // the template's signature.
+            unsafe { gpu.launch(get("int4_mma")?, g.grid, g.block, g.smem, &args) }
         }
         other => bail!("the gemm_int4 family has no launchable variant {other:?}"),
     }

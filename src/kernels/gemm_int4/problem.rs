@@ -240,7 +240,9 @@ impl Problem for GemmInt4Problem {
             y: self.y.ptr,
             ws: self.ws.ptr,
         };
-        launch_linear(gpu, kernels, variant, p, io, self.m, self.n, self.k, self.dt)
+        // SAFETY: the buffers were allocated by `new` for (M, N, K) in this format, the
+        // workspace for the largest split; `kernels` are compiled with `p`.
+        unsafe { launch_linear(gpu, kernels, variant, p, io, self.m, self.n, self.k, self.dt) }
     }
 
     fn check(&mut self, gpu: &Gpu, util: &Util) -> Result<Comparison> {

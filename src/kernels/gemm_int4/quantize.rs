@@ -83,13 +83,17 @@ impl Int4Quantizer {
         if blocks > i64::from(i32::MAX) {
             bail!("int4 quantization of a {n}x{k} weight: {blocks} blocks exceed a launch");
         }
-        gpu.launch(
-            &self.kernel,
-            (blocks as u32, 1, 1),
-            (256, 1, 1),
-            0,
-            &[Arg::Ptr(w), packed.arg(), scales.arg(), Arg::I32(n as i32), Arg::I32(k as i32)],
-        )?;
+        // SAFETY: input and outputs were allocated for N·K weights and their groups by the caller (see the
+        // function's contract); the arguments follow quantize.cu's signature.
+        unsafe {
+            gpu.launch(
+                &self.kernel,
+                (blocks as u32, 1, 1),
+                (256, 1, 1),
+                0,
+                &[Arg::Ptr(w), packed.arg(), scales.arg(), Arg::I32(n as i32), Arg::I32(k as i32)],
+            )?
+        };
         Ok(DeviceInt4 { n, k, group: self.group, packed, scales })
     }
 
@@ -108,12 +112,16 @@ impl Int4Quantizer {
         }
         let words = q.n * q.k / 8;
         let blocks = crate::kernels::ceil_div(words, 256).min(i64::from(gpu.props.sm_count) * 16);
-        gpu.launch(
-            &self.dequant,
-            (blocks as u32, 1, 1),
-            (256, 1, 1),
-            0,
-            &[q.packed.arg(), q.scales.arg(), out.arg(), Arg::I32(q.n as i32), Arg::I32(q.k as i32)],
-        )
+        // SAFETY: input and outputs were allocated for N·K weights and their groups by the caller (see the
+        // function's contract); the arguments follow quantize.cu's signature.
+        unsafe {
+            gpu.launch(
+                &self.dequant,
+                (blocks as u32, 1, 1),
+                (256, 1, 1),
+                0,
+                &[q.packed.arg(), q.scales.arg(), out.arg(), Arg::I32(q.n as i32), Arg::I32(q.k as i32)],
+            )
+        }
     }
 }

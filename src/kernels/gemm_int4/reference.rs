@@ -61,32 +61,40 @@ impl RefKernels {
         dt: HalfDtype,
     ) -> Result<()> {
         anyhow::ensure!(n * 2 <= out.bytes, "random_halfs: {n} values do not fit {} bytes", out.bytes);
-        gpu.launch(
-            &self.random_halfs,
-            grid_for(n),
-            (256, 1, 1),
-            0,
-            &[
-                out.arg(),
-                Arg::U64(n as u64),
-                Arg::U64(seed),
-                Arg::F32(range.0),
-                Arg::F32(range.1),
-                Arg::I32(is_fp16(dt)),
-            ],
-        )
+        // SAFETY: the buffers were allocated by the problem for its (M, N, K) and group size; the arguments
+        // follow gemm_int4/reference.cu's signature.
+        unsafe {
+            gpu.launch(
+                &self.random_halfs,
+                grid_for(n),
+                (256, 1, 1),
+                0,
+                &[
+                    out.arg(),
+                    Arg::U64(n as u64),
+                    Arg::U64(seed),
+                    Arg::F32(range.0),
+                    Arg::F32(range.1),
+                    Arg::I32(is_fp16(dt)),
+                ],
+            )
+        }
     }
 
     /// `n` u8 zero points uniform in 0..=max_zero.
     pub fn random_zeros(&self, gpu: &Gpu, out: &DevBuf, n: usize, seed: u64, max_zero: i32) -> Result<()> {
         anyhow::ensure!(n <= out.bytes, "random_zeros: {n} values do not fit {} bytes", out.bytes);
-        gpu.launch(
-            &self.random_zeros,
-            grid_for(n),
-            (256, 1, 1),
-            0,
-            &[out.arg(), Arg::U64(n as u64), Arg::U64(seed), Arg::I32(max_zero)],
-        )
+        // SAFETY: the buffers were allocated by the problem for its (M, N, K) and group size; the arguments
+        // follow gemm_int4/reference.cu's signature.
+        unsafe {
+            gpu.launch(
+                &self.random_zeros,
+                grid_for(n),
+                (256, 1, 1),
+                0,
+                &[out.arg(), Arg::U64(n as u64), Arg::U64(seed), Arg::I32(max_zero)],
+            )
+        }
     }
 
     /// W[N][K] in `out_dt` from the packed weight, scales and zeros of `fmt`.
@@ -108,23 +116,27 @@ impl RefKernels {
             "dequantize: buffers too small"
         );
         let zeros_ptr = if fmt.zeros == ZeroMode::Symmetric { 0 } else { zeros.ptr };
-        gpu.launch(
-            &self.dequant,
-            grid_for((n * k) as usize),
-            (256, 1, 1),
-            0,
-            &[
-                wq.arg(),
-                scales.arg(),
-                Arg::Ptr(zeros_ptr),
-                out.arg(),
-                Arg::I32(n as i32),
-                Arg::I32(k as i32),
-                Arg::I32(fmt.group as i32),
-                Arg::I32(fmt.zeros as i32),
-                Arg::I32(is_fp16(fmt.scale_dtype)),
-                Arg::I32(is_fp16(out_dt)),
-            ],
-        )
+        // SAFETY: the buffers were allocated by the problem for its (M, N, K) and group size; the arguments
+        // follow gemm_int4/reference.cu's signature.
+        unsafe {
+            gpu.launch(
+                &self.dequant,
+                grid_for((n * k) as usize),
+                (256, 1, 1),
+                0,
+                &[
+                    wq.arg(),
+                    scales.arg(),
+                    Arg::Ptr(zeros_ptr),
+                    out.arg(),
+                    Arg::I32(n as i32),
+                    Arg::I32(k as i32),
+                    Arg::I32(fmt.group as i32),
+                    Arg::I32(fmt.zeros as i32),
+                    Arg::I32(is_fp16(fmt.scale_dtype)),
+                    Arg::I32(is_fp16(out_dt)),
+                ],
+            )
+        }
     }
 }

@@ -40,8 +40,11 @@ pub fn packed_weight_map(wq: u64, n: i64, k: i64, box_rows: i64, ktiles: i64) ->
 }
 
 /// Launches `int4_wgmma_rs` (not the split-K reduction, which the caller runs from `plan`).
+///
+/// # Safety
+/// As [`super::linear::launch_linear`].
 #[allow(clippy::too_many_arguments)]
-pub fn launch_wgmma_rs(
+pub unsafe fn launch_wgmma_rs(
     gpu: &Gpu,
     kern: &Kernel,
     cfg: &WgmmaRsConfig,
@@ -66,21 +69,25 @@ pub fn launch_wgmma_rs(
     let (r, ws) = if split { (0, io.ws) } else { (io.r, 0) };
     // int4_wgmma_rs(CUtensorMap ×2, const u16* scales, const void* zeros, const T* R, T* Y,
     // float* ws, int M, int N, int K); the maps cover X [M][K] and Wq [N][K/8].
-    gpu.launch_with_maps(
-        kern,
-        g.grid,
-        g.block,
-        g.smem,
-        &[tm_x, tm_w],
-        &[
-            Arg::Ptr(io.scales),
-            Arg::Ptr(io.zeros),
-            Arg::Ptr(r),
-            Arg::Ptr(io.y),
-            Arg::Ptr(ws),
-            Arg::I32(m as i32),
-            Arg::I32(n as i32),
-            Arg::I32(k as i32),
-        ],
-    )
+    // SAFETY: the maps were encoded over the caller's buffers at this shape; the other arguments follow the
+    // entry's signature and are sized as `launch_linear`'s contract says.
+    unsafe {
+        gpu.launch_with_maps(
+            kern,
+            g.grid,
+            g.block,
+            g.smem,
+            &[tm_x, tm_w],
+            &[
+                Arg::Ptr(io.scales),
+                Arg::Ptr(io.zeros),
+                Arg::Ptr(r),
+                Arg::Ptr(io.y),
+                Arg::Ptr(ws),
+                Arg::I32(m as i32),
+                Arg::I32(n as i32),
+                Arg::I32(k as i32),
+            ],
+        )
+    }
 }

@@ -16,14 +16,14 @@
 //! Both take contiguous Q (and the prefill contiguous K, V), which the fused q|k|v rows are
 //! not: `kv_append_pack` (kernels/llama/ops.cu) copies them out while it appends to the cache.
 
-use crate::gpu::device::{Arg, Gpu, Kernel};
-use crate::kernels::attention_common::{tunable, HEAD_DIMS};
-use crate::kernels::attention_decode::{choose_splits_per_sm, decode_smem_bytes, DECODE_DEFAULTS, MAX_SPLITS};
-use crate::kernels::attention_prefill::{prefill_smem_bytes, wgmma, PREFILL_DEFAULTS};
-use crate::kernels::{ceil_div, DType};
+use crate::gpu::device::{Gpu, Kernel};
+use crate::kernels::attention_common::HEAD_DIMS;
+use crate::kernels::attention_decode::{DecodeDims, DecodeIo, DecodeLaunch, MAX_SPLITS};
+use crate::kernels::attention_prefill::{wgmma, MmaPrefillLaunch};
+use crate::kernels::tunables::Tunables;
+use crate::kernels::DType;
 use anyhow::{bail, Result};
 use std::cell::RefCell;
-use std::collections::BTreeMap;
 
 /// How a step's tokens are laid out, as far as attention cares.
 #[derive(Debug, Clone, PartialEq)]
@@ -126,108 +126,58 @@ pub fn decode_workspace_bytes(batch: usize, h: usize, d: usize) -> (usize, usize
     (slots * d * 4, slots * 2 * 4)
 }
 
-/// The decode family compiled for the model: split and combine kernels and their tunables.
-pub struct DecodeLaunch {
+/// The decode family compiled for the model: its split and combine kernels and the family's
+/// launcher (the geometry is computed there, as for the sweep).
+pub struct DecodeKernels {
     split: Kernel,
     combine: Kernel,
-    block_n: i64,
-    warps: i64,
-    smem: i64,
-    splits: i64,
-    blocks_per_sm: i64,
+    launch: DecodeLaunch,
     sm_count: i64,
-    head_dim: i64,
 }
 
 /// The model launches split + combine (the family's FUSED_COMBINE = 0 path, same values
 /// bit for bit): the fused path's counters would be one more buffer for ~0.3–1 µs.
-impl DecodeLaunch {
-    pub fn new(gpu: &Gpu, split: Kernel, combine: Kernel, p: &BTreeMap<String, i64>) -> Result<DecodeLaunch> {
-        let t = |n: &str| tunable(p, n, DECODE_DEFAULTS);
-        let (d, block_n, warps, stages) = (t("HEAD_DIM")?, t("BLOCK_N")?, t("NUM_WARPS")?, t("STAGES")?);
-        Ok(DecodeLaunch {
-            split,
-            combine,
-            block_n,
-            warps,
-            smem: decode_smem_bytes(block_n, warps, stages, d, 2),
-            splits: t("SPLITS")?,
-            blocks_per_sm: t("BLOCKS_PER_SM")?,
-            sm_count: gpu.props.sm_count as i64,
-            head_dim: d,
-        })
+impl DecodeKernels {
+    pub fn new(gpu: &Gpu, split: Kernel, combine: Kernel, t: &Tunables) -> Result<DecodeKernels> {
+        Ok(DecodeKernels { split, combine, launch: DecodeLaunch::new(t)?, sm_count: gpu.props.sm_count as i64 })
     }
 
     /// KV splits for `batch` sequences whose longest cache holds `max_len` positions: the
-    /// count the sweep measured with (one wave at BLOCKS_PER_SM blocks per SM). The only
+    /// count the sweep measured with, at most MAX_SPLITS (the model's workspace). The only
     /// launch parameter of a decode step that changes from step to step.
     pub fn splits(&self, hd: Heads, batch: usize, max_len: usize) -> i64 {
-        let gtiles = ceil_div(hd.h / hd.kvh, 16);
-        choose_splits_per_sm(
-            self.splits,
-            self.blocks_per_sm,
-            batch as i64 * hd.kvh * gtiles,
-            max_len as i64,
-            self.block_n,
-            self.sm_count,
-        )
-        .min(MAX_SPLITS)
+        self.launch.splits(batch as i64, hd.h, hd.kvh, max_len as i64, self.sm_count).min(MAX_SPLITS)
     }
 
     /// One query per sequence for `batch` sequences whose longest cache holds `max_len` positions.
     pub fn launch(&self, gpu: &Gpu, io: &AttnIo, hd: Heads, batch: usize, max_len: usize) -> Result<()> {
-        if hd.d != self.head_dim {
-            bail!("attention_decode compiled for HEAD_DIM = {}, the model has head dim {}", self.head_dim, hd.d);
+        if hd.d != self.launch.head_dim {
+            bail!("attention_decode compiled for HEAD_DIM = {}, the model has head dim {}", self.launch.head_dim, hd.d);
         }
-        let gtiles = ceil_div(hd.h / hd.kvh, 16);
-        let splits = self.splits(hd, batch, max_len);
+        let dio = DecodeIo { q: io.q, k: io.k, v: io.v, out: io.out, ws_o: io.ws_o, ws_ml: io.ws_ml, lens: io.ints };
+        let n =
+            DecodeDims { batch: batch as i64, max_seq: hd.max_seq, h: hd.h, kvh: hd.kvh, d: hd.d, scale: hd.scale() };
         // SAFETY: pointers are the model's buffers: Q and O hold batch·H·D bf16, the caches
         // [batch ≤ B][max_seq][KVH][D] with lens[b] ≤ max_seq (Step::check), the workspace
-        // batch·H·MAX_SPLITS slots (decode_workspace_bytes); arguments follow the entry's
-        // contract in kernels/attention/decode_splitkv.cu.
-        gpu.launch(
-            &self.split,
-            (splits as u32, (hd.kvh * gtiles) as u32, batch as u32),
-            ((self.warps * 32) as u32, 1, 1),
-            self.smem as u32,
-            &[
-                Arg::Ptr(io.q),
-                Arg::Ptr(io.k),
-                Arg::Ptr(io.v),
-                Arg::Ptr(io.out),
-                Arg::Ptr(io.ws_o),
-                Arg::Ptr(io.ws_ml),
-                Arg::Ptr(io.ints),
-                Arg::I32(hd.max_seq as i32),
-                Arg::I32(hd.h as i32),
-                Arg::I32(hd.kvh as i32),
-                Arg::F32(hd.scale()),
-            ],
-        )?;
-        if splits > 1 {
-            // SAFETY: as above; combine reads the `splits` partial states the split kernel wrote.
-            gpu.launch(
-                &self.combine,
-                (hd.h as u32, batch as u32, 1),
-                (hd.d as u32, 1, 1),
-                0,
-                &[
-                    Arg::Ptr(io.ws_o),
-                    Arg::Ptr(io.ws_ml),
-                    Arg::Ptr(io.out),
-                    Arg::I32(hd.h as i32),
-                    Arg::I32(splits as i32),
-                ],
-            )?;
+        // batch·H·MAX_SPLITS slots (decode_workspace_bytes) and splits ≤ MAX_SPLITS; the
+        // kernels were compiled with the launcher's tunables (OpKernels::new).
+        unsafe {
+            self.launch.launch(
+                gpu,
+                (&self.split, &self.combine),
+                &dio,
+                &n,
+                self.splits(hd, batch, max_len),
+                DType::BF16,
+            )
         }
-        Ok(())
     }
 }
 
-/// The prefill family compiled for the model, per variant.
-pub enum PrefillLaunch {
+/// The prefill family compiled for the model, per variant, with the family's launcher.
+pub enum PrefillKernels {
     /// flash_mma (kernels/attention/prefill.cu), plain pointer arguments.
-    Mma { kernel: Kernel, block_m: i64, warps: i64, smem: i64, head_dim: i64 },
+    Mma { kernel: Kernel, launch: MmaPrefillLaunch },
     /// flash_wgmma (kernels/attention/prefill_wgmma.cu, sm_90a): Q, K, V through TMA tensor
     /// maps, which cover this step's tokens. Every layer of a step reads the same packed
     /// buffers, so the maps are kept and built again only when the buffers or T change.
@@ -237,38 +187,18 @@ pub enum PrefillLaunch {
 /// What flash_wgmma's tensor maps depend on: the Q, K, V buffers, T, H, KVH, D.
 type MapKey = (u64, u64, u64, i64, i64, i64, i64);
 
-impl PrefillLaunch {
-    pub fn new(variant: &str, kernel: Kernel, p: &BTreeMap<String, i64>) -> Result<PrefillLaunch> {
-        if variant == "flash_wgmma" {
-            return Ok(PrefillLaunch::Wgmma {
-                kernel,
-                cfg: wgmma::WgmmaConfig::from_params(p)?,
-                maps: RefCell::new(None),
-            });
+impl PrefillKernels {
+    pub fn new(kernel: Kernel, t: &Tunables) -> Result<PrefillKernels> {
+        if t.variant() == "flash_wgmma" {
+            return Ok(PrefillKernels::Wgmma { kernel, cfg: wgmma::WgmmaConfig::new(t)?, maps: RefCell::new(None) });
         }
-        let t = |n: &str| tunable(p, n, PREFILL_DEFAULTS);
-        let (d, block_m, block_n, warps, stages) =
-            (t("HEAD_DIM")?, t("BLOCK_M")?, t("BLOCK_N")?, t("NUM_WARPS")?, t("STAGES")?);
-        Ok(PrefillLaunch::Mma {
-            kernel,
-            block_m,
-            warps,
-            smem: prefill_smem_bytes(block_m, block_n, stages, d, 2),
-            head_dim: d,
-        })
+        Ok(PrefillKernels::Mma { kernel, launch: MmaPrefillLaunch::new(t)? })
     }
 
     fn head_dim(&self) -> i64 {
         match self {
-            PrefillLaunch::Mma { head_dim, .. } => *head_dim,
-            PrefillLaunch::Wgmma { cfg, .. } => cfg.head_dim,
-        }
-    }
-
-    fn block_m(&self) -> i64 {
-        match self {
-            PrefillLaunch::Mma { block_m, .. } => *block_m,
-            PrefillLaunch::Wgmma { cfg, .. } => cfg.block_m(),
+            PrefillKernels::Mma { launch, .. } => launch.head_dim,
+            PrefillKernels::Wgmma { cfg, .. } => cfg.head_dim,
         }
     }
 
@@ -281,43 +211,29 @@ impl PrefillLaunch {
         if max_len == 0 {
             return Ok(());
         }
-        if ceil_div(max_len as i64, self.block_m()) > 65_535 || seqs > 65_535 {
-            bail!("prefill attention: {seqs} sequences of up to {max_len} tokens exceed one launch's grid");
-        }
+        let pio = wgmma::PrefillIo {
+            q: io.q,
+            k: io.k,
+            v: io.v,
+            o: io.out,
+            cu_seqlens: io.ints,
+            tokens: tokens as i64,
+            h: hd.h,
+            kvh: hd.kvh,
+            d: hd.d,
+        };
         match self {
-            PrefillLaunch::Mma { kernel, block_m, warps, smem, .. } => {
+            PrefillKernels::Mma { kernel, launch } => {
                 // SAFETY: Q/O hold T·H·D bf16 and K/V T·KVH·D (packed by kv_append_pack for
-                // this step), cu_seqlens has seqs + 1 entries ending at T; the contract of
-                // kernels/attention/prefill.cu.
-                gpu.launch(
-                    kernel,
-                    (hd.h as u32, ceil_div(max_len as i64, *block_m) as u32, seqs as u32),
-                    ((warps * 32) as u32, 1, 1),
-                    *smem as u32,
-                    &[
-                        Arg::Ptr(io.q),
-                        Arg::Ptr(io.k),
-                        Arg::Ptr(io.v),
-                        Arg::Ptr(io.out),
-                        Arg::Ptr(io.ints),
-                        Arg::I32(hd.h as i32),
-                        Arg::I32(hd.kvh as i32),
-                        Arg::F32(hd.scale()),
-                    ],
-                )
+                // this step), cu_seqlens has seqs + 1 entries ending at T; the kernel was
+                // compiled with the launcher's tunables (OpKernels::new).
+                unsafe { launch.launch(gpu, kernel, &pio, seqs as i64, max_len as i64, hd.scale(), DType::BF16) }
             }
-            PrefillLaunch::Wgmma { kernel, cfg, maps } => {
-                let pio = wgmma::PrefillIo {
-                    q: io.q,
-                    k: io.k,
-                    v: io.v,
-                    o: io.out,
-                    cu_seqlens: io.ints,
-                    tokens: tokens as i64,
-                    h: hd.h,
-                    kvh: hd.kvh,
-                    d: hd.d,
-                };
+            PrefillKernels::Wgmma { kernel, cfg, maps } => {
+                let grid_y = crate::kernels::ceil_div(max_len as i64, cfg.block_m());
+                if grid_y > 65_535 || seqs > 65_535 {
+                    bail!("prefill attention: {seqs} sequences of up to {max_len} tokens exceed one launch's grid");
+                }
                 // The maps cover exactly this step's T rows of the packed buffers (rows past T
                 // read as zeros: masked keys must be finite), so T is part of the key.
                 let key: MapKey = (pio.q, pio.k, pio.v, pio.tokens, pio.h, pio.kvh, pio.d);
@@ -330,7 +246,10 @@ impl PrefillLaunch {
                         m
                     }
                 };
-                wgmma::launch(gpu, kernel, cfg, &m, DType::BF16, &pio, seqs as i64, max_len as i64, hd.scale())
+                // SAFETY: as for flash_mma; the maps were built from this `pio` (key above).
+                unsafe {
+                    wgmma::launch(gpu, kernel, cfg, &m, DType::BF16, &pio, seqs as i64, max_len as i64, hd.scale())
+                }
             }
         }
     }

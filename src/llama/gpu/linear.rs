@@ -96,25 +96,10 @@ pub fn usable_at(variant: &str, m: i64) -> bool {
     LAUNCHABLE.contains(&variant) && max_m(variant).map(|x| m <= x).unwrap_or(false)
 }
 
-/// The `#ifndef NAME / #define NAME value` defaults of a template.
+/// The defaults of a template as the model compiles it (bf16), by the one parser
+/// ([`crate::kernels::tunables::template_defaults`]).
 pub fn template_defaults(source: &str) -> BTreeMap<String, i64> {
-    let mut out = BTreeMap::new();
-    let lines: Vec<&str> = source.lines().map(str::trim).collect();
-    for w in lines.windows(2) {
-        if let (Some(a), Some(b)) = (w[0].strip_prefix("#ifndef "), w[1].strip_prefix("#define ")) {
-            let mut it = b.split_whitespace();
-            if let (Some(name), Some(val)) = (it.next(), it.next()) {
-                if name == a.trim() {
-                    if let Ok(v) = val.parse::<i64>() {
-                        out.insert(name.to_string(), v);
-                    }
-                }
-            }
-        }
-    }
-    out.remove("KL_FP16");
-    out.remove("KL_FP32");
-    out
+    crate::kernels::tunables::template_defaults(source, DType::BF16)
 }
 
 /// Smallest of 1, 2, 4, 8, 16 that is at least `m` (gemv_splitk's MMAX values).
@@ -399,17 +384,22 @@ impl LinearBackend {
             LinearBackend::Cublas(b) => b.linear(DType::BF16, x, w, y, m, n, k, residual),
             LinearBackend::Tuned(t) => {
                 let p = t.plan(gpu, m, n, k)?;
-                gemm::launch_linear(
-                    gpu,
-                    &p.kernels,
-                    &p.variant,
-                    &p.params,
-                    LinearIo { x, w, y, r, ws },
-                    m,
-                    n,
-                    k,
-                    DType::BF16,
-                )
+                // SAFETY (all launches here): the model passes its own buffers for (M, N, K)
+                // and a workspace sized for the largest split (see model.rs); the kernels are
+                // compiled with the plan's tunables.
+                unsafe {
+                    gemm::launch_linear(
+                        gpu,
+                        &p.kernels,
+                        &p.variant,
+                        &p.params,
+                        LinearIo { x, w, y, r, ws },
+                        m,
+                        n,
+                        k,
+                        DType::BF16,
+                    )
+                }
             }
             LinearBackend::Int4 { store, int4, dense, scratch } => match store.get(w) {
                 Some(q) if m >= DEQUANT_GEMM_MIN_M => {
@@ -420,18 +410,23 @@ impl LinearBackend {
                     store.dequantize(gpu, q, buf)?;
                     let p = dense.plan(gpu, m, n, k)?;
                     let io = LinearIo { x, w: buf.ptr, y, r, ws };
-                    gemm::launch_linear(gpu, &p.kernels, &p.variant, &p.params, io, m, n, k, DType::BF16)
+                    // SAFETY: as above (the dequantized scratch holds the largest weight).
+                    unsafe { gemm::launch_linear(gpu, &p.kernels, &p.variant, &p.params, io, m, n, k, DType::BF16) }
                 }
                 Some(q) => {
                     anyhow::ensure!(q.n == n && q.k == k, "internal: int4 weight {}x{} used as {n}x{k}", q.n, q.k);
                     let p = int4.plan(gpu, m, n, k)?;
                     let io = Int4Io { x, wq: q.packed.ptr, scales: q.scales.ptr, zeros: 0, r, y, ws };
-                    int4_linear::launch_linear(gpu, &p.kernels, &p.variant, &p.params, io, m, n, k, DType::BF16)
+                    // SAFETY: as above (the packed weights are the store's, checked against N, K).
+                    unsafe {
+                        int4_linear::launch_linear(gpu, &p.kernels, &p.variant, &p.params, io, m, n, k, DType::BF16)
+                    }
                 }
                 None => {
                     let p = dense.plan(gpu, m, n, k)?;
                     let io = LinearIo { x, w, y, r, ws };
-                    gemm::launch_linear(gpu, &p.kernels, &p.variant, &p.params, io, m, n, k, DType::BF16)
+                    // SAFETY: as above.
+                    unsafe { gemm::launch_linear(gpu, &p.kernels, &p.variant, &p.params, io, m, n, k, DType::BF16) }
                 }
             },
         }
@@ -441,15 +436,6 @@ impl LinearBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn defaults_are_read_from_the_template() {
-        let src = "#ifndef BM\n#define BM 128\n#endif\n#ifndef KL_FP16\n#define KL_FP16 0\n#endif\n  #ifndef X\n  #define X 3 // c\n#endif\n";
-        let d = template_defaults(src);
-        assert_eq!(d.get("BM"), Some(&128));
-        assert_eq!(d.get("X"), Some(&3));
-        assert!(!d.contains_key("KL_FP16"));
-    }
 
     #[test]
     fn gemv_winner_is_widened_or_refused() {

@@ -8,14 +8,20 @@
 //! layers have their own backend ([`super::linear::LinearBackend`]); the attention families'
 //! contracts and launches are in [`super::attention`].
 
-use super::attention::{self, AttnIo, DecodeLaunch, Heads, PrefillLaunch, StepLayout};
+use super::attention::{self, AttnIo, DecodeKernels, Heads, PrefillKernels, StepLayout};
 use super::model::ModelShape;
 use crate::gpu::cache::ModuleCache;
 use crate::gpu::device::{Arg, DevBuf, Gpu, Kernel};
 use crate::gpu::nvrtc::CompileRequest;
-use crate::kernels::attention_decode::{decode_smem_bytes, DECODE_DEFAULTS};
-use crate::kernels::attention_prefill::wgmma::{wgmma_smem_bytes, WGMMA_DEFAULTS};
-use crate::kernels::attention_prefill::{prefill_smem_bytes, PREFILL_DEFAULTS};
+use crate::kernels::attention_common::{DECODE_SOURCE, PREFILL_SOURCE};
+use crate::kernels::attention_decode::DecodeLaunch;
+use crate::kernels::attention_prefill::wgmma::{wgmma_smem_bytes, WgmmaConfig, PREFILL_WGMMA_SOURCE};
+use crate::kernels::attention_prefill::MmaPrefillLaunch;
+use crate::kernels::rmsnorm::{RmsNormIo, RmsNormLaunch};
+use crate::kernels::rope::{RopeDims, RopeIo, RopeLaunch};
+use crate::kernels::swiglu::SwiGluLaunch;
+use crate::kernels::tunables::{template_defaults, Tunables};
+use crate::kernels::DType;
 use crate::llama::config::LlamaConfig;
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
@@ -170,13 +176,12 @@ impl OpChoice {
                     &["attention_prefill_varlen", "attention_prefill"],
                     &[("B", b), ("S", prompt), ("H", h), ("KVH", kvh), ("D", d)],
                 )?;
-                let wgmma_variant = matches!(&chosen.0, OpImpl::Tuned { variant, .. } if variant == "flash_wgmma");
-                fit_attention(chosen, d, max_smem, |p| {
-                    let t = |n: &str| p.get(n).copied().unwrap_or(0);
-                    if wgmma_variant {
-                        wgmma_smem_bytes(64 * t("CWG"), t("BLOCK_N"), t("STAGES"), d, 2)
+                fit_attention(chosen, d, max_smem, |t| {
+                    if t.variant() == "flash_wgmma" {
+                        let c = WgmmaConfig::new(t)?;
+                        Ok(wgmma_smem_bytes(c.block_m(), c.block_n, c.stages, d, 2))
                     } else {
-                        prefill_smem_bytes(t("BLOCK_M"), t("BLOCK_N"), t("STAGES"), d, 2)
+                        Ok(MmaPrefillLaunch::new(t)?.smem_bytes(2))
                     }
                 })
             }),
@@ -191,10 +196,7 @@ impl OpChoice {
                     &["attention_decode_varlen", "attention_decode"],
                     &[("B", b), ("L", shape.max_seq as i64), ("H", h), ("KVH", kvh), ("D", d)],
                 )?;
-                fit_attention(chosen, d, max_smem, |p| {
-                    let t = |n: &str| p.get(n).copied().unwrap_or(0);
-                    decode_smem_bytes(t("BLOCK_N"), t("NUM_WARPS"), t("STAGES"), d, 2)
-                })
+                fit_attention(chosen, d, max_smem, |t| Ok(DecodeLaunch::new(t)?.smem_bytes(2)))
             }),
         );
         if matches!(choice.attention_prefill, OpImpl::Tuned { .. }) {
@@ -256,15 +258,10 @@ fn tuned_family_choice(
     Ok((with_defaults(family, &v.name, &v.source, BTreeMap::new()), note))
 }
 
-/// `params` over the template's defaults, so launch geometry and compile defines agree.
+/// `params` over the template's defaults (bf16, as the model runs), so launch geometry and
+/// compile defines agree.
 fn with_defaults(family: &str, variant: &str, source: &str, params: BTreeMap<String, i64>) -> OpImpl {
-    let mut all = super::linear::template_defaults(source);
-    // VEC's default depends on the element type (`#if defined(KL_FP32)`), which the simple
-    // default reader cannot see: bf16 takes 16-byte vectors. (The attention templates have no VEC.)
-    if source.contains("elementwise.cuh") {
-        all.entry("VEC".to_string()).or_insert(8);
-    }
-    all.extend(params);
+    let all = Tunables::from_template(variant, source, DType::BF16, &params).into_values();
     OpImpl::Tuned { family: family.to_string(), variant: variant.to_string(), params: all }
 }
 
@@ -274,18 +271,21 @@ fn with_defaults(family: &str, variant: &str, source: &str, params: BTreeMap<Str
 fn fit_rope((imp, note): Chosen, d: i64, qkv_dim: i64) -> Result<Chosen> {
     let OpImpl::Tuned { family, variant, mut params } = imp else { return Ok((imp, note)) };
     let half = d / 2;
-    let ok = |p: &BTreeMap<String, i64>| {
-        let (vec, threads) = (p.get("VEC").copied().unwrap_or(0), p.get("THREADS").copied().unwrap_or(0));
-        vec > 0 && half % vec == 0 && qkv_dim % vec == 0 && threads >= half / vec
+    let tunables = |p: &BTreeMap<String, i64>| Tunables::new(&variant, p.clone());
+    let ok = |p: &BTreeMap<String, i64>| -> Result<bool> {
+        let t = tunables(p);
+        let (vec, threads) = (t.get("VEC")?, t.get("THREADS")?);
+        Ok(vec > 0 && half % vec == 0 && qkv_dim % vec == 0 && threads >= half / vec)
     };
-    if ok(&params) {
+    if ok(&params)? {
         return Ok((OpImpl::Tuned { family, variant, params }, note));
     }
+    // One of 1, 2, 4, 8 always fits (1 divides everything).
     let vec = [8, 4, 2, 1].into_iter().find(|v| half % v == 0 && qkv_dim % v == 0).unwrap_or(1);
+    let threads = tunables(&params).get("THREADS")?.max(crate::kernels::ceil_div(half / vec, 32) * 32);
     params.insert("VEC".into(), vec);
-    let threads = params.get("THREADS").copied().unwrap_or(128).max(crate::kernels::ceil_div(half / vec, 32) * 32);
     params.insert("THREADS".into(), threads);
-    if !ok(&params) {
+    if !ok(&params)? {
         bail!("no rope_llama3 configuration fits head dim {d}");
     }
     Ok((
@@ -300,7 +300,7 @@ fn fit_attention(
     (imp, note): Chosen,
     d: i64,
     max_smem: i64,
-    smem: impl Fn(&BTreeMap<String, i64>) -> i64,
+    smem: impl Fn(&Tunables) -> Result<i64>,
 ) -> Result<Chosen> {
     let OpImpl::Tuned { family, variant, mut params } = imp else { return Ok((imp, note)) };
     let mut note = note;
@@ -312,31 +312,34 @@ fn fit_attention(
         params = defaults;
         params.insert("HEAD_DIM".into(), d);
     }
-    if smem(&params) > max_smem {
-        bail!("{family} needs {} B of shared memory per block, the GPU allows {max_smem}", smem(&params));
+    let bytes = smem(&Tunables::new(&variant, params.clone()))?;
+    if bytes > max_smem {
+        bail!("{family} needs {bytes} B of shared memory per block, the GPU allows {max_smem}");
     }
     Ok((OpImpl::Tuned { family, variant, params }, note))
 }
 
-/// The attention templates' defaults (checked against the templates by the families' tests).
+/// The attention templates' defaults, read from the templates.
 fn default_attention_params(family: &str, variant: &str) -> BTreeMap<String, i64> {
-    let d = if family.starts_with("attention_decode") {
-        DECODE_DEFAULTS
+    let source = if family.starts_with("attention_decode") {
+        DECODE_SOURCE
     } else if variant == "flash_wgmma" {
-        WGMMA_DEFAULTS
+        PREFILL_WGMMA_SOURCE
     } else {
-        PREFILL_DEFAULTS
+        PREFILL_SOURCE
     };
-    d.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+    template_defaults(source, DType::BF16)
 }
 
 /// The compiled ops.cu module.
 pub struct OpKernels {
     k: BTreeMap<&'static str, Kernel>,
-    /// Family kernels of rmsnorm, swiglu and rope when their choice is `Tuned`, by op name.
-    tuned: BTreeMap<&'static str, Kernel>,
-    decode: Option<DecodeLaunch>,
-    prefill: Option<PrefillLaunch>,
+    /// Family kernels and their launchers when the op's choice is `Tuned`.
+    rmsnorm: Option<(Kernel, RmsNormLaunch)>,
+    swiglu: Option<(Kernel, SwiGluLaunch)>,
+    rope: Option<(Kernel, RopeLaunch)>,
+    decode: Option<DecodeKernels>,
+    prefill: Option<PrefillKernels>,
     pub choice: OpChoice,
 }
 
@@ -405,15 +408,21 @@ pub fn compile_request(arch: &str) -> CompileRequest {
     CompileRequest { name: OPS_NAME.into(), source: OPS_SOURCE.into(), defines: BTreeMap::new(), arch: arch.into() }
 }
 
-/// Compiles a tuned family choice and loads `entries` from it.
-fn load_tuned(gpu: &Gpu, cache: &ModuleCache, imp: &OpImpl, entries: &[&str]) -> Result<Option<Vec<Kernel>>> {
+/// Compiles a tuned family choice and loads `entries` from it, with its tunables.
+fn load_tuned(
+    gpu: &Gpu,
+    cache: &ModuleCache,
+    imp: &OpImpl,
+    entries: &[&str],
+) -> Result<Option<(Vec<Kernel>, Tunables)>> {
     let OpImpl::Tuned { family, variant, params } = imp else { return Ok(None) };
     let fam = crate::kernels::family(family)?;
     let sweep = crate::tune::space::Sweep::load(&crate::paths::sweep_file(family), fam.shape_dims())?;
     let c = crate::tune::space::Candidate { variant: variant.clone(), params: params.clone() };
     let req = crate::tune::compile::request(&sweep, &c, crate::kernels::DType::BF16, &gpu.props.arch());
     let m = cache.get_or_compile(&req).with_context(|| format!("compiling the {family} kernel for the model"))?;
-    Ok(Some(entries.iter().map(|e| gpu.load(&m.cubin, e)).collect::<Result<Vec<_>>>()?))
+    let ks = entries.iter().map(|e| gpu.load(&m.cubin, e)).collect::<Result<Vec<_>>>()?;
+    Ok(Some((ks, Tunables::new(variant, params.clone()))))
 }
 
 impl OpKernels {
@@ -424,36 +433,39 @@ impl OpKernels {
         for e in OPS_ENTRIES {
             k.insert(*e, gpu.load(&m.cubin, e)?);
         }
-        let mut tuned = BTreeMap::new();
-        for (op, imp, entry) in [
-            ("rmsnorm", &choice.rmsnorm, "rmsnorm_rows"),
-            ("swiglu", &choice.swiglu, "swiglu"),
-            ("rope", &choice.rope, "rope_llama3"),
-        ] {
-            if let Some(mut ks) = load_tuned(gpu, cache, imp, &[entry])? {
-                tuned.insert(op, ks.remove(0));
+        // Each family kernel with its family's launcher, built once from the same tunables
+        // it was compiled with.
+        let one = |imp: &OpImpl, entry: &str| -> Result<Option<(Kernel, Tunables)>> {
+            Ok(load_tuned(gpu, cache, imp, &[entry])?.map(|(mut ks, t)| (ks.remove(0), t)))
+        };
+        let rmsnorm = match one(&choice.rmsnorm, "rmsnorm_rows")? {
+            Some((k, t)) => Some((k, RmsNormLaunch::new(&t)?)),
+            None => None,
+        };
+        let swiglu = match one(&choice.swiglu, "swiglu")? {
+            Some((k, t)) => Some((k, SwiGluLaunch::new(&t)?)),
+            None => None,
+        };
+        let rope = match one(&choice.rope, "rope_llama3")? {
+            Some((k, t)) => Some((k, RopeLaunch::new(&t)?)),
+            None => None,
+        };
+        let decode = match load_tuned(gpu, cache, &choice.attention_decode, &DECODE_ENTRIES)? {
+            Some((mut ks, t)) => {
+                let combine = ks.remove(1);
+                Some(DecodeKernels::new(gpu, ks.remove(0), combine, &t)?)
             }
-        }
-        let decode =
-            match (&choice.attention_decode, load_tuned(gpu, cache, &choice.attention_decode, &DECODE_ENTRIES)?) {
-                (OpImpl::Tuned { params, .. }, Some(mut ks)) => {
-                    let combine = ks.remove(1);
-                    Some(DecodeLaunch::new(gpu, ks.remove(0), combine, params)?)
-                }
-                _ => None,
-            };
+            None => None,
+        };
         let prefill_entry = match &choice.attention_prefill {
             OpImpl::Tuned { variant, .. } if variant == "flash_wgmma" => "attn_prefill_wgmma",
             _ => "attn_prefill",
         };
-        let prefill =
-            match (&choice.attention_prefill, load_tuned(gpu, cache, &choice.attention_prefill, &[prefill_entry])?) {
-                (OpImpl::Tuned { variant, params, .. }, Some(mut ks)) => {
-                    Some(PrefillLaunch::new(variant, ks.remove(0), params)?)
-                }
-                _ => None,
-            };
-        Ok(OpKernels { k, tuned, decode, prefill, choice })
+        let prefill = match load_tuned(gpu, cache, &choice.attention_prefill, &[prefill_entry])? {
+            Some((mut ks, t)) => Some(PrefillKernels::new(ks.remove(0), &t)?),
+            None => None,
+        };
+        Ok(OpKernels { k, rmsnorm, swiglu, rope, decode, prefill, choice })
     }
 
     /// Whether this instance runs any attention family (the model then allocates the packed
@@ -480,100 +492,89 @@ impl OpKernels {
         // SAFETY (all launches in this file): the pointers are device buffers the model
         // allocated for these sizes (see model.rs), arguments match the entry's signature
         // in ops.cu's header, ints are in range (checked when the model is built).
-        gpu.launch(
-            self.get("embed_gather"),
-            (n as u32, 1, 1),
-            (256, 1, 1),
-            0,
-            &[Arg::Ptr(table), Arg::Ptr(ids), Arg::Ptr(out), Arg::I32(n as i32), Arg::I32(dim as i32)],
-        )
+        unsafe {
+            gpu.launch(
+                self.get("embed_gather"),
+                (n as u32, 1, 1),
+                (256, 1, 1),
+                0,
+                &[Arg::Ptr(table), Arg::Ptr(ids), Arg::Ptr(out), Arg::I32(n as i32), Arg::I32(dim as i32)],
+            )
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
     pub fn rmsnorm(&self, gpu: &Gpu, x: u64, w: &DevBuf, out: u64, rows: usize, dim: usize, eps: f32) -> Result<()> {
-        match &self.choice.rmsnorm {
-            OpImpl::Reference => gpu.launch(
-                self.get("rmsnorm"),
-                (rows as u32, 1, 1),
-                (256, 1, 1),
-                0,
-                &[Arg::Ptr(x), w.arg(), Arg::Ptr(out), Arg::I32(rows as i32), Arg::I32(dim as i32), Arg::F32(eps)],
-            ),
-            OpImpl::Tuned { params, .. } => {
-                let p = |k: &str| params.get(k).copied().unwrap_or(1);
-                let (rpb, tpr) = (p("ROWS_PER_BLOCK"), p("THREADS_PER_ROW"));
-                if dim as i64 > tpr * p("VEC") * p("CHUNKS") {
-                    bail!(
-                        "tuned rmsnorm holds rows of at most {} elements, the model has {dim}",
-                        tpr * p("VEC") * p("CHUNKS")
-                    );
+        match &self.rmsnorm {
+            None => {
+                // SAFETY: see the note on `gather`.
+                unsafe {
+                    gpu.launch(
+                        self.get("rmsnorm"),
+                        (rows as u32, 1, 1),
+                        (256, 1, 1),
+                        0,
+                        &[
+                            Arg::Ptr(x),
+                            w.arg(),
+                            Arg::Ptr(out),
+                            Arg::I32(rows as i32),
+                            Arg::I32(dim as i32),
+                            Arg::F32(eps),
+                        ],
+                    )
                 }
+            }
+            Some((k, l)) => {
                 // h = NULL: the plain norm (the model fuses its residual adds into the GEMMs).
-                gpu.launch(
-                    &self.tuned["rmsnorm"],
-                    (crate::kernels::ceil_div(rows as i64, rpb) as u32, 1, 1),
-                    ((rpb * tpr) as u32, 1, 1),
-                    0,
-                    &[
-                        Arg::Ptr(x),
-                        Arg::Ptr(0),
-                        Arg::Ptr(0),
-                        Arg::Ptr(out),
-                        w.arg(),
-                        Arg::F32(eps),
-                        Arg::I32(rows as i32),
-                        Arg::I32(dim as i32),
-                    ],
-                )
+                let io = RmsNormIo { x, h: 0, res: 0, y: out, w: w.ptr };
+                // SAFETY: see the note on `gather`; `k` was compiled with `l`'s tunables.
+                unsafe { l.launch(gpu, k, &io, rows as i64, dim as i64, eps) }
             }
         }
     }
 
     pub fn rope(&self, gpu: &Gpu, qkv: u64, tok_pos: u64, inv_freq: &DevBuf, t: usize, d: AttnDims) -> Result<()> {
-        match &self.choice.rope {
-            OpImpl::Reference => gpu.launch(
-                self.get("rope_qk"),
-                (t as u32, 1, 1),
-                (256, 1, 1),
-                0,
-                &[
-                    Arg::Ptr(qkv),
-                    Arg::Ptr(tok_pos),
-                    inv_freq.arg(),
-                    Arg::I32(t as i32),
-                    Arg::I32(d.n_heads),
-                    Arg::I32(d.n_kv_heads),
-                    Arg::I32(d.head_dim),
-                ],
-            ),
-            OpImpl::Tuned { params, .. } => {
+        match &self.rope {
+            None => {
+                // SAFETY: see the note on `gather`.
+                unsafe {
+                    gpu.launch(
+                        self.get("rope_qk"),
+                        (t as u32, 1, 1),
+                        (256, 1, 1),
+                        0,
+                        &[
+                            Arg::Ptr(qkv),
+                            Arg::Ptr(tok_pos),
+                            inv_freq.arg(),
+                            Arg::I32(t as i32),
+                            Arg::I32(d.n_heads),
+                            Arg::I32(d.n_kv_heads),
+                            Arg::I32(d.head_dim),
+                        ],
+                    )
+                }
+            }
+            Some((kern, l)) => {
                 // The family's contract with seq_len = 1: every token is its own "sequence"
                 // whose offset is its position, so `offsets` is the model's tok_pos; Q and K
                 // are views into the fused rows (stride qkv_dim), rotated in place.
-                let p = |k: &str| params.get(k).copied().unwrap_or(1);
-                let qkv_dim = (d.n_heads + 2 * d.n_kv_heads) * d.head_dim;
+                let qkv_dim = ((d.n_heads + 2 * d.n_kv_heads) * d.head_dim) as i64;
                 let k = qkv + (d.n_heads * d.head_dim) as u64 * 2;
-                gpu.launch(
-                    &self.tuned["rope"],
-                    (crate::kernels::ceil_div(t as i64, p("TOKENS_PER_BLOCK")) as u32, 1, 1),
-                    (p("THREADS") as u32, 1, 1),
-                    0,
-                    &[
-                        Arg::Ptr(qkv),
-                        Arg::Ptr(k),
-                        Arg::Ptr(qkv),
-                        Arg::Ptr(k),
-                        Arg::Ptr(tok_pos),
-                        inv_freq.arg(),
-                        Arg::I32(t as i32),
-                        Arg::I32(1),
-                        Arg::I32(d.n_heads),
-                        Arg::I32(d.n_kv_heads),
-                        Arg::I32(d.head_dim),
-                        Arg::I32(qkv_dim),
-                        Arg::I32(qkv_dim),
-                    ],
-                )
+                let io = RopeIo { q_in: qkv, k_in: k, q_out: qkv, k_out: k, offsets: tok_pos, inv_freq: inv_freq.ptr };
+                let n = RopeDims {
+                    tokens: t as i64,
+                    seq_len: 1,
+                    hq: d.n_heads as i64,
+                    hkv: d.n_kv_heads as i64,
+                    d: d.head_dim as i64,
+                    q_stride: qkv_dim,
+                    k_stride: qkv_dim,
+                };
+                // SAFETY: see the note on `gather`; Q and K of every row lie inside the fused
+                // rows of `t` tokens; `kern` was compiled with `l`'s tunables.
+                unsafe { l.launch(gpu, kern, &io, &n) }
             }
         }
     }
@@ -593,7 +594,8 @@ impl OpKernels {
                 ];
                 args.extend(dims);
                 args.push(Arg::I32(d.max_seq));
-                return gpu.launch(self.get("kv_append"), (s.t as u32, 1, 1), (256, 1, 1), 0, &args);
+                // SAFETY: see the note on `gather`.
+                return unsafe { gpu.launch(self.get("kv_append"), (s.t as u32, 1, 1), (256, 1, 1), 0, &args) };
             }
             AttnPath::Decode => (s.q_pack, (0, 0)),
             AttnPath::Prefill => (s.q_pack, (s.k_pack, s.v_pack)),
@@ -610,7 +612,8 @@ impl OpKernels {
         ];
         args.extend(dims);
         args.push(Arg::I32(d.max_seq));
-        gpu.launch(self.get("kv_append_pack"), (s.t as u32, 1, 1), (256, 1, 1), 0, &args)
+        // SAFETY: see the note on `gather`.
+        unsafe { gpu.launch(self.get("kv_append_pack"), (s.t as u32, 1, 1), (256, 1, 1), 0, &args) }
     }
 
     /// Attention of the step's tokens over their sequences' keys (kv_append ran first).
@@ -636,81 +639,89 @@ impl OpKernels {
             (AttnPath::Prefill, StepLayout::FreshPrefill { seqs, max_len }, _, Some(l)) => {
                 l.launch(gpu, &io(s.k_pack, s.v_pack), d.heads(), s.t, *seqs, *max_len)
             }
-            _ => gpu.launch(
-                self.get("attention"),
-                (d.n_heads as u32, s.t as u32, 1),
-                (128, 1, 1),
-                0,
-                &[
-                    Arg::Ptr(s.qkv),
-                    Arg::Ptr(s.k_cache),
-                    Arg::Ptr(s.v_cache),
-                    Arg::Ptr(s.out),
-                    Arg::Ptr(s.tok_seq),
-                    Arg::Ptr(s.tok_pos),
-                    Arg::I32(s.t as i32),
-                    Arg::I32(d.n_heads),
-                    Arg::I32(d.n_kv_heads),
-                    Arg::I32(d.head_dim),
-                    Arg::I32(d.max_seq),
-                    Arg::F32(1.0 / (d.head_dim as f32).sqrt()),
-                ],
-            ),
+            // SAFETY: see the note on `gather`.
+            _ => unsafe {
+                gpu.launch(
+                    self.get("attention"),
+                    (d.n_heads as u32, s.t as u32, 1),
+                    (128, 1, 1),
+                    0,
+                    &[
+                        Arg::Ptr(s.qkv),
+                        Arg::Ptr(s.k_cache),
+                        Arg::Ptr(s.v_cache),
+                        Arg::Ptr(s.out),
+                        Arg::Ptr(s.tok_seq),
+                        Arg::Ptr(s.tok_pos),
+                        Arg::I32(s.t as i32),
+                        Arg::I32(d.n_heads),
+                        Arg::I32(d.n_kv_heads),
+                        Arg::I32(d.head_dim),
+                        Arg::I32(d.max_seq),
+                        Arg::F32(1.0 / (d.head_dim as f32).sqrt()),
+                    ],
+                )
+            },
         }
     }
 
     pub fn swiglu(&self, gpu: &Gpu, gate_up: u64, out: u64, t: usize, ffn: usize) -> Result<()> {
-        match &self.choice.swiglu {
-            OpImpl::Reference => gpu.launch(
-                self.get("swiglu"),
-                grid_stride(t * ffn),
-                (256, 1, 1),
-                0,
-                &[Arg::Ptr(gate_up), Arg::Ptr(out), Arg::I32(t as i32), Arg::I32(ffn as i32)],
-            ),
-            OpImpl::Tuned { params, .. } => {
-                let p = |k: &str| params.get(k).copied().unwrap_or(1);
-                let per_block = p("THREADS") * p("VEC") * p("ITEMS");
-                gpu.launch(
-                    &self.tuned["swiglu"],
-                    (crate::kernels::ceil_div(ffn as i64, per_block) as u32, t.min(65_535) as u32, 1),
-                    (p("THREADS") as u32, 1, 1),
-                    0,
-                    &[Arg::Ptr(gate_up), Arg::Ptr(out), Arg::I32(t as i32), Arg::I32(ffn as i32)],
-                )
+        match &self.swiglu {
+            None => {
+                // SAFETY: see the note on `gather`.
+                unsafe {
+                    gpu.launch(
+                        self.get("swiglu"),
+                        grid_stride(t * ffn),
+                        (256, 1, 1),
+                        0,
+                        &[Arg::Ptr(gate_up), Arg::Ptr(out), Arg::I32(t as i32), Arg::I32(ffn as i32)],
+                    )
+                }
             }
+            // SAFETY: see the note on `gather`; `k` was compiled with `l`'s tunables.
+            Some((k, l)) => unsafe { l.launch(gpu, k, gate_up, out, t as i64, ffn as i64) },
         }
     }
 
     /// x += y over `n` elements (the linears fuse the residual; this is for paths that don't).
     pub fn residual_add(&self, gpu: &Gpu, x: u64, y: u64, n: usize) -> Result<()> {
-        gpu.launch(
-            self.get("residual_add"),
-            grid_stride(n),
-            (256, 1, 1),
-            0,
-            &[Arg::Ptr(x), Arg::Ptr(y), Arg::U64(n as u64)],
-        )
+        // SAFETY: see the note on `gather`.
+        unsafe {
+            gpu.launch(
+                self.get("residual_add"),
+                grid_stride(n),
+                (256, 1, 1),
+                0,
+                &[Arg::Ptr(x), Arg::Ptr(y), Arg::U64(n as u64)],
+            )
+        }
     }
 
     pub fn argmax(&self, gpu: &Gpu, logits: u64, out: u64, rows: usize, n: usize) -> Result<()> {
-        gpu.launch(
-            self.get("argmax_rows"),
-            (rows as u32, 1, 1),
-            (1024, 1, 1),
-            0,
-            &[Arg::Ptr(logits), Arg::Ptr(out), Arg::I32(rows as i32), Arg::I32(n as i32)],
-        )
+        // SAFETY: see the note on `gather`.
+        unsafe {
+            gpu.launch(
+                self.get("argmax_rows"),
+                (rows as u32, 1, 1),
+                (1024, 1, 1),
+                0,
+                &[Arg::Ptr(logits), Arg::Ptr(out), Arg::I32(rows as i32), Arg::I32(n as i32)],
+            )
+        }
     }
 
     pub fn fill_const(&self, gpu: &Gpu, p: u64, n: usize, v: f32) -> Result<()> {
-        gpu.launch(
-            self.get("fill_const_bf16"),
-            grid_stride(n),
-            (256, 1, 1),
-            0,
-            &[Arg::Ptr(p), Arg::U64(n as u64), Arg::F32(v)],
-        )
+        // SAFETY: see the note on `gather`.
+        unsafe {
+            gpu.launch(
+                self.get("fill_const_bf16"),
+                grid_stride(n),
+                (256, 1, 1),
+                0,
+                &[Arg::Ptr(p), Arg::U64(n as u64), Arg::F32(v)],
+            )
+        }
     }
 }
 
@@ -753,8 +764,16 @@ mod tests {
 
     #[test]
     fn attention_config_takes_the_model_head_dim() {
-        let smem =
-            |p: &BTreeMap<String, i64>| decode_smem_bytes(p["BLOCK_N"], p["NUM_WARPS"], p["STAGES"], p["HEAD_DIM"], 2);
+        let smem = |t: &Tunables| {
+            let p = t.values();
+            Ok(crate::kernels::attention_decode::decode_smem_bytes(
+                p["BLOCK_N"],
+                p["NUM_WARPS"],
+                p["STAGES"],
+                p["HEAD_DIM"],
+                2,
+            ))
+        };
         let winner = [("HEAD_DIM", 128), ("BLOCK_N", 128), ("NUM_WARPS", 8), ("STAGES", 2), ("SPLITS", 16)];
         // Winner at the model's head dim: used as is.
         let c = fit_attention(tuned("attention_decode", &winner), 128, 227 * 1024, smem).unwrap();
