@@ -79,7 +79,7 @@ pub enum Command {
     /// GPU: evaluations needed to come near the optimum, a table, a CSV and a chart.
     Replay(crate::tune::replay_cli::ReplayArgs),
     /// Llama-3 end to end on the GPU: benchmark table, tuned vs reference, CPU and HF checks.
-    E2e(crate::llama::bench::E2eArgs),
+    E2e(crate::llama::e2e::E2eArgs),
     /// Quantization quality on the CPU: perplexity, KL and top-1 agreement of each method
     /// (RTN, AWQ, GPTQ, int8, mixed precision) against the unquantized model.
     Quality(crate::quality::QualityArgs),
@@ -177,7 +177,7 @@ pub fn run() -> Result<ExitCode> {
         }
         Command::Report { out } => crate::roofline_cmd::report_command(out),
         Command::Replay(a) => crate::tune::replay_cli::run(a),
-        Command::E2e(a) => crate::llama::bench::run(a),
+        Command::E2e(a) => crate::llama::e2e::run(a),
         Command::Quality(a) => crate::quality::run(a),
         Command::Worker { gpu } => {
             crate::tune::worker::serve(gpu)?;

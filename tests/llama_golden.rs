@@ -207,3 +207,29 @@ fn dequantization_matches_llama_cpp_when_f32_copy_given() {
         );
     }
 }
+
+/// The chat template SmolLM2-Instruct ships in its GGUF, through `kernlab e2e`'s prompt
+/// path: the control tokens become single ids, no BOS is added (the file says
+/// add_bos_token = false), and the ids decode back to the rendered text.
+#[test]
+fn smollm2_chat_prompt() {
+    use kernlab::llama::chat::ChatTemplate;
+    use kernlab::llama::e2e::text::{prepare, TextModel};
+    use kernlab::llama::BosPolicy;
+    let file = GgufFile::open(model_path()).unwrap();
+    let tok = tokenizer::from_gguf(&file).unwrap();
+    let chat = ChatTemplate::from_gguf(&file).unwrap().expect("SmolLM2-Instruct's GGUF carries a chat template");
+    let im_start = tok.token_to_id("<|im_start|>").unwrap();
+    let im_end = tok.token_to_id("<|im_end|>").unwrap();
+    assert_eq!(chat.eos_token, "<|im_end|>");
+    let m = TextModel { tokenizer: tok, bos: BosPolicy::None, chat: Some(chat) };
+    let p = prepare(&m, "What is the capital of France?", None, false).unwrap();
+    assert!(p.chat_template);
+    assert!(p.rendered.ends_with("<|im_start|>assistant\n"), "{:?}", p.rendered);
+    assert_eq!(p.ids[0], im_start, "{:?}", p.ids);
+    assert_eq!(p.ids.iter().filter(|&&t| t == im_start).count(), 3, "system, user, assistant turns");
+    assert_eq!(p.ids.iter().filter(|&&t| t == im_end).count(), 2);
+    assert_eq!(m.tokenizer.decode(&p.ids, false).unwrap(), p.rendered);
+    let raw = prepare(&m, "What is the capital of France?", None, true).unwrap();
+    assert!(!raw.ids.contains(&im_start));
+}

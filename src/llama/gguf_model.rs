@@ -100,6 +100,8 @@ pub struct LoadedModel {
     /// How prompts get their BOS token: GGUF says it in `tokenizer.ggml.add_bos_token`,
     /// a Hugging Face tokenizer.json does it in its post-processor.
     pub bos: BosPolicy,
+    /// The chat template instruct models ship, if the files carry one.
+    pub chat_template: Option<super::chat::ChatTemplate>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,6 +144,8 @@ impl LoadedModel {
             (true, Some(b)) => BosPolicy::Prepend(b),
             _ => BosPolicy::None,
         };
-        Ok(LoadedModel { config, weights, tokenizer, bos })
+        let chat_template = super::chat::ChatTemplate::from_gguf(&file)
+            .with_context(|| format!("{}: reading the chat template", path.display()))?;
+        Ok(LoadedModel { config, weights, tokenizer, bos, chat_template })
     }
 }

@@ -178,6 +178,7 @@ impl LoadedModel {
         let config = LlamaConfig::from_hf_json(&dir.join("config.json"))?;
         let weights = Weights::load(&config, &SafetensorsSource::open(dir)?)?;
         let tokenizer = tokenizer::from_hf_file(&dir.join("tokenizer.json"))?;
-        Ok(LoadedModel { config, weights, tokenizer, bos: BosPolicy::PostProcessor })
+        let chat_template = super::chat::ChatTemplate::from_hf_dir(dir)?;
+        Ok(LoadedModel { config, weights, tokenizer, bos: BosPolicy::PostProcessor, chat_template })
     }
 }

@@ -7,12 +7,14 @@
 //! * [`weights`]: f32 `Weights` in Hugging Face layout and the `TensorSource` loaders feed
 //! * [`gguf_model`], [`hf`]: loading a GGUF file or a Hugging Face directory
 //! * [`tokenizer`]: byte-level BPE from GGUF metadata or tokenizer.json
+//! * [`chat`]: the model's chat template (GGUF or tokenizer_config.json), rendered
 //! * [`cpu_ref`]: the f32 CPU reference forward pass and greedy generation
 //! * [`fuzzing`]: bodies of the cargo-fuzz targets in fuzz/, replayed on the corpus by tests
 
-pub mod bench;
+pub mod chat;
 pub mod config;
 pub mod cpu_ref;
+pub mod e2e;
 pub mod fuzzing;
 pub mod ggml_types;
 pub mod gguf;

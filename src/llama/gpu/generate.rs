@@ -1,6 +1,6 @@
 //! Generation on the GPU model: batched prefill, then one decode step per new token for all
-//! sequences at once; greedy (argmax on the device) or sampled (temperature + top-p on the
-//! host, seeded); a sequence stops after an EOS token, the batch when all have stopped.
+//! sequences at once; greedy (argmax on the device) or sampled (temperature, top-k and top-p
+//! on the host, seeded); a sequence stops after an EOS token, the batch when all have stopped.
 //! Also the lockstep comparison of two model instances (tuned vs reference).
 
 use super::model::{GpuModel, Step};
@@ -15,10 +15,12 @@ use std::time::Instant;
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Sampling {
     Greedy,
-    /// Softmax of logits / temperature, restricted to the smallest set of top tokens whose
-    /// probability reaches `top_p` (nucleus sampling).
-    TopP {
+    /// Softmax of logits / temperature over the `top_k` most likely tokens (0: all), then
+    /// restricted to the smallest set of top tokens whose probability reaches `top_p`
+    /// (nucleus sampling).
+    Sample {
         temperature: f32,
+        top_k: usize,
         top_p: f32,
         seed: u64,
     },
@@ -51,35 +53,48 @@ impl GenResult {
     }
 }
 
-/// Samples one token from `logits` (temperature, then nucleus `top_p`).
-pub fn sample(logits: &[f32], temperature: f32, top_p: f32, rng: &mut StdRng) -> u32 {
-    if temperature <= 0.0 {
+/// Samples one token from `logits`: temperature, then the `top_k` most likely tokens (0 or
+/// ≥ vocabulary: no limit), then nucleus `top_p` among those.
+pub fn sample(logits: &[f32], temperature: f32, top_k: usize, top_p: f32, rng: &mut StdRng) -> u32 {
+    if temperature <= 0.0 || top_k == 1 {
         return crate::llama::cpu_ref::top2(logits)[0].0;
     }
     let m = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-    let mut p: Vec<f64> = logits.iter().map(|&l| (((l - m) / temperature) as f64).exp()).collect();
+    let p: Vec<f64> = logits.iter().map(|&l| (((l - m) / temperature) as f64).exp()).collect();
     let z: f64 = p.iter().sum();
-    p.iter_mut().for_each(|x| *x /= z);
-    let mut cand: Vec<u32> = if top_p >= 1.0 {
-        (0..p.len() as u32).collect()
-    } else {
+    let by_prob = |a: &u32, b: &u32| p[*b as usize].total_cmp(&p[*a as usize]).then(a.cmp(b));
+    let limit_k = top_k > 0 && top_k < p.len();
+    let mut cand: Vec<u32> = if limit_k {
+        // Only the k largest need ordering: select them in O(V), then sort k.
+        let mut all: Vec<u32> = (0..p.len() as u32).collect();
+        all.select_nth_unstable_by(top_k - 1, by_prob);
+        all.truncate(top_k);
+        all.sort_by(by_prob);
+        all
+    } else if top_p < 1.0 {
         // Tokens below θ = (1 - top_p)/V hold at most 1 - top_p of the mass together, so the
         // nucleus lies inside the rest: only those need sorting.
-        let theta = (1.0 - top_p as f64) / p.len() as f64;
+        let theta = z * (1.0 - top_p as f64) / p.len() as f64;
         let mut c: Vec<u32> = (0..p.len() as u32).filter(|&i| p[i as usize] >= theta).collect();
-        c.sort_by(|&a, &b| p[b as usize].total_cmp(&p[a as usize]).then(a.cmp(&b)));
+        c.sort_by(by_prob);
+        c
+    } else {
+        (0..p.len() as u32).collect()
+    };
+    if top_p < 1.0 {
+        // The nucleus is taken of the distribution left after top-k (renormalized).
+        let kept: f64 = if limit_k { cand.iter().map(|&t| p[t as usize]).sum() } else { z };
         let mut cum = 0.0;
-        let mut keep = c.len();
-        for (i, &t) in c.iter().enumerate() {
+        let mut keep = cand.len();
+        for (i, &t) in cand.iter().enumerate() {
             cum += p[t as usize];
-            if cum >= top_p as f64 {
+            if cum >= top_p as f64 * kept {
                 keep = i + 1;
                 break;
             }
         }
-        c.truncate(keep.max(1));
-        c
-    };
+        cand.truncate(keep.max(1));
+    }
     let mass: f64 = cand.iter().map(|&t| p[t as usize]).sum();
     let mut u = rng.random::<f64>() * mass;
     for &t in &cand {
@@ -94,13 +109,14 @@ pub fn sample(logits: &[f32], temperature: f32, top_p: f32, rng: &mut StdRng) ->
 fn choose(gpu: &Gpu, model: &mut GpuModel, sampling: Sampling, rng: &mut StdRng) -> Result<Vec<u32>> {
     match sampling {
         Sampling::Greedy => model.argmax(gpu),
-        Sampling::TopP { temperature, top_p, .. } => {
-            Ok(model.logits(gpu)?.iter().map(|row| sample(row, temperature, top_p, rng)).collect())
+        Sampling::Sample { temperature, top_k, top_p, .. } => {
+            Ok(model.logits(gpu)?.iter().map(|row| sample(row, temperature, top_k, top_p, rng)).collect())
         }
     }
 }
 
 /// Generates up to `gen_len` tokens for every prompt (sequence b in batch slot b).
+/// `on_step` sees the tokens so far after each step (to stream text or move a progress bar).
 pub fn generate(
     gpu: &Gpu,
     model: &mut GpuModel,
@@ -108,10 +124,10 @@ pub fn generate(
     gen_len: usize,
     sampling: Sampling,
     eos: &[u32],
-    mut on_token: impl FnMut(),
+    mut on_step: impl FnMut(&[Vec<u32>]),
 ) -> Result<GenResult> {
     let seed = match sampling {
-        Sampling::TopP { seed, .. } => seed,
+        Sampling::Sample { seed, .. } => seed,
         Sampling::Greedy => 0,
     };
     let mut rng = StdRng::seed_from_u64(seed);
@@ -134,7 +150,7 @@ pub fn generate(
         res.tokens[b].push(next[b]);
         done[b] = eos.contains(&next[b]);
     }
-    on_token();
+    on_step(&res.tokens);
     for i in 1..gen_len {
         if done.iter().all(|d| *d) {
             break;
@@ -154,7 +170,7 @@ pub fn generate(
                 done[b] = eos.contains(&next[b]);
             }
         }
-        on_token();
+        on_step(&res.tokens);
     }
     res.total_s = t0.elapsed().as_secs_f64();
     Ok(res)
@@ -261,32 +277,54 @@ mod tests {
     }
 
     #[test]
+    fn top_k_limits_the_candidates_before_top_p() {
+        let logits = vec![1.0, 5.0, 4.0, 4.5, -3.0, 0.0];
+        let mut rng = StdRng::seed_from_u64(3);
+        let mut seen = [0usize; 6];
+        for _ in 0..3000 {
+            seen[sample(&logits, 2.0, 2, 1.0, &mut rng) as usize] += 1;
+        }
+        // Only the two most likely tokens (ids 1 and 3) are ever drawn, both often.
+        assert_eq!((seen[0], seen[2], seen[4], seen[5]), (0, 0, 0, 0), "{seen:?}");
+        assert!(seen[1] > 1000 && seen[3] > 1000, "{seen:?}");
+        // top_k = 1 is greedy whatever the temperature; top_k ≥ V is no limit.
+        assert!((0..50).all(|_| sample(&logits, 5.0, 1, 1.0, &mut rng) == 1));
+        assert!((0..2000).any(|_| sample(&logits, 5.0, 100, 1.0, &mut rng) == 4));
+        // top-p applies to what top-k left: of {1, 3, 2} (p ≈ .51, .31, .19 at T = 1) a
+        // nucleus of 0.6 keeps 1 and 3.
+        for _ in 0..500 {
+            let t = sample(&logits, 1.0, 3, 0.6, &mut rng);
+            assert!(t == 1 || t == 3, "{t}");
+        }
+    }
+
+    #[test]
     fn sampling_respects_temperature_and_top_p() {
         let logits = vec![5.0, 4.0, 1.0, -3.0];
         let mut rng = StdRng::seed_from_u64(1);
-        assert_eq!(sample(&logits, 0.0, 0.9, &mut rng), 0);
+        assert_eq!(sample(&logits, 0.0, 0, 0.9, &mut rng), 0);
         // top_p small enough keeps only the best token.
         for _ in 0..50 {
-            assert_eq!(sample(&logits, 1.0, 0.5, &mut rng), 0);
+            assert_eq!(sample(&logits, 1.0, 0, 0.5, &mut rng), 0);
         }
         // With top_p = 1 every token can come, in roughly softmax proportions.
         let mut counts = [0usize; 4];
         for _ in 0..4000 {
-            counts[sample(&logits, 1.0, 1.0, &mut rng) as usize] += 1;
+            counts[sample(&logits, 1.0, 0, 1.0, &mut rng) as usize] += 1;
         }
         assert!(counts[1] > 800 && counts[1] < 1300, "{counts:?}");
         // top_p = 0.9: the two best tokens (0.705 + 0.259 ≥ 0.9) only.
         for _ in 0..500 {
-            assert!(sample(&logits, 1.0, 0.9, &mut rng) < 2);
+            assert!(sample(&logits, 1.0, 0, 0.9, &mut rng) < 2);
         }
         // Same seed, same draws.
         let a: Vec<u32> = {
             let mut r = StdRng::seed_from_u64(7);
-            (0..20).map(|_| sample(&logits, 1.5, 0.95, &mut r)).collect()
+            (0..20).map(|_| sample(&logits, 1.5, 0, 0.95, &mut r)).collect()
         };
         let b: Vec<u32> = {
             let mut r = StdRng::seed_from_u64(7);
-            (0..20).map(|_| sample(&logits, 1.5, 0.95, &mut r)).collect()
+            (0..20).map(|_| sample(&logits, 1.5, 0, 0.95, &mut r)).collect()
         };
         assert_eq!(a, b);
     }

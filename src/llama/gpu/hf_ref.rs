@@ -161,7 +161,7 @@ pub fn compare(
         step = Step::decode(&next, &pos);
     }
     // Free-running greedy, no EOS stop (HF's reference does not stop either).
-    let gen = generate(gpu, model, &r.prompts, steps, Sampling::Greedy, &[], || {})?;
+    let gen = generate(gpu, model, &r.prompts, steps, Sampling::Greedy, &[], |_| {})?;
     // A near-tie is a top-2 gap within twice the measured logit error, and never less than
     // one bf16 step at the logit's magnitude.
     let prompts: Vec<PromptAgreement> = (0..n)

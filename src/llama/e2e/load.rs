@@ -1,0 +1,141 @@
+//! Loading the weights an e2e run uses and building a model instance on them (tuned,
+//! reference or int4), plus the measurements the bound is computed from.
+
+use super::args::{E2eArgs, ModelSource};
+use super::text::TextModel;
+use crate::gpu::blas::Blas;
+use crate::gpu::cache::ModuleCache;
+use crate::gpu::device::Gpu;
+use crate::gpu::util::Util;
+use crate::llama::chat::ChatTemplate;
+use crate::llama::gguf_model::{BosPolicy, LoadedModel};
+use crate::llama::gpu::int4_weights::{Int4Store, MODEL_GROUP};
+use crate::llama::gpu::linear::{LinearBackend, LinearKind, TunedGemm};
+use crate::llama::gpu::model::{GpuModel, ModelShape};
+use crate::llama::gpu::ops::{OpChoice, OpKernels};
+use crate::llama::gpu::weights::{round_to_bf16, GpuWeights};
+use crate::llama::hf::SafetensorsSource;
+use crate::llama::tokenizer;
+use crate::llama::weights::Weights;
+use anyhow::{bail, Result};
+use std::path::Path;
+use std::rc::Rc;
+
+pub struct Loaded {
+    pub weights: Rc<GpuWeights>,
+    /// Host copy (bf16-rounded) when the model is small enough for the CPU reference.
+    pub host: Option<Weights>,
+    /// Tokenizer, BOS policy and chat template, when the model files carry a tokenizer.
+    pub text: Option<TextModel>,
+}
+
+pub fn load(gpu: &Gpu, util: &Util, ops: &OpKernels, src: &ModelSource, a: &E2eArgs) -> Result<Loaded> {
+    Ok(match src {
+        ModelSource::Random(c) if a.check_cpu => {
+            if c.n_params() > 600_000_000 {
+                bail!(
+                    "--check-cpu runs the f32 CPU reference: use a small preset (tiny, smollm2-135m), not {}",
+                    c.name
+                );
+            }
+            let w = round_to_bf16(&Weights::random(c, a.seed)?);
+            Loaded {
+                weights: Rc::new(GpuWeights::from_weights(
+                    gpu,
+                    &w,
+                    &format!("random weights at {} (seed {}, host)", c.name, a.seed),
+                )?),
+                host: Some(w),
+                text: None,
+            }
+        }
+        ModelSource::Random(c) => {
+            Loaded { weights: Rc::new(GpuWeights::random(gpu, util, ops, c, a.seed)?), host: None, text: None }
+        }
+        ModelSource::Gguf(p) => {
+            let m = LoadedModel::from_gguf(p)?;
+            let w = round_to_bf16(&m.weights);
+            let g = GpuWeights::from_weights(gpu, &w, &p.display().to_string())?;
+            let text = TextModel { tokenizer: m.tokenizer, bos: m.bos, chat: m.chat_template };
+            Loaded { weights: Rc::new(g), host: if a.check_cpu { Some(w) } else { None }, text: Some(text) }
+        }
+        ModelSource::HfDir(dir, cfg) => {
+            let st = SafetensorsSource::open(dir)?;
+            let g = GpuWeights::from_source(gpu, cfg, &st)?;
+            let host = if a.check_cpu { Some(round_to_bf16(&Weights::load(cfg, &st)?)) } else { None };
+            let tok = dir.join("tokenizer.json");
+            let text = if tok.is_file() {
+                let chat = ChatTemplate::from_hf_dir(dir)?;
+                Some(TextModel { tokenizer: tokenizer::from_hf_file(&tok)?, bos: BosPolicy::PostProcessor, chat })
+            } else {
+                None
+            };
+            Loaded { weights: Rc::new(g), host, text }
+        }
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn build_model(
+    gpu: &Gpu,
+    cache: &ModuleCache,
+    w: Rc<GpuWeights>,
+    reference: bool,
+    shape: ModelShape,
+    db: &Path,
+    int4: Option<&Rc<Int4Store>>,
+    cuda_graphs: bool,
+) -> Result<(GpuModel, Vec<String>)> {
+    let (choice, mut notes) =
+        if reference { (OpChoice::reference(), vec![]) } else { OpChoice::tuned(gpu, cache, db, &w.config, &shape) };
+    let ops = OpKernels::new(gpu, cache, choice)?;
+    let linear = match (reference, int4) {
+        (true, _) => LinearBackend::Cublas(Blas::new(gpu)?),
+        (false, None) => LinearBackend::Tuned(Box::new(TunedGemm::new(gpu, cache, db)?)),
+        (false, Some(store)) => LinearBackend::Int4 {
+            store: store.clone(),
+            int4: Box::new(TunedGemm::with_kind(gpu, cache, db, LinearKind::Int4 { group: MODEL_GROUP })?),
+            dense: Box::new(TunedGemm::new(gpu, cache, db)?),
+            scratch: None,
+        },
+    };
+    if !reference && !db.exists() {
+        notes.push(format!("no tuned database at {}: every GEMM uses its variant's template defaults", db.display()));
+    }
+    let mut model = GpuModel::new(gpu, w, ops, linear, shape)?;
+    if cuda_graphs && !reference {
+        model.enable_cuda_graphs(gpu)?;
+    }
+    Ok((model, notes))
+}
+
+/// Copy bandwidth (read + write, GB/s) of cuMemcpyDtoD on a large buffer, measured now.
+pub fn copy_bandwidth(gpu: &Gpu) -> Result<f64> {
+    let (free, _) = gpu.ctx.mem_get_info()?;
+    let bytes = (1usize << 30).min(free / 4) & !0xFFFF;
+    let a = gpu.alloc(bytes)?;
+    let b = gpu.alloc(bytes)?;
+    let copy = || {
+        // SAFETY: both buffers hold `bytes` bytes; ordered on the stream.
+        unsafe { cudarc::driver::result::memcpy_dtod_async(b.ptr, a.ptr, bytes, gpu.stream.cu_stream()) }
+            .map_err(|e| anyhow::anyhow!("copy failed: {e:?}"))
+    };
+    for _ in 0..3 {
+        copy()?;
+    }
+    let e0 = gpu.ctx.new_event(Some(cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT))?;
+    let e1 = gpu.ctx.new_event(Some(cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT))?;
+    let reps = 20;
+    e0.record(&gpu.stream)?;
+    for _ in 0..reps {
+        copy()?;
+    }
+    e1.record(&gpu.stream)?;
+    e1.synchronize()?;
+    let ms = e0.elapsed_ms(&e1)? as f64 / reps as f64;
+    Ok(2.0 * bytes as f64 / (ms * 1e-3) / 1e9)
+}
+
+pub fn mem_used_gib(gpu: &Gpu) -> f64 {
+    gpu.ctx.mem_get_info().map(|(f, t)| (t - f) as f64 / (1u64 << 30) as f64).unwrap_or(0.0)
+}
