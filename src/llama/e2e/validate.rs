@@ -18,6 +18,13 @@ use std::path::Path;
 use std::rc::Rc;
 use tokenizers::Tokenizer;
 
+/// How far apart the tuned and the reference path's logits may be. Both keep bf16
+/// activations between ops, each rounding in its own order: on SmolLM2-135M's real weights
+/// (H200) each path is 1.1–1.3e-2 from the f32 CPU reference at the first step, the tuned one
+/// the closer, and the two were up to 4.2e-2 apart over 8 teacher-forced steps. Random
+/// weights stay under 3e-2. Disagreeing greedy tokens are judged separately (near-ties).
+pub const PATHS_REL_LOGIT_TOL: f64 = 5e-2;
+
 /// --validate: the other path on the same weights (tuned ↔ reference; int4: cuBLAS on the
 /// dequantized weights), teacher-forced in lockstep; with int4 also what quantization costs
 /// against the bf16 model. `model` is the timed one.
@@ -37,7 +44,7 @@ pub fn paths(
     let (mut other, _) = build_model(&s.gpu, &s.cache, other_w, !a.reference, shape, &s.db, other_store, graphs)?;
     let (r, t) = if a.reference { (model, &mut other) } else { (&mut other, model) };
     let cmp = compare_paths(&s.gpu, &s.util, r, t, prompts, a.gen_len)?;
-    let ok = cmp.passes(3e-2);
+    let ok = cmp.passes(PATHS_REL_LOGIT_TOL);
     println!(
         "\nvalidate (batch {batch}): tuned vs reference, {} steps teacher-forced: max rel logit error {:.2e} (max abs {:.3}), greedy agreement {}/{} ({:.1}%), {} of {} disagreements not at a near-tie (reference top-2 gap > {:.3}) {}",
         a.gen_len,
@@ -147,7 +154,11 @@ pub fn against_cpu(
         if let (Some(tok), 0) = (tokenizer, b) {
             // The text both produce, so a user sees what "agree" means on a real model.
             let text = |t: &[u32]| tok.decode(t, true).unwrap_or_default();
-            println!("  GPU text: {:?}\n  CPU text: {:?}", text(&gen.tokens[b][..n]), text(&cg.tokens[..n]));
+            println!(
+                "  GPU text ({n} greedy tokens, EOS ignored): {:?}\n  CPU text: {:?}",
+                text(&gen.tokens[b][..n]),
+                text(&cg.tokens[..n])
+            );
         }
         report.validation.push(serde_json::json!({"kind": "gpu_vs_cpu", "seq": b, "max_rel_logit_err": rel, "greedy_agree": agree, "compared": n, "pass": ok}));
     }

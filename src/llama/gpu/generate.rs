@@ -205,9 +205,11 @@ impl PathComparison {
     }
 
     /// The paths agree: logits within bf16 tolerance, every greedy disagreement at a near-tie,
-    /// and at least 90% of the greedy choices equal (a floor against systematic drift).
+    /// and at least 90% of the greedy choices equal (a floor against systematic drift; a
+    /// single near-tie is allowed whatever the count, so 7 of 8 short steps still pass).
     pub fn passes(&self, max_rel_logit_err: f64) -> bool {
-        self.max_rel_logit_err <= max_rel_logit_err && self.unexplained() == 0 && self.agreed * 10 >= self.compared * 9
+        let drift_ok = self.agreed * 10 >= self.compared * 9 || self.disagreements.len() <= 1;
+        self.max_rel_logit_err <= max_rel_logit_err && self.unexplained() == 0 && drift_ok
     }
 }
 
@@ -274,6 +276,12 @@ mod tests {
         c.agreed = 98;
         c.max_rel_logit_err = 0.1;
         assert!(!c.passes(3e-2));
+        // A short run: one near-tie of 8 steps is not drift.
+        let short = PathComparison { compared: 8, agreed: 7, disagreements: vec![(0, 4, 378, 669, 0.06)], ..c.clone() };
+        assert!(short.passes(0.2));
+        let two =
+            PathComparison { compared: 8, agreed: 6, disagreements: vec![(0, 4, 1, 2, 0.0), (0, 5, 1, 2, 0.0)], ..c };
+        assert!(!two.passes(0.2));
     }
 
     #[test]
