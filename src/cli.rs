@@ -77,7 +77,7 @@ pub enum Command {
     },
     /// Replay search strategies against recorded full-grid sweep CSVs, many seeds each, no
     /// GPU: evaluations needed to come near the optimum, a table, a CSV and a chart.
-    Replay(crate::tune::replay_cli::ReplayArgs),
+    Replay(crate::replay_cmd::ReplayArgs),
     /// Llama-3 end to end on the GPU: benchmark table, tuned vs reference, CPU and HF checks.
     E2e(crate::llama::e2e::E2eArgs),
     /// Quantization quality on the CPU: perplexity, KL and top-1 agreement of each method
@@ -176,7 +176,7 @@ pub fn run() -> Result<ExitCode> {
             crate::roofline_cmd::roofline_command_with(gpu, remeasure, !no_candidates, torch_peers)
         }
         Command::Report { out } => crate::roofline_cmd::report_command(out),
-        Command::Replay(a) => crate::tune::replay_cli::run(a),
+        Command::Replay(a) => crate::replay_cmd::run(a),
         Command::E2e(a) => crate::llama::e2e::run(a),
         Command::Quality(a) => crate::quality::run(a),
         Command::Worker { gpu } => {
@@ -216,7 +216,7 @@ fn devices(ordinal: usize) -> Result<ExitCode> {
         Ok(f) => println!("  cuBLAS              {} (found via {})", f.lib.display(), f.how),
         Err(e) => println!("  cuBLAS              not found: {e:#}"),
     }
-    match crate::roofline_cmd::load_ceilings_for(p) {
+    match crate::tune::bound::load_ceilings_for(p) {
         Some(c) => print!("{}", crate::roofline_cmd::format_ceilings(&c)),
         None => println!("  ceilings            not measured yet: run `kernlab roofline`"),
     }

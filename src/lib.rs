@@ -5,6 +5,7 @@
 //! library and the measured roofline, and the winners are stored for the Llama-3 path.
 
 pub mod cli;
+pub mod core;
 pub mod gpu;
 pub mod kernels;
 pub mod llama;
@@ -12,6 +13,7 @@ pub mod measure;
 pub mod paths;
 pub mod quality;
 pub mod quant;
+pub mod replay_cmd;
 pub mod report;
 pub mod roofline;
 pub mod roofline_cmd;

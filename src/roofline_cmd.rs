@@ -1,4 +1,4 @@
-//! `kernlab roofline` and `kernlab report`, and the ceilings lookup other commands share.
+//! `kernlab roofline` and `kernlab report` (the saved-ceilings lookup is `tune::bound`).
 //!
 //! Ceilings live beside the tuned database, one file per GPU:
 //! `reports/ceilings-<gpu slug>-sm<cc>.json` ([`ceilings_path_for`]). `kernlab roofline`
@@ -6,68 +6,20 @@
 //! ridge points and the peers measured in the same run, and draws the roofline with the
 //! winners of every sweep CSV in reports/.
 
-use crate::gpu::device::{DeviceProps, Gpu};
+use crate::gpu::device::Gpu;
 use crate::measure::torch::{self, TorchPeers};
 use crate::measure::{self, keys};
 use crate::report::{self, plot_roofline, roofline_png_name, winners_per_shape, RooflineOptions};
-use crate::roofline::{ceilings_file_name, ridge_point, Ceilings, ComputeCeiling};
+use crate::roofline::{ridge_point, Ceilings, ComputeCeiling};
 use crate::tune::record::{read_records, CandidateRecord};
 use anyhow::{bail, Context, Result};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-/// Where the ceilings of a GPU are kept: beside the tuned database, in reports/.
-pub fn ceilings_path_for(props: &DeviceProps) -> PathBuf {
-    crate::paths::reports_dir().join(ceilings_file_name(&props.name, &props.cc()))
-}
-
-/// The saved ceilings of this GPU; `Ok(None)` when none were measured yet. A file that
-/// exists but does not parse, belongs to another GPU or holds unusable values is an error.
-pub fn try_load_ceilings_for(props: &DeviceProps) -> Result<Option<Ceilings>> {
-    try_load_ceilings_from(&crate::paths::reports_dir(), props)
-}
-
-/// [`try_load_ceilings_for`] in a given directory.
-pub fn try_load_ceilings_from(dir: &Path, props: &DeviceProps) -> Result<Option<Ceilings>> {
-    let path = dir.join(ceilings_file_name(&props.name, &props.cc()));
-    if !path.exists() {
-        return Ok(None);
-    }
-    let c = Ceilings::load(&path)?;
-    if c.gpu != props.name || c.compute_capability != props.cc() {
-        bail!(
-            "{} holds the ceilings of {} (cc {}), not of {} (cc {})",
-            path.display(),
-            c.gpu,
-            c.compute_capability,
-            props.name,
-            props.cc()
-        );
-    }
-    c.validate().with_context(|| format!("{}", path.display()))?;
-    Ok(Some(c))
-}
-
-/// The saved ceilings of this GPU, if usable: for `kernlab devices` and for the sweep
-/// runner's `pct_of_bound` column (see [`fill_pct_of_bound`]).
-pub fn load_ceilings_for(props: &DeviceProps) -> Option<Ceilings> {
-    try_load_ceilings_for(props).ok().flatten()
-}
-
-/// Fills a measured row's `pct_of_bound` from the ceilings (DRAM slope, compute roof of its
-/// dtype), when the row has a time and a rate.
-pub fn fill_pct_of_bound(rec: &mut CandidateRecord, c: &Ceilings) {
-    let (Some(t), Some(i)) = (rec.median_us(), rec.intensity) else { return };
-    let s = t * 1e-6;
-    let flops = match (rec.tflops, rec.gbps) {
-        (Some(tf), _) => tf * 1e12 * s,
-        (None, Some(g)) => g * 1e9 * s * i,
-        _ => return,
-    };
-    let bytes = if i > 0.0 { flops / i } else { rec.gbps.map(|g| g * 1e9 * s).unwrap_or(0.0) };
-    rec.pct_of_bound = c.roof_for_dtype(&rec.dtype).pct_of_bound(flops, bytes, s);
-}
+pub use crate::tune::bound::{
+    ceilings_path_for, fill_pct_of_bound, load_ceilings_for, try_load_ceilings_for, try_load_ceilings_from,
+};
 
 fn num(v: f64) -> String {
     if v >= 100.0 {
@@ -314,6 +266,7 @@ pub fn report_command(out: Option<PathBuf>) -> Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gpu::device::DeviceProps;
     use crate::tune::record::{Status, Timing};
 
     fn ceilings() -> Ceilings {

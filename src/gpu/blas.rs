@@ -2,7 +2,7 @@
 
 use super::device::Gpu;
 use super::libs;
-use crate::kernels::DType;
+use crate::core::DType;
 use anyhow::{bail, Result};
 use cudarc::cublas::{result as blas, sys as bsys, CudaBlas};
 use std::ffi::c_void;

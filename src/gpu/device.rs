@@ -44,8 +44,8 @@ impl DeviceProps {
     pub fn cc(&self) -> String {
         format!("{}.{}", self.cc_major, self.cc_minor)
     }
-    pub fn limits(&self) -> crate::tune::space::DeviceLimits {
-        crate::tune::space::DeviceLimits {
+    pub fn limits(&self) -> crate::core::DeviceLimits {
+        crate::core::DeviceLimits {
             max_smem: self.max_smem_optin as i64,
             max_threads: self.max_threads_per_block as i64,
             sm_count: self.sm_count as i64,

@@ -9,7 +9,7 @@
 use super::cache::{self, ModuleCache};
 use super::device::{Arg, DevBuf, Gpu, Kernel};
 use super::nvrtc::CompileRequest;
-use crate::tune::record::Timing;
+use crate::core::Timing;
 use anyhow::Result;
 use cudarc::driver::sys;
 

@@ -4,7 +4,7 @@
 use super::cache::ModuleCache;
 use super::device::{Arg, DevBuf, Gpu, Kernel};
 use super::nvrtc::CompileRequest;
-use crate::kernels::DType;
+use crate::core::DType;
 use anyhow::Result;
 use std::collections::BTreeMap;
 

@@ -21,11 +21,11 @@ pub mod gemm;
 pub mod micro;
 pub mod torch;
 
+use crate::core::Timing;
 use crate::gpu::cache::ModuleCache;
 use crate::gpu::device::Gpu;
 use crate::gpu::timer::Timer;
 use crate::roofline::Ceilings;
-use crate::tune::record::Timing;
 use anyhow::{Context, Result};
 
 /// The micro-benchmark template, embedded so the binary measures without the source tree.

@@ -1,11 +1,11 @@
 //! Tuning loop: search spaces, strategies, runner, results and the tuned-config database.
+pub mod bound;
 pub mod compile;
 pub mod db;
 pub mod pool;
 pub mod preflight;
 pub mod record;
 pub mod replay;
-pub mod replay_cli;
 pub mod replay_table;
 pub mod runner;
 pub mod search;

@@ -9,6 +9,7 @@
 //! within `within_pct` % of the optimum and the fraction of the optimum reached
 //! (optimum time / best time so far) after every evaluation.
 
+pub use super::replay_table::{percentile, Curve, SpaceSummary};
 use crate::tune::record::{read_records, Status};
 use crate::tune::search::{run_search, Budget, ListSpace, SearchSpace, SearchStrategy, Searcher};
 use crate::tune::space::Candidate;
@@ -140,20 +141,6 @@ pub fn run_space_with(
     SpaceRuns { strategy, evals_to_within, fraction }
 }
 
-/// Per-space summary of a strategy's seeds.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SpaceSummary {
-    pub label: String,
-    pub source: String,
-    pub size: usize,
-    pub strategy: SearchStrategy,
-    pub seeds: usize,
-    pub median_evals: f64,
-    pub worst_evals: usize,
-    pub median_pct: f64,
-    pub worst_pct: f64,
-}
-
 pub fn summarize(space: &RecordedSpace, runs: &SpaceRuns) -> SpaceSummary {
     let mut e: Vec<f64> = runs.evals_to_within.iter().map(|&x| x as f64).collect();
     e.sort_by(f64::total_cmp);
@@ -171,26 +158,6 @@ pub fn summarize(space: &RecordedSpace, runs: &SpaceRuns) -> SpaceSummary {
         median_pct: 100.0 * median / n,
         worst_pct: 100.0 * worst as f64 / n,
     }
-}
-
-/// Linear-interpolated percentile of sorted values (`q` in 0..=1); NaN for none.
-pub fn percentile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let idx = q * (sorted.len() - 1) as f64;
-    let (lo, hi) = (idx.floor() as usize, idx.ceil() as usize);
-    sorted[lo] + (sorted[hi] - sorted[lo]) * (idx - lo as f64)
-}
-
-/// Mean and p10–p90 of the fraction of the optimum reached, against evaluations as a
-/// percentage of each space, over every run of one strategy on one CSV's spaces.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Curve {
-    pub source: String,
-    pub strategy: SearchStrategy,
-    /// (% of the space evaluated, mean, p10, p90).
-    pub points: Vec<(f64, f64, f64, f64)>,
 }
 
 /// Where curves are sampled, in % of the space: log-spaced so the first evaluations, where
@@ -228,7 +195,7 @@ pub struct ReplayOptions {
     pub seeds: usize,
     pub within_pct: f64,
     pub strategies: Vec<SearchStrategy>,
-    /// Folder for search-replay.{csv,png} and search-replay-curves.csv.
+    /// Folder for search-replay.csv and search-replay-curves.csv (the command draws the PNG).
     pub out_dir: PathBuf,
 }
 
@@ -239,7 +206,6 @@ pub struct ReplayResult {
     pub table: String,
     pub csv: PathBuf,
     pub curves_csv: PathBuf,
-    pub png: PathBuf,
 }
 
 pub fn replay(opts: &ReplayOptions) -> Result<ReplayResult> {
@@ -264,10 +230,8 @@ pub fn replay(opts: &ReplayOptions) -> Result<ReplayResult> {
     std::fs::create_dir_all(&opts.out_dir).with_context(|| format!("creating {}", opts.out_dir.display()))?;
     let csv = opts.out_dir.join("search-replay.csv");
     let curves_csv = opts.out_dir.join("search-replay-curves.csv");
-    let png = opts.out_dir.join("search-replay.png");
     super::replay_table::write_csv(&csv, &spaces)?;
     super::replay_table::write_curves_csv(&curves_csv, &curves)?;
-    crate::report::plot_replay::plot_replay(&curves, opts.seeds, opts.within_pct, &png)?;
     let table = super::replay_table::format_table(&spaces, opts.within_pct);
-    Ok(ReplayResult { spaces, curves, table, csv, curves_csv, png })
+    Ok(ReplayResult { spaces, curves, table, csv, curves_csv })
 }

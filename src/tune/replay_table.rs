@@ -1,11 +1,44 @@
 //! The replay's outputs as text: the table printed to the terminal and the two CSVs.
 
-use super::replay::{percentile, Curve, SpaceSummary};
 use super::search::SearchStrategy;
 use anyhow::{Context, Result};
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::path::Path;
+
+/// Per-space summary of a strategy's seeds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpaceSummary {
+    pub label: String,
+    pub source: String,
+    pub size: usize,
+    pub strategy: SearchStrategy,
+    pub seeds: usize,
+    pub median_evals: f64,
+    pub worst_evals: usize,
+    pub median_pct: f64,
+    pub worst_pct: f64,
+}
+
+/// Linear-interpolated percentile of sorted values (`q` in 0..=1); NaN for none.
+pub fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let idx = q * (sorted.len() - 1) as f64;
+    let (lo, hi) = (idx.floor() as usize, idx.ceil() as usize);
+    sorted[lo] + (sorted[hi] - sorted[lo]) * (idx - lo as f64)
+}
+
+/// Mean and p10–p90 of the fraction of the optimum reached, against evaluations as a
+/// percentage of each space, over every run of one strategy on one CSV's spaces.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Curve {
+    pub source: String,
+    pub strategy: SearchStrategy,
+    /// (% of the space evaluated, mean, p10, p90).
+    pub points: Vec<(f64, f64, f64, f64)>,
+}
 
 /// Per CSV and strategy: the median over its spaces of the per-space median % and the
 /// worst space's median % (the targets' "median" and "worst shape").

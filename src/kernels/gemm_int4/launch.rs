@@ -8,6 +8,21 @@ use crate::kernels::{ceil_div, checked_ceil_div, param};
 use anyhow::{bail, Result};
 use std::collections::BTreeMap;
 
+/// Device addresses of one int4 linear's operands. `r` = 0: no residual; `r` may equal `y`
+/// (the residual stream updated in place: each output is read once, then written).
+#[derive(Debug, Clone, Copy)]
+pub struct Int4Io {
+    pub x: u64,
+    pub wq: u64,
+    pub scales: u64,
+    /// Zero points or minimums per the format's ZERO_MODE; 0 for symmetric weights.
+    pub zeros: u64,
+    pub r: u64,
+    pub y: u64,
+    /// fp32 split-K workspace of at least `linear::workspace_bytes`.
+    pub ws: u64,
+}
+
 /// Largest split-K int4_gemv may use (sizes the fp32 workspace).
 pub const MAX_SPLITK: i64 = 16;
 

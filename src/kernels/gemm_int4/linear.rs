@@ -9,20 +9,7 @@ use crate::kernels::DType;
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 
-/// Device addresses of one int4 linear's operands. `r` = 0: no residual; `r` may equal `y`
-/// (the residual stream updated in place: each output is read once, then written).
-#[derive(Debug, Clone, Copy)]
-pub struct Int4Io {
-    pub x: u64,
-    pub wq: u64,
-    pub scales: u64,
-    /// Zero points or minimums per the format's ZERO_MODE; 0 for symmetric weights.
-    pub zeros: u64,
-    pub r: u64,
-    pub y: u64,
-    /// fp32 split-K workspace of at least [`workspace_bytes`].
-    pub ws: u64,
-}
+pub use super::launch::Int4Io;
 
 fn decode_plan(variant: &str, m: i64, n: i64, k: i64, fmt: &Int4Format, p: &BTreeMap<String, i64>) -> Result<GemvPlan> {
     match variant {

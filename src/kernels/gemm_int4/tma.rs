@@ -2,8 +2,8 @@
 //! X and of the packed weight, and the launch, which passes both maps by value as 128-byte
 //! `__grid_constant__` parameters (so it calls the driver itself, as `gemm_tma` does).
 
+use super::launch::Int4Io;
 use super::launch::WgmmaRsConfig;
-use super::linear::Int4Io;
 use super::GemvPlan;
 use crate::gpu::device::{Arg, Gpu, Kernel};
 use crate::gpu::tma::encode_tiled;

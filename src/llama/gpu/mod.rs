@@ -9,7 +9,8 @@
 //! * [`linear`]: cuBLAS, the tuned gemm family, or gemm_int4 on int4 weights, with database
 //!   lookup per (M, N, K)
 //! * [`int4_weights`]: the layers' linears quantized to int4 on the GPU (`--weights int4`)
-//! * [`model`]: `GpuModel::forward` over one step of tagged tokens, KV-cache sizing
+//! * [`shape`]: the sizes an instance is built for, KV-cache bytes
+//! * [`model`]: `GpuModel::forward` over one step of tagged tokens
 //! * [`generate`]: generation loops, sampling, timing
 //! * [`profile`]: per-op CUDA-event profile
 //! * [`hf_ref`]: comparison with the reference JSON of scripts/hf_reference.py
@@ -22,4 +23,5 @@ pub mod linear;
 pub mod model;
 pub mod ops;
 pub mod profile;
+pub mod shape;
 pub mod weights;

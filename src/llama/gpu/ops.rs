@@ -9,7 +9,7 @@
 //! contracts and launches are in [`super::attention`].
 
 use super::attention::{self, AttnIo, DecodeKernels, Heads, PrefillKernels, StepLayout};
-use super::model::ModelShape;
+use super::shape::ModelShape;
 use crate::gpu::cache::ModuleCache;
 use crate::gpu::device::{Arg, DevBuf, Gpu, Kernel};
 use crate::gpu::nvrtc::CompileRequest;

@@ -1,7 +1,7 @@
-//! Arguments and printing of `kernlab replay`.
+//! `kernlab replay`: its arguments, the replay (tune::replay) and its chart (report).
 
-use super::replay::{replay, ReplayOptions};
-use super::search::SearchStrategy;
+use crate::tune::replay::{replay, ReplayOptions};
+use crate::tune::search::SearchStrategy;
 use anyhow::Result;
 use clap::Args;
 use std::path::PathBuf;
@@ -33,9 +33,11 @@ pub fn run(a: ReplayArgs) -> Result<ExitCode> {
     } else {
         a.strategies.iter().map(|s| SearchStrategy::parse(s)).collect::<Result<Vec<_>>>()?
     };
+    let png = a.out.join("search-replay.png");
     let opts = ReplayOptions { csvs: a.csvs, seeds: a.seeds, within_pct: a.within, strategies, out_dir: a.out };
     let r = replay(&opts)?;
+    crate::report::plot_replay::plot_replay(&r.curves, opts.seeds, opts.within_pct, &png)?;
     print!("{}", r.table);
-    println!("table: {}  ·  curves: {}  ·  chart: {}", r.csv.display(), r.curves_csv.display(), r.png.display());
+    println!("table: {}  ·  curves: {}  ·  chart: {}", r.csv.display(), r.curves_csv.display(), png.display());
     Ok(ExitCode::SUCCESS)
 }
