@@ -4,7 +4,8 @@
 //!
 //! * [`weights`]: `GpuWeights` (fused qkv / gate_up) from f32 weights, a streamed HF
 //!   directory, or random values generated on the device
-//! * [`ops`]: the op kernels and the per-op seam (`OpImpl`) for tuned families
+//! * [`op_choice`]: which implementation each op runs (`OpImpl`: plain or a tuned family)
+//! * [`ops`]: the op kernels, compiled and launched as chosen
 //! * [`attention`]: which steps fit the attention families, their launches
 //! * [`linear`]: cuBLAS, the tuned gemm family, or gemm_int4 on int4 weights, with database
 //!   lookup per (M, N, K)
@@ -21,6 +22,7 @@ pub mod hf_ref;
 pub mod int4_weights;
 pub mod linear;
 pub mod model;
+pub mod op_choice;
 pub mod ops;
 pub mod profile;
 pub mod shape;

@@ -1,0 +1,372 @@
+//! Which implementation each op of the model runs: the plain kernel of ops.cu
+//! (`Reference`) or a tuned kernlab family (`Tuned`), chosen from the tuned database the
+//! way [`super::linear`] chooses GEMMs (nearest shape, else the template defaults), and
+//! fitted to the model's shapes. [`super::ops`] compiles and launches what is chosen.
+
+use super::attention;
+use super::shape::ModelShape;
+use crate::gpu::cache::ModuleCache;
+use crate::gpu::device::Gpu;
+use crate::kernels::attention_common::{DECODE_SOURCE, PREFILL_SOURCE};
+use crate::kernels::attention_decode::DecodeLaunch;
+use crate::kernels::attention_prefill::wgmma::{wgmma_smem_bytes, WgmmaConfig, PREFILL_WGMMA_SOURCE};
+use crate::kernels::attention_prefill::MmaPrefillLaunch;
+use crate::kernels::tunables::{template_defaults, Tunables};
+use crate::kernels::DType;
+use crate::llama::config::LlamaConfig;
+use anyhow::{bail, Result};
+use std::collections::BTreeMap;
+
+/// Op kinds of the model, also the rows of the `--profile` table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum OpKind {
+    Embedding,
+    RmsNorm,
+    GemmQkv,
+    Rope,
+    KvAppend,
+    /// Attention of decode steps (one token per sequence).
+    Attention,
+    /// Attention of every other step (prefill).
+    AttentionPrefill,
+    GemmO,
+    GemmGateUp,
+    SwiGlu,
+    GemmDown,
+    GemmLmHead,
+    Argmax,
+}
+
+impl OpKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            OpKind::Embedding => "embedding",
+            OpKind::RmsNorm => "rmsnorm",
+            OpKind::GemmQkv => "gemm qkv",
+            OpKind::Rope => "rope",
+            OpKind::KvAppend => "kv_append",
+            OpKind::Attention => "attention",
+            OpKind::AttentionPrefill => "attention (prefill)",
+            OpKind::GemmO => "gemm o (+residual)",
+            OpKind::GemmGateUp => "gemm gate_up",
+            OpKind::SwiGlu => "swiglu",
+            OpKind::GemmDown => "gemm down (+residual)",
+            OpKind::GemmLmHead => "gemm lm_head",
+            OpKind::Argmax => "argmax",
+        }
+    }
+}
+
+/// How one non-linear op is computed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OpImpl {
+    /// The plain kernel of kernels/llama/ops.cu.
+    Reference,
+    /// A kernlab family kernel: the tuned database's winner nearest the model's shape, or
+    /// the variant's template defaults. Carries what the report prints.
+    Tuned { family: String, variant: String, params: BTreeMap<String, i64> },
+}
+
+/// The op implementations of one model instance.
+#[derive(Debug, Clone)]
+pub struct OpChoice {
+    pub rmsnorm: OpImpl,
+    pub rope: OpImpl,
+    /// Steps whose sequences all start at position 0 (see [`StepLayout`]).
+    pub attention_prefill: OpImpl,
+    /// Steps of one token per sequence.
+    pub attention_decode: OpImpl,
+    pub swiglu: OpImpl,
+}
+
+impl OpChoice {
+    pub fn reference() -> OpChoice {
+        OpChoice {
+            rmsnorm: OpImpl::Reference,
+            rope: OpImpl::Reference,
+            attention_prefill: OpImpl::Reference,
+            attention_decode: OpImpl::Reference,
+            swiglu: OpImpl::Reference,
+        }
+    }
+
+    /// What the tuned path uses for the non-GEMM ops: each family's tuned winner nearest the
+    /// model's decode shape (prefill attention: its prefill shape), else the template
+    /// defaults; an op whose family cannot take the model's shape keeps its reference
+    /// kernel. Every decision is one line of the returned notes.
+    pub fn tuned(
+        gpu: &Gpu,
+        cache: &ModuleCache,
+        db_path: &std::path::Path,
+        c: &LlamaConfig,
+        shape: &ModelShape,
+    ) -> (OpChoice, Vec<String>) {
+        let mut notes = vec![];
+        let mut choice = OpChoice::reference();
+        let (b, h, kvh, d) = (shape.batch as i64, c.n_heads as i64, c.n_kv_heads as i64, c.head_dim as i64);
+        let mut take = |op: &str, r: Result<(OpImpl, String)>| match r {
+            Ok((imp, note)) => {
+                notes.push(note);
+                imp
+            }
+            Err(e) => {
+                notes.push(format!("{op}: using the reference kernel ({e:#})"));
+                OpImpl::Reference
+            }
+        };
+        choice.rmsnorm = take(
+            "rmsnorm",
+            tuned_family_choice(gpu, cache, db_path, &["rmsnorm"], &[("rows", 1), ("dim", c.dim as i64)]),
+        );
+        choice.swiglu = take(
+            "swiglu",
+            tuned_family_choice(gpu, cache, db_path, &["swiglu"], &[("tokens", 1), ("ffn", c.ffn_dim as i64)]),
+        );
+        let qkv_dim = (h + 2 * kvh) * d;
+        choice.rope = take(
+            "rope",
+            tuned_family_choice(
+                gpu,
+                cache,
+                db_path,
+                &["rope"],
+                &[("B", b), ("S", 1), ("Hq", h), ("Hkv", kvh), ("D", d)],
+            )
+            .and_then(|chosen| fit_rope(chosen, d, qkv_dim)),
+        );
+        let max_smem = gpu.props.max_smem_optin as i64;
+        let fits = attention::families_fit(c.n_heads, c.n_kv_heads, c.head_dim);
+        let prompt = (shape.max_step_tokens / shape.batch.max(1)).max(1) as i64;
+        choice.attention_prefill = take(
+            "attention_prefill",
+            fits.as_ref().map_err(|e| anyhow::anyhow!("{e:#}")).and_then(|_| {
+                let chosen = tuned_family_choice(
+                    gpu,
+                    cache,
+                    db_path,
+                    &["attention_prefill_varlen", "attention_prefill"],
+                    &[("B", b), ("S", prompt), ("H", h), ("KVH", kvh), ("D", d)],
+                )?;
+                fit_attention(chosen, d, max_smem, |t| {
+                    if t.variant() == "flash_wgmma" {
+                        let c = WgmmaConfig::new(t)?;
+                        Ok(wgmma_smem_bytes(c.block_m(), c.block_n, c.stages, d, 2))
+                    } else {
+                        Ok(MmaPrefillLaunch::new(t)?.smem_bytes(2))
+                    }
+                })
+            }),
+        );
+        choice.attention_decode = take(
+            "attention_decode",
+            fits.as_ref().map_err(|e| anyhow::anyhow!("{e:#}")).and_then(|_| {
+                let chosen = tuned_family_choice(
+                    gpu,
+                    cache,
+                    db_path,
+                    &["attention_decode_varlen", "attention_decode"],
+                    &[("B", b), ("L", shape.max_seq as i64), ("H", h), ("KVH", kvh), ("D", d)],
+                )?;
+                fit_attention(chosen, d, max_smem, |t| Ok(DecodeLaunch::new(t)?.smem_bytes(2)))
+            }),
+        );
+        if matches!(choice.attention_prefill, OpImpl::Tuned { .. }) {
+            notes.push(
+                "attention_prefill: used for prefills without a cached prefix; other multi-token steps take the reference kernel"
+                    .into(),
+            );
+        }
+        (choice, notes)
+    }
+}
+
+/// One op's family choice: the implementation and the note saying where it came from.
+type Chosen = (OpImpl, String);
+
+/// The family variant and tunables for one op: the tuned winner nearest `shape` in the first
+/// of `families` that has one (the varlen and plain attention families share a template),
+/// else the first family's first variant with its template defaults.
+fn tuned_family_choice(
+    gpu: &Gpu,
+    cache: &ModuleCache,
+    db_path: &std::path::Path,
+    families: &[&str],
+    shape: &[(&str, i64)],
+) -> Result<Chosen> {
+    use crate::tune::db::{Query, TunedDb};
+    let db = TunedDb::load(db_path)?;
+    let q_shape: BTreeMap<String, i64> = shape.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+    let cc = gpu.props.cc();
+    let mut first = None;
+    for family in families {
+        let fam = crate::kernels::family(family)?;
+        let sweep = crate::tune::space::Sweep::load(&crate::paths::sweep_file(family), fam.shape_dims())?;
+        let hashes: BTreeMap<String, String> =
+            sweep.variants.iter().map(|v| (v.name.clone(), crate::gpu::cache::source_hash(&v.source))).collect();
+        let q = Query {
+            kernel: family,
+            gpu: &gpu.props.name,
+            cc: &cc,
+            nvrtc: cache.nvrtc_version(),
+            dtype: "bf16",
+            shape: &q_shape,
+            source_hashes: &hashes,
+        };
+        if let Some(f) = db.lookup(&q) {
+            if let Some(v) = sweep.variant(&f.entry.variant) {
+                let note = format!("{family}: tuned {} ({})", v.name, f.note);
+                return Ok((with_defaults(family, &v.name, &v.source, f.entry.params.clone()), note));
+            }
+        }
+        if first.is_none() {
+            first = Some(sweep);
+        }
+    }
+    let sweep = first.ok_or_else(|| anyhow::anyhow!("no family given"))?;
+    let family = families[0];
+    let v = sweep.variants.first().ok_or_else(|| anyhow::anyhow!("{family} sweep has no variant"))?;
+    let note = format!("{family}: {} with its template defaults (not tuned on this GPU)", v.name);
+    Ok((with_defaults(family, &v.name, &v.source, BTreeMap::new()), note))
+}
+
+/// `params` over the template's defaults (bf16, as the model runs), so launch geometry and
+/// compile defines agree.
+fn with_defaults(family: &str, variant: &str, source: &str, params: BTreeMap<String, i64>) -> OpImpl {
+    let all = Tunables::from_template(variant, source, DType::BF16, &params).into_values();
+    OpImpl::Tuned { family: family.to_string(), variant: variant.to_string(), params: all }
+}
+
+/// The rope config must split the model's half head into whole vectors and address Q and K
+/// inside the fused qkv rows (row stride a multiple of VEC); a winner that does not is
+/// replaced by the widest vector that does.
+fn fit_rope((imp, note): Chosen, d: i64, qkv_dim: i64) -> Result<Chosen> {
+    let OpImpl::Tuned { family, variant, mut params } = imp else { return Ok((imp, note)) };
+    let half = d / 2;
+    let tunables = |p: &BTreeMap<String, i64>| Tunables::new(&variant, p.clone());
+    let ok = |p: &BTreeMap<String, i64>| -> Result<bool> {
+        let t = tunables(p);
+        let (vec, threads) = (t.get("VEC")?, t.get("THREADS")?);
+        Ok(vec > 0 && half % vec == 0 && qkv_dim % vec == 0 && threads >= half / vec)
+    };
+    if ok(&params)? {
+        return Ok((OpImpl::Tuned { family, variant, params }, note));
+    }
+    // One of 1, 2, 4, 8 always fits (1 divides everything).
+    let vec = [8, 4, 2, 1].into_iter().find(|v| half % v == 0 && qkv_dim % v == 0).unwrap_or(1);
+    let threads = tunables(&params).get("THREADS")?.max(crate::kernels::ceil_div(half / vec, 32) * 32);
+    params.insert("VEC".into(), vec);
+    params.insert("THREADS".into(), threads);
+    if !ok(&params)? {
+        bail!("no rope_llama3 configuration fits head dim {d}");
+    }
+    Ok((
+        OpImpl::Tuned { family, variant, params },
+        format!("{note}; VEC = {vec}, THREADS = {threads} to fit head dim {d}"),
+    ))
+}
+
+/// An attention config must be compiled for the model's head dim; a winner measured at
+/// another head dim is replaced by the template defaults at the model's.
+fn fit_attention(
+    (imp, note): Chosen,
+    d: i64,
+    max_smem: i64,
+    smem: impl Fn(&Tunables) -> Result<i64>,
+) -> Result<Chosen> {
+    let OpImpl::Tuned { family, variant, mut params } = imp else { return Ok((imp, note)) };
+    let mut note = note;
+    if params.get("HEAD_DIM") != Some(&d) {
+        let defaults = default_attention_params(&family, &variant);
+        if params != defaults {
+            note = format!("{family}: {variant} with its template defaults (the tuned winner is for another head dim)");
+        }
+        params = defaults;
+        params.insert("HEAD_DIM".into(), d);
+    }
+    let bytes = smem(&Tunables::new(&variant, params.clone()))?;
+    if bytes > max_smem {
+        bail!("{family} needs {bytes} B of shared memory per block, the GPU allows {max_smem}");
+    }
+    Ok((OpImpl::Tuned { family, variant, params }, note))
+}
+
+/// The attention templates' defaults, read from the templates.
+fn default_attention_params(family: &str, variant: &str) -> BTreeMap<String, i64> {
+    let source = if family.starts_with("attention_decode") {
+        DECODE_SOURCE
+    } else if variant == "flash_wgmma" {
+        PREFILL_WGMMA_SOURCE
+    } else {
+        PREFILL_SOURCE
+    };
+    template_defaults(source, DType::BF16)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tuned(family: &str, params: &[(&str, i64)]) -> Chosen {
+        let params = params.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+        (OpImpl::Tuned { family: family.into(), variant: "v".into(), params }, format!("{family}: tuned v (...)"))
+    }
+
+    fn params(c: &Chosen) -> &BTreeMap<String, i64> {
+        match &c.0 {
+            OpImpl::Tuned { params, .. } => params,
+            OpImpl::Reference => panic!("expected a tuned choice"),
+        }
+    }
+
+    #[test]
+    fn rope_config_fits_the_head_dim() {
+        // Llama-3-8B: kept as it is.
+        let c = fit_rope(tuned("rope", &[("VEC", 8), ("THREADS", 64), ("TOKENS_PER_BLOCK", 1)]), 128, 6144).unwrap();
+        assert_eq!((params(&c)["VEC"], params(&c)["THREADS"]), (8, 64));
+        // Half head of 17 pairs: only scalar access; one head needs 17 threads.
+        let c = fit_rope(tuned("rope", &[("VEC", 8), ("THREADS", 64)]), 34, 34 * 5).unwrap();
+        assert_eq!((params(&c)["VEC"], params(&c)["THREADS"]), (1, 64));
+        assert!(c.1.contains("VEC = 1"), "{}", c.1);
+        // 20 pairs: the widest vector that splits them is 4.
+        let c = fit_rope(tuned("rope", &[("VEC", 8), ("THREADS", 32)]), 40, 40 * 6).unwrap();
+        assert_eq!((params(&c)["VEC"], params(&c)["THREADS"]), (4, 32));
+        // Too few threads for one head: the vector is widened back to 8.
+        let c = fit_rope(tuned("rope", &[("VEC", 2), ("THREADS", 32)]), 256, 256 * 6).unwrap();
+        assert_eq!((params(&c)["VEC"], params(&c)["THREADS"]), (8, 32));
+        // 65 pairs, scalar: raised to three whole warps.
+        let c = fit_rope(tuned("rope", &[("VEC", 8), ("THREADS", 64)]), 130, 130 * 6).unwrap();
+        assert_eq!((params(&c)["VEC"], params(&c)["THREADS"]), (1, 96));
+        assert_eq!(fit_rope((OpImpl::Reference, "n".into()), 128, 6144).unwrap().0, OpImpl::Reference);
+    }
+
+    #[test]
+    fn attention_config_takes_the_model_head_dim() {
+        let smem = |t: &Tunables| {
+            let p = t.values();
+            Ok(crate::kernels::attention_decode::decode_smem_bytes(
+                p["BLOCK_N"],
+                p["NUM_WARPS"],
+                p["STAGES"],
+                p["HEAD_DIM"],
+                2,
+            ))
+        };
+        let winner = [("HEAD_DIM", 128), ("BLOCK_N", 128), ("NUM_WARPS", 8), ("STAGES", 2), ("SPLITS", 16)];
+        // Winner at the model's head dim: used as is.
+        let c = fit_attention(tuned("attention_decode", &winner), 128, 227 * 1024, smem).unwrap();
+        assert_eq!(params(&c)["SPLITS"], 16);
+        assert!(c.1.contains("tuned"));
+        // Winner at another head dim: the template defaults at the model's.
+        let c = fit_attention(tuned("attention_decode", &winner), 64, 227 * 1024, smem).unwrap();
+        let mut want = default_attention_params("attention_decode", "splitkv");
+        want.insert("HEAD_DIM".into(), 64);
+        assert_eq!(params(&c), &want);
+        assert!(c.1.contains("template defaults"), "{}", c.1);
+        // Too much shared memory for the device: an error (the op keeps its reference kernel).
+        assert!(fit_attention(tuned("attention_decode", &winner), 128, 100 * 1024, smem).is_err());
+        assert_eq!(default_attention_params("attention_prefill_varlen", "flash_mma")["BLOCK_M"], 128);
+        // flash_wgmma keeps its own defaults (CWG, not BLOCK_M, sets its query rows).
+        let w = default_attention_params("attention_prefill", "flash_wgmma");
+        assert_eq!((w["CWG"], w["BLOCK_N"], w.get("BLOCK_M")), (2, 128, None));
+    }
+}
