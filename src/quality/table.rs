@@ -8,8 +8,9 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use serde::{Deserialize, Serialize};
 
+use crate::report::labels::{Anchor, LabelPlacer};
 use crate::report::style::{
-    draw_err, ensure_font, series_color, text, AXIS_DESC_SIZE, LABEL_SIZE, TICK_SIZE, TITLE_SIZE,
+    draw_err, ensure_font, series_color, text, AXIS_DESC_SIZE, LABEL_SIZE, SMALL_SIZE, TICK_SIZE, TITLE_SIZE,
 };
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -98,13 +99,38 @@ pub fn plot(rows: &[QualityRow], title: &str, out: &Path) -> Result<()> {
         .y_label_formatter(&|v| format!("{v:.0e}"))
         .draw()
         .map_err(draw_err)?;
-    for (i, r) in pts.iter().enumerate() {
-        let c = series_color(i);
-        chart.draw_series([Circle::new((r.bits_per_weight, r.kl), 6, c.filled())]).map_err(draw_err)?;
-        let (px, py) = chart.backend_coord(&(r.bits_per_weight, r.kl));
-        let anchor = Pos::new(HPos::Left, VPos::Center);
-        root.draw(&Text::new(r.method.clone(), (px + 9, py), text(LABEL_SIZE).color(&c).pos(anchor)))
-            .map_err(draw_err)?;
+    // Markers first, reserved, so no label covers a point; then each label at the first
+    // free spot around its point. Methods at the same bits and KL share a marker; a label
+    // with no free spot is left out rather than drawn over another.
+    let mut placer = LabelPlacer::new();
+    let coords: Vec<(i32, i32)> = pts.iter().map(|r| chart.backend_coord(&(r.bits_per_weight, r.kl))).collect();
+    for (i, (r, &c)) in pts.iter().zip(&coords).enumerate() {
+        chart.draw_series([Circle::new((r.bits_per_weight, r.kl), 6, series_color(i).filled())]).map_err(draw_err)?;
+        placer.reserve(c, 7);
+    }
+    let mut left_out = vec![];
+    for (i, (r, &(px, py))) in pts.iter().zip(&coords).enumerate() {
+        let anchors: Vec<Anchor> =
+            [(9, 0), (9, -14), (9, 14), (-9, 0), (-9, -14), (-9, 14), (9, -28), (9, 28), (-9, -28), (-9, 28)]
+                .into_iter()
+                .map(|(dx, dy)| {
+                    let h = if dx > 0 { HPos::Left } else { HPos::Right };
+                    (px + dx, py + dy, h, VPos::Center)
+                })
+                .collect();
+        if !placer.place_if_free(&root, &r.method, text(LABEL_SIZE).color(&series_color(i)), &anchors)? {
+            left_out.push(r.method.as_str());
+        }
+    }
+    if !left_out.is_empty() {
+        let note = format!("unlabelled (crowded): {}", left_out.join(", "));
+        let (w, h) = root.dim_in_pixel();
+        root.draw(&Text::new(
+            note,
+            (w as i32 - 30, h as i32 - 90),
+            text(SMALL_SIZE).pos(Pos::new(HPos::Right, VPos::Bottom)),
+        ))
+        .map_err(draw_err)?;
     }
     root.present().map_err(draw_err)?;
     Ok(())

@@ -9,7 +9,7 @@
 
 pub mod export;
 pub mod html;
-mod labels;
+pub mod labels;
 pub mod plot_bars;
 pub mod plot_heatmap;
 pub mod plot_replay;
