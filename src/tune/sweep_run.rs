@@ -104,7 +104,9 @@ impl<'r> Run<'r> {
         let expected = w.expected(resumed.len());
         let has_work = match &w.how {
             How::Planned(p) => !p.todo.is_empty(),
-            How::Adaptive(_) => true,
+            // A resumed search that already used its budget needs no setup (its winner's
+            // re-measurement sets the worker up if it must).
+            How::Adaptive(_) => expected > 0,
         };
         if has_work || peer_us.is_none() {
             match session.setup_shape(dt, shape, peer_us.is_none())? {
