@@ -1,6 +1,6 @@
 //! Command-line interface: one subcommand per user verb. `main` calls [`run`].
 use crate::tune::runner::{self, SweepOptions};
-use crate::tune::space::Strategy;
+use crate::tune::search::SearchStrategy;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use std::collections::BTreeMap;
@@ -104,12 +104,24 @@ pub struct SweepArgs {
     /// bf16 or fp16; repeatable. Default: the sweep's.
     #[arg(long = "dtype")]
     pub dtypes: Vec<String>,
-    /// grid or random. Default: the sweep's.
-    #[arg(long)]
-    pub strategy: Option<String>,
-    /// Candidates to measure per shape (0 = all). Default: the sweep's.
+    /// grid (every candidate in order), random (a seeded sample), tpe (model-based: a
+    /// tree-structured Parzen estimator) or evolve (local search; also "local"). Default:
+    /// the sweep file's; if it names none, per shape: grid when the whole space will be
+    /// measured anyway (at most 300 valid candidates, no --budget below that, no
+    /// --time-budget, no --stop-within), tpe otherwise (fewest evaluations in the replay of
+    /// the recorded full grids, docs/results/search-replay.md).
+    #[arg(long, value_parser = SearchStrategy::parse)]
+    pub strategy: Option<SearchStrategy>,
+    /// Evaluations per shape, failures included (0 = all). Default: the sweep's.
     #[arg(long)]
     pub budget: Option<usize>,
+    /// Search each shape for at most this long (e.g. 90s, 10m), then go on to the next.
+    #[arg(long, value_parser = positive_duration)]
+    pub time_budget: Option<Duration>,
+    /// Stop a shape's search once its best candidate is within PCT % of its roofline
+    /// bound (e.g. 10: at 90 % of the bound or better). Needs `kernlab roofline` run once.
+    #[arg(long, value_name = "PCT", value_parser = within_pct)]
+    pub stop_within: Option<f64>,
     /// Stop starting new candidates after this long (e.g. 90s, 10m); resume later.
     #[arg(long, value_parser = humantime::parse_duration)]
     pub time_limit: Option<Duration>,
@@ -151,6 +163,15 @@ fn positive_duration(s: &str) -> std::result::Result<Duration, String> {
         return Err("must be more than zero, e.g. 60s".into());
     }
     Ok(d)
+}
+
+/// A share of the roofline bound in percent: more than 0, less than 100.
+fn within_pct(s: &str) -> std::result::Result<f64, String> {
+    let v: f64 = s.trim_end_matches('%').parse().map_err(|_| format!("{s:?} is not a number; e.g. 10"))?;
+    if !(v > 0.0 && v < 100.0) {
+        return Err(format!("{v} is not between 0 and 100 (percent of the roofline bound); e.g. 10"));
+    }
+    Ok(v)
 }
 
 pub fn parse_defines(defs: &[String]) -> Result<BTreeMap<String, String>> {
@@ -279,7 +300,6 @@ fn sweep(a: SweepArgs) -> Result<ExitCode> {
         let ok = runner::dry_run(&sweep_path, &a.shapes, &a.dtypes, &a.arch, !a.no_compile)?;
         return Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE });
     }
-    let strategy = a.strategy.as_deref().map(Strategy::parse).transpose()?;
     let out_csv = match (&a.out, a.resume) {
         (Some(p), _) => p.clone(),
         (None, true) => crate::paths::latest_sweep_csv(&a.family).with_context(|| {
@@ -291,8 +311,10 @@ fn sweep(a: SweepArgs) -> Result<ExitCode> {
         sweep_path,
         shapes: a.shapes,
         dtypes: a.dtypes,
-        strategy,
+        strategy: a.strategy,
         budget: a.budget,
+        time_budget: a.time_budget,
+        stop_within_pct: a.stop_within,
         time_limit: a.time_limit,
         seed: a.seed,
         out_csv,

@@ -297,6 +297,8 @@ fn check_fault_isolation(ordinal: usize, t: &mut Tally) -> Result<()> {
         dtypes: vec![],
         strategy: None,
         budget: None,
+        time_budget: None,
+        stop_within_pct: None,
         time_limit: None,
         seed: 0,
         out_csv: dir.join("faulty.csv"),

@@ -155,3 +155,18 @@ fn a_prompt_length_near_the_limit_does_not_wrap_past_the_context_check() {
     let (ok, text) = kernlab(&["e2e", "--preset", "tiny", "--prompt-len", &huge, "--gen-len", "1"]);
     assert!(!ok && text.contains("context"), "{text}");
 }
+
+#[test]
+fn search_flags_are_checked_before_any_work() {
+    let (ok, text) = kernlab(&["sweep", "gemm", "--dry-run", "--no-compile", "--strategy", "annealing"]);
+    assert!(!ok && text.contains("grid, random, tpe or evolve"), "{text}");
+    let (ok, text) = kernlab(&["sweep", "gemm", "--dry-run", "--no-compile", "--stop-within", "150"]);
+    assert!(!ok && text.contains("between 0 and 100"), "{text}");
+    let (ok, text) = kernlab(&["sweep", "gemm", "--dry-run", "--no-compile", "--time-budget", "0s"]);
+    assert!(!ok && text.contains("more than zero"), "{text}");
+    let good = ["--strategy", "tpe", "--budget", "40", "--time-budget", "10m", "--stop-within", "10"];
+    let (ok, text) = kernlab(&[&["sweep", "gemm", "--dry-run", "--no-compile"][..], &good[..]].concat());
+    assert!(ok, "{text}");
+    let (_, help) = kernlab(&["sweep", "--help"]);
+    assert!(help.contains("at most 300 valid candidates") && help.contains("tpe otherwise"), "{help}");
+}

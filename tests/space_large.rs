@@ -55,3 +55,38 @@ fn huge_spaces_in_little_memory() {
     println!("peak RSS after 2^64-point sampling and a 10^6-point grid: {peak:.0} MiB");
     assert!(peak < 300.0, "peak RSS {peak:.0} MiB");
 }
+
+#[test]
+fn strategies_that_learn_search_a_2_pow_64_space_through_the_lazy_adapter() {
+    use kernlab::tune::search::{run_search, Budget, LazySpace, SearchSpace, SearchStrategy};
+    let dir = tempfile::tempdir().unwrap();
+    let limits = DeviceLimits::for_arch("sm_90a").unwrap();
+    let shape = vec![("M".to_string(), 64), ("N".to_string(), 64), ("K".to_string(), 64)];
+    let s = wide(dir.path(), 16, 16, "P2 % 2 == 0");
+    let env = s.env(&shape, 2, &limits).unwrap();
+    let space = LazySpace::new(s.space(&env).unwrap()).unwrap();
+    assert_eq!((space.points(), space.valid(), space.list().is_none()), (1u128 << 64, None, true));
+    let v = &s.variants[0];
+    for strategy in [SearchStrategy::Tpe, SearchStrategy::Evolve] {
+        let mut searcher = strategy.searcher(&space, 3);
+        // A bowl in P0 and P1; every proposal is checked against the sweep file's constraints.
+        let trace = run_search(searcher.as_mut(), Budget::evals(150), 4, |batch| {
+            batch
+                .iter()
+                .map(|c| {
+                    let point: Vec<i64> = v.param_names().map(|k| c.params[k]).collect();
+                    assert!(
+                        v.is_valid(&s.path, &point, &env).unwrap(),
+                        "{} proposed an invalid point",
+                        strategy.name()
+                    );
+                    Some(1.0 + ((c.params["P0"] - 9).pow(2) + (c.params["P1"] - 4).pow(2)) as f64)
+                })
+                .collect()
+        });
+        assert_eq!(trace.evaluated.len(), 150);
+        assert!(space.take_error().is_none());
+    }
+    let peak = peak_rss_mib();
+    assert!(peak < 300.0, "peak RSS {peak:.0} MiB");
+}

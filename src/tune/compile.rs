@@ -41,8 +41,15 @@ pub struct CompilePool {
 impl CompilePool {
     /// Starts compiling every job in the background.
     pub fn start(sweep: &Sweep, jobs: Vec<(Candidate, DType)>, arch: &str, cache: &ModuleCache) -> CompilePool {
-        let state: Arc<(Mutex<HashMap<CompileKey, Slot>>, Condvar)> =
-            Arc::new((Mutex::new(HashMap::new()), Condvar::new()));
+        let pool = CompilePool { state: Arc::new((Mutex::new(HashMap::new()), Condvar::new())) };
+        pool.submit(sweep, jobs, arch, cache);
+        pool
+    }
+
+    /// Starts compiling more jobs (a strategy that learns knows them a batch at a time);
+    /// jobs already submitted are not compiled again.
+    pub fn submit(&self, sweep: &Sweep, jobs: Vec<(Candidate, DType)>, arch: &str, cache: &ModuleCache) {
+        let state = &self.state;
         for (c, dt) in jobs {
             let key: CompileKey = (c.variant.clone(), c.params.clone(), dt);
             {
@@ -70,7 +77,6 @@ impl CompilePool {
                 cv.notify_all();
             });
         }
-        CompilePool { state }
     }
 
     /// Waits for one job's result.

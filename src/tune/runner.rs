@@ -1,25 +1,33 @@
-//! The tuning loop: enumerate → drop invalid → compile (thread pool) → verify → time, with
-//! the peer measured on every shape in the same run, rows written as they come, and the
-//! winners stored in the tuned database.
+//! The tuning loop: plan each shape (strategy, space, limits) → compile (thread pool) →
+//! verify → time, with the peer measured on every shape in the same run, rows written as
+//! they come, the winner re-measured against its close contenders, and the winners stored
+//! in the tuned database.
+//!
+//! [`run_sweep`] opens the results and the GPU and plans; [`super::sweep_run`] runs each
+//! shape's search; [`super::summary`] prints the table.
 
 use super::compile::{self, CompileKey, CompilePool};
 use super::db::{TunedDb, TunedEntry};
-use super::pool::{Reply, WorkerHandle};
-use super::record::{read_records, CandidateRecord, RecordWriter, Status, Timing};
-use super::space::{Candidate, Strategy, Sweep};
-use super::strategy;
+use super::pool::WorkerHandle;
+use super::record::{read_records, CandidateRecord, RecordWriter, Status};
+use super::search::SearchStrategy;
+use super::session::{short_error, GpuSession, SessionConfig};
+use super::space::{Candidate, ShapeEnv, Sweep};
+use super::sweep_plan::{plan_work, How, SearchRequest, ShapeWork};
+use super::sweep_run::{Outcome, Run};
+use super::torch_peers::TorchPeers;
 use super::winner;
-use super::worker::{Request, Response};
 use crate::gpu::cache::{self, ModuleCache};
-use crate::gpu::device::DeviceProps;
 use crate::kernels::{self, DType, Family, Shape};
 use anyhow::{bail, Context, Result};
-use indicatif::{ProgressBar, ProgressStyle};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+pub use super::summary::{format_table, ShapeResult, SweepSummary};
+pub use super::sweep_plan::{candidate_record, plan_candidates, ShapePlan};
 
 #[derive(Debug, Clone)]
 pub struct SweepOptions {
@@ -28,9 +36,16 @@ pub struct SweepOptions {
     pub shapes: Vec<String>,
     /// Dtypes; empty = the sweep file's.
     pub dtypes: Vec<String>,
-    pub strategy: Option<Strategy>,
-    /// Candidates per shape; None = the sweep file's (0 = all).
+    /// None = the sweep file's, else the default rule (see [`super::sweep_plan`]).
+    pub strategy: Option<SearchStrategy>,
+    /// Evaluations per shape; None = the sweep file's (0 = all).
     pub budget: Option<usize>,
+    /// Time per shape's search; the sweep goes on to the next shape after it.
+    pub time_budget: Option<Duration>,
+    /// Stop a shape's search once its best is within this many percent of its roofline
+    /// bound (needs the measured ceilings of `kernlab roofline`).
+    pub stop_within_pct: Option<f64>,
+    /// The whole sweep stops starting candidates after this long (continue with resume).
     pub time_limit: Option<Duration>,
     pub seed: u64,
     pub out_csv: PathBuf,
@@ -42,24 +57,6 @@ pub struct SweepOptions {
     /// Verification rounds per candidate, each on fresh random inputs.
     pub checks: u32,
     pub progress: bool,
-}
-
-/// One row of the final table.
-#[derive(Debug, Clone)]
-pub struct ShapeResult {
-    pub dtype: String,
-    pub shape: String,
-    pub winner: Option<CandidateRecord>,
-    pub peer_us: Option<f64>,
-    pub measured: usize,
-    pub failed: usize,
-}
-
-pub struct SweepSummary {
-    pub gpu: DeviceProps,
-    pub rows: Vec<ShapeResult>,
-    pub csv: PathBuf,
-    pub interrupted: bool,
 }
 
 /// Shapes and dtypes of a sweep after command-line overrides, validated before any GPU work.
@@ -86,7 +83,7 @@ pub fn plan_shapes(
     Ok(out)
 }
 
-fn peer_key(fam: &dyn Family, dt: DType, shape: &Shape) -> String {
+pub(crate) fn peer_key(fam: &dyn Family, dt: DType, shape: &Shape) -> String {
     CandidateRecord {
         family: fam.name().into(),
         variant: fam.peer().into(),
@@ -120,33 +117,15 @@ pub fn fill_metrics(
     }
 }
 
-fn short_error(s: &str) -> String {
-    // NVRTC logs can be long; the CSV keeps the first error lines.
-    let lines: Vec<&str> = s.lines().filter(|l| !l.trim().is_empty()).take(6).collect();
-    lines.join("\n")
-}
-
 pub fn run_sweep(opts: &SweepOptions, interrupted: Arc<AtomicBool>) -> Result<SweepSummary> {
     let fam = family_of_sweep(&opts.sweep_path)?;
     let sweep = Sweep::load(&opts.sweep_path, fam.shape_dims())?;
-    let plan_list = plan_shapes(fam, &sweep, &opts.shapes, &opts.dtypes)?;
+    let shapes = plan_shapes(fam, &sweep, &opts.shapes, &opts.dtypes)?;
+    let previous = previous_rows(opts)?;
 
-    // Never lose what was measured: an existing file is only ever appended to.
-    let csv_exists = opts.out_csv.exists() && std::fs::metadata(&opts.out_csv)?.len() > 0;
-    if csv_exists && !opts.resume {
-        bail!(
-            "{} already holds results; pass --resume to continue that sweep (measured candidates are skipped) \
-             or --out <file> to start a new one",
-            opts.out_csv.display()
-        );
-    }
-    let previous: Vec<CandidateRecord> = if csv_exists { read_records(&opts.out_csv)? } else { vec![] };
-    let done: HashMap<String, CandidateRecord> = previous.iter().map(|r| (r.key(), r.clone())).collect();
-
-    let mut worker = WorkerHandle::spawn(opts.gpu)?;
+    let worker = WorkerHandle::spawn(opts.gpu)?;
     let props = worker.props.clone();
     let arch = props.arch();
-    let limits = props.limits();
     let cache = ModuleCache::open(&cache::default_dir())?;
     eprintln!(
         "kernlab: {} (cc {}, {} SMs) · NVRTC {} · arch {} · sweep {}",
@@ -157,450 +136,232 @@ pub fn run_sweep(opts: &SweepOptions, interrupted: Arc<AtomicBool>) -> Result<Sw
         arch,
         sweep.path.display()
     );
-
     let ceilings = crate::roofline_cmd::load_ceilings_for(&props);
     if ceilings.is_none() {
         eprintln!("  (no measured ceilings for this GPU: run `kernlab roofline` once to get % of the roofline bound in the results)");
+        if opts.stop_within_pct.is_some() {
+            eprintln!("  --stop-within has no effect without them: the bound is unknown");
+        }
     }
-    // PyTorch's figures for families whose peer runs outside kernlab (scripts/torch_peers.py).
-    let torch_csv = crate::paths::reports_dir().join("torch_peers.csv");
-    let torch = if fam.peer() == "torch" && torch_csv.is_file() {
-        match super::torch_peers::TorchPeers::load(&torch_csv) {
-            Ok(t) => {
-                eprintln!(
-                    "  PyTorch figures from {} (run scripts/torch_peers.py in the same session)",
-                    torch_csv.display()
-                );
-                Some(t)
-            }
-            Err(e) => {
-                eprintln!("  ignoring {}: {e:#}", torch_csv.display());
-                None
-            }
-        }
-    } else {
-        if fam.peer() == "torch" {
-            eprintln!(
-                "  no {}: run scripts/torch_peers.py there to put PyTorch beside the results",
-                torch_csv.display()
-            );
-        }
-        None
+    let torch = torch_peers(fam);
+
+    let limits = props.limits();
+    let envs: Vec<ShapeEnv> =
+        shapes.iter().map(|(dt, s)| sweep.env(&s.dims, dt.bytes() as i64, &limits)).collect::<Result<_>>()?;
+    let done: HashSet<String> = previous.iter().map(|r| r.key()).collect();
+    let req = SearchRequest {
+        strategy: opts.strategy.or(sweep.strategy),
+        budget: opts.budget.unwrap_or(sweep.budget),
+        time_budget: opts.time_budget,
+        stop_within_pct: opts.stop_within_pct,
+        seed: opts.seed,
     };
-    let strategy_kind = opts.strategy.unwrap_or(sweep.strategy);
-    let budget = opts.budget.unwrap_or(sweep.budget);
-    let done_keys: std::collections::HashSet<String> = done.keys().cloned().collect();
-    let planned = plan_candidates(fam, &sweep, &plan_list, &limits, strategy_kind, budget, opts.seed, &done_keys)?;
-    let mut plan: Vec<(DType, Shape, Vec<Candidate>)> = Vec::new();
+    let work = plan_work(fam, &sweep, &shapes, &envs, &req, &done)?;
     let mut jobs = Vec::new();
-    for p in planned {
-        eprintln!(
-            "  {} {}: {} candidates, {} dropped by constraints, {} to measure",
-            p.dtype.name(),
-            p.shape.label(),
-            p.total,
-            p.dropped.iter().map(|(_, n)| n).sum::<u128>(),
-            p.chosen
-        );
-        if let Some(note) = &p.note {
-            eprintln!("      {note}");
+    for w in &work {
+        print_plan(w);
+        if let How::Planned(p) = &w.how {
+            jobs.extend(p.todo.iter().map(|c| (c.clone(), p.dtype)));
         }
-        for (why, n) in &p.dropped {
-            eprintln!("      dropped {n:>5}: {why}");
-        }
-        for c in &p.todo {
-            jobs.push((c.clone(), p.dtype));
-        }
-        plan.push((p.dtype, p.shape, p.todo));
     }
-    let total: usize = plan.iter().map(|p| p.2.len()).sum();
+    let resumed = |w: &ShapeWork| previous.iter().filter(|r| is_candidate_of(r, fam, w.dtype, &w.shape)).count();
+    let total: usize = work.iter().map(|w| w.expected(resumed(w))).sum();
     if opts.resume && !previous.is_empty() {
         eprintln!(
-            "  resuming {}: {} rows already measured, {} candidates left",
+            "  resuming {}: {} rows already measured, about {} candidates left",
             opts.out_csv.display(),
             previous.len(),
             total
         );
     }
     let pool = CompilePool::start(&sweep, jobs, &arch, &cache);
-    let mut writer = RecordWriter::open(&opts.out_csv, &sweep.param_names())?;
-
-    let pb = if opts.progress { ProgressBar::new(total as u64) } else { ProgressBar::hidden() };
-    pb.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} eta {eta} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    let started = Instant::now();
-    let mut failures = 0usize;
-    let mut rows = Vec::new();
-    let mut all_records: Vec<CandidateRecord> = previous.clone();
-    let mut was_interrupted = false;
-    let mut worker_opt = Some(worker);
-
-    'shapes: for (dt, shape, todo) in &plan {
-        let pk = peer_key(fam, *dt, shape);
-        let mut peer_us = done.get(&pk).and_then(|r| r.median_us());
-        if peer_us.is_none() {
-            if let Some((t, p20, p80, backend)) =
-                torch.as_ref().and_then(|tp| tp.lookup(fam.name(), &shape.label(), dt.name()))
-            {
-                let mut rec = CandidateRecord {
-                    family: fam.name().into(),
-                    variant: fam.peer().into(),
-                    dtype: dt.name().into(),
-                    shape: shape.label(),
-                    status: Some(Status::Peer),
-                    error: format!("PyTorch {backend}, from torch_peers.csv"),
-                    timing: Some(Timing { median_us: *t, p20_us: *p20, p80_us: *p80, min_us: *p20, reps: 0 }),
-                    gpu: props.name.clone(),
-                    ..Default::default()
-                };
-                fill_metrics(&mut rec, fam, shape, *dt, None, ceilings.as_ref());
-                writer.append(&rec)?;
-                all_records.push(rec);
-                peer_us = Some(*t);
-            }
-        }
-        let need_setup = !todo.is_empty() || peer_us.is_none();
-        if need_setup {
-            if worker_opt.is_none() {
-                worker_opt = Some(WorkerHandle::spawn(opts.gpu)?);
-            }
-            worker = worker_opt.take().unwrap();
-            let setup = Request::Setup {
-                family: fam.name().into(),
-                shape: shape.label(),
-                dtype: dt.name().into(),
-                time_peer: peer_us.is_none(),
-            };
-            match worker.request(&setup, Duration::from_secs(600)) {
-                Reply::Response(Response::Ready { peer }) => {
-                    if let Some(t) = peer {
-                        let mut rec = CandidateRecord {
-                            family: fam.name().into(),
-                            variant: fam.peer().into(),
-                            dtype: dt.name().into(),
-                            shape: shape.label(),
-                            status: Some(Status::Peer),
-                            timing: Some(t),
-                            gpu: props.name.clone(),
-                            ..Default::default()
-                        };
-                        fill_metrics(&mut rec, fam, shape, *dt, None, ceilings.as_ref());
-                        writer.append(&rec)?;
-                        all_records.push(rec);
-                        peer_us = Some(t.median_us);
-                    }
-                    worker_opt = Some(worker);
-                }
-                Reply::Response(Response::Failed { message }) => {
-                    pb.suspend(|| eprintln!("  {} {}: skipped: {message}", dt.name(), shape.label()));
-                    worker_opt = Some(worker);
-                    pb.inc(todo.len() as u64);
-                    continue 'shapes;
-                }
-                Reply::Response(other) => bail!("worker answered {other:?} to a setup"),
-                Reply::Died(e) => {
-                    pb.suspend(|| {
-                        eprintln!("  {} {}: skipped: the worker died setting it up: {e}", dt.name(), shape.label())
-                    });
-                    pb.inc(todo.len() as u64);
-                    continue 'shapes;
-                }
-                Reply::TimedOut => {
-                    pb.suspend(|| {
-                        eprintln!("  {} {}: skipped: setup took longer than 600 s", dt.name(), shape.label())
-                    });
-                    pb.inc(todo.len() as u64);
-                    continue 'shapes;
-                }
-            }
-        }
-        let mut best: Option<f64> = None;
-        for (i, c) in todo.iter().enumerate() {
-            if interrupted.load(Ordering::SeqCst) {
-                was_interrupted = true;
-                break 'shapes;
-            }
-            if let Some(limit) = opts.time_limit {
-                if started.elapsed() > limit {
-                    pb.suspend(|| eprintln!("  time limit reached; the rest can be measured later with --resume"));
-                    break 'shapes;
-                }
-            }
-            let mut rec = candidate_record(fam, &sweep, c, *dt, shape);
-            rec.gpu = props.name.clone();
-            let key: CompileKey = (c.variant.clone(), c.params.clone(), *dt);
-            match pool.wait(&key) {
-                Err(e) => {
-                    rec.status = Some(Status::CompileError);
-                    rec.error = short_error(&e);
-                }
-                Ok(compiled) => {
-                    let entries = fam.entries(&c.variant)?;
-                    if let Some(r) = compiled.resources.get(entries[0]) {
-                        rec.registers = Some(r.registers);
-                        rec.local_bytes = Some(r.stack_bytes);
-                    }
-                    if fam.name() == "gemm" && c.variant != "wgmma_tma" {
-                        rec.smem_bytes = Some(dynamic_smem_hint(&c.params, dt.bytes() as i64));
-                    }
-                    rec.compile_ms = Some(if compiled.cached { 0.0 } else { compiled.compile_ms });
-                    if worker_opt.is_none() {
-                        let w = WorkerHandle::spawn(opts.gpu)?;
-                        worker_opt = Some(w);
-                        let w = worker_opt.as_mut().unwrap();
-                        let setup = Request::Setup {
-                            family: fam.name().into(),
-                            shape: shape.label(),
-                            dtype: dt.name().into(),
-                            time_peer: false,
-                        };
-                        if !matches!(
-                            w.request(&setup, Duration::from_secs(600)),
-                            Reply::Response(Response::Ready { .. })
-                        ) {
-                            bail!("the restarted worker could not set up {} again", shape.label());
-                        }
-                    }
-                    let w = worker_opt.as_mut().unwrap();
-                    let tol = sweep.tolerance.get(dt.name()).copied().unwrap_or(dt.default_tolerance());
-                    let req = Request::Candidate {
-                        variant: c.variant.clone(),
-                        params: c.params.clone(),
-                        cubin: compiled.cubin_path.clone(),
-                        entries: entries.iter().map(|s| s.to_string()).collect(),
-                        tolerance: tol,
-                        seed: opts.seed.wrapping_mul(1_000_003).wrapping_add(i as u64 + 17),
-                        checks: opts.checks,
-                        time: true,
-                    };
-                    match w.request(&req, opts.timeout) {
-                        Reply::Response(Response::Outcome(o)) => {
-                            rec.status = o.status;
-                            rec.error = o.error;
-                            rec.max_rel_err = o.max_rel_err;
-                            rec.timing = o.timing;
-                            if o.registers.is_some() {
-                                rec.registers = o.registers;
-                            }
-                            if o.status == Some(Status::Fault) {
-                                worker_opt = None; // it exits; a fresh one starts for the next candidate
-                            }
-                        }
-                        Reply::Response(Response::Failed { message }) => {
-                            rec.status = Some(Status::LaunchError);
-                            rec.error = message;
-                        }
-                        Reply::Response(other) => bail!("worker answered {other:?} to a candidate"),
-                        Reply::Died(e) => {
-                            if interrupted.load(Ordering::SeqCst) {
-                                was_interrupted = true;
-                                break 'shapes;
-                            }
-                            rec.status = Some(Status::Fault);
-                            rec.error = format!(
-                                "the worker process died: {}",
-                                if e.is_empty() { "no message".into() } else { e }
-                            );
-                            worker_opt = None;
-                        }
-                        Reply::TimedOut => {
-                            rec.status = Some(Status::Timeout);
-                            rec.error =
-                                format!("no answer within {:.0} s; the worker was killed", opts.timeout.as_secs_f64());
-                            worker_opt = None;
-                        }
-                    }
-                }
-            }
-            fill_metrics(&mut rec, fam, shape, *dt, peer_us, ceilings.as_ref());
-            if rec.status != Some(Status::Ok) {
-                failures += 1;
-            } else if let Some(t) = rec.median_us() {
-                best = Some(best.map_or(t, |b: f64| b.min(t)));
-            }
-            writer.append(&rec)?;
-            all_records.push(rec);
-            pb.inc(1);
-            let ratio = match (best, peer_us) {
-                (Some(b), Some(p)) => format!(" ({:.2}x {})", p / b, fam.peer()),
-                _ => String::new(),
-            };
-            pb.set_message(format!(
-                "{} {} best {}{} · failed {failures}",
-                dt.name(),
-                shape.label(),
-                best.map(|b| format!("{b:.1} us")).unwrap_or_else(|| "-".into()),
-                ratio
-            ));
+    let cfg = SessionConfig {
+        fam,
+        sweep: &sweep,
+        arch: arch.clone(),
+        cache: &cache,
+        gpu: opts.gpu,
+        gpu_name: props.name.clone(),
+        timeout: opts.timeout,
+        checks: opts.checks,
+        seed: opts.seed,
+        interrupted: interrupted.clone(),
+    };
+    let mut session = GpuSession::new(cfg, pool, worker);
+    let writer = RecordWriter::open(&opts.out_csv, &sweep.param_names())?;
+    let mut run = Run::new(fam, opts, props.name.clone(), ceilings, torch, writer, previous, interrupted, total);
+    let mut outcomes: Vec<Outcome> = Vec::new();
+    for w in &work {
+        let (outcome, halted) = run.shape(w, &mut session)?;
+        outcomes.push(outcome);
+        if halted {
+            break;
         }
     }
-    pb.finish_and_clear();
-    drop(worker_opt);
+    let (records, was_interrupted) = run.finish();
+    drop(session);
 
-    // Summarise every planned shape from everything in the file (resumed rows included).
+    let rows = summarize(fam, &sweep, &props, &cache, &work, &outcomes, &records, &opts.db_path)?;
+    Ok(SweepSummary { gpu: props, rows, csv: opts.out_csv.clone(), interrupted: was_interrupted })
+}
+
+/// The rows of the CSV being resumed (none for a new one). An existing file is only ever
+/// appended to, so nothing measured is lost.
+fn previous_rows(opts: &SweepOptions) -> Result<Vec<CandidateRecord>> {
+    let csv_exists = opts.out_csv.exists() && std::fs::metadata(&opts.out_csv)?.len() > 0;
+    if csv_exists && !opts.resume {
+        bail!(
+            "{} already holds results; pass --resume to continue that sweep (measured candidates are skipped) \
+             or --out <file> to start a new one",
+            opts.out_csv.display()
+        );
+    }
+    if csv_exists {
+        read_records(&opts.out_csv)
+    } else {
+        Ok(vec![])
+    }
+}
+
+/// PyTorch's figures for families whose peer runs outside kernlab (scripts/torch_peers.py).
+fn torch_peers(fam: &dyn Family) -> Option<TorchPeers> {
+    let torch_csv = crate::paths::reports_dir().join("torch_peers.csv");
+    if fam.peer() != "torch" {
+        return None;
+    }
+    if !torch_csv.is_file() {
+        eprintln!("  no {}: run scripts/torch_peers.py there to put PyTorch beside the results", torch_csv.display());
+        return None;
+    }
+    match TorchPeers::load(&torch_csv) {
+        Ok(t) => {
+            eprintln!(
+                "  PyTorch figures from {} (run scripts/torch_peers.py in the same session)",
+                torch_csv.display()
+            );
+            Some(t)
+        }
+        Err(e) => {
+            eprintln!("  ignoring {}: {e:#}", torch_csv.display());
+            None
+        }
+    }
+}
+
+/// Whether `r` is a candidate row (not the peer) of this family, dtype and shape.
+pub(crate) fn is_candidate_of(r: &CandidateRecord, fam: &dyn Family, dt: DType, shape: &Shape) -> bool {
+    r.family == fam.name() && r.dtype == dt.name() && r.shape == shape.label() && r.status != Some(Status::Peer)
+}
+
+fn print_plan(w: &ShapeWork) {
+    let label = format!("{} {}", w.dtype.name(), w.shape.label());
+    let budget = match w.limits.max_evals {
+        Some(n) => format!("up to {n} evaluations"),
+        None => "until every candidate is evaluated".into(),
+    };
+    let dropped: &[(String, u128)] = match &w.how {
+        How::Planned(p) => {
+            eprintln!(
+                "  {label}: {} candidates, {} dropped by constraints, {} to measure ({})",
+                p.total,
+                p.dropped.iter().map(|(_, n)| n).sum::<u128>(),
+                p.chosen,
+                w.strategy.name()
+            );
+            if let Some(note) = &p.note {
+                eprintln!("      {note}");
+            }
+            &p.dropped
+        }
+        How::Adaptive(space) => {
+            let total = space.sweep_space().total();
+            match space.valid() {
+                Some(v) => eprintln!("  {label}: {total} candidates, {v} valid, {}: {budget}", w.strategy.name()),
+                None => eprintln!(
+                    "  {label}: {total} candidates (too many to examine one by one), {}: {budget}",
+                    w.strategy.name()
+                ),
+            }
+            space.dropped()
+        }
+    };
+    for (why, n) in dropped {
+        eprintln!("      dropped {n:>5}: {why}");
+    }
+}
+
+/// The final rows, one per planned shape, from everything in the file (resumed rows
+/// included), and the winners merged into the tuned database.
+#[allow(clippy::too_many_arguments)]
+fn summarize(
+    fam: &dyn Family,
+    sweep: &Sweep,
+    props: &crate::gpu::device::DeviceProps,
+    cache: &ModuleCache,
+    work: &[ShapeWork],
+    outcomes: &[Outcome],
+    records: &[CandidateRecord],
+    db_path: &std::path::Path,
+) -> Result<Vec<ShapeResult>> {
     let mut winners: Vec<TunedEntry> = Vec::new();
+    let mut rows = Vec::new();
     let hashes: BTreeMap<String, String> =
         sweep.variants.iter().map(|v| (v.name.clone(), cache::source_hash(&v.source))).collect();
-    for (dt, shape, _) in &plan {
-        let recs: Vec<&CandidateRecord> = all_records
-            .iter()
-            .filter(|r| r.family == fam.name() && r.dtype == dt.name() && r.shape == shape.label())
-            .collect();
-        let peer = recs.iter().find(|r| r.status == Some(Status::Peer)).and_then(|r| r.median_us());
-        let cands: Vec<&CandidateRecord> = recs.iter().copied().filter(|r| r.status != Some(Status::Peer)).collect();
-        let w = winner::pick(cands.iter().copied()).cloned();
-        if let Some(w) = &w {
-            if let Some(h) = hashes.get(&w.variant) {
-                winners.push(TunedEntry {
-                    kernel: fam.name().into(),
-                    variant: w.variant.clone(),
-                    source_hash: h.clone(),
-                    gpu: props.name.clone(),
-                    cc: props.cc(),
-                    nvrtc: cache.nvrtc_version().into(),
-                    dtype: dt.name().into(),
-                    shape: shape.dims.iter().cloned().collect(),
-                    params: w.params.clone(),
-                    time_us: w.median_us().unwrap_or(f64::NAN),
-                    peer_us: peer,
-                    measured_at: chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
-                });
-            }
+    for (i, w) in work.iter().enumerate() {
+        let (dt, shape) = (w.dtype, &w.shape);
+        let label = shape.label();
+        let recs = records.iter().filter(|r| r.family == fam.name() && r.dtype == dt.name() && r.shape == label);
+        let peer = recs.clone().find(|r| r.status == Some(Status::Peer)).and_then(|r| r.median_us());
+        let cands: Vec<&CandidateRecord> = recs.filter(|r| r.status != Some(Status::Peer)).collect();
+        let outcome = outcomes.get(i);
+        let settled = outcome.and_then(|o| o.settled.as_ref());
+        let winner = match settled {
+            Some(s) => Some(s.winner.clone()),
+            None => winner::pick(cands.iter().copied()).cloned(),
+        };
+        if let (Some(w), Some(h)) = (&winner, winner.as_ref().and_then(|w| hashes.get(&w.variant))) {
+            winners.push(TunedEntry {
+                kernel: fam.name().into(),
+                variant: w.variant.clone(),
+                source_hash: h.clone(),
+                gpu: props.name.clone(),
+                cc: props.cc(),
+                nvrtc: cache.nvrtc_version().into(),
+                dtype: dt.name().into(),
+                shape: shape.dims.iter().cloned().collect(),
+                params: w.params.clone(),
+                time_us: w.median_us().unwrap_or(f64::NAN),
+                peer_us: peer,
+                measured_at: chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            });
         }
+        let (points, valid) = match &w.how {
+            How::Planned(p) => {
+                let dropped: u128 = p.dropped.iter().map(|(_, n)| n).sum();
+                (p.total, p.note.is_none().then(|| p.total.saturating_sub(dropped)))
+            }
+            How::Adaptive(space) => (space.sweep_space().total(), space.valid()),
+        };
         rows.push(ShapeResult {
             dtype: dt.name().into(),
-            shape: shape.label(),
-            winner: w,
+            shape: label,
+            winner,
             peer_us: peer,
             measured: cands.len(),
             failed: cands.iter().filter(|r| r.status != Some(Status::Ok)).count(),
+            strategy: w.strategy.name().into(),
+            points,
+            valid,
+            stop: outcome.and_then(|o| o.stop.clone()),
+            tied: settled.map(|s| s.tied.clone()).unwrap_or_default(),
+            remeasured: settled.map_or(0, |s| s.remeasured),
+            confirmed: settled.is_none_or(|s| s.confirmed),
         });
     }
     // Merged under the database's lock into what is on disk now, so a sweep finishing beside
     // this one (another GPU) keeps its entries.
-    TunedDb::update(&opts.db_path, |db| winners.into_iter().for_each(|e| db.upsert(e)))?;
-    Ok(SweepSummary { gpu: props, rows, csv: opts.out_csv.clone(), interrupted: was_interrupted })
-}
-
-/// What will be measured for one (dtype, shape).
-#[derive(Debug, Clone)]
-pub struct ShapePlan {
-    pub dtype: DType,
-    pub shape: Shape,
-    /// Points of the space (all variants).
-    pub total: u128,
-    /// Dropped points by rule (among the examined ones when `note` says it was a sample).
-    pub dropped: Vec<(String, u128)>,
-    /// Chosen by the strategy (before skipping what is already measured).
-    pub chosen: usize,
-    /// Set when the space was sampled or the strategy found fewer than the budget.
-    pub note: Option<String>,
-    /// Still to measure.
-    pub todo: Vec<Candidate>,
-}
-
-/// Enumerates, filters, applies the strategy and skips candidates whose key is in `done`
-/// (the rows of the CSV being resumed). Pure: no GPU, no files.
-#[allow(clippy::too_many_arguments)]
-pub fn plan_candidates(
-    fam: &dyn Family,
-    sweep: &Sweep,
-    shapes: &[(DType, Shape)],
-    limits: &super::space::DeviceLimits,
-    strategy_kind: Strategy,
-    budget: usize,
-    seed: u64,
-    done: &std::collections::HashSet<String>,
-) -> Result<Vec<ShapePlan>> {
-    let mut out = Vec::new();
-    for (dt, shape) in shapes {
-        let env = sweep.env(&shape.dims, dt.bytes() as i64, limits)?;
-        let sel = strategy::choose(sweep, &env, strategy_kind, budget, seed)
-            .with_context(|| format!("{} {}", dt.name(), shape.label()))?;
-        let n = sel.chosen.len();
-        let todo = sel
-            .chosen
-            .into_iter()
-            .filter(|c| !done.contains(&candidate_record(fam, sweep, c, *dt, shape).key()))
-            .collect();
-        out.push(ShapePlan {
-            dtype: *dt,
-            shape: shape.clone(),
-            total: sel.total,
-            dropped: sel.dropped,
-            chosen: n,
-            note: sel.note,
-            todo,
-        });
-    }
-    Ok(out)
-}
-
-/// A record carrying a candidate's identity (no measurements yet).
-pub fn candidate_record(fam: &dyn Family, _sweep: &Sweep, c: &Candidate, dt: DType, shape: &Shape) -> CandidateRecord {
-    CandidateRecord {
-        family: fam.name().into(),
-        variant: c.variant.clone(),
-        dtype: dt.name().into(),
-        shape: shape.label(),
-        params: c.params.clone(),
-        ..Default::default()
-    }
-}
-
-/// Dynamic shared memory of tile-based variants (STAGES·(BM+BN)·BK·bytes), 0 otherwise.
-fn dynamic_smem_hint(p: &BTreeMap<String, i64>, e: i64) -> u32 {
-    match (p.get("STAGES"), p.get("BM"), p.get("BN"), p.get("BK")) {
-        (Some(s), Some(m), Some(n), Some(k)) => (s * (m + n) * k * e) as u32,
-        _ => 0,
-    }
-}
-
-/// The final table, one line per shape.
-pub fn format_table(s: &SweepSummary, peer: &str) -> String {
-    let mut out = String::new();
-    out.push_str(&format!(
-        "{:<5} {:<16} {:<15} {:<44} {:>16} {:>8} {:>8} {:>7} {:>10} {:>7}\n",
-        "dtype",
-        "shape",
-        "variant",
-        "config",
-        "time us (±)",
-        "TFLOP/s",
-        "GB/s",
-        "%bound",
-        &format!("{peer} us"),
-        "ratio"
-    ));
-    for r in &s.rows {
-        match &r.winner {
-            Some(w) => {
-                let t: Timing = w.timing.unwrap();
-                let cfg: Vec<String> = w.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                out.push_str(&format!(
-                    "{:<5} {:<16} {:<15} {:<44} {:>9.2} ±{:<6.2} {:>8.1} {:>8.0} {:>7} {:>10} {:>7}\n",
-                    r.dtype,
-                    r.shape,
-                    w.variant,
-                    cfg.join(","),
-                    t.median_us,
-                    t.spread_us(),
-                    w.tflops.unwrap_or(0.0),
-                    w.gbps.unwrap_or(0.0),
-                    w.pct_of_bound.map(|p| format!("{p:.0}%")).unwrap_or_else(|| "-".into()),
-                    r.peer_us.map(|p| format!("{p:.2}")).unwrap_or_else(|| "-".into()),
-                    r.peer_us.map(|p| format!("{:.2}x", p / t.median_us)).unwrap_or_else(|| "-".into()),
-                ));
-            }
-            None => out.push_str(&format!(
-                "{:<5} {:<16} no verified candidate ({} measured, {} failed)\n",
-                r.dtype, r.shape, r.measured, r.failed
-            )),
-        }
-    }
-    out
+    TunedDb::update(db_path, |db| winners.into_iter().for_each(|e| db.upsert(e)))?;
+    Ok(rows)
 }
 
 /// The family a sweep file names. Read before the full parse, which needs the family's
@@ -685,7 +446,7 @@ pub fn dry_run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tune::space::DeviceLimits;
+    use crate::tune::space::{DeviceLimits, Strategy};
     use std::collections::HashSet;
 
     #[test]

@@ -10,12 +10,14 @@
 //!   acquisition (the expected-improvement equivalent of Bergstra et al. 2011);
 //! - [`evolve`]: local search, mutating the best few along one parameter at a time, with
 //!   random restarts when their neighbourhoods are used up;
+//! - [`lazy`]: the sweep's lazy space as a [`SearchSpace`], for the real sweep;
 //! - [`driver`]: the loop that asks, evaluates and tells under a [`driver::Budget`];
 //! - [`noise`]: re-measure the contenders within the best's spread, then winner or tie.
 
 pub mod driver;
 pub mod evolve;
 pub mod grid;
+pub mod lazy;
 pub mod noise;
 pub mod space;
 pub mod tpe;
@@ -24,6 +26,7 @@ pub mod tpe;
 mod tests;
 
 pub use driver::{run_search, Budget, SearchTrace, StopReason};
+pub use lazy::LazySpace;
 pub use space::{Dim, ListSpace, SearchSpace};
 
 use crate::tune::space::Candidate;
@@ -63,7 +66,7 @@ impl SearchStrategy {
 
     pub fn parse(s: &str) -> Result<SearchStrategy> {
         Ok(match s {
-            "grid" => SearchStrategy::Grid,
+            "grid" | "exhaustive" => SearchStrategy::Grid,
             "random" => SearchStrategy::Random,
             "tpe" | "bo" => SearchStrategy::Tpe,
             "evolve" | "local" => SearchStrategy::Evolve,

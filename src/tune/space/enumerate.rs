@@ -243,6 +243,17 @@ impl<'a> SweepSpace<'a> {
         Some((&self.sweep.variants[vi], g - start))
     }
 
+    /// The variants that apply to the shape, in index order.
+    pub fn variants(&self) -> impl Iterator<Item = &'a VariantSpace> + '_ {
+        self.parts.iter().map(|(vi, _)| &self.sweep.variants[*vi])
+    }
+
+    /// Checks a point of variant `v` (values in [`VariantSpace::param_names`] order)
+    /// against its constraints for this shape.
+    pub fn check(&self, v: &VariantSpace, point: &[i64]) -> Result<Verdict> {
+        v.check(&self.sweep.path, point, self.env)
+    }
+
     /// Checks global index `g`, counting it; the candidate if it is valid.
     pub fn examine(&self, g: u128, tally: &mut Tally) -> Result<Option<Candidate>> {
         let Some((v, i)) = self.locate(g) else { return Ok(None) };

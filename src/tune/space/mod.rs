@@ -4,8 +4,8 @@
 //! family = "gemm"
 //! dtypes = ["bf16"]
 //! shapes = ["1x4096x4096", "2048x28672x4096"]
-//! strategy = "grid"            # or "random"
-//! budget = 0                   # candidates per shape; 0 = all
+//! strategy = "grid"            # or "random", "tpe", "evolve"; absent = chosen per shape
+//! budget = 0                   # evaluations per shape; 0 = all
 //! [tolerance]
 //! bf16 = 2e-2
 //!
@@ -79,7 +79,8 @@ struct RawVariant {
     constraints: Vec<Spanned<String>>,
 }
 
-/// How candidates are chosen from the space.
+/// How the strategies that plan their whole choice up front (grid, random) choose from the
+/// space; see [`crate::tune::strategy`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Strategy {
     /// Every valid candidate, in a fixed order.
@@ -136,7 +137,8 @@ pub struct Sweep {
     pub dtypes: Vec<String>,
     pub shapes: Vec<String>,
     pub tolerance: BTreeMap<String, f64>,
-    pub strategy: Strategy,
+    /// The file's `strategy`; `None` lets the sweep choose per shape.
+    pub strategy: Option<crate::tune::search::SearchStrategy>,
     pub budget: usize,
     pub time_limit_s: Option<f64>,
     pub variants: Vec<VariantSpace>,
@@ -182,8 +184,11 @@ impl Sweep {
             bail!("{}: no [[variant]] sections: a sweep needs at least one kernel variant", path.display());
         }
         let strategy = match &raw.strategy {
-            Some(s) => Strategy::parse(s.get_ref()).with_context(|| where_(path, line_at(text, s.span().start)))?,
-            None => Strategy::Grid,
+            Some(s) => Some(
+                crate::tune::search::SearchStrategy::parse(s.get_ref())
+                    .with_context(|| where_(path, line_at(text, s.span().start)))?,
+            ),
+            None => None,
         };
         let mut variants = Vec::new();
         for rv in raw.variants {

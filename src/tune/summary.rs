@@ -1,0 +1,118 @@
+//! The sweep's final table: per shape the winner, the peer, and what the search did
+//! (strategy, evaluations against the space's size, why it stopped, clear win or tie).
+
+use super::record::{CandidateRecord, Timing};
+use crate::gpu::device::DeviceProps;
+use std::path::PathBuf;
+
+/// One row of the final table.
+#[derive(Debug, Clone, Default)]
+pub struct ShapeResult {
+    pub dtype: String,
+    pub shape: String,
+    pub winner: Option<CandidateRecord>,
+    pub peer_us: Option<f64>,
+    /// Candidate rows of the shape in the CSV (resumed ones included): the evaluations.
+    pub measured: usize,
+    pub failed: usize,
+    pub strategy: String,
+    /// Points of the space, and its valid candidates when they were counted.
+    pub points: u128,
+    pub valid: Option<u128>,
+    /// Why the search stopped (`None`: the shape was skipped or not reached).
+    pub stop: Option<String>,
+    /// Candidates the winner ties with after re-measurement.
+    pub tied: Vec<CandidateRecord>,
+    pub remeasured: usize,
+    /// False when the re-measurement that decides a tie did not finish.
+    pub confirmed: bool,
+}
+
+pub struct SweepSummary {
+    pub gpu: DeviceProps,
+    pub rows: Vec<ShapeResult>,
+    pub csv: PathBuf,
+    pub interrupted: bool,
+}
+
+fn config(r: &CandidateRecord) -> String {
+    let cfg: Vec<String> = r.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    cfg.join(",")
+}
+
+/// The final table, one line per shape, then one line per shape on the search.
+pub fn format_table(s: &SweepSummary, peer: &str) -> String {
+    let mut out = String::new();
+    out.push_str(&format!(
+        "{:<5} {:<16} {:<15} {:<44} {:>16} {:>8} {:>8} {:>7} {:>10} {:>7}\n",
+        "dtype",
+        "shape",
+        "variant",
+        "config",
+        "time us (±)",
+        "TFLOP/s",
+        "GB/s",
+        "%bound",
+        &format!("{peer} us"),
+        "ratio"
+    ));
+    for r in &s.rows {
+        match &r.winner {
+            Some(w) => {
+                let t: Timing = w.timing.unwrap_or_default();
+                out.push_str(&format!(
+                    "{:<5} {:<16} {:<15} {:<44} {:>9.2} ±{:<6.2} {:>8.1} {:>8.0} {:>7} {:>10} {:>7}\n",
+                    r.dtype,
+                    r.shape,
+                    w.variant,
+                    config(w),
+                    t.median_us,
+                    t.spread_us(),
+                    w.tflops.unwrap_or(0.0),
+                    w.gbps.unwrap_or(0.0),
+                    w.pct_of_bound.map(|p| format!("{p:.0}%")).unwrap_or_else(|| "-".into()),
+                    r.peer_us.map(|p| format!("{p:.2}")).unwrap_or_else(|| "-".into()),
+                    r.peer_us.map(|p| format!("{:.2}x", p / t.median_us)).unwrap_or_else(|| "-".into()),
+                ));
+            }
+            None => out.push_str(&format!(
+                "{:<5} {:<16} no verified candidate ({} measured, {} failed)\n",
+                r.dtype, r.shape, r.measured, r.failed
+            )),
+        }
+    }
+    out.push_str("\nsearch: strategy · evaluations of the space · why it stopped · the winner\n");
+    for r in &s.rows {
+        out.push_str(&format!("{:<5} {:<16} {}\n", r.dtype, r.shape, search_line(r)));
+    }
+    out
+}
+
+/// What the search did on one shape.
+pub fn search_line(r: &ShapeResult) -> String {
+    let seen = match r.valid {
+        Some(v) if v > 0 => format!(
+            "{} evaluations of {v} valid candidates ({:.1} %)",
+            r.measured,
+            100.0 * r.measured as f64 / v as f64
+        ),
+        Some(_) => format!("{} evaluations, no valid candidate", r.measured),
+        None => format!("{} evaluations of a space of {} points", r.measured, r.points),
+    };
+    let stop = r.stop.as_deref().unwrap_or("not searched");
+    format!("{:<7} {seen} · {stop} · {}", r.strategy, verdict(r))
+}
+
+fn verdict(r: &ShapeResult) -> String {
+    let Some(w) = &r.winner else { return "no winner".into() };
+    let best = format!("best {} {} {:.2} us", w.variant, config(w), w.median_us().unwrap_or(f64::NAN));
+    let others = || r.tied.iter().map(|t| format!("{} {}", t.variant, config(t))).collect::<Vec<_>>().join("; ");
+    if !r.confirmed {
+        return format!("{best}, not confirmed (re-measurement interrupted; within spread: {})", others());
+    }
+    match (r.tied.is_empty(), r.remeasured) {
+        (true, 0) => format!("{best}, a clear win"),
+        (true, n) => format!("{best}, a clear win after re-measuring {n}"),
+        (false, n) => format!("{best}, a statistical tie after re-measuring {n}, with {}", others()),
+    }
+}

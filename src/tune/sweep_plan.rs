@@ -1,0 +1,238 @@
+//! What the sweep will do on each shape: which strategy, over which space, under which
+//! limits. Pure: no GPU, no files.
+//!
+//! Grid and random choose their whole list up front ([`plan_candidates`], through
+//! [`crate::tune::strategy::choose`]); tpe and evolve learn as they go and draw from the
+//! shape's lazy space through [`LazySpace`], never building it.
+//!
+//! The default when neither `--strategy` nor the sweep file names one: grid when the whole
+//! space is going to be measured anyway (at most [`FULL_SWEEP_LIMIT`] valid candidates, no
+//! `--budget` below that, no `--time-budget`, no `--stop-within`), tpe otherwise. In the
+//! replay of the recorded full grids (docs/results/search-replay.md) tpe needs the fewest
+//! evaluations to come within 3 % of the optimum on every CSV, ahead of random, evolve and
+//! grid, once the budget is below the space's size.
+
+use super::record::CandidateRecord;
+use super::search::{LazySpace, SearchStrategy, Searcher};
+use super::shape_search::{Limits, PlannedSearch};
+use super::space::{Candidate, DeviceLimits, ShapeEnv, Strategy, Sweep};
+use super::strategy::{self, MEASURE_LIMIT};
+use crate::kernels::{DType, Family, Shape};
+use anyhow::{bail, Context, Result};
+use std::collections::HashSet;
+use std::time::Duration;
+
+/// Spaces with at most this many valid candidates are swept in full by default.
+pub const FULL_SWEEP_LIMIT: u128 = 300;
+
+/// What will be measured for one (dtype, shape) by grid or random.
+#[derive(Debug, Clone)]
+pub struct ShapePlan {
+    pub dtype: DType,
+    pub shape: Shape,
+    /// Points of the space (all variants).
+    pub total: u128,
+    /// Dropped points by rule (among the examined ones when `note` says it was a sample).
+    pub dropped: Vec<(String, u128)>,
+    /// Chosen by the strategy (before skipping what is already measured).
+    pub chosen: usize,
+    /// Set when the space was sampled or the strategy found fewer than the budget.
+    pub note: Option<String>,
+    /// Still to measure.
+    pub todo: Vec<Candidate>,
+}
+
+/// How candidates are chosen, as the command line and the sweep file ask.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct SearchRequest {
+    /// `--strategy`, else the sweep file's; `None` = the default rule.
+    pub strategy: Option<SearchStrategy>,
+    /// Evaluations per shape; 0 = all.
+    pub budget: usize,
+    /// Time per shape.
+    pub time_budget: Option<Duration>,
+    /// Stop a shape once its best is within this many percent of its roofline bound.
+    pub stop_within_pct: Option<f64>,
+    pub seed: u64,
+}
+
+impl SearchRequest {
+    fn limits(&self, evals: Option<usize>) -> Limits {
+        Limits { max_evals: evals, max_time: self.time_budget, stop_within_pct: self.stop_within_pct }
+    }
+}
+
+/// The strategy of one shape under the default rule (see the module's comment).
+pub fn default_strategy(valid: Option<u128>, req: &SearchRequest) -> SearchStrategy {
+    let limited = req.time_budget.is_some() || req.stop_within_pct.is_some();
+    match valid {
+        Some(n) if n <= FULL_SWEEP_LIMIT && !limited && (req.budget == 0 || req.budget as u128 >= n) => {
+            SearchStrategy::Grid
+        }
+        _ => SearchStrategy::Tpe,
+    }
+}
+
+/// One shape's work.
+pub struct ShapeWork<'a> {
+    pub dtype: DType,
+    pub shape: Shape,
+    pub strategy: SearchStrategy,
+    pub limits: Limits,
+    pub how: How<'a>,
+}
+
+pub enum How<'a> {
+    /// Grid or random: the list is fixed.
+    Planned(ShapePlan),
+    /// A strategy that learns, over the shape's lazy space.
+    Adaptive(LazySpace<'a>),
+}
+
+impl ShapeWork<'_> {
+    /// The searcher for this shape (adaptive ones borrow the space).
+    pub fn searcher(&self, seed: u64) -> Box<dyn Searcher + '_> {
+        match &self.how {
+            How::Planned(p) => Box::new(PlannedSearch::new(p.todo.clone())),
+            How::Adaptive(space) => self.strategy.searcher(space, seed),
+        }
+    }
+
+    /// About how many candidates this run will measure, for the progress bar.
+    pub fn expected(&self, resumed: usize) -> usize {
+        match &self.how {
+            How::Planned(p) => p.todo.len(),
+            How::Adaptive(space) => {
+                let all = space.valid().map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX));
+                self.limits.max_evals.unwrap_or(all).min(all).saturating_sub(resumed)
+            }
+        }
+    }
+}
+
+/// Plans every shape: `envs` are the shapes' expression values, one per entry of `shapes`.
+#[allow(clippy::too_many_arguments)]
+pub fn plan_work<'a>(
+    fam: &dyn Family,
+    sweep: &'a Sweep,
+    shapes: &[(DType, Shape)],
+    envs: &'a [ShapeEnv],
+    req: &SearchRequest,
+    done: &HashSet<String>,
+) -> Result<Vec<ShapeWork<'a>>> {
+    if req.budget > MEASURE_LIMIT {
+        bail!(
+            "a budget of {} candidates per shape is more than the {MEASURE_LIMIT} kernlab measures; lower --budget",
+            req.budget
+        );
+    }
+    let mut out = Vec::new();
+    for ((dt, shape), env) in shapes.iter().zip(envs) {
+        let at = || format!("{} {}", dt.name(), shape.label());
+        let planned = |strategy: SearchStrategy| -> Result<ShapeWork<'a>> {
+            let kind = if strategy == SearchStrategy::Random { Strategy::Random } else { Strategy::Grid };
+            let p = plan_one(fam, sweep, env, (*dt, shape), kind, req, done).with_context(at)?;
+            Ok(ShapeWork { dtype: *dt, shape: shape.clone(), strategy, limits: req.limits(None), how: How::Planned(p) })
+        };
+        // Grid and random asked for by name never need the space examined here.
+        if let Some(s @ (SearchStrategy::Grid | SearchStrategy::Random)) = req.strategy {
+            out.push(planned(s)?);
+            continue;
+        }
+        let space = LazySpace::new(sweep.space(env)?).with_context(at)?;
+        let strategy = req.strategy.unwrap_or_else(|| default_strategy(space.valid(), req));
+        let work = match strategy {
+            SearchStrategy::Grid | SearchStrategy::Random => planned(strategy)?,
+            SearchStrategy::Tpe | SearchStrategy::Evolve => {
+                let evals = adaptive_budget(&space, strategy, req).with_context(at)?;
+                let limits = req.limits(evals);
+                ShapeWork { dtype: *dt, shape: shape.clone(), strategy, limits, how: How::Adaptive(space) }
+            }
+        };
+        out.push(work);
+    }
+    Ok(out)
+}
+
+/// The evaluation budget of a strategy that learns: `None` = until the space is used up,
+/// which needs a space whose size is known.
+fn adaptive_budget(space: &LazySpace, strategy: SearchStrategy, req: &SearchRequest) -> Result<Option<usize>> {
+    if req.budget > 0 {
+        return Ok(Some(req.budget));
+    }
+    match space.valid() {
+        Some(n) if n <= MEASURE_LIMIT as u128 => Ok(None),
+        _ if req.time_budget.is_some() => Ok(Some(MEASURE_LIMIT)),
+        Some(n) => bail!(
+            "{} with no budget would measure all {n} valid candidates, more than the {MEASURE_LIMIT} kernlab \
+             measures per shape; pass --budget N (e.g. --budget 200) or --time-budget 30m",
+            strategy.name()
+        ),
+        None => bail!(
+            "{} with no budget on a space of {} points (too many to examine one by one): nothing would stop \
+             it; pass --budget N (e.g. --budget 200) or --time-budget 30m",
+            strategy.name(),
+            space.points()
+        ),
+    }
+}
+
+fn plan_one(
+    fam: &dyn Family,
+    sweep: &Sweep,
+    env: &ShapeEnv,
+    (dt, shape): (DType, &Shape),
+    kind: Strategy,
+    req: &SearchRequest,
+    done: &HashSet<String>,
+) -> Result<ShapePlan> {
+    let sel = strategy::choose(sweep, env, kind, req.budget, req.seed)?;
+    let n = sel.chosen.len();
+    let todo =
+        sel.chosen.into_iter().filter(|c| !done.contains(&candidate_record(fam, sweep, c, dt, shape).key())).collect();
+    Ok(ShapePlan {
+        dtype: dt,
+        shape: shape.clone(),
+        total: sel.total,
+        dropped: sel.dropped,
+        chosen: n,
+        note: sel.note,
+        todo,
+    })
+}
+
+/// Enumerates, filters, applies grid or random and skips candidates whose key is in `done`
+/// (the rows of the CSV being resumed). Pure: no GPU, no files.
+#[allow(clippy::too_many_arguments)]
+pub fn plan_candidates(
+    fam: &dyn Family,
+    sweep: &Sweep,
+    shapes: &[(DType, Shape)],
+    limits: &DeviceLimits,
+    strategy_kind: Strategy,
+    budget: usize,
+    seed: u64,
+    done: &HashSet<String>,
+) -> Result<Vec<ShapePlan>> {
+    let req = SearchRequest { budget, seed, ..SearchRequest::default() };
+    let mut out = Vec::new();
+    for (dt, shape) in shapes {
+        let env = sweep.env(&shape.dims, dt.bytes() as i64, limits)?;
+        let p = plan_one(fam, sweep, &env, (*dt, shape), strategy_kind, &req, done)
+            .with_context(|| format!("{} {}", dt.name(), shape.label()))?;
+        out.push(p);
+    }
+    Ok(out)
+}
+
+/// A record carrying a candidate's identity (no measurements yet).
+pub fn candidate_record(fam: &dyn Family, _sweep: &Sweep, c: &Candidate, dt: DType, shape: &Shape) -> CandidateRecord {
+    CandidateRecord {
+        family: fam.name().into(),
+        variant: c.variant.clone(),
+        dtype: dt.name().into(),
+        shape: shape.label(),
+        params: c.params.clone(),
+        ..Default::default()
+    }
+}
