@@ -5,7 +5,7 @@
 use super::compile::{self, CompileKey, CompilePool};
 use super::db::{TunedDb, TunedEntry};
 use super::pool::{Reply, WorkerHandle};
-use super::record::{read_records, CandidateRecord, RecordWriter, Status, Timing};
+use super::record::{CandidateRecord, RecordWriter, Status, Timing};
 use super::space::{Candidate, Strategy, Sweep};
 use super::strategy;
 use super::winner;
@@ -131,16 +131,10 @@ pub fn run_sweep(opts: &SweepOptions, interrupted: Arc<AtomicBool>) -> Result<Sw
     let sweep = Sweep::load(&opts.sweep_path, fam.shape_dims())?;
     let plan_list = plan_shapes(fam, &sweep, &opts.shapes, &opts.dtypes)?;
 
-    // Never lose what was measured: an existing file is only ever appended to.
-    let csv_exists = opts.out_csv.exists() && std::fs::metadata(&opts.out_csv)?.len() > 0;
-    if csv_exists && !opts.resume {
-        bail!(
-            "{} already holds results; pass --resume to continue that sweep (measured candidates are skipped) \
-             or --out <file> to start a new one",
-            opts.out_csv.display()
-        );
-    }
-    let previous: Vec<CandidateRecord> = if csv_exists { read_records(&opts.out_csv)? } else { vec![] };
+    // Never lose what was measured: an existing file is only ever appended to (with
+    // --resume), by one sweep at a time: the writer holds the file's lock until we return.
+    let mut writer = RecordWriter::open(&opts.out_csv, &sweep.param_names(), opts.resume)?;
+    let previous: Vec<CandidateRecord> = writer.take_previous();
     let done: HashMap<String, CandidateRecord> = previous.iter().map(|r| (r.key(), r.clone())).collect();
 
     let mut worker = WorkerHandle::spawn(opts.gpu)?;
@@ -223,7 +217,6 @@ pub fn run_sweep(opts: &SweepOptions, interrupted: Arc<AtomicBool>) -> Result<Sw
         );
     }
     let pool = CompilePool::start(&sweep, jobs, &arch, &cache);
-    let mut writer = RecordWriter::open(&opts.out_csv, &sweep.param_names())?;
 
     let pb = if opts.progress { ProgressBar::new(total as u64) } else { ProgressBar::hidden() };
     pb.set_style(
