@@ -1,6 +1,7 @@
 //! Tuning loop: search spaces, strategies, runner, results and the tuned-config database.
 pub mod compile;
 pub mod db;
+pub mod fuzzing;
 pub mod pool;
 pub mod preflight;
 pub mod record;
