@@ -16,7 +16,11 @@ fn home_cache(sub: &str) -> PathBuf {
 
 /// Never a silent pass: the files are CI's to fetch.
 fn require(path: PathBuf) -> PathBuf {
-    assert!(path.is_file(), "{} is missing: run scripts/fetch-test-model.sh (CI's scripts/test.sh does)", path.display());
+    assert!(
+        path.is_file(),
+        "{} is missing: run scripts/fetch-test-model.sh (CI's scripts/test.sh does)",
+        path.display()
+    );
     path
 }
 

@@ -2,6 +2,7 @@
 pub mod bound;
 pub mod compile;
 pub mod db;
+pub mod fuzzing;
 pub mod pool;
 pub mod preflight;
 pub mod record;

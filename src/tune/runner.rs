@@ -9,7 +9,7 @@
 use super::compile::{self, CompileKey, CompilePool};
 use super::db::{TunedDb, TunedEntry};
 use super::pool::WorkerHandle;
-use super::record::{read_records, CandidateRecord, RecordWriter, Status};
+use super::record::{CandidateRecord, RecordWriter, Status};
 use super::search::SearchStrategy;
 use super::session::{short_error, GpuSession, SessionConfig};
 use super::space::{Candidate, ShapeEnv, Sweep};
@@ -113,7 +113,7 @@ pub fn fill_metrics(
     rec.peer_us = peer_us;
     rec.speedup_vs_peer = peer_us.map(|p| p / t.median_us);
     if let Some(c) = ceilings {
-        crate::roofline_cmd::fill_pct_of_bound(rec, c);
+        super::bound::fill_pct_of_bound(rec, c);
     }
 }
 
@@ -121,7 +121,11 @@ pub fn run_sweep(opts: &SweepOptions, interrupted: Arc<AtomicBool>) -> Result<Sw
     let fam = family_of_sweep(&opts.sweep_path)?;
     let sweep = Sweep::load(&opts.sweep_path, fam.shape_dims())?;
     let shapes = plan_shapes(fam, &sweep, &opts.shapes, &opts.dtypes)?;
-    let previous = previous_rows(opts)?;
+    // Never lose what was measured: an existing file is only ever appended to (with
+    // --resume), by one sweep at a time: the writer holds the file's lock until we return,
+    // and its trusted rows (whole, check passed) are what was measured before.
+    let mut writer = RecordWriter::open(&opts.out_csv, &sweep.param_names(), opts.resume)?;
+    let previous = writer.take_previous();
 
     let worker = WorkerHandle::spawn(opts.gpu)?;
     let props = worker.props.clone();
@@ -136,7 +140,7 @@ pub fn run_sweep(opts: &SweepOptions, interrupted: Arc<AtomicBool>) -> Result<Sw
         arch,
         sweep.path.display()
     );
-    let ceilings = crate::roofline_cmd::load_ceilings_for(&props);
+    let ceilings = super::bound::load_ceilings_for(&props);
     if ceilings.is_none() {
         eprintln!("  (no measured ceilings for this GPU: run `kernlab roofline` once to get % of the roofline bound in the results)");
         if opts.stop_within_pct.is_some() {
@@ -188,7 +192,6 @@ pub fn run_sweep(opts: &SweepOptions, interrupted: Arc<AtomicBool>) -> Result<Sw
         interrupted: interrupted.clone(),
     };
     let mut session = GpuSession::new(cfg, pool, worker);
-    let writer = RecordWriter::open(&opts.out_csv, &sweep.param_names())?;
     let mut run = Run::new(fam, opts, props.name.clone(), ceilings, torch, writer, previous, interrupted, total);
     let mut outcomes: Vec<Outcome> = Vec::new();
     for w in &work {
@@ -203,24 +206,6 @@ pub fn run_sweep(opts: &SweepOptions, interrupted: Arc<AtomicBool>) -> Result<Sw
 
     let rows = summarize(fam, &sweep, &props, &cache, &work, &outcomes, &records, &opts.db_path)?;
     Ok(SweepSummary { gpu: props, rows, csv: opts.out_csv.clone(), interrupted: was_interrupted })
-}
-
-/// The rows of the CSV being resumed (none for a new one). An existing file is only ever
-/// appended to, so nothing measured is lost.
-fn previous_rows(opts: &SweepOptions) -> Result<Vec<CandidateRecord>> {
-    let csv_exists = opts.out_csv.exists() && std::fs::metadata(&opts.out_csv)?.len() > 0;
-    if csv_exists && !opts.resume {
-        bail!(
-            "{} already holds results; pass --resume to continue that sweep (measured candidates are skipped) \
-             or --out <file> to start a new one",
-            opts.out_csv.display()
-        );
-    }
-    if csv_exists {
-        read_records(&opts.out_csv)
-    } else {
-        Ok(vec![])
-    }
 }
 
 /// PyTorch's figures for families whose peer runs outside kernlab (scripts/torch_peers.py).

@@ -1,0 +1,4 @@
+//! cargo-fuzz target; the body is kernlab::tune::fuzzing::expression (driven by cargo test too).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| kernlab::tune::fuzzing::expression(data));
