@@ -17,6 +17,7 @@
 pub mod driver;
 pub mod evolve;
 pub mod grid;
+pub mod kind;
 pub mod lazy;
 pub mod noise;
 pub mod space;
@@ -30,7 +31,6 @@ pub use lazy::LazySpace;
 pub use space::{Dim, ListSpace, SearchSpace};
 
 use crate::tune::space::Candidate;
-use anyhow::{bail, Result};
 
 /// Proposes candidates to measure and learns from their results.
 pub trait Searcher {
@@ -42,38 +42,11 @@ pub trait Searcher {
     fn tell(&mut self, candidate: &Candidate, time_us: Option<f64>);
 }
 
-/// The strategies a sweep or a replay can use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum SearchStrategy {
-    Grid,
-    Random,
-    Tpe,
-    Evolve,
-}
+pub use kind::SearchStrategy;
 
+// The enum lives in `kind` (a leaf the sweep file parser can name without depending on
+// the strategies); building a searcher needs them, so that part of its impl is here.
 impl SearchStrategy {
-    pub const ALL: [SearchStrategy; 4] =
-        [SearchStrategy::Tpe, SearchStrategy::Evolve, SearchStrategy::Random, SearchStrategy::Grid];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            SearchStrategy::Grid => "grid",
-            SearchStrategy::Random => "random",
-            SearchStrategy::Tpe => "tpe",
-            SearchStrategy::Evolve => "evolve",
-        }
-    }
-
-    pub fn parse(s: &str) -> Result<SearchStrategy> {
-        Ok(match s {
-            "grid" | "exhaustive" => SearchStrategy::Grid,
-            "random" => SearchStrategy::Random,
-            "tpe" | "bo" => SearchStrategy::Tpe,
-            "evolve" | "local" => SearchStrategy::Evolve,
-            other => bail!("unknown search strategy {other:?}: expected grid, random, tpe or evolve"),
-        })
-    }
-
     /// A fresh searcher of this strategy over `space`, seeded.
     pub fn searcher<'a>(self, space: &'a dyn SearchSpace, seed: u64) -> Box<dyn Searcher + 'a> {
         match self {

@@ -138,7 +138,7 @@ pub struct Sweep {
     pub shapes: Vec<String>,
     pub tolerance: BTreeMap<String, f64>,
     /// The file's `strategy`; `None` lets the sweep choose per shape.
-    pub strategy: Option<crate::tune::search::SearchStrategy>,
+    pub strategy: Option<crate::tune::search::kind::SearchStrategy>,
     pub budget: usize,
     pub time_limit_s: Option<f64>,
     pub variants: Vec<VariantSpace>,
@@ -185,7 +185,7 @@ impl Sweep {
         }
         let strategy = match &raw.strategy {
             Some(s) => Some(
-                crate::tune::search::SearchStrategy::parse(s.get_ref())
+                crate::tune::search::kind::SearchStrategy::parse(s.get_ref())
                     .with_context(|| where_(path, line_at(text, s.span().start)))?,
             ),
             None => None,
