@@ -257,8 +257,12 @@ fn compile(file: PathBuf, arch: String, define: Vec<String>, log: bool, cubin: O
     Ok(ExitCode::SUCCESS)
 }
 
-fn sweep(a: SweepArgs) -> Result<ExitCode> {
-    let sweep_path = a.file.clone().unwrap_or_else(|| crate::paths::sweep_file(&a.family));
+fn sweep(mut a: SweepArgs) -> Result<ExitCode> {
+    // A user kernel (a sweep file with a [kernel] table) may be named or given as a path.
+    use crate::kernels::user::sweep_cli;
+    let (family, found) = sweep_cli::resolve(&a.family, a.file.as_deref())?;
+    a.family = family;
+    let sweep_path = found.unwrap_or_else(|| crate::paths::sweep_file(&a.family));
     if !sweep_path.is_file() {
         let known: Vec<String> = std::fs::read_dir(crate::paths::project_root().join("sweeps"))
             .map(|rd| {
@@ -274,7 +278,13 @@ fn sweep(a: SweepArgs) -> Result<ExitCode> {
     }
     // Family, variants, shapes and dtypes, with errors naming the flag or the file line,
     // before anything is compiled or a GPU is opened.
-    crate::tune::preflight::check_sweep_inputs(&a.family, &sweep_path, &a.shapes, &a.dtypes)?;
+    let (_, checked) = crate::tune::preflight::check_sweep_inputs(&a.family, &sweep_path, &a.shapes, &a.dtypes)?;
+    if let Some(user) = sweep_cli::registered(&a.family) {
+        let limits =
+            if a.dry_run { crate::tune::space::DeviceLimits::for_arch(&a.arch)? } else { sweep_cli::generous_limits() };
+        let arch = (a.dry_run && !a.no_compile).then_some(a.arch.as_str());
+        sweep_cli::preflight(user, &checked, &a.shapes, &a.dtypes, &limits, arch)?;
+    }
     if a.dry_run {
         let ok = runner::dry_run(&sweep_path, &a.shapes, &a.dtypes, &a.arch, !a.no_compile)?;
         return Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE });
