@@ -129,9 +129,10 @@ impl Env<'_> {
             }
             n = n.checked_mul(v).ok_or_else(|| {
                 anyhow!(
-                    "{}: buffer {}: its element count overflows 64 bits ({})",
-                    self.desc.at(b.line),
+                    "{}: buffer {}: its element count overflows 64 bits at dim `{}` ({})",
+                    self.desc.at(d.line),
                     b.name,
+                    d.text,
                     self.label
                 )
             })?;
