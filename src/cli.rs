@@ -83,6 +83,12 @@ pub enum Command {
     /// Quantization quality on the CPU: perplexity, KL and top-1 agreement of each method
     /// (RTN, AWQ, GPTQ, int8, mixed precision) against the unquantized model.
     Quality(crate::quality::QualityArgs),
+    /// List the built-in families (variants, default shapes, space sizes) and the kernels
+    /// described in sweep files under sweeps/ and examples/.
+    List,
+    /// Write the tuned winners of a family or user kernel as a C/C++ header and as JSON
+    /// (tunables, and for user kernels grid, block and shared memory) for your own launcher.
+    Export(crate::tune::export::ExportArgs),
     /// Internal: the measuring process the sweep runner starts.
     #[command(hide = true)]
     Worker {
@@ -179,6 +185,8 @@ pub fn run() -> Result<ExitCode> {
         Command::Replay(a) => crate::tune::replay_cli::run(a),
         Command::E2e(a) => crate::llama::bench::run(a),
         Command::Quality(a) => crate::quality::run(a),
+        Command::List => crate::list::run(),
+        Command::Export(a) => crate::tune::export::run(a),
         Command::Worker { gpu } => {
             crate::tune::worker::serve(gpu)?;
             Ok(ExitCode::SUCCESS)

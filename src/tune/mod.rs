@@ -1,6 +1,8 @@
 //! Tuning loop: search spaces, strategies, runner, results and the tuned-config database.
 pub mod compile;
 pub mod db;
+pub mod export;
+pub mod export_header;
 pub mod pool;
 pub mod preflight;
 pub mod record;
