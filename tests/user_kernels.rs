@@ -277,3 +277,11 @@ fn every_example_compiles_with_nvrtc() {
         assert!(text.contains(" 0 failed") && !text.contains("FAIL"), "{}:\n{text}", p.display());
     }
 }
+
+/// The deliberately faulty kernel of the GPU check passes every check before the run (its
+/// faults are for the worker to contain).
+#[test]
+fn the_faulty_fixture_passes_the_checks() {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/user/faulty/faulty.toml");
+    assert_eq!(check_all(&p, &[]).unwrap_or_else(|e| panic!("{e:#}")), 4);
+}
