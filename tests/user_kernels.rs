@@ -198,6 +198,7 @@ fn buffers_beyond_free_memory_are_refused_with_the_largest_named() {
 fn unknown_names_in_expressions_are_refused() {
     assert_error("grid = [\"ceil_div(n, THREADS)\"]", "grid = [\"ceil_div(n, THREAD)\"]", "unknown name \"THREAD\"");
     assert_error("flops = \"n\"", "flops = \"n * THREADS\"", "flops");
+    assert_error("flops = \"n\"", "flops = \"n * dtype_bytes\"", "unknown name \"dtype_bytes\"");
     assert_error("dims = [\"n\"]\nrole = \"input\"", "dims = [\"m\"]\nrole = \"input\"", "unknown name \"m\"");
     // The reference has no tunables.
     assert_error("grid = [\"1\"]", "grid = [\"THREADS\"]", "unknown name \"THREADS\"");

@@ -287,7 +287,8 @@ pub fn load(path: &Path, text: &str, sweep: &Sweep) -> Result<Description> {
     };
     let compare = binder.compare(&k)?;
     let dims: Vec<&str> = k.dims.get_ref().iter().map(String::as_str).chain(["dtype_bytes"]).collect();
-    let flops = cx.int_over(&k.flops, "flops", &dims)?;
+    // FLOPs do not depend on the element type (Family::flops is asked without one).
+    let flops = cx.int_over(&k.flops, "flops", &dims[..dims.len() - 1])?;
     let min_bytes = k.min_bytes.as_ref().map(|m| cx.int_over(m, "min_bytes", &dims)).transpose()?;
     let mut entries: Vec<String> = Vec::new();
     for l in &launches {
