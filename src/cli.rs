@@ -83,6 +83,12 @@ pub enum Command {
     /// Quantization quality on the CPU: perplexity, KL and top-1 agreement of each method
     /// (RTN, AWQ, GPTQ, int8, mixed precision) against the unquantized model.
     Quality(crate::quality::QualityArgs),
+    /// List the built-in families (variants, default shapes, space sizes) and the kernels
+    /// described in sweep files under sweeps/ and examples/.
+    List,
+    /// Write the tuned winners of a family or user kernel as a C/C++ header and as JSON
+    /// (tunables, and for user kernels grid, block and shared memory) for your own launcher.
+    Export(crate::tune::export::ExportArgs),
     /// Internal: the measuring process the sweep runner starts.
     #[command(hide = true)]
     Worker {
@@ -200,6 +206,8 @@ pub fn run() -> Result<ExitCode> {
         Command::Replay(a) => crate::replay_cmd::run(a),
         Command::E2e(a) => crate::llama::e2e::run(a),
         Command::Quality(a) => crate::quality::run(a),
+        Command::List => crate::list::run(),
+        Command::Export(a) => crate::tune::export::run(a),
         Command::Worker { gpu } => {
             crate::tune::worker::serve(gpu)?;
             Ok(ExitCode::SUCCESS)
@@ -278,8 +286,12 @@ fn compile(file: PathBuf, arch: String, define: Vec<String>, log: bool, cubin: O
     Ok(ExitCode::SUCCESS)
 }
 
-fn sweep(a: SweepArgs) -> Result<ExitCode> {
-    let sweep_path = a.file.clone().unwrap_or_else(|| crate::paths::sweep_file(&a.family));
+fn sweep(mut a: SweepArgs) -> Result<ExitCode> {
+    // A user kernel (a sweep file with a [kernel] table) may be named or given as a path.
+    use crate::kernels::user::sweep_cli;
+    let (family, found) = sweep_cli::resolve(&a.family, a.file.as_deref())?;
+    a.family = family;
+    let sweep_path = found.unwrap_or_else(|| crate::paths::sweep_file(&a.family));
     if !sweep_path.is_file() {
         let known: Vec<String> = std::fs::read_dir(crate::paths::project_root().join("sweeps"))
             .map(|rd| {
@@ -295,7 +307,13 @@ fn sweep(a: SweepArgs) -> Result<ExitCode> {
     }
     // Family, variants, shapes and dtypes, with errors naming the flag or the file line,
     // before anything is compiled or a GPU is opened.
-    crate::tune::preflight::check_sweep_inputs(&a.family, &sweep_path, &a.shapes, &a.dtypes)?;
+    let (_, checked) = crate::tune::preflight::check_sweep_inputs(&a.family, &sweep_path, &a.shapes, &a.dtypes)?;
+    if let Some(user) = sweep_cli::registered(&a.family) {
+        let limits =
+            if a.dry_run { crate::tune::space::DeviceLimits::for_arch(&a.arch)? } else { sweep_cli::generous_limits() };
+        let arch = (a.dry_run && !a.no_compile).then_some(a.arch.as_str());
+        sweep_cli::preflight(user, &checked, &a.shapes, &a.dtypes, &limits, arch)?;
+    }
     if a.dry_run {
         let ok = runner::dry_run(&sweep_path, &a.shapes, &a.dtypes, &a.arch, !a.no_compile)?;
         return Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE });

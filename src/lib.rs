@@ -8,6 +8,7 @@ pub mod cli;
 pub mod core;
 pub mod gpu;
 pub mod kernels;
+pub mod list;
 pub mod llama;
 pub mod measure;
 pub mod paths;

@@ -57,6 +57,16 @@ pub fn run(ordinal: usize, only: &[String]) -> Result<ExitCode> {
             t.record(false, format!("{}: {e:#}", fam.name()));
         }
     }
+    // The user kernels of examples/ and sweeps/, against their own references.
+    for (path, name) in crate::kernels::user::discover() {
+        if !only.is_empty() && !only.iter().any(|f| *f == name) {
+            continue;
+        }
+        let r = crate::kernels::user::register(&path).and_then(|fam| check_family(&gpu, &util, &cache, fam, &mut t));
+        if let Err(e) = r {
+            t.record(false, format!("{name} ({}): {e:#}", path.display()));
+        }
+    }
     let all = only.is_empty();
     if all || only.iter().any(|f| f == "gemm_int4") {
         let mut rec = |ok: bool, what: String| t.record(ok, what);
@@ -189,12 +199,14 @@ fn cfg(c: &Candidate) -> String {
 }
 
 fn check_family(gpu: &Gpu, util: &Util, cache: &ModuleCache, fam: &dyn Family, t: &mut Tally) -> Result<()> {
-    let path = crate::paths::sweep_file(fam.name());
+    // A kernel described in a sweep file (examples/) is checked from that file, in its own dtypes.
+    let user = crate::kernels::user::lookup(fam.name())?;
+    let path = user.map(|u| u.desc.path.clone()).unwrap_or_else(|| crate::paths::sweep_file(fam.name()));
     let sweep = Sweep::load(&path, fam.shape_dims()).with_context(|| format!("loading {}", path.display()))?;
     let limits = gpu.props.limits();
     let mut dtypes: Vec<DType> = sweep.dtypes.iter().filter_map(|d| DType::parse(d).ok()).collect();
     for extra in [DType::BF16, DType::F16] {
-        if !dtypes.contains(&extra) {
+        if user.is_none() && !dtypes.contains(&extra) {
             dtypes.push(extra);
         }
     }

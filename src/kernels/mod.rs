@@ -16,6 +16,7 @@ pub mod softmax;
 pub mod support;
 pub mod swiglu;
 pub mod tunables;
+pub mod user;
 
 use crate::gpu::device::{Gpu, Kernel};
 use crate::gpu::util::{Comparison, Util};
@@ -126,11 +127,23 @@ pub fn families() -> Vec<&'static dyn Family> {
     ]
 }
 
+/// A built-in family by name.
+pub fn builtin(name: &str) -> Option<&'static dyn Family> {
+    families().into_iter().find(|f| f.name() == name)
+}
+
+/// A built-in family, or a kernel described in a sweep file ([`user::lookup`]).
 pub fn family(name: &str) -> Result<&'static dyn Family> {
-    families().into_iter().find(|f| f.name() == name).ok_or_else(|| {
-        let known: Vec<&str> = families().iter().map(|f| f.name()).collect();
-        anyhow!("unknown kernel family {name:?}; known families: {}", known.join(", "))
-    })
+    if let Some(f) = builtin(name) {
+        return Ok(f);
+    }
+    if let Some(f) = user::lookup(name)? {
+        return Ok(f);
+    }
+    let known: Vec<&str> = families().iter().map(|f| f.name()).collect();
+    let users: Vec<String> = user::discover().into_iter().map(|(_, n)| n).collect();
+    let users = if users.is_empty() { String::new() } else { format!("; user kernels: {}", users.join(", ")) };
+    Err(anyhow!("unknown kernel family {name:?}; known families: {}{users}", known.join(", ")))
 }
 
 /// Reads a tunable, with a clear error when the sweep did not provide it.

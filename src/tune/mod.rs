@@ -2,6 +2,8 @@
 pub mod bound;
 pub mod compile;
 pub mod db;
+pub mod export;
+pub mod export_header;
 pub mod fuzzing;
 pub mod pool;
 pub mod preflight;

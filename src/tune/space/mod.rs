@@ -60,6 +60,10 @@ struct RawSweep {
     time_limit_s: Option<f64>,
     #[serde(default, rename = "variant")]
     variants: Vec<Spanned<RawVariant>>,
+    /// A kernel described in the file (read by `kernels::user`, not here).
+    #[serde(default)]
+    #[allow(dead_code)]
+    kernel: Option<toml::Value>,
 }
 
 #[derive(Debug, Deserialize)]
