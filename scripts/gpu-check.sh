@@ -10,6 +10,8 @@
 #   scripts/gpu-check.sh int4                      # gemm_int4 selftest + its whole grid
 #   scripts/gpu-check.sh e2e                       # llama3-8b bf16/int4, graphs and not, validated
 #   scripts/gpu-check.sh hf                        # llama3-8b against Hugging Face transformers
+#   scripts/gpu-check.sh user                      # the examples/ kernels end to end + export
+#   scripts/gpu-check.sh search                    # tpe against the full grid on one shape
 #   scripts/gpu-check.sh smollm2                   # the real SmolLM2-135M: chat text, vs CPU, validate
 #   scripts/gpu-check.sh all                       # all of the above (longer than one 10-min call)
 #
@@ -178,6 +180,44 @@ smollm2() {
   failed "smollm2 validate" "${PIPESTATUS[0]}"
 }
 
+# Each user kernel of examples/ tuned end to end (CSV, database, roofline point, report),
+# its winners exported as a header that a small C++ program compiles against and calls, and
+# the faulty fixture (a fault and an unwritten output recorded, the sweep going on).
+user() {
+  for t in examples/*/*.toml tests/fixtures/user/faulty/faulty.toml; do
+    local k; k=$(basename "$t" .toml)
+    step "sweep $t"
+    timeout 200 "$K" sweep "$t" --out "$R/user-$k.csv" 2>&1 | quiet | tail -14
+    failed "user sweep $k" "${PIPESTATUS[0]}"
+  done
+  step "roofline + report with the user kernels"
+  "$K" roofline 2>&1 | tail -3; "$K" report 2>&1 | tail -2
+  for k in transpose row_sum bias_gelu linear; do
+    step "export $k, compile a launcher against the header"
+    "$K" export "$k" --out-dir "$OUT/export" 2>&1 | tail -2
+    printf '#include "%s.h"\n#include <cstdio>\nint main(){std::puts("%s header compiles");return 0;}\n' "$k" "$k" > "$OUT/export/use_$k.cpp"
+    if command -v c++ >/dev/null; then
+      c++ -std=c++11 -Wall -Werror -I"$OUT/export" "$OUT/export/use_$k.cpp" -o "$OUT/export/use_$k" && "$OUT/export/use_$k"
+      failed "export $k compile" $?
+    else echo "no C++ compiler on this machine: header not compiled"; fi
+  done
+}
+
+# tpe with a budget of 40 against the whole grid of the same shape (both in this call), then
+# the tpe sweep resumed: nothing new measured, the same winner or tie.
+search() {
+  local shape=${SEARCH_SHAPE:-16x4096x14336}
+  step "gemm_int4 $shape: tpe, 40 evaluations"
+  timeout 200 "$K" sweep gemm_int4 --shape "$shape" --strategy tpe --budget 40 --out "$R/tpe.csv" --db "$R/tpe-db.json" 2>&1 | quiet | tail -12
+  failed "tpe sweep" "${PIPESTATUS[0]}"
+  step "gemm_int4 $shape: tpe resumed"
+  timeout 100 "$K" sweep gemm_int4 --shape "$shape" --strategy tpe --budget 40 --out "$R/tpe.csv" --db "$R/tpe-db.json" --resume 2>&1 | quiet | tail -6
+  failed "tpe resume" "${PIPESTATUS[0]}"
+  step "gemm_int4 $shape: the whole grid"
+  timeout 300 "$K" sweep gemm_int4 --shape "$shape" --strategy grid --budget 0 --out "$R/grid.csv" --db "$R/grid-db.json" 2>&1 | quiet | tail -12
+  failed "grid sweep" "${PIPESTATUS[0]}"
+}
+
 run() {
   case "$MODE" in
     quick)
@@ -191,11 +231,13 @@ run() {
     e2e) devices; e2e ;;
     hf) devices; hf ;;
     smollm2) devices; smollm2 ;;
+    user) devices; user ;;
+    search) devices; search ;;
     all)
       devices; selftest ""
       sweeps "gemm softmax rmsnorm rope swiglu attention_decode attention_decode_varlen attention_prefill attention_prefill_varlen"
       int4; e2e; hf ;;
-    *) echo "error: unknown mode '$MODE' (quick, selftest, ceilings, sweeps, int4, e2e, hf, smollm2, all)" >&2; return 2 ;;
+    *) echo "error: unknown mode '$MODE' (quick, selftest, ceilings, sweeps, int4, e2e, hf, smollm2, user, search, all)" >&2; return 2 ;;
   esac
 }
 rm -f "$OUT/failed.txt"

@@ -288,7 +288,7 @@ fn compile(file: PathBuf, arch: String, define: Vec<String>, log: bool, cubin: O
 
 fn sweep(mut a: SweepArgs) -> Result<ExitCode> {
     // A user kernel (a sweep file with a [kernel] table) may be named or given as a path.
-    use crate::kernels::user::sweep_cli;
+    use crate::tune::user::sweep_cli;
     let (family, found) = sweep_cli::resolve(&a.family, a.file.as_deref())?;
     a.family = family;
     let sweep_path = found.unwrap_or_else(|| crate::paths::sweep_file(&a.family));
@@ -353,7 +353,7 @@ fn sweep(mut a: SweepArgs) -> Result<ExitCode> {
         eprintln!("\ninterrupted: finishing the current candidate (Ctrl-C again to stop at once)");
     })
     .ok();
-    let family = crate::kernels::family(&a.family)?;
+    let family = crate::tune::family(&a.family)?;
     let summary = runner::run_sweep(&opts, interrupted)?;
     println!("\n{} — {} (cc {})", a.family, summary.gpu.name, summary.gpu.cc());
     print!("{}", runner::format_table(&summary, family.peer()));

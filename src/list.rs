@@ -2,8 +2,9 @@
 //! dtypes, size of the space before constraints) and the kernels described in sweep files
 //! under sweeps/ and examples/.
 
-use crate::kernels::{self, user};
+use crate::kernels;
 use crate::tune::space::Sweep;
+use crate::tune::user;
 use std::path::{Path, PathBuf};
 
 /// One line of the listing.

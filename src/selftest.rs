@@ -42,7 +42,7 @@ impl Tally {
 
 pub fn run(ordinal: usize, only: &[String]) -> Result<ExitCode> {
     for f in only {
-        kernels::family(f)?;
+        crate::tune::family(f)?;
     }
     let gpu = Gpu::open(ordinal)?;
     let cache = ModuleCache::open(&cache::default_dir())?;
@@ -58,11 +58,11 @@ pub fn run(ordinal: usize, only: &[String]) -> Result<ExitCode> {
         }
     }
     // The user kernels of examples/ and sweeps/, against their own references.
-    for (path, name) in crate::kernels::user::discover() {
+    for (path, name) in crate::tune::user::discover() {
         if !only.is_empty() && !only.iter().any(|f| *f == name) {
             continue;
         }
-        let r = crate::kernels::user::register(&path).and_then(|fam| check_family(&gpu, &util, &cache, fam, &mut t));
+        let r = crate::tune::user::register(&path).and_then(|fam| check_family(&gpu, &util, &cache, fam, &mut t));
         if let Err(e) = r {
             t.record(false, format!("{name} ({}): {e:#}", path.display()));
         }
@@ -200,7 +200,7 @@ fn cfg(c: &Candidate) -> String {
 
 fn check_family(gpu: &Gpu, util: &Util, cache: &ModuleCache, fam: &dyn Family, t: &mut Tally) -> Result<()> {
     // A kernel described in a sweep file (examples/) is checked from that file, in its own dtypes.
-    let user = crate::kernels::user::lookup(fam.name())?;
+    let user = crate::tune::user::lookup(fam.name())?;
     let path = user.map(|u| u.desc.path.clone()).unwrap_or_else(|| crate::paths::sweep_file(fam.name()));
     let sweep = Sweep::load(&path, fam.shape_dims()).with_context(|| format!("loading {}", path.display()))?;
     let limits = gpu.props.limits();

@@ -3,10 +3,10 @@
 //! system compiler and picks the nearest measured shape.
 
 use kernlab::gpu::cache::source_hash;
-use kernlab::kernels::user::UserFamily;
 use kernlab::tune::db::{TunedDb, TunedEntry};
 use kernlab::tune::export::{collect, Exported};
 use kernlab::tune::export_header::header;
+use kernlab::tune::user::UserFamily;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;

@@ -2,9 +2,9 @@
 //! an error naming the file and line before anything runs, and the shipped examples pass the
 //! same checks and (tier 2) compile with NVRTC, their references included.
 
-use kernlab::kernels::user::{check, eval, UserFamily};
 use kernlab::kernels::{DType, Family, Shape};
 use kernlab::tune::space::DeviceLimits;
+use kernlab::tune::user::{check, eval, UserFamily};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 

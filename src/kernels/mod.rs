@@ -16,7 +16,6 @@ pub mod softmax;
 pub mod support;
 pub mod swiglu;
 pub mod tunables;
-pub mod user;
 
 use crate::gpu::device::{Gpu, Kernel};
 use crate::gpu::util::{Comparison, Util};
@@ -132,18 +131,13 @@ pub fn builtin(name: &str) -> Option<&'static dyn Family> {
     families().into_iter().find(|f| f.name() == name)
 }
 
-/// A built-in family, or a kernel described in a sweep file ([`user::lookup`]).
+/// A built-in family. Kernels described in sweep files are the tuner's
+/// (`tune::family` finds both).
 pub fn family(name: &str) -> Result<&'static dyn Family> {
-    if let Some(f) = builtin(name) {
-        return Ok(f);
-    }
-    if let Some(f) = user::lookup(name)? {
-        return Ok(f);
-    }
-    let known: Vec<&str> = families().iter().map(|f| f.name()).collect();
-    let users: Vec<String> = user::discover().into_iter().map(|(_, n)| n).collect();
-    let users = if users.is_empty() { String::new() } else { format!("; user kernels: {}", users.join(", ")) };
-    Err(anyhow!("unknown kernel family {name:?}; known families: {}{users}", known.join(", ")))
+    builtin(name).ok_or_else(|| {
+        let known: Vec<&str> = families().iter().map(|f| f.name()).collect();
+        anyhow!("unknown kernel family {name:?}; known families: {}", known.join(", "))
+    })
 }
 
 /// Reads a tunable, with a clear error when the sweep did not provide it.

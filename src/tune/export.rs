@@ -9,9 +9,9 @@
 
 use super::db::{TunedDb, TunedEntry};
 use crate::gpu::cache;
-use crate::kernels::user::{eval, UserFamily};
-use crate::kernels::{self, DType, Shape};
+use crate::kernels::{DType, Shape};
 use crate::tune::space::{DeviceLimits, Sweep};
+use crate::tune::user::{eval, UserFamily};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde::Serialize;
@@ -74,9 +74,9 @@ pub struct Exported {
 
 /// The kernel's current source hash per variant, its dims, and the user family if it is one.
 fn current(name: &str) -> Result<(BTreeMap<String, String>, Vec<String>, Option<&'static std::sync::Arc<UserFamily>>)> {
-    let fam = kernels::family(name)?;
+    let fam = crate::tune::family(name)?;
     let dims: Vec<String> = fam.shape_dims().iter().map(|s| s.to_string()).collect();
-    let user = kernels::user::lookup(name)?;
+    let user = crate::tune::user::lookup(name)?;
     let sweep = match user {
         Some(u) => u.sweep.clone(),
         None => Sweep::load(&crate::paths::sweep_file(name), fam.shape_dims())?,
@@ -175,7 +175,7 @@ fn geometry(u: &UserFamily, e: &TunedEntry, dims: &[String]) -> Result<Vec<Launc
 
 /// Entry point of `kernlab export`.
 pub fn run(a: ExportArgs) -> Result<std::process::ExitCode> {
-    let (name, _) = crate::kernels::user::sweep_cli::resolve(&a.kernel, None)?;
+    let (name, _) = crate::tune::user::sweep_cli::resolve(&a.kernel, None)?;
     let db_path = a.db.unwrap_or_else(crate::paths::default_db);
     let db = TunedDb::load(&db_path)?;
     let x = collect(&db, &name, a.gpu.as_deref()).with_context(|| format!("exporting from {}", db_path.display()))?;

@@ -4,7 +4,7 @@
 //! mistake that a dry run lets through cannot first show up an hour into a sweep.
 
 use super::space::Sweep;
-use crate::kernels::{self, DType, Family, Shape};
+use crate::kernels::{DType, Family, Shape};
 use anyhow::{anyhow, bail, Context, Result};
 use std::path::Path;
 
@@ -46,7 +46,7 @@ pub fn check_sweep_inputs(
     shapes: &[String],
     dtypes: &[String],
 ) -> Result<(&'static dyn Family, Sweep)> {
-    let fam = kernels::family(family_arg)?;
+    let fam = crate::tune::family(family_arg)?;
     let file_family = super::runner::family_of_sweep(sweep_path)?;
     if file_family.name() != fam.name() {
         bail!(
@@ -143,7 +143,7 @@ mod tests {
 
     #[test]
     fn every_shipped_sweep_passes() {
-        for f in kernels::families() {
+        for f in crate::kernels::families() {
             let path = crate::paths::sweep_file(f.name());
             check_sweep_inputs(f.name(), &path, &[], &[]).unwrap_or_else(|e| panic!("{}: {e:#}", f.name()));
         }

@@ -18,7 +18,7 @@ use super::sweep_run::{Outcome, Run};
 use super::torch_peers::TorchPeers;
 use super::winner;
 use crate::gpu::cache::{self, ModuleCache};
-use crate::kernels::{self, DType, Family, Shape};
+use crate::kernels::{DType, Family, Shape};
 use anyhow::{bail, Context, Result};
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
@@ -355,7 +355,7 @@ pub(crate) fn family_of_sweep(path: &std::path::Path) -> Result<&'static dyn Fam
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let v: toml::Value = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let name = v.get("family").and_then(|f| f.as_str()).with_context(|| format!("{}: no `family`", path.display()))?;
-    kernels::family(name)
+    crate::tune::family(name)
 }
 
 /// `--dry-run`: enumerate and compile for an architecture, without a GPU.
@@ -437,7 +437,7 @@ mod tests {
     #[test]
     fn resume_skips_exactly_what_the_csv_holds() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-        let fam = kernels::family("gemm").unwrap();
+        let fam = crate::tune::family("gemm").unwrap();
         let sweep = Sweep::load(&root.join("sweeps/gemm.toml"), fam.shape_dims()).unwrap();
         let shapes = plan_shapes(fam, &sweep, &["1x4096x4096".into(), "2048x4096x4096".into()], &[]).unwrap();
         let limits = DeviceLimits::for_arch("sm_90a").unwrap();
@@ -467,7 +467,7 @@ mod tests {
     #[test]
     fn plan_rejects_bad_shapes_before_any_gpu_work() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-        let fam = kernels::family("gemm").unwrap();
+        let fam = crate::tune::family("gemm").unwrap();
         let sweep = Sweep::load(&root.join("sweeps/gemm.toml"), fam.shape_dims()).unwrap();
         assert!(plan_shapes(fam, &sweep, &["1x4096x4095".into()], &[]).is_err());
         assert!(plan_shapes(fam, &sweep, &["1x4096".into()], &[]).is_err());

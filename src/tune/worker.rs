@@ -8,7 +8,7 @@ use crate::gpu::cache::{self, ModuleCache};
 use crate::gpu::device::{DeviceProps, Gpu, Kernel};
 use crate::gpu::timer::Timer;
 use crate::gpu::util::Util;
-use crate::kernels::{self, DType, Problem, Shape};
+use crate::kernels::{DType, Problem, Shape};
 use crate::tune::record::{Status, Timing};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -129,7 +129,7 @@ pub fn serve(ordinal: usize) -> Result<()> {
 }
 
 fn setup(st: &mut State, family: &str, shape: &str, dtype: &str, time_peer: bool) -> Result<Option<Timing>> {
-    let fam = kernels::family(family)?;
+    let fam = crate::tune::family(family)?;
     let dt = DType::parse(dtype)?;
     let s = Shape::parse(shape, fam.shape_dims())?;
     let mut p = fam.problem(&st.gpu, &s, dt)?;

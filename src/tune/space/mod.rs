@@ -60,7 +60,7 @@ struct RawSweep {
     time_limit_s: Option<f64>,
     #[serde(default, rename = "variant")]
     variants: Vec<Spanned<RawVariant>>,
-    /// A kernel described in the file (read by `kernels::user`, not here).
+    /// A kernel described in the file (read by `tune::user`, not here).
     #[serde(default)]
     #[allow(dead_code)]
     kernel: Option<toml::Value>,

@@ -1,4 +1,4 @@
-// user.cu — helper kernels for kernels described in sweep files (src/kernels/user/): fill a
+// helpers.cu — helper kernels for kernels described in sweep files (src/tune/user/): fill a
 // buffer of any element type with fresh values, and compare an output with the reference's.
 //
 //   user_fill(void* p, long long n, int ty, int dist, float a, float b, unsigned long long seed)

@@ -1,6 +1,6 @@
 //! A user kernel's GPU state for one shape: its buffers, the reference's copies of the
 //! outputs, the reference and peer launches, and the helper kernels that fill and compare
-//! buffers of any element type (user.cu). Plugs into the same [`Problem`] trait as the
+//! buffers of any element type (kernels/user/helpers.cu). Plugs into the same [`Problem`] trait as the
 //! built-in families, so the worker's fresh inputs, NaN poison, verification and timing
 //! apply unchanged.
 
@@ -18,7 +18,7 @@ use anyhow::{anyhow, Context, Result};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-pub const HELPER_SOURCE: &str = include_str!("user.cu");
+pub const HELPER_SOURCE: &str = include_str!("../../../kernels/user/helpers.cu");
 
 struct Helpers {
     fill: Kernel,
@@ -93,12 +93,12 @@ impl UserProblem {
         }
         let mut h = support::reference_kernels(
             gpu,
-            "src/kernels/user/user.cu",
+            "kernels/user/helpers.cu",
             HELPER_SOURCE,
             dt,
             &["user_fill", "user_compare"],
         )?;
-        let mut take = |e: &str| h.remove(e).with_context(|| format!("user.cu has no {e}"));
+        let mut take = |e: &str| h.remove(e).with_context(|| format!("kernels/user/helpers.cu has no {e}"));
         let helpers = Helpers { fill: take("user_fill")?, compare: take("user_compare")?, res: gpu.alloc(16)? };
         let aux = |p: &super::desc::Program| -> Result<Aux> {
             let entries: Vec<&str> = p.launches.iter().map(|l| l.entry.as_str()).collect();
