@@ -88,7 +88,7 @@ pub enum Command {
     List,
     /// Write the tuned winners of a family or user kernel as a C/C++ header and as JSON
     /// (tunables, and for user kernels grid, block and shared memory) for your own launcher.
-    Export(crate::tune::export::ExportArgs),
+    Export(crate::export_cmd::ExportArgs),
     /// Internal: the measuring process the sweep runner starts.
     #[command(hide = true)]
     Worker {
@@ -207,7 +207,7 @@ pub fn run() -> Result<ExitCode> {
         Command::E2e(a) => crate::llama::e2e::run(a),
         Command::Quality(a) => crate::quality::run(a),
         Command::List => crate::list::run(),
-        Command::Export(a) => crate::tune::export::run(a),
+        Command::Export(a) => crate::export_cmd::run(a),
         Command::Worker { gpu } => {
             crate::tune::worker::serve(gpu)?;
             Ok(ExitCode::SUCCESS)

@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod core;
+pub mod export_cmd;
 pub mod gpu;
 pub mod kernels;
 pub mod list;

@@ -1,5 +1,5 @@
-//! `kernlab export <family-or-kernel>`: the tuned winners of one kernel, taken out of the
-//! tuned database for launchers outside kernlab — a C/C++ header ([`super::export_header`]:
+//! The tuned winners of one kernel, taken out of the tuned database for launchers outside
+//! kernlab (the `kernlab export` command is `crate::export_cmd`) — a C/C++ header ([`super::export_header`]:
 //! per shape and dtype the tunables as #defines and a table, and a function that picks the
 //! nearest measured shape) and JSON with the tunables and, for kernels described in a sweep
 //! file, the grid, block and shared memory of every launch at the measured shape.
@@ -13,25 +13,8 @@ use crate::kernels::{DType, Shape};
 use crate::tune::space::{DeviceLimits, Sweep};
 use crate::tune::user::{eval, UserFamily};
 use anyhow::{bail, Context, Result};
-use clap::Args;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
-
-#[derive(Args, Debug)]
-pub struct ExportArgs {
-    /// A built-in family, a user kernel's name, or its sweep file.
-    pub kernel: String,
-    /// Tuned-config database. Default: reports/tuned.json.
-    #[arg(long)]
-    pub db: Option<PathBuf>,
-    /// Folder for <kernel>.h and <kernel>.json. Default: reports/export.
-    #[arg(long)]
-    pub out_dir: Option<PathBuf>,
-    /// Export the winners of this GPU (a part of its name) when the database holds several.
-    #[arg(long)]
-    pub gpu: Option<String>,
-}
 
 /// One launch at the measured shape.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -171,24 +154,4 @@ fn geometry(u: &UserFamily, e: &TunedEntry, dims: &[String]) -> Result<Vec<Launc
             smem: r.geometry.smem,
         })
         .collect())
-}
-
-/// Entry point of `kernlab export`.
-pub fn run(a: ExportArgs) -> Result<std::process::ExitCode> {
-    let (name, _) = crate::tune::user::sweep_cli::resolve(&a.kernel, None)?;
-    let db_path = a.db.unwrap_or_else(crate::paths::default_db);
-    let db = TunedDb::load(&db_path)?;
-    let x = collect(&db, &name, a.gpu.as_deref()).with_context(|| format!("exporting from {}", db_path.display()))?;
-    let dir = a.out_dir.unwrap_or_else(|| crate::paths::reports_dir().join("export"));
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let stem = super::export_header::ident(&name);
-    let (h, j) = (dir.join(format!("{stem}.h")), dir.join(format!("{stem}.json")));
-    std::fs::write(&h, super::export_header::header(&x)).with_context(|| format!("writing {}", h.display()))?;
-    std::fs::write(&j, serde_json::to_string_pretty(&x)? + "\n").with_context(|| format!("writing {}", j.display()))?;
-    println!("{}: {} winners on {} (cc {}, NVRTC {})", name, x.entries.len(), x.gpu, x.cc, x.nvrtc);
-    if x.stale > 0 {
-        println!("  left out {} winners measured with an older version of the templates", x.stale);
-    }
-    println!("  header {}\n  json   {}", h.display(), j.display());
-    Ok(std::process::ExitCode::SUCCESS)
 }

@@ -20,6 +20,7 @@ pub mod strategy;
 pub mod summary;
 pub mod sweep_plan;
 pub mod sweep_run;
+pub mod sweep_setup;
 pub mod torch_peers;
 pub mod user;
 pub mod winner;

@@ -47,7 +47,7 @@ pub fn check_sweep_inputs(
     dtypes: &[String],
 ) -> Result<(&'static dyn Family, Sweep)> {
     let fam = crate::tune::family(family_arg)?;
-    let file_family = super::runner::family_of_sweep(sweep_path)?;
+    let file_family = super::sweep_setup::family_of_sweep(sweep_path)?;
     if file_family.name() != fam.name() {
         bail!(
             "{} is a sweep of family {:?}, not {:?}: run `kernlab sweep {} --file {}`, or give a {} sweep file",

@@ -8,9 +8,9 @@
 use super::compile::{CompileKey, CompilePool};
 use super::pool::{Reply, WorkerHandle};
 use super::record::{CandidateRecord, Status, Timing};
-use super::runner::candidate_record;
 use super::shape_search::Measure;
 use super::space::{Candidate, Sweep};
+use super::sweep_plan::candidate_record;
 use super::worker::{Request, Response};
 use crate::gpu::cache::ModuleCache;
 use crate::kernels::{DType, Family, Shape};

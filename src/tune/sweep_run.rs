@@ -2,11 +2,11 @@
 //! the worker), the search, the winner's re-measurement, and every row written as it comes.
 
 use super::record::{CandidateRecord, RecordWriter, Status, Timing};
-use super::runner::{fill_metrics, is_candidate_of, peer_key, SweepOptions};
 use super::session::{GpuSession, Setup};
 use super::settle::{settle, Settled};
 use super::shape_search::{Halt, Searched, ShapeSearch, Stop};
 use super::sweep_plan::{How, ShapeWork};
+use super::sweep_setup::{fill_metrics, is_candidate_of, peer_key, SweepOptions};
 use super::torch_peers::TorchPeers;
 use crate::kernels::{DType, Family, Shape};
 use crate::roofline::Ceilings;
