@@ -75,7 +75,10 @@ impl WorkerHandle {
                 Ok(h)
             }
             Reply::Response(other) => bail!("worker said {other:?} instead of hello"),
-            Reply::Died(err) => bail!("the GPU worker could not start:\n{}", err.trim()),
+            // The worker's own message already reads "error: …"; say it once.
+            Reply::Died(err) => {
+                bail!("the GPU worker could not start: {}", err.trim().trim_start_matches("error:").trim_start())
+            }
             Reply::TimedOut => bail!("the GPU worker did not start within 180 s"),
         }
     }

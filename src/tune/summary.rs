@@ -106,7 +106,15 @@ pub fn search_line(r: &ShapeResult) -> String {
 fn verdict(r: &ShapeResult) -> String {
     let Some(w) = &r.winner else { return "no winner".into() };
     let best = format!("best {} {} {:.2} us", w.variant, config(w), w.median_us().unwrap_or(f64::NAN));
-    let others = || r.tied.iter().map(|t| format!("{} {}", t.variant, config(t))).collect::<Vec<_>>().join("; ");
+    // At most three tied configs by name: a dozen on one line reads as noise; the CSV and
+    // the database keep them all.
+    let others = || {
+        let mut names: Vec<String> = r.tied.iter().take(3).map(|t| format!("{} {}", t.variant, config(t))).collect();
+        if r.tied.len() > 3 {
+            names.push(format!("and {} more", r.tied.len() - 3));
+        }
+        names.join("; ")
+    };
     if !r.confirmed {
         return format!("{best}, not confirmed (re-measurement interrupted; within spread: {})", others());
     }
@@ -114,5 +122,41 @@ fn verdict(r: &ShapeResult) -> String {
         (true, 0) => format!("{best}, a clear win"),
         (true, n) => format!("{best}, a clear win after re-measuring {n}"),
         (false, n) => format!("{best}, a statistical tie after re-measuring {n}, with {}", others()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tune::record::Timing;
+
+    fn rec(variant: &str) -> CandidateRecord {
+        CandidateRecord {
+            variant: variant.into(),
+            timing: Some(Timing { median_us: 10.0, ..Default::default() }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_long_tie_names_three_and_counts_the_rest() {
+        let r = ShapeResult {
+            dtype: "bf16".into(),
+            shape: "1x2x3".into(),
+            winner: Some(rec("w")),
+            peer_us: None,
+            measured: 10,
+            failed: 0,
+            strategy: "grid".into(),
+            points: 10,
+            valid: Some(10),
+            stop: Some("every candidate evaluated".into()),
+            tied: ["a", "b", "c", "d", "e"].iter().map(|v| rec(v)).collect(),
+            remeasured: 5,
+            confirmed: true,
+        };
+        let v = verdict(&r);
+        assert!(v.contains("statistical tie after re-measuring 5, with a") && v.contains("and 2 more"), "{v}");
+        assert!(!v.contains(" d") && !v.contains(" e"), "{v}");
     }
 }
