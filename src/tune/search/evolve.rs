@@ -62,17 +62,7 @@ impl<'a> EvolveSearch<'a> {
     }
 
     fn random_unseen(&mut self) -> Option<Candidate> {
-        if let Some(list) = self.space.list() {
-            let unseen: Vec<&Candidate> = list.iter().filter(|c| !self.seen.contains(*c)).collect();
-            return unseen.choose(&mut self.rng).map(|c| (*c).clone());
-        }
-        for _ in 0..super::grid::REJECTION_TRIES {
-            let c = self.space.sample(&mut self.rng, super::grid::REJECTION_TRIES)?;
-            if !self.seen.contains(&c) {
-                return Some(c);
-            }
-        }
-        None
+        super::grid::random_unseen(self.space, &self.seen, &mut self.rng)
     }
 
     /// An unseen neighbour of one of the best, nearest moves first.

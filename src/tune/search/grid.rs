@@ -5,12 +5,29 @@ use super::space::SearchSpace;
 use super::Searcher;
 use crate::tune::space::Candidate;
 use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
+use rand::seq::{IndexedRandom, SliceRandom};
 use rand::SeedableRng;
 use std::collections::HashSet;
 
 /// Draws before a space without a list is taken to have no unseen valid point left.
 pub const REJECTION_TRIES: usize = 20_000;
+
+/// A uniformly drawn candidate not in `seen`: from the list when the space keeps one, else by
+/// rejection sampling (None once REJECTION_TRIES draws found only seen or invalid points).
+/// The random start of the model-based and evolutionary strategies.
+pub fn random_unseen(space: &dyn SearchSpace, seen: &HashSet<Candidate>, rng: &mut StdRng) -> Option<Candidate> {
+    if let Some(list) = space.list() {
+        let unseen: Vec<&Candidate> = list.iter().filter(|c| !seen.contains(*c)).collect();
+        return unseen.choose(rng).map(|c| (*c).clone());
+    }
+    for _ in 0..REJECTION_TRIES {
+        let c = space.sample(rng, REJECTION_TRIES)?;
+        if !seen.contains(&c) {
+            return Some(c);
+        }
+    }
+    None
+}
 
 /// Every valid candidate: the list's order when the space has one, else the box walked
 /// variant by variant with the last parameter moving fastest.

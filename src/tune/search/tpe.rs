@@ -18,7 +18,6 @@ use super::space::{neighbours, pair_neighbours, SearchSpace};
 use super::Searcher;
 use crate::tune::space::Candidate;
 use rand::rngs::StdRng;
-use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, HashSet};
 
@@ -83,17 +82,7 @@ impl<'a> TpeSearch<'a> {
     }
 
     fn random_unseen(&mut self) -> Option<Candidate> {
-        if let Some(list) = self.space.list() {
-            let unseen: Vec<&Candidate> = list.iter().filter(|c| !self.seen.contains(*c)).collect();
-            return unseen.choose(&mut self.rng).map(|c| (*c).clone());
-        }
-        for _ in 0..super::grid::REJECTION_TRIES {
-            let c = self.space.sample(&mut self.rng, super::grid::REJECTION_TRIES)?;
-            if !self.seen.contains(&c) {
-                return Some(c);
-            }
-        }
-        None
+        super::grid::random_unseen(self.space, &self.seen, &mut self.rng)
     }
 
     /// The unseen candidates the model chooses among.
