@@ -149,6 +149,10 @@ pub struct SweepArgs {
     /// Verification rounds per candidate, each on fresh random inputs.
     #[arg(long, default_value_t = 2)]
     pub checks: u32,
+    /// Time spent timing one candidate (e.g. 25ms for a very large space): it runs
+    /// this long / its run time repetitions, at least 10 and at most 300.
+    #[arg(long, value_parser = positive_duration, default_value = "100ms", value_name = "DURATION")]
+    pub time_per_candidate: Duration,
     #[arg(long, default_value_t = 0)]
     pub gpu: usize,
     /// List the space after the constraints and compile it for --arch, without a GPU.
@@ -341,6 +345,7 @@ fn sweep(mut a: SweepArgs) -> Result<ExitCode> {
         timeout: a.timeout,
         gpu: a.gpu,
         checks: a.checks,
+        timing: a.time_per_candidate,
         progress: true,
     };
     let interrupted = Arc::new(AtomicBool::new(false));

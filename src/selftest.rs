@@ -319,6 +319,7 @@ fn check_fault_isolation(ordinal: usize, t: &mut Tally) -> Result<()> {
         timeout: Duration::from_secs(15),
         gpu: ordinal,
         checks: 1,
+        timing: Duration::from_millis(20),
         progress: false,
     };
     let summary = runner::run_sweep(&opts, Arc::new(AtomicBool::new(false)))?;

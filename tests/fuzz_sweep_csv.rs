@@ -186,7 +186,7 @@ fn resume_after_any_cut_keeps_whole_rows_and_appends_intact() {
         std::fs::write(&path, &full[..cut]).unwrap();
         let whole = ends[1..].iter().take_while(|&&e| e <= cut).count();
         let extra = rows(&mut rng, 1).pop().unwrap();
-        let mut w = RecordWriter::open(&path, &names, true).unwrap_or_else(|e| panic!("cut {cut}: {e:#}"));
+        let mut w = RecordWriter::open(&path, &[], &names, true).unwrap_or_else(|e| panic!("cut {cut}: {e:#}"));
         let previous = w.take_previous();
         assert!(same(&previous, &written[..whole]), "cut {cut}: resumed {} rows, {whole} were whole", previous.len());
         lost += whole - previous.len();

@@ -4,6 +4,7 @@ pub mod cache;
 pub mod device;
 pub mod error;
 pub mod libs;
+pub mod nvml;
 pub mod nvrtc;
 pub mod timer;
 pub mod tma;

@@ -66,7 +66,18 @@ impl Timer {
     }
 
     /// Times `launch` (one call = one run of the kernel or kernels being measured).
-    pub fn time(&self, gpu: &Gpu, mut launch: impl FnMut() -> Result<()>) -> Result<Timing> {
+    pub fn time(&self, gpu: &Gpu, launch: impl FnMut() -> Result<()>) -> Result<Timing> {
+        self.time_observed(gpu, launch, || {})
+    }
+
+    /// As [`Timer::time`], calling `while_running` once all timed runs are queued and
+    /// before waiting for them: the GPU is busy with them then (clocks, power).
+    pub fn time_observed(
+        &self,
+        gpu: &Gpu,
+        mut launch: impl FnMut() -> Result<()>,
+        mut while_running: impl FnMut(),
+    ) -> Result<Timing> {
         // Warm-up: module load, first-touch and clocks stay out of the numbers.
         for _ in 0..3 {
             launch()?;
@@ -96,6 +107,7 @@ impl Timer {
             launch()?;
             events[2 * r + 1].record(&gpu.stream)?;
         }
+        while_running();
         gpu.synchronize()?;
         let mut samples = Vec::with_capacity(reps);
         for r in 0..reps {

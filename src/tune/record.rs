@@ -106,6 +106,33 @@ pub struct CandidateRecord {
     pub compile_ms: Option<f64>,
     /// Name of the GPU the row was measured on.
     pub gpu: String,
+    /// Wall time the worker spent verifying the candidate (all checks) and timing it.
+    pub verify_ms: Option<f64>,
+    pub time_ms: Option<f64>,
+    /// The family's names for the shape's dimensions (`M`, `N`, `K`): written as `dim_*`
+    /// columns, not read back (the shape string stays the key).
+    #[serde(default)]
+    pub dim_names: Vec<String>,
+    /// When, on what and with what the row was measured.
+    pub env: RowEnv,
+}
+
+/// Where and with what a row was measured: the time and versions come from the sweep, the
+/// clocks, power and temperature from NVML while the candidate's timed runs were queued.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct RowEnv {
+    /// UTC time the row was measured (RFC 3339, seconds).
+    pub utc: String,
+    pub sm_mhz: Option<u32>,
+    pub mem_mhz: Option<u32>,
+    pub power_w: Option<f64>,
+    pub temp_c: Option<u32>,
+    /// NVIDIA driver (e.g. 580.65.06), NVRTC (13.0) and kernlab versions.
+    pub driver: String,
+    pub nvrtc: String,
+    pub kernlab: String,
+    /// SHA-256 prefix of the variant's template source (as the tuned database keys it).
+    pub source_hash: String,
 }
 
 const FIXED_COLUMNS: &[&str] = &[
@@ -134,6 +161,25 @@ const FIXED_COLUMNS: &[&str] = &[
     "gpu",
 ];
 
+/// Columns added after the first files were written: absent from older files, which are
+/// still read (these fields come back empty) and continued in their own layout.
+const ENV_COLUMNS: &[&str] = &[
+    "verify_ms",
+    "time_ms",
+    "utc",
+    "sm_mhz",
+    "mem_mhz",
+    "power_w",
+    "temp_c",
+    "driver",
+    "nvrtc",
+    "kernlab",
+    "source_hash",
+];
+
+fn ms(v: &Option<f64>) -> String {
+    v.map(|x| format!("{x:.2}")).unwrap_or_default()
+}
 fn opt<T: ToString>(v: &Option<T>) -> String {
     v.as_ref().map(|x| x.to_string()).unwrap_or_default()
 }
@@ -153,55 +199,94 @@ impl CandidateRecord {
         self.timing.map(|t| t.median_us)
     }
 
-    fn to_row(&self, param_names: &[String]) -> Vec<String> {
+    /// The row's value for one column of a sweep CSV (empty when the record has none).
+    fn cell(&self, column: &str) -> String {
         let t = self.timing;
-        let mut row = vec![
-            self.family.clone(),
-            self.variant.clone(),
-            self.dtype.clone(),
-            self.shape.clone(),
-            self.status.map(|s| s.as_str().to_string()).unwrap_or_default(),
+        let e = &self.env;
+        let tf = |f: fn(&Timing) -> f64| t.map(|t| format!("{:.3}", f(&t))).unwrap_or_default();
+        match column {
+            "family" => self.family.clone(),
+            "variant" => self.variant.clone(),
+            "dtype" => self.dtype.clone(),
+            "shape" => self.shape.clone(),
+            "status" => self.status.map(|s| s.as_str().to_string()).unwrap_or_default(),
             // One line per cell keeps the file friendly to line-based tools.
-            self.error.replace(['\n', '\r'], " | "),
-            self.max_rel_err.map(|x| format!("{x:.3e}")).unwrap_or_default(),
-            t.map(|t| format!("{:.3}", t.median_us)).unwrap_or_default(),
-            t.map(|t| format!("{:.3}", t.p20_us)).unwrap_or_default(),
-            t.map(|t| format!("{:.3}", t.p80_us)).unwrap_or_default(),
-            t.map(|t| format!("{:.3}", t.min_us)).unwrap_or_default(),
-            t.map(|t| t.reps.to_string()).unwrap_or_default(),
-            fopt(&self.tflops),
-            fopt(&self.gbps),
-            fopt(&self.intensity),
-            fopt(&self.pct_of_bound),
-            fopt(&self.peer_us),
-            fopt(&self.speedup_vs_peer),
-            opt(&self.registers),
-            opt(&self.smem_bytes),
-            opt(&self.local_bytes),
-            fopt(&self.compile_ms),
-            self.gpu.clone(),
-        ];
-        for p in param_names {
-            row.push(self.params.get(p).map(|v| v.to_string()).unwrap_or_default());
+            "error" => self.error.replace(['\n', '\r'], " | "),
+            "max_rel_err" => self.max_rel_err.map(|x| format!("{x:.3e}")).unwrap_or_default(),
+            "time_us_median" => tf(|t| t.median_us),
+            "time_us_p20" => tf(|t| t.p20_us),
+            "time_us_p80" => tf(|t| t.p80_us),
+            "time_us_min" => tf(|t| t.min_us),
+            "reps" => t.map(|t| t.reps.to_string()).unwrap_or_default(),
+            "tflops" => fopt(&self.tflops),
+            "gbps" => fopt(&self.gbps),
+            "intensity_flop_per_byte" => fopt(&self.intensity),
+            "pct_of_bound" => fopt(&self.pct_of_bound),
+            "peer_time_us" => fopt(&self.peer_us),
+            "speedup_vs_peer" => fopt(&self.speedup_vs_peer),
+            "registers" => opt(&self.registers),
+            "smem_bytes" => opt(&self.smem_bytes),
+            "local_bytes" => opt(&self.local_bytes),
+            "compile_ms" => fopt(&self.compile_ms),
+            "gpu" => self.gpu.clone(),
+            "verify_ms" => ms(&self.verify_ms),
+            "time_ms" => ms(&self.time_ms),
+            "utc" => e.utc.clone(),
+            "sm_mhz" => opt(&e.sm_mhz),
+            "mem_mhz" => opt(&e.mem_mhz),
+            "power_w" => e.power_w.map(|w| format!("{w:.1}")).unwrap_or_default(),
+            "temp_c" => opt(&e.temp_c),
+            "driver" => e.driver.clone(),
+            "nvrtc" => e.nvrtc.clone(),
+            "kernlab" => e.kernlab.clone(),
+            "source_hash" => e.source_hash.clone(),
+            other => {
+                if let Some(p) = other.strip_prefix("param_") {
+                    self.params.get(p).map(|v| v.to_string()).unwrap_or_default()
+                } else if let Some(d) = other.strip_prefix("dim_") {
+                    self.dim(d).map(|v| v.to_string()).unwrap_or_default()
+                } else {
+                    String::new()
+                }
+            }
         }
-        row
+    }
+
+    /// One dimension of the shape, by the family's name for it (`M` of `16x4096x14336`
+    /// under dims M, N, K); the record keeps the names in `dim_names` order.
+    fn dim(&self, name: &str) -> Option<i64> {
+        let at = self.dim_names.iter().position(|d| d == name)?;
+        self.shape.split(['x', 'X']).nth(at)?.trim().parse().ok()
+    }
+
+    /// The row's fields for these columns (without `row_check`).
+    fn to_row(&self, columns: &[String]) -> Vec<String> {
+        columns.iter().map(|c| self.cell(c)).collect()
     }
 }
 
 /// The last column: CRC32 of the row's other fields (see [`csv_file::row_check`]).
 pub const ROW_CHECK: &str = "row_check";
 
-/// Header of a sweep CSV with the given tunables (sorted, deduplicated).
-pub fn header(param_names: &[String]) -> Vec<String> {
-    let mut h = legacy_header(param_names);
+/// Header of a sweep CSV for a family with these shape dimensions and tunables: the fixed
+/// columns, the environment, one `dim_<name>` per dimension, one `param_<name>` per tunable
+/// (sorted, deduplicated), `row_check`.
+pub fn header(dim_names: &[String], param_names: &[String]) -> Vec<String> {
+    let mut h: Vec<String> = FIXED_COLUMNS.iter().chain(ENV_COLUMNS).map(|s| s.to_string()).collect();
+    h.extend(dim_names.iter().map(|d| format!("dim_{d}")));
+    h.extend(param_names.iter().map(|p| format!("param_{p}")));
     h.push(ROW_CHECK.to_string());
     h
 }
 
-/// Header of the files written before rows carried a `row_check`.
-fn legacy_header(param_names: &[String]) -> Vec<String> {
+/// Header of the files written before rows carried the environment (`checked`: with a
+/// `row_check`, as from kernlab 0.1 on; without, as the first files).
+fn legacy_header(param_names: &[String], checked: bool) -> Vec<String> {
     let mut h: Vec<String> = FIXED_COLUMNS.iter().map(|s| s.to_string()).collect();
     h.extend(param_names.iter().map(|p| format!("param_{p}")));
+    if checked {
+        h.push(ROW_CHECK.to_string());
+    }
     h
 }
 
@@ -235,6 +320,20 @@ pub(crate) mod tests {
             local_bytes: Some(0),
             compile_ms: Some(120.0),
             gpu: "NVIDIA H100".into(),
+            verify_ms: Some(3.25),
+            time_ms: Some(101.5),
+            dim_names: vec!["M".into(), "N".into(), "K".into()],
+            env: RowEnv {
+                utc: "2026-12-02T19:00:00Z".into(),
+                sm_mhz: Some(1980),
+                mem_mhz: Some(3201),
+                power_w: Some(412.5),
+                temp_c: Some(51),
+                driver: "580.65.06".into(),
+                nvrtc: "13.0".into(),
+                kernlab: "0.1.0".into(),
+                source_hash: "3f2a9c01".into(),
+            },
         }
     }
 
@@ -250,8 +349,9 @@ pub(crate) mod tests {
 
     #[test]
     fn header_has_units_and_params() {
-        let h = header(&["BM".to_string()]);
+        let h = header(&["M".to_string()], &["BM".to_string()]);
         assert!(h.contains(&"time_us_median".to_string()));
+        assert!(h.contains(&"utc".to_string()) && h.contains(&"dim_M".to_string()));
         assert_eq!(h[h.len() - 2], "param_BM");
         assert_eq!(h.last().unwrap(), ROW_CHECK);
     }

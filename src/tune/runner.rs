@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-pub use super::summary::{format_table, ShapeResult, SweepSummary};
+pub use super::summary::{format_table, Cost, ShapeResult, SweepSummary};
 pub use super::sweep_plan::{candidate_record, plan_candidates, ShapePlan};
 pub(crate) use super::sweep_setup::{family_of_sweep, is_candidate_of};
 pub use super::sweep_setup::{fill_metrics, plan_shapes, SweepOptions};
@@ -35,7 +35,7 @@ pub fn run_sweep(opts: &SweepOptions, interrupted: Arc<AtomicBool>) -> Result<Sw
     // Never lose what was measured: an existing file is only ever appended to (with
     // --resume), by one sweep at a time: the writer holds the file's lock until we return,
     // and its trusted rows (whole, check passed) are what was measured before.
-    let mut writer = RecordWriter::open(&opts.out_csv, &sweep.param_names(), opts.resume)?;
+    let mut writer = RecordWriter::open(&opts.out_csv, &dim_names(fam), &sweep.param_names(), opts.resume)?;
     let previous = writer.take_previous();
 
     let worker = WorkerHandle::spawn(opts.gpu)?;
@@ -99,8 +99,10 @@ pub fn run_sweep(opts: &SweepOptions, interrupted: Arc<AtomicBool>) -> Result<Sw
         gpu_name: props.name.clone(),
         timeout: opts.timeout,
         checks: opts.checks,
+        timing_ms: opts.timing.as_secs_f64() * 1e3,
         seed: opts.seed,
         interrupted: interrupted.clone(),
+        driver_api: props.driver_version.clone(),
     };
     let mut session = GpuSession::new(cfg, pool, worker);
     let mut run = Run::new(fam, opts, props.name.clone(), ceilings, torch, writer, previous, interrupted, total);
@@ -120,6 +122,11 @@ pub fn run_sweep(opts: &SweepOptions, interrupted: Arc<AtomicBool>) -> Result<Sw
 }
 
 /// PyTorch's figures for families whose peer runs outside kernlab (scripts/torch_peers.py).
+/// The family's names for a shape's dimensions (the CSV's `dim_*` columns).
+fn dim_names(fam: &dyn Family) -> Vec<String> {
+    fam.shape_dims().iter().map(|d| d.to_string()).collect()
+}
+
 fn torch_peers(fam: &dyn Family) -> Option<TorchPeers> {
     let torch_csv = crate::paths::reports_dir().join("torch_peers.csv");
     if fam.peer() != "torch" {
@@ -247,6 +254,7 @@ fn summarize(
             tied: settled.map(|s| s.tied.clone()).unwrap_or_default(),
             remeasured: settled.map_or(0, |s| s.remeasured),
             confirmed: settled.is_none_or(|s| s.confirmed),
+            cost: Cost::of(&cands),
         });
     }
     // Merged under the database's lock into what is on disk now, so a sweep finishing beside

@@ -11,7 +11,7 @@ use super::record::{CandidateRecord, Status, Timing};
 use super::shape_search::Measure;
 use super::space::{Candidate, Sweep};
 use super::sweep_plan::candidate_record;
-use super::worker::{Request, Response};
+use super::worker::{CandidateRequest, Request, Response};
 use crate::gpu::cache::ModuleCache;
 use crate::kernels::{DType, Family, Shape};
 use anyhow::{bail, Result};
@@ -34,8 +34,12 @@ pub struct SessionConfig<'s> {
     /// Watchdog per candidate.
     pub timeout: Duration,
     pub checks: u32,
+    /// Time spent timing one candidate (the repetitions adapt to its run time).
+    pub timing_ms: f64,
     pub seed: u64,
     pub interrupted: Arc<AtomicBool>,
+    /// The CUDA driver API version, for rows when NVML cannot name the driver.
+    pub driver_api: String,
 }
 
 /// The outcome of setting a shape up.
@@ -131,6 +135,7 @@ impl<'s> GpuSession<'s> {
     /// Sends one compiled candidate and records what the worker said.
     fn run_candidate(&mut self, rec: &mut CandidateRecord, req: Request) -> Result<Option<()>> {
         let timeout = self.cfg.timeout;
+        rec.env.utc = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
         let reply = self.ready_worker()?.request(&req, timeout);
         match reply {
             Reply::Response(Response::Outcome(o)) => {
@@ -138,6 +143,12 @@ impl<'s> GpuSession<'s> {
                 rec.error = o.error;
                 rec.max_rel_err = o.max_rel_err;
                 rec.timing = o.timing;
+                rec.verify_ms = o.verify_ms;
+                rec.time_ms = o.time_ms;
+                let r = o.reading.unwrap_or_default();
+                (rec.env.sm_mhz, rec.env.mem_mhz, rec.env.power_w, rec.env.temp_c) =
+                    (r.sm_mhz, r.mem_mhz, r.power_w, r.temp_c);
+                rec.env.driver = o.driver.unwrap_or_else(|| format!("CUDA {}", self.cfg.driver_api));
                 if o.registers.is_some() {
                     rec.registers = o.registers;
                 }
@@ -199,7 +210,12 @@ impl Measure for GpuSession<'_> {
             rec.smem_bytes = Some(dynamic_smem_hint(&c.params, dt.bytes() as i64));
         }
         rec.compile_ms = Some(if compiled.cached { 0.0 } else { compiled.compile_ms });
-        let req = Request::Candidate {
+        rec.env.nvrtc = self.cfg.cache.nvrtc_version().to_string();
+        rec.env.kernlab = env!("CARGO_PKG_VERSION").to_string();
+        if let Some(v) = sweep.variant(&c.variant) {
+            rec.env.source_hash = crate::gpu::cache::source_hash(&v.source);
+        }
+        let req = Request::Candidate(CandidateRequest {
             variant: c.variant.clone(),
             params: c.params.clone(),
             cubin: compiled.cubin_path.clone(),
@@ -208,7 +224,8 @@ impl Measure for GpuSession<'_> {
             seed: self.cfg.seed.wrapping_mul(1_000_003).wrapping_add(seq + 17),
             checks: self.cfg.checks,
             time: true,
-        };
+            timing_ms: self.cfg.timing_ms,
+        });
         Ok(self.run_candidate(&mut rec, req)?.map(|()| rec))
     }
 }

@@ -26,6 +26,25 @@ pub struct ShapeResult {
     pub remeasured: usize,
     /// False when the re-measurement that decides a tie did not finish.
     pub confirmed: bool,
+    /// Seconds spent on the evaluations: NVRTC (on the CPU pool, overlapping the GPU work),
+    /// verification and timing (in the worker).
+    pub cost: Cost,
+}
+
+/// Where the evaluations of a shape spent their time, in seconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Cost {
+    pub compile_s: f64,
+    pub verify_s: f64,
+    pub timing_s: f64,
+}
+
+impl Cost {
+    /// The sum over rows (rows from files without the columns add nothing).
+    pub fn of(rows: &[&CandidateRecord]) -> Cost {
+        let sum = |f: fn(&CandidateRecord) -> Option<f64>| rows.iter().filter_map(|r| f(r)).sum::<f64>() / 1e3;
+        Cost { compile_s: sum(|r| r.compile_ms), verify_s: sum(|r| r.verify_ms), timing_s: sum(|r| r.time_ms) }
+    }
 }
 
 pub struct SweepSummary {
@@ -81,7 +100,10 @@ pub fn format_table(s: &SweepSummary, peer: &str) -> String {
             )),
         }
     }
-    out.push_str("\nsearch: strategy · evaluations of the space · why it stopped · the winner\n");
+    out.push_str(
+        "\nsearch: strategy · evaluations of the space · time they took (compile runs on the CPU beside the GPU) \
+         · why it stopped · the winner\n",
+    );
     for r in &s.rows {
         out.push_str(&format!("{:<5} {:<16} {}\n", r.dtype, r.shape, search_line(r)));
     }
@@ -100,7 +122,9 @@ pub fn search_line(r: &ShapeResult) -> String {
         None => format!("{} evaluations of a space of {} points", r.measured, r.points),
     };
     let stop = r.stop.as_deref().unwrap_or("not searched");
-    format!("{:<7} {seen} · {stop} · {}", r.strategy, verdict(r))
+    let c = r.cost;
+    let cost = format!("compile {:.1} s, verify {:.1} s, timing {:.1} s", c.compile_s, c.verify_s, c.timing_s);
+    format!("{:<7} {seen} · {cost} · {stop} · {}", r.strategy, verdict(r))
 }
 
 fn verdict(r: &ShapeResult) -> String {
@@ -154,9 +178,13 @@ mod tests {
             tied: ["a", "b", "c", "d", "e"].iter().map(|v| rec(v)).collect(),
             remeasured: 5,
             confirmed: true,
+            cost: Cost { compile_s: 12.5, verify_s: 0.5, timing_s: 3.0 },
         };
         let v = verdict(&r);
         assert!(v.contains("statistical tie after re-measuring 5, with a") && v.contains("and 2 more"), "{v}");
         assert!(!v.contains(" d") && !v.contains(" e"), "{v}");
+        let line = search_line(&r);
+        assert!(line.contains("10 evaluations of 10 valid candidates (100.0 %)"), "{line}");
+        assert!(line.contains("compile 12.5 s, verify 0.5 s, timing 3.0 s"), "{line}");
     }
 }

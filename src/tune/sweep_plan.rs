@@ -233,6 +233,7 @@ pub fn candidate_record(fam: &dyn Family, _sweep: &Sweep, c: &Candidate, dt: DTy
         dtype: dt.name().into(),
         shape: shape.label(),
         params: c.params.clone(),
+        dim_names: fam.shape_dims().iter().map(|d| d.to_string()).collect(),
         ..Default::default()
     }
 }

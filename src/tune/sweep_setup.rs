@@ -37,6 +37,8 @@ pub struct SweepOptions {
     pub gpu: usize,
     /// Verification rounds per candidate, each on fresh random inputs.
     pub checks: u32,
+    /// Time spent timing one candidate; repetitions = this / its run time, 10 to 300.
+    pub timing: Duration,
     pub progress: bool,
 }
 

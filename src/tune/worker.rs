@@ -6,6 +6,7 @@
 
 use crate::gpu::cache::{self, ModuleCache};
 use crate::gpu::device::{DeviceProps, Gpu, Kernel};
+use crate::gpu::nvml::{Probe, Reading};
 use crate::gpu::timer::Timer;
 use crate::gpu::util::Util;
 use crate::kernels::{DType, Problem, Shape};
@@ -21,17 +22,27 @@ pub enum Request {
     /// Prepare inputs for one shape; optionally time the peer on it.
     Setup { family: String, shape: String, dtype: String, time_peer: bool },
     /// Verify one compiled candidate on fresh inputs and, if correct, time it.
-    Candidate {
-        variant: String,
-        params: BTreeMap<String, i64>,
-        cubin: PathBuf,
-        entries: Vec<String>,
-        tolerance: f64,
-        seed: u64,
-        /// Verification rounds, each on fresh inputs.
-        checks: u32,
-        time: bool,
-    },
+    Candidate(CandidateRequest),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CandidateRequest {
+    pub variant: String,
+    pub params: BTreeMap<String, i64>,
+    pub cubin: PathBuf,
+    pub entries: Vec<String>,
+    pub tolerance: f64,
+    pub seed: u64,
+    /// Verification rounds, each on fresh inputs.
+    pub checks: u32,
+    pub time: bool,
+    /// Time to spend timing the candidate (repetitions = this / its run time, 10..300).
+    #[serde(default = "default_timing_ms")]
+    pub timing_ms: f64,
+}
+
+fn default_timing_ms() -> f64 {
+    100.0
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -61,6 +72,17 @@ pub struct Outcome {
     /// error came from the driver; `status` already says whether it was sticky (Fault).
     #[serde(default)]
     pub cuda_error: Option<String>,
+    /// Wall time of the verification rounds and of the timing, in milliseconds.
+    #[serde(default)]
+    pub verify_ms: Option<f64>,
+    #[serde(default)]
+    pub time_ms: Option<f64>,
+    /// Clocks, power and temperature while the timed runs were on the GPU (NVML).
+    #[serde(default)]
+    pub reading: Option<Reading>,
+    /// The NVIDIA driver's version, when NVML knows it.
+    #[serde(default)]
+    pub driver: Option<String>,
 }
 
 /// Whether an error poisoned the context, so the process must go: told by the CUDA result
@@ -73,6 +95,7 @@ struct State {
     gpu: Gpu,
     util: Util,
     timer: Timer,
+    probe: Option<Probe>,
     problem: Option<Box<dyn Problem>>,
 }
 
@@ -92,7 +115,8 @@ pub fn serve(ordinal: usize) -> Result<()> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     send(&mut out, &Response::Hello { props: gpu.props.clone() })?;
-    let mut st = State { gpu, util, timer, problem: None };
+    let probe = Probe::open(&gpu);
+    let mut st = State { gpu, util, timer, probe, problem: None };
     let stdin = std::io::stdin();
     for line in stdin.lock().lines() {
         let line = line?;
@@ -114,8 +138,8 @@ pub fn serve(ordinal: usize) -> Result<()> {
                     }
                 }
             }
-            Request::Candidate { variant, params, cubin, entries, tolerance, seed, checks, time } => {
-                let outcome = candidate(&mut st, &variant, &params, &cubin, &entries, tolerance, seed, checks, time);
+            Request::Candidate(req) => {
+                let outcome = candidate(&mut st, &req);
                 let sticky = outcome.status == Some(Status::Fault);
                 send(&mut out, &Response::Outcome(outcome))?;
                 if sticky {
@@ -147,19 +171,10 @@ fn setup(st: &mut State, family: &str, shape: &str, dtype: &str, time_peer: bool
     Ok(peer)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn candidate(
-    st: &mut State,
-    variant: &str,
-    params: &BTreeMap<String, i64>,
-    cubin: &PathBuf,
-    entries: &[String],
-    tolerance: f64,
-    seed: u64,
-    checks: u32,
-    time: bool,
-) -> Outcome {
-    let mut o = Outcome::default();
+fn candidate(st: &mut State, req: &CandidateRequest) -> Outcome {
+    let CandidateRequest { variant, params, cubin, entries, tolerance, seed, checks, time, timing_ms } = req;
+    let (variant, tolerance, seed, checks) = (variant.as_str(), *tolerance, *seed, *checks);
+    let mut o = Outcome { driver: st.probe.as_ref().map(|p| p.driver.clone()), ..Outcome::default() };
     let r = (|| -> Result<Outcome> {
         let bytes = std::fs::read(cubin).with_context(|| format!("reading {}", cubin.display()))?;
         let mut ks: BTreeMap<String, Kernel> = BTreeMap::new();
@@ -171,6 +186,7 @@ fn candidate(
         o.local_bytes = Some(main.local_bytes());
         let p = st.problem.as_mut().context("no shape was set up")?;
         let mut worst = 0.0f64;
+        let verify_start = std::time::Instant::now();
         for i in 0..checks.max(1) {
             p.randomize(&st.gpu, &st.util, seed.wrapping_add(i as u64 * 7919))?;
             p.poison(&st.gpu, &st.util)?;
@@ -191,9 +207,20 @@ fn candidate(
             }
         }
         o.max_rel_err = Some(worst);
-        if time {
-            let gpu = &st.gpu;
-            o.timing = Some(st.timer.time(gpu, || p.run(gpu, variant, &ks, params))?);
+        o.verify_ms = Some(verify_start.elapsed().as_secs_f64() * 1e3);
+        if *time {
+            let (gpu, probe) = (&st.gpu, &st.probe);
+            st.timer.target_ms = *timing_ms;
+            let time_start = std::time::Instant::now();
+            let mut reading = None;
+            let t = st.timer.time_observed(
+                gpu,
+                || p.run(gpu, variant, &ks, params),
+                || reading = probe.as_ref().map(Probe::read),
+            )?;
+            o.timing = Some(t);
+            o.reading = reading;
+            o.time_ms = Some(time_start.elapsed().as_secs_f64() * 1e3);
         }
         o.status = Some(Status::Ok);
         Ok(o.clone())

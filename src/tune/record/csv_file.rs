@@ -7,7 +7,7 @@
 //! `row_check` existed are read as before, except that a last line without its newline is
 //! taken as torn.
 
-use super::{legacy_header, CandidateRecord, Status, Timing, FIXED_COLUMNS, ROW_CHECK};
+use super::{CandidateRecord, RowEnv, Status, Timing, ENV_COLUMNS, FIXED_COLUMNS, ROW_CHECK};
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -110,6 +110,9 @@ fn trusted_fields(row: &csv::ByteRecord, terminated: bool, n_columns: usize, che
 /// Column positions of a sweep CSV's header.
 struct Columns {
     fixed: BTreeMap<&'static str, usize>,
+    /// The environment columns the file has (older files have none).
+    env: BTreeMap<&'static str, usize>,
+    dims: Vec<String>,
     params: Vec<(usize, String)>,
 }
 
@@ -128,12 +131,15 @@ impl Columns {
             .enumerate()
             .filter_map(|(j, h)| h.strip_prefix("param_").map(|p| (j, p.to_string())))
             .collect();
-        Ok(Columns { fixed, params })
+        let env = ENV_COLUMNS.iter().filter_map(|c| Some((*c, headers.iter().position(|h| h == c)?))).collect();
+        let dims = headers.iter().filter_map(|h| h.strip_prefix("dim_").map(String::from)).collect();
+        Ok(Columns { fixed, env, dims, params })
     }
 
     /// The record of one trusted row (`line` is its first line in the file, for errors).
     fn record(&self, fields: &[&str], line: u64) -> Result<CandidateRecord> {
-        let get = |name: &str| fields.get(self.fixed[name]).copied().unwrap_or("");
+        let at = |name: &str| self.fixed.get(name).or_else(|| self.env.get(name)).copied();
+        let get = |name: &str| at(name).and_then(|j| fields.get(j).copied()).unwrap_or("");
         let num = |name: &str| parse_opt::<f64>(get(name), name, line);
         let mut params = BTreeMap::new();
         for (j, p) in &self.params {
@@ -179,6 +185,20 @@ impl Columns {
             local_bytes: int("local_bytes")?,
             compile_ms: num("compile_ms")?,
             gpu: get("gpu").to_string(),
+            verify_ms: num("verify_ms")?,
+            time_ms: num("time_ms")?,
+            dim_names: self.dims.clone(),
+            env: RowEnv {
+                utc: get("utc").to_string(),
+                sm_mhz: int("sm_mhz")?,
+                mem_mhz: int("mem_mhz")?,
+                power_w: num("power_w")?,
+                temp_c: int("temp_c")?,
+                driver: get("driver").to_string(),
+                nvrtc: get("nvrtc").to_string(),
+                kernlab: get("kernlab").to_string(),
+                source_hash: get("source_hash").to_string(),
+            },
         })
     }
 }
@@ -203,10 +223,13 @@ pub(super) fn encode_row(fields: &[String], checked: bool) -> Result<Vec<u8>> {
     Ok(w.into_inner()?)
 }
 
-/// The header line of a file with these (sorted) tunables, in the current or legacy layout.
-pub(super) fn encode_header(param_names: &[String], checked: bool) -> Result<Vec<u8>> {
-    let h = if checked { super::header(param_names) } else { legacy_header(param_names) };
+/// The header line of a file with these columns (`row_check` last when `checked`).
+pub(super) fn encode_header(columns: &[String], checked: bool) -> Result<Vec<u8>> {
     let mut w = csv::WriterBuilder::new().has_headers(false).from_writer(Vec::new());
+    let mut h = columns.to_vec();
+    if checked {
+        h.push(ROW_CHECK.to_string());
+    }
     w.write_record(&h)?;
     Ok(w.into_inner()?)
 }
@@ -216,9 +239,12 @@ pub fn to_csv_bytes(records: &[CandidateRecord]) -> Result<Vec<u8>> {
     let mut names: Vec<String> = records.iter().flat_map(|r| r.params.keys().cloned()).collect();
     names.sort();
     names.dedup();
-    let mut out = encode_header(&names, true)?;
+    let dims = records.first().map(|r| r.dim_names.clone()).unwrap_or_default();
+    let mut columns = super::header(&dims, &names);
+    columns.pop(); // row_check: encode_row appends it
+    let mut out = encode_header(&columns, true)?;
     for r in records {
-        out.extend(encode_row(&r.to_row(&names), true)?);
+        out.extend(encode_row(&r.to_row(&columns), true)?);
     }
     Ok(out)
 }

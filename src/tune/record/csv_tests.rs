@@ -5,6 +5,19 @@ use super::*;
 use std::io::Write;
 use std::path::Path;
 
+fn dims() -> Vec<String> {
+    vec!["M".to_string(), "N".to_string(), "K".to_string()]
+}
+
+/// What a file from before the environment columns keeps of a record.
+fn legacy(mut r: CandidateRecord) -> CandidateRecord {
+    r.verify_ms = None;
+    r.time_ms = None;
+    r.env = RowEnv::default();
+    r.dim_names.clear();
+    r
+}
+
 fn names() -> Vec<String> {
     vec!["STAGES".to_string(), "BM".to_string()]
 }
@@ -36,11 +49,11 @@ fn round_trip_with_append_reopen_and_awkward_cells() {
     b.error = "line1\nline2, with comma \"quoted\"".into();
     b.timing = None;
     b.tflops = None;
-    let mut w = RecordWriter::open(&path, &names(), false).unwrap();
+    let mut w = RecordWriter::open(&path, &dims(), &names(), false).unwrap();
     w.append(&a).unwrap();
     drop(w);
     // Reopening appends without a second header.
-    let mut w = RecordWriter::open(&path, &names(), true).unwrap();
+    let mut w = RecordWriter::open(&path, &dims(), &names(), true).unwrap();
     assert_eq!(w.take_previous().len(), 1);
     w.append(&b).unwrap();
     drop(w);
@@ -59,8 +72,8 @@ fn round_trip_with_append_reopen_and_awkward_cells() {
 fn a_file_with_rows_is_continued_only_with_resume() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.csv");
-    RecordWriter::open(&path, &names(), false).unwrap().append(&sample()).unwrap();
-    let err = RecordWriter::open(&path, &names(), false).err().unwrap();
+    RecordWriter::open(&path, &dims(), &names(), false).unwrap().append(&sample()).unwrap();
+    let err = RecordWriter::open(&path, &dims(), &names(), false).err().unwrap();
     assert!(format!("{err:#}").contains("--resume"), "{err:#}");
     assert_eq!(read_records(&path).unwrap().len(), 1);
 }
@@ -69,8 +82,8 @@ fn a_file_with_rows_is_continued_only_with_resume() {
 fn refuses_to_mix_sweeps_in_one_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.csv");
-    RecordWriter::open(&path, &["BM".to_string()], false).unwrap().append(&sample()).unwrap();
-    let err = RecordWriter::open(&path, &["ROWS".to_string()], true).err().unwrap();
+    RecordWriter::open(&path, &dims(), &["BM".to_string()], false).unwrap().append(&sample()).unwrap();
+    let err = RecordWriter::open(&path, &dims(), &["ROWS".to_string()], true).err().unwrap();
     assert!(format!("{err:#}").contains("different sweep"));
 }
 
@@ -79,7 +92,7 @@ fn a_row_cut_inside_its_last_field_is_not_trusted() {
     for cut in 1..=3 {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.csv");
-        let mut w = RecordWriter::open(&path, &names(), false).unwrap();
+        let mut w = RecordWriter::open(&path, &dims(), &names(), false).unwrap();
         w.append(&sample()).unwrap();
         w.append(&other()).unwrap();
         drop(w);
@@ -88,7 +101,7 @@ fn a_row_cut_inside_its_last_field_is_not_trusted() {
         let back = read_records(&path).unwrap();
         assert_eq!(back, vec![sample()], "cut {cut}: only the whole row may be read back");
         // --resume measures the torn candidate again: it is not among the previous rows.
-        let mut w = RecordWriter::open(&path, &names(), true).unwrap();
+        let mut w = RecordWriter::open(&path, &dims(), &names(), true).unwrap();
         let previous = w.take_previous();
         assert_eq!(previous, vec![sample()], "cut {cut}");
     }
@@ -98,12 +111,12 @@ fn a_row_cut_inside_its_last_field_is_not_trusted() {
 fn the_row_after_a_resume_is_whole() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.csv");
-    let mut w = RecordWriter::open(&path, &names(), false).unwrap();
+    let mut w = RecordWriter::open(&path, &dims(), &names(), false).unwrap();
     w.append(&sample()).unwrap();
     drop(w);
     // A kill in the middle of the second row's write.
     append_bytes(&path, b"gemm,mma_multistage,bf16,16x40");
-    let mut w = RecordWriter::open(&path, &names(), true).unwrap();
+    let mut w = RecordWriter::open(&path, &dims(), &names(), true).unwrap();
     w.append(&other()).unwrap();
     drop(w);
     assert_eq!(read_records(&path).unwrap(), vec![sample(), other()]);
@@ -115,7 +128,7 @@ fn the_row_after_a_resume_is_whole() {
 fn a_row_failing_its_check_is_skipped_but_later_rows_are_kept() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.csv");
-    let mut w = RecordWriter::open(&path, &names(), false).unwrap();
+    let mut w = RecordWriter::open(&path, &dims(), &names(), false).unwrap();
     w.append(&sample()).unwrap();
     w.append(&other()).unwrap();
     drop(w);
@@ -131,18 +144,18 @@ fn a_row_failing_its_check_is_skipped_but_later_rows_are_kept() {
 fn a_second_writer_is_refused_and_the_header_is_written_once() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.csv");
-    let mut first = RecordWriter::open(&path, &names(), false).unwrap();
+    let mut first = RecordWriter::open(&path, &dims(), &names(), false).unwrap();
     for resume in [false, true] {
-        let err = RecordWriter::open(&path, &names(), resume).err().expect("a second writer must be refused");
+        let err = RecordWriter::open(&path, &dims(), &names(), resume).err().expect("a second writer must be refused");
         assert!(format!("{err:#}").contains("another kernlab sweep"), "{err:#}");
     }
     first.append(&sample()).unwrap();
-    assert!(RecordWriter::open(&path, &names(), true).is_err());
+    assert!(RecordWriter::open(&path, &dims(), &names(), true).is_err());
     drop(first);
     let text = std::fs::read_to_string(&path).unwrap();
     assert_eq!(text.matches("family,").count(), 1, "{text}");
     // Once the first writer is gone, the file can be resumed.
-    let mut w = RecordWriter::open(&path, &names(), true).unwrap();
+    let mut w = RecordWriter::open(&path, &dims(), &names(), true).unwrap();
     assert_eq!(w.take_previous(), vec![sample()]);
 }
 
@@ -150,12 +163,14 @@ fn a_second_writer_is_refused_and_the_header_is_written_once() {
 fn a_writer_that_wrote_nothing_leaves_no_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.csv");
-    drop(RecordWriter::open(&path, &names(), false).unwrap());
+    drop(RecordWriter::open(&path, &dims(), &names(), false).unwrap());
     assert!(!path.exists());
     // A header cut short (a kill before the first row was whole) is started afresh.
-    let header = csv_file::encode_header(&["BM".to_string(), "STAGES".to_string()], true).unwrap();
+    let mut columns = header(&dims(), &["BM".to_string(), "STAGES".to_string()]);
+    columns.pop();
+    let header = csv_file::encode_header(&columns, true).unwrap();
     std::fs::write(&path, &header[..40]).unwrap();
-    let mut w = RecordWriter::open(&path, &names(), false).unwrap();
+    let mut w = RecordWriter::open(&path, &dims(), &names(), false).unwrap();
     w.append(&sample()).unwrap();
     drop(w);
     assert_eq!(read_records(&path).unwrap(), vec![sample()]);
@@ -163,10 +178,10 @@ fn a_writer_that_wrote_nothing_leaves_no_file() {
 
 /// A file as kernlab wrote it before rows carried a `row_check`.
 fn legacy_csv(rows: &[CandidateRecord]) -> Vec<u8> {
-    let names = vec!["BM".to_string(), "STAGES".to_string()];
-    let mut out = csv_file::encode_header(&names, false).unwrap();
+    let columns = legacy_header(&["BM".to_string(), "STAGES".to_string()], false);
+    let mut out = csv_file::encode_header(&columns, false).unwrap();
     for r in rows {
-        out.extend(csv_file::encode_row(&r.to_row(&names), false).unwrap());
+        out.extend(csv_file::encode_row(&r.to_row(&columns), false).unwrap());
     }
     out
 }
@@ -177,20 +192,20 @@ fn legacy_files_are_read_and_continued_in_their_own_layout() {
     assert!(!String::from_utf8_lossy(&data).contains(ROW_CHECK));
     let found = parse_sweep_csv(&data).unwrap();
     assert!(!found.checked);
-    assert_eq!(found.records, vec![sample(), other()]);
+    assert_eq!(found.records, vec![legacy(sample()), legacy(other())]);
     // Its last line without the newline is taken as torn.
-    assert_eq!(read_records_from(&data[..data.len() - 1]).unwrap(), vec![sample()]);
+    assert_eq!(read_records_from(&data[..data.len() - 1]).unwrap(), vec![legacy(sample())]);
 
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("old.csv");
     std::fs::write(&path, &data[..data.len() - 2]).unwrap();
-    let mut w = RecordWriter::open(&path, &names(), true).unwrap();
-    assert_eq!(w.take_previous(), vec![sample()]);
+    let mut w = RecordWriter::open(&path, &dims(), &names(), true).unwrap();
+    assert_eq!(w.take_previous(), vec![legacy(sample())]);
     w.append(&other()).unwrap();
     drop(w);
     let found = read_sweep_csv(&path).unwrap();
     assert!(!found.checked, "one file keeps one set of columns");
-    assert_eq!(found.records, vec![sample(), other()]);
+    assert_eq!(found.records, vec![legacy(sample()), legacy(other())]);
     assert!(found.untrusted_lines.is_empty());
 }
 

@@ -17,7 +17,9 @@ use std::path::{Path, PathBuf};
 pub struct RecordWriter {
     path: PathBuf,
     file: File,
-    param_names: Vec<String>,
+    /// The columns rows are written in (without `row_check`): this kernlab's layout for a
+    /// new file, the file's own when continuing an older one.
+    columns: Vec<String>,
     /// Rows carry a `row_check` (false only when continuing a file from before it existed).
     checked: bool,
     /// The file is empty: the header goes out with the first row.
@@ -34,7 +36,7 @@ impl RecordWriter {
     /// row. A file that already holds rows is continued only with `resume` and only if its
     /// columns match, so rows of different sweeps are never mixed in one file; its trusted
     /// rows are then available from [`RecordWriter::take_previous`].
-    pub fn open(path: &Path, param_names: &[String], resume: bool) -> Result<RecordWriter> {
+    pub fn open(path: &Path, dim_names: &[String], param_names: &[String], resume: bool) -> Result<RecordWriter> {
         if let Some(dir) = path.parent() {
             if !dir.as_os_str().is_empty() {
                 std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -43,20 +45,22 @@ impl RecordWriter {
         let mut names = param_names.to_vec();
         names.sort();
         names.dedup();
+        let mut columns = header(dim_names, &names);
+        columns.pop(); // row_check, added to each row by encode_row
         let mut file = open_locked(path)?;
         let mut data = Vec::new();
         file.read_to_end(&mut data).with_context(|| format!("reading {}", path.display()))?;
         let mut w = RecordWriter {
             path: path.to_path_buf(),
             file,
-            param_names: names,
+            columns,
             checked: true,
             header_pending: true,
             len: 0,
             fresh: false,
             previous: Vec::new(),
         };
-        if is_torn_header(&data, &w.param_names) {
+        if is_torn_header(&data, &w.columns) {
             // Nothing but (part of) our own header: a sweep that was stopped before its
             // first row was whole. Start the file afresh.
             w.cut_to(0, data.len() as u64)?;
@@ -71,10 +75,16 @@ impl RecordWriter {
             );
         }
         let found = parse_sweep_csv(&data).with_context(|| format!("reading {}", path.display()))?;
-        if found.headers == header(&w.param_names) {
+        let mut current = w.columns.clone();
+        current.push(super::ROW_CHECK.to_string());
+        if found.headers == current {
             w.checked = true;
-        } else if found.headers == legacy_header(&w.param_names) {
-            w.checked = false; // keep the file's own layout: one file, one set of columns
+        } else if let Some(checked) =
+            [true, false].into_iter().find(|c| found.headers == legacy_header(&names, *c))
+        {
+            // Keep the file's own layout: one file, one set of columns.
+            w.checked = checked;
+            w.columns = legacy_header(&names, false);
         } else {
             bail!(
                 "{} was written by a different sweep (its columns differ); \
@@ -109,8 +119,8 @@ impl RecordWriter {
 
     /// Writes one row and syncs it to disk before returning.
     pub fn append(&mut self, rec: &CandidateRecord) -> Result<()> {
-        let mut bytes = if self.header_pending { encode_header(&self.param_names, self.checked)? } else { vec![] };
-        bytes.extend(encode_row(&rec.to_row(&self.param_names), self.checked)?);
+        let mut bytes = if self.header_pending { encode_header(&self.columns, self.checked)? } else { vec![] };
+        bytes.extend(encode_row(&rec.to_row(&self.columns), self.checked)?);
         let written = self.file.write_all(&bytes).and_then(|()| self.file.sync_data());
         if let Err(e) = written {
             // Never leave a partial row for the next one to be glued to.
@@ -147,9 +157,9 @@ impl Drop for RecordWriter {
 }
 
 /// Whether `data` is empty or a prefix of the header line this sweep would write.
-fn is_torn_header(data: &[u8], names: &[String]) -> bool {
+fn is_torn_header(data: &[u8], columns: &[String]) -> bool {
     // The whole header alone counts too: no row was ever written.
-    let full = encode_header(names, true).unwrap_or_default();
+    let full = encode_header(columns, true).unwrap_or_default();
     full.starts_with(data)
 }
 
