@@ -13,6 +13,7 @@
 #   scripts/gpu-check.sh user                      # the examples/ kernels end to end + export
 #   scripts/gpu-check.sh search                    # tpe against the full grid on one shape
 #   scripts/gpu-check.sh smollm2                   # the real SmolLM2-135M: chat text, vs CPU, validate
+#   scripts/gpu-check.sh big ["FILES"]             # big spaces swept in full (search ground truth)
 #   scripts/gpu-check.sh all                       # all of the above (longer than one 10-min call)
 #
 # Environment (all optional):
@@ -29,6 +30,9 @@
 #             the --no-cuda-graphs comparison run
 #   MODEL     smollm2: the GGUF file (default: target/kl-model/p* joined, i.e. the file split
 #             to fit the device machine's transfer limit, else the test model's cache path)
+#   BIG_LIMIT_S  big: per file, seconds after which no new candidate starts (default 240); a
+#             docs/results/big-<name>-partial.csv from an earlier call is continued (--resume),
+#             so a space can take several calls
 #   SEED_DB   tuned database copied to $KERNLAB_REPORTS/tuned.json when that is missing
 #             (default docs/results/tuned-h200.json); SEED_CEILINGS likewise for the ceilings
 # A reports folder outside $OUT is packed into $OUT/reports.tgz at the end. Exit status 1 when
@@ -218,6 +222,25 @@ search() {
   failed "grid sweep" "${PIPESTATUS[0]}"
 }
 
+# big [FILES]: each sweep file's whole space on its one shape, grid order, 25 ms of timing
+# per candidate (the space is the point, not the last 1 % of one timing), CSV as big-<name>.csv.
+big() {
+  local files=${1:-"sweeps/big/*.toml examples/tiled_gemm/tiled_gemm.toml"}
+  for f in $files; do
+    [ -f "$f" ] || continue
+    local name; name=$(basename "$f" .toml)
+    local csv="$OUT/big-$name.csv"
+    [ -f "docs/results/big-$name-partial.csv" ] && cp "docs/results/big-$name-partial.csv" "$csv"
+    local fam; fam=$(sed -n 's/^family *= *"\(.*\)"/\1/p' "$f" | head -1)
+    step "big space $f (family $fam)"
+    timeout $(( ${BIG_LIMIT_S:-240} + 120 )) "$K" sweep "$fam" --file "$f" --strategy grid --budget 0 \
+      --time-per-candidate 25ms --time-limit "${BIG_LIMIT_S:-240}s" --timeout 20s --resume \
+      --out "$csv" --db "$R/big-db.json" 2>&1 | quiet | tail -8
+    failed "big $name" "${PIPESTATUS[0]}"
+    echo "rows: $(($(wc -l < "$csv") - 1))"
+  done
+}
+
 run() {
   case "$MODE" in
     quick)
@@ -233,11 +256,12 @@ run() {
     smollm2) devices; smollm2 ;;
     user) devices; user ;;
     search) devices; search ;;
+    big) devices; big "$ARG" ;;
     all)
       devices; selftest ""
       sweeps "gemm softmax rmsnorm rope swiglu attention_decode attention_decode_varlen attention_prefill attention_prefill_varlen"
       int4; e2e; hf ;;
-    *) echo "error: unknown mode '$MODE' (quick, selftest, ceilings, sweeps, int4, e2e, hf, smollm2, user, search, all)" >&2; return 2 ;;
+    *) echo "error: unknown mode '$MODE' (quick, selftest, ceilings, sweeps, int4, e2e, hf, smollm2, user, search, big, all)" >&2; return 2 ;;
   esac
 }
 rm -f "$OUT/failed.txt"
