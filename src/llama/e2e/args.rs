@@ -82,6 +82,10 @@ pub struct E2eArgs {
     /// quantization's effect against the bf16 model.
     #[arg(long, default_value = "bf16", value_parser = ["bf16", "int4"])]
     pub weights: String,
+    /// With --weights int4: K columns per scale, 32, 64, 128 or 256, or auto (128 where it
+    /// divides every linear's K, else the largest that does: SmolLM2's 576 takes 64).
+    #[arg(long, default_value = "auto", value_name = "GROUP", value_parser = parse_int4_group)]
+    pub int4_group: Option<i64>,
     /// Issue every launch of every decode step instead of replaying each step as a CUDA
     /// graph (the tuned paths replay by default; the reference path never does).
     #[arg(long)]
@@ -91,6 +95,15 @@ pub struct E2eArgs {
     pub db: Option<PathBuf>,
     #[arg(long, default_value_t = 0)]
     pub gpu: usize,
+}
+
+/// `auto` (None) or one of the group sizes the int4 kernels take.
+fn parse_int4_group(s: &str) -> std::result::Result<Option<i64>, String> {
+    match s {
+        "auto" => Ok(None),
+        "32" | "64" | "128" | "256" => Ok(Some(s.parse().expect("a listed number"))),
+        _ => Err(format!("{s:?}: use auto, 32, 64, 128 or 256")),
+    }
 }
 
 /// Where the weights come from.
@@ -120,6 +133,9 @@ pub fn resolve(a: &E2eArgs) -> Result<ModelSource> {
             "--check-cpu and --hf-reference check the bf16 path; run them without --weights int4 (with int4, \
              --validate compares against cuBLAS on the dequantized weights)"
         );
+    }
+    if a.int4_group.is_some() && a.weights != "int4" {
+        bail!("--int4-group sets the group of int4 weights; add --weights int4 or leave it out");
     }
     // Written so that NaN fails too.
     let ok = a.temperature >= 0.0 && a.top_p > 0.0 && a.top_p <= 1.0;

@@ -9,7 +9,7 @@ use crate::gpu::device::Gpu;
 use crate::gpu::util::Util;
 use crate::llama::chat::ChatTemplate;
 use crate::llama::gguf_model::{BosPolicy, LoadedModel};
-use crate::llama::gpu::int4_weights::{Int4Store, MODEL_GROUP};
+use crate::llama::gpu::int4_weights::Int4Store;
 use crate::llama::gpu::linear::{LinearBackend, LinearKind, TunedGemm};
 use crate::llama::gpu::model::{GpuModel, ModelShape};
 use crate::llama::gpu::ops::{OpChoice, OpKernels};
@@ -94,7 +94,7 @@ pub fn build_model(
         (false, None) => LinearBackend::Tuned(Box::new(TunedGemm::new(gpu, cache, db)?)),
         (false, Some(store)) => LinearBackend::Int4 {
             store: store.clone(),
-            int4: Box::new(TunedGemm::with_kind(gpu, cache, db, LinearKind::Int4 { group: MODEL_GROUP })?),
+            int4: Box::new(TunedGemm::with_kind(gpu, cache, db, LinearKind::Int4 { group: store.group })?),
             dense: Box::new(TunedGemm::new(gpu, cache, db)?),
             scratch: None,
         },

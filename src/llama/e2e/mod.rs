@@ -22,7 +22,7 @@ use crate::gpu::device::Gpu;
 use crate::gpu::util::Util;
 use crate::llama::gpu::generate::{generate, GenResult, Sampling};
 use crate::llama::gpu::hf_ref::{self, HfReference};
-use crate::llama::gpu::int4_weights::{Int4Store, MODEL_GROUP};
+use crate::llama::gpu::int4_weights::{choose_group, Int4Store};
 use crate::llama::gpu::model::{kv_bytes_read, GpuModel, ModelShape};
 use crate::llama::gpu::ops::{OpChoice, OpKernels};
 use crate::llama::gpu::profile::{format_profile, Profiler};
@@ -161,9 +161,10 @@ fn setup(a: &E2eArgs, src: &ModelSource) -> Result<Setup> {
     // cuBLAS on their dequantized values, i.e. the same weights the int4 kernels use.
     let store = if int4 {
         let t = std::time::Instant::now();
-        let st = Rc::new(Int4Store::quantize(&gpu, &cache, &w)?);
+        let group = choose_group(c, a.int4_group)?;
+        let st = Rc::new(Int4Store::quantize(&gpu, &cache, &w, group)?);
         println!(
-            "  int4: {} linears quantized on the GPU (RTN g{MODEL_GROUP} symmetric, bf16 scales): {:.2} GB bf16 → {:.2} GB in {:.1} s; lm_head stays bf16",
+            "  int4: {} linears quantized on the GPU (RTN g{group} symmetric, bf16 scales): {:.2} GB bf16 → {:.2} GB in {:.1} s; lm_head stays bf16",
             st.len(),
             st.bf16_bytes as f64 / 1e9,
             st.int4_bytes as f64 / 1e9,

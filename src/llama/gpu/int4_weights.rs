@@ -17,8 +17,30 @@ use crate::quant::HalfDtype;
 use anyhow::{Context, Result};
 use std::collections::{HashMap, HashSet};
 
-/// Group size of the model's int4 weights.
+/// Group size of the model's int4 weights where it divides every linear's K (the format of
+/// AWQ/GPTQ checkpoints, and what the tuned database holds winners for).
 pub const MODEL_GROUP: i64 = 128;
+
+/// The group for a model: `asked` if it divides every linear's K, else an error naming the
+/// one it does not divide; without `asked`, MODEL_GROUP, else the largest of 64 and 32 that
+/// divides them all.
+pub fn choose_group(c: &crate::llama::config::LlamaConfig, asked: Option<i64>) -> Result<i64> {
+    let ks = [c.dim as i64, c.q_dim() as i64, c.ffn_dim as i64];
+    let fits = |g: i64| ks.iter().all(|k| k % g == 0);
+    match asked {
+        Some(g) if fits(g) => Ok(g),
+        Some(g) => anyhow::bail!(
+            "--int4-group {g} does not divide every linear's K ({}: dim {}, q {}, ffn {}); try --int4-group auto",
+            c.name,
+            ks[0],
+            ks[1],
+            ks[2]
+        ),
+        None => [MODEL_GROUP, 64, 32].into_iter().find(|g| fits(*g)).with_context(|| {
+            format!("{}: no int4 group size (128, 64, 32) divides dim {}, q {} and ffn {}", c.name, ks[0], ks[1], ks[2])
+        }),
+    }
+}
 
 /// From this many rows (tokens) on, a linear dequantizes its weight into a scratch buffer and
 /// runs the tuned bf16 GEMM: at prefill sizes the GEMM is compute bound, and int4_mma
@@ -28,6 +50,8 @@ pub const MODEL_GROUP: i64 = 128;
 pub const DEQUANT_GEMM_MIN_M: i64 = 256;
 
 pub struct Int4Store {
+    /// K columns per scale.
+    pub group: i64,
     quantizer: Int4Quantizer,
     by_ptr: HashMap<u64, DeviceInt4>,
     shapes: HashSet<(i64, i64)>,
@@ -50,10 +74,11 @@ fn layer_linears(w: &GpuWeights) -> Vec<(&DevBuf, i64, i64)> {
 }
 
 impl Int4Store {
-    /// Quantizes every layer linear of `w` on the GPU.
-    pub fn quantize(gpu: &Gpu, cache: &ModuleCache, w: &GpuWeights) -> Result<Int4Store> {
-        let q = Int4Quantizer::new(gpu, cache, DType::BF16, MODEL_GROUP)?;
+    /// Quantizes every layer linear of `w` on the GPU, `group` K columns per scale.
+    pub fn quantize(gpu: &Gpu, cache: &ModuleCache, w: &GpuWeights, group: i64) -> Result<Int4Store> {
+        let q = Int4Quantizer::new(gpu, cache, DType::BF16, group)?;
         let mut store = Int4Store {
+            group,
             quantizer: q,
             by_ptr: HashMap::new(),
             shapes: HashSet::new(),
@@ -109,7 +134,7 @@ impl Int4Store {
     /// path's), so a layout slip in the fast kernels cannot hide behind the same slip here.
     pub fn dequantized_copy(&self, gpu: &Gpu, w: &GpuWeights) -> Result<GpuWeights> {
         let refk = RefKernels::new(gpu)?;
-        let out = w.empty_like(gpu, format!("{} (int4 g{MODEL_GROUP} RTN, dequantized)", w.source))?;
+        let out = w.empty_like(gpu, format!("{} (int4 g{} RTN, dequantized)", w.source, self.group))?;
         let fmt = Int4Format::default_for(DType::BF16);
         let no_zeros = gpu.alloc(16)?;
         for ((src, n, k), (dst, ..)) in layer_linears(w).into_iter().zip(layer_linears(&out)) {
@@ -121,5 +146,25 @@ impl Int4Store {
         }
         gpu.synchronize()?;
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::llama::config::LlamaConfig;
+
+    #[test]
+    fn group_is_128_where_it_divides_every_k_else_the_largest_that_does() {
+        let l8b = LlamaConfig::preset("llama3-8b").unwrap();
+        assert_eq!(choose_group(&l8b, None).unwrap(), 128);
+        assert_eq!(choose_group(&l8b, Some(32)).unwrap(), 32);
+        // SmolLM2-135M: dim 576 = 4.5 · 128 = 9 · 64.
+        let smol = LlamaConfig { dim: 576, n_heads: 9, head_dim: 64, ffn_dim: 1536, ..l8b.clone() };
+        assert_eq!(choose_group(&smol, None).unwrap(), 64);
+        let e = choose_group(&smol, Some(128)).unwrap_err().to_string();
+        assert!(e.contains("576") && e.contains("--int4-group auto"), "{e}");
+        let odd = LlamaConfig { dim: 100, n_heads: 1, head_dim: 100, ffn_dim: 300, ..l8b };
+        assert!(choose_group(&odd, None).is_err());
     }
 }
