@@ -7,6 +7,7 @@
 //! - `kernlab report`   → [`build_report`] (or [`build_report_with`] to pass ceilings kept
 //!   elsewhere, e.g. beside the tuned database).
 
+pub mod chart;
 pub mod export;
 pub mod html;
 pub mod labels;
