@@ -198,7 +198,7 @@ pub fn plot_roofline(
     }
     draw_ceilings(&mut chart, &root, &mut placer, &f, &roofs, &slopes)?;
     let drew_any = draw_points(&mut chart, &faint, &winners)?;
-    let left_out = place_winner_labels(&chart, &root, &mut placer, &winners)?;
+    let left_out = place_winner_labels(&chart, &root, &mut placer, &winners, ceilings)?;
     if left_out > 0 {
         let (w, h) = root.dim_in_pixel();
         let note = format!("{left_out} label(s) left out where points crowd; the report's tables list every shape");
@@ -314,11 +314,17 @@ fn draw_points<'a, 'b: 'a>(chart: &mut Chart<'a, 'b>, faint: &[Point], winners: 
 
 /// Winner labels last, so they avoid the ceilings, their labels and every winner marker;
 /// returns how many found no free spot and were left out.
-fn place_winner_labels(chart: &Chart, root: &Root, placer: &mut LabelPlacer, winners: &[Point]) -> Result<usize> {
+fn place_winner_labels(
+    chart: &Chart,
+    root: &Root,
+    placer: &mut LabelPlacer,
+    winners: &[Point],
+    c: &Ceilings,
+) -> Result<usize> {
     let mut left_out = 0;
     for (r, p) in winners {
         let (px, py) = chart.backend_coord(p);
-        let label = format!("{} {}", ShapeKey::of(r).shape, pct_suffix(r));
+        let label = format!("{} {}", ShapeKey::of(r).shape, pct_suffix(r, c));
         let offsets = [
             (px + 12, py, HPos::Left, VPos::Center),
             (px - 12, py, HPos::Right, VPos::Center),
@@ -336,8 +342,20 @@ fn place_winner_labels(chart: &Chart, root: &Root, placer: &mut LabelPlacer, win
     Ok(left_out)
 }
 
-fn pct_suffix(r: &CandidateRecord) -> String {
-    match r.pct_of_bound {
+/// % of bound of a row: the sweep's own column, else recomputed from `c` the same way
+/// (the chart's labels and the page's tables both come from here).
+pub fn pct_of_bound(r: &CandidateRecord, c: Option<&Ceilings>) -> Option<f64> {
+    r.pct_of_bound.filter(|p| p.is_finite()).or_else(|| {
+        let c = c?;
+        let (intensity, tflops) = roofline_point(r)?;
+        let s = r.median_us()? * 1e-6;
+        let flops = tflops * 1e12 * s;
+        c.roof_for_dtype(&r.dtype).pct_of_bound(flops, flops / intensity, s)
+    })
+}
+
+fn pct_suffix(r: &CandidateRecord, c: &Ceilings) -> String {
+    match pct_of_bound(r, Some(c)) {
         Some(p) if p.is_finite() => format!("({p:.0}%)"),
         _ => String::new(),
     }
