@@ -120,7 +120,7 @@ pub fn plot_param_heatmap(
     let title = format!("{} — fastest time over {} × {}", key.label(), ax.name, ay.name);
     let body = root.margin(8, 0, 0, 0).titled(&title, text(TITLE_SIZE - 4.0)).map_err(draw_err)?;
     let mut note = format!(
-        "{} · {} · µs, lighter = faster · red outline = winner · grey = no verified candidate",
+        "{} · measured {} · µs, lighter = faster · red outline = winner · grey = no verified candidate",
         caption.gpu, caption.date
     );
     if let Some(p) = peer {

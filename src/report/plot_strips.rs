@@ -50,7 +50,8 @@ pub fn plot_param_strips(records: &[CandidateRecord], key: &ShapeKey, caption: &
     let size = (PANEL_W * cols as u32, PANEL_H * panel_rows as u32 + 90);
     let root = BitMapBackend::new(out, size).into_drawing_area();
     root.fill(&WHITE).map_err(draw_err)?;
-    let title = format!("{} — time per candidate by parameter — {} — {}", key.label(), caption.gpu, caption.date);
+    let title =
+        format!("{} — time per candidate by parameter — {} — measured {}", key.label(), caption.gpu, caption.date);
     let body = root.margin(8, 0, 0, 0).titled(&title, text(TITLE_SIZE - 2.0)).map_err(draw_err)?;
     let (legend_area, body) = body.split_vertically(34);
     let mut legend = format!("{} verified candidates · red ring = winner", rows.len());
