@@ -23,7 +23,7 @@ profile=$(mktemp -d)
 trap 'rm -rf "$profile"' EXIT
 "$browser" --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
     --disable-background-networking --disable-component-update --disable-sync \
-    --hide-scrollbars --user-data-dir="$profile" \
+    --hide-scrollbars --virtual-time-budget=10000 --user-data-dir="$profile" \
     --screenshot="$out_abs" --window-size="${size/x/,}" "file://$abs" >/dev/null 2>&1
 [[ -s "$out_abs" ]] || { echo "error: $browser wrote no screenshot" >&2; exit 1; }
 imgs=$(grep -o '<img ' "$html" | wc -l)

@@ -240,6 +240,7 @@ pub fn report_command(out: Option<PathBuf>) -> Result<ExitCode> {
         out_html: out,
         extra_ceilings: Vec::new(),
         roofline_all_candidates: true,
+        sections: vec![crate::quality::table::report_section()],
     })?;
     for w in &summary.warnings {
         eprintln!("warning: {w}");

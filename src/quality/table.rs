@@ -162,3 +162,18 @@ pub fn html_section(rows: &[QualityRow], reference: &str, chart_src: Option<&str
     s.push_str("</table></section>\n");
     s
 }
+
+/// The quality table as a section of `kernlab report`, for every `quality*.csv` in the
+/// reports dir.
+pub fn report_section() -> crate::report::SectionSource {
+    fn claims(p: &Path) -> bool {
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        name.starts_with("quality") && name.ends_with(".csv")
+    }
+    fn render(p: &Path) -> Result<String> {
+        let rows = read_csv(p)?;
+        let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        Ok(html_section(&rows, &format!("the unquantized model (the \"reference\" row) · {name}"), None))
+    }
+    crate::report::SectionSource { name: "quality table", claims, render }
+}

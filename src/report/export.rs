@@ -99,6 +99,14 @@ pub fn winners_per_shape(records: &[CandidateRecord]) -> Vec<&CandidateRecord> {
     groups.into_values().filter_map(|g| crate::tune::winner::pick(g)).collect()
 }
 
+/// The one winner of `key`: the row the table lists and every chart marks. Every caller
+/// goes through this (or [`winners_per_shape`], the same rule over all keys), so no chart
+/// can outline a different candidate than the table names.
+pub fn winner_of<'a>(records: &'a [CandidateRecord], key: &ShapeKey) -> Option<&'a CandidateRecord> {
+    let group: Vec<&CandidateRecord> = records.iter().filter(|r| is_ranked(r) && ShapeKey::of(r) == *key).collect();
+    crate::tune::winner::pick(group)
+}
+
 /// The peer row (cuBLAS, PyTorch, ...) per (family, dtype, shape): the fastest peer row
 /// when a sweep measured several.
 pub fn peers_per_shape(records: &[CandidateRecord]) -> BTreeMap<ShapeKey, &CandidateRecord> {
@@ -203,6 +211,9 @@ mod tests {
         let w2 = winners_per_shape(&[b.clone(), a.clone()])[0].key();
         assert_eq!(w1, w2);
         assert_eq!(w1, b.key());
+        // The per-key pick is the same row as the all-keys one.
+        let rs = [a.clone(), b.clone()];
+        assert_eq!(winner_of(&rs, &ShapeKey::of(&a)).map(|w| w.key()), Some(w1));
         // Outside the spread the faster wins.
         let c = rec("a", 128, 11.0, 0.1, Status::Ok);
         let d = rec("a", 64, 10.0, 0.1, Status::Ok);

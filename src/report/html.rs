@@ -1,19 +1,25 @@
-//! `kernlab report`: one self-contained HTML page over a reports directory.
+//! `kernlab report`: one HTML page over a reports directory.
 //!
-//! The page embeds every chart as a base64 data URI (it opens from disk, mailed or
-//! copied, with no server) and also links the PNG and CSV files beside it. Charts are
-//! regenerated from the CSVs each time, so the page always matches the data.
+//! Charts are PNG files written beside the page and linked by relative paths, so the page
+//! stays small and opens at once, and the page with its folder can be moved or served as
+//! is. Charts are regenerated from the data each time, so the page always matches it.
+//! Dates on the page are when the data was measured, never when the page was built.
 
-use super::export::{params_text, peer_time_us, peers_per_shape, status_counts, winners_per_shape, ShapeKey};
+pub use super::escape::escape;
+
+use super::e2e_section::{e2e_table, is_e2e_json, read_e2e, E2eFile, E2E_BOUND_NOTE};
+use super::export::winners_per_shape;
+use super::figure::Figure;
 use super::plot_heatmap::{heatmap_axes, heatmap_skipped, plot_param_heatmap};
-use super::plot_roofline::{plot_roofline, roofline_png_name, roofline_point, RooflineOptions};
-use super::style::{fmt_num, slug};
-use super::sweep_params::{param_axes, ranked_rows, ranked_shapes};
-use super::{plot_param_strips, plot_winner_vs_peer, Caption};
+use super::plot_roofline::{pct_note, plot_roofline, roofline_png_name, RooflineOptions};
+use super::sections::SectionSource;
+use super::style::slug;
+use super::sweep_params::ranked_shapes;
+use super::sweep_table::{sweep_section, Sweep};
+use super::{file_date, plot_param_strips, plot_winner_vs_peer, Caption};
 use crate::roofline::Ceilings;
 use crate::tune::record::{read_records, CandidateRecord};
 use anyhow::{bail, Context, Result};
-use base64::Engine;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -21,12 +27,15 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone)]
 pub struct ReportOptions {
     pub reports_dir: PathBuf,
+    /// The page; its charts are written into the same folder.
     pub out_html: PathBuf,
     /// Ceilings JSON files kept outside the reports dir (the tuned database's directory).
     /// `ceilings*.json` files inside the reports dir are always read too.
     pub extra_ceilings: Vec<PathBuf>,
     /// Draw every verified candidate on the roofline, not only the winners.
     pub roofline_all_candidates: bool,
+    /// Other modules' files to show (the quality table), checked before sweep CSVs.
+    pub sections: Vec<SectionSource>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -42,46 +51,61 @@ pub struct ReportSummary {
     pub html: PathBuf,
     pub sweeps: Vec<SweepSummary>,
     pub ceilings: Vec<PathBuf>,
+    /// e2e result files shown.
+    pub e2e: Vec<PathBuf>,
+    /// Files shown by a [`SectionSource`].
+    pub sections: Vec<PathBuf>,
     /// Every PNG written, roofline included.
     pub charts: Vec<PathBuf>,
-    /// Things skipped on the way (unreadable CSVs, charts that could not be drawn).
+    /// Things skipped on the way (unreadable files, charts that could not be drawn): the
+    /// caller prints them to stderr; the page lists them under "Notes" at its end.
     pub warnings: Vec<String>,
 }
 
-/// Builds the report of everything in `reports_dir` into `out_html` (PNGs go into
-/// `reports_dir`). See [`build_report_with`].
+/// Builds the report of everything in `reports_dir` into `out_html`, charts beside it.
+/// See [`build_report_with`].
 pub fn build_report(reports_dir: &Path, out_html: &Path) -> Result<ReportSummary> {
     build_report_with(&ReportOptions {
         reports_dir: reports_dir.to_path_buf(),
         out_html: out_html.to_path_buf(),
         extra_ceilings: Vec::new(),
         roofline_all_candidates: true,
+        sections: Vec::new(),
     })
 }
 
-struct Sweep {
-    csv: PathBuf,
-    stem: String,
-    records: Vec<CandidateRecord>,
-    charts: Vec<Chart>,
+/// Everything the page shows, read from the reports dir.
+#[derive(Default)]
+struct Inputs {
+    ceilings: Vec<(PathBuf, Ceilings)>,
+    sweeps: Vec<Sweep>,
+    e2e: Vec<(PathBuf, E2eFile, String)>,
+    sections: Vec<(PathBuf, String)>,
+    /// Roofline charts, by index into `ceilings`.
+    rooflines: Vec<(usize, Figure)>,
+    notes: Vec<String>,
 }
 
-struct Chart {
-    path: PathBuf,
-    alt: String,
+fn name_of(p: &Path) -> String {
+    p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| p.display().to_string())
 }
 
-/// Finds sweep CSVs and ceilings, draws every chart, writes one HTML page.
+/// Finds ceilings, sweep CSVs, e2e results and contributed sections, draws every chart,
+/// writes one HTML page.
 ///
-/// A CSV that is not a kernlab sweep, or a chart that cannot be drawn, becomes a warning
-/// in the summary and on the page rather than an error: one bad file should not cost the
-/// user the rest of the report. A missing or unreadable directory is an error.
+/// A file that cannot be read, or a chart that cannot be drawn, becomes a note rather than
+/// an error: one bad file should not cost the user the rest of the report. A missing or
+/// unreadable directory is an error.
 pub fn build_report_with(opts: &ReportOptions) -> Result<ReportSummary> {
     let dir = &opts.reports_dir;
     if !dir.is_dir() {
         bail!("{} is not a directory; run a sweep first (`kernlab sweep <family>`) or pass --dir", dir.display());
     }
-    let mut summary = ReportSummary { html: opts.out_html.clone(), ..Default::default() };
+    let out_dir = match opts.out_html.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("listing {}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -89,68 +113,20 @@ pub fn build_report_with(opts: &ReportOptions) -> Result<ReportSummary> {
         .collect();
     entries.sort();
 
-    // Ceilings: those in the dir, then the extra ones; one per GPU, the first wins.
-    let mut ceilings: Vec<(PathBuf, Ceilings)> = Vec::new();
-    let named = |p: &PathBuf| {
-        let n = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        n.starts_with("ceilings") && n.ends_with(".json")
-    };
-    for p in entries.iter().filter(|p| named(p)).chain(opts.extra_ceilings.iter()) {
-        match Ceilings::load(p).and_then(|c| c.validate().map(|_| c)) {
-            Ok(c) if !ceilings.iter().any(|(_, o)| o.gpu == c.gpu && o.compute_capability == c.compute_capability) => {
-                summary.ceilings.push(p.clone());
-                ceilings.push((p.clone(), c));
-            }
-            Ok(_) => {}
-            Err(e) => summary.warnings.push(format!("skipped {}: {e:#}", p.display())),
-        }
+    let mut inputs = read_inputs(&entries, opts);
+    draw_rooflines(&mut inputs, &out_dir, opts.roofline_all_candidates);
+    for s in &mut inputs.sweeps {
+        draw_sweep_charts(&out_dir, s, &mut inputs.notes);
     }
-
-    let mut sweeps: Vec<Sweep> = Vec::new();
-    for p in entries.iter().filter(|p| p.extension().is_some_and(|e| e == "csv") && !crate::paths::is_auxiliary_csv(p))
-    {
-        match read_records(p) {
-            Ok(records) => {
-                let stem = p.file_stem().and_then(|s| s.to_str()).unwrap_or("sweep").to_string();
-                sweeps.push(Sweep { csv: p.clone(), stem, records, charts: Vec::new() });
-            }
-            Err(e) => summary.warnings.push(format!("skipped {} (not a kernlab sweep CSV?): {e:#}", p.display())),
-        }
-    }
-
-    // Charts.
-    let mut rooflines: Vec<(usize, Chart)> = Vec::new();
-    for (i, (_, c)) in ceilings.iter().enumerate() {
-        // A GPU's roofline shows the rows measured on it (and rows that name no GPU).
-        let rows: Vec<CandidateRecord> = sweeps
-            .iter()
-            .flat_map(|s| s.records.iter())
-            .filter(|r| r.gpu.is_empty() || r.gpu == c.gpu || ceilings.len() == 1)
-            .cloned()
-            .collect();
-        let path = dir.join(roofline_png_name(c));
-        let ropts = RooflineOptions { show_all_candidates: opts.roofline_all_candidates, ..Default::default() };
-        match plot_roofline(c, &rows, &ropts, &path) {
-            Ok(()) => rooflines.push((i, Chart { path, alt: format!("Roofline of {}", c.gpu) })),
-            Err(e) => summary.warnings.push(format!("roofline of {}: {e:#}", c.gpu)),
-        }
-    }
-    for s in &mut sweeps {
-        draw_sweep_charts(dir, s, &mut summary.warnings);
-    }
-
-    // Page.
-    let html_dir = opts.out_html.parent().map(Path::to_path_buf).unwrap_or_default();
-    let page = render_page(&ceilings, &rooflines, &sweeps, &summary.warnings, &html_dir)?;
-    if let Some(parent) = opts.out_html.parent() {
-        if !parent.as_os_str().is_empty() {
-            std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
-        }
-    }
+    let page = render_page(&inputs, &out_dir);
     std::fs::write(&opts.out_html, page).with_context(|| format!("writing {}", opts.out_html.display()))?;
 
-    summary.charts.extend(rooflines.iter().map(|(_, c)| c.path.clone()));
-    for s in &sweeps {
+    let mut summary = ReportSummary { html: opts.out_html.clone(), ..Default::default() };
+    summary.ceilings = inputs.ceilings.iter().map(|(p, _)| p.clone()).collect();
+    summary.e2e = inputs.e2e.iter().map(|(p, _, _)| p.clone()).collect();
+    summary.sections = inputs.sections.iter().map(|(p, _)| p.clone()).collect();
+    summary.charts.extend(inputs.rooflines.iter().map(|(_, c)| c.path.clone()));
+    for s in &inputs.sweeps {
         summary.charts.extend(s.charts.iter().map(|c| c.path.clone()));
         summary.sweeps.push(SweepSummary {
             csv: s.csv.clone(),
@@ -159,171 +135,204 @@ pub fn build_report_with(opts: &ReportOptions) -> Result<ReportSummary> {
             charts: s.charts.iter().map(|c| c.path.clone()).collect(),
         });
     }
+    summary.warnings = inputs.notes;
     Ok(summary)
 }
 
-/// Bars over all shapes, then a strip chart (and heat map if two parameters varied) per shape.
-fn draw_sweep_charts(dir: &Path, s: &mut Sweep, warnings: &mut Vec<String>) {
-    let mut caption = Caption::for_records(&s.records);
-    // Rows carry no timestamp; the CSV's last write is when the sweep last measured.
-    if let Ok(modified) = std::fs::metadata(&s.csv).and_then(|m| m.modified()) {
-        caption.date = chrono::DateTime::<chrono::Local>::from(modified).format("%Y-%m-%d").to_string();
+/// Reads every file the page can show; what cannot be read becomes a note.
+fn read_inputs(entries: &[PathBuf], opts: &ReportOptions) -> Inputs {
+    let mut inputs = Inputs::default();
+    // Ceilings: those in the dir, then the extra ones; one per GPU, the first wins.
+    let named = |p: &PathBuf| {
+        let n = name_of(p);
+        n.starts_with("ceilings") && n.ends_with(".json")
+    };
+    for p in entries.iter().filter(|p| named(p)).chain(opts.extra_ceilings.iter()) {
+        match Ceilings::load(p).and_then(|c| c.validate().map(|_| c)) {
+            Ok(c)
+                if !inputs
+                    .ceilings
+                    .iter()
+                    .any(|(_, o)| o.gpu == c.gpu && o.compute_capability == c.compute_capability) =>
+            {
+                inputs.ceilings.push((p.clone(), c))
+            }
+            Ok(_) => {}
+            Err(e) => inputs.notes.push(format!("skipped {}: {e:#}", name_of(p))),
+        }
     }
-    let mut push = |res: Result<()>, path: PathBuf, alt: String, charts: &mut Vec<Chart>| match res {
-        Ok(()) => charts.push(Chart { path, alt }),
-        Err(e) => warnings.push(format!("{}: {e:#}", path.display())),
+    for p in entries {
+        if let Some(src) = opts.sections.iter().find(|s| (s.claims)(p)) {
+            match (src.render)(p) {
+                Ok(html) => inputs.sections.push((p.clone(), html)),
+                Err(e) => inputs.notes.push(format!("skipped {} ({}): {e:#}", name_of(p), src.name)),
+            }
+        } else if is_e2e_json(p) {
+            match read_e2e(p) {
+                Ok(f) => inputs.e2e.push((p.clone(), f, file_date(p).unwrap_or_else(|| "date unknown".into()))),
+                Err(e) => inputs.notes.push(format!("skipped {}: {e:#}", name_of(p))),
+            }
+        } else if p.extension().is_some_and(|e| e == "csv") && !crate::paths::is_auxiliary_csv(p) {
+            match read_records(p) {
+                Ok(records) => {
+                    let stem = p.file_stem().and_then(|s| s.to_str()).unwrap_or("sweep").to_string();
+                    let date = Caption::for_sweep(&records, p).date;
+                    inputs.sweeps.push(Sweep { csv: p.clone(), stem, records, date, charts: Vec::new() });
+                }
+                Err(e) => inputs.notes.push(format!("skipped {} (not a kernlab sweep CSV?): {e:#}", name_of(p))),
+            }
+        }
+    }
+    inputs
+}
+
+/// One roofline per GPU with ceilings, showing the rows measured on it (and rows that
+/// name no GPU).
+fn draw_rooflines(inputs: &mut Inputs, out_dir: &Path, all_candidates: bool) {
+    let single = inputs.ceilings.len() == 1;
+    for (i, (_, c)) in inputs.ceilings.iter().enumerate() {
+        let rows: Vec<CandidateRecord> = inputs
+            .sweeps
+            .iter()
+            .flat_map(|s| s.records.iter())
+            .filter(|r| r.gpu.is_empty() || r.gpu == c.gpu || single)
+            .cloned()
+            .collect();
+        let path = out_dir.join(roofline_png_name(c));
+        let ropts = RooflineOptions { show_all_candidates: all_candidates, ..Default::default() };
+        match plot_roofline(c, &rows, &ropts, &path) {
+            Ok(()) => {
+                let mut fig = Figure::new(path, format!("Roofline of {}", c.gpu));
+                fig.note = Some(pct_note(c));
+                inputs.rooflines.push((i, fig));
+            }
+            Err(e) => inputs.notes.push(format!("roofline of {}: {e:#}", c.gpu)),
+        }
+    }
+}
+
+/// Bars over all shapes, then a strip chart (and heat map if two parameters varied) per shape.
+fn draw_sweep_charts(out_dir: &Path, s: &mut Sweep, notes: &mut Vec<String>) {
+    let caption = Caption::for_sweep(&s.records, &s.csv);
+    let mut push = |res: Result<()>, path: PathBuf, alt: String, charts: &mut Vec<Figure>| match res {
+        Ok(()) => charts.push(Figure::new(path, alt)),
+        Err(e) => notes.push(format!("{}: {e:#}", name_of(&path))),
     };
     if winners_per_shape(&s.records).is_empty() {
         return;
     }
-    let path = dir.join(format!("{}.vs-peer.png", s.stem));
-    push(
-        plot_winner_vs_peer(&s.records, &caption, &path),
-        path,
-        format!("{}: winner vs peer per shape", s.stem),
-        &mut s.charts,
-    );
+    let path = out_dir.join(format!("{}.vs-peer.png", s.stem));
+    let alt = format!("{}: winner vs peer per shape", s.stem);
+    push(plot_winner_vs_peer(&s.records, &caption, &path), path, alt, &mut s.charts);
     let mut skipped = Vec::new();
     for key in ranked_shapes(&s.records) {
         let tag = slug(&format!("{}_{}_{}", key.family, key.dtype, key.shape));
-        let path = dir.join(format!("{}.params.{tag}.png", s.stem));
-        push(
-            plot_param_strips(&s.records, &key, &caption, &path),
-            path,
-            format!("{}: time by parameter", key.label()),
-            &mut s.charts,
-        );
+        let path = out_dir.join(format!("{}.params.{tag}.png", s.stem));
+        let alt = format!("{}: time by parameter", key.label());
+        push(plot_param_strips(&s.records, &key, &caption, &path), path, alt, &mut s.charts);
         skipped.extend(heatmap_skipped(&s.records, &key));
         if let Some((x, y)) = heatmap_axes(&s.records, &key) {
-            let path = dir.join(format!("{}.heatmap.{tag}.png", s.stem));
-            push(
-                plot_param_heatmap(&s.records, &key, &x, &y, &caption, &path),
-                path,
-                format!("{}: heat map over {x} × {y}", key.label()),
-                &mut s.charts,
-            );
+            let path = out_dir.join(format!("{}.heatmap.{tag}.png", s.stem));
+            let alt = format!("{}: heat map over {x} × {y}", key.label());
+            push(plot_param_heatmap(&s.records, &key, &x, &y, &caption, &path), path, alt, &mut s.charts);
         }
     }
-    warnings.extend(skipped);
+    notes.extend(skipped);
 }
 
-/// Escapes text for HTML element content and attribute values.
-pub fn escape(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '"' => o.push_str("&quot;"),
-            '\'' => o.push_str("&#39;"),
-            _ => o.push(c),
-        }
-    }
-    o
-}
-
-/// A link target for `path` as seen from the HTML file's directory: the bare file name
-/// when they share a directory, else the path as given. Percent-encodes what URLs need.
-fn href(path: &Path, html_dir: &Path) -> String {
-    let rel = match (path.parent(), path.file_name()) {
-        (Some(p), Some(n)) if same_dir(p, html_dir) => PathBuf::from(n),
-        _ => std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()),
-    };
-    let mut out = String::new();
-    for b in rel.to_string_lossy().bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => out.push(b as char),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
-}
-
-fn same_dir(a: &Path, b: &Path) -> bool {
-    let canon = |p: &Path| std::fs::canonicalize(if p.as_os_str().is_empty() { Path::new(".") } else { p }).ok();
-    a == b || matches!((canon(a), canon(b)), (Some(x), Some(y)) if x == y)
-}
-
-fn img_tag(chart: &Chart, html_dir: &Path) -> Result<String> {
-    let bytes = std::fs::read(&chart.path).with_context(|| format!("reading {}", chart.path.display()))?;
-    let b64 = base64::engine::general_purpose::STANDARD.encode(bytes);
-    let name = chart.path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-    Ok(format!(
-        "<figure><img src=\"data:image/png;base64,{b64}\" alt=\"{alt}\" data-file=\"{file}\">\
-         <figcaption>{alt} · <a href=\"{href}\">{file}</a></figcaption></figure>\n",
-        alt = escape(&chart.alt),
-        file = escape(&name),
-        href = escape(&href(&chart.path, html_dir)),
-    ))
-}
-
-const STYLE: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2em auto;max-width:1500px;padding:0 1em;color:#222}\
+const STYLE: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2em auto;max-width:1500px;padding:0 1em;color:#222;line-height:1.4}\
 h1{margin-bottom:.2em}h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:2em}\
 table{border-collapse:collapse;margin:.8em 0;font-size:14px}th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}\
 th{background:#f3f3f3}td.l,th.l{text-align:left}tr:nth-child(even){background:#fafafa}\
 figure{margin:1em 0}img{max-width:100%;border:1px solid #eee}figcaption{color:#555;font-size:13px}\
-.warn{background:#fff4e5;border-left:4px solid #f0a030;padding:.5em 1em}.muted{color:#666}code{background:#f3f3f3;padding:0 3px}";
+nav a{margin-right:1em}.muted{color:#666}code{background:#f3f3f3;padding:0 3px}\
+#notes{font-size:13px;color:#555}#notes h2{font-size:16px}";
 
-fn render_page(
-    ceilings: &[(PathBuf, Ceilings)],
-    rooflines: &[(usize, Chart)],
-    sweeps: &[Sweep],
-    warnings: &[String],
-    html_dir: &Path,
-) -> Result<String> {
+/// First and last measurement date over everything shown (`2026-11-27 – 2026-12-01`).
+fn measured_span(inputs: &Inputs) -> Option<String> {
+    let mut dates: Vec<String> = inputs.sweeps.iter().map(|s| s.date.clone()).collect();
+    dates.extend(inputs.ceilings.iter().map(|(_, c)| c.measured_at.chars().take(10).collect()));
+    dates.extend(inputs.e2e.iter().map(|(_, _, d)| d.clone()));
+    dates.retain(|d| d.len() == 10 && d.starts_with(|c: char| c.is_ascii_digit()));
+    dates.sort();
+    match (dates.first(), dates.last()) {
+        (Some(a), Some(b)) if a == b => Some(a.clone()),
+        (Some(a), Some(b)) => Some(format!("{a} – {b}")),
+        _ => None,
+    }
+}
+
+fn render_page(inputs: &Inputs, html_dir: &Path) -> String {
     let mut h = String::new();
-    let now = chrono::Local::now().format("%Y-%m-%d %H:%M").to_string();
-    writeln!(h, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">")?;
-    writeln!(h, "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">")?;
-    writeln!(h, "<title>kernlab report</title><style>{STYLE}</style></head><body>")?;
-    writeln!(
+    h.push_str("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n");
+    h.push_str("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n");
+    let _ = writeln!(h, "<title>kernlab report</title><style>{STYLE}</style></head><body>");
+    let span = measured_span(inputs).map(|s| format!(", measured {s}")).unwrap_or_default();
+    let _ = writeln!(
         h,
-        "<h1>kernlab report</h1><p class=\"muted\">Generated {} from {} sweep file(s).</p>",
-        escape(&now),
-        sweeps.len()
-    )?;
-    if !warnings.is_empty() {
-        writeln!(h, "<div class=\"warn\"><b>Skipped</b><ul>")?;
-        for w in warnings {
-            writeln!(h, "<li>{}</li>", escape(w))?;
-        }
-        writeln!(h, "</ul></div>")?;
+        "<h1>kernlab report</h1><p class=\"muted\">{} sweep file(s), {} end-to-end result(s){}.</p>",
+        inputs.sweeps.len(),
+        inputs.e2e.len(),
+        escape(&span)
+    );
+    h.push_str(&contents(inputs));
+    h.push_str(&device_section(inputs, html_dir));
+    for s in &inputs.sweeps {
+        h.push_str(&sweep_section(s, ceilings_for(&inputs.ceilings, &s.records), html_dir));
     }
+    if !inputs.e2e.is_empty() {
+        let _ = writeln!(h, "<h2 id=\"e2e\">End-to-end decode</h2><p class=\"muted\">{}</p>", escape(E2E_BOUND_NOTE));
+        for (p, f, date) in &inputs.e2e {
+            h.push_str(&e2e_table(f, p, date, html_dir));
+        }
+    }
+    for (_, section) in &inputs.sections {
+        h.push_str(section);
+    }
+    if !inputs.notes.is_empty() {
+        h.push_str("<section id=\"notes\"><h2>Notes</h2><ul>\n");
+        for n in &inputs.notes {
+            let _ = writeln!(h, "<li>{}</li>", escape(n));
+        }
+        h.push_str("</ul></section>\n");
+    }
+    h.push_str("</body></html>\n");
+    h
+}
 
-    writeln!(h, "<h2 id=\"device\">Device and ceilings</h2>")?;
-    if ceilings.is_empty() {
-        writeln!(
-            h,
+/// Links to every section, in page order.
+fn contents(inputs: &Inputs) -> String {
+    let mut links = vec![("device".to_string(), "Device and ceilings".to_string())];
+    links.extend(inputs.sweeps.iter().map(|s| (format!("sweep-{}", slug(&s.stem)), s.stem.clone())));
+    if !inputs.e2e.is_empty() {
+        links.push(("e2e".into(), "End-to-end".into()));
+    }
+    if !inputs.sections.is_empty() {
+        links.push(("quality".into(), "Quality".into()));
+    }
+    if !inputs.notes.is_empty() {
+        links.push(("notes".into(), "Notes".into()));
+    }
+    let items: Vec<String> =
+        links.iter().map(|(id, name)| format!("<a href=\"#{}\">{}</a>", escape(id), escape(name))).collect();
+    format!("<nav>{}</nav>\n", items.join(" "))
+}
+
+fn device_section(inputs: &Inputs, html_dir: &Path) -> String {
+    let mut h = String::from("<h2 id=\"device\">Device and ceilings</h2>\n");
+    if inputs.ceilings.is_empty() {
+        h.push_str(
             "<p>No ceilings found. Run <code>kernlab roofline</code> on the GPU to measure them; \
-             the roofline chart and the bound columns need them.</p>"
-        )?;
+             the roofline chart and the bound columns need them.</p>\n",
+        );
     }
-    for (i, (path, c)) in ceilings.iter().enumerate() {
-        h.push_str(&ceilings_table(c, path, html_dir));
-        for (_, chart) in rooflines.iter().filter(|(j, _)| *j == i) {
-            h.push_str(&img_tag(chart, html_dir)?);
+    for (i, (path, c)) in inputs.ceilings.iter().enumerate() {
+        h.push_str(&super::ceilings_table::ceilings_tables(c, path, html_dir));
+        for (_, fig) in inputs.rooflines.iter().filter(|(j, _)| *j == i) {
+            h.push_str(&fig.tag(html_dir));
         }
     }
-
-    if !sweeps.is_empty() {
-        writeln!(h, "<h2>Sweeps</h2><ul>")?;
-        for s in sweeps {
-            writeln!(
-                h,
-                "<li><a href=\"#sweep-{id}\">{name}</a></li>",
-                id = escape(&slug(&s.stem)),
-                name = escape(&s.stem)
-            )?;
-        }
-        writeln!(h, "</ul>")?;
-    }
-    for s in sweeps {
-        let ceil = ceilings_for(ceilings, &s.records);
-        h.push_str(&sweep_section(s, ceil, html_dir)?);
-    }
-    writeln!(h, "</body></html>")?;
-    Ok(h)
+    h
 }
 
 /// The ceilings that apply to a sweep: those of its GPU, or the only ones there are.
@@ -336,151 +345,9 @@ fn ceilings_for<'a>(ceilings: &'a [(PathBuf, Ceilings)], records: &[CandidateRec
     })
 }
 
-fn ceilings_table(c: &Ceilings, path: &Path, html_dir: &Path) -> String {
-    let mut h = String::new();
-    let _ = writeln!(
-        h,
-        "<h3>{} <span class=\"muted\">(compute capability {}, measured {})</span></h3>",
-        escape(&c.gpu),
-        escape(&c.compute_capability),
-        escape(&c.measured_at)
-    );
-    let _ = writeln!(h, "<table class=\"ceilings\"><tr><th class=\"l\">ceiling</th><th>measured</th></tr>");
-    let rows = [
-        ("DRAM copy (read + write)", c.dram_copy_gbps, "GB/s"),
-        ("DRAM read", c.dram_read_gbps, "GB/s"),
-        ("L2", c.l2_gbps, "GB/s"),
-        ("bf16 tensor core", c.tensor_bf16_tflops, "TFLOP/s"),
-        ("fp16 tensor core", c.tensor_fp16_tflops, "TFLOP/s"),
-        ("fp32 FMA", c.fp32_fma_tflops, "TFLOP/s"),
-    ];
-    for (name, v, unit) in rows {
-        let _ = writeln!(h, "<tr><td class=\"l\">{name}</td><td>{} {unit}</td></tr>", escape(&fmt_num(v)));
-    }
-    for (k, v) in &c.peers {
-        let _ = writeln!(h, "<tr><td class=\"l\">peer: {}</td><td>{}</td></tr>", escape(k), escape(&fmt_num(*v)));
-    }
-    for (k, v) in &c.environment {
-        let _ = writeln!(h, "<tr><td class=\"l\">{}</td><td>{}</td></tr>", escape(k), escape(v));
-    }
-    let _ = writeln!(h, "</table>");
-    let _ = writeln!(
-        h,
-        "<p class=\"muted\">From <a href=\"{}\">{}</a>.</p>",
-        escape(&href(path, html_dir)),
-        escape(&path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default())
-    );
-    h
-}
-
-/// % of bound: the sweep's own column, else recomputed from the ceilings.
-fn pct_of_bound(r: &CandidateRecord, c: Option<&Ceilings>) -> Option<f64> {
-    r.pct_of_bound.filter(|p| p.is_finite()).or_else(|| {
-        let c = c?;
-        let (intensity, tflops) = roofline_point(r)?;
-        let s = r.median_us()? * 1e-6;
-        let flops = tflops * 1e12 * s;
-        c.roof_for_dtype(&r.dtype).pct_of_bound(flops, flops / intensity, s)
-    })
-}
-
-fn opt_num(v: Option<f64>) -> String {
-    v.filter(|x| x.is_finite()).map(fmt_num).unwrap_or_else(|| "–".into())
-}
-
-fn sweep_section(s: &Sweep, ceil: Option<&Ceilings>, html_dir: &Path) -> Result<String> {
-    let mut h = String::new();
-    let id = slug(&s.stem);
-    let csv_name = s.csv.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-    writeln!(h, "<h2 id=\"sweep-{}\">Sweep {}</h2>", escape(&id), escape(&s.stem))?;
-    let counts: Vec<String> = status_counts(&s.records).iter().map(|(k, v)| format!("{v} {k}")).collect();
-    writeln!(
-        h,
-        "<p>Data: <a href=\"{}\">{}</a> · {} rows ({})</p>",
-        escape(&href(&s.csv, html_dir)),
-        escape(&csv_name),
-        s.records.len(),
-        escape(&counts.join(", "))
-    )?;
-    let winners = winners_per_shape(&s.records);
-    if winners.is_empty() {
-        writeln!(h, "<p>No verified, timed candidate in this file yet.</p>")?;
-        return Ok(h);
-    }
-    let peers = peers_per_shape(&s.records);
-    writeln!(
-        h,
-        "<table class=\"winners\" id=\"table-{}\"><tr><th class=\"l\">family</th><th class=\"l\">dtype</th>\
-         <th class=\"l\">shape</th><th class=\"l\">variant</th><th class=\"l\">config</th><th>time µs (median ± spread)</th>\
-         <th>TFLOP/s</th><th>GB/s</th><th>% of bound</th><th class=\"l\">bound</th><th>peer µs</th><th>peer time / ours</th></tr>",
-        escape(&id)
-    )?;
-    for w in &winners {
-        let t = w.timing.unwrap_or_default();
-        let peer = peer_time_us(w, &peers);
-        let bound = match (ceil, w.intensity) {
-            (Some(c), Some(i)) if i.is_finite() && i > 0.0 => c.roof_for_dtype(&w.dtype).limiting_bound(i).as_str(),
-            _ => "–",
-        };
-        let ratio = peer.map(|p| p / t.median_us);
-        writeln!(
-            h,
-            "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td>\
-             <td class=\"l\"><code>{}</code></td><td>{} ± {}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"l\">{}</td>\
-             <td>{}</td><td>{}</td></tr>",
-            escape(&w.family),
-            escape(&w.dtype),
-            escape(&w.shape),
-            escape(&w.variant),
-            escape(&params_text(w)),
-            escape(&fmt_num(t.median_us)),
-            escape(&fmt_num(t.spread_us())),
-            escape(&opt_num(w.tflops)),
-            escape(&opt_num(w.gbps)),
-            escape(&opt_num(pct_of_bound(w, ceil))),
-            bound,
-            escape(&opt_num(peer)),
-            escape(&ratio.map(|r| format!("{r:.2}×")).unwrap_or_else(|| "–".into())),
-        )?;
-    }
-    writeln!(h, "</table>")?;
-    writeln!(
-        h,
-        "<p class=\"muted\">Spread is half the 20–80 percentile band; a peer time / ours above 1 means the \
-         kernlab winner is faster.</p>"
-    )?;
-
-    // Which parameters matter, per shape, in words as well as in the charts.
-    writeln!(h, "<details><summary>Parameter influence per shape</summary><ul>")?;
-    for key in winners.iter().map(|w| ShapeKey::of(w)) {
-        let axes = param_axes(&ranked_rows(&s.records, &key));
-        let parts: Vec<String> = axes.iter().map(|a| format!("{} {:.2}×", a.name, a.effect)).collect();
-        writeln!(
-            h,
-            "<li>{}: {}</li>",
-            escape(&key.label()),
-            escape(if parts.is_empty() { "no parameter varied" } else { "" }) + &escape(&parts.join(", "))
-        )?;
-    }
-    writeln!(
-        h,
-        "</ul><p class=\"muted\">Each number is the best time at a parameter's worst value over the best time at \
-         its best value, other parameters free.</p></details>"
-    )?;
-    for c in &s.charts {
-        h.push_str(&img_tag(c, html_dir)?);
-    }
-    Ok(h)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn escapes_markup() {
-        assert_eq!(escape("<a href=\"x\">&'</a>"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;&lt;/a&gt;");
-    }
 
     #[test]
     fn missing_dir_is_a_clear_error() {

@@ -101,3 +101,26 @@ impl LabelPlacer {
         Ok(true)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_label_never_lands_on_a_taken_spot() {
+        super::super::style::ensure_font().unwrap();
+        let mut buf = vec![0u8; 400 * 200 * 3];
+        let area = BitMapBackend::with_buffer(&mut buf, (400, 200)).into_drawing_area();
+        let style = super::super::style::text(14.0);
+        let mut placer = LabelPlacer::new();
+        let spot = [(100, 100, HPos::Left, VPos::Center)];
+        assert!(placer.place_if_free(&area, "first", style.clone(), &spot).unwrap());
+        // The same spot is taken now; a second anchor further away is free.
+        assert!(!placer.place_if_free(&area, "second", style.clone(), &spot).unwrap());
+        let two = [spot[0], (100, 160, HPos::Left, VPos::Center)];
+        assert!(placer.place_if_free(&area, "second", style.clone(), &two).unwrap());
+        // A reserved marker blocks a label as a placed label does.
+        placer.reserve((300, 40), 10);
+        assert!(!placer.place_if_free(&area, "x", style, &[(300, 40, HPos::Center, VPos::Center)]).unwrap());
+    }
+}

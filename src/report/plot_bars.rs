@@ -1,13 +1,18 @@
 //! Winner vs peer per shape: two bars per shape (TFLOP/s when every winner has a FLOP
 //! count, else time) with the speedup over the peer written above each pair.
 
+use super::chart::{draw_legend, house_mesh, MeshText};
 use super::export::{peer_time_us, peers_per_shape, winners_per_shape, ShapeKey};
 use super::style::*;
 use super::Caption;
 use crate::tune::record::CandidateRecord;
 use anyhow::{bail, Result};
+use plotters::chart::ChartContext;
+use plotters::coord::types::RangedCoordf64;
+use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
+use std::collections::BTreeSet;
 use std::path::Path;
 
 /// Most shapes one chart shows: each takes a slot of up to 320 px, so thousands of shapes
@@ -19,6 +24,7 @@ const MAX_LABEL_CHARS: usize = 32;
 
 struct Pair {
     label: String,
+    family: String,
     ours: f64,
     peer: Option<f64>,
     /// Peer time / our time: > 1 means we are faster.
@@ -63,20 +69,15 @@ impl Metric {
     }
 }
 
-/// Writes the bar chart of every shape's winner against its peer in `records` to `out`.
-pub fn plot_winner_vs_peer(records: &[CandidateRecord], caption: &Caption, out: &Path) -> Result<()> {
-    ensure_font()?;
-    let winners = winners_per_shape(records);
-    if winners.is_empty() {
-        bail!("no verified, timed candidates; no winner to compare with a peer");
-    }
+/// The bars of each winner against its peer, at most [`MAX_BARS`] of them, and how many
+/// winners had a value to chart at all.
+fn pairs_of(
+    winners: &[&CandidateRecord],
+    records: &[CandidateRecord],
+    metric: Metric,
+    several_kinds: bool,
+) -> (Vec<Pair>, usize) {
     let peers = peers_per_shape(records);
-    let metric = Metric::choose(&winners);
-    let several_kinds = {
-        let mut k: Vec<(&str, &str)> = winners.iter().map(|w| (w.family.as_str(), w.dtype.as_str())).collect();
-        k.dedup();
-        k.len() > 1
-    };
     let pairs: Vec<Pair> = winners
         .iter()
         .filter_map(|w| {
@@ -97,15 +98,31 @@ pub fn plot_winner_vs_peer(records: &[CandidateRecord], caption: &Caption, out: 
             };
             // A hand-edited CSV can hold inf or NaN; such a bar has no height to draw.
             let peer = peer.filter(|v| v.is_finite() && *v >= 0.0);
-            (ours.is_finite() && ours >= 0.0).then_some(Pair { label, ours, peer, speedup: peer_t.map(|p| p / ours_t) })
+            let speedup = peer_t.map(|p| p / ours_t);
+            (ours.is_finite() && ours >= 0.0).then(|| Pair { label, family: w.family.clone(), ours, peer, speedup })
         })
         .collect();
     let total = pairs.len();
+    (pairs.into_iter().take(MAX_BARS).collect(), total)
+}
+
+/// Writes the bar chart of every shape's winner against its peer in `records` to `out`.
+pub fn plot_winner_vs_peer(records: &[CandidateRecord], caption: &Caption, out: &Path) -> Result<()> {
+    ensure_font()?;
+    let winners = winners_per_shape(records);
+    if winners.is_empty() {
+        bail!("no verified, timed candidates; no winner to compare with a peer");
+    }
+    let metric = Metric::choose(&winners);
+    let several_kinds = {
+        let mut k: Vec<(&str, &str)> = winners.iter().map(|w| (w.family.as_str(), w.dtype.as_str())).collect();
+        k.dedup();
+        k.len() > 1
+    };
+    let (pairs, total) = pairs_of(&winners, records, metric, several_kinds);
     if total == 0 {
         bail!("no winner has a finite {} to chart", metric.axis());
     }
-    let pairs: Vec<Pair> = pairs.into_iter().take(MAX_BARS).collect();
-
     let n = pairs.len();
     let ymax = pairs.iter().flat_map(|p| [Some(p.ours), p.peer]).flatten().fold(0.0, f64::max).max(1e-9);
     let longest = pairs.iter().map(|p| p.label.len()).max().unwrap_or(0) as u32;
@@ -118,7 +135,7 @@ pub fn plot_winner_vs_peer(records: &[CandidateRecord], caption: &Caption, out: 
     } else {
         format!("{} {} winner vs peer", winners[0].family, winners[0].dtype)
     };
-    let mut title = format!("{what} — {} — {}", caption.gpu, caption.date);
+    let mut title = format!("{what} — {} — measured {}", caption.gpu, caption.date);
     if total > n {
         title.push_str(&format!(" — first {n} of {total} shapes"));
     }
@@ -130,8 +147,7 @@ pub fn plot_winner_vs_peer(records: &[CandidateRecord], caption: &Caption, out: 
         .y_label_area_size(80)
         .build_cartesian_2d(-0.5..(n as f64 - 0.5), 0.0..ymax * 1.22)
         .map_err(draw_err)?;
-    chart
-        .configure_mesh()
+    house_mesh(&mut chart.configure_mesh(), "shape", metric.axis(), MeshText { desc: AXIS_DESC_SIZE, tick: TICK_SIZE })
         .disable_x_mesh()
         .x_labels(n.min(40))
         .x_label_formatter(&|v| {
@@ -143,35 +159,54 @@ pub fn plot_winner_vs_peer(records: &[CandidateRecord], caption: &Caption, out: 
             }
         })
         .y_label_formatter(&|v| fmt_num(*v))
-        .y_desc(metric.axis())
-        .x_desc("shape")
-        .axis_desc_style(text(AXIS_DESC_SIZE))
-        .label_style(text(TICK_SIZE))
-        .bold_line_style(GRID_BOLD)
-        .light_line_style(GRID_LIGHT)
         .draw()
         .map_err(draw_err)?;
+    draw_bars(&mut chart, &pairs)?;
+    annotate_bars(&chart, &root, &pairs, metric)?;
+    draw_legend(&mut chart, SeriesLabelPosition::UpperRight, LABEL_SIZE, 12)?;
+    root.present().map_err(draw_err)?;
+    Ok(())
+}
 
-    let ours_color = series_color(0);
+type Chart<'a, 'b> = ChartContext<'a, BitMapBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+/// Half the width of a pair of bars, in slots.
+const BAR_W: f64 = 0.36;
+
+/// Our bar (the family's colour, ringed in the winner red) left, the peer's right.
+fn draw_bars<'a, 'b: 'a>(chart: &mut Chart<'a, 'b>, pairs: &[Pair]) -> Result<()> {
+    let families: BTreeSet<&str> = pairs.iter().map(|p| p.family.as_str()).collect();
+    for family in families {
+        let color = family_color(family);
+        let bars = pairs.iter().enumerate().filter(|(_, p)| p.family == family).flat_map(|(i, p)| {
+            let corners = [(i as f64 - BAR_W, 0.0), (i as f64 - 0.01, p.ours)];
+            [Rectangle::new(corners, color.filled()), Rectangle::new(corners, WINNER_COLOR.stroke_width(2))]
+        });
+        chart
+            .draw_series(bars)
+            .map_err(draw_err)?
+            .label(format!("kernlab winner ({family})"))
+            .legend(move |(x, y)| Rectangle::new([(x, y - 7), (x + 18, y + 7)], color.filled()));
+    }
     let peer_color = RGBColor(170, 170, 170);
-    let w = 0.36;
-    chart
-        .draw_series(pairs.iter().enumerate().map(|(i, p)| {
-            let x = i as f64;
-            Rectangle::new([(x - w, 0.0), (x - 0.01, p.ours)], ours_color.filled())
-        }))
-        .map_err(draw_err)?
-        .label("kernlab winner")
-        .legend(move |(x, y)| Rectangle::new([(x, y - 7), (x + 18, y + 7)], ours_color.filled()));
     chart
         .draw_series(pairs.iter().enumerate().filter_map(|(i, p)| {
             let x = i as f64;
-            p.peer.map(|v| Rectangle::new([(x + 0.01, 0.0), (x + w, v)], peer_color.filled()))
+            p.peer.map(|v| Rectangle::new([(x + 0.01, 0.0), (x + BAR_W, v)], peer_color.filled()))
         }))
         .map_err(draw_err)?
         .label("peer (cuBLAS / PyTorch, same run)")
         .legend(move |(x, y)| Rectangle::new([(x, y - 7), (x + 18, y + 7)], peer_color.filled()));
+    Ok(())
+}
 
+/// The speedup above each pair and our value inside our bar, so the chart reads without
+/// the axis.
+fn annotate_bars(
+    chart: &Chart,
+    root: &DrawingArea<BitMapBackend, Shift>,
+    pairs: &[Pair],
+    metric: Metric,
+) -> Result<()> {
     for (i, p) in pairs.iter().enumerate() {
         let top = p.peer.map_or(p.ours, |v| v.max(p.ours));
         let (px, py) = chart.backend_coord(&(i as f64, top));
@@ -184,34 +219,15 @@ pub fn plot_winner_vs_peer(records: &[CandidateRecord], caption: &Caption, out: 
             Some(_) => RGBColor(180, 30, 30),
             None => RGBColor(100, 100, 100),
         };
-        root.draw(&Text::new(
-            label,
-            (px, py - 8),
-            text(LABEL_SIZE).color(&ink).pos(Pos::new(HPos::Center, VPos::Bottom)),
-        ))
-        .map_err(draw_err)?;
-        // The value itself inside our bar's top, so the chart reads without the axis.
-        let (bx, by) = chart.backend_coord(&(i as f64 - w / 2.0, p.ours));
+        let above = text(LABEL_SIZE).color(&ink).pos(Pos::new(HPos::Center, VPos::Bottom));
+        root.draw(&Text::new(label, (px, py - 8), above)).map_err(draw_err)?;
+        let (bx, by) = chart.backend_coord(&(i as f64 - BAR_W / 2.0, p.ours));
         let (_, base) = chart.backend_coord(&(0.0, 0.0));
         if base - by < 28 {
             continue; // Too short to hold the text; the axis tells.
         }
-        root.draw(&Text::new(
-            metric.value_text(p.ours),
-            (bx, by + 6),
-            text(SMALL_SIZE).color(&WHITE).pos(Pos::new(HPos::Center, VPos::Top)),
-        ))
-        .map_err(draw_err)?;
+        let inside = text(SMALL_SIZE).color(&WHITE).pos(Pos::new(HPos::Center, VPos::Top));
+        root.draw(&Text::new(metric.value_text(p.ours), (bx, by + 6), inside)).map_err(draw_err)?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .margin(12)
-        .label_font(text(LABEL_SIZE))
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK.mix(0.4))
-        .draw()
-        .map_err(draw_err)?;
-    root.present().map_err(draw_err)?;
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! Heat map of one sweep shape over two parameters: each cell is the fastest verified
 //! candidate with those two values (the other parameters at their best), annotated in µs.
 
-use super::export::{peer_time_us, peers_per_shape, winners_per_shape, ShapeKey};
+use super::export::{peer_time_us, peers_per_shape, winner_of, ShapeKey};
 use super::style::*;
 use super::sweep_params::{level_of, param_axes, ranked_rows, ParamAxis};
 use super::Caption;
@@ -104,10 +104,9 @@ pub fn plot_param_heatmap(
     if !tmin.is_finite() {
         bail!("{}: no candidate sets both {x_param} and {y_param}", key.label());
     }
-    let peer = winners_per_shape(records)
-        .into_iter()
-        .find(|w| ShapeKey::of(w) == *key)
-        .and_then(|w| peer_time_us(w, &peers_per_shape(records)));
+    let winner = winner_of(records, key);
+    let peer = winner.and_then(|w| peer_time_us(w, &peers_per_shape(records)));
+    let winner_at = winner.and_then(|w| winner_cell(w, &ax, &ay));
 
     let (nx, ny) = (ax.levels.len(), ay.levels.len());
     let cell = (900 / nx.max(ny) as u32).clamp(50, 110);
@@ -120,7 +119,10 @@ pub fn plot_param_heatmap(
     root.fill(&WHITE).map_err(draw_err)?;
     let title = format!("{} — fastest time over {} × {}", key.label(), ax.name, ay.name);
     let body = root.margin(8, 0, 0, 0).titled(&title, text(TITLE_SIZE - 4.0)).map_err(draw_err)?;
-    let mut note = format!("{} · {} · µs, lighter = faster · grey = no verified candidate", caption.gpu, caption.date);
+    let mut note = format!(
+        "{} · measured {} · µs, lighter = faster · red outline = winner · grey = no verified candidate",
+        caption.gpu, caption.date
+    );
     if let Some(p) = peer {
         note.push_str(&format!(" · peer {} µs", fmt_num(p)));
     }
@@ -169,7 +171,7 @@ pub fn plot_param_heatmap(
                 None => (RGBColor(225, 225, 225), RGBColor(120, 120, 120)),
             };
             chart.draw_series(std::iter::once(Rectangle::new(corners, fill.filled()))).map_err(draw_err)?;
-            if *t == Some(tmin) {
+            if winner_at == Some((i, j)) {
                 chart
                     .draw_series(std::iter::once(Rectangle::new(corners, WINNER_COLOR.stroke_width(4))))
                     .map_err(draw_err)?;
@@ -185,6 +187,12 @@ pub fn plot_param_heatmap(
     Ok(())
 }
 
+/// The (x, y) cell of the winner, the row the table names; not simply the fastest cell,
+/// which under the tie rule (times within the spread) can be another candidate.
+pub fn winner_cell(winner: &CandidateRecord, ax: &ParamAxis, ay: &ParamAxis) -> Option<(usize, usize)> {
+    Some((ax.index_of(&level_of(winner, &ax.name)?)?, ay.index_of(&level_of(winner, &ay.name)?)?))
+}
+
 /// grid[y][x] = fastest median among rows with those two levels.
 fn best_grid(rows: &[&CandidateRecord], ax: &ParamAxis, ay: &ParamAxis) -> Vec<Vec<Option<f64>>> {
     let mut grid = vec![vec![None::<f64>; ax.levels.len()]; ay.levels.len()];
@@ -197,4 +205,42 @@ fn best_grid(rows: &[&CandidateRecord], ax: &ParamAxis, ay: &ParamAxis) -> Vec<V
         *c = Some(c.map_or(t, |v: f64| v.min(t)));
     }
     grid
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::export::winners_per_shape;
+    use crate::tune::record::{Status, Timing};
+
+    fn rec(bm: i64, bn: i64, t: f64, spread: f64) -> CandidateRecord {
+        CandidateRecord {
+            family: "gemm".into(),
+            variant: "v".into(),
+            dtype: "bf16".into(),
+            shape: "s".into(),
+            params: [("BM".to_string(), bm), ("BN".to_string(), bn)].into_iter().collect(),
+            status: Some(Status::Ok),
+            timing: Some(Timing { median_us: t, p20_us: t - spread, p80_us: t + spread, min_us: t, reps: 3 }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn outlined_cell_is_the_table_winner_not_the_fastest_cell() {
+        // 10.0 and 10.2 tie within the spread; the tie goes to the smaller key (BM=128 as
+        // text sorts before BM=64), which is not the fastest cell.
+        let rs =
+            vec![rec(64, 64, 10.0, 0.5), rec(128, 128, 10.2, 0.5), rec(64, 128, 30.0, 0.1), rec(128, 64, 40.0, 0.1)];
+        let key = ShapeKey::of(&rs[0]);
+        let table_winner = winners_per_shape(&rs)[0];
+        assert_eq!(table_winner.params["BM"], 128);
+        let rows = ranked_rows(&rs, &key);
+        let axes = param_axes(&rows);
+        let (ax, ay) = (axes.iter().find(|a| a.name == "BM").unwrap(), axes.iter().find(|a| a.name == "BN").unwrap());
+        let w = winner_of(&rs, &key).unwrap();
+        assert_eq!(w.key(), table_winner.key());
+        // BM levels are [64, 128], so the winner (128, 128) is cell (1, 1); the fastest is (0, 0).
+        assert_eq!(winner_cell(w, ax, ay), Some((1, 1)));
+    }
 }

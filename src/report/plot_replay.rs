@@ -1,6 +1,7 @@
 //! The replay chart: fraction of the optimum reached against evaluations (as % of the
 //! space), one panel per recorded sweep, one line (mean) and band (p10–p90) per strategy.
 
+use super::chart::{draw_legend, house_mesh, MeshText};
 use super::style::*;
 use crate::tune::replay::Curve;
 use anyhow::{bail, Result};
@@ -47,16 +48,10 @@ pub fn plot_replay(curves: &[Curve], seeds: usize, within_pct: f64, out: &Path) 
             .y_label_area_size(60)
             .build_cartesian_2d(log_axis(x_lo, x_hi), 0.0..1.02)
             .map_err(draw_err)?;
-        chart
-            .configure_mesh()
-            .x_desc("evaluations, % of the space")
-            .y_desc("optimum / best found")
+        let sizes = MeshText { desc: LABEL_SIZE, tick: SMALL_SIZE };
+        house_mesh(&mut chart.configure_mesh(), "evaluations, % of the space", "optimum / best found", sizes)
             .x_label_formatter(&|v| fmt_num(*v))
             .y_label_formatter(&|v| format!("{v:.1}"))
-            .axis_desc_style(text(LABEL_SIZE))
-            .label_style(text(SMALL_SIZE))
-            .bold_line_style(GRID_BOLD)
-            .light_line_style(GRID_LIGHT)
             .draw()
             .map_err(draw_err)?;
         chart
@@ -77,15 +72,7 @@ pub fn plot_replay(curves: &[Curve], seeds: usize, within_pct: f64, out: &Path) 
                 .label(c.strategy.name())
                 .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], color.stroke_width(3)));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .margin(10)
-            .label_font(text(SMALL_SIZE))
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK.mix(0.4))
-            .draw()
-            .map_err(draw_err)?;
+        draw_legend(&mut chart, SeriesLabelPosition::LowerRight, SMALL_SIZE, 10)?;
     }
     root.present().map_err(draw_err)?;
     Ok(())

@@ -1,15 +1,19 @@
 //! The roofline chart: measured ceilings as lines, each family's winners as labelled
 //! points, and optionally every verified candidate as faint points behind them.
 
+use super::chart::{draw_legend, draw_winners, house_mesh, MeshText};
 use super::export::{winners_per_shape, ShapeKey};
 use super::labels::{Anchor, LabelPlacer};
 use super::style::*;
 use crate::roofline::{ridge_point, Ceilings};
 use crate::tune::record::{CandidateRecord, Status};
 use anyhow::{bail, Result};
+use plotters::chart::ChartContext;
+use plotters::coord::combinators::{LogCoord, WithKeyPoints};
+use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::path::Path;
 
 #[derive(Debug, Clone)]
@@ -80,6 +84,50 @@ fn title_date(c: &Ceilings, opts: &RooflineOptions) -> String {
     opts.date.clone().unwrap_or_else(|| c.measured_at.chars().take(10).collect())
 }
 
+/// What "(xx %)" after a point's label means, naming the ceilings of this GPU: the chart
+/// prints it under its title and the HTML page beside the chart.
+pub fn pct_note(c: &Ceilings) -> String {
+    let dram = if c.dram_read_gbps >= c.dram_copy_gbps { "DRAM read" } else { "DRAM copy" };
+    format!(
+        "(xx %) = % of the roofline bound at the point's intensity: the shortest time that the {dram} ceiling \
+         ({} GB/s) and the compute roof of the kernel's dtype (bf16/fp16 tensor, else fp32 FMA) allow, \
+         over the measured time",
+        fmt_num(c.dram_gbps())
+    )
+}
+
+type LogAxis = WithKeyPoints<LogCoord<f64>>;
+type Chart<'a, 'b> = ChartContext<'a, BitMapBackend<'b>, Cartesian2d<LogAxis, LogAxis>>;
+type Root<'b> = DrawingArea<BitMapBackend<'b>, Shift>;
+/// A record with its (FLOP/byte, TFLOP/s) position.
+type Point<'r> = (&'r CandidateRecord, (f64, f64));
+
+/// The visible ranges and the lines that set them.
+struct Frame {
+    x: (f64, f64),
+    y: (f64, f64),
+    /// Highest compute roof, TFLOP/s.
+    top: f64,
+    dram: f64,
+    /// Ridge intensities of each compute roof with DRAM.
+    ridges: Vec<f64>,
+}
+
+/// Axes: every point and every ridge in view, whole decades, a decade past the ridges.
+fn frame(c: &Ceilings, roofs: &[Line], points: &[Point]) -> Frame {
+    let top = roofs.iter().map(|r| r.value).fold(0.0, f64::max);
+    let dram = c.dram_gbps();
+    let ridges: Vec<f64> = roofs.iter().filter_map(|r| ridge_point(r.value, dram)).collect();
+    let xs = points.iter().map(|(_, p)| p.0).chain(ridges.iter().copied());
+    let (xmin, xmax) = xs.fold((f64::INFINITY, 0.0f64), |(a, b), x| (a.min(x), b.max(x)));
+    let (x0, x1) = log_range(xmin.min(1.0), xmax * 4.0, 1.5);
+    let ymin =
+        points.iter().map(|(_, p)| p.1).fold(f64::INFINITY, f64::min).min(dram * x0 / 1000.0 * 2.0).min(top / 100.0);
+    let (y0, _) = log_range(ymin, top, 1.2);
+    // Headroom above the highest roof for its label, without a mostly empty decade.
+    Frame { x: (x0, x1), y: (y0, top * 2.5), top, dram, ridges }
+}
+
 /// Draws the roofline of `ceilings` with the winners (and, if asked, all verified
 /// candidates) of `records` to a PNG at `out`. Records without an intensity or a rate
 /// (failures, rows of kernels that declare no FLOPs) are skipped.
@@ -95,12 +143,9 @@ pub fn plot_roofline(
     if roofs.is_empty() || slopes.is_empty() {
         bail!("the ceilings of {} have no positive compute roof or bandwidth; re-measure them", ceilings.gpu);
     }
-    let top = roofs.iter().map(|r| r.value).fold(0.0, f64::max);
-    let dram = ceilings.dram_gbps();
-
-    let winners: Vec<(&CandidateRecord, (f64, f64))> =
+    let winners: Vec<Point> =
         winners_per_shape(records).into_iter().filter_map(|r| roofline_point(r).map(|p| (r, p))).collect();
-    let faint: Vec<(&CandidateRecord, (f64, f64))> = if opts.show_all_candidates {
+    let faint: Vec<Point> = if opts.show_all_candidates {
         records
             .iter()
             .filter(|r| r.status == Some(Status::Ok))
@@ -109,155 +154,61 @@ pub fn plot_roofline(
     } else {
         Vec::new()
     };
-
-    // Axes: every point and every ridge in view, whole decades, a decade past the ridges.
-    let ridges: Vec<f64> = roofs.iter().filter_map(|r| ridge_point(r.value, dram)).collect();
-    let xs = winners.iter().chain(faint.iter()).map(|(_, p)| p.0).chain(ridges.iter().copied());
-    let (xmin, xmax) = xs.fold((f64::INFINITY, 0.0f64), |(a, b), x| (a.min(x), b.max(x)));
-    let (x0, x1) = log_range(xmin.min(1.0), xmax * 4.0, 1.5);
-    let ys = winners.iter().chain(faint.iter()).map(|(_, p)| p.1);
-    let ymin = ys.fold(f64::INFINITY, f64::min).min(dram * x0 / 1000.0 * 2.0).min(top / 100.0);
-    let (y0, _) = log_range(ymin, top, 1.2);
-    // Headroom above the highest roof for its label, without a mostly empty decade.
-    let y1 = top * 2.5;
+    let all: Vec<Point> = winners.iter().chain(faint.iter()).copied().collect();
+    let f = frame(ceilings, &roofs, &all);
 
     let root = BitMapBackend::new(out, opts.size).into_drawing_area();
     root.fill(&WHITE).map_err(draw_err)?;
     let title = format!(
-        "Roofline — {} (sm {}) — {}",
+        "Roofline — {} (sm {}) — ceilings measured {}",
         if ceilings.gpu.is_empty() { "unknown GPU" } else { &ceilings.gpu },
         ceilings.compute_capability,
         title_date(ceilings, opts)
     );
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, text(TITLE_SIZE))
+    let (head, body) = root.split_vertically(70);
+    head.draw(&Text::new(title, (20, 10), text(TITLE_SIZE))).map_err(draw_err)?;
+    if !winners.is_empty() {
+        let note = pct_note(ceilings);
+        head.draw(&Text::new(note, (20, 46), text(SMALL_SIZE).color(&RGBColor(60, 60, 60)))).map_err(draw_err)?;
+    }
+    let mut chart = ChartBuilder::on(&body)
         .margin(20)
+        .margin_top(4)
         .x_label_area_size(60)
         .y_label_area_size(90)
-        .build_cartesian_2d(log_axis(x0, x1), log_axis(y0, y1))
+        .build_cartesian_2d(log_axis(f.x.0, f.x.1), log_axis(f.y.0, f.y.1))
         .map_err(draw_err)?;
-    chart
-        .configure_mesh()
-        .x_desc("Arithmetic intensity (FLOP / byte of DRAM traffic)")
-        .y_desc("Performance (TFLOP/s)")
-        .axis_desc_style(text(AXIS_DESC_SIZE))
-        .label_style(text(TICK_SIZE))
-        .x_labels(40)
-        .y_labels(40)
-        .x_label_formatter(&|v| fmt_num(*v))
-        .y_label_formatter(&|v| fmt_num(*v))
-        .bold_line_style(GRID_BOLD)
-        .light_line_style(GRID_LIGHT)
-        .draw()
-        .map_err(draw_err)?;
+    house_mesh(
+        &mut chart.configure_mesh(),
+        "Arithmetic intensity (FLOP / byte of DRAM traffic)",
+        "Performance (TFLOP/s)",
+        MeshText { desc: AXIS_DESC_SIZE, tick: TICK_SIZE },
+    )
+    .x_labels(40)
+    .y_labels(40)
+    .x_label_formatter(&|v| fmt_num(*v))
+    .y_label_formatter(&|v| fmt_num(*v))
+    .draw()
+    .map_err(draw_err)?;
 
     let mut placer = LabelPlacer::new();
     // Ceiling labels must not cover the winners, which are drawn later.
     for (_, p) in &winners {
-        placer.reserve(chart.backend_coord(p), 9);
+        placer.reserve(chart.backend_coord(p), 10);
     }
-    let line_style = ShapeStyle { color: CEILING_COLOR.to_rgba(), filled: false, stroke_width: 2 };
-
-    // Bandwidth slopes: from the left edge up to where they meet the highest roof.
-    for s in &slopes {
-        let xr = top * 1000.0 / s.value;
-        let pts = vec![(x0, s.value * x0 / 1000.0), (xr.min(x1), (s.value * xr.min(x1) / 1000.0).min(top))];
-        chart.draw_series(LineSeries::new(pts, line_style)).map_err(draw_err)?;
-        // Above-left of the slope (the side with no data), at the first free spot along it.
-        let label = format!("{} {} GB/s", s.label, fmt_num(s.value));
-        let anchors: Vec<Anchor> = [0.3, 0.45, 0.15, 0.6, 0.75]
-            .iter()
-            .map(|f| {
-                let (px, py) = chart.backend_coord(&along_slope(x0, xr.min(x1), y0, s.value, *f));
-                (px - 6, py - 6, HPos::Right, VPos::Bottom)
-            })
-            .collect();
-        placer.place_first(&root, &label, text(LABEL_SIZE), &anchors)?;
+    draw_ceilings(&mut chart, &root, &mut placer, &f, &roofs, &slopes)?;
+    let drew_any = draw_points(&mut chart, &faint, &winners)?;
+    let left_out = place_winner_labels(&chart, &root, &mut placer, &winners, ceilings)?;
+    if left_out > 0 {
+        let (w, h) = root.dim_in_pixel();
+        let note = format!("{left_out} label(s) left out where points crowd; the report's tables list every shape");
+        let pos = Pos::new(HPos::Right, VPos::Bottom);
+        root.draw(&Text::new(note, (w as i32 - 24, h as i32 - 8), text(SMALL_SIZE).pos(pos))).map_err(draw_err)?;
     }
-    // Compute roofs: from their ridge with DRAM to the right edge.
-    for (i, r) in roofs.iter().enumerate() {
-        let xr = (r.value * 1000.0 / dram).max(x0);
-        let style = if i == 0 { line_style } else { ShapeStyle { stroke_width: 2, ..CEILING_COLOR.mix(0.6).into() } };
-        chart.draw_series(LineSeries::new(vec![(xr, r.value), (x1, r.value)], style)).map_err(draw_err)?;
-        let (px, py) = chart.backend_coord(&(x1, r.value));
-        let label = format!("{} {} TFLOP/s", r.label, fmt_num(r.value));
-        placer.place_first(
-            &root,
-            &label,
-            text(LABEL_SIZE),
-            &[(px - 8, py - 6, HPos::Right, VPos::Bottom), (px - 8, py + 6, HPos::Right, VPos::Top)],
-        )?;
-    }
-    // The ridge of the main roof: where a kernel stops being memory-bound.
-    if let Some(r) = ridges.first() {
-        let dash = ShapeStyle { color: CEILING_COLOR.mix(0.35), filled: false, stroke_width: 1 };
-        chart.draw_series(DashedLineSeries::new(vec![(*r, y0), (*r, top)], 6, 6, dash)).map_err(draw_err)?;
-        let (px, py) = chart.backend_coord(&(*r, y0));
-        let label = format!("ridge {} FLOP/B", fmt_num(*r));
-        placer.place_first(&root, &label, text(SMALL_SIZE), &[(px + 6, py - 8, HPos::Left, VPos::Bottom)])?;
-    }
-
-    // One colour per family, in name order, shared by faint points and winners.
-    let families: BTreeMap<&str, usize> = {
-        let mut names: Vec<&str> = winners.iter().chain(faint.iter()).map(|(r, _)| r.family.as_str()).collect();
-        names.sort();
-        names.dedup();
-        names.into_iter().enumerate().map(|(i, n)| (n, i)).collect()
-    };
-    for (r, p) in &faint {
-        let c = series_color(families[r.family.as_str()]);
-        chart.draw_series(std::iter::once(Circle::new(*p, 3, c.mix(0.25).filled()))).map_err(draw_err)?;
-    }
-    for (family, ci) in &families {
-        let c = series_color(*ci);
-        let pts: Vec<(f64, f64)> = winners.iter().filter(|(r, _)| r.family == *family).map(|(_, p)| *p).collect();
-        if pts.is_empty() {
-            continue;
-        }
-        chart
-            .draw_series(pts.iter().map(|p| {
-                EmptyElement::at(*p)
-                    + Circle::new((0, 0), 8, c.filled())
-                    + Circle::new((0, 0), 8, BLACK.stroke_width(1))
-            }))
-            .map_err(draw_err)?
-            .label(format!("{family} (winners)"))
-            .legend(move |(x, y)| Circle::new((x + 10, y), 7, c.filled()));
-    }
-    if !faint.is_empty() {
-        chart
-            .draw_series(std::iter::empty::<Circle<(f64, f64), i32>>())
-            .map_err(draw_err)?
-            .label("all verified candidates")
-            .legend(|(x, y)| Circle::new((x + 10, y), 4, RGBColor(120, 120, 120).mix(0.4).filled()));
-    }
-    // Winner labels last, so they avoid the ceiling labels and every winner marker.
-    for (r, p) in &winners {
-        let (px, py) = chart.backend_coord(p);
-        let label = format!("{} {}", ShapeKey::of(r).shape, pct_suffix(r));
-        let offsets = [
-            (px + 12, py, HPos::Left, VPos::Center),
-            (px - 12, py, HPos::Right, VPos::Center),
-            (px, py - 14, HPos::Center, VPos::Bottom),
-            (px, py + 14, HPos::Center, VPos::Top),
-            (px + 12, py - 22, HPos::Left, VPos::Center),
-            (px + 12, py + 22, HPos::Left, VPos::Center),
-            (px - 12, py - 22, HPos::Right, VPos::Center),
-            (px - 12, py + 22, HPos::Right, VPos::Center),
-        ];
-        placer.place_if_free(&root, &label, text(SMALL_SIZE), &offsets)?;
-    }
-    if !families.is_empty() {
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .margin(16)
-            .label_font(text(LABEL_SIZE))
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK.mix(0.4))
-            .draw()
-            .map_err(draw_err)?;
+    if drew_any {
+        draw_legend(&mut chart, SeriesLabelPosition::LowerRight, LABEL_SIZE, 16)?;
     } else {
+        let (x0, x1, y0, y1) = (f.x.0, f.x.1, f.y.0, f.y.1);
         let (px, py) = chart.backend_coord(&((x0 * x1).sqrt(), (y0 * y1).sqrt()));
         root.draw(&Text::new(
             "no measured kernels yet: run `kernlab sweep <family>`",
@@ -270,8 +221,141 @@ pub fn plot_roofline(
     Ok(())
 }
 
-fn pct_suffix(r: &CandidateRecord) -> String {
-    match r.pct_of_bound {
+/// Every few pixels along a line, reserved so that no label sits on it.
+fn reserve_line(placer: &mut LabelPlacer, from: (i32, i32), to: (i32, i32)) {
+    let steps = ((to.0 - from.0).abs().max((to.1 - from.1).abs()) / 6).max(1);
+    for i in 0..=steps {
+        let t = f64::from(i) / f64::from(steps);
+        let at = |a: i32, b: i32| a + (f64::from(b - a) * t).round() as i32;
+        placer.reserve((at(from.0, to.0), at(from.1, to.1)), 1);
+    }
+}
+
+/// Bandwidth slopes and compute roofs with their labels, and the main ridge.
+fn draw_ceilings(
+    chart: &mut Chart,
+    root: &Root,
+    placer: &mut LabelPlacer,
+    f: &Frame,
+    roofs: &[Line],
+    slopes: &[Line],
+) -> Result<()> {
+    let ((x0, x1), y0) = (f.x, f.y.0);
+    let line_style = ShapeStyle { color: CEILING_COLOR.to_rgba(), filled: false, stroke_width: 2 };
+    let mut labels: Vec<(String, f64, Vec<Anchor>)> = Vec::new();
+    // Bandwidth slopes: from the left edge up to where they meet the highest roof.
+    for s in slopes {
+        let xr = (f.top * 1000.0 / s.value).min(x1);
+        let ends = [(x0, s.value * x0 / 1000.0), (xr, (s.value * xr / 1000.0).min(f.top))];
+        chart.draw_series(LineSeries::new(ends, line_style)).map_err(draw_err)?;
+        reserve_line(placer, chart.backend_coord(&ends[0]), chart.backend_coord(&ends[1]));
+        // Above-left of the slope (the side with no data), at the first free spot along it.
+        let anchors = [0.3, 0.45, 0.15, 0.6, 0.75]
+            .iter()
+            .map(|fr| {
+                let (px, py) = chart.backend_coord(&along_slope(x0, xr, y0, s.value, *fr));
+                (px - 6, py - 6, HPos::Right, VPos::Bottom)
+            })
+            .collect();
+        labels.push((format!("{} {} GB/s", s.label, fmt_num(s.value)), LABEL_SIZE, anchors));
+    }
+    // Compute roofs: from their ridge with DRAM to the right edge.
+    for (i, r) in roofs.iter().enumerate() {
+        let xr = (r.value * 1000.0 / f.dram).max(x0);
+        let style = if i == 0 { line_style } else { ShapeStyle { stroke_width: 2, ..CEILING_COLOR.mix(0.6).into() } };
+        chart.draw_series(LineSeries::new([(xr, r.value), (x1, r.value)], style)).map_err(draw_err)?;
+        reserve_line(placer, chart.backend_coord(&(xr, r.value)), chart.backend_coord(&(x1, r.value)));
+        let (px, py) = chart.backend_coord(&(x1, r.value));
+        let anchors = vec![(px - 8, py - 6, HPos::Right, VPos::Bottom), (px - 8, py + 6, HPos::Right, VPos::Top)];
+        labels.push((format!("{} {} TFLOP/s", r.label, fmt_num(r.value)), LABEL_SIZE, anchors));
+    }
+    // The ridge of the main roof: where a kernel stops being memory-bound.
+    if let Some(r) = f.ridges.first() {
+        let dash = ShapeStyle { color: CEILING_COLOR.mix(0.35), filled: false, stroke_width: 1 };
+        chart.draw_series(DashedLineSeries::new([(*r, y0), (*r, f.top)], 6, 6, dash)).map_err(draw_err)?;
+        let (px, py) = chart.backend_coord(&(*r, y0));
+        labels.push((
+            format!("ridge {} FLOP/B", fmt_num(*r)),
+            SMALL_SIZE,
+            vec![(px + 6, py - 8, HPos::Left, VPos::Bottom)],
+        ));
+    }
+    // Labels after every line is reserved, so none is written across another line.
+    for (label, size, anchors) in labels {
+        placer.place_first(root, &label, text(size), &anchors)?;
+    }
+    Ok(())
+}
+
+/// Faint candidates, then each family's winners in its fixed colour; false when there
+/// was nothing to draw.
+fn draw_points<'a, 'b: 'a>(chart: &mut Chart<'a, 'b>, faint: &[Point], winners: &[Point]) -> Result<bool> {
+    for (r, p) in faint {
+        let c = family_color(&r.family);
+        chart.draw_series(std::iter::once(Circle::new(*p, 3, c.mix(0.25).filled()))).map_err(draw_err)?;
+    }
+    let families: BTreeSet<&str> = winners.iter().map(|(r, _)| r.family.as_str()).collect();
+    for family in &families {
+        let c = family_color(family);
+        let pts = winners.iter().filter(|(r, _)| r.family == *family).map(|(_, p)| *p);
+        draw_winners(chart, pts, c, 8)?
+            .label(format!("{family} (winners)"))
+            .legend(move |(x, y)| Circle::new((x + 10, y), 7, c.filled()));
+    }
+    if !faint.is_empty() {
+        chart
+            .draw_series(std::iter::empty::<Circle<(f64, f64), i32>>())
+            .map_err(draw_err)?
+            .label("all verified candidates")
+            .legend(|(x, y)| Circle::new((x + 10, y), 4, RGBColor(120, 120, 120).mix(0.4).filled()));
+    }
+    Ok(!families.is_empty() || !faint.is_empty())
+}
+
+/// Winner labels last, so they avoid the ceilings, their labels and every winner marker;
+/// returns how many found no free spot and were left out.
+fn place_winner_labels(
+    chart: &Chart,
+    root: &Root,
+    placer: &mut LabelPlacer,
+    winners: &[Point],
+    c: &Ceilings,
+) -> Result<usize> {
+    let mut left_out = 0;
+    for (r, p) in winners {
+        let (px, py) = chart.backend_coord(p);
+        let label = format!("{} {}", ShapeKey::of(r).shape, pct_suffix(r, c));
+        let offsets = [
+            (px + 12, py, HPos::Left, VPos::Center),
+            (px - 12, py, HPos::Right, VPos::Center),
+            (px, py - 14, HPos::Center, VPos::Bottom),
+            (px, py + 14, HPos::Center, VPos::Top),
+            (px + 12, py - 22, HPos::Left, VPos::Center),
+            (px + 12, py + 22, HPos::Left, VPos::Center),
+            (px - 12, py - 22, HPos::Right, VPos::Center),
+            (px - 12, py + 22, HPos::Right, VPos::Center),
+        ];
+        if !placer.place_if_free(root, label.trim_end(), text(SMALL_SIZE), &offsets)? {
+            left_out += 1;
+        }
+    }
+    Ok(left_out)
+}
+
+/// % of bound of a row: the sweep's own column, else recomputed from `c` the same way
+/// (the chart's labels and the page's tables both come from here).
+pub fn pct_of_bound(r: &CandidateRecord, c: Option<&Ceilings>) -> Option<f64> {
+    r.pct_of_bound.filter(|p| p.is_finite()).or_else(|| {
+        let c = c?;
+        let (intensity, tflops) = roofline_point(r)?;
+        let s = r.median_us()? * 1e-6;
+        let flops = tflops * 1e12 * s;
+        c.roof_for_dtype(&r.dtype).pct_of_bound(flops, flops / intensity, s)
+    })
+}
+
+fn pct_suffix(r: &CandidateRecord, c: &Ceilings) -> String {
+    match pct_of_bound(r, Some(c)) {
         Some(p) if p.is_finite() => format!("({p:.0}%)"),
         _ => String::new(),
     }

@@ -2,7 +2,8 @@
 //! time against that parameter's value, the winner highlighted and the peer as a dashed
 //! reference line. Panels are ordered by how much the parameter matters.
 
-use super::export::{peer_time_us, peers_per_shape, winners_per_shape, ShapeKey};
+use super::chart::{draw_winners, house_mesh, MeshText};
+use super::export::{peer_time_us, peers_per_shape, winner_of, ShapeKey};
 use super::style::*;
 use super::sweep_params::{level_of, param_axes, ranked_rows, ParamAxis};
 use super::Caption;
@@ -39,7 +40,7 @@ pub fn plot_param_strips(records: &[CandidateRecord], key: &ShapeKey, caption: &
     let mut axes = param_axes(&rows);
     let n_axes = axes.len();
     axes.truncate(MAX_PANELS);
-    let winner = winners_per_shape(records).into_iter().find(|w| ShapeKey::of(w) == *key);
+    let winner = winner_of(records, key);
     let peer = winner.and_then(|w| peer_time_us(w, &peers_per_shape(records)));
     let peer_name = peers_per_shape(records).get(key).map(|p| p.variant.clone()).unwrap_or_else(|| "peer".into());
 
@@ -49,10 +50,11 @@ pub fn plot_param_strips(records: &[CandidateRecord], key: &ShapeKey, caption: &
     let size = (PANEL_W * cols as u32, PANEL_H * panel_rows as u32 + 90);
     let root = BitMapBackend::new(out, size).into_drawing_area();
     root.fill(&WHITE).map_err(draw_err)?;
-    let title = format!("{} — time per candidate by parameter — {} — {}", key.label(), caption.gpu, caption.date);
+    let title =
+        format!("{} — time per candidate by parameter — {} — measured {}", key.label(), caption.gpu, caption.date);
     let body = root.margin(8, 0, 0, 0).titled(&title, text(TITLE_SIZE - 2.0)).map_err(draw_err)?;
     let (legend_area, body) = body.split_vertically(34);
-    let mut legend = format!("{} verified candidates · red = winner", rows.len());
+    let mut legend = format!("{} verified candidates · red ring = winner", rows.len());
     if n_axes > axes.len() {
         legend.push_str(&format!(" · the {} most influential of {n_axes} parameters", axes.len()));
     }
@@ -67,26 +69,35 @@ pub fn plot_param_strips(records: &[CandidateRecord], key: &ShapeKey, caption: &
     let (y0, y1) = tight_log_range(tmin, tmax, 1.15);
 
     let panels = body.split_evenly((panel_rows, cols));
+    let marks = Marks { winner, peer, color: family_color(&key.family) };
     if axes.is_empty() {
         // Nothing varied: one panel with every candidate in a single column.
         let axis = ParamAxis { name: "(no parameter varied)".into(), levels: vec![String::new()], effect: 1.0 };
-        draw_panel(&panels[0], &axis, &rows, winner, peer, (y0, y1))?;
+        draw_panel(&panels[0], &axis, &rows, &marks, (y0, y1))?;
     }
     for (axis, area) in axes.iter().zip(panels.iter()) {
-        draw_panel(area, axis, &rows, winner, peer, (y0, y1))?;
+        draw_panel(area, axis, &rows, &marks, (y0, y1))?;
     }
     root.present().map_err(draw_err)?;
     Ok(())
+}
+
+/// What every panel marks besides the candidates: the winner, the peer's time, and the
+/// family's colour for the points.
+struct Marks<'a> {
+    winner: Option<&'a CandidateRecord>,
+    peer: Option<f64>,
+    color: RGBColor,
 }
 
 fn draw_panel<DB: DrawingBackend>(
     area: &DrawingArea<DB, plotters::coord::Shift>,
     axis: &ParamAxis,
     rows: &[&CandidateRecord],
-    winner: Option<&CandidateRecord>,
-    peer: Option<f64>,
+    marks: &Marks,
     (y0, y1): (f64, f64),
 ) -> Result<()> {
+    let Marks { winner, peer, color } = *marks;
     let n = axis.levels.len();
     let caption = if axis.effect > 1.0 {
         format!("{}  (best-per-value spread {:.2}×)", axis.name, axis.effect)
@@ -101,27 +112,26 @@ fn draw_panel<DB: DrawingBackend>(
         .y_label_area_size(70)
         .build_cartesian_2d(-0.5..(n as f64 - 0.5), log_axis(y0, y1))
         .map_err(draw_err)?;
-    chart
-        .configure_mesh()
-        .disable_x_mesh()
-        .x_labels(n.min(16))
-        .x_label_formatter(&|v| {
-            let i = v.round();
-            if (v - i).abs() < 1e-6 && i >= 0.0 {
-                levels.get(i as usize).cloned().unwrap_or_default()
-            } else {
-                String::new()
-            }
-        })
-        .y_labels(40)
-        .y_label_formatter(&|v| fmt_num(*v))
-        .y_desc("median time (µs)")
-        .axis_desc_style(text(TICK_SIZE))
-        .label_style(text(TICK_SIZE - 1.0))
-        .bold_line_style(GRID_BOLD)
-        .light_line_style(GRID_LIGHT)
-        .draw()
-        .map_err(draw_err)?;
+    house_mesh(
+        &mut chart.configure_mesh(),
+        "",
+        "median time (µs)",
+        MeshText { desc: TICK_SIZE, tick: TICK_SIZE - 1.0 },
+    )
+    .disable_x_mesh()
+    .x_labels(n.min(16))
+    .x_label_formatter(&|v| {
+        let i = v.round();
+        if (v - i).abs() < 1e-6 && i >= 0.0 {
+            levels.get(i as usize).cloned().unwrap_or_default()
+        } else {
+            String::new()
+        }
+    })
+    .y_labels(40)
+    .y_label_formatter(&|v| fmt_num(*v))
+    .draw()
+    .map_err(draw_err)?;
 
     let x_of = |r: &CandidateRecord| -> Option<f64> {
         if n == 1 && axis.levels[0].is_empty() {
@@ -131,7 +141,7 @@ fn draw_panel<DB: DrawingBackend>(
         Some(i as f64 + jitter(r))
     };
     let pts: Vec<(f64, f64)> = rows.iter().filter_map(|r| Some((x_of(r)?, r.median_us()?))).collect();
-    chart.draw_series(pts.iter().map(|p| Circle::new(*p, 4, series_color(0).mix(0.55).filled()))).map_err(draw_err)?;
+    chart.draw_series(pts.iter().map(|p| Circle::new(*p, 4, color.mix(0.55).filled()))).map_err(draw_err)?;
     if let Some(p) = peer {
         let style = ShapeStyle { color: PEER_COLOR.to_rgba(), filled: false, stroke_width: 2 };
         chart
@@ -140,13 +150,7 @@ fn draw_panel<DB: DrawingBackend>(
     }
     if let Some(w) = winner {
         if let (Some(x), Some(t)) = (x_of(w), w.median_us()) {
-            chart
-                .draw_series(std::iter::once(
-                    EmptyElement::at((x, t))
-                        + Circle::new((0, 0), 7, WINNER_COLOR.filled())
-                        + Circle::new((0, 0), 7, BLACK.stroke_width(1)),
-                ))
-                .map_err(draw_err)?;
+            draw_winners(&mut chart, [(x, t)], color, 7)?;
         }
     }
     Ok(())

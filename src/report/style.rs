@@ -54,6 +54,33 @@ pub fn series_color(i: usize) -> RGBColor {
     RGBColor(r, g, b)
 }
 
+/// The built-in families, each with its own palette slot, so gemm is the same blue in
+/// every report whatever else the reports dir holds.
+const FAMILY_SLOTS: [(&str, usize); 10] = [
+    ("gemm", 0),
+    ("rmsnorm", 1),
+    ("softmax", 2),
+    ("swiglu", 4),
+    ("rope", 5),
+    ("attention_prefill", 6),
+    ("attention_decode", 9),
+    ("gemm_int4", 8),
+    ("attention_prefill_varlen", 7),
+    ("attention_decode_varlen", 3),
+];
+
+/// A family's colour: a fixed slot for the built-in families, a stable hash of the name
+/// (CRC-32, the same on every build and platform) into the palette for any other, so the
+/// colour never depends on which families happen to be present.
+pub fn family_color(family: &str) -> RGBColor {
+    let slot = FAMILY_SLOTS
+        .iter()
+        .find(|(name, _)| *name == family)
+        .map(|(_, slot)| *slot)
+        .unwrap_or_else(|| crc32fast::hash(family.as_bytes()) as usize);
+    series_color(slot)
+}
+
 pub const PEER_COLOR: RGBColor = RGBColor(90, 90, 90);
 pub const WINNER_COLOR: RGBColor = RGBColor(214, 39, 40);
 pub const CEILING_COLOR: RGBColor = RGBColor(20, 20, 20);
@@ -197,5 +224,17 @@ mod tests {
         assert!(hi / lo >= 2.99 && lo < 10.0 && hi > 11.0);
         assert_eq!(slug("16x4096 / ../x"), "16x4096___.._x");
         assert_eq!(slug(""), "_");
+    }
+
+    #[test]
+    fn family_colours_are_fixed_and_distinct() {
+        let builtin: Vec<RGBColor> = FAMILY_SLOTS.iter().map(|(f, _)| family_color(f)).collect();
+        for (i, a) in builtin.iter().enumerate() {
+            assert!(builtin[i + 1..].iter().all(|b| b != a), "two built-in families share a colour");
+        }
+        assert_eq!(family_color("gemm"), RGBColor(31, 119, 180));
+        // Any other name lands in the palette, the same way each call.
+        assert_eq!(family_color("my_kernel"), family_color("my_kernel"));
+        assert!(PALETTE.iter().any(|&(r, g, b)| RGBColor(r, g, b) == family_color("my_kernel")));
     }
 }
