@@ -14,6 +14,7 @@
 #   scripts/gpu-check.sh search                    # tpe against the full grid on one shape
 #   scripts/gpu-check.sh smollm2                   # the real SmolLM2-135M: chat text, vs CPU, validate
 #   scripts/gpu-check.sh big ["FILES"]             # big spaces swept in full (search ground truth)
+#   scripts/gpu-check.sh formats                   # llama3-8b decode with int4 g32/g64/g128 vs bf16
 #   scripts/gpu-check.sh all                       # all of the above (longer than one 10-min call)
 #
 # Environment (all optional):
@@ -143,6 +144,23 @@ e2e() {
   done
 }
 
+# Decode speed of each int4 format the quantizers write, at the llama3-8b shape (random
+# weights; speed depends on the format, not on which method chose the codes): g32, g64 and
+# g128 against bf16, batch 1, same call.
+formats() {
+  local bench=(--batch 1 --prompt-len 128 --gen-len "${GEN_LEN:-256}" --runs "${RUNS:-2}" --ignore-eos
+    --db "$R/tuned.json")
+  local row='Throughput|Decode step|% of band|int4:'
+  step "llama3-8b bf16"
+  timeout 150 "$K" e2e "${bench[@]}" --out "$R/e2e-fmt-bf16" 2>&1 | grep -E "$row"
+  failed "formats bf16" "${PIPESTATUS[0]}"
+  for g in 128 64 32; do
+    step "llama3-8b int4 g$g"
+    timeout 150 "$K" e2e "${bench[@]}" --weights int4 --int4-group "$g" --out "$R/e2e-fmt-int4-g$g" 2>&1 | grep -E "$row"
+    failed "formats int4 g$g" "${PIPESTATUS[0]}"
+  done
+}
+
 # Hugging Face transformers builds llama3-8b with random weights, saves it, records reference
 # logits and greedy tokens and times its own generate (eager; static cache + torch.compile);
 # kernlab loads that directory, compares, and benchmarks the same batches.
@@ -176,8 +194,10 @@ smollm2() {
   timeout 120 "$K" e2e "${common[@]}" --prompt "Once upon a time" --raw-prompt --temperature 0.7 --top-k 40 \
     --top-p 0.9 --gen-len 64 --out "$R/e2e-smollm2-sampled" 2>&1 | quiet | tail -30
   failed "smollm2 sampled" "${PIPESTATUS[0]}"
-  # int4 is not run here: the model path quantizes in groups of 128 and SmolLM2's hidden
-  # size 576 is not a multiple of 128 (kernlab quality measures its int4 methods at g64).
+  step "int4 (RTN g64: 576 is not a multiple of 128), chat prompt, validated against cuBLAS"
+  timeout 150 "$K" e2e "${common[@]}" --weights int4 --prompt "What is the capital of France? Answer in one sentence." \
+    --gen-len 48 --validate --out "$R/e2e-smollm2-int4" 2>&1 | quiet | tail -40
+  failed "smollm2 int4" "${PIPESTATUS[0]}"
   step "chat prompt, tuned vs reference path in lockstep, batch 1 and 8"
   timeout 150 "$K" e2e "${common[@]}" --prompt "Name three colours." --validate --batch 1,8 \
     --gen-len 48 --out "$R/e2e-smollm2-validate" 2>&1 | quiet | tail -50
@@ -257,11 +277,12 @@ run() {
     user) devices; user ;;
     search) devices; search ;;
     big) devices; big "$ARG" ;;
+    formats) devices; formats ;;
     all)
       devices; selftest ""
       sweeps "gemm softmax rmsnorm rope swiglu attention_decode attention_decode_varlen attention_prefill attention_prefill_varlen"
       int4; e2e; hf ;;
-    *) echo "error: unknown mode '$MODE' (quick, selftest, ceilings, sweeps, int4, e2e, hf, smollm2, user, search, big, all)" >&2; return 2 ;;
+    *) echo "error: unknown mode '$MODE' (quick, selftest, ceilings, sweeps, int4, e2e, hf, smollm2, user, search, big, formats, all)" >&2; return 2 ;;
   esac
 }
 rm -f "$OUT/failed.txt"
