@@ -7,6 +7,8 @@ fn kernlab(args: &[&str]) -> (bool, String) {
         .args(args)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env("KERNLAB_REPORTS", std::env::temp_dir().join("kernlab-cli-test-reports"))
+        // Never install wheels from a test.
+        .env("KERNLAB_AUTO_INSTALL", "0")
         .output()
         .expect("run kernlab");
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
