@@ -97,7 +97,9 @@ pub struct E2eArgs {
     /// divides every linear's K, else the largest that does: SmolLM2's 576 takes 64).
     /// E.g. --int4-group 64.
     #[arg(long, default_value = "auto", value_name = "GROUP", value_parser = parse_int4_group)]
-    pub int4_group: Option<i64>,
+    // Spelled out so that clap takes the parser's Option (auto = None) as the value type
+    // rather than treating the flag as optional.
+    pub int4_group: std::option::Option<i64>,
     /// Issue every launch of every decode step instead of replaying each step as a CUDA
     /// graph (the tuned paths replay by default; the reference path never does).
     #[arg(long)]
