@@ -10,17 +10,23 @@ use clap::Args;
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
+#[command(after_help = "Examples:
+  kernlab export gemm
+  kernlab export transpose --out-dir include/
+  kernlab export examples/bias_gelu/bias_gelu.toml --db tuned.json --gpu H200")]
 pub struct ExportArgs {
-    /// A built-in family, a user kernel's name, or its sweep file.
+    /// A built-in family, a user kernel's name, or its sweep file, e.g. gemm.
+    #[arg(value_name = "KERNEL")]
     pub kernel: String,
-    /// Tuned-config database. Default: reports/tuned.json.
-    #[arg(long)]
+    /// Tuned-config database, e.g. --db tuned.json. Default: reports/tuned.json.
+    #[arg(long, value_name = "FILE")]
     pub db: Option<PathBuf>,
-    /// Folder for <kernel>.h and <kernel>.json. Default: reports/export.
-    #[arg(long)]
+    /// Folder for <kernel>.h and <kernel>.json, e.g. --out-dir include/. Default: reports/export.
+    #[arg(long, value_name = "DIR")]
     pub out_dir: Option<PathBuf>,
-    /// Export the winners of this GPU (a part of its name) when the database holds several.
-    #[arg(long)]
+    /// Export the winners of this GPU (a part of its name) when the database holds several,
+    /// e.g. --gpu H200.
+    #[arg(long, value_name = "NAME")]
     pub gpu: Option<String>,
 }
 

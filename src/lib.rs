@@ -5,6 +5,7 @@
 //! library and the measured roofline, and the winners are stored for the Llama-3 path.
 
 pub mod cli;
+pub mod devices_cmd;
 pub mod core;
 pub mod export_cmd;
 pub mod gpu;
@@ -21,4 +22,5 @@ pub mod roofline;
 pub mod roofline_cmd;
 pub mod selftest;
 pub mod selftest_int4;
+pub mod sweep_cmd;
 pub mod tune;

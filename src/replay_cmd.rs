@@ -8,22 +8,28 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Args, Debug)]
+#[command(after_help = "Examples:
+  kernlab replay docs/results/gemm-decode-grid-h200.csv
+  kernlab replay docs/results/*-grid-h200.csv --strategy tpe,random --seeds 100 --within 5 --out /tmp/replay")]
 pub struct ReplayArgs {
     /// Sweep CSVs that hold a full grid (every valid candidate measured), e.g.
     /// docs/results/gemm-decode-grid-h200.csv.
     #[arg(required = true, value_name = "CSV")]
     pub csvs: Vec<PathBuf>,
-    /// Runs per strategy and space, each with its own seed.
-    #[arg(long, default_value_t = 50)]
+    /// Runs per strategy and space, each with its own seed, e.g. --seeds 100.
+    #[arg(long, value_name = "N", default_value_t = 50)]
     pub seeds: usize,
-    /// A run has succeeded once its best candidate is within this many % of the optimum.
-    #[arg(long, default_value_t = 3.0)]
+    /// A run has succeeded once its best candidate is within this many % of the optimum,
+    /// e.g. --within 5.
+    #[arg(long, value_name = "PCT", default_value_t = 3.0)]
     pub within: f64,
-    /// Strategies to replay (repeatable: tpe, evolve, random, grid). Default: all.
-    #[arg(long = "strategy")]
+    /// A strategy to replay (tpe, evolve, random, grid), e.g. --strategy tpe; a comma list
+    /// or repeated. Default: all.
+    #[arg(long = "strategy", value_name = "STRATEGY", value_delimiter = ',')]
     pub strategies: Vec<String>,
-    /// Folder for search-replay.csv, search-replay-curves.csv and search-replay.png.
-    #[arg(long, default_value = "reports")]
+    /// Folder for search-replay.csv, search-replay-curves.csv and search-replay.png, e.g.
+    /// --out /tmp/replay.
+    #[arg(long, value_name = "DIR", default_value = "reports")]
     pub out: PathBuf,
 }
 

@@ -140,52 +140,91 @@ pub fn format_winners(c: &Ceilings, records: &[CandidateRecord]) -> String {
     s
 }
 
-/// `kernlab roofline` without torch peers.
+/// `kernlab roofline` without torch peers, on this GPU.
 pub fn roofline_command(gpu: usize, remeasure: bool, all_candidates: bool) -> Result<ExitCode> {
-    roofline_command_with(gpu, remeasure, all_candidates, None)
+    roofline_command_with(gpu, remeasure, all_candidates, None, None)
 }
 
-/// `kernlab roofline`: load or measure the ceilings of GPU `gpu`, print them, compare them
-/// with the peers (cuBLAS, and PyTorch when `torch_peers` names the JSON of
-/// scripts/torch_copy_peer.py), and draw the roofline with every sweep's winners.
+/// Where `kernlab roofline` takes its ceilings from.
+enum CeilingSource {
+    /// A saved file, drawn without a GPU; not written back.
+    Saved(PathBuf),
+    /// This GPU's file in reports/, measured when missing (or with --remeasure), and saved.
+    Gpu { path: PathBuf, measured: bool },
+}
+
+/// The only ceilings file in `dir`, for `roofline` on a machine without a GPU; an error
+/// naming `--ceilings` when there are none or several.
+pub fn only_saved_ceilings(dir: &Path, why_no_gpu: &anyhow::Error) -> Result<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    let n = p.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+                    n.starts_with("ceilings-") && n.ends_with(".json")
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    found.sort();
+    match found.len() {
+        1 => Ok(found.remove(0)),
+        0 => bail!(
+            "{why_no_gpu:#}\nno saved ceilings in {} to draw instead: pass a saved file, e.g. \
+             `kernlab roofline --ceilings docs/results/ceilings-h200.json`",
+            dir.display()
+        ),
+        _ => bail!(
+            "{why_no_gpu:#}\nseveral saved ceilings in {}; pick one with --ceilings: {}",
+            dir.display(),
+            found.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+        ),
+    }
+}
+
+/// `kernlab roofline`: the ceilings (from `saved`, without a GPU; else this GPU's, loaded
+/// or measured), printed with the peers (cuBLAS, and PyTorch when `torch_peers` names the
+/// JSON of scripts/torch_copy_peer.py), and the roofline with every sweep's winners. With
+/// no GPU and no `saved`, the one ceilings file in reports/ is drawn.
 pub fn roofline_command_with(
     gpu: usize,
     remeasure: bool,
     all_candidates: bool,
     torch_peers: Option<PathBuf>,
+    saved: Option<PathBuf>,
 ) -> Result<ExitCode> {
     // Read the peers first: a bad path should not cost a measurement.
     let torch = torch_peers.as_deref().map(TorchPeers::load).transpose()?;
-    let dev = Gpu::open(gpu)?;
-    let props = dev.props.clone();
-    let path = ceilings_path_for(&props);
-    let loaded = if remeasure {
-        None
-    } else {
-        match try_load_ceilings_for(&props) {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("warning: {e:#}; measuring again");
+    let saved = match saved {
+        Some(p) => Some(p),
+        // No GPU here: draw the saved ceilings rather than fail, unless asked to measure.
+        None if !remeasure => match Gpu::open(gpu) {
+            Ok(dev) => {
+                drop(dev);
                 None
             }
-        }
+            Err(e) => {
+                let p = only_saved_ceilings(&crate::paths::reports_dir(), &e)?;
+                eprintln!("note: no GPU ({}); drawing the saved ceilings {}", first_line(&e), p.display());
+                Some(p)
+            }
+        },
+        None => None,
     };
-    let measured = loaded.is_none();
-    let mut c = match loaded {
-        Some(c) => {
-            println!("ceilings of {} from {} (measure again with --remeasure)", props.name, path.display());
-            c
+    let (mut c, source) = match saved {
+        Some(p) => {
+            let c = Ceilings::load(&p)?;
+            c.validate().with_context(|| format!("{}", p.display()))?;
+            println!("ceilings of {} from {} (no GPU needed)", c.gpu, p.display());
+            (c, CeilingSource::Saved(p))
         }
-        None => {
-            eprintln!("measuring the ceilings of {} (GPU {gpu}) …", props.name);
-            let cache = crate::gpu::cache::ModuleCache::open(&crate::gpu::cache::default_dir())?;
-            measure::measure_ceilings(&dev, &cache)?
-        }
+        None => measured_or_loaded(gpu, remeasure)?,
     };
-    drop(dev);
+    let measured = matches!(source, CeilingSource::Gpu { measured: true, .. });
     if let Some(t) = &torch {
-        if !t.gpu.is_empty() && t.gpu != props.name {
-            eprintln!("warning: the torch peers were measured on {:?}, this is {:?}", t.gpu, props.name);
+        if !t.gpu.is_empty() && t.gpu != c.gpu {
+            eprintln!("warning: the torch peers were measured on {:?}, these ceilings are of {:?}", t.gpu, c.gpu);
         }
         if !measured {
             eprintln!(
@@ -195,9 +234,15 @@ pub fn roofline_command_with(
         }
         t.record(&mut c);
     }
-    if measured || torch.is_some() {
-        c.save(&path)?;
-        println!("ceilings saved to {}", path.display());
+    match &source {
+        CeilingSource::Gpu { path, .. } if measured || torch.is_some() => {
+            c.save(path)?;
+            println!("ceilings saved to {}", path.display());
+        }
+        CeilingSource::Saved(p) if torch.is_some() => {
+            println!("(the torch peers are shown, not written into {})", p.display())
+        }
+        _ => {}
     }
     println!();
     print!("{}", format_ceilings(&c));
@@ -222,6 +267,44 @@ pub fn roofline_command_with(
     plot_roofline(&c, &rows, &opts, &png).with_context(|| format!("drawing {}", png.display()))?;
     println!("\nroofline: {}", png.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// This GPU's ceilings: loaded from reports/, or measured (missing, unreadable, or
+/// `remeasure`).
+fn measured_or_loaded(gpu: usize, remeasure: bool) -> Result<(Ceilings, CeilingSource)> {
+    let dev = Gpu::open(gpu)?;
+    let props = dev.props.clone();
+    let path = ceilings_path_for(&props);
+    let loaded = if remeasure {
+        None
+    } else {
+        match try_load_ceilings_for(&props) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("warning: {e:#}; measuring again");
+                None
+            }
+        }
+    };
+    let measured = loaded.is_none();
+    let c = match loaded {
+        Some(c) => {
+            println!("ceilings of {} from {} (measure again with --remeasure)", props.name, path.display());
+            c
+        }
+        None => {
+            eprintln!("measuring the ceilings of {} (GPU {gpu}) …", props.name);
+            let cache = crate::gpu::cache::ModuleCache::open(&crate::gpu::cache::default_dir())?;
+            measure::measure_ceilings(&dev, &cache)?
+        }
+    };
+    Ok((c, CeilingSource::Gpu { path, measured }))
+}
+
+fn first_line(e: &anyhow::Error) -> String {
+    let s = format!("{e}");
+    let line = s.lines().next().unwrap_or("").to_string();
+    line.split(". ").next().unwrap_or(&line).to_string()
 }
 
 /// `kernlab report`: one HTML page over reports/ (default reports/index.html).

@@ -72,13 +72,16 @@ impl Gpu {
         if let Err(e) = cu::init() {
             bail!(
                 "the NVIDIA driver is installed but cuInit failed ({e:?}): no usable GPU is visible \
-                 (check nvidia-smi, CUDA_VISIBLE_DEVICES and that the driver supports CUDA 13). \
-                 Without a GPU, `kernlab sweep <family> --dry-run --arch sm_90` still enumerates and compiles."
+                 (check nvidia-smi, CUDA_VISIBLE_DEVICES and that the driver supports CUDA 13, R580 or newer). {}",
+                libs::WITHOUT_GPU
             );
         }
         let count = CudaContext::device_count().unwrap_or(0);
         if count <= 0 {
-            bail!("the NVIDIA driver sees no GPU (device count 0); check nvidia-smi and CUDA_VISIBLE_DEVICES");
+            bail!(
+                "the NVIDIA driver sees no GPU (device count 0); check nvidia-smi and CUDA_VISIBLE_DEVICES. {}",
+                libs::WITHOUT_GPU
+            );
         }
         if ordinal >= count as usize {
             bail!("GPU {ordinal} does not exist: this machine has {count} (ordinals 0..{})", count - 1);

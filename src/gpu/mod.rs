@@ -9,3 +9,4 @@ pub mod nvrtc;
 pub mod timer;
 pub mod tma;
 pub mod util;
+pub mod wheels;

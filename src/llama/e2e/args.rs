@@ -8,39 +8,47 @@ use clap::Args;
 use std::path::PathBuf;
 
 #[derive(Args, Debug, Clone)]
+#[command(after_help = "Examples:
+  kernlab e2e                                     llama3-8b shape, random bf16 weights, batch 1
+  kernlab e2e --batch 1,8 --validate --profile
+  kernlab e2e --weights int4 --batch 1,16 --json > int4.json
+  kernlab e2e --model SmolLM2-135M-Instruct.Q4_1.gguf --prompt \"What is the capital of France?\" --check-cpu
+  kernlab e2e --model ~/models/Llama-3.2-1B --hf-reference hf.json")]
 pub struct E2eArgs {
     /// A Hugging Face directory (config.json + *.safetensors) or a .gguf file. Default:
-    /// random bf16 weights at --preset, generated on the GPU.
-    #[arg(long)]
+    /// random bf16 weights at --preset, generated on the GPU. E.g. --model model.gguf.
+    #[arg(long, value_name = "PATH")]
     pub model: Option<PathBuf>,
-    /// Model shape when no --model is given: llama3-8b, llama3.1-8b, llama3.2-1b, smollm2-135m, tiny.
-    #[arg(long, default_value = "llama3-8b")]
+    /// Model shape when no --model is given: llama3-8b, llama3.1-8b, llama3.2-1b, smollm2-135m,
+    /// tiny; e.g. --preset llama3.2-1b.
+    #[arg(long, value_name = "NAME", default_value = "llama3-8b")]
     pub preset: String,
     /// Prompt text (needs the model's tokenizer); the generated text is streamed and kept in
     /// the JSON report. Instruct models get it through their chat template. Default: random
-    /// token prompts.
+    /// token prompts. E.g. --prompt "Why is the sky blue?".
     #[arg(long, value_name = "TEXT")]
     pub prompt: Option<String>,
-    /// A system turn before the prompt (through the chat template).
+    /// A system turn before the prompt (through the chat template), e.g. --system "Be brief.".
     #[arg(long, value_name = "TEXT", requires = "prompt")]
     pub system: Option<String>,
     /// Feed --prompt as typed, without the model's chat template.
     #[arg(long, requires = "prompt")]
     pub raw_prompt: bool,
-    /// Sequences per batch; a list (1,8) benchmarks each in turn on the same weights.
-    #[arg(long, value_delimiter = ',', default_value = "1")]
+    /// Sequences per batch, e.g. --batch 8; a comma list (--batch 1,8) or repeated flags
+    /// benchmark each in turn on the same weights.
+    #[arg(long, value_name = "N", value_delimiter = ',', default_value = "1")]
     pub batch: Vec<usize>,
-    /// Tokens per random prompt.
-    #[arg(long, default_value_t = 128)]
+    /// Tokens per random prompt, e.g. --prompt-len 512.
+    #[arg(long, value_name = "N", default_value_t = 128)]
     pub prompt_len: usize,
     /// Prompts of different lengths in one batch (prompt_len down to about half of it).
     #[arg(long)]
     pub ragged: bool,
-    /// New tokens per sequence.
-    #[arg(long, default_value_t = 256)]
+    /// New tokens per sequence, e.g. --gen-len 64.
+    #[arg(long, value_name = "N", default_value_t = 256)]
     pub gen_len: usize,
-    /// Timed runs per batch size (after one warm-up run).
-    #[arg(long, default_value_t = 3)]
+    /// Timed runs per batch size (after one warm-up run), e.g. --runs 5.
+    #[arg(long, value_name = "N", default_value_t = 3)]
     pub runs: usize,
     /// Reference path: cuBLAS GEMMs and the plain kernels. Default: the tuned path.
     #[arg(long)]
@@ -51,27 +59,30 @@ pub struct E2eArgs {
     /// Compare with the f32 CPU reference forward (small models only).
     #[arg(long)]
     pub check_cpu: bool,
-    /// Reference JSON from scripts/hf_reference.py (use with --model <its directory>).
-    #[arg(long)]
+    /// Reference JSON from scripts/hf_reference.py (use with --model <its directory>), e.g.
+    /// --hf-reference hf.json.
+    #[arg(long, value_name = "FILE")]
     pub hf_reference: Option<PathBuf>,
-    /// Seed of random weights, prompts and sampling.
-    #[arg(long, default_value_t = 0)]
+    /// Seed of random weights, prompts and sampling, e.g. --seed 7.
+    #[arg(long, value_name = "N", default_value_t = 0)]
     pub seed: u64,
-    /// Sampling temperature; 0 = greedy.
-    #[arg(long, default_value_t = 0.0)]
+    /// Sampling temperature; 0 = greedy. E.g. --temperature 0.7.
+    #[arg(long, value_name = "T", default_value_t = 0.0)]
     pub temperature: f32,
     /// Sample among the K most likely tokens only (0: no limit); with --temperature > 0.
+    /// E.g. --top-k 40.
     #[arg(long, default_value_t = 0, value_name = "K")]
     pub top_k: usize,
     /// Nucleus sampling: the smallest set of top tokens whose probability reaches P (after
-    /// --top-k); with --temperature > 0.
+    /// --top-k), in (0, 1]; with --temperature > 0. E.g. --top-p 0.9.
     #[arg(long, default_value_t = 1.0, value_name = "P")]
     pub top_p: f32,
     /// Keep generating after EOS (fixed-length benchmark runs).
     #[arg(long)]
     pub ignore_eos: bool,
-    /// Results file stem: writes <out>.json and <out>.csv. Default: reports/e2e-<time>.
-    #[arg(long)]
+    /// Results file stem: writes <out>.json and <out>.csv, e.g. --out reports/e2e-8b.
+    /// Default: reports/e2e-<time>.
+    #[arg(long, value_name = "STEM")]
     pub out: Option<PathBuf>,
     /// Time per op kind with CUDA events (an extra, separate run).
     #[arg(long)]
@@ -79,22 +90,30 @@ pub struct E2eArgs {
     /// Precision of the layers' linear weights: bf16, or int4 (quantized on the GPU with
     /// round-to-nearest, g128 symmetric, bf16 scales; the lm_head stays bf16). With int4,
     /// --validate compares against cuBLAS on the dequantized weights and reports the
-    /// quantization's effect against the bf16 model.
-    #[arg(long, default_value = "bf16", value_parser = ["bf16", "int4"])]
+    /// quantization's effect against the bf16 model. E.g. --weights int4.
+    #[arg(long, value_name = "PRECISION", default_value = "bf16", value_parser = ["bf16", "int4"])]
     pub weights: String,
     /// With --weights int4: K columns per scale, 32, 64, 128 or 256, or auto (128 where it
     /// divides every linear's K, else the largest that does: SmolLM2's 576 takes 64).
+    /// E.g. --int4-group 64.
     #[arg(long, default_value = "auto", value_name = "GROUP", value_parser = parse_int4_group)]
-    pub int4_group: Option<i64>,
+    // Spelled out so that clap takes the parser's Option (auto = None) as the value type
+    // rather than treating the flag as optional.
+    pub int4_group: std::option::Option<i64>,
     /// Issue every launch of every decode step instead of replaying each step as a CUDA
     /// graph (the tuned paths replay by default; the reference path never does).
     #[arg(long)]
     pub no_cuda_graphs: bool,
-    /// Tuned-config database. Default: reports/tuned.json.
-    #[arg(long)]
+    /// Tuned-config database, e.g. --db tuned.json. Default: reports/tuned.json.
+    #[arg(long, value_name = "FILE")]
     pub db: Option<PathBuf>,
-    #[arg(long, default_value_t = 0)]
+    /// GPU ordinal to run on (see `kernlab devices`), e.g. --gpu 1.
+    #[arg(long, value_name = "N", default_value_t = 0)]
     pub gpu: usize,
+    /// Print the report (what <out>.json holds) as one JSON document on stdout; the
+    /// progress, text and tables go to stderr.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `auto` (None) or one of the group sizes the int4 kernels take.

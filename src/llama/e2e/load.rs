@@ -109,33 +109,6 @@ pub fn build_model(
     Ok((model, notes))
 }
 
-/// Copy bandwidth (read + write, GB/s) of cuMemcpyDtoD on a large buffer, measured now.
-pub fn copy_bandwidth(gpu: &Gpu) -> Result<f64> {
-    let (free, _) = gpu.ctx.mem_get_info()?;
-    let bytes = (1usize << 30).min(free / 4) & !0xFFFF;
-    let a = gpu.alloc(bytes)?;
-    let b = gpu.alloc(bytes)?;
-    let copy = || {
-        // SAFETY: both buffers hold `bytes` bytes; ordered on the stream.
-        unsafe { cudarc::driver::result::memcpy_dtod_async(b.ptr, a.ptr, bytes, gpu.stream.cu_stream()) }
-            .map_err(|e| anyhow::anyhow!("copy failed: {e:?}"))
-    };
-    for _ in 0..3 {
-        copy()?;
-    }
-    let e0 = gpu.ctx.new_event(Some(cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT))?;
-    let e1 = gpu.ctx.new_event(Some(cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT))?;
-    let reps = 20;
-    e0.record(&gpu.stream)?;
-    for _ in 0..reps {
-        copy()?;
-    }
-    e1.record(&gpu.stream)?;
-    e1.synchronize()?;
-    let ms = e0.elapsed_ms(&e1)? as f64 / reps as f64;
-    Ok(2.0 * bytes as f64 / (ms * 1e-3) / 1e9)
-}
-
 pub fn mem_used_gib(gpu: &Gpu) -> f64 {
     gpu.ctx.mem_get_info().map(|(f, t)| (t - f) as f64 / (1u64 << 30) as f64).unwrap_or(0.0)
 }

@@ -9,6 +9,7 @@
 //! * [`validate`]: tuned vs reference, int4 vs bf16, GPU vs the CPU reference
 
 mod args;
+mod bound;
 mod load;
 mod table;
 pub mod text;
@@ -40,7 +41,10 @@ struct Report {
     model: String,
     gpu: String,
     path: String,
+    /// The copy rate (read + write) behind the bound, kept for readers of older reports.
     copy_bw_gb_s: f64,
+    /// What "% of DRAM bound" divides by: the roofline's DRAM ceiling.
+    dram_bound: bound::DramBound,
     /// The prompt as typed and as fed (after the chat template), when `--prompt` was given.
     prompt: Option<text::Prompt>,
     /// The generated text per batch size (sequence 0; every sequence has the same prompt).
@@ -88,6 +92,24 @@ impl Setup {
 
 pub fn run(a: E2eArgs) -> Result<ExitCode> {
     let src = resolve(&a)?;
+    // --json: stdout is the report alone; everything printed on the way goes to stderr.
+    let to_stderr = if a.json {
+        Some(gag::Redirect::stdout(std::io::stderr()).context("sending the progress output to stderr for --json")?)
+    } else {
+        None
+    };
+    let (code, report) = run_to_report(&a, src)?;
+    if let Some(redirect) = to_stderr {
+        use std::io::Write as _;
+        std::io::stdout().flush()?;
+        drop(redirect);
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    }
+    Ok(code)
+}
+
+fn run_to_report(a: &E2eArgs, src: ModelSource) -> Result<(ExitCode, Report)> {
+    let a = a.clone();
     let hf = a.hf_reference.as_deref().map(HfReference::load).transpose()?;
     let s = setup(&a, &src)?;
     let c = s.loaded.weights.config.clone();
@@ -107,13 +129,14 @@ pub fn run(a: E2eArgs) -> Result<ExitCode> {
         let how = if p.chat_template { "the model's chat template" } else { "as typed" };
         println!("  prompt: {} tokens ({how})", p.ids.len());
     }
-    let copy_bw = load::copy_bandwidth(&s.gpu)?;
-    println!("  copy bandwidth (cuMemcpyDtoD, read + write): {copy_bw:.0} GB/s");
+    let dram = bound::dram_bound(&s.gpu, &s.cache)?;
+    println!("  {}", dram.line());
     let mut report = Report {
         model: c.name.clone(),
         gpu: s.gpu.props.name.clone(),
         path: s.path_name.into(),
-        copy_bw_gb_s: copy_bw,
+        copy_bw_gb_s: dram.copy_gb_s,
+        dram_bound: dram.clone(),
         prompt: prompt.clone(),
         text: vec![],
         rows: vec![],
@@ -129,13 +152,13 @@ pub fn run(a: E2eArgs) -> Result<ExitCode> {
             Some(p) => vec![p.ids.clone(); batch],
             None => random_prompts(batch, a.prompt_len, c.vocab_size, a.seed, a.ragged),
         };
-        all_ok &= run_batch(&s, &a, &prompts, copy_bw, hf.as_ref(), &mut report)?;
+        all_ok &= run_batch(&s, &a, &prompts, dram.gb_s, hf.as_ref(), &mut report)?;
     }
     if let Some(h) = &hf {
         all_ok &= validate::against_hf(&s.gpu, &s.cache, &s.db, s.loaded.weights.clone(), &a, h, &mut report)?;
     }
     write_report(&a, &report, &c.name)?;
-    Ok(if all_ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok((if all_ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }, report))
 }
 
 /// Opens the GPU, loads the weights and, for int4, quantizes them; prints what it did.
@@ -213,7 +236,7 @@ fn run_batch(
     s: &Setup,
     a: &E2eArgs,
     prompts: &[Vec<u32>],
-    copy_bw: f64,
+    dram_gb_s: f64,
     hf: Option<&HfReference>,
     report: &mut Report,
 ) -> Result<bool> {
@@ -239,7 +262,7 @@ fn run_batch(
         report.text.push(stream_text(s, &mut model, prompts, a, sampling, &eos)?);
     }
     let runs = timed_runs(s, &mut model, prompts, a, sampling, &eos)?;
-    let rows = bench_rows(s, a, &runs, batch, copy_bw, hf);
+    let rows = bench_rows(s, a, &runs, batch, dram_gb_s, hf);
     for t in model.linear.planners() {
         for n in &t.notes {
             if !report.gemm_plans.contains(n) {
@@ -333,7 +356,7 @@ fn bench_rows(
     a: &E2eArgs,
     runs: &[GenResult],
     batch: usize,
-    copy_bw: f64,
+    dram_gb_s: f64,
     hf: Option<&HfReference>,
 ) -> Vec<BenchRow> {
     let c = &s.loaded.weights.config;
@@ -371,7 +394,7 @@ fn bench_rows(
         decode_step_ms: Some(step_ms),
         peak_mem_gib: Some(load::mem_used_gib(&s.gpu)),
         achieved_gb_s: Some(achieved),
-        bw_bound_pct: Some(100.0 * achieved / copy_bw),
+        bw_bound_pct: Some(100.0 * achieved / dram_gb_s),
     }];
     if let Some(h) = hf {
         rows.extend(hf_rows(&h.timings, batch));
@@ -379,11 +402,11 @@ fn bench_rows(
     println!();
     print!("{}", format_table(&rows));
     println!(
-        "  bound: {:.1} MB per decode step (weights {:.1} + KV {:.1}) → {:.3} ms at {copy_bw:.0} GB/s",
+        "  DRAM bound: {:.1} MB per decode step (weights {:.1} + KV {:.1}) → {:.3} ms at {dram_gb_s:.0} GB/s",
         bytes_per_step / 1e6,
         weight_step_bytes / 1e6,
         kv_per_step / 1e6,
-        bytes_per_step / copy_bw / 1e6
+        bytes_per_step / dram_gb_s / 1e6
     );
     rows
 }

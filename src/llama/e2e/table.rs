@@ -18,6 +18,8 @@ pub struct BenchRow {
     pub decode_step_ms: Option<f64>,
     pub peak_mem_gib: Option<f64>,
     pub achieved_gb_s: Option<f64>,
+    /// Achieved decode-step bandwidth as a percentage of the roofline's DRAM ceiling
+    /// (max of copy and read bandwidth), the same bound `kernlab roofline` uses.
     pub bw_bound_pct: Option<f64>,
 }
 
@@ -38,7 +40,8 @@ pub fn format_table(rows: &[BenchRow]) -> String {
         ("Decode step (ms)", Box::new(|r| opt(r.decode_step_ms, 3))),
         ("Peak GPU memory (GiB)", Box::new(|r| opt(r.peak_mem_gib, 2))),
         ("Achieved bandwidth (GB/s)", Box::new(|r| opt(r.achieved_gb_s, 0))),
-        ("% of bandwidth bound", Box::new(|r| opt(r.bw_bound_pct, 1))),
+        // Decode-step bytes at the roofline's DRAM ceiling, max(copy, read): see bound.rs.
+        ("% of DRAM bound (roofline)", Box::new(|r| opt(r.bw_bound_pct, 1))),
     ];
     let w0 = fields.iter().map(|f| f.0.len()).max().unwrap_or(0) + 2;
     let cols: Vec<Vec<String>> = rows.iter().map(|r| fields.iter().map(|f| f.1(r)).collect()).collect();
@@ -181,6 +184,7 @@ mod tests {
             "Tokens/Run",
             "2048",
             "Batch Size",
+            "% of DRAM bound (roofline)",
             "HF eager",
             "102.4",
             "81.2",
