@@ -14,7 +14,7 @@
 
 use super::attention_common::{attend_f64, lengths, reference_kernel, sample_indices, validate_heads, DECODE_SOURCE};
 use super::support;
-use super::tunables::{LauncherCache, Tunables};
+use super::tunables::LauncherCache;
 use super::{ceil_div, DType, Family, Problem, Shape};
 use crate::gpu::device::{Arg, DevBuf, Gpu, Kernel};
 use crate::gpu::util::{Comparison, Util};
@@ -237,9 +237,7 @@ impl Problem for DecodeProblem {
         kernels: &BTreeMap<String, Kernel>,
         p: &BTreeMap<String, i64>,
     ) -> Result<()> {
-        let l = *self
-            .launcher
-            .get(variant, p, |v, p| DecodeLaunch::new(&Tunables::from_template(v, DECODE_SOURCE, DType::BF16, p)))?;
+        let l = *self.launcher.from_template(variant, p, DECODE_SOURCE, DType::BF16, DecodeLaunch::new)?;
         let max_len = *self.lens.iter().max().unwrap_or(&0);
         let splits = l.splits(self.batch(), self.h, self.kvh, max_len, self.sm_count);
         let io = DecodeIo {
