@@ -7,7 +7,10 @@
 use std::path::{Path, PathBuf};
 
 use kernlab::llama::fuzzing;
-use kernlab::llama::ggml_types::{quantize, GgmlType};
+use kernlab::llama::ggml_types::GgmlType;
+
+mod common;
+use common::ggml_bytes;
 use kernlab::llama::gguf::{MetaArray, MetaValue};
 use kernlab::llama::gguf_write::GgufWriter;
 
@@ -49,18 +52,6 @@ fn values(n: usize, seed: u32) -> Vec<f32> {
         .collect()
 }
 
-fn bytes_of(t: GgmlType, x: &[f32]) -> Vec<u8> {
-    match t {
-        GgmlType::F32 => x.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        GgmlType::F16 => x.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect(),
-        GgmlType::BF16 => x.iter().flat_map(|v| half::bf16::from_f32(*v).to_le_bytes()).collect(),
-        GgmlType::Q8_0 => quantize::q8_0(x),
-        GgmlType::Q4_0 => quantize::q4_0(x),
-        GgmlType::Q4_1 => quantize::q4_1(x),
-        _ => unreachable!(),
-    }
-}
-
 /// A one-layer llama (dim 32) with a byte-level tokenizer, every supported dtype used once.
 fn micro_llama() -> Vec<u8> {
     let (dim, heads, kv, ffn, vocab) = (32usize, 2usize, 1usize, 64usize, 260usize);
@@ -93,7 +84,7 @@ fn micro_llama() -> Vec<u8> {
         .kv("tokenizer.ggml.merges", MetaValue::Array(MetaArray::Str(vec!["h e".into()])))
         .kv("tokenizer.ggml.bos_token_id", u(0))
         .kv("tokenizer.ggml.eos_token_id", u(1));
-    g.tensor("token_embd.weight", &[vocab, dim], GgmlType::Q8_0, bytes_of(GgmlType::Q8_0, &values(vocab * dim, 1)));
+    g.tensor("token_embd.weight", &[vocab, dim], GgmlType::Q8_0, ggml_bytes(GgmlType::Q8_0, &values(vocab * dim, 1)));
     g.tensor_f32("output_norm.weight", &[dim], &vec![1.0; dim]);
     g.tensor_f32("blk.0.attn_norm.weight", &[dim], &vec![1.0; dim]);
     g.tensor_f32("blk.0.ffn_norm.weight", &[dim], &vec![1.0; dim]);
@@ -107,7 +98,7 @@ fn micro_llama() -> Vec<u8> {
         ("ffn_down", [dim, ffn], GgmlType::F32),
     ] {
         let x = values(shape[0] * shape[1], name.len() as u32);
-        g.tensor(&format!("blk.0.{name}.weight"), &shape, t, bytes_of(t, &x));
+        g.tensor(&format!("blk.0.{name}.weight"), &shape, t, ggml_bytes(t, &x));
     }
     g.to_bytes()
 }

@@ -5,6 +5,9 @@ use std::collections::HashMap;
 
 use kernlab::llama::cpu_ref::{forward, KvCache, Logits};
 use kernlab::llama::ggml_types::{quantize, GgmlType};
+
+mod common;
+use common::ggml_bytes;
 use kernlab::llama::gguf::{MetaArray, MetaValue};
 use kernlab::llama::gguf_model::{permute_rope_rows, unpermute_rope_rows, GgufSource};
 use kernlab::llama::gguf_write::GgufWriter;
@@ -48,18 +51,6 @@ fn tiny_config() -> LlamaConfig {
     LlamaConfig { vocab_size: 265, tie_embeddings: true, ..LlamaConfig::preset("tiny").unwrap() }
 }
 
-fn tensor_bytes(x: &[f32], t: GgmlType) -> Vec<u8> {
-    match t {
-        GgmlType::F32 => x.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        GgmlType::F16 => x.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect(),
-        GgmlType::BF16 => x.iter().flat_map(|v| half::bf16::from_f32(*v).to_le_bytes()).collect(),
-        GgmlType::Q8_0 => quantize::q8_0(x),
-        GgmlType::Q4_0 => quantize::q4_0(x),
-        GgmlType::Q4_1 => quantize::q4_1(x),
-        other => panic!("no writer for {other:?}"),
-    }
-}
-
 /// The tiny model as a GGUF writer: llama metadata, tokenizer, weights with Q/K permuted the
 /// way llama.cpp's converter does, linears in `linear_type`.
 fn tiny_gguf(cfg: &LlamaConfig, w: &Weights, linear_type: GgmlType) -> GgufWriter {
@@ -93,11 +84,11 @@ fn tiny_gguf(cfg: &LlamaConfig, w: &Weights, linear_type: GgmlType) -> GgufWrite
         "token_embd.weight",
         &[cfg.vocab_size, cfg.dim],
         GgmlType::Q8_0,
-        tensor_bytes(&w.tok_embeddings.data, GgmlType::Q8_0),
+        ggml_bytes(GgmlType::Q8_0, &w.tok_embeddings.data),
     );
     g.tensor_f32("output_norm.weight", &[cfg.dim], &w.norm);
     if let Some(head) = &w.lm_head {
-        g.tensor("output.weight", &[head.rows, head.cols], GgmlType::F16, tensor_bytes(&head.data, GgmlType::F16));
+        g.tensor("output.weight", &[head.rows, head.cols], GgmlType::F16, ggml_bytes(GgmlType::F16, &head.data));
     }
     for (i, l) in w.layers.iter().enumerate() {
         let name = |t: LayerTensor| WeightName::Layer(i, t).gguf();
@@ -114,7 +105,7 @@ fn tiny_gguf(cfg: &LlamaConfig, w: &Weights, linear_type: GgmlType) -> GgufWrite
             (LayerTensor::WUp, &l.w_up, &l.w_up.data),
             (LayerTensor::WDown, &l.w_down, &l.w_down.data),
         ] {
-            g.tensor(&name(t), &[m.rows, m.cols], linear_type, tensor_bytes(data, linear_type));
+            g.tensor(&name(t), &[m.rows, m.cols], linear_type, ggml_bytes(linear_type, data));
         }
     }
     g

@@ -228,121 +228,181 @@ pub unsafe fn launch_linear(
     k: i64,
     dt: DType,
 ) -> Result<()> {
-    let e = dt.bytes() as i64;
-    let (x, w, y, r, ws) = (Arg::Ptr(io.x), Arg::Ptr(io.w), Arg::Ptr(io.y), Arg::Ptr(io.r), Arg::Ptr(io.ws));
+    let dims = LinearDims { m, n, k, e: dt.bytes() as i64 };
+    // SAFETY (all arms): this function's contract; split-K workspaces are checked before use.
     match variant {
-        "mma_multistage" => {
-            let (bm, bn, bk) = (param(p, "BM")?, param(p, "BN")?, param(p, "BK")?);
-            let warps = (bm / param(p, "WM")?) * (bn / param(p, "WN")?);
-            let smem = param(p, "STAGES")? * (bm + bn) * bk * e;
-            let kern = kernels.get("gemm_mma").context("module lacks gemm_mma")?;
-            // SAFETY: the caller of `launch_linear` passes X [M,K], W [N,K], Y and R [M,N] (R may be 0) and a
-            // workspace of SPLITK·M·N floats when SPLITK > 1 (checked above), compiled with `p`; the
-            // arguments follow the template's launch contract.
-            unsafe {
-                gpu.launch(
-                    kern,
-                    (checked_ceil_div(n, bn)? as u32, checked_ceil_div(m, bm)? as u32, 1),
-                    ((warps * 32) as u32, 1, 1),
-                    smem as u32,
-                    &[x, w, y, r, Arg::I32(m as i32), Arg::I32(n as i32), Arg::I32(k as i32)],
-                )
-            }
-        }
+        "mma_multistage" => unsafe { launch_multistage(gpu, kernels, p, io, dims) },
         "gemv_splitk" | "mma_skinny" => {
             let splitk = param(p, "SPLITK")?;
-            if splitk > MAX_SPLITK {
-                bail!("SPLITK = {splitk} exceeds the workspace's {MAX_SPLITK}");
-            }
-            if splitk > 1 && io.ws == 0 {
-                bail!("{variant} with SPLITK = {splitk} needs a split-K workspace");
-            }
-            // gemv_splitk takes its warp count directly; mma_skinny's warps tile N.
-            let warps =
-                if variant == "gemv_splitk" { param(p, "NUM_WARPS")? } else { param(p, "BN")? / param(p, "WN")? };
-            let args = [x, w, y, r, ws, Arg::I32(m as i32), Arg::I32(n as i32), Arg::I32(k as i32)];
-            if variant == "gemv_splitk" {
-                if m > param(p, "MMAX")? {
-                    bail!("gemv_splitk with MMAX = {} cannot take M = {m}", param(p, "MMAX")?);
+            check_splitk_workspace(variant, splitk, io)?;
+            unsafe {
+                if variant == "gemv_splitk" {
+                    launch_gemv_splitk(gpu, kernels, p, io, dims, splitk)?;
+                } else {
+                    launch_skinny(gpu, kernels, p, io, dims, splitk)?;
                 }
-                let rows = warps * param(p, "ROWS_PER_WARP")?;
-                let kern = kernels.get("gemm_gemv").context("module lacks gemm_gemv")?;
-                // SAFETY: the caller of `launch_linear` passes X [M,K], W [N,K], Y and R [M,N] (R may be 0)
-                // and a workspace of SPLITK·M·N floats when SPLITK > 1 (checked above), compiled with `p`;
-                // the arguments follow the template's launch contract.
-                unsafe {
-                    gpu.launch(
-                        kern,
-                        (checked_ceil_div(n, rows)? as u32, splitk as u32, 1),
-                        ((warps * 32) as u32, 1, 1),
-                        0,
-                        &args,
-                    )?
-                };
-            } else {
-                let (bm, bn, bk) = (param(p, "BM")?, param(p, "BN")?, param(p, "BK")?);
-                let smem = param(p, "STAGES")? * (bm + bn) * bk * e;
-                let kern = kernels.get("gemm_skinny").context("module lacks gemm_skinny")?;
-                // SAFETY: the caller of `launch_linear` passes X [M,K], W [N,K], Y and R [M,N] (R may be 0)
-                // and a workspace of SPLITK·M·N floats when SPLITK > 1 (checked above), compiled with `p`;
-                // the arguments follow the template's launch contract.
-                unsafe {
-                    gpu.launch(
-                        kern,
-                        (checked_ceil_div(n, bn)? as u32, checked_ceil_div(m, bm)? as u32, splitk as u32),
-                        ((warps * 32) as u32, 1, 1),
-                        smem as u32,
-                        &args,
-                    )?
-                };
+                launch_splitk_reduce(gpu, kernels, io, dims, splitk)
             }
-            if splitk > 1 {
-                let red = kernels.get("gemm_splitk_reduce").context("module lacks gemm_splitk_reduce")?;
-                // SAFETY: the caller of `launch_linear` passes X [M,K], W [N,K], Y and R [M,N] (R may be 0)
-                // and a workspace of SPLITK·M·N floats when SPLITK > 1 (checked above), compiled with `p`;
-                // the arguments follow the template's launch contract.
-                unsafe {
-                    gpu.launch(
-                        red,
-                        (ceil_div(m * n, 256) as u32, 1, 1),
-                        (256, 1, 1),
-                        0,
-                        &[ws, y, r, Arg::I32(m as i32), Arg::I32(n as i32), Arg::I32(splitk as i32)],
-                    )?
-                };
-            }
-            Ok(())
         }
         "wgmma_tma" => {
             let cfg = gemm_tma::TmaGemmConfig::from_params(p)?;
-            if cfg.splitk > MAX_SPLITK {
-                bail!("SPLITK = {} exceeds the workspace's {MAX_SPLITK}", cfg.splitk);
-            }
-            if cfg.splitk > 1 && io.ws == 0 {
-                bail!("wgmma_tma with SPLITK = {} needs a split-K workspace", cfg.splitk);
-            }
+            check_splitk_workspace(variant, cfg.splitk, io)?;
             let kern = kernels.get("gemm_wgmma").context("module lacks gemm_wgmma")?;
-            // SAFETY: this function's contract (the workspace is checked against SPLITK above).
-            let splitk = unsafe { gemm_tma::launch(gpu, kern, &cfg, dt, (io.x, io.w, io.y, io.r, io.ws), m, n, k)? };
-            if splitk > 1 {
-                let red = kernels.get("gemm_splitk_reduce").context("module lacks gemm_splitk_reduce")?;
-                // SAFETY: the caller of `launch_linear` passes X [M,K], W [N,K], Y and R [M,N] (R may be 0)
-                // and a workspace of SPLITK·M·N floats when SPLITK > 1 (checked above), compiled with `p`;
-                // the arguments follow the template's launch contract.
-                unsafe {
-                    gpu.launch(
-                        red,
-                        (ceil_div(m * n, 256) as u32, 1, 1),
-                        (256, 1, 1),
-                        0,
-                        &[ws, y, r, Arg::I32(m as i32), Arg::I32(n as i32), Arg::I32(splitk as i32)],
-                    )?
-                };
+            unsafe {
+                let splitk = gemm_tma::launch(gpu, kern, &cfg, dt, (io.x, io.w, io.y, io.r, io.ws), m, n, k)?;
+                launch_splitk_reduce(gpu, kernels, io, dims, splitk)
             }
-            Ok(())
         }
         other => bail!("the gemm family has no variant {other:?}"),
     }
+}
+
+/// The problem size of one linear launch and the element size of its dtype.
+#[derive(Clone, Copy)]
+struct LinearDims {
+    m: i64,
+    n: i64,
+    k: i64,
+    e: i64,
+}
+
+impl LinearDims {
+    /// The `(M, N, K)` tail every gemm entry point takes.
+    fn args(self) -> [Arg; 3] {
+        [Arg::I32(self.m as i32), Arg::I32(self.n as i32), Arg::I32(self.k as i32)]
+    }
+}
+
+/// A split-K variant must stay within the workspace `GemmProblem` allocates and needs one
+/// at all when it splits.
+fn check_splitk_workspace(variant: &str, splitk: i64, io: LinearIo) -> Result<()> {
+    if splitk > MAX_SPLITK {
+        bail!("SPLITK = {splitk} exceeds the workspace's {MAX_SPLITK}");
+    }
+    if splitk > 1 && io.ws == 0 {
+        bail!("{variant} with SPLITK = {splitk} needs a split-K workspace");
+    }
+    Ok(())
+}
+
+/// Pipelined tensor-core tiles: X and W stages of BK columns in shared memory.
+fn pipelined_smem(p: &BTreeMap<String, i64>, e: i64) -> Result<u32> {
+    let (bm, bn, bk) = (param(p, "BM")?, param(p, "BN")?, param(p, "BK")?);
+    Ok((param(p, "STAGES")? * (bm + bn) * bk * e) as u32)
+}
+
+/// # Safety
+/// As [`launch_linear`].
+unsafe fn launch_multistage(
+    gpu: &Gpu,
+    kernels: &BTreeMap<String, Kernel>,
+    p: &BTreeMap<String, i64>,
+    io: LinearIo,
+    d: LinearDims,
+) -> Result<()> {
+    let (bm, bn) = (param(p, "BM")?, param(p, "BN")?);
+    let warps = (bm / param(p, "WM")?) * (bn / param(p, "WN")?);
+    let smem = pipelined_smem(p, d.e)?;
+    let kern = kernels.get("gemm_mma").context("module lacks gemm_mma")?;
+    let [mm, nn, kk] = d.args();
+    // SAFETY: the caller of `launch_linear` passes X [M,K], W [N,K], Y and R [M,N] (R may be 0),
+    // compiled with `p`; the arguments follow the template's launch contract.
+    unsafe {
+        gpu.launch(
+            kern,
+            (checked_ceil_div(d.n, bn)? as u32, checked_ceil_div(d.m, bm)? as u32, 1),
+            ((warps * 32) as u32, 1, 1),
+            smem,
+            &[Arg::Ptr(io.x), Arg::Ptr(io.w), Arg::Ptr(io.y), Arg::Ptr(io.r), mm, nn, kk],
+        )
+    }
+}
+
+/// The arguments of both split-K main kernels: X, W, Y, R, workspace, M, N, K.
+fn splitk_main_args(io: LinearIo, d: LinearDims) -> [Arg; 8] {
+    let [mm, nn, kk] = d.args();
+    [Arg::Ptr(io.x), Arg::Ptr(io.w), Arg::Ptr(io.y), Arg::Ptr(io.r), Arg::Ptr(io.ws), mm, nn, kk]
+}
+
+/// # Safety
+/// As [`launch_linear`], with the workspace checked against `splitk`.
+unsafe fn launch_gemv_splitk(
+    gpu: &Gpu,
+    kernels: &BTreeMap<String, Kernel>,
+    p: &BTreeMap<String, i64>,
+    io: LinearIo,
+    d: LinearDims,
+    splitk: i64,
+) -> Result<()> {
+    // gemv_splitk takes its warp count directly.
+    let warps = param(p, "NUM_WARPS")?;
+    if d.m > param(p, "MMAX")? {
+        bail!("gemv_splitk with MMAX = {} cannot take M = {}", param(p, "MMAX")?, d.m);
+    }
+    let rows = warps * param(p, "ROWS_PER_WARP")?;
+    let kern = kernels.get("gemm_gemv").context("module lacks gemm_gemv")?;
+    // SAFETY: the caller of `launch_linear` passes X [M,K], W [N,K], Y and R [M,N] (R may be 0)
+    // and a workspace of SPLITK·M·N floats when SPLITK > 1 (checked by the caller), compiled with
+    // `p`; the arguments follow the template's launch contract.
+    unsafe {
+        gpu.launch(
+            kern,
+            (checked_ceil_div(d.n, rows)? as u32, splitk as u32, 1),
+            ((warps * 32) as u32, 1, 1),
+            0,
+            &splitk_main_args(io, d),
+        )
+    }
+}
+
+/// # Safety
+/// As [`launch_linear`], with the workspace checked against `splitk`.
+unsafe fn launch_skinny(
+    gpu: &Gpu,
+    kernels: &BTreeMap<String, Kernel>,
+    p: &BTreeMap<String, i64>,
+    io: LinearIo,
+    d: LinearDims,
+    splitk: i64,
+) -> Result<()> {
+    // mma_skinny's warps tile N.
+    let bn = param(p, "BN")?;
+    let warps = bn / param(p, "WN")?;
+    let bm = param(p, "BM")?;
+    let smem = pipelined_smem(p, d.e)?;
+    let kern = kernels.get("gemm_skinny").context("module lacks gemm_skinny")?;
+    // SAFETY: as in `launch_gemv_splitk`.
+    unsafe {
+        gpu.launch(
+            kern,
+            (checked_ceil_div(d.n, bn)? as u32, checked_ceil_div(d.m, bm)? as u32, splitk as u32),
+            ((warps * 32) as u32, 1, 1),
+            smem,
+            &splitk_main_args(io, d),
+        )
+    }
+}
+
+/// Sums the SPLITK fp32 partials (plus R) into Y; nothing to do without split-K.
+///
+/// # Safety
+/// As [`launch_linear`], with the workspace checked against `splitk`.
+unsafe fn launch_splitk_reduce(
+    gpu: &Gpu,
+    kernels: &BTreeMap<String, Kernel>,
+    io: LinearIo,
+    d: LinearDims,
+    splitk: i64,
+) -> Result<()> {
+    if splitk <= 1 {
+        return Ok(());
+    }
+    let red = kernels.get("gemm_splitk_reduce").context("module lacks gemm_splitk_reduce")?;
+    let args =
+        [Arg::Ptr(io.ws), Arg::Ptr(io.y), Arg::Ptr(io.r), Arg::I32(d.m as i32), Arg::I32(d.n as i32), Arg::I32(splitk as i32)];
+    // SAFETY: the workspace holds SPLITK·M·N floats written by the main kernel; Y and R are [M,N]
+    // (R may be 0); the arguments follow the template's launch contract.
+    unsafe { gpu.launch(red, (ceil_div(d.m * d.n, 256) as u32, 1, 1), (256, 1, 1), 0, &args) }
 }
 
 #[cfg(test)]

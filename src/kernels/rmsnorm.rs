@@ -249,9 +249,7 @@ impl Problem for RmsNormProblem {
         p: &BTreeMap<String, i64>,
     ) -> Result<()> {
         let dt = self.dt;
-        let l = *self
-            .launcher
-            .get(variant, p, |v, p| RmsNormLaunch::new(&Tunables::from_template(v, TEMPLATE_SOURCE, dt, p)))?;
+        let l = *self.launcher.from_template(variant, p, TEMPLATE_SOURCE, dt, RmsNormLaunch::new)?;
         let k = kernels.get("rmsnorm_rows").context("module lacks rmsnorm_rows")?;
         if self.verify_pending {
             self.verify_pending = false;

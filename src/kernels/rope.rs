@@ -368,9 +368,7 @@ impl Problem for RopeProblem {
         p: &BTreeMap<String, i64>,
     ) -> Result<()> {
         let dt = self.dt;
-        let l = *self
-            .launcher
-            .get(variant, p, |v, p| RopeLaunch::new(&Tunables::from_template(v, TEMPLATE_SOURCE, dt, p)))?;
+        let l = *self.launcher.from_template(variant, p, TEMPLATE_SOURCE, dt, RopeLaunch::new)?;
         let k = kernels.get("rope_llama3").context("module lacks rope_llama3")?;
         let dims = self.dims();
         if self.verify_pending {

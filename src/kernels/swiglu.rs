@@ -164,9 +164,7 @@ impl Problem for SwiGluProblem {
         p: &BTreeMap<String, i64>,
     ) -> Result<()> {
         let dt = self.dt;
-        let l = *self
-            .launcher
-            .get(variant, p, |v, p| SwiGluLaunch::new(&Tunables::from_template(v, TEMPLATE_SOURCE, dt, p)))?;
+        let l = *self.launcher.from_template(variant, p, TEMPLATE_SOURCE, dt, SwiGluLaunch::new)?;
         let k = kernels.get("swiglu").context("module lacks swiglu")?;
         // SAFETY: gu holds tokens·2·ffn elements and out tokens·ffn (allocated by `new`);
         // `k` comes from the candidate's module, compiled with `p`.

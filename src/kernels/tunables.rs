@@ -101,6 +101,19 @@ impl<L> LauncherCache<L> {
         }
         Ok(&self.last.as_ref().expect("set above").2)
     }
+
+    /// [`LauncherCache::get`] for a family's own template: `params` over the defaults of
+    /// `source` at `dt`, handed to the family's launcher constructor `new`.
+    pub fn from_template(
+        &mut self,
+        variant: &str,
+        params: &BTreeMap<String, i64>,
+        source: &str,
+        dt: DType,
+        new: impl FnOnce(&Tunables) -> Result<L>,
+    ) -> Result<&L> {
+        self.get(variant, params, |v, p| new(&Tunables::from_template(v, source, dt, p)))
+    }
 }
 
 /// The integer defaults of a template: every `#define NAME value` inside an `#ifndef NAME`

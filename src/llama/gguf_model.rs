@@ -33,24 +33,23 @@ impl<'a> GgufSource<'a> {
 /// Undo llama.cpp's rope permutation of a `[n_heads * head_dim, cols]` matrix (see module
 /// docs). `rows % n_heads == 0` and an even head_dim are checked by the caller's shape check.
 pub fn unpermute_rope_rows(data: &[f32], n_heads: usize, cols: usize) -> Vec<f32> {
-    let rows = data.len() / cols;
-    let head_dim = rows / n_heads;
-    let half = head_dim / 2;
-    let mut out = vec![0f32; data.len()];
-    for h in 0..n_heads {
-        for i in 0..half {
-            for s in 0..2 {
-                let src = h * head_dim + 2 * i + s;
-                let dst = h * head_dim + s * half + i;
-                out[dst * cols..(dst + 1) * cols].copy_from_slice(&data[src * cols..(src + 1) * cols]);
-            }
-        }
-    }
-    out
+    move_rope_rows(data, n_heads, cols, |interleaved, halves| (interleaved, halves))
 }
 
 /// The inverse of [`unpermute_rope_rows`] (HF → GGUF), for writing test files.
 pub fn permute_rope_rows(data: &[f32], n_heads: usize, cols: usize) -> Vec<f32> {
+    move_rope_rows(data, n_heads, cols, |interleaved, halves| (halves, interleaved))
+}
+
+/// Copies each head's rows between the interleaved order (GGUF: pair i at rows 2i, 2i+1)
+/// and the split-halves order (HF: rows i and half + i); `src_dst` picks the direction by
+/// mapping (interleaved row, halves row) to (source row, destination row).
+fn move_rope_rows(
+    data: &[f32],
+    n_heads: usize,
+    cols: usize,
+    src_dst: impl Fn(usize, usize) -> (usize, usize),
+) -> Vec<f32> {
     let rows = data.len() / cols;
     let head_dim = rows / n_heads;
     let half = head_dim / 2;
@@ -58,8 +57,7 @@ pub fn permute_rope_rows(data: &[f32], n_heads: usize, cols: usize) -> Vec<f32> 
     for h in 0..n_heads {
         for i in 0..half {
             for s in 0..2 {
-                let dst = h * head_dim + 2 * i + s;
-                let src = h * head_dim + s * half + i;
+                let (src, dst) = src_dst(h * head_dim + 2 * i + s, h * head_dim + s * half + i);
                 out[dst * cols..(dst + 1) * cols].copy_from_slice(&data[src * cols..(src + 1) * cols]);
             }
         }

@@ -63,23 +63,7 @@ impl Weights {
     /// Load every weight `cfg` needs from `src`, in parallel over layers.
     pub fn load(cfg: &LlamaConfig, src: &(dyn TensorSource + Sync)) -> Result<Self> {
         cfg.validate()?;
-        let get = |name: WeightName| -> Result<Vec<f32>> {
-            let expected = name.expected_shape(cfg);
-            let found = src
-                .shape(&name)?
-                .ok_or_else(|| anyhow!("{}: tensor '{}' is missing", src.describe(), src.file_name(&name)))?;
-            cfg.check_shape(&src.describe(), &src.file_name(&name), &expected, &found)?;
-            let data = src.load_f32(&name)?;
-            if data.len() != expected.iter().product::<usize>() {
-                bail!(
-                    "{}: tensor '{}' gave {} values for shape {expected:?}",
-                    src.describe(),
-                    src.file_name(&name),
-                    data.len()
-                );
-            }
-            Ok(data)
-        };
+        let get = |name: WeightName| load_checked(cfg, src, name);
         let mat = |name: WeightName| -> Result<Mat> {
             let s = name.expected_shape(cfg);
             Ok(Mat::new(s[0], s[1], get(name)?))
@@ -158,6 +142,26 @@ impl Weights {
 }
 
 /// Where weights come from. Shapes are row-major (PyTorch order).
+/// One weight as f32, with its shape checked against `cfg` before any data is read and
+/// its value count checked after; errors name the source and the tensor's file name.
+pub fn load_checked(cfg: &LlamaConfig, src: &(dyn TensorSource + Sync), name: WeightName) -> Result<Vec<f32>> {
+    let expected = name.expected_shape(cfg);
+    let found = src
+        .shape(&name)?
+        .ok_or_else(|| anyhow!("{}: tensor '{}' is missing", src.describe(), src.file_name(&name)))?;
+    cfg.check_shape(&src.describe(), &src.file_name(&name), &expected, &found)?;
+    let data = src.load_f32(&name)?;
+    if data.len() != expected.iter().product::<usize>() {
+        bail!(
+            "{}: tensor '{}' gave {} values for shape {expected:?}",
+            src.describe(),
+            src.file_name(&name),
+            data.len()
+        );
+    }
+    Ok(data)
+}
+
 pub trait TensorSource {
     /// The file or directory, for messages.
     fn describe(&self) -> String;

@@ -13,7 +13,7 @@ use crate::gpu::util::Util;
 use crate::kernels::DType;
 use crate::llama::config::LlamaConfig;
 use crate::llama::names::{LayerTensor, WeightName};
-use crate::llama::weights::{TensorSource, Weights};
+use crate::llama::weights::{load_checked, TensorSource, Weights};
 use anyhow::{anyhow, bail, Result};
 use rayon::prelude::*;
 
@@ -210,23 +210,7 @@ impl GpuWeights {
     /// the config before any data is read, a few layers are converted in parallel at a time.
     pub fn from_source(gpu: &Gpu, cfg: &LlamaConfig, src: &(dyn TensorSource + Sync)) -> Result<GpuWeights> {
         cfg.validate()?;
-        let get = |name: WeightName| -> Result<Vec<u16>> {
-            let expected = name.expected_shape(cfg);
-            let found = src
-                .shape(&name)?
-                .ok_or_else(|| anyhow!("{}: tensor '{}' is missing", src.describe(), src.file_name(&name)))?;
-            cfg.check_shape(&src.describe(), &src.file_name(&name), &expected, &found)?;
-            let data = src.load_f32(&name)?;
-            if data.len() != expected.iter().product::<usize>() {
-                bail!(
-                    "{}: tensor '{}' gave {} values for shape {expected:?}",
-                    src.describe(),
-                    src.file_name(&name),
-                    data.len()
-                );
-            }
-            Ok(to_bf16_bits(&data))
-        };
+        let get = |name: WeightName| -> Result<Vec<u16>> { Ok(to_bf16_bits(&load_checked(cfg, src, name)?)) };
         let a = Alloc { gpu, c: cfg.clone() };
         let g = a.empty(src.describe())?;
         let chunk = 4;

@@ -94,13 +94,8 @@ impl<'a> EvolveSearch<'a> {
 
 impl Searcher for EvolveSearch<'_> {
     fn ask(&mut self, n: usize) -> Vec<Candidate> {
-        let mut out = Vec::with_capacity(n);
-        for _ in 0..n {
-            let Some(c) = self.propose() else { break };
-            self.seen.insert(c.clone());
-            out.push(c);
-        }
-        out
+        let next = || self.propose().inspect(|c| _ = self.seen.insert(c.clone()));
+        std::iter::from_fn(next).take(n).collect()
     }
     fn tell(&mut self, c: &Candidate, time_us: Option<f64>) {
         self.seen.insert(c.clone());

@@ -148,15 +148,10 @@ impl<'a> TpeSearch<'a> {
 
 impl Searcher for TpeSearch<'_> {
     fn ask(&mut self, n: usize) -> Vec<Candidate> {
-        let mut out = Vec::with_capacity(n);
-        for _ in 0..n {
-            let Some(c) = self.propose() else { break };
-            self.seen.insert(c.clone());
-            // Within a batch the model has not learnt from the earlier proposals yet; a
-            // pending entry keeps them out of the pool without counting as a result.
-            out.push(c);
-        }
-        out
+        // Within a batch the model has not learnt from the earlier proposals yet; a
+        // pending entry keeps them out of the pool without counting as a result.
+        let next = || self.propose().inspect(|c| _ = self.seen.insert(c.clone()));
+        std::iter::from_fn(next).take(n).collect()
     }
     fn tell(&mut self, c: &Candidate, time_us: Option<f64>) {
         self.seen.insert(c.clone());
