@@ -74,6 +74,15 @@ fn record(rng: &mut StdRng) -> CandidateRecord {
         local_bytes: None,
         compile_ms: None,
         gpu: text(rng),
+        verify_ms: num(rng).map(|x| (x * 100.0).round() / 100.0),
+        time_ms: None,
+        dim_names: vec![],
+        env: kernlab::tune::record::RowEnv {
+            utc: text(rng),
+            sm_mhz: rng.random_bool(0.5).then(|| rng.random()),
+            driver: text(rng),
+            ..Default::default()
+        },
     }
 }
 
