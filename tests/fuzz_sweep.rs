@@ -363,8 +363,18 @@ fn token_soup_and_limits_never_panic() {
 fn project_expressions() -> (Vec<String>, Vec<String>) {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sweeps");
     let mut exprs = Vec::new();
-    for f in std::fs::read_dir(dir).unwrap() {
-        let text = std::fs::read_to_string(f.unwrap().path()).unwrap();
+    // The sweep files, and those one folder down (sweeps/big/).
+    let mut files = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            files.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+        } else {
+            files.push(p);
+        }
+    }
+    for f in files.into_iter().filter(|p| p.extension().is_some_and(|x| x == "toml")) {
+        let text = std::fs::read_to_string(&f).unwrap();
         let v: toml::Value = toml::from_str(&text).unwrap();
         for var in v.get("variant").and_then(|x| x.as_array()).into_iter().flatten() {
             let strs = var.get("derived").and_then(|d| d.as_table()).into_iter().flat_map(|t| t.values());
