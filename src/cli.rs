@@ -162,7 +162,11 @@ pub fn run() -> Result<ExitCode> {
     // (a machine with only the driver and Rust); the others only read saved results.
     if matches!(
         cli.command,
-        Command::Sweep(_) | Command::Selftest { .. } | Command::Compile { .. } | Command::Roofline { .. } | Command::E2e(_)
+        Command::Sweep(_)
+            | Command::Selftest { .. }
+            | Command::Compile { .. }
+            | Command::Roofline { .. }
+            | Command::E2e(_)
     ) {
         crate::gpu::wheels::allow_auto_install();
     }
@@ -224,4 +228,3 @@ fn compile(file: PathBuf, arch: String, define: Vec<String>, log: bool, cubin: O
     }
     Ok(ExitCode::SUCCESS)
 }
-

@@ -63,7 +63,9 @@ fn nvrtc_json() -> LibraryJson {
             version: nvrtc::version().ok(),
             error: None,
         },
-        Err(e) => LibraryJson { found: false, path: None, found_via: None, version: None, error: Some(format!("{e:#}")) },
+        Err(e) => {
+            LibraryJson { found: false, path: None, found_via: None, version: None, error: Some(format!("{e:#}")) }
+        }
     }
 }
 
@@ -76,7 +78,9 @@ fn cublas_json() -> LibraryJson {
             version: None,
             error: None,
         },
-        Err(e) => LibraryJson { found: false, path: None, found_via: None, version: None, error: Some(format!("{e:#}")) },
+        Err(e) => {
+            LibraryJson { found: false, path: None, found_via: None, version: None, error: Some(format!("{e:#}")) }
+        }
     }
 }
 

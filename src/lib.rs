@@ -5,8 +5,8 @@
 //! library and the measured roofline, and the winners are stored for the Llama-3 path.
 
 pub mod cli;
-pub mod devices_cmd;
 pub mod core;
+pub mod devices_cmd;
 pub mod export_cmd;
 pub mod gpu;
 pub mod kernels;

@@ -350,7 +350,8 @@ mod tests {
             csv: "reports/gemm.csv".into(),
             interrupted: true,
         };
-        let doc = SummaryJson::new("gemm", "cublas", &s, std::path::Path::new("tuned.json"), "kernlab sweep gemm --resume");
+        let doc =
+            SummaryJson::new("gemm", "cublas", &s, std::path::Path::new("tuned.json"), "kernlab sweep gemm --resume");
         let v: serde_json::Value = serde_json::from_str(&serde_json::to_string(&doc).unwrap()).unwrap();
         let shape = &v["shapes"][0];
         assert_eq!(shape["speedup_vs_peer"], 2.0);

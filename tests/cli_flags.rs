@@ -62,11 +62,8 @@ fn comma_lists_equal_repeated_flags() {
     let base = ["sweep", "gemm", "--dry-run", "--no-compile"];
     let comma = planned(&[&base[..], &["--shape", "1x4096x4096,16x4096x4096", "--dtype", "bf16,fp16"]].concat());
     let repeated = planned(
-        &[
-            &base[..],
-            &["--shape", "1x4096x4096", "--shape", "16x4096x4096", "--dtype", "bf16", "--dtype", "fp16"],
-        ]
-        .concat(),
+        &[&base[..], &["--shape", "1x4096x4096", "--shape", "16x4096x4096", "--dtype", "bf16", "--dtype", "fp16"]]
+            .concat(),
     );
     assert_eq!(comma.len(), 4, "{comma:?}");
     assert_eq!(comma, repeated);
@@ -157,15 +154,13 @@ fn no_gpu_messages_name_what_still_works() {
     if has_driver() {
         return;
     }
-    for cmd in [
-        &["sweep", "gemm", "--shape", "1x4096x4096", "--json"][..],
-        &["e2e", "--json"][..],
-        &["selftest"][..],
-    ] {
+    for cmd in [&["sweep", "gemm", "--shape", "1x4096x4096", "--json"][..], &["e2e", "--json"][..], &["selftest"][..]] {
         let o = kernlab(cmd);
         let t = text(&o);
         assert!(!o.status.success(), "{cmd:?} succeeded without a GPU");
-        for works in ["kernlab list", "--dry-run", "kernlab report", "kernlab replay", "kernlab quality", "kernlab export"] {
+        for works in
+            ["kernlab list", "--dry-run", "kernlab report", "kernlab replay", "kernlab quality", "kernlab export"]
+        {
             assert!(t.contains(works), "{cmd:?} does not mention {works}:\n{t}");
         }
         assert!(!t.contains("cargo test"), "{cmd:?}: {t}");
@@ -203,7 +198,8 @@ fn roofline_draws_saved_ceilings_without_a_gpu() {
 fn python_without_pip() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let py = dir.path().join("python3");
-    std::fs::write(&py, "#!/bin/sh\nif [ \"$2\" = pip ]; then echo 'No module named pip' >&2; exit 1; fi\nexit 0\n").unwrap();
+    std::fs::write(&py, "#!/bin/sh\nif [ \"$2\" = pip ]; then echo 'No module named pip' >&2; exit 1; fi\nexit 0\n")
+        .unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&py, std::fs::Permissions::from_mode(0o755)).unwrap();
     dir
@@ -225,7 +221,14 @@ fn without_a_toolkit_the_error_names_the_fix() {
     let o = run_in(empty.path(), &["compile", "kernels/gemm/mma_multistage.cu"], &hide);
     let t = text(&o);
     assert!(!o.status.success(), "{t}");
-    for fix in ["NVRTC", "was not found", "scripts/setup-nvrtc.sh", "python3 -m pip install", "nvidia-cuda-nvrtc==", "ensurepip"] {
+    for fix in [
+        "NVRTC",
+        "was not found",
+        "scripts/setup-nvrtc.sh",
+        "python3 -m pip install",
+        "nvidia-cuda-nvrtc==",
+        "ensurepip",
+    ] {
         assert!(t.contains(fix), "the message lacks {fix:?}:\n{t}");
     }
     // Without any python3 the message says to get one.

@@ -82,7 +82,8 @@ fn pythons() -> Vec<PathBuf> {
         let Ok(rd) = std::fs::read_dir(&dir) else { continue };
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().to_string();
-            let versioned = name.strip_prefix("python3.").is_some_and(|v| !v.is_empty() && v.chars().all(|c| c.is_ascii_digit()));
+            let versioned =
+                name.strip_prefix("python3.").is_some_and(|v| !v.is_empty() && v.chars().all(|c| c.is_ascii_digit()));
             if (name == "python3" || name == "python" || versioned) && e.path().is_file() {
                 out.push(e.path());
             }
@@ -226,11 +227,7 @@ pub fn nvrtc() -> Result<&'static NvrtcInstall> {
     let r = INSTALL.get_or_init(|| {
         let names = ["libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so"];
         let found = find_or_install(&names, "NVRTC", wheels::nvrtc_dir(), &wheels::NVRTC_WHEELS)?.ok_or_else(|| {
-            format!(
-                "NVRTC (libnvrtc.so.13 or .so.12) was not found. Searched: {}. {}",
-                searched(),
-                wheels::nvrtc_fix()
-            )
+            format!("NVRTC (libnvrtc.so.13 or .so.12) was not found. Searched: {}. {}", searched(), wheels::nvrtc_fix())
         })?;
         let include_dir = find_include_near(&found.lib).ok_or_else(|| {
             format!(
@@ -262,19 +259,22 @@ pub fn cublas() -> Result<&'static Found> {
     static FOUND: OnceLock<std::result::Result<Found, String>> = OnceLock::new();
     let r = FOUND.get_or_init(|| {
         let names = ["libcublas.so.13", "libcublas.so.12", "libcublas.so"];
-        let blas = find_or_install(&names, "cuBLAS", wheels::cublas_dir(), &wheels::CUBLAS_WHEELS)?.ok_or_else(|| {
-            format!(
-                "cuBLAS (libcublas.so.13 or .so.12; the peer of every GEMM sweep and the reference the \
+        let blas =
+            find_or_install(&names, "cuBLAS", wheels::cublas_dir(), &wheels::CUBLAS_WHEELS)?.ok_or_else(|| {
+                format!(
+                    "cuBLAS (libcublas.so.13 or .so.12; the peer of every GEMM sweep and the reference the \
                  GEMM candidates are verified against) was not found. Searched: {}. {}",
-                searched(),
-                wheels::cublas_fix()
-            )
-        })?;
+                    searched(),
+                    wheels::cublas_fix()
+                )
+            })?;
         // cuBLASLt of the same release, beside it.
         let lt = blas
             .lib
             .parent()
-            .map(|d| d.join(blas.lib.file_name().unwrap_or_default().to_string_lossy().replace("libcublas", "libcublasLt")))
+            .map(|d| {
+                d.join(blas.lib.file_name().unwrap_or_default().to_string_lossy().replace("libcublas", "libcublasLt"))
+            })
             .filter(|p| p.is_file())
             .map(|lib| Found { lib, how: blas.how.clone() })
             .or_else(|| find_lib(&["libcublasLt.so.13", "libcublasLt.so.12", "libcublasLt.so"]));

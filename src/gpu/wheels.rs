@@ -45,7 +45,8 @@ pub fn cublas_dir() -> Option<PathBuf> {
 
 /// The pip command that installs `wheels` into `dir`, as the user would type it.
 pub fn pip_command(dir: &std::path::Path, wheels: &[&str]) -> String {
-    let quoted: Vec<String> = wheels.iter().map(|w| if w.contains(['<', '>']) { format!("'{w}'") } else { w.to_string() }).collect();
+    let quoted: Vec<String> =
+        wheels.iter().map(|w| if w.contains(['<', '>']) { format!("'{w}'") } else { w.to_string() }).collect();
     format!("python3 -m pip install --no-deps --target {} {}", dir.display(), quoted.join(" "))
 }
 

@@ -398,8 +398,14 @@ unsafe fn launch_splitk_reduce(
         return Ok(());
     }
     let red = kernels.get("gemm_splitk_reduce").context("module lacks gemm_splitk_reduce")?;
-    let args =
-        [Arg::Ptr(io.ws), Arg::Ptr(io.y), Arg::Ptr(io.r), Arg::I32(d.m as i32), Arg::I32(d.n as i32), Arg::I32(splitk as i32)];
+    let args = [
+        Arg::Ptr(io.ws),
+        Arg::Ptr(io.y),
+        Arg::Ptr(io.r),
+        Arg::I32(d.m as i32),
+        Arg::I32(d.n as i32),
+        Arg::I32(splitk as i32),
+    ];
     // SAFETY: the workspace holds SPLITK·M·N floats written by the main kernel; Y and R are [M,N]
     // (R may be 0); the arguments follow the template's launch contract.
     unsafe { gpu.launch(red, (ceil_div(d.m * d.n, 256) as u32, 1, 1), (256, 1, 1), 0, &args) }

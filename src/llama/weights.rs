@@ -146,9 +146,8 @@ impl Weights {
 /// its value count checked after; errors name the source and the tensor's file name.
 pub fn load_checked(cfg: &LlamaConfig, src: &(dyn TensorSource + Sync), name: WeightName) -> Result<Vec<f32>> {
     let expected = name.expected_shape(cfg);
-    let found = src
-        .shape(&name)?
-        .ok_or_else(|| anyhow!("{}: tensor '{}' is missing", src.describe(), src.file_name(&name)))?;
+    let found =
+        src.shape(&name)?.ok_or_else(|| anyhow!("{}: tensor '{}' is missing", src.describe(), src.file_name(&name)))?;
     cfg.check_shape(&src.describe(), &src.file_name(&name), &expected, &found)?;
     let data = src.load_f32(&name)?;
     if data.len() != expected.iter().product::<usize>() {

@@ -3,9 +3,9 @@
 //! tunables. The sweep's problem, the selftest and the Llama model all launch through
 //! [`DecodeLaunch`], so the model runs a winner exactly as it was measured.
 
+use crate::gpu::device::{Arg, Gpu, Kernel};
 use crate::kernels::tunables::Tunables;
 use crate::kernels::{ceil_div, DType, Geometry};
-use crate::gpu::device::{Arg, Gpu, Kernel};
 use anyhow::{bail, Result};
 
 /// Most KV splits one launch may use (sizes the fp32 workspace).

@@ -79,9 +79,7 @@ impl RecordWriter {
         current.push(super::ROW_CHECK.to_string());
         if found.headers == current {
             w.checked = true;
-        } else if let Some(checked) =
-            [true, false].into_iter().find(|c| found.headers == legacy_header(&names, *c))
-        {
+        } else if let Some(checked) = [true, false].into_iter().find(|c| found.headers == legacy_header(&names, *c)) {
             // Keep the file's own layout: one file, one set of columns.
             w.checked = checked;
             w.columns = legacy_header(&names, false);
