@@ -121,13 +121,7 @@ constexpr float LOG2E = 1.4426950408889634f;
 __device__ __forceinline__ unsigned swz(int row, int chunk) {
     return (unsigned)(row * ROW_BYTES + ((chunk ^ (row & 7)) << 4));
 }
-__device__ __forceinline__ T from_f(float v) {
-#if KL_FP16
-    return __float2half_rn(v);
-#else
-    return __float2bfloat16_rn(v);
-#endif
-}
+#include "../common/from_f.cuh"  // from_f: float -> T
 
 // Rows [0, BLOCK_N) of a K or V tile; row r at G + r*stride, rows >= valid zero-filled.
 __device__ __forceinline__ void load_tile(unsigned sdst, const T* G, size_t stride, int valid, const T* safe, int tid) {

@@ -112,20 +112,7 @@ __device__ __forceinline__ int smem_off(int row, int chunk) {  // bytes within a
 // cp.async, ldmatrix, mma.m16n8k16
 #include "../common/mma.cuh"
 
-__device__ __forceinline__ float to_f(T v) {
-#if KL_FP16
-    return __half2float(v);
-#else
-    return __bfloat162float(v);
-#endif
-}
-__device__ __forceinline__ T from_f(float v) {
-#if KL_FP16
-    return __float2half_rn(v);
-#else
-    return __float2bfloat16_rn(v);
-#endif
-}
+#include "../common/to_from_f.cuh"  // to_f, from_f: T <-> float
 
 // Load a ROWS×BK tile (rows [row0, row0+ROWS) of a [rows_total, K] matrix, k-tile kt) into smem.
 // Thread t always handles chunk column t % CPR and rows t / CPR + i * ROWS_PER_PASS.

@@ -213,20 +213,7 @@ __device__ __forceinline__ void cluster_sync() {
 // kernels/common/hopper.cuh, the instruction in kernels/common/wgmma.cuh. Stage buffers are
 // 1024-byte aligned, as the descriptor needs.
 
-__device__ __forceinline__ float to_f(T v) {
-#if KL_FP16
-    return __half2float(v);
-#else
-    return __bfloat162float(v);
-#endif
-}
-__device__ __forceinline__ T from_f(float v) {
-#if KL_FP16
-    return __float2half_rn(v);
-#else
-    return __float2bfloat16_rn(v);
-#endif
-}
+#include "../common/to_from_f.cuh"  // to_f, from_f: T <-> float
 
 // One work unit: output tile (tm, tn) and k-tiles [kt0, kt1) of split `split`.
 struct Unit {
