@@ -282,27 +282,9 @@ __device__ __forceinline__ void store_tile(const float (&acc)[MT][ACC], const Un
                 }
                 const size_t o = (size_t)row * N + col;
                 if (pair_ok) {  // col even, N even → col + 1 < N
-                    if (R != nullptr) {
-#if KL_FP16
-                        const float2 r2 = __half22float2(*reinterpret_cast<const __half2*>(R + o));
-#else
-                        const float2 r2 = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(R + o));
-#endif
-                        v0 += r2.x;
-                        v1 += r2.y;
-                    }
-#if KL_FP16
-                    *reinterpret_cast<__half2*>(Y + o) = __floats2half2_rn(v0, v1);
-#else
-                    *reinterpret_cast<__nv_bfloat162*>(Y + o) = __floats2bfloat162_rn(v0, v1);
-#endif
+#include "store_pair.cuh"  // Y[o], Y[o+1] = v0, v1 (+ R), as one 4-byte store
                 } else {
-                    if (R != nullptr) v0 += to_f(R[o]);
-                    Y[o] = from_f(v0);
-                    if (col + 1 < N) {
-                        if (R != nullptr) v1 += to_f(R[o + 1]);
-                        Y[o + 1] = from_f(v1);
-                    }
+#include "store_scalar.cuh"  // Y[o] = v0 (+ R), and Y[o+1] = v1 when col + 1 < N
                 }
             }
         }
@@ -333,13 +315,7 @@ __device__ __forceinline__ void stage_tile(const float (&acc)[MT][ACC], const Un
                     const int col = w.tn * BN + j * 8 + 2 * q;  // N even here (TMA store needs N % 8 == 0)
                     if (row < M && col < N) {
                         const size_t o = (size_t)row * N + col;
-#if KL_FP16
-                        const float2 r2 = __half22float2(*reinterpret_cast<const __half2*>(R + o));
-#else
-                        const float2 r2 = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(R + o));
-#endif
-                        v0 += r2.x;
-                        v1 += r2.y;
+#include "add_residual_pair.cuh"  // v0, v1 += R[o], R[o+1]
                     }
                 }
 #if KL_FP16
