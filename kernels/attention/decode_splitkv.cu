@@ -121,26 +121,12 @@ constexpr float LOG2E = 1.4426950408889634f;
 __device__ __forceinline__ unsigned swz(int row, int chunk) {
     return (unsigned)(row * ROW_BYTES + ((chunk ^ (row & 7)) << 4));
 }
-__device__ __forceinline__ T from_f(float v) {
-#if KL_FP16
-    return __float2half_rn(v);
-#else
-    return __float2bfloat16_rn(v);
-#endif
-}
+#include "../common/from_f.cuh"  // from_f: float -> T
 
 // Rows [0, BLOCK_N) of a K or V tile; row r at G + r*stride, rows >= valid zero-filled.
 __device__ __forceinline__ void load_tile(unsigned sdst, const T* G, size_t stride, int valid, const T* safe, int tid) {
     constexpr int CHUNKS = BLOCK_N * CPR;
-#pragma unroll
-    for (int i = 0; i < (CHUNKS + THREADS - 1) / THREADS; ++i) {
-        const int idx = tid + i * THREADS;
-        if (CHUNKS % THREADS == 0 || idx < CHUNKS) {
-            const int r = idx / CPR, c = idx % CPR;
-            const bool ok = r < valid;
-            cp_async16(sdst + swz(r, c), ok ? (const void*)(G + (size_t)r * stride + c * 8) : (const void*)safe, ok);
-        }
-    }
+#include "load_chunks.cuh"  // cp.async the CHUNKS 16-byte chunks of rows [0, valid), zero-fill the rest
 }
 
 // Splits folded per combine step: their loads are issued together, so a merge over many

@@ -115,15 +115,7 @@ template <int ROWS>
 __device__ __forceinline__ void load_rows(unsigned sdst, const T* G, size_t stride, int valid, const T* safe,
                                           int tid) {
     constexpr int CHUNKS = ROWS * CPR;
-#pragma unroll
-    for (int i = 0; i < (CHUNKS + THREADS - 1) / THREADS; ++i) {
-        const int idx = tid + i * THREADS;
-        if (CHUNKS % THREADS == 0 || idx < CHUNKS) {
-            const int r = idx / CPR, c = idx % CPR;
-            const bool ok = r < valid;
-            cp_async16(sdst + swz(r, c), ok ? (const void*)(G + (size_t)r * stride + c * 8) : (const void*)safe, ok);
-        }
-    }
+#include "load_chunks.cuh"  // cp.async the CHUNKS 16-byte chunks of rows [0, valid), zero-fill the rest
 }
 
 }  // namespace
@@ -132,12 +124,7 @@ extern "C" __global__ void __launch_bounds__(THREADS, 1)
 attn_prefill(const T* __restrict__ Q, const T* __restrict__ K, const T* __restrict__ V, T* __restrict__ O,
              const int* __restrict__ cu_seqlens, int H, int KVH, float scale) {
     extern __shared__ __align__(128) unsigned char smem[];
-    const int h = blockIdx.x;
-    const int m_block = gridDim.y - 1 - blockIdx.y;  // heaviest causal tiles first
-    const int b = blockIdx.z;
-    const int tok0 = cu_seqlens[b];
-    const int len = cu_seqlens[b + 1] - tok0;
-    const int m0 = m_block * BLOCK_M;
+#include "prefill_block.cuh"  // h, m_block, b, tok0, len, m0: the head, query tile and sequence of this block
     if (m0 >= len) return;  // block-uniform: no barrier is skipped by part of the block
     const int kvh = h / (H / KVH);
 

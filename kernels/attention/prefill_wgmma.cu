@@ -256,12 +256,7 @@ attn_prefill_wgmma(const __grid_constant__ KlTensorMap tmQ, const __grid_constan
                    int KVH, float scale) {
     __shared__ __align__(8) unsigned long long bars[1 + 2 * STAGES];  // q_full, full[S], empty[S]
     extern __shared__ __align__(128) unsigned char smem_raw[];
-    const int h = blockIdx.x;
-    const int m_block = gridDim.y - 1 - blockIdx.y;  // heaviest causal tiles first
-    const int b = blockIdx.z;
-    const int tok0 = cu_seqlens[b];
-    const int len = cu_seqlens[b + 1] - tok0;
-    const int m0 = m_block * BLOCK_M;
+#include "prefill_block.cuh"  // h, m_block, b, tok0, len, m0: the head, query tile and sequence of this block
     if (m0 >= len) return;  // block-uniform, before any barrier
     const int kvh = h / (H / KVH);
     // Keys past the CTA's last query row are masked for every row: stop there.
@@ -390,14 +385,7 @@ attn_prefill_wgmma(const __grid_constant__ KlTensorMap tmQ, const __grid_constan
     // No wgmma is issued inside a branch: ptxas serializes wgmma around divergent paths.
     int prev = 0;
     if (nt > 0) {
-        kl_mbar_wait(full0 + 8 * s, phase);
-        turn_begin();
-        kl_wg_fence();
-        issue_s(sacc, sQw, stage_k(s));
-        kl_wg_commit();
-        turn_end();
-        kl_wg_wait<0>();
-        fence_all(sacc);
+#include "wgmma_s_tile.cuh"  // S = Q·K^T of stage s: wait for the tile, issue, wait for the result
         softmax_tile(sacc, st, alpha, 0, row0, len, needs_mask(0), qd, sl2);
         pack_p(p, sacc);  // O is still zero: no rescale
         prev = s;
@@ -442,14 +430,7 @@ attn_prefill_wgmma(const __grid_constant__ KlTensorMap tmQ, const __grid_constan
     }
 #else
     for (int t = 0; t < nt; ++t) {
-        kl_mbar_wait(full0 + 8 * s, phase);
-        turn_begin();
-        kl_wg_fence();
-        issue_s(sacc, sQw, stage_k(s));
-        kl_wg_commit();
-        turn_end();
-        kl_wg_wait<0>();
-        fence_all(sacc);
+#include "wgmma_s_tile.cuh"  // S = Q·K^T of stage s: wait for the tile, issue, wait for the result
         const int n0 = t * BLOCK_N;
         softmax_tile(sacc, st, alpha, n0, row0, len, needs_mask(n0), qd, sl2);
         rescale(o, alpha);

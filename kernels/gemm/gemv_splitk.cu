@@ -124,20 +124,7 @@ __device__ __forceinline__ float2 unpack2(unsigned u) {
 #endif
 }
 
-__device__ __forceinline__ float to_f(T v) {
-#if KL_FP16
-    return __half2float(v);
-#else
-    return __bfloat162float(v);
-#endif
-}
-__device__ __forceinline__ T from_f(float v) {
-#if KL_FP16
-    return __float2half_rn(v);
-#else
-    return __float2bfloat16_rn(v);
-#endif
-}
+#include "../common/to_from_f.cuh"  // to_f, from_f: T <-> float
 
 // acc[r][m] += dot(W row r vector, X row m vector) at K offset k
 __device__ __forceinline__ void fma_step(float (&acc)[RPW][MMAX], const Vec (&w)[RPW], const T* __restrict__ X,

@@ -85,43 +85,10 @@ static_assert(SPLITK >= 1 && SPLITK <= 32, "SPLITK in 1..32");
 
 namespace {
 
-constexpr int CPR = BK / 8;                 // 16-byte chunks per smem row (4 or 8)
-constexpr int ROW_BYTES = BK * 2;           // bytes per smem row
-constexpr int A_BYTES = BM * BK * 2;        // one stage of the X tile
-constexpr int B_BYTES = BN * BK * 2;        // one stage of the W tile
-constexpr int STAGE_BYTES = A_BYTES + B_BYTES;
+#include "mma_stage_bytes.cuh"  // CPR, ROW_BYTES, A_BYTES, B_BYTES, STAGE_BYTES of one cp.async stage
 constexpr int MI = BM / 16;                 // m16 tiles per warp (a warp spans all BM rows)
 constexpr int NI = WN / 8;                  // n8 tiles per warp
-constexpr int ROWS_PER_PASS = THREADS / CPR;  // rows one pass of the block's threads loads
-static_assert(THREADS % CPR == 0, "threads must cover whole rows");
-
-// XOR swizzle of 16-byte chunks. A 128-byte line holds 8 chunks = 128/ROW_BYTES rows.
-// Physical chunk = c ^ ((row / (8/CPR)) % CPR): the 8 rows an ldmatrix phase reads at the
-// same logical chunk hit 8 distinct 16-byte bank groups.
-__device__ __forceinline__ int swz(int row, int chunk) {
-    return chunk ^ ((row / (8 / CPR)) % CPR);
-}
-__device__ __forceinline__ int smem_off(int row, int chunk) {  // bytes within a tile
-    return row * ROW_BYTES + (swz(row, chunk) << 4);
-}
-
-// cp.async, ldmatrix, mma.m16n8k16
-#include "../common/mma.cuh"
-
-__device__ __forceinline__ float to_f(T v) {
-#if KL_FP16
-    return __half2float(v);
-#else
-    return __bfloat162float(v);
-#endif
-}
-__device__ __forceinline__ T from_f(float v) {
-#if KL_FP16
-    return __float2half_rn(v);
-#else
-    return __float2bfloat16_rn(v);
-#endif
-}
+#include "mma_smem_layout.cuh"  // ROWS_PER_PASS, the smem swizzle (swz, smem_off), mma.cuh, to_f/from_f
 
 // Load a ROWS×BK tile (rows [row0, row0+ROWS) of a [rows_total, K] matrix, columns [k0, k0+BK)
 // clipped to kend) into smem.
@@ -133,19 +100,7 @@ __device__ __forceinline__ void load_tile(unsigned sdst, const T* __restrict__ G
     const int r0 = tid / CPR;
     const int gk = k0 + c * 8;
     const bool kok = gk < kend;  // kend % 8 == 0: a chunk is entirely in or out
-    // one 64-bit base per call, then a running pointer (keeps the compiler from holding a
-    // 64-bit address per chunk across the k loop: registers matter at 64x64 warp tiles)
-    const T* src = G + (size_t)(row0 + r0) * K + gk;
-    const size_t pass_stride = (size_t)ROWS_PER_PASS * K;
-#pragma unroll
-    for (int i = 0; i < (ROWS + ROWS_PER_PASS - 1) / ROWS_PER_PASS; ++i) {
-        const int r = r0 + i * ROWS_PER_PASS;
-        if (ROWS % ROWS_PER_PASS == 0 || r < ROWS) {
-            const bool ok = kok && row0 + r < rows_total;
-            cp_async16(sdst + smem_off(r, c), ok ? src : G, ok);
-        }
-        src += pass_stride;
-    }
+#include "mma_load_tile_rows.cuh"  // cp.async of this thread's chunks, one per pass of ROWS_PER_PASS rows
 }
 
 }  // namespace
@@ -173,13 +128,7 @@ gemm_skinny(const T* __restrict__ X, const T* __restrict__ W, T* __restrict__ Y,
     const int b_row = wn0 + (lane & 7) + ((lane >> 4) << 3);
     const int b_half = (lane >> 3) & 1;
 
-    float acc[MI][NI][4];
-#pragma unroll
-    for (int i = 0; i < MI; ++i)
-#pragma unroll
-        for (int j = 0; j < NI; ++j)
-#pragma unroll
-            for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.f;
+#include "mma_acc_zero.cuh"  // float acc[MI][NI][4], zeroed
 
     // Loads are predicated on k < kend (not just K): kend is a multiple of 8, so the split
     // boundary never cuts a 16-byte chunk.
@@ -211,20 +160,7 @@ gemm_skinny(const T* __restrict__ X, const T* __restrict__ W, T* __restrict__ Y,
         const unsigned sb = sa + A_BYTES;
 #pragma unroll
         for (int kk = 0; kk < BK / 16; ++kk) {
-            unsigned af[MI][4];
-            unsigned bf[NI][2];
-#pragma unroll
-            for (int i = 0; i < MI; ++i)
-                ldmatrix_x4(af[i], sa + smem_off(a_row + i * 16, 2 * kk + a_half));
-#pragma unroll
-            for (int j = 0; j < NI / 2; ++j) {
-                unsigned r[4];
-                ldmatrix_x4(r, sb + smem_off(b_row + j * 16, 2 * kk + b_half));
-                bf[2 * j][0] = r[0];
-                bf[2 * j][1] = r[1];
-                bf[2 * j + 1][0] = r[2];
-                bf[2 * j + 1][1] = r[3];
-            }
+#include "mma_load_fragments.cuh"  // af, bf: this k-step's A and B fragments, by ldmatrix.x4
 #pragma unroll
             for (int i = 0; i < MI; ++i)
 #pragma unroll
@@ -261,27 +197,9 @@ gemm_skinny(const T* __restrict__ X, const T* __restrict__ W, T* __restrict__ Y,
                 }
                 const size_t o = (size_t)row * N + col;
                 if (pair_ok) {
-                    if (R != nullptr) {
-#if KL_FP16
-                        const float2 r2 = __half22float2(*reinterpret_cast<const __half2*>(R + o));
-#else
-                        const float2 r2 = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(R + o));
-#endif
-                        v0 += r2.x;
-                        v1 += r2.y;
-                    }
-#if KL_FP16
-                    *reinterpret_cast<__half2*>(Y + o) = __floats2half2_rn(v0, v1);
-#else
-                    *reinterpret_cast<__nv_bfloat162*>(Y + o) = __floats2bfloat162_rn(v0, v1);
-#endif
+#include "store_pair.cuh"  // Y[o], Y[o+1] = v0, v1 (+ R), as one 4-byte store
                 } else {
-                    if (R != nullptr) v0 += to_f(R[o]);
-                    Y[o] = from_f(v0);
-                    if (col + 1 < N) {
-                        if (R != nullptr) v1 += to_f(R[o + 1]);
-                        Y[o + 1] = from_f(v1);
-                    }
+#include "store_scalar.cuh"  // Y[o] = v0 (+ R), and Y[o+1] = v1 when col + 1 < N
                 }
             }
         }

@@ -213,20 +213,7 @@ __device__ __forceinline__ void cluster_sync() {
 // kernels/common/hopper.cuh, the instruction in kernels/common/wgmma.cuh. Stage buffers are
 // 1024-byte aligned, as the descriptor needs.
 
-__device__ __forceinline__ float to_f(T v) {
-#if KL_FP16
-    return __half2float(v);
-#else
-    return __bfloat162float(v);
-#endif
-}
-__device__ __forceinline__ T from_f(float v) {
-#if KL_FP16
-    return __float2half_rn(v);
-#else
-    return __float2bfloat16_rn(v);
-#endif
-}
+#include "../common/to_from_f.cuh"  // to_f, from_f: T <-> float
 
 // One work unit: output tile (tm, tn) and k-tiles [kt0, kt1) of split `split`.
 struct Unit {
@@ -295,27 +282,9 @@ __device__ __forceinline__ void store_tile(const float (&acc)[MT][ACC], const Un
                 }
                 const size_t o = (size_t)row * N + col;
                 if (pair_ok) {  // col even, N even → col + 1 < N
-                    if (R != nullptr) {
-#if KL_FP16
-                        const float2 r2 = __half22float2(*reinterpret_cast<const __half2*>(R + o));
-#else
-                        const float2 r2 = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(R + o));
-#endif
-                        v0 += r2.x;
-                        v1 += r2.y;
-                    }
-#if KL_FP16
-                    *reinterpret_cast<__half2*>(Y + o) = __floats2half2_rn(v0, v1);
-#else
-                    *reinterpret_cast<__nv_bfloat162*>(Y + o) = __floats2bfloat162_rn(v0, v1);
-#endif
+#include "store_pair.cuh"  // Y[o], Y[o+1] = v0, v1 (+ R), as one 4-byte store
                 } else {
-                    if (R != nullptr) v0 += to_f(R[o]);
-                    Y[o] = from_f(v0);
-                    if (col + 1 < N) {
-                        if (R != nullptr) v1 += to_f(R[o + 1]);
-                        Y[o + 1] = from_f(v1);
-                    }
+#include "store_scalar.cuh"  // Y[o] = v0 (+ R), and Y[o+1] = v1 when col + 1 < N
                 }
             }
         }
@@ -346,13 +315,7 @@ __device__ __forceinline__ void stage_tile(const float (&acc)[MT][ACC], const Un
                     const int col = w.tn * BN + j * 8 + 2 * q;  // N even here (TMA store needs N % 8 == 0)
                     if (row < M && col < N) {
                         const size_t o = (size_t)row * N + col;
-#if KL_FP16
-                        const float2 r2 = __half22float2(*reinterpret_cast<const __half2*>(R + o));
-#else
-                        const float2 r2 = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(R + o));
-#endif
-                        v0 += r2.x;
-                        v1 += r2.y;
+#include "add_residual_pair.cuh"  // v0, v1 += R[o], R[o+1]
                     }
                 }
 #if KL_FP16

@@ -248,11 +248,7 @@ int4_mma_wgmma(const T* __restrict__ X, const u32* __restrict__ Wq, const u16* _
     const int wg = warp >> 2;                 // warpgroup
     const int wg_m = wg / WG_N, wg_n = wg % WG_N;
 
-    float acc[MT][ACC];
-#pragma unroll
-    for (int i = 0; i < MT; i++)
-#pragma unroll
-        for (int e = 0; e < ACC; e++) acc[i][e] = 0.0f;
+#include "wgmma_acc_zero.cuh"  // float acc[MT][ACC], zeroed
 
     if (KT > 0) {
         // Prologue: tiles 0..STAGES-3 in flight, tile 0 dequantized.

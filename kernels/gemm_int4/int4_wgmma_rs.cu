@@ -252,11 +252,7 @@ int4_wgmma_rs(const __grid_constant__ KlTensorMap tmX, const __grid_constant__ K
 #pragma unroll
         for (int h = 0; h < 2; h++) lrow[i][h] = (wg * MT + i) * 64 + 16 * w4 + g + 8 * h;
 
-    float acc[MT][ACC];
-#pragma unroll
-    for (int i = 0; i < MT; i++)
-#pragma unroll
-        for (int e = 0; e < ACC; e++) acc[i][e] = 0.0f;
+#include "wgmma_acc_zero.cuh"  // float acc[MT][ACC], zeroed
     // Stage u: its k-tiles (KGROUP, fewer at the split's end) dequantized, then one wgmma
     // group for all of them, one wait, and the stage released. More k-tiles per stage pay the
     // group's latency once for more bytes, and widen the TMA rows of W (32·KGROUP bytes).

@@ -43,14 +43,7 @@
 #define CHUNKS 2
 #endif
 
-#define NTHREADS (ROWS_PER_BLOCK * THREADS_PER_ROW)
-#define WARPS_PER_ROW ((THREADS_PER_ROW + 31) / 32)
-
-static_assert((THREADS_PER_ROW & (THREADS_PER_ROW - 1)) == 0 && THREADS_PER_ROW >= 1,
-              "THREADS_PER_ROW must be a power of two (shuffle reductions)");
-static_assert(THREADS_PER_ROW <= 32 || THREADS_PER_ROW % 32 == 0, "whole warps per row");
-static_assert(NTHREADS <= 1024, "at most 1024 threads per block");
-static_assert(VEC * sizeof(T) <= 16, "a vector access is at most 16 bytes");
+#include "../common/row_threads.cuh"  // NTHREADS, WARPS_PER_ROW and their checks
 
 // Sum over the THREADS_PER_ROW threads of one row; all of them get it. Every thread of the
 // block must call it (it may hold a barrier).
