@@ -43,6 +43,15 @@ impl Tunables {
         &self.variant
     }
 
+    /// An error unless these are the tunables of `variant`, the one variant of `family`'s
+    /// launcher.
+    pub fn expect_variant(&self, family: &str, variant: &str) -> Result<()> {
+        if self.variant != variant {
+            bail!("the {family} family has no variant {:?}", self.variant);
+        }
+        Ok(())
+    }
+
     /// A tunable's value; an error naming the variant when it has none.
     pub fn get(&self, name: &str) -> Result<i64> {
         match self.values.get(name) {
