@@ -5,6 +5,7 @@
 
 use super::ops::{OpKind, TUNED_OPS};
 use super::shape::ModelShape;
+use super::tuned_op::ModelFacts;
 use crate::gpu::cache::ModuleCache;
 use crate::gpu::device::Gpu;
 use crate::kernels::attention_common::{DECODE_SOURCE, PREFILL_SOURCE};
@@ -23,14 +24,6 @@ pub enum OpImpl {
     /// A kernlab family kernel: the tuned database's winner nearest the model's shape, or
     /// the variant's template defaults. Carries what the report prints.
     Tuned { family: String, variant: String, params: BTreeMap<String, i64> },
-}
-
-/// What the tuned-op table's rows read about the model to choose and fit a family's config.
-pub struct ModelFacts<'a> {
-    pub config: &'a LlamaConfig,
-    pub shape: &'a ModelShape,
-    /// Dynamic shared memory one block may opt into on this GPU.
-    pub max_smem: i64,
 }
 
 /// The op implementations of one model instance: one per row of [`TUNED_OPS`], keyed by the

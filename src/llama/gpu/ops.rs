@@ -10,7 +10,8 @@
 //! contracts and launches are in [`super::attention`].
 
 use super::attention::{self, AttnDims, AttnIo, AttnPath, AttnStep, DecodeKernels, PrefillKernels, StepLayout};
-use super::op_choice::{fit_attention, fit_rope, Chosen, ModelFacts};
+use super::op_choice::{fit_attention, fit_rope};
+use super::tuned_op::{kernels, ModelFacts, OneKernel, TunedLauncher, TunedOp};
 use crate::gpu::cache::ModuleCache;
 use crate::gpu::device::{Arg, DevBuf, Gpu, Kernel};
 use crate::gpu::nvrtc::CompileRequest;
@@ -18,7 +19,7 @@ use crate::kernels::rmsnorm::{RmsNormIo, RmsNormLaunch};
 use crate::kernels::rope::{RopeDims, RopeIo, RopeLaunch};
 use crate::kernels::swiglu::SwiGluLaunch;
 use crate::kernels::tunables::Tunables;
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use std::any::Any;
 use std::collections::BTreeMap;
 
@@ -79,30 +80,6 @@ impl OpKind {
             OpKind::Argmax => "argmax",
         }
     }
-}
-
-/// One op of the model that may run a tuned kernlab family instead of its ops.cu kernel.
-pub struct TunedOp {
-    /// The op's name in the choice notes.
-    pub name: &'static str,
-    /// The op it runs: its profile row, and its key in [`OpChoice`] and [`OpKernels`].
-    pub kind: OpKind,
-    /// Families whose tuned winners serve the op, searched in order; the first gives the
-    /// template defaults when none has a winner (the varlen and plain attention families
-    /// share a template).
-    pub families: &'static [&'static str],
-    /// The model's shape for the tuned database query; an error keeps the reference kernel.
-    pub shape: fn(&ModelFacts) -> Result<Vec<(&'static str, i64)>>,
-    /// Makes the chosen config fit the model (vector widths, head dim, shared memory); an
-    /// error keeps the reference kernel.
-    pub fit: fn(Chosen, &ModelFacts) -> Result<Chosen>,
-    /// Entry points the model loads from the family's module for a variant, in the order
-    /// `launcher` takes them.
-    pub entries: fn(variant: &str) -> &'static [&'static str],
-    /// The family's launcher over those kernels, built from the tunables they were compiled with.
-    pub launcher: fn(&Gpu, Vec<Kernel>, &Tunables) -> Result<Box<dyn TunedLauncher>>,
-    /// A note the choice adds after all others when the op is tuned.
-    pub tuned_note: Option<&'static str>,
 }
 
 /// The tuned ops, in the order the choice notes list them.
@@ -193,33 +170,6 @@ fn batch_heads(m: &ModelFacts) -> (i64, i64, i64, i64) {
 fn attention_heads(m: &ModelFacts) -> Result<(i64, i64, i64, i64)> {
     attention::families_fit(m.config.n_heads, m.config.n_kv_heads, m.config.head_dim)?;
     Ok(batch_heads(m))
-}
-
-/// A tuned family compiled for the model, as [`OpKernels`] keeps it per op; the op's method
-/// takes it back as the concrete type its [`TUNED_OPS`] row built.
-pub trait TunedLauncher: Any {}
-
-/// A family of one entry point (rmsnorm, swiglu, rope) with its launcher.
-pub struct OneKernel<L> {
-    kernel: Kernel,
-    launch: L,
-}
-
-impl<L> OneKernel<L> {
-    fn new(ks: Vec<Kernel>, launch: L) -> Result<OneKernel<L>> {
-        let [kernel] = kernels(ks)?;
-        Ok(OneKernel { kernel, launch })
-    }
-}
-
-impl<L: 'static> TunedLauncher for OneKernel<L> {}
-impl TunedLauncher for DecodeKernels {}
-impl TunedLauncher for PrefillKernels {}
-
-/// The `N` kernels of a row's entries, in order.
-fn kernels<const N: usize>(ks: Vec<Kernel>) -> Result<[Kernel; N]> {
-    let got = ks.len();
-    ks.try_into().map_err(|_| anyhow!("internal: expected {N} kernels of a tuned family, loaded {got}"))
 }
 
 /// The compiled ops.cu module and the tuned families of its choice.
