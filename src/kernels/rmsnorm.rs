@@ -14,7 +14,7 @@ use super::tunables::{LauncherCache, Tunables};
 use super::{checked_ceil_div, DType, Family, Geometry, Problem, Shape};
 use crate::gpu::device::{Arg, DevBuf, Gpu, Kernel};
 use crate::gpu::util::{Comparison, Util};
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use std::collections::BTreeMap;
 
 pub const REFERENCE_SOURCE: &str = include_str!("../../kernels/rmsnorm/reference.cu");
@@ -237,9 +237,7 @@ impl Problem for RmsNormProblem {
         kernels: &BTreeMap<String, Kernel>,
         p: &BTreeMap<String, i64>,
     ) -> Result<()> {
-        let dt = self.dt;
-        let l = *self.launcher.from_template(variant, p, TEMPLATE_SOURCE, dt, RmsNormLaunch::new)?;
-        let k = kernels.get("rmsnorm_rows").context("module lacks rmsnorm_rows")?;
+        let (l, k) = self.launcher.single_entry(variant, p, kernels, TEMPLATE_SOURCE, self.dt, RmsNormLaunch::new)?;
         if self.verify_pending {
             self.verify_pending = false;
             // SAFETY: every buffer holds rows·dim elements (w: dim), allocated by `new` for

@@ -19,7 +19,7 @@ use super::tunables::{LauncherCache, Tunables};
 use super::{ceil_div, checked_ceil_div, DType, Family, Geometry, Problem, Shape};
 use crate::gpu::device::{Arg, DevBuf, Gpu, Kernel};
 use crate::gpu::util::{Comparison, Util};
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;
 
@@ -356,9 +356,7 @@ impl Problem for RopeProblem {
         kernels: &BTreeMap<String, Kernel>,
         p: &BTreeMap<String, i64>,
     ) -> Result<()> {
-        let dt = self.dt;
-        let l = *self.launcher.from_template(variant, p, TEMPLATE_SOURCE, dt, RopeLaunch::new)?;
-        let k = kernels.get("rope_llama3").context("module lacks rope_llama3")?;
+        let (l, k) = self.launcher.single_entry(variant, p, kernels, TEMPLATE_SOURCE, self.dt, RopeLaunch::new)?;
         let dims = self.dims();
         if self.verify_pending {
             self.verify_pending = false;

@@ -8,7 +8,7 @@ use super::tunables::{LauncherCache, Tunables};
 use super::{ceil_div, DType, Family, Geometry, Problem, Shape};
 use crate::gpu::device::{Arg, DevBuf, Gpu, Kernel};
 use crate::gpu::util::{Comparison, Util};
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use std::collections::BTreeMap;
 
 pub const REFERENCE_SOURCE: &str = include_str!("../../kernels/swiglu/reference.cu");
@@ -152,9 +152,7 @@ impl Problem for SwiGluProblem {
         kernels: &BTreeMap<String, Kernel>,
         p: &BTreeMap<String, i64>,
     ) -> Result<()> {
-        let dt = self.dt;
-        let l = *self.launcher.from_template(variant, p, TEMPLATE_SOURCE, dt, SwiGluLaunch::new)?;
-        let k = kernels.get("swiglu").context("module lacks swiglu")?;
+        let (l, k) = self.launcher.single_entry(variant, p, kernels, TEMPLATE_SOURCE, self.dt, SwiGluLaunch::new)?;
         // SAFETY: gu holds tokens·2·ffn elements and out tokens·ffn (allocated by `new`);
         // `k` comes from the candidate's module, compiled with `p`.
         unsafe { l.launch(gpu, k, self.gu.ptr, self.out.ptr, self.tokens, self.ffn) }

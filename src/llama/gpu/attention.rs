@@ -16,6 +16,7 @@
 //! Both take contiguous Q (and the prefill contiguous K, V), which the fused q|k|v rows are
 //! not: `kv_append_pack` (kernels/llama/ops.cu) copies them out while it appends to the cache.
 
+use super::tuned_op::TunedLauncher;
 use crate::gpu::device::{Gpu, Kernel};
 use crate::kernels::attention_common::HEAD_DIMS;
 use crate::kernels::attention_decode::{DecodeDims, DecodeIo, DecodeLaunch, MAX_SPLITS};
@@ -135,6 +136,8 @@ pub struct DecodeKernels {
     sm_count: i64,
 }
 
+impl TunedLauncher for DecodeKernels {}
+
 /// The model launches split + combine (the family's FUSED_COMBINE = 0 path, same values
 /// bit for bit): the fused path's counters would be one more buffer for ~0.3–1 µs.
 impl DecodeKernels {
@@ -188,6 +191,8 @@ pub enum PrefillKernels {
     /// buffers, so the maps are kept and built again only when the buffers or T change.
     Wgmma { kernel: Kernel, cfg: wgmma::WgmmaConfig, maps: RefCell<Option<(MapKey, wgmma::PrefillMaps)>> },
 }
+
+impl TunedLauncher for PrefillKernels {}
 
 /// What flash_wgmma's tensor maps depend on: the Q, K, V buffers, T, H, KVH, D.
 type MapKey = (u64, u64, u64, i64, i64, i64, i64);

@@ -2,7 +2,6 @@
 //! trait the launchers it builds sit behind. The choice ([`super::op_choice`]) reads a row's
 //! families, shape and fit; the op kernels ([`super::ops`]) its entries and launcher.
 
-use super::attention::{DecodeKernels, PrefillKernels};
 use super::op_choice::Chosen;
 use super::ops::OpKind;
 use super::shape::ModelShape;
@@ -20,6 +19,12 @@ pub struct ModelFacts<'a> {
     pub max_smem: i64,
 }
 
+/// A family's shape dimensions by name, as the tuned database is queried with them.
+pub type QueryShape = Vec<(&'static str, i64)>;
+
+/// What a row's launcher constructor returns.
+pub type BoxedLauncher = Box<dyn TunedLauncher>;
+
 /// One op of the model that may run a tuned kernlab family instead of its ops.cu kernel.
 pub struct TunedOp {
     /// The op's name in the choice notes.
@@ -31,7 +36,7 @@ pub struct TunedOp {
     /// share a template).
     pub families: &'static [&'static str],
     /// The model's shape for the tuned database query; an error keeps the reference kernel.
-    pub shape: fn(&ModelFacts) -> Result<Vec<(&'static str, i64)>>,
+    pub shape: fn(&ModelFacts) -> Result<QueryShape>,
     /// Makes the chosen config fit the model (vector widths, head dim, shared memory); an
     /// error keeps the reference kernel.
     pub fit: fn(Chosen, &ModelFacts) -> Result<Chosen>,
@@ -39,7 +44,7 @@ pub struct TunedOp {
     /// `launcher` takes them.
     pub entries: fn(variant: &str) -> &'static [&'static str],
     /// The family's launcher over those kernels, built from the tunables they were compiled with.
-    pub launcher: fn(&Gpu, Vec<Kernel>, &Tunables) -> Result<Box<dyn TunedLauncher>>,
+    pub launcher: fn(&Gpu, Vec<Kernel>, &Tunables) -> Result<BoxedLauncher>,
     /// A note the choice adds after all others when the op is tuned.
     pub tuned_note: Option<&'static str>,
 }
@@ -47,7 +52,7 @@ pub struct TunedOp {
 /// A tuned family compiled for the model: its kernels with the family's launcher, as
 /// [`super::ops::OpKernels`] keeps it per op. The op's method takes it back as the concrete
 /// type its row built (a downcast through [`Any`]), since each op launches with its own
-/// buffers and integers.
+/// buffers and integers. A launcher type says it is one next to its definition.
 pub trait TunedLauncher: Any {}
 
 /// A family of one entry point (rmsnorm, swiglu, rope) with its launcher.
@@ -64,8 +69,6 @@ impl<L> OneKernel<L> {
 }
 
 impl<L: 'static> TunedLauncher for OneKernel<L> {}
-impl TunedLauncher for DecodeKernels {}
-impl TunedLauncher for PrefillKernels {}
 
 /// The `N` kernels of a row's entries, in order.
 pub fn kernels<const N: usize>(ks: Vec<Kernel>) -> Result<[Kernel; N]> {
