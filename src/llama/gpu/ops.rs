@@ -172,6 +172,11 @@ fn attention_heads(m: &ModelFacts) -> Result<(i64, i64, i64, i64)> {
     Ok(batch_heads(m))
 }
 
+/// `l` as the concrete launcher type `L`, if it is one.
+fn downcast<L: TunedLauncher>(l: &dyn TunedLauncher) -> Option<&L> {
+    (l as &dyn Any).downcast_ref::<L>()
+}
+
 /// The compiled ops.cu module and the tuned families of its choice.
 pub struct OpKernels {
     k: BTreeMap<&'static str, Kernel>,
@@ -230,9 +235,9 @@ impl OpKernels {
     /// The tuned launcher of `kind`, as the type its [`TUNED_OPS`] row builds; `None` when the
     /// op runs its reference kernel.
     fn tuned<L: TunedLauncher>(&self, kind: OpKind) -> Option<&L> {
-        let l: &dyn Any = self.tuned.get(&kind)?.as_ref();
+        let l = self.tuned.get(&kind)?;
         Some(
-            l.downcast_ref::<L>().unwrap_or_else(|| {
+            downcast(l.as_ref()).unwrap_or_else(|| {
                 panic!("internal: the TUNED_OPS row of {} builds another launcher type", kind.name())
             }),
         )
@@ -531,6 +536,19 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn launchers_come_back_as_their_own_type() {
+        struct A(u32);
+        struct B;
+        impl TunedLauncher for A {}
+        impl TunedLauncher for B {}
+        let boxed: BTreeMap<OpKind, Box<dyn TunedLauncher>> =
+            [(OpKind::RmsNorm, Box::new(A(7)) as Box<dyn TunedLauncher>), (OpKind::Rope, Box::new(B))].into();
+        assert_eq!(downcast::<A>(boxed[&OpKind::RmsNorm].as_ref()).map(|a| a.0), Some(7));
+        assert!(downcast::<B>(boxed[&OpKind::RmsNorm].as_ref()).is_none());
+        assert!(downcast::<B>(boxed[&OpKind::Rope].as_ref()).is_some());
     }
 
     #[test]
