@@ -3,7 +3,7 @@
 //! reference itself.
 
 use super::{DType, Shape};
-use crate::gpu::device::{Gpu, Kernel};
+use crate::gpu::device::{Arg, DevBuf, Gpu, Kernel};
 use anyhow::{bail, Result};
 
 pub const REFERENCE_SOURCE: &str = include_str!("../../kernels/attention/reference.cu");
@@ -103,6 +103,38 @@ pub fn attend_f64(
     }
     out.iter_mut().for_each(|o| *o /= l);
     out
+}
+
+/// The reference kernels' arguments (kernels/attention/reference.cu): Q, K, V, O, the
+/// per-sequence integers (decode `lens`, prefill `cu_seqlens`), then `n` (decode: the cache
+/// capacity L, prefill: the sequence count), H, KVH, D and the softmax scale.
+#[allow(clippy::too_many_arguments)]
+pub fn reference_args([q, k, v, o, ints]: [&DevBuf; 5], n: i64, h: i64, kvh: i64, d: i64, scale: f32) -> [Arg; 10] {
+    [
+        q.arg(),
+        k.arg(),
+        v.arg(),
+        o.arg(),
+        ints.arg(),
+        Arg::I32(n as i32),
+        Arg::I32(h as i32),
+        Arg::I32(kvh as i32),
+        Arg::I32(d as i32),
+        Arg::F32(scale),
+    ]
+}
+
+/// max |cpu − got| / max |cpu| over sampled rows: each item is one (token or sequence, head)
+/// row of the f64 attention and the reference kernel's output for it.
+pub fn max_rel_diff<'a>(rows: impl IntoIterator<Item = (Vec<f64>, &'a [f64])>) -> f64 {
+    let (mut max_diff, mut max_ref) = (0.0f64, 0.0f64);
+    for (want, got) in rows {
+        for (x, y) in want.iter().zip(got) {
+            max_diff = max_diff.max((x - y).abs());
+            max_ref = max_ref.max(x.abs());
+        }
+    }
+    max_diff / max_ref.max(1e-30)
 }
 
 /// Up to `max` indices of 0..n, evenly spread and always including the first and last.

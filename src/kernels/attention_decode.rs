@@ -12,11 +12,13 @@
 //! plus Q read and O written. Reference: `attn_ref_decode` (fp32, two-pass softmax), checked
 //! against f64 on the CPU at small sizes. Peer: PyTorch SDPA via the peer script.
 
-use super::attention_common::{attend_f64, lengths, reference_kernel, sample_indices, validate_heads, DECODE_SOURCE};
+use super::attention_common::{
+    attend_f64, lengths, max_rel_diff, reference_args, reference_kernel, sample_indices, validate_heads, DECODE_SOURCE,
+};
 use super::support;
 use super::tunables::LauncherCache;
 use super::{ceil_div, DType, Family, Problem, Shape};
-use crate::gpu::device::{Arg, DevBuf, Gpu, Kernel};
+use crate::gpu::device::{DevBuf, Gpu, Kernel};
 use crate::gpu::util::{Comparison, Util};
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
@@ -127,20 +129,12 @@ impl DecodeProblem {
         let ncache = (b * l_cap * kvh * d) as usize;
         let nws = (b * h * MAX_SPLITS) as usize;
         let need = (3 * nq + 2 * ncache) * e + nws * (d as usize + 2) * 4;
-        let (free, _) = gpu.ctx.mem_get_info().unwrap_or((usize::MAX, 0));
-        if need > free {
-            bail!(
-                "attention decode {}: needs {:.1} GiB of GPU memory, {:.1} GiB free",
-                s.label(),
-                need as f64 / 1073741824.0,
-                free as f64 / 1073741824.0
-            );
-        }
+        support::ensure_fits(gpu, "attention decode", s, need)?;
         let lens32: Vec<i32> = lens.iter().map(|&l| l as i32).collect();
         let lens_buf = gpu.alloc(lens32.len() * 4)?;
         lens_buf.upload(&lens32)?;
         let counters = gpu.alloc(counter_words(b, h, kvh) * 4)?;
-        zero(gpu, &counters)?;
+        zero_counters(gpu, &counters)?;
         Ok(DecodeProblem {
             l_cap,
             h,
@@ -176,18 +170,9 @@ impl DecodeProblem {
     }
 }
 
-/// Sets a buffer to zero, ordered on the stream.
-fn zero(gpu: &Gpu, buf: &DevBuf) -> Result<()> {
-    // SAFETY: the buffer holds `bytes` bytes; the memset is ordered on the stream.
-    unsafe { cudarc::driver::result::memset_d8_async(buf.ptr, 0, buf.bytes, gpu.stream.cu_stream()) }
-        .map_err(|e| anyhow::anyhow!("zeroing the decode counters failed: {e:?}"))
-}
-
-/// Sets every byte to 0xFF (NaN in bf16 and fp16), ordered on the stream.
-fn poison_bytes(gpu: &Gpu, buf: &DevBuf) -> Result<()> {
-    // SAFETY: the buffer holds `bytes` bytes; the memset is ordered on the stream.
-    unsafe { cudarc::driver::result::memset_d8_async(buf.ptr, 0xFF, buf.bytes, gpu.stream.cu_stream()) }
-        .map_err(|e| anyhow::anyhow!("poisoning the decode output failed: {e:?}"))
+/// Sets the fused combine's counters to zero (their contract between launches).
+fn zero_counters(gpu: &Gpu, buf: &DevBuf) -> Result<()> {
+    support::fill_bytes(gpu, buf, 0).context("zeroing the decode counters")
 }
 
 impl Problem for DecodeProblem {
@@ -203,18 +188,14 @@ impl Problem for DecodeProblem {
                 (self.batch() as u32, self.h as u32, 1),
                 (128, 1, 1),
                 0,
-                &[
-                    self.q.arg(),
-                    self.kc.arg(),
-                    self.vc.arg(),
-                    self.o_ref.arg(),
-                    self.lens_buf.arg(),
-                    Arg::I32(self.l_cap as i32),
-                    Arg::I32(self.h as i32),
-                    Arg::I32(self.kvh as i32),
-                    Arg::I32(self.d as i32),
-                    Arg::F32(self.scale),
-                ],
+                &reference_args(
+                    [&self.q, &self.kc, &self.vc, &self.o_ref, &self.lens_buf],
+                    self.l_cap,
+                    self.h,
+                    self.kvh,
+                    self.d,
+                    self.scale,
+                ),
             )?
         };
         self.verify_pending = true;
@@ -227,7 +208,7 @@ impl Problem for DecodeProblem {
         util.poison(gpu, &self.ws_ml)?;
         // Not poison: the counters' contract is zero between launches. Zeroing them here keeps
         // a wrong candidate's leftovers from failing the next one.
-        zero(gpu, &self.counters)
+        zero_counters(gpu, &self.counters)
     }
 
     fn run(
@@ -268,7 +249,7 @@ impl Problem for DecodeProblem {
                 // poisoned between them: a launch that left a counter non-zero would leave
                 // rows unmerged (NaN) in the next one. Timed runs launch back to back as well.
                 unsafe { l.launch_fused(gpu, k, &io, self.counters.ptr, &n, splits, self.dt)? };
-                poison_bytes(gpu, &self.o)?;
+                support::fill_bytes(gpu, &self.o, 0xFF).context("poisoning the decode output")?;
             }
             return unsafe { l.launch_fused(gpu, k, &io, self.counters.ptr, &n, splits, self.dt) };
         }
@@ -292,20 +273,16 @@ impl Problem for DecodeProblem {
         let k = support::download_f64(&self.kc, self.dt, self.n_cache())?;
         let v = support::download_f64(&self.vc, self.dt, self.n_cache())?;
         let o = support::download_f64(&self.o_ref, self.dt, self.n_out())?;
-        let (mut max_diff, mut max_ref) = (0.0f64, 0.0f64);
-        for pair in sample_indices(self.batch() as usize * h, 256) {
+        let rows = sample_indices(self.batch() as usize * h, 256).into_iter().map(|pair| {
             let (b, hh) = (pair / h, pair % h);
             let kv = hh / (h / kvh);
             let qo = pair * d;
             let r = attend_f64(&q[qo..qo + d], &k, &v, self.lens[b] as usize, d, self.scale as f64, |j| {
                 ((b * l_cap + j) * kvh + kv) * d
             });
-            for (x, y) in r.iter().zip(&o[qo..qo + d]) {
-                max_diff = max_diff.max((x - y).abs());
-                max_ref = max_ref.max(x.abs());
-            }
-        }
-        Ok(Some(max_diff / max_ref.max(1e-30)))
+            (r, &o[qo..qo + d])
+        });
+        Ok(Some(max_rel_diff(rows)))
     }
 }
 

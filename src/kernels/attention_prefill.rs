@@ -18,7 +18,8 @@
 //! CPU at small sizes. Peer: PyTorch SDPA, measured by the peer script, not in-process.
 
 use super::attention_common::{
-    attend_f64, cu_seqlens, lengths, reference_kernel, sample_indices, validate_heads, PREFILL_SOURCE,
+    attend_f64, cu_seqlens, lengths, max_rel_diff, reference_args, reference_kernel, sample_indices, validate_heads,
+    PREFILL_SOURCE,
 };
 use super::support;
 use super::tunables::{LauncherCache, Tunables};
@@ -216,15 +217,7 @@ impl PrefillProblem {
         let e = dt.bytes();
         let (nq, nkv) = ((tokens * h * d) as usize, (tokens * kvh * d) as usize);
         let need = (3 * nq + 2 * nkv) * e;
-        let (free, _) = gpu.ctx.mem_get_info().unwrap_or((usize::MAX, 0));
-        if need > free {
-            bail!(
-                "attention prefill {}: needs {:.1} GiB of GPU memory, {:.1} GiB free",
-                s.label(),
-                need as f64 / 1073741824.0,
-                free as f64 / 1073741824.0
-            );
-        }
+        support::ensure_fits(gpu, "attention prefill", s, need)?;
         let cu = cu_seqlens(&lens);
         let cu_buf = gpu.alloc(cu.len() * 4)?;
         cu_buf.upload(&cu)?;
@@ -313,18 +306,14 @@ impl Problem for PrefillProblem {
                     (self.tokens as u32, self.h as u32, 1),
                     (128, 1, 1),
                     0,
-                    &[
-                        self.q.arg(),
-                        self.k.arg(),
-                        self.v.arg(),
-                        self.o_ref.arg(),
-                        self.cu_buf.arg(),
-                        Arg::I32(self.lens.len() as i32),
-                        Arg::I32(self.h as i32),
-                        Arg::I32(self.kvh as i32),
-                        Arg::I32(self.d as i32),
-                        Arg::F32(self.scale),
-                    ],
+                    &reference_args(
+                        [&self.q, &self.k, &self.v, &self.o_ref, &self.cu_buf],
+                        self.lens.len() as i64,
+                        self.h,
+                        self.kvh,
+                        self.d,
+                        self.scale,
+                    ),
                 )?
             };
         }
@@ -375,9 +364,8 @@ impl Problem for PrefillProblem {
         let k = support::download_f64(&self.k, self.dt, (self.tokens * self.kvh * self.d) as usize)?;
         let v = support::download_f64(&self.v, self.dt, (self.tokens * self.kvh * self.d) as usize)?;
         let o = support::download_f64(&self.o_ref, self.dt, self.n_out())?;
-        let (mut max_diff, mut max_ref) = (0.0f64, 0.0f64);
         // every (token, head) pair at small sizes, an even sample (with both ends) otherwise
-        for pair in sample_indices(self.tokens as usize * h, 2048) {
+        let rows = sample_indices(self.tokens as usize * h, 2048).into_iter().map(|pair| {
             let (t, hh) = (pair / h, pair % h);
             let b =
                 (0..self.lens.len()).find(|&bb| (self.cu[bb] as usize) <= t && t < self.cu[bb + 1] as usize).unwrap();
@@ -386,12 +374,9 @@ impl Problem for PrefillProblem {
             let qo = (t * h + hh) * d;
             let r =
                 attend_f64(&q[qo..qo + d], &k, &v, t - tok0 + 1, d, self.scale as f64, |j| ((tok0 + j) * kvh + kv) * d);
-            for (x, y) in r.iter().zip(&o[qo..qo + d]) {
-                max_diff = max_diff.max((x - y).abs());
-                max_ref = max_ref.max(x.abs());
-            }
-        }
-        Ok(Some(max_diff / max_ref.max(1e-30)))
+            (r, &o[qo..qo + d])
+        });
+        Ok(Some(max_rel_diff(rows)))
     }
 }
 

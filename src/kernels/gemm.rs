@@ -119,11 +119,8 @@ impl Problem for GemmProblem {
         util.fill(gpu, &self.w, self.dt, (self.n * self.k) as usize, seed ^ 0x5eed_0001, 1.0)?;
         if let Some(r) = &self.r {
             util.fill(gpu, r, self.dt, (self.m * self.n) as usize, seed ^ 0x5eed_0002, 4.0)?;
-            // SAFETY: both buffers hold M·N elements; ordered on the stream.
-            unsafe {
-                cudarc::driver::result::memcpy_dtod_async(self.y_ref.ptr, r.ptr, r.bytes, gpu.stream.cu_stream())
-                    .map_err(|e| anyhow::anyhow!("{e:?}"))?
-            };
+            // The reference adds R in place: Y_ref starts as R (both M·N elements).
+            super::support::copy(gpu, &self.y_ref, r)?;
         }
         self.blas.linear(self.dt, self.x.ptr, self.w.ptr, self.y_ref.ptr, self.m, self.n, self.k, self.r.is_some())?;
         gpu.synchronize()

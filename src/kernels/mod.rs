@@ -159,6 +159,9 @@ pub fn checked_ceil_div(a: i64, b: i64) -> Result<i64> {
 /// ⌈a / b⌉ for divisors the code itself fixes (tile sizes, 256-thread blocks). A divisor
 /// below 1 gives 0, which no launch accepts, instead of a panic; where the divisor comes
 /// from input, use `checked_ceil_div` for the error that says so.
+pub fn ceil_div(a: i64, b: i64) -> i64 {
+    checked_ceil_div(a, b).unwrap_or(0)
+}
 
 /// Where one launch runs: grid, block and dynamic shared memory, as the launchers compute them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,10 +169,6 @@ pub struct Geometry {
     pub grid: (u32, u32, u32),
     pub block: (u32, u32, u32),
     pub smem: u32,
-}
-
-pub fn ceil_div(a: i64, b: i64) -> i64 {
-    checked_ceil_div(a, b).unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use super::tunables::{LauncherCache, Tunables};
 use super::{checked_ceil_div, DType, Family, Geometry, Problem, Shape};
 use crate::gpu::device::{Arg, DevBuf, Gpu, Kernel};
 use crate::gpu::util::{Comparison, Util};
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use std::collections::BTreeMap;
 
 pub const REFERENCE_SOURCE: &str = include_str!("../../kernels/rmsnorm/reference.cu");
@@ -41,10 +41,7 @@ impl Family for RmsNorm {
         (4.0 * rows * dim + dim) * dt.bytes() as f64
     }
     fn entries(&self, variant: &str) -> Result<&'static [&'static str]> {
-        Ok(match variant {
-            "rmsnorm_rows" => &["rmsnorm_rows"],
-            other => bail!("the rmsnorm family has no variant {other:?} (known: rmsnorm_rows)"),
-        })
+        support::single_variant_entries("rmsnorm", variant, &["rmsnorm_rows"])
     }
     fn validate(&self, _s: &Shape, _dt: DType) -> Result<()> {
         Ok(())
@@ -87,9 +84,7 @@ pub struct RmsNormLaunch {
 
 impl RmsNormLaunch {
     pub fn new(t: &Tunables) -> Result<RmsNormLaunch> {
-        if t.variant() != "rmsnorm_rows" {
-            bail!("the rmsnorm family has no variant {:?}", t.variant());
-        }
+        t.expect_variant("rmsnorm", "rmsnorm_rows")?;
         let tpr = t.get("THREADS_PER_ROW")?;
         Ok(RmsNormLaunch {
             rows_per_block: t.get("ROWS_PER_BLOCK")?,
@@ -153,7 +148,7 @@ pub struct RmsNormProblem {
     y_plain_ref: DevBuf,
     /// Set by `randomize`: the next `run` is a verification run.
     verify_pending: bool,
-    reference: BTreeMap<String, Kernel>,
+    reference: Kernel,
     launcher: LauncherCache<RmsNormLaunch>,
 }
 
@@ -176,13 +171,7 @@ impl RmsNormProblem {
             y_plain: gpu.alloc(n)?,
             y_plain_ref: gpu.alloc(n)?,
             verify_pending: false,
-            reference: support::reference_kernels(
-                gpu,
-                "kernels/rmsnorm/reference.cu",
-                REFERENCE_SOURCE,
-                dt,
-                &["rmsnorm_reference"],
-            )?,
+            reference: support::family_reference_kernel(gpu, "rmsnorm", REFERENCE_SOURCE, dt)?,
             launcher: LauncherCache::default(),
         })
     }
@@ -223,7 +212,7 @@ impl Problem for RmsNormProblem {
         util.fill(gpu, &self.x, self.dt, self.n(), seed, 4.0)?;
         util.fill(gpu, &self.h, self.dt, self.n(), seed ^ 0x5eed_0001, 1.0)?;
         util.fill(gpu, &self.w, self.dt, self.dim as usize, seed ^ 0x5eed_0002, 1.0)?;
-        let r = &self.reference["rmsnorm_reference"];
+        let r = &self.reference;
         let grid = (self.rows as u32, 1, 1);
         // SAFETY: one warp per row over buffers of rows·dim elements (w: dim) allocated by
         // `new`; the arguments are rmsnorm_reference's (x, h, res, y, w, eps, rows, dim).
@@ -248,9 +237,7 @@ impl Problem for RmsNormProblem {
         kernels: &BTreeMap<String, Kernel>,
         p: &BTreeMap<String, i64>,
     ) -> Result<()> {
-        let dt = self.dt;
-        let l = *self.launcher.from_template(variant, p, TEMPLATE_SOURCE, dt, RmsNormLaunch::new)?;
-        let k = kernels.get("rmsnorm_rows").context("module lacks rmsnorm_rows")?;
+        let (l, k) = self.launcher.single_entry(variant, p, kernels, TEMPLATE_SOURCE, self.dt, RmsNormLaunch::new)?;
         if self.verify_pending {
             self.verify_pending = false;
             // SAFETY: every buffer holds rows·dim elements (w: dim), allocated by `new` for

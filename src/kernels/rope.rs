@@ -19,7 +19,7 @@ use super::tunables::{LauncherCache, Tunables};
 use super::{ceil_div, checked_ceil_div, DType, Family, Geometry, Problem, Shape};
 use crate::gpu::device::{Arg, DevBuf, Gpu, Kernel};
 use crate::gpu::util::{Comparison, Util};
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;
 
@@ -65,9 +65,7 @@ pub struct RopeLaunch {
 
 impl RopeLaunch {
     pub fn new(t: &Tunables) -> Result<RopeLaunch> {
-        if t.variant() != "rope_llama3" {
-            bail!("the rope family has no variant {:?}", t.variant());
-        }
+        t.expect_variant("rope", "rope_llama3")?;
         Ok(RopeLaunch { threads: t.get("THREADS")?, tokens_per_block: t.get("TOKENS_PER_BLOCK")?, vec: t.get("VEC")? })
     }
 
@@ -188,10 +186,7 @@ impl Family for Rope {
         2.0 * elements(s) as f64 * dt.bytes() as f64 + 4.0 * s.get("B") as f64 + 4.0 * (s.get("D") / 2) as f64
     }
     fn entries(&self, variant: &str) -> Result<&'static [&'static str]> {
-        Ok(match variant {
-            "rope_llama3" => &["rope_llama3"],
-            other => bail!("the rope family has no variant {other:?} (known: rope_llama3)"),
-        })
+        support::single_variant_entries("rope", variant, &["rope_llama3"])
     }
     fn validate(&self, s: &Shape, _dt: DType) -> Result<()> {
         if s.get("D") % 2 != 0 {
@@ -245,7 +240,7 @@ pub struct RopeProblem {
     inv_freq: DevBuf,
     inv_freq_host: Vec<f32>,
     verify_pending: bool,
-    reference: BTreeMap<String, Kernel>,
+    reference: Kernel,
     launcher: LauncherCache<RopeLaunch>,
 }
 
@@ -277,13 +272,7 @@ impl RopeProblem {
             inv_freq,
             inv_freq_host,
             verify_pending: false,
-            reference: support::reference_kernels(
-                gpu,
-                "kernels/rope/reference.cu",
-                REFERENCE_SOURCE,
-                dt,
-                &["rope_reference"],
-            )?,
+            reference: support::family_reference_kernel(gpu, "rope", REFERENCE_SOURCE, dt)?,
             launcher: LauncherCache::default(),
         })
     }
@@ -348,7 +337,7 @@ impl Problem for RopeProblem {
         let args = self.args(&self.q_in, &self.k_in, &self.q_ref, &self.k_ref);
         // SAFETY: buffers allocated by `new` for this shape, offsets one per sequence; the
         // arguments are rope_reference's (the same list as rope_llama3's).
-        unsafe { gpu.launch(&self.reference["rope_reference"], grid, (256, 1, 1), 0, &args)? };
+        unsafe { gpu.launch(&self.reference, grid, (256, 1, 1), 0, &args)? };
         self.verify_pending = true;
         gpu.synchronize()
     }
@@ -367,9 +356,7 @@ impl Problem for RopeProblem {
         kernels: &BTreeMap<String, Kernel>,
         p: &BTreeMap<String, i64>,
     ) -> Result<()> {
-        let dt = self.dt;
-        let l = *self.launcher.from_template(variant, p, TEMPLATE_SOURCE, dt, RopeLaunch::new)?;
-        let k = kernels.get("rope_llama3").context("module lacks rope_llama3")?;
+        let (l, k) = self.launcher.single_entry(variant, p, kernels, TEMPLATE_SOURCE, self.dt, RopeLaunch::new)?;
         let dims = self.dims();
         if self.verify_pending {
             self.verify_pending = false;

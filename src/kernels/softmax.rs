@@ -77,7 +77,7 @@ pub struct SoftmaxProblem {
     y: DevBuf,
     y_ref: DevBuf,
     ws: DevBuf,
-    reference: BTreeMap<String, Kernel>,
+    reference: Kernel,
 }
 
 impl SoftmaxProblem {
@@ -94,13 +94,7 @@ impl SoftmaxProblem {
             y: gpu.alloc(n)?,
             y_ref: gpu.alloc(n)?,
             ws: gpu.alloc(ws_bytes)?,
-            reference: support::reference_kernels(
-                gpu,
-                "kernels/softmax/reference.cu",
-                REFERENCE_SOURCE,
-                dt,
-                &["softmax_reference"],
-            )?,
+            reference: support::family_reference_kernel(gpu, "softmax", REFERENCE_SOURCE, dt)?,
         })
     }
 }
@@ -115,7 +109,7 @@ impl Problem for SoftmaxProblem {
         // template's signature.
         unsafe {
             gpu.launch(
-                &self.reference["softmax_reference"],
+                &self.reference,
                 (self.rows as u32, 1, 1),
                 (32, 1, 1),
                 0,

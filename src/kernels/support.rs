@@ -29,6 +29,27 @@ pub fn reference_kernels(
     Ok(out)
 }
 
+/// The one reference kernel of a memory-bound family: `<family>_reference` of
+/// kernels/<family>/reference.cu, built into the binary as `source`.
+pub fn family_reference_kernel(gpu: &Gpu, family: &str, source: &str, dt: DType) -> Result<Kernel> {
+    let entry = format!("{family}_reference");
+    let mut k = reference_kernels(gpu, &format!("kernels/{family}/reference.cu"), source, dt, &[entry.as_str()])?;
+    k.remove(&entry).with_context(|| format!("the {family} reference module lacks {entry}"))
+}
+
+/// The entry points of a family whose one variant is named after the one entry point of its
+/// module (rmsnorm_rows, swiglu, rope_llama3); any other variant is an error naming it.
+pub fn single_variant_entries(
+    family: &str,
+    variant: &str,
+    entries: &'static [&'static str],
+) -> Result<&'static [&'static str]> {
+    match entries {
+        [only] if *only == variant => Ok(entries),
+        _ => bail!("the {family} family has no variant {variant:?} (known: {})", entries.join(", ")),
+    }
+}
+
 /// Shared headers the reference templates built into the binary may include, by the path
 /// they include them with.
 const EMBEDDED_HEADERS: &[(&str, &str)] =
@@ -114,6 +135,14 @@ pub fn worst(cs: &[Comparison]) -> Comparison {
         }
     }
     Comparison { non_finite, ..w }
+}
+
+/// Sets every byte of a buffer to `value`, ordered on the stream (0xFF is NaN in bf16 and fp16).
+pub fn fill_bytes(gpu: &Gpu, buf: &DevBuf, value: u8) -> Result<()> {
+    // SAFETY: the buffer is a live device allocation of `bytes` bytes; the memset is ordered
+    // on the one stream with every launch.
+    unsafe { cudarc::driver::result::memset_d8_async(buf.ptr, value, buf.bytes, gpu.stream.cu_stream()) }
+        .map_err(|e| anyhow::anyhow!("device memset to {value:#04x} failed: {e:?}"))
 }
 
 /// Device-to-device copy of a whole buffer, ordered on the stream.

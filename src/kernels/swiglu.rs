@@ -8,7 +8,7 @@ use super::tunables::{LauncherCache, Tunables};
 use super::{ceil_div, DType, Family, Geometry, Problem, Shape};
 use crate::gpu::device::{Arg, DevBuf, Gpu, Kernel};
 use crate::gpu::util::{Comparison, Util};
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use std::collections::BTreeMap;
 
 pub const REFERENCE_SOURCE: &str = include_str!("../../kernels/swiglu/reference.cu");
@@ -27,9 +27,7 @@ pub struct SwiGluLaunch {
 
 impl SwiGluLaunch {
     pub fn new(t: &Tunables) -> Result<SwiGluLaunch> {
-        if t.variant() != "swiglu" {
-            bail!("the swiglu family has no variant {:?}", t.variant());
-        }
+        t.expect_variant("swiglu", "swiglu")?;
         let threads = t.get("THREADS")?;
         let (vec, items) = (t.get("VEC")?, t.get("ITEMS")?);
         let per_block = threads.checked_mul(vec).and_then(|v| v.checked_mul(items));
@@ -77,10 +75,7 @@ impl Family for SwiGlu {
         3.0 * s.get("tokens") as f64 * s.get("ffn") as f64 * dt.bytes() as f64
     }
     fn entries(&self, variant: &str) -> Result<&'static [&'static str]> {
-        Ok(match variant {
-            "swiglu" => &["swiglu"],
-            other => bail!("the swiglu family has no variant {other:?} (known: swiglu)"),
-        })
+        support::single_variant_entries("swiglu", variant, &["swiglu"])
     }
     fn validate(&self, s: &Shape, _dt: DType) -> Result<()> {
         if 2 * s.get("ffn") > i32::MAX as i64 {
@@ -109,7 +104,7 @@ pub struct SwiGluProblem {
     gu: DevBuf,
     out: DevBuf,
     out_ref: DevBuf,
-    reference: BTreeMap<String, Kernel>,
+    reference: Kernel,
     launcher: LauncherCache<SwiGluLaunch>,
 }
 
@@ -125,13 +120,7 @@ impl SwiGluProblem {
             gu: gpu.alloc(2 * n)?,
             out: gpu.alloc(n)?,
             out_ref: gpu.alloc(n)?,
-            reference: support::reference_kernels(
-                gpu,
-                "kernels/swiglu/reference.cu",
-                REFERENCE_SOURCE,
-                dt,
-                &["swiglu_reference"],
-            )?,
+            reference: support::family_reference_kernel(gpu, "swiglu", REFERENCE_SOURCE, dt)?,
             launcher: LauncherCache::default(),
         })
     }
@@ -148,7 +137,7 @@ impl Problem for SwiGluProblem {
         let grid = (ceil_div(self.tokens * self.ffn, 256).clamp(1, 65_535 * 16) as u32, 1, 1);
         // SAFETY: a grid-stride loop over buffers allocated by `new` for this shape; the
         // arguments are swiglu_reference's (gate_up, out, tokens, ffn).
-        unsafe { gpu.launch(&self.reference["swiglu_reference"], grid, (256, 1, 1), 0, &self.args(&self.out_ref))? };
+        unsafe { gpu.launch(&self.reference, grid, (256, 1, 1), 0, &self.args(&self.out_ref))? };
         gpu.synchronize()
     }
 
@@ -163,9 +152,7 @@ impl Problem for SwiGluProblem {
         kernels: &BTreeMap<String, Kernel>,
         p: &BTreeMap<String, i64>,
     ) -> Result<()> {
-        let dt = self.dt;
-        let l = *self.launcher.from_template(variant, p, TEMPLATE_SOURCE, dt, SwiGluLaunch::new)?;
-        let k = kernels.get("swiglu").context("module lacks swiglu")?;
+        let (l, k) = self.launcher.single_entry(variant, p, kernels, TEMPLATE_SOURCE, self.dt, SwiGluLaunch::new)?;
         // SAFETY: gu holds tokens·2·ffn elements and out tokens·ffn (allocated by `new`);
         // `k` comes from the candidate's module, compiled with `p`.
         unsafe { l.launch(gpu, k, self.gu.ptr, self.out.ptr, self.tokens, self.ffn) }

@@ -5,7 +5,8 @@
 //! the kernel was compiled with.
 
 use super::DType;
-use anyhow::{bail, Result};
+use crate::gpu::device::Kernel;
+use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 
 /// The tunables of one variant.
@@ -41,6 +42,15 @@ impl Tunables {
 
     pub fn variant(&self) -> &str {
         &self.variant
+    }
+
+    /// An error unless these are the tunables of `variant`, the one variant of `family`'s
+    /// launcher.
+    pub fn expect_variant(&self, family: &str, variant: &str) -> Result<()> {
+        if self.variant != variant {
+            bail!("the {family} family has no variant {:?}", self.variant);
+        }
+        Ok(())
     }
 
     /// A tunable's value; an error naming the variant when it has none.
@@ -113,6 +123,27 @@ impl<L> LauncherCache<L> {
         new: impl FnOnce(&Tunables) -> Result<L>,
     ) -> Result<&L> {
         self.get(variant, params, |v, p| new(&Tunables::from_template(v, source, dt, p)))
+    }
+
+    /// [`LauncherCache::from_template`] for a family whose variant is named after the one
+    /// entry point of its module (rmsnorm_rows, swiglu, rope_llama3), with that entry of the
+    /// candidate's `kernels`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn single_entry<'k>(
+        &mut self,
+        variant: &str,
+        params: &BTreeMap<String, i64>,
+        kernels: &'k BTreeMap<String, Kernel>,
+        source: &str,
+        dt: DType,
+        new: impl FnOnce(&Tunables) -> Result<L>,
+    ) -> Result<(L, &'k Kernel)>
+    where
+        L: Copy,
+    {
+        let l = *self.from_template(variant, params, source, dt, new)?;
+        let k = kernels.get(variant).with_context(|| format!("module lacks {variant}"))?;
+        Ok((l, k))
     }
 }
 

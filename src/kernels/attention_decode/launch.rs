@@ -157,14 +157,16 @@ impl DecodeLaunch {
         ]
     }
 
-    fn check(&self, n: &DecodeDims, splits: i64) -> Result<()> {
+    /// The split kernel's geometry, once the head dim and split count are checked against
+    /// what the module was compiled for and the workspace holds.
+    fn checked_split_geometry(&self, n: &DecodeDims, splits: i64, dt: DType) -> Result<Geometry> {
         if n.d != self.head_dim {
             bail!("splitkv compiled for HEAD_DIM = {} cannot run D = {}", self.head_dim, n.d);
         }
         if splits > MAX_SPLITS {
             bail!("SPLITS = {splits} exceeds the workspace's {MAX_SPLITS}");
         }
-        Ok(())
+        Ok(self.split_geometry(n, splits, dt))
     }
 
     /// attn_decode_split with `splits` splits, then attn_decode_combine when there are several.
@@ -183,8 +185,7 @@ impl DecodeLaunch {
         splits: i64,
         dt: DType,
     ) -> Result<()> {
-        self.check(n, splits)?;
-        let g = self.split_geometry(n, splits, dt);
+        let g = self.checked_split_geometry(n, splits, dt)?;
         // SAFETY: the caller's contract; the arguments follow the entry's signature.
         unsafe { gpu.launch(split, g.grid, g.block, g.smem, &Self::split_args(io, n))? };
         if splits > 1 {
@@ -217,8 +218,7 @@ impl DecodeLaunch {
         splits: i64,
         dt: DType,
     ) -> Result<()> {
-        self.check(n, splits)?;
-        let g = self.split_geometry(n, splits, dt);
+        let g = self.checked_split_geometry(n, splits, dt)?;
         // Its static flag counts against the 48 KiB a launch may use without opting in.
         if g.smem + fused.static_smem() > 48 * 1024 {
             fused.set_max_dynamic_smem(g.smem)?;

@@ -16,6 +16,7 @@
 //! Both take contiguous Q (and the prefill contiguous K, V), which the fused q|k|v rows are
 //! not: `kv_append_pack` (kernels/llama/ops.cu) copies them out while it appends to the cache.
 
+use super::tuned_op::TunedLauncher;
 use crate::gpu::device::{Gpu, Kernel};
 use crate::kernels::attention_common::HEAD_DIMS;
 use crate::kernels::attention_decode::{DecodeDims, DecodeIo, DecodeLaunch, MAX_SPLITS};
@@ -135,11 +136,18 @@ pub struct DecodeKernels {
     sm_count: i64,
 }
 
+impl TunedLauncher for DecodeKernels {}
+
 /// The model launches split + combine (the family's FUSED_COMBINE = 0 path, same values
 /// bit for bit): the fused path's counters would be one more buffer for ~0.3–1 µs.
 impl DecodeKernels {
     pub fn new(gpu: &Gpu, split: Kernel, combine: Kernel, t: &Tunables) -> Result<DecodeKernels> {
         Ok(DecodeKernels { split, combine, launch: DecodeLaunch::new(t)?, sm_count: gpu.props.sm_count as i64 })
+    }
+
+    /// Dynamic shared memory one block of the config `t` needs in bf16, as the model runs it.
+    pub fn smem_bytes(t: &Tunables) -> Result<i64> {
+        Ok(DecodeLaunch::new(t)?.smem_bytes(2))
     }
 
     /// KV splits for `batch` sequences whose longest cache holds `max_len` positions: the
@@ -184,6 +192,8 @@ pub enum PrefillKernels {
     Wgmma { kernel: Kernel, cfg: wgmma::WgmmaConfig, maps: RefCell<Option<(MapKey, wgmma::PrefillMaps)>> },
 }
 
+impl TunedLauncher for PrefillKernels {}
+
 /// What flash_wgmma's tensor maps depend on: the Q, K, V buffers, T, H, KVH, D.
 type MapKey = (u64, u64, u64, i64, i64, i64, i64);
 
@@ -193,6 +203,17 @@ impl PrefillKernels {
             return Ok(PrefillKernels::Wgmma { kernel, cfg: wgmma::WgmmaConfig::new(t)?, maps: RefCell::new(None) });
         }
         Ok(PrefillKernels::Mma { kernel, launch: MmaPrefillLaunch::new(t)? })
+    }
+
+    /// Dynamic shared memory one block of the config `t` needs in bf16 at head dim `d`, as
+    /// the model runs it.
+    pub fn smem_bytes(t: &Tunables, d: i64) -> Result<i64> {
+        if t.variant() == "flash_wgmma" {
+            let c = wgmma::WgmmaConfig::new(t)?;
+            Ok(wgmma::wgmma_smem_bytes(c.block_m(), c.block_n, c.stages, d, 2))
+        } else {
+            Ok(MmaPrefillLaunch::new(t)?.smem_bytes(2))
+        }
     }
 
     fn head_dim(&self) -> i64 {
@@ -253,6 +274,62 @@ impl PrefillKernels {
             }
         }
     }
+}
+
+/// Shape arguments shared by the attention-side kernels.
+#[derive(Debug, Clone, Copy)]
+pub struct AttnDims {
+    pub n_heads: i32,
+    pub n_kv_heads: i32,
+    pub head_dim: i32,
+    /// Positions per sequence in the KV cache.
+    pub max_seq: i32,
+}
+
+impl AttnDims {
+    pub fn heads(&self) -> Heads {
+        Heads {
+            h: self.n_heads as i64,
+            kvh: self.n_kv_heads as i64,
+            d: self.head_dim as i64,
+            max_seq: self.max_seq as i64,
+        }
+    }
+}
+
+/// Which attention kernel a step runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttnPath {
+    /// The plain kernel of ops.cu (reads q from the fused rows and K/V from the cache).
+    Plain,
+    /// attention_decode on the cache, Q packed.
+    Decode,
+    /// attention_prefill on this step's packed Q, K, V.
+    Prefill,
+}
+
+/// The buffers of one layer's KV append and attention for one step.
+#[derive(Debug, Clone, Copy)]
+pub struct AttnStep<'a> {
+    pub layout: &'a StepLayout,
+    /// Fused q|k|v rows [T, qkv_dim], RoPE already applied.
+    pub qkv: u64,
+    pub k_cache: u64,
+    pub v_cache: u64,
+    /// [T, H*D].
+    pub out: u64,
+    pub tok_seq: u64,
+    pub tok_pos: u64,
+    /// Packed Q [T, H*D] and K, V [T, KVH*D] for the families.
+    pub q_pack: u64,
+    pub k_pack: u64,
+    pub v_pack: u64,
+    /// The layout's integers (StepLayout::of).
+    pub ints: u64,
+    /// Decode split workspace.
+    pub ws_o: u64,
+    pub ws_ml: u64,
+    pub t: usize,
 }
 
 #[cfg(test)]

@@ -5,7 +5,8 @@
 //! * [`weights`]: `GpuWeights` (fused qkv / gate_up) from f32 weights, a streamed HF
 //!   directory, or random values generated on the device
 //! * [`op_choice`]: which implementation each op runs (`OpImpl`: plain or a tuned family)
-//! * [`ops`]: the op kernels, compiled and launched as chosen
+//! * [`ops`]: the op kernels, compiled and launched as chosen; the table of tuned ops
+//! * [`tuned_op`]: what a row of that table is, the trait its launchers sit behind
 //! * [`attention`]: which steps fit the attention families, their launches
 //! * [`linear`]: cuBLAS, the tuned gemm family, or gemm_int4 on int4 weights, with database
 //!   lookup per (M, N, K)
@@ -26,4 +27,5 @@ pub mod op_choice;
 pub mod ops;
 pub mod profile;
 pub mod shape;
+pub mod tuned_op;
 pub mod weights;

@@ -11,9 +11,9 @@
 //! x += Wdown·(silu(g)·u) with g|u = Wgate_up·rmsnorm(x). The residual additions happen in
 //! the epilogue of the Wo and Wdown GEMMs (cuBLAS beta = 1, or the kernels' R input).
 
-use super::attention::{decode_workspace_bytes, StepLayout};
+use super::attention::{decode_workspace_bytes, AttnDims, AttnStep, StepLayout};
 use super::linear::LinearBackend;
-use super::ops::{AttnDims, AttnStep, OpKernels, OpKind};
+use super::ops::{OpKernels, OpKind};
 use super::profile::Profiler;
 use super::weights::GpuWeights;
 use crate::gpu::device::{DevBuf, Gpu};

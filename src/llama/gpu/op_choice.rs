@@ -3,59 +3,18 @@
 //! way [`super::linear`] chooses GEMMs (nearest shape, else the template defaults), and
 //! fitted to the model's shapes. [`super::ops`] compiles and launches what is chosen.
 
-use super::attention;
+use super::ops::{OpKind, TUNED_OPS};
 use super::shape::ModelShape;
+use super::tuned_op::ModelFacts;
 use crate::gpu::cache::ModuleCache;
 use crate::gpu::device::Gpu;
 use crate::kernels::attention_common::{DECODE_SOURCE, PREFILL_SOURCE};
-use crate::kernels::attention_decode::DecodeLaunch;
-use crate::kernels::attention_prefill::wgmma::{wgmma_smem_bytes, WgmmaConfig, PREFILL_WGMMA_SOURCE};
-use crate::kernels::attention_prefill::MmaPrefillLaunch;
+use crate::kernels::attention_prefill::wgmma::PREFILL_WGMMA_SOURCE;
 use crate::kernels::tunables::{template_defaults, Tunables};
 use crate::kernels::DType;
 use crate::llama::config::LlamaConfig;
 use anyhow::{bail, Result};
 use std::collections::BTreeMap;
-
-/// Op kinds of the model, also the rows of the `--profile` table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum OpKind {
-    Embedding,
-    RmsNorm,
-    GemmQkv,
-    Rope,
-    KvAppend,
-    /// Attention of decode steps (one token per sequence).
-    Attention,
-    /// Attention of every other step (prefill).
-    AttentionPrefill,
-    GemmO,
-    GemmGateUp,
-    SwiGlu,
-    GemmDown,
-    GemmLmHead,
-    Argmax,
-}
-
-impl OpKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            OpKind::Embedding => "embedding",
-            OpKind::RmsNorm => "rmsnorm",
-            OpKind::GemmQkv => "gemm qkv",
-            OpKind::Rope => "rope",
-            OpKind::KvAppend => "kv_append",
-            OpKind::Attention => "attention",
-            OpKind::AttentionPrefill => "attention (prefill)",
-            OpKind::GemmO => "gemm o (+residual)",
-            OpKind::GemmGateUp => "gemm gate_up",
-            OpKind::SwiGlu => "swiglu",
-            OpKind::GemmDown => "gemm down (+residual)",
-            OpKind::GemmLmHead => "gemm lm_head",
-            OpKind::Argmax => "argmax",
-        }
-    }
-}
 
 /// How one non-linear op is computed.
 #[derive(Debug, Clone, PartialEq)]
@@ -67,33 +26,30 @@ pub enum OpImpl {
     Tuned { family: String, variant: String, params: BTreeMap<String, i64> },
 }
 
-/// The op implementations of one model instance.
-#[derive(Debug, Clone)]
+/// The op implementations of one model instance: one per row of [`TUNED_OPS`], keyed by the
+/// row's op kind; an op without an entry runs its reference kernel.
+#[derive(Debug, Clone, Default)]
 pub struct OpChoice {
-    pub rmsnorm: OpImpl,
-    pub rope: OpImpl,
-    /// Steps whose sequences all start at position 0 (see [`StepLayout`]).
-    pub attention_prefill: OpImpl,
-    /// Steps of one token per sequence.
-    pub attention_decode: OpImpl,
-    pub swiglu: OpImpl,
+    by_op: BTreeMap<OpKind, OpImpl>,
 }
+
+static REFERENCE: OpImpl = OpImpl::Reference;
 
 impl OpChoice {
     pub fn reference() -> OpChoice {
-        OpChoice {
-            rmsnorm: OpImpl::Reference,
-            rope: OpImpl::Reference,
-            attention_prefill: OpImpl::Reference,
-            attention_decode: OpImpl::Reference,
-            swiglu: OpImpl::Reference,
-        }
+        OpChoice::default()
     }
 
-    /// What the tuned path uses for the non-GEMM ops: each family's tuned winner nearest the
-    /// model's decode shape (prefill attention: its prefill shape), else the template
-    /// defaults; an op whose family cannot take the model's shape keeps its reference
-    /// kernel. Every decision is one line of the returned notes.
+    /// How `kind` is computed (`Reference` unless a tuned family was chosen for it).
+    pub fn get(&self, kind: OpKind) -> &OpImpl {
+        self.by_op.get(&kind).unwrap_or(&REFERENCE)
+    }
+
+    /// What the tuned path uses for the non-GEMM ops: for each row of [`TUNED_OPS`], in
+    /// order, the family's tuned winner nearest the model's shape for it, else the template
+    /// defaults, fitted to the model; an op whose family cannot take the model's shape keeps
+    /// its reference kernel. Every decision is one line of the returned notes, then each
+    /// tuned row's `tuned_note`.
     pub fn tuned(
         gpu: &Gpu,
         cache: &ModuleCache,
@@ -101,87 +57,36 @@ impl OpChoice {
         c: &LlamaConfig,
         shape: &ModelShape,
     ) -> (OpChoice, Vec<String>) {
+        let facts = ModelFacts { config: c, shape, max_smem: gpu.props.max_smem_optin as i64 };
         let mut notes = vec![];
         let mut choice = OpChoice::reference();
-        let (b, h, kvh, d) = (shape.batch as i64, c.n_heads as i64, c.n_kv_heads as i64, c.head_dim as i64);
-        let mut take = |op: &str, r: Result<(OpImpl, String)>| match r {
-            Ok((imp, note)) => {
-                notes.push(note);
-                imp
+        for op in TUNED_OPS {
+            let chosen = (op.shape)(&facts)
+                .and_then(|s| tuned_family_choice(gpu, cache, db_path, op.families, &s))
+                .and_then(|chosen| (op.fit)(chosen, &facts));
+            let imp = match chosen {
+                Ok((imp, note)) => {
+                    notes.push(note);
+                    imp
+                }
+                Err(e) => {
+                    notes.push(format!("{}: using the reference kernel ({e:#})", op.name));
+                    OpImpl::Reference
+                }
+            };
+            choice.by_op.insert(op.kind, imp);
+        }
+        for op in TUNED_OPS {
+            if let (Some(note), OpImpl::Tuned { .. }) = (op.tuned_note, choice.get(op.kind)) {
+                notes.push(note.into());
             }
-            Err(e) => {
-                notes.push(format!("{op}: using the reference kernel ({e:#})"));
-                OpImpl::Reference
-            }
-        };
-        choice.rmsnorm = take(
-            "rmsnorm",
-            tuned_family_choice(gpu, cache, db_path, &["rmsnorm"], &[("rows", 1), ("dim", c.dim as i64)]),
-        );
-        choice.swiglu = take(
-            "swiglu",
-            tuned_family_choice(gpu, cache, db_path, &["swiglu"], &[("tokens", 1), ("ffn", c.ffn_dim as i64)]),
-        );
-        let qkv_dim = (h + 2 * kvh) * d;
-        choice.rope = take(
-            "rope",
-            tuned_family_choice(
-                gpu,
-                cache,
-                db_path,
-                &["rope"],
-                &[("B", b), ("S", 1), ("Hq", h), ("Hkv", kvh), ("D", d)],
-            )
-            .and_then(|chosen| fit_rope(chosen, d, qkv_dim)),
-        );
-        let max_smem = gpu.props.max_smem_optin as i64;
-        let fits = attention::families_fit(c.n_heads, c.n_kv_heads, c.head_dim);
-        let prompt = (shape.max_step_tokens / shape.batch.max(1)).max(1) as i64;
-        choice.attention_prefill = take(
-            "attention_prefill",
-            fits.as_ref().map_err(|e| anyhow::anyhow!("{e:#}")).and_then(|_| {
-                let chosen = tuned_family_choice(
-                    gpu,
-                    cache,
-                    db_path,
-                    &["attention_prefill_varlen", "attention_prefill"],
-                    &[("B", b), ("S", prompt), ("H", h), ("KVH", kvh), ("D", d)],
-                )?;
-                fit_attention(chosen, d, max_smem, |t| {
-                    if t.variant() == "flash_wgmma" {
-                        let c = WgmmaConfig::new(t)?;
-                        Ok(wgmma_smem_bytes(c.block_m(), c.block_n, c.stages, d, 2))
-                    } else {
-                        Ok(MmaPrefillLaunch::new(t)?.smem_bytes(2))
-                    }
-                })
-            }),
-        );
-        choice.attention_decode = take(
-            "attention_decode",
-            fits.as_ref().map_err(|e| anyhow::anyhow!("{e:#}")).and_then(|_| {
-                let chosen = tuned_family_choice(
-                    gpu,
-                    cache,
-                    db_path,
-                    &["attention_decode_varlen", "attention_decode"],
-                    &[("B", b), ("L", shape.max_seq as i64), ("H", h), ("KVH", kvh), ("D", d)],
-                )?;
-                fit_attention(chosen, d, max_smem, |t| Ok(DecodeLaunch::new(t)?.smem_bytes(2)))
-            }),
-        );
-        if matches!(choice.attention_prefill, OpImpl::Tuned { .. }) {
-            notes.push(
-                "attention_prefill: used for prefills without a cached prefix; other multi-token steps take the reference kernel"
-                    .into(),
-            );
         }
         (choice, notes)
     }
 }
 
 /// One op's family choice: the implementation and the note saying where it came from.
-type Chosen = (OpImpl, String);
+pub type Chosen = (OpImpl, String);
 
 /// The family variant and tunables for one op: the tuned winner nearest `shape` in the first
 /// of `families` that has one (the varlen and plain attention families share a template),
@@ -239,7 +144,7 @@ fn with_defaults(family: &str, variant: &str, source: &str, params: BTreeMap<Str
 /// The rope config must split the model's half head into whole vectors and address Q and K
 /// inside the fused qkv rows (row stride a multiple of VEC); a winner that does not is
 /// replaced by the widest vector that does.
-fn fit_rope((imp, note): Chosen, d: i64, qkv_dim: i64) -> Result<Chosen> {
+pub fn fit_rope((imp, note): Chosen, d: i64, qkv_dim: i64) -> Result<Chosen> {
     let OpImpl::Tuned { family, variant, mut params } = imp else { return Ok((imp, note)) };
     let half = d / 2;
     let tunables = |p: &BTreeMap<String, i64>| Tunables::new(&variant, p.clone());
@@ -267,7 +172,7 @@ fn fit_rope((imp, note): Chosen, d: i64, qkv_dim: i64) -> Result<Chosen> {
 
 /// An attention config must be compiled for the model's head dim; a winner measured at
 /// another head dim is replaced by the template defaults at the model's.
-fn fit_attention(
+pub fn fit_attention(
     (imp, note): Chosen,
     d: i64,
     max_smem: i64,

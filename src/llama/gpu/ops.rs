@@ -2,13 +2,16 @@
 //! families plug in.
 //!
 //! Every op kind has an [`OpImpl`]: `Reference` (the plain kernel of ops.cu, what
-//! `--reference` runs) or `Tuned` (a kernlab family: rmsnorm, swiglu, rope, attention_prefill,
-//! attention_decode), chosen in [`super::op_choice`]; this module compiles and launches it
-//! through the family's own launcher. The linear
+//! `--reference` runs) or `Tuned` (a kernlab family), chosen in [`super::op_choice`]; this
+//! module compiles and launches it through the family's own launcher. The ops that may run a
+//! tuned family are the rows of [`TUNED_OPS`]: the choice and the compilation both iterate
+//! over it, so a new tuned op is a row there plus the tuned arm of its method here. The linear
 //! layers have their own backend ([`super::linear::LinearBackend`]); the attention families'
 //! contracts and launches are in [`super::attention`].
 
-use super::attention::{AttnIo, DecodeKernels, Heads, PrefillKernels, StepLayout};
+use super::attention::{self, AttnDims, AttnIo, AttnPath, AttnStep, DecodeKernels, PrefillKernels, StepLayout};
+use super::op_choice::{fit_attention, fit_rope};
+use super::tuned_op::{kernels, ModelFacts, OneKernel, TunedLauncher, TunedOp};
 use crate::gpu::cache::ModuleCache;
 use crate::gpu::device::{Arg, DevBuf, Gpu, Kernel};
 use crate::gpu::nvrtc::CompileRequest;
@@ -17,15 +20,13 @@ use crate::kernels::rope::{RopeDims, RopeIo, RopeLaunch};
 use crate::kernels::swiglu::SwiGluLaunch;
 use crate::kernels::tunables::Tunables;
 use anyhow::{bail, Context, Result};
+use std::any::Any;
 use std::collections::BTreeMap;
 
 pub const OPS_SOURCE: &str = include_str!("../../../kernels/llama/ops.cu");
 pub const OPS_NAME: &str = "kernels/llama/ops.cu";
 
 /// Entry points ops.cu must provide.
-/// Entry points of attention_decode's module the model launches.
-const DECODE_ENTRIES: [&str; 2] = ["attn_decode_split", "attn_decode_combine"];
-
 pub const OPS_ENTRIES: &[&str] = &[
     "embed_gather",
     "rmsnorm",
@@ -39,78 +40,153 @@ pub const OPS_ENTRIES: &[&str] = &[
     "fill_const_bf16",
 ];
 
-pub use super::op_choice::{OpChoice, OpImpl, OpKind};
+pub use super::op_choice::{OpChoice, OpImpl};
 
-/// The compiled ops.cu module.
+/// Op kinds of the model, also the rows of the `--profile` table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum OpKind {
+    Embedding,
+    RmsNorm,
+    GemmQkv,
+    Rope,
+    KvAppend,
+    /// Attention of decode steps (one token per sequence).
+    Attention,
+    /// Attention of every other step (prefill).
+    AttentionPrefill,
+    GemmO,
+    GemmGateUp,
+    SwiGlu,
+    GemmDown,
+    GemmLmHead,
+    Argmax,
+}
+
+impl OpKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            OpKind::Embedding => "embedding",
+            OpKind::RmsNorm => "rmsnorm",
+            OpKind::GemmQkv => "gemm qkv",
+            OpKind::Rope => "rope",
+            OpKind::KvAppend => "kv_append",
+            OpKind::Attention => "attention",
+            OpKind::AttentionPrefill => "attention (prefill)",
+            OpKind::GemmO => "gemm o (+residual)",
+            OpKind::GemmGateUp => "gemm gate_up",
+            OpKind::SwiGlu => "swiglu",
+            OpKind::GemmDown => "gemm down (+residual)",
+            OpKind::GemmLmHead => "gemm lm_head",
+            OpKind::Argmax => "argmax",
+        }
+    }
+}
+
+/// The tuned ops, in the order the choice notes list them.
+pub const TUNED_OPS: &[TunedOp] = &[
+    TunedOp {
+        name: "rmsnorm",
+        kind: OpKind::RmsNorm,
+        families: &["rmsnorm"],
+        shape: |m| Ok(vec![("rows", 1), ("dim", m.config.dim as i64)]),
+        fit: |chosen, _| Ok(chosen),
+        entries: |_| &["rmsnorm_rows"],
+        launcher: |_, ks, t| Ok(Box::new(OneKernel::new(ks, RmsNormLaunch::new(t)?)?)),
+        tuned_note: None,
+    },
+    TunedOp {
+        name: "swiglu",
+        kind: OpKind::SwiGlu,
+        families: &["swiglu"],
+        shape: |m| Ok(vec![("tokens", 1), ("ffn", m.config.ffn_dim as i64)]),
+        fit: |chosen, _| Ok(chosen),
+        entries: |_| &["swiglu"],
+        launcher: |_, ks, t| Ok(Box::new(OneKernel::new(ks, SwiGluLaunch::new(t)?)?)),
+        tuned_note: None,
+    },
+    TunedOp {
+        name: "rope",
+        kind: OpKind::Rope,
+        families: &["rope"],
+        shape: |m| {
+            let (b, h, kvh, d) = batch_heads(m);
+            Ok(vec![("B", b), ("S", 1), ("Hq", h), ("Hkv", kvh), ("D", d)])
+        },
+        fit: |chosen, m| {
+            let (_, h, kvh, d) = batch_heads(m);
+            fit_rope(chosen, d, (h + 2 * kvh) * d)
+        },
+        entries: |_| &["rope_llama3"],
+        launcher: |_, ks, t| Ok(Box::new(OneKernel::new(ks, RopeLaunch::new(t)?)?)),
+        tuned_note: None,
+    },
+    TunedOp {
+        name: "attention_prefill",
+        kind: OpKind::AttentionPrefill,
+        families: &["attention_prefill_varlen", "attention_prefill"],
+        shape: |m| {
+            let (b, h, kvh, d) = attention_heads(m)?;
+            let prompt = (m.shape.max_step_tokens / m.shape.batch.max(1)).max(1) as i64;
+            Ok(vec![("B", b), ("S", prompt), ("H", h), ("KVH", kvh), ("D", d)])
+        },
+        fit: |chosen, m| {
+            let d = m.config.head_dim as i64;
+            fit_attention(chosen, d, m.max_smem, |t| PrefillKernels::smem_bytes(t, d))
+        },
+        entries: |variant| if variant == "flash_wgmma" { &["attn_prefill_wgmma"] } else { &["attn_prefill"] },
+        launcher: |_, ks, t| {
+            let [kernel] = kernels(ks)?;
+            Ok(Box::new(PrefillKernels::new(kernel, t)?))
+        },
+        tuned_note: Some(
+            "attention_prefill: used for prefills without a cached prefix; other multi-token steps take the reference kernel",
+        ),
+    },
+    TunedOp {
+        name: "attention_decode",
+        kind: OpKind::Attention,
+        families: &["attention_decode_varlen", "attention_decode"],
+        shape: |m| {
+            let (b, h, kvh, d) = attention_heads(m)?;
+            Ok(vec![("B", b), ("L", m.shape.max_seq as i64), ("H", h), ("KVH", kvh), ("D", d)])
+        },
+        fit: |chosen, m| fit_attention(chosen, m.config.head_dim as i64, m.max_smem, DecodeKernels::smem_bytes),
+        entries: |_| &["attn_decode_split", "attn_decode_combine"],
+        launcher: |gpu, ks, t| {
+            let [split, combine] = kernels(ks)?;
+            Ok(Box::new(DecodeKernels::new(gpu, split, combine, t)?))
+        },
+        tuned_note: None,
+    },
+];
+
+/// Batch slots, query heads, KV heads and head dim of the model.
+fn batch_heads(m: &ModelFacts) -> (i64, i64, i64, i64) {
+    let c = m.config;
+    (m.shape.batch as i64, c.n_heads as i64, c.n_kv_heads as i64, c.head_dim as i64)
+}
+
+/// [`batch_heads`], when the attention families can take the model's heads.
+fn attention_heads(m: &ModelFacts) -> Result<(i64, i64, i64, i64)> {
+    attention::families_fit(m.config.n_heads, m.config.n_kv_heads, m.config.head_dim)?;
+    Ok(batch_heads(m))
+}
+
+/// `l` as the concrete launcher type `L`, if it is one.
+fn downcast<L: TunedLauncher>(l: &dyn TunedLauncher) -> Option<&L> {
+    (l as &dyn Any).downcast_ref::<L>()
+}
+
+/// The compiled ops.cu module and the tuned families of its choice.
 pub struct OpKernels {
     k: BTreeMap<&'static str, Kernel>,
-    /// Family kernels and their launchers when the op's choice is `Tuned`.
-    rmsnorm: Option<(Kernel, RmsNormLaunch)>,
-    swiglu: Option<(Kernel, SwiGluLaunch)>,
-    rope: Option<(Kernel, RopeLaunch)>,
-    decode: Option<DecodeKernels>,
-    prefill: Option<PrefillKernels>,
+    /// The launchers of the ops whose choice is `Tuned`, by op.
+    tuned: BTreeMap<OpKind, Box<dyn TunedLauncher>>,
     pub choice: OpChoice,
 }
 
 fn grid_stride(n: usize) -> (u32, u32, u32) {
     (n.div_ceil(256).clamp(1, 65_535 * 4) as u32, 1, 1)
-}
-
-/// Shape arguments shared by the attention-side kernels.
-#[derive(Debug, Clone, Copy)]
-pub struct AttnDims {
-    pub n_heads: i32,
-    pub n_kv_heads: i32,
-    pub head_dim: i32,
-    /// Positions per sequence in the KV cache.
-    pub max_seq: i32,
-}
-
-impl AttnDims {
-    fn heads(&self) -> Heads {
-        Heads {
-            h: self.n_heads as i64,
-            kvh: self.n_kv_heads as i64,
-            d: self.head_dim as i64,
-            max_seq: self.max_seq as i64,
-        }
-    }
-}
-
-/// Which attention kernel a step runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AttnPath {
-    /// The plain kernel of ops.cu (reads q from the fused rows and K/V from the cache).
-    Plain,
-    /// attention_decode on the cache, Q packed.
-    Decode,
-    /// attention_prefill on this step's packed Q, K, V.
-    Prefill,
-}
-
-/// The buffers of one layer's KV append and attention for one step.
-#[derive(Debug, Clone, Copy)]
-pub struct AttnStep<'a> {
-    pub layout: &'a StepLayout,
-    /// Fused q|k|v rows [T, qkv_dim], RoPE already applied.
-    pub qkv: u64,
-    pub k_cache: u64,
-    pub v_cache: u64,
-    /// [T, H*D].
-    pub out: u64,
-    pub tok_seq: u64,
-    pub tok_pos: u64,
-    /// Packed Q [T, H*D] and K, V [T, KVH*D] for the families.
-    pub q_pack: u64,
-    pub k_pack: u64,
-    pub v_pack: u64,
-    /// The layout's integers (StepLayout::of).
-    pub ints: u64,
-    /// Decode split workspace.
-    pub ws_o: u64,
-    pub ws_ml: u64,
-    pub t: usize,
 }
 
 /// The request that compiles ops.cu for `arch` (also used by the NVRTC tests).
@@ -143,52 +219,49 @@ impl OpKernels {
         for e in OPS_ENTRIES {
             k.insert(*e, gpu.load(&m.cubin, e)?);
         }
-        // Each family kernel with its family's launcher, built once from the same tunables
-        // it was compiled with.
-        let one = |imp: &OpImpl, entry: &str| -> Result<Option<(Kernel, Tunables)>> {
-            Ok(load_tuned(gpu, cache, imp, &[entry])?.map(|(mut ks, t)| (ks.remove(0), t)))
-        };
-        let rmsnorm = match one(&choice.rmsnorm, "rmsnorm_rows")? {
-            Some((k, t)) => Some((k, RmsNormLaunch::new(&t)?)),
-            None => None,
-        };
-        let swiglu = match one(&choice.swiglu, "swiglu")? {
-            Some((k, t)) => Some((k, SwiGluLaunch::new(&t)?)),
-            None => None,
-        };
-        let rope = match one(&choice.rope, "rope_llama3")? {
-            Some((k, t)) => Some((k, RopeLaunch::new(&t)?)),
-            None => None,
-        };
-        let decode = match load_tuned(gpu, cache, &choice.attention_decode, &DECODE_ENTRIES)? {
-            Some((mut ks, t)) => {
-                let combine = ks.remove(1);
-                Some(DecodeKernels::new(gpu, ks.remove(0), combine, &t)?)
+        // Each tuned family's kernels with its launcher, built once from the same tunables
+        // they were compiled with.
+        let mut tuned = BTreeMap::new();
+        for op in TUNED_OPS {
+            let imp = choice.get(op.kind);
+            let OpImpl::Tuned { variant, .. } = imp else { continue };
+            if let Some((ks, t)) = load_tuned(gpu, cache, imp, (op.entries)(variant))? {
+                tuned.insert(op.kind, (op.launcher)(gpu, ks, &t)?);
             }
-            None => None,
-        };
-        let prefill_entry = match &choice.attention_prefill {
-            OpImpl::Tuned { variant, .. } if variant == "flash_wgmma" => "attn_prefill_wgmma",
-            _ => "attn_prefill",
-        };
-        let prefill = match load_tuned(gpu, cache, &choice.attention_prefill, &[prefill_entry])? {
-            Some((mut ks, t)) => Some(PrefillKernels::new(ks.remove(0), &t)?),
-            None => None,
-        };
-        Ok(OpKernels { k, rmsnorm, swiglu, rope, decode, prefill, choice })
+        }
+        Ok(OpKernels { k, tuned, choice })
+    }
+
+    /// The tuned launcher of `kind`, as the type its [`TUNED_OPS`] row builds; `None` when the
+    /// op runs its reference kernel.
+    fn tuned<L: TunedLauncher>(&self, kind: OpKind) -> Option<&L> {
+        let l = self.tuned.get(&kind)?;
+        Some(
+            downcast(l.as_ref()).unwrap_or_else(|| {
+                panic!("internal: the TUNED_OPS row of {} builds another launcher type", kind.name())
+            }),
+        )
+    }
+
+    fn decode(&self) -> Option<&DecodeKernels> {
+        self.tuned(OpKind::Attention)
+    }
+
+    fn prefill(&self) -> Option<&PrefillKernels> {
+        self.tuned(OpKind::AttentionPrefill)
     }
 
     /// Whether this instance runs any attention family (the model then allocates the packed
     /// Q/K/V buffers and the split workspace).
     pub fn uses_attention_families(&self) -> bool {
-        self.decode.is_some() || self.prefill.is_some()
+        self.decode().is_some() || self.prefill().is_some()
     }
 
     /// The attention kernel for a step of this layout.
     pub fn attention_path(&self, layout: &StepLayout) -> AttnPath {
         match layout {
-            StepLayout::Decode { .. } if self.decode.is_some() => AttnPath::Decode,
-            StepLayout::FreshPrefill { .. } if self.prefill.is_some() => AttnPath::Prefill,
+            StepLayout::Decode { .. } if self.decode().is_some() => AttnPath::Decode,
+            StepLayout::FreshPrefill { .. } if self.prefill().is_some() => AttnPath::Prefill,
             _ => AttnPath::Plain,
         }
     }
@@ -215,7 +288,7 @@ impl OpKernels {
 
     #[allow(clippy::too_many_arguments)]
     pub fn rmsnorm(&self, gpu: &Gpu, x: u64, w: &DevBuf, out: u64, rows: usize, dim: usize, eps: f32) -> Result<()> {
-        match &self.rmsnorm {
+        match self.tuned::<OneKernel<RmsNormLaunch>>(OpKind::RmsNorm) {
             None => {
                 // SAFETY: see the note on `gather`.
                 unsafe {
@@ -235,7 +308,7 @@ impl OpKernels {
                     )
                 }
             }
-            Some((k, l)) => {
+            Some(OneKernel { kernel: k, launch: l }) => {
                 // h = NULL: the plain norm (the model fuses its residual adds into the GEMMs).
                 let io = RmsNormIo { x, h: 0, res: 0, y: out, w: w.ptr };
                 // SAFETY: see the note on `gather`; `k` was compiled with `l`'s tunables.
@@ -245,7 +318,7 @@ impl OpKernels {
     }
 
     pub fn rope(&self, gpu: &Gpu, qkv: u64, tok_pos: u64, inv_freq: &DevBuf, t: usize, d: AttnDims) -> Result<()> {
-        match &self.rope {
+        match self.tuned::<OneKernel<RopeLaunch>>(OpKind::Rope) {
             None => {
                 // SAFETY: see the note on `gather`.
                 unsafe {
@@ -266,7 +339,7 @@ impl OpKernels {
                     )
                 }
             }
-            Some((kern, l)) => {
+            Some(OneKernel { kernel: kern, launch: l }) => {
                 // The family's contract with seq_len = 1: every token is its own "sequence"
                 // whose offset is its position, so `offsets` is the model's tok_pos; Q and K
                 // are views into the fused rows (stride qkv_dim), rotated in place.
@@ -330,7 +403,7 @@ impl OpKernels {
     /// For a decode step, what its launches depend on beyond the token count: the decode
     /// family's split count (0 on the plain kernel, whose grid is fixed). None otherwise.
     pub fn decode_launch_key(&self, layout: &StepLayout, t: usize, d: AttnDims) -> Option<i64> {
-        match (self.attention_path(layout), layout, &self.decode) {
+        match (self.attention_path(layout), layout, self.decode()) {
             (AttnPath::Decode, StepLayout::Decode { max_len }, Some(l)) => Some(l.splits(d.heads(), t, *max_len)),
             (_, StepLayout::Decode { .. }, _) => Some(0),
             _ => None,
@@ -342,7 +415,7 @@ impl OpKernels {
             bail!("the reference attention kernel needs head_dim a multiple of 32 and at most 256, got {}", d.head_dim);
         }
         let io = |k: u64, v: u64| AttnIo { q: s.q_pack, k, v, out: s.out, ints: s.ints, ws_o: s.ws_o, ws_ml: s.ws_ml };
-        match (self.attention_path(s.layout), s.layout, &self.decode, &self.prefill) {
+        match (self.attention_path(s.layout), s.layout, self.decode(), self.prefill()) {
             (AttnPath::Decode, StepLayout::Decode { max_len }, Some(l), _) => {
                 l.launch(gpu, &io(s.k_cache, s.v_cache), d.heads(), s.t, *max_len)
             }
@@ -376,7 +449,7 @@ impl OpKernels {
     }
 
     pub fn swiglu(&self, gpu: &Gpu, gate_up: u64, out: u64, t: usize, ffn: usize) -> Result<()> {
-        match &self.swiglu {
+        match self.tuned::<OneKernel<SwiGluLaunch>>(OpKind::SwiGlu) {
             None => {
                 // SAFETY: see the note on `gather`.
                 unsafe {
@@ -390,7 +463,7 @@ impl OpKernels {
                 }
             }
             // SAFETY: see the note on `gather`; `k` was compiled with `l`'s tunables.
-            Some((k, l)) => unsafe { l.launch(gpu, k, gate_up, out, t as i64, ffn as i64) },
+            Some(OneKernel { kernel: k, launch: l }) => unsafe { l.launch(gpu, k, gate_up, out, t as i64, ffn as i64) },
         }
     }
 
@@ -431,6 +504,72 @@ impl OpKernels {
                 0,
                 &[Arg::Ptr(p), Arg::U64(n as u64), Arg::F32(v)],
             )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::llama::config::LlamaConfig;
+    use crate::llama::gpu::shape::ModelShape;
+
+    #[test]
+    fn tuned_op_rows_agree_with_their_families() {
+        // The choice notes list the ops in this order.
+        let names: Vec<&str> = TUNED_OPS.iter().map(|op| op.name).collect();
+        assert_eq!(names, ["rmsnorm", "swiglu", "rope", "attention_prefill", "attention_decode"]);
+        let mut kinds: Vec<OpKind> = TUNED_OPS.iter().map(|op| op.kind).collect();
+        kinds.sort();
+        kinds.dedup();
+        assert_eq!(kinds.len(), TUNED_OPS.len(), "one row per op kind");
+        for op in TUNED_OPS {
+            for family in op.families {
+                let fam = crate::kernels::family(family).unwrap();
+                let sweep =
+                    crate::tune::space::Sweep::load(&crate::paths::sweep_file(family), fam.shape_dims()).unwrap();
+                for v in &sweep.variants {
+                    let module = fam.entries(&v.name).unwrap();
+                    for e in (op.entries)(&v.name) {
+                        assert!(module.contains(e), "{}: {family} {} has no entry {e}", op.name, v.name);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn launchers_come_back_as_their_own_type() {
+        struct A(u32);
+        struct B;
+        impl TunedLauncher for A {}
+        impl TunedLauncher for B {}
+        let boxed: BTreeMap<OpKind, Box<dyn TunedLauncher>> =
+            [(OpKind::RmsNorm, Box::new(A(7)) as Box<dyn TunedLauncher>), (OpKind::Rope, Box::new(B))].into();
+        assert_eq!(downcast::<A>(boxed[&OpKind::RmsNorm].as_ref()).map(|a| a.0), Some(7));
+        assert!(downcast::<B>(boxed[&OpKind::RmsNorm].as_ref()).is_none());
+        assert!(downcast::<B>(boxed[&OpKind::Rope].as_ref()).is_some());
+    }
+
+    #[test]
+    fn tuned_op_shapes_are_the_model_shapes() {
+        let c = LlamaConfig::preset("llama3-8b").unwrap();
+        let shape = ModelShape { batch: 8, max_seq: 4096, max_step_tokens: 8 * 512 };
+        let facts = ModelFacts { config: &c, shape: &shape, max_smem: 227 * 1024 };
+        let shape_of = |name: &str| (TUNED_OPS.iter().find(|op| op.name == name).unwrap().shape)(&facts);
+        assert_eq!(shape_of("rmsnorm").unwrap(), [("rows", 1), ("dim", 4096)]);
+        assert_eq!(shape_of("swiglu").unwrap(), [("tokens", 1), ("ffn", 14336)]);
+        assert_eq!(shape_of("rope").unwrap(), [("B", 8), ("S", 1), ("Hq", 32), ("Hkv", 8), ("D", 128)]);
+        let prefill = [("B", 8), ("S", 512), ("H", 32), ("KVH", 8), ("D", 128)];
+        assert_eq!(shape_of("attention_prefill").unwrap(), prefill);
+        let decode = [("B", 8), ("L", 4096), ("H", 32), ("KVH", 8), ("D", 128)];
+        assert_eq!(shape_of("attention_decode").unwrap(), decode);
+        // A head dim the attention families do not take: those ops keep the reference kernel.
+        let c80 = LlamaConfig { head_dim: 80, ..c.clone() };
+        let facts = ModelFacts { config: &c80, ..facts };
+        for op in TUNED_OPS {
+            let fits = (op.shape)(&facts).is_ok();
+            assert_eq!(fits, !op.name.starts_with("attention"), "{}", op.name);
         }
     }
 }
