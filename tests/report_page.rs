@@ -134,6 +134,9 @@ fn warnings_are_notes_at_the_end_and_keys_have_names() {
 #[test]
 fn e2e_and_quality_sections_from_their_files() {
     let (dir, _keep) = fixture("page_sections");
+    // `kernlab quality` writes its chart beside the CSV: the page shows it from there.
+    let results = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/results");
+    std::fs::copy(results.join("quality-smollm2-cpu.png"), dir.join("reports/quality-smollm2-cpu.png")).unwrap();
     let (summary, html) = render(&dir);
     assert_eq!(summary.e2e.len(), 1);
     assert_eq!(summary.sections.len(), 1);
@@ -142,6 +145,7 @@ fn e2e_and_quality_sections_from_their_files() {
     assert!(e2e.contains("DRAM copy 4241 GB/s"), "the e2e bound is named");
     let q = &html[html.find("id=\"quality\"").expect("a quality section")..];
     assert!(q.contains("gptq-g64-act") && q.contains("perplexity"));
+    assert!(q.contains("<img src=\"../reports/quality-smollm2-cpu.png\""), "the quality chart, linked relatively");
     // Neither file is mistaken for a sweep.
     assert_eq!(summary.sweeps.len(), 2);
 }

@@ -170,10 +170,14 @@ pub fn report_section() -> crate::report::SectionSource {
         let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
         name.starts_with("quality") && name.ends_with(".csv")
     }
-    fn render(p: &Path) -> Result<String> {
+    fn render(p: &Path, page_dir: &Path) -> Result<String> {
         let rows = read_csv(p)?;
         let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        Ok(html_section(&rows, &format!("the unquantized model (the \"reference\" row) · {name}"), None))
+        // `kernlab quality` draws its chart beside the CSV (same stem, .png).
+        let chart = p.with_extension("png");
+        let chart_src = chart.is_file().then(|| crate::report::links::href(&chart, page_dir));
+        let reference = format!("the unquantized model (the \"reference\" row) · {name}");
+        Ok(html_section(&rows, &reference, chart_src.as_deref()))
     }
     crate::report::SectionSource { name: "quality table", claims, render }
 }

@@ -113,7 +113,7 @@ pub fn build_report_with(opts: &ReportOptions) -> Result<ReportSummary> {
         .collect();
     entries.sort();
 
-    let mut inputs = read_inputs(&entries, opts);
+    let mut inputs = read_inputs(&entries, opts, &out_dir);
     draw_rooflines(&mut inputs, &out_dir, opts.roofline_all_candidates);
     for s in &mut inputs.sweeps {
         draw_sweep_charts(&out_dir, s, &mut inputs.notes);
@@ -140,7 +140,7 @@ pub fn build_report_with(opts: &ReportOptions) -> Result<ReportSummary> {
 }
 
 /// Reads every file the page can show; what cannot be read becomes a note.
-fn read_inputs(entries: &[PathBuf], opts: &ReportOptions) -> Inputs {
+fn read_inputs(entries: &[PathBuf], opts: &ReportOptions, out_dir: &Path) -> Inputs {
     let mut inputs = Inputs::default();
     // Ceilings: those in the dir, then the extra ones; one per GPU, the first wins.
     let named = |p: &PathBuf| {
@@ -163,7 +163,7 @@ fn read_inputs(entries: &[PathBuf], opts: &ReportOptions) -> Inputs {
     }
     for p in entries {
         if let Some(src) = opts.sections.iter().find(|s| (s.claims)(p)) {
-            match (src.render)(p) {
+            match (src.render)(p, out_dir) {
                 Ok(html) => inputs.sections.push((p.clone(), html)),
                 Err(e) => inputs.notes.push(format!("skipped {} ({}): {e:#}", name_of(p), src.name)),
             }

@@ -12,8 +12,9 @@ pub struct SectionSource {
     pub name: &'static str,
     /// Whether a file of the reports dir is one of this kind.
     pub claims: fn(&Path) -> bool,
-    /// The HTML section for one claimed file (escaped, with its own heading).
-    pub render: fn(&Path) -> Result<String>,
+    /// The HTML section for one claimed file (escaped, with its own heading), given the
+    /// folder the page is written to (for relative links to files beside the claimed one).
+    pub render: fn(&Path, &Path) -> Result<String>,
 }
 
 impl std::fmt::Debug for SectionSource {

@@ -41,6 +41,8 @@ struct Report {
     model: String,
     gpu: String,
     path: String,
+    /// The layer linears' weight format: "bf16", or "int4 g128 symmetric" and the like.
+    weights: String,
     /// The copy rate (read + write) behind the bound, kept for readers of older reports.
     copy_bw_gb_s: f64,
     /// What "% of DRAM bound" divides by: the roofline's DRAM ceiling.
@@ -135,6 +137,10 @@ fn run_to_report(a: &E2eArgs, src: ModelSource) -> Result<(ExitCode, Report)> {
         model: c.name.clone(),
         gpu: s.gpu.props.name.clone(),
         path: s.path_name.into(),
+        weights: match &s.store {
+            Some(st) => format!("int4 g{} symmetric (RTN on the GPU, bf16 scales; lm_head bf16)", st.group),
+            None => "bf16".into(),
+        },
         copy_bw_gb_s: dram.copy_gb_s,
         dram_bound: dram.clone(),
         prompt: prompt.clone(),
