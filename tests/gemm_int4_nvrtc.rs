@@ -7,31 +7,17 @@
 
 mod nvrtc_support;
 
-use kernlab::gpu::libs;
 use kernlab::gpu::nvrtc::CompileRequest;
 use kernlab::kernels::gemm_int4::quantize::{quantize_request, QUANTIZE_GROUPS};
 use kernlab::kernels::gemm_int4::{reference_request, with_format, GemmInt4, SELFTEST_FORMATS};
 use kernlab::kernels::{DType, Family, Shape};
 use kernlab::tune::compile::request;
 use kernlab::tune::space::{Candidate, DeviceLimits, Sweep};
-use nvrtc_support::{assert_all_compile, Job};
+use nvrtc_support::{assert_all_compile, nvrtc_available, Job};
 use std::collections::BTreeMap;
 use std::path::Path;
 
 const ARCHS: &[&str] = &["sm_80", "sm_86", "sm_90a"];
-
-fn nvrtc_available() -> bool {
-    match libs::nvrtc() {
-        Ok(_) => true,
-        Err(e) => {
-            if std::env::var("KERNLAB_REQUIRE_NVRTC").is_ok_and(|v| v == "1") {
-                panic!("KERNLAB_REQUIRE_NVRTC=1 but NVRTC is missing: {e:#}");
-            }
-            eprintln!("skipping the NVRTC compile checks: {e:#}");
-            false
-        }
-    }
-}
 
 fn sweep() -> Sweep {
     Sweep::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("sweeps/gemm_int4.toml"), GemmInt4.shape_dims()).unwrap()
