@@ -7,6 +7,7 @@ use crate::gpu::{libs, nvrtc};
 use anyhow::Result;
 use clap::Args;
 use serde::Serialize;
+use std::path::Path;
 use std::process::ExitCode;
 
 #[derive(Args, Debug)]
@@ -54,34 +55,32 @@ pub struct DevicesJson {
     pub cublas: LibraryJson,
 }
 
-fn nvrtc_json() -> LibraryJson {
-    match libs::nvrtc() {
-        Ok(i) => LibraryJson {
-            found: true,
-            path: Some(i.lib.display().to_string()),
-            found_via: Some(i.how.clone()),
-            version: nvrtc::version().ok(),
-            error: None,
-        },
-        Err(e) => {
-            LibraryJson { found: false, path: None, found_via: None, version: None, error: Some(format!("{e:#}")) }
+impl LibraryJson {
+    /// What a library lookup found (its path and the rule that found it) or why it failed.
+    fn from_lookup(found: Result<(&Path, &str)>, version: Option<String>) -> LibraryJson {
+        match found {
+            Ok((lib, how)) => LibraryJson {
+                found: true,
+                path: Some(lib.display().to_string()),
+                found_via: Some(how.to_string()),
+                version,
+                error: None,
+            },
+            Err(e) => {
+                LibraryJson { found: false, path: None, found_via: None, version: None, error: Some(format!("{e:#}")) }
+            }
         }
     }
 }
 
+fn nvrtc_json() -> LibraryJson {
+    let found = libs::nvrtc().map(|i| (i.lib.as_path(), i.how.as_str()));
+    let version = if found.is_ok() { nvrtc::version().ok() } else { None };
+    LibraryJson::from_lookup(found, version)
+}
+
 fn cublas_json() -> LibraryJson {
-    match libs::cublas() {
-        Ok(f) => LibraryJson {
-            found: true,
-            path: Some(f.lib.display().to_string()),
-            found_via: Some(f.how.clone()),
-            version: None,
-            error: None,
-        },
-        Err(e) => {
-            LibraryJson { found: false, path: None, found_via: None, version: None, error: Some(format!("{e:#}")) }
-        }
-    }
+    LibraryJson::from_lookup(libs::cublas().map(|f| (f.lib.as_path(), f.how.as_str())), None)
 }
 
 /// Opens the GPUs asked for: one ordinal, or every one the driver sees.

@@ -2,38 +2,32 @@
 
 use std::process::Command;
 
-fn e2e(args: &[&str]) -> (bool, String) {
+/// Runs `kernlab e2e` with `args` and checks that it fails with every one of `needles` in
+/// its error output.
+fn assert_refused(args: &[&str], needles: &[&str]) {
     let out = Command::new(env!("CARGO_BIN_EXE_kernlab")).arg("e2e").args(args).output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stderr).to_string())
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "e2e {args:?} succeeded");
+    assert!(needles.iter().all(|n| err.contains(n)), "e2e {args:?}: {err}");
 }
 
 #[test]
 fn missing_model_file_is_a_clear_error() {
-    let (ok, err) = e2e(&["--model", "/no/such/model.gguf"]);
-    assert!(!ok);
-    assert!(err.contains("does not exist"), "{err}");
+    assert_refused(&["--model", "/no/such/model.gguf"], &["does not exist"]);
 }
 
 #[test]
 fn prompt_longer_than_the_context_is_a_clear_error() {
-    let (ok, err) = e2e(&["--preset", "tiny", "--prompt-len", "250", "--gen-len", "10"]);
-    assert!(!ok);
-    assert!(err.contains("context") && err.contains("260"), "{err}");
+    assert_refused(&["--preset", "tiny", "--prompt-len", "250", "--gen-len", "10"], &["context", "260"]);
 }
 
 #[test]
 fn hf_reference_without_model_is_refused() {
-    let (ok, err) = e2e(&["--hf-reference", "ref.json"]);
-    assert!(!ok);
-    assert!(err.contains("--model"), "{err}");
+    assert_refused(&["--hf-reference", "ref.json"], &["--model"]);
 }
 
 #[test]
 fn int4_weights_with_a_bf16_check_are_refused() {
-    let (ok, err) = e2e(&["--preset", "tiny", "--weights", "int4", "--check-cpu"]);
-    assert!(!ok);
-    assert!(err.contains("--weights int4") && err.contains("--validate"), "{err}");
-    let (ok, err) = e2e(&["--weights", "int8"]);
-    assert!(!ok);
-    assert!(err.contains("int8") && err.contains("int4"), "{err}");
+    assert_refused(&["--preset", "tiny", "--weights", "int4", "--check-cpu"], &["--weights int4", "--validate"]);
+    assert_refused(&["--weights", "int8"], &["int8", "int4"]);
 }

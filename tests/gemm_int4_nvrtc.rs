@@ -7,31 +7,17 @@
 
 mod nvrtc_support;
 
-use kernlab::gpu::libs;
 use kernlab::gpu::nvrtc::CompileRequest;
 use kernlab::kernels::gemm_int4::quantize::{quantize_request, QUANTIZE_GROUPS};
 use kernlab::kernels::gemm_int4::{reference_request, with_format, GemmInt4, SELFTEST_FORMATS};
 use kernlab::kernels::{DType, Family, Shape};
 use kernlab::tune::compile::request;
 use kernlab::tune::space::{Candidate, DeviceLimits, Sweep};
-use nvrtc_support::{assert_all_compile, Job};
+use nvrtc_support::{assert_all_compile, nvrtc_available, Job};
 use std::collections::BTreeMap;
 use std::path::Path;
 
 const ARCHS: &[&str] = &["sm_80", "sm_86", "sm_90a"];
-
-fn nvrtc_available() -> bool {
-    match libs::nvrtc() {
-        Ok(_) => true,
-        Err(e) => {
-            if std::env::var("KERNLAB_REQUIRE_NVRTC").is_ok_and(|v| v == "1") {
-                panic!("KERNLAB_REQUIRE_NVRTC=1 but NVRTC is missing: {e:#}");
-            }
-            eprintln!("skipping the NVRTC compile checks: {e:#}");
-            false
-        }
-    }
-}
 
 fn sweep() -> Sweep {
     Sweep::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("sweeps/gemm_int4.toml"), GemmInt4.shape_dims()).unwrap()
@@ -76,15 +62,18 @@ fn templates_compile_at_their_defaults_and_the_reference_and_quantizer_modules_c
     assert_all_compile(reqs);
 }
 
+/// The candidates of `s` the constraints keep at `shape` (MxNxK) in bf16 on `arch`.
+fn kept(s: &Sweep, shape: &str, arch: &str) -> Vec<Candidate> {
+    let shape = Shape::parse(shape, GemmInt4.shape_dims()).unwrap();
+    s.enumerate(&shape.dims, 2, &DeviceLimits::for_arch(arch).unwrap()).unwrap().kept
+}
+
 /// Every `step`-th kept candidate of a few default shapes (both variants, both ends of M).
 fn sample(arch: &str, step: usize) -> Vec<Candidate> {
     let s = sweep();
-    let limits = DeviceLimits::for_arch(arch).unwrap();
     let mut out: Vec<Candidate> = Vec::new();
-    for text in ["1x4096x14336", "16x28672x4096", "2048x4096x4096"] {
-        let shape = Shape::parse(text, GemmInt4.shape_dims()).unwrap();
-        let kept = s.enumerate(&shape.dims, 2, &limits).unwrap().kept;
-        out.extend(kept.into_iter().step_by(step));
+    for shape in ["1x4096x14336", "16x28672x4096", "2048x4096x4096"] {
+        out.extend(kept(&s, shape, arch).into_iter().step_by(step));
     }
     out.sort();
     out.dedup();
@@ -124,15 +113,15 @@ fn every_selftest_format_compiles_for_every_variant_and_dtype() {
             ("int4_wgmma_rs", "2048x4096x4096"),
             ("int4_wgmma_rs", "1x4096x4096"),
         ] {
-            let shape = Shape::parse(shape, GemmInt4.shape_dims()).unwrap();
-            let kept = s.enumerate(&shape.dims, 2, &DeviceLimits::for_arch(arch).unwrap()).unwrap().kept;
-            let Some(c) = kept.iter().filter(|c| c.variant == variant).max_by_key(|c| match variant {
-                "int4_gemv" => c.params["ROWS_PER_WARP"] * c.params["M_MAX"] * c.params["VEC"],
-                "int4_gemv_tc" => c.params["N_TILES"] * c.params["UNROLL"] * c.params["M_TILES"],
-                "int4_mma_wgmma" => (c.params["BM"] / 64) * c.params["BN"] / c.params["WG_N"],
-                "int4_wgmma_rs" => c.params["MT"] * c.params["BT"],
-                _ => (c.params["WM"] / 16) * (c.params["WN"] / 8) * (c.params["BK"] / 64),
-            }) else {
+            let Some(c) =
+                kept(&s, shape, arch).into_iter().filter(|c| c.variant == variant).max_by_key(|c| match variant {
+                    "int4_gemv" => c.params["ROWS_PER_WARP"] * c.params["M_MAX"] * c.params["VEC"],
+                    "int4_gemv_tc" => c.params["N_TILES"] * c.params["UNROLL"] * c.params["M_TILES"],
+                    "int4_mma_wgmma" => (c.params["BM"] / 64) * c.params["BN"] / c.params["WG_N"],
+                    "int4_wgmma_rs" => c.params["MT"] * c.params["BT"],
+                    _ => (c.params["WM"] / 16) * (c.params["WN"] / 8) * (c.params["BK"] / 64),
+                })
+            else {
                 assert!(variant.contains("wgmma") && *arch != "sm_90a", "{variant} has no candidate for {arch}");
                 continue;
             };

@@ -5,7 +5,7 @@
 mod nvrtc_support;
 
 use kernlab::gpu::nvrtc::{self, CompileRequest};
-use kernlab::kernels::{self, DType, Shape};
+use kernlab::kernels::{self, DType, Family, Shape};
 use kernlab::tune::compile;
 use kernlab::tune::space::{Candidate, DeviceLimits, Strategy, Sweep};
 use kernlab::tune::strategy;
@@ -22,17 +22,17 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn load(family: &str) -> Sweep {
+/// The family and its shipped sweep file.
+fn load(family: &str) -> (&'static dyn Family, Sweep) {
     let f = kernels::family(family).unwrap();
-    Sweep::load(&root().join(format!("sweeps/{family}.toml")), f.shape_dims()).unwrap()
+    (f, Sweep::load(&root().join(format!("sweeps/{family}.toml")), f.shape_dims()).unwrap())
 }
 
 #[test]
 fn templates_and_references_compile_at_defaults_in_every_dtype_and_arch() {
     let mut jobs = Vec::new();
     for family in FAMILIES {
-        let fam = kernels::family(family).unwrap();
-        let sweep = load(family);
+        let (fam, sweep) = load(family);
         let reference = root().join(format!("kernels/{family}/reference.cu"));
         let ref_source = nvrtc::load_source(&reference).unwrap();
         for arch in ARCHS {
@@ -76,8 +76,7 @@ fn templates_and_references_compile_at_defaults_in_every_dtype_and_arch() {
 fn a_sample_of_each_sweep_space_compiles_for_every_arch() {
     let mut jobs = Vec::new();
     for family in FAMILIES {
-        let fam = kernels::family(family).unwrap();
-        let sweep = load(family);
+        let (fam, sweep) = load(family);
         for arch in ARCHS {
             let limits = DeviceLimits::for_arch(arch).unwrap();
             for dt in [DType::BF16, DType::F32] {

@@ -4,7 +4,7 @@
 mod nvrtc_support;
 
 use kernlab::gpu::nvrtc::{self, CompileRequest};
-use kernlab::kernels::{self, DType, Shape};
+use kernlab::kernels::{self, DType, Family, Shape};
 use kernlab::tune::compile;
 use kernlab::tune::space::{DeviceLimits, Strategy, Sweep};
 use kernlab::tune::strategy;
@@ -19,15 +19,22 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn sweeps() -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(root().join("sweeps"))
+/// Every shipped sweep file (sorted), loaded with its family.
+fn shipped_sweeps() -> Vec<(&'static dyn Family, Sweep)> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(root().join("sweeps"))
         .unwrap()
         .flatten()
         .map(|e| e.path())
         .filter(|p| p.extension().map(|e| e == "toml").unwrap_or(false))
         .collect();
-    v.sort();
-    v
+    paths.sort();
+    paths
+        .iter()
+        .map(|p| {
+            let fam = kernels::family(&family_of(p)).unwrap();
+            (fam, Sweep::load(p, fam.shape_dims()).unwrap())
+        })
+        .collect()
 }
 
 fn family_of(path: &Path) -> String {
@@ -38,9 +45,7 @@ fn family_of(path: &Path) -> String {
 #[test]
 fn every_template_compiles_at_its_defaults_for_every_arch() {
     let mut jobs = Vec::new();
-    for sp in sweeps() {
-        let fam = kernels::family(&family_of(&sp)).unwrap();
-        let sweep = Sweep::load(&sp, fam.shape_dims()).unwrap();
+    for (_, sweep) in shipped_sweeps() {
         for v in &sweep.variants {
             for arch in ARCHS {
                 let cc: i64 = arch.trim_start_matches("sm_").trim_end_matches('a').parse().unwrap();
@@ -68,9 +73,7 @@ fn every_template_compiles_at_its_defaults_for_every_arch() {
 #[test]
 fn a_sample_of_every_sweep_space_compiles() {
     let mut jobs = Vec::new();
-    for sp in sweeps() {
-        let fam = kernels::family(&family_of(&sp)).unwrap();
-        let sweep = Sweep::load(&sp, fam.shape_dims()).unwrap();
+    for (fam, sweep) in shipped_sweeps() {
         for arch in ["sm_90a", "sm_80"] {
             let limits = DeviceLimits::for_arch(arch).unwrap();
             let mut by_variant: BTreeMap<String, Vec<kernlab::tune::space::Candidate>> = BTreeMap::new();

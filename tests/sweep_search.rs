@@ -1,36 +1,32 @@
 //! The sweep's search loop with a fake GPU: the strategies drive the real per-shape loop
 //! over the real lazy space of a sweep file, with measurements made up by the test.
 
+mod sweep_support;
+
 use kernlab::tune::record::{CandidateRecord, Status, Timing};
 use kernlab::tune::search::{SearchStrategy, Searcher, StopReason};
 use kernlab::tune::settle::settle;
 use kernlab::tune::shape_search::{Halt, Limits, Measure, ShapeSearch, Stop};
-use kernlab::tune::space::{Candidate, DeviceLimits, ShapeEnv, Sweep};
+use kernlab::tune::space::{Candidate, ShapeEnv, Sweep};
 use kernlab::tune::summary::{search_line, ShapeResult};
 use kernlab::tune::sweep_plan::{default_strategy, plan_work, How, SearchRequest, ShapeWork};
 use std::cell::Cell;
 use std::collections::HashSet;
 use std::time::Duration;
+use sweep_support::{env_64, wide_sweep};
 
-/// A sweep over `n` parameters P0.. of values 1..=k, P2 even (so half the points are valid).
+/// A sweep over `n` parameters P0.. of values 1..=k, P2 even (so half the points are valid);
+/// `extra` is added to the file's top-level lines.
 fn wide(dir: &std::path::Path, n: usize, k: usize, extra: &str) -> Sweep {
-    let macros: String = (0..n).map(|i| format!("#ifndef P{i}\n#define P{i} 1\n#endif\n")).collect();
-    std::fs::write(dir.join("w.cu"), macros).unwrap();
-    let vals: Vec<String> = (1..=k).map(|v| v.to_string()).collect();
-    let params: Vec<String> = (0..n).map(|i| format!("P{i} = [{}]", vals.join(", "))).collect();
-    let text = format!(
-        "family = \"gemm\"\n{extra}\n[[variant]]\nname = \"w\"\nfile = \"w.cu\"\nparams = {{ {} }}\n\
-         constraints = [\"P2 % 2 == 0\"]\n",
-        params.join(", ")
-    );
-    let p = dir.join(format!("w{n}x{k}.toml"));
-    std::fs::write(&p, text).unwrap();
-    Sweep::load(&p, &["M", "N", "K"]).unwrap()
+    wide_sweep(dir, n, k, extra, "constraints = [\"P2 % 2 == 0\"]")
 }
 
-fn env(s: &Sweep) -> ShapeEnv {
-    let shape = vec![("M".to_string(), 64), ("N".to_string(), 64), ("K".to_string(), 64)];
-    s.env(&shape, 2, &DeviceLimits::for_arch("sm_90a").unwrap()).unwrap()
+/// The small space most tests search: 4 parameters of 8 values, at the 64^3 shape.
+fn small_space() -> (tempfile::TempDir, Sweep, [ShapeEnv; 1]) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = wide(dir.path(), 4, 8, "");
+    let envs = [env_64(&s)];
+    (dir, s, envs)
 }
 
 fn shape() -> (kernlab::kernels::DType, kernlab::kernels::Shape) {
@@ -130,7 +126,7 @@ fn no_pct(_: f64) -> Option<f64> {
 fn tpe_and_evolve_search_a_space_of_2_pow_64_points_with_failures_told() {
     let dir = tempfile::tempdir().unwrap();
     let s = wide(dir.path(), 16, 16, "");
-    let envs = [env(&s)];
+    let envs = [env_64(&s)];
     for strategy in [SearchStrategy::Tpe, SearchStrategy::Evolve] {
         let req = SearchRequest { strategy: Some(strategy), budget: 40, ..SearchRequest::default() };
         let work = plan(&s, &envs, &req).unwrap();
@@ -157,9 +153,7 @@ fn tpe_and_evolve_search_a_space_of_2_pow_64_points_with_failures_told() {
 
 #[test]
 fn the_time_budget_stops_a_shape_between_candidates() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = wide(dir.path(), 4, 8, "");
-    let envs = [env(&s)];
+    let (_dir, s, envs) = small_space();
     let req = SearchRequest { strategy: Some(SearchStrategy::Tpe), budget: 100, ..SearchRequest::default() };
     let work = plan(&s, &envs, &req).unwrap();
     // One second per candidate on the fake clock: 3.5 s allows four.
@@ -170,9 +164,7 @@ fn the_time_budget_stops_a_shape_between_candidates() {
 
 #[test]
 fn the_search_stops_once_the_best_is_within_the_share_of_its_bound() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = wide(dir.path(), 4, 8, "");
-    let envs = [env(&s)];
+    let (_dir, s, envs) = small_space();
     let req = SearchRequest { strategy: Some(SearchStrategy::Grid), ..SearchRequest::default() };
     let work = plan(&s, &envs, &req).unwrap();
     // 10 µs is the bound: a candidate at 11 µs is at 91 % of it.
@@ -191,9 +183,7 @@ fn the_search_stops_once_the_best_is_within_the_share_of_its_bound() {
 
 #[test]
 fn resumed_rows_are_told_and_counted_but_not_measured_again() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = wide(dir.path(), 4, 8, "");
-    let envs = [env(&s)];
+    let (_dir, s, envs) = small_space();
     let req = SearchRequest { strategy: Some(SearchStrategy::Tpe), budget: 12, ..SearchRequest::default() };
     let work = plan(&s, &envs, &req).unwrap();
     let first = drive(&work[0], work[0].limits, &[], no_pct);
@@ -207,9 +197,7 @@ fn resumed_rows_are_told_and_counted_but_not_measured_again() {
 
 #[test]
 fn a_halt_stops_the_shape_before_the_next_candidate() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = wide(dir.path(), 4, 8, "");
-    let envs = [env(&s)];
+    let (_dir, s, envs) = small_space();
     let work =
         plan(&s, &envs, &SearchRequest { strategy: Some(SearchStrategy::Evolve), ..Default::default() }).unwrap();
     let clock = Cell::new(Duration::ZERO);
@@ -228,7 +216,7 @@ fn the_default_is_grid_for_a_small_space_measured_in_full_and_tpe_otherwise() {
     // 8 * 8 * 4 = 256 valid candidates of 512 points.
     let s = wide(dir.path(), 3, 8, "");
     assert_eq!(s.strategy, None);
-    let envs = [env(&s)];
+    let envs = [env_64(&s)];
     let all = plan(&s, &envs, &SearchRequest::default()).unwrap();
     assert_eq!(all[0].strategy, SearchStrategy::Grid);
     let budgeted = plan(&s, &envs, &SearchRequest { budget: 30, ..Default::default() }).unwrap();
@@ -243,7 +231,7 @@ fn the_default_is_grid_for_a_small_space_measured_in_full_and_tpe_otherwise() {
     assert_eq!(t.strategy, Some(SearchStrategy::Tpe));
     // A space too big to count with nothing to stop the search is refused, saying what to pass.
     let huge = wide(dir.path(), 16, 16, "");
-    let envs = [env(&huge)];
+    let envs = [env_64(&huge)];
     let err = plan(&huge, &envs, &SearchRequest::default()).err().expect("no budget on 2^64 points");
     let err = format!("{err:#}");
     assert!(err.contains("--budget") && err.contains("18446744073709551616 points"), "{err}");

@@ -7,7 +7,6 @@ use kernlab::tune::db::{TunedDb, TunedEntry};
 use kernlab::tune::export::{collect, Exported};
 use kernlab::tune::export_header::header;
 use kernlab::tune::user::UserFamily;
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
@@ -43,32 +42,19 @@ fn entry(
 fn transpose_db() -> TunedDb {
     let fam = transpose();
     let h = source_hash(&fam.sweep.variant("tiled").unwrap().source);
-    let g = "NVIDIA H200";
+    // Winners of the one variant on one GPU, in a dtype and with a template hash.
+    let tiled = |hash: &str, dtype: &str, shape: &[(&str, i64)], params: &[(&str, i64)]| {
+        entry("transpose", "tiled", hash, "NVIDIA H200", dtype, shape, params)
+    };
     let p = [("PAD", 1), ("ROWS", 8), ("TILE", 32)];
     TunedDb {
         version: 1,
         entries: vec![
-            entry("transpose", "tiled", &h, g, "fp32", &[("rows", 4096), ("cols", 4096)], &p),
-            entry(
-                "transpose",
-                "tiled",
-                &h,
-                g,
-                "fp32",
-                &[("rows", 1000), ("cols", 3000)],
-                &[("PAD", 0), ("ROWS", 4), ("TILE", 16)],
-            ),
-            entry(
-                "transpose",
-                "tiled",
-                &h,
-                g,
-                "bf16",
-                &[("rows", 4096), ("cols", 4096)],
-                &[("PAD", 1), ("ROWS", 16), ("TILE", 64)],
-            ),
+            tiled(&h, "fp32", &[("rows", 4096), ("cols", 4096)], &p),
+            tiled(&h, "fp32", &[("rows", 1000), ("cols", 3000)], &[("PAD", 0), ("ROWS", 4), ("TILE", 16)]),
+            tiled(&h, "bf16", &[("rows", 4096), ("cols", 4096)], &[("PAD", 1), ("ROWS", 16), ("TILE", 64)]),
             // Measured with an older template: left out.
-            entry("transpose", "tiled", "0ld", g, "fp32", &[("rows", 8192), ("cols", 1024)], &p),
+            tiled("0ld", "fp32", &[("rows", 8192), ("cols", 1024)], &p),
         ],
     }
 }

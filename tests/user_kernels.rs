@@ -2,9 +2,12 @@
 //! an error naming the file and line before anything runs, and the shipped examples pass the
 //! same checks and (tier 2) compile with NVRTC, their references included.
 
+mod nvrtc_support;
+
 use kernlab::kernels::{DType, Family, Shape};
 use kernlab::tune::space::DeviceLimits;
 use kernlab::tune::user::{check, eval, UserFamily};
+use nvrtc_support::nvrtc_available;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -145,22 +148,27 @@ fn an_argument_count_that_cannot_match_is_refused() {
 }
 
 #[test]
-fn grids_and_blocks_out_of_range_are_refused() {
-    assert_error("grid = [\"ceil_div(n, THREADS)\"]", "grid = [\"n - n\"]", "grid.x = `n - n` is 0");
-    assert_error("grid = [\"ceil_div(n, THREADS)\"]", "grid = [\"1\", \"0 - 4\"]", "grid.y = `0 - 4` is -4");
-    assert_error("grid = [\"ceil_div(n, THREADS)\"]", "grid = [\"1\", \"70000\"]", "at most 65535 for grid.y");
-    assert_error("block = [\"THREADS\"]", "block = [\"THREADS * 16\"]", "at most 1024 for block.x");
-    assert_error("block = [\"THREADS\"]", "block = [\"THREADS\", \"8\"]", "the device allows 1024 per block");
-    assert_error(
-        "grid = [\"ceil_div(n, THREADS)\"]",
-        "grid = [\"1\", \"1\", \"1\", \"1\"]",
-        "one to three expressions",
-    );
-}
-
-#[test]
-fn shared_memory_over_the_limit_is_refused() {
-    assert_error("smem = \"0\"", "smem = \"max_smem + 1\"", "between 0 and the device's 232448 bytes");
+fn launch_geometry_out_of_range_and_unknown_names_are_refused() {
+    let grid = "grid = [\"ceil_div(n, THREADS)\"]";
+    // (a line of the fixture, what it becomes, part of the error naming that line)
+    for (from, to, what) in [
+        (grid, "grid = [\"n - n\"]", "grid.x = `n - n` is 0"),
+        (grid, "grid = [\"1\", \"0 - 4\"]", "grid.y = `0 - 4` is -4"),
+        (grid, "grid = [\"1\", \"70000\"]", "at most 65535 for grid.y"),
+        (grid, "grid = [\"1\", \"1\", \"1\", \"1\"]", "one to three expressions"),
+        ("block = [\"THREADS\"]", "block = [\"THREADS * 16\"]", "at most 1024 for block.x"),
+        ("block = [\"THREADS\"]", "block = [\"THREADS\", \"8\"]", "the device allows 1024 per block"),
+        ("smem = \"0\"", "smem = \"max_smem + 1\"", "between 0 and the device's 232448 bytes"),
+        // Names an expression may not use where it stands.
+        (grid, "grid = [\"ceil_div(n, THREAD)\"]", "unknown name \"THREAD\""),
+        ("flops = \"n\"", "flops = \"n * THREADS\"", "flops"),
+        ("flops = \"n\"", "flops = \"n * dtype_bytes\"", "unknown name \"dtype_bytes\""),
+        ("dims = [\"n\"]\nrole = \"input\"", "dims = [\"m\"]\nrole = \"input\"", "unknown name \"m\""),
+        // The reference has no tunables.
+        ("grid = [\"1\"]", "grid = [\"THREADS\"]", "unknown name \"THREADS\""),
+    ] {
+        assert_error(from, to, what);
+    }
 }
 
 #[test]
@@ -192,16 +200,6 @@ fn buffers_beyond_free_memory_are_refused_with_the_largest_named() {
     assert!(e.contains("need 4.00 GiB") && e.contains("2.00 GiB of device memory"), "{e}");
     assert!(e.contains(&format!("x ({}:{})", f.path.display(), line_of(&f, "[[kernel.buffer]]"))), "{e}");
     assert!(eval::check_fits(&fam.desc, "1000 fp32", &[(0, gib)], 2 * gib).is_ok());
-}
-
-#[test]
-fn unknown_names_in_expressions_are_refused() {
-    assert_error("grid = [\"ceil_div(n, THREADS)\"]", "grid = [\"ceil_div(n, THREAD)\"]", "unknown name \"THREAD\"");
-    assert_error("flops = \"n\"", "flops = \"n * THREADS\"", "flops");
-    assert_error("flops = \"n\"", "flops = \"n * dtype_bytes\"", "unknown name \"dtype_bytes\"");
-    assert_error("dims = [\"n\"]\nrole = \"input\"", "dims = [\"m\"]\nrole = \"input\"", "unknown name \"m\"");
-    // The reference has no tunables.
-    assert_error("grid = [\"1\"]", "grid = [\"THREADS\"]", "unknown name \"THREADS\"");
 }
 
 #[test]
@@ -260,11 +258,7 @@ fn every_example_passes_the_checks_on_its_shapes_and_selftest_shapes() {
 /// `kernlab sweep <example> --dry-run` does it.
 #[test]
 fn every_example_compiles_with_nvrtc() {
-    if let Err(e) = kernlab::gpu::nvrtc::version() {
-        if std::env::var("KERNLAB_REQUIRE_NVRTC").is_ok_and(|v| v == "1") {
-            panic!("KERNLAB_REQUIRE_NVRTC=1 but NVRTC is missing: {e:#}");
-        }
-        eprintln!("skipping the NVRTC compile checks: {e:#}");
+    if !nvrtc_available() {
         return;
     }
     for p in examples() {
@@ -331,9 +325,7 @@ fn the_tiled_gemm_space_is_large_enough_for_ground_truth() {
 /// register tile, within the constraints) compile for sm_90a.
 #[test]
 fn the_tiled_gemm_corners_compile_with_nvrtc() {
-    if kernlab::gpu::nvrtc::version().is_err() {
-        assert!(std::env::var("KERNLAB_REQUIRE_NVRTC").map_or(true, |v| v != "1"), "NVRTC is missing");
-        eprintln!("skipping the NVRTC compile check: no NVRTC");
+    if !nvrtc_available() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -11,14 +11,35 @@ use std::collections::BTreeMap;
 pub const UTIL_SOURCE: &str = include_str!("../../kernels/util/util.cu");
 
 pub struct Util {
-    fill_bf16: Kernel,
-    fill_f16: Kernel,
-    fill_f32: Kernel,
+    fill: PerDtype,
     fill_u32: Kernel,
-    cmp_bf16: Kernel,
-    cmp_f16: Kernel,
-    cmp_f32: Kernel,
+    compare: PerDtype,
     res: DevBuf,
+}
+
+/// One util.cu entry point per element type (`<name>_bf16`, `<name>_f16`, `<name>_f32`).
+struct PerDtype {
+    bf16: Kernel,
+    f16: Kernel,
+    f32: Kernel,
+}
+
+impl PerDtype {
+    fn load(load: impl Fn(&str) -> Result<Kernel>, name: &str) -> Result<PerDtype> {
+        Ok(PerDtype {
+            bf16: load(&format!("{name}_bf16"))?,
+            f16: load(&format!("{name}_f16"))?,
+            f32: load(&format!("{name}_f32"))?,
+        })
+    }
+
+    fn get(&self, dtype: DType) -> &Kernel {
+        match dtype {
+            DType::BF16 => &self.bf16,
+            DType::F16 => &self.f16,
+            DType::F32 => &self.f32,
+        }
+    }
 }
 
 /// What an on-device comparison found.
@@ -54,24 +75,16 @@ impl Util {
         let m = cache.get_or_compile(&req)?;
         let load = |e: &str| gpu.load(&m.cubin, e);
         Ok(Util {
-            fill_bf16: load("fill_uniform_bf16")?,
-            fill_f16: load("fill_uniform_f16")?,
-            fill_f32: load("fill_uniform_f32")?,
+            fill: PerDtype::load(load, "fill_uniform")?,
             fill_u32: load("fill_random_u32")?,
-            cmp_bf16: load("compare_bf16")?,
-            cmp_f16: load("compare_f16")?,
-            cmp_f32: load("compare_f32")?,
+            compare: PerDtype::load(load, "compare")?,
             res: gpu.alloc(16)?,
         })
     }
 
     /// Fills `n` elements with scale·uniform[-1, 1) from `seed`.
     pub fn fill(&self, gpu: &Gpu, buf: &DevBuf, dtype: DType, n: usize, seed: u64, scale: f32) -> Result<()> {
-        let k = match dtype {
-            DType::BF16 => &self.fill_bf16,
-            DType::F16 => &self.fill_f16,
-            DType::F32 => &self.fill_f32,
-        };
+        let k = self.fill.get(dtype);
         // SAFETY: the buffers hold the `n` elements the grid-stride loop touches (the callers pass each
         // buffer's own length); the arguments are util.cu's signature for this entry.
         unsafe {
@@ -107,11 +120,7 @@ impl Util {
     }
 
     pub fn compare(&self, gpu: &Gpu, out: &DevBuf, reference: &DevBuf, dtype: DType, n: usize) -> Result<Comparison> {
-        let k = match dtype {
-            DType::BF16 => &self.cmp_bf16,
-            DType::F16 => &self.cmp_f16,
-            DType::F32 => &self.cmp_f32,
-        };
+        let k = self.compare.get(dtype);
         // SAFETY: res holds 16 bytes; zeroed on the stream before the kernel reads it.
         unsafe { cudarc::driver::result::memset_d8_async(self.res.ptr, 0, 16, gpu.stream.cu_stream()) }
             .map_err(|e| anyhow::anyhow!("{e:?}"))?;

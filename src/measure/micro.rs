@@ -2,6 +2,7 @@
 //! fp32 FMA and mma.sync peak. Launch contracts are in the template's header.
 
 use super::{best, Figure, CEILINGS_FILE, CEILINGS_SOURCE};
+use crate::core::Timing;
 use crate::gpu::cache::ModuleCache;
 use crate::gpu::device::{Arg, DevBuf, Gpu, Kernel};
 use crate::gpu::nvrtc::CompileRequest;
@@ -26,6 +27,16 @@ const L2_PASSES: i32 = 256;
 /// A key no result matches in practice (the kernels store only when equal to it).
 const KEY_U32: u32 = 0x9E37_79B9;
 const KEY_F32: f32 = -1.0;
+
+/// Times `kern` on `grid` blocks of BLOCK threads (1-D, no dynamic shared memory).
+///
+/// # Safety
+/// As [`Gpu::launch`]: `args` follow the entry point's signature (in the template's header)
+/// and the buffers they point at hold everything this grid touches.
+unsafe fn time_launch(gpu: &Gpu, timer: &Timer, kern: &Kernel, grid: u32, args: &[Arg]) -> Result<Timing> {
+    // SAFETY: the caller upholds this function's contract, which is the launch's.
+    timer.time(gpu, || unsafe { gpu.launch(kern, (grid, 1, 1), (BLOCK, 1, 1), 0, args) })
+}
 
 /// The compile request of the template for one architecture (also used by the NVRTC tests).
 pub fn request(arch: &str) -> CompileRequest {
@@ -124,13 +135,9 @@ pub fn memory(gpu: &Gpu, timer: &Timer, k: &MicroKernels) -> Result<Vec<Figure>>
     let mut copies = Vec::new();
     for (u, kern) in &k.copy {
         for grid in bandwidth_grids(gpu, n16, *u) {
-            let t = timer.time(gpu, || {
-                // SAFETY: src and dst hold n16 16-byte vectors each and do not overlap; the
-                // kernel is grid-stride, so any grid is in bounds.
-                // SAFETY: the buffers were allocated above for exactly the elements this grid touches; the
-                // arguments follow the micro-benchmark entry's signature.
-                unsafe { gpu.launch(kern, (grid, 1, 1), (BLOCK, 1, 1), 0, &[src.arg(), dst.arg(), Arg::U64(n16)]) }
-            })?;
+            // SAFETY: src and dst hold n16 16-byte vectors each and do not overlap; the
+            // kernel is grid-stride, so any grid is in bounds.
+            let t = unsafe { time_launch(gpu, timer, kern, grid, &[src.arg(), dst.arg(), Arg::U64(n16)]) }?;
             let what = format!("{}, 2 × {gib:.2} GiB, grid {grid}×{BLOCK}, read + write counted", kern.name);
             copies.push(Figure::new(super::keys::COPY, 2.0 * bytes as f64, 1e9, t, what));
         }
@@ -140,20 +147,9 @@ pub fn memory(gpu: &Gpu, timer: &Timer, k: &MicroKernels) -> Result<Vec<Figure>>
     let mut reads = Vec::new();
     for (u, kern) in &k.read {
         for grid in bandwidth_grids(gpu, n16, *u) {
-            let t = timer.time(gpu, || {
-                // SAFETY: src holds n16 vectors; out holds 16 bytes and only out[0] is written.
-                // SAFETY: the buffers were allocated above for exactly the elements this grid touches; the
-                // arguments follow the micro-benchmark entry's signature.
-                unsafe {
-                    gpu.launch(
-                        kern,
-                        (grid, 1, 1),
-                        (BLOCK, 1, 1),
-                        0,
-                        &[src.arg(), Arg::U64(n16), Arg::U32(KEY_U32), k.out.arg()],
-                    )
-                }
-            })?;
+            // SAFETY: src holds n16 vectors; out holds 16 bytes and only out[0] is written.
+            let args = [src.arg(), Arg::U64(n16), Arg::U32(KEY_U32), k.out.arg()];
+            let t = unsafe { time_launch(gpu, timer, kern, grid, &args) }?;
             let what = format!("{}, {gib:.2} GiB, grid {grid}×{BLOCK}", kern.name);
             reads.push(Figure::new(super::keys::READ, bytes as f64, 1e9, t, what));
         }
@@ -166,20 +162,9 @@ pub fn memory(gpu: &Gpu, timer: &Timer, k: &MicroKernels) -> Result<Vec<Figure>>
     let l2_n16 = (l2_bytes / 16) as u64;
     let mut l2s = Vec::new();
     for grid in bandwidth_grids(gpu, l2_n16, UNROLL) {
-        let t = timer.time(gpu, || {
-            // SAFETY: src holds far more than l2_n16 vectors; only out[0] may be written.
-            // SAFETY: the buffers were allocated above for exactly the elements this grid touches; the
-            // arguments follow the micro-benchmark entry's signature.
-            unsafe {
-                gpu.launch(
-                    &k.l2,
-                    (grid, 1, 1),
-                    (BLOCK, 1, 1),
-                    0,
-                    &[src.arg(), Arg::U64(l2_n16), Arg::I32(L2_PASSES), Arg::U32(KEY_U32), k.out.arg()],
-                )
-            }
-        })?;
+        // SAFETY: src holds far more than l2_n16 vectors; only out[0] may be written.
+        let args = [src.arg(), Arg::U64(l2_n16), Arg::I32(L2_PASSES), Arg::U32(KEY_U32), k.out.arg()];
+        let t = unsafe { time_launch(gpu, timer, &k.l2, grid, &args) }?;
         l2s.push(Figure::new(
             super::keys::L2,
             L2_PASSES as f64 * l2_bytes as f64,
@@ -199,21 +184,10 @@ pub fn memory(gpu: &Gpu, timer: &Timer, k: &MicroKernels) -> Result<Vec<Figure>>
 pub fn fma(gpu: &Gpu, timer: &Timer, k: &MicroKernels) -> Result<(Figure, Option<f64>)> {
     let grid = full_wave_blocks(gpu);
     let iters: i32 = 4096;
-    let t = timer.time(gpu, || {
-        // SAFETY: registers only; out holds 16 bytes (only out[0] may be written), clocks
-        // 16 bytes (two u64 written by block 0 thread 0).
-        // SAFETY: the buffers were allocated above for exactly the elements this grid touches; the arguments
-        // follow the micro-benchmark entry's signature.
-        unsafe {
-            gpu.launch(
-                &k.fma,
-                (grid, 1, 1),
-                (BLOCK, 1, 1),
-                0,
-                &[Arg::F32(0.999), Arg::F32(0.001), Arg::I32(iters), Arg::F32(KEY_F32), k.out.arg(), k.clocks.arg()],
-            )
-        }
-    })?;
+    // SAFETY: registers only; out holds 16 bytes (only out[0] may be written), clocks
+    // 16 bytes (two u64 written by block 0 thread 0).
+    let args = [Arg::F32(0.999), Arg::F32(0.001), Arg::I32(iters), Arg::F32(KEY_F32), k.out.arg(), k.clocks.arg()];
+    let t = unsafe { time_launch(gpu, timer, &k.fma, grid, &args) }?;
     gpu.synchronize()?;
     let c: Vec<u64> = k.clocks.download(2)?;
     let mhz = (c[1] > 0).then(|| c[0] as f64 / c[1] as f64 * 1000.0);
@@ -232,14 +206,8 @@ pub fn mma_peak(gpu: &Gpu, timer: &Timer, k: &MicroKernels) -> Result<Vec<Figure
     let flops = (2 * 16 * 8 * 16) as f64 * (MMA_ACC * iters as u64) as f64 * warps as f64;
     let mut out = Vec::new();
     for (kern, key) in [(&k.mma_bf16, super::keys::MMA_PEAK_BF16), (&k.mma_f16, super::keys::MMA_PEAK_F16)] {
-        let t = timer.time(gpu, || {
-            // SAFETY: registers only; out holds 16 bytes and only out[0] may be written.
-            // SAFETY: the buffers were allocated above for exactly the elements this grid touches; the
-            // arguments follow the micro-benchmark entry's signature.
-            unsafe {
-                gpu.launch(kern, (grid, 1, 1), (BLOCK, 1, 1), 0, &[Arg::I32(iters), Arg::F32(KEY_F32), k.out.arg()])
-            }
-        })?;
+        // SAFETY: registers only; out holds 16 bytes and only out[0] may be written.
+        let t = unsafe { time_launch(gpu, timer, kern, grid, &[Arg::I32(iters), Arg::F32(KEY_F32), k.out.arg()]) }?;
         out.push(Figure::new(
             key,
             flops,

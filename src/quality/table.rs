@@ -8,7 +8,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use serde::{Deserialize, Serialize};
 
-use crate::report::labels::{Anchor, LabelPlacer};
+use crate::report::labels::{Anchor, IfTaken, LabelPlacer};
 use crate::report::style::{
     draw_err, ensure_font, series_color, text, AXIS_DESC_SIZE, LABEL_SIZE, SMALL_SIZE, TICK_SIZE, TITLE_SIZE,
 };
@@ -118,7 +118,7 @@ pub fn plot(rows: &[QualityRow], title: &str, out: &Path) -> Result<()> {
                     (px + dx, py + dy, h, VPos::Center)
                 })
                 .collect();
-        if !placer.place_if_free(&root, &r.method, text(LABEL_SIZE).color(&series_color(i)), &anchors)? {
+        if !placer.place(&root, &r.method, text(LABEL_SIZE).color(&series_color(i)), &anchors, IfTaken::Skip)? {
             left_out.push(r.method.as_str());
         }
     }

@@ -285,6 +285,24 @@ mod tests {
         x
     }
 
+    /// A weight W[n, k], calibration inputs X[m, k] and the Hessian of X.
+    struct Calibrated {
+        w: Vec<f32>,
+        x: Vec<f32>,
+        hm: Vec<f64>,
+    }
+
+    /// Gaussian weights from `seed` and outlier inputs from `seed + 1`, the Hessian
+    /// accumulated in two batches as calibration over several windows does.
+    fn calibrated(n: usize, k: usize, m: usize, seed: u64) -> Calibrated {
+        let w = gaussian(n * k, seed);
+        let x = outlier_inputs(m, k, seed + 1);
+        let mut h = Hessian::new(k);
+        h.add(&x[..m / 2 * k], m / 2);
+        h.add(&x[m / 2 * k..], m - m / 2);
+        Calibrated { w, x, hm: h.matrix() }
+    }
+
     fn err_of(q: &Int4Weight, w: &[f32], x: &[f32], m: usize) -> f64 {
         output_error(x, m, w, &q.dequantize(), q.n, q.k)
     }
@@ -292,12 +310,7 @@ mod tests {
     #[test]
     fn gptq_output_error_is_below_rtn_on_calibration_inputs() {
         let (n, k, m) = (48, 256, 512);
-        let w = gaussian(n * k, 11);
-        let x = outlier_inputs(m, k, 12);
-        let mut h = Hessian::new(k);
-        h.add(&x[..m / 2 * k], m / 2);
-        h.add(&x[m / 2 * k..], m / 2);
-        let hm = h.matrix();
+        let Calibrated { w, x, hm } = calibrated(n, k, m, 11);
         for (group, sym) in
             [(GroupSize::Group(64), false), (GroupSize::Group(128), true), (GroupSize::PerChannel, false)]
         {
@@ -317,11 +330,7 @@ mod tests {
     #[test]
     fn lazy_blocks_do_not_change_the_result() {
         let (n, k, m) = (16, 128, 256);
-        let w = gaussian(n * k, 5);
-        let x = outlier_inputs(m, k, 6);
-        let mut h = Hessian::new(k);
-        h.add(&x, m);
-        let hm = h.matrix();
+        let Calibrated { w, x, hm } = calibrated(n, k, m, 5);
         let a = quantize_gptq(&w, n, k, &hm, &GptqConfig { block: 128, ..GptqConfig::default() }).unwrap();
         let b = quantize_gptq(&w, n, k, &hm, &GptqConfig { block: 32, ..GptqConfig::default() }).unwrap();
         let (ea, eb) = (err_of(&a, &w, &x, m), err_of(&b, &w, &x, m));

@@ -38,6 +38,17 @@ pub fn house_mesh<'m, 'a, 'b, X: Ranged, Y: Ranged, DB: DrawingBackend>(
         .light_line_style(GRID_LIGHT)
 }
 
+/// The tick label of a category axis (categories drawn at 0, 1, 2, ...): the name of the
+/// category at `v`, and none between categories, where plotters also asks for ticks.
+pub fn category_label(names: &[String], v: f64) -> String {
+    let i = v.round();
+    if (v - i).abs() < 1e-6 && i >= 0.0 {
+        names.get(i as usize).cloned().unwrap_or_default()
+    } else {
+        String::new()
+    }
+}
+
 /// The legend of every labelled series, in a white box with a grey border.
 pub fn draw_legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
     chart: &mut ChartContext<'a, DB, CT>,

@@ -37,6 +37,15 @@ fn rect_of((x, y, h, v): Anchor, (w, ht): (i32, i32)) -> Rect {
     (left - 2, top - 2, left + w + 2, top + ht + 2)
 }
 
+/// What [`LabelPlacer::place`] does with a label when every anchor is taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IfTaken {
+    /// Draw nothing.
+    Skip,
+    /// Draw it at the first anchor anyway (for labels a chart cannot do without).
+    UseFirst,
+}
+
 impl LabelPlacer {
     pub fn new() -> Self {
         Self::default()
@@ -47,37 +56,16 @@ impl LabelPlacer {
         self.taken.push((center.0 - radius, center.1 - radius, center.0 + radius, center.1 + radius));
     }
 
-    /// Draws `label` at the first free anchor; returns false (drawing nothing) if every
-    /// anchor collides or leaves the canvas.
-    pub fn place_if_free<DB: DrawingBackend>(
+    /// Draws `label` at the first free anchor (one that collides with no label or reserved
+    /// area and stays on the canvas); `if_taken` says what happens when there is none.
+    /// Returns whether the label was drawn.
+    pub fn place<DB: DrawingBackend>(
         &mut self,
         area: &DrawingArea<DB, Shift>,
         label: &str,
         style: TextStyle,
         anchors: &[Anchor],
-    ) -> Result<bool> {
-        self.place(area, label, style, anchors, false)
-    }
-
-    /// Like [`place_if_free`](Self::place_if_free), but when nothing is free the label
-    /// goes at the first anchor anyway (for labels a chart cannot do without).
-    pub fn place_first<DB: DrawingBackend>(
-        &mut self,
-        area: &DrawingArea<DB, Shift>,
-        label: &str,
-        style: TextStyle,
-        anchors: &[Anchor],
-    ) -> Result<bool> {
-        self.place(area, label, style, anchors, true)
-    }
-
-    fn place<DB: DrawingBackend>(
-        &mut self,
-        area: &DrawingArea<DB, Shift>,
-        label: &str,
-        style: TextStyle,
-        anchors: &[Anchor],
-        force: bool,
+        if_taken: IfTaken,
     ) -> Result<bool> {
         if label.is_empty() || anchors.is_empty() {
             return Ok(false);
@@ -90,10 +78,10 @@ impl LabelPlacer {
             let r = rect_of(*a, size);
             inside(&r) && !self.taken.iter().any(|t| overlaps(t, &r))
         });
-        let chosen = match (free, force) {
+        let chosen = match (free, if_taken) {
             (Some(a), _) => a,
-            (None, true) => anchors[0],
-            (None, false) => return Ok(false),
+            (None, IfTaken::UseFirst) => anchors[0],
+            (None, IfTaken::Skip) => return Ok(false),
         };
         self.taken.push(rect_of(chosen, size));
         let (x, y, hp, vp) = chosen;
@@ -114,13 +102,13 @@ mod tests {
         let style = super::super::style::text(14.0);
         let mut placer = LabelPlacer::new();
         let spot = [(100, 100, HPos::Left, VPos::Center)];
-        assert!(placer.place_if_free(&area, "first", style.clone(), &spot).unwrap());
+        assert!(placer.place(&area, "first", style.clone(), &spot, IfTaken::Skip).unwrap());
         // The same spot is taken now; a second anchor further away is free.
-        assert!(!placer.place_if_free(&area, "second", style.clone(), &spot).unwrap());
+        assert!(!placer.place(&area, "second", style.clone(), &spot, IfTaken::Skip).unwrap());
         let two = [spot[0], (100, 160, HPos::Left, VPos::Center)];
-        assert!(placer.place_if_free(&area, "second", style.clone(), &two).unwrap());
+        assert!(placer.place(&area, "second", style.clone(), &two, IfTaken::Skip).unwrap());
         // A reserved marker blocks a label as a placed label does.
         placer.reserve((300, 40), 10);
-        assert!(!placer.place_if_free(&area, "x", style, &[(300, 40, HPos::Center, VPos::Center)]).unwrap());
+        assert!(!placer.place(&area, "x", style, &[(300, 40, HPos::Center, VPos::Center)], IfTaken::Skip).unwrap());
     }
 }

@@ -1,7 +1,7 @@
 //! Winner vs peer per shape: two bars per shape (TFLOP/s when every winner has a FLOP
 //! count, else time) with the speedup over the peer written above each pair.
 
-use super::chart::{draw_legend, house_mesh, MeshText};
+use super::chart::{category_label, draw_legend, house_mesh, MeshText};
 use super::export::{peer_time_us, peers_per_shape, winners_per_shape, ShapeKey};
 use super::style::*;
 use super::Caption;
@@ -150,14 +150,7 @@ pub fn plot_winner_vs_peer(records: &[CandidateRecord], caption: &Caption, out: 
     house_mesh(&mut chart.configure_mesh(), "shape", metric.axis(), MeshText { desc: AXIS_DESC_SIZE, tick: TICK_SIZE })
         .disable_x_mesh()
         .x_labels(n.min(40))
-        .x_label_formatter(&|v| {
-            let i = v.round();
-            if (v - i).abs() < 1e-6 && i >= 0.0 {
-                labels.get(i as usize).cloned().unwrap_or_default()
-            } else {
-                String::new()
-            }
-        })
+        .x_label_formatter(&|v| category_label(&labels, *v))
         .y_label_formatter(&|v| fmt_num(*v))
         .draw()
         .map_err(draw_err)?;

@@ -1,6 +1,7 @@
 //! Heat map of one sweep shape over two parameters: each cell is the fastest verified
 //! candidate with those two values (the other parameters at their best), annotated in µs.
 
+use super::chart::category_label;
 use super::export::{peer_time_us, peers_per_shape, winner_of, ShapeKey};
 use super::style::*;
 use super::sweep_params::{level_of, param_axes, ranked_rows, ParamAxis};
@@ -135,21 +136,13 @@ pub fn plot_param_heatmap(
         .y_label_area_size(y_label_w)
         .build_cartesian_2d(-0.5..(nx as f64 - 0.5), -0.5..(ny as f64 - 0.5))
         .map_err(draw_err)?;
-    let fmt = |levels: &Vec<String>, v: f64| {
-        let i = v.round();
-        if (v - i).abs() < 1e-6 && i >= 0.0 {
-            levels.get(i as usize).cloned().unwrap_or_default()
-        } else {
-            String::new()
-        }
-    };
     chart
         .configure_mesh()
         .disable_mesh()
         .x_labels(nx.min(24))
         .y_labels(ny.min(24))
-        .x_label_formatter(&|v| fmt(&lx, *v))
-        .y_label_formatter(&|v| fmt(&ly, *v))
+        .x_label_formatter(&|v| category_label(&lx, *v))
+        .y_label_formatter(&|v| category_label(&ly, *v))
         .x_desc(ax.name.clone())
         .y_desc(ay.name.clone())
         .axis_desc_style(text(AXIS_DESC_SIZE))

@@ -3,7 +3,7 @@
 
 use super::chart::{draw_legend, draw_winners, house_mesh, MeshText};
 use super::export::{winners_per_shape, ShapeKey};
-use super::labels::{Anchor, LabelPlacer};
+use super::labels::{Anchor, IfTaken, LabelPlacer};
 use super::style::*;
 use crate::roofline::{ridge_point, Ceilings};
 use crate::tune::record::{CandidateRecord, Status};
@@ -282,7 +282,7 @@ fn draw_ceilings(
     }
     // Labels after every line is reserved, so none is written across another line.
     for (label, size, anchors) in labels {
-        placer.place_first(root, &label, text(size), &anchors)?;
+        placer.place(root, &label, text(size), &anchors, IfTaken::UseFirst)?;
     }
     Ok(())
 }
@@ -335,7 +335,7 @@ fn place_winner_labels(
             (px - 12, py - 22, HPos::Right, VPos::Center),
             (px - 12, py + 22, HPos::Right, VPos::Center),
         ];
-        if !placer.place_if_free(root, label.trim_end(), text(SMALL_SIZE), &offsets)? {
+        if !placer.place(root, label.trim_end(), text(SMALL_SIZE), &offsets, IfTaken::Skip)? {
             left_out += 1;
         }
     }

@@ -2,7 +2,7 @@
 //! time against that parameter's value, the winner highlighted and the peer as a dashed
 //! reference line. Panels are ordered by how much the parameter matters.
 
-use super::chart::{draw_winners, house_mesh, MeshText};
+use super::chart::{category_label, draw_winners, house_mesh, MeshText};
 use super::export::{peer_time_us, peers_per_shape, winner_of, ShapeKey};
 use super::style::*;
 use super::sweep_params::{level_of, param_axes, ranked_rows, ParamAxis};
@@ -120,14 +120,7 @@ fn draw_panel<DB: DrawingBackend>(
     )
     .disable_x_mesh()
     .x_labels(n.min(16))
-    .x_label_formatter(&|v| {
-        let i = v.round();
-        if (v - i).abs() < 1e-6 && i >= 0.0 {
-            levels.get(i as usize).cloned().unwrap_or_default()
-        } else {
-            String::new()
-        }
-    })
+    .x_label_formatter(&|v| category_label(&levels, *v))
     .y_labels(40)
     .y_label_formatter(&|v| fmt_num(*v))
     .draw()

@@ -13,7 +13,7 @@ use super::record::{CandidateRecord, RecordWriter, Status};
 use super::session::{short_error, GpuSession, SessionConfig};
 use super::space::{Candidate, ShapeEnv, Sweep};
 use super::sweep_plan::{plan_work, How, SearchRequest, ShapeWork};
-use super::sweep_run::{Outcome, Run};
+use super::sweep_run::{Outcome, Run, RunSetup};
 use super::torch_peers::TorchPeers;
 use super::winner;
 use crate::gpu::cache::{self, ModuleCache};
@@ -105,7 +105,8 @@ pub fn run_sweep(opts: &SweepOptions, interrupted: Arc<AtomicBool>) -> Result<Sw
         driver_api: props.driver_version.clone(),
     };
     let mut session = GpuSession::new(cfg, pool, worker);
-    let mut run = Run::new(fam, opts, props.name.clone(), ceilings, torch, writer, previous, interrupted, total);
+    let setup = RunSetup { fam, opts, gpu_name: props.name.clone(), ceilings, torch };
+    let mut run = Run::new(setup, writer, previous, interrupted, total);
     let mut outcomes: Vec<Outcome> = Vec::new();
     for w in &work {
         let (outcome, halted) = run.shape(w, &mut session)?;

@@ -29,13 +29,19 @@ pub struct Outcome {
     pub settled: Option<Settled>,
 }
 
+/// What stays the same for the whole sweep: the family, the options, the GPU and the
+/// figures its rows are compared with.
+pub struct RunSetup<'r> {
+    pub fam: &'static dyn Family,
+    pub opts: &'r SweepOptions,
+    pub gpu_name: String,
+    pub ceilings: Option<Ceilings>,
+    pub torch: Option<TorchPeers>,
+}
+
 /// The state a sweep carries from shape to shape.
 pub struct Run<'r> {
-    fam: &'static dyn Family,
-    opts: &'r SweepOptions,
-    gpu_name: String,
-    ceilings: Option<Ceilings>,
-    torch: Option<TorchPeers>,
+    setup: RunSetup<'r>,
     writer: RecordWriter,
     /// The resumed rows, then every row written in this run.
     records: Vec<CandidateRecord>,
@@ -50,30 +56,21 @@ pub struct Run<'r> {
 }
 
 impl<'r> Run<'r> {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
-        fam: &'static dyn Family,
-        opts: &'r SweepOptions,
-        gpu_name: String,
-        ceilings: Option<Ceilings>,
-        torch: Option<TorchPeers>,
+        setup: RunSetup<'r>,
         writer: RecordWriter,
         previous: Vec<CandidateRecord>,
         interrupted: Arc<AtomicBool>,
         total: usize,
     ) -> Run<'r> {
-        let pb = if opts.progress { ProgressBar::new(total as u64) } else { ProgressBar::hidden() };
+        let pb = if setup.opts.progress { ProgressBar::new(total as u64) } else { ProgressBar::hidden() };
         pb.set_style(
             ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} eta {eta} {msg}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         let done = previous.iter().map(|r| (r.key(), r.clone())).collect();
         Run {
-            fam,
-            opts,
-            gpu_name,
-            ceilings,
-            torch,
+            setup,
             writer,
             resumed_rows: previous.len(),
             records: previous,
@@ -98,7 +95,7 @@ impl<'r> Run<'r> {
         let mut peer_us = self.known_peer(dt, shape)?;
         let resumed: Vec<CandidateRecord> = self.records[..self.resumed_rows]
             .iter()
-            .filter(|r| is_candidate_of(r, self.fam, dt, shape))
+            .filter(|r| is_candidate_of(r, self.setup.fam, dt, shape))
             .cloned()
             .collect();
         let expected = w.expected(resumed.len());
@@ -139,7 +136,7 @@ impl<'r> Run<'r> {
             Stop::Search(_) => {}
         }
         let rows: Vec<&CandidateRecord> =
-            self.records.iter().filter(|r| is_candidate_of(r, self.fam, dt, shape)).collect();
+            self.records.iter().filter(|r| is_candidate_of(r, self.setup.fam, dt, shape)).collect();
         outcome.settled = self.pb.suspend(|| settle(&rows, session))?;
         if self.interrupted.load(Ordering::SeqCst) {
             self.was_interrupted = true;
@@ -151,11 +148,16 @@ impl<'r> Run<'r> {
     /// The peer's time on a shape from the resumed CSV or PyTorch's figures (then written
     /// as a row); `None` when the worker must time it.
     fn known_peer(&mut self, dt: DType, shape: &Shape) -> Result<Option<f64>> {
-        let pk = peer_key(self.fam, dt, shape);
+        let pk = peer_key(self.setup.fam, dt, shape);
         if let Some(t) = self.done.get(&pk).and_then(|r| r.median_us()) {
             return Ok(Some(t));
         }
-        let found = self.torch.as_ref().and_then(|tp| tp.lookup(self.fam.name(), &shape.label(), dt.name())).cloned();
+        let found = self
+            .setup
+            .torch
+            .as_ref()
+            .and_then(|tp| tp.lookup(self.setup.fam.name(), &shape.label(), dt.name()))
+            .cloned();
         let Some((t, p20, p80, backend)) = found else { return Ok(None) };
         let timing = Timing { median_us: t, p20_us: p20, p80_us: p80, min_us: p20, reps: 0 };
         self.write_peer(dt, shape, timing, format!("PyTorch {backend}, from torch_peers.csv"))?;
@@ -164,17 +166,17 @@ impl<'r> Run<'r> {
 
     fn write_peer(&mut self, dt: DType, shape: &Shape, timing: Timing, note: String) -> Result<()> {
         let mut rec = CandidateRecord {
-            family: self.fam.name().into(),
-            variant: self.fam.peer().into(),
+            family: self.setup.fam.name().into(),
+            variant: self.setup.fam.peer().into(),
             dtype: dt.name().into(),
             shape: shape.label(),
             status: Some(Status::Peer),
             error: note,
             timing: Some(timing),
-            gpu: self.gpu_name.clone(),
+            gpu: self.setup.gpu_name.clone(),
             ..Default::default()
         };
-        fill_metrics(&mut rec, self.fam, shape, dt, None, self.ceilings.as_ref());
+        fill_metrics(&mut rec, self.setup.fam, shape, dt, None, self.setup.ceilings.as_ref());
         self.writer.append(&rec)?;
         self.records.push(rec);
         Ok(())
@@ -188,7 +190,7 @@ impl<'r> Run<'r> {
         resumed: &[CandidateRecord],
         peer_us: Option<f64>,
     ) -> Result<Searched> {
-        let (interrupted, started, limit) = (self.interrupted.clone(), self.started, self.opts.time_limit);
+        let (interrupted, started, limit) = (self.interrupted.clone(), self.started, self.setup.opts.time_limit);
         let halt = move || {
             if interrupted.load(Ordering::SeqCst) {
                 Some(Halt::Interrupted)
@@ -206,7 +208,7 @@ impl<'r> Run<'r> {
         };
         let batch = if matches!(w.how, How::Adaptive(_)) { ADAPTIVE_BATCH } else { 1 };
         let search = ShapeSearch { limits: w.limits, batch, elapsed: &elapsed, halt: &halt, space_error: &space_error };
-        let mut searcher = w.searcher(self.opts.seed);
+        let mut searcher = w.searcher(self.setup.opts.seed);
         let mut best: Option<f64> = None;
         search.run(searcher.as_mut(), resumed, session, &mut |rec| self.record(rec, w, peer_us, &mut best))
     }
@@ -219,7 +221,7 @@ impl<'r> Run<'r> {
         peer_us: Option<f64>,
         best: &mut Option<f64>,
     ) -> Result<CandidateRecord> {
-        fill_metrics(&mut rec, self.fam, &w.shape, w.dtype, peer_us, self.ceilings.as_ref());
+        fill_metrics(&mut rec, self.setup.fam, &w.shape, w.dtype, peer_us, self.setup.ceilings.as_ref());
         if rec.status != Some(Status::Ok) {
             self.failures += 1;
         } else if let Some(t) = rec.median_us() {
@@ -229,7 +231,7 @@ impl<'r> Run<'r> {
         self.records.push(rec.clone());
         self.pb.inc(1);
         let ratio = match (*best, peer_us) {
-            (Some(b), Some(p)) => format!(" ({:.2}x {})", p / b, self.fam.peer()),
+            (Some(b), Some(p)) => format!(" ({:.2}x {})", p / b, self.setup.fam.peer()),
             _ => String::new(),
         };
         self.pb.set_message(format!(

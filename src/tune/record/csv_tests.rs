@@ -32,6 +32,14 @@ fn cut_tail(path: &Path, n: u64) {
     std::fs::OpenOptions::new().write(true).open(path).unwrap().set_len(len - n).unwrap();
 }
 
+/// Opens a writer on `path` (continuing the file when `resume`), appends `rows` and closes it.
+fn write_rows(path: &Path, resume: bool, rows: &[CandidateRecord]) {
+    let mut w = RecordWriter::open(path, &dims(), &names(), resume).unwrap();
+    for r in rows {
+        w.append(r).unwrap();
+    }
+}
+
 fn other() -> CandidateRecord {
     let mut b = sample();
     b.params.insert("BM".into(), 256);
@@ -49,9 +57,7 @@ fn round_trip_with_append_reopen_and_awkward_cells() {
     b.error = "line1\nline2, with comma \"quoted\"".into();
     b.timing = None;
     b.tflops = None;
-    let mut w = RecordWriter::open(&path, &dims(), &names(), false).unwrap();
-    w.append(&a).unwrap();
-    drop(w);
+    write_rows(&path, false, &[a.clone()]);
     // Reopening appends without a second header.
     let mut w = RecordWriter::open(&path, &dims(), &names(), true).unwrap();
     assert_eq!(w.take_previous().len(), 1);
@@ -92,10 +98,7 @@ fn a_row_cut_inside_its_last_field_is_not_trusted() {
     for cut in 1..=3 {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.csv");
-        let mut w = RecordWriter::open(&path, &dims(), &names(), false).unwrap();
-        w.append(&sample()).unwrap();
-        w.append(&other()).unwrap();
-        drop(w);
+        write_rows(&path, false, &[sample(), other()]);
         // The newline and 0..2 characters of the last field go missing.
         cut_tail(&path, cut);
         let back = read_records(&path).unwrap();
@@ -111,14 +114,10 @@ fn a_row_cut_inside_its_last_field_is_not_trusted() {
 fn the_row_after_a_resume_is_whole() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.csv");
-    let mut w = RecordWriter::open(&path, &dims(), &names(), false).unwrap();
-    w.append(&sample()).unwrap();
-    drop(w);
+    write_rows(&path, false, &[sample()]);
     // A kill in the middle of the second row's write.
     append_bytes(&path, b"gemm,mma_multistage,bf16,16x40");
-    let mut w = RecordWriter::open(&path, &dims(), &names(), true).unwrap();
-    w.append(&other()).unwrap();
-    drop(w);
+    write_rows(&path, true, &[other()]);
     assert_eq!(read_records(&path).unwrap(), vec![sample(), other()]);
     let found = read_sweep_csv(&path).unwrap();
     assert!(found.untrusted_lines.is_empty(), "the torn bytes were cut off: {:?}", found.untrusted_lines);
@@ -128,10 +127,7 @@ fn the_row_after_a_resume_is_whole() {
 fn a_row_failing_its_check_is_skipped_but_later_rows_are_kept() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.csv");
-    let mut w = RecordWriter::open(&path, &dims(), &names(), false).unwrap();
-    w.append(&sample()).unwrap();
-    w.append(&other()).unwrap();
-    drop(w);
+    write_rows(&path, false, &[sample(), other()]);
     // A changed digit in the first row's median time: 12.000 -> 13.000.
     let text = std::fs::read_to_string(&path).unwrap().replacen(",12.000,", ",13.000,", 1);
     std::fs::write(&path, text).unwrap();
@@ -170,9 +166,7 @@ fn a_writer_that_wrote_nothing_leaves_no_file() {
     columns.pop();
     let header = csv_file::encode_header(&columns, true).unwrap();
     std::fs::write(&path, &header[..40]).unwrap();
-    let mut w = RecordWriter::open(&path, &dims(), &names(), false).unwrap();
-    w.append(&sample()).unwrap();
-    drop(w);
+    write_rows(&path, false, &[sample()]);
     assert_eq!(read_records(&path).unwrap(), vec![sample()]);
 }
 

@@ -42,9 +42,17 @@ fn values_precedence_and_short_circuit() {
     }
 }
 
+/// Each `(source, part)` fails in `stage` (`compile` or `eval`) with `part` in its message.
+fn assert_errors(stage: &str, cases: &[(&str, &str)]) {
+    for (src, part) in cases {
+        let err = eval(src).unwrap_err();
+        assert!(err.starts_with(&format!("{stage}:")) && err.contains(part), "{src}: {err}");
+    }
+}
+
 #[test]
 fn overflow_and_division_errors_name_the_subexpression() {
-    for (src, part) in [
+    let cases = &[
         ("9223372036854775807 + 1", "`9223372036854775807 + 1` overflows"),
         ("BM * 4611686018427387904", "`BM * 4611686018427387904` overflows"),
         ("4294967296 * 4294967296 > 0", "overflows"),
@@ -55,15 +63,13 @@ fn overflow_and_division_errors_name_the_subexpression() {
         ("BM / (BN - 32)", "`BM / (BN - 32)` divides by zero"),
         ("BM % 0", "divides by zero"),
         ("ceil_div(BM, 0)", "divides by zero"),
-    ] {
-        let err = eval(src).unwrap_err();
-        assert!(err.starts_with("eval:") && err.contains(part), "{src}: {err}");
-    }
+    ];
+    assert_errors("eval", cases);
 }
 
 #[test]
 fn compile_errors_say_what_and_where() {
-    for (src, part) in [
+    let cases = &[
         ("BM + (N > 4)", "unknown name \"N\""),
         ("BM + (M > 4)", "`+` needs a number"),
         ("BM && 1", "`&&` needs a condition"),
@@ -80,10 +86,8 @@ fn compile_errors_say_what_and_where() {
         ("BM BN", "unexpected `BN`"),
         ("", "ends where a value is expected"),
         ("BM +", "ends where a value is expected"),
-    ] {
-        let err = eval(src).unwrap_err();
-        assert!(err.starts_with("compile:") && err.contains(part), "{src}: {err}");
-    }
+    ];
+    assert_errors("compile", cases);
 }
 
 #[test]

@@ -17,6 +17,12 @@ fn setup(sweep: &str) -> (tempfile::TempDir, PathBuf) {
     (dir, p)
 }
 
+/// The error (with its causes) of loading `sweep`, which must fail.
+fn load_error(sweep: &str) -> String {
+    let (_d, p) = setup(sweep);
+    format!("{:#}", Sweep::load(&p, &["M", "N", "K"]).unwrap_err())
+}
+
 const GOOD: &str = r#"
 family = "gemm"
 shapes = ["16x64x64"]
@@ -68,38 +74,25 @@ fn when_filters_by_shape() {
 }
 
 #[test]
-fn unknown_parameter_in_constraint_names_file_and_line() {
-    let (_d, p) = setup(&GOOD.replace("\"WARPS <= 2\"", "\"WARPZ <= 2\""));
-    let err = format!("{:#}", Sweep::load(&p, &["M", "N", "K"]).unwrap_err());
-    assert!(err.contains("t.toml:13"), "{err}");
-    assert!(err.contains("WARPZ"), "{err}");
-}
-
-#[test]
-fn parameter_the_template_does_not_declare_is_an_error() {
-    let (_d, p) = setup(&GOOD.replace("WM = [16, 32, 64] }", "WM = [16, 32, 64], XX = [1] }"));
-    let err = format!("{:#}", Sweep::load(&p, &["M", "N", "K"]).unwrap_err());
-    assert!(err.contains("unknown parameter XX"), "{err}");
-}
-
-#[test]
-fn empty_values_and_malformed_toml_are_errors_with_lines() {
-    let (_d, p) = setup(&GOOD.replace("BN = [32, 64]", "BN = []"));
-    let err = format!("{:#}", Sweep::load(&p, &["M", "N", "K"]).unwrap_err());
-    assert!(err.contains("no values"), "{err}");
-    let (_d, p) = setup("family = \"gemm\"\n[[variant]\nname = 1\n");
-    let err = format!("{:#}", Sweep::load(&p, &["M", "N", "K"]).unwrap_err());
-    assert!(err.contains("line 2"), "{err}");
-    let (_d, p) = setup(&GOOD.replace("constraints", "constrains"));
-    let err = format!("{:#}", Sweep::load(&p, &["M", "N", "K"]).unwrap_err());
-    assert!(err.contains("constrains"), "{err}");
-}
-
-#[test]
-fn bad_expression_is_an_error() {
-    let (_d, p) = setup(&GOOD.replace("\"BM % WM == 0\"", "\"BM % (WM == 0\""));
-    let err = format!("{:#}", Sweep::load(&p, &["M", "N", "K"]).unwrap_err());
-    assert!(err.contains("bad expression"), "{err}");
+fn bad_sweep_files_are_errors_that_say_what_and_where() {
+    let edit = |from: &str, to: &str| GOOD.replace(from, to);
+    let cases: &[(String, &[&str])] = &[
+        // An unknown name in a constraint: the file and line, and the name.
+        (edit("\"WARPS <= 2\"", "\"WARPZ <= 2\""), &["t.toml:13", "WARPZ"]),
+        (edit("WM = [16, 32, 64] }", "WM = [16, 32, 64], XX = [1] }"), &["unknown parameter XX"]),
+        (edit("BN = [32, 64]", "BN = []"), &["no values"]),
+        (edit("BN = [32, 64]", "BN = [32, 64, 32]"), &["lists 32 twice"]),
+        // Malformed TOML, and a misspelt key.
+        ("family = \"gemm\"\n[[variant]\nname = 1\n".to_string(), &["line 2"]),
+        (edit("constraints", "constrains"), &["constrains"]),
+        (edit("\"BM % WM == 0\"", "\"BM % (WM == 0\""), &["bad expression"]),
+        // Types are checked when the file is read.
+        (edit("\"WARPS <= 2\"", "\"WARPS * 2\""), &["t.toml:13:", "is a number; it must be a condition"]),
+    ];
+    for (sweep, needles) in cases {
+        let err = load_error(sweep);
+        assert!(needles.iter().all(|n| err.contains(n)), "{err}\nwanted {needles:?}");
+    }
 }
 
 #[test]
@@ -136,13 +129,12 @@ fn mnk() -> Vec<(String, i64)> {
 #[test]
 fn error_line_is_the_expression_not_a_comment_that_quotes_it() {
     let text = GOOD.replace("[[variant]]", "# old: \"WARPZ <= 2\" was too strict\n[[variant]]");
-    let (_d, p) = setup(&text.replace("\"WARPS <= 2\"", "\"WARPZ <= 2\""));
-    let err = format!("{:#}", Sweep::load(&p, &["M", "N", "K"]).unwrap_err());
+    let err = load_error(&text.replace("\"WARPS <= 2\"", "\"WARPZ <= 2\""));
     assert!(err.contains("t.toml:14:"), "{err}");
     // The same for a derived value and for `when`, on lines of their own.
-    let (_d, p) =
-        setup(&GOOD.replace("derived = { WARPS = \"BM / WM\" }", "# \"BM / WX\"\nderived = { WARPS = \"BM / WX\" }"));
-    let err = format!("{:#}", Sweep::load(&p, &["M", "N", "K"]).unwrap_err());
+    let err = load_error(
+        &GOOD.replace("derived = { WARPS = \"BM / WM\" }", "# \"BM / WX\"\nderived = { WARPS = \"BM / WX\" }"),
+    );
     assert!(err.contains("t.toml:11:") && err.contains("WX"), "{err}");
 }
 
@@ -171,16 +163,6 @@ fn overflow_while_enumerating_is_an_error_naming_line_and_point() {
     let s = Sweep::load(&p, &["M", "N", "K"]).unwrap();
     let err = format!("{:#}", s.enumerate(&mnk(), 2, &limits()).unwrap_err());
     assert!(err.contains("overflows"), "{err}");
-}
-
-#[test]
-fn types_are_checked_when_the_file_is_read() {
-    let (_d, p) = setup(&GOOD.replace("\"WARPS <= 2\"", "\"WARPS * 2\""));
-    let err = format!("{:#}", Sweep::load(&p, &["M", "N", "K"]).unwrap_err());
-    assert!(err.contains("t.toml:13:") && err.contains("is a number; it must be a condition"), "{err}");
-    let (_d, p) = setup(&GOOD.replace("BN = [32, 64]", "BN = [32, 64, 32]"));
-    let err = format!("{:#}", Sweep::load(&p, &["M", "N", "K"]).unwrap_err());
-    assert!(err.contains("lists 32 twice"), "{err}");
 }
 
 #[test]
