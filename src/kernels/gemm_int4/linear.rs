@@ -21,6 +21,19 @@ fn decode_plan(variant: &str, m: i64, n: i64, k: i64, fmt: &Int4Format, p: &BTre
     }
 }
 
+/// Whether `variant` with `params` can run (M, N, K) in the format its params name: the same
+/// launch-contract checks the launch makes, without a GPU, so a caller choosing a
+/// configuration (a database winner found for another model, a template default) can fall
+/// back before it compiles or launches anything. The error says which rule the shape breaks.
+pub fn check_shape(variant: &str, params: &BTreeMap<String, i64>, m: i64, n: i64, k: i64, dt: DType) -> Result<()> {
+    let fmt = Int4Format::from_params(params, dt)?;
+    match variant {
+        "int4_wgmma_rs" => wgmma_rs_plan(m, n, k, &fmt, params).map(|_| ()),
+        "int4_mma" => mma_geometry(m, n, k, &fmt, params).map(|_| ()),
+        _ => decode_plan(variant, m, n, k, &fmt, params).map(|_| ()),
+    }
+}
+
 /// fp32 workspace bytes a configuration needs at (M, N).
 pub fn workspace_bytes(variant: &str, params: &BTreeMap<String, i64>, m: i64, n: i64) -> usize {
     match variant {

@@ -17,7 +17,7 @@ use crate::llama::gpu::int4_weights::{Int4Store, DEQUANT_GEMM_MIN_M};
 use crate::tune::compile;
 use crate::tune::db::{Query, TunedDb};
 use crate::tune::space::{Candidate, Sweep};
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::rc::Rc;
@@ -180,12 +180,14 @@ pub fn int4_adapt_params(
     Some(p)
 }
 
-/// The int4 variant used when nothing was tuned.
-pub fn int4_default_variant(m: i64) -> &'static str {
+/// The int4 variants used when nothing was tuned, in order of preference: the tensor-core
+/// GEMV needs K in 128-column steps, so a model such as SmolLM2 (K = 576) takes the plain
+/// GEMV, which steps by its group.
+pub fn int4_default_variants(m: i64) -> &'static [&'static str] {
     if m <= 16 {
-        "int4_gemv_tc"
+        &["int4_gemv_tc", "int4_gemv", "int4_mma"]
     } else {
-        "int4_mma"
+        &["int4_mma"]
     }
 }
 
@@ -239,28 +241,52 @@ impl TunedGemm {
         };
         // A nearest-shape winner is only taken for an M its variant is meant for: a decode
         // winner (M = 8) reused for a 1024-token prefill was measured 6x slower than cuBLAS.
+        let mut refused = Vec::new();
         if let Some(f) = self.db.lookup(&q) {
             if let Some(p) = self.usable(&f.entry.variant, &f.entry.params, m) {
-                let src = if f.exact { PlanSource::Exact } else { PlanSource::Nearest(f.note.clone()) };
-                return Ok((f.entry.variant.clone(), p, src));
+                match self.fits(&f.entry.variant, &p, m, n, k) {
+                    Ok(()) => {
+                        let src = if f.exact { PlanSource::Exact } else { PlanSource::Nearest(f.note.clone()) };
+                        return Ok((f.entry.variant.clone(), p, src));
+                    }
+                    Err(e) => refused.push(format!("the tuned {} does not fit ({e:#})", f.entry.variant)),
+                }
             }
         }
-        let v = match self.kind {
-            LinearKind::Dense => default_variant(m),
-            LinearKind::Int4 { .. } => int4_default_variant(m),
+        let defaults: &[&str] = match self.kind {
+            LinearKind::Dense => &[default_variant(m)],
+            LinearKind::Int4 { .. } => int4_default_variants(m),
         };
-        let vs =
-            self.sweep.variant(v).with_context(|| format!("sweeps/{}.toml has no variant {v}", self.kind.name()))?;
-        let p = self.usable(v, &template_defaults(&vs.source), m).expect("default variant fits M");
-        Ok((
-            v.to_string(),
-            p,
-            PlanSource::Default(format!(
-                "no tuned {} for {m}x{n}x{k} on {}: {v} template defaults",
-                self.kind.name(),
-                self.gpu_name
-            )),
-        ))
+        for v in defaults {
+            let vs = self
+                .sweep
+                .variant(v)
+                .with_context(|| format!("sweeps/{}.toml has no variant {v}", self.kind.name()))?;
+            let Some(p) = self.usable(v, &template_defaults(&vs.source), m) else { continue };
+            if let Err(e) = self.fits(v, &p, m, n, k) {
+                refused.push(format!("{v} does not fit ({e:#})"));
+                continue;
+            }
+            let why = if refused.is_empty() { String::new() } else { format!(" ({})", refused.join("; ")) };
+            return Ok((
+                v.to_string(),
+                p,
+                PlanSource::Default(format!(
+                    "no tuned {} for {m}x{n}x{k} on {}: {v} template defaults{why}",
+                    self.kind.name(),
+                    self.gpu_name
+                )),
+            ));
+        }
+        bail!("no {} variant can run {m}x{n}x{k}: {}", self.kind.name(), refused.join("; "))
+    }
+
+    /// The launch contract's shape rules (int4 only: every dense default runs any shape).
+    fn fits(&self, variant: &str, params: &BTreeMap<String, i64>, m: i64, n: i64, k: i64) -> Result<()> {
+        match self.kind {
+            LinearKind::Dense => Ok(()),
+            LinearKind::Int4 { .. } => int4_linear::check_shape(variant, params, m, n, k, DType::BF16),
+        }
     }
 
     /// The plan for (M, N, K), compiling its module on first use.
@@ -468,7 +494,27 @@ mod tests {
         assert_eq!(int4_adapt_params("int4_gemv", &g, 3, 128).unwrap()["M_MAX"], 4);
         assert!(int4_adapt_params("int4_mma", &g, 4096, 128).is_some());
         assert!(int4_adapt_params("nosuch", &g, 1, 128).is_none());
-        assert_eq!((int4_default_variant(16), int4_default_variant(17)), ("int4_gemv_tc", "int4_mma"));
+        assert_eq!((int4_default_variants(16)[0], int4_default_variants(17)[0]), ("int4_gemv_tc", "int4_mma"));
+    }
+
+    /// SmolLM2's K = 576 (g64) is not in int4_gemv_tc's 128-column steps: the first default
+    /// is refused before anything compiles and the next one, int4_gemv, runs it; at Llama's
+    /// K = 4096 the first default stays.
+    #[test]
+    fn int4_defaults_fall_back_where_a_shape_breaks_the_launch_contract() {
+        let root = crate::paths::project_root();
+        let defaults = |file: &str, m: i64, group: i64, variant: &str| {
+            let src = crate::gpu::nvrtc::load_source(&root.join(file)).unwrap();
+            int4_adapt_params(variant, &template_defaults(&src), m, group).unwrap()
+        };
+        let tc = defaults("kernels/gemm_int4/int4_gemv_tc.cu", 1, 64, "int4_gemv_tc");
+        let err = int4_linear::check_shape("int4_gemv_tc", &tc, 1, 960, 576, DType::BF16).unwrap_err();
+        assert!(format!("{err:#}").contains("128-column step"), "{err:#}");
+        let tc128 = defaults("kernels/gemm_int4/int4_gemv_tc.cu", 1, 128, "int4_gemv_tc");
+        int4_linear::check_shape("int4_gemv_tc", &tc128, 1, 6144, 4096, DType::BF16).unwrap();
+        assert_eq!(int4_default_variants(1)[1], "int4_gemv");
+        let gemv = defaults("kernels/gemm_int4/int4_gemv.cu", 1, 64, "int4_gemv");
+        int4_linear::check_shape("int4_gemv", &gemv, 1, 960, 576, DType::BF16).unwrap();
     }
 
     #[test]
