@@ -135,7 +135,9 @@ impl Int4Store {
     pub fn dequantized_copy(&self, gpu: &Gpu, w: &GpuWeights) -> Result<GpuWeights> {
         let refk = RefKernels::new(gpu)?;
         let out = w.empty_like(gpu, format!("{} (int4 g{} RTN, dequantized)", w.source, self.group))?;
-        let fmt = Int4Format::default_for(DType::BF16);
+        // The store's group, not the kernels' default: a g64 store read as g128 pairs every
+        // other group with the wrong scale (SmolLM2's validation failed so on an H200).
+        let fmt = Int4Format { group: self.group, ..Int4Format::default_for(DType::BF16) };
         let no_zeros = gpu.alloc(16)?;
         for ((src, n, k), (dst, ..)) in layer_linears(w).into_iter().zip(layer_linears(&out)) {
             let q = self.get(src.ptr).context("internal: a layer linear was not quantized")?;
