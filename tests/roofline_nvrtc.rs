@@ -49,7 +49,7 @@ fn gemm_mma_defaults_compile_in_both_dtypes() {
         }
         let req = CompileRequest {
             name: gemm::MMA_FILE.into(),
-            source: gemm::MMA_SOURCE.into(),
+            source: gemm::mma_source().unwrap(),
             defines,
             arch: "sm_90a".into(),
         };

@@ -36,7 +36,6 @@ const EMBEDDED_REFERENCES: &[&str] = &[
 
 /// Templates embedded with `include_str!` whose text is compiled or hashed as it stands.
 const RAW_EMBEDDED: &[&str] = &[
-    "kernels/gemm/mma_multistage.cu",
     "kernels/gemm_int4/quantize.cu",
     "kernels/gemm_int4/reference.cu",
     "kernels/llama/ops.cu",

@@ -16,8 +16,13 @@ use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 
 pub const N: i64 = 8192;
-pub const MMA_SOURCE: &str = include_str!("../../kernels/gemm/mma_multistage.cu");
 pub const MMA_FILE: &str = "kernels/gemm/mma_multistage.cu";
+
+/// The template as the sweep loads it, shared headers expanded: the text the tuned database's
+/// source hash is taken of, so the lookup below can find the sweep's winner.
+pub fn mma_source() -> Result<String> {
+    crate::gpu::nvrtc::load_source(&crate::paths::project_root().join(MMA_FILE))
+}
 const MMA_VARIANT: &str = "mma_multistage";
 
 fn flops() -> f64 {
@@ -61,7 +66,11 @@ pub fn tuned_params(gpu: &Gpu, cache: &ModuleCache, dt: DType) -> (BTreeMap<Stri
         Err(e) => return (params, format!("template defaults (tuned database unreadable: {e:#})")),
     };
     let shape: BTreeMap<String, i64> = ["M", "N", "K"].iter().map(|d| (d.to_string(), N)).collect();
-    let hashes: BTreeMap<String, String> = [(MMA_VARIANT.to_string(), cache::source_hash(MMA_SOURCE))].into();
+    let source = match mma_source() {
+        Ok(s) => s,
+        Err(e) => return (params, format!("template defaults (cannot read the template: {e:#})")),
+    };
+    let hashes: BTreeMap<String, String> = [(MMA_VARIANT.to_string(), cache::source_hash(&source))].into();
     let q = Query {
         kernel: "gemm",
         gpu: &gpu.props.name,
@@ -87,7 +96,7 @@ pub fn ours_8192(gpu: &Gpu, timer: &Timer, cache: &ModuleCache, dt: DType) -> Re
     let (params, how) = tuned_params(gpu, cache, dt);
     let mut defines = dt.defines();
     defines.extend(params.iter().map(|(k, v)| (k.clone(), v.to_string())));
-    let req = CompileRequest { name: MMA_FILE.into(), source: MMA_SOURCE.into(), defines, arch: gpu.props.arch() };
+    let req = CompileRequest { name: MMA_FILE.into(), source: mma_source()?, defines, arch: gpu.props.arch() };
     let m = cache.get_or_compile(&req).context("compiling gemm_mma")?;
     let mut kernels: BTreeMap<String, Kernel> = BTreeMap::new();
     kernels.insert("gemm_mma".into(), gpu.load(&m.cubin, "gemm_mma")?);
