@@ -24,6 +24,7 @@ pub mod int4_weights;
 pub mod linear;
 pub mod model;
 pub mod op_choice;
+pub mod op_fit;
 pub mod ops;
 pub mod profile;
 pub mod shape;

@@ -3,48 +3,20 @@
 //! way [`super::linear`] chooses GEMMs (nearest shape, else the template defaults), and
 //! fitted to the model's shapes. [`super::ops`] compiles and launches what is chosen.
 
-use super::ops::{OpKind, TUNED_OPS};
+pub use super::op_fit::OpChoice;
+use super::op_fit::{Chosen, OpImpl};
+use super::ops::TUNED_OPS;
 use super::shape::ModelShape;
 use super::tuned_op::ModelFacts;
 use crate::gpu::cache::ModuleCache;
 use crate::gpu::device::Gpu;
-use crate::kernels::attention_common::{DECODE_SOURCE, PREFILL_SOURCE};
-use crate::kernels::attention_prefill::wgmma::PREFILL_WGMMA_SOURCE;
-use crate::kernels::tunables::{template_defaults, Tunables};
+use crate::kernels::tunables::Tunables;
 use crate::kernels::DType;
 use crate::llama::config::LlamaConfig;
-use anyhow::{bail, Result};
+use anyhow::Result;
 use std::collections::BTreeMap;
 
-/// How one non-linear op is computed.
-#[derive(Debug, Clone, PartialEq)]
-pub enum OpImpl {
-    /// The plain kernel of kernels/llama/ops.cu.
-    Reference,
-    /// A kernlab family kernel: the tuned database's winner nearest the model's shape, or
-    /// the variant's template defaults. Carries what the report prints.
-    Tuned { family: String, variant: String, params: BTreeMap<String, i64> },
-}
-
-/// The op implementations of one model instance: one per row of [`TUNED_OPS`], keyed by the
-/// row's op kind; an op without an entry runs its reference kernel.
-#[derive(Debug, Clone, Default)]
-pub struct OpChoice {
-    by_op: BTreeMap<OpKind, OpImpl>,
-}
-
-static REFERENCE: OpImpl = OpImpl::Reference;
-
 impl OpChoice {
-    pub fn reference() -> OpChoice {
-        OpChoice::default()
-    }
-
-    /// How `kind` is computed (`Reference` unless a tuned family was chosen for it).
-    pub fn get(&self, kind: OpKind) -> &OpImpl {
-        self.by_op.get(&kind).unwrap_or(&REFERENCE)
-    }
-
     /// What the tuned path uses for the non-GEMM ops: for each row of [`TUNED_OPS`], in
     /// order, the family's tuned winner nearest the model's shape for it, else the template
     /// defaults, fitted to the model; an op whose family cannot take the model's shape keeps
@@ -74,7 +46,7 @@ impl OpChoice {
                     OpImpl::Reference
                 }
             };
-            choice.by_op.insert(op.kind, imp);
+            choice.set(op.kind, imp);
         }
         for op in TUNED_OPS {
             if let (Some(note), OpImpl::Tuned { .. }) = (op.tuned_note, choice.get(op.kind)) {
@@ -84,9 +56,6 @@ impl OpChoice {
         (choice, notes)
     }
 }
-
-/// One op's family choice: the implementation and the note saying where it came from.
-pub type Chosen = (OpImpl, String);
 
 /// The family variant and tunables for one op: the tuned winner nearest `shape` in the first
 /// of `families` that has one (the varlen and plain attention families share a template),
@@ -141,75 +110,10 @@ fn with_defaults(family: &str, variant: &str, source: &str, params: BTreeMap<Str
     OpImpl::Tuned { family: family.to_string(), variant: variant.to_string(), params: all }
 }
 
-/// The rope config must split the model's half head into whole vectors and address Q and K
-/// inside the fused qkv rows (row stride a multiple of VEC); a winner that does not is
-/// replaced by the widest vector that does.
-pub fn fit_rope((imp, note): Chosen, d: i64, qkv_dim: i64) -> Result<Chosen> {
-    let OpImpl::Tuned { family, variant, mut params } = imp else { return Ok((imp, note)) };
-    let half = d / 2;
-    let tunables = |p: &BTreeMap<String, i64>| Tunables::new(&variant, p.clone());
-    let ok = |p: &BTreeMap<String, i64>| -> Result<bool> {
-        let t = tunables(p);
-        let (vec, threads) = (t.get("VEC")?, t.get("THREADS")?);
-        Ok(vec > 0 && half % vec == 0 && qkv_dim % vec == 0 && threads >= half / vec)
-    };
-    if ok(&params)? {
-        return Ok((OpImpl::Tuned { family, variant, params }, note));
-    }
-    // One of 1, 2, 4, 8 always fits (1 divides everything).
-    let vec = [8, 4, 2, 1].into_iter().find(|v| half % v == 0 && qkv_dim % v == 0).unwrap_or(1);
-    let threads = tunables(&params).get("THREADS")?.max(crate::kernels::ceil_div(half / vec, 32) * 32);
-    params.insert("VEC".into(), vec);
-    params.insert("THREADS".into(), threads);
-    if !ok(&params)? {
-        bail!("no rope_llama3 configuration fits head dim {d}");
-    }
-    Ok((
-        OpImpl::Tuned { family, variant, params },
-        format!("{note}; VEC = {vec}, THREADS = {threads} to fit head dim {d}"),
-    ))
-}
-
-/// An attention config must be compiled for the model's head dim; a winner measured at
-/// another head dim is replaced by the template defaults at the model's.
-pub fn fit_attention(
-    (imp, note): Chosen,
-    d: i64,
-    max_smem: i64,
-    smem: impl Fn(&Tunables) -> Result<i64>,
-) -> Result<Chosen> {
-    let OpImpl::Tuned { family, variant, mut params } = imp else { return Ok((imp, note)) };
-    let mut note = note;
-    if params.get("HEAD_DIM") != Some(&d) {
-        let defaults = default_attention_params(&family, &variant);
-        if params != defaults {
-            note = format!("{family}: {variant} with its template defaults (the tuned winner is for another head dim)");
-        }
-        params = defaults;
-        params.insert("HEAD_DIM".into(), d);
-    }
-    let bytes = smem(&Tunables::new(&variant, params.clone()))?;
-    if bytes > max_smem {
-        bail!("{family} needs {bytes} B of shared memory per block, the GPU allows {max_smem}");
-    }
-    Ok((OpImpl::Tuned { family, variant, params }, note))
-}
-
-/// The attention templates' defaults, read from the templates.
-fn default_attention_params(family: &str, variant: &str) -> BTreeMap<String, i64> {
-    let source = if family.starts_with("attention_decode") {
-        DECODE_SOURCE
-    } else if variant == "flash_wgmma" {
-        PREFILL_WGMMA_SOURCE
-    } else {
-        PREFILL_SOURCE
-    };
-    template_defaults(source, DType::BF16)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::llama::gpu::op_fit::{default_attention_params, fit_attention, fit_rope};
 
     fn tuned(family: &str, params: &[(&str, i64)]) -> Chosen {
         let params = params.iter().map(|(k, v)| (k.to_string(), *v)).collect();

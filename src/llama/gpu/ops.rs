@@ -10,7 +10,7 @@
 //! contracts and launches are in [`super::attention`].
 
 use super::attention::{self, AttnDims, AttnIo, AttnPath, AttnStep, DecodeKernels, PrefillKernels, StepLayout};
-use super::op_choice::{fit_attention, fit_rope};
+use super::op_fit::{fit_attention, fit_rope};
 use super::tuned_op::{kernels, ModelFacts, OneKernel, TunedLauncher, TunedOp};
 use crate::gpu::cache::ModuleCache;
 use crate::gpu::device::{Arg, DevBuf, Gpu, Kernel};
@@ -40,47 +40,7 @@ pub const OPS_ENTRIES: &[&str] = &[
     "fill_const_bf16",
 ];
 
-pub use super::op_choice::{OpChoice, OpImpl};
-
-/// Op kinds of the model, also the rows of the `--profile` table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum OpKind {
-    Embedding,
-    RmsNorm,
-    GemmQkv,
-    Rope,
-    KvAppend,
-    /// Attention of decode steps (one token per sequence).
-    Attention,
-    /// Attention of every other step (prefill).
-    AttentionPrefill,
-    GemmO,
-    GemmGateUp,
-    SwiGlu,
-    GemmDown,
-    GemmLmHead,
-    Argmax,
-}
-
-impl OpKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            OpKind::Embedding => "embedding",
-            OpKind::RmsNorm => "rmsnorm",
-            OpKind::GemmQkv => "gemm qkv",
-            OpKind::Rope => "rope",
-            OpKind::KvAppend => "kv_append",
-            OpKind::Attention => "attention",
-            OpKind::AttentionPrefill => "attention (prefill)",
-            OpKind::GemmO => "gemm o (+residual)",
-            OpKind::GemmGateUp => "gemm gate_up",
-            OpKind::SwiGlu => "swiglu",
-            OpKind::GemmDown => "gemm down (+residual)",
-            OpKind::GemmLmHead => "gemm lm_head",
-            OpKind::Argmax => "argmax",
-        }
-    }
-}
+pub use super::op_fit::{OpChoice, OpImpl, OpKind};
 
 /// The tuned ops, in the order the choice notes list them.
 pub const TUNED_OPS: &[TunedOp] = &[

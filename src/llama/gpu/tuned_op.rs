@@ -2,8 +2,7 @@
 //! trait the launchers it builds sit behind. The choice ([`super::op_choice`]) reads a row's
 //! families, shape and fit; the op kernels ([`super::ops`]) its entries and launcher.
 
-use super::op_choice::Chosen;
-use super::ops::OpKind;
+use super::op_fit::{Chosen, OpKind};
 use super::shape::ModelShape;
 use crate::gpu::device::{Gpu, Kernel};
 use crate::kernels::tunables::Tunables;
