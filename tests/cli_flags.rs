@@ -243,3 +243,39 @@ fn without_a_toolkit_the_error_names_the_fix() {
     assert_eq!(v["nvrtc"]["found"], false);
     assert!(v["cublas"]["error"].as_str().unwrap().contains("nvidia-cublas"), "{v}");
 }
+
+/// Issue #19's fresh machine: no toolkit, no wheels in kernlab's cache, only python3 with
+/// pip. `kernlab compile` (like sweep, selftest, roofline and e2e) installs NVRTC and the
+/// CUDA headers itself and compiles. Needs the network (pip), as CI's own set-up does; pip's
+/// download cache is left in place, so the wheels setup-nvrtc.sh fetched are reused.
+#[test]
+fn a_machine_without_a_toolkit_installs_nvrtc_itself_and_compiles() {
+    let cache = tempfile::tempdir().unwrap();
+    let xdg = cache.path().to_str().unwrap();
+    let path = std::env::var("PATH").unwrap_or_default();
+    let hide: Vec<(&str, &str)> =
+        vec![("XDG_CACHE_HOME", xdg), ("LD_LIBRARY_PATH", ""), ("CUDA_HOME", ""), ("CUDA_PATH", "")];
+    // Where another NVRTC is still visible (a toolkit in /usr/local/cuda, wheels in a
+    // site-packages), this machine cannot play the fresh one: say so and stop.
+    let o = run_in(cache.path(), &["devices", "--json"], &hide);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+    if v["nvrtc"]["found"] != false {
+        eprintln!("skipped: NVRTC is visible outside kernlab's cache here ({})", v["nvrtc"]);
+        return;
+    }
+    let mut c = Command::new(env!("CARGO_BIN_EXE_kernlab"));
+    c.args(["compile", "kernels/gemm/mma_multistage.cu", "--arch", "sm_90a"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("KERNLAB_REPORTS", cache.path())
+        .env("KERNLAB_AUTO_INSTALL", "1")
+        .env("PATH", path);
+    for (k, v) in &hide {
+        c.env(k, v);
+    }
+    let o = c.output().expect("running kernlab");
+    let t = text(&o);
+    assert!(o.status.success(), "compile after the automatic install failed:\n{t}");
+    let installed = cache.path().join("kernlab/cuda/nvidia");
+    assert!(installed.is_dir(), "no wheels in {}:\n{t}", installed.display());
+    assert!(t.contains("sm_90a"), "{t}");
+}
