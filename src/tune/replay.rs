@@ -44,7 +44,9 @@ impl RecordedSpace {
 /// is an error.
 pub fn load_spaces(path: &Path) -> Result<Vec<RecordedSpace>> {
     let records = read_records(path)?;
-    let source = path.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+    let name = path.file_name().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+    let source = name.strip_suffix(".gz").unwrap_or(&name);
+    let source = source.strip_suffix(".csv").unwrap_or(source).to_string();
     let mut order: Vec<(String, String)> = Vec::new();
     let mut groups: HashMap<(String, String), Vec<(Candidate, Option<f64>)>> = HashMap::new();
     for r in records {

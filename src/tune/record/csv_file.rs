@@ -50,8 +50,16 @@ pub fn read_records_from(data: &[u8]) -> Result<Vec<CandidateRecord>> {
     Ok(parse_sweep_csv(data)?.records)
 }
 
+/// Reads a sweep CSV, or one compressed with gzip (`.csv.gz`: how docs/results keeps the
+/// big full-grid spaces, whose plain CSVs run to megabytes).
 pub fn read_sweep_csv(path: &Path) -> Result<SweepCsv> {
-    let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    if path.extension().is_some_and(|e| e == "gz") {
+        let mut plain = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(data.as_slice()), &mut plain)
+            .with_context(|| format!("decompressing {}", path.display()))?;
+        data = plain;
+    }
     parse_sweep_csv(&data).with_context(|| format!("parsing {}", path.display()))
 }
 

@@ -212,3 +212,20 @@ fn row_check_matches_the_documented_formula() {
     assert!(found.checked && found.untrusted_lines.is_empty());
     assert_eq!(found.complete_len, bytes.len() as u64);
 }
+
+#[test]
+fn a_gzipped_csv_reads_as_the_plain_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.csv");
+    write_rows(&path, false, &[sample(), other()]);
+    let gz = dir.path().join("s.csv.gz");
+    let mut enc = flate2::write::GzEncoder::new(std::fs::File::create(&gz).unwrap(), flate2::Compression::default());
+    enc.write_all(&std::fs::read(&path).unwrap()).unwrap();
+    enc.finish().unwrap();
+    assert_eq!(read_records(&gz).unwrap(), read_records(&path).unwrap());
+    // Not gzip inside: an error naming the file, not garbage rows.
+    let fake = dir.path().join("f.csv.gz");
+    std::fs::copy(&path, &fake).unwrap();
+    let e = format!("{:#}", read_records(&fake).unwrap_err());
+    assert!(e.contains("f.csv.gz"), "{e}");
+}
