@@ -15,6 +15,7 @@
 #   scripts/gpu-check.sh smollm2                   # the real SmolLM2-135M: chat text, vs CPU, validate
 #   scripts/gpu-check.sh big ["FILES"]             # big spaces swept in full (search ground truth)
 #   scripts/gpu-check.sh formats                   # llama3-8b decode with int4 g32/g64/g128 vs bf16
+#   scripts/gpu-check.sh profile                   # llama3-8b per-op decode breakdown, bf16 and int4
 #   scripts/gpu-check.sh all                       # all of the above (longer than one 10-min call)
 #
 # Environment (all optional):
@@ -161,6 +162,22 @@ formats() {
   done
 }
 
+# The per-op breakdown of a decode step (CUDA events around each op, a separate run from the
+# timed ones), bf16 and int4 g128 at batch 1 and 8, then int4 g64 validated against cuBLAS on
+# its own dequantized weights (the group of the store, not g128).
+profile() {
+  local bench=(--prompt-len 128 --gen-len "${GEN_LEN:-128}" --runs 1 --ignore-eos --db "$R/tuned.json")
+  for w in bf16 int4; do
+    step "llama3-8b $w per-op profile"
+    timeout 200 "$K" e2e "${bench[@]}" --batch 1,8 --weights "$w" --profile --out "$R/e2e-profile-$w" 2>&1 | quiet
+    failed "profile $w" "${PIPESTATUS[0]}"
+  done
+  step "llama3-8b int4 g64 --validate"
+  timeout 200 "$K" e2e "${bench[@]}" --batch 1 --weights int4 --int4-group 64 --validate \
+    --out "$R/e2e-int4-g64-validate" 2>&1 | quiet | tail -25
+  failed "int4 g64 validate" "${PIPESTATUS[0]}"
+}
+
 # Hugging Face transformers builds llama3-8b with random weights, saves it, records reference
 # logits and greedy tokens and times its own generate (eager; static cache + torch.compile);
 # kernlab loads that directory, compares, and benchmarks the same batches.
@@ -278,11 +295,12 @@ run() {
     search) devices; search ;;
     big) devices; big "$ARG" ;;
     formats) devices; formats ;;
+    profile) devices; profile ;;
     all)
       devices; selftest ""
       sweeps "gemm softmax rmsnorm rope swiglu attention_decode attention_decode_varlen attention_prefill attention_prefill_varlen"
       int4; e2e; hf ;;
-    *) echo "error: unknown mode '$MODE' (quick, selftest, ceilings, sweeps, int4, e2e, hf, smollm2, user, search, big, formats, all)" >&2; return 2 ;;
+    *) echo "error: unknown mode '$MODE' (quick, selftest, ceilings, sweeps, int4, e2e, hf, smollm2, user, search, big, formats, profile, all)" >&2; return 2 ;;
   esac
 }
 rm -f "$OUT/failed.txt"

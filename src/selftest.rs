@@ -120,6 +120,9 @@ fn samples(
     let mut out = Vec::new();
     for (variant, cands) in by_variant {
         for (fmt, overlay) in overlays(fam.name()) {
+            if !crate::kernels::gemm_int4::variant_takes_format(&variant, overlay) {
+                continue;
+            }
             let mut chosen = strategy::select(&cands, Strategy::Grid, SAMPLE, 0);
             if !chosen.contains(&cands[0]) {
                 chosen.insert(0, cands[0].clone());

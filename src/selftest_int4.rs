@@ -7,7 +7,8 @@ use crate::gpu::device::Gpu;
 use crate::gpu::util::Util;
 use crate::kernels::gemm_int4::linear::{launch_linear, workspace_bytes, Int4Io};
 use crate::kernels::gemm_int4::quantize::{Int4Quantizer, QUANTIZE_GROUPS};
-use crate::kernels::gemm_int4::GemmInt4;
+use crate::kernels::gemm_int4::tiled::{reads_tiled, PlainInt4, Repacker, TiledInt4};
+use crate::kernels::gemm_int4::{GemmInt4, ZeroMode};
 use crate::kernels::{DType, Family};
 use crate::quant::{quantize_rtn, reference_gemm_int4_with, GroupSize, HalfDtype, RtnConfig, WeightRounding};
 use crate::tune::compile;
@@ -111,20 +112,28 @@ pub fn check_model_linear(
     dev_wq.upload(&qw.packed)?;
     let dev_s = gpu.alloc(qw.scales.len() * 2)?;
     dev_s.upload(&qw.scales)?;
+    // The same weight in the tiled layout, for the variants that read it.
+    let tiled = TiledInt4::alloc(gpu, n as i64, k as i64, 128, ZeroMode::Symmetric)?;
+    let plain = PlainInt4 { packed: dev_wq.ptr, scales: dev_s.ptr, zeros: 0 };
+    if gpu.props.cc_major >= 9 {
+        Repacker::with_cache(gpu, cache)?.repack(gpu, plain, &tiled, n as i64, k as i64, 128)?;
+    }
     for (variant, m, extra) in [
         ("int4_gemv_tc", 5usize, vec![("SPLITK", 1)]),
         ("int4_gemv_tc", 3, vec![("SPLITK", 2)]),
         ("int4_gemv_tc", 13, vec![("SPLITK", 1), ("ZP_MMA", 0)]),
         ("int4_gemv_tc", 1, vec![("SPLITK", 1), ("DIAG", 1), ("M_TILES", 1)]),
         ("int4_gemv_tc", 1, vec![("SPLITK", 2), ("DIAG", 1), ("M_TILES", 1)]),
+        ("int4_gemv_bulk", 5, vec![("M_TILES", 1)]),
+        ("int4_gemv_bulk", 13, vec![("M_TILES", 2), ("ZP_MMA", 0), ("TILES", 1)]),
         ("int4_mma", 33, vec![]),
         ("int4_mma_wgmma", 33, vec![("SPLITK", 1)]),
         ("int4_mma_wgmma", 33, vec![("SPLITK", 2)]),
         ("int4_wgmma_rs", 5, vec![("BT", 8), ("SPLITK", 1)]),
         ("int4_wgmma_rs", 33, vec![("BT", 64), ("SPLITK", 2)]),
     ] {
-        if variant.contains("wgmma") && gpu.props.cc_major < 9 {
-            continue; // wgmma: Hopper only
+        if (variant.contains("wgmma") || reads_tiled(variant)) && gpu.props.cc_major < 9 {
+            continue; // wgmma and bulk copies: Hopper only
         }
         let v = sweep.variant(variant).with_context(|| format!("sweeps/gemm_int4.toml lacks {variant}"))?;
         let mut params: BTreeMap<String, i64> = crate::llama::gpu::linear::template_defaults(&v.source);
@@ -151,7 +160,9 @@ pub fn check_model_linear(
             let r_host: Vec<f32> = y.download::<u16>(m * n)?.iter().map(|b| half.to_f32(*b)).collect();
             let ws = gpu.alloc(workspace_bytes(variant, &params, m as i64, n as i64).max(16))?;
             util.poison(gpu, &ws)?;
-            let io = Int4Io { x: x.ptr, wq: dev_wq.ptr, scales: dev_s.ptr, zeros: 0, r: y.ptr, y: y.ptr, ws: ws.ptr };
+            let (wq, sc) =
+                if reads_tiled(variant) { (tiled.codes.ptr, tiled.scales.ptr) } else { (dev_wq.ptr, dev_s.ptr) };
+            let io = Int4Io { x: x.ptr, wq, scales: sc, zeros: 0, r: y.ptr, y: y.ptr, ws: ws.ptr };
             // SAFETY: x, y [M,N] (also the residual) and ws (workspace_bytes) were allocated
             // above for this shape, the weights by the quantizer for (N, K); `ks` is compiled
             // with `params`.

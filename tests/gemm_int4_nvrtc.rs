@@ -9,7 +9,8 @@ mod nvrtc_support;
 
 use kernlab::gpu::nvrtc::CompileRequest;
 use kernlab::kernels::gemm_int4::quantize::{quantize_request, QUANTIZE_GROUPS};
-use kernlab::kernels::gemm_int4::{reference_request, with_format, GemmInt4, SELFTEST_FORMATS};
+use kernlab::kernels::gemm_int4::tiled::repack_request;
+use kernlab::kernels::gemm_int4::{reference_request, variant_takes_format, with_format, GemmInt4, SELFTEST_FORMATS};
 use kernlab::kernels::{DType, Family, Shape};
 use kernlab::tune::compile::request;
 use kernlab::tune::space::{Candidate, DeviceLimits, Sweep};
@@ -41,9 +42,9 @@ fn templates_compile_at_their_defaults_and_the_reference_and_quantizer_modules_c
     }
     let mut reqs = Vec::new();
     for arch in ARCHS {
-        for variant in ["int4_gemv", "int4_gemv_tc", "int4_mma", "int4_mma_wgmma", "int4_wgmma_rs"] {
-            if variant.contains("wgmma") && *arch != "sm_90a" {
-                continue; // wgmma: Hopper only (min_cc = 90)
+        for variant in ["int4_gemv", "int4_gemv_tc", "int4_gemv_bulk", "int4_mma", "int4_mma_wgmma", "int4_wgmma_rs"] {
+            if (variant.contains("wgmma") || variant == "int4_gemv_bulk") && *arch != "sm_90a" {
+                continue; // wgmma and bulk copies: Hopper only (min_cc = 90)
             }
             for dt in [DType::BF16, DType::F16] {
                 let mut r = template(variant);
@@ -53,6 +54,7 @@ fn templates_compile_at_their_defaults_and_the_reference_and_quantizer_modules_c
             }
         }
         reqs.push(Job::new("reference.cu", reference_request(arch)).spills_allowed());
+        reqs.push(Job::new("repack.cu", repack_request(arch)));
         for dt in [DType::BF16, DType::F16] {
             for &g in QUANTIZE_GROUPS {
                 reqs.push(Job::new(format!("quantize.cu g{g} {}", dt.name()), quantize_request(arch, dt, g)));
@@ -108,6 +110,7 @@ fn every_selftest_format_compiles_for_every_variant_and_dtype() {
         for (variant, shape) in [
             ("int4_gemv", "16x4096x4096"),
             ("int4_gemv_tc", "16x4096x4096"),
+            ("int4_gemv_bulk", "16x4096x4096"),
             ("int4_mma", "2048x4096x4096"),
             ("int4_mma_wgmma", "2048x4096x4096"),
             ("int4_wgmma_rs", "2048x4096x4096"),
@@ -117,15 +120,22 @@ fn every_selftest_format_compiles_for_every_variant_and_dtype() {
                 kept(&s, shape, arch).into_iter().filter(|c| c.variant == variant).max_by_key(|c| match variant {
                     "int4_gemv" => c.params["ROWS_PER_WARP"] * c.params["M_MAX"] * c.params["VEC"],
                     "int4_gemv_tc" => c.params["N_TILES"] * c.params["UNROLL"] * c.params["M_TILES"],
+                    "int4_gemv_bulk" => c.params["CHUNK"] * c.params["M_TILES"],
                     "int4_mma_wgmma" => (c.params["BM"] / 64) * c.params["BN"] / c.params["WG_N"],
                     "int4_wgmma_rs" => c.params["MT"] * c.params["BT"],
                     _ => (c.params["WM"] / 16) * (c.params["WN"] / 8) * (c.params["BK"] / 64),
                 })
             else {
-                assert!(variant.contains("wgmma") && *arch != "sm_90a", "{variant} has no candidate for {arch}");
+                assert!(
+                    (variant.contains("wgmma") || variant == "int4_gemv_bulk") && *arch != "sm_90a",
+                    "{variant} has no candidate for {arch}"
+                );
                 continue;
             };
             for (label, overlay) in SELFTEST_FORMATS {
+                if !variant_takes_format(variant, overlay) {
+                    continue;
+                }
                 let c2 = Candidate { variant: c.variant.clone(), params: with_format(&c.params, overlay) };
                 for dt in [DType::BF16, DType::F16] {
                     reqs.push(

@@ -38,6 +38,7 @@ const EMBEDDED_REFERENCES: &[&str] = &[
 const RAW_EMBEDDED: &[&str] = &[
     "kernels/gemm_int4/quantize.cu",
     "kernels/gemm_int4/reference.cu",
+    "kernels/gemm_int4/repack.cu",
     "kernels/llama/ops.cu",
     "kernels/roofline/ceilings.cu",
     "kernels/user/helpers.cu",

@@ -7,6 +7,9 @@
 //! - `int4_gemv_tc` (kernels/gemm_int4/int4_gemv_tc.cu): decode, M ≤ 16, on tensor cores:
 //!   the weights are mma's A operand, so a weight costs a shift, a lop3 and half a packed fma
 //!   instead of int4_gemv's fp32 multiply-adds per activation row.
+//! - `int4_gemv_bulk` (kernels/gemm_int4/int4_gemv_bulk.cu): decode, M ≤ 16, Hopper: the same
+//!   tensor-core math as int4_gemv_tc on the tiled layout (`tiled`), streamed into per-warp
+//!   shared-memory rings by bulk copies, so the bytes in flight cost no registers.
 //! - `int4_mma` (kernels/gemm_int4/int4_mma.cu): tensor cores (mma.sync m16n8k16), any M;
 //!   cp.async pipeline of raw X and packed W tiles, B fragments dequantized in registers.
 //! - `int4_mma_wgmma` (kernels/gemm_int4/int4_mma_wgmma.cu): Hopper, M ≥ 64: each k-tile of W
@@ -32,12 +35,14 @@ pub mod linear;
 mod problem;
 pub mod quantize;
 mod reference;
+pub mod tiled;
 mod tma;
 
-pub use format::{with_format, Int4Format, ZeroMode, DEFAULT_GROUP, MIN_GROUP, SELFTEST_FORMATS};
+pub use format::{variant_takes_format, with_format, Int4Format, ZeroMode, DEFAULT_GROUP, MIN_GROUP, SELFTEST_FORMATS};
 pub use launch::{
-    gemv_plan, gemv_tc_plan, mma_geometry, mma_smem_bytes, wgmma_plan, wgmma_rs_plan, wgmma_rs_smem_bytes,
-    wgmma_smem_bytes, GemvPlan, Geometry, WgmmaRsConfig, GEMV_MAX_M, MAX_SPLITK, WGMMA_MAX_SPLITK, WGMMA_RS_MAX_SPLITK,
+    bulk_plan, bulk_smem_bytes, gemv_plan, gemv_tc_plan, mma_geometry, mma_smem_bytes, wgmma_plan, wgmma_rs_plan,
+    wgmma_rs_smem_bytes, wgmma_smem_bytes, GemvPlan, Geometry, WgmmaRsConfig, GEMV_MAX_M, MAX_SPLITK, WGMMA_MAX_SPLITK,
+    WGMMA_RS_MAX_SPLITK,
 };
 pub use problem::GemmInt4Problem;
 pub use reference::{reference_request, RefKernels, REFERENCE_SOURCE};
@@ -49,7 +54,8 @@ use anyhow::{bail, Result};
 pub struct GemmInt4;
 
 /// The variants this build can launch.
-pub const VARIANTS: &[&str] = &["int4_gemv", "int4_gemv_tc", "int4_mma", "int4_mma_wgmma", "int4_wgmma_rs"];
+pub const VARIANTS: &[&str] =
+    &["int4_gemv", "int4_gemv_tc", "int4_gemv_bulk", "int4_mma", "int4_mma_wgmma", "int4_wgmma_rs"];
 
 impl Family for GemmInt4 {
     fn name(&self) -> &'static str {
@@ -72,6 +78,7 @@ impl Family for GemmInt4 {
         Ok(match variant {
             "int4_gemv" => &["int4_gemv", "int4_splitk_reduce"],
             "int4_gemv_tc" => &["int4_gemv_tc", "gemm_splitk_reduce"],
+            "int4_gemv_bulk" => &["int4_gemv_bulk"],
             "int4_mma" => &["int4_mma"],
             "int4_mma_wgmma" => &["int4_mma_wgmma", "gemm_splitk_reduce"],
             "int4_wgmma_rs" => &["int4_wgmma_rs", "gemm_splitk_reduce"],

@@ -119,6 +119,16 @@ pub const SELFTEST_FORMATS: &[(&str, &[(&str, i64)])] = &[
     ("g128 float minimums bf16 scales", &[("GROUP", 128), ("ZERO_MODE", 2), ("KL_SCALE_FP16", 0)]),
 ];
 
+/// Whether `variant` takes the weight format a selftest overlay names: int4_gemv_bulk reads
+/// a 128-k step's scale once (groups of 128 or more) and has no float-minimum path.
+pub fn variant_takes_format(variant: &str, overlay: &[(&str, i64)]) -> bool {
+    let get = |k: &str| overlay.iter().find(|(n, _)| *n == k).map(|(_, v)| *v);
+    match variant {
+        "int4_gemv_bulk" => get("GROUP").unwrap_or(DEFAULT_GROUP) % 128 == 0 && get("ZERO_MODE").unwrap_or(0) != 2,
+        _ => true,
+    }
+}
+
 /// A candidate's tunables with a selftest format laid over them.
 pub fn with_format(params: &BTreeMap<String, i64>, overlay: &[(&str, i64)]) -> BTreeMap<String, i64> {
     let mut p = params.clone();

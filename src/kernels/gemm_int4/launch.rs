@@ -132,6 +132,55 @@ pub fn gemv_tc_plan(m: i64, n: i64, k: i64, fmt: &Int4Format, p: &BTreeMap<Strin
     Ok(GemvPlan { main, splitk, reduce })
 }
 
+/// Dynamic shared memory of int4_gemv_bulk (its header's SLOT_BYTES): each warp's STAGES
+/// ring slots of CHUNK KiB of codes with the scales (and u8 zeros) of the groups they touch,
+/// rounded to 128 bytes, then one mbarrier per slot and the double-buffered warp sums.
+pub fn bulk_smem_bytes(warps: i64, stages: i64, chunk: i64, m_tiles: i64, group: i64, int_zeros: bool) -> i64 {
+    let slot_groups = chunk * 128 / group + 1;
+    let slot = ceil_div(chunk * 1024 + slot_groups * 32 + if int_zeros { slot_groups * 16 } else { 0 }, 128) * 128;
+    warps * stages * slot + 8 * warps * stages + 2 * warps * m_tiles * 4 * 32 * 4
+}
+
+/// int4_gemv_bulk: grid ceil(ceil(N/16) / TILES), NUM_WARPS warps, no split-K (its weights
+/// must be in the tiled layout, `tiled`).
+pub fn bulk_plan(m: i64, n: i64, k: i64, fmt: &Int4Format, p: &BTreeMap<String, i64>) -> Result<GemvPlan> {
+    let (m_tiles, warps, tiles) = (param(p, "M_TILES")?, param(p, "NUM_WARPS")?, param(p, "TILES")?);
+    let (chunk, stages) = (param(p, "CHUNK")?, param(p, "STAGES")?);
+    let shape = format!("{m}x{n}x{k}");
+    if ![1, 2].contains(&m_tiles) || !(1..=32).contains(&warps) || tiles < 1 || !(1..=16).contains(&chunk) {
+        bail!("int4_gemv_bulk: M_TILES = {m_tiles} (1 or 2), NUM_WARPS = {warps} (1..=32), TILES = {tiles}, CHUNK = {chunk} (1..=16)");
+    }
+    if stages < 2 {
+        bail!("int4_gemv_bulk: STAGES = {stages}, at least 2");
+    }
+    if m > 8 * m_tiles {
+        bail!(
+            "int4_gemv_bulk compiled with M_TILES = {m_tiles} takes M <= {} but got M = {m} (shape {shape})",
+            8 * m_tiles
+        );
+    }
+    if k % 128 != 0 {
+        bail!("int4_gemv_bulk: K = {k} is not a multiple of its 128-column step (shape {shape})");
+    }
+    if fmt.group % 128 != 0 || k % fmt.group != 0 {
+        bail!(
+            "int4_gemv_bulk: GROUP = {} must be a multiple of 128 dividing K = {k} (shape {shape}); int4_gemv_tc takes \
+             groups of 32 and 64",
+            fmt.group
+        );
+    }
+    if fmt.zeros == super::format::ZeroMode::Min {
+        bail!("int4_gemv_bulk takes symmetric weights or u8 zero points, not float minimums (int4_gemv_tc does)");
+    }
+    let smem = bulk_smem_bytes(warps, stages, chunk, m_tiles, fmt.group, fmt.zeros == super::format::ZeroMode::Int);
+    let main = Geometry {
+        grid: (grid_dim(checked_ceil_div(checked_ceil_div(n, 16)?, tiles)?, "int4_gemv_bulk grid.x")?, 1, 1),
+        block: ((32 * warps) as u32, 1, 1),
+        smem: smem as u32,
+    };
+    Ok(GemvPlan { main, splitk: 1, reduce: None })
+}
+
 /// Dynamic shared memory of int4_mma: STAGES * (BM*(BK+8)*2 + BN*(BK/8+4)*4) bytes.
 pub fn mma_smem_bytes(bm: i64, bn: i64, bk: i64, stages: i64) -> i64 {
     stages * (bm * (bk + 8) * 2 + bn * (bk / 8 + 4) * 4)
@@ -338,6 +387,25 @@ mod tests {
         assert_eq!(gemv_tc_plan(1, 4097, 4096, &f, &diag).unwrap().main.grid, (513, 1, 1));
         let e = gemv_tc_plan(2, 4097, 4096, &f, &diag).unwrap_err().to_string();
         assert!(e.contains("DIAG") && e.contains("M = 2"), "{e}");
+    }
+
+    #[test]
+    fn bulk_plan_and_contract() {
+        let f = Int4Format::default_for(DType::BF16);
+        let q = p(&[("M_TILES", 1), ("NUM_WARPS", 4), ("TILES", 2), ("CHUNK", 2), ("STAGES", 4)]);
+        let g = bulk_plan(1, 4097, 4096, &f, &q).unwrap();
+        assert_eq!(g.main.grid, (129, 1, 1), "257 tiles of 16 rows, 2 a block");
+        assert_eq!(g.main.block, (128, 1, 1));
+        // Slots of 2 KiB codes + 3 groups of scales (96 B), rounded to 2176 B.
+        assert_eq!(g.main.smem as i64, 4 * 4 * 2176 + 8 * 16 + 2 * 4 * 4 * 32 * 4);
+        assert!(g.reduce.is_none());
+        let e = bulk_plan(9, 64, 4096, &f, &q).unwrap_err().to_string();
+        assert!(e.contains("M_TILES = 1") && e.contains("9x64x4096"), "{e}");
+        let g64 = Int4Format { group: 64, ..f };
+        let e = bulk_plan(1, 64, 4096, &g64, &q).unwrap_err().to_string();
+        assert!(e.contains("multiple of 128") && e.contains("int4_gemv_tc"), "{e}");
+        assert!(bulk_plan(1, 64, 4160, &f, &q).is_err(), "K not a multiple of 128");
+        assert!(bulk_plan(1, 64, 4096, &f, &p(&[("M_TILES", 1)])).is_err());
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! path both launch through here, so what is timed is what the model runs.
 
 use super::format::Int4Format;
-use super::launch::{gemv_plan, gemv_tc_plan, mma_geometry, wgmma_plan, wgmma_rs_plan, GemvPlan};
+use super::launch::{bulk_plan, gemv_plan, gemv_tc_plan, mma_geometry, wgmma_plan, wgmma_rs_plan, GemvPlan};
 use crate::gpu::device::{Arg, Gpu, Kernel};
 use crate::kernels::DType;
 use anyhow::{bail, Context, Result};
@@ -15,6 +15,7 @@ fn decode_plan(variant: &str, m: i64, n: i64, k: i64, fmt: &Int4Format, p: &BTre
     match variant {
         "int4_gemv" => gemv_plan(m, n, k, fmt, p),
         "int4_gemv_tc" => gemv_tc_plan(m, n, k, fmt, p),
+        "int4_gemv_bulk" => bulk_plan(m, n, k, fmt, p),
         // Not a decode kernel, but the same arguments and split-K reduction.
         "int4_mma_wgmma" => wgmma_plan(m, n, k, fmt, p),
         other => bail!("{other} is not an int4 variant with a split-K plan"),
@@ -80,7 +81,7 @@ unsafe fn reduce_splits(
 /// # Safety
 /// `kernels` were compiled from `variant` with `params`; `io` holds live device buffers:
 /// X [M,K], the packed weights, scales (and zeros unless symmetric) of (N, K) in the
-/// format `params` name, Y [M,N], R [M,N] or 0, and `ws` at least [`workspace_bytes`]
+/// format `params` name and in the layout the variant reads (`tiled::reads_tiled`), Y [M,N], R [M,N] or 0, and `ws` at least [`workspace_bytes`]
 /// bytes; all live until the stream has run the launches.
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn launch_linear(
@@ -107,7 +108,7 @@ pub unsafe fn launch_linear(
                 reduce_splits(gpu, kernels, variant, &plan, io, m, n)
             }
         }
-        "int4_gemv" | "int4_gemv_tc" | "int4_mma_wgmma" => {
+        "int4_gemv" | "int4_gemv_tc" | "int4_gemv_bulk" | "int4_mma_wgmma" => {
             let plan = decode_plan(variant, m, n, k, &fmt, params)?;
             let split = plan.splitk > 1;
             let g = plan.main;

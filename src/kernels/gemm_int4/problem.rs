@@ -5,6 +5,7 @@ use super::format::{half_of, Int4Format, ZeroMode, MIN_GROUP};
 use super::launch::{GEMV_MAX_M, MAX_SPLITK, WGMMA_MAX_SPLITK};
 use super::linear::{launch_linear, workspace_bytes, Int4Io};
 use super::reference::RefKernels;
+use super::tiled::{reads_tiled, PlainInt4, Repacker, TiledInt4};
 use super::VARIANTS;
 use crate::gpu::blas::Blas;
 use crate::gpu::device::{DevBuf, Gpu, Kernel};
@@ -47,6 +48,12 @@ pub struct GemmInt4Problem {
     y_ref: DevBuf,
     /// fp32 split-K partials of the decode kernels (M ≤ 16) and of int4_mma_wgmma (M·N ≤ 2^22).
     ws: DevBuf,
+    /// The weight in the tiled layout (int4_gemv_bulk), sized for groups of 128 or more with
+    /// u8 zeros; rewritten from the plain one before a tiled variant's first run after each
+    /// new weight or format (`tiled_fresh`).
+    tiled: TiledInt4,
+    tiled_fresh: bool,
+    repack: Repacker,
     blas: Blas,
     refk: RefKernels,
 }
@@ -64,7 +71,9 @@ impl GemmInt4Problem {
         } else {
             0
         };
-        let need = m * k * e + n * k / 2 + 2 * group_bytes + n * k * e + 2 * m * n * e + ws_bytes;
+        let (tc, ts, tz) = super::tiled::tiled_bytes(n, k, 128);
+        let need =
+            m * k * e + n * k / 2 + 2 * group_bytes + n * k * e + 2 * m * n * e + ws_bytes + (tc + ts + tz) as i64;
         let (free, _) = gpu.ctx.mem_get_info().unwrap_or((usize::MAX, 0));
         if need as usize > free {
             bail!(
@@ -90,6 +99,9 @@ impl GemmInt4Problem {
             y: alloc(m * n * e)?,
             y_ref: alloc(m * n * e)?,
             ws: alloc(ws_bytes)?,
+            tiled: TiledInt4::alloc(gpu, n, k, 128, ZeroMode::Int)?,
+            tiled_fresh: false,
+            repack: Repacker::new(gpu)?,
             blas: Blas::new(gpu)?,
             refk: RefKernels::new(gpu)?,
         })
@@ -154,6 +166,7 @@ impl GemmInt4Problem {
         }
         if fmt != self.fmt {
             self.fmt = fmt;
+            self.tiled_fresh = false;
             self.randomize_format(gpu)?;
             self.compute_reference(gpu)?;
         }
@@ -202,6 +215,7 @@ impl GemmInt4Problem {
 impl Problem for GemmInt4Problem {
     fn randomize(&mut self, gpu: &Gpu, util: &Util, seed: u64) -> Result<()> {
         self.seed = seed;
+        self.tiled_fresh = false;
         util.fill(gpu, &self.x, self.dt, (self.m * self.k) as usize, seed, 1.0)?;
         // Random bits are uniformly random codes 0..15 in every nibble.
         util.fill_bits(gpu, &self.wq, (self.n * self.k / 8) as usize, seed ^ 0x1a7_0004)?;
@@ -231,11 +245,24 @@ impl Problem for GemmInt4Problem {
             bail!("the gemm_int4 family has no variant {variant:?} (known: {})", VARIANTS.join(", "));
         }
         self.check_workspace(variant, p)?;
+        let zeros = if self.fmt.zeros == ZeroMode::Symmetric { 0 } else { self.zeros.ptr };
+        let tiled = reads_tiled(variant);
+        if tiled && !self.tiled_fresh {
+            if self.fmt.group % 128 != 0 || self.fmt.zeros == ZeroMode::Min {
+                bail!("{variant} takes groups of 128 or more and no float minimums, not {}", self.fmt.label());
+            }
+            let plain = PlainInt4 { packed: self.wq.ptr, scales: self.scales.ptr, zeros };
+            self.repack.repack(gpu, plain, &self.tiled, self.n, self.k, self.fmt.group)?;
+            self.tiled_fresh = true;
+        }
         let io = Int4Io {
             x: self.x.ptr,
-            wq: self.wq.ptr,
-            scales: self.scales.ptr,
-            zeros: if self.fmt.zeros == ZeroMode::Symmetric { 0 } else { self.zeros.ptr },
+            wq: if tiled { self.tiled.codes.ptr } else { self.wq.ptr },
+            scales: if tiled { self.tiled.scales.ptr } else { self.scales.ptr },
+            zeros: match (tiled, &self.tiled.zeros) {
+                (true, Some(z)) if zeros != 0 => z.ptr,
+                _ => zeros,
+            },
             r: 0, // no residual (selftest checks the residual through the model's linear)
             y: self.y.ptr,
             ws: self.ws.ptr,
