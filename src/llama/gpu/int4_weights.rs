@@ -10,6 +10,8 @@ use super::weights::GpuWeights;
 use crate::gpu::cache::ModuleCache;
 use crate::gpu::device::{DevBuf, Gpu};
 use crate::kernels::gemm_int4::quantize::{DeviceInt4, Int4Quantizer};
+use crate::kernels::gemm_int4::tiled::{PlainInt4, Repacker, TiledInt4};
+use crate::kernels::gemm_int4::ZeroMode;
 use crate::kernels::gemm_int4::{Int4Format, RefKernels};
 use crate::kernels::support;
 use crate::kernels::DType;
@@ -59,6 +61,9 @@ pub struct Int4Store {
     /// Bytes of bf16 the int4 weights replace, and their own bytes (codes + scales).
     pub bf16_bytes: usize,
     pub int4_bytes: usize,
+    /// Bytes of the tiled copies kept beside the plain weights for the decode kernel that
+    /// reads them (int4_gemv_bulk); the plain ones stay for prefill and the other kernels.
+    pub tiled_bytes: usize,
 }
 
 /// The (buffer, N, K) of each linear of a layer, in forward order.
@@ -85,12 +90,23 @@ impl Int4Store {
             dense_shapes: HashSet::new(),
             bf16_bytes: 0,
             int4_bytes: 0,
+            tiled_bytes: 0,
         };
+        // The tiled layout needs groups of 128 or more and bulk copies (sm_90).
+        let repack =
+            (group % 128 == 0 && gpu.props.cc_major >= 9).then(|| Repacker::with_cache(gpu, cache)).transpose()?;
         for (buf, n, k) in layer_linears(w) {
-            let dq = store
+            let mut dq = store
                 .quantizer
                 .quantize(gpu, buf.ptr, n, k)
                 .with_context(|| format!("quantizing a {n}x{k} linear to int4"))?;
+            if let (Some(r), true) = (&repack, k % 128 == 0) {
+                let t = TiledInt4::alloc(gpu, n, k, group, ZeroMode::Symmetric)?;
+                let plain = PlainInt4 { packed: dq.packed.ptr, scales: dq.scales.ptr, zeros: 0 };
+                r.repack(gpu, plain, &t, n, k, group).with_context(|| format!("tiling a {n}x{k} int4 linear"))?;
+                store.tiled_bytes += t.bytes();
+                dq.tiled = Some(t);
+            }
             store.bf16_bytes += buf.bytes;
             store.int4_bytes += dq.bytes();
             store.shapes.insert((n, k));

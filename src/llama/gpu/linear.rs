@@ -11,6 +11,7 @@ use crate::gpu::cache::{self, ModuleCache};
 use crate::gpu::device::{DevBuf, Gpu, Kernel};
 use crate::kernels::gemm::{self, LinearIo};
 use crate::kernels::gemm_int4::linear::{self as int4_linear, Int4Io};
+use crate::kernels::gemm_int4::tiled::reads_tiled;
 use crate::kernels::gemm_int4::GemmInt4;
 use crate::kernels::{ceil_div, DType, Family};
 use crate::llama::gpu::int4_weights::{Int4Store, DEQUANT_GEMM_MIN_M};
@@ -136,7 +137,7 @@ pub fn default_variant(m: i64) -> &'static str {
 /// Whether a gemm_int4 database winner of `variant` may run a linear with `m` rows.
 pub fn int4_usable_at(variant: &str, m: i64) -> bool {
     match variant {
-        "int4_gemv" | "int4_gemv_tc" => m <= 16,
+        "int4_gemv" | "int4_gemv_tc" | "int4_gemv_bulk" => m <= 16,
         "int4_mma" => true,
         // sm_90a only: a database for this GPU only holds it where it compiled and ran.
         "int4_mma_wgmma" => m >= 64,
@@ -165,6 +166,11 @@ pub fn int4_adapt_params(
     match variant {
         "int4_gemv" if p.get("M_MAX").copied().unwrap_or(16) < m => {
             p.insert("M_MAX".into(), mmax_for(m));
+        }
+        "int4_gemv_bulk" => {
+            if 8 * p.get("M_TILES").copied().unwrap_or(1) < m {
+                p.insert("M_TILES".into(), ceil_div(m, 8));
+            }
         }
         "int4_gemv_tc" => {
             if 8 * p.get("M_TILES").copied().unwrap_or(2) < m {
@@ -442,7 +448,15 @@ impl LinearBackend {
                 Some(q) => {
                     anyhow::ensure!(q.n == n && q.k == k, "internal: int4 weight {}x{} used as {n}x{k}", q.n, q.k);
                     let p = int4.plan(gpu, m, n, k)?;
-                    let io = Int4Io { x, wq: q.packed.ptr, scales: q.scales.ptr, zeros: 0, r, y, ws };
+                    let (wq, scales) = if reads_tiled(&p.variant) {
+                        let t = q.tiled.as_ref().with_context(|| {
+                            format!("internal: {} chosen for a {n}x{k} int4 weight without a tiled copy", p.variant)
+                        })?;
+                        (t.codes.ptr, t.scales.ptr)
+                    } else {
+                        (q.packed.ptr, q.scales.ptr)
+                    };
+                    let io = Int4Io { x, wq, scales, zeros: 0, r, y, ws };
                     // SAFETY: as above (the packed weights are the store's, checked against N, K).
                     unsafe {
                         int4_linear::launch_linear(gpu, &p.kernels, &p.variant, &p.params, io, m, n, k, DType::BF16)
