@@ -16,6 +16,7 @@
 #   scripts/gpu-check.sh big ["FILES"]             # big spaces swept in full (search ground truth)
 #   scripts/gpu-check.sh formats                   # llama3-8b decode with int4 g32/g64/g128 vs bf16
 #   scripts/gpu-check.sh profile                   # llama3-8b per-op decode breakdown, bf16 and int4
+#   scripts/gpu-check.sh decode                    # int4_gemv_bulk swept on the decode shapes, e2e before/after
 #   scripts/gpu-check.sh all                       # all of the above (longer than one 10-min call)
 #
 # Environment (all optional):
@@ -178,6 +179,32 @@ profile() {
   failed "int4 g64 validate" "${PIPESTATUS[0]}"
 }
 
+# The int4 decode kernel fed by bulk copies: gemm_int4's selftest, int4_gemv_bulk alone swept
+# on the llama3-8b decode shapes into a copy of the tuned database (an entry of another
+# variant stays unless beaten), then llama3-8b int4 with the database before and after, and
+# the per-op profile after, all in this one call.
+decode() {
+  selftest gemm_int4
+  local db="$R/tuned-decode.json" shapes=(--shape 1x6144x4096,1x4096x4096,1x28672x4096,1x4096x14336)
+  cp "$R/tuned.json" "$db"
+  step "sweep gemm_int4 --variant int4_gemv_bulk"
+  timeout "${SWEEP_TIMEOUT:-330}" "$K" sweep gemm_int4 --variant int4_gemv_bulk "${shapes[@]}" --budget 0 \
+    --time-limit "${TIME_LIMIT:-280s}" --db "$db" --out "$R/gemm_int4-bulk.csv" 2>&1 | quiet | tail -30
+  failed "sweep int4_gemv_bulk" "${PIPESTATUS[0]}"
+  local bench=(--batch 1,8 --prompt-len 128 --gen-len "${GEN_LEN:-256}" --runs 2 --ignore-eos --weights int4)
+  local row='Throughput|Decode step|% of band|int4:|validate|PASS|FAIL|rror'
+  step "llama3-8b int4, the database before"
+  timeout 150 "$K" e2e "${bench[@]}" --db "$R/tuned.json" --out "$R/e2e-int4-before" 2>&1 | grep -E "$row"
+  failed "e2e int4 before" "${PIPESTATUS[0]}"
+  step "llama3-8b int4, the database after, validated"
+  timeout 200 "$K" e2e "${bench[@]}" --db "$db" --validate --out "$R/e2e-int4-after" 2>&1 | quiet | tail -40
+  failed "e2e int4 after" "${PIPESTATUS[0]}"
+  step "llama3-8b int4 per-op profile, the database after"
+  timeout 150 "$K" e2e --prompt-len 128 --gen-len 128 --runs 1 --ignore-eos --batch 1 --weights int4 --db "$db" \
+    --profile --out "$R/e2e-profile-int4-after" 2>&1 | quiet | tail -30
+  failed "profile int4 after" "${PIPESTATUS[0]}"
+}
+
 # Hugging Face transformers builds llama3-8b with random weights, saves it, records reference
 # logits and greedy tokens and times its own generate (eager; static cache + torch.compile);
 # kernlab loads that directory, compares, and benchmarks the same batches.
@@ -296,11 +323,12 @@ run() {
     big) devices; big "$ARG" ;;
     formats) devices; formats ;;
     profile) devices; profile ;;
+    decode) devices; decode ;;
     all)
       devices; selftest ""
       sweeps "gemm softmax rmsnorm rope swiglu attention_decode attention_decode_varlen attention_prefill attention_prefill_varlen"
       int4; e2e; hf ;;
-    *) echo "error: unknown mode '$MODE' (quick, selftest, ceilings, sweeps, int4, e2e, hf, smollm2, user, search, big, formats, profile, all)" >&2; return 2 ;;
+    *) echo "error: unknown mode '$MODE' (quick, selftest, ceilings, sweeps, int4, e2e, hf, smollm2, user, search, big, formats, profile, decode, all)" >&2; return 2 ;;
   esac
 }
 rm -f "$OUT/failed.txt"

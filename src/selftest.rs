@@ -310,6 +310,7 @@ fn check_fault_isolation(ordinal: usize, t: &mut Tally) -> Result<()> {
         sweep_path: root.join("tests/fixtures/faulty_gemm.toml"),
         shapes: vec![],
         dtypes: vec![],
+        variants: vec![],
         strategy: None,
         budget: None,
         time_budget: None,

@@ -54,6 +54,10 @@ pub struct SweepArgs {
     /// the sweep file's.
     #[arg(long = "dtype", value_name = "DTYPE", value_delimiter = ',')]
     pub dtypes: Vec<String>,
+    /// Only these variants of the sweep file, e.g. --variant int4_gemv_bulk; a comma list or
+    /// repeated. The tuned database then keeps an entry unless this sweep's winner is faster.
+    #[arg(long = "variant", value_name = "NAME", value_delimiter = ',')]
+    pub variants: Vec<String>,
     /// grid (every candidate in order), random (a seeded sample), tpe (model-based: a
     /// tree-structured Parzen estimator) or evolve (local search; also "local"), e.g.
     /// --strategy tpe. Default: the sweep file's; if it names none, per shape: grid when the
@@ -168,7 +172,7 @@ pub fn run(mut a: SweepArgs) -> Result<ExitCode> {
         sweep_cli::preflight(user, &checked, &a.shapes, &a.dtypes, &limits, arch)?;
     }
     if a.dry_run {
-        let ok = runner::dry_run(&sweep_path, &a.shapes, &a.dtypes, &a.arch, !a.no_compile)?;
+        let ok = runner::dry_run(&sweep_path, &a.shapes, &a.dtypes, &a.variants, &a.arch, !a.no_compile)?;
         return Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE });
     }
     let out_csv = match (&a.out, a.resume) {
@@ -182,6 +186,7 @@ pub fn run(mut a: SweepArgs) -> Result<ExitCode> {
         sweep_path,
         shapes: a.shapes,
         dtypes: a.dtypes,
+        variants: a.variants,
         strategy: a.strategy,
         budget: a.budget,
         time_budget: a.time_budget,

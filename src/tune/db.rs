@@ -150,6 +150,20 @@ impl TunedDb {
         self.entries.sort_by(|a, b| a.slot().cmp(&b.slot()));
     }
 
+    /// Inserts the entry unless its slot holds an entry that is still fresh (its variant's
+    /// hash in `fresh`) and at least as fast: a sweep of some variants only must not
+    /// replace a faster winner of another.
+    pub fn upsert_if_faster(&mut self, e: TunedEntry, fresh: &BTreeMap<String, String>) {
+        let slot = e.slot();
+        let beaten = self
+            .entries
+            .iter()
+            .any(|x| x.slot() == slot && fresh.get(&x.variant) == Some(&x.source_hash) && x.time_us <= e.time_us);
+        if !beaten {
+            self.upsert(e);
+        }
+    }
+
     /// The winner for this exact shape, else the nearest measured shape (log distance over
     /// the dimensions) on the same kernel, GPU, NVRTC and dtype with a current source hash.
     pub fn lookup<'a>(&'a self, q: &Query) -> Option<Found<'a>> {
@@ -223,6 +237,23 @@ mod tests {
             peer_us: Some(t * 1.1),
             measured_at: "2026-11-27T00:00:00Z".into(),
         }
+    }
+
+    #[test]
+    fn partial_sweep_replaces_only_slower_or_stale_entries() {
+        let mut db = TunedDb { version: 1, entries: vec![] };
+        let other = |t: f64| TunedEntry { variant: "w".into(), ..entry(1, 4096, 4096, "hw", t) };
+        let fresh: BTreeMap<String, String> = [("v", "h1"), ("w", "hw")].map(|(a, b)| (a.into(), b.into())).into();
+        db.upsert(other(10.0));
+        db.upsert_if_faster(entry(1, 4096, 4096, "h1", 11.0), &fresh);
+        assert_eq!(db.entries, vec![other(10.0)], "a slower winner of a partial sweep must not replace");
+        db.upsert_if_faster(entry(1, 4096, 4096, "h1", 9.0), &fresh);
+        assert_eq!(db.entries, vec![entry(1, 4096, 4096, "h1", 9.0)], "a faster one replaces");
+        // An entry whose template changed since is no winner to keep.
+        let mut db = TunedDb { version: 1, entries: vec![other(5.0)] };
+        let changed: BTreeMap<String, String> = [("v", "h1"), ("w", "hw2")].map(|(a, b)| (a.into(), b.into())).into();
+        db.upsert_if_faster(entry(1, 4096, 4096, "h1", 9.0), &changed);
+        assert_eq!(db.entries, vec![entry(1, 4096, 4096, "h1", 9.0)]);
     }
 
     #[test]

@@ -30,12 +30,17 @@ pub use super::sweep_setup::{fill_metrics, plan_shapes, SweepOptions};
 
 pub fn run_sweep(opts: &SweepOptions, interrupted: Arc<AtomicBool>) -> Result<SweepSummary> {
     let fam = family_of_sweep(&opts.sweep_path)?;
-    let sweep = Sweep::load(&opts.sweep_path, fam.shape_dims())?;
+    let mut sweep = Sweep::load(&opts.sweep_path, fam.shape_dims())?;
     let shapes = plan_shapes(fam, &sweep, &opts.shapes, &opts.dtypes)?;
     // Never lose what was measured: an existing file is only ever appended to (with
     // --resume), by one sweep at a time: the writer holds the file's lock until we return,
-    // and its trusted rows (whole, check passed) are what was measured before.
+    // and its trusted rows (whole, check passed) are what was measured before. Its columns
+    // are the whole file's, so a partial sweep's CSV resumes as a whole one and back.
     let mut writer = RecordWriter::open(&opts.out_csv, &dim_names(fam), &sweep.param_names(), opts.resume)?;
+    // Every variant's current hash, taken before --variant narrows the sweep: a partial
+    // sweep weighs its winner against the database entry of any variant still fresh.
+    let fresh_hashes = (!opts.variants.is_empty()).then(|| source_hashes(&sweep));
+    sweep.keep_variants(&opts.variants)?;
     let previous = writer.take_previous();
 
     let worker = WorkerHandle::spawn(opts.gpu)?;
@@ -118,7 +123,8 @@ pub fn run_sweep(opts: &SweepOptions, interrupted: Arc<AtomicBool>) -> Result<Sw
     let (records, was_interrupted) = run.finish();
     drop(session);
 
-    let rows = summarize(fam, &sweep, &props, &cache, &work, &outcomes, &records, &opts.db_path)?;
+    let merge = DbMerge { path: &opts.db_path, keep_faster_of: fresh_hashes.as_ref() };
+    let rows = summarize(fam, &sweep, &props, &cache, &work, &outcomes, &records, &merge)?;
     Ok(SweepSummary { gpu: props, rows, csv: opts.out_csv.clone(), interrupted: was_interrupted })
 }
 
@@ -189,6 +195,20 @@ fn print_plan(w: &ShapeWork) {
     }
 }
 
+/// The variants' template hashes, the freshness key of tuned database entries.
+fn source_hashes(sweep: &Sweep) -> BTreeMap<String, String> {
+    sweep.variants.iter().map(|v| (v.name.clone(), cache::source_hash(&v.source))).collect()
+}
+
+/// How a sweep's winners enter the tuned database.
+struct DbMerge<'a> {
+    path: &'a std::path::Path,
+    /// A partial sweep (--variant): the current hashes of every variant of the file. An
+    /// entry fresh under them stays unless the new winner is faster; None replaces always
+    /// (a whole sweep measured every variant, so its winner is the slot's).
+    keep_faster_of: Option<&'a BTreeMap<String, String>>,
+}
+
 /// The final rows, one per planned shape, from everything in the file (resumed rows
 /// included), and the winners merged into the tuned database.
 #[allow(clippy::too_many_arguments)]
@@ -200,12 +220,11 @@ fn summarize(
     work: &[ShapeWork],
     outcomes: &[Outcome],
     records: &[CandidateRecord],
-    db_path: &std::path::Path,
+    merge: &DbMerge,
 ) -> Result<Vec<ShapeResult>> {
     let mut winners: Vec<TunedEntry> = Vec::new();
     let mut rows = Vec::new();
-    let hashes: BTreeMap<String, String> =
-        sweep.variants.iter().map(|v| (v.name.clone(), cache::source_hash(&v.source))).collect();
+    let hashes = source_hashes(sweep);
     for (i, w) in work.iter().enumerate() {
         let (dt, shape) = (w.dtype, &w.shape);
         let label = shape.label();
@@ -260,7 +279,12 @@ fn summarize(
     }
     // Merged under the database's lock into what is on disk now, so a sweep finishing beside
     // this one (another GPU) keeps its entries.
-    TunedDb::update(db_path, |db| winners.into_iter().for_each(|e| db.upsert(e)))?;
+    TunedDb::update(merge.path, |db| {
+        winners.into_iter().for_each(|e| match merge.keep_faster_of {
+            Some(fresh) => db.upsert_if_faster(e, fresh),
+            None => db.upsert(e),
+        })
+    })?;
     Ok(rows)
 }
 
@@ -269,12 +293,14 @@ pub fn dry_run(
     sweep_path: &std::path::Path,
     shapes: &[String],
     dtypes: &[String],
+    variants: &[String],
     arch: &str,
     compile_all: bool,
 ) -> Result<bool> {
     crate::gpu::nvrtc::validate_arch(arch)?;
     let fam = family_of_sweep(sweep_path)?;
-    let sweep = Sweep::load(sweep_path, fam.shape_dims())?;
+    let mut sweep = Sweep::load(sweep_path, fam.shape_dims())?;
+    sweep.keep_variants(variants)?;
     // An unknown variant would otherwise pass a dry run without --compile.
     let text = std::fs::read_to_string(sweep_path).with_context(|| format!("reading {}", sweep_path.display()))?;
     super::preflight::check_variants(fam, &sweep, &text)?;

@@ -17,6 +17,9 @@ pub struct SweepOptions {
     pub shapes: Vec<String>,
     /// Dtypes; empty = the sweep file's.
     pub dtypes: Vec<String>,
+    /// Only these of the file's variants; empty = all. A partial sweep replaces a tuned
+    /// database entry only with a faster winner (the entry may be another variant's).
+    pub variants: Vec<String>,
     /// None = the sweep file's, else the default rule (see [`super::sweep_plan`]).
     pub strategy: Option<SearchStrategy>,
     /// Evaluations per shape; None = the sweep file's (0 = all).

@@ -238,6 +238,22 @@ impl Sweep {
     pub fn variant(&self, name: &str) -> Option<&VariantSpace> {
         self.variants.iter().find(|v| v.name == name)
     }
+
+    /// Keeps only the named variants (`kernlab sweep --variant`), in the file's order; no
+    /// names keeps all. A name the file lacks is an error that lists the file's variants.
+    pub fn keep_variants(&mut self, names: &[String]) -> Result<()> {
+        if names.is_empty() {
+            return Ok(());
+        }
+        for n in names {
+            if self.variant(n).is_none() {
+                let have: Vec<&str> = self.variants.iter().map(|v| v.name.as_str()).collect();
+                bail!("--variant {n:?}: {} has no such variant; it has {}", self.path.display(), have.join(", "));
+            }
+        }
+        self.variants.retain(|v| names.contains(&v.name));
+        Ok(())
+    }
 }
 
 fn resolve_template(sweep_path: &Path, file: &str) -> PathBuf {

@@ -232,3 +232,19 @@ fn exhaustive_choice_matches_selecting_from_the_enumerated_list() {
     assert_eq!(v.candidate(&point), e.kept[0]);
     assert!(v.is_valid(&s.path, &point, &env).unwrap());
 }
+
+#[test]
+fn keep_variants_narrows_and_names_the_unknown() {
+    let two = format!("{GOOD}{}", GOOD.split("[[variant]]").nth(1).map(|v| format!("[[variant]]{v}")).unwrap())
+        .replacen("name = \"k\"", "name = \"k2\"", 2)
+        .replacen("name = \"k2\"", "name = \"k\"", 1);
+    let (_d, p) = setup(&two);
+    let mut s = Sweep::load(&p, &["M", "N", "K"]).unwrap();
+    assert_eq!(s.variants.iter().map(|v| v.name.as_str()).collect::<Vec<_>>(), ["k", "k2"]);
+    s.keep_variants(&[]).unwrap();
+    assert_eq!(s.variants.len(), 2, "no names keeps every variant");
+    let err = format!("{:#}", s.keep_variants(&["k3".into()]).unwrap_err());
+    assert!(err.contains("k3") && err.contains("k, k2"), "{err}");
+    s.keep_variants(&["k2".into()]).unwrap();
+    assert_eq!(s.variants.iter().map(|v| v.name.as_str()).collect::<Vec<_>>(), ["k2"]);
+}
