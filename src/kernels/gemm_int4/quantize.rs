@@ -34,8 +34,6 @@ pub struct DeviceInt4 {
     pub packed: DevBuf,
     /// 16-bit float bits [k/group][n], in the activation dtype
     pub scales: DevBuf,
-    /// The same weight in the tiled layout (int4_gemv_bulk), where the model made one.
-    pub tiled: Option<super::tiled::TiledInt4>,
 }
 
 impl DeviceInt4 {
@@ -96,7 +94,7 @@ impl Int4Quantizer {
                 &[Arg::Ptr(w), packed.arg(), scales.arg(), Arg::I32(n as i32), Arg::I32(k as i32)],
             )?
         };
-        Ok(DeviceInt4 { n, k, group: self.group, packed, scales, tiled: None })
+        Ok(DeviceInt4 { n, k, group: self.group, packed, scales })
     }
 
     /// out[n][k] = dequant(q) in the activation dtype (16-bit), for a bf16 GEMM on it.

@@ -100,6 +100,12 @@ pub struct E2eArgs {
     // Spelled out so that clap takes the parser's Option (auto = None) as the value type
     // rather than treating the flag as optional.
     pub int4_group: std::option::Option<i64>,
+    /// With --weights int4: quantize the lm_head as well (as gpt-fast's int4 path does; at
+    /// Llama-3-8B it is a quarter of the int4 model's bytes in bf16). Off by default: AWQ
+    /// and GPTQ checkpoints keep it bf16, and it costs accuracy (see --validate's
+    /// quantization effect).
+    #[arg(long)]
+    pub int4_lm_head: bool,
     /// Issue every launch of every decode step instead of replaying each step as a CUDA
     /// graph (the tuned paths replay by default; the reference path never does).
     #[arg(long)]
@@ -152,6 +158,9 @@ pub fn resolve(a: &E2eArgs) -> Result<ModelSource> {
             "--check-cpu and --hf-reference check the bf16 path; run them without --weights int4 (with int4, \
              --validate compares against cuBLAS on the dequantized weights)"
         );
+    }
+    if a.int4_lm_head && a.weights != "int4" {
+        bail!("--int4-lm-head quantizes the lm_head of int4 weights; add --weights int4 or leave it out");
     }
     if a.int4_group.is_some() && a.weights != "int4" {
         bail!("--int4-group sets the group of int4 weights; add --weights int4 or leave it out");

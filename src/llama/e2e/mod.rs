@@ -139,7 +139,11 @@ fn run_to_report(a: &E2eArgs, src: ModelSource) -> Result<(ExitCode, Report)> {
         gpu: s.gpu.props.name.clone(),
         path: s.path_name.into(),
         weights: match &s.store {
-            Some(st) => format!("int4 g{} symmetric (RTN on the GPU, bf16 scales; lm_head bf16)", st.group),
+            Some(st) => format!(
+                "int4 g{} symmetric (RTN on the GPU, bf16 scales; lm_head {})",
+                st.group,
+                if st.lm_head { "int4" } else { "bf16" }
+            ),
             None => "bf16".into(),
         },
         copy_bw_gb_s: dram.copy_gb_s,
@@ -192,13 +196,14 @@ fn setup(a: &E2eArgs, src: &ModelSource) -> Result<Setup> {
     let store = if int4 {
         let t = std::time::Instant::now();
         let group = choose_group(c, a.int4_group)?;
-        let st = Rc::new(Int4Store::quantize(&gpu, &cache, &w, group)?);
+        let st = Rc::new(Int4Store::quantize(&gpu, &cache, &w, group, a.int4_lm_head)?);
         println!(
-            "  int4: {} linears quantized on the GPU (RTN g{group} symmetric, bf16 scales): {:.2} GB bf16 → {:.2} GB in {:.1} s; lm_head stays bf16",
+            "  int4: {} linears quantized on the GPU (RTN g{group} symmetric, bf16 scales): {:.2} GB bf16 → {:.2} GB in {:.1} s; {}",
             st.len(),
             st.bf16_bytes as f64 / 1e9,
             st.int4_bytes as f64 / 1e9,
-            t.elapsed().as_secs_f64()
+            t.elapsed().as_secs_f64(),
+            if st.lm_head { "lm_head int4 too (--int4-lm-head)" } else { "lm_head stays bf16" }
         );
         Some(st)
     } else {

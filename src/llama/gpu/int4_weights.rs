@@ -1,7 +1,8 @@
 //! int4 weights for the model (`kernlab e2e --weights int4`): every layer's four linears
 //! (qkv, o, gate_up, down) quantized on the GPU with round-to-nearest, g128 symmetric, bf16
-//! scales — kernlab's int4 format (docs/int4-format.md). The embeddings, norms and lm_head
-//! stay bf16, as AWQ/GPTQ checkpoints keep them.
+//! scales — kernlab's int4 format (docs/int4-format.md). The embeddings and norms stay bf16;
+//! the lm_head too, as AWQ/GPTQ checkpoints keep it, unless asked (`--int4-lm-head`, as
+//! gpt-fast's int4 path quantizes every linear).
 //!
 //! The store is keyed by the address of the bf16 buffer each int4 weight came from, so the
 //! model's forward pass stays the same: the linear backend swaps in the int4 weight.
@@ -16,8 +17,10 @@ use crate::kernels::gemm_int4::{Int4Format, RefKernels};
 use crate::kernels::support;
 use crate::kernels::DType;
 use crate::quant::HalfDtype;
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
 
 /// Group size of the model's int4 weights where it divides every linear's K (the format of
 /// AWQ/GPTQ checkpoints, and what the tuned database holds winners for).
@@ -61,27 +64,50 @@ pub struct Int4Store {
     /// Bytes of bf16 the int4 weights replace, and their own bytes (codes + scales).
     pub bf16_bytes: usize,
     pub int4_bytes: usize,
-    /// Bytes of the tiled copies kept beside the plain weights for the decode kernel that
-    /// reads them (int4_gemv_bulk); the plain ones stay for prefill and the other kernels.
-    pub tiled_bytes: usize,
+    /// Whether the lm_head is one of the int4 weights.
+    pub lm_head: bool,
+    /// Tiled copies (docs/int4-format.md) made on first use by a decode kernel that reads
+    /// them (int4_gemv_bulk), kept beside the plain weights that prefill and the other
+    /// kernels read; a model whose plans never name such a kernel pays nothing for them.
+    tiled: RefCell<HashMap<u64, Rc<TiledInt4>>>,
+    /// Makes them: needs groups of 128 or more and bulk copies (sm_90).
+    repacker: Option<Repacker>,
 }
 
-/// The (buffer, N, K) of each linear of a layer, in forward order.
-fn layer_linears(w: &GpuWeights) -> Vec<(&DevBuf, i64, i64)> {
+/// The (buffer, N, K) of each linear the store quantizes: the layers' in forward order,
+/// then the lm_head when `lm_head`.
+fn quantized_linears(w: &GpuWeights, lm_head: bool) -> Vec<(&DevBuf, i64, i64)> {
     let c = &w.config;
     let (dim, q, kv, ffn) = (c.dim as i64, c.q_dim() as i64, c.kv_dim() as i64, c.ffn_dim as i64);
-    w.layers
+    let mut v: Vec<(&DevBuf, i64, i64)> = w
+        .layers
         .iter()
         .flat_map(|l| {
             [(&l.wqkv, q + 2 * kv, dim), (&l.wo, dim, q), (&l.w_gate_up, 2 * ffn, dim), (&l.w_down, dim, ffn)]
         })
-        .collect()
+        .collect();
+    if lm_head {
+        v.push((w.lm_head(), c.vocab_size as i64, dim));
+    }
+    v
 }
 
 impl Int4Store {
-    /// Quantizes every layer linear of `w` on the GPU, `group` K columns per scale.
-    pub fn quantize(gpu: &Gpu, cache: &ModuleCache, w: &GpuWeights, group: i64) -> Result<Int4Store> {
+    /// Quantizes every layer linear of `w` on the GPU, `group` K columns per scale, and the
+    /// lm_head too when `lm_head` (refused for a model whose lm_head is its embedding table:
+    /// the embedding lookup would then need the dequantized table as well).
+    pub fn quantize(gpu: &Gpu, cache: &ModuleCache, w: &GpuWeights, group: i64, lm_head: bool) -> Result<Int4Store> {
+        let c = &w.config;
+        if lm_head && w.lm_head.is_none() {
+            bail!(
+                "{}: the lm_head is the embedding table (tied weights), which stays bf16 for the lookup; \
+                 leave out --int4-lm-head for this model",
+                c.name
+            );
+        }
         let q = Int4Quantizer::new(gpu, cache, DType::BF16, group)?;
+        let repacker =
+            (group % 128 == 0 && gpu.props.cc_major >= 9).then(|| Repacker::with_cache(gpu, cache)).transpose()?;
         let mut store = Int4Store {
             group,
             quantizer: q,
@@ -90,32 +116,48 @@ impl Int4Store {
             dense_shapes: HashSet::new(),
             bf16_bytes: 0,
             int4_bytes: 0,
-            tiled_bytes: 0,
+            lm_head,
+            tiled: RefCell::new(HashMap::new()),
+            repacker,
         };
-        // The tiled layout needs groups of 128 or more and bulk copies (sm_90).
-        let repack =
-            (group % 128 == 0 && gpu.props.cc_major >= 9).then(|| Repacker::with_cache(gpu, cache)).transpose()?;
-        for (buf, n, k) in layer_linears(w) {
-            let mut dq = store
+        for (buf, n, k) in quantized_linears(w, lm_head) {
+            let dq = store
                 .quantizer
                 .quantize(gpu, buf.ptr, n, k)
                 .with_context(|| format!("quantizing a {n}x{k} linear to int4"))?;
-            if let (Some(r), true) = (&repack, k % 128 == 0) {
-                let t = TiledInt4::alloc(gpu, n, k, group, ZeroMode::Symmetric)?;
-                let plain = PlainInt4 { packed: dq.packed.ptr, scales: dq.scales.ptr, zeros: 0 };
-                r.repack(gpu, plain, &t, n, k, group).with_context(|| format!("tiling a {n}x{k} int4 linear"))?;
-                store.tiled_bytes += t.bytes();
-                dq.tiled = Some(t);
-            }
             store.bf16_bytes += buf.bytes;
             store.int4_bytes += dq.bytes();
             store.shapes.insert((n, k));
             store.by_ptr.insert(buf.ptr, dq);
         }
-        let c = &w.config;
-        store.dense_shapes.insert((c.vocab_size as i64, c.dim as i64));
+        if !lm_head {
+            store.dense_shapes.insert((c.vocab_size as i64, c.dim as i64));
+        }
         gpu.synchronize()?;
         Ok(store)
+    }
+
+    /// The tiled copy of the int4 weight that came from `bf16_ptr`, made on first use (on
+    /// the stream of `gpu`, ordered before the launch that reads it).
+    pub fn tiled(&self, gpu: &Gpu, bf16_ptr: u64) -> Result<Rc<TiledInt4>> {
+        if let Some(t) = self.tiled.borrow().get(&bf16_ptr) {
+            return Ok(t.clone());
+        }
+        let q = self.get(bf16_ptr).context("internal: no int4 weight to tile")?;
+        let r = self.repacker.as_ref().with_context(|| {
+            format!("the tiled int4 layout needs groups of 128 or more and an sm_90 GPU (group {})", self.group)
+        })?;
+        let t = TiledInt4::alloc(gpu, q.n, q.k, q.group, ZeroMode::Symmetric)?;
+        let plain = PlainInt4 { packed: q.packed.ptr, scales: q.scales.ptr, zeros: 0 };
+        r.repack(gpu, plain, &t, q.n, q.k, q.group).with_context(|| format!("tiling a {}x{} int4 linear", q.n, q.k))?;
+        let t = Rc::new(t);
+        self.tiled.borrow_mut().insert(bf16_ptr, t.clone());
+        Ok(t)
+    }
+
+    /// Bytes of the tiled copies made so far.
+    pub fn tiled_bytes(&self) -> usize {
+        self.tiled.borrow().values().map(|t| t.bytes()).sum()
     }
 
     /// Bytes of the largest weight dequantized to bf16 (the prefill scratch buffer).
@@ -155,12 +197,16 @@ impl Int4Store {
         // other group with the wrong scale (SmolLM2's validation failed so on an H200).
         let fmt = Int4Format { group: self.group, ..Int4Format::default_for(DType::BF16) };
         let no_zeros = gpu.alloc(16)?;
-        for ((src, n, k), (dst, ..)) in layer_linears(w).into_iter().zip(layer_linears(&out)) {
-            let q = self.get(src.ptr).context("internal: a layer linear was not quantized")?;
-            refk.dequantize(gpu, &q.packed, &q.scales, &no_zeros, dst, n, k, &fmt, HalfDtype::Bf16)?;
-        }
+        // The other tensors first: the lm_head is one of them, and an int4 one is then
+        // overwritten by its dequantized values below.
         for (s, d) in w.non_linear_buffers().into_iter().zip(out.non_linear_buffers()) {
             support::copy(gpu, d, s)?;
+        }
+        for ((src, n, k), (dst, ..)) in
+            quantized_linears(w, self.lm_head).into_iter().zip(quantized_linears(&out, self.lm_head))
+        {
+            let q = self.get(src.ptr).context("internal: a quantized linear is missing from the store")?;
+            refk.dequantize(gpu, &q.packed, &q.scales, &no_zeros, dst, n, k, &fmt, HalfDtype::Bf16)?;
         }
         gpu.synchronize()?;
         Ok(out)

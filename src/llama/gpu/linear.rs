@@ -449,9 +449,8 @@ impl LinearBackend {
                     anyhow::ensure!(q.n == n && q.k == k, "internal: int4 weight {}x{} used as {n}x{k}", q.n, q.k);
                     let p = int4.plan(gpu, m, n, k)?;
                     let (wq, scales) = if reads_tiled(&p.variant) {
-                        let t = q.tiled.as_ref().with_context(|| {
-                            format!("internal: {} chosen for a {n}x{k} int4 weight without a tiled copy", p.variant)
-                        })?;
+                        let t =
+                            store.tiled(gpu, w).with_context(|| format!("{} on a {n}x{k} int4 weight", p.variant))?;
                         (t.codes.ptr, t.scales.ptr)
                     } else {
                         (q.packed.ptr, q.scales.ptr)
