@@ -17,6 +17,7 @@
 #   scripts/gpu-check.sh formats                   # llama3-8b decode with int4 g32/g64/g128 vs bf16
 #   scripts/gpu-check.sh profile                   # llama3-8b per-op decode breakdown, bf16 and int4
 #   scripts/gpu-check.sh decode                    # int4_gemv_bulk swept on the decode shapes, e2e before/after
+#   scripts/gpu-check.sh fuse                      # int4_gemv_tc re-swept, llama3-8b fused vs apart, bf16 beside
 #   scripts/gpu-check.sh all                       # all of the above (longer than one 10-min call)
 #
 # Environment (all optional):
@@ -205,6 +206,35 @@ decode() {
   failed "profile int4 after" "${PIPESTATUS[0]}"
 }
 
+# The fused int4 decode step: gemm_int4's selftest (the SwiGLU epilogue among its checks),
+# int4_gemv_tc alone re-swept (tpe) on the llama3-8b decode shapes at batch 1 and 8 into
+# $R/tuned.json, then llama3-8b int4 with every op apart (--no-fuse), fused, and fused with
+# the lm_head in int4 too, validated, and bf16 beside them, all in this one call.
+fuse() {
+  selftest gemm_int4
+  local s=6144x4096,4096x4096,28672x4096,4096x14336,128256x4096
+  step "sweep gemm_int4 --variant int4_gemv_tc (tpe ${BUDGET:-20} a shape)"
+  timeout "${SWEEP_TIMEOUT:-240}" "$K" sweep gemm_int4 --variant int4_gemv_tc --strategy tpe --budget "${BUDGET:-20}" \
+    --shape "$(echo 1x${s//,/,1x}),$(echo 8x${s//,/,8x})" --time-limit "${TIME_LIMIT:-200s}" --db "$R/tuned.json" \
+    --out "$R/gemm_int4-tc.csv" 2>&1 | quiet | tail -40
+  failed "sweep int4_gemv_tc" "${PIPESTATUS[0]}"
+  local bench=(--batch 1,8 --prompt-len 128 --gen-len "${GEN_LEN:-256}" --runs 2 --ignore-eos --db "$R/tuned.json")
+  local row='Throughput|Decode step|% of band|int4:|validate|PASS|FAIL|rror|fused|apart'
+  step "llama3-8b bf16"
+  timeout 120 "$K" e2e "${bench[@]}" --out "$R/e2e-bf16" 2>&1 | grep -E "$row"
+  failed "e2e bf16" "${PIPESTATUS[0]}"
+  step "llama3-8b int4, every op apart (--no-fuse)"
+  timeout 120 "$K" e2e "${bench[@]}" --weights int4 --no-fuse --out "$R/e2e-int4-apart" 2>&1 | grep -E "$row"
+  failed "e2e int4 apart" "${PIPESTATUS[0]}"
+  step "llama3-8b int4, fused, validated"
+  timeout 180 "$K" e2e "${bench[@]}" --weights int4 --validate --out "$R/e2e-int4-fused" 2>&1 | grep -E "$row"
+  failed "e2e int4 fused" "${PIPESTATUS[0]}"
+  step "llama3-8b int4 + int4 lm_head, fused, validated"
+  timeout 180 "$K" e2e "${bench[@]}" --weights int4 --int4-lm-head --validate --out "$R/e2e-int4-lmhead" 2>&1 |
+    grep -E "$row"
+  failed "e2e int4 lm_head" "${PIPESTATUS[0]}"
+}
+
 # Hugging Face transformers builds llama3-8b with random weights, saves it, records reference
 # logits and greedy tokens and times its own generate (eager; static cache + torch.compile);
 # kernlab loads that directory, compares, and benchmarks the same batches.
@@ -324,11 +354,12 @@ run() {
     formats) devices; formats ;;
     profile) devices; profile ;;
     decode) devices; decode ;;
+    fuse) devices; fuse ;;
     all)
       devices; selftest ""
       sweeps "gemm softmax rmsnorm rope swiglu attention_decode attention_decode_varlen attention_prefill attention_prefill_varlen"
       int4; e2e; hf ;;
-    *) echo "error: unknown mode '$MODE' (quick, selftest, ceilings, sweeps, int4, e2e, hf, smollm2, user, search, big, formats, profile, decode, all)" >&2; return 2 ;;
+    *) echo "error: unknown mode '$MODE' (quick, selftest, ceilings, sweeps, int4, e2e, hf, smollm2, user, search, big, formats, profile, decode, fuse, all)" >&2; return 2 ;;
   esac
 }
 rm -f "$OUT/failed.txt"

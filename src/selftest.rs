@@ -76,6 +76,9 @@ pub fn run(ordinal: usize, only: &[String]) -> Result<ExitCode> {
         if let Err(e) = crate::selftest_int4::check_model_linear(&gpu, &util, &cache, &mut rec) {
             rec(false, format!("int4 model linear: {e:#}"));
         }
+        if let Err(e) = crate::selftest_int4::check_gate_up_swiglu(&gpu, &util, &cache, &mut rec) {
+            rec(false, format!("int4 gate+up SwiGLU epilogue: {e:#}"));
+        }
     }
     if all || only.iter().any(|f| f == "gemm") {
         if let Err(e) = check_residual(&gpu, &util, &cache, &mut t) {

@@ -184,3 +184,79 @@ pub fn check_model_linear(
     }
     Ok(())
 }
+
+/// int4_gemv_tc with the SwiGLU epilogue (SWIGLU = 1, as the model compiles it for the
+/// gate+up projection on row-interleaved weights): Y [M][N/2] against the host product
+/// paired the same way (rows 16i + r and 16i + 8 + r make output 8i + r), each half rounded
+/// to bf16 before silu(gate)·up as the unfused path stores them. The output is poisoned.
+pub fn check_gate_up_swiglu(
+    gpu: &Gpu,
+    util: &Util,
+    cache: &ModuleCache,
+    mut record: impl FnMut(bool, String),
+) -> Result<()> {
+    let sweep = Sweep::load(&crate::paths::sweep_file("gemm_int4"), GemmInt4.shape_dims())?;
+    let v = sweep.variant("int4_gemv_tc").context("sweeps/gemm_int4.toml lacks int4_gemv_tc")?;
+    // 7 tiles (N = 112) so that N_TILES = 2 and 4 leave a partial block; K = 384, 3 steps.
+    let (n, k) = (112usize, 384usize);
+    let half = HalfDtype::Bf16;
+    let w = awkward_weights(n, k, 5, half);
+    let qw = quantize_rtn(&w, n, k, &RtnConfig::default())?;
+    let dev_wq = gpu.alloc(n * k / 2)?;
+    dev_wq.upload(&qw.packed)?;
+    let dev_s = gpu.alloc(qw.scales.len() * 2)?;
+    dev_s.upload(&qw.scales)?;
+    for (m, extra) in [
+        (1usize, vec![("M_TILES", 1), ("N_TILES", 1), ("NUM_WARPS", 4), ("UNROLL", 1)]),
+        (5, vec![("M_TILES", 1), ("N_TILES", 2), ("NUM_WARPS", 2), ("UNROLL", 2)]),
+        (13, vec![("M_TILES", 2), ("N_TILES", 4), ("NUM_WARPS", 1), ("ZP_MMA", 0)]),
+    ] {
+        let mut params: BTreeMap<String, i64> = crate::llama::gpu::linear::template_defaults(&v.source);
+        params.extend(extra.iter().map(|(k, v)| (k.to_string(), *v)));
+        params.insert("SPLITK".into(), 1);
+        params.insert("SWIGLU".into(), 1);
+        let what = format!("int4 gate+up SwiGLU epilogue int4_gemv_tc {m}x{n}x{k} {params:?}");
+        let r = (|| -> Result<f64> {
+            let cand = Candidate { variant: "int4_gemv_tc".into(), params: params.clone() };
+            let module = cache.get_or_compile(&compile::request(&sweep, &cand, DType::BF16, &gpu.props.arch()))?;
+            let mut ks = BTreeMap::new();
+            for e in GemmInt4.entries("int4_gemv_tc")? {
+                ks.insert(e.to_string(), gpu.load(&module.cubin, e)?);
+            }
+            let x = gpu.alloc(m * k * 2)?;
+            util.fill(gpu, &x, DType::BF16, m * k, 43, 1.0)?;
+            let y = gpu.alloc(m * n / 2 * 2)?;
+            util.poison(gpu, &y)?;
+            gpu.synchronize()?;
+            let x_host: Vec<f32> = x.download::<u16>(m * k)?.iter().map(|b| half.to_f32(*b)).collect();
+            let io = Int4Io { x: x.ptr, wq: dev_wq.ptr, scales: dev_s.ptr, zeros: 0, r: 0, y: y.ptr, ws: 0 };
+            // SAFETY: x [M,K] and y [M,N/2] (what SWIGLU writes) were allocated above, the
+            // weights for (N, K); SPLITK = 1 needs no workspace; `ks` is compiled with `params`.
+            unsafe { launch_linear(gpu, &ks, "int4_gemv_tc", &params, io, m as i64, n as i64, k as i64, DType::BF16)? };
+            gpu.synchronize()?;
+            let got: Vec<f32> = y.download::<u16>(m * n / 2)?.iter().map(|b| half.to_f32(*b)).collect();
+            let full = reference_gemm_int4_with(&x_host, m, &qw, None, WeightRounding::Exact)?;
+            let (mut d, mut mx, mut unwritten) = (0f64, 0f64, 0usize);
+            for mi in 0..m {
+                for j in 0..n / 2 {
+                    let (tile, r) = (j / 8, j % 8);
+                    let gate = half.round(full[mi * n + 16 * tile + r]);
+                    let up = half.round(full[mi * n + 16 * tile + 8 + r]);
+                    let want = f64::from(gate / (1.0 + (-gate).exp()) * up);
+                    let g = f64::from(got[mi * n / 2 + j]);
+                    // An output never written keeps its poison (NaN).
+                    unwritten += usize::from(g.is_nan());
+                    d = d.max((g - want).abs());
+                    mx = mx.max(want.abs());
+                }
+            }
+            anyhow::ensure!(unwritten == 0, "{unwritten} outputs not written (still poisoned)");
+            Ok(d / mx.max(1e-30))
+        })();
+        match r {
+            Ok(err) => record(err <= 2e-2 && err.is_finite(), format!("{what}: rel err {err:.2e} (tol 2e-2)")),
+            Err(e) => record(false, format!("{what}: {e:#}")),
+        }
+    }
+    Ok(())
+}

@@ -61,6 +61,12 @@
 //                      once per step, with Σx from an mma on an all-ones A (0: a packed fma
 //                      per weight pair makes q - z first)
 //   DIAG [0]           1: two-row tiles of 1024-k steps, M = 1 and M_TILES = 1 only
+//   SWIGLU [0]         1: the gate+up projection with SwiGLU in the epilogue (set by the
+//                      model, not swept): W's rows interleaved per 16-row tile, rows
+//                      16i..16i+7 gating outputs 8i..8i+7 and rows 16i+8..16i+15 their up
+//                      rows, so one lane holds both halves of an output (D registers 0, 1
+//                      and 2, 3); Y [M][N/2] = silu(gate)·up, gate and up rounded to the
+//                      activation dtype first as the unfused path stores them
 //
 // Launch contract:
 //   extern "C" __global__ void int4_gemv_tc(const T* X, const unsigned* Wq,
@@ -74,6 +80,7 @@
 //     grid (ceil(M*N/256), 1, 1), block (256, 1, 1).
 //     grid  = (ceil(N / (16 * N_TILES)), SPLITK, 1)   (DIAG: ceil(N / (2 * N_TILES)))
 //     block = (32 * NUM_WARPS, 1, 1), no dynamic shared memory
+//   SWIGLU: Y is [M][N/2], R must be NULL, N % 16 == 0, SPLITK == 1 and DIAG == 0.
 //   Requirements: 1 <= M <= 8 * M_TILES (DIAG: M == 1); K % 128 == 0; K % GROUP == 0; X and Wq 16-byte
 //   aligned (cudaMalloc is; K % 8 == 0 keeps rows aligned); N >= 1 arbitrary. sm_80+.
 
@@ -99,6 +106,13 @@
 #endif
 #ifndef ZP_MMA
 #define ZP_MMA 1
+#endif
+
+#ifndef SWIGLU
+#define SWIGLU 0
+#endif
+#if SWIGLU && (SPLITK != 1 || DIAG)
+#error "SWIGLU needs SPLITK == 1 and DIAG == 0"
 #endif
 
 #if GROUP % 32 != 0
@@ -412,6 +426,21 @@ int4_gemv_tc(const T* __restrict__ X, const u32* __restrict__ Wq, const unsigned
 #endif
             }
         }
+#elif SWIGLU
+    // Entry pairs (r, r + 2) of one lane are the gate and up rows of one output.
+    for (int idx = threadIdx.x; idx < ENTRIES / 2 * 32; idx += NUM_WARPS * 32) {
+        const int p = idx >> 5, l = idx & 31;
+        const int e = (p / 2) * 4 + (p % 2);
+        WARP_SUM(e, l, gate)
+        WARP_SUM(e + 2, l, up)
+        const int nt = e / (M_TILES * 4), mt = (e / 4) % M_TILES;
+        const int row = n_base / 2 + nt * 8 + (l >> 2);
+        const int m = mt * 8 + 2 * (l & 3) + (e & 1);
+        if (2 * row < N && m < M) {
+            const float gr = act_to_float(float_to_act(gate)), ur = act_to_float(float_to_act(up));
+            Y[(size_t)m * (N / 2) + row] = float_to_act(__fdividef(gr, 1.f + __expf(-gr)) * ur);
+        }
+    }
 #else
     for (int idx = threadIdx.x; idx < ENTRIES * 32; idx += NUM_WARPS * 32) {
         const int e = idx >> 5, l = idx & 31;

@@ -156,6 +156,51 @@ pub fn copy(gpu: &Gpu, dst: &DevBuf, src: &DevBuf) -> Result<()> {
         .map_err(|e| anyhow::anyhow!("device copy failed: {e:?}"))
 }
 
+/// Copies `blocks` runs of `run` bytes from `src` (one after the other, from `src_off`) into
+/// `dst` at `dst_off` + i·`dst_stride` (one 2D copy, ordered on the stream): how the model
+/// interleaves 8-row blocks of two matrices. Every byte touched is checked to lie inside
+/// its buffer.
+pub fn copy_runs(
+    gpu: &Gpu,
+    dst: &DevBuf,
+    dst_off: usize,
+    dst_stride: usize,
+    src: &DevBuf,
+    src_off: usize,
+    run: usize,
+    blocks: usize,
+) -> Result<()> {
+    if blocks == 0 || run == 0 {
+        return Ok(());
+    }
+    let dst_end = dst_off + (blocks - 1) * dst_stride + run;
+    let src_end = src_off + blocks * run;
+    if dst_stride < run || dst_end > dst.bytes || src_end > src.bytes {
+        bail!(
+            "internal: {blocks} runs of {run} B (dst stride {dst_stride}) from {src_off} into {dst_off} overflow \
+             {} B / {} B buffers",
+            src.bytes,
+            dst.bytes
+        );
+    }
+    use cudarc::driver::sys;
+    // SAFETY: an all-zero CUDA_MEMCPY2D is a valid starting value (null host and array
+    // pointers, unused for device-to-device copies); every field the copy reads is set below.
+    let mut c: sys::CUDA_MEMCPY2D = unsafe { std::mem::zeroed() };
+    c.srcMemoryType = sys::CUmemorytype::CU_MEMORYTYPE_DEVICE;
+    c.srcDevice = src.ptr + src_off as u64;
+    c.srcPitch = run;
+    c.dstMemoryType = sys::CUmemorytype::CU_MEMORYTYPE_DEVICE;
+    c.dstDevice = dst.ptr + dst_off as u64;
+    c.dstPitch = dst_stride;
+    c.WidthInBytes = run;
+    c.Height = blocks;
+    // SAFETY: both ranges lie inside live device allocations (checked above); the copy is
+    // ordered on the one stream with every launch.
+    let r = unsafe { sys::cuMemcpy2DAsync_v2(&c, gpu.stream.cu_stream()) };
+    r.result().map_err(|e| anyhow::anyhow!("device 2D copy failed: {e:?}"))
+}
+
 /// fp32 bytes of the split-K partials a configuration writes at (M, N): SPLITK · M · N floats,
 /// 0 without split-K (SPLITK absent or 1). Every split-K variant of gemm and gemm_int4 sizes
 /// its workspace so.

@@ -98,6 +98,14 @@ pub fn gemv_tc_plan(m: i64, n: i64, k: i64, fmt: &Int4Format, p: &BTreeMap<Strin
     if diag != 0 && (m != 1 || m_tiles != 1) {
         bail!("int4_gemv_tc: DIAG = {diag} is for M = 1 with M_TILES = 1, got M = {m}, M_TILES = {m_tiles} (shape {shape})");
     }
+    // The SwiGLU epilogue pairs rows g and g + 8 of every 16-row tile and writes N/2 outputs.
+    let swiglu = p.get("SWIGLU").copied().unwrap_or(0);
+    if swiglu != 0 && (splitk != 1 || diag != 0 || n % 16 != 0) {
+        bail!(
+            "int4_gemv_tc: SWIGLU = {swiglu} needs SPLITK = 1, DIAG = 0 and N % 16 == 0, got SPLITK = {splitk}, DIAG = \
+             {diag}, N = {n} (shape {shape})"
+        );
+    }
     if m > 8 * m_tiles {
         bail!(
             "int4_gemv_tc compiled with M_TILES = {m_tiles} takes M <= {} but got M = {m} (shape {shape}); the sweep must \
@@ -387,6 +395,16 @@ mod tests {
         assert_eq!(gemv_tc_plan(1, 4097, 4096, &f, &diag).unwrap().main.grid, (513, 1, 1));
         let e = gemv_tc_plan(2, 4097, 4096, &f, &diag).unwrap_err().to_string();
         assert!(e.contains("DIAG") && e.contains("M = 2"), "{e}");
+        // SWIGLU: the grid covers the interleaved rows; split K, DIAG or ragged tiles refused.
+        let sw = p(&[("M_TILES", 1), ("N_TILES", 2), ("NUM_WARPS", 4), ("UNROLL", 1), ("SPLITK", 1), ("SWIGLU", 1)]);
+        assert_eq!(gemv_tc_plan(1, 28672, 4096, &f, &sw).unwrap().main.grid, (896, 1, 1));
+        for bad in [("SPLITK", 2), ("DIAG", 1)] {
+            let mut b = sw.clone();
+            b.insert(bad.0.into(), bad.1);
+            let e = gemv_tc_plan(1, 28672, 4096, &f, &b).unwrap_err().to_string();
+            assert!(e.contains("SWIGLU"), "{e}");
+        }
+        assert!(gemv_tc_plan(1, 28680, 4096, &f, &sw).is_err(), "N % 16 != 0");
     }
 
     #[test]

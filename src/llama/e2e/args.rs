@@ -106,6 +106,11 @@ pub struct E2eArgs {
     /// quantization effect).
     #[arg(long)]
     pub int4_lm_head: bool,
+    /// Run every op as its own kernel, for comparison with the fused decode path (with
+    /// --weights int4, decode steps run the gate+up projection with SwiGLU in its epilogue
+    /// on an interleaved copy of that weight, kept beside the plain one).
+    #[arg(long)]
+    pub no_fuse: bool,
     /// Issue every launch of every decode step instead of replaying each step as a CUDA
     /// graph (the tuned paths replay by default; the reference path never does).
     #[arg(long)]

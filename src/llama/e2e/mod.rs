@@ -196,7 +196,9 @@ fn setup(a: &E2eArgs, src: &ModelSource) -> Result<Setup> {
     let store = if int4 {
         let t = std::time::Instant::now();
         let group = choose_group(c, a.int4_group)?;
-        let st = Rc::new(Int4Store::quantize(&gpu, &cache, &w, group, a.int4_lm_head)?);
+        // The interleaved gate+up copy only serves the tuned path's fused decode kernel.
+        let interleave = !a.no_fuse && !a.reference;
+        let st = Rc::new(Int4Store::quantize(&gpu, &cache, &w, group, a.int4_lm_head, interleave)?);
         println!(
             "  int4: {} linears quantized on the GPU (RTN g{group} symmetric, bf16 scales): {:.2} GB bf16 → {:.2} GB in {:.1} s; {}",
             st.len(),
@@ -205,6 +207,12 @@ fn setup(a: &E2eArgs, src: &ModelSource) -> Result<Setup> {
             t.elapsed().as_secs_f64(),
             if st.lm_head { "lm_head int4 too (--int4-lm-head)" } else { "lm_head stays bf16" }
         );
+        if st.interleaved_bytes > 0 {
+            println!(
+                "  int4: gate+up also kept row-interleaved for the fused gate+up+SwiGLU decode kernel ({:.2} GB; --no-fuse runs them apart)",
+                st.interleaved_bytes as f64 / 1e9
+            );
+        }
         Some(st)
     } else {
         None

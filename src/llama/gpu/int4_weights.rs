@@ -72,7 +72,17 @@ pub struct Int4Store {
     tiled: RefCell<HashMap<u64, Rc<TiledInt4>>>,
     /// Makes them: needs groups of 128 or more and bulk copies (sm_90).
     repacker: Option<Repacker>,
+    /// Each layer's gate+up weight again with its rows interleaved in 8-row blocks (gate
+    /// rows 8i..8i+7, then the up rows of the same outputs), keyed like `by_ptr`: the decode
+    /// kernel's SwiGLU epilogue reads it (int4_gemv_tc with SWIGLU = 1). The plain one stays
+    /// for prefill, whose kernels write gate and up as two halves.
+    gate_up_interleaved: HashMap<u64, DeviceInt4>,
+    /// Bytes of those copies.
+    pub interleaved_bytes: usize,
 }
+
+/// Rows per block of the interleaved gate+up layout (half the decode kernel's 16-row tile).
+pub const GATE_UP_BLOCK_ROWS: usize = 8;
 
 /// The (buffer, N, K) of each linear the store quantizes: the layers' in forward order,
 /// then the lm_head when `lm_head`.
@@ -96,7 +106,16 @@ impl Int4Store {
     /// Quantizes every layer linear of `w` on the GPU, `group` K columns per scale, and the
     /// lm_head too when `lm_head` (refused for a model whose lm_head is its embedding table:
     /// the embedding lookup would then need the dequantized table as well).
-    pub fn quantize(gpu: &Gpu, cache: &ModuleCache, w: &GpuWeights, group: i64, lm_head: bool) -> Result<Int4Store> {
+    /// With `interleave_gate_up`, each gate+up weight is also quantized with its rows
+    /// interleaved for the SwiGLU epilogue (needs ffn % 8 == 0; skipped otherwise).
+    pub fn quantize(
+        gpu: &Gpu,
+        cache: &ModuleCache,
+        w: &GpuWeights,
+        group: i64,
+        lm_head: bool,
+        interleave_gate_up: bool,
+    ) -> Result<Int4Store> {
         let c = &w.config;
         if lm_head && w.lm_head.is_none() {
             bail!(
@@ -119,6 +138,8 @@ impl Int4Store {
             lm_head,
             tiled: RefCell::new(HashMap::new()),
             repacker,
+            gate_up_interleaved: HashMap::new(),
+            interleaved_bytes: 0,
         };
         for (buf, n, k) in quantized_linears(w, lm_head) {
             let dq = store
@@ -133,8 +154,34 @@ impl Int4Store {
         if !lm_head {
             store.dense_shapes.insert((c.vocab_size as i64, c.dim as i64));
         }
+        if interleave_gate_up && c.ffn_dim % GATE_UP_BLOCK_ROWS == 0 {
+            // The bf16 rows are interleaved into one scratch matrix, then quantized: RTN is
+            // per row, so the codes and scales are the plain weight's, rows reordered.
+            let (ffn, dim) = (c.ffn_dim, c.dim);
+            let scratch = gpu.alloc(2 * ffn * dim * 2)?;
+            let run = GATE_UP_BLOCK_ROWS * dim * 2;
+            for l in &w.layers {
+                let src = &l.w_gate_up;
+                let blocks = ffn / GATE_UP_BLOCK_ROWS;
+                support::copy_runs(gpu, &scratch, 0, 2 * run, src, 0, run, blocks)?;
+                support::copy_runs(gpu, &scratch, run, 2 * run, src, ffn * dim * 2, run, blocks)?;
+                let dq = store
+                    .quantizer
+                    .quantize(gpu, scratch.ptr, 2 * ffn as i64, dim as i64)
+                    .context("quantizing an interleaved gate+up linear to int4")?;
+                // The next layer's copies into the scratch wait for this quantization (one stream).
+                store.interleaved_bytes += dq.bytes();
+                store.gate_up_interleaved.insert(src.ptr, dq);
+            }
+        }
         gpu.synchronize()?;
         Ok(store)
+    }
+
+    /// The gate+up weight that came from `bf16_ptr` with its rows interleaved for the SwiGLU
+    /// epilogue, if the store made one.
+    pub fn gate_up_interleaved(&self, bf16_ptr: u64) -> Option<&DeviceInt4> {
+        self.gate_up_interleaved.get(&bf16_ptr)
     }
 
     /// The tiled copy of the int4 weight that came from `bf16_ptr`, made on first use (on

@@ -301,22 +301,7 @@ impl TunedGemm {
             return Ok(p.clone());
         }
         let (variant, params, source) = self.choose(m, n, k)?;
-        let key = (variant.clone(), params.clone());
-        let kernels = match self.modules.get(&key) {
-            Some(k) => k.clone(),
-            None => {
-                let cand = Candidate { variant: variant.clone(), params: params.clone() };
-                let req = compile::request(&self.sweep, &cand, DType::BF16, &self.arch);
-                let module = self.cache.get_or_compile(&req)?;
-                let mut ks = BTreeMap::new();
-                for e in self.kind.family().entries(&variant)? {
-                    ks.insert(e.to_string(), gpu.load(&module.cubin, e)?);
-                }
-                let rc = Rc::new(ks);
-                self.modules.insert(key, rc.clone());
-                rc
-            }
-        };
+        let kernels = self.kernels(gpu, &variant, &params)?;
         let fam = self.kind.name();
         let note = match &source {
             PlanSource::Exact => format!("{fam} {m}x{n}x{k}: tuned {variant}"),
@@ -326,6 +311,24 @@ impl TunedGemm {
         let plan = Rc::new(Plan { variant, params, source, kernels });
         self.plans.insert((m, n, k), plan.clone());
         Ok(plan)
+    }
+
+    /// The variant's entry points compiled with `params` (each module compiled once).
+    fn kernels(&mut self, gpu: &Gpu, variant: &str, params: &BTreeMap<String, i64>) -> Result<Rc<Kernels>> {
+        let key = (variant.to_string(), params.clone());
+        if let Some(k) = self.modules.get(&key) {
+            return Ok(k.clone());
+        }
+        let cand = Candidate { variant: variant.to_string(), params: params.clone() };
+        let req = compile::request(&self.sweep, &cand, DType::BF16, &self.arch);
+        let module = self.cache.get_or_compile(&req)?;
+        let mut ks = BTreeMap::new();
+        for e in self.kind.family().entries(variant)? {
+            ks.insert(e.to_string(), gpu.load(&module.cubin, e)?);
+        }
+        let rc = Rc::new(ks);
+        self.modules.insert(key, rc.clone());
+        Ok(rc)
     }
 
     pub fn plans(&self) -> impl Iterator<Item = (&(i64, i64, i64), &Rc<Plan>)> {
@@ -394,6 +397,56 @@ impl LinearBackend {
                 Ok(need)
             }
         }
+    }
+
+    /// act[M, N/2] = SwiGLU(X·W_gate_upᵀ) in one launch where the int4 decode kernel can
+    /// do it: int4 weights with an interleaved gate+up copy, M in the decode range, and a
+    /// plan of int4_gemv_tc without split K or DIAG, compiled once more with its SwiGLU
+    /// epilogue (the tuned tunables of the plain projection, SWIGLU = 1 on top). Returns
+    /// false, having launched nothing, where it cannot: the caller then runs the
+    /// projection and the SwiGLU op apart.
+    #[allow(clippy::too_many_arguments)]
+    pub fn gate_up_swiglu(&mut self, gpu: &Gpu, x: u64, w: u64, act: u64, m: i64, n: i64, k: i64) -> Result<bool> {
+        if !self.can_fuse_gate_up(gpu, w, m, n, k)? {
+            return Ok(false);
+        }
+        let LinearBackend::Int4 { store, int4, .. } = self else { return Ok(false) };
+        let q = store.gate_up_interleaved(w).context("internal: checked by can_fuse_gate_up")?;
+        let p = int4.plan(gpu, m, n, k)?;
+        let mut params = p.params.clone();
+        params.insert("SWIGLU".into(), 1);
+        let kernels = int4.kernels(gpu, &p.variant, &params)?;
+        let io = Int4Io { x, wq: q.packed.ptr, scales: q.scales.ptr, zeros: 0, r: 0, y: act, ws: 0 };
+        // SAFETY: x [M,K] and act [M,N/2] are the model's buffers for this step; the
+        // interleaved weight is the store's, checked against (N, K); SPLITK = 1 needs no
+        // workspace; the kernels are compiled with `params`.
+        unsafe { int4_linear::launch_linear(gpu, &kernels, &p.variant, &params, io, m, n, k, DType::BF16)? };
+        Ok(true)
+    }
+
+    /// Whether [`Self::gate_up_swiglu`] can run this gate+up weight at (M, N, K); says why
+    /// not once in the planner's notes where only the plan stands in the way.
+    pub fn can_fuse_gate_up(&mut self, gpu: &Gpu, w: u64, m: i64, n: i64, k: i64) -> Result<bool> {
+        let LinearBackend::Int4 { store, int4, .. } = self else { return Ok(false) };
+        let Some(q) = store.gate_up_interleaved(w) else { return Ok(false) };
+        if m >= DEQUANT_GEMM_MIN_M || q.n != n || q.k != k {
+            return Ok(false);
+        }
+        let p = int4.plan(gpu, m, n, k)?;
+        let get = |name: &str, default: i64| p.params.get(name).copied().unwrap_or(default);
+        if p.variant != "int4_gemv_tc" || get("SPLITK", 1) != 1 || get("DIAG", 0) != 0 || n % 16 != 0 {
+            let note = format!(
+                "gemm_int4 {m}x{n}x{k}: gate+up and SwiGLU run apart ({} SPLITK={} DIAG={} has no SwiGLU epilogue)",
+                p.variant,
+                get("SPLITK", 1),
+                get("DIAG", 0)
+            );
+            if !int4.notes.contains(&note) {
+                int4.notes.push(note);
+            }
+            return Ok(false);
+        }
+        Ok(true)
     }
 
     /// Y[M,N] = X[M,K]·W[N,K]ᵀ, plus Y itself when `residual` (the residual stream update

@@ -67,6 +67,9 @@ pub struct GpuModel {
     pub profiler: Option<Profiler>,
     /// CUDA-graph decode (see [`GpuModel::enable_cuda_graphs`]); None: every launch issued.
     graphs: Option<DecodeGraphs>,
+    /// Run fused kernels where the backend has them (the gate+up projection with SwiGLU in
+    /// its epilogue); false runs every op apart, for comparison (`kernlab e2e --no-fuse`).
+    pub fuse: bool,
 }
 
 /// Decode steps replayed as CUDA graphs: one graph per launch signature (token count, logit
@@ -233,6 +236,7 @@ impl GpuModel {
             out_rows: 0,
             profiler: None,
             graphs: None,
+            fuse: true,
         })
     }
 
@@ -414,10 +418,18 @@ impl GpuModel {
             let s = self.prof_start(gpu, OpKind::RmsNorm)?;
             self.ops.rmsnorm(gpu, x, &lw.ffn_norm, h, t, c.dim, c.norm_eps)?;
             self.prof_stop(gpu, OpKind::RmsNorm, s)?;
-            self.linear(gpu, OpKind::GemmGateUp, h, lw.w_gate_up.ptr, gu, false, t, 2 * c.ffn_dim, c.dim)?;
-            let s = self.prof_start(gpu, OpKind::SwiGlu)?;
-            self.ops.swiglu(gpu, gu, act, t, c.ffn_dim)?;
-            self.prof_stop(gpu, OpKind::SwiGlu, s)?;
+            let (gu_n, ti) = (2 * c.ffn_dim as i64, t as i64);
+            if self.fuse && self.linear.can_fuse_gate_up(gpu, lw.w_gate_up.ptr, ti, gu_n, c.dim as i64)? {
+                let s = self.prof_start(gpu, OpKind::GemmGateUpSwiGlu)?;
+                let ran = self.linear.gate_up_swiglu(gpu, h, lw.w_gate_up.ptr, act, ti, gu_n, c.dim as i64)?;
+                anyhow::ensure!(ran, "internal: the fused gate+up+SwiGLU did not run where it could");
+                self.prof_stop(gpu, OpKind::GemmGateUpSwiGlu, s)?;
+            } else {
+                self.linear(gpu, OpKind::GemmGateUp, h, lw.w_gate_up.ptr, gu, false, t, 2 * c.ffn_dim, c.dim)?;
+                let s = self.prof_start(gpu, OpKind::SwiGlu)?;
+                self.ops.swiglu(gpu, gu, act, t, c.ffn_dim)?;
+                self.prof_stop(gpu, OpKind::SwiGlu, s)?;
+            }
             self.linear(gpu, OpKind::GemmDown, act, lw.w_down.ptr, x, true, t, c.dim, c.ffn_dim)?;
         }
         let s = self.prof_start(gpu, OpKind::RmsNorm)?;

@@ -24,6 +24,8 @@ pub enum OpKind {
     AttentionPrefill,
     GemmO,
     GemmGateUp,
+    /// The gate+up projection with SwiGLU in its epilogue (one launch for both).
+    GemmGateUpSwiGlu,
     SwiGlu,
     GemmDown,
     GemmLmHead,
@@ -42,6 +44,7 @@ impl OpKind {
             OpKind::AttentionPrefill => "attention (prefill)",
             OpKind::GemmO => "gemm o (+residual)",
             OpKind::GemmGateUp => "gemm gate_up",
+            OpKind::GemmGateUpSwiGlu => "gemm gate_up+swiglu",
             OpKind::SwiGlu => "swiglu",
             OpKind::GemmDown => "gemm down (+residual)",
             OpKind::GemmLmHead => "gemm lm_head",
