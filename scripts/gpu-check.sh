@@ -210,12 +210,14 @@ decode() {
 # int4_gemv_tc alone re-swept (tpe) on the llama3-8b decode shapes at batch 1 and 8 into
 # $R/tuned.json, then llama3-8b int4 with every op apart (--no-fuse), fused, and fused with
 # the lm_head in int4 too, validated, and bf16 beside them, all in this one call.
+# FUSE_SHAPES (comma list) and STRATEGY/BUDGET change the sweep; SKIP_SELFTEST=1 skips the selftest.
 fuse() {
-  selftest gemm_int4
+  [ -n "${SKIP_SELFTEST:-}" ] || selftest gemm_int4
   local s=6144x4096,4096x4096,28672x4096,4096x14336,128256x4096
-  step "sweep gemm_int4 --variant int4_gemv_tc (tpe ${BUDGET:-20} a shape)"
-  timeout "${SWEEP_TIMEOUT:-240}" "$K" sweep gemm_int4 --variant int4_gemv_tc --strategy tpe --budget "${BUDGET:-20}" \
-    --shape "$(echo 1x${s//,/,1x}),$(echo 8x${s//,/,8x})" --time-limit "${TIME_LIMIT:-200s}" --db "$R/tuned.json" \
+  local shapes=${FUSE_SHAPES:-$(echo 1x${s//,/,1x}),$(echo 8x${s//,/,8x})}
+  step "sweep gemm_int4 --variant int4_gemv_tc (${STRATEGY:-tpe}, ${BUDGET:-20} a shape) on $shapes"
+  timeout "${SWEEP_TIMEOUT:-240}" "$K" sweep gemm_int4 --variant int4_gemv_tc --strategy "${STRATEGY:-tpe}" \
+    --budget "${BUDGET:-20}" --shape "$shapes" --time-limit "${TIME_LIMIT:-200s}" --db "$R/tuned.json" \
     --out "$R/gemm_int4-tc.csv" 2>&1 | quiet | tail -40
   failed "sweep int4_gemv_tc" "${PIPESTATUS[0]}"
   local bench=(--batch 1,8 --prompt-len 128 --gen-len "${GEN_LEN:-256}" --runs 2 --ignore-eos --db "$R/tuned.json")

@@ -184,17 +184,25 @@ pub fn copy_runs(
         );
     }
     use cudarc::driver::sys;
-    // SAFETY: an all-zero CUDA_MEMCPY2D is a valid starting value (null host and array
-    // pointers, unused for device-to-device copies); every field the copy reads is set below.
-    let mut c: sys::CUDA_MEMCPY2D = unsafe { std::mem::zeroed() };
-    c.srcMemoryType = sys::CUmemorytype::CU_MEMORYTYPE_DEVICE;
-    c.srcDevice = src.ptr + src_off as u64;
-    c.srcPitch = run;
-    c.dstMemoryType = sys::CUmemorytype::CU_MEMORYTYPE_DEVICE;
-    c.dstDevice = dst.ptr + dst_off as u64;
-    c.dstPitch = dst_stride;
-    c.WidthInBytes = run;
-    c.Height = blocks;
+    let dev = sys::CUmemorytype::CU_MEMORYTYPE_DEVICE;
+    let c = sys::CUDA_MEMCPY2D {
+        srcXInBytes: 0,
+        srcY: 0,
+        srcMemoryType: dev,
+        srcHost: std::ptr::null(),
+        srcDevice: src.ptr + src_off as u64,
+        srcArray: std::ptr::null_mut(),
+        srcPitch: run,
+        dstXInBytes: 0,
+        dstY: 0,
+        dstMemoryType: dev,
+        dstHost: std::ptr::null_mut(),
+        dstDevice: dst.ptr + dst_off as u64,
+        dstArray: std::ptr::null_mut(),
+        dstPitch: dst_stride,
+        WidthInBytes: run,
+        Height: blocks,
+    };
     // SAFETY: both ranges lie inside live device allocations (checked above); the copy is
     // ordered on the one stream with every launch.
     let r = unsafe { sys::cuMemcpy2DAsync_v2(&c, gpu.stream.cu_stream()) };
