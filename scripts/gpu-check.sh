@@ -7,7 +7,7 @@
 #   scripts/gpu-check.sh selftest [FAMILIES]       # whole selftest, or only these families
 #   scripts/gpu-check.sh ceilings                  # torch copy_ + `kernlab roofline --remeasure`
 #   scripts/gpu-check.sh sweeps "gemm softmax"     # PyTorch peers, ceilings, these sweeps, report
-#   scripts/gpu-check.sh int4                      # gemm_int4 selftest + its whole grid
+#   scripts/gpu-check.sh int4                      # gemm_int4 selftest + tinygemm + its whole grid
 #   scripts/gpu-check.sh e2e                       # llama3-8b bf16/int4, graphs and not, validated
 #   scripts/gpu-check.sh hf                        # llama3-8b against Hugging Face transformers
 #   scripts/gpu-check.sh user                      # the examples/ kernels end to end + export
@@ -116,7 +116,17 @@ sweeps() {
 # on an H200; SHAPES="1x... 8x... 16x..." for the decode rows.
 int4() {
   selftest gemm_int4
+  tinygemm
   BUDGET=${BUDGET:-0} TIME_LIMIT=${TIME_LIMIT:-380s} sweep gemm_int4
+}
+
+# PyTorch's tinygemm on gemm_int4's decode shapes, appended to $R/torch_peers.csv (other
+# ops' rows kept), so that the next gemm_int4 sweep shows it beside cuBLAS.
+tinygemm() {
+  step "PyTorch tinygemm (torch._weight_int4pack_mm) on the decode shapes"
+  timeout 120 python3 scripts/torch_peers.py "$R/torch_peers-int4.csv" --only int4 2>&1 | grep -v Warning | tail -16
+  [ -s "$R/torch_peers.csv" ] || head -1 "$R/torch_peers-int4.csv" > "$R/torch_peers.csv" 2>/dev/null
+  tail -n +2 "$R/torch_peers-int4.csv" >> "$R/torch_peers.csv" 2>/dev/null
 }
 
 # llama3-8b with random weights: the tiny and smollm2-135m shapes against the f32 CPU
@@ -213,6 +223,7 @@ decode() {
 # FUSE_SHAPES (comma list) and STRATEGY/BUDGET change the sweep; SKIP_SELFTEST=1 skips the selftest.
 fuse() {
   [ -n "${SKIP_SELFTEST:-}" ] || selftest gemm_int4
+  tinygemm
   local s=6144x4096,4096x4096,28672x4096,4096x14336,128256x4096
   local shapes=${FUSE_SHAPES:-$(echo 1x${s//,/,1x}),$(echo 8x${s//,/,8x})}
   step "sweep gemm_int4 --variant int4_gemv_tc (${STRATEGY:-tpe}, ${BUDGET:-20} a shape) on $shapes"

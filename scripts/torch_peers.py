@@ -12,6 +12,10 @@ Measures, on the same shapes as sweeps/{softmax,rmsnorm,rope,swiglu}.toml:
   rope       Hugging Face's apply_rotary_pos_emb (q*cos + rotate_half(q)*sin) with Llama-3
              scaled frequencies and per-sequence offsets; cos/sin built outside the timing
   swiglu     g, u = gu.chunk(2, -1); F.silu(g) * u
+  int4_tinygemm  torch._weight_int4pack_mm (tinygemm, the int4 kernel of gpt-fast and
+             torchao; g128, inner_k_tiles 8, bf16) on gemm_int4's decode shapes M x N x K
+             (the row sits beside cuBLAS in gemm_int4's sweep table); bytes are the packed
+             weight (N*K/2), its scales and zeros (2 bf16 per group and row), X and Y
   attention  SDPA with its flash, cuDNN and memory-efficient backends: causal prefill
              (B=1, S=4096 and 8192) and decode (one query against a KV cache: B=1 L=8192,
              B=8 L=4096), 32 query heads, 8 KV heads, head dim 128 (rows for the attention
@@ -43,6 +47,8 @@ ROPE_SHAPES = ["1x4096x32x8x128", "4x2048x32x8x128", "1x1x32x8x128", "8x1x32x8x1
 SWIGLU_SHAPES = ["8192x14336", "2048x14336", "32x14336", "1x14336"]
 PREFILL_SHAPES = ["1x4096x32x8x128", "1x8192x32x8x128"]
 DECODE_SHAPES = ["1x8192x32x8x128", "8x4096x32x8x128"]
+INT4_NK = ["6144x4096", "4096x4096", "28672x4096", "4096x14336", "128256x4096"]
+INT4_SHAPES = [f"{m}x{nk}" for m in (1, 8, 16) for nk in INT4_NK]
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
 
@@ -204,6 +210,38 @@ def bench_swiglu(timer, out, dt, name):
         del gu
 
 
+def tinygemm_pack(n, k, inner_k_tiles):
+    """Random int4 codes in tinygemm's packed layout. torch >= 2.5 takes uint8 [N, K/2]
+    (two codes a byte, the even column high); older releases took int32 [N, K/8]."""
+    q = torch.randint(0, 16, (n, k), dtype=torch.int32, device="cuda")
+    try:
+        u8 = ((q[:, ::2] << 4) | q[:, 1::2]).to(torch.uint8)
+        return torch._convert_weight_to_int4pack(u8, inner_k_tiles)
+    except (RuntimeError, TypeError):
+        return torch._convert_weight_to_int4pack(q, inner_k_tiles)
+
+
+def bench_int4_tinygemm(timer, out, dt, name):
+    if dt != torch.bfloat16 or not hasattr(torch, "_weight_int4pack_mm"):
+        return
+    group, tiles = 128, 8
+    for shape in INT4_SHAPES:
+        m, n, k = dims(shape)
+        try:
+            w = tinygemm_pack(n, k, tiles)
+            sz = (torch.rand(k // group, n, 2, device="cuda") * 0.02).to(dt)  # scales and zeros
+            x = torch.randn(m, k, device="cuda").to(dt)
+            fn = lambda: torch._weight_int4pack_mm(x, w, group, sz)  # noqa: E731
+            fn()
+            torch.cuda.synchronize()
+        except Exception as ex:  # an API this torch does not have, or a shape it refuses
+            print(f"int4_tinygemm {shape}: skipped ({str(ex).splitlines()[0][:120]})", file=sys.stderr)
+            continue
+        nbytes = n * k // 2 + (k // group) * n * 2 * 2 + (m * k + m * n) * 2
+        out.row("int4_tinygemm", shape, name, "torch tinygemm", timer(fn), nbytes, 2.0 * m * n * k)
+        del w, sz, x
+
+
 def sdpa_backends():
     from torch.nn.attention import SDPBackend
 
@@ -276,11 +314,23 @@ def bench_attention(timer, out, dt, name):
         del q, k, v
 
 
+BENCHES = {
+    "copy": bench_copy,
+    "softmax": bench_softmax,
+    "rmsnorm": bench_rmsnorm,
+    "rope": bench_rope,
+    "swiglu": bench_swiglu,
+    "int4": bench_int4_tinygemm,
+    "attention": bench_attention,
+}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("csv", help="output CSV path")
     ap.add_argument("--dtype", action="append", choices=sorted(DTYPES), help="repeatable; default bf16")
     ap.add_argument("--quick", action="store_true", help="fewer repetitions (smoke test)")
+    ap.add_argument("--only", action="append", choices=sorted(BENCHES), help="repeatable; default every op")
     a = ap.parse_args()
     if not torch.cuda.is_available():
         sys.exit("error: no CUDA device visible to torch")
@@ -290,8 +340,8 @@ def main():
     print(f"# {torch.cuda.get_device_name(0)} · torch {torch.__version__} · CUDA {torch.version.cuda}", flush=True)
     for name in a.dtype or ["bf16"]:
         dt = DTYPES[name]
-        for bench in (bench_copy, bench_softmax, bench_rmsnorm, bench_rope, bench_swiglu, bench_attention):
-            bench(timer, out, dt, name)
+        for op in a.only or BENCHES:
+            BENCHES[op](timer, out, dt, name)
             torch.cuda.empty_cache()
     out.f.close()
 

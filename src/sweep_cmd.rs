@@ -252,6 +252,11 @@ pub struct ShapeJson<'a> {
     pub winner: Option<&'a CandidateRecord>,
     pub peer_us: Option<f64>,
     pub speedup_vs_peer: Option<f64>,
+    /// A second peer timed outside kernlab in the same session (PyTorch's tinygemm beside
+    /// cuBLAS for gemm_int4), and the winner's speedup over it.
+    pub beside: Option<&'a str>,
+    pub beside_us: Option<f64>,
+    pub speedup_vs_beside: Option<f64>,
     /// Percentage of the roofline bound (DRAM ceiling or compute roof of its dtype,
     /// whichever limits), when the ceilings were measured.
     pub pct_of_bound: Option<f64>,
@@ -298,6 +303,12 @@ impl<'a> ShapeJson<'a> {
             peer_us: r.peer_us,
             speedup_vs_peer: match (w.and_then(CandidateRecord::median_us), r.peer_us) {
                 (Some(ours), Some(peer)) if ours > 0.0 => Some(peer / ours),
+                _ => None,
+            },
+            beside: r.beside.as_ref().map(|b| b.0.as_str()),
+            beside_us: r.beside.as_ref().map(|b| b.1),
+            speedup_vs_beside: match (w.and_then(CandidateRecord::median_us), &r.beside) {
+                (Some(ours), Some((_, b))) if ours > 0.0 => Some(b / ours),
                 _ => None,
             },
             pct_of_bound: w.and_then(|w| w.pct_of_bound),
@@ -349,6 +360,7 @@ mod tests {
                 shape: "1x4096x4096".into(),
                 winner: Some(winner),
                 peer_us: Some(20.0),
+                beside: Some(("tinygemm".into(), 15.0)),
                 measured: 7,
                 ..Default::default()
             }],
@@ -360,6 +372,9 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&serde_json::to_string(&doc).unwrap()).unwrap();
         let shape = &v["shapes"][0];
         assert_eq!(shape["speedup_vs_peer"], 2.0);
+        assert_eq!((shape["beside"].as_str(), shape["speedup_vs_beside"].as_f64()), (Some("tinygemm"), Some(1.5)));
+        let table = crate::tune::runner::format_table(&s, "cublas");
+        assert!(table.contains("tinygemm us") && table.contains("1.50x"), "{table}");
         assert_eq!(shape["pct_of_bound"], 80.0);
         assert_eq!(shape["evaluations"], 7);
         assert_eq!(shape["winner"]["variant"], "mma");

@@ -110,6 +110,7 @@ pub fn run_sweep(opts: &SweepOptions, interrupted: Arc<AtomicBool>) -> Result<Sw
         driver_api: props.driver_version.clone(),
     };
     let mut session = GpuSession::new(cfg, pool, worker);
+    let beside = torch.clone();
     let setup = RunSetup { fam, opts, gpu_name: props.name.clone(), ceilings, torch };
     let mut run = Run::new(setup, writer, previous, interrupted, total);
     let mut outcomes: Vec<Outcome> = Vec::new();
@@ -123,7 +124,7 @@ pub fn run_sweep(opts: &SweepOptions, interrupted: Arc<AtomicBool>) -> Result<Sw
     let (records, was_interrupted) = run.finish();
     drop(session);
 
-    let merge = DbMerge { path: &opts.db_path, keep_faster_of: fresh_hashes.as_ref() };
+    let merge = DbMerge { path: &opts.db_path, keep_faster_of: fresh_hashes.as_ref(), beside: beside.as_ref() };
     let rows = summarize(fam, &sweep, &props, &cache, &work, &outcomes, &records, &merge)?;
     Ok(SweepSummary { gpu: props, rows, csv: opts.out_csv.clone(), interrupted: was_interrupted })
 }
@@ -136,7 +137,8 @@ fn dim_names(fam: &dyn Family) -> Vec<String> {
 
 fn torch_peers(fam: &dyn Family) -> Option<TorchPeers> {
     let torch_csv = crate::paths::reports_dir().join("torch_peers.csv");
-    if fam.peer() != "torch" {
+    let wanted = fam.peer() == "torch" || super::torch_peers::op_beside_family(fam.name()).is_some();
+    if !wanted {
         return None;
     }
     if !torch_csv.is_file() {
@@ -207,6 +209,8 @@ struct DbMerge<'a> {
     /// entry fresh under them stays unless the new winner is faster; None replaces always
     /// (a whole sweep measured every variant, so its winner is the slot's).
     keep_faster_of: Option<&'a BTreeMap<String, String>>,
+    /// PyTorch's figures, for the one shown beside the family's peer.
+    beside: Option<&'a TorchPeers>,
 }
 
 /// The final rows, one per planned shape, from everything in the file (resumed rows
@@ -260,8 +264,13 @@ fn summarize(
             }
             How::Adaptive(space) => (space.sweep_space().total(), space.valid()),
         };
+        let beside = merge.beside.and_then(|t| {
+            let (_, name) = super::torch_peers::op_beside_family(fam.name())?;
+            t.beside(fam.name(), &label, dt.name()).map(|b| (name.to_string(), b.0))
+        });
         rows.push(ShapeResult {
             dtype: dt.name().into(),
+            beside,
             shape: label,
             winner,
             peer_us: peer,

@@ -12,6 +12,9 @@ pub struct ShapeResult {
     pub shape: String,
     pub winner: Option<CandidateRecord>,
     pub peer_us: Option<f64>,
+    /// A second peer measured outside kernlab in the same session (name, median µs), e.g.
+    /// PyTorch's tinygemm beside cuBLAS for gemm_int4 (scripts/torch_peers.py).
+    pub beside: Option<(String, f64)>,
     /// Candidate rows of the shape in the CSV (resumed ones included): the evaluations.
     pub measured: usize,
     pub failed: usize,
@@ -62,8 +65,17 @@ fn config(r: &CandidateRecord) -> String {
 /// The final table, one line per shape, then one line per shape on the search.
 pub fn format_table(s: &SweepSummary, peer: &str) -> String {
     let mut out = String::new();
+    // A second peer (e.g. tinygemm beside cuBLAS) gets two more columns where any row has it.
+    let beside_name = s.rows.iter().find_map(|r| r.beside.as_ref().map(|b| b.0.clone()));
+    let beside_cells = |r: &ShapeResult, ours_us: Option<f64>| -> String {
+        match (&beside_name, &r.beside, ours_us) {
+            (None, ..) => String::new(),
+            (Some(_), Some((_, b)), Some(t)) => format!(" {:>10.2} {:>7}", b, format!("{:.2}x", b / t)),
+            (Some(_), ..) => format!(" {:>10} {:>7}", "-", "-"),
+        }
+    };
     out.push_str(&format!(
-        "{:<5} {:<16} {:<15} {:<44} {:>16} {:>8} {:>8} {:>7} {:>10} {:>7}\n",
+        "{:<5} {:<16} {:<15} {:<44} {:>16} {:>8} {:>8} {:>7} {:>10} {:>7}",
         "dtype",
         "shape",
         "variant",
@@ -75,12 +87,16 @@ pub fn format_table(s: &SweepSummary, peer: &str) -> String {
         &format!("{peer} us"),
         "ratio"
     ));
+    match &beside_name {
+        Some(b) => out.push_str(&format!(" {:>10} {:>7}\n", format!("{b} us"), "ratio")),
+        None => out.push('\n'),
+    }
     for r in &s.rows {
         match &r.winner {
             Some(w) => {
                 let t: Timing = w.timing.unwrap_or_default();
                 out.push_str(&format!(
-                    "{:<5} {:<16} {:<15} {:<44} {:>9.2} ±{:<6.2} {:>8.1} {:>8.0} {:>7} {:>10} {:>7}\n",
+                    "{:<5} {:<16} {:<15} {:<44} {:>9.2} ±{:<6.2} {:>8.1} {:>8.0} {:>7} {:>10} {:>7}{}\n",
                     r.dtype,
                     r.shape,
                     w.variant,
@@ -92,6 +108,7 @@ pub fn format_table(s: &SweepSummary, peer: &str) -> String {
                     w.pct_of_bound.map(|p| format!("{p:.0}%")).unwrap_or_else(|| "-".into()),
                     r.peer_us.map(|p| format!("{p:.2}")).unwrap_or_else(|| "-".into()),
                     r.peer_us.map(|p| format!("{:.2}x", p / t.median_us)).unwrap_or_else(|| "-".into()),
+                    beside_cells(r, Some(t.median_us)),
                 ));
             }
             None => out.push_str(&format!(
@@ -169,6 +186,7 @@ mod tests {
             shape: "1x2x3".into(),
             winner: Some(rec("w")),
             peer_us: None,
+            beside: None,
             measured: 10,
             failed: 0,
             strategy: "grid".into(),

@@ -22,6 +22,15 @@ pub fn op_for_family(family: &str) -> Option<&'static str> {
     })
 }
 
+/// The op the script times beside a family whose peer runs inside kernlab: PyTorch's int4
+/// kernel (tinygemm) beside cuBLAS in gemm_int4's table.
+pub fn op_beside_family(family: &str) -> Option<(&'static str, &'static str)> {
+    match family {
+        "gemm_int4" => Some(("int4_tinygemm", "tinygemm")),
+        _ => None,
+    }
+}
+
 /// Fastest PyTorch time per (op, shape, dtype): (median µs, p20, p80, backend).
 #[derive(Debug, Clone, Default)]
 pub struct TorchPeers {
@@ -53,6 +62,12 @@ impl TorchPeers {
         let op = op_for_family(family)?;
         self.best.get(&(op.to_string(), shape.to_string(), dtype.to_string()))
     }
+
+    /// The figure shown beside the family's own peer ([`op_beside_family`]).
+    pub fn beside(&self, family: &str, shape: &str, dtype: &str) -> Option<&(f64, f64, f64, String)> {
+        let (op, _) = op_beside_family(family)?;
+        self.best.get(&(op.to_string(), shape.to_string(), dtype.to_string()))
+    }
 }
 
 #[cfg(test)]
@@ -68,7 +83,8 @@ mod tests {
             "op,shape,dtype,backend,time_us_median,time_us_p20,time_us_p80,gbps,tflops\n\
              attn_prefill,1x4096x32x8x128,bf16,sdpa flash,506.2,505,507,1,1\n\
              attn_prefill,1x4096x32x8x128,bf16,sdpa cudnn,261.1,260,262,1,1\n\
-             softmax,32768x4096,bf16,torch,417.3,417,418,1,1\n",
+             softmax,32768x4096,bf16,torch,417.3,417,418,1,1\n\
+             int4_tinygemm,1x4096x4096,bf16,torch tinygemm,9.4,9.3,9.5,1,1\n",
         )
         .unwrap();
         let t = TorchPeers::load(&p).unwrap();
@@ -76,5 +92,8 @@ mod tests {
         assert_eq!((b.0, b.3.as_str()), (261.1, "sdpa cudnn"));
         assert!(t.lookup("softmax", "32768x4096", "fp16").is_none());
         assert!(t.lookup("gemm", "1x1x8", "bf16").is_none());
+        assert!(t.lookup("gemm_int4", "1x4096x4096", "bf16").is_none(), "cuBLAS stays gemm_int4's peer");
+        assert_eq!(t.beside("gemm_int4", "1x4096x4096", "bf16").unwrap().0, 9.4);
+        assert!(t.beside("softmax", "32768x4096", "bf16").is_none());
     }
 }
