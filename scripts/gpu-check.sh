@@ -246,6 +246,12 @@ fuse() {
   timeout 180 "$K" e2e "${bench[@]}" --weights int4 --int4-lm-head --validate --out "$R/e2e-int4-lmhead" 2>&1 |
     grep -E "$row"
   failed "e2e int4 lm_head" "${PIPESTATUS[0]}"
+  local prof=(--batch 1 --prompt-len 128 --gen-len 128 --runs 1 --ignore-eos --db "$R/tuned.json" --weights int4 --profile)
+  step "llama3-8b int4 per-op profile: apart, then fused with the int4 lm_head"
+  timeout 100 "$K" e2e "${prof[@]}" --no-fuse --out "$R/e2e-profile-int4-apart" 2>&1 | grep -E "^gemm|^[a-z_]+ +[0-9]+ "
+  failed "profile int4 apart" "${PIPESTATUS[0]}"
+  timeout 100 "$K" e2e "${prof[@]}" --int4-lm-head --out "$R/e2e-profile-int4-fused" 2>&1 | grep -E "^gemm|^[a-z_]+ +[0-9]+ "
+  failed "profile int4 fused" "${PIPESTATUS[0]}"
 }
 
 # Hugging Face transformers builds llama3-8b with random weights, saves it, records reference
