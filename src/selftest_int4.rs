@@ -3,14 +3,16 @@
 //! facing `gemm_int4::linear::launch_linear` with a residual updated in place (R = Y).
 
 use crate::gpu::cache::ModuleCache;
-use crate::gpu::device::Gpu;
+use crate::gpu::device::{DevBuf, Gpu};
 use crate::gpu::util::Util;
 use crate::kernels::gemm_int4::linear::{launch_linear, workspace_bytes, Int4Io};
 use crate::kernels::gemm_int4::quantize::{Int4Quantizer, QUANTIZE_GROUPS};
 use crate::kernels::gemm_int4::tiled::{reads_tiled, PlainInt4, Repacker, TiledInt4};
 use crate::kernels::gemm_int4::{GemmInt4, ZeroMode};
 use crate::kernels::{DType, Family};
-use crate::quant::{quantize_rtn, reference_gemm_int4_with, GroupSize, HalfDtype, RtnConfig, WeightRounding};
+use crate::quant::{
+    quantize_rtn, reference_gemm_int4_with, GroupSize, HalfDtype, Int4Weight, RtnConfig, WeightRounding,
+};
 use crate::tune::compile;
 use crate::tune::space::{Candidate, Sweep};
 use anyhow::{Context, Result};
@@ -32,6 +34,18 @@ fn awkward_weights(n: usize, k: usize, seed: u64, half: HalfDtype) -> Vec<f32> {
     w[2 * k..2 * k + 32].iter_mut().for_each(|v| *v = -v.abs() - 1e-3);
     // Every value representable in the weight dtype, as a GPU weight would be.
     w.iter().map(|v| half.round(*v)).collect()
+}
+
+/// [`awkward_weights`] (bf16) quantized on the host with RTN g128, and its codes and scales
+/// uploaded: the host weight for the reference, the device buffers for the kernel.
+fn awkward_int4_on_device(gpu: &Gpu, n: usize, k: usize, seed: u64) -> Result<(Int4Weight, DevBuf, DevBuf)> {
+    let w = awkward_weights(n, k, seed, HalfDtype::Bf16);
+    let qw = quantize_rtn(&w, n, k, &RtnConfig::default())?;
+    let dev_wq = gpu.alloc(n * k / 2)?;
+    dev_wq.upload(&qw.packed)?;
+    let dev_s = gpu.alloc(qw.scales.len() * 2)?;
+    dev_s.upload(&qw.scales)?;
+    Ok((qw, dev_wq, dev_s))
 }
 
 fn half_of(dt: DType) -> HalfDtype {
@@ -106,12 +120,7 @@ pub fn check_model_linear(
     let sweep = Sweep::load(&crate::paths::sweep_file("gemm_int4"), GemmInt4.shape_dims())?;
     let (n, k) = (70usize, 384usize);
     let half = HalfDtype::Bf16;
-    let w = awkward_weights(n, k, 3, half);
-    let qw = quantize_rtn(&w, n, k, &RtnConfig::default())?;
-    let dev_wq = gpu.alloc(n * k / 2)?;
-    dev_wq.upload(&qw.packed)?;
-    let dev_s = gpu.alloc(qw.scales.len() * 2)?;
-    dev_s.upload(&qw.scales)?;
+    let (qw, dev_wq, dev_s) = awkward_int4_on_device(gpu, n, k, 3)?;
     // The same weight in the tiled layout, for the variants that read it.
     let tiled = TiledInt4::alloc(gpu, n as i64, k as i64, 128, ZeroMode::Symmetric)?;
     let plain = PlainInt4 { packed: dev_wq.ptr, scales: dev_s.ptr, zeros: 0 };
@@ -200,12 +209,7 @@ pub fn check_gate_up_swiglu(
     // 7 tiles (N = 112) so that N_TILES = 2 and 4 leave a partial block; K = 384, 3 steps.
     let (n, k) = (112usize, 384usize);
     let half = HalfDtype::Bf16;
-    let w = awkward_weights(n, k, 5, half);
-    let qw = quantize_rtn(&w, n, k, &RtnConfig::default())?;
-    let dev_wq = gpu.alloc(n * k / 2)?;
-    dev_wq.upload(&qw.packed)?;
-    let dev_s = gpu.alloc(qw.scales.len() * 2)?;
-    dev_s.upload(&qw.scales)?;
+    let (qw, dev_wq, dev_s) = awkward_int4_on_device(gpu, n, k, 5)?;
     for (m, extra) in [
         (1usize, vec![("M_TILES", 1), ("N_TILES", 1), ("NUM_WARPS", 4), ("UNROLL", 1)]),
         (5, vec![("M_TILES", 1), ("N_TILES", 2), ("NUM_WARPS", 2), ("UNROLL", 2)]),
