@@ -117,10 +117,36 @@ impl SafetensorsSource {
     }
 
     fn find(&self, name: &WeightName) -> Option<(&Shard, &safetensors::tensor::TensorInfo)> {
-        let hf = name.hf();
-        let shard = &self.shards[*self.index.get(&hf)?];
-        Some((shard, shard.metadata.info(&hf)?))
+        self.find_named(&name.hf())
     }
+
+    fn find_named(&self, hf: &str) -> Option<(&Shard, &safetensors::tensor::TensorInfo)> {
+        let shard = &self.shards[*self.index.get(hf)?];
+        Some((shard, shard.metadata.info(hf)?))
+    }
+
+    /// A tensor by its file name, as stored: dtype, shape and little-endian bytes (None when
+    /// absent). Quantized checkpoints read their int32 and f16 arrays through it.
+    pub fn raw(&self, hf: &str) -> Result<Option<RawTensor<'_>>> {
+        let Some((shard, info)) = self.find_named(hf) else { return Ok(None) };
+        let (s, e) = info.data_offsets;
+        let bytes = shard
+            .map
+            .get(shard.data_start + s..shard.data_start + e)
+            .ok_or_else(|| anyhow!("{}: tensor '{hf}' data lies outside the file", shard.path.display()))?;
+        Ok(Some(RawTensor { dtype: info.dtype, shape: &info.shape, bytes }))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+/// A stored tensor, borrowed from its shard.
+pub struct RawTensor<'a> {
+    pub dtype: Dtype,
+    pub shape: &'a [usize],
+    pub bytes: &'a [u8],
 }
 
 fn open_shard(path: &Path) -> Result<Shard> {
@@ -151,14 +177,11 @@ impl TensorSource for SafetensorsSource {
     }
 
     fn load_f32(&self, name: &WeightName) -> Result<Vec<f32>> {
-        let (shard, info) =
+        let (shard, _) =
             self.find(name).ok_or_else(|| anyhow!("{}: tensor '{}' is missing", self.dir.display(), name.hf()))?;
-        let (s, e) = info.data_offsets;
-        let bytes = shard
-            .map
-            .get(shard.data_start + s..shard.data_start + e)
-            .ok_or_else(|| anyhow!("{}: tensor '{}' data lies outside the file", shard.path.display(), name.hf()))?;
-        Ok(match info.dtype {
+        let t = self.raw(&name.hf())?.expect("found above");
+        let bytes = t.bytes;
+        Ok(match t.dtype {
             Dtype::F32 => bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect(),
             Dtype::F16 => bytes.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
             Dtype::BF16 => bytes.chunks_exact(2).map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),

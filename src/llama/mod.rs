@@ -22,7 +22,9 @@ pub mod gguf_model;
 pub mod gguf_write;
 pub mod gpu;
 pub mod hf;
+pub mod hf_write;
 pub mod names;
+pub mod quantized;
 pub mod tokenizer;
 pub mod weights;
 
