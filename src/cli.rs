@@ -118,6 +118,9 @@ pub enum Command {
     /// Quantization quality on the CPU: perplexity, KL and top-1 agreement of each method
     /// (RTN, AWQ, GPTQ, int8, mixed precision) against the unquantized model.
     Quality(crate::quality::QualityArgs),
+    /// Quantize a model's linears with RTN, AWQ or GPTQ (CPU) and write a GPTQ checkpoint
+    /// directory that `kernlab e2e --model DIR --weights int4` runs on gemm_int4.
+    Quantize(crate::quality::quantize_cmd::QuantizeArgs),
     /// List the built-in families (variants, default shapes, space sizes) and the kernels
     /// described in sweep files under sweeps/ and examples/. No GPU needed.
     #[command(after_help = "Examples:
@@ -182,6 +185,7 @@ pub fn run() -> Result<ExitCode> {
         Command::Replay(a) => crate::replay_cmd::run(a),
         Command::E2e(a) => crate::llama::e2e::run(a),
         Command::Quality(a) => crate::quality::run(a),
+        Command::Quantize(a) => crate::quality::quantize_cmd::run(a),
         Command::List => crate::list::run(),
         Command::Export(a) => crate::export_cmd::run(a),
         Command::Completions { shell } => {

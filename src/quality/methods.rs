@@ -18,7 +18,7 @@ use crate::llama::weights::LayerWeights;
 use crate::llama::{Mat, Weights};
 use crate::quant::{
     quantize_gptq_prepared, quantize_int8_per_channel, quantize_rtn, quantize_rtn_per_tensor, GptqConfig, GroupSize,
-    HalfDtype, PreparedHessian, RtnConfig,
+    HalfDtype, Int4Weight, PreparedHessian, RtnConfig,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -207,28 +207,89 @@ fn apply_plain(w: &Weights, method: Method) -> Result<Quantized> {
     Ok(Quantized { weights: out, linear_bytes: bytes.iter().sum() })
 }
 
-fn apply_gptq(w: &Weights, calib: &Calibration, group: usize, act_order: bool, damp: f64) -> Result<Quantized> {
-    let mut out = w.clone();
-    let cfg = GptqConfig { group: GroupSize::Group(group), symmetric: false, act_order, damp, ..GptqConfig::default() };
-    let mut bytes = 0;
-    for (l, lw) in out.layers.iter_mut().enumerate() {
-        let sites = [LinearInput::Qkv, LinearInput::Qkv, LinearInput::Qkv, LinearInput::AttnOut];
-        let sites = sites.iter().chain(&[LinearInput::GateUp, LinearInput::GateUp, LinearInput::Down]);
+/// Every layer's seven linears quantized by GPTQ, in [`layer_linears`] order.
+fn gptq_linears(w: &Weights, calib: &Calibration, cfg: &GptqConfig) -> Result<Vec<Vec<Int4Weight>>> {
+    let mut out = vec![];
+    for (l, lw) in w.layers.iter().enumerate() {
         // q/k/v (and gate/up) read one input: one prepared Hessian for them.
         let mut prepared = std::collections::HashMap::new();
-        for (i, (m, site)) in layer_linears_mut(lw).into_iter().zip(sites).enumerate() {
+        let mut layer = vec![];
+        for (i, (_, site, m)) in layer_linears(lw).into_iter().enumerate() {
             let (rows, cols) = (m.rows, m.cols);
             let ctx = || format!("layer {l} linear {} [{rows}, {cols}]", LINEAR_NAMES[i]);
-            if !prepared.contains_key(site) {
-                let p = PreparedHessian::new(&calib.hessian(l, *site), m.cols, act_order, damp).with_context(ctx)?;
-                prepared.insert(*site, p);
+            if !prepared.contains_key(&site) {
+                let p =
+                    PreparedHessian::new(&calib.hessian(l, site), m.cols, cfg.act_order, cfg.damp).with_context(ctx)?;
+                prepared.insert(site, p);
             }
-            let q = quantize_gptq_prepared(&m.data, m.rows, &prepared[site], &cfg).with_context(ctx)?;
+            layer.push(quantize_gptq_prepared(&m.data, m.rows, &prepared[&site], cfg).with_context(ctx)?);
+        }
+        out.push(layer);
+    }
+    Ok(out)
+}
+
+/// `w` with its linears replaced by the dequantized values of `linears`, and their bytes.
+fn with_dequantized(w: &Weights, linears: &[Vec<Int4Weight>]) -> Quantized {
+    let mut out = w.clone();
+    let mut bytes = 0;
+    for (lw, qs) in out.layers.iter_mut().zip(linears) {
+        for (m, q) in layer_linears_mut(lw).into_iter().zip(qs) {
             m.data = q.dequantize();
             bytes += q.total_bytes();
         }
     }
-    Ok(Quantized { weights: out, linear_bytes: bytes })
+    Quantized { weights: out, linear_bytes: bytes }
+}
+
+fn apply_gptq(w: &Weights, calib: &Calibration, group: usize, act_order: bool, damp: f64) -> Result<Quantized> {
+    let cfg = GptqConfig { group: GroupSize::Group(group), symmetric: false, act_order, damp, ..GptqConfig::default() };
+    Ok(with_dequantized(w, &gptq_linears(w, calib, &cfg)?))
+}
+
+/// The int4 weights a checkpoint stores for `method` (group RTN, AWQ or GPTQ), with
+/// `scale_dtype` scales: every layer's seven linears in [`layer_linears`] order, and the
+/// model they belong to (AWQ folds its scales into the norms and the up projection, so its
+/// other tensors differ from `w`'s).
+pub fn int4_linears(
+    w: &Weights,
+    method: Method,
+    calib: Option<&Calibration>,
+    opt: &MethodOptions,
+    scale_dtype: HalfDtype,
+) -> Result<(Weights, Vec<Vec<Int4Weight>>)> {
+    let need = || calib.ok_or_else(|| anyhow::anyhow!("{method} needs calibration activations"));
+    let rtn_all = |w: &Weights, rtn: &RtnConfig| -> Result<Vec<Vec<Int4Weight>>> {
+        w.layers
+            .par_iter()
+            .map(|lw| {
+                layer_linears(lw).into_iter().map(|(_, _, m)| Ok(quantize_rtn(&m.data, m.rows, m.cols, rtn)?)).collect()
+            })
+            .collect()
+    };
+    Ok(match method {
+        Method::Rtn { group: group @ GroupSize::Group(_), symmetric } => {
+            (w.clone(), rtn_all(w, &RtnConfig { group, symmetric, scale_dtype })?)
+        }
+        Method::Awq { group } => {
+            let rtn = RtnConfig { group: GroupSize::Group(group), symmetric: false, scale_dtype };
+            let (scaled, _alpha) = awq_rescale(w, need()?, &rtn, &opt.awq)?;
+            let q = rtn_all(&scaled, &rtn)?;
+            (scaled, q)
+        }
+        Method::Gptq { group, act_order } => {
+            let cfg = GptqConfig {
+                group: GroupSize::Group(group),
+                symmetric: false,
+                act_order,
+                damp: opt.gptq_damp,
+                scale_dtype,
+                ..GptqConfig::default()
+            };
+            (w.clone(), gptq_linears(w, need()?, &cfg)?)
+        }
+        other => bail!("{other} does not make one int4 weight per linear with groups: use rtn-g<G>-{{sym,asym}}, awq-g<G> or gptq-g<G>[-act]"),
+    })
 }
 
 /// Per linear (layer, index in [`layer_linears`]): the output error energy per calibration

@@ -16,6 +16,7 @@ pub mod calib;
 pub mod data;
 pub mod eval;
 pub mod methods;
+pub mod quantize_cmd;
 pub mod table;
 
 use std::path::PathBuf;
