@@ -13,6 +13,7 @@
 #   scripts/gpu-check.sh user                      # the examples/ kernels end to end + export
 #   scripts/gpu-check.sh search                    # tpe against the full grid on one shape
 #   scripts/gpu-check.sh smollm2                   # the real SmolLM2-135M: chat text, vs CPU, validate
+#   scripts/gpu-check.sh checkpoint                # kernlab quantize → GPTQ dir → e2e bf16 and int4
 #   scripts/gpu-check.sh big ["FILES"]             # big spaces swept in full (search ground truth)
 #   scripts/gpu-check.sh formats                   # llama3-8b decode with int4 g32/g64/g128 vs bf16
 #   scripts/gpu-check.sh profile                   # llama3-8b per-op decode breakdown, bf16 and int4
@@ -297,6 +298,37 @@ smollm2() {
   failed "smollm2 validate" "${PIPESTATUS[0]}"
 }
 
+# A GPTQ checkpoint written by `kernlab quantize` from the real SmolLM2-135M (GPTQ g64,
+# asymmetric: integer zero points, f16 scales, as AutoGPTQ writes them), loaded back by
+# `kernlab e2e`: its dequantized weights against the f32 CPU reference, and its int4 codes
+# on gemm_int4 against cuBLAS on the same dequantized values.
+checkpoint() {
+  local m=${MODEL:-}
+  if [ -z "$m" ] && ls target/kl-model/p* >/dev/null 2>&1; then
+    m=/tmp/smollm2.gguf; cat target/kl-model/p* > "$m"
+  fi
+  m=${m:-$HOME/.cache/kernlab/models/SmolLM2-135M-Instruct.Q4_1.gguf}
+  local ck=/tmp/smollm2-gptq
+  rm -rf "$ck"
+  step "kernlab quantize (GPTQ, calibration on Macbeth if the text is here, else RTN g64 asym)"
+  if [ -f "$HOME/.cache/kernlab/text/macbeth_gut.txt" ] || [ -n "${KERNLAB_TEXT_DIR:-}" ]; then
+    timeout 300 "$K" quantize --model "$m" --out "$ck" 2>&1 | tail -5
+  else
+    timeout 300 "$K" quantize --model "$m" --method rtn-asym --out "$ck" 2>&1 | tail -5
+  fi
+  failed "quantize" "${PIPESTATUS[0]}"
+  cp "$ck/config.json" "$R/checkpoint-config.json"
+  local q="What is the capital of France? Answer in one sentence."
+  step "checkpoint as bf16 (dequantized) vs the CPU reference"
+  timeout 150 "$K" e2e --model "$ck" --db "$R/tuned.json" --runs 2 --prompt "$q" --gen-len 48 --check-cpu \
+    --out "$R/e2e-ckpt-bf16" 2>&1 | quiet | tail -30
+  failed "checkpoint bf16" "${PIPESTATUS[0]}"
+  step "checkpoint int4 on gemm_int4, validated against cuBLAS on its dequantized weights"
+  timeout 150 "$K" e2e --model "$ck" --db "$R/tuned.json" --runs 2 --weights int4 --prompt "$q" --gen-len 48 \
+    --validate --batch 1,8 --out "$R/e2e-ckpt-int4" 2>&1 | quiet | tail -40
+  failed "checkpoint int4" "${PIPESTATUS[0]}"
+}
+
 # Each user kernel of examples/ tuned end to end (CSV, database, roofline point, report),
 # its winners exported as a header that a small C++ program compiles against and calls, and
 # the faulty fixture (a fault and an unwritten output recorded, the sweep going on).
@@ -367,6 +399,7 @@ run() {
     e2e) devices; e2e ;;
     hf) devices; hf ;;
     smollm2) devices; smollm2 ;;
+    checkpoint) devices; checkpoint ;;
     user) devices; user ;;
     search) devices; search ;;
     big) devices; big "$ARG" ;;

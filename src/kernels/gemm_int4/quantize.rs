@@ -32,14 +32,22 @@ pub struct DeviceInt4 {
     pub group: i64,
     /// u32 [n][k/8]
     pub packed: DevBuf,
-    /// 16-bit float bits [k/group][n], in the activation dtype
+    /// 16-bit float bits [k/group][n]: the activation dtype for the device quantizer's
+    /// weights, f16 for most checkpoints (the store's format says which)
     pub scales: DevBuf,
+    /// u8 zero points [k/group][n] for weights with integer zero points (GPTQ, AWQ)
+    pub zeros: Option<DevBuf>,
 }
 
 impl DeviceInt4 {
     /// Bytes a kernel reads to use the whole weight once.
     pub fn bytes(&self) -> usize {
-        self.packed.bytes + self.scales.bytes
+        self.packed.bytes + self.scales.bytes + self.zeros.as_ref().map_or(0, |z| z.bytes)
+    }
+
+    /// The zero-point pointer a launch passes (0 for symmetric weights, which have none).
+    pub fn zeros_ptr(&self) -> u64 {
+        self.zeros.as_ref().map_or(0, |z| z.ptr)
     }
 }
 
@@ -94,7 +102,7 @@ impl Int4Quantizer {
                 &[Arg::Ptr(w), packed.arg(), scales.arg(), Arg::I32(n as i32), Arg::I32(k as i32)],
             )?
         };
-        Ok(DeviceInt4 { n, k, group: self.group, packed, scales })
+        Ok(DeviceInt4 { n, k, group: self.group, packed, scales, zeros: None })
     }
 
     /// out[n][k] = dequant(q) in the activation dtype (16-bit), for a bf16 GEMM on it.

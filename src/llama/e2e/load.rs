@@ -16,6 +16,7 @@ use crate::llama::gpu::op_choice::OpChoice;
 use crate::llama::gpu::ops::OpKernels;
 use crate::llama::gpu::weights::{round_to_bf16, GpuWeights};
 use crate::llama::hf::SafetensorsSource;
+use crate::llama::quantized::{QuantConfig, QuantizedSource};
 use crate::llama::tokenizer;
 use crate::llama::weights::Weights;
 use anyhow::{bail, Result};
@@ -28,6 +29,9 @@ pub struct Loaded {
     pub host: Option<Weights>,
     /// Tokenizer, BOS policy and chat template, when the model files carry a tokenizer.
     pub text: Option<TextModel>,
+    /// A GPTQ/AWQ checkpoint run with --weights int4: its settings and every layer's
+    /// linears as the GPU model stacks them (qkv, o, gate_up, down).
+    pub checkpoint: Option<(String, Vec<crate::quant::Int4Weight>)>,
 }
 
 pub fn load(gpu: &Gpu, util: &Util, ops: &OpKernels, src: &ModelSource, a: &E2eArgs) -> Result<Loaded> {
@@ -48,22 +52,45 @@ pub fn load(gpu: &Gpu, util: &Util, ops: &OpKernels, src: &ModelSource, a: &E2eA
                 )?),
                 host: Some(w),
                 text: None,
+                checkpoint: None,
             }
         }
-        ModelSource::Random(c) => {
-            Loaded { weights: Rc::new(GpuWeights::random(gpu, util, ops, c, a.seed)?), host: None, text: None }
-        }
+        ModelSource::Random(c) => Loaded {
+            weights: Rc::new(GpuWeights::random(gpu, util, ops, c, a.seed)?),
+            host: None,
+            text: None,
+            checkpoint: None,
+        },
         ModelSource::Gguf(p) => {
             let m = LoadedModel::from_gguf(p)?;
             let w = round_to_bf16(&m.weights);
             let g = GpuWeights::from_weights(gpu, &w, &p.display().to_string())?;
             let text = TextModel { tokenizer: m.tokenizer, bos: m.bos, chat: m.chat_template };
-            Loaded { weights: Rc::new(g), host: if a.check_cpu { Some(w) } else { None }, text: Some(text) }
+            Loaded {
+                weights: Rc::new(g),
+                host: if a.check_cpu { Some(w) } else { None },
+                text: Some(text),
+                checkpoint: None,
+            }
         }
         ModelSource::HfDir(dir, cfg) => {
-            let st = SafetensorsSource::open(dir)?;
-            let g = GpuWeights::from_source(gpu, cfg, &st)?;
-            let host = if a.check_cpu { Some(round_to_bf16(&Weights::load(cfg, &st)?)) } else { None };
+            // A GPTQ/AWQ checkpoint serves its linears dequantized here; the int4 store
+            // takes the codes themselves (Loaded::checkpoint).
+            let (g, host, checkpoint) = match QuantConfig::from_hf_dir(dir)? {
+                Some(q) => {
+                    let qs = QuantizedSource::open(dir, cfg, q)?;
+                    let g = GpuWeights::from_source(gpu, cfg, &qs)?;
+                    let host = if a.check_cpu { Some(round_to_bf16(&Weights::load(cfg, &qs)?)) } else { None };
+                    let linears = if a.weights == "int4" { Some(qs.model_linears()?) } else { None };
+                    (g, host, linears.map(|l| (qs.quant.describe(), l)))
+                }
+                None => {
+                    let st = SafetensorsSource::open(dir)?;
+                    let g = GpuWeights::from_source(gpu, cfg, &st)?;
+                    let host = if a.check_cpu { Some(round_to_bf16(&Weights::load(cfg, &st)?)) } else { None };
+                    (g, host, None)
+                }
+            };
             let tok = dir.join("tokenizer.json");
             let text = if tok.is_file() {
                 let chat = ChatTemplate::from_hf_dir(dir)?;
@@ -71,7 +98,7 @@ pub fn load(gpu: &Gpu, util: &Util, ops: &OpKernels, src: &ModelSource, a: &E2eA
             } else {
                 None
             };
-            Loaded { weights: Rc::new(g), host, text }
+            Loaded { weights: Rc::new(g), host, text, checkpoint }
         }
     })
 }
@@ -95,7 +122,7 @@ pub fn build_model(
         (false, None) => LinearBackend::Tuned(Box::new(TunedGemm::new(gpu, cache, db)?)),
         (false, Some(store)) => LinearBackend::Int4 {
             store: store.clone(),
-            int4: Box::new(TunedGemm::with_kind(gpu, cache, db, LinearKind::Int4 { group: store.group })?),
+            int4: Box::new(TunedGemm::with_kind(gpu, cache, db, LinearKind::Int4 { format: store.format })?),
             dense: Box::new(TunedGemm::new(gpu, cache, db)?),
             scratch: None,
         },

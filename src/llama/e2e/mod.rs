@@ -29,7 +29,7 @@ use crate::llama::gpu::op_choice::OpChoice;
 use crate::llama::gpu::ops::OpKernels;
 use crate::llama::gpu::profile::{format_profile, Profiler};
 use crate::llama::gpu::weights::{weight_bytes_per_decode_step, GpuWeights};
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use load::build_model;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -139,11 +139,7 @@ fn run_to_report(a: &E2eArgs, src: ModelSource) -> Result<(ExitCode, Report)> {
         gpu: s.gpu.props.name.clone(),
         path: s.path_name.into(),
         weights: match &s.store {
-            Some(st) => format!(
-                "int4 g{} symmetric (RTN on the GPU, bf16 scales; lm_head {})",
-                st.group,
-                if st.lm_head { "int4" } else { "bf16" }
-            ),
+            Some(st) => format!("int4 {} (lm_head {})", st.origin, if st.lm_head { "int4" } else { "bf16" }),
             None => "bf16".into(),
         },
         copy_bw_gb_s: dram.copy_gb_s,
@@ -180,7 +176,8 @@ fn setup(a: &E2eArgs, src: &ModelSource) -> Result<Setup> {
     let seed_ops = OpKernels::new(&gpu, &cache, OpChoice::reference())?;
     let db = a.db.clone().unwrap_or_else(crate::paths::default_db);
     let t_load = std::time::Instant::now();
-    let loaded = load::load(&gpu, &util, &seed_ops, src, a)?;
+    let mut loaded = load::load(&gpu, &util, &seed_ops, src, a)?;
+    let checkpoint = loaded.checkpoint.take();
     let w = loaded.weights.clone();
     let c = &w.config;
     println!("kernlab e2e — {} on {} (cc {})", c.name, gpu.props.name, gpu.props.cc());
@@ -193,7 +190,22 @@ fn setup(a: &E2eArgs, src: &ModelSource) -> Result<Setup> {
     let int4 = a.weights == "int4";
     // int4: quantize the layers' linears once; the reference path (and --validate) runs
     // cuBLAS on their dequantized values, i.e. the same weights the int4 kernels use.
-    let store = if int4 {
+    let store = if let Some((how, linears)) = checkpoint {
+        if a.int4_group.is_some() || a.int4_lm_head {
+            bail!("--int4-group and --int4-lm-head quantize on the GPU; a {how} checkpoint brings its own int4 weights: leave them out");
+        }
+        let t = std::time::Instant::now();
+        let st = Rc::new(Int4Store::from_checkpoint(&gpu, &w, linears, format!("{how} checkpoint"))?);
+        println!(
+            "  int4: {} linears from the {how} checkpoint ({:?} zero points, {} scales): {:.2} GB in {:.1} s; lm_head stays bf16",
+            st.len(),
+            st.format.zeros,
+            st.format.scale_dtype,
+            st.int4_bytes as f64 / 1e9,
+            t.elapsed().as_secs_f64()
+        );
+        Some(st)
+    } else if int4 {
         let t = std::time::Instant::now();
         let group = choose_group(c, a.int4_group)?;
         // The interleaved gate+up copy only serves the tuned path's fused decode kernel.

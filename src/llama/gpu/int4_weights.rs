@@ -16,7 +16,7 @@ use crate::kernels::gemm_int4::ZeroMode;
 use crate::kernels::gemm_int4::{Int4Format, RefKernels};
 use crate::kernels::support;
 use crate::kernels::DType;
-use crate::quant::HalfDtype;
+use crate::quant::{HalfDtype, Int4Weight, Zeros};
 use anyhow::{bail, Context, Result};
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
@@ -57,7 +57,16 @@ pub const DEQUANT_GEMM_MIN_M: i64 = 256;
 pub struct Int4Store {
     /// K columns per scale.
     pub group: i64,
-    quantizer: Int4Quantizer,
+    /// The weights' format: g`group` symmetric bf16 for the device quantizer's, what the
+    /// file stores for a GPTQ/AWQ checkpoint (integer zero points, f16 scales).
+    pub format: Int4Format,
+    /// What made the weights, for reports: "RTN on the GPU" or the checkpoint's method.
+    pub origin: String,
+    /// The device quantizer (RTN stores), whose dequantizer prefill uses.
+    quantizer: Option<Int4Quantizer>,
+    /// The family's reference dequantizer: the --validate copy, and prefill for formats the
+    /// device quantizer's dequantizer does not read.
+    refk: RefKernels,
     by_ptr: HashMap<u64, DeviceInt4>,
     shapes: HashSet<(i64, i64)>,
     dense_shapes: HashSet<(i64, i64)>,
@@ -129,7 +138,10 @@ impl Int4Store {
             (group % 128 == 0 && gpu.props.cc_major >= 9).then(|| Repacker::with_cache(gpu, cache)).transpose()?;
         let mut store = Int4Store {
             group,
-            quantizer: q,
+            format: Int4Format { group, ..Int4Format::default_for(DType::BF16) },
+            origin: format!("RTN g{group} symmetric on the GPU, bf16 scales"),
+            quantizer: Some(q),
+            refk: RefKernels::new(gpu)?,
             by_ptr: HashMap::new(),
             shapes: HashSet::new(),
             dense_shapes: HashSet::new(),
@@ -142,8 +154,7 @@ impl Int4Store {
             interleaved_bytes: 0,
         };
         for (buf, n, k) in quantized_linears(w, lm_head) {
-            let dq = store
-                .quantizer
+            let dq = quantizer_of(&store)?
                 .quantize(gpu, buf.ptr, n, k)
                 .with_context(|| format!("quantizing a {n}x{k} linear to int4"))?;
             store.bf16_bytes += buf.bytes;
@@ -165,8 +176,7 @@ impl Int4Store {
                 let blocks = ffn / GATE_UP_BLOCK_ROWS;
                 support::copy_runs(gpu, &scratch, 0, 2 * run, src, 0, run, blocks)?;
                 support::copy_runs(gpu, &scratch, run, 2 * run, src, ffn * dim * 2, run, blocks)?;
-                let dq = store
-                    .quantizer
+                let dq = quantizer_of(&store)?
                     .quantize(gpu, scratch.ptr, 2 * ffn as i64, dim as i64)
                     .context("quantizing an interleaved gate+up linear to int4")?;
                 // The next layer's copies into the scratch wait for this quantization (one stream).
@@ -174,6 +184,71 @@ impl Int4Store {
                 store.gate_up_interleaved.insert(src.ptr, dq);
             }
         }
+        gpu.synchronize()?;
+        Ok(store)
+    }
+
+    /// The int4 weights of a GPTQ/AWQ checkpoint (`linears`: every layer's qkv, o, gate_up
+    /// and down, as [`QuantizedSource::model_linears`] stacks them), uploaded as stored and
+    /// keyed by the bf16 buffers of `w` (which hold their dequantized values). One format
+    /// serves the whole store, so symmetric linears beside ones with zero points get
+    /// explicit zero points of 8 (the same values).
+    ///
+    /// [`QuantizedSource::model_linears`]: crate::llama::quantized::QuantizedSource::model_linears
+    pub fn from_checkpoint(gpu: &Gpu, w: &GpuWeights, linears: Vec<Int4Weight>, origin: String) -> Result<Int4Store> {
+        let targets = quantized_linears(w, false);
+        anyhow::ensure!(
+            targets.len() == linears.len(),
+            "internal: {} checkpoint linears for {} model linears",
+            linears.len(),
+            targets.len()
+        );
+        let first = linears.first().context("the checkpoint has no linears")?;
+        let (group, scale_dtype) = (first.group_size, first.scale_dtype);
+        let any_int = linears.iter().any(|q| matches!(q.zeros, Zeros::Int(_)));
+        let zeros = if any_int { ZeroMode::Int } else { ZeroMode::Symmetric };
+        let format = Int4Format { group: group as i64, zeros, scale_dtype };
+        let mut store = Int4Store {
+            group: group as i64,
+            format,
+            origin,
+            quantizer: None,
+            refk: RefKernels::new(gpu)?,
+            by_ptr: HashMap::new(),
+            shapes: HashSet::new(),
+            dense_shapes: HashSet::new(),
+            bf16_bytes: 0,
+            int4_bytes: 0,
+            lm_head: false,
+            tiled: RefCell::new(HashMap::new()),
+            repacker: None,
+            gate_up_interleaved: HashMap::new(),
+            interleaved_bytes: 0,
+        };
+        for ((buf, n, k), mut q) in targets.into_iter().zip(linears) {
+            if (q.n as i64, q.k as i64) != (n, k) || q.group_size != group || q.scale_dtype != scale_dtype {
+                bail!(
+                    "checkpoint linear [{}, {}] g{} {} does not fit the model's [{n}, {k}] g{group} {scale_dtype}",
+                    q.n,
+                    q.k,
+                    q.group_size,
+                    q.scale_dtype
+                );
+            }
+            if any_int && q.zeros == Zeros::Symmetric {
+                q.zeros = Zeros::Int(vec![8; q.num_groups() * q.n]);
+            }
+            if let Zeros::Min(_) = q.zeros {
+                bail!("float-minimum zero points (GGUF Q4_1) are not a checkpoint format the model path loads");
+            }
+            let dq = upload_int4(gpu, &q).with_context(|| format!("uploading a {n}x{k} int4 linear"))?;
+            store.bf16_bytes += buf.bytes;
+            store.int4_bytes += dq.bytes();
+            store.shapes.insert((n, k));
+            store.by_ptr.insert(buf.ptr, dq);
+        }
+        let c = &w.config;
+        store.dense_shapes.insert((c.vocab_size as i64, c.dim as i64));
         gpu.synchronize()?;
         Ok(store)
     }
@@ -191,6 +266,7 @@ impl Int4Store {
             return Ok(t.clone());
         }
         let q = self.get(bf16_ptr).context("internal: no int4 weight to tile")?;
+        anyhow::ensure!(self.quantizer.is_some(), "internal: the tiled layout is made for RTN stores only");
         let r = self.repacker.as_ref().with_context(|| {
             format!("the tiled int4 layout needs groups of 128 or more and an sm_90 GPU (group {})", self.group)
         })?;
@@ -214,7 +290,13 @@ impl Int4Store {
 
     /// dequant(q) into `out` (bf16), for the prefill path.
     pub fn dequantize(&self, gpu: &Gpu, q: &DeviceInt4, out: &DevBuf) -> Result<()> {
-        self.quantizer.dequantize(gpu, q, out)
+        match &self.quantizer {
+            Some(quantizer) => quantizer.dequantize(gpu, q, out),
+            None => {
+                let zeros = q.zeros.as_ref().unwrap_or(&q.scales); // unread when symmetric
+                self.refk.dequantize(gpu, &q.packed, &q.scales, zeros, out, q.n, q.k, &self.format, HalfDtype::Bf16)
+            }
+        }
     }
 
     pub fn get(&self, bf16_ptr: u64) -> Option<&DeviceInt4> {
@@ -238,11 +320,11 @@ impl Int4Store {
     /// It uses the family's plain reference dequantizer, not `int4_dequantize` (the prefill
     /// path's), so a layout slip in the fast kernels cannot hide behind the same slip here.
     pub fn dequantized_copy(&self, gpu: &Gpu, w: &GpuWeights) -> Result<GpuWeights> {
-        let refk = RefKernels::new(gpu)?;
-        let out = w.empty_like(gpu, format!("{} (int4 g{} RTN, dequantized)", w.source, self.group))?;
-        // The store's group, not the kernels' default: a g64 store read as g128 pairs every
+        let refk = &self.refk;
+        let out = w.empty_like(gpu, format!("{} ({}, dequantized)", w.source, self.origin))?;
+        // The store's format, not the kernels' default: a g64 store read as g128 pairs every
         // other group with the wrong scale (SmolLM2's validation failed so on an H200).
-        let fmt = Int4Format { group: self.group, ..Int4Format::default_for(DType::BF16) };
+        let fmt = self.format;
         let no_zeros = gpu.alloc(16)?;
         // The other tensors first: the lm_head is one of them, and an int4 one is then
         // overwritten by its dequantized values below.
@@ -253,11 +335,33 @@ impl Int4Store {
             quantized_linears(w, self.lm_head).into_iter().zip(quantized_linears(&out, self.lm_head))
         {
             let q = self.get(src.ptr).context("internal: a quantized linear is missing from the store")?;
-            refk.dequantize(gpu, &q.packed, &q.scales, &no_zeros, dst, n, k, &fmt, HalfDtype::Bf16)?;
+            let zeros = q.zeros.as_ref().unwrap_or(&no_zeros);
+            refk.dequantize(gpu, &q.packed, &q.scales, zeros, dst, n, k, &fmt, HalfDtype::Bf16)?;
         }
         gpu.synchronize()?;
         Ok(out)
     }
+}
+
+fn quantizer_of(store: &Int4Store) -> Result<&Int4Quantizer> {
+    store.quantizer.as_ref().context("internal: a checkpoint store has no device quantizer")
+}
+
+/// One host int4 weight on the device, as stored (codes, scales, zero points).
+fn upload_int4(gpu: &Gpu, q: &Int4Weight) -> Result<DeviceInt4> {
+    let packed = gpu.alloc(q.packed.len() * 4)?;
+    packed.upload(&q.packed)?;
+    let scales = gpu.alloc(q.scales.len() * 2)?;
+    scales.upload(&q.scales)?;
+    let zeros = match &q.zeros {
+        Zeros::Int(z) => {
+            let b = gpu.alloc(z.len())?;
+            b.upload(z)?;
+            Some(b)
+        }
+        _ => None,
+    };
+    Ok(DeviceInt4 { n: q.n as i64, k: q.k as i64, group: q.group_size as i64, packed, scales, zeros })
 }
 
 #[cfg(test)]

@@ -12,9 +12,10 @@ use crate::gpu::device::{DevBuf, Gpu, Kernel};
 use crate::kernels::gemm::{self, LinearIo};
 use crate::kernels::gemm_int4::linear::{self as int4_linear, Int4Io};
 use crate::kernels::gemm_int4::tiled::reads_tiled;
-use crate::kernels::gemm_int4::GemmInt4;
+use crate::kernels::gemm_int4::{GemmInt4, Int4Format, ZeroMode};
 use crate::kernels::{ceil_div, DType, Family};
 use crate::llama::gpu::int4_weights::{Int4Store, DEQUANT_GEMM_MIN_M};
+use crate::quant::HalfDtype;
 use crate::tune::compile;
 use crate::tune::db::{Query, TunedDb};
 use crate::tune::space::{Candidate, Sweep};
@@ -47,8 +48,9 @@ pub struct Plan {
 pub enum LinearKind {
     /// bf16 weights: the gemm family.
     Dense,
-    /// int4 weights (g`group` symmetric, as the device quantizer writes): gemm_int4.
-    Int4 { group: i64 },
+    /// int4 weights in `format` (the device quantizer's g128 symmetric bf16, or what a
+    /// GPTQ/AWQ checkpoint stores): gemm_int4.
+    Int4 { format: Int4Format },
 }
 
 impl LinearKind {
@@ -156,13 +158,32 @@ pub fn int4_adapt_params(
     m: i64,
     group: i64,
 ) -> Option<BTreeMap<String, i64>> {
+    int4_adapt_params_for(variant, params, m, &Int4Format { group, ..Int4Format::default_for(DType::BF16) })
+}
+
+/// [`int4_adapt_params`] for weights in `format`: its group, zero points and scale dtype
+/// are pinned. The tiled-layout kernel (int4_gemv_bulk) is left out for any format but
+/// symmetric bf16, the only one the model's repacker writes.
+pub fn int4_adapt_params_for(
+    variant: &str,
+    params: &BTreeMap<String, i64>,
+    m: i64,
+    format: &Int4Format,
+) -> Option<BTreeMap<String, i64>> {
     if !int4_usable_at(variant, m) {
         return None;
     }
+    let plain = format.zeros == ZeroMode::Symmetric && format.scale_dtype == HalfDtype::Bf16;
+    if reads_tiled(variant) && !plain {
+        return None;
+    }
     let mut p = params.clone();
-    p.insert("GROUP".into(), group);
-    p.insert("ZERO_MODE".into(), 0);
-    p.remove("KL_SCALE_FP16");
+    p.insert("GROUP".into(), format.group);
+    p.insert("ZERO_MODE".into(), format.zeros as i64);
+    match format.scale_dtype {
+        HalfDtype::Bf16 => p.remove("KL_SCALE_FP16"),
+        HalfDtype::F16 => p.insert("KL_SCALE_FP16".into(), 1),
+    };
     match variant {
         "int4_gemv" if p.get("M_MAX").copied().unwrap_or(16) < m => {
             p.insert("M_MAX".into(), mmax_for(m));
@@ -229,7 +250,7 @@ impl TunedGemm {
     fn usable(&self, variant: &str, params: &BTreeMap<String, i64>, m: i64) -> Option<BTreeMap<String, i64>> {
         match self.kind {
             LinearKind::Dense => usable_at(variant, m).then(|| adapt_params(variant, params, m)).flatten(),
-            LinearKind::Int4 { group } => int4_adapt_params(variant, params, m, group),
+            LinearKind::Int4 { format } => int4_adapt_params_for(variant, params, m, &format),
         }
     }
 
@@ -416,7 +437,7 @@ impl LinearBackend {
         let mut params = p.params.clone();
         params.insert("SWIGLU".into(), 1);
         let kernels = int4.kernels(gpu, &p.variant, &params)?;
-        let io = Int4Io { x, wq: q.packed.ptr, scales: q.scales.ptr, zeros: 0, r: 0, y: act, ws: 0 };
+        let io = Int4Io { x, wq: q.packed.ptr, scales: q.scales.ptr, zeros: q.zeros_ptr(), r: 0, y: act, ws: 0 };
         // SAFETY: x [M,K] and act [M,N/2] are the model's buffers for this step; the
         // interleaved weight is the store's, checked against (N, K); SPLITK = 1 needs no
         // workspace; the kernels are compiled with `params`.
@@ -508,7 +529,7 @@ impl LinearBackend {
                     } else {
                         (q.packed.ptr, q.scales.ptr)
                     };
-                    let io = Int4Io { x, wq, scales, zeros: 0, r, y, ws };
+                    let io = Int4Io { x, wq, scales, zeros: q.zeros_ptr(), r, y, ws };
                     // SAFETY: as above (the packed weights are the store's, checked against N, K).
                     unsafe {
                         int4_linear::launch_linear(gpu, &p.kernels, &p.variant, &p.params, io, m, n, k, DType::BF16)
