@@ -16,6 +16,7 @@ use super::awq_model::AwqOptions;
 use super::calib::Calibration;
 use super::data;
 use super::methods::{int4_linears, Method, MethodOptions};
+use crate::llama::gguf_model::BosPolicy;
 use crate::llama::hf_write::{write_gptq_dir, CheckpointMeta};
 use crate::llama::quantized::{QuantConfig, QuantizedSource};
 use crate::llama::LoadedModel;
@@ -29,8 +30,12 @@ use crate::quant::{stack_rows, HalfDtype, Int4Weight};
 pub struct QuantizeArgs {
     /// The model (a llama-architecture GGUF file). Default: the SmolLM2-135M test model that
     /// scripts/fetch-test-model.sh fetches.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "preset")]
     pub model: Option<PathBuf>,
+    /// Random weights at a preset shape instead (e.g. --preset smollm2-135m), calibrated on
+    /// random tokens: a checkpoint to test loaders and kernels with, no tokenizer.
+    #[arg(long, value_name = "NAME")]
+    pub preset: Option<String>,
     /// The directory to write (must not exist yet), e.g. --out /tmp/smollm2-gptq.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
@@ -78,44 +83,60 @@ fn resolve_method(s: &str, c: &crate::llama::LlamaConfig) -> Result<Method> {
 }
 
 pub fn run(a: QuantizeArgs) -> Result<std::process::ExitCode> {
-    let model_path = a.model.clone().unwrap_or_else(super::default_model);
-    if !model_path.exists() {
-        bail!("{}: no such model; run scripts/fetch-test-model.sh or pass --model", model_path.display());
-    }
     if a.out.exists() {
         bail!("{} already exists: give --out a new directory", a.out.display());
     }
     let t0 = Instant::now();
-    let model = LoadedModel::from_gguf(&model_path)?;
-    let c = &model.weights.config;
+    let (model, source) = match &a.preset {
+        Some(p) => {
+            let c = crate::llama::LlamaConfig::preset(p)?;
+            let weights = crate::llama::Weights::random(&c, 1)?;
+            (None, (weights, format!("random weights at {p}")))
+        }
+        None => {
+            let model_path = a.model.clone().unwrap_or_else(super::default_model);
+            if !model_path.exists() {
+                bail!("{}: no such model; run scripts/fetch-test-model.sh or pass --model", model_path.display());
+            }
+            let m = LoadedModel::from_gguf(&model_path)?;
+            let name = model_path.file_name().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+            let w = m.weights.clone();
+            (Some(m), (w, name))
+        }
+    };
+    let (weights, source) = source;
+    let c = &weights.config;
     let method = resolve_method(&a.method, c)?;
-    let calib = if method.needs_calibration() {
+    let calib = if !method.needs_calibration() {
+        None
+    } else if let Some(m) = &model {
         let text = data::read_text(&a.calib_text.clone().unwrap_or_else(data::default_calib_text))?;
         let windows =
-            data::token_windows(&model.tokenizer, &text, a.window, a.calib_windows).context("calibration text")?;
-        Some(Calibration::collect(&model.weights, &windows)?)
+            data::token_windows(&m.tokenizer, &text, a.window, a.calib_windows).context("calibration text")?;
+        Some(Calibration::collect(&weights, &windows)?)
     } else {
-        None
+        let mut rng = crate::llama::weights::SplitMix64(7);
+        let windows: Vec<Vec<u32>> = (0..a.calib_windows)
+            .map(|_| (0..a.window).map(|_| (rng.next_u64() % c.vocab_size as u64) as u32).collect())
+            .collect();
+        Some(Calibration::collect(&weights, &windows)?)
     };
     let opt = MethodOptions {
         awq: AwqOptions { grid: a.awq_grid, sample_rows: a.sample_rows },
         gptq_damp: a.damp,
         sensitivity_rows: a.sample_rows,
     };
-    let (w, linears) = int4_linears(&model.weights, method, calib.as_ref(), &opt, HalfDtype::F16)
-        .with_context(|| format!("quantizing {} with {method}", model_path.display()))?;
+    let (w, linears) = int4_linears(&weights, method, calib.as_ref(), &opt, HalfDtype::F16)
+        .with_context(|| format!("quantizing {source} with {method}"))?;
     let t_quant = t0.elapsed();
     let symmetric = matches!(method, Method::Rtn { symmetric: true, .. });
     let meta = CheckpointMeta {
         linears: &linears,
         symmetric,
-        tokenizer: Some(&model.tokenizer),
-        bos: &model.bos,
-        chat_template: model.chat_template.as_ref().map(|t| t.source.as_str()),
-        made_by: format!(
-            "kernlab quantize {method} from {}",
-            model_path.file_name().map(|s| s.to_string_lossy().to_string()).unwrap_or_default()
-        ),
+        tokenizer: model.as_ref().map(|m| &m.tokenizer),
+        bos: model.as_ref().map_or(&BosPolicy::None, |m| &m.bos),
+        chat_template: model.as_ref().and_then(|m| m.chat_template.as_ref()).map(|t| t.source.as_str()),
+        made_by: format!("kernlab quantize {method} from {source}"),
     };
     write_gptq_dir(&a.out, &w, &meta)?;
     check_read_back(&a.out, c, &linears)?;
