@@ -23,10 +23,15 @@ pub struct ReplayArgs {
     /// e.g. --within 5.
     #[arg(long, value_name = "PCT", default_value_t = 3.0)]
     pub within: f64,
-    /// A strategy to replay (tpe, evolve, random, grid), e.g. --strategy tpe; a comma list
+    /// A strategy to replay (warm, tpe, evolve, random, grid), e.g. --strategy tpe; a comma list
     /// or repeated. Default: all.
     #[arg(long = "strategy", value_name = "STRATEGY", value_delimiter = ',')]
     pub strategies: Vec<String>,
+    /// Sweep CSVs read only for warm-start priors (the winners of other shapes of the same
+    /// family), not replayed, e.g. --priors docs/results/gemm_int4-grid-h200.csv. The CSVs
+    /// replayed are priors for each other too; a space never gets priors of its own shape.
+    #[arg(long = "priors", value_name = "CSV", value_delimiter = ',')]
+    pub priors: Vec<PathBuf>,
     /// Folder for search-replay.csv, search-replay-curves.csv and search-replay.png, e.g.
     /// --out /tmp/replay.
     #[arg(long, value_name = "DIR", default_value = "reports")]
@@ -40,7 +45,14 @@ pub fn run(a: ReplayArgs) -> Result<ExitCode> {
         a.strategies.iter().map(|s| SearchStrategy::parse(s)).collect::<Result<Vec<_>>>()?
     };
     let png = a.out.join("search-replay.png");
-    let opts = ReplayOptions { csvs: a.csvs, seeds: a.seeds, within_pct: a.within, strategies, out_dir: a.out };
+    let opts = ReplayOptions {
+        csvs: a.csvs,
+        seeds: a.seeds,
+        within_pct: a.within,
+        strategies,
+        prior_csvs: a.priors,
+        out_dir: a.out,
+    };
     let r = replay(&opts)?;
     crate::report::plot_replay::plot_replay(&r.curves, opts.seeds, opts.within_pct, &png)?;
     print!("{}", r.table);

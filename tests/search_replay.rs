@@ -69,12 +69,12 @@ fn replay_prints_the_table_and_writes_csvs_and_a_chart() {
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&o.stderr));
     assert!(stdout.contains("within 3 % of the optimum"), "{stdout}");
-    for s in ["tpe", "evolve", "random", "grid", "grid bf16 16x4096x4096", "grid bf16 1x4096x4096"] {
+    for s in ["tpe+warm", "tpe", "evolve", "random", "grid", "grid bf16 16x4096x4096", "grid bf16 1x4096x4096"] {
         assert!(stdout.contains(s), "{s} missing from\n{stdout}");
     }
     let table = std::fs::read_to_string(out.join("search-replay.csv")).unwrap();
     let lines: Vec<&str> = table.lines().collect();
-    assert_eq!(lines.len(), 1 + 4 * 2, "a row per strategy and space:\n{table}");
+    assert_eq!(lines.len(), 1 + 5 * 2, "a row per strategy and space:\n{table}");
     assert!(lines[0].starts_with("source,space,size,strategy,seeds,median_evals"));
     // The seeds column: 6 runs, grid once.
     assert!(lines.iter().any(|l| l.contains(",tpe,6,")) && lines.iter().any(|l| l.contains(",grid,1,")));

@@ -11,6 +11,7 @@
 
 pub use super::replay_table::{percentile, Curve, SpaceSummary};
 use crate::tune::record::{read_records, Status};
+use crate::tune::search::warm::{label_dims, order_priors, ShapePriors, WarmConfig};
 use crate::tune::search::{run_search, Budget, ListSpace, SearchSpace, SearchStrategy, Searcher};
 use crate::tune::space::Candidate;
 use anyhow::{bail, Context, Result};
@@ -22,6 +23,8 @@ use std::path::{Path, PathBuf};
 pub struct RecordedSpace {
     /// The CSV's file stem.
     pub source: String,
+    /// The kernel family of its rows (`gemm`, `gemm_int4`, ...).
+    pub family: String,
     pub dtype: String,
     pub shape: String,
     pub space: ListSpace,
@@ -37,6 +40,32 @@ impl RecordedSpace {
     pub fn label(&self) -> String {
         format!("{} {} {}", self.source, self.dtype, self.shape)
     }
+
+    /// The `k` fastest `ok` candidates, fastest first (ties in candidate order, so the
+    /// list does not depend on hashing).
+    pub fn best(&self, k: usize) -> Vec<Candidate> {
+        let mut ok: Vec<(&Candidate, f64)> = self.times.iter().filter_map(|(c, t)| t.map(|t| (c, t))).collect();
+        ok.sort_by(|a, b| a.1.total_cmp(&b.1).then_with(|| a.0.cmp(b.0)));
+        ok.into_iter().take(k).map(|(c, _)| c.clone()).collect()
+    }
+}
+
+/// Leave-one-out priors for `target`: the best `per_shape` `ok` candidates of every space
+/// in `pool` of the same family and dtype at another shape, in [`order_priors`]'s order.
+/// A space of the same shape is left out even when it comes from another CSV (another
+/// recording of the same problem): its winner is the answer, and a replay that used it
+/// would measure recall, not transfer. A target whose label is not a shape gets none.
+pub fn priors_for(target: &RecordedSpace, pool: &[&RecordedSpace], per_shape: usize) -> Vec<Candidate> {
+    let Some(dims) = label_dims(&target.shape) else { return Vec::new() };
+    let sources: Vec<ShapePriors> = pool
+        .iter()
+        .filter(|s| s.family == target.family && s.dtype == target.dtype)
+        .filter_map(|s| {
+            let shape = label_dims(&s.shape).filter(|d| *d != dims)?;
+            Some(ShapePriors { shape, ranked: s.best(per_shape) })
+        })
+        .collect();
+    order_priors(&dims, &sources, per_shape)
 }
 
 /// The spaces of one sweep CSV, in the order their first rows appear. A (dtype, shape)
@@ -49,9 +78,13 @@ pub fn load_spaces(path: &Path) -> Result<Vec<RecordedSpace>> {
     let source = source.strip_suffix(".csv").unwrap_or(source).to_string();
     let mut order: Vec<(String, String)> = Vec::new();
     let mut groups: HashMap<(String, String), Vec<(Candidate, Option<f64>)>> = HashMap::new();
+    let mut family = String::new();
     for r in records {
         if r.status == Some(Status::Peer) || r.status.is_none() {
             continue;
+        }
+        if family.is_empty() {
+            family = r.family.clone();
         }
         let key = (r.dtype.clone(), r.shape.clone());
         let time =
@@ -77,6 +110,7 @@ pub fn load_spaces(path: &Path) -> Result<Vec<RecordedSpace>> {
         let Some(optimum_us) = times.values().flatten().copied().min_by(f64::total_cmp) else { continue };
         out.push(RecordedSpace {
             source: source.clone(),
+            family: family.clone(),
             dtype: key.0,
             shape: key.1,
             space: ListSpace::new(list),
@@ -104,11 +138,18 @@ pub struct SpaceRuns {
     pub fraction: Vec<Vec<f64>>,
 }
 
-/// Runs `strategy` on `space` once per seed.
-pub fn run_space(space: &RecordedSpace, strategy: SearchStrategy, seeds: usize, within_pct: f64) -> SpaceRuns {
+/// Runs `strategy` on `space` once per seed; `priors` are the candidates a warm start
+/// tries first ([`priors_for`]), ignored by the other strategies.
+pub fn run_space(
+    space: &RecordedSpace,
+    strategy: SearchStrategy,
+    seeds: usize,
+    within_pct: f64,
+    priors: &[Candidate],
+) -> SpaceRuns {
     // Grid has no seed: one run stands for all.
     let seeds = if strategy == SearchStrategy::Grid { 1 } else { seeds.max(1) };
-    run_space_with(space, strategy, seeds, within_pct, &|sp, seed| strategy.searcher(sp, seed))
+    run_space_with(space, strategy, seeds, within_pct, &|sp, seed| strategy.searcher_with_priors(sp, seed, priors))
 }
 
 /// A searcher made for one space and seed.
@@ -197,6 +238,8 @@ pub struct ReplayOptions {
     pub seeds: usize,
     pub within_pct: f64,
     pub strategies: Vec<SearchStrategy>,
+    /// CSVs loaded only as sources of warm-start priors, not replayed themselves.
+    pub prior_csvs: Vec<PathBuf>,
     /// Folder for search-replay.csv and search-replay-curves.csv (the command draws the PNG).
     pub out_dir: PathBuf,
 }
@@ -217,13 +260,24 @@ pub fn replay(opts: &ReplayOptions) -> Result<ReplayResult> {
     if !(opts.within_pct >= 0.0 && opts.within_pct.is_finite()) {
         bail!("--within must be a non-negative percentage, got {}", opts.within_pct);
     }
+    let replayed: Vec<Vec<RecordedSpace>> = opts.csvs.iter().map(|p| load_spaces(p)).collect::<Result<_>>()?;
+    let extra: Vec<Vec<RecordedSpace>> = opts.prior_csvs.iter().map(|p| load_spaces(p)).collect::<Result<_>>()?;
+    // Every space loaded in this run, replayed or not, is a source of priors for the others.
+    let pool: Vec<&RecordedSpace> = replayed.iter().chain(&extra).flatten().collect();
+    let per_shape = WarmConfig::default().per_shape;
     let mut spaces = Vec::new();
     let mut curves = Vec::new();
-    for path in &opts.csvs {
-        let loaded = load_spaces(path)?;
+    for loaded in &replayed {
+        let priors: Vec<Vec<Candidate>> = loaded.iter().map(|s| priors_for(s, &pool, per_shape)).collect();
         for &strategy in &opts.strategies {
-            let runs: Vec<SpaceRuns> =
-                loaded.iter().map(|s| run_space(s, strategy, opts.seeds, opts.within_pct)).collect();
+            let runs: Vec<SpaceRuns> = loaded
+                .iter()
+                .zip(&priors)
+                .map(|(s, p)| {
+                    let p: &[Candidate] = if strategy.uses_priors() { p } else { &[] };
+                    run_space(s, strategy, opts.seeds, opts.within_pct, p)
+                })
+                .collect();
             let pairs: Vec<(&RecordedSpace, &SpaceRuns)> = loaded.iter().zip(&runs).collect();
             spaces.extend(pairs.iter().map(|(s, r)| summarize(s, r)));
             curves.push(curve(&loaded[0].source, strategy, &pairs));
@@ -236,4 +290,45 @@ pub fn replay(opts: &ReplayOptions) -> Result<ReplayResult> {
     super::replay_table::write_curves_csv(&curves_csv, &curves)?;
     let table = super::replay_table::format_table(&spaces, opts.within_pct);
     Ok(ReplayResult { spaces, curves, table, csv, curves_csv })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A recorded space of one variant `v` with X in 1..=8, fastest at X = `best`.
+    fn space(source: &str, family: &str, shape: &str, best: i64) -> RecordedSpace {
+        let c = |x: i64| Candidate { variant: "v".into(), params: [("X".to_string(), x)].into_iter().collect() };
+        let times: HashMap<Candidate, Option<f64>> =
+            (1..=8).map(|x| (c(x), Some(10.0 + (x - best).abs() as f64))).collect();
+        let mut list: Vec<Candidate> = times.keys().cloned().collect();
+        list.sort();
+        RecordedSpace {
+            source: source.into(),
+            family: family.into(),
+            dtype: "bf16".into(),
+            shape: shape.into(),
+            space: ListSpace::new(list),
+            times,
+            optimum_us: 10.0,
+        }
+    }
+
+    #[test]
+    fn leave_one_out_never_hands_a_space_its_own_shape() {
+        let target = space("a", "gemm", "16x4096x4096", 3);
+        // The same shape recorded by another CSV: its winner is the target's answer (X = 3).
+        let twin = space("b", "gemm", "16x4096x4096", 3);
+        let near = space("a", "gemm", "1x4096x4096", 6);
+        let far = space("b", "gemm", "2048x4096x4096", 8);
+        let other_family = space("a", "gemm_int4", "16x4096x14336", 2);
+        let pool = [&target, &twin, &near, &far, &other_family];
+        let x = |c: &Candidate| c.params["X"];
+        let priors: Vec<i64> = priors_for(&target, &pool, 2).iter().map(x).collect();
+        assert!(!priors.contains(&3), "the twin's winner leaked: {priors:?}");
+        assert!(!priors.contains(&2), "another family's winner is no prior: {priors:?}");
+        // Winners nearest first (1x…, then 2048x…), then the runners-up: X = 5 and 7 tie
+        // at the 1x… shape and the lower comes first; X = 7 at 2048x… is already there.
+        assert_eq!(priors, [6, 8, 5, 7]);
+    }
 }

@@ -12,7 +12,7 @@ use super::pool::WorkerHandle;
 use super::record::{CandidateRecord, RecordWriter, Status};
 use super::session::{short_error, GpuSession, SessionConfig};
 use super::space::{Candidate, ShapeEnv, Sweep};
-use super::sweep_plan::{plan_work, How, SearchRequest, ShapeWork};
+use super::sweep_plan::{plan_work, warm_priors, How, PriorSource, SearchRequest, ShapeWork};
 use super::sweep_run::{Outcome, Run, RunSetup};
 use super::torch_peers::TorchPeers;
 use super::winner;
@@ -76,7 +76,8 @@ pub fn run_sweep(opts: &SweepOptions, interrupted: Arc<AtomicBool>) -> Result<Sw
         stop_within_pct: opts.stop_within_pct,
         seed: opts.seed,
     };
-    let work = plan_work(fam, &sweep, &shapes, &envs, &req, &done)?;
+    let mut work = plan_work(fam, &sweep, &shapes, &envs, &req, &done)?;
+    add_warm_priors(&mut work, &opts.db_path, fam, &sweep, &props, &cache)?;
     let mut jobs = Vec::new();
     for w in &work {
         print_plan(w);
@@ -195,6 +196,42 @@ fn print_plan(w: &ShapeWork) {
     for (why, n) in dropped {
         eprintln!("      dropped {n:>5}: {why}");
     }
+}
+
+/// Fills in the warm-start priors of the shapes whose strategy uses them, from the tuned
+/// database's fresh winners of this kernel on this GPU (see [`warm_priors`]).
+fn add_warm_priors(
+    work: &mut [ShapeWork],
+    db_path: &std::path::Path,
+    fam: &dyn Family,
+    sweep: &Sweep,
+    props: &crate::gpu::device::DeviceProps,
+    cache: &ModuleCache,
+) -> Result<()> {
+    if !work.iter().any(|w| w.strategy.uses_priors()) {
+        return Ok(());
+    }
+    let db = TunedDb::load(db_path)?;
+    let (hashes, cc) = (source_hashes(sweep), props.cc());
+    let src = PriorSource {
+        kernel: fam.name(),
+        gpu: &props.name,
+        cc: &cc,
+        nvrtc: cache.nvrtc_version(),
+        source_hashes: &hashes,
+    };
+    for w in work.iter_mut() {
+        w.priors = warm_priors(&db, &src, w);
+        if w.strategy.uses_priors() {
+            let n = w.priors.len();
+            eprintln!(
+                "  {} {}: warm start: {n} winners of other shapes in the tuned database, those valid here first",
+                w.dtype.name(),
+                w.shape.label()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The variants' template hashes, the freshness key of tuned database entries.

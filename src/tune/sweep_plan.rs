@@ -5,6 +5,9 @@
 //! [`crate::tune::strategy::choose`]); tpe and evolve learn as they go and draw from the
 //! shape's lazy space through [`LazySpace`], never building it.
 //!
+//! A strategy that uses priors (warm) gets the tuned database's winners of the kernel's
+//! other shapes through [`warm_priors`]; the caller loads the database.
+//!
 //! The default when neither `--strategy` nor the sweep file names one: grid when the whole
 //! space is going to be measured anyway (at most [`FULL_SWEEP_LIMIT`] valid candidates, no
 //! `--budget` below that, no `--time-budget`, no `--stop-within`), tpe otherwise. In the
@@ -12,14 +15,16 @@
 //! evaluations to come within 3 % of the optimum on every CSV, ahead of random, evolve and
 //! grid, once the budget is below the space's size.
 
+use super::db::TunedDb;
 use super::record::CandidateRecord;
+use super::search::warm::{order_priors, ShapeDims, ShapePriors, WarmConfig};
 use super::search::{LazySpace, SearchStrategy, Searcher};
 use super::shape_search::{Limits, PlannedSearch};
 use super::space::{Candidate, DeviceLimits, ShapeEnv, Strategy, Sweep};
 use super::strategy::{self, MEASURE_LIMIT};
 use crate::kernels::{DType, Family, Shape};
 use anyhow::{bail, Context, Result};
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 /// Spaces with at most this many valid candidates are swept in full by default.
@@ -80,6 +85,9 @@ pub struct ShapeWork<'a> {
     pub strategy: SearchStrategy,
     pub limits: Limits,
     pub how: How<'a>,
+    /// Winners of other shapes to try first, for a strategy that uses them (warm); empty
+    /// until [`warm_priors`] fills them in.
+    pub priors: Vec<Candidate>,
 }
 
 pub enum How<'a> {
@@ -94,7 +102,7 @@ impl ShapeWork<'_> {
     pub fn searcher(&self, seed: u64) -> Box<dyn Searcher + '_> {
         match &self.how {
             How::Planned(p) => Box::new(PlannedSearch::new(p.todo.clone())),
-            How::Adaptive(space) => self.strategy.searcher(space, seed),
+            How::Adaptive(space) => self.strategy.searcher_with_priors(space, seed, &self.priors),
         }
     }
 
@@ -132,7 +140,15 @@ pub fn plan_work<'a>(
         let planned = |strategy: SearchStrategy| -> Result<ShapeWork<'a>> {
             let kind = if strategy == SearchStrategy::Random { Strategy::Random } else { Strategy::Grid };
             let p = plan_one(fam, sweep, env, (*dt, shape), kind, req, done).with_context(at)?;
-            Ok(ShapeWork { dtype: *dt, shape: shape.clone(), strategy, limits: req.limits(None), how: How::Planned(p) })
+            let how = How::Planned(p);
+            Ok(ShapeWork {
+                dtype: *dt,
+                shape: shape.clone(),
+                strategy,
+                limits: req.limits(None),
+                how,
+                priors: Vec::new(),
+            })
         };
         // Grid and random asked for by name never need the space examined here.
         if let Some(s @ (SearchStrategy::Grid | SearchStrategy::Random)) = req.strategy {
@@ -143,15 +159,52 @@ pub fn plan_work<'a>(
         let strategy = req.strategy.unwrap_or_else(|| default_strategy(space.valid(), req));
         let work = match strategy {
             SearchStrategy::Grid | SearchStrategy::Random => planned(strategy)?,
-            SearchStrategy::Tpe | SearchStrategy::Evolve => {
+            SearchStrategy::Tpe | SearchStrategy::Warm | SearchStrategy::Evolve => {
                 let evals = adaptive_budget(&space, strategy, req).with_context(at)?;
                 let limits = req.limits(evals);
-                ShapeWork { dtype: *dt, shape: shape.clone(), strategy, limits, how: How::Adaptive(space) }
+                let how = How::Adaptive(space);
+                ShapeWork { dtype: *dt, shape: shape.clone(), strategy, limits, how, priors: Vec::new() }
             }
         };
         out.push(work);
     }
     Ok(out)
+}
+
+/// Where a sweep's warm-start priors may come from: tuned-database entries of this kernel
+/// measured on this GPU with this NVRTC, whose variant's template is unchanged.
+pub struct PriorSource<'a> {
+    pub kernel: &'a str,
+    pub gpu: &'a str,
+    pub cc: &'a str,
+    pub nvrtc: &'a str,
+    /// Each variant's current template hash.
+    pub source_hashes: &'a BTreeMap<String, String>,
+}
+
+/// The priors of `w` when its strategy uses them: the database's winners of the same kernel
+/// and dtype at other shapes, fresh under `src`, nearest shapes first
+/// ([`order_priors`]). A winner of this very shape is not a prior: the database lookup
+/// already serves it, and a sweep of the shape is asked to measure it afresh anyway (it
+/// may come first through the inner strategy). Entries for other GPUs are left out: what
+/// wins on one GPU says little about another.
+pub fn warm_priors(db: &TunedDb, src: &PriorSource, w: &ShapeWork) -> Vec<Candidate> {
+    if !w.strategy.uses_priors() || !matches!(w.how, How::Adaptive(_)) {
+        return Vec::new();
+    }
+    let target: ShapeDims = w.shape.dims.iter().cloned().collect();
+    let sources: Vec<ShapePriors> = db
+        .entries
+        .iter()
+        .filter(|e| e.kernel == src.kernel && e.gpu == src.gpu && e.cc == src.cc && e.nvrtc == src.nvrtc)
+        .filter(|e| e.dtype == w.dtype.name() && e.shape != target)
+        .filter(|e| src.source_hashes.get(&e.variant) == Some(&e.source_hash))
+        .map(|e| ShapePriors {
+            shape: e.shape.clone(),
+            ranked: vec![Candidate { variant: e.variant.clone(), params: e.params.clone() }],
+        })
+        .collect();
+    order_priors(&target, &sources, WarmConfig::default().per_shape)
 }
 
 /// The evaluation budget of a strategy that learns: `None` = until the space is used up,

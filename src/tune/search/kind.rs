@@ -9,20 +9,34 @@ pub enum SearchStrategy {
     Grid,
     Random,
     Tpe,
+    /// Tpe after the winners of other shapes of the same kernel (`warm`): see `warm.rs`.
+    /// Without such winners it is tpe, proposal for proposal.
+    Warm,
     Evolve,
 }
 
 impl SearchStrategy {
-    pub const ALL: [SearchStrategy; 4] =
-        [SearchStrategy::Tpe, SearchStrategy::Evolve, SearchStrategy::Random, SearchStrategy::Grid];
+    pub const ALL: [SearchStrategy; 5] = [
+        SearchStrategy::Warm,
+        SearchStrategy::Tpe,
+        SearchStrategy::Evolve,
+        SearchStrategy::Random,
+        SearchStrategy::Grid,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             SearchStrategy::Grid => "grid",
             SearchStrategy::Random => "random",
             SearchStrategy::Tpe => "tpe",
+            SearchStrategy::Warm => "tpe+warm",
             SearchStrategy::Evolve => "evolve",
         }
+    }
+
+    /// Whether the strategy starts from the winners of other shapes when it is given some.
+    pub fn uses_priors(self) -> bool {
+        self == SearchStrategy::Warm
     }
 
     pub fn parse(s: &str) -> Result<SearchStrategy> {
@@ -30,8 +44,9 @@ impl SearchStrategy {
             "grid" | "exhaustive" => SearchStrategy::Grid,
             "random" => SearchStrategy::Random,
             "tpe" | "bo" => SearchStrategy::Tpe,
+            "warm" | "tpe+warm" => SearchStrategy::Warm,
             "evolve" | "local" => SearchStrategy::Evolve,
-            other => bail!("unknown search strategy {other:?}: expected grid, random, tpe or evolve"),
+            other => bail!("unknown search strategy {other:?}: expected grid, random, tpe, warm or evolve"),
         })
     }
 }

@@ -10,6 +10,8 @@
 //!   acquisition (the expected-improvement equivalent of Bergstra et al. 2011);
 //! - [`evolve`]: local search, mutating the best few along one parameter at a time, with
 //!   random restarts when their neighbourhoods are used up;
+//! - [`warm`]: transfer from other shapes: their winners first, then tpe, which learns
+//!   from them;
 //! - [`lazy`]: the sweep's lazy space as a [`SearchSpace`], for the real sweep;
 //! - [`driver`]: the loop that asks, evaluates and tells under a [`driver::Budget`];
 //! - [`noise`]: re-measure the contenders within the best's spread, then winner or tie.
@@ -22,9 +24,12 @@ pub mod lazy;
 pub mod noise;
 pub mod space;
 pub mod tpe;
+pub mod warm;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod warm_tests;
 
 pub use driver::{run_search, Budget, SearchTrace, StopReason};
 pub use lazy::LazySpace;
@@ -49,10 +54,25 @@ pub use kind::SearchStrategy;
 impl SearchStrategy {
     /// A fresh searcher of this strategy over `space`, seeded.
     pub fn searcher<'a>(self, space: &'a dyn SearchSpace, seed: u64) -> Box<dyn Searcher + 'a> {
+        self.searcher_with_priors(space, seed, &[])
+    }
+
+    /// As [`SearchStrategy::searcher`], with the candidates to try first when the strategy
+    /// uses priors ([`warm::order_priors`] orders them); the others ignore them.
+    pub fn searcher_with_priors<'a>(
+        self,
+        space: &'a dyn SearchSpace,
+        seed: u64,
+        priors: &[Candidate],
+    ) -> Box<dyn Searcher + 'a> {
         match self {
             SearchStrategy::Grid => Box::new(grid::GridSearch::new(space)),
             SearchStrategy::Random => Box::new(grid::RandomSearch::new(space, seed)),
             SearchStrategy::Tpe => Box::new(tpe::TpeSearch::new(space, seed, tpe::TpeConfig::default())),
+            SearchStrategy::Warm => {
+                let inner = SearchStrategy::Tpe.searcher(space, seed);
+                Box::new(warm::WarmStart::new(space, priors, warm::WarmConfig::default(), inner))
+            }
             SearchStrategy::Evolve => Box::new(evolve::EvolveSearch::new(space, seed, evolve::EvolveConfig::default())),
         }
     }
