@@ -59,8 +59,9 @@ pub struct SweepArgs {
     #[arg(long = "variant", value_name = "NAME", value_delimiter = ',')]
     pub variants: Vec<String>,
     /// grid (every candidate in order), random (a seeded sample), tpe (model-based: a
-    /// tree-structured Parzen estimator) or evolve (local search; also "local"), e.g.
-    /// --strategy tpe. Default: the sweep file's; if it names none, per shape: grid when the
+    /// tree-structured Parzen estimator), warm (tpe that first measures the tuned
+    /// database's winners at other shapes; also "tpe+warm") or evolve (local search; also
+    /// "local"), e.g. --strategy warm. Default: the sweep file's; if it names none, per shape: grid when the
     /// whole space will be measured anyway (at most 300 valid candidates, no --budget below
     /// that, no --time-budget, no --stop-within), tpe otherwise (fewest evaluations in the
     /// replay of the recorded full grids, docs/results/search-replay.md).

@@ -161,7 +161,7 @@ fn a_prompt_length_near_the_limit_does_not_wrap_past_the_context_check() {
 #[test]
 fn search_flags_are_checked_before_any_work() {
     let (ok, text) = kernlab(&["sweep", "gemm", "--dry-run", "--no-compile", "--strategy", "annealing"]);
-    assert!(!ok && text.contains("grid, random, tpe or evolve"), "{text}");
+    assert!(!ok && text.contains("grid, random, tpe, warm or evolve"), "{text}");
     let (ok, text) = kernlab(&["sweep", "gemm", "--dry-run", "--no-compile", "--stop-within", "150"]);
     assert!(!ok && text.contains("between 0 and 100"), "{text}");
     let (ok, text) = kernlab(&["sweep", "gemm", "--dry-run", "--no-compile", "--time-budget", "0s"]);

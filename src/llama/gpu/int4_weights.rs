@@ -136,23 +136,9 @@ impl Int4Store {
         let q = Int4Quantizer::new(gpu, cache, DType::BF16, group)?;
         let repacker =
             (group % 128 == 0 && gpu.props.cc_major >= 9).then(|| Repacker::with_cache(gpu, cache)).transpose()?;
-        let mut store = Int4Store {
-            group,
-            format: Int4Format { group, ..Int4Format::default_for(DType::BF16) },
-            origin: format!("RTN g{group} symmetric on the GPU, bf16 scales"),
-            quantizer: Some(q),
-            refk: RefKernels::new(gpu)?,
-            by_ptr: HashMap::new(),
-            shapes: HashSet::new(),
-            dense_shapes: HashSet::new(),
-            bf16_bytes: 0,
-            int4_bytes: 0,
-            lm_head,
-            tiled: RefCell::new(HashMap::new()),
-            repacker,
-            gate_up_interleaved: HashMap::new(),
-            interleaved_bytes: 0,
-        };
+        let format = Int4Format { group, ..Int4Format::default_for(DType::BF16) };
+        let origin = format!("RTN g{group} symmetric on the GPU, bf16 scales");
+        let mut store = Int4Store::empty(gpu, format, origin, Some(q), lm_head, repacker)?;
         for (buf, n, k) in quantized_linears(w, lm_head) {
             let dq = quantizer_of(&store)?
                 .quantize(gpu, buf.ptr, n, k)
@@ -208,23 +194,7 @@ impl Int4Store {
         let any_int = linears.iter().any(|q| matches!(q.zeros, Zeros::Int(_)));
         let zeros = if any_int { ZeroMode::Int } else { ZeroMode::Symmetric };
         let format = Int4Format { group: group as i64, zeros, scale_dtype };
-        let mut store = Int4Store {
-            group: group as i64,
-            format,
-            origin,
-            quantizer: None,
-            refk: RefKernels::new(gpu)?,
-            by_ptr: HashMap::new(),
-            shapes: HashSet::new(),
-            dense_shapes: HashSet::new(),
-            bf16_bytes: 0,
-            int4_bytes: 0,
-            lm_head: false,
-            tiled: RefCell::new(HashMap::new()),
-            repacker: None,
-            gate_up_interleaved: HashMap::new(),
-            interleaved_bytes: 0,
-        };
+        let mut store = Int4Store::empty(gpu, format, origin, None, false, None)?;
         for ((buf, n, k), mut q) in targets.into_iter().zip(linears) {
             if (q.n as i64, q.k as i64) != (n, k) || q.group_size != group || q.scale_dtype != scale_dtype {
                 bail!(
@@ -251,6 +221,34 @@ impl Int4Store {
         store.dense_shapes.insert((c.vocab_size as i64, c.dim as i64));
         gpu.synchronize()?;
         Ok(store)
+    }
+
+    /// A store holding no weights yet.
+    fn empty(
+        gpu: &Gpu,
+        format: Int4Format,
+        origin: String,
+        quantizer: Option<Int4Quantizer>,
+        lm_head: bool,
+        repacker: Option<Repacker>,
+    ) -> Result<Int4Store> {
+        Ok(Int4Store {
+            group: format.group,
+            format,
+            origin,
+            quantizer,
+            refk: RefKernels::new(gpu)?,
+            by_ptr: HashMap::new(),
+            shapes: HashSet::new(),
+            dense_shapes: HashSet::new(),
+            bf16_bytes: 0,
+            int4_bytes: 0,
+            lm_head,
+            tiled: RefCell::new(HashMap::new()),
+            repacker,
+            gate_up_interleaved: HashMap::new(),
+            interleaved_bytes: 0,
+        })
     }
 
     /// The gate+up weight that came from `bf16_ptr` with its rows interleaved for the SwiGLU
