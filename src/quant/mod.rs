@@ -4,14 +4,15 @@
 //! - `awq`, `gptq`, `gguf_q4`: loss-free converters from the layouts users have.
 //! - `rtn`: round-to-nearest quantizer into `Int4Weight` (per group / per channel);
 //!   `rtn_tensor`: one scale per tensor; `int8`: per-channel int8.
-//! - `gptq_pack`: the inverse of `gptq`, for writing checkpoints; `rows`: stacking and
-//!   interleaving rows of int4 weights (qkv, gate_up, the SwiGLU layout).
+//! - `gptq_pack`, `awq_pack`: the inverses of `gptq` and `awq`, for writing checkpoints;
+//!   `rows`: stacking and interleaving rows of int4 weights (qkv, gate_up, the SwiGLU layout).
 //! - `gptq_solve`: the GPTQ quantizer (Hessian error feedback); `awq_search`: AWQ's
 //!   activation-aware channel scales; `dense`: the sgemm they and the CPU model use.
 //! - `metrics`: relative Frobenius errors of W and of X·Wᵀ.
 //! - `reference`: CPU emulation of the gemm_int4 kernels (f64 accumulate) for the selftest.
 
 pub mod awq;
+pub mod awq_pack;
 pub mod awq_search;
 pub mod cholesky;
 pub mod dense;
@@ -30,6 +31,7 @@ pub mod rtn_tensor;
 pub mod view;
 
 pub use awq::{awq_to_int4, AwqTensors};
+pub use awq_pack::{gptq_converted_to_awq, int4_to_awq, AwqPacked, AWQ_PACK_ORDER};
 pub use awq_search::{search_awq_scales, AwqScales, LinearRef};
 pub use error::{FormatError, Result};
 pub use format::{pack_word, unpack_word, HalfDtype, Int4Weight, Zeros, NIBBLE_ORDER, NIBBLE_POS};
