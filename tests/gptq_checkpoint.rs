@@ -8,7 +8,7 @@ use kernlab::llama::hf_write::{write_gptq_dir, CheckpointMeta, LAYER_LINEARS};
 use kernlab::llama::names::WeightName;
 use kernlab::llama::quantized::{QuantConfig, QuantMethod, QuantizedSource};
 use kernlab::llama::{LlamaConfig, Weights};
-use kernlab::quality::quantize_cmd::{run, QuantizeArgs};
+use kernlab::quality::quantize_cmd::{run, CheckpointFormat, QuantizeArgs};
 use kernlab::quant::{quantize_rtn, stack_rows, zeros_convention, GroupSize, HalfDtype, Int4Weight, RtnConfig};
 
 fn tmp(name: &str) -> std::path::PathBuf {
@@ -82,6 +82,7 @@ fn kernlab_quantize_writes_a_gptq_checkpoint_that_loads() {
         preset: Some("tiny".into()),
         out: dir.clone(),
         method: "gptq".into(),
+        format: CheckpointFormat::Gptq,
         calib_text: None,
         window: 32,
         calib_windows: 2,
@@ -108,6 +109,7 @@ fn args_for_error() -> QuantizeArgs {
         preset: Some("tiny".into()),
         out: tmp("unused"),
         method: "gptq".into(),
+        format: CheckpointFormat::Gptq,
         calib_text: None,
         window: 32,
         calib_windows: 1,

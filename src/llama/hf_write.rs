@@ -1,11 +1,13 @@
-//! Writing a Hugging Face directory of a GPTQ checkpoint: config.json (with its
-//! `quantization_config`), model.safetensors in AutoGPTQ's tensor layout, and the tokenizer
-//! (tokenizer.json, tokenizer_config.json with the chat template) when there is one.
+//! Writing a Hugging Face directory of a 4-bit checkpoint, GPTQ ([`write_gptq_dir`],
+//! AutoGPTQ's tensor layout) or AWQ ([`write_awq_dir`], AutoAWQ's GEMM layout): config.json
+//! (with its `quantization_config`), model.safetensors, and the tokenizer (tokenizer.json,
+//! tokenizer_config.json with the chat template) when there is one.
 //!
-//! Readers: [`super::quantized`] here; AutoGPTQ, GPTQModel, transformers (optimum) and vLLM
+//! Readers: [`super::quantized`] here; AutoGPTQ, GPTQModel, AutoAWQ, transformers and vLLM
 //! elsewhere. The non-quantized tensors (embeddings, norms, an untied lm_head) are stored
-//! as f16, the dtype GPTQ checkpoints use. The directory is written under a temporary name
-//! and renamed into place last, so an interrupted write never leaves a directory that looks
+//! as f16, the dtype both formats use. Both writers share [`write_quantized_dir`], which
+//! takes the per-linear tensor writer. The directory is written under a temporary name and
+//! renamed into place last, so an interrupted write never leaves a directory that looks
 //! complete.
 
 use std::path::Path;
@@ -20,7 +22,7 @@ use super::config::LlamaConfig;
 use super::gguf_model::BosPolicy;
 use super::names::{LayerTensor, WeightName};
 use super::weights::Weights;
-use crate::quant::{int4_to_gptq, zeros_convention, GptqZeros, HalfDtype, Int4Weight};
+use crate::quant::{int4_to_awq, int4_to_gptq, zeros_convention, AwqPacked, GptqZeros, HalfDtype, Int4Weight};
 
 /// The layer linears in [`super::weights::LayerWeights`] order: q, k, v, o, gate, up, down.
 pub const LAYER_LINEARS: [LayerTensor; 7] = [
@@ -58,8 +60,8 @@ fn u16_bytes(v: &[u16]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
-/// config.json for `c`, with the quantization settings.
-fn config_json(c: &LlamaConfig, group: usize, symmetric: bool, conv: GptqZeros, made_by: &str) -> serde_json::Value {
+/// config.json for `c`, with the quantization settings `quant`.
+fn config_json(c: &LlamaConfig, quant: serde_json::Value) -> serde_json::Value {
     let mut v = json!({
         "architectures": ["LlamaForCausalLM"],
         "model_type": "llama",
@@ -77,16 +79,7 @@ fn config_json(c: &LlamaConfig, group: usize, symmetric: bool, conv: GptqZeros, 
         "tie_word_embeddings": c.tie_embeddings,
         "hidden_act": "silu",
         "torch_dtype": "float16",
-        "quantization_config": {
-            "quant_method": "gptq",
-            "bits": 4,
-            "group_size": group,
-            "desc_act": false,
-            "sym": symmetric,
-            "true_sequential": true,
-            "checkpoint_format": match conv { GptqZeros::V1PlusOne => "gptq", GptqZeros::V2 => "gptq_v2" },
-            "quantizer": made_by,
-        },
+        "quantization_config": quant,
     });
     if let Some(b) = c.bos_token_id {
         v["bos_token_id"] = json!(b);
@@ -126,9 +119,12 @@ fn hf_tokenizer(t: &tokenizers::Tokenizer, bos: &BosPolicy) -> Result<tokenizers
     Ok(t)
 }
 
-/// Writes `w` with its layer linears replaced by `meta.linears` as a GPTQ directory `dir`
-/// (which must not exist yet).
-pub fn write_gptq_dir(dir: &Path, w: &Weights, meta: &CheckpointMeta) -> Result<()> {
+/// One safetensors entry: name, dtype, shape, little-endian bytes.
+pub type Tensor = (String, Dtype, Vec<usize>, Vec<u8>);
+
+/// The group size every linear of `meta` shares, after the checks both formats need:
+/// `dir` is new, there are seven linears per layer, one group size and f16 scales.
+fn checked_group(dir: &Path, w: &Weights, meta: &CheckpointMeta, format: &str) -> Result<usize> {
     let c = &w.config;
     if dir.exists() {
         bail!("{} already exists: give a new directory (nothing was written)", dir.display());
@@ -140,14 +136,80 @@ pub fn write_gptq_dir(dir: &Path, w: &Weights, meta: &CheckpointMeta) -> Result<
     let group = all[0].group_size;
     if let Some(odd) = all.iter().find(|q| q.group_size != group || q.scale_dtype != HalfDtype::F16) {
         bail!(
-            "a GPTQ checkpoint keeps one group size and f16 scales: got g{} {} beside g{group} f16",
+            "a {format} checkpoint keeps one group size and f16 scales: got g{} {} beside g{group} f16",
             odd.group_size,
             odd.scale_dtype
         );
     }
-    let conv = zeros_convention(all.iter().copied())?;
+    Ok(group)
+}
 
-    let mut tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = vec![];
+/// Writes `w` with its layer linears replaced by `meta.linears` as a GPTQ directory `dir`
+/// (which must not exist yet). Zero points use v1 unless some is 0 ([`zeros_convention`]).
+pub fn write_gptq_dir(dir: &Path, w: &Weights, meta: &CheckpointMeta) -> Result<()> {
+    let group = checked_group(dir, w, meta, "GPTQ")?;
+    let conv = zeros_convention(meta.linears.iter().flatten())?;
+    let quant = json!({
+        "quant_method": "gptq",
+        "bits": 4,
+        "group_size": group,
+        "desc_act": false,
+        "sym": meta.symmetric,
+        "true_sequential": true,
+        "checkpoint_format": match conv { GptqZeros::V1PlusOne => "gptq", GptqZeros::V2 => "gptq_v2" },
+        "quantizer": meta.made_by,
+    });
+    write_quantized_dir(dir, w, meta, quant, |prefix, q| {
+        let p = int4_to_gptq(q, conv)?;
+        let (n, k, g) = (q.n, q.k, q.num_groups());
+        Ok(vec![
+            (format!("{prefix}.qweight"), Dtype::I32, vec![k / 8, n], i32_bytes(&p.qweight)),
+            (format!("{prefix}.qzeros"), Dtype::I32, vec![g, n / 8], i32_bytes(&p.qzeros)),
+            (format!("{prefix}.scales"), Dtype::F16, vec![g, n], u16_bytes(&p.scales)),
+            (format!("{prefix}.g_idx"), Dtype::I32, vec![k], i32_bytes(&p.g_idx)),
+        ])
+    })
+}
+
+/// Writes `w` with its layer linears replaced by `meta.linears` as an AWQ directory `dir`
+/// (AutoAWQ's GEMM layout, `zero_point: true`; `dir` must not exist yet). Symmetric linears
+/// are stored with zero points of 8; zero points above 15 and float minimums are refused.
+pub fn write_awq_dir(dir: &Path, w: &Weights, meta: &CheckpointMeta) -> Result<()> {
+    let group = checked_group(dir, w, meta, "AWQ")?;
+    let quant = json!({
+        "quant_method": "awq",
+        "bits": 4,
+        "group_size": group,
+        "zero_point": true,
+        "version": "gemm",
+        "modules_to_not_convert": null,
+        "quantizer": meta.made_by,
+    });
+    write_quantized_dir(dir, w, meta, quant, |prefix, q| {
+        let p = int4_to_awq(q)?;
+        let [qs, zs, ss] = AwqPacked::shapes(q.n, q.k, q.num_groups());
+        Ok(vec![
+            (format!("{prefix}.qweight"), Dtype::I32, qs, i32_bytes(&p.qweight)),
+            (format!("{prefix}.qzeros"), Dtype::I32, zs, i32_bytes(&p.qzeros)),
+            (format!("{prefix}.scales"), Dtype::F16, ss, u16_bytes(&p.scales)),
+        ])
+    })
+}
+
+/// The directory both formats share: the non-linear tensors as f16, each linear as the
+/// tensors `linear(prefix, weight)` returns (`prefix` is its name without `.weight`),
+/// config.json with `quant` as its `quantization_config`, and the tokenizer files. Written
+/// to a temporary directory renamed to `dir` last. Callers check `meta` first
+/// ([`checked_group`]).
+fn write_quantized_dir(
+    dir: &Path,
+    w: &Weights,
+    meta: &CheckpointMeta,
+    quant: serde_json::Value,
+    linear: impl Fn(&str, &Int4Weight) -> crate::quant::Result<Vec<Tensor>>,
+) -> Result<()> {
+    let c = &w.config;
+    let mut tensors: Vec<Tensor> = vec![];
     let dense = |name: WeightName, shape: Vec<usize>, data: &[f32]| (name.hf(), Dtype::F16, shape, f16_bytes(data));
     tensors.push(dense(WeightName::TokEmbd, vec![c.vocab_size, c.dim], &w.tok_embeddings.data));
     tensors.push(dense(WeightName::Norm, vec![c.dim], &w.norm));
@@ -160,12 +222,7 @@ pub fn write_gptq_dir(dir: &Path, w: &Weights, meta: &CheckpointMeta) -> Result<
         for (t, q) in LAYER_LINEARS.iter().zip(&meta.linears[l]) {
             let name = WeightName::Layer(l, *t).hf();
             let prefix = name.strip_suffix(".weight").expect("linear names end in .weight");
-            let p = int4_to_gptq(q, conv).with_context(|| format!("packing {prefix}"))?;
-            let (n, k, g) = (q.n, q.k, q.num_groups());
-            tensors.push((format!("{prefix}.qweight"), Dtype::I32, vec![k / 8, n], i32_bytes(&p.qweight)));
-            tensors.push((format!("{prefix}.qzeros"), Dtype::I32, vec![g, n / 8], i32_bytes(&p.qzeros)));
-            tensors.push((format!("{prefix}.scales"), Dtype::F16, vec![g, n], u16_bytes(&p.scales)));
-            tensors.push((format!("{prefix}.g_idx"), Dtype::I32, vec![k], i32_bytes(&p.g_idx)));
+            tensors.extend(linear(prefix, q).with_context(|| format!("packing {prefix}"))?);
         }
     }
 
@@ -183,7 +240,7 @@ pub fn write_gptq_dir(dir: &Path, w: &Weights, meta: &CheckpointMeta) -> Result<
     let info = std::collections::HashMap::from([("format".to_string(), "pt".to_string())]);
     safetensors::serialize_to_file(views, Some(info), &tmp.join("model.safetensors"))
         .with_context(|| format!("writing {}", tmp.join("model.safetensors").display()))?;
-    let cfg = config_json(c, group, meta.symmetric, conv, &meta.made_by);
+    let cfg = config_json(c, quant);
     std::fs::write(tmp.join("config.json"), serde_json::to_string_pretty(&cfg)?)?;
     if let Some(t) = meta.tokenizer {
         hf_tokenizer(t, meta.bos)?

