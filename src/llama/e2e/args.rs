@@ -106,6 +106,11 @@ pub struct E2eArgs {
     /// quantization effect).
     #[arg(long)]
     pub int4_lm_head: bool,
+    /// With --weights int4: round-to-nearest with an integer zero point per group instead
+    /// of symmetric codes, the format AWQ and GPTQ checkpoints store (so this runs their
+    /// kernels at their speed). gate+up and SwiGLU then run apart.
+    #[arg(long)]
+    pub int4_zeros: bool,
     /// Run every op as its own kernel, for comparison with the fused decode path (with
     /// --weights int4, decode steps run the gate+up projection with SwiGLU in its epilogue
     /// on an interleaved copy of that weight, kept beside the plain one).
@@ -166,6 +171,9 @@ pub fn resolve(a: &E2eArgs) -> Result<ModelSource> {
     }
     if a.int4_lm_head && a.weights != "int4" {
         bail!("--int4-lm-head quantizes the lm_head of int4 weights; add --weights int4 or leave it out");
+    }
+    if a.int4_zeros && a.weights != "int4" {
+        bail!("--int4-zeros sets the format of int4 weights; add --weights int4 or leave it out");
     }
     if a.int4_group.is_some() && a.weights != "int4" {
         bail!("--int4-group sets the group of int4 weights; add --weights int4 or leave it out");

@@ -24,6 +24,7 @@ use crate::gpu::util::Util;
 use crate::llama::gpu::generate::{generate, GenResult, Sampling};
 use crate::llama::gpu::hf_ref::{self, HfReference};
 use crate::llama::gpu::int4_weights::{choose_group, Int4Store};
+use crate::kernels::gemm_int4::ZeroMode;
 use crate::llama::gpu::model::{kv_bytes_read, GpuModel, ModelShape};
 use crate::llama::gpu::op_choice::OpChoice;
 use crate::llama::gpu::ops::OpKernels;
@@ -191,8 +192,8 @@ fn setup(a: &E2eArgs, src: &ModelSource) -> Result<Setup> {
     // int4: quantize the layers' linears once; the reference path (and --validate) runs
     // cuBLAS on their dequantized values, i.e. the same weights the int4 kernels use.
     let store = if let Some((how, linears)) = checkpoint {
-        if a.int4_group.is_some() || a.int4_lm_head {
-            bail!("--int4-group and --int4-lm-head quantize on the GPU; a {how} checkpoint brings its own int4 weights: leave them out");
+        if a.int4_group.is_some() || a.int4_lm_head || a.int4_zeros {
+            bail!("--int4-group, --int4-zeros and --int4-lm-head quantize on the GPU; a {how} checkpoint brings its own int4 weights: leave them out");
         }
         let t = std::time::Instant::now();
         let st = Rc::new(Int4Store::from_checkpoint(&gpu, &w, linears, format!("{how} checkpoint"))?);
@@ -210,10 +211,12 @@ fn setup(a: &E2eArgs, src: &ModelSource) -> Result<Setup> {
         let group = choose_group(c, a.int4_group)?;
         // The interleaved gate+up copy only serves the tuned path's fused decode kernel.
         let interleave = !a.no_fuse && !a.reference;
-        let st = Rc::new(Int4Store::quantize(&gpu, &cache, &w, group, a.int4_lm_head, interleave)?);
+        let zeros = if a.int4_zeros { ZeroMode::Int } else { ZeroMode::Symmetric };
+        let st = Rc::new(Int4Store::quantize(&gpu, &cache, &w, group, zeros, a.int4_lm_head, interleave)?);
         println!(
-            "  int4: {} linears quantized on the GPU (RTN g{group} symmetric, bf16 scales): {:.2} GB bf16 → {:.2} GB in {:.1} s; {}",
+            "  int4: {} linears quantized on the GPU ({}): {:.2} GB bf16 → {:.2} GB in {:.1} s; {}",
             st.len(),
+            st.origin,
             st.bf16_bytes as f64 / 1e9,
             st.int4_bytes as f64 / 1e9,
             t.elapsed().as_secs_f64(),

@@ -62,7 +62,7 @@ pub struct Int4Store {
     pub format: Int4Format,
     /// What made the weights, for reports: "RTN on the GPU" or the checkpoint's method.
     pub origin: String,
-    /// The device quantizer (RTN stores), whose dequantizer prefill uses.
+    /// The device quantizer (RTN stores), whose dequantizer prefill uses for symmetric ones.
     quantizer: Option<Int4Quantizer>,
     /// The family's reference dequantizer: the --validate copy, and prefill for formats the
     /// device quantizer's dequantizer does not read.
@@ -115,13 +115,17 @@ impl Int4Store {
     /// Quantizes every layer linear of `w` on the GPU, `group` K columns per scale, and the
     /// lm_head too when `lm_head` (refused for a model whose lm_head is its embedding table:
     /// the embedding lookup would then need the dequantized table as well).
+    /// `zeros` is `Symmetric`, or `Int` for a zero point per group (the format AWQ and GPTQ
+    /// checkpoints store, so their speed can be measured without one).
     /// With `interleave_gate_up`, each gate+up weight is also quantized with its rows
-    /// interleaved for the SwiGLU epilogue (needs ffn % 8 == 0; skipped otherwise).
+    /// interleaved for the SwiGLU epilogue (symmetric only, the epilogue's selftested
+    /// format; needs ffn % 8 == 0; skipped otherwise).
     pub fn quantize(
         gpu: &Gpu,
         cache: &ModuleCache,
         w: &GpuWeights,
         group: i64,
+        zeros: ZeroMode,
         lm_head: bool,
         interleave_gate_up: bool,
     ) -> Result<Int4Store> {
@@ -133,15 +137,22 @@ impl Int4Store {
                 c.name
             );
         }
+        let asym = match zeros {
+            ZeroMode::Symmetric => false,
+            ZeroMode::Int => true,
+            other => bail!("internal: the device quantizer writes symmetric or integer zero points, not {other:?}"),
+        };
         let q = Int4Quantizer::new(gpu, cache, DType::BF16, group)?;
-        let repacker =
-            (group % 128 == 0 && gpu.props.cc_major >= 9).then(|| Repacker::with_cache(gpu, cache)).transpose()?;
-        let format = Int4Format { group, ..Int4Format::default_for(DType::BF16) };
-        let origin = format!("RTN g{group} symmetric on the GPU, bf16 scales");
+        // The tiled layout's repacker reads symmetric weights only.
+        let repacker = (group % 128 == 0 && gpu.props.cc_major >= 9 && !asym)
+            .then(|| Repacker::with_cache(gpu, cache))
+            .transpose()?;
+        let format = Int4Format { group, zeros, ..Int4Format::default_for(DType::BF16) };
+        let origin = format!("RTN g{group} {} on the GPU, bf16 scales", if asym { "with zero points" } else { "symmetric" });
         let mut store = Int4Store::empty(gpu, format, origin, Some(q), lm_head, repacker)?;
         for (buf, n, k) in quantized_linears(w, lm_head) {
-            let dq = quantizer_of(&store)?
-                .quantize(gpu, buf.ptr, n, k)
+            let quantizer = quantizer_of(&store)?;
+            let dq = if asym { quantizer.quantize_asym(gpu, buf.ptr, n, k) } else { quantizer.quantize(gpu, buf.ptr, n, k) }
                 .with_context(|| format!("quantizing a {n}x{k} linear to int4"))?;
             store.bf16_bytes += buf.bytes;
             store.int4_bytes += dq.bytes();
@@ -151,7 +162,7 @@ impl Int4Store {
         if !lm_head {
             store.dense_shapes.insert((c.vocab_size as i64, c.dim as i64));
         }
-        if interleave_gate_up && c.ffn_dim % GATE_UP_BLOCK_ROWS == 0 {
+        if interleave_gate_up && !asym && c.ffn_dim % GATE_UP_BLOCK_ROWS == 0 {
             // The bf16 rows are interleaved into one scratch matrix, then quantized: RTN is
             // per row, so the codes and scales are the plain weight's, rows reordered.
             let (ffn, dim) = (c.ffn_dim, c.dim);
@@ -289,8 +300,8 @@ impl Int4Store {
     /// dequant(q) into `out` (bf16), for the prefill path.
     pub fn dequantize(&self, gpu: &Gpu, q: &DeviceInt4, out: &DevBuf) -> Result<()> {
         match &self.quantizer {
-            Some(quantizer) => quantizer.dequantize(gpu, q, out),
-            None => {
+            Some(quantizer) if q.zeros.is_none() => quantizer.dequantize(gpu, q, out),
+            _ => {
                 let zeros = q.zeros.as_ref().unwrap_or(&q.scales); // unread when symmetric
                 self.refk.dequantize(gpu, &q.packed, &q.scales, zeros, out, q.n, q.k, &self.format, HalfDtype::Bf16)
             }
