@@ -272,6 +272,7 @@ mod tests {
         assert!(e(&["--preset", "tiny", "--prompt-len", &huge, "--gen-len", "100"]).contains("context"));
         assert!(e(&["--prompt-len", &usize::MAX.to_string(), "--gen-len", "1"]).contains("context"));
         assert!(e(&["--batch", "0"]).contains("--batch"));
+        assert!(e(&["--int4-zeros"]).contains("--weights int4"));
         assert!(e(&["--preset", "nope"]).contains("unknown model preset"));
         assert!(e(&["--hf-reference", "x.json"]).contains("--model"));
         assert!(e(&["--top-p", "0"]).contains("top-p"));
