@@ -73,6 +73,9 @@ pub fn run(ordinal: usize, only: &[String]) -> Result<ExitCode> {
         if let Err(e) = crate::selftest_int4::check_quantizer(&gpu, &cache, &mut rec) {
             rec(false, format!("int4 device quantizer: {e:#}"));
         }
+        if let Err(e) = crate::selftest_int4::check_act_order(&gpu, &cache, &mut rec) {
+            rec(false, format!("int4 act-order gather: {e:#}"));
+        }
         if let Err(e) = crate::selftest_int4::check_model_linear(&gpu, &util, &cache, &mut rec) {
             rec(false, format!("int4 model linear: {e:#}"));
         }

@@ -6,7 +6,7 @@ use crate::gpu::cache::ModuleCache;
 use crate::gpu::device::{DevBuf, Gpu};
 use crate::gpu::util::Util;
 use crate::kernels::gemm_int4::linear::{launch_linear, workspace_bytes, Int4Io};
-use crate::kernels::gemm_int4::quantize::{Int4Quantizer, QUANTIZE_GROUPS};
+use crate::kernels::gemm_int4::quantize::{Int4Quantizer, QUANTIZE_CHECKS};
 use crate::kernels::gemm_int4::tiled::{reads_tiled, PlainInt4, Repacker, TiledInt4};
 use crate::kernels::gemm_int4::{GemmInt4, ZeroMode};
 use crate::kernels::{DType, Family};
@@ -58,10 +58,11 @@ fn half_of(dt: DType) -> HalfDtype {
 
 /// Device RTN quantizer == host RTN quantizer, codes and scales, for every group size.
 pub fn check_quantizer(gpu: &Gpu, cache: &ModuleCache, mut record: impl FnMut(bool, String)) -> Result<()> {
-    let (n, k) = (37usize, 768usize);
+    let n = 37usize;
     for dt in [DType::BF16, DType::F16] {
         let half = half_of(dt);
-        for &group in QUANTIZE_GROUPS {
+        for &(group, k) in QUANTIZE_CHECKS {
+            let k = k as usize;
             let what = format!("int4 device quantizer {} g{group} {n}x{k}", dt.name());
             let w = awkward_weights(n, k, 7 + group as u64, half);
             let bits: Vec<u16> = w.iter().map(|v| half.from_f32(*v)).collect();
@@ -295,6 +296,39 @@ pub fn check_gate_up_swiglu(
             Ok(err) => record(err <= 2e-2 && err.is_finite(), format!("{what}: rel err {err:.2e} (tol 2e-2)")),
             Err(e) => record(false, format!("{what}: {e:#}")),
         }
+    }
+    Ok(())
+}
+
+/// The act-order gather (kernels/gemm_int4/act_order.cu) against the host on an awkward
+/// shape: every element moved where the permutation says, and the inverse restoring the
+/// input bit for bit.
+pub fn check_act_order(gpu: &Gpu, cache: &ModuleCache, mut record: impl FnMut(bool, String)) -> Result<()> {
+    use crate::kernels::gemm_int4::act_order::{ColumnGather, ColumnPerm};
+    use rand::seq::SliceRandom;
+    let (rows, k) = (7usize, 1000usize);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    let src: Vec<u16> = (0..rows * k).map(|_| rng.random()).collect();
+    let mut perm: Vec<u32> = (0..k as u32).collect();
+    perm.shuffle(&mut rng);
+    let p = ColumnPerm::upload(gpu, &perm)?;
+    let g = ColumnGather::new(gpu, cache)?;
+    let (d_src, d_out, d_back) = (gpu.alloc(rows * k * 2)?, gpu.alloc(rows * k * 2)?, gpu.alloc(rows * k * 2)?);
+    d_src.upload(&src)?;
+    crate::kernels::support::fill_bytes(gpu, &d_out, 0xff)?; // NaN bits: an unwritten element shows
+                                                             // SAFETY: three distinct buffers of rows·k u16; both permutations have k entries.
+    unsafe {
+        g.gather(gpu, d_src.ptr, d_out.ptr, p.perm.ptr, rows as i64, k as i64)?;
+        g.gather(gpu, d_out.ptr, d_back.ptr, p.inverse.ptr, rows as i64, k as i64)?;
+    }
+    gpu.synchronize()?;
+    let (out, back): (Vec<u16>, Vec<u16>) = (d_out.download(rows * k)?, d_back.download(rows * k)?);
+    let want: Vec<u16> = (0..rows * k).map(|i| src[i / k * k + perm[i % k] as usize]).collect();
+    let what = format!("int4 act-order gather {rows}x{k}");
+    match (out.iter().zip(&want).position(|(a, b)| a != b), back == src) {
+        (None, true) => record(true, format!("{what}: x[:, perm] equals the host's; the inverse restores x")),
+        (Some(i), _) => record(false, format!("{what}: element {i} is {:#06x}, the host's {:#06x}", out[i], want[i])),
+        (None, false) => record(false, format!("{what}: the inverse permutation did not restore the input")),
     }
     Ok(())
 }

@@ -8,7 +8,8 @@
 mod nvrtc_support;
 
 use kernlab::gpu::nvrtc::CompileRequest;
-use kernlab::kernels::gemm_int4::quantize::{quantize_request, QUANTIZE_GROUPS};
+use kernlab::kernels::gemm_int4::act_order::act_order_request;
+use kernlab::kernels::gemm_int4::quantize::{quantize_request, QUANTIZE_CHECKS};
 use kernlab::kernels::gemm_int4::tiled::repack_request;
 use kernlab::kernels::gemm_int4::{reference_request, variant_takes_format, with_format, GemmInt4, SELFTEST_FORMATS};
 use kernlab::kernels::{DType, Family, Shape};
@@ -66,8 +67,9 @@ fn templates_compile_at_their_defaults_and_the_reference_and_quantizer_modules_c
         }
         reqs.push(Job::new("reference.cu", reference_request(arch)).spills_allowed());
         reqs.push(Job::new("repack.cu", repack_request(arch)));
+        reqs.push(Job::new("act_order.cu", act_order_request(arch)));
         for dt in [DType::BF16, DType::F16] {
-            for &g in QUANTIZE_GROUPS {
+            for &(g, _) in QUANTIZE_CHECKS {
                 reqs.push(Job::new(format!("quantize.cu g{g} {}", dt.name()), quantize_request(arch, dt, g)));
             }
         }

@@ -36,6 +36,7 @@ const EMBEDDED_REFERENCES: &[&str] = &[
 
 /// Templates embedded with `include_str!` whose text is compiled or hashed as it stands.
 const RAW_EMBEDDED: &[&str] = &[
+    "kernels/gemm_int4/act_order.cu",
     "kernels/gemm_int4/quantize.cu",
     "kernels/gemm_int4/reference.cu",
     "kernels/gemm_int4/repack.cu",

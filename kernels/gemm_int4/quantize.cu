@@ -11,7 +11,8 @@
 // never exist on the host), so it runs once per model, not per step.
 //
 // Tunables: KL_FP16 [0] (weights and scales fp16 instead of bf16), GROUP [128] (32, 64, 128
-// or 256: each lane holds GROUP/32 consecutive values).
+// or 256: each lane holds GROUP/32 consecutive values; or any larger multiple of 32, such as
+// K for per-channel scales, walked in chunks).
 //
 // Launch contract:
 //   extern "C" __global__ void int4_quantize_rtn(const T* W, unsigned* Wq,
@@ -45,11 +46,25 @@
 #ifndef GROUP
 #define GROUP 128
 #endif
-#if GROUP != 32 && GROUP != 64 && GROUP != 128 && GROUP != 256
-#error "GROUP must be 32, 64, 128 or 256"
+#if GROUP % 32 != 0 || GROUP < 32
+#error "GROUP must be a multiple of 32"
 #endif
 
-#define VALS (GROUP / 32)  // consecutive values per lane
+// Up to 256 a lane holds GROUP/32 consecutive values; beyond, the warp walks the group in
+// chunks of 32 * VALS values (the widest of 8, 4, 2, 1 a lane that tiles it), reading it
+// twice: once for its range, once for the codes.
+#if GROUP <= 256
+#define VALS (GROUP / 32)
+#elif GROUP % 256 == 0
+#define VALS 8
+#elif GROUP % 128 == 0
+#define VALS 4
+#elif GROUP % 64 == 0
+#define VALS 2
+#else
+#define VALS 1
+#endif
+#define CHUNKS (GROUP / (32 * VALS))  // chunks a group
 
 #if KL_FP16
 typedef __half T;
@@ -63,13 +78,23 @@ __device__ __forceinline__ unsigned short to_bits(float v) { return __bfloat16_a
 __device__ __forceinline__ float from_bits(unsigned short b) { return __bfloat162float(__ushort_as_bfloat16(b)); }
 #endif
 
-// One warp per (row, group): each lane's VALS values, and the group's max and min (each
-// folded from 0, as quant::group_params does), reduced over the warp.
+// One warp per (row, group): each lane's VALS values of the chunk last read, and the group's
+// max and min (each folded from 0, as quant::group_params does), reduced over the warp.
 struct GroupValues {
     float v[VALS];
     float hi, lo;
-    int row, grp, k0, lane;
+    int row, grp, lane;
 };
+
+__device__ __forceinline__ int chunk_k0(const GroupValues& g, int c) {
+    return g.grp * GROUP + c * 32 * VALS + g.lane * VALS;
+}
+
+__device__ __forceinline__ void load_chunk(const T* __restrict__ W, int K, GroupValues& g, int c) {
+    const int k0 = chunk_k0(g, c);
+#pragma unroll
+    for (int i = 0; i < VALS; i++) g.v[i] = to_f(W[(size_t)g.row * K + k0 + i]);
+}
 
 __device__ __forceinline__ bool load_group(const T* __restrict__ W, int N, int K, GroupValues& g) {
     g.lane = threadIdx.x & 31;
@@ -78,14 +103,16 @@ __device__ __forceinline__ bool load_group(const T* __restrict__ W, int N, int K
     if (item >= (long long)N * groups) return false;  // whole warps leave together
     g.row = (int)(item / groups);
     g.grp = (int)(item % groups);
-    g.k0 = g.grp * GROUP + g.lane * VALS;
     g.hi = 0.0f;
     g.lo = 0.0f;
+    // max and min are exact, so the order they fold in cannot change the result.
+    for (int c = 0; c < CHUNKS; c++) {
+        load_chunk(W, K, g, c);
 #pragma unroll
-    for (int i = 0; i < VALS; i++) {
-        g.v[i] = to_f(W[(size_t)g.row * K + g.k0 + i]);
-        g.hi = fmaxf(g.hi, g.v[i]);
-        g.lo = fminf(g.lo, g.v[i]);
+        for (int i = 0; i < VALS; i++) {
+            g.hi = fmaxf(g.hi, g.v[i]);
+            g.lo = fminf(g.lo, g.v[i]);
+        }
     }
 #pragma unroll
     for (int off = 16; off > 0; off >>= 1) {
@@ -98,19 +125,23 @@ __device__ __forceinline__ bool load_group(const T* __restrict__ W, int N, int K
 // Packs this lane's codes (q = clamp(round(v / s_used) + z, 0, 15), or z where s_used is 0)
 // and stores the words. Column c of a word sits at nibble NIBBLE_POS[c] = {0,4,1,5,2,6,3,7}[c]
 // = (c >> 1) + 4 * (c & 1); lanes sharing a word (8 / VALS of them, adjacent) OR their nibbles.
-__device__ __forceinline__ void store_codes(const GroupValues& g, float s_used, float z, unsigned* __restrict__ Wq,
-                                            int K) {
-    unsigned bits = 0;
+__device__ __forceinline__ void store_codes(GroupValues& g, const T* __restrict__ W, float s_used, float z,
+                                            unsigned* __restrict__ Wq, int K) {
+    for (int c = 0; c < CHUNKS; c++) {
+        if (CHUNKS > 1) load_chunk(W, K, g, c);  // one chunk: still in registers from load_group
+        unsigned bits = 0;
 #pragma unroll
-    for (int i = 0; i < VALS; i++) {
-        unsigned q = (unsigned)z;
-        if (s_used > 0.0f) q = (unsigned)fminf(fmaxf(roundf(__fdiv_rn(g.v[i], s_used)) + z, 0.0f), 15.0f);
-        const int c = (g.lane * VALS + i) & 7;
-        bits |= q << (4 * ((c >> 1) + 4 * (c & 1)));
+        for (int i = 0; i < VALS; i++) {
+            unsigned q = (unsigned)z;
+            if (s_used > 0.0f) q = (unsigned)fminf(fmaxf(roundf(__fdiv_rn(g.v[i], s_used)) + z, 0.0f), 15.0f);
+            const int col = (g.lane * VALS + i) & 7;
+            bits |= q << (4 * ((col >> 1) + 4 * (col & 1)));
+        }
+#pragma unroll
+        for (int off = 1; off < 8 / VALS; off <<= 1) bits |= __shfl_xor_sync(0xffffffffu, bits, off);
+        const int k0 = chunk_k0(g, c);
+        if ((g.lane * VALS) % 8 == 0) Wq[((size_t)g.row * K + k0) / 8] = bits;
     }
-#pragma unroll
-    for (int off = 1; off < 8 / VALS; off <<= 1) bits |= __shfl_xor_sync(0xffffffffu, bits, off);
-    if ((g.lane * VALS) % 8 == 0) Wq[((size_t)g.row * K + g.k0) / 8] = bits;
 }
 
 extern "C" __global__ void __launch_bounds__(256)
@@ -122,7 +153,7 @@ int4_quantize_rtn(const T* __restrict__ W, unsigned* __restrict__ Wq, unsigned s
     if (!(s > 0.0f)) s = 0.0f;  // an all-zero group: +0, never -0 (as quant::quantize_rtn)
     const unsigned short s_bits = to_bits(s);
     if (g.lane == 0) scales[(size_t)g.grp * N + g.row] = s_bits;
-    store_codes(g, from_bits(s_bits), 8.0f, Wq, K);
+    store_codes(g, W, from_bits(s_bits), 8.0f, Wq, K);
 }
 
 extern "C" __global__ void __launch_bounds__(256)
@@ -137,7 +168,7 @@ int4_quantize_rtn_asym(const T* __restrict__ W, unsigned* __restrict__ Wq, unsig
         scales[(size_t)g.grp * N + g.row] = s_bits;
         zeros[(size_t)g.grp * N + g.row] = (unsigned char)z;
     }
-    store_codes(g, s_used, z, Wq, K);
+    store_codes(g, W, s_used, z, Wq, K);
 }
 
 extern "C" __global__ void __launch_bounds__(256)

@@ -29,6 +29,7 @@
 //! say otherwise (`GROUP`, `ZERO_MODE`, `KL_SCALE_FP16`; see `format`). FLOP and byte counts
 //! assume the default format.
 
+pub mod act_order;
 mod format;
 mod launch;
 pub mod linear;
@@ -38,7 +39,9 @@ mod reference;
 pub mod tiled;
 mod tma;
 
-pub use format::{variant_takes_format, with_format, Int4Format, ZeroMode, DEFAULT_GROUP, MIN_GROUP, SELFTEST_FORMATS};
+pub use format::{
+    variant_takes_format, with_format, Int4Format, ZeroMode, DEFAULT_GROUP, MIN_GROUP, PER_CHANNEL, SELFTEST_FORMATS,
+};
 pub use launch::{
     bulk_plan, bulk_smem_bytes, gemv_plan, gemv_tc_plan, mma_geometry, mma_smem_bytes, wgmma_plan, wgmma_rs_plan,
     wgmma_rs_smem_bytes, wgmma_smem_bytes, GemvPlan, Geometry, WgmmaRsConfig, GEMV_MAX_M, MAX_SPLITK, WGMMA_MAX_SPLITK,

@@ -19,6 +19,10 @@ pub const DEFAULT_GROUP: i64 = 128;
 /// (32, 64, 128 as in GGUF/AWQ/GPTQ, or GROUP = K for per-channel scales).
 pub const MIN_GROUP: i64 = 32;
 
+/// `Int4Format::group` of a set of weights with one scale per row (per-channel): each
+/// weight's group is its own K, resolved by [`Int4Format::at_k`] before a kernel sees it.
+pub const PER_CHANNEL: i64 = 0;
+
 /// How codes become values; the discriminant is the kernels' `ZERO_MODE`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ZeroMode {
@@ -59,6 +63,7 @@ impl ZeroMode {
 /// The weight format of one candidate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Int4Format {
+    /// K columns per scale, or [`PER_CHANNEL`].
     pub group: i64,
     pub zeros: ZeroMode,
     pub scale_dtype: HalfDtype,
@@ -96,14 +101,24 @@ impl Int4Format {
         Ok(Int4Format { group, zeros, scale_dtype })
     }
 
-    /// Short label, e.g. `g128-sym-bf16`.
+    /// The format of one weight with `k` columns: a per-channel format's group is K.
+    pub fn at_k(&self, k: i64) -> Int4Format {
+        if self.group == PER_CHANNEL {
+            Int4Format { group: k, ..*self }
+        } else {
+            *self
+        }
+    }
+
+    /// Short label, e.g. `g128-sym-bf16` or `channel-zp-f16`.
     pub fn label(&self) -> String {
-        format!("g{}-{}-{}", self.group, self.zeros.name(), self.scale_dtype)
+        let g = if self.group == PER_CHANNEL { "channel".to_string() } else { format!("g{}", self.group) };
+        format!("{g}-{}-{}", self.zeros.name(), self.scale_dtype)
     }
 
     /// Bytes of packed codes, scales and zero points of an N×K weight.
     pub fn weight_bytes(&self, n: i64, k: i64) -> f64 {
-        let groups = (k / self.group) as f64 * n as f64;
+        let groups = (k / self.at_k(k).group) as f64 * n as f64;
         (n * k) as f64 / 2.0 + groups * (2 + self.zeros.bytes()) as f64
     }
 }
@@ -170,5 +185,9 @@ mod tests {
         assert_eq!(f.weight_bytes(4096, 4096), 4096.0 * 2048.0 + 32.0 * 4096.0 * 2.0);
         let z = Int4Format { zeros: ZeroMode::Int, ..f };
         assert_eq!(z.weight_bytes(8, 256), 8.0 * 128.0 + 2.0 * 8.0 * 3.0);
+        let c = Int4Format { group: PER_CHANNEL, ..z };
+        assert_eq!(c.weight_bytes(8, 512), 8.0 * 256.0 + 8.0 * 3.0);
+        assert_eq!((c.at_k(512).group, z.at_k(512).group), (512, 128));
+        assert_eq!(c.label(), "channel-zp-bf16");
     }
 }

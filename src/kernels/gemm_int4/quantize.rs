@@ -11,8 +11,16 @@ use anyhow::{bail, Context, Result};
 
 pub const QUANTIZE_SOURCE: &str = include_str!("../../../kernels/gemm_int4/quantize.cu");
 
-/// Group sizes the device quantizer takes.
-pub const QUANTIZE_GROUPS: &[i64] = &[32, 64, 128, 256];
+/// Whether the device quantizer takes `group`: any multiple of 32, such as K itself for one
+/// scale per row (per-channel).
+pub fn quantizer_takes(group: i64) -> bool {
+    group >= 32 && group % 32 == 0
+}
+
+/// (group, K) pairs the selftest and the NVRTC tests check the quantizer with, one for each
+/// code path: 1, 2, 4 and 8 values a lane in one chunk, then per-channel groups walked in
+/// chunks of 8 values a lane (768 = 3 · 256) and of 2 (SmolLM2's K = 576 = 9 · 64).
+pub const QUANTIZE_CHECKS: &[(i64, i64)] = &[(32, 768), (64, 768), (128, 768), (256, 768), (768, 768), (576, 576)];
 
 /// The module for one (activation dtype, group size); also used by the NVRTC tests.
 pub fn quantize_request(arch: &str, dt: DType, group: i64) -> CompileRequest {
@@ -61,8 +69,8 @@ pub struct Int4Quantizer {
 
 impl Int4Quantizer {
     pub fn new(gpu: &Gpu, cache: &ModuleCache, dt: DType, group: i64) -> Result<Int4Quantizer> {
-        if !QUANTIZE_GROUPS.contains(&group) {
-            bail!("the device int4 quantizer takes groups of {QUANTIZE_GROUPS:?}, not {group}");
+        if !quantizer_takes(group) {
+            bail!("the device int4 quantizer takes groups that are multiples of 32, not {group}");
         }
         if dt == DType::F32 {
             bail!("the device int4 quantizer reads bf16 or fp16 weights, not fp32");
