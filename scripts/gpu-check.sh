@@ -16,6 +16,7 @@
 #   scripts/gpu-check.sh checkpoint                # kernlab quantize → GPTQ dir → e2e bf16 and int4
 #   scripts/gpu-check.sh big ["FILES"]             # big spaces swept in full (search ground truth)
 #   scripts/gpu-check.sh formats                   # llama3-8b decode with int4 g32/g64/g128 vs bf16
+#   scripts/gpu-check.sh methods                   # llama3-8b per-channel, act-order, mixed int4 vs bf16
 #   scripts/gpu-check.sh profile                   # llama3-8b per-op decode breakdown, bf16 and int4
 #   scripts/gpu-check.sh decode                    # int4_gemv_bulk swept on the decode shapes, e2e before/after
 #   scripts/gpu-check.sh fuse                      # int4_gemv_tc re-swept, llama3-8b fused vs apart, bf16 beside
@@ -177,6 +178,37 @@ formats() {
         2>&1 | grep -E "$row"
       failed "formats int4 g$g $z" "${PIPESTATUS[0]}"
     done
+  done
+}
+
+# The quantization methods the formats above do not cover, at llama3-8b batch 1 beside bf16
+# and int4 g128 of the same call: per-channel scales (RTN per channel, and per tensor, which
+# stores the same format), GPTQ act-order (g128 with zero points, columns permuted and the
+# activations gathered), mixed precision (per-channel zero points with k down projections
+# kept bf16); then each new format validated against cuBLAS on its dequantized weights.
+methods() {
+  selftest gemm_int4
+  local bench=(--batch 1 --prompt-len 128 --gen-len "${GEN_LEN:-256}" --runs "${RUNS:-2}" --ignore-eos
+    --db "$R/tuned.json")
+  local row='Throughput|Decode step|% of band|int4:'
+  local -a names=(bf16 int4-g128 int4-channel int4-channel-zeros int4-g128-zeros-act int4-channel-zeros-keep4
+    int4-channel-zeros-keep16)
+  local -a flags=("" "--weights int4" "--weights int4 --int4-group channel"
+    "--weights int4 --int4-group channel --int4-zeros" "--weights int4 --int4-zeros --int4-act-order"
+    "--weights int4 --int4-group channel --int4-zeros --int4-keep-bf16 0.down,1.down,2.down,3.down"
+    "--weights int4 --int4-group channel --int4-zeros --int4-keep-bf16 $(seq -s, -f '%g.down' 0 15)")
+  for i in "${!names[@]}"; do
+    step "llama3-8b ${names[$i]}"
+    # shellcheck disable=SC2086
+    timeout 150 "$K" e2e "${bench[@]}" ${flags[$i]} --out "$R/e2e-method-${names[$i]}" 2>&1 | grep -E "$row"
+    failed "methods ${names[$i]}" "${PIPESTATUS[0]}"
+  done
+  for i in 2 3 4 5; do
+    step "llama3-8b ${names[$i]} --validate"
+    # shellcheck disable=SC2086
+    timeout 200 "$K" e2e --batch 1 --prompt-len 64 --gen-len 32 --runs 1 --ignore-eos --db "$R/tuned.json" \
+      ${flags[$i]} --validate --out "$R/e2e-method-${names[$i]}-validate" 2>&1 | quiet | tail -12
+    failed "methods ${names[$i]} validate" "${PIPESTATUS[0]}"
   done
 }
 
@@ -417,6 +449,7 @@ run() {
     search) devices; search ;;
     big) devices; big "$ARG" ;;
     formats) devices; formats ;;
+    methods) devices; methods ;;
     profile) devices; profile ;;
     decode) devices; decode ;;
     fuse) devices; fuse ;;
@@ -424,7 +457,7 @@ run() {
       devices; selftest ""
       sweeps "gemm softmax rmsnorm rope swiglu attention_decode attention_decode_varlen attention_prefill attention_prefill_varlen"
       int4; e2e; hf ;;
-    *) echo "error: unknown mode '$MODE' (quick, selftest, ceilings, sweeps, int4, e2e, hf, smollm2, user, search, big, formats, profile, decode, fuse, all)" >&2; return 2 ;;
+    *) echo "error: unknown mode '$MODE' (quick, selftest, ceilings, sweeps, int4, e2e, hf, smollm2, user, search, big, formats, methods, profile, decode, fuse, all)" >&2; return 2 ;;
   esac
 }
 rm -f "$OUT/failed.txt"

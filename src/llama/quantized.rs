@@ -188,43 +188,51 @@ impl QuantizedSource {
     }
 
     /// Every layer's linears as the GPU model runs them, in its order (per layer: qkv, o,
-    /// gate_up, down), for gemm_int4. Refused where the kernels cannot run the stored
-    /// format loss-free: act-order (the activations would need a gather) and per-channel
-    /// scales (the model's int4 path keeps one group size for all linears).
-    pub fn model_linears(&self) -> Result<Vec<Int4Weight>> {
-        if self.quant.group_size.is_none() {
-            bail!(
-                "{}: per-channel ({}) checkpoints run only as dequantized bf16 weights: use --weights bf16",
-                self.st.describe(),
-                self.quant.describe()
-            );
-        }
+    /// gate_up, down), for gemm_int4, each with its act-order permutation if it has one: the
+    /// weight's columns are then stored permuted so that its groups are contiguous, and the
+    /// model gathers its input with the permutation (Y = X[:, perm]·W'ᵀ). Stacked
+    /// projections (q, k, v; gate, up) read the same input, so they must share one
+    /// permutation, as GPTQ gives them (one Hessian); otherwise the stack is refused.
+    pub fn model_linears_with_perms(&self) -> Result<Vec<(Int4Weight, Option<Vec<u32>>)>> {
         let mut out = Vec::with_capacity(4 * self.cfg.n_layers);
         for l in 0..self.cfg.n_layers {
-            let get = |t| -> Result<Int4Weight> {
-                let name = WeightName::Layer(l, t);
-                let (w, perm) = self.linear(&name)?;
-                if perm.is_some() {
+            use LayerTensor::*;
+            let stack = |ts: &[LayerTensor]| -> Result<(Int4Weight, Option<Vec<u32>>)> {
+                let parts = ts.iter().map(|t| self.linear(&WeightName::Layer(l, *t))).collect::<Result<Vec<_>>>()?;
+                let perm = parts[0].1.clone();
+                if parts.iter().any(|(_, p)| *p != perm) {
                     bail!(
-                        "{}: {name} is act-order (desc_act, a scattered g_idx); gemm_int4 would need its input \
-                         columns gathered: run it with --weights bf16 (dequantized), or re-quantize without act-order",
+                        "{}: layer {l}'s {ts:?} share an input but not an act-order permutation, so they cannot be \
+                         stacked for gemm_int4: run it with --weights bf16 (dequantized)",
                         self.st.describe()
                     );
                 }
-                Ok(w)
-            };
-            use LayerTensor::*;
-            let stack = |ts: &[LayerTensor]| -> Result<Int4Weight> {
-                let parts = ts.iter().map(|t| get(*t)).collect::<Result<Vec<_>>>()?;
-                let refs: Vec<&Int4Weight> = parts.iter().collect();
-                stack_rows(&refs).with_context(|| format!("{}: stacking layer {l}'s {ts:?}", self.st.describe()))
+                let refs: Vec<&Int4Weight> = parts.iter().map(|(w, _)| w).collect();
+                let w = stack_rows(&refs)
+                    .with_context(|| format!("{}: stacking layer {l}'s {ts:?}", self.st.describe()))?;
+                Ok((w, perm))
             };
             out.push(stack(&[Wq, Wk, Wv])?);
-            out.push(get(Wo)?);
+            out.push(stack(&[Wo])?);
             out.push(stack(&[WGate, WUp])?);
-            out.push(get(WDown)?);
+            out.push(stack(&[WDown])?);
         }
         Ok(out)
+    }
+
+    /// [`Self::model_linears_with_perms`] for a checkpoint without act-order: the weights
+    /// in their columns' order (refused for act-order ones, whose stored order is permuted).
+    pub fn model_linears(&self) -> Result<Vec<Int4Weight>> {
+        self.model_linears_with_perms()?
+            .into_iter()
+            .map(|(w, perm)| match perm {
+                None => Ok(w),
+                Some(_) => bail!(
+                    "{}: an act-order (desc_act) linear's columns are stored permuted; read it with its permutation",
+                    self.st.describe()
+                ),
+            })
+            .collect()
     }
 }
 

@@ -1,7 +1,9 @@
 //! `kernlab e2e`'s arguments and their checks, before any GPU work: the model source, the
 //! context fit, and seeded random prompts.
 
+use crate::kernels::gemm_int4::PER_CHANNEL;
 use crate::llama::config::LlamaConfig;
+use crate::llama::gpu::model_linear::{parse_linear_list, LinearList};
 use crate::llama::weights::SplitMix64;
 use anyhow::{bail, Result};
 use clap::Args;
@@ -93,9 +95,9 @@ pub struct E2eArgs {
     /// quantization's effect against the bf16 model. E.g. --weights int4.
     #[arg(long, value_name = "PRECISION", default_value = "bf16", value_parser = ["bf16", "int4"])]
     pub weights: String,
-    /// With --weights int4: K columns per scale, 32, 64, 128 or 256, or auto (128 where it
-    /// divides every linear's K, else the largest that does: SmolLM2's 576 takes 64).
-    /// E.g. --int4-group 64.
+    /// With --weights int4: K columns per scale, 32, 64, 128 or 256; channel for one scale
+    /// per row (each linear's K); or auto (128 where it divides every linear's K, else the
+    /// largest that does: SmolLM2's 576 takes 64). E.g. --int4-group 64.
     #[arg(long, default_value = "auto", value_name = "GROUP", value_parser = parse_int4_group)]
     // Spelled out so that clap takes the parser's Option (auto = None) as the value type
     // rather than treating the flag as optional.
@@ -111,6 +113,18 @@ pub struct E2eArgs {
     /// kernels at their speed). gate+up and SwiGLU then run apart.
     #[arg(long)]
     pub int4_zeros: bool,
+    /// With --weights int4: quantize each linear's input columns in a permuted order and
+    /// gather the activations before it, as GPTQ's act-order (desc_act) checkpoints run.
+    /// The device has no Hessian to order by, so the order is a seeded shuffle: this times
+    /// the gather and the permuted layout, not act-order's accuracy. gate+up and SwiGLU then
+    /// run apart.
+    #[arg(long)]
+    pub int4_act_order: bool,
+    /// With --weights int4: leave these layer linears in bf16 (mixed precision), as
+    /// LAYER.LINEAR[,...] with LINEAR one of qkv, o, gate_up, down (q, k, v, gate or up name
+    /// their whole stack), e.g. --int4-keep-bf16 0.down,1.down,31.qkv.
+    #[arg(long, value_name = "LIST", value_parser = parse_keep_bf16)]
+    pub int4_keep_bf16: Option<LinearList>,
     /// Run every op as its own kernel, for comparison with the fused decode path (with
     /// --weights int4, decode steps run the gate+up projection with SwiGLU in its epilogue
     /// on an interleaved copy of that weight, kept beside the plain one).
@@ -132,13 +146,18 @@ pub struct E2eArgs {
     pub json: bool,
 }
 
-/// `auto` (None) or one of the group sizes the int4 kernels take.
+/// `auto` (None), `channel` (PER_CHANNEL) or one of the group sizes the int4 kernels take.
 fn parse_int4_group(s: &str) -> std::result::Result<Option<i64>, String> {
     match s {
         "auto" => Ok(None),
+        "channel" => Ok(Some(PER_CHANNEL)),
         "32" | "64" | "128" | "256" => Ok(Some(s.parse().expect("a listed number"))),
-        _ => Err(format!("{s:?}: use auto, 32, 64, 128 or 256")),
+        _ => Err(format!("{s:?}: use auto, channel, 32, 64, 128 or 256")),
     }
+}
+
+fn parse_keep_bf16(s: &str) -> std::result::Result<LinearList, String> {
+    parse_linear_list(s).map(LinearList).map_err(|e| format!("{e:#}"))
 }
 
 /// Where the weights come from.
@@ -174,6 +193,9 @@ pub fn resolve(a: &E2eArgs) -> Result<ModelSource> {
     }
     if a.int4_zeros && a.weights != "int4" {
         bail!("--int4-zeros sets the format of int4 weights; add --weights int4 or leave it out");
+    }
+    if (a.int4_act_order || a.int4_keep_bf16.is_some()) && a.weights != "int4" {
+        bail!("--int4-act-order and --int4-keep-bf16 shape int4 weights; add --weights int4 or leave them out");
     }
     if a.int4_group.is_some() && a.weights != "int4" {
         bail!("--int4-group sets the group of int4 weights; add --weights int4 or leave it out");
@@ -273,6 +295,13 @@ mod tests {
         assert!(e(&["--prompt-len", &usize::MAX.to_string(), "--gen-len", "1"]).contains("context"));
         assert!(e(&["--batch", "0"]).contains("--batch"));
         assert!(e(&["--int4-zeros"]).contains("--weights int4"));
+        assert!(e(&["--int4-act-order"]).contains("--weights int4"));
+        assert!(e(&["--int4-keep-bf16", "0.down"]).contains("--weights int4"));
+        let a = args(&["--weights", "int4", "--int4-group", "channel", "--int4-keep-bf16", "3.q,0.down"]);
+        assert_eq!(a.int4_group, Some(PER_CHANNEL));
+        assert_eq!(a.int4_keep_bf16.unwrap().0.iter().map(|r| r.to_string()).collect::<Vec<_>>(), ["0.down", "3.qkv"]);
+        let bad = T::try_parse_from(["e2e", "--int4-keep-bf16", "3.mlp"]).err().unwrap().to_string();
+        assert!(bad.contains("qkv, o, gate_up or down"), "{bad}");
         assert!(e(&["--preset", "nope"]).contains("unknown model preset"));
         assert!(e(&["--hf-reference", "x.json"]).contains("--model"));
         assert!(e(&["--top-p", "0"]).contains("top-p"));

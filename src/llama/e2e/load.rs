@@ -29,9 +29,19 @@ pub struct Loaded {
     pub host: Option<Weights>,
     /// Tokenizer, BOS policy and chat template, when the model files carry a tokenizer.
     pub text: Option<TextModel>,
-    /// A GPTQ/AWQ checkpoint run with --weights int4: its settings and every layer's
-    /// linears as the GPU model stacks them (qkv, o, gate_up, down).
-    pub checkpoint: Option<(String, Vec<crate::quant::Int4Weight>)>,
+    /// A GPTQ/AWQ checkpoint run with --weights int4.
+    pub checkpoint: Option<CheckpointLinears>,
+}
+
+/// The int4 linears of a GPTQ/AWQ checkpoint, for the int4 store.
+pub struct CheckpointLinears {
+    /// Its settings, for messages: "GPTQ g128 act-order".
+    pub how: String,
+    /// One scale per row (no group size in its config).
+    pub per_channel: bool,
+    /// Every layer's linears as the GPU model stacks them (qkv, o, gate_up, down), each with
+    /// its act-order permutation if it has one.
+    pub linears: Vec<(crate::quant::Int4Weight, Option<Vec<u32>>)>,
 }
 
 pub fn load(gpu: &Gpu, util: &Util, ops: &OpKernels, src: &ModelSource, a: &E2eArgs) -> Result<Loaded> {
@@ -81,8 +91,16 @@ pub fn load(gpu: &Gpu, util: &Util, ops: &OpKernels, src: &ModelSource, a: &E2eA
                     let qs = QuantizedSource::open(dir, cfg, q)?;
                     let g = GpuWeights::from_source(gpu, cfg, &qs)?;
                     let host = if a.check_cpu { Some(round_to_bf16(&Weights::load(cfg, &qs)?)) } else { None };
-                    let linears = if a.weights == "int4" { Some(qs.model_linears()?) } else { None };
-                    (g, host, linears.map(|l| (qs.quant.describe(), l)))
+                    let checkpoint = if a.weights == "int4" {
+                        Some(CheckpointLinears {
+                            how: qs.quant.describe(),
+                            per_channel: qs.quant.group_size.is_none(),
+                            linears: qs.model_linears_with_perms()?,
+                        })
+                    } else {
+                        None
+                    };
+                    (g, host, checkpoint)
                 }
                 None => {
                     let st = SafetensorsSource::open(dir)?;

@@ -21,10 +21,10 @@ pub use table::{format_table, hf_rows, to_csv, BenchRow};
 use crate::gpu::cache::{self, ModuleCache};
 use crate::gpu::device::Gpu;
 use crate::gpu::util::Util;
+use crate::kernels::gemm_int4::ZeroMode;
 use crate::llama::gpu::generate::{generate, GenResult, Sampling};
 use crate::llama::gpu::hf_ref::{self, HfReference};
-use crate::llama::gpu::int4_weights::{choose_group, Int4Store};
-use crate::kernels::gemm_int4::ZeroMode;
+use crate::llama::gpu::int4_weights::{choose_group, Int4Store, RtnPlan};
 use crate::llama::gpu::model::{kv_bytes_read, GpuModel, ModelShape};
 use crate::llama::gpu::op_choice::OpChoice;
 use crate::llama::gpu::ops::OpKernels;
@@ -191,12 +191,14 @@ fn setup(a: &E2eArgs, src: &ModelSource) -> Result<Setup> {
     let int4 = a.weights == "int4";
     // int4: quantize the layers' linears once; the reference path (and --validate) runs
     // cuBLAS on their dequantized values, i.e. the same weights the int4 kernels use.
-    let store = if let Some((how, linears)) = checkpoint {
-        if a.int4_group.is_some() || a.int4_lm_head || a.int4_zeros {
-            bail!("--int4-group, --int4-zeros and --int4-lm-head quantize on the GPU; a {how} checkpoint brings its own int4 weights: leave them out");
+    let store = if let Some(ck) = checkpoint {
+        let how = &ck.how;
+        if a.int4_group.is_some() || a.int4_lm_head || a.int4_zeros || a.int4_act_order || a.int4_keep_bf16.is_some() {
+            bail!("--int4-group, --int4-zeros, --int4-act-order, --int4-keep-bf16 and --int4-lm-head quantize on the GPU; a {how} checkpoint brings its own int4 weights: leave them out");
         }
         let t = std::time::Instant::now();
-        let st = Rc::new(Int4Store::from_checkpoint(&gpu, &w, linears, format!("{how} checkpoint"))?);
+        let origin = format!("{how} checkpoint");
+        let st = Rc::new(Int4Store::from_checkpoint(&gpu, &cache, &w, ck.linears, ck.per_channel, origin)?);
         println!(
             "  int4: {} linears from the {how} checkpoint ({:?} zero points, {} scales): {:.2} GB in {:.1} s; lm_head stays bf16",
             st.len(),
@@ -211,8 +213,15 @@ fn setup(a: &E2eArgs, src: &ModelSource) -> Result<Setup> {
         let group = choose_group(c, a.int4_group)?;
         // The interleaved gate+up copy only serves the tuned path's fused decode kernel.
         let interleave = !a.no_fuse && !a.reference;
-        let zeros = if a.int4_zeros { ZeroMode::Int } else { ZeroMode::Symmetric };
-        let st = Rc::new(Int4Store::quantize(&gpu, &cache, &w, group, zeros, a.int4_lm_head, interleave)?);
+        let plan = RtnPlan {
+            group,
+            zeros: if a.int4_zeros { ZeroMode::Int } else { ZeroMode::Symmetric },
+            lm_head: a.int4_lm_head,
+            interleave_gate_up: interleave,
+            act_order: a.int4_act_order,
+            keep_bf16: a.int4_keep_bf16.clone().map(|l| l.0).unwrap_or_default(),
+        };
+        let st = Rc::new(Int4Store::quantize(&gpu, &cache, &w, &plan)?);
         println!(
             "  int4: {} linears quantized on the GPU ({}): {:.2} GB bf16 → {:.2} GB in {:.1} s; {}",
             st.len(),
@@ -222,6 +231,10 @@ fn setup(a: &E2eArgs, src: &ModelSource) -> Result<Setup> {
             t.elapsed().as_secs_f64(),
             if st.lm_head { "lm_head int4 too (--int4-lm-head)" } else { "lm_head stays bf16" }
         );
+        if !st.kept_bf16.is_empty() {
+            let names: Vec<String> = st.kept_bf16.iter().map(|r| r.to_string()).collect();
+            println!("  int4: {} linears kept in bf16 (--int4-keep-bf16): {}", names.len(), names.join(","));
+        }
         if st.interleaved_bytes > 0 {
             println!(
                 "  int4: gate+up also kept row-interleaved for the fused gate+up+SwiGLU decode kernel ({:.2} GB; --no-fuse runs them apart)",

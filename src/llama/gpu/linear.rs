@@ -247,10 +247,12 @@ impl TunedGemm {
         })
     }
 
-    fn usable(&self, variant: &str, params: &BTreeMap<String, i64>, m: i64) -> Option<BTreeMap<String, i64>> {
+    /// A configuration adapted to run M rows of a linear with K columns (a per-channel int4
+    /// format's group is K), or None where the variant cannot.
+    fn usable(&self, variant: &str, params: &BTreeMap<String, i64>, m: i64, k: i64) -> Option<BTreeMap<String, i64>> {
         match self.kind {
             LinearKind::Dense => usable_at(variant, m).then(|| adapt_params(variant, params, m)).flatten(),
-            LinearKind::Int4 { format } => int4_adapt_params_for(variant, params, m, &format),
+            LinearKind::Int4 { format } => int4_adapt_params_for(variant, params, m, &format.at_k(k)),
         }
     }
 
@@ -270,7 +272,7 @@ impl TunedGemm {
         // winner (M = 8) reused for a 1024-token prefill was measured 6x slower than cuBLAS.
         let mut refused = Vec::new();
         if let Some(f) = self.db.lookup(&q) {
-            if let Some(p) = self.usable(&f.entry.variant, &f.entry.params, m) {
+            if let Some(p) = self.usable(&f.entry.variant, &f.entry.params, m, k) {
                 match self.fits(&f.entry.variant, &p, m, n, k) {
                     Ok(()) => {
                         let src = if f.exact { PlanSource::Exact } else { PlanSource::Nearest(f.note.clone()) };
@@ -289,7 +291,7 @@ impl TunedGemm {
                 .sweep
                 .variant(v)
                 .with_context(|| format!("sweeps/{}.toml has no variant {v}", self.kind.name()))?;
-            let Some(p) = self.usable(v, &template_defaults(&vs.source), m) else { continue };
+            let Some(p) = self.usable(v, &template_defaults(&vs.source), m, k) else { continue };
             if let Err(e) = self.fits(v, &p, m, n, k) {
                 refused.push(format!("{v} does not fit ({e:#})"));
                 continue;
@@ -415,7 +417,8 @@ impl LinearBackend {
                     let p = dense.plan(gpu, m, n, k)?;
                     need = need.max(gemm::workspace_bytes(&p.variant, &p.params, m, n));
                 }
-                Ok(need)
+                // An act-order weight's gathered input sits in front of the split-K part.
+                Ok(need + gathered_input_bytes(store, m, k))
             }
         }
     }
@@ -507,8 +510,27 @@ impl LinearBackend {
                     )
                 }
             }
-            LinearBackend::Int4 { store, int4, dense, scratch } => match store.get(w) {
-                Some(q) if m >= DEQUANT_GEMM_MIN_M => {
+            LinearBackend::Int4 { store, int4, dense, scratch } => {
+                let Some(q) = store.get(w) else {
+                    let p = dense.plan(gpu, m, n, k)?;
+                    let io = LinearIo { x, w, y, r, ws };
+                    // SAFETY: as above.
+                    return unsafe {
+                        gemm::launch_linear(gpu, &p.kernels, &p.variant, &p.params, io, m, n, k, DType::BF16)
+                    };
+                };
+                anyhow::ensure!(q.n == n && q.k == k, "internal: int4 weight {}x{} used as {n}x{k}", q.n, q.k);
+                // Act-order: the weight's columns are permuted, so is its input (into the front
+                // of the workspace, which workspace_bytes sized for it).
+                let (x, ws) = match store.perm(w) {
+                    Some(_) => {
+                        // SAFETY: x holds M·K bf16; ws begins with gathered_input_bytes of room.
+                        unsafe { store.gather_input(gpu, w, x, ws, m)? };
+                        (ws, ws + gathered_input_bytes(store, m, k) as u64)
+                    }
+                    None => (x, ws),
+                };
+                if m >= DEQUANT_GEMM_MIN_M {
                     if scratch.is_none() {
                         *scratch = Some(gpu.alloc(store.max_dequantized_bytes())?);
                     }
@@ -517,32 +539,32 @@ impl LinearBackend {
                     let p = dense.plan(gpu, m, n, k)?;
                     let io = LinearIo { x, w: buf.ptr, y, r, ws };
                     // SAFETY: as above (the dequantized scratch holds the largest weight).
-                    unsafe { gemm::launch_linear(gpu, &p.kernels, &p.variant, &p.params, io, m, n, k, DType::BF16) }
-                }
-                Some(q) => {
-                    anyhow::ensure!(q.n == n && q.k == k, "internal: int4 weight {}x{} used as {n}x{k}", q.n, q.k);
-                    let p = int4.plan(gpu, m, n, k)?;
-                    let (wq, scales) = if reads_tiled(&p.variant) {
-                        let t =
-                            store.tiled(gpu, w).with_context(|| format!("{} on a {n}x{k} int4 weight", p.variant))?;
-                        (t.codes.ptr, t.scales.ptr)
-                    } else {
-                        (q.packed.ptr, q.scales.ptr)
+                    return unsafe {
+                        gemm::launch_linear(gpu, &p.kernels, &p.variant, &p.params, io, m, n, k, DType::BF16)
                     };
-                    let io = Int4Io { x, wq, scales, zeros: q.zeros_ptr(), r, y, ws };
-                    // SAFETY: as above (the packed weights are the store's, checked against N, K).
-                    unsafe {
-                        int4_linear::launch_linear(gpu, &p.kernels, &p.variant, &p.params, io, m, n, k, DType::BF16)
-                    }
                 }
-                None => {
-                    let p = dense.plan(gpu, m, n, k)?;
-                    let io = LinearIo { x, w, y, r, ws };
-                    // SAFETY: as above.
-                    unsafe { gemm::launch_linear(gpu, &p.kernels, &p.variant, &p.params, io, m, n, k, DType::BF16) }
-                }
-            },
+                let p = int4.plan(gpu, m, n, k)?;
+                let (wq, scales) = if reads_tiled(&p.variant) {
+                    let t = store.tiled(gpu, w).with_context(|| format!("{} on a {n}x{k} int4 weight", p.variant))?;
+                    (t.codes.ptr, t.scales.ptr)
+                } else {
+                    (q.packed.ptr, q.scales.ptr)
+                };
+                let io = Int4Io { x, wq, scales, zeros: q.zeros_ptr(), r, y, ws };
+                // SAFETY: as above (the packed weights are the store's, checked against N, K).
+                unsafe { int4_linear::launch_linear(gpu, &p.kernels, &p.variant, &p.params, io, m, n, k, DType::BF16) }
+            }
         }
+    }
+}
+
+/// Bytes of workspace an act-order store's gathered input of M×K bf16 takes (rounded up
+/// to 256 so the split-K part behind it stays aligned), or 0 for a store without act-order.
+fn gathered_input_bytes(store: &Int4Store, m: i64, k: i64) -> usize {
+    if store.has_act_order() {
+        ((m * k * 2) as usize).div_ceil(256) * 256
+    } else {
+        0
     }
 }
 

@@ -11,6 +11,7 @@
 //! * [`linear`]: cuBLAS, the tuned gemm family, or gemm_int4 on int4 weights, with database
 //!   lookup per (M, N, K)
 //! * [`int4_weights`]: the layers' linears quantized to int4 on the GPU (`--weights int4`)
+//! * [`model_linear`]: a layer's stored linears and their names (`3.down`)
 //! * [`shape`]: the sizes an instance is built for, KV-cache bytes
 //! * [`model`]: `GpuModel::forward` over one step of tagged tokens
 //! * [`generate`]: generation loops, sampling, timing
@@ -23,6 +24,7 @@ pub mod hf_ref;
 pub mod int4_weights;
 pub mod linear;
 pub mod model;
+pub mod model_linear;
 pub mod op_choice;
 pub mod op_fit;
 pub mod ops;
