@@ -16,7 +16,7 @@
 #   scripts/gpu-check.sh checkpoint                # kernlab quantize → GPTQ dir → e2e bf16 and int4
 #   scripts/gpu-check.sh big ["FILES"]             # big spaces swept in full (search ground truth)
 #   scripts/gpu-check.sh formats                   # llama3-8b decode with int4 g32/g64/g128 vs bf16
-#   scripts/gpu-check.sh methods                   # llama3-8b per-channel, act-order, mixed int4 vs bf16
+#   scripts/gpu-check.sh methods [check|speed]     # llama3-8b per-channel, act-order, mixed int4 vs bf16
 #   scripts/gpu-check.sh profile                   # llama3-8b per-op decode breakdown, bf16 and int4
 #   scripts/gpu-check.sh decode                    # int4_gemv_bulk swept on the decode shapes, e2e before/after
 #   scripts/gpu-check.sh fuse                      # int4_gemv_tc re-swept, llama3-8b fused vs apart, bf16 beside
@@ -187,10 +187,11 @@ formats() {
 # activations gathered), mixed precision (per-channel zero points with k down projections
 # kept bf16); then each new format validated against cuBLAS on its dequantized weights.
 methods() {
-  selftest gemm_int4
+  local part=${1:-all}
+  [ "$part" = speed ] || selftest gemm_int4
   local bench=(--batch 1 --prompt-len 128 --gen-len "${GEN_LEN:-256}" --runs "${RUNS:-2}" --ignore-eos
     --db "$R/tuned.json")
-  local row='Throughput|Decode step|% of band|int4:'
+  local row='Throughput|Decode step|% of DRAM|int4:'
   local -a names=(bf16 int4-g128 int4-channel int4-channel-zeros int4-g128-zeros-act int4-channel-zeros-keep4
     int4-channel-zeros-keep16)
   local -a flags=("" "--weights int4" "--weights int4 --int4-group channel"
@@ -198,11 +199,13 @@ methods() {
     "--weights int4 --int4-group channel --int4-zeros --int4-keep-bf16 0.down,1.down,2.down,3.down"
     "--weights int4 --int4-group channel --int4-zeros --int4-keep-bf16 $(seq -s, -f '%g.down' 0 15)")
   for i in "${!names[@]}"; do
+    [ "$part" = check ] && break
     step "llama3-8b ${names[$i]}"
     # shellcheck disable=SC2086
     timeout 150 "$K" e2e "${bench[@]}" ${flags[$i]} --out "$R/e2e-method-${names[$i]}" 2>&1 | grep -E "$row"
     failed "methods ${names[$i]}" "${PIPESTATUS[0]}"
   done
+  [ "$part" = speed ] && return
   for i in 2 3 4 5; do
     step "llama3-8b ${names[$i]} --validate"
     # shellcheck disable=SC2086
@@ -210,6 +213,13 @@ methods() {
       ${flags[$i]} --validate --out "$R/e2e-method-${names[$i]}-validate" 2>&1 | quiet | tail -12
     failed "methods ${names[$i]} validate" "${PIPESTATUS[0]}"
   done
+  # A real act-order checkpoint (GPTQ desc_act, g_idx scattered) on gemm_int4.
+  rm -rf /tmp/kl-act
+  step "kernlab quantize --preset tiny --method gptq-act, then e2e int4 --validate"
+  timeout 120 "$K" quantize --preset tiny --method gptq-act --out /tmp/kl-act 2>&1 | tail -2
+  timeout 150 "$K" e2e --model /tmp/kl-act --weights int4 --validate --batch 1,8 --prompt-len 16 --gen-len 32 \
+    --runs 1 --db "$R/tuned.json" --out "$R/e2e-act-checkpoint" 2>&1 | quiet | tail -16
+  failed "act-order checkpoint" "${PIPESTATUS[0]}"
 }
 
 # The per-op breakdown of a decode step (CUDA events around each op, a separate run from the
@@ -449,7 +459,7 @@ run() {
     search) devices; search ;;
     big) devices; big "$ARG" ;;
     formats) devices; formats ;;
-    methods) devices; methods ;;
+    methods) devices; methods "$ARG" ;;
     profile) devices; profile ;;
     decode) devices; decode ;;
     fuse) devices; fuse ;;
