@@ -25,6 +25,7 @@ fn entry(w: i64, i: i64) -> TunedEntry {
         cc: "9.0".into(),
         nvrtc: "13.0".into(),
         dtype: "bf16".into(),
+        format: None,
         shape: [("M".to_string(), w), ("N".to_string(), i), ("K".to_string(), 64)].into_iter().collect(),
         params: BTreeMap::new(),
         time_us: (w * 1000 + i) as f64,

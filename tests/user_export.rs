@@ -31,6 +31,7 @@ fn entry(
         cc: "9.0".into(),
         nvrtc: "13.0".into(),
         dtype: dtype.into(),
+        format: None,
         shape: shape.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
         params: params.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
         time_us: 10.0,

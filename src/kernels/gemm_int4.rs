@@ -114,6 +114,13 @@ impl Family for GemmInt4 {
     /// One row; odd N; partial M tiles; K of 1, 2, 3 and 9 g128 groups; M both sides of the
     /// gemv/mma boundary (16) — so every candidate meets tails, few K tiles and, for split-K,
     /// splits with no work.
+    /// The format of a candidate's weights, unless it is the kernels' default for `dt`
+    /// (g128 symmetric, scales in the activation dtype): the database's key for winners.
+    fn weight_format(&self, params: &std::collections::BTreeMap<String, i64>, dt: DType) -> Option<String> {
+        let f = Int4Format::from_params(params, dt).ok()?;
+        (f != Int4Format::default_for(dt)).then(|| f.label())
+    }
+
     fn selftest_shapes(&self) -> &'static [&'static str] {
         &[
             "1x8x128",

@@ -108,6 +108,12 @@ pub trait Family: Sync {
     /// Small and awkward shapes (odd sizes, one row, not multiples of any tile) that
     /// `kernlab selftest` checks every variant at.
     fn selftest_shapes(&self) -> &'static [&'static str];
+    /// The weight format a candidate's tunables select, for a family whose weights come in
+    /// several (gemm_int4), where it is not the default: the tuned database keeps winners
+    /// per format. None for every other family.
+    fn weight_format(&self, _params: &BTreeMap<String, i64>, _dt: DType) -> Option<String> {
+        None
+    }
 }
 
 /// All families kernlab knows.

@@ -77,6 +77,7 @@ pub fn tuned_params(gpu: &Gpu, cache: &ModuleCache, dt: DType) -> (BTreeMap<Stri
         cc: &gpu.props.cc(),
         nvrtc: cache.nvrtc_version(),
         dtype: dt.name(),
+        format: None,
         shape: &shape,
         source_hashes: &hashes,
     };

@@ -9,6 +9,11 @@
 //!                  "params": {"NUM_WARPS": 4, ...}, "time_us": 12.3, "peer_us": 20.1,
 //!                  "measured_at": "2026-11-27T18:00:00Z" } ] }
 //! ```
+//! A family whose weights come in several formats (gemm_int4: group, zero points, scale
+//! dtype) adds `"format": "g64-sym-bf16"` to a winner measured in another format than the
+//! kernels' default, and a lookup takes only winners of the format it asks for (no
+//! `format`: the default one), so a g128 winner never stands for a g64 weight.
+//!
 //! An entry is valid only for the template source it was measured with (`source_hash`):
 //! editing a template makes its old winners stale, and lookups skip them.
 //!
@@ -35,6 +40,9 @@ pub struct TunedEntry {
     pub cc: String,
     pub nvrtc: String,
     pub dtype: String,
+    /// The weight format, where the family has several and this is not its default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
     pub shape: BTreeMap<String, i64>,
     pub params: BTreeMap<String, i64>,
     pub time_us: f64,
@@ -43,13 +51,14 @@ pub struct TunedEntry {
 }
 
 impl TunedEntry {
-    fn slot(&self) -> (String, String, String, String, String, BTreeMap<String, i64>) {
+    fn slot(&self) -> (String, String, String, String, String, Option<String>, BTreeMap<String, i64>) {
         (
             self.kernel.clone(),
             self.gpu.clone(),
             self.cc.clone(),
             self.nvrtc.clone(),
             self.dtype.clone(),
+            self.format.clone(),
             self.shape.clone(),
         )
     }
@@ -69,6 +78,8 @@ pub struct Query<'a> {
     pub cc: &'a str,
     pub nvrtc: &'a str,
     pub dtype: &'a str,
+    /// The weight format (None: the family's default), as [`TunedEntry::format`].
+    pub format: Option<&'a str>,
     pub shape: &'a BTreeMap<String, i64>,
     /// Current source hash of each variant's template; entries for other hashes are stale.
     pub source_hashes: &'a BTreeMap<String, String>,
@@ -173,6 +184,7 @@ impl TunedDb {
                 && e.cc == q.cc
                 && e.nvrtc == q.nvrtc
                 && e.dtype == q.dtype
+                && e.format.as_deref() == q.format
                 && q.source_hashes.get(&e.variant).map(|h| h == &e.source_hash).unwrap_or(false)
         };
         let dist = |e: &TunedEntry| -> f64 {
@@ -231,6 +243,7 @@ mod tests {
             cc: "9.0".into(),
             nvrtc: "13.0".into(),
             dtype: "bf16".into(),
+            format: None,
             shape: shape(m, n, k),
             params: [("BM".to_string(), 64)].into_iter().collect(),
             time_us: t,
@@ -284,6 +297,7 @@ mod tests {
             cc: "9.0",
             nvrtc: "13.0",
             dtype: "bf16",
+            format: None,
             shape: &s,
             source_hashes: &hashes,
         };
@@ -301,7 +315,15 @@ mod tests {
         let stale: BTreeMap<String, String> = [("v".to_string(), "h2".to_string())].into_iter().collect();
         assert!(back.lookup(&Query { source_hashes: &stale, ..q.clone() }).is_none());
         // Another GPU has no entries.
-        assert!(back.lookup(&Query { gpu: "A40", ..q }).is_none());
+        assert!(back.lookup(&Query { gpu: "A40", ..q.clone() }).is_none());
+        // Winners are kept per weight format: a g64 one is neither taken for the default
+        // format nor replaced by its winner, and a format nothing was measured in finds none.
+        let mut d = back.clone();
+        d.upsert(TunedEntry { format: Some("g64-sym-bf16".into()), ..entry(1, 4096, 4096, "h1", 11.0) });
+        assert_eq!(d.entries.len(), 3);
+        assert_eq!(d.lookup(&q).unwrap().entry.time_us, 9.0);
+        assert_eq!(d.lookup(&Query { format: Some("g64-sym-bf16"), ..q.clone() }).unwrap().entry.time_us, 11.0);
+        assert!(d.lookup(&Query { format: Some("g32-sym-bf16"), ..q }).is_none());
     }
 
     #[test]

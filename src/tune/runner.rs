@@ -287,6 +287,7 @@ fn summarize(
                 cc: props.cc(),
                 nvrtc: cache.nvrtc_version().into(),
                 dtype: dt.name().into(),
+                format: fam.weight_format(&w.params, dt),
                 shape: shape.dims.iter().cloned().collect(),
                 params: w.params.clone(),
                 time_us: w.median_us().unwrap_or(f64::NAN),

@@ -110,6 +110,15 @@ impl Int4Format {
         }
     }
 
+    /// The format's macros, as a candidate's tunables name them.
+    pub fn params(&self) -> BTreeMap<String, i64> {
+        let fp16 = i64::from(self.scale_dtype == HalfDtype::F16);
+        [("GROUP", self.group), ("ZERO_MODE", self.zeros as i64), ("KL_SCALE_FP16", fp16)]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect()
+    }
+
     /// Short label, e.g. `g128-sym-bf16` or `channel-zp-f16`.
     pub fn label(&self) -> String {
         let g = if self.group == PER_CHANNEL { "channel".to_string() } else { format!("g{}", self.group) };
@@ -189,5 +198,7 @@ mod tests {
         assert_eq!(c.weight_bytes(8, 512), 8.0 * 256.0 + 8.0 * 3.0);
         assert_eq!((c.at_k(512).group, z.at_k(512).group), (512, 128));
         assert_eq!(c.label(), "channel-zp-bf16");
+        let back = Int4Format::from_params(&z.params(), DType::F16).unwrap();
+        assert_eq!(back, z, "bf16 scales stay bf16 under fp16 activations");
     }
 }

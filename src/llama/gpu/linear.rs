@@ -259,23 +259,40 @@ impl TunedGemm {
     fn choose(&self, m: i64, n: i64, k: i64) -> Result<(String, BTreeMap<String, i64>, PlanSource)> {
         let shape: BTreeMap<String, i64> =
             [("M".to_string(), m), ("N".to_string(), n), ("K".to_string(), k)].into_iter().collect();
+        // gemm_int4 winners are kept per weight format (a g128 winner is not one for g64).
+        let format = match self.kind {
+            LinearKind::Dense => None,
+            LinearKind::Int4 { format } => GemmInt4.weight_format(&format.at_k(k).params(), DType::BF16),
+        };
         let q = Query {
             kernel: self.kind.name(),
             gpu: &self.gpu_name,
             cc: &self.cc,
             nvrtc: self.cache.nvrtc_version(),
             dtype: "bf16",
+            format: format.as_deref(),
             shape: &shape,
             source_hashes: &self.hashes,
         };
         // A nearest-shape winner is only taken for an M its variant is meant for: a decode
         // winner (M = 8) reused for a 1024-token prefill was measured 6x slower than cuBLAS.
+        // A weight format nothing was tuned for borrows the default format's winners (their
+        // tunables run any format: `usable` pins it), as the nearest thing measured.
         let mut refused = Vec::new();
-        if let Some(f) = self.db.lookup(&q) {
+        let found = self.db.lookup(&q).map(|f| (f, None)).or_else(|| {
+            let label = q.format?;
+            let f = self.db.lookup(&Query { format: None, ..q.clone() })?;
+            Some((f, Some(format!("no {label} winner: the default format's"))))
+        });
+        if let Some((f, borrowed)) = found {
             if let Some(p) = self.usable(&f.entry.variant, &f.entry.params, m, k) {
                 match self.fits(&f.entry.variant, &p, m, n, k) {
                     Ok(()) => {
-                        let src = if f.exact { PlanSource::Exact } else { PlanSource::Nearest(f.note.clone()) };
+                        let src = match borrowed {
+                            Some(why) => PlanSource::Nearest(format!("{why}, {}", f.note)),
+                            None if f.exact => PlanSource::Exact,
+                            None => PlanSource::Nearest(f.note.clone()),
+                        };
                         return Ok((f.entry.variant.clone(), p, src));
                     }
                     Err(e) => refused.push(format!("the tuned {} does not fit ({e:#})", f.entry.variant)),

@@ -83,6 +83,7 @@ fn tuned_family_choice(
             cc: &cc,
             nvrtc: cache.nvrtc_version(),
             dtype: "bf16",
+            format: None,
             shape: &q_shape,
             source_hashes: &hashes,
         };
