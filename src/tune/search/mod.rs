@@ -70,8 +70,11 @@ impl SearchStrategy {
             SearchStrategy::Random => Box::new(grid::RandomSearch::new(space, seed)),
             SearchStrategy::Tpe => Box::new(tpe::TpeSearch::new(space, seed, tpe::TpeConfig::default())),
             SearchStrategy::Warm => {
-                let inner = SearchStrategy::Tpe.searcher(space, seed);
-                Box::new(warm::WarmStart::new(space, priors, warm::WarmConfig::default(), inner))
+                let cfg = warm::WarmConfig::default();
+                // The nearest shapes' winners also shape tpe's good density, valid here or not.
+                let transfer = &priors[..priors.len().min(cfg.transfer_points)];
+                let inner = tpe::TpeSearch::new(space, seed, tpe::TpeConfig::default()).with_transfer(transfer);
+                Box::new(warm::WarmStart::new(space, priors, cfg, Box::new(inner)))
             }
             SearchStrategy::Evolve => Box::new(evolve::EvolveSearch::new(space, seed, evolve::EvolveConfig::default())),
         }

@@ -10,6 +10,10 @@
 //! one when the space lists few enough, else a random sample plus the neighbours of the
 //! best few.
 //!
+//! Transfer points ([`TpeSearch::with_transfer`], the winners of other shapes from a warm
+//! start) are added to the good set with a fixed weight each, so they steer the first
+//! proposals and fade as the good set grows (it is a share of the measured candidates).
+//!
 //! Why hand-written: a TPE over a conditional (per-variant) space is a few counting loops;
 //! the Rust TPE crates model a flat box and sample it freely, which would propose the
 //! invalid points this tuner must never compile.
@@ -44,6 +48,9 @@ pub struct TpeConfig {
     /// (a tile size good only with a warp count) are modelled; otherwise a product of
     /// per-parameter marginals, as the original TPE.
     pub joint: bool,
+    /// Weight, in candidates, of each transfer point (see [`TpeSearch::with_transfer`]) in
+    /// the good density (marginal model only); without transfer points it does nothing.
+    pub transfer_weight: f64,
 }
 
 impl Default for TpeConfig {
@@ -59,6 +66,10 @@ impl Default for TpeConfig {
             pool: 256,
             elite: 3,
             joint: false,
+            // Replayed on the H200 grids with 3 transfer points (docs/results/search-replay.md):
+            // 1.5 left gemm_int4-grid's worst space at 22.4 % (26.5 % over 200 seeds), 2 at
+            // 21.4 (24.5), 3 and 4 at 18.4 (17.4 and 18.4), 5 took it back to 22.4.
+            transfer_weight: 3.0,
         }
     }
 }
@@ -70,6 +81,8 @@ pub struct TpeSearch<'a> {
     warmup: usize,
     seen: HashSet<Candidate>,
     told: Vec<(Candidate, Option<f64>)>,
+    /// Winners of other shapes, counted in the good density with `transfer_weight` each.
+    transfer: Vec<Candidate>,
 }
 
 impl<'a> TpeSearch<'a> {
@@ -78,7 +91,24 @@ impl<'a> TpeSearch<'a> {
             Some(n) => ((n as f64 * cfg.warmup_share).ceil() as usize).clamp(cfg.warmup_min, cfg.warmup_max),
             None => cfg.warmup_max,
         };
-        TpeSearch { space, cfg, rng: StdRng::seed_from_u64(seed), warmup, seen: HashSet::new(), told: Vec::new() }
+        TpeSearch {
+            space,
+            cfg,
+            rng: StdRng::seed_from_u64(seed),
+            warmup,
+            seen: HashSet::new(),
+            told: Vec::new(),
+            transfer: Vec::new(),
+        }
+    }
+
+    /// Candidates that won other shapes (valid here or not: a value the space lacks counts
+    /// at its nearest position), to count as good points of weight `transfer_weight` each.
+    /// Those of a variant the space lacks are dropped.
+    pub fn with_transfer(mut self, points: &[Candidate]) -> TpeSearch<'a> {
+        let variants = self.space.variants();
+        self.transfer = points.iter().filter(|c| variants.contains(&c.variant)).cloned().collect();
+        self
     }
 
     fn random_unseen(&mut self) -> Option<Candidate> {
@@ -107,10 +137,11 @@ impl<'a> TpeSearch<'a> {
     }
 
     fn propose(&mut self) -> Option<Candidate> {
-        let mut ok: Vec<(&Candidate, f64)> = self.told.iter().filter_map(|(c, t)| t.map(|t| (c, t))).collect();
-        if self.told.len() < self.warmup || ok.is_empty() {
+        let any_ok = self.told.iter().any(|(_, t)| t.is_some());
+        if self.told.len() < self.warmup || !any_ok {
             return self.random_unseen();
         }
+        let mut ok: Vec<(&Candidate, f64)> = self.told.iter().filter_map(|(c, t)| t.map(|t| (c, t))).collect();
         ok.sort_by(|a, b| a.1.total_cmp(&b.1));
         let n_good = ((ok.len() as f64 * self.cfg.gamma).ceil() as usize).clamp(1, ok.len());
         let good: Vec<&Candidate> = ok[..n_good].iter().map(|(c, _)| *c).collect();
@@ -123,7 +154,7 @@ impl<'a> TpeSearch<'a> {
             )
         } else {
             (
-                Model::Marginal(Density::fit(self.space, &good, &self.cfg)),
+                Model::Marginal(Density::fit_weighted(self.space, &good, &self.transfer, &self.cfg)),
                 Model::Marginal(Density::fit(self.space, &bad, &self.cfg)),
             )
         };
@@ -170,13 +201,22 @@ struct Density {
 
 impl Density {
     fn fit(space: &dyn SearchSpace, set: &[&Candidate], cfg: &TpeConfig) -> Density {
+        Density::fit_weighted(space, set, &[], cfg)
+    }
+
+    /// As `fit`, with `extra` points of weight `cfg.transfer_weight` each, whose values
+    /// count at their nearest position in the space's value lists.
+    fn fit_weighted(space: &dyn SearchSpace, set: &[&Candidate], extra: &[Candidate], cfg: &TpeConfig) -> Density {
         let variants = space.variants();
         let nv = variants.len().max(1) as f64;
-        let total = set.len() as f64 + cfg.prior_weight;
+        let xw = if extra.is_empty() { 0.0 } else { cfg.transfer_weight };
+        let weighted: Vec<(&Candidate, f64)> =
+            set.iter().map(|c| (*c, 1.0)).chain(extra.iter().map(|c| (c, xw))).filter(|(_, w)| *w > 0.0).collect();
+        let total = weighted.iter().map(|(_, w)| w).sum::<f64>() + cfg.prior_weight;
         let mut out = BTreeMap::new();
         for v in variants {
-            let members: Vec<&&Candidate> = set.iter().filter(|c| &c.variant == v).collect();
-            let p = (members.len() as f64 + cfg.prior_weight / nv) / total;
+            let members: Vec<(&Candidate, f64)> = weighted.iter().filter(|(c, _)| &c.variant == v).copied().collect();
+            let p = (members.iter().map(|(_, w)| w).sum::<f64>() + cfg.prior_weight / nv) / total;
             let mut params = BTreeMap::new();
             for d in space.dims(v) {
                 let len = d.values.len();
@@ -184,8 +224,8 @@ impl Density {
                     continue;
                 }
                 let mut w = vec![cfg.prior_weight / len as f64; len];
-                for c in &members {
-                    let Some(j) = c.params.get(&d.name).and_then(|x| d.index_of(*x)) else { continue };
+                for (c, cw) in &members {
+                    let Some(j) = c.params.get(&d.name).and_then(|x| nearest_index(d, *x)) else { continue };
                     let k: Vec<f64> = (0..len)
                         .map(|i| {
                             let z = (i as f64 - j as f64) / cfg.bandwidth;
@@ -194,7 +234,7 @@ impl Density {
                         .collect();
                     let sum: f64 = k.iter().sum();
                     for (wi, ki) in w.iter_mut().zip(k) {
-                        *wi += ki / sum;
+                        *wi += cw * ki / sum;
                     }
                 }
                 let sum: f64 = w.iter().sum();
@@ -269,6 +309,29 @@ impl<'s> JointDensity<'s> {
         }
         (sum / (self.prior_weight + self.members.len() as f64)).ln()
     }
+}
+
+/// Position of `v` in the dim's value list, else of the nearest value (in log ratio for
+/// positive values, else in difference; the lower one on a tie).
+fn nearest_index(d: &super::space::Dim, v: i64) -> Option<usize> {
+    if let Some(i) = d.index_of(v) {
+        return Some(i);
+    }
+    let dist = |x: i64| {
+        if x > 0 && v > 0 {
+            ((x as f64).ln() - (v as f64).ln()).abs()
+        } else {
+            (x - v).abs() as f64
+        }
+    };
+    let mut best: Option<(f64, usize)> = None;
+    for (i, &x) in d.values.iter().enumerate() {
+        let e = dist(x);
+        if best.is_none_or(|(b, _)| e < b) {
+            best = Some((e, i));
+        }
+    }
+    best.map(|(_, i)| i)
 }
 
 /// Each dim's value position in `c` (None where `c` lacks the parameter).

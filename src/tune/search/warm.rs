@@ -9,6 +9,14 @@
 //! a random warm-up: this is the transfer of TVM's tuner and Kernel Tuner's cached results,
 //! without a model across shapes (the recorded winners are the model).
 //!
+//! The nearest shapes' winners also enter tpe's model directly, as transfer points: weighted
+//! pseudo-observations in its good density, whether or not they are valid in this space (a
+//! value the space lacks counts at its nearest position). A prior invalid here cannot be
+//! measured, but it still says which variant and which region won nearby; without it, a
+//! space whose nearby winners of one variant are all invalid is searched as if only the
+//! measured priors' variant mattered. This is the prior over the optimum's location of
+//! BOPrO (Souza et al. 2021), in a TPE's good density, fading as measurements accumulate.
+//!
 //! This module sees priors only as plain candidates with the shape they won on: it does not
 //! know where they come from (database, CSV), so the layers point one way.
 
@@ -38,6 +46,9 @@ pub struct WarmConfig {
     /// ... and at most this share of the space (at least one), so that on a small space
     /// the priors never cost more than an inner strategy would spend finding the optimum.
     pub max_share: f64,
+    /// The first this many priors (the nearest shapes' winners) are also transfer points of
+    /// the inner tpe ([`super::tpe::TpeSearch::with_transfer`]), valid in the space or not.
+    pub transfer_points: usize,
 }
 
 impl Default for WarmConfig {
@@ -51,7 +62,11 @@ impl Default for WarmConfig {
         //   binds, because few winners of other shapes are valid in a given space;
         // - max_priors 8 against 4 and 16: equal on every CSV; 8 keeps a database of
         //   dozens of shapes from spending a big space's first evaluations on far shapes.
-        WarmConfig { per_shape: 1, max_priors: 8, max_share: 0.1 }
+        // - transfer_points 3 (with tpe's transfer weight 3): 2 and 4 met the targets too,
+        //   but the worst spaces were worse (gemm_int4-decode 14.3 % with 2, gemm-m128
+        //   22.7 % with 4, against 11.9 and 20.0 % with 3); 5 and 6 took gemm-m128's worst
+        //   space to 25.3 %.
+        WarmConfig { per_shape: 1, max_priors: 8, max_share: 0.1, transfer_points: 3 }
     }
 }
 

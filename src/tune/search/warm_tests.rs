@@ -28,7 +28,7 @@ fn dims(m: i64, n: i64, k: i64) -> ShapeDims {
 }
 
 /// Plenty of room for priors: the caps are tested on their own.
-const ROOMY: WarmConfig = WarmConfig { per_shape: 1, max_priors: 100, max_share: 1.0 };
+const ROOMY: WarmConfig = WarmConfig { per_shape: 1, max_priors: 100, max_share: 1.0, transfer_points: 0 };
 
 /// An inner strategy that proposes the list in order (skipping what it was told) and
 /// records every tell, so a test can see what the wrapper forwarded.
@@ -126,9 +126,17 @@ fn the_priors_are_capped_by_count_and_by_share_of_the_space() {
     let space = grid_space();
     let priors: Vec<Candidate> = space.list().unwrap().to_vec();
     let pending = |cfg: WarmConfig| WarmStart::new(&space, &priors, cfg, recorder(&space).0).pending();
-    assert_eq!(pending(WarmConfig { per_shape: 1, max_priors: 5, max_share: 1.0 }), 5);
-    assert_eq!(pending(WarmConfig { per_shape: 1, max_priors: 100, max_share: 0.1 }), 3, "10 % of 30");
-    assert_eq!(pending(WarmConfig { per_shape: 1, max_priors: 100, max_share: 0.0 }), 1, "at least one");
+    assert_eq!(pending(WarmConfig { per_shape: 1, max_priors: 5, max_share: 1.0, transfer_points: 0 }), 5);
+    assert_eq!(
+        pending(WarmConfig { per_shape: 1, max_priors: 100, max_share: 0.1, transfer_points: 0 }),
+        3,
+        "10 % of 30"
+    );
+    assert_eq!(
+        pending(WarmConfig { per_shape: 1, max_priors: 100, max_share: 0.0, transfer_points: 0 }),
+        1,
+        "at least one"
+    );
 }
 
 #[test]
@@ -166,4 +174,42 @@ fn evolve_never_proposes_what_it_was_told() {
     let asked = e.ask(100);
     assert_eq!(asked.len(), 15);
     assert!(asked.iter().all(|c| !told.contains(c)));
+}
+
+/// Variant `a`: X in 1..=16, variant `b`: Y in powers of two 1..=128.
+fn two_variant_space() -> ListSpace {
+    let mut pts: Vec<Candidate> = (1..=16).map(|x| cand("a", &[("X", x)])).collect();
+    pts.extend((0..8).map(|i| cand("b", &[("Y", 1 << i)])));
+    ListSpace::new(pts)
+}
+
+#[test]
+fn a_transfer_point_invalid_here_still_steers_tpe_to_its_variant_and_region() {
+    use super::tpe::{TpeConfig, TpeSearch};
+    let space = two_variant_space();
+    // Only `a` was measured, its best at X = 8: tpe alone goes on in `a`, near X = 8.
+    let measured: Vec<(Candidate, f64)> =
+        [(2, 14.0), (8, 10.0), (13, 12.0), (16, 15.0)].into_iter().map(|(x, t)| (cand("a", &[("X", x)]), t)).collect();
+    // A winner of another shape, of variant `b` with a Y this space lacks (nearest: 128),
+    // and one of a variant this space lacks (ignored).
+    let transfer = [cand("b", &[("Y", 200)]), cand("c", &[("Z", 1)])];
+    for seed in [0, 3, 11] {
+        let next = |points: &[Candidate]| {
+            let mut t = TpeSearch::new(&space, seed, TpeConfig::default()).with_transfer(points);
+            for (c, time) in &measured {
+                t.tell(c, Some(*time));
+            }
+            t.ask(1).pop().expect("a proposal")
+        };
+        let alone = next(&[]);
+        assert_eq!(alone.variant, "a", "seed {seed}: without transfer, {alone:?}");
+        assert!((7..=9).contains(&alone.params["X"]), "seed {seed}: next to the best, {alone:?}");
+        assert_eq!(next(&transfer), cand("b", &[("Y", 128)]), "seed {seed}: with transfer");
+        let no_weight = TpeConfig { transfer_weight: 0.0, ..TpeConfig::default() };
+        let mut t = TpeSearch::new(&space, seed, no_weight).with_transfer(&transfer);
+        for (c, time) in &measured {
+            t.tell(c, Some(*time));
+        }
+        assert_eq!(t.ask(1)[0].variant, "a", "seed {seed}: weight 0 is no transfer");
+    }
 }
