@@ -63,8 +63,9 @@ pub struct SweepArgs {
     /// database's winners at other shapes; also "tpe+warm") or evolve (local search; also
     /// "local"), e.g. --strategy warm. Default: the sweep file's; if it names none, per shape: grid when the
     /// whole space will be measured anyway (at most 300 valid candidates, no --budget below
-    /// that, no --time-budget, no --stop-within), tpe otherwise (fewest evaluations in the
-    /// replay of the recorded full grids, docs/results/search-replay.md).
+    /// that, no --time-budget, no --stop-within), warm otherwise (fewest evaluations in the
+    /// replay of the recorded full grids, docs/results/search-replay.md; tpe when the
+    /// database has no winners of other shapes).
     #[arg(long, value_name = "STRATEGY", value_parser = SearchStrategy::parse)]
     pub strategy: Option<SearchStrategy>,
     /// Evaluations per shape, failures included (0 = all), e.g. --budget 200. Default: the

@@ -171,5 +171,5 @@ fn search_flags_are_checked_before_any_work() {
     let (ok, text) = kernlab(&[&["sweep", "gemm", "--dry-run", "--no-compile"][..], &good[..]].concat());
     assert!(!ok && text.contains("cannot be used with"), "{text}");
     let (_, help) = kernlab(&["sweep", "--help"]);
-    assert!(help.contains("at most 300 valid candidates") && help.contains("tpe otherwise"), "{help}");
+    assert!(help.contains("at most 300 valid candidates") && help.contains("warm otherwise"), "{help}");
 }

@@ -211,7 +211,7 @@ fn a_halt_stops_the_shape_before_the_next_candidate() {
 }
 
 #[test]
-fn the_default_is_grid_for_a_small_space_measured_in_full_and_tpe_otherwise() {
+fn the_default_is_grid_for_a_small_space_measured_in_full_and_warm_otherwise() {
     let dir = tempfile::tempdir().unwrap();
     // 8 * 8 * 4 = 256 valid candidates of 512 points.
     let s = wide(dir.path(), 3, 8, "");
@@ -220,12 +220,12 @@ fn the_default_is_grid_for_a_small_space_measured_in_full_and_tpe_otherwise() {
     let all = plan(&s, &envs, &SearchRequest::default()).unwrap();
     assert_eq!(all[0].strategy, SearchStrategy::Grid);
     let budgeted = plan(&s, &envs, &SearchRequest { budget: 30, ..Default::default() }).unwrap();
-    assert_eq!(budgeted[0].strategy, SearchStrategy::Tpe);
+    assert_eq!(budgeted[0].strategy, SearchStrategy::Warm);
     assert_eq!(budgeted[0].limits.max_evals, Some(30));
     let timed = SearchRequest { time_budget: Some(Duration::from_secs(60)), ..Default::default() };
-    assert_eq!(default_strategy(Some(256), &timed), SearchStrategy::Tpe);
-    assert_eq!(default_strategy(Some(301), &SearchRequest::default()), SearchStrategy::Tpe);
-    assert_eq!(default_strategy(None, &SearchRequest { budget: 50, ..Default::default() }), SearchStrategy::Tpe);
+    assert_eq!(default_strategy(Some(256), &timed), SearchStrategy::Warm);
+    assert_eq!(default_strategy(Some(301), &SearchRequest::default()), SearchStrategy::Warm);
+    assert_eq!(default_strategy(None, &SearchRequest { budget: 50, ..Default::default() }), SearchStrategy::Warm);
     // The sweep file's choice wins over the rule, and names every strategy.
     let t = wide(dir.path(), 3, 8, "strategy = \"tpe\"");
     assert_eq!(t.strategy, Some(SearchStrategy::Tpe));

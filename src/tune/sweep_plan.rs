@@ -10,10 +10,12 @@
 //!
 //! The default when neither `--strategy` nor the sweep file names one: grid when the whole
 //! space is going to be measured anyway (at most [`FULL_SWEEP_LIMIT`] valid candidates, no
-//! `--budget` below that, no `--time-budget`, no `--stop-within`), tpe otherwise. In the
-//! replay of the recorded full grids (docs/results/search-replay.md) tpe needs the fewest
-//! evaluations to come within 3 % of the optimum on every CSV, ahead of random, evolve and
-//! grid, once the budget is below the space's size.
+//! `--budget` below that, no `--time-budget`, no `--stop-within`), warm (tpe+warm)
+//! otherwise. In the replay of the recorded full grids and the big spaces
+//! (docs/results/search-replay.md) tpe+warm needs the fewest evaluations to come within 3 %
+//! of the optimum on every CSV, ahead of tpe, random, evolve and grid, once the budget is
+//! below the space's size; with no winners of other shapes in the tuned database it is tpe,
+//! proposal for proposal.
 
 use super::db::TunedDb;
 use super::record::CandidateRecord;
@@ -74,7 +76,7 @@ pub fn default_strategy(valid: Option<u128>, req: &SearchRequest) -> SearchStrat
         Some(n) if n <= FULL_SWEEP_LIMIT && !limited && (req.budget == 0 || req.budget as u128 >= n) => {
             SearchStrategy::Grid
         }
-        _ => SearchStrategy::Tpe,
+        _ => SearchStrategy::Warm,
     }
 }
 
