@@ -4,7 +4,7 @@
 //! family = "gemm"
 //! dtypes = ["bf16"]
 //! shapes = ["1x4096x4096", "2048x28672x4096"]
-//! strategy = "grid"            # or "random", "tpe", "evolve"; absent = chosen per shape
+//! strategy = "grid"            # or "random", "tpe", "warm", "evolve"; absent = chosen per shape
 //! budget = 0                   # evaluations per shape; 0 = all
 //! [tolerance]
 //! bf16 = 2e-2
