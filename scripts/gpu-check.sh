@@ -17,6 +17,7 @@
 #   scripts/gpu-check.sh big ["FILES"]             # big spaces swept in full (search ground truth)
 #   scripts/gpu-check.sh formats                   # llama3-8b decode with int4 g32/g64/g128 vs bf16
 #   scripts/gpu-check.sh methods [check|speed]     # llama3-8b per-channel, act-order, mixed int4 vs bf16
+#   scripts/gpu-check.sh groups                    # gemm_int4 swept at g64 and per channel, e2e before/after
 #   scripts/gpu-check.sh profile                   # llama3-8b per-op decode breakdown, bf16 and int4
 #   scripts/gpu-check.sh decode                    # int4_gemv_bulk swept on the decode shapes, e2e before/after
 #   scripts/gpu-check.sh fuse                      # int4_gemv_tc re-swept, llama3-8b fused vs apart, bf16 beside
@@ -220,6 +221,36 @@ methods() {
   timeout 150 "$K" e2e --model /tmp/kl-act --weights int4 --validate --batch 1,8 --prompt-len 16 --gen-len 32 \
     --runs 1 --db "$R/tuned.json" --out "$R/e2e-act-checkpoint" 2>&1 | quiet | tail -16
   failed "act-order checkpoint" "${PIPESTATUS[0]}"
+}
+
+# gemm_int4 tuned in other formats than g128: the decode kernels swept at g64 and per channel
+# (GROUP = K) on the llama3-8b decode shapes into the tuned database (its winners are kept per
+# format), with llama3-8b int4 at g128, g64 and per channel before and after, in one call.
+groups() {
+  local bench=(--batch 1 --prompt-len 128 --gen-len "${GEN_LEN:-256}" --runs "${RUNS:-2}" --ignore-eos
+    --db "$R/tuned.json")
+  local row='Throughput|Decode step|% of DRAM'
+  e2e_groups() {
+    for g in 128 64 channel; do
+      step "llama3-8b int4 g$g ($1)"
+      timeout 150 "$K" e2e "${bench[@]}" --weights int4 --int4-group "$g" --out "$R/e2e-group-$g-$1" 2>&1 | grep -E "$row"
+      failed "groups e2e g$g $1" "${PIPESTATUS[0]}"
+    done
+  }
+  e2e_groups before
+  # A sweep compares one format at a time: the file's GROUP pinned to the one swept.
+  local -a sets=("64:1x6144x4096,1x4096x4096,1x28672x4096,1x4096x14336" "4096:1x6144x4096,1x4096x4096,1x28672x4096"
+    "14336:1x4096x14336")
+  for set in "${sets[@]}"; do
+    local g=${set%%:*} shapes=${set#*:}
+    sed "s/GROUP = \[128\]/GROUP = [$g]/" sweeps/gemm_int4.toml > "sweeps/gemm_int4-g$g.toml"
+    step "sweep gemm_int4 GROUP=$g int4_gemv_tc,int4_gemv on $shapes"
+    timeout 300 "$K" sweep gemm_int4 --file "sweeps/gemm_int4-g$g.toml" --variant int4_gemv_tc,int4_gemv \
+      --shape "$shapes" --budget "${BUDGET:-60}" --db "$R/tuned.json" --out "$R/gemm_int4-g$g.csv" 2>&1 | tail -14
+    failed "sweep g$g" "${PIPESTATUS[0]}"
+    rm -f "sweeps/gemm_int4-g$g.toml"
+  done
+  e2e_groups after
 }
 
 # The per-op breakdown of a decode step (CUDA events around each op, a separate run from the
@@ -460,6 +491,7 @@ run() {
     big) devices; big "$ARG" ;;
     formats) devices; formats ;;
     methods) devices; methods "$ARG" ;;
+    groups) devices; groups ;;
     profile) devices; profile ;;
     decode) devices; decode ;;
     fuse) devices; fuse ;;
@@ -467,7 +499,7 @@ run() {
       devices; selftest ""
       sweeps "gemm softmax rmsnorm rope swiglu attention_decode attention_decode_varlen attention_prefill attention_prefill_varlen"
       int4; e2e; hf ;;
-    *) echo "error: unknown mode '$MODE' (quick, selftest, ceilings, sweeps, int4, e2e, hf, smollm2, user, search, big, formats, methods, profile, decode, fuse, all)" >&2; return 2 ;;
+    *) echo "error: unknown mode '$MODE' (quick, selftest, ceilings, sweeps, int4, e2e, hf, smollm2, user, search, big, formats, methods, groups, profile, decode, fuse, all)" >&2; return 2 ;;
   esac
 }
 rm -f "$OUT/failed.txt"
