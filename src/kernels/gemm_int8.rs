@@ -20,8 +20,8 @@ mod problem;
 pub mod quantize;
 
 pub use linear::{
-    check_shape, gemv_plan, launch_linear, workspace_bytes, GemvPlan, Int8Io, GEMV_MAX_M, K_MULTIPLE, MAX_SPLITK,
-    VARIANTS,
+    check_shape, gemv_plan, launch_linear, m_max_for, workspace_bytes, GemvPlan, Int8Io, GEMV_MAX_M, K_MULTIPLE,
+    MAX_SPLITK, VARIANTS,
 };
 pub use problem::GemmInt8Problem;
 pub use quantize::{quantize_request, DeviceInt8, Int8Quantizer, QUANTIZE_SOURCE};

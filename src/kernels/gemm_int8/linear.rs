@@ -52,6 +52,12 @@ fn grid_dim(v: i64, what: &str) -> Result<u32> {
     Ok(v as u32)
 }
 
+/// The M_MAX int8_gemv should be compiled with for `m` rows: the smallest of 1, 2, 4, 8, 16
+/// that is at least `m` (what the sweep keeps), `None` past [`GEMV_MAX_M`].
+pub fn m_max_for(m: i64) -> Option<i64> {
+    [1, 2, 4, 8, 16].into_iter().find(|&v| v >= m.max(1))
+}
+
 /// The rules every int8 variant shares: dtype, dimensions, K's multiple.
 fn check_common(m: i64, n: i64, k: i64, dt: DType) -> Result<()> {
     let shape = format!("{m}x{n}x{k}");
@@ -212,6 +218,12 @@ mod tests {
         assert_eq!(plan.reduce, Some(Geometry { grid: (12, 1, 1), block: (256, 1, 1), smem: 0 }));
         assert_eq!(workspace_bytes("int8_gemv", &s, 3, 1000), 4 * 3 * 1000 * 4);
         assert_eq!(workspace_bytes("int8_gemv", &defaults(), 3, 1000), 0);
+    }
+
+    #[test]
+    fn m_max_is_the_next_power_of_two() {
+        let got: Vec<Option<i64>> = [0, 1, 2, 3, 5, 8, 9, 16, 17].iter().map(|&m| m_max_for(m)).collect();
+        assert_eq!(got, [Some(1), Some(1), Some(2), Some(4), Some(8), Some(8), Some(16), Some(16), None]);
     }
 
     #[test]
