@@ -83,6 +83,15 @@ pub fn run(ordinal: usize, only: &[String]) -> Result<ExitCode> {
             rec(false, format!("int4 gate+up SwiGLU epilogue: {e:#}"));
         }
     }
+    if all || only.iter().any(|f| f == "gemm_int8") {
+        let mut rec = |ok: bool, what: String| t.record(ok, what);
+        if let Err(e) = crate::selftest_int8::check_quantizer(&gpu, &cache, &mut rec) {
+            rec(false, format!("int8 device quantizer: {e:#}"));
+        }
+        if let Err(e) = crate::selftest_int8::check_model_linear(&gpu, &util, &cache, &mut rec) {
+            rec(false, format!("int8 model linear: {e:#}"));
+        }
+    }
     if all || only.iter().any(|f| f == "gemm") {
         if let Err(e) = check_residual(&gpu, &util, &cache, &mut t) {
             t.record(false, format!("gemm residual epilogue: {e:#}"));

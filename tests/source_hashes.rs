@@ -40,6 +40,7 @@ const RAW_EMBEDDED: &[&str] = &[
     "kernels/gemm_int4/quantize.cu",
     "kernels/gemm_int4/reference.cu",
     "kernels/gemm_int4/repack.cu",
+    "kernels/gemm_int8/quantize.cu",
     "kernels/llama/ops.cu",
     "kernels/roofline/ceilings.cu",
     "kernels/user/helpers.cu",

@@ -10,6 +10,7 @@ pub mod attention_decode;
 pub mod attention_prefill;
 pub mod gemm;
 pub mod gemm_int4;
+pub mod gemm_int8;
 pub mod rmsnorm;
 pub mod rope;
 pub mod softmax;
@@ -121,6 +122,7 @@ pub fn families() -> Vec<&'static dyn Family> {
     vec![
         &gemm::Gemm,
         &gemm_int4::GemmInt4,
+        &gemm_int8::GemmInt8,
         &softmax::Softmax,
         &rmsnorm::RmsNorm,
         &rope::Rope,

@@ -1,0 +1,228 @@
+//! One gemm_int8 shape on the GPU: random activations and a random 16-bit weight quantized
+//! by the device quantizer, the dequantize-then-cuBLAS reference, the candidates' launches
+//! and the cuBLAS bf16 peer.
+
+use super::linear::{launch_linear, workspace_bytes, Int8Io, GEMV_MAX_M, MAX_SPLITK, VARIANTS};
+use super::quantize::{DeviceInt8, Int8Quantizer};
+use crate::gpu::blas::Blas;
+use crate::gpu::cache::{self, ModuleCache};
+use crate::gpu::device::{DevBuf, Gpu, Kernel};
+use crate::gpu::util::{Comparison, Util};
+use crate::kernels::{DType, Problem, Shape};
+use crate::quant::{quantize_int8_per_channel, HalfDtype};
+use anyhow::{bail, Context, Result};
+use std::collections::BTreeMap;
+
+/// Largest M·N·K `reference_vs_cpu` computes on the host.
+const CPU_CHECK_MAX_MACS: i64 = 1 << 31;
+/// Seed offset of the weight (the activations use the seed itself).
+const WEIGHT_SEED: u64 = 0x1a7_0008;
+
+pub(crate) fn half_of(dt: DType) -> HalfDtype {
+    if dt == DType::F16 {
+        HalfDtype::F16
+    } else {
+        HalfDtype::Bf16
+    }
+}
+
+pub struct GemmInt8Problem {
+    pub m: i64,
+    pub n: i64,
+    pub k: i64,
+    pub dt: DType,
+    /// Seed of the current inputs (`reference_vs_cpu` regenerates the weight from it).
+    seed: u64,
+    x: DevBuf,
+    /// The random weight until it is quantized, then dequant(W) in the activation dtype: the
+    /// reference's and the peer's weight.
+    w: DevBuf,
+    wq: DeviceInt8,
+    y: DevBuf,
+    y_ref: DevBuf,
+    /// fp32 split-K partials (M ≤ 16, up to MAX_SPLITK splits).
+    ws: DevBuf,
+    quantizer: Int8Quantizer,
+    blas: Blas,
+}
+
+impl GemmInt8Problem {
+    pub fn new(gpu: &Gpu, s: &Shape, dt: DType) -> Result<GemmInt8Problem> {
+        let (m, n, k) = (s.get("M"), s.get("N"), s.get("K"));
+        let e = dt.bytes() as i64;
+        let ws_bytes = if m <= GEMV_MAX_M { MAX_SPLITK * m * n * 4 } else { 0 };
+        let need = m * k * e + n * k * e + n * k + 2 * n + 2 * m * n * e + ws_bytes;
+        let (free, _) = gpu.ctx.mem_get_info().unwrap_or((usize::MAX, 0));
+        if need as usize > free {
+            bail!(
+                "gemm_int8 {}: needs {:.1} GiB of GPU memory (with the 16-bit reference weight), {:.1} GiB free",
+                s.label(),
+                need as f64 / (1u64 << 30) as f64,
+                free as f64 / (1u64 << 30) as f64
+            );
+        }
+        let cache = ModuleCache::open(&cache::default_dir())?;
+        let alloc = |b: i64| gpu.alloc(b as usize);
+        Ok(GemmInt8Problem {
+            m,
+            n,
+            k,
+            dt,
+            seed: 1,
+            x: alloc(m * k * e)?,
+            w: alloc(n * k * e)?,
+            wq: DeviceInt8::alloc(gpu, n, k)?,
+            y: alloc(m * n * e)?,
+            y_ref: alloc(m * n * e)?,
+            ws: alloc(ws_bytes)?,
+            quantizer: Int8Quantizer::new(gpu, &cache, dt)?,
+            blas: Blas::new(gpu)?,
+        })
+    }
+
+    /// The random weight of `seed` into `buf`: uniform in ±1/√K, so outputs have rms ≈ 0.33
+    /// whatever K is.
+    fn fill_weight(&self, gpu: &Gpu, util: &Util, buf: &DevBuf, seed: u64) -> Result<()> {
+        let scale = 1.0 / (self.k as f32).sqrt();
+        util.fill(gpu, buf, self.dt, (self.n * self.k) as usize, seed ^ WEIGHT_SEED, scale)
+    }
+
+    fn check_workspace(&self, variant: &str, p: &BTreeMap<String, i64>) -> Result<()> {
+        let need = workspace_bytes(variant, p, self.m, self.n);
+        if need > self.ws.bytes {
+            bail!(
+                "{variant} {}x{}x{}: SPLITK = {} needs a {need}-byte workspace, this problem has {} (split-K is for \
+                 M <= {GEMV_MAX_M}, SPLITK <= {MAX_SPLITK})",
+                self.m,
+                self.n,
+                self.k,
+                p.get("SPLITK").copied().unwrap_or(1),
+                self.ws.bytes
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Problem for GemmInt8Problem {
+    fn randomize(&mut self, gpu: &Gpu, util: &Util, seed: u64) -> Result<()> {
+        self.seed = seed;
+        util.fill(gpu, &self.x, self.dt, (self.m * self.k) as usize, seed, 1.0)?;
+        self.fill_weight(gpu, util, &self.w, seed)?;
+        self.quantizer.quantize_into(gpu, self.w.ptr, &self.wq)?;
+        // The 16-bit weight is not needed any more: it becomes dequant(W).
+        self.quantizer.dequantize(gpu, &self.wq, &self.w)?;
+        self.blas.linear(self.dt, self.x.ptr, self.w.ptr, self.y_ref.ptr, self.m, self.n, self.k, false)?;
+        gpu.synchronize()
+    }
+
+    fn poison(&mut self, gpu: &Gpu, util: &Util) -> Result<()> {
+        util.poison(gpu, &self.y)?;
+        // Split-K partials must all be written: a NaN left in the workspace reaches Y.
+        if self.ws.bytes > 0 {
+            util.poison(gpu, &self.ws)?;
+        }
+        Ok(())
+    }
+
+    fn run(
+        &mut self,
+        gpu: &Gpu,
+        variant: &str,
+        kernels: &BTreeMap<String, Kernel>,
+        p: &BTreeMap<String, i64>,
+    ) -> Result<()> {
+        if !VARIANTS.contains(&variant) {
+            bail!("the gemm_int8 family has no variant {variant:?} (known: {})", VARIANTS.join(", "));
+        }
+        self.check_workspace(variant, p)?;
+        let io = Int8Io {
+            x: self.x.ptr,
+            wq: self.wq.q.ptr,
+            scales: self.wq.scales.ptr,
+            r: 0, // no residual (selftest checks the residual through the model's linear)
+            y: self.y.ptr,
+            ws: self.ws.ptr,
+        };
+        // SAFETY: the buffers were allocated by `new` for (M, N, K), the workspace for the
+        // largest split; `kernels` are compiled with `p` in this dtype.
+        unsafe { launch_linear(gpu, kernels, variant, p, io, self.m, self.n, self.k, self.dt) }
+    }
+
+    fn check(&mut self, gpu: &Gpu, util: &Util) -> Result<Comparison> {
+        util.compare(gpu, &self.y, &self.y_ref, self.dt, (self.m * self.n) as usize)
+    }
+
+    /// cuBLAS bf16 (or fp16) GEMM on the dequantized weight: what the int8 kernels replace.
+    /// It recomputes the reference bit for bit (same inputs, same cuBLAS call).
+    fn run_peer(&mut self, _gpu: &Gpu) -> Result<Option<()>> {
+        self.blas.linear(self.dt, self.x.ptr, self.w.ptr, self.y_ref.ptr, self.m, self.n, self.k, false)?;
+        Ok(Some(()))
+    }
+
+    /// Checks every step of the reference on the host: the device quantizer's codes and
+    /// scales bit for bit against `quant::quantize_int8_per_channel` on the same weight
+    /// (regenerated from the seed), the dequantized weight bit for bit against
+    /// `Int8Weight::dequantize` rounded to the activation dtype, and y_ref against the f64
+    /// product on that rounded weight.
+    fn reference_vs_cpu(&mut self, gpu: &Gpu) -> Result<Option<f64>> {
+        gpu.synchronize()?;
+        let label = format!("gemm_int8 {}x{}x{}", self.m, self.n, self.k);
+        if self.m * self.n * self.k > CPU_CHECK_MAX_MACS {
+            bail!("{label}: too large for the CPU check of the reference (M·N·K > 2^31); use a smaller shape");
+        }
+        let (m, n, k) = (self.m as usize, self.n as usize, self.k as usize);
+        let act = half_of(self.dt);
+        let cache = ModuleCache::open(&cache::default_dir())?;
+        let util = Util::new(gpu, &cache)?;
+        let w_dev = gpu.alloc(n * k * 2)?;
+        self.fill_weight(gpu, &util, &w_dev, self.seed)?;
+        gpu.synchronize()?;
+        let w: Vec<f32> = w_dev.download::<u16>(n * k)?.iter().map(|b| act.to_f32(*b)).collect();
+        let host = quantize_int8_per_channel(&w, n, k, act).context("host int8 quantization of the random weight")?;
+        let q: Vec<i8> = self.wq.q.download(n * k)?;
+        let scales: Vec<u16> = self.wq.scales.download(n)?;
+        if let Some(i) = scales.iter().zip(&host.scales).position(|(a, b)| a != b) {
+            bail!(
+                "{label}: the device quantizer's scale of row {i} is {:#06x}, the host's {:#06x}",
+                scales[i],
+                host.scales[i]
+            );
+        }
+        if let Some(i) = q.iter().zip(&host.q).position(|(a, b)| a != b) {
+            bail!(
+                "{label}: the device quantizer's code at row {}, column {} is {}, the host's {}",
+                i / k,
+                i % k,
+                q[i],
+                host.q[i]
+            );
+        }
+        let deq: Vec<u16> = self.w.download(n * k)?;
+        let deq_host: Vec<f32> = host.dequantize();
+        for (i, (d, h)) in deq.iter().zip(&deq_host).enumerate() {
+            if *d != act.from_f32(*h) {
+                bail!(
+                    "{label}: int8_dequantize disagrees with Int8Weight::dequantize at row {}, column {}: device \
+                     {d:#06x}, host {:#06x}",
+                    i / k,
+                    i % k,
+                    act.from_f32(*h)
+                );
+            }
+        }
+        let x: Vec<f64> = self.x.download::<u16>(m * k)?.iter().map(|b| f64::from(act.to_f32(*b))).collect();
+        let wr: Vec<f64> = deq.iter().map(|b| f64::from(act.to_f32(*b))).collect();
+        let y_dev: Vec<u16> = self.y_ref.download(m * n)?;
+        let (mut max_diff, mut max_ref) = (0.0f64, 0.0f64);
+        for mi in 0..m {
+            let xr = &x[mi * k..][..k];
+            for ni in 0..n {
+                let c: f64 = xr.iter().zip(&wr[ni * k..][..k]).map(|(a, b)| a * b).sum();
+                max_diff = max_diff.max((c - f64::from(act.to_f32(y_dev[mi * n + ni]))).abs());
+                max_ref = max_ref.max(c.abs());
+            }
+        }
+        Ok(Some(max_diff / max_ref.max(1e-30)))
+    }
+}
