@@ -16,7 +16,7 @@
 #   scripts/gpu-check.sh checkpoint                # kernlab quantize → GPTQ dir → e2e bf16 and int4
 #   scripts/gpu-check.sh big ["FILES"]             # big spaces swept in full (search ground truth)
 #   scripts/gpu-check.sh formats                   # llama3-8b decode with int4 g32/g64/g128 vs bf16
-#   scripts/gpu-check.sh methods [check|speed]     # llama3-8b per-channel, act-order, mixed int4 vs bf16
+#   scripts/gpu-check.sh methods [check|speed|validate] # llama3-8b per-channel, act-order, mixed int4 vs bf16
 #   scripts/gpu-check.sh groups                    # gemm_int4 swept at g64 and per channel, e2e before/after
 #   scripts/gpu-check.sh profile                   # llama3-8b per-op decode breakdown, bf16 and int4
 #   scripts/gpu-check.sh decode                    # int4_gemv_bulk swept on the decode shapes, e2e before/after
@@ -186,31 +186,33 @@ formats() {
 # and int4 g128 of the same call: per-channel scales (RTN per channel, and per tensor, which
 # stores the same format), GPTQ act-order (g128 with zero points, columns permuted and the
 # activations gathered), mixed precision (per-channel zero points with k down projections
-# kept bf16); then each new format validated against cuBLAS on its dequantized weights.
+# kept bf16), int8 per channel (gemm_int8); then each new format validated against cuBLAS on
+# its dequantized weights.
 methods() {
-  local part=${1:-all}
-  [ "$part" = speed ] || selftest gemm_int4
+  local part=${1:-all}  # all, check (selftest + validations), speed, validate (without the selftest)
+  case "$part" in all | check) selftest gemm_int4 ;; esac
   local bench=(--batch 1 --prompt-len 128 --gen-len "${GEN_LEN:-256}" --runs "${RUNS:-2}" --ignore-eos
     --db "$R/tuned.json")
   local row='Throughput|Decode step|% of DRAM|int4:'
   local -a names=(bf16 int4-g128 int4-channel int4-channel-zeros int4-g128-zeros-act int4-channel-zeros-keep4
-    int4-channel-zeros-keep16)
+    int4-channel-zeros-keep16 int8)
   local -a flags=("" "--weights int4" "--weights int4 --int4-group channel"
     "--weights int4 --int4-group channel --int4-zeros" "--weights int4 --int4-zeros --int4-act-order"
     "--weights int4 --int4-group channel --int4-zeros --int4-keep-bf16 0.down,1.down,2.down,3.down"
-    "--weights int4 --int4-group channel --int4-zeros --int4-keep-bf16 $(seq -s, -f '%g.down' 0 15)")
+    "--weights int4 --int4-group channel --int4-zeros --int4-keep-bf16 $(seq -s, -f '%g.down' 0 15)"
+    "--weights int8")
   for i in "${!names[@]}"; do
-    [ "$part" = check ] && break
+    case "$part" in check | validate) break ;; esac
     step "llama3-8b ${names[$i]}"
     # shellcheck disable=SC2086
     timeout 150 "$K" e2e "${bench[@]}" ${flags[$i]} --out "$R/e2e-method-${names[$i]}" 2>&1 | grep -E "$row"
     failed "methods ${names[$i]}" "${PIPESTATUS[0]}"
   done
   [ "$part" = speed ] && return
-  for i in 2 3 4 5; do
+  for i in 2 3 4 5 7; do
     step "llama3-8b ${names[$i]} --validate"
     # shellcheck disable=SC2086
-    timeout 200 "$K" e2e --batch 1 --prompt-len 64 --gen-len 32 --runs 1 --ignore-eos --db "$R/tuned.json" \
+    timeout 200 "$K" e2e --batch 1 --prompt-len 64 --gen-len 128 --runs 1 --ignore-eos --db "$R/tuned.json" \
       ${flags[$i]} --validate --out "$R/e2e-method-${names[$i]}-validate" 2>&1 | quiet | tail -12
     failed "methods ${names[$i]} validate" "${PIPESTATUS[0]}"
   done

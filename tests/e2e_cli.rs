@@ -27,7 +27,7 @@ fn hf_reference_without_model_is_refused() {
 }
 
 #[test]
-fn int4_weights_with_a_bf16_check_are_refused() {
+fn quant_weights_with_a_bf16_check_are_refused() {
     assert_refused(&["--preset", "tiny", "--weights", "int4", "--check-cpu"], &["--weights int4", "--validate"]);
     assert_refused(&["--weights", "int8"], &["int8", "int4"]);
 }

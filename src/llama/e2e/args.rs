@@ -89,11 +89,12 @@ pub struct E2eArgs {
     /// Time per op kind with CUDA events (an extra, separate run).
     #[arg(long)]
     pub profile: bool,
-    /// Precision of the layers' linear weights: bf16, or int4 (quantized on the GPU with
-    /// round-to-nearest, g128 symmetric, bf16 scales; the lm_head stays bf16). With int4,
-    /// --validate compares against cuBLAS on the dequantized weights and reports the
-    /// quantization's effect against the bf16 model. E.g. --weights int4.
-    #[arg(long, value_name = "PRECISION", default_value = "bf16", value_parser = ["bf16", "int4"])]
+    /// Precision of the layers' linear weights: bf16, int4 (quantized on the GPU with
+    /// round-to-nearest, g128 symmetric, bf16 scales; the lm_head stays bf16) or int8 (one
+    /// symmetric bf16 scale per output channel, on gemm_int8). Quantized, --validate compares
+    /// against cuBLAS on the dequantized weights and reports the quantization's effect
+    /// against the bf16 model. E.g. --weights int4.
+    #[arg(long, value_name = "PRECISION", default_value = "bf16", value_parser = ["bf16", "int4", "int8"])]
     pub weights: String,
     /// With --weights int4: K columns per scale, 32, 64, 128 or 256; channel for one scale
     /// per row (each linear's K); or auto (128 where it divides every linear's K, else the
@@ -182,10 +183,11 @@ pub fn resolve(a: &E2eArgs) -> Result<ModelSource> {
     if a.prompt.is_none() && a.prompt_len == 0 {
         bail!("--prompt-len must be at least 1");
     }
-    if a.weights == "int4" && (a.check_cpu || a.hf_reference.is_some()) {
+    if a.weights != "bf16" && (a.check_cpu || a.hf_reference.is_some()) {
         bail!(
-            "--check-cpu and --hf-reference check the bf16 path; run them without --weights int4 (with int4, \
-             --validate compares against cuBLAS on the dequantized weights)"
+            "--check-cpu and --hf-reference check the bf16 path; run them without --weights {} (quantized, \
+             --validate compares against cuBLAS on the dequantized weights)",
+            a.weights
         );
     }
     if a.int4_lm_head && a.weights != "int4" {
@@ -194,8 +196,11 @@ pub fn resolve(a: &E2eArgs) -> Result<ModelSource> {
     if a.int4_zeros && a.weights != "int4" {
         bail!("--int4-zeros sets the format of int4 weights; add --weights int4 or leave it out");
     }
-    if (a.int4_act_order || a.int4_keep_bf16.is_some()) && a.weights != "int4" {
-        bail!("--int4-act-order and --int4-keep-bf16 shape int4 weights; add --weights int4 or leave them out");
+    if a.int4_act_order && a.weights != "int4" {
+        bail!("--int4-act-order shapes int4 weights; add --weights int4 or leave it out");
+    }
+    if a.int4_keep_bf16.is_some() && a.weights == "bf16" {
+        bail!("--int4-keep-bf16 leaves some linears of quantized weights in bf16; add --weights int4 or int8");
     }
     if a.int4_group.is_some() && a.weights != "int4" {
         bail!("--int4-group sets the group of int4 weights; add --weights int4 or leave it out");
@@ -296,7 +301,8 @@ mod tests {
         assert!(e(&["--batch", "0"]).contains("--batch"));
         assert!(e(&["--int4-zeros"]).contains("--weights int4"));
         assert!(e(&["--int4-act-order"]).contains("--weights int4"));
-        assert!(e(&["--int4-keep-bf16", "0.down"]).contains("--weights int4"));
+        assert!(e(&["--int4-keep-bf16", "0.down"]).contains("--weights int4 or int8"));
+        assert!(e(&["--weights", "int8", "--check-cpu"]).contains("without --weights int8"));
         let a = args(&["--weights", "int4", "--int4-group", "channel", "--int4-keep-bf16", "3.q,0.down"]);
         assert_eq!(a.int4_group, Some(PER_CHANNEL));
         assert_eq!(a.int4_keep_bf16.unwrap().0.iter().map(|r| r.to_string()).collect::<Vec<_>>(), ["0.down", "3.qkv"]);

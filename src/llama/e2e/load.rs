@@ -9,11 +9,11 @@ use crate::gpu::device::Gpu;
 use crate::gpu::util::Util;
 use crate::llama::chat::ChatTemplate;
 use crate::llama::gguf_model::{BosPolicy, LoadedModel};
-use crate::llama::gpu::int4_weights::Int4Store;
 use crate::llama::gpu::linear::{LinearBackend, LinearKind, TunedGemm};
 use crate::llama::gpu::model::{GpuModel, ModelShape};
 use crate::llama::gpu::op_choice::OpChoice;
 use crate::llama::gpu::ops::OpKernels;
+use crate::llama::gpu::quant_weights::QuantStore;
 use crate::llama::gpu::weights::{round_to_bf16, GpuWeights};
 use crate::llama::hf::SafetensorsSource;
 use crate::llama::quantized::{QuantConfig, QuantizedSource};
@@ -129,7 +129,7 @@ pub fn build_model(
     reference: bool,
     shape: ModelShape,
     db: &Path,
-    int4: Option<&Rc<Int4Store>>,
+    int4: Option<&Rc<QuantStore>>,
     cuda_graphs: bool,
 ) -> Result<(GpuModel, Vec<String>)> {
     let (choice, mut notes) =
@@ -138,9 +138,10 @@ pub fn build_model(
     let linear = match (reference, int4) {
         (true, _) => LinearBackend::Cublas(Blas::new(gpu)?),
         (false, None) => LinearBackend::Tuned(Box::new(TunedGemm::new(gpu, cache, db)?)),
-        (false, Some(store)) => LinearBackend::Int4 {
+        (false, Some(store)) => LinearBackend::Quant {
             store: store.clone(),
             int4: Box::new(TunedGemm::with_kind(gpu, cache, db, LinearKind::Int4 { format: store.format })?),
+            int8: Box::new(TunedGemm::with_kind(gpu, cache, db, LinearKind::Int8)?),
             dense: Box::new(TunedGemm::new(gpu, cache, db)?),
             scratch: None,
         },

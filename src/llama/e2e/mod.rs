@@ -24,11 +24,11 @@ use crate::gpu::util::Util;
 use crate::kernels::gemm_int4::ZeroMode;
 use crate::llama::gpu::generate::{generate, GenResult, Sampling};
 use crate::llama::gpu::hf_ref::{self, HfReference};
-use crate::llama::gpu::int4_weights::{choose_group, Int4Store, RtnPlan};
 use crate::llama::gpu::model::{kv_bytes_read, GpuModel, ModelShape};
 use crate::llama::gpu::op_choice::OpChoice;
 use crate::llama::gpu::ops::OpKernels;
 use crate::llama::gpu::profile::{format_profile, Profiler};
+use crate::llama::gpu::quant_weights::{choose_group, QuantStore, RtnPlan};
 use crate::llama::gpu::weights::{weight_bytes_per_decode_step, GpuWeights};
 use anyhow::{bail, Context, Result};
 use load::build_model;
@@ -78,7 +78,7 @@ struct Setup {
     loaded: load::Loaded,
     /// int4: the quantized linears; their dequantized copy where the reference path or
     /// --validate needs cuBLAS on the same values.
-    store: Option<Rc<Int4Store>>,
+    store: Option<Rc<QuantStore>>,
     w_deq: Option<Rc<GpuWeights>>,
     path_name: &'static str,
 }
@@ -86,7 +86,7 @@ struct Setup {
 impl Setup {
     /// The weights the timed model runs on, and its int4 store (None on the reference path,
     /// which runs cuBLAS on the dequantized weights).
-    fn timed_weights(&self, a: &E2eArgs) -> (Rc<GpuWeights>, Option<&Rc<Int4Store>>) {
+    fn timed_weights(&self, a: &E2eArgs) -> (Rc<GpuWeights>, Option<&Rc<QuantStore>>) {
         match (&self.w_deq, a.reference) {
             (Some(d), true) => (d.clone(), None),
             _ => (self.loaded.weights.clone(), self.store.as_ref()),
@@ -140,6 +140,7 @@ fn run_to_report(a: &E2eArgs, src: ModelSource) -> Result<(ExitCode, Report)> {
         gpu: s.gpu.props.name.clone(),
         path: s.path_name.into(),
         weights: match &s.store {
+            Some(st) if st.is_int8() => format!("int8 {} (lm_head bf16)", st.origin),
             Some(st) => format!("int4 {} (lm_head {})", st.origin, if st.lm_head { "int4" } else { "bf16" }),
             None => "bf16".into(),
         },
@@ -189,6 +190,7 @@ fn setup(a: &E2eArgs, src: &ModelSource) -> Result<Setup> {
         t_load.elapsed().as_secs_f64()
     );
     let int4 = a.weights == "int4";
+    let quantized = a.weights != "bf16";
     // int4: quantize the layers' linears once; the reference path (and --validate) runs
     // cuBLAS on their dequantized values, i.e. the same weights the int4 kernels use.
     let store = if let Some(ck) = checkpoint {
@@ -198,13 +200,26 @@ fn setup(a: &E2eArgs, src: &ModelSource) -> Result<Setup> {
         }
         let t = std::time::Instant::now();
         let origin = format!("{how} checkpoint");
-        let st = Rc::new(Int4Store::from_checkpoint(&gpu, &cache, &w, ck.linears, ck.per_channel, origin)?);
+        let st = Rc::new(QuantStore::from_checkpoint(&gpu, &cache, &w, ck.linears, ck.per_channel, origin)?);
         println!(
             "  int4: {} linears from the {how} checkpoint ({:?} zero points, {} scales): {:.2} GB in {:.1} s; lm_head stays bf16",
             st.len(),
             st.format.zeros,
             st.format.scale_dtype,
-            st.int4_bytes as f64 / 1e9,
+            st.quant_bytes as f64 / 1e9,
+            t.elapsed().as_secs_f64()
+        );
+        Some(st)
+    } else if a.weights == "int8" {
+        let t = std::time::Instant::now();
+        let keep = a.int4_keep_bf16.clone().map(|l| l.0).unwrap_or_default();
+        let st = Rc::new(QuantStore::quantize_int8(&gpu, &cache, &w, &keep)?);
+        println!(
+            "  int8: {} linears quantized on the GPU ({}): {:.2} GB bf16 → {:.2} GB in {:.1} s; lm_head stays bf16",
+            st.len(),
+            st.origin,
+            st.bf16_bytes as f64 / 1e9,
+            st.quant_bytes as f64 / 1e9,
             t.elapsed().as_secs_f64()
         );
         Some(st)
@@ -221,13 +236,13 @@ fn setup(a: &E2eArgs, src: &ModelSource) -> Result<Setup> {
             act_order: a.int4_act_order,
             keep_bf16: a.int4_keep_bf16.clone().map(|l| l.0).unwrap_or_default(),
         };
-        let st = Rc::new(Int4Store::quantize(&gpu, &cache, &w, &plan)?);
+        let st = Rc::new(QuantStore::quantize(&gpu, &cache, &w, &plan)?);
         println!(
             "  int4: {} linears quantized on the GPU ({}): {:.2} GB bf16 → {:.2} GB in {:.1} s; {}",
             st.len(),
             st.origin,
             st.bf16_bytes as f64 / 1e9,
-            st.int4_bytes as f64 / 1e9,
+            st.quant_bytes as f64 / 1e9,
             t.elapsed().as_secs_f64(),
             if st.lm_head { "lm_head int4 too (--int4-lm-head)" } else { "lm_head stays bf16" }
         );
@@ -249,7 +264,11 @@ fn setup(a: &E2eArgs, src: &ModelSource) -> Result<Setup> {
         Some(st) if a.reference || a.validate => Some(Rc::new(st.dequantized_copy(&gpu, &w)?)),
         _ => None,
     };
-    let path_name = match (a.reference, int4) {
+    let path_name = match (a.reference, quantized) {
+        (true, true) if !int4 => "reference on int8 weights (cuBLAS on the dequantized weights + plain kernels)",
+        (false, true) if !int4 => {
+            "tuned int8 (kernlab families: gemm_int8, rmsnorm, swiglu, rope, attention; lm_head on gemm)"
+        }
         (true, false) => "reference (cuBLAS + plain kernels)",
         (false, false) => "tuned (kernlab families: gemm, rmsnorm, swiglu, rope, attention)",
         (true, true) => "reference on int4 weights (cuBLAS on the dequantized weights + plain kernels)",
@@ -421,7 +440,7 @@ fn bench_rows(
     };
     // int4: the layers' linears are read as codes + scales instead of bf16.
     let weight_step_bytes = match &s.store {
-        Some(st) if !a.reference => weight_bytes_per_decode_step(c, batch) - st.bf16_bytes + st.int4_bytes,
+        Some(st) if !a.reference => weight_bytes_per_decode_step(c, batch) - st.bf16_bytes + st.quant_bytes,
         _ => weight_bytes_per_decode_step(c, batch),
     } as f64;
     let bytes_per_step = weight_step_bytes + kv_per_step;
@@ -430,8 +449,8 @@ fn bench_rows(
         label: match (a.reference, s.store.is_some()) {
             (true, false) => "kernlab ref".into(),
             (false, false) => "kernlab tuned".into(),
-            (true, true) => "kernlab ref int4-deq".into(),
-            (false, true) => "kernlab int4".into(),
+            (true, true) => format!("kernlab ref {}-deq", a.weights),
+            (false, true) => format!("kernlab {}", a.weights),
         },
         batch,
         throughput_tok_s: total_tokens as f64 / total_s,

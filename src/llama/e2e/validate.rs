@@ -73,7 +73,8 @@ pub fn paths(
         let (mut dense, _) = build_model(&s.gpu, &s.cache, w.clone(), false, shape, &s.db, None, graphs)?;
         let e = compare_paths(&s.gpu, &s.util, &mut dense, t, prompts, a.gen_len)?;
         println!(
-            "quantization effect (batch {batch}): int4 vs bf16 weights, {} steps teacher-forced: max rel logit error {:.2e}, top-1 agreement {}/{} ({:.1}%)",
+            "quantization effect (batch {batch}): {} vs bf16 weights, {} steps teacher-forced: max rel logit error {:.2e}, top-1 agreement {}/{} ({:.1}%)",
+            a.weights,
             a.gen_len,
             e.max_rel_logit_err,
             e.agreed,

@@ -1,5 +1,6 @@
 //! Linear layers of the model: cuBLAS (the reference path), the tuned gemm family (bf16
-//! weights), or the tuned gemm_int4 family on int4 weights (`--weights int4`).
+//! weights), or the tuned gemm_int4 / gemm_int8 families on quantized weights
+//! (`--weights int4|int8`).
 //!
 //! The tuned path asks the tuned database for each linear's exact (M, N, K) — M is the
 //! number of tokens in the step, so prefill and decode get different kernels — and falls
@@ -13,8 +14,9 @@ use crate::kernels::gemm::{self, LinearIo};
 use crate::kernels::gemm_int4::linear::{self as int4_linear, Int4Io};
 use crate::kernels::gemm_int4::tiled::reads_tiled;
 use crate::kernels::gemm_int4::{GemmInt4, Int4Format, ZeroMode};
+use crate::kernels::gemm_int8::{self, GemmInt8, Int8Io};
 use crate::kernels::{ceil_div, DType, Family};
-use crate::llama::gpu::int4_weights::{Int4Store, DEQUANT_GEMM_MIN_M};
+use crate::llama::gpu::quant_weights::{QuantStore, DEQUANT_GEMM_MIN_M};
 use crate::quant::HalfDtype;
 use crate::tune::compile;
 use crate::tune::db::{Query, TunedDb};
@@ -51,6 +53,8 @@ pub enum LinearKind {
     /// int4 weights in `format` (the device quantizer's g128 symmetric bf16, or what a
     /// GPTQ/AWQ checkpoint stores): gemm_int4.
     Int4 { format: Int4Format },
+    /// int8 weights, one scale per row: gemm_int8 (decode sizes only; prefill dequantizes).
+    Int8,
 }
 
 impl LinearKind {
@@ -58,6 +62,7 @@ impl LinearKind {
         match self {
             LinearKind::Dense => &gemm::Gemm,
             LinearKind::Int4 { .. } => &GemmInt4,
+            LinearKind::Int8 => &GemmInt8,
         }
     }
     fn name(self) -> &'static str {
@@ -207,6 +212,20 @@ pub fn int4_adapt_params_for(
     Some(p)
 }
 
+/// Makes a gemm_int8 configuration usable at `m` (decode sizes: int8_gemv keeps M_MAX
+/// accumulators per row, so a winner measured at a smaller M is widened).
+pub fn int8_adapt_params(variant: &str, params: &BTreeMap<String, i64>, m: i64) -> Option<BTreeMap<String, i64>> {
+    if variant != "int8_gemv" {
+        return None;
+    }
+    let need = gemm_int8::m_max_for(m)?;
+    let mut p = params.clone();
+    if p.get("M_MAX").copied().unwrap_or(1) < m {
+        p.insert("M_MAX".into(), need);
+    }
+    Some(p)
+}
+
 /// The int4 variants used when nothing was tuned, in order of preference: the tensor-core
 /// GEMV needs K in 128-column steps, so a model such as SmolLM2 (K = 576) takes the plain
 /// GEMV, which steps by its group.
@@ -253,6 +272,7 @@ impl TunedGemm {
         match self.kind {
             LinearKind::Dense => usable_at(variant, m).then(|| adapt_params(variant, params, m)).flatten(),
             LinearKind::Int4 { format } => int4_adapt_params_for(variant, params, m, &format.at_k(k)),
+            LinearKind::Int8 => int8_adapt_params(variant, params, m),
         }
     }
 
@@ -261,7 +281,7 @@ impl TunedGemm {
             [("M".to_string(), m), ("N".to_string(), n), ("K".to_string(), k)].into_iter().collect();
         // gemm_int4 winners are kept per weight format (a g128 winner is not one for g64).
         let format = match self.kind {
-            LinearKind::Dense => None,
+            LinearKind::Dense | LinearKind::Int8 => None,
             LinearKind::Int4 { format } => GemmInt4.weight_format(&format.at_k(k).params(), DType::BF16),
         };
         let q = Query {
@@ -302,6 +322,7 @@ impl TunedGemm {
         let defaults: &[&str] = match self.kind {
             LinearKind::Dense => &[default_variant(m)],
             LinearKind::Int4 { .. } => int4_default_variants(m),
+            LinearKind::Int8 => &["int8_gemv"],
         };
         for v in defaults {
             let vs = self
@@ -332,6 +353,7 @@ impl TunedGemm {
         match self.kind {
             LinearKind::Dense => Ok(()),
             LinearKind::Int4 { .. } => int4_linear::check_shape(variant, params, m, n, k, DType::BF16),
+            LinearKind::Int8 => gemm_int8::check_shape(variant, params, m, n, k, DType::BF16),
         }
     }
 
@@ -380,13 +402,15 @@ impl TunedGemm {
 pub enum LinearBackend {
     Cublas(Blas),
     Tuned(Box<TunedGemm>),
-    /// int4 weights for the layers' linears (looked up by their bf16 buffer's address), the
-    /// tuned bf16 GEMM for the rest (the lm_head stays bf16, as AWQ/GPTQ checkpoints keep it).
-    /// From DEQUANT_GEMM_MIN_M rows on, an int4 linear dequantizes into `scratch` and runs
-    /// the bf16 GEMM.
-    Int4 {
-        store: Rc<Int4Store>,
+    /// int4 or int8 weights for the layers' linears (looked up by their bf16 buffer's
+    /// address), the tuned bf16 GEMM for the rest (the lm_head stays bf16, as AWQ/GPTQ
+    /// checkpoints keep it, and any linear kept in bf16). From DEQUANT_GEMM_MIN_M rows on
+    /// (int8: past its decode kernel's 16), a linear dequantizes into `scratch` and runs the
+    /// bf16 GEMM.
+    Quant {
+        store: Rc<QuantStore>,
         int4: Box<TunedGemm>,
+        int8: Box<TunedGemm>,
         dense: Box<TunedGemm>,
         scratch: Option<DevBuf>,
     },
@@ -397,8 +421,8 @@ impl LinearBackend {
         match self {
             LinearBackend::Cublas(_) => "cuBLAS",
             LinearBackend::Tuned(_) => "kernlab gemm (tuned)",
-            LinearBackend::Int4 { .. } => {
-                "kernlab gemm_int4 (tuned; prefill: dequantize + gemm) + gemm for the lm_head"
+            LinearBackend::Quant { .. } => {
+                "kernlab gemm_int4 or gemm_int8 (tuned; prefill: dequantize + gemm) + gemm for the lm_head"
             }
         }
     }
@@ -408,7 +432,13 @@ impl LinearBackend {
         match self {
             LinearBackend::Cublas(_) => vec![],
             LinearBackend::Tuned(t) => vec![t],
-            LinearBackend::Int4 { int4, dense, .. } => vec![int4, dense],
+            LinearBackend::Quant { store, int4, int8, dense, .. } => {
+                if store.is_int8() {
+                    vec![int8, dense]
+                } else {
+                    vec![int4, dense]
+                }
+            }
         }
     }
 
@@ -420,10 +450,13 @@ impl LinearBackend {
                 let p = t.plan(gpu, m, n, k)?;
                 Ok(gemm::workspace_bytes(&p.variant, &p.params, m, n))
             }
-            LinearBackend::Int4 { store, int4, dense, .. } => {
+            LinearBackend::Quant { store, int4, int8, dense, .. } => {
                 // The shape alone does not say which weight comes: plan what may run it.
                 let mut need = 0;
-                if store.has_shape(n, k) && m >= DEQUANT_GEMM_MIN_M {
+                if store.is_int8() && store.has_shape(n, k) && m <= INT8_GEMV_MAX_M {
+                    let p = int8.plan(gpu, m, n, k)?;
+                    need = need.max(gemm_int8::workspace_bytes(&p.variant, &p.params, m, n));
+                } else if store.has_shape(n, k) && (m >= DEQUANT_GEMM_MIN_M || store.is_int8()) {
                     let p = dense.plan(gpu, m, n, k)?;
                     need = need.max(gemm::workspace_bytes(&p.variant, &p.params, m, n));
                 } else if store.has_shape(n, k) {
@@ -451,7 +484,7 @@ impl LinearBackend {
         if !self.can_fuse_gate_up(gpu, w, m, n, k)? {
             return Ok(false);
         }
-        let LinearBackend::Int4 { store, int4, .. } = self else { return Ok(false) };
+        let LinearBackend::Quant { store, int4, .. } = self else { return Ok(false) };
         let q = store.gate_up_interleaved(w).context("internal: checked by can_fuse_gate_up")?;
         let p = int4.plan(gpu, m, n, k)?;
         let mut params = p.params.clone();
@@ -468,7 +501,7 @@ impl LinearBackend {
     /// Whether [`Self::gate_up_swiglu`] can run this gate+up weight at (M, N, K); says why
     /// not once in the planner's notes where only the plan stands in the way.
     pub fn can_fuse_gate_up(&mut self, gpu: &Gpu, w: u64, m: i64, n: i64, k: i64) -> Result<bool> {
-        let LinearBackend::Int4 { store, int4, .. } = self else { return Ok(false) };
+        let LinearBackend::Quant { store, int4, .. } = self else { return Ok(false) };
         let Some(q) = store.gate_up_interleaved(w) else { return Ok(false) };
         if m >= DEQUANT_GEMM_MIN_M || q.n != n || q.k != k {
             return Ok(false);
@@ -527,7 +560,29 @@ impl LinearBackend {
                     )
                 }
             }
-            LinearBackend::Int4 { store, int4, dense, scratch } => {
+            LinearBackend::Quant { store, int4, int8, dense, scratch } => {
+                if let Some(q8) = store.get_int8(w) {
+                    anyhow::ensure!(q8.n == n && q8.k == k, "internal: int8 weight {}x{} used as {n}x{k}", q8.n, q8.k);
+                    if m <= INT8_GEMV_MAX_M {
+                        let p = int8.plan(gpu, m, n, k)?;
+                        let io = Int8Io { x, wq: q8.q.ptr, scales: q8.scales.ptr, r, y, ws };
+                        // SAFETY: as above (the codes and scales are the store's, checked against N, K).
+                        return unsafe {
+                            gemm_int8::launch_linear(gpu, &p.kernels, &p.variant, &p.params, io, m, n, k, DType::BF16)
+                        };
+                    }
+                    if scratch.is_none() {
+                        *scratch = Some(gpu.alloc(store.max_dequantized_bytes())?);
+                    }
+                    let buf = scratch.as_ref().expect("allocated above");
+                    store.dequantize_int8(gpu, q8, buf)?;
+                    let p = dense.plan(gpu, m, n, k)?;
+                    let io = LinearIo { x, w: buf.ptr, y, r, ws };
+                    // SAFETY: as above (the dequantized scratch holds the largest weight).
+                    return unsafe {
+                        gemm::launch_linear(gpu, &p.kernels, &p.variant, &p.params, io, m, n, k, DType::BF16)
+                    };
+                }
                 let Some(q) = store.get(w) else {
                     let p = dense.plan(gpu, m, n, k)?;
                     let io = LinearIo { x, w, y, r, ws };
@@ -575,9 +630,15 @@ impl LinearBackend {
     }
 }
 
+/// Rows up to which int8 weights run gemm_int8's decode kernel; past it they are
+/// dequantized for the bf16 GEMM. int8_gemv's fp32 multiply-adds make it only 0.45–0.54×
+/// cuBLAS bf16 at M = 8 on an H200 (1.5–1.7× at M = 1), but dequantizing first moves
+/// 5 bytes a weight against cuBLAS's 2, which is slower still.
+pub const INT8_GEMV_MAX_M: i64 = gemm_int8::GEMV_MAX_M;
+
 /// Bytes of workspace an act-order store's gathered input of M×K bf16 takes (rounded up
 /// to 256 so the split-K part behind it stays aligned), or 0 for a store without act-order.
-fn gathered_input_bytes(store: &Int4Store, m: i64, k: i64) -> usize {
+fn gathered_input_bytes(store: &QuantStore, m: i64, k: i64) -> usize {
     if store.has_act_order() {
         ((m * k * 2) as usize).div_ceil(256) * 256
     } else {

@@ -10,7 +10,7 @@
 //! * [`attention`]: which steps fit the attention families, their launches
 //! * [`linear`]: cuBLAS, the tuned gemm family, or gemm_int4 on int4 weights, with database
 //!   lookup per (M, N, K)
-//! * [`int4_weights`]: the layers' linears quantized to int4 on the GPU (`--weights int4`)
+//! * [`quant_weights`]: the layers' linears quantized to int4 on the GPU (`--weights int4`)
 //! * [`model_linear`]: a layer's stored linears and their names (`3.down`)
 //! * [`shape`]: the sizes an instance is built for, KV-cache bytes
 //! * [`model`]: `GpuModel::forward` over one step of tagged tokens
@@ -21,7 +21,6 @@
 pub mod attention;
 pub mod generate;
 pub mod hf_ref;
-pub mod int4_weights;
 pub mod linear;
 pub mod model;
 pub mod model_linear;
@@ -29,6 +28,7 @@ pub mod op_choice;
 pub mod op_fit;
 pub mod ops;
 pub mod profile;
+pub mod quant_weights;
 pub mod shape;
 pub mod tuned_op;
 pub mod weights;

@@ -6,8 +6,11 @@
 //! embeddings and norms stay bf16; the lm_head too, as AWQ/GPTQ checkpoints keep it, unless
 //! asked (`--int4-lm-head`, as gpt-fast's int4 path quantizes every linear).
 //!
-//! The store is keyed by the address of the bf16 buffer each int4 weight came from, so the
-//! model's forward pass stays the same: the linear backend swaps in the int4 weight.
+//! `--weights int8` fills the same store with int8 weights instead (symmetric, one scale
+//! per output channel: kernels/gemm_int8, the BitsAndBytes-style second precision).
+//!
+//! The store is keyed by the address of the bf16 buffer each weight came from, so the
+//! model's forward pass stays the same: the linear backend swaps in the quantized weight.
 
 use super::model_linear::{check_layers, LinearRef, ModelLinear};
 use super::weights::GpuWeights;
@@ -17,6 +20,7 @@ use crate::kernels::gemm_int4::act_order::{ColumnGather, ColumnPerm};
 use crate::kernels::gemm_int4::quantize::{DeviceInt4, Int4Quantizer};
 use crate::kernels::gemm_int4::tiled::{PlainInt4, Repacker, TiledInt4};
 use crate::kernels::gemm_int4::{Int4Format, RefKernels, ZeroMode, PER_CHANNEL};
+use crate::kernels::gemm_int8::{DeviceInt8, Int8Quantizer};
 use crate::kernels::support;
 use crate::kernels::DType;
 use crate::quant::{HalfDtype, Int4Weight, Zeros};
@@ -57,7 +61,7 @@ pub fn choose_group(c: &crate::llama::config::LlamaConfig, asked: Option<i64>) -
 /// 0.3 GB of traffic (≈ 75 µs). vLLM's AWQ layer makes the same switch at 256 tokens.
 pub const DEQUANT_GEMM_MIN_M: i64 = 256;
 
-pub struct Int4Store {
+pub struct QuantStore {
     /// The weights' format: g`group` (or per-channel) symmetric bf16 for the device
     /// quantizer's, what the file stores for a GPTQ/AWQ checkpoint (integer zero points,
     /// f16 scales). A per-channel format's group is each weight's K ([`Int4Format::at_k`]).
@@ -71,6 +75,10 @@ pub struct Int4Store {
     /// device quantizer's dequantizer does not read.
     refk: RefKernels,
     by_ptr: HashMap<u64, DeviceInt4>,
+    /// int8 weights (`--weights int8`), keyed like `by_ptr`, and their quantizer (whose
+    /// dequantizer serves prefill and the --validate copy).
+    int8: HashMap<u64, DeviceInt8>,
+    int8_quantizer: Option<Int8Quantizer>,
     /// Act-order weights: the permutation of their input columns (the stored weight is
     /// W[:, perm], the activations are gathered with it), keyed like `by_ptr`.
     perms: HashMap<u64, ColumnPerm>,
@@ -78,9 +86,9 @@ pub struct Int4Store {
     gather: Option<ColumnGather>,
     shapes: HashSet<(i64, i64)>,
     dense_shapes: HashSet<(i64, i64)>,
-    /// Bytes of bf16 the int4 weights replace, and their own bytes (codes + scales).
+    /// Bytes of bf16 the quantized weights replace, and their own bytes (codes + scales).
     pub bf16_bytes: usize,
-    pub int4_bytes: usize,
+    pub quant_bytes: usize,
     /// Whether the lm_head is one of the int4 weights.
     pub lm_head: bool,
     /// Layer linears left in bf16 (mixed precision, `--int4-keep-bf16`).
@@ -161,11 +169,11 @@ fn shuffled(k: i64, seed: u64) -> Vec<u32> {
     p
 }
 
-impl Int4Store {
+impl QuantStore {
     /// Quantizes the layer linears of `w` on the GPU as `plan` says, each with its own
     /// group where the plan is per-channel; the linears `plan.keep_bf16` names stay bf16
     /// (the linear backend runs the dense GEMM on any weight the store does not hold).
-    pub fn quantize(gpu: &Gpu, cache: &ModuleCache, w: &GpuWeights, plan: &RtnPlan) -> Result<Int4Store> {
+    pub fn quantize(gpu: &Gpu, cache: &ModuleCache, w: &GpuWeights, plan: &RtnPlan) -> Result<QuantStore> {
         let c = &w.config;
         if plan.lm_head && w.lm_head.is_none() {
             bail!(
@@ -203,7 +211,7 @@ impl Int4Store {
             if asym { "with zero points" } else { "symmetric" },
             if plan.act_order { ", act-order (shuffled columns)" } else { "" }
         );
-        let mut store = Int4Store::empty(gpu, format, origin, quantizers, plan.lm_head, repacker)?;
+        let mut store = QuantStore::empty(gpu, format, origin, quantizers, plan.lm_head, repacker)?;
         store.kept_bf16 = plan.keep_bf16.clone();
         let largest = linears.iter().map(|(_, b, ..)| b.bytes).max().unwrap_or(0);
         let scratch = if plan.act_order { Some(gpu.alloc(largest)?) } else { None };
@@ -225,7 +233,7 @@ impl Int4Store {
             let dq = if asym { quantizer.quantize_asym(gpu, src, n, k) } else { quantizer.quantize(gpu, src, n, k) }
                 .with_context(|| format!("quantizing a {n}x{k} linear to int4"))?;
             store.bf16_bytes += buf.bytes;
-            store.int4_bytes += dq.bytes();
+            store.quant_bytes += dq.bytes();
             store.shapes.insert((n, k));
             store.by_ptr.insert(buf.ptr, dq);
         }
@@ -240,6 +248,53 @@ impl Int4Store {
         }
         gpu.synchronize()?;
         Ok(store)
+    }
+
+    /// Quantizes every layer linear of `w` to int8 on the GPU (symmetric, one bf16 scale per
+    /// output row, bit for bit `quant::quantize_int8_per_channel`), except the ones in
+    /// `keep_bf16`; the lm_head stays bf16.
+    pub fn quantize_int8(
+        gpu: &Gpu,
+        cache: &ModuleCache,
+        w: &GpuWeights,
+        keep_bf16: &[LinearRef],
+    ) -> Result<QuantStore> {
+        check_layers(keep_bf16, w.config.n_layers)?;
+        let format = Int4Format::default_for(DType::BF16); // unused: no int4 weights
+        let origin = "int8 per-channel RTN on the GPU, bf16 scales".to_string();
+        let mut store = QuantStore::empty(gpu, format, origin, HashMap::new(), false, None)?;
+        store.kept_bf16 = keep_bf16.to_vec();
+        let q8 = Int8Quantizer::new(gpu, cache, DType::BF16)?;
+        for (name, buf, n, k) in model_linears(w, true) {
+            let kept = name.is_some_and(|r| keep_bf16.contains(&r));
+            if kept || name.is_none() {
+                store.dense_shapes.insert((n, k));
+                continue;
+            }
+            let dq = q8.quantize(gpu, buf.ptr, n, k).with_context(|| format!("quantizing a {n}x{k} linear to int8"))?;
+            store.bf16_bytes += buf.bytes;
+            store.quant_bytes += dq.bytes();
+            store.shapes.insert((n, k));
+            store.int8.insert(buf.ptr, dq);
+        }
+        store.int8_quantizer = Some(q8);
+        gpu.synchronize()?;
+        Ok(store)
+    }
+
+    /// The int8 weight that came from `bf16_ptr`, if the store holds one.
+    pub fn get_int8(&self, bf16_ptr: u64) -> Option<&DeviceInt8> {
+        self.int8.get(&bf16_ptr)
+    }
+
+    /// Whether the store holds int8 weights (`--weights int8`).
+    pub fn is_int8(&self) -> bool {
+        !self.int8.is_empty()
+    }
+
+    /// dequant(q) into `out` (bf16), for the prefill path of an int8 weight.
+    pub fn dequantize_int8(&self, gpu: &Gpu, q: &DeviceInt8, out: &DevBuf) -> Result<()> {
+        self.int8_quantizer.as_ref().context("internal: an int8 weight without its quantizer")?.dequantize(gpu, q, out)
     }
 
     /// Quantizes each held gate+up weight once more with its rows interleaved: the bf16
@@ -284,7 +339,7 @@ impl Int4Store {
         linears: Vec<(Int4Weight, Option<Vec<u32>>)>,
         per_channel: bool,
         origin: String,
-    ) -> Result<Int4Store> {
+    ) -> Result<QuantStore> {
         let targets = model_linears(w, false);
         anyhow::ensure!(
             targets.len() == linears.len(),
@@ -298,7 +353,7 @@ impl Int4Store {
         let any_int = linears.iter().any(|(q, _)| matches!(q.zeros, Zeros::Int(_)));
         let zeros = if any_int { ZeroMode::Int } else { ZeroMode::Symmetric };
         let format = Int4Format { group, zeros, scale_dtype };
-        let mut store = Int4Store::empty(gpu, format, origin, HashMap::new(), false, None)?;
+        let mut store = QuantStore::empty(gpu, format, origin, HashMap::new(), false, None)?;
         for ((_, buf, n, k), (mut q, perm)) in targets.into_iter().zip(linears) {
             let g = format.at_k(k).group;
             if (q.n as i64, q.k as i64) != (n, k) || q.group_size as i64 != g || q.scale_dtype != scale_dtype {
@@ -324,7 +379,7 @@ impl Int4Store {
                 store.perms.insert(buf.ptr, ColumnPerm::upload(gpu, &p)?);
             }
             store.bf16_bytes += buf.bytes;
-            store.int4_bytes += dq.bytes();
+            store.quant_bytes += dq.bytes();
             store.shapes.insert((n, k));
             store.by_ptr.insert(buf.ptr, dq);
         }
@@ -342,19 +397,21 @@ impl Int4Store {
         quantizers: HashMap<i64, Int4Quantizer>,
         lm_head: bool,
         repacker: Option<Repacker>,
-    ) -> Result<Int4Store> {
-        Ok(Int4Store {
+    ) -> Result<QuantStore> {
+        Ok(QuantStore {
             format,
             origin,
             quantizers,
             refk: RefKernels::new(gpu)?,
             by_ptr: HashMap::new(),
+            int8: HashMap::new(),
+            int8_quantizer: None,
             perms: HashMap::new(),
             gather: None,
             shapes: HashSet::new(),
             dense_shapes: HashSet::new(),
             bf16_bytes: 0,
-            int4_bytes: 0,
+            quant_bytes: 0,
             lm_head,
             kept_bf16: Vec::new(),
             tiled: RefCell::new(HashMap::new()),
@@ -424,7 +481,8 @@ impl Int4Store {
 
     /// Bytes of the largest weight dequantized to bf16 (the prefill scratch buffer).
     pub fn max_dequantized_bytes(&self) -> usize {
-        self.by_ptr.values().map(|q| (q.n * q.k * 2) as usize).max().unwrap_or(0)
+        let int4 = self.by_ptr.values().map(|q| q.n * q.k * 2);
+        int4.chain(self.int8.values().map(|q| q.n * q.k * 2)).max().unwrap_or(0) as usize
     }
 
     /// dequant(q) into `out` (bf16), for the prefill path.
@@ -449,10 +507,10 @@ impl Int4Store {
         self.dense_shapes.contains(&(n, k))
     }
     pub fn len(&self) -> usize {
-        self.by_ptr.len()
+        self.by_ptr.len() + self.int8.len()
     }
     pub fn is_empty(&self) -> bool {
-        self.by_ptr.is_empty()
+        self.len() == 0
     }
 
     /// A copy of `w` whose layer linears hold dequant(int4) in bf16 (every other tensor
@@ -475,6 +533,10 @@ impl Int4Store {
         for ((_, src, n, k), (_, dst, ..)) in
             model_linears(w, self.lm_head).into_iter().zip(model_linears(&out, self.lm_head))
         {
+            if let Some(q8) = self.get_int8(src.ptr) {
+                self.dequantize_int8(gpu, q8, dst)?;
+                continue;
+            }
             let Some(q) = self.get(src.ptr) else {
                 support::copy(gpu, dst, src)?; // kept in bf16
                 continue;
