@@ -17,6 +17,7 @@ pub mod data;
 pub mod eval;
 pub mod methods;
 pub mod quantize_cmd;
+pub mod speed;
 pub mod table;
 
 use std::path::PathBuf;
@@ -82,6 +83,14 @@ pub struct QualityArgs {
     /// written next to it as .png). E.g. --out /tmp/quality.csv.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+    /// Also time each method's GPU format: batch-1 decode with random weights at this model
+    /// preset (`kernlab e2e` once per distinct format; needs a GPU), into the decode tok/s
+    /// column. E.g. --speed-preset llama3-8b.
+    #[arg(long, value_name = "PRESET")]
+    pub speed_preset: Option<String>,
+    /// Tuned-config database for those runs, e.g. --db tuned.json. Default: reports/tuned.json.
+    #[arg(long, value_name = "FILE")]
+    pub db: Option<PathBuf>,
 }
 
 /// A finished run: rows, what the reference is, and where the files went.
@@ -145,7 +154,7 @@ pub fn run_quality(a: &QualityArgs) -> Result<QualityReport> {
     let other = methods::other_bytes(w);
     let vocab = w.config.vocab_size;
     let mut rows = vec![];
-    for m in methods {
+    for &m in &methods {
         let t = Instant::now();
         let scores = if m == Method::Reference {
             eval::score(&ref_lp, &ref_lp, &eval, vocab)
@@ -159,6 +168,9 @@ pub fn run_quality(a: &QualityArgs) -> Result<QualityReport> {
         };
         rows.push(row(m, scores, 4 * params, other, params));
     }
+    if let Some(preset) = &a.speed_preset {
+        fill_speed(&mut rows, &methods, preset, a.db.as_deref());
+    }
     let reference = describe_reference(&model_path);
     let stem = model_path.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_else(|| "model".into());
     let csv = a.out.clone().unwrap_or_else(|| {
@@ -168,6 +180,34 @@ pub fn run_quality(a: &QualityArgs) -> Result<QualityReport> {
     let chart = csv.with_extension("png");
     table::plot(&rows, &format!("{stem}: KL to reference vs bits per weight"), &chart)?;
     Ok(QualityReport { rows, reference, csv, chart })
+}
+
+/// Each row's decode tok/s at `preset`, one e2e run per distinct format. A format that
+/// fails is said and left empty: the accuracy already measured is kept.
+fn fill_speed(rows: &mut [QualityRow], methods: &[Method], preset: &str, db: Option<&std::path::Path>) {
+    let mut seen: Vec<(Vec<String>, Option<f64>)> = Vec::new();
+    for (r, m) in rows.iter_mut().zip(methods) {
+        let Some(flags) = speed::e2e_flags(*m) else { continue };
+        let tok_s = match seen.iter().find(|(f, _)| *f == flags) {
+            Some((_, t)) => *t,
+            None => {
+                let t = Instant::now();
+                let got = speed::measure(&flags, preset, db);
+                match &got {
+                    Ok(v) => eprintln!(
+                        "quality: {m} runs `{}` at {preset}: {v:.1} tok/s ({:.1?})",
+                        flags.join(" "),
+                        t.elapsed()
+                    ),
+                    Err(e) => eprintln!("quality: {m}: no decode speed: {e:#}"),
+                }
+                let v = got.ok();
+                seen.push((flags, v));
+                v
+            }
+        };
+        r.decode_tok_s = tok_s;
+    }
 }
 
 fn row(m: Method, s: eval::Scores, linear_bytes: usize, other: usize, params: usize) -> QualityRow {

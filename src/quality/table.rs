@@ -35,20 +35,22 @@ pub fn format_table(rows: &[QualityRow], reference: &str) -> String {
     let _ = writeln!(s, "reference: {reference}");
     let _ = writeln!(
         s,
-        "{:<22} {:>10} {:>11} {:>7} {:>6} {:>10} {:>9}",
-        "method", "perplexity", "KL (nats)", "top-1", "bits", "linear MB", "model MB"
+        "{:<22} {:>10} {:>11} {:>7} {:>6} {:>10} {:>9} {:>10}",
+        "method", "perplexity", "KL (nats)", "top-1", "bits", "linear MB", "model MB", "decode t/s"
     );
     for r in rows {
+        let tps = r.decode_tok_s.map_or("–".to_string(), |v| format!("{v:.1}"));
         let _ = writeln!(
             s,
-            "{:<22} {:>10.3} {:>11.5} {:>6.1}% {:>6.2} {:>10.1} {:>9.1}",
+            "{:<22} {:>10.3} {:>11.5} {:>6.1}% {:>6.2} {:>10.1} {:>9.1} {:>10}",
             r.method,
             r.perplexity,
             r.kl,
             100.0 * r.top1,
             r.bits_per_weight,
             r.linear_mb,
-            r.model_mb
+            r.model_mb,
+            tps
         );
     }
     s
