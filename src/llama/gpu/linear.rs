@@ -571,25 +571,14 @@ impl LinearBackend {
                             gemm_int8::launch_linear(gpu, &p.kernels, &p.variant, &p.params, io, m, n, k, DType::BF16)
                         };
                     }
-                    if scratch.is_none() {
-                        *scratch = Some(gpu.alloc(store.max_dequantized_bytes())?);
-                    }
-                    let buf = scratch.as_ref().expect("allocated above");
+                    let buf = dequant_scratch(gpu, store, scratch)?;
                     store.dequantize_int8(gpu, q8, buf)?;
-                    let p = dense.plan(gpu, m, n, k)?;
-                    let io = LinearIo { x, w: buf.ptr, y, r, ws };
                     // SAFETY: as above (the dequantized scratch holds the largest weight).
-                    return unsafe {
-                        gemm::launch_linear(gpu, &p.kernels, &p.variant, &p.params, io, m, n, k, DType::BF16)
-                    };
+                    return unsafe { dense_linear(gpu, dense, LinearIo { x, w: buf.ptr, y, r, ws }, m, n, k) };
                 }
                 let Some(q) = store.get(w) else {
-                    let p = dense.plan(gpu, m, n, k)?;
-                    let io = LinearIo { x, w, y, r, ws };
-                    // SAFETY: as above.
-                    return unsafe {
-                        gemm::launch_linear(gpu, &p.kernels, &p.variant, &p.params, io, m, n, k, DType::BF16)
-                    };
+                    // SAFETY: as above (a bf16 weight the store does not hold).
+                    return unsafe { dense_linear(gpu, dense, LinearIo { x, w, y, r, ws }, m, n, k) };
                 };
                 anyhow::ensure!(q.n == n && q.k == k, "internal: int4 weight {}x{} used as {n}x{k}", q.n, q.k);
                 // Act-order: the weight's columns are permuted, so is its input (into the front
@@ -603,17 +592,10 @@ impl LinearBackend {
                     None => (x, ws),
                 };
                 if m >= DEQUANT_GEMM_MIN_M {
-                    if scratch.is_none() {
-                        *scratch = Some(gpu.alloc(store.max_dequantized_bytes())?);
-                    }
-                    let buf = scratch.as_ref().expect("allocated above");
+                    let buf = dequant_scratch(gpu, store, scratch)?;
                     store.dequantize(gpu, q, buf)?;
-                    let p = dense.plan(gpu, m, n, k)?;
-                    let io = LinearIo { x, w: buf.ptr, y, r, ws };
                     // SAFETY: as above (the dequantized scratch holds the largest weight).
-                    return unsafe {
-                        gemm::launch_linear(gpu, &p.kernels, &p.variant, &p.params, io, m, n, k, DType::BF16)
-                    };
+                    return unsafe { dense_linear(gpu, dense, LinearIo { x, w: buf.ptr, y, r, ws }, m, n, k) };
                 }
                 let p = int4.plan(gpu, m, n, k)?;
                 let (wq, scales) = if reads_tiled(&p.variant) {
@@ -628,6 +610,25 @@ impl LinearBackend {
             }
         }
     }
+}
+
+/// The prefill scratch a quantized weight is dequantized into, allocated on first use for
+/// the store's largest weight.
+fn dequant_scratch<'a>(gpu: &Gpu, store: &QuantStore, scratch: &'a mut Option<DevBuf>) -> Result<&'a DevBuf> {
+    if scratch.is_none() {
+        *scratch = Some(gpu.alloc(store.max_dequantized_bytes())?);
+    }
+    Ok(scratch.as_ref().expect("allocated above"))
+}
+
+/// Y = X·Wᵀ (+ R) on the tuned bf16 GEMM.
+///
+/// # Safety
+/// `io` holds the model's buffers for (M, N, K) and a workspace sized by `workspace_bytes`.
+unsafe fn dense_linear(gpu: &Gpu, dense: &mut TunedGemm, io: LinearIo, m: i64, n: i64, k: i64) -> Result<()> {
+    let p = dense.plan(gpu, m, n, k)?;
+    // SAFETY: the caller's contract; the kernels are compiled with the plan's tunables.
+    unsafe { gemm::launch_linear(gpu, &p.kernels, &p.variant, &p.params, io, m, n, k, DType::BF16) }
 }
 
 /// Rows up to which int8 weights run gemm_int8's decode kernel; past it they are
