@@ -10,7 +10,8 @@
 //! * [`attention`]: which steps fit the attention families, their launches
 //! * [`linear`]: cuBLAS, the tuned gemm family, or gemm_int4 on int4 weights, with database
 //!   lookup per (M, N, K)
-//! * [`quant_weights`]: the layers' linears quantized to int4 on the GPU (`--weights int4`)
+//! * [`linear_rules`]: which tuned configuration may run a shape, adapted to its M and format
+//! * [`quant_weights`]: the layers' linears quantized on the GPU (`--weights int4|int8`) or from a checkpoint
 //! * [`model_linear`]: a layer's stored linears and their names (`3.down`)
 //! * [`shape`]: the sizes an instance is built for, KV-cache bytes
 //! * [`model`]: `GpuModel::forward` over one step of tagged tokens
@@ -22,6 +23,7 @@ pub mod attention;
 pub mod generate;
 pub mod hf_ref;
 pub mod linear;
+pub mod linear_rules;
 pub mod model;
 pub mod model_linear;
 pub mod op_choice;
