@@ -29,5 +29,6 @@ fn hf_reference_without_model_is_refused() {
 #[test]
 fn quant_weights_with_a_bf16_check_are_refused() {
     assert_refused(&["--preset", "tiny", "--weights", "int4", "--check-cpu"], &["--weights int4", "--validate"]);
-    assert_refused(&["--weights", "int8"], &["int8", "int4"]);
+    assert_refused(&["--preset", "tiny", "--weights", "int8", "--check-cpu"], &["--weights int8", "--validate"]);
+    assert_refused(&["--weights", "int2"], &["int2", "bf16", "int4", "int8"]);
 }
