@@ -11,6 +11,7 @@ use super::e2e_section::{e2e_table, is_e2e_json, read_e2e, E2eFile, E2E_BOUND_NO
 use super::export::winners_per_shape;
 use super::figure::Figure;
 use super::plot_heatmap::{heatmap_axes, heatmap_skipped, plot_param_heatmap};
+use super::plot_ops::{plot_decode_ops, OpsRun, MAX_RUNS};
 use super::plot_roofline::{pct_note, plot_roofline, roofline_png_name, RooflineOptions};
 use super::sections::SectionSource;
 use super::style::slug;
@@ -83,6 +84,8 @@ struct Inputs {
     sections: Vec<(PathBuf, String)>,
     /// Roofline charts, by index into `ceilings`.
     rooflines: Vec<(usize, Figure)>,
+    /// The per-op decode breakdown of the profiled e2e runs, side by side.
+    e2e_ops: Option<Figure>,
     notes: Vec<String>,
 }
 
@@ -118,6 +121,7 @@ pub fn build_report_with(opts: &ReportOptions) -> Result<ReportSummary> {
     for s in &mut inputs.sweeps {
         draw_sweep_charts(&out_dir, s, &mut inputs.notes);
     }
+    draw_e2e_ops(&mut inputs, &out_dir);
     let page = render_page(&inputs, &out_dir);
     std::fs::write(&opts.out_html, page).with_context(|| format!("writing {}", opts.out_html.display()))?;
 
@@ -126,6 +130,7 @@ pub fn build_report_with(opts: &ReportOptions) -> Result<ReportSummary> {
     summary.e2e = inputs.e2e.iter().map(|(p, _, _)| p.clone()).collect();
     summary.sections = inputs.sections.iter().map(|(p, _)| p.clone()).collect();
     summary.charts.extend(inputs.rooflines.iter().map(|(_, c)| c.path.clone()));
+    summary.charts.extend(inputs.e2e_ops.iter().map(|c| c.path.clone()));
     for s in &inputs.sweeps {
         summary.charts.extend(s.charts.iter().map(|c| c.path.clone()));
         summary.sweeps.push(SweepSummary {
@@ -211,6 +216,29 @@ fn draw_rooflines(inputs: &mut Inputs, out_dir: &Path, all_candidates: bool) {
     }
 }
 
+/// The batch-1 per-op profile of the profiled e2e runs (the first few) as one chart.
+fn draw_e2e_ops(inputs: &mut Inputs, out_dir: &Path) {
+    let runs: Vec<OpsRun> = inputs
+        .e2e
+        .iter()
+        .filter(|(_, f, _)| !f.profile.is_empty())
+        .map(|(p, f, _)| OpsRun {
+            label: p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
+            profile: &f.profile,
+        })
+        .collect();
+    if runs.is_empty() {
+        return;
+    }
+    let shown = runs.len().min(MAX_RUNS);
+    let path = out_dir.join("e2e-decode-ops.png");
+    let title = format!("Where a decode step goes, batch 1 ({shown} of {} profiled runs)", runs.len());
+    match plot_decode_ops(&runs, &title, &path) {
+        Ok(()) => inputs.e2e_ops = Some(Figure::new(path, "Per-op decode breakdown of the profiled e2e runs".into())),
+        Err(e) => inputs.notes.push(format!("e2e per-op chart: {e:#}")),
+    }
+}
+
 /// Bars over all shapes, then a strip chart (and heat map if two parameters varied) per shape.
 fn draw_sweep_charts(out_dir: &Path, s: &mut Sweep, notes: &mut Vec<String>) {
     let caption = Caption::for_sweep(&s.records, &s.csv);
@@ -282,6 +310,9 @@ fn render_page(inputs: &Inputs, html_dir: &Path) -> String {
     }
     if !inputs.e2e.is_empty() {
         let _ = writeln!(h, "<h2 id=\"e2e\">End-to-end decode</h2><p class=\"muted\">{}</p>", escape(E2E_BOUND_NOTE));
+        if let Some(fig) = &inputs.e2e_ops {
+            h.push_str(&fig.tag(html_dir));
+        }
         for (p, f, date) in &inputs.e2e {
             h.push_str(&e2e_table(f, p, date, html_dir));
         }

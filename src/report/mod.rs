@@ -18,6 +18,7 @@ pub mod labels;
 pub mod links;
 pub mod plot_bars;
 pub mod plot_heatmap;
+pub mod plot_ops;
 pub mod plot_replay;
 pub mod plot_roofline;
 pub mod plot_strips;
