@@ -20,7 +20,7 @@
 //   NUM_WARPS      warps per block, 1..32 (default 4)
 //   ROWS_PER_WARP  weight rows (output columns) per warp (default 2)
 //   UNROLL         16-byte chunks per lane and row loaded before the math (default 2)
-//   SPLITK         K splits (default 1); > 1 writes fp32 partials and needs int8_splitk_reduce
+//   SPLITK         K splits (default 1); > 1 writes fp32 partials and needs gemm_splitk_reduce
 //
 // Launch contract:
 //   extern "C" __global__ void int8_gemv(const T* X, const signed char* Wq,
@@ -29,13 +29,13 @@
 //     (each output is read by the thread that then writes it).
 //     SPLITK == 1: Y = scale·acc (+ R) written, ws ignored (may be NULL).
 //     SPLITK > 1: ws (fp32 [SPLITK][M][N]) fully written with scale·(partial sum), splits
-//     without work write 0; Y and R not touched; then launch int8_splitk_reduce. No memset.
+//     without work write 0; Y and R not touched; then launch gemm_splitk_reduce. No memset.
 //     grid  = (ceil(N / (NUM_WARPS*ROWS_PER_WARP)), SPLITK, 1)
 //     block = (32*NUM_WARPS, 1, 1), dynamic shared memory = 0
 //     Split s takes chunks [floor(C·s/SPLITK), floor(C·(s+1)/SPLITK)) of the C = K/16.
-//   extern "C" __global__ void int8_splitk_reduce(const float* ws, const T* R, T* Y,
-//       int M, int N)
-//     Y[m][n] = sum_{s=0..SPLITK-1} ws[s][m][n] (this order, deterministic) (+ R[m][n])
+//   extern "C" __global__ void gemm_splitk_reduce(const float* ws, T* Y, const T* R,
+//       int M, int N, int splits)   (kernels/gemm/splitk_reduce.cuh, shared with gemm)
+//     Y[m][n] = sum_{s=0..splits-1} ws[s][m][n] (this order, deterministic) (+ R[m][n])
 //     grid = (ceil(M*N / 256), 1, 1), block = (256, 1, 1), dynamic shared memory = 0
 //   Requirements: 1 <= M <= M_MAX; K % 16 == 0 (a chunk of 16 codes never straddles rows);
 //   X and Wq 16-byte aligned (cudaMalloc is; rows then are too, K being a multiple of 16);
@@ -81,21 +81,10 @@ typedef __half act_t;
 typedef __nv_bfloat16 act_t;
 #endif
 
-__device__ __forceinline__ float act_to_float(act_t v) {
-#if KL_FP16
-    return __half2float(v);
-#else
-    return __bfloat162float(v);
-#endif
-}
-
-__device__ __forceinline__ act_t float_to_act(float v) {
-#if KL_FP16
-    return __float2half_rn(v);
-#else
-    return __float2bfloat16_rn(v);
-#endif
-}
+// The element type of the shared headers.
+typedef act_t T;
+#include "../common/to_from_f.cuh"  // to_f, from_f: T <-> float
+#include "../gemm/splitk_reduce.cuh"
 
 __device__ __forceinline__ float scale_to_float(unsigned short b) {
 #if KL_FP16
@@ -219,8 +208,8 @@ int8_gemv(const act_t* __restrict__ X, const signed char* __restrict__ Wq, const
                 if (lane == (r * M_MAX + m) % 32 && n < N) {
                     v *= s;
 #if SPLITK == 1
-                    if (R) v += act_to_float(R[(size_t)m * N + n]);
-                    Y[(size_t)m * N + n] = float_to_act(v);
+                    if (R) v += to_f(R[(size_t)m * N + n]);
+                    Y[(size_t)m * N + n] = from_f(v);
 #else
                     ws[((size_t)blockIdx.y * M + m) * N + n] = v;
 #endif
@@ -228,16 +217,4 @@ int8_gemv(const act_t* __restrict__ X, const signed char* __restrict__ Wq, const
             }
         }
     }
-}
-
-extern "C" __global__ void __launch_bounds__(256)
-int8_splitk_reduce(const float* __restrict__ ws, const act_t* __restrict__ R, act_t* __restrict__ Y, int M, int N) {
-    const size_t i = (size_t)blockIdx.x * 256 + threadIdx.x;
-    const size_t total = (size_t)M * N;
-    if (i >= total) return;
-    float v = 0.0f;
-#pragma unroll
-    for (int s = 0; s < SPLITK; s++) v += ws[s * total + i];
-    if (R) v += act_to_float(R[i]);
-    Y[i] = float_to_act(v);
 }

@@ -51,7 +51,7 @@ impl Family for GemmInt8 {
     }
     fn entries(&self, variant: &str) -> Result<&'static [&'static str]> {
         Ok(match variant {
-            "int8_gemv" => &["int8_gemv", "int8_splitk_reduce"],
+            "int8_gemv" => &["int8_gemv", "gemm_splitk_reduce"],
             other => {
                 bail!("the gemm_int8 family has no variant {other:?} (known: {})", VARIANTS.join(", "))
             }
@@ -134,7 +134,7 @@ mod tests {
             GemmInt8.validate(&shape(s), DType::BF16).unwrap();
             GemmInt8.validate(&shape(s), DType::F16).unwrap();
         }
-        assert!(GemmInt8.entries("int8_gemv").unwrap().contains(&"int8_splitk_reduce"));
+        assert!(GemmInt8.entries("int8_gemv").unwrap().contains(&"gemm_splitk_reduce"));
         assert!(GemmInt8.entries("gemv").is_err());
     }
 }

@@ -80,7 +80,7 @@ fn check_common(m: i64, n: i64, k: i64, dt: DType) -> Result<()> {
 }
 
 /// int8_gemv: grid (ceil(N / (NUM_WARPS·ROWS_PER_WARP)), SPLITK), NUM_WARPS warps, plus
-/// int8_splitk_reduce over ceil(M·N / 256) blocks of 256 when SPLITK > 1.
+/// gemm_splitk_reduce over ceil(M·N / 256) blocks of 256 when SPLITK > 1.
 pub fn gemv_plan(m: i64, n: i64, k: i64, p: &BTreeMap<String, i64>) -> Result<GemvPlan> {
     let (warps, rows, unroll, splitk, m_max) = (
         param(p, "NUM_WARPS")?,
@@ -187,9 +187,10 @@ pub unsafe fn launch_linear(
     // follow int8_gemv.cu's signature.
     unsafe { gpu.launch(get("int8_gemv")?, g.grid, g.block, g.smem, &args)? };
     if let Some(r) = plan.reduce {
-        let args = [Arg::Ptr(io.ws), Arg::Ptr(io.r), Arg::Ptr(io.y), mm, nn];
-        // SAFETY: as above; the workspace was fully written by the launch before it on the stream.
-        unsafe { gpu.launch(get("int8_splitk_reduce")?, r.grid, r.block, r.smem, &args)? };
+        let args = [Arg::Ptr(io.ws), Arg::Ptr(io.y), Arg::Ptr(io.r), mm, nn, Arg::I32(plan.splitk as i32)];
+        // SAFETY: as above; the workspace was fully written by the launch before it on the
+        // stream; the arguments follow splitk_reduce.cuh's signature.
+        unsafe { gpu.launch(get("gemm_splitk_reduce")?, r.grid, r.block, r.smem, &args)? };
     }
     Ok(())
 }
