@@ -21,6 +21,7 @@
 #   scripts/gpu-check.sh profile                   # llama3-8b per-op decode breakdown, bf16 and int4
 #   scripts/gpu-check.sh decode                    # int4_gemv_bulk swept on the decode shapes, e2e before/after
 #   scripts/gpu-check.sh fuse                      # int4_gemv_tc re-swept, llama3-8b fused vs apart, bf16 beside
+#   scripts/gpu-check.sh pdl [check|sweep|e2e]    # decode GEMVs re-swept, llama3-8b with PDL vs --no-pdl
 #   scripts/gpu-check.sh all                       # all of the above (longer than one 10-min call)
 #
 # Environment (all optional):
@@ -335,6 +336,45 @@ fuse() {
   failed "profile int4 fused" "${PIPESTATUS[0]}"
 }
 
+# Programmatic dependent launch in the decode graphs: "sweep" re-sweeps the decode GEMVs whose
+# templates gained the PDL hooks (their source hashes changed) into $R/tuned.json, with tpe+warm
+# from the old winners; "e2e" runs llama3-8b bf16 and int4 at batch 1 and 8 with PDL and with
+# --no-pdl in the same call, the PDL runs validated against the reference path; "check" the
+# selftest of the families whose templates changed. PDL_PARTS picks (default: all three).
+pdl() {
+  local parts=${1:-check sweep e2e}
+  if [[ " $parts " == *" check "* ]]; then selftest "gemm gemm_int4 rmsnorm rope swiglu attention_decode"; fi
+  if [[ " $parts " == *" sweep "* ]]; then
+    local s=6144x4096,4096x4096,28672x4096,4096x14336,128256x4096
+    local b1 b8; b1=$(echo 1x${s//,/,1x}); b8=$(echo 8x${s//,/,8x})
+    local sw=(--strategy tpe+warm --budget "${BUDGET:-16}" --db "$R/tuned.json")
+    step "sweep gemm_int4 --variant int4_gemv_tc on $b1,$b8"
+    timeout 260 "$K" sweep gemm_int4 --variant int4_gemv_tc "${sw[@]}" --shape "$b1,$b8" --time-limit 200s \
+      --out "$R/pdl-gemm_int4.csv" 2>&1 | quiet | tail -14
+    failed "sweep int4_gemv_tc" "${PIPESTATUS[0]}"
+    step "sweep gemm --variant gemv_splitk on $b1"
+    timeout 150 "$K" sweep gemm --variant gemv_splitk "${sw[@]}" --shape "$b1" --time-limit 100s \
+      --out "$R/pdl-gemm-b1.csv" 2>&1 | quiet | tail -8
+    failed "sweep gemv_splitk" "${PIPESTATUS[0]}"
+    step "sweep gemm --variant mma_skinny on $b8"
+    timeout 150 "$K" sweep gemm --variant mma_skinny "${sw[@]}" --shape "$b8" --time-limit 100s \
+      --out "$R/pdl-gemm-b8.csv" 2>&1 | quiet | tail -8
+    failed "sweep mma_skinny" "${PIPESTATUS[0]}"
+  fi
+  if [[ " $parts " == *" e2e "* ]]; then
+    local bench=(--batch 1,8 --prompt-len 128 --gen-len "${GEN_LEN:-256}" --runs 2 --ignore-eos --db "$R/tuned.json")
+    local row='Throughput|Decode step|% of band|decode kernels|validate|PASS|FAIL|rror'
+    for w in bf16 int4; do
+      step "llama3-8b $w, --no-pdl"
+      timeout 120 "$K" e2e "${bench[@]}" --weights "$w" --no-pdl --out "$R/e2e-$w-nopdl" 2>&1 | grep -E "$row"
+      failed "e2e $w no-pdl" "${PIPESTATUS[0]}"
+      step "llama3-8b $w, PDL, validated"
+      timeout 180 "$K" e2e "${bench[@]}" --weights "$w" --validate --out "$R/e2e-$w-pdl" 2>&1 | grep -E "$row"
+      failed "e2e $w pdl" "${PIPESTATUS[0]}"
+    done
+  fi
+}
+
 # Hugging Face transformers builds llama3-8b with random weights, saves it, records reference
 # logits and greedy tokens and times its own generate (eager; static cache + torch.compile);
 # kernlab loads that directory, compares, and benchmarks the same batches.
@@ -497,11 +537,12 @@ run() {
     profile) devices; profile ;;
     decode) devices; decode ;;
     fuse) devices; fuse ;;
+    pdl) devices; pdl "$ARG" ;;
     all)
       devices; selftest ""
       sweeps "gemm softmax rmsnorm rope swiglu attention_decode attention_decode_varlen attention_prefill attention_prefill_varlen"
       int4; e2e; hf ;;
-    *) echo "error: unknown mode '$MODE' (quick, selftest, ceilings, sweeps, int4, e2e, hf, smollm2, user, search, big, formats, methods, groups, profile, decode, fuse, all)" >&2; return 2 ;;
+    *) echo "error: unknown mode '$MODE' (quick, selftest, ceilings, sweeps, int4, e2e, hf, smollm2, user, search, big, formats, methods, groups, profile, decode, fuse, pdl, all)" >&2; return 2 ;;
   esac
 }
 rm -f "$OUT/failed.txt"

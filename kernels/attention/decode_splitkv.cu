@@ -122,6 +122,7 @@ __device__ __forceinline__ unsigned swz(int row, int chunk) {
     return (unsigned)(row * ROW_BYTES + ((chunk ^ (row & 7)) << 4));
 }
 #include "../common/from_f.cuh"  // from_f: float -> T
+#include "../common/pdl.cuh"  // pdl_wait, pdl_launch_dependents, KL_PDL_AWARE
 
 // Rows [0, BLOCK_N) of a K or V tile; row r at G + r*stride, rows >= valid zero-filled.
 __device__ __forceinline__ void load_tile(unsigned sdst, const T* G, size_t stride, int valid, const T* safe, int tid) {
@@ -404,23 +405,32 @@ __device__ __forceinline__ void split_block(const T* __restrict__ Q, const T* __
     }
 }
 
+KL_PDL_AWARE(attn_decode_split)
 extern "C" __global__ void __launch_bounds__(THREADS, 1)
 attn_decode_split(const T* __restrict__ Q, const T* __restrict__ Kc, const T* __restrict__ Vc, T* __restrict__ O,
                   float* __restrict__ ws_o, float* __restrict__ ws_ml, const int* __restrict__ lens, int L_cap, int H,
                   int KVH, float scale) {
+    pdl_wait();  // before any read of an earlier kernel's output or any write
+    pdl_launch_dependents();
     split_block<false>(Q, Kc, Vc, O, ws_o, ws_ml, lens, nullptr, L_cap, H, KVH, scale);
 }
 
+KL_PDL_AWARE(attn_decode_split_fused)
 extern "C" __global__ void __launch_bounds__(THREADS, 1)
 attn_decode_split_fused(const T* __restrict__ Q, const T* __restrict__ Kc, const T* __restrict__ Vc,
                         T* __restrict__ O, float* __restrict__ ws_o, float* __restrict__ ws_ml,
                         const int* __restrict__ lens, int L_cap, int H, int KVH, float scale,
                         unsigned* __restrict__ counters) {
+    pdl_wait();  // before any read of an earlier kernel's output or any write
+    pdl_launch_dependents();
     split_block<true>(Q, Kc, Vc, O, ws_o, ws_ml, lens, counters, L_cap, H, KVH, scale);
 }
 
+KL_PDL_AWARE(attn_decode_combine)
 extern "C" __global__ void __launch_bounds__(HEAD_DIM)
 attn_decode_combine(const float* __restrict__ ws_o, const float* __restrict__ ws_ml, T* __restrict__ O, int H,
                     int num_splits) {
+    pdl_wait();  // before any read of an earlier kernel's output or any write
+    pdl_launch_dependents();
     combine_row<1>(ws_o, ws_ml, O, (size_t)blockIdx.y * H + blockIdx.x, num_splits, threadIdx.x);
 }

@@ -125,6 +125,7 @@ __device__ __forceinline__ float2 unpack2(unsigned u) {
 }
 
 #include "../common/to_from_f.cuh"  // to_f, from_f: T <-> float
+#include "../common/pdl.cuh"
 
 // acc[r][m] += dot(W row r vector, X row m vector) at K offset k
 __device__ __forceinline__ void fma_step(float (&acc)[RPW][MMAX], const Vec (&w)[RPW], const T* __restrict__ X,
@@ -176,19 +177,31 @@ __device__ __forceinline__ void reduce_scatter_step(float (&v)[NV], int lane, in
 
 }  // namespace
 
+KL_PDL_AWARE(gemm_gemv)
 extern "C" __global__ void __launch_bounds__(NUM_WARPS * 32, 1)  // ", 1": without it ptxas spills small configs
 gemm_gemv(const T* __restrict__ X, const T* __restrict__ W, T* __restrict__ Y, const T* __restrict__ R,
           float* __restrict__ WS, int M, int N, int K) {
     const int lane = threadIdx.x & 31;
     const int warp = threadIdx.x >> 5;
     const int n_base = (blockIdx.x * NUM_WARPS + warp) * RPW;
-    if (n_base >= N) return;  // whole warp out of range (no block-level sync below)
 
     const int s = blockIdx.y;
     int KS = (K + SPLITK - 1) / SPLITK;
     KS = (KS + VEC - 1) / VEC * VEC;
     const int kbeg = s * KS;
     const int kend = min(K, kbeg + KS);  // may be <= kbeg: empty split, writes zeros
+
+    // Under PDL this grid may start beside the kernel before it: W depends on no kernel of
+    // the step, so the warp asks L2 for its rows' split (within the grid's budget) before
+    // pdl_wait(); X and R are read after it.
+    if (kend > kbeg) {
+        const size_t cap = PDL_L2_BUDGET / ((size_t)gridDim.x * gridDim.y * NUM_WARPS * RPW);
+        pdl_prefetch_l2_rows(W + (size_t)n_base * K + kbeg, (size_t)K * sizeof(T), min(RPW, N - n_base),
+                             min(cap, (size_t)(kend - kbeg) * sizeof(T)), lane, 32);
+    }
+    pdl_wait();
+    pdl_launch_dependents();
+    if (n_base >= N) return;  // whole warp out of range (no block-level sync below)
 
     // rows past N read row N-1 (valid memory, result discarded)
     const T* wrow[RPW];

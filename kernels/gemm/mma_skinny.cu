@@ -89,6 +89,7 @@ namespace {
 constexpr int MI = BM / 16;                 // m16 tiles per warp (a warp spans all BM rows)
 constexpr int NI = WN / 8;                  // n8 tiles per warp
 #include "mma_smem_layout.cuh"  // ROWS_PER_PASS, the smem swizzle (swz, smem_off), mma.cuh, to_f/from_f
+#include "../common/pdl.cuh"
 
 // Load a ROWS×BK tile (rows [row0, row0+ROWS) of a [rows_total, K] matrix, columns [k0, k0+BK)
 // clipped to kend) into smem.
@@ -105,6 +106,7 @@ __device__ __forceinline__ void load_tile(unsigned sdst, const T* __restrict__ G
 
 }  // namespace
 
+KL_PDL_AWARE(gemm_skinny)
 extern "C" __global__ void __launch_bounds__(THREADS, 1)
 gemm_skinny(const T* __restrict__ X, const T* __restrict__ W, T* __restrict__ Y, const T* __restrict__ R,
             float* __restrict__ WS, int M, int N, int K) {
@@ -132,13 +134,23 @@ gemm_skinny(const T* __restrict__ X, const T* __restrict__ W, T* __restrict__ Y,
 
     // Loads are predicated on k < kend (not just K): kend is a multiple of 8, so the split
     // boundary never cuts a 16-byte chunk.
+    // Under PDL this grid may start beside the kernel before it: W depends on no kernel of
+    // the step, so the prologue's W stages (and an L2 prefetch of the rest of the block's W,
+    // within the grid's budget) go out before pdl_wait(), X's after it. The first commit
+    // group then holds every prologue W stage, which the first wait covers anyway.
+#pragma unroll
+    for (int st = 0; st < STAGES - 1; ++st)
+        if (st < KT) load_tile<BN>(sbase + st * STAGE_BYTES + A_BYTES, W, n0, N, kend, kbeg + st * BK, K, tid);
+    if (KT > 0) {
+        const size_t cap = PDL_L2_BUDGET / ((size_t)gridDim.x * gridDim.y * gridDim.z * BN);
+        pdl_prefetch_l2_rows(W + (size_t)n0 * K + kbeg, (size_t)K * sizeof(T), min(BN, N - n0),
+                             min(cap, (size_t)(kend - kbeg) * sizeof(T)), tid, THREADS);
+    }
+    pdl_wait();
+    pdl_launch_dependents();
 #pragma unroll
     for (int st = 0; st < STAGES - 1; ++st) {
-        if (st < KT) {
-            const unsigned sp = sbase + st * STAGE_BYTES;
-            load_tile<BM>(sp, X, m0, M, kend, kbeg + st * BK, K, tid);
-            load_tile<BN>(sp + A_BYTES, W, n0, N, kend, kbeg + st * BK, K, tid);
-        }
+        if (st < KT) load_tile<BM>(sbase + st * STAGE_BYTES, X, m0, M, kend, kbeg + st * BK, K, tid);
         cp_async_commit();
     }
 

@@ -43,6 +43,7 @@ Entry points (grid / block in brackets)
     fill_const_bf16(p, n, v)                                   grid-stride / [256]
 */
 #include <cuda_bf16.h>
+#include "../common/pdl.cuh"  // pdl_wait, pdl_launch_dependents, KL_PDL_AWARE
 
 typedef __nv_bfloat16 bf16;
 
@@ -65,7 +66,10 @@ __device__ float block_sum_256(float v) {
     return t;
 }
 
+KL_PDL_AWARE(embed_gather)
 extern "C" __global__ void embed_gather(const bf16* table, const int* ids, bf16* out, int n, int dim) {
+    pdl_wait();  // before any read of an earlier kernel's output or any write
+    pdl_launch_dependents();
     int t = blockIdx.x;
     if (t >= n) return;
     const bf16* src = table + (long long)ids[t] * dim;
@@ -73,7 +77,10 @@ extern "C" __global__ void embed_gather(const bf16* table, const int* ids, bf16*
     for (int i = threadIdx.x; i < dim; i += blockDim.x) dst[i] = src[i];
 }
 
+KL_PDL_AWARE(rmsnorm)
 extern "C" __global__ void rmsnorm(const bf16* x, const bf16* w, bf16* out, int rows, int dim, float eps) {
+    pdl_wait();  // before any read of an earlier kernel's output or any write
+    pdl_launch_dependents();
     int r = blockIdx.x;
     if (r >= rows) return;
     const bf16* xr = x + (long long)r * dim;
@@ -84,7 +91,10 @@ extern "C" __global__ void rmsnorm(const bf16* x, const bf16* w, bf16* out, int 
     for (int i = threadIdx.x; i < dim; i += blockDim.x) o[i] = to_b(to_f(xr[i]) * inv * to_f(w[i]));
 }
 
+KL_PDL_AWARE(rope_qk)
 extern "C" __global__ void rope_qk(bf16* qkv, const int* tok_pos, const float* inv_freq, int T, int H, int KVH, int HD) {
+    pdl_wait();  // before any read of an earlier kernel's output or any write
+    pdl_launch_dependents();
     int t = blockIdx.x;
     if (t >= T) return;
     int half = HD / 2;
@@ -103,8 +113,11 @@ extern "C" __global__ void rope_qk(bf16* qkv, const int* tok_pos, const float* i
     }
 }
 
+KL_PDL_AWARE(kv_append)
 extern "C" __global__ void kv_append(const bf16* qkv, bf16* k_cache, bf16* v_cache, const int* tok_seq, const int* tok_pos,
                                      int T, int H, int KVH, int HD, int S) {
+    pdl_wait();  // before any read of an earlier kernel's output or any write
+    pdl_launch_dependents();
     int t = blockIdx.x;
     if (t >= T) return;
     int kv_dim = KVH * HD, qkv_dim = (H + 2 * KVH) * HD;
@@ -119,9 +132,12 @@ extern "C" __global__ void kv_append(const bf16* qkv, bf16* k_cache, bf16* v_cac
 
 // The q|k|v rows are (H + 2*KVH)*HD elements and HD % 8 == 0, so every head starts on a
 // 16-byte boundary: copy in uint4 units (8 bf16).
+KL_PDL_AWARE(kv_append_pack)
 extern "C" __global__ void kv_append_pack(const bf16* qkv, bf16* k_cache, bf16* v_cache, bf16* q_out, bf16* k_out,
                                           bf16* v_out, const int* tok_seq, const int* tok_pos, int T, int H, int KVH,
                                           int HD, int S) {
+    pdl_wait();  // before any read of an earlier kernel's output or any write
+    pdl_launch_dependents();
     int t = blockIdx.x;
     if (t >= T) return;
     int kv8 = KVH * HD / 8, q8 = H * HD / 8, row8 = q8 + 2 * kv8;
@@ -145,9 +161,12 @@ extern "C" __global__ void kv_append_pack(const bf16* qkv, bf16* k_cache, bf16* 
 #define ATTN_WARPS 4
 #define ATTN_MAX_EPL 8  // elements per lane: HD / 32 <= 8
 
+KL_PDL_AWARE(attention)
 extern "C" __global__ void __launch_bounds__(ATTN_WARPS * 32)
 attention(const bf16* qkv, const bf16* k_cache, const bf16* v_cache, bf16* out, const int* tok_seq, const int* tok_pos,
           int T, int H, int KVH, int HD, int S, float scale) {
+    pdl_wait();  // before any read of an earlier kernel's output or any write
+    pdl_launch_dependents();
     int h = blockIdx.x, t = blockIdx.y;
     if (t >= T || h >= H) return;
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -200,7 +219,10 @@ attention(const bf16* qkv, const bf16* k_cache, const bf16* v_cache, bf16* out, 
     }
 }
 
+KL_PDL_AWARE(swiglu)
 extern "C" __global__ void swiglu(const bf16* gate_up, bf16* out, int T, int F) {
+    pdl_wait();  // before any read of an earlier kernel's output or any write
+    pdl_launch_dependents();
     long long n = (long long)T * F;
     for (long long idx = blockIdx.x * (long long)blockDim.x + threadIdx.x; idx < n; idx += (long long)gridDim.x * blockDim.x) {
         long long t = idx / F, i = idx % F;
@@ -209,12 +231,18 @@ extern "C" __global__ void swiglu(const bf16* gate_up, bf16* out, int T, int F) 
     }
 }
 
+KL_PDL_AWARE(residual_add)
 extern "C" __global__ void residual_add(bf16* x, const bf16* y, long long n) {
+    pdl_wait();  // before any read of an earlier kernel's output or any write
+    pdl_launch_dependents();
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
         x[i] = to_b(to_f(x[i]) + to_f(y[i]));
 }
 
+KL_PDL_AWARE(argmax_rows)
 extern "C" __global__ void argmax_rows(const bf16* logits, int* out, int rows, int n) {
+    pdl_wait();  // before any read of an earlier kernel's output or any write
+    pdl_launch_dependents();
     int r = blockIdx.x;
     if (r >= rows) return;
     const bf16* row = logits + (long long)r * n;
@@ -242,7 +270,10 @@ extern "C" __global__ void argmax_rows(const bf16* logits, int* out, int rows, i
     }
 }
 
+KL_PDL_AWARE(fill_const_bf16)
 extern "C" __global__ void fill_const_bf16(bf16* p, long long n, float v) {
+    pdl_wait();  // before any read of an earlier kernel's output or any write
+    pdl_launch_dependents();
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)gridDim.x * blockDim.x)
         p[i] = to_b(v);
 }

@@ -44,6 +44,7 @@
 #endif
 
 #include "../common/row_threads.cuh"  // NTHREADS, WARPS_PER_ROW and their checks
+#include "../common/pdl.cuh"  // pdl_wait, pdl_launch_dependents, KL_PDL_AWARE
 
 // Sum over the THREADS_PER_ROW threads of one row; all of them get it. Every thread of the
 // block must call it (it may hold a barrier).
@@ -120,8 +121,11 @@ __device__ __forceinline__ void rmsnorm_body(const T* x, const T* h, T* res_out,
 
 // (N, 1): with the bare __launch_bounds__(N), ptxas squeezed some configurations below
 // their need and spilled; a minimum of one block lets it use what the code needs.
+KL_PDL_AWARE(rmsnorm_rows)
 extern "C" __global__ void __launch_bounds__(NTHREADS, 1)
 rmsnorm_rows(const T* x, const T* h, T* res_out, T* y, const T* w, float eps, int rows, int dim) {
+    pdl_wait();  // before any read of an earlier kernel's output or any write
+    pdl_launch_dependents();
     __shared__ float red[ROWS_PER_BLOCK * WARPS_PER_ROW];
     if (dim % VEC == 0) rmsnorm_body<true>(x, h, res_out, y, w, eps, rows, dim, red);
     else rmsnorm_body<false>(x, h, res_out, y, w, eps, rows, dim, red);

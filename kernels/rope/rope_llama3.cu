@@ -48,6 +48,7 @@
 // Element type (bf16, or fp16/fp32 via KL_FP16/KL_FP32), VEC and the vector loads/stores
 // shared by every memory-bound template; kernlab expands this include before compiling.
 #include "../common/elementwise.cuh"
+#include "../common/pdl.cuh"  // pdl_wait, pdl_launch_dependents, KL_PDL_AWARE
 
 #ifndef THREADS
 #define THREADS 128
@@ -97,9 +98,12 @@ __device__ __forceinline__ void rope_store(T* p, const float (&f)[VEC]) {
 
 // (N, 1): with the bare __launch_bounds__(N), ptxas squeezed some configurations below
 // their need and spilled; a minimum of one block lets it use what the code needs.
+KL_PDL_AWARE(rope_llama3)
 extern "C" __global__ void __launch_bounds__(THREADS, 1)
 rope_llama3(const T* q_in, const T* k_in, T* q_out, T* k_out, const int* offsets, const float* inv_freq,
             int n_tokens, int seq_len, int n_q_heads, int n_kv_heads, int head_dim, int q_stride, int k_stride) {
+    pdl_wait();  // before any read of an earlier kernel's output or any write
+    pdl_launch_dependents();
     const int half = head_dim >> 1;
     const int cph = half / VEC;       // vector chunks per half head
     const int c = threadIdx.x % cph;  // this thread's chunk: pairs [c*VEC, c*VEC + VEC)

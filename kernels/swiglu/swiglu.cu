@@ -24,6 +24,7 @@
 // Element type (bf16, or fp16/fp32 via KL_FP16/KL_FP32), VEC and the vector loads/stores
 // shared by every memory-bound template; kernlab expands this include before compiling.
 #include "../common/elementwise.cuh"
+#include "../common/pdl.cuh"  // pdl_wait, pdl_launch_dependents, KL_PDL_AWARE
 
 #ifndef THREADS
 #define THREADS 256
@@ -77,7 +78,10 @@ __device__ __forceinline__ void swiglu_body(const T* gu, T* out, int tokens, int
 
 // (N, 1): with the bare __launch_bounds__(N), ptxas squeezed some configurations below
 // their need and spilled; a minimum of one block lets it use what the code needs.
+KL_PDL_AWARE(swiglu)
 extern "C" __global__ void __launch_bounds__(THREADS, 1) swiglu(const T* gu, T* out, int tokens, int ffn) {
+    pdl_wait();  // before any read of an earlier kernel's output or any write
+    pdl_launch_dependents();
     if (ffn % VEC == 0) swiglu_body<true>(gu, out, tokens, ffn);
     else swiglu_body<false>(gu, out, tokens, ffn);
 }

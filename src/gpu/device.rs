@@ -59,6 +59,11 @@ pub struct Gpu {
     pub ctx: Arc<CudaContext>,
     pub stream: Arc<CudaStream>,
     pub props: DeviceProps,
+    /// Launch the entry points marked `KL_PDL_AWARE` (kernels/common/pdl.cuh) with
+    /// programmatic dependent launch, so each may start while the kernel before it drains.
+    /// Off unless asked for: a sweep times one kernel at a time, and back-to-back launches of
+    /// the same kernel overlapping would time something else.
+    pdl: bool,
 }
 
 fn attr(ctx: &CudaContext, a: sys::CUdevice_attribute) -> i32 {
@@ -110,7 +115,7 @@ impl Gpu {
             bus_width_bits: attr(&ctx, A::CU_DEVICE_ATTRIBUTE_GLOBAL_MEMORY_BUS_WIDTH),
             driver_version: format!("{}.{}", dv / 1000, (dv % 1000) / 10),
         };
-        Ok(Gpu { ctx, stream, props })
+        Ok(Gpu { ctx, stream, props, pdl: false })
     }
 
     pub fn alloc(&self, bytes: usize) -> Result<DevBuf> {
@@ -122,7 +127,19 @@ impl Gpu {
     /// it does not wait for the default stream: callers synchronize it themselves.
     pub fn on_new_stream(&self) -> Result<Gpu> {
         let stream = self.ctx.new_stream().context("creating a CUDA stream")?;
-        Ok(Gpu { ctx: self.ctx.clone(), stream, props: self.props.clone() })
+        Ok(Gpu { ctx: self.ctx.clone(), stream, props: self.props.clone(), pdl: self.pdl })
+    }
+
+    /// This GPU's context and stream with programmatic dependent launch on or off (see the
+    /// field). PDL needs sm_90; elsewhere it stays off whatever is asked.
+    pub fn with_pdl(&self, on: bool) -> Gpu {
+        let pdl = on && self.props.cc_major >= 9;
+        Gpu { ctx: self.ctx.clone(), stream: self.stream.clone(), props: self.props.clone(), pdl }
+    }
+
+    /// Whether PDL-aware kernels are launched with programmatic dependent launch.
+    pub fn pdl(&self) -> bool {
+        self.pdl
     }
 
     pub fn synchronize(&self) -> Result<()> {
@@ -143,7 +160,15 @@ impl Gpu {
             unsafe { cu::module::unload(module).ok() };
             GpuError::driver(format!("finding entry point {entry:?} in the module"))(e)
         })?;
-        Ok(Kernel { module, func, name: entry.to_string() })
+        // The template marks an entry point that waits for its predecessor before touching
+        // its data (pdl.cuh) with a module global `kl_pdl_<entry>`; only those may be
+        // launched early.
+        let marker = std::ffi::CString::new(format!("kl_pdl_{entry}"))?;
+        let (mut dptr, mut bytes) = (0 as sys::CUdeviceptr, 0usize);
+        // SAFETY: module is loaded, the name is a valid C string, the out-pointers are valid.
+        let pdl = unsafe { sys::cuModuleGetGlobal_v2(&mut dptr, &mut bytes, module, marker.as_ptr()) }
+            == sys::CUresult::CUDA_SUCCESS;
+        Ok(Kernel { module, func, name: entry.to_string(), pdl })
     }
 
     /// Launches `k` on the stream. Arguments are passed by value in order.
@@ -198,9 +223,51 @@ impl Gpu {
         // sizes the kernel expects (tensor maps as their 128 bytes, pointers and 64-bit values
         // as 8 bytes, ints and floats as 4 — the low bytes of each slot, on a little-endian
         // host); what the values point at is the caller's contract (see `# Safety`).
-        unsafe { cu::launch_kernel(k.func, grid, block, smem, self.stream.cu_stream(), &mut params) }
-            .map_err(|e| GpuError::Launch { kernel: k.name.clone(), grid, block, smem, code: e.0 }.into())
+        let launched = if self.pdl && k.pdl {
+            // SAFETY: as for cuLaunchKernel below; the config and its one attribute outlive
+            // the call.
+            unsafe { launch_programmatic(k.func, grid, block, smem, self.stream.cu_stream(), &mut params) }
+        } else {
+            // SAFETY: see above.
+            unsafe { cu::launch_kernel(k.func, grid, block, smem, self.stream.cu_stream(), &mut params) }
+        };
+        launched.map_err(|e| GpuError::Launch { kernel: k.name.clone(), grid, block, smem, code: e.0 }.into())
     }
+}
+
+/// `cuLaunchKernelEx` with programmatic stream serialization allowed: the kernel may begin
+/// before the previous kernel on the stream has finished (it waits in `griddepcontrol.wait`
+/// for that kernel's results). Inside stream capture this becomes a programmatic graph edge.
+///
+/// # Safety
+/// As `cuLaunchKernel`: `params` holds one pointer per kernel parameter, and `f` must be an
+/// entry point that obeys pdl.cuh's rules.
+unsafe fn launch_programmatic(
+    f: sys::CUfunction,
+    grid: (u32, u32, u32),
+    block: (u32, u32, u32),
+    smem: u32,
+    stream: sys::CUstream,
+    params: &mut [*mut c_void],
+) -> std::result::Result<(), cudarc::driver::DriverError> {
+    // SAFETY: an all-zero attribute is a valid value of this plain C struct.
+    let mut attr: sys::CUlaunchAttribute = unsafe { std::mem::zeroed() };
+    attr.id = sys::CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
+    attr.value.programmaticStreamSerializationAllowed = 1;
+    let config = sys::CUlaunchConfig {
+        gridDimX: grid.0,
+        gridDimY: grid.1,
+        gridDimZ: grid.2,
+        blockDimX: block.0,
+        blockDimY: block.1,
+        blockDimZ: block.2,
+        sharedMemBytes: smem,
+        hStream: stream,
+        attrs: &mut attr,
+        numAttrs: 1,
+    };
+    // SAFETY: the caller's contract; `config` and `attr` live until the call returns.
+    unsafe { sys::cuLaunchKernelEx(&config, f, params.as_mut_ptr(), std::ptr::null_mut()) }.result()
 }
 
 /// A kernel argument.
@@ -231,6 +298,8 @@ pub struct Kernel {
     module: sys::CUmodule,
     func: sys::CUfunction,
     pub name: String,
+    /// The module marks this entry point PDL-aware (`KL_PDL_AWARE`, kernels/common/pdl.cuh).
+    pdl: bool,
 }
 
 impl Kernel {
@@ -239,6 +308,10 @@ impl Kernel {
         // SAFETY: valid function handle and out-pointer.
         unsafe { sys::cuFuncGetAttribute(&mut v, a, self.func) };
         v
+    }
+    /// Whether the template marks this entry point safe to launch early (pdl.cuh).
+    pub fn pdl_aware(&self) -> bool {
+        self.pdl
     }
     /// The driver's function handle (for occupancy queries).
     pub fn raw(&self) -> sys::CUfunction {

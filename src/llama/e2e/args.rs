@@ -135,6 +135,11 @@ pub struct E2eArgs {
     /// graph (the tuned paths replay by default; the reference path never does).
     #[arg(long)]
     pub no_cuda_graphs: bool,
+    /// Launch the decode graphs' kernels one after another, each waiting for the last to
+    /// finish, instead of with programmatic dependent launch (sm_90: each kernel's blocks
+    /// start early, fetch their weights, and wait in griddepcontrol.wait for their inputs).
+    #[arg(long)]
+    pub no_pdl: bool,
     /// Tuned-config database, e.g. --db tuned.json. Default: reports/tuned.json.
     #[arg(long, value_name = "FILE")]
     pub db: Option<PathBuf>,

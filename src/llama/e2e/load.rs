@@ -121,6 +121,21 @@ pub fn load(gpu: &Gpu, util: &Util, ops: &OpKernels, src: &ModelSource, a: &E2eA
     })
 }
 
+/// How the tuned path launches decode steps (`kernlab e2e`'s --no-cuda-graphs, --no-pdl).
+#[derive(Debug, Clone, Copy)]
+pub struct DecodeLaunch {
+    /// Replay each decode step as a CUDA graph.
+    pub cuda_graphs: bool,
+    /// Inside those graphs, launch the PDL-aware kernels with programmatic dependent launch.
+    pub pdl: bool,
+}
+
+impl DecodeLaunch {
+    pub fn from_args(a: &super::args::E2eArgs) -> DecodeLaunch {
+        DecodeLaunch { cuda_graphs: !a.no_cuda_graphs, pdl: !a.no_pdl }
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 pub fn build_model(
     gpu: &Gpu,
@@ -130,7 +145,7 @@ pub fn build_model(
     shape: ModelShape,
     db: &Path,
     int4: Option<&Rc<QuantStore>>,
-    cuda_graphs: bool,
+    launch: DecodeLaunch,
 ) -> Result<(GpuModel, Vec<String>)> {
     let (choice, mut notes) =
         if reference { (OpChoice::reference(), vec![]) } else { OpChoice::tuned(gpu, cache, db, &w.config, &shape) };
@@ -150,8 +165,8 @@ pub fn build_model(
         notes.push(format!("no tuned database at {}: every GEMM uses its variant's template defaults", db.display()));
     }
     let mut model = GpuModel::new(gpu, w, ops, linear, shape)?;
-    if cuda_graphs && !reference {
-        model.enable_cuda_graphs(gpu)?;
+    if launch.cuda_graphs && !reference {
+        model.enable_cuda_graphs(gpu, launch.pdl)?;
     }
     Ok((model, notes))
 }

@@ -45,6 +45,8 @@ struct Report {
     path: String,
     /// The layer linears' weight format: "bf16", or "int4 g128 symmetric" and the like.
     weights: String,
+    /// How decode steps were launched: "cuda graphs + pdl", "cuda graphs", "every launch".
+    decode_launch: String,
     /// The copy rate (read + write) behind the bound, kept for readers of older reports.
     copy_bw_gb_s: f64,
     /// What "% of DRAM bound" divides by: the roofline's DRAM ceiling.
@@ -143,6 +145,11 @@ fn run_to_report(a: &E2eArgs, src: ModelSource) -> Result<(ExitCode, Report)> {
             Some(st) if st.is_int8() => format!("int8 {} (lm_head bf16)", st.origin),
             Some(st) => format!("int4 {} (lm_head {})", st.origin, if st.lm_head { "int4" } else { "bf16" }),
             None => "bf16".into(),
+        },
+        decode_launch: match (a.no_cuda_graphs || a.reference, a.no_pdl || !s.gpu.with_pdl(true).pdl()) {
+            (true, _) => "every launch".into(),
+            (false, true) => "cuda graphs".into(),
+            (false, false) => "cuda graphs + pdl".into(),
         },
         copy_bw_gb_s: dram.copy_gb_s,
         dram_bound: dram.clone(),
@@ -277,6 +284,9 @@ fn setup(a: &E2eArgs, src: &ModelSource) -> Result<Setup> {
     println!("  path: {path_name}");
     if !a.no_cuda_graphs && !a.reference {
         println!("  decode steps: replayed as CUDA graphs (one per token count and attention split count; --no-cuda-graphs to issue every launch)");
+        if !a.no_pdl {
+            println!("  decode kernels: programmatic dependent launch inside the graphs (each starts fetching its weights while the kernel before it drains; --no-pdl to serialize them)");
+        }
     }
     Ok(Setup { gpu, cache, util, db, loaded, store, w_deq, path_name })
 }
@@ -314,7 +324,7 @@ fn run_batch(
         max_seq: prompts.iter().map(Vec::len).max().unwrap_or(1) + a.gen_len,
         max_step_tokens: prompts.iter().map(Vec::len).sum::<usize>().max(batch),
     };
-    let graphs = !a.no_cuda_graphs;
+    let graphs = load::DecodeLaunch::from_args(a);
     let (mut model, notes) = build_model(&s.gpu, &s.cache, run_w, a.reference, shape, &s.db, run_store, graphs)?;
     for n in notes {
         if !report.notes.contains(&n) {

@@ -3,7 +3,7 @@
 //! against Hugging Face transformers.
 
 use super::args::E2eArgs;
-use super::load::build_model;
+use super::load::{build_model, DecodeLaunch};
 use super::{Report, Setup};
 use crate::gpu::cache::ModuleCache;
 use crate::gpu::device::Gpu;
@@ -37,7 +37,7 @@ pub fn paths(
     report: &mut Report,
 ) -> Result<bool> {
     let batch = prompts.len();
-    let graphs = !a.no_cuda_graphs;
+    let graphs = DecodeLaunch::from_args(a);
     let w = &s.loaded.weights;
     let (other_w, other_store) =
         if a.reference { (w.clone(), s.store.as_ref()) } else { (s.w_deq.clone().unwrap_or_else(|| w.clone()), None) };
@@ -106,7 +106,7 @@ pub fn against_hf(
         max_seq: max_prompt + steps + 1,
         max_step_tokens: h.prompts.iter().map(Vec::len).sum(),
     };
-    let (mut model, _) = build_model(gpu, cache, w, a.reference, shape, db, None, !a.no_cuda_graphs)?;
+    let (mut model, _) = build_model(gpu, cache, w, a.reference, shape, db, None, DecodeLaunch::from_args(a))?;
     let cmp = hf_ref::compare(gpu, &mut model, h, 5e-2, 32)?;
     println!("\n{}", cmp.report());
     println!("  HF reference measured on {} (torch {}, transformers {})", h.device, h.torch, h.transformers);

@@ -358,12 +358,17 @@ impl GpuModel {
 
     /// Replays decode steps as CUDA graphs from now on (the tuned paths; cuBLAS's own
     /// workspace handling is not capture-safe here, and the profiler needs its events).
-    pub fn enable_cuda_graphs(&mut self, gpu: &Gpu) -> Result<()> {
+    /// With `pdl` the graphs' PDL-aware kernels carry programmatic edges (see
+    /// [`Gpu::with_pdl`]).
+    pub fn enable_cuda_graphs(&mut self, gpu: &Gpu, pdl: bool) -> Result<()> {
         if matches!(self.linear, LinearBackend::Cublas(_)) {
             bail!("CUDA-graph decode runs the tuned paths only; the reference path issues its launches");
         }
-        self.graphs =
-            Some(DecodeGraphs { gpu: Rc::new(gpu.on_new_stream()?), graphs: HashMap::new(), seen: HashSet::new() });
+        self.graphs = Some(DecodeGraphs {
+            gpu: Rc::new(gpu.on_new_stream()?.with_pdl(pdl)),
+            graphs: HashMap::new(),
+            seen: HashSet::new(),
+        });
         Ok(())
     }
 
