@@ -17,7 +17,8 @@
 //    could count as finished before its predecessor did, and its successor would then not
 //    wait for that predecessor;
 //  - only reads of data no kernel of the step writes (weights, scales, norm weights, RoPE
-//    frequencies) may come before it;
+//    frequencies) may come before it: a GEMV issues its first weight loads there, so the
+//    first DRAM round trip overlaps the kernel before it;
 //  - pdl_launch_dependents() after the wait lets the next kernel's blocks be scheduled
 //    early; its wait still holds until this grid has finished and flushed.
 // Without the attribute (the sweeps, the selftest, a GPU before sm_90) both calls are no-ops.
@@ -40,21 +41,9 @@ __device__ __forceinline__ void pdl_launch_dependents() {
 #endif
 }
 
-// Asks L2 for `bytes` bytes at the start of each of `rows` rows `stride` bytes apart, in
-// 128-byte lines spread over `nthreads` threads numbered by `tid` (a block's or a warp's):
-// data read later, fetched while the threads would otherwise sit in pdl_wait().
-__device__ __forceinline__ void pdl_prefetch_l2_rows(const void* p, size_t stride, int rows, size_t bytes, int tid,
-                                                     int nthreads) {
-    const char* c = static_cast<const char*>(p);
-    const size_t lines = (bytes + 127) / 128, total = lines * (size_t)max(rows, 0);
-    for (size_t i = tid; i < total; i += nthreads) {
-        const size_t r = i / lines, l = i % lines;
-        asm volatile("prefetch.global.L2 [%0];" ::"l"(c + r * stride + l * 128));
-    }
-}
-
-// What one grid may prefetch in all: more than the kernel before it can cover, and little
-// enough of L2 (50 MB on an H100 or H200) that the lines are still there when read.
-#define PDL_L2_BUDGET ((size_t)16 << 20)
+// Asks L2 for the 128-byte line at p, to be read after pdl_wait(). Only for the lines a
+// thread reads first: an L2 prefetch of a whole grid's weights (16 MiB a grid, tried on an
+// H200) made the decode step slower without PDL and gained less than that with it.
+__device__ __forceinline__ void pdl_prefetch_l2(const void* p) { asm volatile("prefetch.global.L2 [%0];" ::"l"(p)); }
 
 #endif  // KL_PDL_CUH

@@ -177,6 +177,9 @@ __device__ __forceinline__ void reduce_scatter_step(float (&v)[NV], int lane, in
 
 }  // namespace
 
+// Row n of W, rows past N reading row N-1 (valid memory, the result discarded).
+__device__ __forceinline__ const T* wrow_start(const T* W, int n, int N, int K) { return W + (size_t)min(n, N - 1) * K; }
+
 KL_PDL_AWARE(gemm_gemv)
 extern "C" __global__ void __launch_bounds__(NUM_WARPS * 32, 1)  // ", 1": without it ptxas spills small configs
 gemm_gemv(const T* __restrict__ X, const T* __restrict__ W, T* __restrict__ Y, const T* __restrict__ R,
@@ -192,13 +195,11 @@ gemm_gemv(const T* __restrict__ X, const T* __restrict__ W, T* __restrict__ Y, c
     const int kend = min(K, kbeg + KS);  // may be <= kbeg: empty split, writes zeros
 
     // Under PDL this grid may start beside the kernel before it: W depends on no kernel of
-    // the step, so the warp asks L2 for its rows' split (within the grid's budget) before
+    // the step, so each lane asks L2 for the W lines of its first main-loop step before
     // pdl_wait(); X and R are read after it.
-    if (kend > kbeg) {
-        const size_t cap = PDL_L2_BUDGET / ((size_t)gridDim.x * gridDim.y * NUM_WARPS * RPW);
-        pdl_prefetch_l2_rows(W + (size_t)n_base * K + kbeg, (size_t)K * sizeof(T), min(RPW, N - n_base),
-                             min(cap, (size_t)(kend - kbeg) * sizeof(T)), lane, 32);
-    }
+    if (n_base < N && kbeg + lane * VEC < kend)
+#pragma unroll
+        for (int r = 0; r < RPW; ++r) pdl_prefetch_l2(wrow_start(W, n_base + r, N, K) + kbeg + lane * VEC);
     pdl_wait();
     pdl_launch_dependents();
     if (n_base >= N) return;  // whole warp out of range (no block-level sync below)
@@ -206,7 +207,7 @@ gemm_gemv(const T* __restrict__ X, const T* __restrict__ W, T* __restrict__ Y, c
     // rows past N read row N-1 (valid memory, result discarded)
     const T* wrow[RPW];
 #pragma unroll
-    for (int r = 0; r < RPW; ++r) wrow[r] = W + (size_t)min(n_base + r, N - 1) * K;
+    for (int r = 0; r < RPW; ++r) wrow[r] = wrow_start(W, n_base + r, N, K);
 
     float acc[RPW][MMAX];
 #pragma unroll

@@ -135,17 +135,11 @@ gemm_skinny(const T* __restrict__ X, const T* __restrict__ W, T* __restrict__ Y,
     // Loads are predicated on k < kend (not just K): kend is a multiple of 8, so the split
     // boundary never cuts a 16-byte chunk.
     // Under PDL this grid may start beside the kernel before it: W depends on no kernel of
-    // the step, so the prologue's W stages (and an L2 prefetch of the rest of the block's W,
-    // within the grid's budget) go out before pdl_wait(), X's after it. The first commit
+    // the step, so the prologue's W stages go out before pdl_wait(), X's after it. The first commit
     // group then holds every prologue W stage, which the first wait covers anyway.
 #pragma unroll
     for (int st = 0; st < STAGES - 1; ++st)
         if (st < KT) load_tile<BN>(sbase + st * STAGE_BYTES + A_BYTES, W, n0, N, kend, kbeg + st * BK, K, tid);
-    if (KT > 0) {
-        const size_t cap = PDL_L2_BUDGET / ((size_t)gridDim.x * gridDim.y * gridDim.z * BN);
-        pdl_prefetch_l2_rows(W + (size_t)n0 * K + kbeg, (size_t)K * sizeof(T), min(BN, N - n0),
-                             min(cap, (size_t)(kend - kbeg) * sizeof(T)), tid, THREADS);
-    }
     pdl_wait();
     pdl_launch_dependents();
 #pragma unroll

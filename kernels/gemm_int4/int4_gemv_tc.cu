@@ -313,18 +313,6 @@ __device__ __forceinline__ void compute_run(float (&acc)[N_TILES][M_TILES][4], c
     }
 }
 
-// The L2 prefetch of the block's weight rows (steps [s_begin, s_end)), capped so the whole
-// grid asks for at most PDL_L2_BUDGET bytes (pdl.cuh).
-__device__ __forceinline__ void prefetch_block_weights(const u32* Wq, int N, int K, int n_base, int s_begin,
-                                                       int s_end) {
-    const int rows = min(TILE_ROWS * N_TILES, N - n_base);
-    const size_t row_bytes = (size_t)K / 2;
-    const size_t k_lo = (size_t)s_begin * STEP_K / 2, k_hi = min((size_t)s_end * STEP_K / 2, row_bytes);
-    const size_t cap = PDL_L2_BUDGET / ((size_t)gridDim.x * gridDim.y * max(rows, 1));
-    const char* base = reinterpret_cast<const char*>(Wq) + (size_t)n_base * row_bytes + k_lo;
-    pdl_prefetch_l2_rows(base, row_bytes, rows, min(cap, k_hi - k_lo), threadIdx.x, blockDim.x);
-}
-
 KL_PDL_AWARE(int4_gemv_tc)
 // No __launch_bounds__: with it ptxas 13.0 caps registers low enough to spill a few bytes.
 extern "C" __global__ void
@@ -382,9 +370,8 @@ int4_gemv_tc(const T* __restrict__ X, const u32* __restrict__ Wq, const unsigned
     RunBuf buf0;
     if (run < s_end) load_run(buf0, lr, N, K, g, t, run, s_end);
     // Under PDL this block may run beside the kernel before it: the weights depend on no
-    // kernel of the step, so the first run's loads (above) and an L2 prefetch of the rest
-    // of the block's rows go out first, X and R are read only after pdl_wait().
-    prefetch_block_weights(Wq, N, K, n_base, s_begin, s_end);
+    // kernel of the step, so the first run's loads (above) go out first; X and R are read
+    // only after pdl_wait().
     pdl_wait();
     pdl_launch_dependents();
 #if PREFETCH
