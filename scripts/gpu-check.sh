@@ -346,10 +346,10 @@ pdl() {
   if [[ " $parts " == *" check "* ]]; then selftest "gemm gemm_int4 rmsnorm rope swiglu attention_decode"; fi
   if [[ " $parts " == *" sweep "* ]]; then
     local s=6144x4096,4096x4096,28672x4096,4096x14336,128256x4096
-    local b1 b8; b1=$(echo 1x${s//,/,1x}); b8=$(echo 8x${s//,/,8x})
+    local b1 b8; b1=$(echo 1x${s//,/,1x}); b8=$(echo 8x${s//,/,8x}),$(echo 16x${s//,/,16x})
     local sw=(--strategy tpe+warm --budget "${BUDGET:-16}" --db "$R/tuned.json")
     step "sweep gemm_int4 --variant int4_gemv_tc on $b1,$b8"
-    timeout 260 "$K" sweep gemm_int4 --variant int4_gemv_tc "${sw[@]}" --shape "$b1,$b8" --time-limit 200s \
+    timeout 300 "$K" sweep gemm_int4 --variant int4_gemv_tc "${sw[@]}" --shape "$b1,$b8" --time-limit 240s \
       --out "$R/pdl-gemm_int4.csv" 2>&1 | quiet | tail -14
     failed "sweep int4_gemv_tc" "${PIPESTATUS[0]}"
     step "sweep gemm --variant gemv_splitk on $b1"

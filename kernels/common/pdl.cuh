@@ -19,8 +19,9 @@
 //  - only reads of data no kernel of the step writes (weights, scales, norm weights, RoPE
 //    frequencies) may come before it: a GEMV issues its first weight loads there, so the
 //    first DRAM round trip overlaps the kernel before it;
-//  - pdl_launch_dependents() after the wait lets the next kernel's blocks be scheduled
-//    early; its wait still holds until this grid has finished and flushed.
+//  - pdl_launch_dependents() lets the next kernel's blocks be scheduled early (its wait
+//    still holds until this grid has finished and flushed): right after the wait in the
+//    small kernels, after the main loop in the GEMVs, whose blocks fill the SMs until then.
 // Without the attribute (the sweeps, the selftest, a GPU before sm_90) both calls are no-ops.
 // tests/pdl_kernels.rs checks that each marked entry calls pdl_wait().
 #ifndef KL_PDL_CUH

@@ -201,7 +201,6 @@ gemm_gemv(const T* __restrict__ X, const T* __restrict__ W, T* __restrict__ Y, c
 #pragma unroll
         for (int r = 0; r < RPW; ++r) pdl_prefetch_l2(wrow_start(W, n_base + r, N, K) + kbeg + lane * VEC);
     pdl_wait();
-    pdl_launch_dependents();
     if (n_base >= N) return;  // whole warp out of range (no block-level sync below)
 
     // rows past N read row N-1 (valid memory, result discarded)
@@ -234,6 +233,9 @@ gemm_gemv(const T* __restrict__ X, const T* __restrict__ W, T* __restrict__ Y, c
         fma_step(acc, w, X, k, M, K);
     }
 
+    // The weights are streamed: let the next kernel's blocks take the SM slots this grid's
+    // blocks free from here on (earlier, they would compete with its loads for residency).
+    pdl_launch_dependents();
     // ---- butterfly reduce-scatter over the warp ----
     // v[i] = acc[i / MMAX][i % MMAX]. At xor-offset o (16, 8, ..., 1) while a lane holds C > 1
     // values, the lane with (lane & o) keeps the upper half, sends the lower half, and adds

@@ -141,7 +141,6 @@ gemm_skinny(const T* __restrict__ X, const T* __restrict__ W, T* __restrict__ Y,
     for (int st = 0; st < STAGES - 1; ++st)
         if (st < KT) load_tile<BN>(sbase + st * STAGE_BYTES + A_BYTES, W, n0, N, kend, kbeg + st * BK, K, tid);
     pdl_wait();
-    pdl_launch_dependents();
 #pragma unroll
     for (int st = 0; st < STAGES - 1; ++st) {
         if (st < KT) load_tile<BM>(sbase + st * STAGE_BYTES, X, m0, M, kend, kbeg + st * BK, K, tid);
@@ -175,6 +174,9 @@ gemm_skinny(const T* __restrict__ X, const T* __restrict__ W, T* __restrict__ Y,
         read_stage = (read_stage == STAGES - 1) ? 0 : read_stage + 1;
         write_stage = (write_stage == STAGES - 1) ? 0 : write_stage + 1;
     }
+    // The weights are streamed: let the next kernel's blocks take the SM slots this grid's
+    // blocks free from here on (earlier, they would compete with its loads for residency).
+    pdl_launch_dependents();
     cp_async_wait<0>();
 
     // epilogue: c0,c1 at (g, 2q..2q+1), c2,c3 at (g+8, 2q..2q+1)

@@ -373,7 +373,6 @@ int4_gemv_tc(const T* __restrict__ X, const u32* __restrict__ Wq, const unsigned
     // kernel of the step, so the first run's loads (above) go out first; X and R are read
     // only after pdl_wait().
     pdl_wait();
-    pdl_launch_dependents();
 #if PREFETCH
     RunBuf buf1;
     while (run < s_end) {
@@ -391,6 +390,9 @@ int4_gemv_tc(const T* __restrict__ X, const u32* __restrict__ Wq, const unsigned
         if (run + RUN_STRIDE < s_end) load_run(buf0, lr, N, K, g, t, run + RUN_STRIDE, s_end);
     }
 #endif
+    // The weights are streamed: let the next kernel's blocks take the SM slots this grid's
+    // blocks free from here on (earlier, they would compete with its loads for residency).
+    pdl_launch_dependents();
     // Block reduction over warps, in warp order, then one store per output.
     constexpr int ENTRIES = N_TILES * M_TILES * 4;
 #if NUM_WARPS > 1
