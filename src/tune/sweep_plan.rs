@@ -17,7 +17,7 @@
 //! below the space's size; with no winners of other shapes in the tuned database it is tpe,
 //! proposal for proposal.
 
-use super::db::TunedDb;
+use super::db::{TunedDb, TunedEntry};
 use super::record::CandidateRecord;
 use super::search::warm::{order_priors, ShapeDims, ShapePriors, WarmConfig};
 use super::search::{LazySpace, SearchStrategy, Searcher};
@@ -185,28 +185,36 @@ pub struct PriorSource<'a> {
 }
 
 /// The priors of `w` when its strategy uses them: the database's winners of the same kernel
-/// and dtype at other shapes, fresh under `src`, nearest shapes first
-/// ([`order_priors`]). A winner of this very shape is not a prior: the database lookup
-/// already serves it, and a sweep of the shape is asked to measure it afresh anyway (it
-/// may come first through the inner strategy). Entries for other GPUs are left out: what
-/// wins on one GPU says little about another.
+/// and dtype on this GPU ([`prior_sources`]), nearest shapes first ([`order_priors`]).
 pub fn warm_priors(db: &TunedDb, src: &PriorSource, w: &ShapeWork) -> Vec<Candidate> {
     if !w.strategy.uses_priors() || !matches!(w.how, How::Adaptive(_)) {
         return Vec::new();
     }
     let target: ShapeDims = w.shape.dims.iter().cloned().collect();
-    let sources: Vec<ShapePriors> = db
-        .entries
+    order_priors(&target, &prior_sources(&db.entries, src, w.dtype.name(), &target), WarmConfig::default().per_shape)
+}
+
+/// The entries a warm start learns from: winners of the same kernel and dtype at other
+/// shapes, fresh under `src`, and this very shape's winner of an older template (the
+/// template changed, so the database lookup no longer serves it, but where it won is the best
+/// first guess; at distance 0 it comes first). A fresh winner of this very shape is not a
+/// prior: the lookup already serves it, and a sweep of the shape is asked to measure it
+/// afresh anyway. Entries for other GPUs are left out: what wins on one GPU says little
+/// about another.
+pub fn prior_sources(entries: &[TunedEntry], src: &PriorSource, dtype: &str, target: &ShapeDims) -> Vec<ShapePriors> {
+    entries
         .iter()
         .filter(|e| e.kernel == src.kernel && e.gpu == src.gpu && e.cc == src.cc && e.nvrtc == src.nvrtc)
-        .filter(|e| e.dtype == w.dtype.name() && e.shape != target)
-        .filter(|e| src.source_hashes.get(&e.variant) == Some(&e.source_hash))
+        .filter(|e| e.dtype == dtype && src.source_hashes.contains_key(&e.variant))
+        .filter(|e| {
+            let fresh = src.source_hashes.get(&e.variant) == Some(&e.source_hash);
+            (e.shape != *target && fresh) || (e.shape == *target && !fresh)
+        })
         .map(|e| ShapePriors {
             shape: e.shape.clone(),
             ranked: vec![Candidate { variant: e.variant.clone(), params: e.params.clone() }],
         })
-        .collect();
-    order_priors(&target, &sources, WarmConfig::default().per_shape)
+        .collect()
 }
 
 /// The evaluation budget of a strategy that learns: `None` = until the space is used up,
@@ -290,5 +298,53 @@ pub fn candidate_record(fam: &dyn Family, _sweep: &Sweep, c: &Candidate, dt: DTy
         params: c.params.clone(),
         dim_names: fam.shape_dims().iter().map(|d| d.to_string()).collect(),
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dims(m: i64) -> ShapeDims {
+        [("M".to_string(), m), ("N".to_string(), 4096), ("K".to_string(), 4096)].into_iter().collect()
+    }
+
+    fn entry(m: i64, hash: &str, block: i64) -> TunedEntry {
+        TunedEntry {
+            kernel: "gemm".into(),
+            variant: "v".into(),
+            source_hash: hash.into(),
+            gpu: "H200".into(),
+            cc: "9.0".into(),
+            nvrtc: "13.0".into(),
+            dtype: "bf16".into(),
+            format: None,
+            shape: dims(m),
+            params: [("BM".to_string(), block)].into_iter().collect(),
+            time_us: 1.0,
+            peer_us: None,
+            measured_at: "2026-12-04T00:00:00Z".into(),
+        }
+    }
+
+    #[test]
+    fn priors_take_other_shapes_fresh_and_this_shape_stale() {
+        let hashes: BTreeMap<String, String> = [("v".to_string(), "new".to_string())].into_iter().collect();
+        let src = PriorSource { kernel: "gemm", gpu: "H200", cc: "9.0", nvrtc: "13.0", source_hashes: &hashes };
+        let entries = vec![
+            entry(1, "new", 1),   // this shape, fresh: the lookup serves it
+            entry(8, "new", 8),   // another shape, fresh: a prior
+            entry(16, "old", 16), // another shape, stale: says nothing of the new template
+        ];
+        let got: Vec<i64> =
+            prior_sources(&entries, &src, "bf16", &dims(1)).iter().map(|p| p.ranked[0].params["BM"]).collect();
+        assert_eq!(got, vec![8]);
+        // The template changed: this shape's old winner is a prior, and the nearest one.
+        let entries = vec![entry(8, "new", 8), entry(1, "old", 1)];
+        let sources = prior_sources(&entries, &src, "bf16", &dims(1));
+        let ordered = order_priors(&dims(1), &sources, 1);
+        assert_eq!(ordered.iter().map(|c| c.params["BM"]).collect::<Vec<_>>(), vec![1, 8]);
+        // Another GPU's or dtype's winners never count.
+        assert!(prior_sources(&entries, &src, "fp16", &dims(1)).is_empty());
     }
 }
