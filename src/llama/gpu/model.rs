@@ -286,6 +286,13 @@ impl GpuModel {
         if need > self.ws.bytes {
             gpu.synchronize()?;
             self.ws = gpu.alloc(need)?;
+            // A captured decode graph holds the old workspace's address, now freed: replaying
+            // it would write there. Capture them again (a later, larger prefill can get here
+            // after the decode graphs exist).
+            if let Some(g) = self.graphs.as_mut() {
+                g.graphs.clear();
+                g.seen.clear();
+            }
         }
         let s = self.prof_start(gpu, kind)?;
         self.linear.run(gpu, x, w, y, residual, self.ws.ptr, m as i64, n as i64, k as i64)?;
