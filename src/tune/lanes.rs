@@ -33,7 +33,11 @@ pub trait Feed<J, R> {
 
 /// Runs the feed's jobs on `lanes` (each lane's state is used by one thread at a time)
 /// until the feed ends, then returns once every job in flight is back.
-pub fn dispatch<L, J, R>(lanes: &mut [L], run: &(dyn Fn(&mut L, J) -> R + Sync), feed: &mut dyn Feed<J, R>) -> Result<()>
+pub fn dispatch<L, J, R>(
+    lanes: &mut [L],
+    run: &(dyn Fn(&mut L, J) -> R + Sync),
+    feed: &mut dyn Feed<J, R>,
+) -> Result<()>
 where
     L: Send,
     J: Send,

@@ -7,6 +7,8 @@ pub mod export_header;
 pub mod fuzzing;
 pub mod gpus;
 pub mod lanes;
+pub mod merge;
+pub mod merge_cmd;
 pub mod pool;
 pub mod preflight;
 pub mod record;

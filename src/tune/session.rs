@@ -241,7 +241,13 @@ impl Lane {
 
 /// Compiles (waits for the pool) and fills in what is known of a candidate before a GPU
 /// runs it.
-fn prepare_job(cfg: &SessionConfig, pool: &CompilePool, (dt, shape): (DType, &Shape), c: Candidate, seq: u64) -> Result<Job> {
+fn prepare_job(
+    cfg: &SessionConfig,
+    pool: &CompilePool,
+    (dt, shape): (DType, &Shape),
+    c: Candidate,
+    seq: u64,
+) -> Result<Job> {
     let (fam, sweep) = (cfg.fam, cfg.sweep);
     let mut rec = candidate_record(fam, sweep, &c, dt, shape);
     rec.gpu = cfg.gpu_name.clone();
