@@ -5,7 +5,6 @@
 use kernlab::tune::db::{TunedDb, TunedEntry};
 use kernlab::tune::merge::{merge_csvs, merge_dbs, winners_of};
 use kernlab::tune::record::{read_sweep_csv, to_csv_bytes, CandidateRecord, Status};
-use kernlab::tune::shape_search::candidate_of;
 use kernlab::tune::shard::shard_of;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -25,7 +24,7 @@ fn split(rows: &[CandidateRecord], n: u64, dir: &Path) -> Vec<PathBuf> {
         .map(|i| {
             let piece: Vec<CandidateRecord> = rows
                 .iter()
-                .filter(|r| r.status == Some(Status::Peer) || shard_of(&candidate_of(r), n) == i)
+                .filter(|r| r.status == Some(Status::Peer) || shard_of(&r.variant, &r.params, n) == i)
                 .cloned()
                 .collect();
             let p = dir.join(format!("piece-{i}.csv"));

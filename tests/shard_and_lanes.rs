@@ -76,7 +76,7 @@ fn a_candidate_keeps_its_shard_across_shapes_orders_and_runs() {
         (c("gemv_splitk", &[("NUM_WARPS", 4), ("SPLITK", 8)]), 1000),
         (c("w", &[]), 7),
     ];
-    let got: Vec<u64> = pinned.iter().map(|(c, n)| shard_of(c, *n)).collect();
+    let got: Vec<u64> = pinned.iter().map(|(c, n)| shard_of(&c.variant, &c.params, *n)).collect();
     assert_eq!(got, PINNED, "shard_of changed: the partition must be the same on every host and version");
     let sweep = builtin("gemm");
     let (a, b) = (kept(&sweep, &dims(1, 4096, 4096)), kept(&sweep, &dims(16, 4096, 14336)));
@@ -89,7 +89,7 @@ fn a_candidate_keeps_its_shard_across_shapes_orders_and_runs() {
         for (k, v) in c.params.iter().rev() {
             rev.params.insert(k.clone(), *v);
         }
-        assert_eq!(shard_of(c, 5), shard_of(&rev, 5));
+        assert_eq!(shard_of(&c.variant, &c.params, 5), shard_of(&rev.variant, &rev.params, 5));
     }
 }
 
@@ -104,7 +104,7 @@ fn every_strategy_searches_only_its_shard() {
         LazySpace::new(sweep.space(&env).unwrap()).unwrap().list().unwrap().iter().cloned().collect();
     let shard = Shard { index: 1, count: 3 };
     sweep.shard = Some(shard);
-    let piece: BTreeSet<Candidate> = full.iter().filter(|c| shard.contains(c)).cloned().collect();
+    let piece: BTreeSet<Candidate> = full.iter().filter(|c| shard.contains(&c.variant, &c.params)).cloned().collect();
     // grid and random, any seed and budget: only the piece, grid all of it.
     let grid = strategy::choose(&sweep, &env, Strategy::Grid, 0, 0).unwrap();
     assert_eq!(grid.chosen.iter().cloned().collect::<BTreeSet<_>>(), piece);

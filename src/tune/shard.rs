@@ -17,9 +17,9 @@
 //! other shards like a constraint does), before any strategy looks at it: grid measures its
 //! whole piece, random and tpe sample within it, and `--budget` counts per shard.
 
-use super::space::Candidate;
 use anyhow::{bail, Result};
 use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
 use std::fmt;
 
 /// Shard `index` of `count` (0-based: `--shard 0/4` … `--shard 3/4`).
@@ -57,9 +57,9 @@ impl Shard {
         Ok(Shard { index, count })
     }
 
-    /// Whether `c` falls in this shard.
-    pub fn contains(&self, c: &Candidate) -> bool {
-        self.count <= 1 || shard_of(c, self.count) == self.index
+    /// Whether the candidate (`variant` at `params`) falls in this shard.
+    pub fn contains(&self, variant: &str, params: &BTreeMap<String, i64>) -> bool {
+        self.count <= 1 || shard_of(variant, params, self.count) == self.index
     }
 
     /// The drop-count rule for candidates of the other shards.
@@ -80,15 +80,16 @@ pub fn parse_arg(s: &str) -> std::result::Result<Shard, String> {
 }
 
 /// A candidate's canonical text: the same for the same point, whatever order built it.
-pub fn canonical_key(c: &Candidate) -> String {
+/// (Variant and parameters rather than a `Candidate`, so the space can use this module.)
+pub fn canonical_key(variant: &str, params: &BTreeMap<String, i64>) -> String {
     // BTreeMap iterates in name order, so the parameters come out sorted.
-    let params: Vec<String> = c.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    format!("{}|{}", c.variant, params.join(","))
+    let params: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    format!("{variant}|{}", params.join(","))
 }
 
-/// The shard of `count` that `c` belongs to.
-pub fn shard_of(c: &Candidate, count: u64) -> u64 {
-    let digest = Sha256::digest(canonical_key(c).as_bytes());
+/// The shard of `count` that the candidate belongs to.
+pub fn shard_of(variant: &str, params: &BTreeMap<String, i64>, count: u64) -> u64 {
+    let digest = Sha256::digest(canonical_key(variant, params).as_bytes());
     let mut first = [0u8; 8];
     first.copy_from_slice(&digest[..8]);
     u64::from_be_bytes(first) % count.max(1)
@@ -98,8 +99,8 @@ pub fn shard_of(c: &Candidate, count: u64) -> u64 {
 mod tests {
     use super::*;
 
-    fn cand(variant: &str, params: &[(&str, i64)]) -> Candidate {
-        Candidate { variant: variant.into(), params: params.iter().map(|(k, v)| (k.to_string(), *v)).collect() }
+    fn cand(params: &[(&str, i64)]) -> BTreeMap<String, i64> {
+        params.iter().map(|(k, v)| (k.to_string(), *v)).collect()
     }
 
     #[test]
@@ -126,12 +127,11 @@ mod tests {
 
     #[test]
     fn the_key_and_the_shard_do_not_depend_on_insertion_order() {
-        let a = cand("mma", &[("BM", 64), ("BN", 128), ("STAGES", 3)]);
-        let b = cand("mma", &[("STAGES", 3), ("BN", 128), ("BM", 64)]);
-        assert_eq!(canonical_key(&a), "mma|BM=64,BN=128,STAGES=3");
-        assert_eq!(canonical_key(&a), canonical_key(&b));
-        // Pinned: a change of the hash would split a running job array differently.
-        assert_eq!(shard_of(&a, 1 << 20), shard_of(&b, 1 << 20));
-        assert_eq!(shard_of(&cand("v", &[]), 1), 0);
+        let a = cand(&[("BM", 64), ("BN", 128), ("STAGES", 3)]);
+        let b = cand(&[("STAGES", 3), ("BN", 128), ("BM", 64)]);
+        assert_eq!(canonical_key("mma", &a), "mma|BM=64,BN=128,STAGES=3");
+        assert_eq!(canonical_key("mma", &a), canonical_key("mma", &b));
+        assert_eq!(shard_of("mma", &a, 1 << 20), shard_of("mma", &b, 1 << 20));
+        assert_eq!(shard_of("v", &cand(&[]), 1), 0);
     }
 }

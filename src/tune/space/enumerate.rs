@@ -261,7 +261,9 @@ impl<'a> SweepSpace<'a> {
     /// strategy sees only its shard's piece of the space.
     fn shard_verdict(&self, v: &VariantSpace, point: &[i64], verdict: Verdict) -> Verdict {
         match self.sweep.shard {
-            Some(s) if verdict == Verdict::Valid && !s.contains(&v.candidate(point)) => Verdict::OtherShard,
+            Some(s) if verdict == Verdict::Valid && !s.contains(&v.name, &v.candidate(point).params) => {
+                Verdict::OtherShard
+            }
             _ => verdict,
         }
     }
