@@ -22,6 +22,8 @@ pub use crate::gpu::libs::WITHOUT_GPU;
   kernlab sweep gemm --dry-run            no GPU: enumerate and compile the space
   kernlab roofline                        ceilings and every sweep's winners on the roofline
   kernlab report                          one HTML page over reports/
+  kernlab sweep gemm --gpus all           every GPU of this host at once
+  kernlab merge gemm-*.csv --out all.csv  bring --shard pieces together
   kernlab completions bash > ~/.local/share/bash-completion/completions/kernlab
 
 `kernlab <command> --help` shows each command's flags and examples."
@@ -129,6 +131,9 @@ pub enum Command {
     /// Write the tuned winners of a family or user kernel as a C/C++ header and as JSON
     /// (tunables, and for user kernels grid, block and shared memory) for your own launcher.
     Export(crate::export_cmd::ExportArgs),
+    /// Merge the CSVs of several sweeps (`--shard` pieces, hosts) into one CSV, or tuned
+    /// databases into one, picking winners as one sweep would. No GPU needed.
+    Merge(crate::tune::merge_cmd::MergeArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout.
     #[command(after_help = "Examples:
   kernlab completions bash > ~/.local/share/bash-completion/completions/kernlab
@@ -188,6 +193,7 @@ pub fn run() -> Result<ExitCode> {
         Command::Quantize(a) => crate::quality::quantize_cmd::run(a),
         Command::List => crate::list::run(),
         Command::Export(a) => crate::export_cmd::run(a),
+        Command::Merge(a) => crate::tune::merge_cmd::run(a),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "kernlab", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)

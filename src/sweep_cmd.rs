@@ -36,6 +36,8 @@ const SEARCH_FLAGS: [&str; 11] = [
   kernlab sweep gemm --shape 1x4096x4096,16x4096x14336 --strategy tpe --budget 200
   kernlab sweep softmax --dtype bf16,fp16 --time-budget 5m --json > softmax.json
   kernlab sweep gemm --resume
+  kernlab sweep gemm --gpus all                         (every GPU of this host at once)
+  kernlab sweep gemm --shard 2/8 --out gemm-2.csv       (piece 2 of 8, for a job array)
   kernlab sweep gemm --dry-run --arch sm_86            (no GPU: enumerate and compile)
   kernlab sweep examples/bias_gelu/bias_gelu.toml --dry-run --no-compile")]
 pub struct SweepArgs {
@@ -111,6 +113,16 @@ pub struct SweepArgs {
     /// GPU ordinal to measure on (see `kernlab devices`), e.g. --gpu 1.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub gpu: usize,
+    /// Measure on several GPUs of this host at once, one worker process each, every GPU
+    /// taking the next candidate when it is free: `all` or ordinals, e.g. --gpus 0,1. Rows
+    /// go to one CSV with each GPU's ordinal and UUID. The GPUs must be one model.
+    #[arg(long, value_name = "all|N,N,...", value_parser = crate::tune::gpus::parse_arg, conflicts_with = "gpu")]
+    pub gpus: Option<crate::tune::gpus::GpuChoice>,
+    /// Sweep only piece I of N of the space (0 <= I < N), the same piece on every host, for
+    /// a cluster's job array; bring the pieces together with `kernlab merge`. E.g. --shard
+    /// 0/4. See docs/multi-gpu.md.
+    #[arg(long, value_name = "I/N", value_parser = crate::tune::shard::parse_arg)]
+    pub shard: Option<crate::tune::shard::Shard>,
     /// List the space after the constraints and compile it for --arch, without a GPU. The
     /// whole space is listed, so the search flags (--strategy, --budget, ...) are refused.
     #[arg(long, conflicts_with_all = SEARCH_FLAGS, conflicts_with = "json")]
@@ -174,7 +186,7 @@ pub fn run(mut a: SweepArgs) -> Result<ExitCode> {
         sweep_cli::preflight(user, &checked, &a.shapes, &a.dtypes, &limits, arch)?;
     }
     if a.dry_run {
-        let ok = runner::dry_run(&sweep_path, &a.shapes, &a.dtypes, &a.variants, &a.arch, !a.no_compile)?;
+        let ok = runner::dry_run(&sweep_path, &a.shapes, &a.dtypes, &a.variants, &a.arch, !a.no_compile, a.shard)?;
         return Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE });
     }
     let out_csv = match (&a.out, a.resume) {
@@ -215,7 +227,8 @@ pub fn run(mut a: SweepArgs) -> Result<ExitCode> {
     })
     .ok();
     let family = crate::tune::family(&a.family)?;
-    let summary = runner::run_sweep(&opts, interrupted)?;
+    let scale = crate::tune::gpus::Scale { gpus: a.gpus.clone(), shard: a.shard };
+    let summary = runner::run_sweep_scaled(&opts, &scale, interrupted)?;
     let resume_hint = format!("kernlab sweep {} --resume --out {}", a.family, summary.csv.display());
     if a.json {
         let doc = SummaryJson::new(&a.family, family.peer(), &summary, &opts.db_path, &resume_hint);

@@ -25,6 +25,11 @@ pub struct WorkerHandle {
     lines: Receiver<String>,
     stderr: Arc<Mutex<String>>,
     pub props: DeviceProps,
+    /// The CUDA ordinal it was started on, the GPU's UUID (empty from an older worker) and
+    /// how many GPUs the worker's driver sees (for `--gpus all`).
+    pub ordinal: usize,
+    pub uuid: String,
+    pub visible: usize,
 }
 
 impl WorkerHandle {
@@ -68,10 +73,19 @@ impl WorkerHandle {
                 buf.clear();
             }
         });
-        let mut h = WorkerHandle { child, stdin, lines: rx, stderr, props: placeholder_props() };
+        let mut h = WorkerHandle {
+            child,
+            stdin,
+            lines: rx,
+            stderr,
+            props: placeholder_props(),
+            ordinal,
+            uuid: String::new(),
+            visible: 0,
+        };
         match h.wait(Duration::from_secs(180)) {
-            Reply::Response(Response::Hello { props }) => {
-                h.props = props;
+            Reply::Response(Response::Hello { props, uuid, visible }) => {
+                (h.props, h.uuid, h.visible) = (props, uuid, visible);
                 Ok(h)
             }
             Reply::Response(other) => bail!("worker said {other:?} instead of hello"),

@@ -133,6 +133,11 @@ pub struct RowEnv {
     pub kernlab: String,
     /// SHA-256 prefix of the variant's template source (as the tuned database keys it).
     pub source_hash: String,
+    /// The CUDA ordinal of the GPU that measured the row (`--gpus` spreads a sweep over
+    /// several) and its UUID (`GPU-…`, as nvidia-smi prints it), which stays the same when
+    /// CUDA_VISIBLE_DEVICES renumbers the GPUs.
+    pub gpu_ordinal: Option<u32>,
+    pub gpu_uuid: String,
 }
 
 const FIXED_COLUMNS: &[&str] = &[
@@ -176,6 +181,10 @@ const ENV_COLUMNS: &[&str] = &[
     "kernlab",
     "source_hash",
 ];
+
+/// Columns added with `--gpus`: which of several GPUs measured the row. Files from before
+/// lack them; they are read (empty values) and continued in their own layout.
+const GPU_COLUMNS: &[&str] = &["gpu_ordinal", "gpu_uuid"];
 
 fn ms(v: &Option<f64>) -> String {
     v.map(|x| format!("{x:.2}")).unwrap_or_default()
@@ -240,6 +249,8 @@ impl CandidateRecord {
             "nvrtc" => e.nvrtc.clone(),
             "kernlab" => e.kernlab.clone(),
             "source_hash" => e.source_hash.clone(),
+            "gpu_ordinal" => opt(&e.gpu_ordinal),
+            "gpu_uuid" => e.gpu_uuid.clone(),
             other => {
                 if let Some(p) = other.strip_prefix("param_") {
                     self.params.get(p).map(|v| v.to_string()).unwrap_or_default()
@@ -272,11 +283,16 @@ pub const ROW_CHECK: &str = "row_check";
 /// columns, the environment, one `dim_<name>` per dimension, one `param_<name>` per tunable
 /// (sorted, deduplicated), `row_check`.
 pub fn header(dim_names: &[String], param_names: &[String]) -> Vec<String> {
-    let mut h: Vec<String> = FIXED_COLUMNS.iter().chain(ENV_COLUMNS).map(|s| s.to_string()).collect();
+    let mut h: Vec<String> = FIXED_COLUMNS.iter().chain(ENV_COLUMNS).chain(GPU_COLUMNS).map(|s| s.to_string()).collect();
     h.extend(dim_names.iter().map(|d| format!("dim_{d}")));
     h.extend(param_names.iter().map(|p| format!("param_{p}")));
     h.push(ROW_CHECK.to_string());
     h
+}
+
+/// Header of the files written before rows named the GPU's ordinal and UUID.
+fn pre_gpu_header(dim_names: &[String], param_names: &[String]) -> Vec<String> {
+    header(dim_names, param_names).into_iter().filter(|c| !GPU_COLUMNS.contains(&c.as_str())).collect()
 }
 
 /// Header of the files written before rows carried the environment (`checked`: with a
@@ -333,6 +349,8 @@ pub(crate) mod tests {
                 nvrtc: "13.0".into(),
                 kernlab: "0.1.0".into(),
                 source_hash: "3f2a9c01".into(),
+                gpu_ordinal: Some(1),
+                gpu_uuid: "GPU-5c3a0e1f-0000-4000-8000-00000000beef".into(),
             },
         }
     }

@@ -8,6 +8,7 @@
 
 use super::compile::{self, CompileKey, CompilePool};
 use super::db::{TunedDb, TunedEntry};
+use super::gpus::{start_workers, Scale};
 use super::pool::WorkerHandle;
 use super::record::{CandidateRecord, RecordWriter, Status};
 use super::session::{short_error, GpuSession, SessionConfig};
@@ -29,8 +30,14 @@ pub(crate) use super::sweep_setup::{family_of_sweep, is_candidate_of};
 pub use super::sweep_setup::{fill_metrics, plan_shapes, SweepOptions};
 
 pub fn run_sweep(opts: &SweepOptions, interrupted: Arc<AtomicBool>) -> Result<SweepSummary> {
+    run_sweep_scaled(opts, &Scale::single(), interrupted)
+}
+
+/// [`run_sweep`] on several GPUs of this host and/or on one shard of the space.
+pub fn run_sweep_scaled(opts: &SweepOptions, scale: &Scale, interrupted: Arc<AtomicBool>) -> Result<SweepSummary> {
     let fam = family_of_sweep(&opts.sweep_path)?;
     let mut sweep = Sweep::load(&opts.sweep_path, fam.shape_dims())?;
+    sweep.shard = scale.shard;
     let shapes = plan_shapes(fam, &sweep, &opts.shapes, &opts.dtypes)?;
     // Never lose what was measured: an existing file is only ever appended to (with
     // --resume), by one sweep at a time: the writer holds the file's lock until we return,
@@ -43,8 +50,8 @@ pub fn run_sweep(opts: &SweepOptions, interrupted: Arc<AtomicBool>) -> Result<Sw
     sweep.keep_variants(&opts.variants)?;
     let previous = writer.take_previous();
 
-    let worker = WorkerHandle::spawn(opts.gpu)?;
-    let props = worker.props.clone();
+    let workers = start_workers(scale.gpus.as_ref(), opts.gpu)?;
+    let props = workers[0].props.clone();
     let arch = props.arch();
     let cache = ModuleCache::open(&cache::default_dir())?;
     eprintln!(
@@ -56,6 +63,7 @@ pub fn run_sweep(opts: &SweepOptions, interrupted: Arc<AtomicBool>) -> Result<Sw
         arch,
         sweep.path.display()
     );
+    print_scale(&workers, scale);
     let ceilings = super::bound::load_ceilings_for(&props);
     if ceilings.is_none() {
         eprintln!("  (no measured ceilings for this GPU: run `kernlab roofline` once to get % of the roofline bound in the results)");
@@ -110,9 +118,10 @@ pub fn run_sweep(opts: &SweepOptions, interrupted: Arc<AtomicBool>) -> Result<Sw
         interrupted: interrupted.clone(),
         driver_api: props.driver_version.clone(),
     };
-    let mut session = GpuSession::new(cfg, pool, worker);
+    let first_gpu = (u32::try_from(workers[0].ordinal).ok(), workers[0].uuid.clone());
+    let mut session = GpuSession::new(cfg, pool, workers);
     let beside = torch.clone();
-    let setup = RunSetup { fam, opts, gpu_name: props.name.clone(), ceilings, torch };
+    let setup = RunSetup { fam, opts, gpu_name: props.name.clone(), first_gpu, ceilings, torch };
     let mut run = Run::new(setup, writer, previous, interrupted, total);
     let mut outcomes: Vec<Outcome> = Vec::new();
     for w in &work {
@@ -130,12 +139,23 @@ pub fn run_sweep(opts: &SweepOptions, interrupted: Arc<AtomicBool>) -> Result<Sw
     Ok(SweepSummary { gpu: props, rows, csv: opts.out_csv.clone(), interrupted: was_interrupted })
 }
 
-/// PyTorch's figures for families whose peer runs outside kernlab (scripts/torch_peers.py).
+/// Says which GPUs measure and which shard is swept, when it is more than one GPU or a shard.
+fn print_scale(workers: &[WorkerHandle], scale: &Scale) {
+    if workers.len() > 1 {
+        let list: Vec<String> = workers.iter().map(|w| format!("{} ({})", w.ordinal, w.uuid)).collect();
+        eprintln!("  measuring on {} GPUs: {}; each takes the next candidate when free", workers.len(), list.join(", "));
+    }
+    if let Some(s) = scale.shard {
+        eprintln!("  shard {s}: only the candidates whose key hashes to {} of {} (see docs/multi-gpu.md)", s.index, s.count);
+    }
+}
+
 /// The family's names for a shape's dimensions (the CSV's `dim_*` columns).
 fn dim_names(fam: &dyn Family) -> Vec<String> {
     fam.shape_dims().iter().map(|d| d.to_string()).collect()
 }
 
+/// PyTorch's figures for families whose peer runs outside kernlab (scripts/torch_peers.py).
 fn torch_peers(fam: &dyn Family) -> Option<TorchPeers> {
     let torch_csv = crate::paths::reports_dir().join("torch_peers.csv");
     let wanted = fam.peer() == "torch" || super::torch_peers::op_beside_family(fam.name()).is_some();
@@ -343,10 +363,12 @@ pub fn dry_run(
     variants: &[String],
     arch: &str,
     compile_all: bool,
+    shard: Option<super::shard::Shard>,
 ) -> Result<bool> {
     crate::gpu::nvrtc::validate_arch(arch)?;
     let fam = family_of_sweep(sweep_path)?;
     let mut sweep = Sweep::load(sweep_path, fam.shape_dims())?;
+    sweep.shard = shard;
     sweep.keep_variants(variants)?;
     // An unknown variant would otherwise pass a dry run without --compile.
     let text = std::fs::read_to_string(sweep_path).with_context(|| format!("reading {}", sweep_path.display()))?;

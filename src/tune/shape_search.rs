@@ -6,11 +6,12 @@
 //! already in a resumed CSV are told to the strategy first and count as evaluations, so a
 //! resumed search continues where it stopped instead of starting over.
 
+use super::lanes::Next;
 use super::record::{CandidateRecord, Status};
 use super::search::{Searcher, StopReason};
 use super::space::Candidate;
 use anyhow::Result;
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::time::Duration;
 
 /// Measures candidates of the shape the sweep is on.
@@ -21,6 +22,34 @@ pub trait Measure {
     /// `seq` numbers the candidates of the shape (it seeds the random inputs). `None` when
     /// the sweep was interrupted while the candidate ran.
     fn measure(&mut self, c: &Candidate, seq: u64) -> Result<Option<CandidateRecord>>;
+    /// How many candidates it measures at once (one per GPU of `--gpus`).
+    fn lanes(&self) -> usize {
+        1
+    }
+    /// Measures the feed's candidates until it ends. The default measures one at a time;
+    /// the GPU session with several GPUs hands one to each GPU as it becomes free.
+    fn measure_each(&mut self, feed: &mut dyn CandidateFeed) -> Result<()> {
+        one_at_a_time(self, feed)
+    }
+}
+
+/// Where a search's candidates come from and its results go (see [`Measure::measure_each`]).
+pub trait CandidateFeed {
+    /// The next candidate and its sequence number, with `in_flight` others being measured;
+    /// candidates the strategy just proposed are passed to `prepare` first (to compile).
+    fn next(&mut self, in_flight: usize, prepare: &mut dyn FnMut(&[Candidate])) -> Result<Next<(Candidate, u64)>>;
+    /// A measured candidate (`None`: interrupted while it ran).
+    fn done(&mut self, c: Candidate, rec: Option<CandidateRecord>) -> Result<()>;
+}
+
+/// [`Measure::measure_each`] one candidate at a time, on the calling thread.
+pub fn one_at_a_time<M: Measure + ?Sized>(m: &mut M, feed: &mut dyn CandidateFeed) -> Result<()> {
+    loop {
+        let next = feed.next(0, &mut |batch| m.prepare(batch))?;
+        let Next::Job((c, seq)) = next else { return Ok(()) };
+        let rec = m.measure(&c, seq)?;
+        feed.done(c, rec)?;
+    }
 }
 
 /// When one shape's search stops. Every limit is optional.
@@ -135,48 +164,30 @@ impl ShapeSearch<'_> {
         measure: &mut dyn Measure,
         record: &mut dyn FnMut(CandidateRecord) -> Result<CandidateRecord>,
     ) -> Result<Searched> {
-        let mut p = Progress::default();
-        let mut known: HashSet<Candidate> = HashSet::new();
+        let mut feed = SearchFeed {
+            search: self,
+            searcher,
+            record,
+            p: Progress::default(),
+            known: HashSet::new(),
+            in_flight: HashSet::new(),
+            queue: VecDeque::new(),
+            dispatched: 0,
+            stop: None,
+            error: None,
+        };
         for r in resumed {
             let c = candidate_of(r);
-            if known.insert(c.clone()) {
-                searcher.tell(&c, told_time(r));
-                p.note(r);
+            if feed.known.insert(c.clone()) {
+                feed.searcher.tell(&c, told_time(r));
+                feed.p.note(r);
             }
         }
-        let batch = self.batch.max(1);
-        loop {
-            if let Some(stop) = self.stop_now(&p) {
-                return Ok(p.end(stop));
-            }
-            let want = self.limits.max_evals.map_or(batch, |m| m.saturating_sub(p.evaluations).min(batch));
-            let asked = searcher.ask(want);
-            if let Some(e) = (self.space_error)() {
-                return Err(e);
-            }
-            if asked.is_empty() {
-                return Ok(p.end(Stop::Search(StopReason::Exhausted)));
-            }
-            // A strategy that ignores what it is told may propose a resumed row again.
-            let fresh: Vec<Candidate> = asked.into_iter().filter(|c| !known.contains(c)).collect();
-            measure.prepare(&fresh);
-            for (k, c) in fresh.into_iter().enumerate() {
-                if k > 0 {
-                    if let Some(stop) = self.stop_now(&p) {
-                        return Ok(p.end(stop));
-                    }
-                }
-                let Some(rec) = measure.measure(&c, p.measured as u64)? else {
-                    return Ok(p.end(Stop::Halt(Halt::Interrupted)));
-                };
-                let rec = record(rec)?;
-                searcher.tell(&c, told_time(&rec));
-                known.insert(c);
-                p.measured += 1;
-                p.failed += usize::from(rec.status != Some(Status::Ok));
-                p.note(&rec);
-            }
+        measure.measure_each(&mut feed)?;
+        if let Some(e) = feed.error {
+            return Err(e);
         }
+        Ok(feed.p.end(feed.stop.unwrap_or(Stop::Search(StopReason::Exhausted))))
     }
 
     fn stop_now(&self, p: &Progress) -> Option<Stop> {
@@ -195,6 +206,110 @@ impl ShapeSearch<'_> {
             return Some(Stop::Search(StopReason::Evaluations));
         }
         None
+    }
+}
+
+/// One shape's search as a [`CandidateFeed`]: asks the strategy for a batch when the
+/// queue is empty, hands candidates out one by one and tells the strategy each result.
+/// With one lane this is the plain loop: stop checks before every candidate, a batch asked
+/// only when the last one is measured; with several, candidates in flight count against
+/// the budget and are not proposed twice.
+struct SearchFeed<'s, 'x> {
+    search: &'s ShapeSearch<'x>,
+    searcher: &'s mut dyn Searcher,
+    record: &'s mut dyn FnMut(CandidateRecord) -> Result<CandidateRecord>,
+    p: Progress,
+    known: HashSet<Candidate>,
+    in_flight: HashSet<Candidate>,
+    queue: VecDeque<Candidate>,
+    dispatched: u64,
+    stop: Option<Stop>,
+    error: Option<anyhow::Error>,
+}
+
+/// What asking the strategy for more gave.
+enum Refill {
+    /// New candidates are queued.
+    Queued,
+    /// All it proposed were measured or in flight already: check and ask again.
+    Again,
+    Wait,
+    End,
+}
+
+impl SearchFeed<'_, '_> {
+    fn refill(&mut self, in_flight: usize, prepare: &mut dyn FnMut(&[Candidate])) -> Refill {
+        let batch = self.search.batch.max(1);
+        let used = self.p.evaluations + in_flight;
+        let want = self.search.limits.max_evals.map_or(batch, |m| m.saturating_sub(used).min(batch));
+        if want == 0 {
+            return if in_flight > 0 { Refill::Wait } else { Refill::End };
+        }
+        let asked = self.searcher.ask(want);
+        if let Some(e) = (self.search.space_error)() {
+            self.error = Some(e);
+            return Refill::End;
+        }
+        if asked.is_empty() {
+            if in_flight > 0 {
+                return Refill::Wait;
+            }
+            self.stop = Some(Stop::Search(StopReason::Exhausted));
+            return Refill::End;
+        }
+        // A strategy that ignores what it is told may propose a resumed row again.
+        let fresh: Vec<Candidate> =
+            asked.into_iter().filter(|c| !self.known.contains(c) && !self.in_flight.contains(c)).collect();
+        prepare(&fresh);
+        if fresh.is_empty() {
+            return Refill::Again;
+        }
+        self.queue.extend(fresh);
+        Refill::Queued
+    }
+}
+
+impl CandidateFeed for SearchFeed<'_, '_> {
+    fn next(&mut self, in_flight: usize, prepare: &mut dyn FnMut(&[Candidate])) -> Result<Next<(Candidate, u64)>> {
+        let mut check = true;
+        loop {
+            if self.stop.is_some() || self.error.is_some() {
+                return Ok(Next::End);
+            }
+            if check {
+                if let Some(stop) = self.search.stop_now(&self.p) {
+                    self.stop = Some(stop);
+                    return Ok(Next::End);
+                }
+            }
+            if let Some(c) = self.queue.pop_front() {
+                self.in_flight.insert(c.clone());
+                self.dispatched += 1;
+                return Ok(Next::Job((c, self.dispatched - 1)));
+            }
+            // The first candidate of a batch just asked goes out without another check.
+            check = match self.refill(in_flight, prepare) {
+                Refill::Queued => false,
+                Refill::Again => true,
+                Refill::Wait => return Ok(Next::Wait),
+                Refill::End => return Ok(Next::End),
+            };
+        }
+    }
+
+    fn done(&mut self, c: Candidate, rec: Option<CandidateRecord>) -> Result<()> {
+        self.in_flight.remove(&c);
+        let Some(rec) = rec else {
+            self.stop.get_or_insert(Stop::Halt(Halt::Interrupted));
+            return Ok(());
+        };
+        let rec = (self.record)(rec)?;
+        self.searcher.tell(&c, told_time(&rec));
+        self.known.insert(c);
+        self.p.measured += 1;
+        self.p.failed += usize::from(rec.status != Some(Status::Ok));
+        self.p.note(&rec);
+        Ok(())
     }
 }
 

@@ -35,6 +35,8 @@ pub struct RunSetup<'r> {
     pub fam: &'static dyn Family,
     pub opts: &'r SweepOptions,
     pub gpu_name: String,
+    /// Ordinal and UUID of the GPU that times the peer (the first of `--gpus`).
+    pub first_gpu: (Option<u32>, String),
     pub ceilings: Option<Ceilings>,
     pub torch: Option<TorchPeers>,
 }
@@ -166,6 +168,11 @@ impl<'r> Run<'r> {
 
     fn write_peer(&mut self, dt: DType, shape: &Shape, timing: Timing, note: String) -> Result<()> {
         let mut rec = CandidateRecord {
+            env: super::record::RowEnv {
+                gpu_ordinal: self.setup.first_gpu.0,
+                gpu_uuid: self.setup.first_gpu.1.clone(),
+                ..Default::default()
+            },
             family: self.setup.fam.name().into(),
             variant: self.setup.fam.peer().into(),
             dtype: dt.name().into(),
@@ -206,7 +213,10 @@ impl<'r> Run<'r> {
             How::Adaptive(space) => space.take_error(),
             How::Planned(_) => None,
         };
-        let batch = if matches!(w.how, How::Adaptive(_)) { ADAPTIVE_BATCH } else { 1 };
+        // One candidate per free GPU at least; a strategy that learns asks a few at once
+        // anyway, so they compile while the GPUs measure.
+        let lanes = super::shape_search::Measure::lanes(session);
+        let batch = if matches!(w.how, How::Adaptive(_)) { ADAPTIVE_BATCH.max(lanes) } else { lanes };
         let search = ShapeSearch { limits: w.limits, batch, elapsed: &elapsed, halt: &halt, space_error: &space_error };
         let mut searcher = w.searcher(self.setup.opts.seed);
         let mut best: Option<f64> = None;

@@ -49,6 +49,12 @@ fn default_timing_ms() -> f64 {
 pub enum Response {
     Hello {
         props: DeviceProps,
+        /// The GPU's UUID as nvidia-smi prints it (`GPU-…`); empty when the driver has none.
+        #[serde(default)]
+        uuid: String,
+        /// GPUs the driver sees (after CUDA_VISIBLE_DEVICES).
+        #[serde(default)]
+        visible: usize,
     },
     Ready {
         peer: Option<Timing>,
@@ -114,7 +120,9 @@ pub fn serve(ordinal: usize) -> Result<()> {
     let timer = Timer::new(&gpu)?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    send(&mut out, &Response::Hello { props: gpu.props.clone() })?;
+    let uuid = gpu.ctx.uuid().map(|u| format_uuid(&u.bytes)).unwrap_or_default();
+    let visible = cudarc::driver::CudaContext::device_count().map_or(0, |n| n.max(0) as usize);
+    send(&mut out, &Response::Hello { props: gpu.props.clone(), uuid, visible })?;
     let probe = Probe::open(&gpu);
     let mut st = State { gpu, util, timer, probe, problem: None };
     let stdin = std::io::stdin();
@@ -150,6 +158,13 @@ pub fn serve(ordinal: usize) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A CUDA UUID as nvidia-smi and CUDA_VISIBLE_DEVICES write it: `GPU-` and 8-4-4-4-12 hex.
+pub fn format_uuid(bytes: &[std::ffi::c_char; 16]) -> String {
+    let hex: Vec<String> = bytes.iter().map(|b| format!("{:02x}", *b as u8)).collect();
+    let h = hex.concat();
+    format!("GPU-{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
 }
 
 fn setup(st: &mut State, family: &str, shape: &str, dtype: &str, time_peer: bool) -> Result<Option<Timing>> {
@@ -243,6 +258,15 @@ mod tests {
     use super::*;
     use crate::gpu::error::GpuError;
     use cudarc::driver::sys::CUresult;
+
+    #[test]
+    fn uuids_read_as_nvidia_smi_prints_them() {
+        let mut b = [0 as std::ffi::c_char; 16];
+        for (i, x) in b.iter_mut().enumerate() {
+            *x = (i as u8 * 17) as std::ffi::c_char;
+        }
+        assert_eq!(format_uuid(&b), "GPU-00112233-4455-6677-8899-aabbccddeeff");
+    }
 
     #[test]
     fn sticky_is_decided_by_the_code() {

@@ -7,7 +7,7 @@
 //! `row_check` existed are read as before, except that a last line without its newline is
 //! taken as torn.
 
-use super::{CandidateRecord, RowEnv, Status, Timing, ENV_COLUMNS, FIXED_COLUMNS, ROW_CHECK};
+use super::{CandidateRecord, RowEnv, Status, Timing, ENV_COLUMNS, FIXED_COLUMNS, GPU_COLUMNS, ROW_CHECK};
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -139,7 +139,8 @@ impl Columns {
             .enumerate()
             .filter_map(|(j, h)| h.strip_prefix("param_").map(|p| (j, p.to_string())))
             .collect();
-        let env = ENV_COLUMNS.iter().filter_map(|c| Some((*c, headers.iter().position(|h| h == c)?))).collect();
+        let optional = ENV_COLUMNS.iter().chain(GPU_COLUMNS);
+        let env = optional.filter_map(|c| Some((*c, headers.iter().position(|h| h == c)?))).collect();
         let dims = headers.iter().filter_map(|h| h.strip_prefix("dim_").map(String::from)).collect();
         Ok(Columns { fixed, env, dims, params })
     }
@@ -206,6 +207,8 @@ impl Columns {
                 nvrtc: get("nvrtc").to_string(),
                 kernlab: get("kernlab").to_string(),
                 source_hash: get("source_hash").to_string(),
+                gpu_ordinal: int("gpu_ordinal")?,
+                gpu_uuid: get("gpu_uuid").to_string(),
             },
         })
     }

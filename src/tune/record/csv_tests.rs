@@ -229,3 +229,34 @@ fn a_gzipped_csv_reads_as_the_plain_one() {
     let e = format!("{:#}", read_records(&fake).unwrap_err());
     assert!(e.contains("f.csv.gz"), "{e}");
 }
+
+#[test]
+fn files_from_before_the_gpu_columns_are_read_and_continued_in_their_own_layout() {
+    let mut sorted = names();
+    sorted.sort();
+    let mut columns = pre_gpu_header(&dims(), &sorted);
+    columns.pop(); // row_check: encode_row appends it
+    let mut data = csv_file::encode_header(&columns, true).unwrap();
+    data.extend(csv_file::encode_row(&sample().to_row(&columns), true).unwrap());
+    let without_gpu = |mut r: CandidateRecord| {
+        (r.env.gpu_ordinal, r.env.gpu_uuid) = (None, String::new());
+        r
+    };
+    assert_eq!(read_records_from(&data).unwrap(), vec![without_gpu(sample())]);
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("before-gpus.csv");
+    std::fs::write(&path, &data).unwrap();
+    let mut w = RecordWriter::open(&path, &dims(), &names(), true).unwrap();
+    assert_eq!(w.take_previous(), vec![without_gpu(sample())]);
+    w.append(&other()).unwrap();
+    drop(w);
+    let found = read_sweep_csv(&path).unwrap();
+    assert_eq!(found.headers.last().map(String::as_str), Some(ROW_CHECK));
+    assert!(!found.headers.iter().any(|h| h == "gpu_uuid"), "one file keeps one set of columns");
+    assert_eq!(found.records, vec![without_gpu(sample()), without_gpu(other())]);
+    // A new file names the GPU of every row.
+    let fresh = dir.path().join("new.csv");
+    write_rows(&fresh, false, &[sample()]);
+    assert_eq!(read_records(&fresh).unwrap(), vec![sample()]);
+}

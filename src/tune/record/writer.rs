@@ -7,7 +7,7 @@
 //! and then appends one row at a time, each synced to disk before `append` returns.
 
 use super::csv_file::{encode_header, encode_row, parse_sweep_csv};
-use super::{header, legacy_header, CandidateRecord};
+use super::{header, legacy_header, pre_gpu_header, CandidateRecord};
 use anyhow::{bail, Context, Result};
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Write};
@@ -77,8 +77,13 @@ impl RecordWriter {
         let found = parse_sweep_csv(&data).with_context(|| format!("reading {}", path.display()))?;
         let mut current = w.columns.clone();
         current.push(super::ROW_CHECK.to_string());
+        let mut before_gpus = pre_gpu_header(dim_names, &names);
         if found.headers == current {
             w.checked = true;
+        } else if found.headers == before_gpus {
+            // Written before rows named their GPU: continue without those two columns.
+            before_gpus.pop();
+            w.columns = before_gpus;
         } else if let Some(checked) = [true, false].into_iter().find(|c| found.headers == legacy_header(&names, *c)) {
             // Keep the file's own layout: one file, one set of columns.
             w.checked = checked;

@@ -38,6 +38,8 @@ pub enum Verdict {
     Valid,
     /// Dropped by the constraint with this index in [`VariantSpace::constraints`].
     Dropped(usize),
+    /// Passes the constraints but belongs to another `--shard` ([`crate::tune::shard`]).
+    OtherShard,
 }
 
 /// The result of examining a whole (small) space for one shape.
@@ -249,9 +251,21 @@ impl<'a> SweepSpace<'a> {
     }
 
     /// Checks a point of variant `v` (values in [`VariantSpace::param_names`] order)
-    /// against its constraints for this shape.
+    /// against its constraints for this shape, then against the sweep's shard.
     pub fn check(&self, v: &VariantSpace, point: &[i64]) -> Result<Verdict> {
-        v.check(&self.sweep.path, point, self.env)
+        let verdict = v.check(&self.sweep.path, point, self.env)?;
+        Ok(self.shard_verdict(v, point, verdict))
+    }
+
+    /// A valid point of another shard is dropped like one a constraint rejects, so every
+    /// strategy sees only its shard's piece of the space.
+    fn shard_verdict(&self, v: &VariantSpace, point: &[i64], verdict: Verdict) -> Verdict {
+        match self.sweep.shard {
+            Some(s) if verdict == Verdict::Valid && !s.contains(&v.name, &v.candidate(point).params) => {
+                Verdict::OtherShard
+            }
+            _ => verdict,
+        }
     }
 
     /// Checks global index `g`, counting it; the candidate if it is valid.
@@ -259,10 +273,15 @@ impl<'a> SweepSpace<'a> {
         let Some((v, i)) = self.locate(g) else { return Ok(None) };
         let point = v.point(i).unwrap_or_default();
         tally.examined += 1;
-        match v.check(&self.sweep.path, &point, self.env)? {
+        match self.check(v, &point)? {
             Verdict::Valid => Ok(Some(v.candidate(&point))),
             Verdict::Dropped(k) => {
                 *tally.dropped.entry(v.drop_rule(k)).or_default() += 1;
+                Ok(None)
+            }
+            Verdict::OtherShard => {
+                let rule = self.sweep.shard.map(|s| s.drop_rule()).unwrap_or_default();
+                *tally.dropped.entry(rule).or_default() += 1;
                 Ok(None)
             }
         }

@@ -148,6 +148,8 @@ pub struct Sweep {
     pub variants: Vec<VariantSpace>,
     /// The shape dimensions expressions may name (the family's), in slot order.
     pub dims: Vec<String>,
+    /// `--shard i/n`: only this piece of the space is enumerated or searched.
+    pub shard: Option<crate::tune::shard::Shard>,
 }
 
 /// One point of the space.
@@ -224,6 +226,7 @@ impl Sweep {
             time_limit_s: raw.time_limit_s,
             variants,
             dims: shape_dims.iter().map(|s| s.to_string()).collect(),
+            shard: None,
         })
     }
 
