@@ -141,7 +141,12 @@ pub fn build_model(
         (false, Some(store)) => LinearBackend::Quant {
             store: store.clone(),
             int4: Box::new(TunedGemm::with_kind(gpu, cache, db, LinearKind::Int4 { format: store.format })?),
-            int8: Box::new(TunedGemm::with_kind(gpu, cache, db, LinearKind::Int8)?),
+            // Only a store of int8 weights plans gemm_int8 launches.
+            int8: if store.is_int8() {
+                Some(Box::new(TunedGemm::with_kind(gpu, cache, db, LinearKind::Int8)?))
+            } else {
+                None
+            },
             dense: Box::new(TunedGemm::new(gpu, cache, db)?),
             scratch: None,
         },

@@ -261,7 +261,8 @@ pub enum LinearBackend {
     Quant {
         store: Rc<QuantStore>,
         int4: Box<TunedGemm>,
-        int8: Box<TunedGemm>,
+        /// Built only for a store of int8 weights (`QuantStore::is_int8`).
+        int8: Option<Box<TunedGemm>>,
         dense: Box<TunedGemm>,
         scratch: Option<DevBuf>,
     },
@@ -283,13 +284,10 @@ impl LinearBackend {
         match self {
             LinearBackend::Cublas(_) => vec![],
             LinearBackend::Tuned(t) => vec![t],
-            LinearBackend::Quant { store, int4, int8, dense, .. } => {
-                if store.is_int8() {
-                    vec![int8, dense]
-                } else {
-                    vec![int4, dense]
-                }
-            }
+            LinearBackend::Quant { store, int4, int8, dense, .. } => match int8 {
+                Some(int8) if store.is_int8() => vec![int8, dense],
+                _ => vec![int4, dense],
+            },
         }
     }
 
@@ -305,7 +303,7 @@ impl LinearBackend {
                 // The shape alone does not say which weight comes: plan what may run it.
                 let mut need = 0;
                 if store.is_int8() && store.has_shape(n, k) && m <= INT8_GEMV_MAX_M {
-                    let p = int8.plan(gpu, m, n, k)?;
+                    let p = int8_planner(int8)?.plan(gpu, m, n, k)?;
                     need = need.max(gemm_int8::workspace_bytes(&p.variant, &p.params, m, n));
                 } else if store.has_shape(n, k) && (m >= DEQUANT_GEMM_MIN_M || store.is_int8()) {
                     let p = dense.plan(gpu, m, n, k)?;
@@ -415,7 +413,7 @@ impl LinearBackend {
                 if let Some(q8) = store.get_int8(w) {
                     anyhow::ensure!(q8.n == n && q8.k == k, "internal: int8 weight {}x{} used as {n}x{k}", q8.n, q8.k);
                     if m <= INT8_GEMV_MAX_M {
-                        let p = int8.plan(gpu, m, n, k)?;
+                        let p = int8_planner(int8)?.plan(gpu, m, n, k)?;
                         let io = Int8Io { x, wq: q8.q.ptr, scales: q8.scales.ptr, r, y, ws };
                         // SAFETY: as above (the codes and scales are the store's, checked against N, K).
                         return unsafe {
@@ -480,6 +478,11 @@ unsafe fn dense_linear(gpu: &Gpu, dense: &mut TunedGemm, io: LinearIo, m: i64, n
     let p = dense.plan(gpu, m, n, k)?;
     // SAFETY: the caller's contract; the kernels are compiled with the plan's tunables.
     unsafe { gemm::launch_linear(gpu, &p.kernels, &p.variant, &p.params, io, m, n, k, DType::BF16) }
+}
+
+/// The int8 planner of a store of int8 weights (built with the backend for such stores).
+fn int8_planner(int8: &mut Option<Box<TunedGemm>>) -> Result<&mut TunedGemm> {
+    int8.as_deref_mut().context("internal: int8 weights but no gemm_int8 planner")
 }
 
 /// Rows up to which int8 weights run gemm_int8's decode kernel; past it they are
