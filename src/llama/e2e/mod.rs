@@ -214,14 +214,7 @@ fn setup(a: &E2eArgs, src: &ModelSource) -> Result<Setup> {
         let t = std::time::Instant::now();
         let keep = a.int4_keep_bf16.clone().map(|l| l.0).unwrap_or_default();
         let st = Rc::new(QuantStore::quantize_int8(&gpu, &cache, &w, &keep)?);
-        println!(
-            "  int8: {} linears quantized on the GPU ({}): {:.2} GB bf16 → {:.2} GB in {:.1} s; lm_head stays bf16",
-            st.len(),
-            st.origin,
-            st.bf16_bytes as f64 / 1e9,
-            st.quant_bytes as f64 / 1e9,
-            t.elapsed().as_secs_f64()
-        );
+        say_quantized("int8", &st, t, "lm_head stays bf16");
         Some(st)
     } else if int4 {
         let t = std::time::Instant::now();
@@ -237,15 +230,8 @@ fn setup(a: &E2eArgs, src: &ModelSource) -> Result<Setup> {
             keep_bf16: a.int4_keep_bf16.clone().map(|l| l.0).unwrap_or_default(),
         };
         let st = Rc::new(QuantStore::quantize(&gpu, &cache, &w, &plan)?);
-        println!(
-            "  int4: {} linears quantized on the GPU ({}): {:.2} GB bf16 → {:.2} GB in {:.1} s; {}",
-            st.len(),
-            st.origin,
-            st.bf16_bytes as f64 / 1e9,
-            st.quant_bytes as f64 / 1e9,
-            t.elapsed().as_secs_f64(),
-            if st.lm_head { "lm_head int4 too (--int4-lm-head)" } else { "lm_head stays bf16" }
-        );
+        let lm_head = if st.lm_head { "lm_head int4 too (--int4-lm-head)" } else { "lm_head stays bf16" };
+        say_quantized("int4", &st, t, lm_head);
         if !st.kept_bf16.is_empty() {
             let names: Vec<String> = st.kept_bf16.iter().map(|r| r.to_string()).collect();
             println!("  int4: {} linears kept in bf16 (--int4-keep-bf16): {}", names.len(), names.join(","));
@@ -279,6 +265,19 @@ fn setup(a: &E2eArgs, src: &ModelSource) -> Result<Setup> {
         println!("  decode steps: replayed as CUDA graphs (one per token count and attention split count; --no-cuda-graphs to issue every launch)");
     }
     Ok(Setup { gpu, cache, util, db, loaded, store, w_deq, path_name })
+}
+
+/// The line that says what quantizing the model's linears on the GPU gave (`kind`: int4
+/// or int8; `lm_head`: what became of the lm_head), timed from `t`.
+fn say_quantized(kind: &str, st: &QuantStore, t: std::time::Instant, lm_head: &str) {
+    println!(
+        "  {kind}: {} linears quantized on the GPU ({}): {:.2} GB bf16 → {:.2} GB in {:.1} s; {lm_head}",
+        st.len(),
+        st.origin,
+        st.bf16_bytes as f64 / 1e9,
+        st.quant_bytes as f64 / 1e9,
+        t.elapsed().as_secs_f64()
+    );
 }
 
 fn sampling(a: &E2eArgs) -> Sampling {
