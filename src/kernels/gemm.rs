@@ -12,12 +12,11 @@
 #[path = "gemm_tma.rs"]
 pub(crate) mod gemm_tma;
 
-use super::{ceil_div, checked_ceil_div, param, DType, Family, Problem, Shape};
+use super::{ceil_div, checked_ceil_div, param, DType, Family, Kernels, Params, Problem, Shape};
 use crate::gpu::blas::Blas;
-use crate::gpu::device::{Arg, DevBuf, Gpu, Kernel};
+use crate::gpu::device::{Arg, DevBuf, Gpu};
 use crate::gpu::util::{Comparison, Util};
 use anyhow::{bail, Context, Result};
-use std::collections::BTreeMap;
 
 pub struct Gemm;
 
@@ -131,13 +130,7 @@ impl Problem for GemmProblem {
         util.poison(gpu, &self.ws)
     }
 
-    fn run(
-        &mut self,
-        gpu: &Gpu,
-        variant: &str,
-        kernels: &BTreeMap<String, Kernel>,
-        p: &BTreeMap<String, i64>,
-    ) -> Result<()> {
+    fn run(&mut self, gpu: &Gpu, variant: &str, kernels: &Kernels, p: &Params) -> Result<()> {
         let io = LinearIo {
             x: self.x.ptr,
             w: self.w.ptr,
@@ -197,7 +190,7 @@ pub struct LinearIo {
 }
 
 /// fp32 workspace bytes a variant needs at this shape (0 without split-K).
-pub fn workspace_bytes(variant: &str, p: &BTreeMap<String, i64>, m: i64, n: i64) -> usize {
+pub fn workspace_bytes(variant: &str, p: &Params, m: i64, n: i64) -> usize {
     match variant {
         // Every split-K variant writes SPLITK fp32 partials of Y before the reduction.
         "gemv_splitk" | "mma_skinny" | "wgmma_tma" => super::support::splitk_workspace_bytes(p, m, n),
@@ -216,9 +209,9 @@ pub fn workspace_bytes(variant: &str, p: &BTreeMap<String, i64>, m: i64, n: i64)
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn launch_linear(
     gpu: &Gpu,
-    kernels: &BTreeMap<String, Kernel>,
+    kernels: &Kernels,
     variant: &str,
-    p: &BTreeMap<String, i64>,
+    p: &Params,
     io: LinearIo,
     m: i64,
     n: i64,
@@ -283,20 +276,14 @@ fn check_splitk_workspace(variant: &str, splitk: i64, io: LinearIo) -> Result<()
 }
 
 /// Pipelined tensor-core tiles: X and W stages of BK columns in shared memory.
-fn pipelined_smem(p: &BTreeMap<String, i64>, e: i64) -> Result<u32> {
+fn pipelined_smem(p: &Params, e: i64) -> Result<u32> {
     let (bm, bn, bk) = (param(p, "BM")?, param(p, "BN")?, param(p, "BK")?);
     Ok((param(p, "STAGES")? * (bm + bn) * bk * e) as u32)
 }
 
 /// # Safety
 /// As [`launch_linear`].
-unsafe fn launch_multistage(
-    gpu: &Gpu,
-    kernels: &BTreeMap<String, Kernel>,
-    p: &BTreeMap<String, i64>,
-    io: LinearIo,
-    d: LinearDims,
-) -> Result<()> {
+unsafe fn launch_multistage(gpu: &Gpu, kernels: &Kernels, p: &Params, io: LinearIo, d: LinearDims) -> Result<()> {
     let (bm, bn) = (param(p, "BM")?, param(p, "BN")?);
     let warps = (bm / param(p, "WM")?) * (bn / param(p, "WN")?);
     let smem = pipelined_smem(p, d.e)?;
@@ -325,8 +312,8 @@ fn splitk_main_args(io: LinearIo, d: LinearDims) -> [Arg; 8] {
 /// As [`launch_linear`], with the workspace checked against `splitk`.
 unsafe fn launch_gemv_splitk(
     gpu: &Gpu,
-    kernels: &BTreeMap<String, Kernel>,
-    p: &BTreeMap<String, i64>,
+    kernels: &Kernels,
+    p: &Params,
     io: LinearIo,
     d: LinearDims,
     splitk: i64,
@@ -356,8 +343,8 @@ unsafe fn launch_gemv_splitk(
 /// As [`launch_linear`], with the workspace checked against `splitk`.
 unsafe fn launch_skinny(
     gpu: &Gpu,
-    kernels: &BTreeMap<String, Kernel>,
-    p: &BTreeMap<String, i64>,
+    kernels: &Kernels,
+    p: &Params,
     io: LinearIo,
     d: LinearDims,
     splitk: i64,
@@ -384,13 +371,7 @@ unsafe fn launch_skinny(
 ///
 /// # Safety
 /// As [`launch_linear`], with the workspace checked against `splitk`.
-unsafe fn launch_splitk_reduce(
-    gpu: &Gpu,
-    kernels: &BTreeMap<String, Kernel>,
-    io: LinearIo,
-    d: LinearDims,
-    splitk: i64,
-) -> Result<()> {
+unsafe fn launch_splitk_reduce(gpu: &Gpu, kernels: &Kernels, io: LinearIo, d: LinearDims, splitk: i64) -> Result<()> {
     if splitk <= 1 {
         return Ok(());
     }
@@ -414,12 +395,12 @@ mod tests {
 
     #[test]
     fn every_split_k_variant_asks_for_a_workspace() {
-        let p: BTreeMap<String, i64> = [("SPLITK".to_string(), 2)].into_iter().collect();
+        let p: Params = [("SPLITK".to_string(), 2)].into_iter().collect();
         for v in ["gemv_splitk", "mma_skinny", "wgmma_tma"] {
             assert_eq!(workspace_bytes(v, &p, 3, 5), 2 * 3 * 5 * 4, "{v}");
         }
         assert_eq!(workspace_bytes("mma_multistage", &p, 3, 5), 0);
-        let one: BTreeMap<String, i64> = [("SPLITK".to_string(), 1)].into_iter().collect();
+        let one: Params = [("SPLITK".to_string(), 1)].into_iter().collect();
         assert_eq!(workspace_bytes("wgmma_tma", &one, 3, 5), 0);
     }
 

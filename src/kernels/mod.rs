@@ -25,6 +25,11 @@ use std::collections::BTreeMap;
 
 pub use crate::core::DType;
 
+/// A compiled variant's entry points, by name.
+pub type Kernels = BTreeMap<String, Kernel>;
+/// A variant's tunables by macro name: its template's defaults overridden by a sweep's values.
+pub type Params = BTreeMap<String, i64>;
+
 /// A problem shape: named dimensions in the family's order (GEMM: M, N, K).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Shape {
@@ -72,13 +77,7 @@ pub trait Problem {
     /// Fills the output with NaN so an unwritten element cannot pass.
     fn poison(&mut self, gpu: &Gpu, util: &Util) -> Result<()>;
     /// Runs one candidate into the output.
-    fn run(
-        &mut self,
-        gpu: &Gpu,
-        variant: &str,
-        kernels: &BTreeMap<String, Kernel>,
-        params: &BTreeMap<String, i64>,
-    ) -> Result<()>;
+    fn run(&mut self, gpu: &Gpu, variant: &str, kernels: &Kernels, params: &Params) -> Result<()>;
     /// Compares the output with the reference.
     fn check(&mut self, gpu: &Gpu, util: &Util) -> Result<Comparison>;
     /// Runs the peer library once (for timing). `None` when the family has no peer.
@@ -112,7 +111,7 @@ pub trait Family: Sync {
     /// The weight format a candidate's tunables select, for a family whose weights come in
     /// several (gemm_int4), where it is not the default: the tuned database keeps winners
     /// per format. None for every other family.
-    fn weight_format(&self, _params: &BTreeMap<String, i64>, _dt: DType) -> Option<String> {
+    fn weight_format(&self, _params: &Params, _dt: DType) -> Option<String> {
         None
     }
 }
@@ -149,7 +148,7 @@ pub fn family(name: &str) -> Result<&'static dyn Family> {
 }
 
 /// Reads a tunable, with a clear error when the sweep did not provide it.
-pub fn param(params: &BTreeMap<String, i64>, name: &str) -> Result<i64> {
+pub fn param(params: &Params, name: &str) -> Result<i64> {
     params.get(name).copied().ok_or_else(|| anyhow!("this variant needs tunable {name}, which the sweep does not set"))
 }
 

@@ -7,6 +7,7 @@
 //! formats of `SELFTEST_FORMATS` on sampled candidates.
 
 use crate::kernels::DType;
+use crate::kernels::Params;
 use crate::quant::HalfDtype;
 use anyhow::{bail, Result};
 use std::collections::BTreeMap;
@@ -85,7 +86,7 @@ impl Int4Format {
 
     /// The format a candidate's macros select; unset macros take the kernels' defaults
     /// (`KL_SCALE_FP16` defaults to the activation dtype, as in the templates).
-    pub fn from_params(params: &BTreeMap<String, i64>, dt: DType) -> Result<Int4Format> {
+    pub fn from_params(params: &Params, dt: DType) -> Result<Int4Format> {
         let d = Int4Format::default_for(dt);
         let group = params.get("GROUP").copied().unwrap_or(d.group);
         if group < MIN_GROUP || group % MIN_GROUP != 0 {
@@ -154,7 +155,7 @@ pub fn variant_takes_format(variant: &str, overlay: &[(&str, i64)]) -> bool {
 }
 
 /// A candidate's tunables with a selftest format laid over them.
-pub fn with_format(params: &BTreeMap<String, i64>, overlay: &[(&str, i64)]) -> BTreeMap<String, i64> {
+pub fn with_format(params: &Params, overlay: &[(&str, i64)]) -> BTreeMap<String, i64> {
     let mut p = params.clone();
     for (k, v) in overlay {
         p.insert(k.to_string(), *v);

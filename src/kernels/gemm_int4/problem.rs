@@ -8,12 +8,12 @@ use super::reference::RefKernels;
 use super::tiled::{reads_tiled, PlainInt4, Repacker, TiledInt4};
 use super::VARIANTS;
 use crate::gpu::blas::Blas;
-use crate::gpu::device::{DevBuf, Gpu, Kernel};
+use crate::gpu::device::{DevBuf, Gpu};
 use crate::gpu::util::{Comparison, Util};
 use crate::kernels::{DType, Problem, Shape};
+use crate::kernels::{Kernels, Params};
 use crate::quant::{reference_gemm_int4_with, Int4Weight, WeightRounding, Zeros};
 use anyhow::{bail, Context, Result};
-use std::collections::BTreeMap;
 
 /// Scales are uniform in [0.5, 1.5]/√K: weights of rms ≈ 4.6/√K and outputs of rms ≈ 2.7
 /// whatever K is, well inside fp16's range and far from its subnormals.
@@ -152,7 +152,7 @@ impl GemmInt4Problem {
     /// format as macros, so it is known only here; the switch regenerates scales/zeros from
     /// the current seed and recomputes the reference, and happens once per format change
     /// (never between timed runs of one candidate).
-    fn ensure_format(&mut self, gpu: &Gpu, params: &BTreeMap<String, i64>) -> Result<()> {
+    fn ensure_format(&mut self, gpu: &Gpu, params: &Params) -> Result<()> {
         let fmt = Int4Format::from_params(params, self.dt)?;
         if self.k % fmt.group != 0 {
             bail!(
@@ -174,7 +174,7 @@ impl GemmInt4Problem {
     }
 
     /// The workspace a candidate's split-K needs must fit the one this problem allocated.
-    fn check_workspace(&self, variant: &str, p: &BTreeMap<String, i64>) -> Result<()> {
+    fn check_workspace(&self, variant: &str, p: &Params) -> Result<()> {
         let need = workspace_bytes(variant, p, self.m, self.n);
         if need > self.ws.bytes {
             bail!(
@@ -233,13 +233,7 @@ impl Problem for GemmInt4Problem {
         Ok(())
     }
 
-    fn run(
-        &mut self,
-        gpu: &Gpu,
-        variant: &str,
-        kernels: &BTreeMap<String, Kernel>,
-        p: &BTreeMap<String, i64>,
-    ) -> Result<()> {
+    fn run(&mut self, gpu: &Gpu, variant: &str, kernels: &Kernels, p: &Params) -> Result<()> {
         self.ensure_format(gpu, p)?;
         if !VARIANTS.contains(&variant) {
             bail!("the gemm_int4 family has no variant {variant:?} (known: {})", VARIANTS.join(", "));

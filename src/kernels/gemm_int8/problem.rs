@@ -6,12 +6,12 @@ use super::linear::{launch_linear, workspace_bytes, Int8Io, GEMV_MAX_M, MAX_SPLI
 use super::quantize::{DeviceInt8, Int8Quantizer};
 use crate::gpu::blas::Blas;
 use crate::gpu::cache::{self, ModuleCache};
-use crate::gpu::device::{DevBuf, Gpu, Kernel};
+use crate::gpu::device::{DevBuf, Gpu};
 use crate::gpu::util::{Comparison, Util};
 use crate::kernels::{DType, Problem, Shape};
+use crate::kernels::{Kernels, Params};
 use crate::quant::{quantize_int8_per_channel, HalfDtype};
 use anyhow::{bail, Context, Result};
-use std::collections::BTreeMap;
 
 /// Largest M·N·K `reference_vs_cpu` computes on the host.
 const CPU_CHECK_MAX_MACS: i64 = 1 << 31;
@@ -87,7 +87,7 @@ impl GemmInt8Problem {
         util.fill(gpu, buf, self.dt, (self.n * self.k) as usize, seed ^ WEIGHT_SEED, scale)
     }
 
-    fn check_workspace(&self, variant: &str, p: &BTreeMap<String, i64>) -> Result<()> {
+    fn check_workspace(&self, variant: &str, p: &Params) -> Result<()> {
         let need = workspace_bytes(variant, p, self.m, self.n);
         if need > self.ws.bytes {
             bail!(
@@ -125,13 +125,7 @@ impl Problem for GemmInt8Problem {
         Ok(())
     }
 
-    fn run(
-        &mut self,
-        gpu: &Gpu,
-        variant: &str,
-        kernels: &BTreeMap<String, Kernel>,
-        p: &BTreeMap<String, i64>,
-    ) -> Result<()> {
+    fn run(&mut self, gpu: &Gpu, variant: &str, kernels: &Kernels, p: &Params) -> Result<()> {
         if !VARIANTS.contains(&variant) {
             bail!("the gemm_int8 family has no variant {variant:?} (known: {})", VARIANTS.join(", "));
         }

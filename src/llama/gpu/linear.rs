@@ -16,6 +16,7 @@ use crate::kernels::gemm_int4::tiled::reads_tiled;
 use crate::kernels::gemm_int4::{GemmInt4, Int4Format};
 use crate::kernels::gemm_int8::{self, GemmInt8, Int8Io};
 use crate::kernels::{DType, Family};
+use crate::kernels::{Kernels, Params};
 pub use crate::llama::gpu::linear_rules::{
     adapt_params, default_variant, int4_adapt_params, int4_adapt_params_for, int4_default_variants, int4_usable_at,
     int8_adapt_params, max_m, mmax_for, template_defaults, usable_at, LAUNCHABLE,
@@ -30,7 +31,6 @@ use std::path::Path;
 use std::rc::Rc;
 
 /// A variant's loaded entry points by name.
-type Kernels = BTreeMap<String, Kernel>;
 
 /// Where a shape's GEMM configuration came from.
 #[derive(Debug, Clone, PartialEq)]
@@ -119,7 +119,7 @@ impl TunedGemm {
 
     /// A configuration adapted to run M rows of a linear with K columns (a per-channel int4
     /// format's group is K), or None where the variant cannot.
-    fn usable(&self, variant: &str, params: &BTreeMap<String, i64>, m: i64, k: i64) -> Option<BTreeMap<String, i64>> {
+    fn usable(&self, variant: &str, params: &Params, m: i64, k: i64) -> Option<BTreeMap<String, i64>> {
         match self.kind {
             LinearKind::Dense => usable_at(variant, m).then(|| adapt_params(variant, params, m)).flatten(),
             LinearKind::Int4 { format } => int4_adapt_params_for(variant, params, m, &format.at_k(k)),
@@ -200,7 +200,7 @@ impl TunedGemm {
     }
 
     /// The launch contract's shape rules (int4 only: every dense default runs any shape).
-    fn fits(&self, variant: &str, params: &BTreeMap<String, i64>, m: i64, n: i64, k: i64) -> Result<()> {
+    fn fits(&self, variant: &str, params: &Params, m: i64, n: i64, k: i64) -> Result<()> {
         match self.kind {
             LinearKind::Dense => Ok(()),
             LinearKind::Int4 { .. } => int4_linear::check_shape(variant, params, m, n, k, DType::BF16),
@@ -227,7 +227,7 @@ impl TunedGemm {
     }
 
     /// The variant's entry points compiled with `params` (each module compiled once).
-    fn kernels(&mut self, gpu: &Gpu, variant: &str, params: &BTreeMap<String, i64>) -> Result<Rc<Kernels>> {
+    fn kernels(&mut self, gpu: &Gpu, variant: &str, params: &Params) -> Result<Rc<Kernels>> {
         let key = (variant.to_string(), params.clone());
         if let Some(k) = self.modules.get(&key) {
             return Ok(k.clone());
