@@ -13,11 +13,10 @@ use crate::kernels::{DType, Family};
 use crate::quant::{
     quantize_rtn, reference_gemm_int4_with, GroupSize, HalfDtype, Int4Weight, RtnConfig, WeightRounding, Zeros,
 };
-use crate::tune::compile;
-use crate::tune::space::{Candidate, Sweep};
+use crate::selftest_linear::{compile_entries, download_bf16, random_bf16, record_rel_err, rel_err, with_overrides};
+use crate::tune::space::Sweep;
 use anyhow::{Context, Result};
 use rand::{Rng, SeedableRng};
-use std::collections::BTreeMap;
 
 /// Random weights with the awkward cases in them: an all-zero group, an all-positive group,
 /// an all-negative group, and values of very different magnitude per row.
@@ -154,7 +153,6 @@ pub fn check_model_linear(
 ) -> Result<()> {
     let sweep = Sweep::load(&crate::paths::sweep_file("gemm_int4"), GemmInt4.shape_dims())?;
     let (n, k) = (70usize, 384usize);
-    let half = HalfDtype::Bf16;
     let (qw, dev_wq, dev_s) = awkward_int4_on_device(gpu, n, k, 3)?;
     // The same weight in the tiled layout, for the variants that read it.
     let tiled = TiledInt4::alloc(gpu, n as i64, k as i64, 128, ZeroMode::Symmetric)?;
@@ -180,28 +178,12 @@ pub fn check_model_linear(
             continue; // wgmma and bulk copies: Hopper only
         }
         let v = sweep.variant(variant).with_context(|| format!("sweeps/gemm_int4.toml lacks {variant}"))?;
-        let mut params: BTreeMap<String, i64> = crate::llama::gpu::linear::template_defaults(&v.source);
-        params.extend(extra.iter().map(|(k, v)| (k.to_string(), *v)));
+        let params = with_overrides(crate::llama::gpu::linear::template_defaults(&v.source), &extra);
         let what = format!("int4 model linear {variant} {m}x{n}x{k} +residual in place {params:?}");
         let r = (|| -> Result<f64> {
-            let req = compile::request(
-                &sweep,
-                &Candidate { variant: variant.into(), params: params.clone() },
-                DType::BF16,
-                &gpu.props.arch(),
-            );
-            let module = cache.get_or_compile(&req)?;
-            let mut ks = BTreeMap::new();
-            for e in GemmInt4.entries(variant)? {
-                ks.insert(e.to_string(), gpu.load(&module.cubin, e)?);
-            }
-            let x = gpu.alloc(m * k * 2)?;
-            util.fill(gpu, &x, DType::BF16, m * k, 41, 1.0)?;
-            let y = gpu.alloc(m * n * 2)?;
-            util.fill(gpu, &y, DType::BF16, m * n, 42, 1.0)?;
-            gpu.synchronize()?;
-            let x_host: Vec<f32> = x.download::<u16>(m * k)?.iter().map(|b| half.to_f32(*b)).collect();
-            let r_host: Vec<f32> = y.download::<u16>(m * n)?.iter().map(|b| half.to_f32(*b)).collect();
+            let ks = compile_entries(gpu, cache, &sweep, &GemmInt4, variant, &params)?;
+            let (x, x_host) = random_bf16(gpu, util, m * k, 41)?;
+            let (y, r_host) = random_bf16(gpu, util, m * n, 42)?;
             let ws = gpu.alloc(workspace_bytes(variant, &params, m as i64, n as i64).max(16))?;
             util.poison(gpu, &ws)?;
             let (wq, sc) =
@@ -212,19 +194,11 @@ pub fn check_model_linear(
             // with `params`.
             unsafe { launch_linear(gpu, &ks, variant, &params, io, m as i64, n as i64, k as i64, DType::BF16)? };
             gpu.synchronize()?;
-            let got: Vec<f32> = y.download::<u16>(m * n)?.iter().map(|b| half.to_f32(*b)).collect();
+            let got = download_bf16(&y, m * n)?;
             let want = reference_gemm_int4_with(&x_host, m, &qw, Some(&r_host), WeightRounding::Exact)?;
-            let (mut d, mut mx) = (0f64, 0f64);
-            for (g, e) in got.iter().zip(&want) {
-                d = d.max((f64::from(*g) - f64::from(*e)).abs());
-                mx = mx.max(f64::from(*e).abs());
-            }
-            Ok(d / mx.max(1e-30))
+            Ok(rel_err(&got, want.iter().map(|&e| f64::from(e))))
         })();
-        match r {
-            Ok(err) => record(err <= 2e-2 && err.is_finite(), format!("{what}: rel err {err:.2e} (tol 2e-2)")),
-            Err(e) => record(false, format!("{what}: {e:#}")),
-        }
+        record_rel_err(&mut record, &what, r, 2e-2);
     }
     Ok(())
 }
@@ -250,30 +224,21 @@ pub fn check_gate_up_swiglu(
         (5, vec![("M_TILES", 1), ("N_TILES", 2), ("NUM_WARPS", 2), ("UNROLL", 2)]),
         (13, vec![("M_TILES", 2), ("N_TILES", 4), ("NUM_WARPS", 1), ("ZP_MMA", 0)]),
     ] {
-        let mut params: BTreeMap<String, i64> = crate::llama::gpu::linear::template_defaults(&v.source);
-        params.extend(extra.iter().map(|(k, v)| (k.to_string(), *v)));
+        let mut params = with_overrides(crate::llama::gpu::linear::template_defaults(&v.source), &extra);
         params.insert("SPLITK".into(), 1);
         params.insert("SWIGLU".into(), 1);
         let what = format!("int4 gate+up SwiGLU epilogue int4_gemv_tc {m}x{n}x{k} {params:?}");
         let r = (|| -> Result<f64> {
-            let cand = Candidate { variant: "int4_gemv_tc".into(), params: params.clone() };
-            let module = cache.get_or_compile(&compile::request(&sweep, &cand, DType::BF16, &gpu.props.arch()))?;
-            let mut ks = BTreeMap::new();
-            for e in GemmInt4.entries("int4_gemv_tc")? {
-                ks.insert(e.to_string(), gpu.load(&module.cubin, e)?);
-            }
-            let x = gpu.alloc(m * k * 2)?;
-            util.fill(gpu, &x, DType::BF16, m * k, 43, 1.0)?;
+            let ks = compile_entries(gpu, cache, &sweep, &GemmInt4, "int4_gemv_tc", &params)?;
+            let (x, x_host) = random_bf16(gpu, util, m * k, 43)?;
             let y = gpu.alloc(m * n / 2 * 2)?;
             util.poison(gpu, &y)?;
-            gpu.synchronize()?;
-            let x_host: Vec<f32> = x.download::<u16>(m * k)?.iter().map(|b| half.to_f32(*b)).collect();
             let io = Int4Io { x: x.ptr, wq: dev_wq.ptr, scales: dev_s.ptr, zeros: 0, r: 0, y: y.ptr, ws: 0 };
             // SAFETY: x [M,K] and y [M,N/2] (what SWIGLU writes) were allocated above, the
             // weights for (N, K); SPLITK = 1 needs no workspace; `ks` is compiled with `params`.
             unsafe { launch_linear(gpu, &ks, "int4_gemv_tc", &params, io, m as i64, n as i64, k as i64, DType::BF16)? };
             gpu.synchronize()?;
-            let got: Vec<f32> = y.download::<u16>(m * n / 2)?.iter().map(|b| half.to_f32(*b)).collect();
+            let got = download_bf16(&y, m * n / 2)?;
             let full = reference_gemm_int4_with(&x_host, m, &qw, None, WeightRounding::Exact)?;
             let (mut d, mut mx, mut unwritten) = (0f64, 0f64, 0usize);
             for mi in 0..m {
@@ -292,10 +257,7 @@ pub fn check_gate_up_swiglu(
             anyhow::ensure!(unwritten == 0, "{unwritten} outputs not written (still poisoned)");
             Ok(d / mx.max(1e-30))
         })();
-        match r {
-            Ok(err) => record(err <= 2e-2 && err.is_finite(), format!("{what}: rel err {err:.2e} (tol 2e-2)")),
-            Err(e) => record(false, format!("{what}: {e:#}")),
-        }
+        record_rel_err(&mut record, &what, r, 2e-2);
     }
     Ok(())
 }

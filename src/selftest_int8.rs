@@ -10,11 +10,10 @@ use crate::kernels::gemm_int8::{launch_linear, workspace_bytes, DeviceInt8, Gemm
 use crate::kernels::tunables::template_defaults;
 use crate::kernels::{DType, Family};
 use crate::quant::{quantize_int8_per_channel, HalfDtype, Int8Weight};
-use crate::tune::compile;
-use crate::tune::space::{Candidate, Sweep};
+use crate::selftest_linear::{compile_entries, download_bf16, random_bf16, record_rel_err, rel_err, with_overrides};
+use crate::tune::space::Sweep;
 use anyhow::{Context, Result};
 use rand::{Rng, SeedableRng};
-use std::collections::BTreeMap;
 
 fn half_of(dt: DType) -> HalfDtype {
     if dt == DType::F16 {
@@ -154,23 +153,12 @@ pub fn check_model_linear(
         (13, vec![("M_MAX", 16), ("SPLITK", 3), ("ROWS_PER_WARP", 1)]),
         (16, vec![("M_MAX", 16), ("SPLITK", 1), ("UNROLL", 1)]),
     ] {
-        let mut params: BTreeMap<String, i64> = template_defaults(&v.source, DType::BF16);
-        params.extend(extra.iter().map(|(k, v)| (k.to_string(), *v)));
+        let params = with_overrides(template_defaults(&v.source, DType::BF16), &extra);
         let what = format!("int8 model linear int8_gemv {m}x{n}x{k} +residual in place {params:?}");
         let r = (|| -> Result<f64> {
-            let cand = Candidate { variant: "int8_gemv".into(), params: params.clone() };
-            let module = cache.get_or_compile(&compile::request(&sweep, &cand, DType::BF16, &gpu.props.arch()))?;
-            let mut ks = BTreeMap::new();
-            for e in GemmInt8.entries("int8_gemv")? {
-                ks.insert(e.to_string(), gpu.load(&module.cubin, e)?);
-            }
-            let x = gpu.alloc(m * k * 2)?;
-            util.fill(gpu, &x, DType::BF16, m * k, 41, 1.0)?;
-            let y = gpu.alloc(m * n * 2)?;
-            util.fill(gpu, &y, DType::BF16, m * n, 42, 1.0)?;
-            gpu.synchronize()?;
-            let x_host: Vec<f32> = x.download::<u16>(m * k)?.iter().map(|b| half.to_f32(*b)).collect();
-            let r_host: Vec<f32> = y.download::<u16>(m * n)?.iter().map(|b| half.to_f32(*b)).collect();
+            let ks = compile_entries(gpu, cache, &sweep, &GemmInt8, "int8_gemv", &params)?;
+            let (x, x_host) = random_bf16(gpu, util, m * k, 41)?;
+            let (y, r_host) = random_bf16(gpu, util, m * n, 42)?;
             let ws = gpu.alloc(workspace_bytes("int8_gemv", &params, m as i64, n as i64).max(16))?;
             util.poison(gpu, &ws)?;
             let io = Int8Io { x: x.ptr, wq: dev.q.ptr, scales: dev.scales.ptr, r: y.ptr, y: y.ptr, ws: ws.ptr };
@@ -179,20 +167,11 @@ pub fn check_model_linear(
             // `params` in bf16.
             unsafe { launch_linear(gpu, &ks, "int8_gemv", &params, io, m as i64, n as i64, k as i64, DType::BF16)? };
             gpu.synchronize()?;
-            let got: Vec<f32> = y.download::<u16>(m * n)?.iter().map(|b| half.to_f32(*b)).collect();
-            let want = host_linear(&x_host, m, &qw, Some(&r_host));
-            let (mut d, mut mx) = (0f64, 0f64);
-            for (g, e) in got.iter().zip(&want) {
-                d = d.max((f64::from(*g) - e).abs());
-                mx = mx.max(e.abs());
-            }
-            Ok(d / mx.max(1e-30))
+            let got = download_bf16(&y, m * n)?;
+            Ok(rel_err(&got, host_linear(&x_host, m, &qw, Some(&r_host))))
         })();
-        match r {
-            // Only the output's bf16 rounding and fp32 sums differ: the weight is exact here.
-            Ok(err) => record(err <= 1e-2 && err.is_finite(), format!("{what}: rel err {err:.2e} (tol 1e-2)")),
-            Err(e) => record(false, format!("{what}: {e:#}")),
-        }
+        // Only the output's bf16 rounding and fp32 sums differ: the weight is exact here.
+        record_rel_err(&mut record, &what, r, 1e-2);
     }
     Ok(())
 }
