@@ -33,6 +33,14 @@ pub enum HalfDtype {
 }
 
 impl HalfDtype {
+    /// The 16-bit float type of an activation dtype (the kernels reject fp32 activations).
+    pub fn of(dt: crate::core::DType) -> HalfDtype {
+        match dt {
+            crate::core::DType::F16 => HalfDtype::F16,
+            _ => HalfDtype::Bf16,
+        }
+    }
+
     pub fn to_f32(self, bits: u16) -> f32 {
         match self {
             HalfDtype::F16 => f16::from_bits(bits).to_f32(),

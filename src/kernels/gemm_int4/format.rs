@@ -70,18 +70,10 @@ pub struct Int4Format {
     pub scale_dtype: HalfDtype,
 }
 
-/// The 16-bit float type of an activation dtype (fp32 activations are rejected by validate).
-pub fn half_of(dt: DType) -> HalfDtype {
-    match dt {
-        DType::F16 => HalfDtype::F16,
-        _ => HalfDtype::Bf16,
-    }
-}
-
 impl Int4Format {
     /// g128, symmetric, scales in the activation dtype.
     pub fn default_for(dt: DType) -> Int4Format {
-        Int4Format { group: DEFAULT_GROUP, zeros: ZeroMode::Symmetric, scale_dtype: half_of(dt) }
+        Int4Format { group: DEFAULT_GROUP, zeros: ZeroMode::Symmetric, scale_dtype: HalfDtype::of(dt) }
     }
 
     /// The format a candidate's macros select; unset macros take the kernels' defaults

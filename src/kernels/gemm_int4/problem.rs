@@ -1,7 +1,7 @@
 //! One gemm_int4 shape on the GPU: a random int4 weight and activations, the
 //! dequantize-then-cuBLAS reference, the candidates' launches and the cuBLAS bf16 peer.
 
-use super::format::{half_of, Int4Format, ZeroMode, MIN_GROUP};
+use super::format::{Int4Format, ZeroMode, MIN_GROUP};
 use super::launch::{GEMV_MAX_M, MAX_SPLITK, WGMMA_MAX_SPLITK};
 use super::linear::{launch_linear, workspace_bytes, Int4Io};
 use super::reference::RefKernels;
@@ -12,7 +12,7 @@ use crate::gpu::device::{DevBuf, Gpu};
 use crate::gpu::util::{Comparison, Util};
 use crate::kernels::{DType, Problem, Shape};
 use crate::kernels::{Kernels, Params};
-use crate::quant::{reference_gemm_int4_with, Int4Weight, WeightRounding, Zeros};
+use crate::quant::{reference_gemm_int4_with, HalfDtype, Int4Weight, WeightRounding, Zeros};
 use anyhow::{bail, Context, Result};
 
 /// Scales are uniform in [0.5, 1.5]/√K: weights of rms ≈ 4.6/√K and outputs of rms ≈ 2.7
@@ -143,7 +143,7 @@ impl GemmInt4Problem {
             self.n,
             self.k,
             &self.fmt,
-            half_of(self.dt),
+            HalfDtype::of(self.dt),
         )?;
         self.blas.linear(self.dt, self.x.ptr, self.w_deq.ptr, self.y_ref.ptr, self.m, self.n, self.k, false)
     }
@@ -291,7 +291,7 @@ impl Problem for GemmInt4Problem {
             );
         }
         let (m, n, k) = (self.m as usize, self.n as usize, self.k as usize);
-        let act = half_of(self.dt);
+        let act = HalfDtype::of(self.dt);
         let w = self.download_weight()?;
         let dev_w: Vec<u16> = self.w_deq.download(n * k)?;
         for (i, (v, d)) in w.dequantize().iter().zip(&dev_w).enumerate() {

@@ -18,14 +18,6 @@ const CPU_CHECK_MAX_MACS: i64 = 1 << 31;
 /// Seed offset of the weight (the activations use the seed itself).
 const WEIGHT_SEED: u64 = 0x1a7_0008;
 
-pub(crate) fn half_of(dt: DType) -> HalfDtype {
-    if dt == DType::F16 {
-        HalfDtype::F16
-    } else {
-        HalfDtype::Bf16
-    }
-}
-
 pub struct GemmInt8Problem {
     pub m: i64,
     pub n: i64,
@@ -166,7 +158,7 @@ impl Problem for GemmInt8Problem {
             bail!("{label}: too large for the CPU check of the reference (M·N·K > 2^31); use a smaller shape");
         }
         let (m, n, k) = (self.m as usize, self.n as usize, self.k as usize);
-        let act = half_of(self.dt);
+        let act = HalfDtype::of(self.dt);
         let cache = ModuleCache::open(&cache::default_dir())?;
         let util = Util::new(gpu, &cache)?;
         let w_dev = gpu.alloc(n * k * 2)?;
