@@ -2,9 +2,7 @@
 //! checks: the device quantizer against `quant::quantize_rtn` (bit for bit), and the model-
 //! facing `gemm_int4::linear::launch_linear` with a residual updated in place (R = Y).
 
-use crate::gpu::cache::ModuleCache;
 use crate::gpu::device::{DevBuf, Gpu};
-use crate::gpu::util::Util;
 use crate::kernels::gemm_int4::linear::{launch_linear, workspace_bytes, Int4Io};
 use crate::kernels::gemm_int4::quantize::{Int4Quantizer, QUANTIZE_CHECKS};
 use crate::kernels::gemm_int4::tiled::{reads_tiled, PlainInt4, Repacker, TiledInt4};
@@ -13,7 +11,9 @@ use crate::kernels::{DType, Family};
 use crate::quant::{
     quantize_rtn, reference_gemm_int4_with, GroupSize, HalfDtype, Int4Weight, RtnConfig, WeightRounding, Zeros,
 };
-use crate::selftest_linear::{compile_entries, download_bf16, random_bf16, record_rel_err, rel_err, with_overrides};
+use crate::selftest_linear::{
+    compile_entries, download_bf16, random_bf16, record_rel_err, rel_err, with_overrides, CheckEnv,
+};
 use crate::tune::space::Sweep;
 use anyhow::{Context, Result};
 use rand::{Rng, SeedableRng};
@@ -47,19 +47,12 @@ fn awkward_int4_on_device(gpu: &Gpu, n: usize, k: usize, seed: u64) -> Result<(I
     Ok((qw, dev_wq, dev_s))
 }
 
-fn half_of(dt: DType) -> HalfDtype {
-    if dt == DType::F16 {
-        HalfDtype::F16
-    } else {
-        HalfDtype::Bf16
-    }
-}
-
 /// Device RTN quantizer == host RTN quantizer, codes and scales, for every group size.
-pub fn check_quantizer(gpu: &Gpu, cache: &ModuleCache, mut record: impl FnMut(bool, String)) -> Result<()> {
+pub fn check_quantizer(env: &CheckEnv, record: &mut dyn FnMut(bool, String)) -> Result<()> {
+    let (gpu, cache) = (env.gpu, env.cache);
     let n = 37usize;
     for dt in [DType::BF16, DType::F16] {
-        let half = half_of(dt);
+        let half = HalfDtype::of(dt);
         for &(group, k) in QUANTIZE_CHECKS {
             let k = k as usize;
             let what = format!("int4 device quantizer {} g{group} {n}x{k}", dt.name());
@@ -104,7 +97,7 @@ pub fn check_quantizer(gpu: &Gpu, cache: &ModuleCache, mut record: impl FnMut(bo
                     record(false, format!("{what}: scale {i} {:#06x} vs host {:#06x}", scales[i], host.scales[i]))
                 }
             }
-            check_quantizer_asym(gpu, &quantizer, &dev_w, &w, (n, k, group as usize), half, &mut record)?;
+            check_quantizer_asym(gpu, &quantizer, &dev_w, &w, (n, k, group as usize), half, record)?;
         }
     }
     Ok(())
@@ -119,7 +112,7 @@ fn check_quantizer_asym(
     w: &[f32],
     (n, k, group): (usize, usize, usize),
     half: HalfDtype,
-    record: &mut impl FnMut(bool, String),
+    record: &mut dyn FnMut(bool, String),
 ) -> Result<()> {
     let what = format!("int4 device quantizer {half} g{group} {n}x{k} with zero points");
     let q = quantizer.quantize_asym(gpu, dev_w.ptr, n as i64, k as i64)?;
@@ -145,12 +138,8 @@ fn check_quantizer_asym(
 
 /// `launch_linear` at each variant's template defaults with Y = X·dequant(W)ᵀ + Y in place,
 /// against the f64 host product on the same (host-quantized) weight.
-pub fn check_model_linear(
-    gpu: &Gpu,
-    util: &Util,
-    cache: &ModuleCache,
-    mut record: impl FnMut(bool, String),
-) -> Result<()> {
+pub fn check_model_linear(env: &CheckEnv, record: &mut dyn FnMut(bool, String)) -> Result<()> {
+    let (gpu, util, cache) = (env.gpu, env.util, env.cache);
     let sweep = Sweep::load(&crate::paths::sweep_file("gemm_int4"), GemmInt4.shape_dims())?;
     let (n, k) = (70usize, 384usize);
     let (qw, dev_wq, dev_s) = awkward_int4_on_device(gpu, n, k, 3)?;
@@ -198,7 +187,7 @@ pub fn check_model_linear(
             let want = reference_gemm_int4_with(&x_host, m, &qw, Some(&r_host), WeightRounding::Exact)?;
             Ok(rel_err(&got, want.iter().map(|&e| f64::from(e))))
         })();
-        record_rel_err(&mut record, &what, r, 2e-2);
+        record_rel_err(record, &what, r, 2e-2);
     }
     Ok(())
 }
@@ -207,12 +196,8 @@ pub fn check_model_linear(
 /// gate+up projection on row-interleaved weights): Y [M][N/2] against the host product
 /// paired the same way (rows 16i + r and 16i + 8 + r make output 8i + r), each half rounded
 /// to bf16 before silu(gate)·up as the unfused path stores them. The output is poisoned.
-pub fn check_gate_up_swiglu(
-    gpu: &Gpu,
-    util: &Util,
-    cache: &ModuleCache,
-    mut record: impl FnMut(bool, String),
-) -> Result<()> {
+pub fn check_gate_up_swiglu(env: &CheckEnv, record: &mut dyn FnMut(bool, String)) -> Result<()> {
+    let (gpu, util, cache) = (env.gpu, env.util, env.cache);
     let sweep = Sweep::load(&crate::paths::sweep_file("gemm_int4"), GemmInt4.shape_dims())?;
     let v = sweep.variant("int4_gemv_tc").context("sweeps/gemm_int4.toml lacks int4_gemv_tc")?;
     // 7 tiles (N = 112) so that N_TILES = 2 and 4 leave a partial block; K = 384, 3 steps.
@@ -257,7 +242,7 @@ pub fn check_gate_up_swiglu(
             anyhow::ensure!(unwritten == 0, "{unwritten} outputs not written (still poisoned)");
             Ok(d / mx.max(1e-30))
         })();
-        record_rel_err(&mut record, &what, r, 2e-2);
+        record_rel_err(record, &what, r, 2e-2);
     }
     Ok(())
 }
@@ -265,9 +250,10 @@ pub fn check_gate_up_swiglu(
 /// The act-order gather (kernels/gemm_int4/act_order.cu) against the host on an awkward
 /// shape: every element moved where the permutation says, and the inverse restoring the
 /// input bit for bit.
-pub fn check_act_order(gpu: &Gpu, cache: &ModuleCache, mut record: impl FnMut(bool, String)) -> Result<()> {
+pub fn check_act_order(env: &CheckEnv, record: &mut dyn FnMut(bool, String)) -> Result<()> {
     use crate::kernels::gemm_int4::act_order::{ColumnGather, ColumnPerm};
     use rand::seq::SliceRandom;
+    let (gpu, cache) = (env.gpu, env.cache);
     let (rows, k) = (7usize, 1000usize);
     let mut rng = rand::rngs::StdRng::seed_from_u64(11);
     let src: Vec<u16> = (0..rows * k).map(|_| rng.random()).collect();

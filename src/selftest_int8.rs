@@ -3,25 +3,17 @@
 //! awkward weights, and the model-facing `gemm_int8::linear::launch_linear` with a residual
 //! updated in place (R = Y).
 
-use crate::gpu::cache::ModuleCache;
 use crate::gpu::device::Gpu;
-use crate::gpu::util::Util;
 use crate::kernels::gemm_int8::{launch_linear, workspace_bytes, DeviceInt8, GemmInt8, Int8Io, Int8Quantizer};
 use crate::kernels::tunables::template_defaults;
 use crate::kernels::{DType, Family};
 use crate::quant::{quantize_int8_per_channel, HalfDtype, Int8Weight};
-use crate::selftest_linear::{compile_entries, download_bf16, random_bf16, record_rel_err, rel_err, with_overrides};
+use crate::selftest_linear::{
+    compile_entries, download_bf16, random_bf16, record_rel_err, rel_err, with_overrides, CheckEnv,
+};
 use crate::tune::space::Sweep;
 use anyhow::{Context, Result};
 use rand::{Rng, SeedableRng};
-
-fn half_of(dt: DType) -> HalfDtype {
-    if dt == DType::F16 {
-        HalfDtype::F16
-    } else {
-        HalfDtype::Bf16
-    }
-}
 
 /// Random weights with the awkward rows in them: an all-zero row, an all-positive row, an
 /// all-negative one, a row whose maximum is a tie of ±, rows of very different magnitude,
@@ -51,10 +43,11 @@ fn awkward_weights(n: usize, k: usize, seed: u64, half: HalfDtype) -> Vec<f32> {
 
 /// Device int8 quantizer == host int8 quantizer (codes and scales), and int8_dequantize ==
 /// `Int8Weight::dequantize` rounded to the dtype, in bf16 and fp16.
-pub fn check_quantizer(gpu: &Gpu, cache: &ModuleCache, mut record: impl FnMut(bool, String)) -> Result<()> {
+pub fn check_quantizer(env: &CheckEnv, record: &mut dyn FnMut(bool, String)) -> Result<()> {
+    let (gpu, cache) = (env.gpu, env.cache);
     for (n, k) in [(37usize, 784usize), (9, 16)] {
         for dt in [DType::BF16, DType::F16] {
-            let half = half_of(dt);
+            let half = HalfDtype::of(dt);
             let what = format!("int8 device quantizer {} {n}x{k}", dt.name());
             let w = awkward_weights(n, k, 7 + k as u64, half);
             let bits: Vec<u16> = w.iter().map(|v| half.from_f32(*v)).collect();
@@ -129,12 +122,8 @@ fn host_linear(x: &[f32], m: usize, w: &Int8Weight, r: Option<&[f32]>) -> Vec<f6
 
 /// `launch_linear` at the template defaults (plus a few overrides) with Y = X·dequant(W)ᵀ + Y
 /// in place, against the f64 host product on the same (host-quantized) weight.
-pub fn check_model_linear(
-    gpu: &Gpu,
-    util: &Util,
-    cache: &ModuleCache,
-    mut record: impl FnMut(bool, String),
-) -> Result<()> {
+pub fn check_model_linear(env: &CheckEnv, record: &mut dyn FnMut(bool, String)) -> Result<()> {
+    let (gpu, util, cache) = (env.gpu, env.util, env.cache);
     let sweep = Sweep::load(&crate::paths::sweep_file("gemm_int8"), GemmInt8.shape_dims())?;
     let v = sweep.variant("int8_gemv").context("sweeps/gemm_int8.toml lacks int8_gemv")?;
     // N = 70: not a multiple of any block's rows; K = 784 = 49 chunks of 16 (a warp step and
@@ -171,7 +160,7 @@ pub fn check_model_linear(
             Ok(rel_err(&got, host_linear(&x_host, m, &qw, Some(&r_host))))
         })();
         // Only the output's bf16 rounding and fp32 sums differ: the weight is exact here.
-        record_rel_err(&mut record, &what, r, 1e-2);
+        record_rel_err(record, &what, r, 1e-2);
     }
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! What the selftest's checks of the model-facing quantized linears (selftest_int4,
 //! selftest_int8) share: one variant compiled and loaded, bf16 buffers filled on the device
-//! and read back for the host product, and the relative error recorded against a tolerance.
+//! and read back for the host product, and the relative error recorded against a tolerance;
+//! and the table of those checks `kernlab selftest` runs.
 
 use crate::gpu::cache::ModuleCache;
 use crate::gpu::device::{DevBuf, Gpu};
@@ -10,6 +11,16 @@ use crate::quant::HalfDtype;
 use crate::tune::compile;
 use crate::tune::space::{Candidate, Sweep};
 use anyhow::Result;
+
+/// What each selftest check of the quantized paths runs on.
+pub struct CheckEnv<'a> {
+    pub gpu: &'a Gpu,
+    pub util: &'a Util,
+    pub cache: &'a ModuleCache,
+}
+
+/// One such check: it records a line per case and errs only when it cannot go on.
+pub type Check = fn(&CheckEnv, &mut dyn FnMut(bool, String)) -> Result<()>;
 
 /// `variant` of `family` compiled in bf16 with `params` (through the module cache), every
 /// entry point of it loaded.
@@ -61,7 +72,7 @@ pub fn rel_err(got: &[f32], want: impl IntoIterator<Item = f64>) -> f64 {
 }
 
 /// Records a check's relative error as a pass within `tol`, or the error that stopped it.
-pub fn record_rel_err(record: &mut impl FnMut(bool, String), what: &str, r: Result<f64>, tol: f64) {
+pub fn record_rel_err(record: &mut dyn FnMut(bool, String), what: &str, r: Result<f64>, tol: f64) {
     match r {
         Ok(err) => record(err <= tol && err.is_finite(), format!("{what}: rel err {err:.2e} (tol {tol:.0e})")),
         Err(e) => record(false, format!("{what}: {e:#}")),
