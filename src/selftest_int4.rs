@@ -7,27 +7,21 @@ use crate::kernels::gemm_int4::linear::{launch_linear, workspace_bytes, Int4Io};
 use crate::kernels::gemm_int4::quantize::{Int4Quantizer, QUANTIZE_CHECKS};
 use crate::kernels::gemm_int4::tiled::{reads_tiled, PlainInt4, Repacker, TiledInt4};
 use crate::kernels::gemm_int4::{GemmInt4, ZeroMode};
-use crate::kernels::{DType, Family};
+use crate::kernels::DType;
 use crate::quant::{
     quantize_rtn, reference_gemm_int4_with, GroupSize, HalfDtype, Int4Weight, RtnConfig, WeightRounding, Zeros,
 };
 use crate::selftest_linear::{
-    compile_entries, download_bf16, random_bf16, record_rel_err, rel_err, with_overrides, CheckEnv,
+    compile_entries, download_bf16, family_sweep, mixed_magnitude_weights, random_bf16, record_rel_err, rel_err,
+    with_overrides, CheckEnv,
 };
-use crate::tune::space::Sweep;
 use anyhow::{Context, Result};
 use rand::{Rng, SeedableRng};
 
 /// Random weights with the awkward cases in them: an all-zero group, an all-positive group,
 /// an all-negative group, and values of very different magnitude per row.
 fn awkward_weights(n: usize, k: usize, seed: u64, half: HalfDtype) -> Vec<f32> {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let mut w: Vec<f32> = (0..n * k)
-        .map(|i| {
-            let row_scale = 10f32.powi((i / k % 5) as i32 - 2);
-            rng.random_range(-1.0f32..1.0) * row_scale
-        })
-        .collect();
+    let mut w = mixed_magnitude_weights(n, k, seed);
     w[..32].iter_mut().for_each(|v| *v = 0.0);
     w[k..k + 32].iter_mut().for_each(|v| *v = v.abs());
     w[2 * k..2 * k + 32].iter_mut().for_each(|v| *v = -v.abs() - 1e-3);
@@ -140,7 +134,7 @@ fn check_quantizer_asym(
 /// against the f64 host product on the same (host-quantized) weight.
 pub fn check_model_linear(env: &CheckEnv, record: &mut dyn FnMut(bool, String)) -> Result<()> {
     let (gpu, util, cache) = (env.gpu, env.util, env.cache);
-    let sweep = Sweep::load(&crate::paths::sweep_file("gemm_int4"), GemmInt4.shape_dims())?;
+    let sweep = family_sweep(&GemmInt4)?;
     let (n, k) = (70usize, 384usize);
     let (qw, dev_wq, dev_s) = awkward_int4_on_device(gpu, n, k, 3)?;
     // The same weight in the tiled layout, for the variants that read it.
@@ -198,7 +192,7 @@ pub fn check_model_linear(env: &CheckEnv, record: &mut dyn FnMut(bool, String)) 
 /// to bf16 before silu(gate)·up as the unfused path stores them. The output is poisoned.
 pub fn check_gate_up_swiglu(env: &CheckEnv, record: &mut dyn FnMut(bool, String)) -> Result<()> {
     let (gpu, util, cache) = (env.gpu, env.util, env.cache);
-    let sweep = Sweep::load(&crate::paths::sweep_file("gemm_int4"), GemmInt4.shape_dims())?;
+    let sweep = family_sweep(&GemmInt4)?;
     let v = sweep.variant("int4_gemv_tc").context("sweeps/gemm_int4.toml lacks int4_gemv_tc")?;
     // 7 tiles (N = 112) so that N_TILES = 2 and 4 leave a partial block; K = 384, 3 steps.
     let (n, k) = (112usize, 384usize);

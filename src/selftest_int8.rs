@@ -6,27 +6,20 @@
 use crate::gpu::device::Gpu;
 use crate::kernels::gemm_int8::{launch_linear, workspace_bytes, DeviceInt8, GemmInt8, Int8Io, Int8Quantizer};
 use crate::kernels::tunables::template_defaults;
-use crate::kernels::{DType, Family};
+use crate::kernels::DType;
 use crate::quant::{quantize_int8_per_channel, HalfDtype, Int8Weight};
 use crate::selftest_linear::{
-    compile_entries, download_bf16, random_bf16, record_rel_err, rel_err, with_overrides, CheckEnv,
+    compile_entries, download_bf16, family_sweep, mixed_magnitude_weights, random_bf16, record_rel_err, rel_err,
+    with_overrides, CheckEnv,
 };
-use crate::tune::space::Sweep;
 use anyhow::{Context, Result};
-use rand::{Rng, SeedableRng};
 
 /// Random weights with the awkward rows in them: an all-zero row, an all-positive row, an
 /// all-negative one, a row whose maximum is a tie of ±, rows of very different magnitude,
 /// and values on the rounding boundaries (w = (j + 0.5)·scale), every value representable
 /// in the weight dtype.
 fn awkward_weights(n: usize, k: usize, seed: u64, half: HalfDtype) -> Vec<f32> {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let mut w: Vec<f32> = (0..n * k)
-        .map(|i| {
-            let row_scale = 10f32.powi((i / k % 5) as i32 - 2);
-            rng.random_range(-1.0f32..1.0) * row_scale
-        })
-        .collect();
+    let mut w = mixed_magnitude_weights(n, k, seed);
     w[..k].iter_mut().for_each(|v| *v = 0.0);
     w[k..2 * k].iter_mut().for_each(|v| *v = v.abs());
     w[2 * k..3 * k].iter_mut().for_each(|v| *v = -v.abs() - 1e-3);
@@ -124,14 +117,13 @@ fn host_linear(x: &[f32], m: usize, w: &Int8Weight, r: Option<&[f32]>) -> Vec<f6
 /// in place, against the f64 host product on the same (host-quantized) weight.
 pub fn check_model_linear(env: &CheckEnv, record: &mut dyn FnMut(bool, String)) -> Result<()> {
     let (gpu, util, cache) = (env.gpu, env.util, env.cache);
-    let sweep = Sweep::load(&crate::paths::sweep_file("gemm_int8"), GemmInt8.shape_dims())?;
+    let sweep = family_sweep(&GemmInt8)?;
     let v = sweep.variant("int8_gemv").context("sweeps/gemm_int8.toml lacks int8_gemv")?;
     // N = 70: not a multiple of any block's rows; K = 784 = 49 chunks of 16 (a warp step and
     // a tail of 17).
     let (n, k) = (70usize, 784usize);
-    let half = HalfDtype::Bf16;
-    let w = awkward_weights(n, k, 3, half);
-    let qw = quantize_int8_per_channel(&w, n, k, half)?;
+    let w = awkward_weights(n, k, 3, HalfDtype::Bf16);
+    let qw = quantize_int8_per_channel(&w, n, k, HalfDtype::Bf16)?;
     let dev = DeviceInt8::alloc(gpu, n as i64, k as i64)?;
     dev.q.upload(&qw.q)?;
     dev.scales.upload(&qw.scales)?;

@@ -11,6 +11,7 @@ use crate::quant::HalfDtype;
 use crate::tune::compile;
 use crate::tune::space::{Candidate, Sweep};
 use anyhow::Result;
+use rand::{Rng, SeedableRng};
 
 /// What each selftest check of the quantized paths runs on.
 pub struct CheckEnv<'a> {
@@ -21,6 +22,11 @@ pub struct CheckEnv<'a> {
 
 /// One such check: it records a line per case and errs only when it cannot go on.
 pub type Check = fn(&CheckEnv, &mut dyn FnMut(bool, String)) -> Result<()>;
+
+/// The sweep file of `family` (sweeps/<family>.toml), whose variants the checks compile.
+pub fn family_sweep(family: &dyn Family) -> Result<Sweep> {
+    Sweep::load(&crate::paths::sweep_file(family.name()), family.shape_dims())
+}
 
 /// `variant` of `family` compiled in bf16 with `params` (through the module cache), every
 /// entry point of it loaded.
@@ -39,6 +45,18 @@ pub fn compile_entries(
         ks.insert(e.to_string(), gpu.load(&module.cubin, e)?);
     }
     Ok(ks)
+}
+
+/// Uniform random weights in ±1 from `seed`, row r scaled by 10^(r mod 5 − 2): rows of very
+/// different magnitude, the base the awkward test weights edit.
+pub fn mixed_magnitude_weights(n: usize, k: usize, seed: u64) -> Vec<f32> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    (0..n * k)
+        .map(|i| {
+            let row_scale = 10f32.powi((i / k % 5) as i32 - 2);
+            rng.random_range(-1.0f32..1.0) * row_scale
+        })
+        .collect()
 }
 
 /// `base` (a template's defaults) with the check's `extra` tunables over it.
