@@ -178,6 +178,33 @@ pub struct Geometry {
     pub smem: u32,
 }
 
+/// A main launch, plus the reduction of its fp32 partials when it splits K (the quantized
+/// GEMM families' plans).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GemvPlan {
+    pub main: Geometry,
+    pub splitk: i64,
+    pub reduce: Option<Geometry>,
+}
+
+impl GemvPlan {
+    /// `main` splitting K `splitk` ways into an M×N output; the split-K reduction kernels
+    /// (gemm_splitk_reduce, int4_splitk_reduce) take one thread an output, 256 a block.
+    pub fn split_k(main: Geometry, splitk: i64, m: i64, n: i64) -> GemvPlan {
+        let reduce =
+            (splitk > 1).then(|| Geometry { grid: (ceil_div(m * n, 256) as u32, 1, 1), block: (256, 1, 1), smem: 0 });
+        GemvPlan { main, splitk, reduce }
+    }
+}
+
+/// `v` as a grid dimension, or an error naming `what` when no launch can take it.
+pub fn grid_dim(v: i64, what: &str) -> Result<u32> {
+    if !(1..=i64::from(u32::MAX)).contains(&v) {
+        bail!("{what} = {v} does not fit a launch");
+    }
+    Ok(v as u32)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

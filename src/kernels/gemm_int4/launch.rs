@@ -5,7 +5,8 @@
 
 use super::format::Int4Format;
 use crate::kernels::Params;
-use crate::kernels::{ceil_div, checked_ceil_div, param};
+use crate::kernels::{ceil_div, checked_ceil_div, grid_dim, param};
+pub use crate::kernels::{GemvPlan, Geometry};
 use anyhow::{bail, Result};
 
 /// Device addresses of one int4 linear's operands. `r` = 0: no residual; `r` may equal `y`
@@ -28,29 +29,6 @@ pub const MAX_SPLITK: i64 = 16;
 
 /// Largest M int4_gemv takes (its accumulators are sized by M_MAX at compile time).
 pub const GEMV_MAX_M: i64 = 16;
-
-/// Grid, block and dynamic shared memory of one launch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Geometry {
-    pub grid: (u32, u32, u32),
-    pub block: (u32, u32, u32),
-    pub smem: u32,
-}
-
-/// int4_gemv, plus the split-K reduction when SPLITK > 1.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct GemvPlan {
-    pub main: Geometry,
-    pub splitk: i64,
-    pub reduce: Option<Geometry>,
-}
-
-fn grid_dim(v: i64, what: &str) -> Result<u32> {
-    if !(1..=i64::from(u32::MAX)).contains(&v) {
-        bail!("{what} = {v} does not fit a launch");
-    }
-    Ok(v as u32)
-}
 
 pub fn gemv_plan(m: i64, n: i64, k: i64, fmt: &Int4Format, p: &Params) -> Result<GemvPlan> {
     let (warps, rows, vec, splitk, m_max) =
@@ -79,9 +57,7 @@ pub fn gemv_plan(m: i64, n: i64, k: i64, fmt: &Int4Format, p: &Params) -> Result
         block: ((32 * warps) as u32, 1, 1),
         smem: 0,
     };
-    let reduce =
-        (splitk > 1).then(|| Geometry { grid: (ceil_div(m * n, 256) as u32, 1, 1), block: (256, 1, 1), smem: 0 });
-    Ok(GemvPlan { main, splitk, reduce })
+    Ok(GemvPlan::split_k(main, splitk, m, n))
 }
 
 /// int4_gemv_tc: grid (ceil(N / (16·N_TILES)), SPLITK) (with DIAG, M = 1 only, a block has
@@ -135,9 +111,7 @@ pub fn gemv_tc_plan(m: i64, n: i64, k: i64, fmt: &Int4Format, p: &Params) -> Res
         block: ((32 * warps) as u32, 1, 1),
         smem: 0,
     };
-    let reduce =
-        (splitk > 1).then(|| Geometry { grid: (ceil_div(m * n, 256) as u32, 1, 1), block: (256, 1, 1), smem: 0 });
-    Ok(GemvPlan { main, splitk, reduce })
+    Ok(GemvPlan::split_k(main, splitk, m, n))
 }
 
 /// Dynamic shared memory of int4_gemv_bulk (its header's SLOT_BYTES): each warp's STAGES
@@ -273,9 +247,7 @@ pub fn wgmma_plan(m: i64, n: i64, k: i64, fmt: &Int4Format, p: &Params) -> Resul
         block: ((128 * wg_m * wg_n) as u32, 1, 1),
         smem: wgmma_smem_bytes(bm, bn, stages) as u32,
     };
-    let reduce =
-        (splitk > 1).then(|| Geometry { grid: (ceil_div(m * n, 256) as u32, 1, 1), block: (256, 1, 1), smem: 0 });
-    Ok(GemvPlan { main, splitk, reduce })
+    Ok(GemvPlan::split_k(main, splitk, m, n))
 }
 
 /// Largest SPLITK int4_wgmma_rs may use (the same fp32 workspace as int4_mma_wgmma).
@@ -340,9 +312,7 @@ pub fn wgmma_rs_plan(m: i64, n: i64, k: i64, fmt: &Int4Format, p: &Params) -> Re
         block: (threads, 1, 1),
         smem: wgmma_rs_smem_bytes(bt, rows, stages, kgroup, fmt.group) as u32,
     };
-    let reduce =
-        (splitk > 1).then(|| Geometry { grid: (ceil_div(m * n, 256) as u32, 1, 1), block: (256, 1, 1), smem: 0 });
-    Ok((cfg, GemvPlan { main, splitk, reduce }))
+    Ok((cfg, GemvPlan::split_k(main, splitk, m, n)))
 }
 
 #[cfg(test)]

@@ -4,7 +4,8 @@
 //! what the model runs. The geometry functions are pure, so the contracts are tested on CPU.
 
 use crate::gpu::device::{Arg, Gpu};
-use crate::kernels::{ceil_div, checked_ceil_div, param, DType, Geometry};
+pub use crate::kernels::GemvPlan;
+use crate::kernels::{checked_ceil_div, grid_dim, param, DType, Geometry};
 use crate::kernels::{Kernels, Params};
 use anyhow::{bail, Context, Result};
 
@@ -36,21 +37,6 @@ pub const K_MULTIPLE: i64 = 16;
 
 /// The variants this build can launch.
 pub const VARIANTS: &[&str] = &["int8_gemv"];
-
-/// int8_gemv, plus the split-K reduction when SPLITK > 1.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct GemvPlan {
-    pub main: Geometry,
-    pub splitk: i64,
-    pub reduce: Option<Geometry>,
-}
-
-fn grid_dim(v: i64, what: &str) -> Result<u32> {
-    if !(1..=i64::from(u32::MAX)).contains(&v) {
-        bail!("{what} = {v} does not fit a launch");
-    }
-    Ok(v as u32)
-}
 
 /// The M_MAX int8_gemv should be compiled with for `m` rows: the smallest of 1, 2, 4, 8, 16
 /// that is at least `m` (what the sweep keeps), `None` past [`GEMV_MAX_M`].
@@ -112,9 +98,7 @@ pub fn gemv_plan(m: i64, n: i64, k: i64, p: &Params) -> Result<GemvPlan> {
         block: ((32 * warps) as u32, 1, 1),
         smem: 0,
     };
-    let reduce =
-        (splitk > 1).then(|| Geometry { grid: (ceil_div(m * n, 256) as u32, 1, 1), block: (256, 1, 1), smem: 0 });
-    Ok(GemvPlan { main, splitk, reduce })
+    Ok(GemvPlan::split_k(main, splitk, m, n))
 }
 
 /// Whether `variant` with `params` can run (M, N, K) in dtype `dt`: the same launch-contract
