@@ -12,7 +12,7 @@
 #[path = "gemm_tma.rs"]
 pub(crate) mod gemm_tma;
 
-use super::{ceil_div, checked_ceil_div, param, DType, Family, Kernels, Params, Problem, Shape};
+use super::{ceil_div, checked_ceil_div, param, DType, Family, Geometry, Kernels, Params, Problem, Shape};
 use crate::gpu::blas::Blas;
 use crate::gpu::device::{Arg, DevBuf, Gpu};
 use crate::gpu::util::{Comparison, Util};
@@ -226,11 +226,7 @@ pub unsafe fn launch_linear(
             let splitk = param(p, "SPLITK")?;
             check_splitk_workspace(variant, splitk, io)?;
             unsafe {
-                if variant == "gemv_splitk" {
-                    launch_gemv_splitk(gpu, kernels, p, io, dims, splitk)?;
-                } else {
-                    launch_skinny(gpu, kernels, p, io, dims, splitk)?;
-                }
+                launch_splitk_main(gpu, kernels, variant, p, io, dims, splitk)?;
                 launch_splitk_reduce(gpu, kernels, io, dims, splitk)
             }
         }
@@ -308,63 +304,44 @@ fn splitk_main_args(io: LinearIo, d: LinearDims) -> [Arg; 8] {
     [Arg::Ptr(io.x), Arg::Ptr(io.w), Arg::Ptr(io.y), Arg::Ptr(io.r), Arg::Ptr(io.ws), mm, nn, kk]
 }
 
-/// # Safety
-/// As [`launch_linear`], with the workspace checked against `splitk`.
-unsafe fn launch_gemv_splitk(
-    gpu: &Gpu,
-    kernels: &Kernels,
-    p: &Params,
-    io: LinearIo,
-    d: LinearDims,
-    splitk: i64,
-) -> Result<()> {
-    // gemv_splitk takes its warp count directly.
-    let warps = param(p, "NUM_WARPS")?;
-    if d.m > param(p, "MMAX")? {
-        bail!("gemv_splitk with MMAX = {} cannot take M = {}", param(p, "MMAX")?, d.m);
+/// The entry point and geometry of a split-K variant's main kernel (gemv_splitk or
+/// mma_skinny), from each template's launch contract.
+fn splitk_main_geometry(variant: &str, p: &Params, d: LinearDims, splitk: i64) -> Result<(&'static str, Geometry)> {
+    if variant == "gemv_splitk" {
+        // gemv_splitk takes its warp count directly.
+        let warps = param(p, "NUM_WARPS")?;
+        if d.m > param(p, "MMAX")? {
+            bail!("gemv_splitk with MMAX = {} cannot take M = {}", param(p, "MMAX")?, d.m);
+        }
+        let rows = warps * param(p, "ROWS_PER_WARP")?;
+        let grid = (checked_ceil_div(d.n, rows)? as u32, splitk as u32, 1);
+        return Ok(("gemm_gemv", Geometry { grid, block: ((warps * 32) as u32, 1, 1), smem: 0 }));
     }
-    let rows = warps * param(p, "ROWS_PER_WARP")?;
-    let kern = kernels.get("gemm_gemv").context("module lacks gemm_gemv")?;
-    // SAFETY: the caller of `launch_linear` passes X [M,K], W [N,K], Y and R [M,N] (R may be 0)
-    // and a workspace of SPLITK·M·N floats when SPLITK > 1 (checked by the caller), compiled with
-    // `p`; the arguments follow the template's launch contract.
-    unsafe {
-        gpu.launch(
-            kern,
-            (checked_ceil_div(d.n, rows)? as u32, splitk as u32, 1),
-            ((warps * 32) as u32, 1, 1),
-            0,
-            &splitk_main_args(io, d),
-        )
-    }
-}
-
-/// # Safety
-/// As [`launch_linear`], with the workspace checked against `splitk`.
-unsafe fn launch_skinny(
-    gpu: &Gpu,
-    kernels: &Kernels,
-    p: &Params,
-    io: LinearIo,
-    d: LinearDims,
-    splitk: i64,
-) -> Result<()> {
     // mma_skinny's warps tile N.
     let bn = param(p, "BN")?;
     let warps = bn / param(p, "WN")?;
     let bm = param(p, "BM")?;
-    let smem = pipelined_smem(p, d.e)?;
-    let kern = kernels.get("gemm_skinny").context("module lacks gemm_skinny")?;
-    // SAFETY: as in `launch_gemv_splitk`.
-    unsafe {
-        gpu.launch(
-            kern,
-            (checked_ceil_div(d.n, bn)? as u32, checked_ceil_div(d.m, bm)? as u32, splitk as u32),
-            ((warps * 32) as u32, 1, 1),
-            smem,
-            &splitk_main_args(io, d),
-        )
-    }
+    let grid = (checked_ceil_div(d.n, bn)? as u32, checked_ceil_div(d.m, bm)? as u32, splitk as u32);
+    Ok(("gemm_skinny", Geometry { grid, block: ((warps * 32) as u32, 1, 1), smem: pipelined_smem(p, d.e)? }))
+}
+
+/// # Safety
+/// As [`launch_linear`], with the workspace checked against `splitk`.
+unsafe fn launch_splitk_main(
+    gpu: &Gpu,
+    kernels: &Kernels,
+    variant: &str,
+    p: &Params,
+    io: LinearIo,
+    d: LinearDims,
+    splitk: i64,
+) -> Result<()> {
+    let (entry, g) = splitk_main_geometry(variant, p, d, splitk)?;
+    let kern = kernels.get(entry).with_context(|| format!("module lacks {entry}"))?;
+    // SAFETY: the caller of `launch_linear` passes X [M,K], W [N,K], Y and R [M,N] (R may be 0)
+    // and a workspace of SPLITK·M·N floats when SPLITK > 1 (checked by the caller), compiled with
+    // `p`; the arguments follow the template's launch contract.
+    unsafe { gpu.launch(kern, g.grid, g.block, g.smem, &splitk_main_args(io, d)) }
 }
 
 /// Sums the SPLITK fp32 partials (plus R) into Y; nothing to do without split-K.
@@ -402,6 +379,20 @@ mod tests {
         assert_eq!(workspace_bytes("mma_multistage", &p, 3, 5), 0);
         let one: Params = [("SPLITK".to_string(), 1)].into_iter().collect();
         assert_eq!(workspace_bytes("wgmma_tma", &one, 3, 5), 0);
+    }
+
+    #[test]
+    fn split_k_main_geometry_follows_the_launch_contracts() {
+        let p = |kv: &[(&str, i64)]| -> Params { kv.iter().map(|(k, v)| (k.to_string(), *v)).collect() };
+        let d = LinearDims { m: 3, n: 100, k: 64, e: 2 };
+        let gemv = p(&[("NUM_WARPS", 4), ("ROWS_PER_WARP", 2), ("MMAX", 8)]);
+        let (entry, g) = splitk_main_geometry("gemv_splitk", &gemv, d, 3).unwrap();
+        assert_eq!((entry, g), ("gemm_gemv", Geometry { grid: (13, 3, 1), block: (128, 1, 1), smem: 0 }));
+        assert!(splitk_main_geometry("gemv_splitk", &gemv, LinearDims { m: 9, ..d }, 1).is_err());
+        let skinny = p(&[("BM", 16), ("BN", 64), ("WN", 16), ("BK", 32), ("STAGES", 3)]);
+        let (entry, g) = splitk_main_geometry("mma_skinny", &skinny, d, 2).unwrap();
+        let smem = 3 * (16 + 64) * 32 * 2;
+        assert_eq!((entry, g), ("gemm_skinny", Geometry { grid: (2, 1, 2), block: (128, 1, 1), smem }));
     }
 
     #[test]
