@@ -140,8 +140,11 @@ pub fn build_model(
         (false, None) => LinearBackend::Tuned(Box::new(TunedGemm::new(gpu, cache, db)?)),
         (false, Some(store)) => LinearBackend::Quant {
             store: store.clone(),
-            int4: Box::new(TunedGemm::with_kind(gpu, cache, db, LinearKind::Int4 { format: store.format })?),
-            // Only a store of int8 weights plans gemm_int8 launches.
+            // A store plans launches of its own weights' family only.
+            int4: match store.format {
+                Some(format) => Some(Box::new(TunedGemm::with_kind(gpu, cache, db, LinearKind::Int4 { format })?)),
+                None => None,
+            },
             int8: if store.is_int8() {
                 Some(Box::new(TunedGemm::with_kind(gpu, cache, db, LinearKind::Int8)?))
             } else {

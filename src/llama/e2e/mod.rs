@@ -204,8 +204,8 @@ fn setup(a: &E2eArgs, src: &ModelSource) -> Result<Setup> {
         println!(
             "  int4: {} linears from the {how} checkpoint ({:?} zero points, {} scales): {:.2} GB in {:.1} s; lm_head stays bf16",
             st.len(),
-            st.format.zeros,
-            st.format.scale_dtype,
+            st.int4_format()?.zeros,
+            st.int4_format()?.scale_dtype,
             st.quant_bytes as f64 / 1e9,
             t.elapsed().as_secs_f64()
         );

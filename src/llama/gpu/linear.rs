@@ -260,8 +260,8 @@ pub enum LinearBackend {
     /// bf16 GEMM.
     Quant {
         store: Rc<QuantStore>,
-        int4: Box<TunedGemm>,
-        /// Built only for a store of int8 weights (`QuantStore::is_int8`).
+        /// Each built only for a store of its weights (`QuantStore::is_int8` or not).
+        int4: Option<Box<TunedGemm>>,
         int8: Option<Box<TunedGemm>>,
         dense: Box<TunedGemm>,
         scratch: Option<DevBuf>,
@@ -284,10 +284,10 @@ impl LinearBackend {
         match self {
             LinearBackend::Cublas(_) => vec![],
             LinearBackend::Tuned(t) => vec![t],
-            LinearBackend::Quant { store, int4, int8, dense, .. } => match int8 {
-                Some(int8) if store.is_int8() => vec![int8, dense],
-                _ => vec![int4, dense],
-            },
+            LinearBackend::Quant { int4, int8, dense, .. } => {
+                // The planner of the store's weights (int4 or int8), then the bf16 GEMM's.
+                int4.iter().chain(int8.iter()).map(|t| &**t).chain([&**dense]).collect()
+            }
         }
     }
 
@@ -309,7 +309,7 @@ impl LinearBackend {
                     let p = dense.plan(gpu, m, n, k)?;
                     need = need.max(gemm::workspace_bytes(&p.variant, &p.params, m, n));
                 } else if store.has_shape(n, k) {
-                    let p = int4.plan(gpu, m, n, k)?;
+                    let p = int4_planner(int4)?.plan(gpu, m, n, k)?;
                     need = need.max(int4_linear::workspace_bytes(&p.variant, &p.params, m, n));
                 }
                 if store.has_dense_shape(n, k) {
@@ -333,7 +333,7 @@ impl LinearBackend {
         if !self.can_fuse_gate_up(gpu, w, m, n, k)? {
             return Ok(false);
         }
-        let LinearBackend::Quant { store, int4, .. } = self else { return Ok(false) };
+        let LinearBackend::Quant { store, int4: Some(int4), .. } = self else { return Ok(false) };
         let q = store.gate_up_interleaved(w).context("internal: checked by can_fuse_gate_up")?;
         let p = int4.plan(gpu, m, n, k)?;
         let mut params = p.params.clone();
@@ -350,7 +350,7 @@ impl LinearBackend {
     /// Whether [`Self::gate_up_swiglu`] can run this gate+up weight at (M, N, K); says why
     /// not once in the planner's notes where only the plan stands in the way.
     pub fn can_fuse_gate_up(&mut self, gpu: &Gpu, w: u64, m: i64, n: i64, k: i64) -> Result<bool> {
-        let LinearBackend::Quant { store, int4, .. } = self else { return Ok(false) };
+        let LinearBackend::Quant { store, int4: Some(int4), .. } = self else { return Ok(false) };
         let Some(q) = store.gate_up_interleaved(w) else { return Ok(false) };
         if m >= DEQUANT_GEMM_MIN_M || q.n != n || q.k != k {
             return Ok(false);
@@ -446,7 +446,7 @@ impl LinearBackend {
                     // SAFETY: as above (the dequantized scratch holds the largest weight).
                     return unsafe { dense_linear(gpu, dense, LinearIo { x, w: buf.ptr, y, r, ws }, m, n, k) };
                 }
-                let p = int4.plan(gpu, m, n, k)?;
+                let p = int4_planner(int4)?.plan(gpu, m, n, k)?;
                 let (wq, scales) = if reads_tiled(&p.variant) {
                     let t = store.tiled(gpu, w).with_context(|| format!("{} on a {n}x{k} int4 weight", p.variant))?;
                     (t.codes.ptr, t.scales.ptr)
@@ -478,6 +478,11 @@ unsafe fn dense_linear(gpu: &Gpu, dense: &mut TunedGemm, io: LinearIo, m: i64, n
     let p = dense.plan(gpu, m, n, k)?;
     // SAFETY: the caller's contract; the kernels are compiled with the plan's tunables.
     unsafe { gemm::launch_linear(gpu, &p.kernels, &p.variant, &p.params, io, m, n, k, DType::BF16) }
+}
+
+/// The int4 planner of a store of int4 weights (built with the backend for such stores).
+fn int4_planner(int4: &mut Option<Box<TunedGemm>>) -> Result<&mut TunedGemm> {
+    int4.as_deref_mut().context("internal: int4 weights but no gemm_int4 planner")
 }
 
 /// The int8 planner of a store of int8 weights (built with the backend for such stores).
