@@ -296,6 +296,15 @@ fn eos(a: &E2eArgs, s: &Setup) -> Vec<u32> {
     }
 }
 
+/// What each run of one batch generates from: its prompts, the sampling and the tokens that
+/// end a sequence.
+#[derive(Clone, Copy)]
+struct BatchJob<'a> {
+    prompts: &'a [Vec<u32>],
+    sampling: Sampling,
+    eos: &'a [u32],
+}
+
 /// One batch size: build the model, show the text (with --prompt), time the runs, then the
 /// profile and the checks the flags ask for. Returns whether every check passed.
 fn run_batch(
@@ -322,12 +331,13 @@ fn run_batch(
         }
     }
     let (sampling, eos) = (sampling(a), eos(a, s));
+    let job = BatchJob { prompts, sampling, eos: &eos };
     // Warm-up: compiles and plans every GEMM shape of prefill and decode.
     generate(&s.gpu, &mut model, prompts, a.gen_len.min(4), sampling, &eos, |_| {})?;
     if a.prompt.is_some() {
-        report.text.push(stream_text(s, &mut model, prompts, a, sampling, &eos)?);
+        report.text.push(stream_text(s, &mut model, a, job)?);
     }
-    let runs = timed_runs(s, &mut model, prompts, a, sampling, &eos)?;
+    let runs = timed_runs(s, &mut model, a, job)?;
     let rows = bench_rows(s, a, &runs, batch, dram_gb_s, hf);
     for t in model.linear.planners() {
         for n in &t.notes {
@@ -360,14 +370,8 @@ fn run_batch(
 
 /// One untimed run whose sequence-0 text is printed as it arrives (the same sampling and
 /// seed as the timed runs, so greedy text is the text they produce).
-fn stream_text(
-    s: &Setup,
-    model: &mut GpuModel,
-    prompts: &[Vec<u32>],
-    a: &E2eArgs,
-    sampling: Sampling,
-    eos: &[u32],
-) -> Result<GeneratedText> {
+fn stream_text(s: &Setup, model: &mut GpuModel, a: &E2eArgs, job: BatchJob) -> Result<GeneratedText> {
+    let BatchJob { prompts, sampling, eos } = job;
     let tok = &s.loaded.text.as_ref().context("streaming text needs the tokenizer")?.tokenizer;
     let mut streamer = text::Streamer::new(tok, eos);
     let mut out = std::io::stdout();
@@ -393,14 +397,8 @@ fn describe(s: Sampling) -> String {
     }
 }
 
-fn timed_runs(
-    s: &Setup,
-    model: &mut GpuModel,
-    prompts: &[Vec<u32>],
-    a: &E2eArgs,
-    sampling: Sampling,
-    eos: &[u32],
-) -> Result<Vec<GenResult>> {
+fn timed_runs(s: &Setup, model: &mut GpuModel, a: &E2eArgs, job: BatchJob) -> Result<Vec<GenResult>> {
+    let BatchJob { prompts, sampling, eos } = job;
     let pb = indicatif::ProgressBar::new((a.runs * a.gen_len) as u64);
     pb.set_style(
         indicatif::ProgressStyle::with_template("  batch {msg} [{bar:30}] {pos}/{len} tokens {elapsed}")
