@@ -23,5 +23,6 @@ pub mod roofline_cmd;
 pub mod selftest;
 pub mod selftest_int4;
 pub mod selftest_int8;
+pub mod selftest_linear;
 pub mod sweep_cmd;
 pub mod tune;

@@ -7,6 +7,7 @@ use crate::gpu::cache::{self, ModuleCache};
 use crate::gpu::device::{Gpu, Kernel};
 use crate::gpu::util::Util;
 use crate::kernels::{self, DType, Family, Shape};
+use crate::selftest_linear::{Check, CheckEnv};
 use crate::tune::compile;
 use crate::tune::record::Status;
 use crate::tune::runner::{self, SweepOptions};
@@ -40,6 +41,17 @@ impl Tally {
     }
 }
 
+/// The checks of the pieces the Llama path adds to the quantized families, by family: what
+/// a failure to run one is called.
+const QUANTIZED_CHECKS: [(&str, &str, Check); 6] = [
+    ("gemm_int4", "int4 device quantizer", crate::selftest_int4::check_quantizer),
+    ("gemm_int4", "int4 act-order gather", crate::selftest_int4::check_act_order),
+    ("gemm_int4", "int4 model linear", crate::selftest_int4::check_model_linear),
+    ("gemm_int4", "int4 gate+up SwiGLU epilogue", crate::selftest_int4::check_gate_up_swiglu),
+    ("gemm_int8", "int8 device quantizer", crate::selftest_int8::check_quantizer),
+    ("gemm_int8", "int8 model linear", crate::selftest_int8::check_model_linear),
+];
+
 pub fn run(ordinal: usize, only: &[String]) -> Result<ExitCode> {
     for f in only {
         crate::tune::family(f)?;
@@ -68,28 +80,13 @@ pub fn run(ordinal: usize, only: &[String]) -> Result<ExitCode> {
         }
     }
     let all = only.is_empty();
-    if all || only.iter().any(|f| f == "gemm_int4") {
-        let mut rec = |ok: bool, what: String| t.record(ok, what);
-        if let Err(e) = crate::selftest_int4::check_quantizer(&gpu, &cache, &mut rec) {
-            rec(false, format!("int4 device quantizer: {e:#}"));
-        }
-        if let Err(e) = crate::selftest_int4::check_act_order(&gpu, &cache, &mut rec) {
-            rec(false, format!("int4 act-order gather: {e:#}"));
-        }
-        if let Err(e) = crate::selftest_int4::check_model_linear(&gpu, &util, &cache, &mut rec) {
-            rec(false, format!("int4 model linear: {e:#}"));
-        }
-        if let Err(e) = crate::selftest_int4::check_gate_up_swiglu(&gpu, &util, &cache, &mut rec) {
-            rec(false, format!("int4 gate+up SwiGLU epilogue: {e:#}"));
-        }
-    }
-    if all || only.iter().any(|f| f == "gemm_int8") {
-        let mut rec = |ok: bool, what: String| t.record(ok, what);
-        if let Err(e) = crate::selftest_int8::check_quantizer(&gpu, &cache, &mut rec) {
-            rec(false, format!("int8 device quantizer: {e:#}"));
-        }
-        if let Err(e) = crate::selftest_int8::check_model_linear(&gpu, &util, &cache, &mut rec) {
-            rec(false, format!("int8 model linear: {e:#}"));
+    let env = CheckEnv { gpu: &gpu, util: &util, cache: &cache };
+    let mut rec = |ok: bool, what: String| t.record(ok, what);
+    for (family, what, check) in QUANTIZED_CHECKS {
+        if all || only.iter().any(|f| f == family) {
+            if let Err(e) = check(&env, &mut rec) {
+                rec(false, format!("{what}: {e:#}"));
+            }
         }
     }
     if all || only.iter().any(|f| f == "gemm") {

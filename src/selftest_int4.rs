@@ -2,33 +2,26 @@
 //! checks: the device quantizer against `quant::quantize_rtn` (bit for bit), and the model-
 //! facing `gemm_int4::linear::launch_linear` with a residual updated in place (R = Y).
 
-use crate::gpu::cache::ModuleCache;
 use crate::gpu::device::{DevBuf, Gpu};
-use crate::gpu::util::Util;
 use crate::kernels::gemm_int4::linear::{launch_linear, workspace_bytes, Int4Io};
 use crate::kernels::gemm_int4::quantize::{Int4Quantizer, QUANTIZE_CHECKS};
 use crate::kernels::gemm_int4::tiled::{reads_tiled, PlainInt4, Repacker, TiledInt4};
 use crate::kernels::gemm_int4::{GemmInt4, ZeroMode};
-use crate::kernels::{DType, Family};
+use crate::kernels::DType;
 use crate::quant::{
     quantize_rtn, reference_gemm_int4_with, GroupSize, HalfDtype, Int4Weight, RtnConfig, WeightRounding, Zeros,
 };
-use crate::tune::compile;
-use crate::tune::space::{Candidate, Sweep};
+use crate::selftest_linear::{
+    compile_entries, download_bf16, family_sweep, mixed_magnitude_weights, random_bf16, record_rel_err, rel_err,
+    with_overrides, CheckEnv,
+};
 use anyhow::{Context, Result};
 use rand::{Rng, SeedableRng};
-use std::collections::BTreeMap;
 
 /// Random weights with the awkward cases in them: an all-zero group, an all-positive group,
 /// an all-negative group, and values of very different magnitude per row.
 fn awkward_weights(n: usize, k: usize, seed: u64, half: HalfDtype) -> Vec<f32> {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let mut w: Vec<f32> = (0..n * k)
-        .map(|i| {
-            let row_scale = 10f32.powi((i / k % 5) as i32 - 2);
-            rng.random_range(-1.0f32..1.0) * row_scale
-        })
-        .collect();
+    let mut w = mixed_magnitude_weights(n, k, seed);
     w[..32].iter_mut().for_each(|v| *v = 0.0);
     w[k..k + 32].iter_mut().for_each(|v| *v = v.abs());
     w[2 * k..2 * k + 32].iter_mut().for_each(|v| *v = -v.abs() - 1e-3);
@@ -48,19 +41,12 @@ fn awkward_int4_on_device(gpu: &Gpu, n: usize, k: usize, seed: u64) -> Result<(I
     Ok((qw, dev_wq, dev_s))
 }
 
-fn half_of(dt: DType) -> HalfDtype {
-    if dt == DType::F16 {
-        HalfDtype::F16
-    } else {
-        HalfDtype::Bf16
-    }
-}
-
 /// Device RTN quantizer == host RTN quantizer, codes and scales, for every group size.
-pub fn check_quantizer(gpu: &Gpu, cache: &ModuleCache, mut record: impl FnMut(bool, String)) -> Result<()> {
+pub fn check_quantizer(env: &CheckEnv, record: &mut dyn FnMut(bool, String)) -> Result<()> {
+    let (gpu, cache) = (env.gpu, env.cache);
     let n = 37usize;
     for dt in [DType::BF16, DType::F16] {
-        let half = half_of(dt);
+        let half = HalfDtype::of(dt);
         for &(group, k) in QUANTIZE_CHECKS {
             let k = k as usize;
             let what = format!("int4 device quantizer {} g{group} {n}x{k}", dt.name());
@@ -105,7 +91,7 @@ pub fn check_quantizer(gpu: &Gpu, cache: &ModuleCache, mut record: impl FnMut(bo
                     record(false, format!("{what}: scale {i} {:#06x} vs host {:#06x}", scales[i], host.scales[i]))
                 }
             }
-            check_quantizer_asym(gpu, &quantizer, &dev_w, &w, (n, k, group as usize), half, &mut record)?;
+            check_quantizer_asym(gpu, &quantizer, &dev_w, &w, (n, k, group as usize), half, record)?;
         }
     }
     Ok(())
@@ -120,7 +106,7 @@ fn check_quantizer_asym(
     w: &[f32],
     (n, k, group): (usize, usize, usize),
     half: HalfDtype,
-    record: &mut impl FnMut(bool, String),
+    record: &mut dyn FnMut(bool, String),
 ) -> Result<()> {
     let what = format!("int4 device quantizer {half} g{group} {n}x{k} with zero points");
     let q = quantizer.quantize_asym(gpu, dev_w.ptr, n as i64, k as i64)?;
@@ -146,15 +132,10 @@ fn check_quantizer_asym(
 
 /// `launch_linear` at each variant's template defaults with Y = X·dequant(W)ᵀ + Y in place,
 /// against the f64 host product on the same (host-quantized) weight.
-pub fn check_model_linear(
-    gpu: &Gpu,
-    util: &Util,
-    cache: &ModuleCache,
-    mut record: impl FnMut(bool, String),
-) -> Result<()> {
-    let sweep = Sweep::load(&crate::paths::sweep_file("gemm_int4"), GemmInt4.shape_dims())?;
+pub fn check_model_linear(env: &CheckEnv, record: &mut dyn FnMut(bool, String)) -> Result<()> {
+    let (gpu, util, cache) = (env.gpu, env.util, env.cache);
+    let sweep = family_sweep(&GemmInt4)?;
     let (n, k) = (70usize, 384usize);
-    let half = HalfDtype::Bf16;
     let (qw, dev_wq, dev_s) = awkward_int4_on_device(gpu, n, k, 3)?;
     // The same weight in the tiled layout, for the variants that read it.
     let tiled = TiledInt4::alloc(gpu, n as i64, k as i64, 128, ZeroMode::Symmetric)?;
@@ -180,28 +161,12 @@ pub fn check_model_linear(
             continue; // wgmma and bulk copies: Hopper only
         }
         let v = sweep.variant(variant).with_context(|| format!("sweeps/gemm_int4.toml lacks {variant}"))?;
-        let mut params: BTreeMap<String, i64> = crate::llama::gpu::linear::template_defaults(&v.source);
-        params.extend(extra.iter().map(|(k, v)| (k.to_string(), *v)));
+        let params = with_overrides(crate::llama::gpu::linear::template_defaults(&v.source), &extra);
         let what = format!("int4 model linear {variant} {m}x{n}x{k} +residual in place {params:?}");
         let r = (|| -> Result<f64> {
-            let req = compile::request(
-                &sweep,
-                &Candidate { variant: variant.into(), params: params.clone() },
-                DType::BF16,
-                &gpu.props.arch(),
-            );
-            let module = cache.get_or_compile(&req)?;
-            let mut ks = BTreeMap::new();
-            for e in GemmInt4.entries(variant)? {
-                ks.insert(e.to_string(), gpu.load(&module.cubin, e)?);
-            }
-            let x = gpu.alloc(m * k * 2)?;
-            util.fill(gpu, &x, DType::BF16, m * k, 41, 1.0)?;
-            let y = gpu.alloc(m * n * 2)?;
-            util.fill(gpu, &y, DType::BF16, m * n, 42, 1.0)?;
-            gpu.synchronize()?;
-            let x_host: Vec<f32> = x.download::<u16>(m * k)?.iter().map(|b| half.to_f32(*b)).collect();
-            let r_host: Vec<f32> = y.download::<u16>(m * n)?.iter().map(|b| half.to_f32(*b)).collect();
+            let ks = compile_entries(gpu, cache, &sweep, &GemmInt4, variant, &params)?;
+            let (x, x_host) = random_bf16(gpu, util, m * k, 41)?;
+            let (y, r_host) = random_bf16(gpu, util, m * n, 42)?;
             let ws = gpu.alloc(workspace_bytes(variant, &params, m as i64, n as i64).max(16))?;
             util.poison(gpu, &ws)?;
             let (wq, sc) =
@@ -212,19 +177,11 @@ pub fn check_model_linear(
             // with `params`.
             unsafe { launch_linear(gpu, &ks, variant, &params, io, m as i64, n as i64, k as i64, DType::BF16)? };
             gpu.synchronize()?;
-            let got: Vec<f32> = y.download::<u16>(m * n)?.iter().map(|b| half.to_f32(*b)).collect();
+            let got = download_bf16(&y, m * n)?;
             let want = reference_gemm_int4_with(&x_host, m, &qw, Some(&r_host), WeightRounding::Exact)?;
-            let (mut d, mut mx) = (0f64, 0f64);
-            for (g, e) in got.iter().zip(&want) {
-                d = d.max((f64::from(*g) - f64::from(*e)).abs());
-                mx = mx.max(f64::from(*e).abs());
-            }
-            Ok(d / mx.max(1e-30))
+            Ok(rel_err(&got, want.iter().map(|&e| f64::from(e))))
         })();
-        match r {
-            Ok(err) => record(err <= 2e-2 && err.is_finite(), format!("{what}: rel err {err:.2e} (tol 2e-2)")),
-            Err(e) => record(false, format!("{what}: {e:#}")),
-        }
+        record_rel_err(record, &what, r, 2e-2);
     }
     Ok(())
 }
@@ -233,13 +190,9 @@ pub fn check_model_linear(
 /// gate+up projection on row-interleaved weights): Y [M][N/2] against the host product
 /// paired the same way (rows 16i + r and 16i + 8 + r make output 8i + r), each half rounded
 /// to bf16 before silu(gate)·up as the unfused path stores them. The output is poisoned.
-pub fn check_gate_up_swiglu(
-    gpu: &Gpu,
-    util: &Util,
-    cache: &ModuleCache,
-    mut record: impl FnMut(bool, String),
-) -> Result<()> {
-    let sweep = Sweep::load(&crate::paths::sweep_file("gemm_int4"), GemmInt4.shape_dims())?;
+pub fn check_gate_up_swiglu(env: &CheckEnv, record: &mut dyn FnMut(bool, String)) -> Result<()> {
+    let (gpu, util, cache) = (env.gpu, env.util, env.cache);
+    let sweep = family_sweep(&GemmInt4)?;
     let v = sweep.variant("int4_gemv_tc").context("sweeps/gemm_int4.toml lacks int4_gemv_tc")?;
     // 7 tiles (N = 112) so that N_TILES = 2 and 4 leave a partial block; K = 384, 3 steps.
     let (n, k) = (112usize, 384usize);
@@ -250,30 +203,21 @@ pub fn check_gate_up_swiglu(
         (5, vec![("M_TILES", 1), ("N_TILES", 2), ("NUM_WARPS", 2), ("UNROLL", 2)]),
         (13, vec![("M_TILES", 2), ("N_TILES", 4), ("NUM_WARPS", 1), ("ZP_MMA", 0)]),
     ] {
-        let mut params: BTreeMap<String, i64> = crate::llama::gpu::linear::template_defaults(&v.source);
-        params.extend(extra.iter().map(|(k, v)| (k.to_string(), *v)));
+        let mut params = with_overrides(crate::llama::gpu::linear::template_defaults(&v.source), &extra);
         params.insert("SPLITK".into(), 1);
         params.insert("SWIGLU".into(), 1);
         let what = format!("int4 gate+up SwiGLU epilogue int4_gemv_tc {m}x{n}x{k} {params:?}");
         let r = (|| -> Result<f64> {
-            let cand = Candidate { variant: "int4_gemv_tc".into(), params: params.clone() };
-            let module = cache.get_or_compile(&compile::request(&sweep, &cand, DType::BF16, &gpu.props.arch()))?;
-            let mut ks = BTreeMap::new();
-            for e in GemmInt4.entries("int4_gemv_tc")? {
-                ks.insert(e.to_string(), gpu.load(&module.cubin, e)?);
-            }
-            let x = gpu.alloc(m * k * 2)?;
-            util.fill(gpu, &x, DType::BF16, m * k, 43, 1.0)?;
+            let ks = compile_entries(gpu, cache, &sweep, &GemmInt4, "int4_gemv_tc", &params)?;
+            let (x, x_host) = random_bf16(gpu, util, m * k, 43)?;
             let y = gpu.alloc(m * n / 2 * 2)?;
             util.poison(gpu, &y)?;
-            gpu.synchronize()?;
-            let x_host: Vec<f32> = x.download::<u16>(m * k)?.iter().map(|b| half.to_f32(*b)).collect();
             let io = Int4Io { x: x.ptr, wq: dev_wq.ptr, scales: dev_s.ptr, zeros: 0, r: 0, y: y.ptr, ws: 0 };
             // SAFETY: x [M,K] and y [M,N/2] (what SWIGLU writes) were allocated above, the
             // weights for (N, K); SPLITK = 1 needs no workspace; `ks` is compiled with `params`.
             unsafe { launch_linear(gpu, &ks, "int4_gemv_tc", &params, io, m as i64, n as i64, k as i64, DType::BF16)? };
             gpu.synchronize()?;
-            let got: Vec<f32> = y.download::<u16>(m * n / 2)?.iter().map(|b| half.to_f32(*b)).collect();
+            let got = download_bf16(&y, m * n / 2)?;
             let full = reference_gemm_int4_with(&x_host, m, &qw, None, WeightRounding::Exact)?;
             let (mut d, mut mx, mut unwritten) = (0f64, 0f64, 0usize);
             for mi in 0..m {
@@ -292,10 +236,7 @@ pub fn check_gate_up_swiglu(
             anyhow::ensure!(unwritten == 0, "{unwritten} outputs not written (still poisoned)");
             Ok(d / mx.max(1e-30))
         })();
-        match r {
-            Ok(err) => record(err <= 2e-2 && err.is_finite(), format!("{what}: rel err {err:.2e} (tol 2e-2)")),
-            Err(e) => record(false, format!("{what}: {e:#}")),
-        }
+        record_rel_err(record, &what, r, 2e-2);
     }
     Ok(())
 }
@@ -303,9 +244,10 @@ pub fn check_gate_up_swiglu(
 /// The act-order gather (kernels/gemm_int4/act_order.cu) against the host on an awkward
 /// shape: every element moved where the permutation says, and the inverse restoring the
 /// input bit for bit.
-pub fn check_act_order(gpu: &Gpu, cache: &ModuleCache, mut record: impl FnMut(bool, String)) -> Result<()> {
+pub fn check_act_order(env: &CheckEnv, record: &mut dyn FnMut(bool, String)) -> Result<()> {
     use crate::kernels::gemm_int4::act_order::{ColumnGather, ColumnPerm};
     use rand::seq::SliceRandom;
+    let (gpu, cache) = (env.gpu, env.cache);
     let (rows, k) = (7usize, 1000usize);
     let mut rng = rand::rngs::StdRng::seed_from_u64(11);
     let src: Vec<u16> = (0..rows * k).map(|_| rng.random()).collect();

@@ -3,39 +3,23 @@
 //! awkward weights, and the model-facing `gemm_int8::linear::launch_linear` with a residual
 //! updated in place (R = Y).
 
-use crate::gpu::cache::ModuleCache;
 use crate::gpu::device::Gpu;
-use crate::gpu::util::Util;
 use crate::kernels::gemm_int8::{launch_linear, workspace_bytes, DeviceInt8, GemmInt8, Int8Io, Int8Quantizer};
 use crate::kernels::tunables::template_defaults;
-use crate::kernels::{DType, Family};
+use crate::kernels::DType;
 use crate::quant::{quantize_int8_per_channel, HalfDtype, Int8Weight};
-use crate::tune::compile;
-use crate::tune::space::{Candidate, Sweep};
+use crate::selftest_linear::{
+    compile_entries, download_bf16, family_sweep, mixed_magnitude_weights, random_bf16, record_rel_err, rel_err,
+    with_overrides, CheckEnv,
+};
 use anyhow::{Context, Result};
-use rand::{Rng, SeedableRng};
-use std::collections::BTreeMap;
-
-fn half_of(dt: DType) -> HalfDtype {
-    if dt == DType::F16 {
-        HalfDtype::F16
-    } else {
-        HalfDtype::Bf16
-    }
-}
 
 /// Random weights with the awkward rows in them: an all-zero row, an all-positive row, an
 /// all-negative one, a row whose maximum is a tie of ±, rows of very different magnitude,
 /// and values on the rounding boundaries (w = (j + 0.5)·scale), every value representable
 /// in the weight dtype.
 fn awkward_weights(n: usize, k: usize, seed: u64, half: HalfDtype) -> Vec<f32> {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let mut w: Vec<f32> = (0..n * k)
-        .map(|i| {
-            let row_scale = 10f32.powi((i / k % 5) as i32 - 2);
-            rng.random_range(-1.0f32..1.0) * row_scale
-        })
-        .collect();
+    let mut w = mixed_magnitude_weights(n, k, seed);
     w[..k].iter_mut().for_each(|v| *v = 0.0);
     w[k..2 * k].iter_mut().for_each(|v| *v = v.abs());
     w[2 * k..3 * k].iter_mut().for_each(|v| *v = -v.abs() - 1e-3);
@@ -52,10 +36,11 @@ fn awkward_weights(n: usize, k: usize, seed: u64, half: HalfDtype) -> Vec<f32> {
 
 /// Device int8 quantizer == host int8 quantizer (codes and scales), and int8_dequantize ==
 /// `Int8Weight::dequantize` rounded to the dtype, in bf16 and fp16.
-pub fn check_quantizer(gpu: &Gpu, cache: &ModuleCache, mut record: impl FnMut(bool, String)) -> Result<()> {
+pub fn check_quantizer(env: &CheckEnv, record: &mut dyn FnMut(bool, String)) -> Result<()> {
+    let (gpu, cache) = (env.gpu, env.cache);
     for (n, k) in [(37usize, 784usize), (9, 16)] {
         for dt in [DType::BF16, DType::F16] {
-            let half = half_of(dt);
+            let half = HalfDtype::of(dt);
             let what = format!("int8 device quantizer {} {n}x{k}", dt.name());
             let w = awkward_weights(n, k, 7 + k as u64, half);
             let bits: Vec<u16> = w.iter().map(|v| half.from_f32(*v)).collect();
@@ -130,20 +115,15 @@ fn host_linear(x: &[f32], m: usize, w: &Int8Weight, r: Option<&[f32]>) -> Vec<f6
 
 /// `launch_linear` at the template defaults (plus a few overrides) with Y = X·dequant(W)ᵀ + Y
 /// in place, against the f64 host product on the same (host-quantized) weight.
-pub fn check_model_linear(
-    gpu: &Gpu,
-    util: &Util,
-    cache: &ModuleCache,
-    mut record: impl FnMut(bool, String),
-) -> Result<()> {
-    let sweep = Sweep::load(&crate::paths::sweep_file("gemm_int8"), GemmInt8.shape_dims())?;
+pub fn check_model_linear(env: &CheckEnv, record: &mut dyn FnMut(bool, String)) -> Result<()> {
+    let (gpu, util, cache) = (env.gpu, env.util, env.cache);
+    let sweep = family_sweep(&GemmInt8)?;
     let v = sweep.variant("int8_gemv").context("sweeps/gemm_int8.toml lacks int8_gemv")?;
     // N = 70: not a multiple of any block's rows; K = 784 = 49 chunks of 16 (a warp step and
     // a tail of 17).
     let (n, k) = (70usize, 784usize);
-    let half = HalfDtype::Bf16;
-    let w = awkward_weights(n, k, 3, half);
-    let qw = quantize_int8_per_channel(&w, n, k, half)?;
+    let w = awkward_weights(n, k, 3, HalfDtype::Bf16);
+    let qw = quantize_int8_per_channel(&w, n, k, HalfDtype::Bf16)?;
     let dev = DeviceInt8::alloc(gpu, n as i64, k as i64)?;
     dev.q.upload(&qw.q)?;
     dev.scales.upload(&qw.scales)?;
@@ -154,23 +134,12 @@ pub fn check_model_linear(
         (13, vec![("M_MAX", 16), ("SPLITK", 3), ("ROWS_PER_WARP", 1)]),
         (16, vec![("M_MAX", 16), ("SPLITK", 1), ("UNROLL", 1)]),
     ] {
-        let mut params: BTreeMap<String, i64> = template_defaults(&v.source, DType::BF16);
-        params.extend(extra.iter().map(|(k, v)| (k.to_string(), *v)));
+        let params = with_overrides(template_defaults(&v.source, DType::BF16), &extra);
         let what = format!("int8 model linear int8_gemv {m}x{n}x{k} +residual in place {params:?}");
         let r = (|| -> Result<f64> {
-            let cand = Candidate { variant: "int8_gemv".into(), params: params.clone() };
-            let module = cache.get_or_compile(&compile::request(&sweep, &cand, DType::BF16, &gpu.props.arch()))?;
-            let mut ks = BTreeMap::new();
-            for e in GemmInt8.entries("int8_gemv")? {
-                ks.insert(e.to_string(), gpu.load(&module.cubin, e)?);
-            }
-            let x = gpu.alloc(m * k * 2)?;
-            util.fill(gpu, &x, DType::BF16, m * k, 41, 1.0)?;
-            let y = gpu.alloc(m * n * 2)?;
-            util.fill(gpu, &y, DType::BF16, m * n, 42, 1.0)?;
-            gpu.synchronize()?;
-            let x_host: Vec<f32> = x.download::<u16>(m * k)?.iter().map(|b| half.to_f32(*b)).collect();
-            let r_host: Vec<f32> = y.download::<u16>(m * n)?.iter().map(|b| half.to_f32(*b)).collect();
+            let ks = compile_entries(gpu, cache, &sweep, &GemmInt8, "int8_gemv", &params)?;
+            let (x, x_host) = random_bf16(gpu, util, m * k, 41)?;
+            let (y, r_host) = random_bf16(gpu, util, m * n, 42)?;
             let ws = gpu.alloc(workspace_bytes("int8_gemv", &params, m as i64, n as i64).max(16))?;
             util.poison(gpu, &ws)?;
             let io = Int8Io { x: x.ptr, wq: dev.q.ptr, scales: dev.scales.ptr, r: y.ptr, y: y.ptr, ws: ws.ptr };
@@ -179,20 +148,11 @@ pub fn check_model_linear(
             // `params` in bf16.
             unsafe { launch_linear(gpu, &ks, "int8_gemv", &params, io, m as i64, n as i64, k as i64, DType::BF16)? };
             gpu.synchronize()?;
-            let got: Vec<f32> = y.download::<u16>(m * n)?.iter().map(|b| half.to_f32(*b)).collect();
-            let want = host_linear(&x_host, m, &qw, Some(&r_host));
-            let (mut d, mut mx) = (0f64, 0f64);
-            for (g, e) in got.iter().zip(&want) {
-                d = d.max((f64::from(*g) - e).abs());
-                mx = mx.max(e.abs());
-            }
-            Ok(d / mx.max(1e-30))
+            let got = download_bf16(&y, m * n)?;
+            Ok(rel_err(&got, host_linear(&x_host, m, &qw, Some(&r_host))))
         })();
-        match r {
-            // Only the output's bf16 rounding and fp32 sums differ: the weight is exact here.
-            Ok(err) => record(err <= 1e-2 && err.is_finite(), format!("{what}: rel err {err:.2e} (tol 1e-2)")),
-            Err(e) => record(false, format!("{what}: {e:#}")),
-        }
+        // Only the output's bf16 rounding and fp32 sums differ: the weight is exact here.
+        record_rel_err(record, &what, r, 1e-2);
     }
     Ok(())
 }

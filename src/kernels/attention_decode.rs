@@ -17,11 +17,10 @@ use super::attention_common::{
 };
 use super::support;
 use super::tunables::LauncherCache;
-use super::{ceil_div, DType, Family, Problem, Shape};
+use super::{ceil_div, DType, Family, Kernels, Params, Problem, Shape};
 use crate::gpu::device::{DevBuf, Gpu, Kernel};
 use crate::gpu::util::{Comparison, Util};
 use anyhow::{bail, Context, Result};
-use std::collections::BTreeMap;
 
 mod launch;
 pub use launch::{
@@ -211,13 +210,7 @@ impl Problem for DecodeProblem {
         zero_counters(gpu, &self.counters)
     }
 
-    fn run(
-        &mut self,
-        gpu: &Gpu,
-        variant: &str,
-        kernels: &BTreeMap<String, Kernel>,
-        p: &BTreeMap<String, i64>,
-    ) -> Result<()> {
+    fn run(&mut self, gpu: &Gpu, variant: &str, kernels: &Kernels, p: &Params) -> Result<()> {
         let l = *self.launcher.from_template(variant, p, DECODE_SOURCE, DType::BF16, DecodeLaunch::new)?;
         let max_len = *self.lens.iter().max().unwrap_or(&0);
         let splits = l.splits(self.batch(), self.h, self.kvh, max_len, self.sm_count);

@@ -23,11 +23,10 @@ use super::attention_common::{
 };
 use super::support;
 use super::tunables::{LauncherCache, Tunables};
-use super::{ceil_div, checked_ceil_div, DType, Family, Geometry, Problem, Shape};
+use super::{ceil_div, checked_ceil_div, DType, Family, Geometry, Kernels, Params, Problem, Shape};
 use crate::gpu::device::{Arg, DevBuf, Gpu, Kernel};
 use crate::gpu::util::{Comparison, Util};
 use anyhow::{bail, Context, Result};
-use std::collections::BTreeMap;
 
 #[path = "attention_prefill_wgmma.rs"]
 pub mod wgmma;
@@ -261,12 +260,7 @@ impl PrefillProblem {
         }
     }
 
-    fn run_flash_wgmma(
-        &mut self,
-        gpu: &Gpu,
-        kernels: &BTreeMap<String, Kernel>,
-        p: &BTreeMap<String, i64>,
-    ) -> Result<()> {
+    fn run_flash_wgmma(&mut self, gpu: &Gpu, kernels: &Kernels, p: &Params) -> Result<()> {
         let cfg = *self.wgmma_launcher.get("flash_wgmma", p, |v, p| {
             wgmma::WgmmaConfig::new(&Tunables::from_template(v, wgmma::PREFILL_WGMMA_SOURCE, DType::BF16, p))
         })?;
@@ -324,13 +318,7 @@ impl Problem for PrefillProblem {
         util.poison(gpu, &self.o)
     }
 
-    fn run(
-        &mut self,
-        gpu: &Gpu,
-        variant: &str,
-        kernels: &BTreeMap<String, Kernel>,
-        p: &BTreeMap<String, i64>,
-    ) -> Result<()> {
+    fn run(&mut self, gpu: &Gpu, variant: &str, kernels: &Kernels, p: &Params) -> Result<()> {
         match variant {
             "flash_mma" => {}
             "flash_wgmma" => return self.run_flash_wgmma(gpu, kernels, p),
@@ -395,7 +383,7 @@ mod tests {
         let g = l.geometry(32, 3, 513, DType::BF16).unwrap();
         assert_eq!(g, Geometry { grid: (32, 5, 3), block: (256, 1, 1), smem: (128 + 2 * 2 * 64) * 128 * 2 });
         assert!(l.geometry(32, 70_000, 1, DType::BF16).is_err());
-        assert!(MmaPrefillLaunch::new(&Tunables::new("flash_wgmma", BTreeMap::new())).is_err());
+        assert!(MmaPrefillLaunch::new(&Tunables::new("flash_wgmma", Params::new())).is_err());
     }
 
     fn shape(s: &str) -> Shape {

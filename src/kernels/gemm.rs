@@ -12,12 +12,11 @@
 #[path = "gemm_tma.rs"]
 pub(crate) mod gemm_tma;
 
-use super::{ceil_div, checked_ceil_div, param, DType, Family, Problem, Shape};
+use super::{ceil_div, checked_ceil_div, param, DType, Family, Geometry, Kernels, Params, Problem, Shape};
 use crate::gpu::blas::Blas;
-use crate::gpu::device::{Arg, DevBuf, Gpu, Kernel};
+use crate::gpu::device::{Arg, DevBuf, Gpu};
 use crate::gpu::util::{Comparison, Util};
 use anyhow::{bail, Context, Result};
-use std::collections::BTreeMap;
 
 pub struct Gemm;
 
@@ -131,13 +130,7 @@ impl Problem for GemmProblem {
         util.poison(gpu, &self.ws)
     }
 
-    fn run(
-        &mut self,
-        gpu: &Gpu,
-        variant: &str,
-        kernels: &BTreeMap<String, Kernel>,
-        p: &BTreeMap<String, i64>,
-    ) -> Result<()> {
+    fn run(&mut self, gpu: &Gpu, variant: &str, kernels: &Kernels, p: &Params) -> Result<()> {
         let io = LinearIo {
             x: self.x.ptr,
             w: self.w.ptr,
@@ -197,7 +190,7 @@ pub struct LinearIo {
 }
 
 /// fp32 workspace bytes a variant needs at this shape (0 without split-K).
-pub fn workspace_bytes(variant: &str, p: &BTreeMap<String, i64>, m: i64, n: i64) -> usize {
+pub fn workspace_bytes(variant: &str, p: &Params, m: i64, n: i64) -> usize {
     match variant {
         // Every split-K variant writes SPLITK fp32 partials of Y before the reduction.
         "gemv_splitk" | "mma_skinny" | "wgmma_tma" => super::support::splitk_workspace_bytes(p, m, n),
@@ -216,9 +209,9 @@ pub fn workspace_bytes(variant: &str, p: &BTreeMap<String, i64>, m: i64, n: i64)
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn launch_linear(
     gpu: &Gpu,
-    kernels: &BTreeMap<String, Kernel>,
+    kernels: &Kernels,
     variant: &str,
-    p: &BTreeMap<String, i64>,
+    p: &Params,
     io: LinearIo,
     m: i64,
     n: i64,
@@ -233,11 +226,7 @@ pub unsafe fn launch_linear(
             let splitk = param(p, "SPLITK")?;
             check_splitk_workspace(variant, splitk, io)?;
             unsafe {
-                if variant == "gemv_splitk" {
-                    launch_gemv_splitk(gpu, kernels, p, io, dims, splitk)?;
-                } else {
-                    launch_skinny(gpu, kernels, p, io, dims, splitk)?;
-                }
+                launch_splitk_main(gpu, kernels, variant, p, io, dims, splitk)?;
                 launch_splitk_reduce(gpu, kernels, io, dims, splitk)
             }
         }
@@ -283,20 +272,14 @@ fn check_splitk_workspace(variant: &str, splitk: i64, io: LinearIo) -> Result<()
 }
 
 /// Pipelined tensor-core tiles: X and W stages of BK columns in shared memory.
-fn pipelined_smem(p: &BTreeMap<String, i64>, e: i64) -> Result<u32> {
+fn pipelined_smem(p: &Params, e: i64) -> Result<u32> {
     let (bm, bn, bk) = (param(p, "BM")?, param(p, "BN")?, param(p, "BK")?);
     Ok((param(p, "STAGES")? * (bm + bn) * bk * e) as u32)
 }
 
 /// # Safety
 /// As [`launch_linear`].
-unsafe fn launch_multistage(
-    gpu: &Gpu,
-    kernels: &BTreeMap<String, Kernel>,
-    p: &BTreeMap<String, i64>,
-    io: LinearIo,
-    d: LinearDims,
-) -> Result<()> {
+unsafe fn launch_multistage(gpu: &Gpu, kernels: &Kernels, p: &Params, io: LinearIo, d: LinearDims) -> Result<()> {
     let (bm, bn) = (param(p, "BM")?, param(p, "BN")?);
     let warps = (bm / param(p, "WM")?) * (bn / param(p, "WN")?);
     let smem = pipelined_smem(p, d.e)?;
@@ -321,76 +304,51 @@ fn splitk_main_args(io: LinearIo, d: LinearDims) -> [Arg; 8] {
     [Arg::Ptr(io.x), Arg::Ptr(io.w), Arg::Ptr(io.y), Arg::Ptr(io.r), Arg::Ptr(io.ws), mm, nn, kk]
 }
 
-/// # Safety
-/// As [`launch_linear`], with the workspace checked against `splitk`.
-unsafe fn launch_gemv_splitk(
-    gpu: &Gpu,
-    kernels: &BTreeMap<String, Kernel>,
-    p: &BTreeMap<String, i64>,
-    io: LinearIo,
-    d: LinearDims,
-    splitk: i64,
-) -> Result<()> {
-    // gemv_splitk takes its warp count directly.
-    let warps = param(p, "NUM_WARPS")?;
-    if d.m > param(p, "MMAX")? {
-        bail!("gemv_splitk with MMAX = {} cannot take M = {}", param(p, "MMAX")?, d.m);
+/// The entry point and geometry of a split-K variant's main kernel (gemv_splitk or
+/// mma_skinny), from each template's launch contract.
+fn splitk_main_geometry(variant: &str, p: &Params, d: LinearDims, splitk: i64) -> Result<(&'static str, Geometry)> {
+    if variant == "gemv_splitk" {
+        // gemv_splitk takes its warp count directly.
+        let warps = param(p, "NUM_WARPS")?;
+        if d.m > param(p, "MMAX")? {
+            bail!("gemv_splitk with MMAX = {} cannot take M = {}", param(p, "MMAX")?, d.m);
+        }
+        let rows = warps * param(p, "ROWS_PER_WARP")?;
+        let grid = (checked_ceil_div(d.n, rows)? as u32, splitk as u32, 1);
+        return Ok(("gemm_gemv", Geometry { grid, block: ((warps * 32) as u32, 1, 1), smem: 0 }));
     }
-    let rows = warps * param(p, "ROWS_PER_WARP")?;
-    let kern = kernels.get("gemm_gemv").context("module lacks gemm_gemv")?;
-    // SAFETY: the caller of `launch_linear` passes X [M,K], W [N,K], Y and R [M,N] (R may be 0)
-    // and a workspace of SPLITK·M·N floats when SPLITK > 1 (checked by the caller), compiled with
-    // `p`; the arguments follow the template's launch contract.
-    unsafe {
-        gpu.launch(
-            kern,
-            (checked_ceil_div(d.n, rows)? as u32, splitk as u32, 1),
-            ((warps * 32) as u32, 1, 1),
-            0,
-            &splitk_main_args(io, d),
-        )
-    }
-}
-
-/// # Safety
-/// As [`launch_linear`], with the workspace checked against `splitk`.
-unsafe fn launch_skinny(
-    gpu: &Gpu,
-    kernels: &BTreeMap<String, Kernel>,
-    p: &BTreeMap<String, i64>,
-    io: LinearIo,
-    d: LinearDims,
-    splitk: i64,
-) -> Result<()> {
     // mma_skinny's warps tile N.
     let bn = param(p, "BN")?;
     let warps = bn / param(p, "WN")?;
     let bm = param(p, "BM")?;
-    let smem = pipelined_smem(p, d.e)?;
-    let kern = kernels.get("gemm_skinny").context("module lacks gemm_skinny")?;
-    // SAFETY: as in `launch_gemv_splitk`.
-    unsafe {
-        gpu.launch(
-            kern,
-            (checked_ceil_div(d.n, bn)? as u32, checked_ceil_div(d.m, bm)? as u32, splitk as u32),
-            ((warps * 32) as u32, 1, 1),
-            smem,
-            &splitk_main_args(io, d),
-        )
-    }
+    let grid = (checked_ceil_div(d.n, bn)? as u32, checked_ceil_div(d.m, bm)? as u32, splitk as u32);
+    Ok(("gemm_skinny", Geometry { grid, block: ((warps * 32) as u32, 1, 1), smem: pipelined_smem(p, d.e)? }))
+}
+
+/// # Safety
+/// As [`launch_linear`], with the workspace checked against `splitk`.
+unsafe fn launch_splitk_main(
+    gpu: &Gpu,
+    kernels: &Kernels,
+    variant: &str,
+    p: &Params,
+    io: LinearIo,
+    d: LinearDims,
+    splitk: i64,
+) -> Result<()> {
+    let (entry, g) = splitk_main_geometry(variant, p, d, splitk)?;
+    let kern = kernels.get(entry).with_context(|| format!("module lacks {entry}"))?;
+    // SAFETY: the caller of `launch_linear` passes X [M,K], W [N,K], Y and R [M,N] (R may be 0)
+    // and a workspace of SPLITK·M·N floats when SPLITK > 1 (checked by the caller), compiled with
+    // `p`; the arguments follow the template's launch contract.
+    unsafe { gpu.launch(kern, g.grid, g.block, g.smem, &splitk_main_args(io, d)) }
 }
 
 /// Sums the SPLITK fp32 partials (plus R) into Y; nothing to do without split-K.
 ///
 /// # Safety
 /// As [`launch_linear`], with the workspace checked against `splitk`.
-unsafe fn launch_splitk_reduce(
-    gpu: &Gpu,
-    kernels: &BTreeMap<String, Kernel>,
-    io: LinearIo,
-    d: LinearDims,
-    splitk: i64,
-) -> Result<()> {
+unsafe fn launch_splitk_reduce(gpu: &Gpu, kernels: &Kernels, io: LinearIo, d: LinearDims, splitk: i64) -> Result<()> {
     if splitk <= 1 {
         return Ok(());
     }
@@ -414,13 +372,27 @@ mod tests {
 
     #[test]
     fn every_split_k_variant_asks_for_a_workspace() {
-        let p: BTreeMap<String, i64> = [("SPLITK".to_string(), 2)].into_iter().collect();
+        let p: Params = [("SPLITK".to_string(), 2)].into_iter().collect();
         for v in ["gemv_splitk", "mma_skinny", "wgmma_tma"] {
             assert_eq!(workspace_bytes(v, &p, 3, 5), 2 * 3 * 5 * 4, "{v}");
         }
         assert_eq!(workspace_bytes("mma_multistage", &p, 3, 5), 0);
-        let one: BTreeMap<String, i64> = [("SPLITK".to_string(), 1)].into_iter().collect();
+        let one: Params = [("SPLITK".to_string(), 1)].into_iter().collect();
         assert_eq!(workspace_bytes("wgmma_tma", &one, 3, 5), 0);
+    }
+
+    #[test]
+    fn split_k_main_geometry_follows_the_launch_contracts() {
+        let p = |kv: &[(&str, i64)]| -> Params { kv.iter().map(|(k, v)| (k.to_string(), *v)).collect() };
+        let d = LinearDims { m: 3, n: 100, k: 64, e: 2 };
+        let gemv = p(&[("NUM_WARPS", 4), ("ROWS_PER_WARP", 2), ("MMAX", 8)]);
+        let (entry, g) = splitk_main_geometry("gemv_splitk", &gemv, d, 3).unwrap();
+        assert_eq!((entry, g), ("gemm_gemv", Geometry { grid: (13, 3, 1), block: (128, 1, 1), smem: 0 }));
+        assert!(splitk_main_geometry("gemv_splitk", &gemv, LinearDims { m: 9, ..d }, 1).is_err());
+        let skinny = p(&[("BM", 16), ("BN", 64), ("WN", 16), ("BK", 32), ("STAGES", 3)]);
+        let (entry, g) = splitk_main_geometry("mma_skinny", &skinny, d, 2).unwrap();
+        let smem = 3 * (16 + 64) * 32 * 2;
+        assert_eq!((entry, g), ("gemm_skinny", Geometry { grid: (2, 1, 2), block: (128, 1, 1), smem }));
     }
 
     #[test]

@@ -25,6 +25,11 @@ use std::collections::BTreeMap;
 
 pub use crate::core::DType;
 
+/// A compiled variant's entry points, by name.
+pub type Kernels = BTreeMap<String, Kernel>;
+/// A variant's tunables by macro name: its template's defaults overridden by a sweep's values.
+pub type Params = BTreeMap<String, i64>;
+
 /// A problem shape: named dimensions in the family's order (GEMM: M, N, K).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Shape {
@@ -72,13 +77,7 @@ pub trait Problem {
     /// Fills the output with NaN so an unwritten element cannot pass.
     fn poison(&mut self, gpu: &Gpu, util: &Util) -> Result<()>;
     /// Runs one candidate into the output.
-    fn run(
-        &mut self,
-        gpu: &Gpu,
-        variant: &str,
-        kernels: &BTreeMap<String, Kernel>,
-        params: &BTreeMap<String, i64>,
-    ) -> Result<()>;
+    fn run(&mut self, gpu: &Gpu, variant: &str, kernels: &Kernels, params: &Params) -> Result<()>;
     /// Compares the output with the reference.
     fn check(&mut self, gpu: &Gpu, util: &Util) -> Result<Comparison>;
     /// Runs the peer library once (for timing). `None` when the family has no peer.
@@ -112,7 +111,7 @@ pub trait Family: Sync {
     /// The weight format a candidate's tunables select, for a family whose weights come in
     /// several (gemm_int4), where it is not the default: the tuned database keeps winners
     /// per format. None for every other family.
-    fn weight_format(&self, _params: &BTreeMap<String, i64>, _dt: DType) -> Option<String> {
+    fn weight_format(&self, _params: &Params, _dt: DType) -> Option<String> {
         None
     }
 }
@@ -149,7 +148,7 @@ pub fn family(name: &str) -> Result<&'static dyn Family> {
 }
 
 /// Reads a tunable, with a clear error when the sweep did not provide it.
-pub fn param(params: &BTreeMap<String, i64>, name: &str) -> Result<i64> {
+pub fn param(params: &Params, name: &str) -> Result<i64> {
     params.get(name).copied().ok_or_else(|| anyhow!("this variant needs tunable {name}, which the sweep does not set"))
 }
 
@@ -177,6 +176,33 @@ pub struct Geometry {
     pub grid: (u32, u32, u32),
     pub block: (u32, u32, u32),
     pub smem: u32,
+}
+
+/// A main launch, plus the reduction of its fp32 partials when it splits K (the quantized
+/// GEMM families' plans).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GemvPlan {
+    pub main: Geometry,
+    pub splitk: i64,
+    pub reduce: Option<Geometry>,
+}
+
+impl GemvPlan {
+    /// `main` splitting K `splitk` ways into an M×N output; the split-K reduction kernels
+    /// (gemm_splitk_reduce, int4_splitk_reduce) take one thread an output, 256 a block.
+    pub fn split_k(main: Geometry, splitk: i64, m: i64, n: i64) -> GemvPlan {
+        let reduce =
+            (splitk > 1).then(|| Geometry { grid: (ceil_div(m * n, 256) as u32, 1, 1), block: (256, 1, 1), smem: 0 });
+        GemvPlan { main, splitk, reduce }
+    }
+}
+
+/// `v` as a grid dimension, or an error naming `what` when no launch can take it.
+pub fn grid_dim(v: i64, what: &str) -> Result<u32> {
+    if !(1..=i64::from(u32::MAX)).contains(&v) {
+        bail!("{what} = {v} does not fit a launch");
+    }
+    Ok(v as u32)
 }
 
 #[cfg(test)]

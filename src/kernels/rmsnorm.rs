@@ -11,11 +11,10 @@
 
 use super::support;
 use super::tunables::{LauncherCache, Tunables};
-use super::{checked_ceil_div, DType, Family, Geometry, Problem, Shape};
+use super::{checked_ceil_div, DType, Family, Geometry, Kernels, Params, Problem, Shape};
 use crate::gpu::device::{Arg, DevBuf, Gpu, Kernel};
 use crate::gpu::util::{Comparison, Util};
 use anyhow::{bail, Result};
-use std::collections::BTreeMap;
 
 pub const REFERENCE_SOURCE: &str = include_str!("../../kernels/rmsnorm/reference.cu");
 /// The template (for its defaults; VEC's comes from elementwise.cuh, which the sweep sets).
@@ -230,13 +229,7 @@ impl Problem for RmsNormProblem {
         util.poison(gpu, &self.y_plain)
     }
 
-    fn run(
-        &mut self,
-        gpu: &Gpu,
-        variant: &str,
-        kernels: &BTreeMap<String, Kernel>,
-        p: &BTreeMap<String, i64>,
-    ) -> Result<()> {
+    fn run(&mut self, gpu: &Gpu, variant: &str, kernels: &Kernels, p: &Params) -> Result<()> {
         let (l, k) = self.launcher.single_entry(variant, p, kernels, TEMPLATE_SOURCE, self.dt, RmsNormLaunch::new)?;
         if self.verify_pending {
             self.verify_pending = false;
@@ -318,7 +311,7 @@ mod tests {
         assert_eq!(g, Geometry { grid: (1, 1, 1), block: (1024, 1, 1), smem: 0 });
         let e = launcher(2, 32, 4, 1).unwrap().geometry(3, 129).unwrap_err().to_string();
         assert!(e.contains("holds 128 elements per row"), "{e}");
-        let e = RmsNormLaunch::new(&Tunables::new("rmsnorm_rows", BTreeMap::new())).unwrap_err().to_string();
+        let e = RmsNormLaunch::new(&Tunables::new("rmsnorm_rows", Params::new())).unwrap_err().to_string();
         assert!(e.contains("variant rmsnorm_rows has no tunable"), "{e}");
     }
 }

@@ -16,12 +16,11 @@
 
 use super::support;
 use super::tunables::{LauncherCache, Tunables};
-use super::{ceil_div, checked_ceil_div, DType, Family, Geometry, Problem, Shape};
+use super::{ceil_div, checked_ceil_div, DType, Family, Geometry, Kernels, Params, Problem, Shape};
 use crate::gpu::device::{Arg, DevBuf, Gpu, Kernel};
 use crate::gpu::util::{Comparison, Util};
 use anyhow::{bail, Result};
 use rand::{Rng, SeedableRng};
-use std::collections::BTreeMap;
 
 pub const REFERENCE_SOURCE: &str = include_str!("../../kernels/rope/reference.cu");
 /// The template (for its defaults; VEC's comes from elementwise.cuh, which the sweep sets).
@@ -349,13 +348,7 @@ impl Problem for RopeProblem {
         Ok(())
     }
 
-    fn run(
-        &mut self,
-        gpu: &Gpu,
-        variant: &str,
-        kernels: &BTreeMap<String, Kernel>,
-        p: &BTreeMap<String, i64>,
-    ) -> Result<()> {
+    fn run(&mut self, gpu: &Gpu, variant: &str, kernels: &Kernels, p: &Params) -> Result<()> {
         let (l, k) = self.launcher.single_entry(variant, p, kernels, TEMPLATE_SOURCE, self.dt, RopeLaunch::new)?;
         let dims = self.dims();
         if self.verify_pending {

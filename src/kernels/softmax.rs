@@ -10,11 +10,10 @@
 //! The module also holds the few helpers the memory-bound families share (`support`).
 
 use super::support;
-use super::{checked_ceil_div, param, DType, Family, Problem, Shape};
+use super::{checked_ceil_div, param, DType, Family, Kernels, Params, Problem, Shape};
 use crate::gpu::device::{Arg, DevBuf, Gpu, Kernel};
 use crate::gpu::util::{Comparison, Util};
 use anyhow::{bail, Context, Result};
-use std::collections::BTreeMap;
 
 pub const REFERENCE_SOURCE: &str = include_str!("../../kernels/softmax/reference.cu");
 
@@ -124,13 +123,7 @@ impl Problem for SoftmaxProblem {
         util.poison(gpu, &self.ws)
     }
 
-    fn run(
-        &mut self,
-        gpu: &Gpu,
-        variant: &str,
-        kernels: &BTreeMap<String, Kernel>,
-        p: &BTreeMap<String, i64>,
-    ) -> Result<()> {
+    fn run(&mut self, gpu: &Gpu, variant: &str, kernels: &Kernels, p: &Params) -> Result<()> {
         let (rows, cols) = (self.rows, self.cols);
         let vec = param(p, "VEC")?;
         match variant {

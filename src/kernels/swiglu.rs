@@ -5,11 +5,10 @@
 
 use super::support;
 use super::tunables::{LauncherCache, Tunables};
-use super::{ceil_div, DType, Family, Geometry, Problem, Shape};
+use super::{ceil_div, DType, Family, Geometry, Kernels, Params, Problem, Shape};
 use crate::gpu::device::{Arg, DevBuf, Gpu, Kernel};
 use crate::gpu::util::{Comparison, Util};
 use anyhow::{bail, Result};
-use std::collections::BTreeMap;
 
 pub const REFERENCE_SOURCE: &str = include_str!("../../kernels/swiglu/reference.cu");
 /// The template (for its defaults; VEC's comes from elementwise.cuh, which the sweep sets).
@@ -145,13 +144,7 @@ impl Problem for SwiGluProblem {
         util.poison(gpu, &self.out)
     }
 
-    fn run(
-        &mut self,
-        gpu: &Gpu,
-        variant: &str,
-        kernels: &BTreeMap<String, Kernel>,
-        p: &BTreeMap<String, i64>,
-    ) -> Result<()> {
+    fn run(&mut self, gpu: &Gpu, variant: &str, kernels: &Kernels, p: &Params) -> Result<()> {
         let (l, k) = self.launcher.single_entry(variant, p, kernels, TEMPLATE_SOURCE, self.dt, SwiGluLaunch::new)?;
         // SAFETY: gu holds tokens·2·ffn elements and out tokens·ffn (allocated by `new`);
         // `k` comes from the candidate's module, compiled with `p`.
@@ -202,6 +195,6 @@ mod tests {
         // Values of the launch before the launcher existed: (⌈ffn/(T·V·I)⌉, min(tokens, 65535)), T.
         assert_eq!(t(256, 8, 2).geometry(8192, 14336), Geometry { grid: (4, 8192, 1), block: (256, 1, 1), smem: 0 });
         assert_eq!(t(128, 4, 1).geometry(70_000, 1000), Geometry { grid: (2, 65_535, 1), block: (128, 1, 1), smem: 0 });
-        assert!(SwiGluLaunch::new(&Tunables::new("other", BTreeMap::new())).is_err());
+        assert!(SwiGluLaunch::new(&Tunables::new("other", Params::new())).is_err());
     }
 }

@@ -6,6 +6,7 @@
 
 use super::DType;
 use crate::gpu::device::Kernel;
+use crate::kernels::Params;
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 
@@ -24,11 +25,7 @@ impl Tunables {
     }
 
     /// `overrides` over `defaults` (the template's, from [`template_defaults`]).
-    pub fn with_defaults(
-        variant: &str,
-        defaults: &BTreeMap<String, i64>,
-        overrides: &BTreeMap<String, i64>,
-    ) -> Tunables {
+    pub fn with_defaults(variant: &str, defaults: &Params, overrides: &Params) -> Tunables {
         let mut values = defaults.clone();
         values.extend(overrides.iter().map(|(k, v)| (k.clone(), *v)));
         Tunables::new(variant, values)
@@ -36,7 +33,7 @@ impl Tunables {
 
     /// `overrides` over the defaults of `source` (the template text as compiled, shared
     /// headers expanded) for element type `dt`.
-    pub fn from_template(variant: &str, source: &str, dt: DType, overrides: &BTreeMap<String, i64>) -> Tunables {
+    pub fn from_template(variant: &str, source: &str, dt: DType, overrides: &Params) -> Tunables {
         Tunables::with_defaults(variant, &template_defaults(source, dt), overrides)
     }
 
@@ -74,7 +71,7 @@ impl Tunables {
         self.values.insert(name.to_string(), value);
     }
 
-    pub fn values(&self) -> &BTreeMap<String, i64> {
+    pub fn values(&self) -> &Params {
         &self.values
     }
 
@@ -100,8 +97,8 @@ impl<L> LauncherCache<L> {
     pub fn get(
         &mut self,
         variant: &str,
-        params: &BTreeMap<String, i64>,
-        build: impl FnOnce(&str, &BTreeMap<String, i64>) -> Result<L>,
+        params: &Params,
+        build: impl FnOnce(&str, &Params) -> Result<L>,
     ) -> Result<&L> {
         let hit = matches!(&self.last, Some((v, p, _)) if v == variant && p == params);
         if !hit {
@@ -117,7 +114,7 @@ impl<L> LauncherCache<L> {
     pub fn from_template(
         &mut self,
         variant: &str,
-        params: &BTreeMap<String, i64>,
+        params: &Params,
         source: &str,
         dt: DType,
         new: impl FnOnce(&Tunables) -> Result<L>,
@@ -132,7 +129,7 @@ impl<L> LauncherCache<L> {
     pub fn single_entry<'k>(
         &mut self,
         variant: &str,
-        params: &BTreeMap<String, i64>,
+        params: &Params,
         kernels: &'k BTreeMap<String, Kernel>,
         source: &str,
         dt: DType,

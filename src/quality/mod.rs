@@ -183,7 +183,8 @@ pub fn run_quality(a: &QualityArgs) -> Result<QualityReport> {
 }
 
 /// Each row's decode tok/s at `preset`, one e2e run per distinct format. A format that
-/// fails is said and left empty: the accuracy already measured is kept.
+/// fails is said and left empty: the accuracy already measured is kept. Without a GPU
+/// nothing can run, so the first such error is said once and the rest are not tried.
 fn fill_speed(rows: &mut [QualityRow], methods: &[Method], preset: &str, db: Option<&std::path::Path>) {
     let mut seen: Vec<(Vec<String>, Option<f64>)> = Vec::new();
     for (r, m) in rows.iter_mut().zip(methods) {
@@ -199,6 +200,10 @@ fn fill_speed(rows: &mut [QualityRow], methods: &[Method], preset: &str, db: Opt
                         flags.join(" "),
                         t.elapsed()
                     ),
+                    Err(e) if e.is::<speed::NoGpu>() => {
+                        eprintln!("quality: no decode speeds: {e:#}");
+                        return;
+                    }
                     Err(e) => eprintln!("quality: {m}: no decode speed: {e:#}"),
                 }
                 let v = got.ok();

@@ -56,7 +56,13 @@ pub fn e2e_flags(m: Method) -> Option<Vec<String>> {
     })
 }
 
+/// A `kernlab e2e` child found no GPU: every other format would fail the same way.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct NoGpu(String);
+
 /// Batch-1 decode tokens/s of `kernlab e2e` with `flags` at `preset`, from its JSON report.
+/// A child that found no GPU gives a [`NoGpu`] error.
 pub fn measure(flags: &[String], preset: &str, db: Option<&Path>) -> Result<f64> {
     let exe = std::env::current_exe().context("finding the kernlab binary to run e2e")?;
     let mut cmd = Command::new(exe);
@@ -69,12 +75,12 @@ pub fn measure(flags: &[String], preset: &str, db: Option<&Path>) -> Result<f64>
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         let tail: Vec<&str> = err.lines().rev().take(3).collect();
-        bail!(
-            "kernlab e2e {} failed ({}): {}",
-            flags.join(" "),
-            out.status,
-            tail.into_iter().rev().collect::<Vec<_>>().join(" / ")
-        );
+        let tail = tail.into_iter().rev().collect::<Vec<_>>().join(" / ");
+        // Every "no GPU" error of the GPU layer ends with this advice.
+        if err.contains(crate::gpu::libs::WITHOUT_GPU) {
+            return Err(NoGpu(format!("kernlab e2e {} found no GPU: {tail}", flags.join(" "))).into());
+        }
+        bail!("kernlab e2e {} failed ({}): {tail}", flags.join(" "), out.status);
     }
     tok_s_of_report(&String::from_utf8_lossy(&out.stdout))
 }

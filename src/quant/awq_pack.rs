@@ -107,15 +107,9 @@ pub fn gptq_converted_to_awq(c: &GptqConverted) -> Result<AwqPacked> {
 mod tests {
     use super::*;
     use crate::quant::awq::{awq_to_int4, AwqTensors};
+    use crate::quant::format::patterned_weight as weight;
     use crate::quant::format::HalfDtype;
     use crate::quant::view::TensorView;
-
-    fn weight(n: usize, k: usize, g: usize, zeros: impl Fn(usize) -> u8) -> Int4Weight {
-        let codes: Vec<u8> = (0..n * k).map(|i| ((i * 7 + i / 13) % 16) as u8).collect();
-        let scales = (0..k / g * n).map(|i| HalfDtype::F16.from_f32(0.01 + i as f32 * 1e-4)).collect();
-        let z = (0..k / g * n).map(zeros).collect();
-        Int4Weight::from_codes(n, k, g, HalfDtype::F16, &codes, scales, Zeros::Int(z)).unwrap()
-    }
 
     fn read_back(w: &Int4Weight, p: &AwqPacked) -> Int4Weight {
         let [qs, zs, ss] = AwqPacked::shapes(w.n, w.k, w.num_groups());

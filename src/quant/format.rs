@@ -33,6 +33,14 @@ pub enum HalfDtype {
 }
 
 impl HalfDtype {
+    /// The 16-bit float type of an activation dtype (the kernels reject fp32 activations).
+    pub fn of(dt: crate::core::DType) -> HalfDtype {
+        match dt {
+            crate::core::DType::F16 => HalfDtype::F16,
+            _ => HalfDtype::Bf16,
+        }
+    }
+
     pub fn to_f32(self, bits: u16) -> f32 {
         match self {
             HalfDtype::F16 => f16::from_bits(bits).to_f32(),
@@ -286,4 +294,14 @@ impl Int4Weight {
             }
         }
     }
+}
+
+/// A test weight whose codes take every nibble value, with distinct f16 scales and zero
+/// point `zeros(i)` for the i-th (group, row): what the checkpoint packers round-trip.
+#[cfg(test)]
+pub(crate) fn patterned_weight(n: usize, k: usize, g: usize, zeros: impl Fn(usize) -> u8) -> Int4Weight {
+    let codes: Vec<u8> = (0..n * k).map(|i| ((i * 7 + i / 13) % 16) as u8).collect();
+    let scales = (0..k / g * n).map(|i| HalfDtype::F16.from_f32(0.01 + i as f32 * 1e-4)).collect();
+    let z = (0..k / g * n).map(zeros).collect();
+    Int4Weight::from_codes(n, k, g, HalfDtype::F16, &codes, scales, Zeros::Int(z)).unwrap()
 }

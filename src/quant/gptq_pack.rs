@@ -88,16 +88,9 @@ pub fn int4_to_gptq(w: &Int4Weight, conv: GptqZeros) -> Result<GptqPacked> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::quant::format::HalfDtype;
+    use crate::quant::format::patterned_weight as weight;
     use crate::quant::gptq::{gptq_to_int4, GptqTensors};
     use crate::quant::view::TensorView;
-
-    fn weight(n: usize, k: usize, g: usize, zeros: impl Fn(usize) -> u8) -> Int4Weight {
-        let codes: Vec<u8> = (0..n * k).map(|i| ((i * 7 + i / 13) % 16) as u8).collect();
-        let scales = (0..k / g * n).map(|i| HalfDtype::F16.from_f32(0.01 + i as f32 * 1e-4)).collect();
-        let z = (0..k / g * n).map(zeros).collect();
-        Int4Weight::from_codes(n, k, g, HalfDtype::F16, &codes, scales, Zeros::Int(z)).unwrap()
-    }
 
     fn round_trip(w: &Int4Weight, conv: GptqZeros) -> Int4Weight {
         let p = int4_to_gptq(w, conv).unwrap();

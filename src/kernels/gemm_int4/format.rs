@@ -7,6 +7,7 @@
 //! formats of `SELFTEST_FORMATS` on sampled candidates.
 
 use crate::kernels::DType;
+use crate::kernels::Params;
 use crate::quant::HalfDtype;
 use anyhow::{bail, Result};
 use std::collections::BTreeMap;
@@ -69,23 +70,15 @@ pub struct Int4Format {
     pub scale_dtype: HalfDtype,
 }
 
-/// The 16-bit float type of an activation dtype (fp32 activations are rejected by validate).
-pub fn half_of(dt: DType) -> HalfDtype {
-    match dt {
-        DType::F16 => HalfDtype::F16,
-        _ => HalfDtype::Bf16,
-    }
-}
-
 impl Int4Format {
     /// g128, symmetric, scales in the activation dtype.
     pub fn default_for(dt: DType) -> Int4Format {
-        Int4Format { group: DEFAULT_GROUP, zeros: ZeroMode::Symmetric, scale_dtype: half_of(dt) }
+        Int4Format { group: DEFAULT_GROUP, zeros: ZeroMode::Symmetric, scale_dtype: HalfDtype::of(dt) }
     }
 
     /// The format a candidate's macros select; unset macros take the kernels' defaults
     /// (`KL_SCALE_FP16` defaults to the activation dtype, as in the templates).
-    pub fn from_params(params: &BTreeMap<String, i64>, dt: DType) -> Result<Int4Format> {
+    pub fn from_params(params: &Params, dt: DType) -> Result<Int4Format> {
         let d = Int4Format::default_for(dt);
         let group = params.get("GROUP").copied().unwrap_or(d.group);
         if group < MIN_GROUP || group % MIN_GROUP != 0 {
@@ -154,7 +147,7 @@ pub fn variant_takes_format(variant: &str, overlay: &[(&str, i64)]) -> bool {
 }
 
 /// A candidate's tunables with a selftest format laid over them.
-pub fn with_format(params: &BTreeMap<String, i64>, overlay: &[(&str, i64)]) -> BTreeMap<String, i64> {
+pub fn with_format(params: &Params, overlay: &[(&str, i64)]) -> BTreeMap<String, i64> {
     let mut p = params.clone();
     for (k, v) in overlay {
         p.insert(k.to_string(), *v);

@@ -4,9 +4,10 @@
 //! answer or a fault on the GPU.
 
 use super::format::Int4Format;
-use crate::kernels::{ceil_div, checked_ceil_div, param};
+use crate::kernels::Params;
+use crate::kernels::{ceil_div, checked_ceil_div, grid_dim, param};
+pub use crate::kernels::{GemvPlan, Geometry};
 use anyhow::{bail, Result};
-use std::collections::BTreeMap;
 
 /// Device addresses of one int4 linear's operands. `r` = 0: no residual; `r` may equal `y`
 /// (the residual stream updated in place: each output is read once, then written).
@@ -29,30 +30,7 @@ pub const MAX_SPLITK: i64 = 16;
 /// Largest M int4_gemv takes (its accumulators are sized by M_MAX at compile time).
 pub const GEMV_MAX_M: i64 = 16;
 
-/// Grid, block and dynamic shared memory of one launch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Geometry {
-    pub grid: (u32, u32, u32),
-    pub block: (u32, u32, u32),
-    pub smem: u32,
-}
-
-/// int4_gemv, plus the split-K reduction when SPLITK > 1.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct GemvPlan {
-    pub main: Geometry,
-    pub splitk: i64,
-    pub reduce: Option<Geometry>,
-}
-
-fn grid_dim(v: i64, what: &str) -> Result<u32> {
-    if !(1..=i64::from(u32::MAX)).contains(&v) {
-        bail!("{what} = {v} does not fit a launch");
-    }
-    Ok(v as u32)
-}
-
-pub fn gemv_plan(m: i64, n: i64, k: i64, fmt: &Int4Format, p: &BTreeMap<String, i64>) -> Result<GemvPlan> {
+pub fn gemv_plan(m: i64, n: i64, k: i64, fmt: &Int4Format, p: &Params) -> Result<GemvPlan> {
     let (warps, rows, vec, splitk, m_max) =
         (param(p, "NUM_WARPS")?, param(p, "ROWS_PER_WARP")?, param(p, "VEC")?, param(p, "SPLITK")?, param(p, "M_MAX")?);
     let shape = format!("{m}x{n}x{k}");
@@ -79,15 +57,13 @@ pub fn gemv_plan(m: i64, n: i64, k: i64, fmt: &Int4Format, p: &BTreeMap<String, 
         block: ((32 * warps) as u32, 1, 1),
         smem: 0,
     };
-    let reduce =
-        (splitk > 1).then(|| Geometry { grid: (ceil_div(m * n, 256) as u32, 1, 1), block: (256, 1, 1), smem: 0 });
-    Ok(GemvPlan { main, splitk, reduce })
+    Ok(GemvPlan::split_k(main, splitk, m, n))
 }
 
 /// int4_gemv_tc: grid (ceil(N / (16·N_TILES)), SPLITK) (with DIAG, M = 1 only, a block has
 /// 2·N_TILES rows), NUM_WARPS warps, plus the split-K reduction (`gemm_splitk_reduce`) when
 /// SPLITK > 1.
-pub fn gemv_tc_plan(m: i64, n: i64, k: i64, fmt: &Int4Format, p: &BTreeMap<String, i64>) -> Result<GemvPlan> {
+pub fn gemv_tc_plan(m: i64, n: i64, k: i64, fmt: &Int4Format, p: &Params) -> Result<GemvPlan> {
     let (m_tiles, n_tiles, warps, unroll, splitk) =
         (param(p, "M_TILES")?, param(p, "N_TILES")?, param(p, "NUM_WARPS")?, param(p, "UNROLL")?, param(p, "SPLITK")?);
     let shape = format!("{m}x{n}x{k}");
@@ -135,9 +111,7 @@ pub fn gemv_tc_plan(m: i64, n: i64, k: i64, fmt: &Int4Format, p: &BTreeMap<Strin
         block: ((32 * warps) as u32, 1, 1),
         smem: 0,
     };
-    let reduce =
-        (splitk > 1).then(|| Geometry { grid: (ceil_div(m * n, 256) as u32, 1, 1), block: (256, 1, 1), smem: 0 });
-    Ok(GemvPlan { main, splitk, reduce })
+    Ok(GemvPlan::split_k(main, splitk, m, n))
 }
 
 /// Dynamic shared memory of int4_gemv_bulk (its header's SLOT_BYTES): each warp's STAGES
@@ -151,7 +125,7 @@ pub fn bulk_smem_bytes(warps: i64, stages: i64, chunk: i64, m_tiles: i64, group:
 
 /// int4_gemv_bulk: grid ceil(ceil(N/16) / TILES), NUM_WARPS warps, no split-K (its weights
 /// must be in the tiled layout, `tiled`).
-pub fn bulk_plan(m: i64, n: i64, k: i64, fmt: &Int4Format, p: &BTreeMap<String, i64>) -> Result<GemvPlan> {
+pub fn bulk_plan(m: i64, n: i64, k: i64, fmt: &Int4Format, p: &Params) -> Result<GemvPlan> {
     let (m_tiles, warps, tiles) = (param(p, "M_TILES")?, param(p, "NUM_WARPS")?, param(p, "TILES")?);
     let (chunk, stages) = (param(p, "CHUNK")?, param(p, "STAGES")?);
     let shape = format!("{m}x{n}x{k}");
@@ -194,7 +168,7 @@ pub fn mma_smem_bytes(bm: i64, bn: i64, bk: i64, stages: i64) -> i64 {
     stages * (bm * (bk + 8) * 2 + bn * (bk / 8 + 4) * 4)
 }
 
-pub fn mma_geometry(m: i64, n: i64, k: i64, fmt: &Int4Format, p: &BTreeMap<String, i64>) -> Result<Geometry> {
+pub fn mma_geometry(m: i64, n: i64, k: i64, fmt: &Int4Format, p: &Params) -> Result<Geometry> {
     let (bm, bn, bk) = (param(p, "BM")?, param(p, "BN")?, param(p, "BK")?);
     let (wm, wn, stages) = (param(p, "WM")?, param(p, "WN")?, param(p, "STAGES")?);
     let shape = format!("{m}x{n}x{k}");
@@ -237,7 +211,7 @@ pub const WGMMA_MAX_SPLITK: i64 = 8;
 
 /// int4_mma_wgmma: grid (ceil(N/BN), ceil(M/BM), SPLITK), 128·WG_M·WG_N threads, plus
 /// `gemm_splitk_reduce` when SPLITK > 1 (the same plan shape as the decode kernels').
-pub fn wgmma_plan(m: i64, n: i64, k: i64, fmt: &Int4Format, p: &BTreeMap<String, i64>) -> Result<GemvPlan> {
+pub fn wgmma_plan(m: i64, n: i64, k: i64, fmt: &Int4Format, p: &Params) -> Result<GemvPlan> {
     let (bm, bn, wg_m, wg_n) = (param(p, "BM")?, param(p, "BN")?, param(p, "WG_M")?, param(p, "WG_N")?);
     let (stages, splitk) = (param(p, "STAGES")?, param(p, "SPLITK")?);
     let shape = format!("{m}x{n}x{k}");
@@ -273,9 +247,7 @@ pub fn wgmma_plan(m: i64, n: i64, k: i64, fmt: &Int4Format, p: &BTreeMap<String,
         block: ((128 * wg_m * wg_n) as u32, 1, 1),
         smem: wgmma_smem_bytes(bm, bn, stages) as u32,
     };
-    let reduce =
-        (splitk > 1).then(|| Geometry { grid: (ceil_div(m * n, 256) as u32, 1, 1), block: (256, 1, 1), smem: 0 });
-    Ok(GemvPlan { main, splitk, reduce })
+    Ok(GemvPlan::split_k(main, splitk, m, n))
 }
 
 /// Largest SPLITK int4_wgmma_rs may use (the same fp32 workspace as int4_mma_wgmma).
@@ -306,13 +278,7 @@ pub fn wgmma_rs_smem_bytes(bt: i64, rows: i64, stages: i64, kgroup: i64, group: 
 /// int4_wgmma_rs: grid (ceil(M/BT), ceil(N/ROWS), SPLITK) (token tiles fastest: the blocks
 /// sharing a W tile run together), 128·(CWG + 1) threads (the last warpgroup loads), plus
 /// `gemm_splitk_reduce` when SPLITK > 1.
-pub fn wgmma_rs_plan(
-    m: i64,
-    n: i64,
-    k: i64,
-    fmt: &Int4Format,
-    p: &BTreeMap<String, i64>,
-) -> Result<(WgmmaRsConfig, GemvPlan)> {
+pub fn wgmma_rs_plan(m: i64, n: i64, k: i64, fmt: &Int4Format, p: &Params) -> Result<(WgmmaRsConfig, GemvPlan)> {
     let (bt, mt, cwg) = (param(p, "BT")?, param(p, "MT")?, param(p, "CWG")?);
     let (stages, splitk, kgroup) = (param(p, "STAGES")?, param(p, "SPLITK")?, param(p, "KGROUP")?);
     let shape = format!("{m}x{n}x{k}");
@@ -346,9 +312,7 @@ pub fn wgmma_rs_plan(
         block: (threads, 1, 1),
         smem: wgmma_rs_smem_bytes(bt, rows, stages, kgroup, fmt.group) as u32,
     };
-    let reduce =
-        (splitk > 1).then(|| Geometry { grid: (ceil_div(m * n, 256) as u32, 1, 1), block: (256, 1, 1), smem: 0 });
-    Ok((cfg, GemvPlan { main, splitk, reduce }))
+    Ok((cfg, GemvPlan::split_k(main, splitk, m, n)))
 }
 
 #[cfg(test)]
@@ -356,7 +320,7 @@ mod tests {
     use super::*;
     use crate::kernels::DType;
 
-    fn p(kv: &[(&str, i64)]) -> BTreeMap<String, i64> {
+    fn p(kv: &[(&str, i64)]) -> Params {
         kv.iter().map(|(k, v)| (k.to_string(), *v)).collect()
     }
 

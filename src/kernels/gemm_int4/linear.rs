@@ -4,14 +4,14 @@
 
 use super::format::Int4Format;
 use super::launch::{bulk_plan, gemv_plan, gemv_tc_plan, mma_geometry, wgmma_plan, wgmma_rs_plan, GemvPlan};
-use crate::gpu::device::{Arg, Gpu, Kernel};
+use crate::gpu::device::{Arg, Gpu};
 use crate::kernels::DType;
+use crate::kernels::{Kernels, Params};
 use anyhow::{bail, Context, Result};
-use std::collections::BTreeMap;
 
 pub use super::launch::Int4Io;
 
-fn decode_plan(variant: &str, m: i64, n: i64, k: i64, fmt: &Int4Format, p: &BTreeMap<String, i64>) -> Result<GemvPlan> {
+fn decode_plan(variant: &str, m: i64, n: i64, k: i64, fmt: &Int4Format, p: &Params) -> Result<GemvPlan> {
     match variant {
         "int4_gemv" => gemv_plan(m, n, k, fmt, p),
         "int4_gemv_tc" => gemv_tc_plan(m, n, k, fmt, p),
@@ -26,7 +26,7 @@ fn decode_plan(variant: &str, m: i64, n: i64, k: i64, fmt: &Int4Format, p: &BTre
 /// launch-contract checks the launch makes, without a GPU, so a caller choosing a
 /// configuration (a database winner found for another model, a template default) can fall
 /// back before it compiles or launches anything. The error says which rule the shape breaks.
-pub fn check_shape(variant: &str, params: &BTreeMap<String, i64>, m: i64, n: i64, k: i64, dt: DType) -> Result<()> {
+pub fn check_shape(variant: &str, params: &Params, m: i64, n: i64, k: i64, dt: DType) -> Result<()> {
     let fmt = Int4Format::from_params(params, dt)?;
     match variant {
         "int4_wgmma_rs" => wgmma_rs_plan(m, n, k, &fmt, params).map(|_| ()),
@@ -36,7 +36,7 @@ pub fn check_shape(variant: &str, params: &BTreeMap<String, i64>, m: i64, n: i64
 }
 
 /// fp32 workspace bytes a configuration needs at (M, N).
-pub fn workspace_bytes(variant: &str, params: &BTreeMap<String, i64>, m: i64, n: i64) -> usize {
+pub fn workspace_bytes(variant: &str, params: &Params, m: i64, n: i64) -> usize {
     match variant {
         "int4_gemv" | "int4_gemv_tc" | "int4_mma_wgmma" | "int4_wgmma_rs" => {
             crate::kernels::support::splitk_workspace_bytes(params, m, n)
@@ -52,7 +52,7 @@ pub fn workspace_bytes(variant: &str, params: &BTreeMap<String, i64>, m: i64, n:
 /// As [`launch_linear`].
 unsafe fn reduce_splits(
     gpu: &Gpu,
-    kernels: &BTreeMap<String, Kernel>,
+    kernels: &Kernels,
     variant: &str,
     plan: &GemvPlan,
     io: Int4Io,
@@ -86,9 +86,9 @@ unsafe fn reduce_splits(
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn launch_linear(
     gpu: &Gpu,
-    kernels: &BTreeMap<String, Kernel>,
+    kernels: &Kernels,
     variant: &str,
-    params: &BTreeMap<String, i64>,
+    params: &Params,
     io: Int4Io,
     m: i64,
     n: i64,

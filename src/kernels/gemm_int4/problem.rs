@@ -1,19 +1,19 @@
 //! One gemm_int4 shape on the GPU: a random int4 weight and activations, the
 //! dequantize-then-cuBLAS reference, the candidates' launches and the cuBLAS bf16 peer.
 
-use super::format::{half_of, Int4Format, ZeroMode, MIN_GROUP};
+use super::format::{Int4Format, ZeroMode, MIN_GROUP};
 use super::launch::{GEMV_MAX_M, MAX_SPLITK, WGMMA_MAX_SPLITK};
 use super::linear::{launch_linear, workspace_bytes, Int4Io};
 use super::reference::RefKernels;
 use super::tiled::{reads_tiled, PlainInt4, Repacker, TiledInt4};
 use super::VARIANTS;
 use crate::gpu::blas::Blas;
-use crate::gpu::device::{DevBuf, Gpu, Kernel};
+use crate::gpu::device::{DevBuf, Gpu};
 use crate::gpu::util::{Comparison, Util};
 use crate::kernels::{DType, Problem, Shape};
-use crate::quant::{reference_gemm_int4_with, Int4Weight, WeightRounding, Zeros};
+use crate::kernels::{Kernels, Params};
+use crate::quant::{reference_gemm_int4_with, HalfDtype, Int4Weight, WeightRounding, Zeros};
 use anyhow::{bail, Context, Result};
-use std::collections::BTreeMap;
 
 /// Scales are uniform in [0.5, 1.5]/√K: weights of rms ≈ 4.6/√K and outputs of rms ≈ 2.7
 /// whatever K is, well inside fp16's range and far from its subnormals.
@@ -143,7 +143,7 @@ impl GemmInt4Problem {
             self.n,
             self.k,
             &self.fmt,
-            half_of(self.dt),
+            HalfDtype::of(self.dt),
         )?;
         self.blas.linear(self.dt, self.x.ptr, self.w_deq.ptr, self.y_ref.ptr, self.m, self.n, self.k, false)
     }
@@ -152,7 +152,7 @@ impl GemmInt4Problem {
     /// format as macros, so it is known only here; the switch regenerates scales/zeros from
     /// the current seed and recomputes the reference, and happens once per format change
     /// (never between timed runs of one candidate).
-    fn ensure_format(&mut self, gpu: &Gpu, params: &BTreeMap<String, i64>) -> Result<()> {
+    fn ensure_format(&mut self, gpu: &Gpu, params: &Params) -> Result<()> {
         let fmt = Int4Format::from_params(params, self.dt)?;
         if self.k % fmt.group != 0 {
             bail!(
@@ -174,7 +174,7 @@ impl GemmInt4Problem {
     }
 
     /// The workspace a candidate's split-K needs must fit the one this problem allocated.
-    fn check_workspace(&self, variant: &str, p: &BTreeMap<String, i64>) -> Result<()> {
+    fn check_workspace(&self, variant: &str, p: &Params) -> Result<()> {
         let need = workspace_bytes(variant, p, self.m, self.n);
         if need > self.ws.bytes {
             bail!(
@@ -233,13 +233,7 @@ impl Problem for GemmInt4Problem {
         Ok(())
     }
 
-    fn run(
-        &mut self,
-        gpu: &Gpu,
-        variant: &str,
-        kernels: &BTreeMap<String, Kernel>,
-        p: &BTreeMap<String, i64>,
-    ) -> Result<()> {
+    fn run(&mut self, gpu: &Gpu, variant: &str, kernels: &Kernels, p: &Params) -> Result<()> {
         self.ensure_format(gpu, p)?;
         if !VARIANTS.contains(&variant) {
             bail!("the gemm_int4 family has no variant {variant:?} (known: {})", VARIANTS.join(", "));
@@ -297,7 +291,7 @@ impl Problem for GemmInt4Problem {
             );
         }
         let (m, n, k) = (self.m as usize, self.n as usize, self.k as usize);
-        let act = half_of(self.dt);
+        let act = HalfDtype::of(self.dt);
         let w = self.download_weight()?;
         let dev_w: Vec<u16> = self.w_deq.download(n * k)?;
         for (i, (v, d)) in w.dequantize().iter().zip(&dev_w).enumerate() {

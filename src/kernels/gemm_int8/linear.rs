@@ -3,10 +3,11 @@
 //! tuning loop's problem and the Llama path both launch through here, so what is timed is
 //! what the model runs. The geometry functions are pure, so the contracts are tested on CPU.
 
-use crate::gpu::device::{Arg, Gpu, Kernel};
-use crate::kernels::{ceil_div, checked_ceil_div, param, DType, Geometry};
+use crate::gpu::device::{Arg, Gpu};
+pub use crate::kernels::GemvPlan;
+use crate::kernels::{checked_ceil_div, grid_dim, param, DType, Geometry};
+use crate::kernels::{Kernels, Params};
 use anyhow::{bail, Context, Result};
-use std::collections::BTreeMap;
 
 /// Device addresses of one int8 linear's operands. `r` = 0: no residual; `r` may equal `y`
 /// (the residual stream updated in place: each output is read once, then written).
@@ -37,21 +38,6 @@ pub const K_MULTIPLE: i64 = 16;
 /// The variants this build can launch.
 pub const VARIANTS: &[&str] = &["int8_gemv"];
 
-/// int8_gemv, plus the split-K reduction when SPLITK > 1.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct GemvPlan {
-    pub main: Geometry,
-    pub splitk: i64,
-    pub reduce: Option<Geometry>,
-}
-
-fn grid_dim(v: i64, what: &str) -> Result<u32> {
-    if !(1..=i64::from(u32::MAX)).contains(&v) {
-        bail!("{what} = {v} does not fit a launch");
-    }
-    Ok(v as u32)
-}
-
 /// The M_MAX int8_gemv should be compiled with for `m` rows: the smallest of 1, 2, 4, 8, 16
 /// that is at least `m` (what the sweep keeps), `None` past [`GEMV_MAX_M`].
 pub fn m_max_for(m: i64) -> Option<i64> {
@@ -81,7 +67,7 @@ fn check_common(m: i64, n: i64, k: i64, dt: DType) -> Result<()> {
 
 /// int8_gemv: grid (ceil(N / (NUM_WARPS·ROWS_PER_WARP)), SPLITK), NUM_WARPS warps, plus
 /// gemm_splitk_reduce over ceil(M·N / 256) blocks of 256 when SPLITK > 1.
-pub fn gemv_plan(m: i64, n: i64, k: i64, p: &BTreeMap<String, i64>) -> Result<GemvPlan> {
+pub fn gemv_plan(m: i64, n: i64, k: i64, p: &Params) -> Result<GemvPlan> {
     let (warps, rows, unroll, splitk, m_max) = (
         param(p, "NUM_WARPS")?,
         param(p, "ROWS_PER_WARP")?,
@@ -112,16 +98,14 @@ pub fn gemv_plan(m: i64, n: i64, k: i64, p: &BTreeMap<String, i64>) -> Result<Ge
         block: ((32 * warps) as u32, 1, 1),
         smem: 0,
     };
-    let reduce =
-        (splitk > 1).then(|| Geometry { grid: (ceil_div(m * n, 256) as u32, 1, 1), block: (256, 1, 1), smem: 0 });
-    Ok(GemvPlan { main, splitk, reduce })
+    Ok(GemvPlan::split_k(main, splitk, m, n))
 }
 
 /// Whether `variant` with `params` can run (M, N, K) in dtype `dt`: the same launch-contract
 /// checks the launch makes, without a GPU, so a caller choosing a configuration (a database
 /// winner found for another shape, a template default) can fall back before it compiles or
 /// launches anything. The error says which rule the shape breaks.
-pub fn check_shape(variant: &str, params: &BTreeMap<String, i64>, m: i64, n: i64, k: i64, dt: DType) -> Result<()> {
+pub fn check_shape(variant: &str, params: &Params, m: i64, n: i64, k: i64, dt: DType) -> Result<()> {
     check_common(m, n, k, dt)?;
     match variant {
         "int8_gemv" => gemv_plan(m, n, k, params).map(|_| ()),
@@ -130,7 +114,7 @@ pub fn check_shape(variant: &str, params: &BTreeMap<String, i64>, m: i64, n: i64
 }
 
 /// fp32 workspace bytes a configuration needs at (M, N): SPLITK·M·N floats when split.
-pub fn workspace_bytes(variant: &str, params: &BTreeMap<String, i64>, m: i64, n: i64) -> usize {
+pub fn workspace_bytes(variant: &str, params: &Params, m: i64, n: i64) -> usize {
     match variant {
         "int8_gemv" => crate::kernels::support::splitk_workspace_bytes(params, m, n),
         _ => 0,
@@ -146,9 +130,9 @@ pub fn workspace_bytes(variant: &str, params: &BTreeMap<String, i64>, m: i64, n:
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn launch_linear(
     gpu: &Gpu,
-    kernels: &BTreeMap<String, Kernel>,
+    kernels: &Kernels,
     variant: &str,
-    params: &BTreeMap<String, i64>,
+    params: &Params,
     io: Int8Io,
     m: i64,
     n: i64,
@@ -199,11 +183,11 @@ pub unsafe fn launch_linear(
 mod tests {
     use super::*;
 
-    fn p(kv: &[(&str, i64)]) -> BTreeMap<String, i64> {
+    fn p(kv: &[(&str, i64)]) -> Params {
         kv.iter().map(|(k, v)| (k.to_string(), *v)).collect()
     }
 
-    fn defaults() -> BTreeMap<String, i64> {
+    fn defaults() -> Params {
         p(&[("NUM_WARPS", 4), ("ROWS_PER_WARP", 2), ("UNROLL", 2), ("SPLITK", 1), ("M_MAX", 16)])
     }
 
@@ -232,7 +216,7 @@ mod tests {
         let d = defaults();
         check_shape("int8_gemv", &d, 16, 28672, 4096, DType::BF16).unwrap();
         check_shape("int8_gemv", &d, 3, 1000, 4112, DType::F16).unwrap();
-        let err = |v: &str, p: &BTreeMap<String, i64>, m, n, k, dt| {
+        let err = |v: &str, p: &Params, m, n, k, dt| {
             format!("{:#}", check_shape(v, p, m, n, k, dt).expect_err("must be refused"))
         };
         let e = err("int8_gemv", &d, 1, 4096, 4100, DType::BF16);

@@ -6,25 +6,17 @@ use super::linear::{launch_linear, workspace_bytes, Int8Io, GEMV_MAX_M, MAX_SPLI
 use super::quantize::{DeviceInt8, Int8Quantizer};
 use crate::gpu::blas::Blas;
 use crate::gpu::cache::{self, ModuleCache};
-use crate::gpu::device::{DevBuf, Gpu, Kernel};
+use crate::gpu::device::{DevBuf, Gpu};
 use crate::gpu::util::{Comparison, Util};
 use crate::kernels::{DType, Problem, Shape};
+use crate::kernels::{Kernels, Params};
 use crate::quant::{quantize_int8_per_channel, HalfDtype};
 use anyhow::{bail, Context, Result};
-use std::collections::BTreeMap;
 
 /// Largest M·N·K `reference_vs_cpu` computes on the host.
 const CPU_CHECK_MAX_MACS: i64 = 1 << 31;
 /// Seed offset of the weight (the activations use the seed itself).
 const WEIGHT_SEED: u64 = 0x1a7_0008;
-
-pub(crate) fn half_of(dt: DType) -> HalfDtype {
-    if dt == DType::F16 {
-        HalfDtype::F16
-    } else {
-        HalfDtype::Bf16
-    }
-}
 
 pub struct GemmInt8Problem {
     pub m: i64,
@@ -87,7 +79,7 @@ impl GemmInt8Problem {
         util.fill(gpu, buf, self.dt, (self.n * self.k) as usize, seed ^ WEIGHT_SEED, scale)
     }
 
-    fn check_workspace(&self, variant: &str, p: &BTreeMap<String, i64>) -> Result<()> {
+    fn check_workspace(&self, variant: &str, p: &Params) -> Result<()> {
         let need = workspace_bytes(variant, p, self.m, self.n);
         if need > self.ws.bytes {
             bail!(
@@ -125,13 +117,7 @@ impl Problem for GemmInt8Problem {
         Ok(())
     }
 
-    fn run(
-        &mut self,
-        gpu: &Gpu,
-        variant: &str,
-        kernels: &BTreeMap<String, Kernel>,
-        p: &BTreeMap<String, i64>,
-    ) -> Result<()> {
+    fn run(&mut self, gpu: &Gpu, variant: &str, kernels: &Kernels, p: &Params) -> Result<()> {
         if !VARIANTS.contains(&variant) {
             bail!("the gemm_int8 family has no variant {variant:?} (known: {})", VARIANTS.join(", "));
         }
@@ -172,7 +158,7 @@ impl Problem for GemmInt8Problem {
             bail!("{label}: too large for the CPU check of the reference (M·N·K > 2^31); use a smaller shape");
         }
         let (m, n, k) = (self.m as usize, self.n as usize, self.k as usize);
-        let act = half_of(self.dt);
+        let act = HalfDtype::of(self.dt);
         let cache = ModuleCache::open(&cache::default_dir())?;
         let util = Util::new(gpu, &cache)?;
         let w_dev = gpu.alloc(n * k * 2)?;

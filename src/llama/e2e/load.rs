@@ -155,8 +155,16 @@ pub fn build_model(
         (false, None) => LinearBackend::Tuned(Box::new(TunedGemm::new(gpu, cache, db)?)),
         (false, Some(store)) => LinearBackend::Quant {
             store: store.clone(),
-            int4: Box::new(TunedGemm::with_kind(gpu, cache, db, LinearKind::Int4 { format: store.format })?),
-            int8: Box::new(TunedGemm::with_kind(gpu, cache, db, LinearKind::Int8)?),
+            // A store plans launches of its own weights' family only.
+            int4: match store.format {
+                Some(format) => Some(Box::new(TunedGemm::with_kind(gpu, cache, db, LinearKind::Int4 { format })?)),
+                None => None,
+            },
+            int8: if store.is_int8() {
+                Some(Box::new(TunedGemm::with_kind(gpu, cache, db, LinearKind::Int8)?))
+            } else {
+                None
+            },
             dense: Box::new(TunedGemm::new(gpu, cache, db)?),
             scratch: None,
         },

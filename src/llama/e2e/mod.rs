@@ -211,8 +211,8 @@ fn setup(a: &E2eArgs, src: &ModelSource) -> Result<Setup> {
         println!(
             "  int4: {} linears from the {how} checkpoint ({:?} zero points, {} scales): {:.2} GB in {:.1} s; lm_head stays bf16",
             st.len(),
-            st.format.zeros,
-            st.format.scale_dtype,
+            st.int4_format()?.zeros,
+            st.int4_format()?.scale_dtype,
             st.quant_bytes as f64 / 1e9,
             t.elapsed().as_secs_f64()
         );
@@ -221,14 +221,7 @@ fn setup(a: &E2eArgs, src: &ModelSource) -> Result<Setup> {
         let t = std::time::Instant::now();
         let keep = a.int4_keep_bf16.clone().map(|l| l.0).unwrap_or_default();
         let st = Rc::new(QuantStore::quantize_int8(&gpu, &cache, &w, &keep)?);
-        println!(
-            "  int8: {} linears quantized on the GPU ({}): {:.2} GB bf16 → {:.2} GB in {:.1} s; lm_head stays bf16",
-            st.len(),
-            st.origin,
-            st.bf16_bytes as f64 / 1e9,
-            st.quant_bytes as f64 / 1e9,
-            t.elapsed().as_secs_f64()
-        );
+        say_quantized("int8", &st, t, "lm_head stays bf16");
         Some(st)
     } else if int4 {
         let t = std::time::Instant::now();
@@ -244,15 +237,8 @@ fn setup(a: &E2eArgs, src: &ModelSource) -> Result<Setup> {
             keep_bf16: a.int4_keep_bf16.clone().map(|l| l.0).unwrap_or_default(),
         };
         let st = Rc::new(QuantStore::quantize(&gpu, &cache, &w, &plan)?);
-        println!(
-            "  int4: {} linears quantized on the GPU ({}): {:.2} GB bf16 → {:.2} GB in {:.1} s; {}",
-            st.len(),
-            st.origin,
-            st.bf16_bytes as f64 / 1e9,
-            st.quant_bytes as f64 / 1e9,
-            t.elapsed().as_secs_f64(),
-            if st.lm_head { "lm_head int4 too (--int4-lm-head)" } else { "lm_head stays bf16" }
-        );
+        let lm_head = if st.lm_head { "lm_head int4 too (--int4-lm-head)" } else { "lm_head stays bf16" };
+        say_quantized("int4", &st, t, lm_head);
         if !st.kept_bf16.is_empty() {
             let names: Vec<String> = st.kept_bf16.iter().map(|r| r.to_string()).collect();
             println!("  int4: {} linears kept in bf16 (--int4-keep-bf16): {}", names.len(), names.join(","));
@@ -291,6 +277,19 @@ fn setup(a: &E2eArgs, src: &ModelSource) -> Result<Setup> {
     Ok(Setup { gpu, cache, util, db, loaded, store, w_deq, path_name })
 }
 
+/// The line that says what quantizing the model's linears on the GPU gave (`kind`: int4
+/// or int8; `lm_head`: what became of the lm_head), timed from `t`.
+fn say_quantized(kind: &str, st: &QuantStore, t: std::time::Instant, lm_head: &str) {
+    println!(
+        "  {kind}: {} linears quantized on the GPU ({}): {:.2} GB bf16 → {:.2} GB in {:.1} s; {lm_head}",
+        st.len(),
+        st.origin,
+        st.bf16_bytes as f64 / 1e9,
+        st.quant_bytes as f64 / 1e9,
+        t.elapsed().as_secs_f64()
+    );
+}
+
 fn sampling(a: &E2eArgs) -> Sampling {
     if a.temperature > 0.0 {
         Sampling::Sample { temperature: a.temperature, top_k: a.top_k, top_p: a.top_p, seed: a.seed }
@@ -305,6 +304,15 @@ fn eos(a: &E2eArgs, s: &Setup) -> Vec<u32> {
     } else {
         s.loaded.weights.config.eos_token_ids.clone()
     }
+}
+
+/// What each run of one batch generates from: its prompts, the sampling and the tokens that
+/// end a sequence.
+#[derive(Clone, Copy)]
+struct BatchJob<'a> {
+    prompts: &'a [Vec<u32>],
+    sampling: Sampling,
+    eos: &'a [u32],
 }
 
 /// One batch size: build the model, show the text (with --prompt), time the runs, then the
@@ -333,12 +341,13 @@ fn run_batch(
         }
     }
     let (sampling, eos) = (sampling(a), eos(a, s));
+    let job = BatchJob { prompts, sampling, eos: &eos };
     // Warm-up: compiles and plans every GEMM shape of prefill and decode.
     generate(&s.gpu, &mut model, prompts, a.gen_len.min(4), sampling, &eos, |_| {})?;
     if a.prompt.is_some() {
-        report.text.push(stream_text(s, &mut model, prompts, a, sampling, &eos)?);
+        report.text.push(stream_text(s, &mut model, a, job)?);
     }
-    let runs = timed_runs(s, &mut model, prompts, a, sampling, &eos)?;
+    let runs = timed_runs(s, &mut model, a, job)?;
     let rows = bench_rows(s, a, &runs, batch, dram_gb_s, hf);
     for t in model.linear.planners() {
         for n in &t.notes {
@@ -371,14 +380,8 @@ fn run_batch(
 
 /// One untimed run whose sequence-0 text is printed as it arrives (the same sampling and
 /// seed as the timed runs, so greedy text is the text they produce).
-fn stream_text(
-    s: &Setup,
-    model: &mut GpuModel,
-    prompts: &[Vec<u32>],
-    a: &E2eArgs,
-    sampling: Sampling,
-    eos: &[u32],
-) -> Result<GeneratedText> {
+fn stream_text(s: &Setup, model: &mut GpuModel, a: &E2eArgs, job: BatchJob) -> Result<GeneratedText> {
+    let BatchJob { prompts, sampling, eos } = job;
     let tok = &s.loaded.text.as_ref().context("streaming text needs the tokenizer")?.tokenizer;
     let mut streamer = text::Streamer::new(tok, eos);
     let mut out = std::io::stdout();
@@ -404,14 +407,8 @@ fn describe(s: Sampling) -> String {
     }
 }
 
-fn timed_runs(
-    s: &Setup,
-    model: &mut GpuModel,
-    prompts: &[Vec<u32>],
-    a: &E2eArgs,
-    sampling: Sampling,
-    eos: &[u32],
-) -> Result<Vec<GenResult>> {
+fn timed_runs(s: &Setup, model: &mut GpuModel, a: &E2eArgs, job: BatchJob) -> Result<Vec<GenResult>> {
+    let BatchJob { prompts, sampling, eos } = job;
     let pb = indicatif::ProgressBar::new((a.runs * a.gen_len) as u64);
     pb.set_style(
         indicatif::ProgressStyle::with_template("  batch {msg} [{bar:30}] {pos}/{len} tokens {elapsed}")

@@ -16,6 +16,7 @@ use crate::kernels::gemm_int4::tiled::reads_tiled;
 use crate::kernels::gemm_int4::{GemmInt4, Int4Format};
 use crate::kernels::gemm_int8::{self, GemmInt8, Int8Io};
 use crate::kernels::{DType, Family};
+use crate::kernels::{Kernels, Params};
 pub use crate::llama::gpu::linear_rules::{
     adapt_params, default_variant, int4_adapt_params, int4_adapt_params_for, int4_default_variants, int4_usable_at,
     int8_adapt_params, max_m, mmax_for, template_defaults, usable_at, LAUNCHABLE,
@@ -30,7 +31,6 @@ use std::path::Path;
 use std::rc::Rc;
 
 /// A variant's loaded entry points by name.
-type Kernels = BTreeMap<String, Kernel>;
 
 /// Where a shape's GEMM configuration came from.
 #[derive(Debug, Clone, PartialEq)]
@@ -119,7 +119,7 @@ impl TunedGemm {
 
     /// A configuration adapted to run M rows of a linear with K columns (a per-channel int4
     /// format's group is K), or None where the variant cannot.
-    fn usable(&self, variant: &str, params: &BTreeMap<String, i64>, m: i64, k: i64) -> Option<BTreeMap<String, i64>> {
+    fn usable(&self, variant: &str, params: &Params, m: i64, k: i64) -> Option<BTreeMap<String, i64>> {
         match self.kind {
             LinearKind::Dense => usable_at(variant, m).then(|| adapt_params(variant, params, m)).flatten(),
             LinearKind::Int4 { format } => int4_adapt_params_for(variant, params, m, &format.at_k(k)),
@@ -200,7 +200,7 @@ impl TunedGemm {
     }
 
     /// The launch contract's shape rules (int4 only: every dense default runs any shape).
-    fn fits(&self, variant: &str, params: &BTreeMap<String, i64>, m: i64, n: i64, k: i64) -> Result<()> {
+    fn fits(&self, variant: &str, params: &Params, m: i64, n: i64, k: i64) -> Result<()> {
         match self.kind {
             LinearKind::Dense => Ok(()),
             LinearKind::Int4 { .. } => int4_linear::check_shape(variant, params, m, n, k, DType::BF16),
@@ -227,7 +227,7 @@ impl TunedGemm {
     }
 
     /// The variant's entry points compiled with `params` (each module compiled once).
-    fn kernels(&mut self, gpu: &Gpu, variant: &str, params: &BTreeMap<String, i64>) -> Result<Rc<Kernels>> {
+    fn kernels(&mut self, gpu: &Gpu, variant: &str, params: &Params) -> Result<Rc<Kernels>> {
         let key = (variant.to_string(), params.clone());
         if let Some(k) = self.modules.get(&key) {
             return Ok(k.clone());
@@ -260,8 +260,9 @@ pub enum LinearBackend {
     /// bf16 GEMM.
     Quant {
         store: Rc<QuantStore>,
-        int4: Box<TunedGemm>,
-        int8: Box<TunedGemm>,
+        /// Each built only for a store of its weights (`QuantStore::is_int8` or not).
+        int4: Option<Box<TunedGemm>>,
+        int8: Option<Box<TunedGemm>>,
         dense: Box<TunedGemm>,
         scratch: Option<DevBuf>,
     },
@@ -283,12 +284,9 @@ impl LinearBackend {
         match self {
             LinearBackend::Cublas(_) => vec![],
             LinearBackend::Tuned(t) => vec![t],
-            LinearBackend::Quant { store, int4, int8, dense, .. } => {
-                if store.is_int8() {
-                    vec![int8, dense]
-                } else {
-                    vec![int4, dense]
-                }
+            LinearBackend::Quant { int4, int8, dense, .. } => {
+                // The planner of the store's weights (int4 or int8), then the bf16 GEMM's.
+                int4.iter().chain(int8.iter()).map(|t| &**t).chain([&**dense]).collect()
             }
         }
     }
@@ -305,13 +303,13 @@ impl LinearBackend {
                 // The shape alone does not say which weight comes: plan what may run it.
                 let mut need = 0;
                 if store.is_int8() && store.has_shape(n, k) && m <= INT8_GEMV_MAX_M {
-                    let p = int8.plan(gpu, m, n, k)?;
+                    let p = int8_planner(int8)?.plan(gpu, m, n, k)?;
                     need = need.max(gemm_int8::workspace_bytes(&p.variant, &p.params, m, n));
                 } else if store.has_shape(n, k) && (m >= DEQUANT_GEMM_MIN_M || store.is_int8()) {
                     let p = dense.plan(gpu, m, n, k)?;
                     need = need.max(gemm::workspace_bytes(&p.variant, &p.params, m, n));
                 } else if store.has_shape(n, k) {
-                    let p = int4.plan(gpu, m, n, k)?;
+                    let p = int4_planner(int4)?.plan(gpu, m, n, k)?;
                     need = need.max(int4_linear::workspace_bytes(&p.variant, &p.params, m, n));
                 }
                 if store.has_dense_shape(n, k) {
@@ -335,7 +333,7 @@ impl LinearBackend {
         if !self.can_fuse_gate_up(gpu, w, m, n, k)? {
             return Ok(false);
         }
-        let LinearBackend::Quant { store, int4, .. } = self else { return Ok(false) };
+        let LinearBackend::Quant { store, int4: Some(int4), .. } = self else { return Ok(false) };
         let q = store.gate_up_interleaved(w).context("internal: checked by can_fuse_gate_up")?;
         let p = int4.plan(gpu, m, n, k)?;
         let mut params = p.params.clone();
@@ -352,7 +350,7 @@ impl LinearBackend {
     /// Whether [`Self::gate_up_swiglu`] can run this gate+up weight at (M, N, K); says why
     /// not once in the planner's notes where only the plan stands in the way.
     pub fn can_fuse_gate_up(&mut self, gpu: &Gpu, w: u64, m: i64, n: i64, k: i64) -> Result<bool> {
-        let LinearBackend::Quant { store, int4, .. } = self else { return Ok(false) };
+        let LinearBackend::Quant { store, int4: Some(int4), .. } = self else { return Ok(false) };
         let Some(q) = store.gate_up_interleaved(w) else { return Ok(false) };
         if m >= DEQUANT_GEMM_MIN_M || q.n != n || q.k != k {
             return Ok(false);
@@ -415,7 +413,7 @@ impl LinearBackend {
                 if let Some(q8) = store.get_int8(w) {
                     anyhow::ensure!(q8.n == n && q8.k == k, "internal: int8 weight {}x{} used as {n}x{k}", q8.n, q8.k);
                     if m <= INT8_GEMV_MAX_M {
-                        let p = int8.plan(gpu, m, n, k)?;
+                        let p = int8_planner(int8)?.plan(gpu, m, n, k)?;
                         let io = Int8Io { x, wq: q8.q.ptr, scales: q8.scales.ptr, r, y, ws };
                         // SAFETY: as above (the codes and scales are the store's, checked against N, K).
                         return unsafe {
@@ -448,7 +446,7 @@ impl LinearBackend {
                     // SAFETY: as above (the dequantized scratch holds the largest weight).
                     return unsafe { dense_linear(gpu, dense, LinearIo { x, w: buf.ptr, y, r, ws }, m, n, k) };
                 }
-                let p = int4.plan(gpu, m, n, k)?;
+                let p = int4_planner(int4)?.plan(gpu, m, n, k)?;
                 let (wq, scales) = if reads_tiled(&p.variant) {
                     let t = store.tiled(gpu, w).with_context(|| format!("{} on a {n}x{k} int4 weight", p.variant))?;
                     (t.codes.ptr, t.scales.ptr)
@@ -480,6 +478,16 @@ unsafe fn dense_linear(gpu: &Gpu, dense: &mut TunedGemm, io: LinearIo, m: i64, n
     let p = dense.plan(gpu, m, n, k)?;
     // SAFETY: the caller's contract; the kernels are compiled with the plan's tunables.
     unsafe { gemm::launch_linear(gpu, &p.kernels, &p.variant, &p.params, io, m, n, k, DType::BF16) }
+}
+
+/// The int4 planner of a store of int4 weights (built with the backend for such stores).
+fn int4_planner(int4: &mut Option<Box<TunedGemm>>) -> Result<&mut TunedGemm> {
+    int4.as_deref_mut().context("internal: int4 weights but no gemm_int4 planner")
+}
+
+/// The int8 planner of a store of int8 weights (built with the backend for such stores).
+fn int8_planner(int8: &mut Option<Box<TunedGemm>>) -> Result<&mut TunedGemm> {
+    int8.as_deref_mut().context("internal: int8 weights but no gemm_int8 planner")
 }
 
 /// Rows up to which int8 weights run gemm_int8's decode kernel; past it they are

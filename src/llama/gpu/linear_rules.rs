@@ -5,6 +5,7 @@
 use crate::kernels::gemm_int4::tiled::reads_tiled;
 use crate::kernels::gemm_int4::{Int4Format, ZeroMode};
 use crate::kernels::gemm_int8;
+use crate::kernels::Params;
 use crate::kernels::{ceil_div, DType};
 use crate::quant::HalfDtype;
 use std::collections::BTreeMap;
@@ -40,7 +41,7 @@ pub fn mmax_for(m: i64) -> i64 {
 
 /// Makes a configuration usable at `m`: gemv_splitk keeps MMAX accumulators per row, so a
 /// winner measured at a smaller M is widened; beyond M = 16 it cannot run at all.
-pub fn adapt_params(variant: &str, params: &BTreeMap<String, i64>, m: i64) -> Option<BTreeMap<String, i64>> {
+pub fn adapt_params(variant: &str, params: &Params, m: i64) -> Option<BTreeMap<String, i64>> {
     let mut p = params.clone();
     if variant == "gemv_splitk" {
         if m > 16 {
@@ -80,12 +81,7 @@ pub fn int4_usable_at(variant: &str, m: i64) -> bool {
 /// Makes a gemm_int4 configuration usable at `m` in the model's weight format: the decode
 /// kernels size their accumulators by M at compile time, so a winner measured at a smaller M
 /// is widened; the format tunables are pinned to the quantizer's.
-pub fn int4_adapt_params(
-    variant: &str,
-    params: &BTreeMap<String, i64>,
-    m: i64,
-    group: i64,
-) -> Option<BTreeMap<String, i64>> {
+pub fn int4_adapt_params(variant: &str, params: &Params, m: i64, group: i64) -> Option<BTreeMap<String, i64>> {
     int4_adapt_params_for(variant, params, m, &Int4Format { group, ..Int4Format::default_for(DType::BF16) })
 }
 
@@ -94,7 +90,7 @@ pub fn int4_adapt_params(
 /// symmetric bf16, the only one the model's repacker writes.
 pub fn int4_adapt_params_for(
     variant: &str,
-    params: &BTreeMap<String, i64>,
+    params: &Params,
     m: i64,
     format: &Int4Format,
 ) -> Option<BTreeMap<String, i64>> {
@@ -137,7 +133,7 @@ pub fn int4_adapt_params_for(
 
 /// Makes a gemm_int8 configuration usable at `m` (decode sizes: int8_gemv keeps M_MAX
 /// accumulators per row, so a winner measured at a smaller M is widened).
-pub fn int8_adapt_params(variant: &str, params: &BTreeMap<String, i64>, m: i64) -> Option<BTreeMap<String, i64>> {
+pub fn int8_adapt_params(variant: &str, params: &Params, m: i64) -> Option<BTreeMap<String, i64>> {
     if variant != "int8_gemv" {
         return None;
     }

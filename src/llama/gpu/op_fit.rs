@@ -7,6 +7,7 @@ use crate::kernels::attention_common::{DECODE_SOURCE, PREFILL_SOURCE};
 use crate::kernels::attention_prefill::wgmma::PREFILL_WGMMA_SOURCE;
 use crate::kernels::tunables::{template_defaults, Tunables};
 use crate::kernels::DType;
+use crate::kernels::Params;
 use anyhow::{bail, Result};
 use std::collections::BTreeMap;
 
@@ -72,8 +73,8 @@ pub type Chosen = (OpImpl, String);
 pub fn fit_rope((imp, note): Chosen, d: i64, qkv_dim: i64) -> Result<Chosen> {
     let OpImpl::Tuned { family, variant, mut params } = imp else { return Ok((imp, note)) };
     let half = d / 2;
-    let tunables = |p: &BTreeMap<String, i64>| Tunables::new(&variant, p.clone());
-    let ok = |p: &BTreeMap<String, i64>| -> Result<bool> {
+    let tunables = |p: &Params| Tunables::new(&variant, p.clone());
+    let ok = |p: &Params| -> Result<bool> {
         let t = tunables(p);
         let (vec, threads) = (t.get("VEC")?, t.get("THREADS")?);
         Ok(vec > 0 && half % vec == 0 && qkv_dim % vec == 0 && threads >= half / vec)

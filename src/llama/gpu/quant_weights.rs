@@ -65,7 +65,8 @@ pub struct QuantStore {
     /// The weights' format: g`group` (or per-channel) symmetric bf16 for the device
     /// quantizer's, what the file stores for a GPTQ/AWQ checkpoint (integer zero points,
     /// f16 scales). A per-channel format's group is each weight's K ([`Int4Format::at_k`]).
-    pub format: Int4Format,
+    /// None for a store of int8 weights.
+    pub format: Option<Int4Format>,
     /// What made the weights, for reports: "RTN on the GPU" or the checkpoint's method.
     pub origin: String,
     /// The device quantizers by group (RTN stores; none for checkpoints), whose
@@ -211,7 +212,7 @@ impl QuantStore {
             if asym { "with zero points" } else { "symmetric" },
             if plan.act_order { ", act-order (shuffled columns)" } else { "" }
         );
-        let mut store = QuantStore::empty(gpu, format, origin, quantizers, plan.lm_head, repacker)?;
+        let mut store = QuantStore::empty(gpu, Some(format), origin, quantizers, plan.lm_head, repacker)?;
         store.kept_bf16 = plan.keep_bf16.clone();
         let largest = linears.iter().map(|(_, b, ..)| b.bytes).max().unwrap_or(0);
         let scratch = if plan.act_order { Some(gpu.alloc(largest)?) } else { None };
@@ -260,9 +261,8 @@ impl QuantStore {
         keep_bf16: &[LinearRef],
     ) -> Result<QuantStore> {
         check_layers(keep_bf16, w.config.n_layers)?;
-        let format = Int4Format::default_for(DType::BF16); // unused: no int4 weights
         let origin = "int8 per-channel RTN on the GPU, bf16 scales".to_string();
-        let mut store = QuantStore::empty(gpu, format, origin, HashMap::new(), false, None)?;
+        let mut store = QuantStore::empty(gpu, None, origin, HashMap::new(), false, None)?;
         store.kept_bf16 = keep_bf16.to_vec();
         let q8 = Int8Quantizer::new(gpu, cache, DType::BF16)?;
         for (name, buf, n, k) in model_linears(w, true) {
@@ -288,6 +288,11 @@ impl QuantStore {
     }
 
     /// Whether the store holds int8 weights (`--weights int8`).
+    /// The format of the store's int4 weights (an error for a store of int8 weights).
+    pub fn int4_format(&self) -> Result<Int4Format> {
+        self.format.context("internal: a store of int8 weights has no int4 format")
+    }
+
     pub fn is_int8(&self) -> bool {
         !self.int8.is_empty()
     }
@@ -304,7 +309,7 @@ impl QuantStore {
         let (ffn, dim) = (w.config.ffn_dim, w.config.dim);
         let scratch = gpu.alloc(2 * ffn * dim * 2)?;
         let run = GATE_UP_BLOCK_ROWS * dim * 2;
-        let group = self.format.at_k(dim as i64).group;
+        let group = self.int4_format()?.at_k(dim as i64).group;
         for l in &w.layers {
             let src = &l.w_gate_up;
             if self.get(src.ptr).is_none() {
@@ -353,7 +358,7 @@ impl QuantStore {
         let any_int = linears.iter().any(|(q, _)| matches!(q.zeros, Zeros::Int(_)));
         let zeros = if any_int { ZeroMode::Int } else { ZeroMode::Symmetric };
         let format = Int4Format { group, zeros, scale_dtype };
-        let mut store = QuantStore::empty(gpu, format, origin, HashMap::new(), false, None)?;
+        let mut store = QuantStore::empty(gpu, Some(format), origin, HashMap::new(), false, None)?;
         for ((_, buf, n, k), (mut q, perm)) in targets.into_iter().zip(linears) {
             let g = format.at_k(k).group;
             if (q.n as i64, q.k as i64) != (n, k) || q.group_size as i64 != g || q.scale_dtype != scale_dtype {
@@ -392,7 +397,7 @@ impl QuantStore {
     /// A store holding no weights yet.
     fn empty(
         gpu: &Gpu,
-        format: Int4Format,
+        format: Option<Int4Format>,
         origin: String,
         quantizers: HashMap<i64, Int4Quantizer>,
         lm_head: bool,
@@ -491,7 +496,7 @@ impl QuantStore {
             Some(quantizer) if q.zeros.is_none() => quantizer.dequantize(gpu, q, out),
             _ => {
                 let zeros = q.zeros.as_ref().unwrap_or(&q.scales); // unread when symmetric
-                let fmt = self.format.at_k(q.k);
+                let fmt = self.int4_format()?.at_k(q.k);
                 self.refk.dequantize(gpu, &q.packed, &q.scales, zeros, out, q.n, q.k, &fmt, HalfDtype::Bf16)
             }
         }
@@ -545,7 +550,7 @@ impl QuantStore {
             // The store's format at this K, not the kernels' default: a g64 store read as
             // g128 pairs every other group with the wrong scale (SmolLM2's validation failed
             // so on an H200).
-            let fmt = self.format.at_k(k);
+            let fmt = self.int4_format()?.at_k(k);
             match (self.perm(src.ptr), &unpermuted) {
                 (Some(p), Some(tmp)) => {
                     refk.dequantize(gpu, &q.packed, &q.scales, zeros, tmp, n, k, &fmt, HalfDtype::Bf16)?;
