@@ -22,6 +22,7 @@
 pub mod attention;
 pub mod generate;
 pub mod hf_ref;
+pub mod int4_group;
 pub mod linear;
 pub mod linear_rules;
 pub mod model;
