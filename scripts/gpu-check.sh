@@ -22,6 +22,7 @@
 #   scripts/gpu-check.sh decode                    # int4_gemv_bulk swept on the decode shapes, e2e before/after
 #   scripts/gpu-check.sh fuse                      # int4_gemv_tc re-swept, llama3-8b fused vs apart, bf16 beside
 #   scripts/gpu-check.sh pdl [check|sweep|e2e]    # decode GEMVs re-swept, llama3-8b with PDL vs --no-pdl
+#   scripts/gpu-check.sh gpus                      # one sweep on 1, 2, 4, all GPUs; two shards merged
 #   scripts/gpu-check.sh all                       # all of the above (longer than one 10-min call)
 #
 # Environment (all optional):
@@ -375,6 +376,39 @@ pdl() {
   fi
 }
 
+# Many GPUs (#20), on a host with several: one grid sweep timed on GPU 0 alone, then on 2, 4
+# and all GPUs (each count the host has), each into its own CSV and database; then the space
+# in two --shard pieces run side by side on GPUs 0 and 1 and merged. Prints the wall times,
+# the speedups against one GPU, and each run's winners (kernlab merge of one CSV prints its
+# table) to compare with the single-GPU ones. GPUS_SHAPE and GPUS_FAMILY pick the work.
+gpus() {
+  local n fam=${GPUS_FAMILY:-gemm} shape=${GPUS_SHAPE:-16x4096x14336}
+  n=$(nvidia-smi -L | wc -l)
+  local sw=(sweep "$fam" --strategy grid --shape "$shape")
+  step "compile cache warm-up (--dry-run), $n GPUs on this host"
+  timeout 300 "$K" "${sw[@]}" --dry-run 2>&1 | tail -3
+  local t1="" counts=(1); [ "$n" -ge 2 ] && counts+=(2); [ "$n" -ge 4 ] && counts+=(4); [ "$n" -gt 4 ] && counts+=("$n")
+  for c in "${counts[@]}"; do
+    local list; list=$(seq -s, 0 $((c - 1)))
+    step "$fam $shape on GPUs $list"
+    local t0; t0=$(date +%s.%N)
+    timeout 560 "$K" "${sw[@]}" --gpus "$list" --out "$R/gpus-$c.csv" --db "$R/gpus-$c.json" 2>&1 | quiet | tail -4
+    failed "sweep on $c GPUs" "${PIPESTATUS[0]}"
+    local dt; dt=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')
+    [ -z "$t1" ] && t1=$dt
+    printf 'GPUs %d: %.1f s wall, speedup %.2fx against one GPU\n' "$c" "$dt" "$(awk -v a="$t1" -v b="$dt" 'BEGIN { print a / b }')"
+    "$K" merge "$R/gpus-$c.csv" --out "$R/gpus-$c-winners.csv" 2>&1 | tail -4
+  done
+  if [ "$n" -ge 2 ]; then
+    step "the same space as --shard 0/2 on GPU 0 and --shard 1/2 on GPU 1, merged"
+    "$K" "${sw[@]}" --gpu 0 --shard 0/2 --out "$R/shard-0.csv" --db "$R/shard-0.json" > "$R/shard-0.log" 2>&1 &
+    "$K" "${sw[@]}" --gpu 1 --shard 1/2 --out "$R/shard-1.csv" --db "$R/shard-1.json" > "$R/shard-1.log" 2>&1
+    wait
+    "$K" merge "$R/shard-0.csv" "$R/shard-1.csv" --out "$R/shards-merged.csv" 2>&1 | tail -4
+    failed "shard merge" "${PIPESTATUS[0]}"
+  fi
+}
+
 # Hugging Face transformers builds llama3-8b with random weights, saves it, records reference
 # logits and greedy tokens and times its own generate (eager; static cache + torch.compile);
 # kernlab loads that directory, compares, and benchmarks the same batches.
@@ -538,11 +572,12 @@ run() {
     decode) devices; decode ;;
     fuse) devices; fuse ;;
     pdl) devices; pdl "$ARG" ;;
+    gpus) devices; gpus ;;
     all)
       devices; selftest ""
       sweeps "gemm softmax rmsnorm rope swiglu attention_decode attention_decode_varlen attention_prefill attention_prefill_varlen"
       int4; e2e; hf ;;
-    *) echo "error: unknown mode '$MODE' (quick, selftest, ceilings, sweeps, int4, e2e, hf, smollm2, user, search, big, formats, methods, groups, profile, decode, fuse, pdl, all)" >&2; return 2 ;;
+    *) echo "error: unknown mode '$MODE' (quick, selftest, ceilings, sweeps, int4, e2e, hf, smollm2, user, search, big, formats, methods, groups, profile, decode, fuse, pdl, gpus, all)" >&2; return 2 ;;
   esac
 }
 rm -f "$OUT/failed.txt"
