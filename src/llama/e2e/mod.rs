@@ -271,7 +271,7 @@ fn setup(a: &E2eArgs, src: &ModelSource) -> Result<Setup> {
     println!("  path: {path_name}");
     if !a.no_cuda_graphs && !a.reference {
         println!("  decode steps: replayed as CUDA graphs (one per token count and attention split count; --no-cuda-graphs to issue every launch)");
-        if !a.no_pdl {
+        if !a.no_pdl && gpu.with_pdl(true).pdl() {
             println!("  decode kernels: programmatic dependent launch inside the graphs (each starts fetching its weights while the kernel before it drains; --no-pdl to serialize them)");
         }
     }
