@@ -283,7 +283,8 @@ pub const ROW_CHECK: &str = "row_check";
 /// columns, the environment, one `dim_<name>` per dimension, one `param_<name>` per tunable
 /// (sorted, deduplicated), `row_check`.
 pub fn header(dim_names: &[String], param_names: &[String]) -> Vec<String> {
-    let mut h: Vec<String> = FIXED_COLUMNS.iter().chain(ENV_COLUMNS).chain(GPU_COLUMNS).map(|s| s.to_string()).collect();
+    let mut h: Vec<String> =
+        FIXED_COLUMNS.iter().chain(ENV_COLUMNS).chain(GPU_COLUMNS).map(|s| s.to_string()).collect();
     h.extend(dim_names.iter().map(|d| format!("dim_{d}")));
     h.extend(param_names.iter().map(|p| format!("param_{p}")));
     h.push(ROW_CHECK.to_string());

@@ -143,10 +143,17 @@ pub fn run_sweep_scaled(opts: &SweepOptions, scale: &Scale, interrupted: Arc<Ato
 fn print_scale(workers: &[WorkerHandle], scale: &Scale) {
     if workers.len() > 1 {
         let list: Vec<String> = workers.iter().map(|w| format!("{} ({})", w.ordinal, w.uuid)).collect();
-        eprintln!("  measuring on {} GPUs: {}; each takes the next candidate when free", workers.len(), list.join(", "));
+        eprintln!(
+            "  measuring on {} GPUs: {}; each takes the next candidate when free",
+            workers.len(),
+            list.join(", ")
+        );
     }
     if let Some(s) = scale.shard {
-        eprintln!("  shard {s}: only the candidates whose key hashes to {} of {} (see docs/multi-gpu.md)", s.index, s.count);
+        eprintln!(
+            "  shard {s}: only the candidates whose key hashes to {} of {} (see docs/multi-gpu.md)",
+            s.index, s.count
+        );
     }
 }
 
