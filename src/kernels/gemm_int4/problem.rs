@@ -10,6 +10,7 @@ use super::VARIANTS;
 use crate::gpu::blas::Blas;
 use crate::gpu::device::{DevBuf, Gpu};
 use crate::gpu::util::{Comparison, Util};
+use crate::kernels::support::{download_f64, rel_err};
 use crate::kernels::{DType, Problem, Shape};
 use crate::kernels::{Kernels, Params};
 use crate::quant::{reference_gemm_int4_with, HalfDtype, Int4Weight, WeightRounding, Zeros};
@@ -309,12 +310,7 @@ impl Problem for GemmInt4Problem {
         }
         let x: Vec<f32> = self.x.download::<u16>(m * k)?.iter().map(|b| act.to_f32(*b)).collect();
         let y_cpu = reference_gemm_int4_with(&x, m, &w, None, WeightRounding::To(act))?;
-        let y_dev: Vec<u16> = self.y_ref.download(m * n)?;
-        let (mut max_diff, mut max_ref) = (0.0f64, 0.0f64);
-        for (c, d) in y_cpu.iter().zip(&y_dev) {
-            max_diff = max_diff.max((f64::from(*c) - f64::from(act.to_f32(*d))).abs());
-            max_ref = max_ref.max(f64::from(*c).abs());
-        }
-        Ok(Some(max_diff / max_ref.max(1e-30)))
+        let y_cpu: Vec<f64> = y_cpu.into_iter().map(f64::from).collect();
+        Ok(Some(rel_err(&download_f64(&self.y_ref, self.dt, m * n)?, &y_cpu)))
     }
 }

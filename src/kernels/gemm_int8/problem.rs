@@ -8,6 +8,7 @@ use crate::gpu::blas::Blas;
 use crate::gpu::cache::{self, ModuleCache};
 use crate::gpu::device::{DevBuf, Gpu};
 use crate::gpu::util::{Comparison, Util};
+use crate::kernels::support::{download_f64, rel_err};
 use crate::kernels::{DType, Problem, Shape};
 use crate::kernels::{Kernels, Params};
 use crate::quant::{quantize_int8_per_channel, HalfDtype};
@@ -199,16 +200,9 @@ impl Problem for GemmInt8Problem {
         }
         let x: Vec<f64> = self.x.download::<u16>(m * k)?.iter().map(|b| f64::from(act.to_f32(*b))).collect();
         let wr: Vec<f64> = deq.iter().map(|b| f64::from(act.to_f32(*b))).collect();
-        let y_dev: Vec<u16> = self.y_ref.download(m * n)?;
-        let (mut max_diff, mut max_ref) = (0.0f64, 0.0f64);
-        for mi in 0..m {
-            let xr = &x[mi * k..][..k];
-            for ni in 0..n {
-                let c: f64 = xr.iter().zip(&wr[ni * k..][..k]).map(|(a, b)| a * b).sum();
-                max_diff = max_diff.max((c - f64::from(act.to_f32(y_dev[mi * n + ni]))).abs());
-                max_ref = max_ref.max(c.abs());
-            }
-        }
-        Ok(Some(max_diff / max_ref.max(1e-30)))
+        let y_cpu: Vec<f64> = (0..m * n)
+            .map(|i| x[i / n * k..][..k].iter().zip(&wr[i % n * k..][..k]).map(|(a, b)| a * b).sum())
+            .collect();
+        Ok(Some(rel_err(&download_f64(&self.y_ref, self.dt, m * n)?, &y_cpu)))
     }
 }
