@@ -4,18 +4,9 @@
 //! every template as text (no GPU): the marker must stand right before its entry point, and
 //! that entry point's body must call `pdl_wait()` ahead of any `return`.
 
-use std::path::{Path, PathBuf};
+mod common;
 
-fn templates(dir: &Path, out: &mut Vec<PathBuf>) {
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            templates(&p, out);
-        } else if matches!(p.extension().and_then(|x| x.to_str()), Some("cu" | "cuh")) {
-            out.push(p);
-        }
-    }
-}
+use std::path::Path;
 
 /// The text between the `{` that opens the body of the entry point introduced at `from` and
 /// its matching `}`.
@@ -73,8 +64,7 @@ fn check(src: &str) -> Vec<String> {
 
 #[test]
 fn every_marked_entry_waits_before_it_returns() {
-    let mut files = vec![];
-    templates(Path::new(env!("CARGO_MANIFEST_DIR")).join("kernels").as_path(), &mut files);
+    let files = common::files_below(&Path::new(env!("CARGO_MANIFEST_DIR")).join("kernels"), &["cu", "cuh"]);
     let mut bad = vec![];
     let mut marked = 0;
     for f in &files {

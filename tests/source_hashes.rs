@@ -15,6 +15,9 @@
 //! A refactor of the templates (e.g. moving a shared block into a header) must leave the
 //! list unchanged. A deliberate kernel change updates it: run with `KERNLAB_BLESS=1`.
 
+mod common;
+
+use common::files_below;
 use kernlab::gpu::cache::source_hash;
 use kernlab::gpu::nvrtc::load_source;
 use kernlab::kernels::support::expand_embedded_headers;
@@ -64,24 +67,6 @@ fn root() -> PathBuf {
 
 fn rel(p: &Path) -> String {
     p.strip_prefix(root()).unwrap_or(p).display().to_string()
-}
-
-/// Files below `dir` (recursively) whose name ends with one of `exts`, sorted.
-fn files_below(dir: &Path, exts: &[&str]) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for e in std::fs::read_dir(&d).unwrap_or_else(|e| panic!("reading {}: {e}", d.display())) {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                todo.push(p);
-            } else if p.extension().and_then(|x| x.to_str()).is_some_and(|x| exts.contains(&x)) {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 fn sweep_lines(out: &mut Vec<String>) {
