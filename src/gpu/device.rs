@@ -133,8 +133,13 @@ impl Gpu {
     /// This GPU's context and stream with programmatic dependent launch on or off (see the
     /// field). PDL needs sm_90; elsewhere it stays off whatever is asked.
     pub fn with_pdl(&self, on: bool) -> Gpu {
-        let pdl = on && self.props.cc_major >= 9;
+        let pdl = on && self.supports_pdl();
         Gpu { ctx: self.ctx.clone(), stream: self.stream.clone(), props: self.props.clone(), pdl }
+    }
+
+    /// Whether this GPU has programmatic dependent launch (sm_90 and later).
+    pub fn supports_pdl(&self) -> bool {
+        self.props.cc_major >= 9
     }
 
     /// Whether PDL-aware kernels are launched with programmatic dependent launch.

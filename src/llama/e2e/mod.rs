@@ -147,7 +147,7 @@ fn run_to_report(a: &E2eArgs, src: ModelSource) -> Result<(ExitCode, Report)> {
             Some(st) => format!("int4 {} (lm_head {})", st.origin, if st.lm_head { "int4" } else { "bf16" }),
             None => "bf16".into(),
         },
-        decode_launch: match (a.no_cuda_graphs || a.reference, a.no_pdl || !s.gpu.with_pdl(true).pdl()) {
+        decode_launch: match (a.no_cuda_graphs || a.reference, a.no_pdl || !s.gpu.supports_pdl()) {
             (true, _) => "every launch".into(),
             (false, true) => "cuda graphs".into(),
             (false, false) => "cuda graphs + pdl".into(),
@@ -271,7 +271,7 @@ fn setup(a: &E2eArgs, src: &ModelSource) -> Result<Setup> {
     println!("  path: {path_name}");
     if !a.no_cuda_graphs && !a.reference {
         println!("  decode steps: replayed as CUDA graphs (one per token count and attention split count; --no-cuda-graphs to issue every launch)");
-        if !a.no_pdl && gpu.with_pdl(true).pdl() {
+        if !a.no_pdl && gpu.supports_pdl() {
             println!("  decode kernels: programmatic dependent launch inside the graphs (each starts fetching its weights while the kernel before it drains; --no-pdl to serialize them)");
         }
     }
