@@ -286,6 +286,18 @@ pub enum Arg {
 }
 
 impl Arg {
+    /// Device pointers as launch arguments, in the kernel's parameter order: most kernels take
+    /// their buffers first, so an argument list reads `Arg::ptrs([x, w, y])` then its integers.
+    pub fn ptrs<const N: usize>(p: [u64; N]) -> Vec<Arg> {
+        p.into_iter().map(Arg::Ptr).collect()
+    }
+
+    /// 32-bit integer arguments from the i64 dimensions kernlab's shapes carry. The families
+    /// validate their shapes against the kernels' int indexing before they launch.
+    pub fn i32s<const N: usize>(v: [i64; N]) -> Vec<Arg> {
+        v.into_iter().map(|v| Arg::I32(v as i32)).collect()
+    }
+
     fn bytes(&self) -> [u8; 8] {
         let mut b = [0u8; 8];
         match *self {
