@@ -4,19 +4,7 @@
 // THREADS·ITEMS columns of a row; rows past the grid are strided over.
 #include <cuda_fp16.h>
 #include <cuda_bf16.h>
-#if defined(KL_FP32)
-typedef float T;
-__device__ __forceinline__ float to_f(float v) { return v; }
-__device__ __forceinline__ float from_f(float v) { return v; }
-#elif defined(KL_FP16)
-typedef __half T;
-__device__ __forceinline__ float to_f(__half v) { return __half2float(v); }
-__device__ __forceinline__ __half from_f(float v) { return __float2half_rn(v); }
-#else
-typedef __nv_bfloat16 T;
-__device__ __forceinline__ float to_f(__nv_bfloat16 v) { return __bfloat162float(v); }
-__device__ __forceinline__ __nv_bfloat16 from_f(float v) { return __float2bfloat16_rn(v); }
-#endif
+#include <kernlab/element_type.cuh>  // T, kl_to_f, kl_from_f (built into kernlab)
 
 #ifndef THREADS
 #define THREADS 256
@@ -33,14 +21,14 @@ extern "C" __global__ void __launch_bounds__(THREADS) bias_gelu(const T* __restr
 #pragma unroll
     for (int i = 0; i < ITEMS; i++) {
         const int c = c0 + i * THREADS;
-        b[i] = c < n ? to_f(bias[c]) : 0.f;
+        b[i] = c < n ? kl_to_f(bias[c]) : 0.f;
     }
     for (int t = blockIdx.y; t < tokens; t += gridDim.y) {
         const long long row = (long long)t * n;
 #pragma unroll
         for (int i = 0; i < ITEMS; i++) {
             const int c = c0 + i * THREADS;
-            if (c < n) y[row + c] = from_f(gelu(to_f(x[row + c]) + b[i]));
+            if (c < n) y[row + c] = kl_from_f(gelu(kl_to_f(x[row + c]) + b[i]));
         }
     }
 }

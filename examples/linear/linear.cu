@@ -3,19 +3,7 @@
 // computes TM outputs of one column, rows TILE/TM apart. Grid (ceil(N/TILE), ceil(M/TILE)).
 #include <cuda_fp16.h>
 #include <cuda_bf16.h>
-#if defined(KL_FP32)
-typedef float T;
-__device__ __forceinline__ float to_f(float v) { return v; }
-__device__ __forceinline__ float from_f(float v) { return v; }
-#elif defined(KL_FP16)
-typedef __half T;
-__device__ __forceinline__ float to_f(__half v) { return __half2float(v); }
-__device__ __forceinline__ __half from_f(float v) { return __float2half_rn(v); }
-#else
-typedef __nv_bfloat16 T;
-__device__ __forceinline__ float to_f(__nv_bfloat16 v) { return __bfloat162float(v); }
-__device__ __forceinline__ __nv_bfloat16 from_f(float v) { return __float2bfloat16_rn(v); }
-#endif
+#include <kernlab/element_type.cuh>  // T, kl_to_f, kl_from_f (built into kernlab)
 
 #ifndef TILE
 #define TILE 32
@@ -34,8 +22,8 @@ extern "C" __global__ void linear(const T* __restrict__ x, const T* __restrict__
     for (int k0 = 0; k0 < K; k0 += TILE) {
         for (int i = ty; i < TILE; i += STEP) {
             const int m = m0 + i, n = n0 + i, k = k0 + tx;
-            xs[i][tx] = (m < M && k < K) ? to_f(x[(long long)m * K + k]) : 0.f;
-            ws[i][tx] = (n < N && k < K) ? to_f(w[(long long)n * K + k]) : 0.f;
+            xs[i][tx] = (m < M && k < K) ? kl_to_f(x[(long long)m * K + k]) : 0.f;
+            ws[i][tx] = (n < N && k < K) ? kl_to_f(w[(long long)n * K + k]) : 0.f;
         }
         __syncthreads();
 #pragma unroll 8
@@ -49,6 +37,6 @@ extern "C" __global__ void linear(const T* __restrict__ x, const T* __restrict__
 #pragma unroll
     for (int j = 0; j < TM; j++) {
         const int m = m0 + ty + j * STEP, n = n0 + tx;
-        if (m < M && n < N) y[(long long)m * N + n] = from_f(acc[j]);
+        if (m < M && n < N) y[(long long)m * N + n] = kl_from_f(acc[j]);
     }
 }

@@ -6,16 +6,7 @@
 // Many splits keep the GPU busy when there are few rows; one split skips the extra traffic.
 #include <cuda_fp16.h>
 #include <cuda_bf16.h>
-#if defined(KL_FP32)
-typedef float T;
-__device__ __forceinline__ float to_f(float v) { return v; }
-#elif defined(KL_FP16)
-typedef __half T;
-__device__ __forceinline__ float to_f(__half v) { return __half2float(v); }
-#else
-typedef __nv_bfloat16 T;
-__device__ __forceinline__ float to_f(__nv_bfloat16 v) { return __bfloat162float(v); }
-#endif
+#include <kernlab/element_type.cuh>  // T, kl_to_f, kl_from_f (built into kernlab)
 
 #ifndef THREADS
 #define THREADS 256
@@ -38,9 +29,9 @@ extern "C" __global__ void __launch_bounds__(THREADS) row_partial(const T* __res
         int c = c_begin + threadIdx.x;
         for (; c + (UNROLL - 1) * THREADS < c_end; c += UNROLL * THREADS) {
 #pragma unroll
-            for (int u = 0; u < UNROLL; u++) acc[u] += to_f(row[c + u * THREADS]);
+            for (int u = 0; u < UNROLL; u++) acc[u] += kl_to_f(row[c + u * THREADS]);
         }
-        for (; c < c_end; c += THREADS) acc[0] += to_f(row[c]);
+        for (; c < c_end; c += THREADS) acc[0] += kl_to_f(row[c]);
         float s = 0.f;
 #pragma unroll
         for (int u = 0; u < UNROLL; u++) s += acc[u];

@@ -9,19 +9,7 @@
 // threads of a warp read neighbouring shared-memory words). Grid (ceil(N/BN), ceil(M/BM)).
 #include <cuda_fp16.h>
 #include <cuda_bf16.h>
-#if defined(KL_FP32)
-typedef float T;
-__device__ __forceinline__ float to_f(float v) { return v; }
-__device__ __forceinline__ float from_f(float v) { return v; }
-#elif defined(KL_FP16)
-typedef __half T;
-__device__ __forceinline__ float to_f(__half v) { return __half2float(v); }
-__device__ __forceinline__ __half from_f(float v) { return __float2half_rn(v); }
-#else
-typedef __nv_bfloat16 T;
-__device__ __forceinline__ float to_f(__nv_bfloat16 v) { return __bfloat162float(v); }
-__device__ __forceinline__ __nv_bfloat16 from_f(float v) { return __float2bfloat16_rn(v); }
-#endif
+#include <kernlab/element_type.cuh>  // T, kl_to_f, kl_from_f (built into kernlab)
 
 #ifndef BM
 #define BM 64          // block tile rows (of x and y)
@@ -81,10 +69,10 @@ __device__ __forceinline__ void load_chunk(const T* __restrict__ src, int rows, 
     if (row < rows && vec_ok && k + VEC <= K) {
         const Chunk c = *reinterpret_cast<const Chunk*>(p);
 #pragma unroll
-        for (int v = 0; v < VEC; v++) out[v] = to_f(c.v[v]);
+        for (int v = 0; v < VEC; v++) out[v] = kl_to_f(c.v[v]);
     } else {
 #pragma unroll
-        for (int v = 0; v < VEC; v++) out[v] = (row < rows && k + v < K) ? to_f(p[v]) : 0.f;
+        for (int v = 0; v < VEC; v++) out[v] = (row < rows && k + v < K) ? kl_to_f(p[v]) : 0.f;
     }
 }
 
@@ -165,7 +153,7 @@ tiled_gemm(const T* __restrict__ x, const T* __restrict__ w, T* __restrict__ y, 
 #pragma unroll
         for (int j = 0; j < TN; j++) {
             const int n = n0 + tx + j * TX;
-            if (m < M && n < N) y[(long long)m * N + n] = from_f(acc[i][j]);
+            if (m < M && n < N) y[(long long)m * N + n] = kl_from_f(acc[i][j]);
         }
     }
 }

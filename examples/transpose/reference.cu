@@ -2,13 +2,7 @@
 // "naive" peer the tuned one is compared with). grid (ceil(cols/16), ceil(rows/16)), block (16, 16).
 #include <cuda_fp16.h>
 #include <cuda_bf16.h>
-#if defined(KL_FP32)
-typedef float T;
-#elif defined(KL_FP16)
-typedef __half T;
-#else
-typedef __nv_bfloat16 T;
-#endif
+#include <kernlab/element_type.cuh>  // T, kl_to_f, kl_from_f (built into kernlab)
 
 extern "C" __global__ void transpose_reference(const T* x, T* y, int rows, int cols) {
     const int c = blockIdx.x * blockDim.x + threadIdx.x, r = blockIdx.y * blockDim.y + threadIdx.y;

@@ -4,13 +4,7 @@
 // by one element so the column reads of the second phase hit different shared-memory banks.
 #include <cuda_fp16.h>
 #include <cuda_bf16.h>
-#if defined(KL_FP32)
-typedef float T;
-#elif defined(KL_FP16)
-typedef __half T;
-#else
-typedef __nv_bfloat16 T;
-#endif
+#include <kernlab/element_type.cuh>  // T, kl_to_f, kl_from_f (built into kernlab)
 
 #ifndef TILE
 #define TILE 32

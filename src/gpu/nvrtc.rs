@@ -76,9 +76,18 @@ pub const MAX_EXPANDED_BYTES: usize = 8 << 20;
 /// adds no bytes) still stops quickly.
 pub const MAX_INCLUDES: usize = 10_000;
 
+/// Headers kernlab gives every kernel it reads from disk, the user's sweep-file kernels
+/// above all, as `#include <kernlab/NAME>`: built into the binary, so a kernel copied out of
+/// `examples/` compiles anywhere. element_type.cuh: the element type `T` the sweep's dtype
+/// selects (`KL_FP16` / `KL_FP32` defined, else bf16), `kl_to_f` and `kl_from_f`; include
+/// `<cuda_fp16.h>` and `<cuda_bf16.h>` before it.
+pub const BUILTIN_HEADERS: &[(&str, &str)] =
+    &[("kernlab/element_type.cuh", include_str!("../../kernels/common/element_type.cuh"))];
+
 /// Reads a template, expanding `#include "file"` lines (paths relative to the including
-/// file) so the source NVRTC compiles, the cache key and the tuned database's source hash all
-/// cover shared headers. System includes (`<cuda_bf16.h>`) are left to NVRTC.
+/// file) and `#include <kernlab/…>` lines ([`BUILTIN_HEADERS`]) so the source NVRTC compiles,
+/// the cache key and the tuned database's source hash all cover shared headers. Other system
+/// includes (`<cuda_bf16.h>`) are left to NVRTC.
 pub fn load_source(path: &std::path::Path) -> Result<String> {
     struct Expansion {
         out: String,
@@ -92,7 +101,14 @@ pub fn load_source(path: &std::path::Path) -> Result<String> {
         let dir = path.parent().unwrap_or(std::path::Path::new("."));
         for (i, line) in text.lines().enumerate() {
             let t = line.trim_start();
-            if let Some(rest) = t.strip_prefix("#include \"") {
+            if let Some(rest) = t.strip_prefix("#include <kernlab/") {
+                let name = format!("kernlab/{}", rest.split('>').next().unwrap_or(""));
+                let Some((_, text)) = BUILTIN_HEADERS.iter().find(|(n, _)| *n == name) else {
+                    let known: Vec<&str> = BUILTIN_HEADERS.iter().map(|(n, _)| *n).collect();
+                    bail!("{}:{}: no built-in header <{name}>; kernlab has {}", path.display(), i + 1, known.join(", "));
+                };
+                x.out.push_str(text);
+            } else if let Some(rest) = t.strip_prefix("#include \"") {
                 x.includes += 1;
                 if x.includes > MAX_INCLUDES {
                     bail!(
@@ -335,6 +351,19 @@ ptxas info    : Used 12 registers, used 0 barriers, 380 bytes cmem[0]\n";
         let top = fan_out_tree(dir.path(), 2, 3, "int a;\n");
         // 1 + 3 + 9 copies of the body.
         assert_eq!(load_source(&top).unwrap().matches("int a;").count(), 13);
+    }
+
+    #[test]
+    fn kernlab_headers_are_built_in_and_unknown_ones_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let k = dir.path().join("k.cu");
+        std::fs::write(&k, "#include <cuda_bf16.h>\n#include <kernlab/element_type.cuh>\nT x;\n").unwrap();
+        let src = load_source(&k).unwrap();
+        assert!(src.contains("#include <cuda_bf16.h>") && src.contains("kl_from_f"), "{src}");
+        assert!(!src.contains("<kernlab/"), "{src}");
+        std::fs::write(&k, "#include <kernlab/nope.cuh>\n").unwrap();
+        let err = format!("{:#}", load_source(&k).unwrap_err());
+        assert!(err.contains("<kernlab/nope.cuh>") && err.contains("kernlab/element_type.cuh"), "{err}");
     }
 
     #[test]
