@@ -49,6 +49,10 @@ pub fn run_sweep_scaled(opts: &SweepOptions, scale: &Scale, interrupted: Arc<Ato
     let fresh_hashes = (!opts.variants.is_empty()).then(|| source_hashes(&sweep));
     sweep.keep_variants(&opts.variants)?;
     let previous = writer.take_previous();
+    if let Some(shard) = sweep.shard {
+        let candidates = previous.iter().filter(|r| r.status != Some(Status::Peer));
+        super::shard::check_resumed_rows(shard, &opts.out_csv, candidates.map(|r| (r.variant.as_str(), &r.params)))?;
+    }
 
     let workers = start_workers(scale.gpus.as_ref(), opts.gpu)?;
     let props = workers[0].props.clone();

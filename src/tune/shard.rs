@@ -95,9 +95,56 @@ pub fn shard_of(variant: &str, params: &BTreeMap<String, i64>, count: u64) -> u6
     u64::from_be_bytes(first) % count.max(1)
 }
 
+/// Refuses to resume a `--shard` sweep into a CSV that holds candidates of other shards:
+/// the file was written by another piece or by a whole sweep (a job array whose tasks share
+/// one `--out`, say). Resuming would count those rows against this shard's budget and could
+/// crown another piece's candidate, measured on another host, as this shard's winner.
+/// `rows` are the resumed candidate rows as (variant, params); peer rows are not candidates.
+pub fn check_resumed_rows<'a>(
+    shard: Shard,
+    csv: &std::path::Path,
+    rows: impl IntoIterator<Item = (&'a str, &'a BTreeMap<String, i64>)>,
+) -> Result<()> {
+    let mut outside = 0usize;
+    let mut first = None;
+    for (variant, params) in rows {
+        if !shard.contains(variant, params) {
+            outside += 1;
+            first.get_or_insert_with(|| canonical_key(variant, params));
+        }
+    }
+    if let Some(first) = first {
+        bail!(
+            "--shard {shard} --resume: {} holds {outside} candidate row(s) of other shards (the first: {first}); \
+             it was written by another --shard or by a sweep without one. Give each shard its own --out \
+             (e.g. --out reports/gemm-{}.csv) and bring the pieces together with `kernlab merge`",
+            csv.display(),
+            shard.index
+        );
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resuming_a_shard_refuses_rows_of_other_shards() {
+        let shard = Shard { index: 1, count: 4 };
+        let points: Vec<BTreeMap<String, i64>> = (0..64).map(|i| cand(&[("BM", i)])).collect();
+        let mine: Vec<&BTreeMap<String, i64>> = points.iter().filter(|p| shard.contains("v", p)).collect();
+        let theirs = points.iter().find(|p| !shard.contains("v", p)).unwrap();
+        assert!(!mine.is_empty());
+        let csv = std::path::Path::new("reports/gemm.csv");
+        check_resumed_rows(shard, csv, mine.iter().map(|p| ("v", *p))).unwrap();
+        let mixed = mine.iter().map(|p| ("v", *p)).chain([("v", theirs)]);
+        let err = format!("{:#}", check_resumed_rows(shard, csv, mixed).unwrap_err());
+        assert!(err.contains("1 candidate row(s) of other shards") && err.contains("kernlab merge"), "{err}");
+        assert!(err.contains(&canonical_key("v", theirs)) && err.contains("reports/gemm.csv"), "{err}");
+        // One shard is the whole space: nothing is outside it.
+        check_resumed_rows(Shard { index: 0, count: 1 }, csv, [("v", theirs)]).unwrap();
+    }
 
     fn cand(params: &[(&str, i64)]) -> BTreeMap<String, i64> {
         params.iter().map(|(k, v)| (k.to_string(), *v)).collect()
