@@ -105,7 +105,12 @@ pub fn load_source(path: &std::path::Path) -> Result<String> {
                 let name = format!("kernlab/{}", rest.split('>').next().unwrap_or(""));
                 let Some((_, text)) = BUILTIN_HEADERS.iter().find(|(n, _)| *n == name) else {
                     let known: Vec<&str> = BUILTIN_HEADERS.iter().map(|(n, _)| *n).collect();
-                    bail!("{}:{}: no built-in header <{name}>; kernlab has {}", path.display(), i + 1, known.join(", "));
+                    bail!(
+                        "{}:{}: no built-in header <{name}>; kernlab has {}",
+                        path.display(),
+                        i + 1,
+                        known.join(", ")
+                    );
                 };
                 x.out.push_str(text);
             } else if let Some(rest) = t.strip_prefix("#include \"") {
