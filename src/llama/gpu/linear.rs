@@ -119,11 +119,13 @@ impl TunedGemm {
 
     /// A configuration adapted to run M rows of a linear with K columns (a per-channel int4
     /// format's group is K), or None where the variant cannot.
+    /// A variant this build's sweep file does not have is not usable (nothing to compile).
     fn usable(&self, variant: &str, params: &Params, m: i64, k: i64) -> Option<BTreeMap<String, i64>> {
+        let defaults = template_defaults(&self.sweep.variant(variant)?.source);
         match self.kind {
-            LinearKind::Dense => usable_at(variant, m).then(|| adapt_params(variant, params, m)).flatten(),
-            LinearKind::Int4 { format } => int4_adapt_params_for(variant, params, m, &format.at_k(k)),
-            LinearKind::Int8 => int8_adapt_params(variant, params, m),
+            LinearKind::Dense => usable_at(variant, m).then(|| adapt_params(variant, params, &defaults, m)).flatten(),
+            LinearKind::Int4 { format } => int4_adapt_params_for(variant, params, &defaults, m, &format.at_k(k)),
+            LinearKind::Int8 => int8_adapt_params(variant, params, &defaults, m),
         }
     }
 

@@ -39,15 +39,23 @@ pub fn mmax_for(m: i64) -> i64 {
     [1, 2, 4, 8, 16].into_iter().find(|&v| v >= m).unwrap_or(16)
 }
 
+/// A tunable as the kernel is compiled: the configuration's value, else the template's
+/// default (a winner lists only what its sweep searched). `None` when neither sets it: the
+/// configuration cannot be adapted, so it is not used.
+fn compiled_value(params: &Params, defaults: &Params, name: &str) -> Option<i64> {
+    params.get(name).or_else(|| defaults.get(name)).copied()
+}
+
 /// Makes a configuration usable at `m`: gemv_splitk keeps MMAX accumulators per row, so a
 /// winner measured at a smaller M is widened; beyond M = 16 it cannot run at all.
-pub fn adapt_params(variant: &str, params: &Params, m: i64) -> Option<BTreeMap<String, i64>> {
+/// `defaults` are the variant's template defaults ([`template_defaults`]).
+pub fn adapt_params(variant: &str, params: &Params, defaults: &Params, m: i64) -> Option<BTreeMap<String, i64>> {
     let mut p = params.clone();
     if variant == "gemv_splitk" {
         if m > 16 {
             return None;
         }
-        let mm = p.get("MMAX").copied().unwrap_or(1);
+        let mm = compiled_value(&p, defaults, "MMAX")?;
         if mm < m {
             p.insert("MMAX".into(), mmax_for(m));
         }
@@ -81,16 +89,25 @@ pub fn int4_usable_at(variant: &str, m: i64) -> bool {
 /// Makes a gemm_int4 configuration usable at `m` in the model's weight format: the decode
 /// kernels size their accumulators by M at compile time, so a winner measured at a smaller M
 /// is widened; the format tunables are pinned to the quantizer's.
-pub fn int4_adapt_params(variant: &str, params: &Params, m: i64, group: i64) -> Option<BTreeMap<String, i64>> {
-    int4_adapt_params_for(variant, params, m, &Int4Format { group, ..Int4Format::default_for(DType::BF16) })
+pub fn int4_adapt_params(
+    variant: &str,
+    params: &Params,
+    defaults: &Params,
+    m: i64,
+    group: i64,
+) -> Option<BTreeMap<String, i64>> {
+    let format = Int4Format { group, ..Int4Format::default_for(DType::BF16) };
+    int4_adapt_params_for(variant, params, defaults, m, &format)
 }
 
 /// [`int4_adapt_params`] for weights in `format`: its group, zero points and scale dtype
 /// are pinned. The tiled-layout kernel (int4_gemv_bulk) is left out for any format but
-/// symmetric bf16, the only one the model's repacker writes.
+/// symmetric bf16, the only one the model's repacker writes. `defaults` are the variant's
+/// template defaults.
 pub fn int4_adapt_params_for(
     variant: &str,
     params: &Params,
+    defaults: &Params,
     m: i64,
     format: &Int4Format,
 ) -> Option<BTreeMap<String, i64>> {
@@ -109,16 +126,18 @@ pub fn int4_adapt_params_for(
         HalfDtype::F16 => p.insert("KL_SCALE_FP16".into(), 1),
     };
     match variant {
-        "int4_gemv" if p.get("M_MAX").copied().unwrap_or(16) < m => {
-            p.insert("M_MAX".into(), mmax_for(m));
+        "int4_gemv" => {
+            if compiled_value(&p, defaults, "M_MAX")? < m {
+                p.insert("M_MAX".into(), mmax_for(m));
+            }
         }
         "int4_gemv_bulk" => {
-            if 8 * p.get("M_TILES").copied().unwrap_or(1) < m {
+            if 8 * compiled_value(&p, defaults, "M_TILES")? < m {
                 p.insert("M_TILES".into(), ceil_div(m, 8));
             }
         }
         "int4_gemv_tc" => {
-            if 8 * p.get("M_TILES").copied().unwrap_or(2) < m {
+            if 8 * compiled_value(&p, defaults, "M_TILES")? < m {
                 p.insert("M_TILES".into(), ceil_div(m, 8));
             }
             // The row-contiguous mode reads one X row: a batch takes the 16-row tiles.
@@ -133,13 +152,13 @@ pub fn int4_adapt_params_for(
 
 /// Makes a gemm_int8 configuration usable at `m` (decode sizes: int8_gemv keeps M_MAX
 /// accumulators per row, so a winner measured at a smaller M is widened).
-pub fn int8_adapt_params(variant: &str, params: &Params, m: i64) -> Option<BTreeMap<String, i64>> {
+pub fn int8_adapt_params(variant: &str, params: &Params, defaults: &Params, m: i64) -> Option<BTreeMap<String, i64>> {
     if variant != "int8_gemv" {
         return None;
     }
     let need = gemm_int8::m_max_for(m)?;
     let mut p = params.clone();
-    if p.get("M_MAX").copied().unwrap_or(1) < m {
+    if compiled_value(&p, defaults, "M_MAX")? < m {
         p.insert("M_MAX".into(), need);
     }
     Some(p)
@@ -163,11 +182,12 @@ mod tests {
 
     #[test]
     fn gemv_winner_is_widened_or_refused() {
+        let none = Params::new();
         let p: BTreeMap<String, i64> = [("MMAX".to_string(), 1), ("SPLITK".to_string(), 4)].into_iter().collect();
-        assert_eq!(adapt_params("gemv_splitk", &p, 1).unwrap()["MMAX"], 1);
-        assert_eq!(adapt_params("gemv_splitk", &p, 5).unwrap()["MMAX"], 8);
-        assert!(adapt_params("gemv_splitk", &p, 17).is_none());
-        assert_eq!(adapt_params("mma_multistage", &p, 4096).unwrap(), p);
+        assert_eq!(adapt_params("gemv_splitk", &p, &none, 1).unwrap()["MMAX"], 1);
+        assert_eq!(adapt_params("gemv_splitk", &p, &none, 5).unwrap()["MMAX"], 8);
+        assert!(adapt_params("gemv_splitk", &p, &none, 17).is_none());
+        assert_eq!(adapt_params("mma_multistage", &p, &none, 4096).unwrap(), p);
         assert_eq!(default_variant(8), "gemv_splitk");
         assert!(usable_at("mma_skinny", 64) && !usable_at("mma_skinny", 128) && !usable_at("gemv_splitk", 1024));
         assert!(usable_at("mma_multistage", 1) && usable_at("wgmma_tma", 4096) && !usable_at("nosuch", 1));
@@ -180,19 +200,37 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), *v))
             .collect();
-        let a = int4_adapt_params("int4_gemv_tc", &p, 1, 128).unwrap();
+        let none = Params::new();
+        let a = int4_adapt_params("int4_gemv_tc", &p, &none, 1, 128).unwrap();
         assert_eq!((a["M_TILES"], a["GROUP"], a["ZERO_MODE"], a["SPLITK"]), (1, 128, 0, 4));
-        assert_eq!(int4_adapt_params("int4_gemv_tc", &p, 9, 128).unwrap()["M_TILES"], 2);
-        assert!(int4_adapt_params("int4_gemv_tc", &p, 17, 128).is_none());
+        assert_eq!(int4_adapt_params("int4_gemv_tc", &p, &none, 9, 128).unwrap()["M_TILES"], 2);
+        assert!(int4_adapt_params("int4_gemv_tc", &p, &none, 17, 128).is_none());
         let mut d = p.clone();
         d.insert("DIAG".into(), 1);
-        assert_eq!(int4_adapt_params("int4_gemv_tc", &d, 1, 128).unwrap()["DIAG"], 1);
-        assert!(!int4_adapt_params("int4_gemv_tc", &d, 2, 128).unwrap().contains_key("DIAG"));
+        assert_eq!(int4_adapt_params("int4_gemv_tc", &d, &none, 1, 128).unwrap()["DIAG"], 1);
+        assert!(!int4_adapt_params("int4_gemv_tc", &d, &none, 2, 128).unwrap().contains_key("DIAG"));
         let g: BTreeMap<String, i64> = [("M_MAX".to_string(), 2)].into_iter().collect();
-        assert_eq!(int4_adapt_params("int4_gemv", &g, 3, 128).unwrap()["M_MAX"], 4);
-        assert!(int4_adapt_params("int4_mma", &g, 4096, 128).is_some());
-        assert!(int4_adapt_params("nosuch", &g, 1, 128).is_none());
+        assert_eq!(int4_adapt_params("int4_gemv", &g, &none, 3, 128).unwrap()["M_MAX"], 4);
+        assert!(int4_adapt_params("int4_mma", &g, &none, 4096, 128).is_some());
+        assert!(int4_adapt_params("nosuch", &g, &none, 1, 128).is_none());
         assert_eq!((int4_default_variants(16)[0], int4_default_variants(17)[0]), ("int4_gemv_tc", "int4_mma"));
+    }
+
+    /// A winner lists only what its sweep searched: a tunable it lacks is read from the
+    /// template's defaults, and a configuration neither sets is not used (never guessed).
+    #[test]
+    fn unswept_tunables_come_from_the_template_defaults() {
+        let map = |kv: &[(&str, i64)]| -> Params { kv.iter().map(|(k, v)| (k.to_string(), *v)).collect() };
+        let (winner, none) = (map(&[("SPLITK", 4)]), Params::new());
+        let narrow = map(&[("M_TILES", 1)]);
+        assert_eq!(int4_adapt_params("int4_gemv_tc", &winner, &narrow, 9, 128).unwrap()["M_TILES"], 2);
+        let wide = map(&[("M_TILES", 2)]);
+        assert!(!int4_adapt_params("int4_gemv_tc", &winner, &wide, 9, 128).unwrap().contains_key("M_TILES"));
+        assert!(int4_adapt_params("int4_gemv_tc", &winner, &none, 9, 128).is_none());
+        assert_eq!(adapt_params("gemv_splitk", &winner, &map(&[("MMAX", 1)]), 3).unwrap()["MMAX"], 4);
+        assert!(adapt_params("gemv_splitk", &winner, &none, 3).is_none());
+        assert!(int8_adapt_params("int8_gemv", &winner, &map(&[("M_MAX", 16)]), 8).unwrap().get("M_MAX").is_none());
+        assert!(int8_adapt_params("int8_gemv", &winner, &none, 8).is_none());
     }
 
     /// SmolLM2's K = 576 (g64) is not in int4_gemv_tc's 128-column steps: the first default
@@ -203,7 +241,7 @@ mod tests {
         let root = crate::paths::project_root();
         let defaults = |file: &str, m: i64, group: i64, variant: &str| {
             let src = crate::gpu::nvrtc::load_source(&root.join(file)).unwrap();
-            int4_adapt_params(variant, &template_defaults(&src), m, group).unwrap()
+            int4_adapt_params(variant, &template_defaults(&src), &Params::new(), m, group).unwrap()
         };
         let tc = defaults("kernels/gemm_int4/int4_gemv_tc.cu", 1, 64, "int4_gemv_tc");
         let err = int4_linear::check_shape("int4_gemv_tc", &tc, 1, 960, 576, DType::BF16).unwrap_err();
