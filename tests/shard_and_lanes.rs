@@ -4,7 +4,7 @@
 mod sweep_support;
 
 use kernlab::tune::lanes::{dispatch, Feed, Next};
-use kernlab::tune::record::{CandidateRecord, Status, Timing};
+use kernlab::tune::record::CandidateRecord;
 use kernlab::tune::search::{LazySpace, SearchSpace, SearchStrategy};
 use kernlab::tune::shape_search::{CandidateFeed, Limits, Measure, ShapeSearch, Stop};
 use kernlab::tune::shard::{shard_of, Shard};
@@ -13,7 +13,7 @@ use kernlab::tune::strategy;
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use std::time::Duration;
-use sweep_support::{env_64, sm90a, wide_sweep};
+use sweep_support::{env_64, row_64, sm90a, wide_sweep};
 
 fn builtin(family: &str) -> Sweep {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -135,17 +135,7 @@ struct FakeGpus {
 
 fn row_of(c: &Candidate, lane: usize) -> CandidateRecord {
     let t = 10.0 + c.params.values().sum::<i64>() as f64;
-    CandidateRecord {
-        family: "gemm".into(),
-        variant: c.variant.clone(),
-        dtype: "bf16".into(),
-        shape: "64x64x64".into(),
-        params: c.params.clone(),
-        status: Some(Status::Ok),
-        timing: Some(Timing { median_us: t, p20_us: t, p80_us: t, min_us: t, reps: 10 }),
-        gpu: format!("lane {lane}"),
-        ..Default::default()
-    }
+    CandidateRecord { gpu: format!("lane {lane}"), ..row_64(c, Some(t), 0.0) }
 }
 
 impl Measure for FakeGpus {

@@ -13,7 +13,7 @@ use kernlab::tune::sweep_plan::{default_strategy, plan_work, How, SearchRequest,
 use std::cell::Cell;
 use std::collections::HashSet;
 use std::time::Duration;
-use sweep_support::{env_64, wide_sweep};
+use sweep_support::{env_64, row_64, timing, wide_sweep};
 
 /// A sweep over `n` parameters P0.. of values 1..=k, P2 even (so half the points are valid);
 /// `extra` is added to the file's top-level lines.
@@ -38,21 +38,8 @@ fn plan<'a>(s: &'a Sweep, envs: &'a [ShapeEnv], req: &SearchRequest) -> anyhow::
     plan_work(fam, s, &[shape()], envs, req, &HashSet::new())
 }
 
-fn timing(median: f64, half: f64) -> Timing {
-    Timing { median_us: median, p20_us: median - half, p80_us: median + half, min_us: median - half, reps: 10 }
-}
-
 fn row(c: &Candidate, t: Option<f64>) -> CandidateRecord {
-    CandidateRecord {
-        family: "gemm".into(),
-        variant: c.variant.clone(),
-        dtype: "bf16".into(),
-        shape: "64x64x64".into(),
-        params: c.params.clone(),
-        status: Some(if t.is_some() { Status::Ok } else { Status::CompileError }),
-        timing: t.map(|t| timing(t, 0.01)),
-        ..Default::default()
-    }
+    row_64(c, t, 0.01)
 }
 
 /// Smooth in the parameters: fastest at P0 = 3, P1 = 5. P3 = 1 fails to compile.

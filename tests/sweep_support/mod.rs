@@ -2,7 +2,8 @@
 //! on the fly, and the 64x64x64 GEMM shape on sm_90a they are evaluated at.
 #![allow(dead_code)]
 
-use kernlab::tune::space::{DeviceLimits, ShapeEnv, Sweep};
+use kernlab::tune::record::{CandidateRecord, Status, Timing};
+use kernlab::tune::space::{Candidate, DeviceLimits, ShapeEnv, Sweep};
 use std::path::Path;
 
 /// A GEMM sweep file in `dir` over `n` parameters P0.. of values 1..=k (the space has k^n
@@ -34,4 +35,24 @@ pub fn sm90a() -> DeviceLimits {
 /// The sweep's environment at [`shape_64`] in bf16 (2 bytes) on sm_90a.
 pub fn env_64(s: &Sweep) -> ShapeEnv {
     s.env(&shape_64(), 2, &sm90a()).unwrap()
+}
+
+/// A timing of `median` µs with its 20th and 80th percentiles `half` µs either side.
+pub fn timing(median: f64, half: f64) -> Timing {
+    Timing { median_us: median, p20_us: median - half, p80_us: median + half, min_us: median - half, reps: 10 }
+}
+
+/// The CSV row of `c` measured at [`shape_64`] in bf16: `Ok` with `median` µs (a spread of
+/// `half`), or a compile error when `median` is `None`.
+pub fn row_64(c: &Candidate, median: Option<f64>, half: f64) -> CandidateRecord {
+    CandidateRecord {
+        family: "gemm".into(),
+        variant: c.variant.clone(),
+        dtype: "bf16".into(),
+        shape: "64x64x64".into(),
+        params: c.params.clone(),
+        status: Some(if median.is_some() { Status::Ok } else { Status::CompileError }),
+        timing: median.map(|t| timing(t, half)),
+        ..Default::default()
+    }
 }
