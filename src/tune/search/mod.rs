@@ -19,7 +19,6 @@
 pub mod driver;
 pub mod evolve;
 pub mod grid;
-pub mod kind;
 pub mod lazy;
 pub mod noise;
 pub mod space;
@@ -47,10 +46,11 @@ pub trait Searcher {
     fn tell(&mut self, candidate: &Candidate, time_us: Option<f64>);
 }
 
-pub use kind::SearchStrategy;
+pub use crate::tune::space::SearchStrategy;
 
-// The enum lives in `kind` (a leaf the sweep file parser can name without depending on
-// the strategies); building a searcher needs them, so that part of its impl is here.
+// The enum lives with the sweep file that names it (`space::strategy_name`, a leaf), so the
+// space does not depend on the strategies; building a searcher needs them, so that part of
+// its impl is here.
 impl SearchStrategy {
     /// A fresh searcher of this strategy over `space`, seeded.
     pub fn searcher<'a>(self, space: &'a dyn SearchSpace, seed: u64) -> Box<dyn Searcher + 'a> {

@@ -29,6 +29,7 @@
 
 pub mod enumerate;
 pub mod expr;
+mod strategy_name;
 
 pub use enumerate::{Enumeration, ShapeEnv, SweepSpace, Verdict, GRID_LIMIT};
 
@@ -39,6 +40,7 @@ use std::path::{Path, PathBuf};
 use toml::Spanned;
 
 pub use crate::core::DeviceLimits;
+pub use strategy_name::SearchStrategy;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -142,7 +144,7 @@ pub struct Sweep {
     pub shapes: Vec<String>,
     pub tolerance: BTreeMap<String, f64>,
     /// The file's `strategy`; `None` lets the sweep choose per shape.
-    pub strategy: Option<crate::tune::search::kind::SearchStrategy>,
+    pub strategy: Option<SearchStrategy>,
     pub budget: usize,
     pub time_limit_s: Option<f64>,
     pub variants: Vec<VariantSpace>,
@@ -190,10 +192,9 @@ impl Sweep {
             bail!("{}: no [[variant]] sections: a sweep needs at least one kernel variant", path.display());
         }
         let strategy = match &raw.strategy {
-            Some(s) => Some(
-                crate::tune::search::kind::SearchStrategy::parse(s.get_ref())
-                    .with_context(|| where_(path, line_at(text, s.span().start)))?,
-            ),
+            Some(s) => {
+                Some(SearchStrategy::parse(s.get_ref()).with_context(|| where_(path, line_at(text, s.span().start)))?)
+            }
             None => None,
         };
         let mut variants = Vec::new();

@@ -1,5 +1,6 @@
 //! The names of the search strategies, as a sweep file, the command line and a replay
-//! write them. A leaf: the strategies themselves are in the sibling modules.
+//! write them. A leaf, kept with the sweep file's parser: the strategies themselves are in
+//! `tune::search`, which builds a searcher from a name.
 
 use anyhow::{bail, Result};
 
