@@ -18,8 +18,8 @@
 //! CPU at small sizes. Peer: PyTorch SDPA, measured by the peer script, not in-process.
 
 use super::attention_common::{
-    attend_f64, cu_seqlens, lengths, max_rel_diff, reference_args, reference_kernel, sample_indices, validate_heads,
-    PREFILL_SOURCE,
+    attend_f64, cu_seqlens, launch_reference, lengths, max_rel_diff, reference_kernel, sample_indices, softmax_scale,
+    upload_ints, validate_heads, PREFILL_SOURCE,
 };
 use super::support;
 use super::tunables::{LauncherCache, Tunables};
@@ -116,16 +116,9 @@ impl MmaPrefillLaunch {
             bail!("flash_mma compiled for HEAD_DIM = {} cannot run D = {}", self.head_dim, io.d);
         }
         let g = self.geometry(io.h, seqs, max_len, dt)?;
-        let args = [
-            Arg::Ptr(io.q),
-            Arg::Ptr(io.k),
-            Arg::Ptr(io.v),
-            Arg::Ptr(io.o),
-            Arg::Ptr(io.cu_seqlens),
-            Arg::I32(io.h as i32),
-            Arg::I32(io.kvh as i32),
-            Arg::F32(scale),
-        ];
+        let mut args = Arg::ptrs([io.q, io.k, io.v, io.o, io.cu_seqlens]);
+        args.extend(Arg::i32s([io.h, io.kvh]));
+        args.push(Arg::F32(scale));
         // SAFETY: the caller's contract; the arguments follow the entry's signature.
         unsafe { gpu.launch(k, g.grid, g.block, g.smem, &args) }
     }
@@ -218,15 +211,14 @@ impl PrefillProblem {
         let need = (3 * nq + 2 * nkv) * e;
         support::ensure_fits(gpu, "attention prefill", s, need)?;
         let cu = cu_seqlens(&lens);
-        let cu_buf = gpu.alloc(cu.len() * 4)?;
-        cu_buf.upload(&cu)?;
+        let cu_buf = upload_ints(gpu, &cu)?;
         Ok(PrefillProblem {
             tokens,
             h,
             kvh,
             d,
             dt,
-            scale: 1.0 / (d as f32).sqrt(),
+            scale: softmax_scale(d),
             q: gpu.alloc(nq * e)?,
             k: gpu.alloc(nkv * e)?,
             v: gpu.alloc(nkv * e)?,
@@ -292,23 +284,11 @@ impl Problem for PrefillProblem {
         util.fill(gpu, &self.k, self.dt, nkv, seed ^ 0xa77e_0001, 1.0)?;
         util.fill(gpu, &self.v, self.dt, nkv, seed ^ 0xa77e_0002, 1.0)?;
         if self.tokens > 0 {
-            // SAFETY: one block per (token, head) over buffers `new` allocated for this
-            // shape, cu_seqlens B + 1 ints; the arguments are attn_ref_prefill's.
+            let (bufs, seqs) = ([&self.q, &self.k, &self.v, &self.o_ref, &self.cu_buf], self.lens.len() as i64);
+            // SAFETY: attn_ref_prefill over buffers `new` allocated for this shape, one row per
+            // token, cu_seqlens B + 1 ints.
             unsafe {
-                gpu.launch(
-                    &self.reference,
-                    (self.tokens as u32, self.h as u32, 1),
-                    (128, 1, 1),
-                    0,
-                    &reference_args(
-                        [&self.q, &self.k, &self.v, &self.o_ref, &self.cu_buf],
-                        self.lens.len() as i64,
-                        self.h,
-                        self.kvh,
-                        self.d,
-                        self.scale,
-                    ),
-                )?
+                launch_reference(gpu, &self.reference, self.tokens, bufs, seqs, self.h, self.kvh, self.d, self.scale)?
             };
         }
         gpu.synchronize()
