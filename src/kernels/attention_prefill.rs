@@ -53,6 +53,15 @@ pub fn prefill_smem_bytes(block_m: i64, block_n: i64, stages: i64, d: i64, elem:
     (block_m + 2 * stages * block_n) * d * elem
 }
 
+/// The grid of both prefill kernels: (H, ⌈max_len/BLOCK_M⌉, sequences) blocks; an error
+/// when it exceeds the grid's y or z limit.
+pub fn prefill_grid(h: i64, seqs: i64, max_len: i64, block_m: i64) -> Result<(u32, u32, u32)> {
+    if checked_ceil_div(max_len, block_m)? > 65_535 || seqs > 65_535 {
+        bail!("prefill attention: {seqs} sequences of up to {max_len} tokens exceed one launch's grid");
+    }
+    Ok((h as u32, ceil_div(max_len, block_m) as u32, seqs as u32))
+}
+
 /// The launch of flash_mma (kernels/attention/prefill.cu), built once from a variant's
 /// tunables; the sweep, the selftest and the model launch through it. (flash_wgmma's is
 /// [`wgmma::launch`] with its [`wgmma::WgmmaConfig`].)
@@ -85,11 +94,8 @@ impl MmaPrefillLaunch {
 
     /// (H, ⌈max_len/BLOCK_M⌉, sequences) blocks of 32·NUM_WARPS threads.
     pub fn geometry(&self, h: i64, seqs: i64, max_len: i64, dt: DType) -> Result<Geometry> {
-        if checked_ceil_div(max_len, self.block_m)? > 65_535 || seqs > 65_535 {
-            bail!("prefill attention: {seqs} sequences of up to {max_len} tokens exceed one launch's grid");
-        }
         Ok(Geometry {
-            grid: (h as u32, ceil_div(max_len, self.block_m) as u32, seqs as u32),
+            grid: prefill_grid(h, seqs, max_len, self.block_m)?,
             block: ((self.warps * 32) as u32, 1, 1),
             smem: self.smem_bytes(dt.bytes() as i64) as u32,
         })
