@@ -18,7 +18,7 @@
 
 use super::tuned_op::TunedLauncher;
 use crate::gpu::device::{Gpu, Kernel};
-use crate::kernels::attention_common::HEAD_DIMS;
+use crate::kernels::attention_common::{softmax_scale, HEAD_DIMS};
 use crate::kernels::attention_decode::{DecodeDims, DecodeIo, DecodeLaunch, MAX_SPLITS};
 use crate::kernels::attention_prefill::{prefill_grid, wgmma, MmaPrefillLaunch};
 use crate::kernels::tunables::Tunables;
@@ -117,7 +117,7 @@ pub struct Heads {
 
 impl Heads {
     fn scale(&self) -> f32 {
-        1.0 / (self.d as f32).sqrt()
+        softmax_scale(self.d)
     }
 }
 
