@@ -105,23 +105,45 @@ pub fn attend_f64(
     out
 }
 
-/// The reference kernels' arguments (kernels/attention/reference.cu): Q, K, V, O, the
-/// per-sequence integers (decode `lens`, prefill `cu_seqlens`), then `n` (decode: the cache
-/// capacity L, prefill: the sequence count), H, KVH, D and the softmax scale.
+/// The attention softmax scale 1/√D, as the families, their references and the model pass it.
+pub fn softmax_scale(head_dim: i64) -> f32 {
+    1.0 / (head_dim as f32).sqrt()
+}
+
+/// Launches a reference kernel of kernels/attention/reference.cu (attn_ref_prefill,
+/// attn_ref_decode): one block of REF_THREADS = 128 threads per (row, head), a row being a
+/// prefill token or a decode sequence. Both take Q, K, V, O, the per-sequence integers
+/// (decode `lens`, prefill `cu_seqlens`), then `n` (decode: the cache capacity L, prefill:
+/// the sequence count), H, KVH, D and the softmax scale.
+///
+/// # Safety
+/// `k` is one of those entries and the buffers hold what it reads and writes for `rows` rows
+/// of this shape; all live until the launch ran.
 #[allow(clippy::too_many_arguments)]
-pub fn reference_args([q, k, v, o, ints]: [&DevBuf; 5], n: i64, h: i64, kvh: i64, d: i64, scale: f32) -> [Arg; 10] {
-    [
-        q.arg(),
-        k.arg(),
-        v.arg(),
-        o.arg(),
-        ints.arg(),
-        Arg::I32(n as i32),
-        Arg::I32(h as i32),
-        Arg::I32(kvh as i32),
-        Arg::I32(d as i32),
-        Arg::F32(scale),
-    ]
+pub unsafe fn launch_reference(
+    gpu: &Gpu,
+    k: &Kernel,
+    rows: i64,
+    [q, kc, vc, o, ints]: [&DevBuf; 5],
+    n: i64,
+    h: i64,
+    kvh: i64,
+    d: i64,
+    scale: f32,
+) -> Result<()> {
+    let mut args = Arg::ptrs([q.ptr, kc.ptr, vc.ptr, o.ptr, ints.ptr]);
+    args.extend(Arg::i32s([n, h, kvh, d]));
+    args.push(Arg::F32(scale));
+    // SAFETY: the caller's contract; the arguments follow the entries' signature.
+    unsafe { gpu.launch(k, (rows as u32, h as u32, 1), (128, 1, 1), 0, &args) }
+}
+
+/// The per-sequence int32s a family's kernels read (decode `lens`, prefill `cu_seqlens`),
+/// uploaded to a buffer of their own.
+pub fn upload_ints(gpu: &Gpu, ints: &[i32]) -> Result<DevBuf> {
+    let buf = gpu.alloc(ints.len() * 4)?;
+    buf.upload(ints)?;
+    Ok(buf)
 }
 
 /// max |cpu − got| / max |cpu| over sampled rows: each item is one (token or sequence, head)

@@ -13,7 +13,8 @@
 //! against f64 on the CPU at small sizes. Peer: PyTorch SDPA via the peer script.
 
 use super::attention_common::{
-    attend_f64, lengths, max_rel_diff, reference_args, reference_kernel, sample_indices, validate_heads, DECODE_SOURCE,
+    attend_f64, launch_reference, lengths, max_rel_diff, reference_kernel, sample_indices, softmax_scale, upload_ints,
+    validate_heads, DECODE_SOURCE,
 };
 use super::support;
 use super::tunables::LauncherCache;
@@ -129,9 +130,7 @@ impl DecodeProblem {
         let nws = (b * h * MAX_SPLITS) as usize;
         let need = (3 * nq + 2 * ncache) * e + nws * (d as usize + 2) * 4;
         support::ensure_fits(gpu, "attention decode", s, need)?;
-        let lens32: Vec<i32> = lens.iter().map(|&l| l as i32).collect();
-        let lens_buf = gpu.alloc(lens32.len() * 4)?;
-        lens_buf.upload(&lens32)?;
+        let lens_buf = upload_ints(gpu, &lens.iter().map(|&l| l as i32).collect::<Vec<_>>())?;
         let counters = gpu.alloc(counter_words(b, h, kvh) * 4)?;
         zero_counters(gpu, &counters)?;
         Ok(DecodeProblem {
@@ -140,7 +139,7 @@ impl DecodeProblem {
             kvh,
             d,
             dt,
-            scale: 1.0 / (d as f32).sqrt(),
+            scale: softmax_scale(d),
             q: gpu.alloc(nq * e)?,
             kc: gpu.alloc(ncache * e)?,
             vc: gpu.alloc(ncache * e)?,
@@ -179,22 +178,20 @@ impl Problem for DecodeProblem {
         util.fill(gpu, &self.q, self.dt, self.n_out(), seed, 2.0)?;
         util.fill(gpu, &self.kc, self.dt, self.n_cache(), seed ^ 0xdec0_0001, 1.0)?;
         util.fill(gpu, &self.vc, self.dt, self.n_cache(), seed ^ 0xdec0_0002, 1.0)?;
-        // SAFETY: one block per (sequence, head) over buffers `new` allocated for this shape;
-        // the arguments are attn_ref_decode's (kernels/attention/reference.cu).
+        let bufs = [&self.q, &self.kc, &self.vc, &self.o_ref, &self.lens_buf];
+        // SAFETY: attn_ref_decode over buffers `new` allocated for this shape, one row per
+        // sequence.
         unsafe {
-            gpu.launch(
+            launch_reference(
+                gpu,
                 &self.reference,
-                (self.batch() as u32, self.h as u32, 1),
-                (128, 1, 1),
-                0,
-                &reference_args(
-                    [&self.q, &self.kc, &self.vc, &self.o_ref, &self.lens_buf],
-                    self.l_cap,
-                    self.h,
-                    self.kvh,
-                    self.d,
-                    self.scale,
-                ),
+                self.batch(),
+                bufs,
+                self.l_cap,
+                self.h,
+                self.kvh,
+                self.d,
+                self.scale,
             )?
         };
         self.verify_pending = true;

@@ -18,8 +18,8 @@
 //! CPU at small sizes. Peer: PyTorch SDPA, measured by the peer script, not in-process.
 
 use super::attention_common::{
-    attend_f64, cu_seqlens, lengths, max_rel_diff, reference_args, reference_kernel, sample_indices, validate_heads,
-    PREFILL_SOURCE,
+    attend_f64, cu_seqlens, launch_reference, lengths, max_rel_diff, reference_kernel, sample_indices, softmax_scale,
+    upload_ints, validate_heads, PREFILL_SOURCE,
 };
 use super::support;
 use super::tunables::{LauncherCache, Tunables};
@@ -51,6 +51,15 @@ impl AttentionPrefill {
 /// Dynamic shared memory of one prefill block.
 pub fn prefill_smem_bytes(block_m: i64, block_n: i64, stages: i64, d: i64, elem: i64) -> i64 {
     (block_m + 2 * stages * block_n) * d * elem
+}
+
+/// The grid of both prefill kernels: (H, ⌈max_len/BLOCK_M⌉, sequences) blocks; an error
+/// when it exceeds the grid's y or z limit.
+pub fn prefill_grid(h: i64, seqs: i64, max_len: i64, block_m: i64) -> Result<(u32, u32, u32)> {
+    if checked_ceil_div(max_len, block_m)? > 65_535 || seqs > 65_535 {
+        bail!("prefill attention: {seqs} sequences of up to {max_len} tokens exceed one launch's grid");
+    }
+    Ok((h as u32, ceil_div(max_len, block_m) as u32, seqs as u32))
 }
 
 /// The launch of flash_mma (kernels/attention/prefill.cu), built once from a variant's
@@ -85,11 +94,8 @@ impl MmaPrefillLaunch {
 
     /// (H, ⌈max_len/BLOCK_M⌉, sequences) blocks of 32·NUM_WARPS threads.
     pub fn geometry(&self, h: i64, seqs: i64, max_len: i64, dt: DType) -> Result<Geometry> {
-        if checked_ceil_div(max_len, self.block_m)? > 65_535 || seqs > 65_535 {
-            bail!("prefill attention: {seqs} sequences of up to {max_len} tokens exceed one launch's grid");
-        }
         Ok(Geometry {
-            grid: (h as u32, ceil_div(max_len, self.block_m) as u32, seqs as u32),
+            grid: prefill_grid(h, seqs, max_len, self.block_m)?,
             block: ((self.warps * 32) as u32, 1, 1),
             smem: self.smem_bytes(dt.bytes() as i64) as u32,
         })
@@ -116,16 +122,9 @@ impl MmaPrefillLaunch {
             bail!("flash_mma compiled for HEAD_DIM = {} cannot run D = {}", self.head_dim, io.d);
         }
         let g = self.geometry(io.h, seqs, max_len, dt)?;
-        let args = [
-            Arg::Ptr(io.q),
-            Arg::Ptr(io.k),
-            Arg::Ptr(io.v),
-            Arg::Ptr(io.o),
-            Arg::Ptr(io.cu_seqlens),
-            Arg::I32(io.h as i32),
-            Arg::I32(io.kvh as i32),
-            Arg::F32(scale),
-        ];
+        let mut args = Arg::ptrs([io.q, io.k, io.v, io.o, io.cu_seqlens]);
+        args.extend(Arg::i32s([io.h, io.kvh]));
+        args.push(Arg::F32(scale));
         // SAFETY: the caller's contract; the arguments follow the entry's signature.
         unsafe { gpu.launch(k, g.grid, g.block, g.smem, &args) }
     }
@@ -218,15 +217,14 @@ impl PrefillProblem {
         let need = (3 * nq + 2 * nkv) * e;
         support::ensure_fits(gpu, "attention prefill", s, need)?;
         let cu = cu_seqlens(&lens);
-        let cu_buf = gpu.alloc(cu.len() * 4)?;
-        cu_buf.upload(&cu)?;
+        let cu_buf = upload_ints(gpu, &cu)?;
         Ok(PrefillProblem {
             tokens,
             h,
             kvh,
             d,
             dt,
-            scale: 1.0 / (d as f32).sqrt(),
+            scale: softmax_scale(d),
             q: gpu.alloc(nq * e)?,
             k: gpu.alloc(nkv * e)?,
             v: gpu.alloc(nkv * e)?,
@@ -292,23 +290,11 @@ impl Problem for PrefillProblem {
         util.fill(gpu, &self.k, self.dt, nkv, seed ^ 0xa77e_0001, 1.0)?;
         util.fill(gpu, &self.v, self.dt, nkv, seed ^ 0xa77e_0002, 1.0)?;
         if self.tokens > 0 {
-            // SAFETY: one block per (token, head) over buffers `new` allocated for this
-            // shape, cu_seqlens B + 1 ints; the arguments are attn_ref_prefill's.
+            let (bufs, seqs) = ([&self.q, &self.k, &self.v, &self.o_ref, &self.cu_buf], self.lens.len() as i64);
+            // SAFETY: attn_ref_prefill over buffers `new` allocated for this shape, one row per
+            // token, cu_seqlens B + 1 ints.
             unsafe {
-                gpu.launch(
-                    &self.reference,
-                    (self.tokens as u32, self.h as u32, 1),
-                    (128, 1, 1),
-                    0,
-                    &reference_args(
-                        [&self.q, &self.k, &self.v, &self.o_ref, &self.cu_buf],
-                        self.lens.len() as i64,
-                        self.h,
-                        self.kvh,
-                        self.d,
-                        self.scale,
-                    ),
-                )?
+                launch_reference(gpu, &self.reference, self.tokens, bufs, seqs, self.h, self.kvh, self.d, self.scale)?
             };
         }
         gpu.synchronize()

@@ -71,6 +71,17 @@ pub struct RmsNormIo {
     pub w: u64,
 }
 
+impl RmsNormIo {
+    /// The argument list of rmsnorm_rows, which rmsnorm_reference shares: the pointers, then
+    /// (eps, rows, dim).
+    pub fn args(&self, eps: f32, rows: i64, dim: i64) -> Vec<Arg> {
+        let mut args = Arg::ptrs([self.x, self.h, self.res, self.y, self.w]);
+        args.push(Arg::F32(eps));
+        args.extend(Arg::i32s([rows, dim]));
+        args
+    }
+}
+
 /// The one launch of rmsnorm_rows, built once from a variant's tunables; the sweep, the
 /// selftest and the model all launch through it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,19 +124,9 @@ impl RmsNormLaunch {
     #[allow(clippy::too_many_arguments)]
     pub unsafe fn launch(&self, gpu: &Gpu, k: &Kernel, io: &RmsNormIo, rows: i64, dim: i64, eps: f32) -> Result<()> {
         let g = self.geometry(rows, dim)?;
-        let args = [
-            Arg::Ptr(io.x),
-            Arg::Ptr(io.h),
-            Arg::Ptr(io.res),
-            Arg::Ptr(io.y),
-            Arg::Ptr(io.w),
-            Arg::F32(eps),
-            Arg::I32(rows as i32),
-            Arg::I32(dim as i32),
-        ];
         // SAFETY: the caller's contract covers the buffers; the argument list is the entry
         // point's signature (x, h, res, y, w, eps, rows, dim).
-        unsafe { gpu.launch(k, g.grid, g.block, g.smem, &args) }
+        unsafe { gpu.launch(k, g.grid, g.block, g.smem, &io.args(eps, rows, dim)) }
     }
 }
 
@@ -175,7 +176,7 @@ impl RmsNormProblem {
         })
     }
 
-    /// Buffers of the fused (with h) or plain form.
+    /// Buffers of the fused (with h) or plain form, for the candidate and the reference.
     fn io(&self, fused: bool, res: &DevBuf, y: &DevBuf) -> RmsNormIo {
         RmsNormIo {
             x: self.x.ptr,
@@ -184,20 +185,6 @@ impl RmsNormProblem {
             y: y.ptr,
             w: self.w.ptr,
         }
-    }
-
-    /// Arguments of the fused (with h) or plain form, for the reference kernel.
-    fn args(&self, fused: bool, res: &DevBuf, y: &DevBuf) -> [Arg; 8] {
-        [
-            self.x.arg(),
-            if fused { self.h.arg() } else { Arg::Ptr(0) },
-            if fused { res.arg() } else { Arg::Ptr(0) },
-            y.arg(),
-            self.w.arg(),
-            Arg::F32(EPS),
-            Arg::I32(self.rows as i32),
-            Arg::I32(self.dim as i32),
-        ]
     }
 
     fn n(&self) -> usize {
@@ -211,13 +198,13 @@ impl Problem for RmsNormProblem {
         util.fill(gpu, &self.x, self.dt, self.n(), seed, 4.0)?;
         util.fill(gpu, &self.h, self.dt, self.n(), seed ^ 0x5eed_0001, 1.0)?;
         util.fill(gpu, &self.w, self.dt, self.dim as usize, seed ^ 0x5eed_0002, 1.0)?;
-        let r = &self.reference;
-        let grid = (self.rows as u32, 1, 1);
+        let (r, grid) = (&self.reference, (self.rows as u32, 1, 1));
+        let args = |fused, y| self.io(fused, &self.res_ref, y).args(EPS, self.rows, self.dim);
         // SAFETY: one warp per row over buffers of rows·dim elements (w: dim) allocated by
         // `new`; the arguments are rmsnorm_reference's (x, h, res, y, w, eps, rows, dim).
         unsafe {
-            gpu.launch(r, grid, (32, 1, 1), 0, &self.args(true, &self.res_ref, &self.y_ref))?;
-            gpu.launch(r, grid, (32, 1, 1), 0, &self.args(false, &self.res_ref, &self.y_plain_ref))?;
+            gpu.launch(r, grid, (32, 1, 1), 0, &args(true, &self.y_ref))?;
+            gpu.launch(r, grid, (32, 1, 1), 0, &args(false, &self.y_plain_ref))?;
         }
         self.verify_pending = true;
         gpu.synchronize()
@@ -300,6 +287,14 @@ mod tests {
     fn launcher(rpb: i64, tpr: i64, vec: i64, chunks: i64) -> Result<RmsNormLaunch> {
         let p = [("ROWS_PER_BLOCK", rpb), ("THREADS_PER_ROW", tpr), ("VEC", vec), ("CHUNKS", chunks)];
         RmsNormLaunch::new(&Tunables::new("rmsnorm_rows", p.iter().map(|(k, v)| (k.to_string(), *v)).collect()))
+    }
+
+    #[test]
+    fn argument_list() {
+        // rmsnorm_rows' and rmsnorm_reference's signature: x, h, res, y, w, eps, rows, dim.
+        let io = RmsNormIo { x: 1, h: 2, res: 3, y: 4, w: 5 };
+        let args = format!("{:?}", io.args(0.5, 6, 7));
+        assert_eq!(args, "[Ptr(1), Ptr(2), Ptr(3), Ptr(4), Ptr(5), F32(0.5), I32(6), I32(7)]");
     }
 
     #[test]

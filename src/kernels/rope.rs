@@ -16,7 +16,7 @@
 
 use super::support;
 use super::tunables::{LauncherCache, Tunables};
-use super::{ceil_div, checked_ceil_div, DType, Family, Geometry, Kernels, Params, Problem, Shape};
+use super::{checked_ceil_div, DType, Family, Geometry, Kernels, Params, Problem, Shape};
 use crate::gpu::device::{Arg, DevBuf, Gpu, Kernel};
 use crate::gpu::util::{Comparison, Util};
 use anyhow::{bail, Result};
@@ -51,6 +51,14 @@ pub struct RopeDims {
     pub d: i64,
     pub q_stride: i64,
     pub k_stride: i64,
+}
+
+/// The argument list of rope_llama3, which rope_reference shares: the pointers, then the
+/// integers, in the entry's order.
+pub fn rope_args(io: &RopeIo, n: &RopeDims) -> Vec<Arg> {
+    let mut args = Arg::ptrs([io.q_in, io.k_in, io.q_out, io.k_out, io.offsets, io.inv_freq]);
+    args.extend(Arg::i32s([n.tokens, n.seq_len, n.hq, n.hkv, n.d, n.q_stride, n.k_stride]));
+    args
 }
 
 /// The one launch of rope_llama3, built once from a variant's tunables; the sweep, the
@@ -91,24 +99,8 @@ impl RopeLaunch {
     /// `inv_freq` D/2 floats, all live until the launch ran.
     pub unsafe fn launch(&self, gpu: &Gpu, k: &Kernel, io: &RopeIo, n: &RopeDims) -> Result<()> {
         let g = self.geometry(n.tokens, n.d)?;
-        let i = |v: i64| Arg::I32(v as i32);
-        let args = [
-            Arg::Ptr(io.q_in),
-            Arg::Ptr(io.k_in),
-            Arg::Ptr(io.q_out),
-            Arg::Ptr(io.k_out),
-            Arg::Ptr(io.offsets),
-            Arg::Ptr(io.inv_freq),
-            i(n.tokens),
-            i(n.seq_len),
-            i(n.hq),
-            i(n.hkv),
-            i(n.d),
-            i(n.q_stride),
-            i(n.k_stride),
-        ];
         // SAFETY: the caller's contract; the arguments are the entry's, in its order.
-        unsafe { gpu.launch(k, g.grid, g.block, g.smem, &args) }
+        unsafe { gpu.launch(k, g.grid, g.block, g.smem, &rope_args(io, n)) }
     }
 }
 
@@ -280,7 +272,7 @@ impl RopeProblem {
         self.b * self.s
     }
 
-    /// Buffers of a candidate's launch.
+    /// Buffers of a candidate's or the reference's launch.
     fn io(&self, q_in: &DevBuf, k_in: &DevBuf, q_out: &DevBuf, k_out: &DevBuf) -> RopeIo {
         RopeIo {
             q_in: q_in.ptr,
@@ -303,25 +295,6 @@ impl RopeProblem {
             k_stride: self.hkv * self.d,
         }
     }
-
-    /// Kernel arguments of the reference (the candidates' are built by [`RopeLaunch`]).
-    fn args(&self, q_in: &DevBuf, k_in: &DevBuf, q_out: &DevBuf, k_out: &DevBuf) -> [Arg; 13] {
-        [
-            q_in.arg(),
-            k_in.arg(),
-            q_out.arg(),
-            k_out.arg(),
-            self.offsets.arg(),
-            self.inv_freq.arg(),
-            Arg::I32(self.tokens() as i32),
-            Arg::I32(self.s as i32),
-            Arg::I32(self.hq as i32),
-            Arg::I32(self.hkv as i32),
-            Arg::I32(self.d as i32),
-            Arg::I32((self.hq * self.d) as i32),
-            Arg::I32((self.hkv * self.d) as i32),
-        ]
-    }
 }
 
 impl Problem for RopeProblem {
@@ -331,12 +304,11 @@ impl Problem for RopeProblem {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0x5eed_0003);
         let offsets: Vec<i32> = (0..self.b).map(|_| rng.random_range(0..MAX_OFFSET)).collect();
         self.offsets.upload(&offsets)?;
-        let total = self.tokens() * (self.hq + self.hkv) * (self.d / 2);
-        let grid = (ceil_div(total, 256).clamp(1, 65_535 * 16) as u32, 1, 1);
-        let args = self.args(&self.q_in, &self.k_in, &self.q_ref, &self.k_ref);
+        let g = support::grid_stride_reference(self.tokens() * (self.hq + self.hkv) * (self.d / 2));
+        let args = rope_args(&self.io(&self.q_in, &self.k_in, &self.q_ref, &self.k_ref), &self.dims());
         // SAFETY: buffers allocated by `new` for this shape, offsets one per sequence; the
         // arguments are rope_reference's (the same list as rope_llama3's).
-        unsafe { gpu.launch(&self.reference, grid, (256, 1, 1), 0, &args)? };
+        unsafe { gpu.launch(&self.reference, g.grid, g.block, g.smem, &args)? };
         self.verify_pending = true;
         gpu.synchronize()
     }
@@ -431,6 +403,17 @@ mod tests {
         assert_eq!(t(128, 1, 1).geometry(1, 34).unwrap().grid, (1, 1, 1));
         assert!(t(64, 1, 8).geometry(1, 36).is_err(), "D/2 = 18 is not a multiple of 8");
         assert!(t(32, 1, 1).geometry(1, 128).is_err(), "64 pairs need 64 threads at VEC = 1");
+    }
+
+    #[test]
+    fn argument_list() {
+        // rope_llama3's and rope_reference's signature: q_in, k_in, q_out, k_out, offsets,
+        // inv_freq, then tokens, seq_len, Hq, Hkv, D and the two row strides.
+        let io = RopeIo { q_in: 1, k_in: 2, q_out: 3, k_out: 4, offsets: 5, inv_freq: 6 };
+        let n = RopeDims { tokens: 7, seq_len: 8, hq: 9, hkv: 10, d: 11, q_stride: 12, k_stride: 13 };
+        let want = "[Ptr(1), Ptr(2), Ptr(3), Ptr(4), Ptr(5), Ptr(6), I32(7), I32(8), I32(9), I32(10), I32(11), \
+                    I32(12), I32(13)]";
+        assert_eq!(format!("{:?}", rope_args(&io, &n)), want);
     }
 
     #[test]

@@ -96,6 +96,13 @@ impl SoftmaxProblem {
             reference: support::family_reference_kernel(gpu, "softmax", REFERENCE_SOURCE, dt)?,
         })
     }
+
+    /// The argument list softmax_rows and softmax_reference share: (x, y, rows, cols).
+    fn row_args(&self, y: &DevBuf) -> Vec<Arg> {
+        let mut args = Arg::ptrs([self.x.ptr, y.ptr]);
+        args.extend(Arg::i32s([self.rows, self.cols]));
+        args
+    }
 }
 
 impl Problem for SoftmaxProblem {
@@ -103,18 +110,9 @@ impl Problem for SoftmaxProblem {
         // Scale 8: row maxima far from 0 and probabilities spread over three orders of
         // magnitude, so a kernel that forgets the max or mis-sums shows.
         util.fill(gpu, &self.x, self.dt, (self.rows * self.cols) as usize, seed, 8.0)?;
-        // SAFETY: the buffers were allocated by `new` for rows·cols elements (the workspace for SPLITS
-        // partial rows); the kernels come from the candidate's module and the arguments follow each
-        // template's signature.
-        unsafe {
-            gpu.launch(
-                &self.reference,
-                (self.rows as u32, 1, 1),
-                (32, 1, 1),
-                0,
-                &[self.x.arg(), self.y_ref.arg(), Arg::I32(self.rows as i32), Arg::I32(self.cols as i32)],
-            )?
-        };
+        // SAFETY: one warp per row over buffers of rows·cols elements allocated by `new`; the
+        // arguments are softmax_reference's (x, y, rows, cols).
+        unsafe { gpu.launch(&self.reference, (self.rows as u32, 1, 1), (32, 1, 1), 0, &self.row_args(&self.y_ref))? };
         gpu.synchronize()
     }
 
@@ -137,44 +135,29 @@ impl Problem for SoftmaxProblem {
                     );
                 }
                 let k = kernels.get("softmax_rows").context("module lacks softmax_rows")?;
-                // SAFETY: the buffers were allocated by `new` for rows·cols elements (the workspace for
-                // SPLITS partial rows); the kernels come from the candidate's module and the arguments follow
-                // each template's signature.
-                unsafe {
-                    gpu.launch(
-                        k,
-                        (checked_ceil_div(rows, rpb)? as u32, 1, 1),
-                        ((rpb * tpr) as u32, 1, 1),
-                        0,
-                        &[self.x.arg(), self.y.arg(), Arg::I32(rows as i32), Arg::I32(cols as i32)],
-                    )
-                }
+                let (grid, block) = ((checked_ceil_div(rows, rpb)? as u32, 1, 1), ((rpb * tpr) as u32, 1, 1));
+                // SAFETY: the buffers were allocated by `new` for rows·cols elements; the kernel
+                // comes from the candidate's module and the arguments follow its signature.
+                unsafe { gpu.launch(k, grid, block, 0, &self.row_args(&self.y)) }
             }
             "softmax_online" => {
                 let (threads, splits) = (param(p, "THREADS")?, param(p, "SPLITS")?);
                 if !(1..=MAX_SPLITS).contains(&splits) {
                     bail!("SPLITS = {splits} is outside 1..={MAX_SPLITS} (the workspace size)");
                 }
-                let args = [self.x.arg(), self.y.arg(), self.ws.arg(), Arg::I32(rows as i32), Arg::I32(cols as i32)];
+                // Both entries take (x, y, ws, rows, cols).
+                let mut args = Arg::ptrs([self.x.ptr, self.y.ptr, self.ws.ptr]);
+                args.extend(Arg::i32s([rows, cols]));
                 let grid = ((rows * splits) as u32, 1, 1);
                 let block = (threads as u32, 1, 1);
+                let online = kernels.get("softmax_online").context("module lacks softmax_online")?;
                 // SAFETY: the buffers were allocated by `new` for rows·cols elements (the workspace for
-                // SPLITS partial rows); the kernels come from the candidate's module and the arguments follow
-                // each template's signature.
-                unsafe {
-                    gpu.launch(
-                        kernels.get("softmax_online").context("module lacks softmax_online")?,
-                        grid,
-                        block,
-                        0,
-                        &args,
-                    )?
-                };
+                // MAX_SPLITS ≥ SPLITS partial rows); the kernels come from the candidate's module and the
+                // arguments follow their signature.
+                unsafe { gpu.launch(online, grid, block, 0, &args)? };
                 if splits > 1 {
                     let fin = kernels.get("softmax_online_finish").context("module lacks softmax_online_finish")?;
-                    // SAFETY: the buffers were allocated by `new` for rows·cols elements (the workspace for
-                    // SPLITS partial rows); the kernels come from the candidate's module and the arguments
-                    // follow each template's signature.
+                    // SAFETY: as above.
                     unsafe { gpu.launch(fin, grid, block, 0, &args)? };
                 }
                 Ok(())

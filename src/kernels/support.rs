@@ -5,7 +5,7 @@ use crate::gpu::cache::{self, ModuleCache};
 use crate::gpu::device::{DevBuf, Gpu, Kernel};
 use crate::gpu::nvrtc::CompileRequest;
 use crate::gpu::util::Comparison;
-use crate::kernels::{DType, Shape};
+use crate::kernels::{ceil_div, DType, Geometry, Shape};
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 
@@ -217,6 +217,13 @@ pub fn splitk_workspace_bytes(p: &std::collections::BTreeMap<String, i64>, m: i6
         s if s > 1 => (s * m * n) as usize * 4,
         _ => 0,
     }
+}
+
+/// Where a memory-bound family's grid-stride reference kernel (swiglu's, rope's) runs over
+/// `n` items: 256-thread blocks, enough to cover `n` once, at least 1 and at most 65 535·16
+/// (the loop strides over the rest).
+pub fn grid_stride_reference(n: i64) -> Geometry {
+    Geometry { grid: (ceil_div(n, 256).clamp(1, 65_535 * 16) as u32, 1, 1), block: (256, 1, 1), smem: 0 }
 }
 
 #[cfg(test)]

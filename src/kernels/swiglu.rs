@@ -14,6 +14,13 @@ pub const REFERENCE_SOURCE: &str = include_str!("../../kernels/swiglu/reference.
 /// The template (for its defaults; VEC's comes from elementwise.cuh, which the sweep sets).
 pub const TEMPLATE_SOURCE: &str = include_str!("../../kernels/swiglu/swiglu.cu");
 
+/// The argument list of swiglu, which swiglu_reference shares: (gate_up, out, tokens, ffn).
+pub fn swiglu_args(gate_up: u64, out: u64, tokens: i64, ffn: i64) -> Vec<Arg> {
+    let mut args = Arg::ptrs([gate_up, out]);
+    args.extend(Arg::i32s([tokens, ffn]));
+    args
+}
+
 /// The one launch of the swiglu template (kernels/swiglu/swiglu.cu: gate_up [tokens, 2·ffn]
 /// in, out [tokens, ffn]), built once from a variant's tunables; the sweep, the selftest and
 /// the model launch through it.
@@ -50,9 +57,8 @@ impl SwiGluLaunch {
     /// tokens·2·ffn elements and `out` tokens·ffn, live until the launch ran.
     pub unsafe fn launch(&self, gpu: &Gpu, k: &Kernel, gate_up: u64, out: u64, tokens: i64, ffn: i64) -> Result<()> {
         let g = self.geometry(tokens, ffn);
-        let args = [Arg::Ptr(gate_up), Arg::Ptr(out), Arg::I32(tokens as i32), Arg::I32(ffn as i32)];
         // SAFETY: the caller's contract; the arguments are the entry's (gate_up, out, tokens, ffn).
-        unsafe { gpu.launch(k, g.grid, g.block, g.smem, &args) }
+        unsafe { gpu.launch(k, g.grid, g.block, g.smem, &swiglu_args(gate_up, out, tokens, ffn)) }
     }
 }
 
@@ -123,20 +129,17 @@ impl SwiGluProblem {
             launcher: LauncherCache::default(),
         })
     }
-
-    fn args(&self, out: &DevBuf) -> [Arg; 4] {
-        [self.gu.arg(), out.arg(), Arg::I32(self.tokens as i32), Arg::I32(self.ffn as i32)]
-    }
 }
 
 impl Problem for SwiGluProblem {
     fn randomize(&mut self, gpu: &Gpu, util: &Util, seed: u64) -> Result<()> {
         // Scale 6 covers silu's curved part and both tails.
         util.fill(gpu, &self.gu, self.dt, (2 * self.tokens * self.ffn) as usize, seed, 6.0)?;
-        let grid = (ceil_div(self.tokens * self.ffn, 256).clamp(1, 65_535 * 16) as u32, 1, 1);
+        let g = support::grid_stride_reference(self.tokens * self.ffn);
+        let args = swiglu_args(self.gu.ptr, self.out_ref.ptr, self.tokens, self.ffn);
         // SAFETY: a grid-stride loop over buffers allocated by `new` for this shape; the
         // arguments are swiglu_reference's (gate_up, out, tokens, ffn).
-        unsafe { gpu.launch(&self.reference, grid, (256, 1, 1), 0, &self.args(&self.out_ref))? };
+        unsafe { gpu.launch(&self.reference, g.grid, g.block, g.smem, &args)? };
         gpu.synchronize()
     }
 
@@ -184,6 +187,16 @@ mod tests {
         let s = Shape::parse("8192x14336", SwiGlu.shape_dims()).unwrap();
         assert_eq!(SwiGlu.min_bytes(&s, DType::BF16), 3.0 * 8192.0 * 14336.0 * 2.0);
         assert_eq!(SwiGlu.flops(&s), 4.0 * 8192.0 * 14336.0);
+    }
+
+    #[test]
+    fn argument_list_and_reference_grid() {
+        assert_eq!(format!("{:?}", swiglu_args(1, 2, 3, 4)), "[Ptr(1), Ptr(2), I32(3), I32(4)]");
+        // Values of the reference launch before the helper: (⌈n/256⌉ in 1..=65535·16), 256.
+        let g = support::grid_stride_reference(1 << 30);
+        assert_eq!(g, Geometry { grid: (65_535 * 16, 1, 1), block: (256, 1, 1), smem: 0 });
+        assert_eq!(support::grid_stride_reference(257).grid, (2, 1, 1));
+        assert_eq!(support::grid_stride_reference(0).grid, (1, 1, 1));
     }
 
     #[test]

@@ -141,20 +141,13 @@ impl DecodeLaunch {
         Geometry { grid: (n.h as u32, n.batch as u32, 1), block: (n.d as u32, 1, 1), smem: 0 }
     }
 
+    /// The arguments attn_decode_split and attn_decode_split_fused share (the fused one takes
+    /// its counters after them).
     fn split_args(io: &DecodeIo, n: &DecodeDims) -> Vec<Arg> {
-        vec![
-            Arg::Ptr(io.q),
-            Arg::Ptr(io.k),
-            Arg::Ptr(io.v),
-            Arg::Ptr(io.out),
-            Arg::Ptr(io.ws_o),
-            Arg::Ptr(io.ws_ml),
-            Arg::Ptr(io.lens),
-            Arg::I32(n.max_seq as i32),
-            Arg::I32(n.h as i32),
-            Arg::I32(n.kvh as i32),
-            Arg::F32(n.scale),
-        ]
+        let mut args = Arg::ptrs([io.q, io.k, io.v, io.out, io.ws_o, io.ws_ml, io.lens]);
+        args.extend(Arg::i32s([n.max_seq, n.h, n.kvh]));
+        args.push(Arg::F32(n.scale));
+        args
     }
 
     /// The split kernel's geometry, once the head dim and split count are checked against
@@ -190,13 +183,8 @@ impl DecodeLaunch {
         unsafe { gpu.launch(split, g.grid, g.block, g.smem, &Self::split_args(io, n))? };
         if splits > 1 {
             let c = Self::combine_geometry(n);
-            let args = [
-                Arg::Ptr(io.ws_o),
-                Arg::Ptr(io.ws_ml),
-                Arg::Ptr(io.out),
-                Arg::I32(n.h as i32),
-                Arg::I32(splits as i32),
-            ];
+            let mut args = Arg::ptrs([io.ws_o, io.ws_ml, io.out]);
+            args.extend(Arg::i32s([n.h, splits]));
             // SAFETY: as above; combine reads the `splits` partial states the split kernel wrote.
             unsafe { gpu.launch(combine, c.grid, c.block, c.smem, &args)? };
         }
@@ -279,5 +267,14 @@ mod tests {
         assert_eq!(DecodeLaunch::combine_geometry(&n), Geometry { grid: (32, 8, 1), block: (128, 1, 1), smem: 0 });
         t.set("FUSED_COMBINE", 2);
         assert!(DecodeLaunch::new(&t).is_err());
+    }
+
+    #[test]
+    fn split_argument_list() {
+        // attn_decode_split's signature: Q, K, V, O, ws_o, ws_ml, lens, max_seq, H, KVH, scale.
+        let io = DecodeIo { q: 1, k: 2, v: 3, out: 4, ws_o: 5, ws_ml: 6, lens: 7 };
+        let n = DecodeDims { batch: 8, max_seq: 4096, h: 32, kvh: 8, d: 128, scale: 0.5 };
+        let want = "[Ptr(1), Ptr(2), Ptr(3), Ptr(4), Ptr(5), Ptr(6), Ptr(7), I32(4096), I32(32), I32(8), F32(0.5)]";
+        assert_eq!(format!("{:?}", DecodeLaunch::split_args(&io, &n)), want);
     }
 }

@@ -18,9 +18,9 @@
 
 use super::tuned_op::TunedLauncher;
 use crate::gpu::device::{Gpu, Kernel};
-use crate::kernels::attention_common::HEAD_DIMS;
+use crate::kernels::attention_common::{softmax_scale, HEAD_DIMS};
 use crate::kernels::attention_decode::{DecodeDims, DecodeIo, DecodeLaunch, MAX_SPLITS};
-use crate::kernels::attention_prefill::{wgmma, MmaPrefillLaunch};
+use crate::kernels::attention_prefill::{prefill_grid, wgmma, MmaPrefillLaunch};
 use crate::kernels::tunables::Tunables;
 use crate::kernels::DType;
 use anyhow::{bail, Result};
@@ -117,7 +117,7 @@ pub struct Heads {
 
 impl Heads {
     fn scale(&self) -> f32 {
-        1.0 / (self.d as f32).sqrt()
+        softmax_scale(self.d)
     }
 }
 
@@ -251,10 +251,8 @@ impl PrefillKernels {
                 unsafe { launch.launch(gpu, kernel, &pio, seqs as i64, max_len as i64, hd.scale(), DType::BF16) }
             }
             PrefillKernels::Wgmma { kernel, cfg, maps } => {
-                let grid_y = crate::kernels::ceil_div(max_len as i64, cfg.block_m());
-                if grid_y > 65_535 || seqs > 65_535 {
-                    bail!("prefill attention: {seqs} sequences of up to {max_len} tokens exceed one launch's grid");
-                }
+                // The grid wgmma::launch will use, checked before the maps are built.
+                prefill_grid(hd.h, seqs as i64, max_len as i64, cfg.block_m())?;
                 // The maps cover exactly this step's T rows of the packed buffers (rows past T
                 // read as zeros: masked keys must be finite), so T is part of the key.
                 let key: MapKey = (pio.q, pio.k, pio.v, pio.tokens, pio.h, pio.kvh, pio.d);

@@ -15,6 +15,7 @@ use super::tuned_op::{kernels, ModelFacts, OneKernel, TunedLauncher, TunedOp};
 use crate::gpu::cache::ModuleCache;
 use crate::gpu::device::{Arg, DevBuf, Gpu, Kernel};
 use crate::gpu::nvrtc::CompileRequest;
+use crate::kernels::attention_common::softmax_scale;
 use crate::kernels::rmsnorm::{RmsNormIo, RmsNormLaunch};
 use crate::kernels::rope::{RopeDims, RopeIo, RopeLaunch};
 use crate::kernels::swiglu::SwiGluLaunch;
@@ -143,6 +144,12 @@ pub struct OpKernels {
     /// The launchers of the ops whose choice is `Tuned`, by op.
     tuned: BTreeMap<OpKind, Box<dyn TunedLauncher>>,
     pub choice: OpChoice,
+}
+
+/// (T, H, KVH, HD, S): the integers kv_append, kv_append_pack and attention (ops.cu) take
+/// after their pointers.
+fn step_ints(s: &AttnStep, d: AttnDims) -> [Arg; 5] {
+    [s.t as i32, d.n_heads, d.n_kv_heads, d.head_dim, d.max_seq].map(Arg::I32)
 }
 
 fn grid_stride(n: usize) -> (u32, u32, u32) {
@@ -325,38 +332,19 @@ impl OpKernels {
     /// Appends the step's K and V to the cache; for the attention families also packs Q
     /// (decode) or Q, K and V (prefill) into contiguous buffers.
     pub fn kv_append(&self, gpu: &Gpu, s: &AttnStep, d: AttnDims) -> Result<()> {
-        let dims = [Arg::I32(s.t as i32), Arg::I32(d.n_heads), Arg::I32(d.n_kv_heads), Arg::I32(d.head_dim)];
-        let (q_out, kv_out) = match self.attention_path(s.layout) {
-            AttnPath::Plain => {
-                let mut args = vec![
-                    Arg::Ptr(s.qkv),
-                    Arg::Ptr(s.k_cache),
-                    Arg::Ptr(s.v_cache),
-                    Arg::Ptr(s.tok_seq),
-                    Arg::Ptr(s.tok_pos),
-                ];
-                args.extend(dims);
-                args.push(Arg::I32(d.max_seq));
-                // SAFETY: see the note on `gather`.
-                return unsafe { gpu.launch(self.get("kv_append"), (s.t as u32, 1, 1), (256, 1, 1), 0, &args) };
-            }
-            AttnPath::Decode => (s.q_pack, (0, 0)),
-            AttnPath::Prefill => (s.q_pack, (s.k_pack, s.v_pack)),
+        // kv_append_pack takes kv_append's pointers with the packed outputs after the caches.
+        let pack = |k_out: u64, v_out: u64| {
+            ("kv_append_pack", Arg::ptrs([s.qkv, s.k_cache, s.v_cache, s.q_pack, k_out, v_out, s.tok_seq, s.tok_pos]))
         };
-        let mut args = vec![
-            Arg::Ptr(s.qkv),
-            Arg::Ptr(s.k_cache),
-            Arg::Ptr(s.v_cache),
-            Arg::Ptr(q_out),
-            Arg::Ptr(kv_out.0),
-            Arg::Ptr(kv_out.1),
-            Arg::Ptr(s.tok_seq),
-            Arg::Ptr(s.tok_pos),
-        ];
-        args.extend(dims);
-        args.push(Arg::I32(d.max_seq));
+        let (entry, mut args) = match self.attention_path(s.layout) {
+            AttnPath::Plain => ("kv_append", Arg::ptrs([s.qkv, s.k_cache, s.v_cache, s.tok_seq, s.tok_pos])),
+            // The decode family reads K and V from the cache: null k_out, v_out skip the copies.
+            AttnPath::Decode => pack(0, 0),
+            AttnPath::Prefill => pack(s.k_pack, s.v_pack),
+        };
+        args.extend(step_ints(s, d));
         // SAFETY: see the note on `gather`.
-        unsafe { gpu.launch(self.get("kv_append_pack"), (s.t as u32, 1, 1), (256, 1, 1), 0, &args) }
+        unsafe { gpu.launch(self.get(entry), (s.t as u32, 1, 1), (256, 1, 1), 0, &args) }
     }
 
     /// Attention of the step's tokens over their sequences' keys (kv_append ran first).
@@ -382,29 +370,14 @@ impl OpKernels {
             (AttnPath::Prefill, StepLayout::FreshPrefill { seqs, max_len }, _, Some(l)) => {
                 l.launch(gpu, &io(s.k_pack, s.v_pack), d.heads(), s.t, *seqs, *max_len)
             }
-            // SAFETY: see the note on `gather`.
-            _ => unsafe {
-                gpu.launch(
-                    self.get("attention"),
-                    (d.n_heads as u32, s.t as u32, 1),
-                    (128, 1, 1),
-                    0,
-                    &[
-                        Arg::Ptr(s.qkv),
-                        Arg::Ptr(s.k_cache),
-                        Arg::Ptr(s.v_cache),
-                        Arg::Ptr(s.out),
-                        Arg::Ptr(s.tok_seq),
-                        Arg::Ptr(s.tok_pos),
-                        Arg::I32(s.t as i32),
-                        Arg::I32(d.n_heads),
-                        Arg::I32(d.n_kv_heads),
-                        Arg::I32(d.head_dim),
-                        Arg::I32(d.max_seq),
-                        Arg::F32(1.0 / (d.head_dim as f32).sqrt()),
-                    ],
-                )
-            },
+            _ => {
+                let mut args = Arg::ptrs([s.qkv, s.k_cache, s.v_cache, s.out, s.tok_seq, s.tok_pos]);
+                args.extend(step_ints(s, d));
+                args.push(Arg::F32(softmax_scale(d.head_dim as i64)));
+                let grid = (d.n_heads as u32, s.t as u32, 1);
+                // SAFETY: see the note on `gather`.
+                unsafe { gpu.launch(self.get("attention"), grid, (128, 1, 1), 0, &args) }
+            }
         }
     }
 
