@@ -137,6 +137,11 @@ impl GemmInt4Problem {
             &self.fmt,
             HalfDtype::of(self.dt),
         )?;
+        self.cublas_on_dequantized()
+    }
+
+    /// y_ref = X · w_deqᵀ on cuBLAS: the reference's product and the peer's whole run.
+    fn cublas_on_dequantized(&self) -> Result<()> {
         self.blas.linear(self.dt, self.x.ptr, self.w_deq.ptr, self.y_ref.ptr, self.m, self.n, self.k, false)
     }
 
@@ -250,7 +255,7 @@ impl Problem for GemmInt4Problem {
     /// cuBLAS bf16 (or fp16) GEMM on the dequantized weight: what the int4 kernels replace.
     /// It recomputes the reference bit for bit (same inputs, same cuBLAS call).
     fn run_peer(&mut self, _gpu: &Gpu) -> Result<Option<()>> {
-        self.blas.linear(self.dt, self.x.ptr, self.w_deq.ptr, self.y_ref.ptr, self.m, self.n, self.k, false)?;
+        self.cublas_on_dequantized()?;
         Ok(Some(()))
     }
 

@@ -71,6 +71,12 @@ impl GemmInt8Problem {
         util.fill(gpu, buf, self.dt, (self.n * self.k) as usize, seed ^ WEIGHT_SEED, scale)
     }
 
+    /// y_ref = X · dequant(W)ᵀ on cuBLAS (`w` holds dequant(W) once `randomize` has run): the
+    /// reference's product and the peer's whole run.
+    fn cublas_on_dequantized(&self) -> Result<()> {
+        self.blas.linear(self.dt, self.x.ptr, self.w.ptr, self.y_ref.ptr, self.m, self.n, self.k, false)
+    }
+
     /// The workspace a candidate's split-K needs must fit the one this problem allocated.
     fn check_workspace(&self, variant: &str, p: &Params) -> Result<()> {
         let need = workspace_bytes(variant, p, self.m, self.n);
@@ -87,7 +93,7 @@ impl Problem for GemmInt8Problem {
         self.quantizer.quantize_into(gpu, self.w.ptr, &self.wq)?;
         // The 16-bit weight is not needed any more: it becomes dequant(W).
         self.quantizer.dequantize(gpu, &self.wq, &self.w)?;
-        self.blas.linear(self.dt, self.x.ptr, self.w.ptr, self.y_ref.ptr, self.m, self.n, self.k, false)?;
+        self.cublas_on_dequantized()?;
         gpu.synchronize()
     }
 
@@ -120,7 +126,7 @@ impl Problem for GemmInt8Problem {
     /// cuBLAS bf16 (or fp16) GEMM on the dequantized weight: what the int8 kernels replace.
     /// It recomputes the reference bit for bit (same inputs, same cuBLAS call).
     fn run_peer(&mut self, _gpu: &Gpu) -> Result<Option<()>> {
-        self.blas.linear(self.dt, self.x.ptr, self.w.ptr, self.y_ref.ptr, self.m, self.n, self.k, false)?;
+        self.cublas_on_dequantized()?;
         Ok(Some(()))
     }
 
