@@ -12,7 +12,7 @@
 #[path = "gemm_tma.rs"]
 pub(crate) mod gemm_tma;
 
-use super::{ceil_div, checked_ceil_div, param, DType, Family, Geometry, Kernels, Params, Problem, Shape};
+use super::{ceil_div, checked_ceil_div, gemm_common, param, DType, Family, Geometry, Kernels, Params, Problem, Shape};
 use crate::gpu::blas::Blas;
 use crate::gpu::device::{Arg, DevBuf, Gpu};
 use crate::gpu::util::{Comparison, Util};
@@ -28,10 +28,10 @@ impl Family for Gemm {
         "gemm"
     }
     fn shape_dims(&self) -> &'static [&'static str] {
-        &["M", "N", "K"]
+        gemm_common::DIMS
     }
     fn flops(&self, s: &Shape) -> f64 {
-        2.0 * s.get("M") as f64 * s.get("N") as f64 * s.get("K") as f64
+        gemm_common::linear_flops(s)
     }
     fn min_bytes(&self, s: &Shape, dt: DType) -> f64 {
         let (m, n, k) = (s.get("M") as f64, s.get("N") as f64, s.get("K") as f64);
@@ -254,8 +254,8 @@ struct LinearDims {
 
 impl LinearDims {
     /// The `(M, N, K)` tail every gemm entry point takes.
-    fn args(self) -> [Arg; 3] {
-        [Arg::I32(self.m as i32), Arg::I32(self.n as i32), Arg::I32(self.k as i32)]
+    fn args(self) -> Vec<Arg> {
+        Arg::i32s([self.m, self.n, self.k])
     }
 }
 
@@ -284,7 +284,7 @@ unsafe fn launch_multistage(gpu: &Gpu, kernels: &Kernels, p: &Params, io: Linear
     let warps = (bm / param(p, "WM")?) * (bn / param(p, "WN")?);
     let smem = pipelined_smem(p, d.e)?;
     let kern = kernels.get("gemm_mma").context("module lacks gemm_mma")?;
-    let [mm, nn, kk] = d.args();
+    let args = [Arg::ptrs([io.x, io.w, io.y, io.r]), d.args()].concat();
     // SAFETY: the caller of `launch_linear` passes X [M,K], W [N,K], Y and R [M,N] (R may be 0),
     // compiled with `p`; the arguments follow the template's launch contract.
     unsafe {
@@ -293,15 +293,14 @@ unsafe fn launch_multistage(gpu: &Gpu, kernels: &Kernels, p: &Params, io: Linear
             (checked_ceil_div(d.n, bn)? as u32, checked_ceil_div(d.m, bm)? as u32, 1),
             ((warps * 32) as u32, 1, 1),
             smem,
-            &[Arg::Ptr(io.x), Arg::Ptr(io.w), Arg::Ptr(io.y), Arg::Ptr(io.r), mm, nn, kk],
+            &args,
         )
     }
 }
 
 /// The arguments of both split-K main kernels: X, W, Y, R, workspace, M, N, K.
-fn splitk_main_args(io: LinearIo, d: LinearDims) -> [Arg; 8] {
-    let [mm, nn, kk] = d.args();
-    [Arg::Ptr(io.x), Arg::Ptr(io.w), Arg::Ptr(io.y), Arg::Ptr(io.r), Arg::Ptr(io.ws), mm, nn, kk]
+fn splitk_main_args(io: LinearIo, d: LinearDims) -> Vec<Arg> {
+    [Arg::ptrs([io.x, io.w, io.y, io.r, io.ws]), d.args()].concat()
 }
 
 /// The entry point and geometry of a split-K variant's main kernel (gemv_splitk or
@@ -353,17 +352,10 @@ unsafe fn launch_splitk_reduce(gpu: &Gpu, kernels: &Kernels, io: LinearIo, d: Li
         return Ok(());
     }
     let red = kernels.get("gemm_splitk_reduce").context("module lacks gemm_splitk_reduce")?;
-    let args = [
-        Arg::Ptr(io.ws),
-        Arg::Ptr(io.y),
-        Arg::Ptr(io.r),
-        Arg::I32(d.m as i32),
-        Arg::I32(d.n as i32),
-        Arg::I32(splitk as i32),
-    ];
+    let g = Geometry { grid: (ceil_div(d.m * d.n, 256) as u32, 1, 1), block: (256, 1, 1), smem: 0 };
     // SAFETY: the workspace holds SPLITK·M·N floats written by the main kernel; Y and R are [M,N]
-    // (R may be 0); the arguments follow the template's launch contract.
-    unsafe { gpu.launch(red, (ceil_div(d.m * d.n, 256) as u32, 1, 1), (256, 1, 1), 0, &args) }
+    // (R may be 0); `g` covers M·N threads.
+    unsafe { gemm_common::launch_splitk_reduce(gpu, red, g, io.ws, io.y, io.r, d.m, d.n, splitk) }
 }
 
 #[cfg(test)]

@@ -50,7 +50,7 @@ pub use launch::{
 pub use problem::GemmInt4Problem;
 pub use reference::{reference_request, RefKernels, REFERENCE_SOURCE};
 
-use super::{DType, Family, Problem, Shape};
+use super::{gemm_common, DType, Family, Problem, Shape};
 use crate::gpu::device::Gpu;
 use anyhow::{bail, Result};
 
@@ -65,10 +65,10 @@ impl Family for GemmInt4 {
         "gemm_int4"
     }
     fn shape_dims(&self) -> &'static [&'static str] {
-        &["M", "N", "K"]
+        gemm_common::DIMS
     }
     fn flops(&self, s: &Shape) -> f64 {
-        2.0 * s.get("M") as f64 * s.get("N") as f64 * s.get("K") as f64
+        gemm_common::linear_flops(s)
     }
     /// X and Y in the activation dtype, plus the packed codes (N·K/2) and the g128 scales;
     /// the bf16 weight the peer reads is not counted: it is what int4 saves.
@@ -148,7 +148,7 @@ mod tests {
     use super::*;
 
     fn shape(t: &str) -> Shape {
-        Shape::parse(t, &["M", "N", "K"]).unwrap()
+        Shape::parse(t, gemm_common::DIMS).unwrap()
     }
 
     #[test]

@@ -26,7 +26,7 @@ pub use linear::{
 pub use problem::GemmInt8Problem;
 pub use quantize::{quantize_request, DeviceInt8, Int8Quantizer, QUANTIZE_SOURCE};
 
-use super::{DType, Family, Problem, Shape};
+use super::{gemm_common, DType, Family, Problem, Shape};
 use crate::gpu::device::Gpu;
 use anyhow::{bail, Result};
 
@@ -37,10 +37,10 @@ impl Family for GemmInt8 {
         "gemm_int8"
     }
     fn shape_dims(&self) -> &'static [&'static str] {
-        &["M", "N", "K"]
+        gemm_common::DIMS
     }
     fn flops(&self, s: &Shape) -> f64 {
-        2.0 * s.get("M") as f64 * s.get("N") as f64 * s.get("K") as f64
+        gemm_common::linear_flops(s)
     }
     /// X and Y in the activation dtype, the codes (N·K bytes) and the 16-bit scales (2N);
     /// the bf16 weight the peer reads is not counted: it is what int8 saves.
@@ -112,7 +112,7 @@ mod tests {
     use super::*;
 
     fn shape(t: &str) -> Shape {
-        Shape::parse(t, &["M", "N", "K"]).unwrap()
+        Shape::parse(t, gemm_common::DIMS).unwrap()
     }
 
     #[test]

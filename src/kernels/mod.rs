@@ -9,6 +9,7 @@ pub mod attention_common;
 pub mod attention_decode;
 pub mod attention_prefill;
 pub mod gemm;
+pub mod gemm_common;
 pub mod gemm_int4;
 pub mod gemm_int8;
 pub mod rmsnorm;

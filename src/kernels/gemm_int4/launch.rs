@@ -30,6 +30,33 @@ pub const MAX_SPLITK: i64 = 16;
 /// Largest M int4_gemv takes (its accumulators are sized by M_MAX at compile time).
 pub const GEMV_MAX_M: i64 = 16;
 
+/// The kernels walk K in steps of `step` columns (`what` says what the template calls one)
+/// and have no tail: K must be a whole number of them.
+fn check_k_steps(kernel: &str, k: i64, step: i64, what: &str, shape: &str) -> Result<()> {
+    if k % step != 0 {
+        bail!("{kernel}: K = {k} is not a multiple of its {step}-column {what} (shape {shape})");
+    }
+    Ok(())
+}
+
+/// A kernel that dequantizes `multiple` codes at a time takes groups of a multiple of that
+/// many columns, and no group may straddle the end of a row.
+fn check_group(kernel: &str, fmt: &Int4Format, multiple: i64, k: i64, shape: &str) -> Result<()> {
+    if fmt.group % multiple != 0 || k % fmt.group != 0 {
+        bail!("{kernel}: GROUP = {} must be a multiple of {multiple} dividing K = {k} (shape {shape})", fmt.group);
+    }
+    Ok(())
+}
+
+/// SPLITK must lie in 1..=`max`: the problem's and the model's workspaces are sized for `max`
+/// splits.
+fn check_splitk(kernel: &str, splitk: i64, max: i64) -> Result<()> {
+    if !(1..=max).contains(&splitk) {
+        bail!("{kernel}: SPLITK = {splitk} is outside 1..={max} (the workspace's size)");
+    }
+    Ok(())
+}
+
 pub fn gemv_plan(m: i64, n: i64, k: i64, fmt: &Int4Format, p: &Params) -> Result<GemvPlan> {
     let (warps, rows, vec, splitk, m_max) =
         (param(p, "NUM_WARPS")?, param(p, "ROWS_PER_WARP")?, param(p, "VEC")?, param(p, "SPLITK")?, param(p, "M_MAX")?);
@@ -46,9 +73,7 @@ pub fn gemv_plan(m: i64, n: i64, k: i64, fmt: &Int4Format, p: &Params) -> Result
     if k % fmt.group != 0 {
         bail!("int4_gemv: K = {k} is not a multiple of GROUP = {} (shape {shape})", fmt.group);
     }
-    if !(1..=MAX_SPLITK).contains(&splitk) {
-        bail!("int4_gemv: SPLITK = {splitk} is outside 1..={MAX_SPLITK} (the workspace's size)");
-    }
+    check_splitk("int4_gemv", splitk, MAX_SPLITK)?;
     if !(1..=32).contains(&warps) || rows < 1 {
         bail!("int4_gemv: NUM_WARPS = {warps}, ROWS_PER_WARP = {rows} make no block");
     }
@@ -89,15 +114,9 @@ pub fn gemv_tc_plan(m: i64, n: i64, k: i64, fmt: &Int4Format, p: &Params) -> Res
             8 * m_tiles
         );
     }
-    if k % 128 != 0 {
-        bail!("int4_gemv_tc: K = {k} is not a multiple of its 128-column step (shape {shape})");
-    }
-    if fmt.group % 32 != 0 || k % fmt.group != 0 {
-        bail!("int4_gemv_tc: GROUP = {} must be a multiple of 32 dividing K = {k} (shape {shape})", fmt.group);
-    }
-    if !(1..=MAX_SPLITK).contains(&splitk) {
-        bail!("int4_gemv_tc: SPLITK = {splitk} is outside 1..={MAX_SPLITK} (the workspace's size)");
-    }
+    check_k_steps("int4_gemv_tc", k, 128, "step", &shape)?;
+    check_group("int4_gemv_tc", fmt, 32, k, &shape)?;
+    check_splitk("int4_gemv_tc", splitk, MAX_SPLITK)?;
     if !(1..=32).contains(&warps) {
         bail!("int4_gemv_tc: NUM_WARPS = {warps} makes no block");
     }
@@ -141,9 +160,7 @@ pub fn bulk_plan(m: i64, n: i64, k: i64, fmt: &Int4Format, p: &Params) -> Result
             8 * m_tiles
         );
     }
-    if k % 128 != 0 {
-        bail!("int4_gemv_bulk: K = {k} is not a multiple of its 128-column step (shape {shape})");
-    }
+    check_k_steps("int4_gemv_bulk", k, 128, "step", &shape)?;
     if fmt.group % 128 != 0 || k % fmt.group != 0 {
         bail!(
             "int4_gemv_bulk: GROUP = {} must be a multiple of 128 dividing K = {k} (shape {shape}); int4_gemv_tc takes \
@@ -229,15 +246,9 @@ pub fn wgmma_plan(m: i64, n: i64, k: i64, fmt: &Int4Format, p: &Params) -> Resul
     if mt * wn > 256 || stages < 4 || 128 * wg_m * wg_n > 1024 {
         bail!("int4_mma_wgmma: MT*WN = {} (<= 256), STAGES = {stages} (>= 4), {} threads", mt * wn, 128 * wg_m * wg_n);
     }
-    if k % 64 != 0 {
-        bail!("int4_mma_wgmma: K = {k} is not a multiple of its 64-column k-tile (shape {shape})");
-    }
-    if fmt.group % 32 != 0 || k % fmt.group != 0 {
-        bail!("int4_mma_wgmma: GROUP = {} must be a multiple of 32 dividing K = {k} (shape {shape})", fmt.group);
-    }
-    if !(1..=WGMMA_MAX_SPLITK).contains(&splitk) {
-        bail!("int4_mma_wgmma: SPLITK = {splitk} is outside 1..={WGMMA_MAX_SPLITK} (the workspace's size)");
-    }
+    check_k_steps("int4_mma_wgmma", k, 64, "k-tile", &shape)?;
+    check_group("int4_mma_wgmma", fmt, 32, k, &shape)?;
+    check_splitk("int4_mma_wgmma", splitk, WGMMA_MAX_SPLITK)?;
     let main = Geometry {
         grid: (
             grid_dim(checked_ceil_div(n, bn)?, "int4_mma_wgmma grid.x")?,
@@ -292,15 +303,9 @@ pub fn wgmma_rs_plan(m: i64, n: i64, k: i64, fmt: &Int4Format, p: &Params) -> Re
     if rows > 256 || mt * bt > 256 || !(2..=16).contains(&stages) {
         bail!("int4_wgmma_rs: ROWS = {rows} (<= 256), MT*BT = {} (<= 256), STAGES = {stages} (2..=16)", mt * bt);
     }
-    if k % 64 != 0 {
-        bail!("int4_wgmma_rs: K = {k} is not a multiple of its 64-column k-tile (shape {shape})");
-    }
-    if fmt.group % 32 != 0 || k % fmt.group != 0 {
-        bail!("int4_wgmma_rs: GROUP = {} must be a multiple of 32 dividing K = {k} (shape {shape})", fmt.group);
-    }
-    if !(1..=WGMMA_RS_MAX_SPLITK).contains(&splitk) {
-        bail!("int4_wgmma_rs: SPLITK = {splitk} is outside 1..={WGMMA_RS_MAX_SPLITK} (the workspace's size)");
-    }
+    check_k_steps("int4_wgmma_rs", k, 64, "k-tile", &shape)?;
+    check_group("int4_wgmma_rs", fmt, 32, k, &shape)?;
+    check_splitk("int4_wgmma_rs", splitk, WGMMA_RS_MAX_SPLITK)?;
     let threads = (128 * (cwg + 1)) as u32;
     let cfg = WgmmaRsConfig { bt, rows, kgroup, stages, splitk, threads };
     let main = Geometry {
@@ -420,6 +425,24 @@ mod tests {
         let wide = p(&[("BM", 256), ("BN", 256), ("WG_M", 2), ("WG_N", 1), ("STAGES", 4), ("SPLITK", 1)]);
         assert!(wgmma_plan(2048, 4096, 4096, &f, &wide).is_err(), "MT*WN = 512 accumulators");
     }
+    #[test]
+    fn shared_rules_word_their_errors_per_kernel() {
+        let f = Int4Format::default_for(DType::BF16);
+        let q = p(&[("BM", 128), ("BN", 224), ("WG_M", 2), ("WG_N", 1), ("STAGES", 6), ("SPLITK", 2)]);
+        let e = wgmma_plan(128, 64, 4128, &f, &q).unwrap_err().to_string();
+        assert_eq!(e, "int4_mma_wgmma: K = 4128 is not a multiple of its 64-column k-tile (shape 128x64x4128)");
+        let g16 = Int4Format { group: 16, ..f };
+        let e = wgmma_plan(128, 64, 4096, &g16, &q).unwrap_err().to_string();
+        assert_eq!(e, "int4_mma_wgmma: GROUP = 16 must be a multiple of 32 dividing K = 4096 (shape 128x64x4096)");
+        let mut q9 = q.clone();
+        q9.insert("SPLITK".into(), 9);
+        let e = wgmma_plan(128, 64, 4096, &f, &q9).unwrap_err().to_string();
+        assert_eq!(e, "int4_mma_wgmma: SPLITK = 9 is outside 1..=8 (the workspace's size)");
+        let tc = p(&[("M_TILES", 1), ("N_TILES", 2), ("NUM_WARPS", 4), ("UNROLL", 2), ("SPLITK", 1)]);
+        let e = gemv_tc_plan(1, 64, 4160, &f, &tc).unwrap_err().to_string();
+        assert_eq!(e, "int4_gemv_tc: K = 4160 is not a multiple of its 128-column step (shape 1x64x4160)");
+    }
+
     #[test]
     fn wgmma_rs_plan_and_contract() {
         let f = Int4Format::default_for(DType::BF16);

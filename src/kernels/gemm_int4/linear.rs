@@ -5,6 +5,7 @@
 use super::format::Int4Format;
 use super::launch::{bulk_plan, gemv_plan, gemv_tc_plan, mma_geometry, wgmma_plan, wgmma_rs_plan, GemvPlan};
 use crate::gpu::device::{Arg, Gpu};
+use crate::kernels::gemm_common::{launch_splitk_reduce, split_residual};
 use crate::kernels::DType;
 use crate::kernels::{Kernels, Params};
 use anyhow::{bail, Context, Result};
@@ -60,20 +61,18 @@ unsafe fn reduce_splits(
     n: i64,
 ) -> Result<()> {
     let Some(r) = plan.reduce else { return Ok(()) };
-    let (mm, nn) = (Arg::I32(m as i32), Arg::I32(n as i32));
-    let (entry, args) = if variant == "int4_gemv" {
-        ("int4_splitk_reduce", vec![Arg::Ptr(io.ws), Arg::Ptr(io.r), Arg::Ptr(io.y), mm, nn])
-    } else {
-        (
-            "gemm_splitk_reduce",
-            vec![Arg::Ptr(io.ws), Arg::Ptr(io.y), Arg::Ptr(io.r), mm, nn, Arg::I32(plan.splitk as i32)],
-        )
-    };
-    let kern = kernels.get(entry).with_context(|| format!("the {variant} module lacks {entry}"))?;
+    let get = |e: &str| kernels.get(e).with_context(|| format!("the {variant} module lacks {e}"));
     // SAFETY: the caller passes X [M,K], packed W and scales for (N, K), Y and R [M,N] and a workspace of
     // SPLITK·M·N floats when split (see `linear_int4`'s contract); the arguments follow the template's
     // signature.
-    unsafe { gpu.launch(kern, r.grid, r.block, r.smem, &args) }
+    unsafe {
+        if variant == "int4_gemv" {
+            let args = [Arg::ptrs([io.ws, io.r, io.y]), Arg::i32s([m, n])].concat();
+            gpu.launch(get("int4_splitk_reduce")?, r.grid, r.block, r.smem, &args)
+        } else {
+            launch_splitk_reduce(gpu, get("gemm_splitk_reduce")?, r, io.ws, io.y, io.r, m, n, plan.splitk)
+        }
+    }
 }
 
 /// Launches one int4 linear with a compiled variant's entry points.
@@ -97,7 +96,7 @@ pub unsafe fn launch_linear(
 ) -> Result<()> {
     let fmt = Int4Format::from_params(params, dt)?;
     let get = |e: &str| kernels.get(e).with_context(|| format!("the {variant} module lacks {e}"));
-    let dims = [Arg::I32(m as i32), Arg::I32(n as i32), Arg::I32(k as i32)];
+    let dims = Arg::i32s([m, n, k]);
     match variant {
         // Its tensor maps are 128-byte parameters: launched by tma.rs, not Gpu::launch.
         "int4_wgmma_rs" => {
@@ -110,18 +109,9 @@ pub unsafe fn launch_linear(
         }
         "int4_gemv" | "int4_gemv_tc" | "int4_gemv_bulk" | "int4_mma_wgmma" => {
             let plan = decode_plan(variant, m, n, k, &fmt, params)?;
-            let split = plan.splitk > 1;
+            let (r, ws) = split_residual(plan.splitk > 1, io.r, io.ws);
             let g = plan.main;
-            let mut args = vec![
-                Arg::Ptr(io.x),
-                Arg::Ptr(io.wq),
-                Arg::Ptr(io.scales),
-                Arg::Ptr(io.zeros),
-                Arg::Ptr(if split { 0 } else { io.r }),
-                Arg::Ptr(io.y),
-                Arg::Ptr(if split { io.ws } else { 0 }),
-            ];
-            args.extend(dims);
+            let args = [Arg::ptrs([io.x, io.wq, io.scales, io.zeros, r, io.y, ws]), dims].concat();
             // SAFETY: the caller passes X [M,K], packed W and scales for (N, K), Y and R [M,N] and a
             // workspace of SPLITK·M·N floats when split (see `linear_int4`'s contract); the arguments follow
             // the template's signature.
@@ -130,15 +120,7 @@ pub unsafe fn launch_linear(
         }
         "int4_mma" => {
             let g = mma_geometry(m, n, k, &fmt, params)?;
-            let mut args = vec![
-                Arg::Ptr(io.x),
-                Arg::Ptr(io.wq),
-                Arg::Ptr(io.scales),
-                Arg::Ptr(io.zeros),
-                Arg::Ptr(io.r),
-                Arg::Ptr(io.y),
-            ];
-            args.extend(dims);
+            let args = [Arg::ptrs([io.x, io.wq, io.scales, io.zeros, io.r, io.y]), dims].concat();
             // SAFETY: the caller passes X [M,K], packed W and scales for (N, K), Y and R [M,N] and a
             // workspace of SPLITK·M·N floats when split (see `linear_int4`'s contract); the arguments follow
             // the template's signature.

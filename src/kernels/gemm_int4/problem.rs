@@ -10,6 +10,7 @@ use super::VARIANTS;
 use crate::gpu::blas::Blas;
 use crate::gpu::device::{DevBuf, Gpu};
 use crate::gpu::util::{Comparison, Util};
+use crate::kernels::gemm_common::{ensure_cpu_checkable, ensure_fits_with_reference, ensure_workspace, poison_output};
 use crate::kernels::support::{download_f64, rel_err};
 use crate::kernels::{DType, Problem, Shape};
 use crate::kernels::{Kernels, Params};
@@ -24,8 +25,6 @@ const SCALE_RANGE: (f32, f32) = (0.5, 1.5);
 const MIN_RANGE: (f32, f32) = (-11.5, -3.5);
 /// Integer zero points span the whole range the format allows (16 = GPTQ v1's stored 15).
 const MAX_ZERO: i32 = crate::quant::format::MAX_INT_ZERO as i32;
-/// Largest M·N·K `reference_vs_cpu` computes on the host (about a second with rayon).
-const CPU_CHECK_MAX_MACS: i64 = 1 << 31;
 /// Largest M·N for which int4_mma_wgmma gets a split-K workspace (8 splits of 128×28672 is
 /// 117 MB); larger outputs have enough tiles to fill the GPU without splitting.
 const WGMMA_SPLITK_MAX_MN: i64 = 1 << 22;
@@ -75,15 +74,7 @@ impl GemmInt4Problem {
         let (tc, ts, tz) = super::tiled::tiled_bytes(n, k, 128);
         let need =
             m * k * e + n * k / 2 + 2 * group_bytes + n * k * e + 2 * m * n * e + ws_bytes + (tc + ts + tz) as i64;
-        let (free, _) = gpu.ctx.mem_get_info().unwrap_or((usize::MAX, 0));
-        if need as usize > free {
-            bail!(
-                "gemm_int4 {}: needs {:.1} GiB of GPU memory (with the bf16 reference weight), {:.1} GiB free",
-                s.label(),
-                need as f64 / (1u64 << 30) as f64,
-                free as f64 / (1u64 << 30) as f64
-            );
-        }
+        ensure_fits_with_reference(gpu, "gemm_int4", s, need, "bf16")?;
         let alloc = |b: i64| gpu.alloc(b as usize);
         Ok(GemmInt4Problem {
             m,
@@ -146,6 +137,11 @@ impl GemmInt4Problem {
             &self.fmt,
             HalfDtype::of(self.dt),
         )?;
+        self.cublas_on_dequantized()
+    }
+
+    /// y_ref = X · w_deqᵀ on cuBLAS: the reference's product and the peer's whole run.
+    fn cublas_on_dequantized(&self) -> Result<()> {
         self.blas.linear(self.dt, self.x.ptr, self.w_deq.ptr, self.y_ref.ptr, self.m, self.n, self.k, false)
     }
 
@@ -177,18 +173,8 @@ impl GemmInt4Problem {
     /// The workspace a candidate's split-K needs must fit the one this problem allocated.
     fn check_workspace(&self, variant: &str, p: &Params) -> Result<()> {
         let need = workspace_bytes(variant, p, self.m, self.n);
-        if need > self.ws.bytes {
-            bail!(
-                "{variant} {}x{}x{}: SPLITK = {} needs a {need}-byte workspace, this problem has {} (split-K is for \
-                 M <= {GEMV_MAX_M}, or M·N <= {WGMMA_SPLITK_MAX_MN} for int4_mma_wgmma)",
-                self.m,
-                self.n,
-                self.k,
-                p.get("SPLITK").copied().unwrap_or(1),
-                self.ws.bytes
-            );
-        }
-        Ok(())
+        let split_k_is_for = format!("M <= {GEMV_MAX_M}, or M·N <= {WGMMA_SPLITK_MAX_MN} for int4_mma_wgmma");
+        ensure_workspace(variant, p, (self.m, self.n, self.k), need, self.ws.bytes, &split_k_is_for)
     }
 
     /// The current weight as the host format, downloaded (small shapes only).
@@ -226,12 +212,7 @@ impl Problem for GemmInt4Problem {
     }
 
     fn poison(&mut self, gpu: &Gpu, util: &Util) -> Result<()> {
-        util.poison(gpu, &self.y)?;
-        // Split-K partials must all be written: a NaN left in the workspace reaches Y.
-        if self.ws.bytes > 0 {
-            util.poison(gpu, &self.ws)?;
-        }
-        Ok(())
+        poison_output(gpu, util, &self.y, &self.ws)
     }
 
     fn run(&mut self, gpu: &Gpu, variant: &str, kernels: &Kernels, p: &Params) -> Result<()> {
@@ -274,7 +255,7 @@ impl Problem for GemmInt4Problem {
     /// cuBLAS bf16 (or fp16) GEMM on the dequantized weight: what the int4 kernels replace.
     /// It recomputes the reference bit for bit (same inputs, same cuBLAS call).
     fn run_peer(&mut self, _gpu: &Gpu) -> Result<Option<()>> {
-        self.blas.linear(self.dt, self.x.ptr, self.w_deq.ptr, self.y_ref.ptr, self.m, self.n, self.k, false)?;
+        self.cublas_on_dequantized()?;
         Ok(Some(()))
     }
 
@@ -283,14 +264,7 @@ impl Problem for GemmInt4Problem {
     /// the f64 CPU product `quant::reference_gemm_int4_with(.., WeightRounding::To(dtype))`.
     fn reference_vs_cpu(&mut self, gpu: &Gpu) -> Result<Option<f64>> {
         gpu.synchronize()?;
-        if self.m * self.n * self.k > CPU_CHECK_MAX_MACS {
-            bail!(
-                "gemm_int4 {}x{}x{}: too large for the CPU check of the reference (M·N·K > 2^31); use a smaller shape",
-                self.m,
-                self.n,
-                self.k
-            );
-        }
+        ensure_cpu_checkable("gemm_int4", self.m, self.n, self.k)?;
         let (m, n, k) = (self.m as usize, self.n as usize, self.k as usize);
         let act = HalfDtype::of(self.dt);
         let w = self.download_weight()?;

@@ -8,6 +8,7 @@ use super::GemvPlan;
 use crate::gpu::device::{Arg, Gpu, Kernel};
 use crate::gpu::tma::encode_tiled;
 use crate::kernels::gemm::gemm_tma::tensor_map_2d;
+use crate::kernels::gemm_common::split_residual;
 use crate::kernels::DType;
 use anyhow::{bail, Result};
 use cudarc::driver::sys;
@@ -65,8 +66,7 @@ pub unsafe fn launch_wgmma_rs(
     let tm_x = tensor_map_2d(dt, io.x, m, k, cfg.bt)?;
     let tm_w = packed_weight_map(io.wq, n, k, cfg.rows, cfg.kgroup)?;
     let g = plan.main;
-    let split = plan.splitk > 1;
-    let (r, ws) = if split { (0, io.ws) } else { (io.r, 0) };
+    let (r, ws) = split_residual(plan.splitk > 1, io.r, io.ws);
     // int4_wgmma_rs(CUtensorMap ×2, const u16* scales, const void* zeros, const T* R, T* Y,
     // float* ws, int M, int N, int K); the maps cover X [M][K] and Wq [N][K/8].
     // SAFETY: the maps were encoded over the caller's buffers at this shape; the other arguments follow the
@@ -78,16 +78,7 @@ pub unsafe fn launch_wgmma_rs(
             g.block,
             g.smem,
             &[tm_x, tm_w],
-            &[
-                Arg::Ptr(io.scales),
-                Arg::Ptr(io.zeros),
-                Arg::Ptr(r),
-                Arg::Ptr(io.y),
-                Arg::Ptr(ws),
-                Arg::I32(m as i32),
-                Arg::I32(n as i32),
-                Arg::I32(k as i32),
-            ],
+            &[Arg::ptrs([io.scales, io.zeros, r, io.y, ws]), Arg::i32s([m, n, k])].concat(),
         )
     }
 }

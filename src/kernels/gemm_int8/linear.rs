@@ -4,6 +4,7 @@
 //! what the model runs. The geometry functions are pure, so the contracts are tested on CPU.
 
 use crate::gpu::device::{Arg, Gpu};
+use crate::kernels::gemm_common::{launch_splitk_reduce, split_residual};
 pub use crate::kernels::GemvPlan;
 use crate::kernels::{checked_ceil_div, grid_dim, param, DType, Geometry};
 use crate::kernels::{Kernels, Params};
@@ -153,28 +154,17 @@ pub unsafe fn launch_linear(
             workspace_bytes(variant, params, m, n)
         );
     }
-    let (mm, nn) = (Arg::I32(m as i32), Arg::I32(n as i32));
-    let args = [
-        Arg::Ptr(io.x),
-        Arg::Ptr(io.wq),
-        Arg::Ptr(io.scales),
-        Arg::Ptr(if split { 0 } else { io.r }),
-        Arg::Ptr(io.y),
-        Arg::Ptr(if split { io.ws } else { 0 }),
-        mm,
-        nn,
-        Arg::I32(k as i32),
-    ];
+    let (r, ws) = split_residual(split, io.r, io.ws);
+    let args = [Arg::ptrs([io.x, io.wq, io.scales, r, io.y, ws]), Arg::i32s([m, n, k])].concat();
     let g = plan.main;
     // SAFETY: the caller passes X [M,K], the codes and scales of (N, K), Y and R [M,N] and a
     // workspace of SPLITK·M·N floats when split (this function's contract); the arguments
     // follow int8_gemv.cu's signature.
     unsafe { gpu.launch(get("int8_gemv")?, g.grid, g.block, g.smem, &args)? };
     if let Some(r) = plan.reduce {
-        let args = [Arg::Ptr(io.ws), Arg::Ptr(io.y), Arg::Ptr(io.r), mm, nn, Arg::I32(plan.splitk as i32)];
         // SAFETY: as above; the workspace was fully written by the launch before it on the
-        // stream; the arguments follow splitk_reduce.cuh's signature.
-        unsafe { gpu.launch(get("gemm_splitk_reduce")?, r.grid, r.block, r.smem, &args)? };
+        // stream.
+        unsafe { launch_splitk_reduce(gpu, get("gemm_splitk_reduce")?, r, io.ws, io.y, io.r, m, n, plan.splitk)? };
     }
     Ok(())
 }

@@ -8,14 +8,13 @@ use crate::gpu::blas::Blas;
 use crate::gpu::cache::{self, ModuleCache};
 use crate::gpu::device::{DevBuf, Gpu};
 use crate::gpu::util::{Comparison, Util};
+use crate::kernels::gemm_common::{ensure_cpu_checkable, ensure_fits_with_reference, ensure_workspace, poison_output};
 use crate::kernels::support::{download_f64, rel_err};
 use crate::kernels::{DType, Problem, Shape};
 use crate::kernels::{Kernels, Params};
 use crate::quant::{quantize_int8_per_channel, HalfDtype};
 use anyhow::{bail, Context, Result};
 
-/// Largest M·N·K `reference_vs_cpu` computes on the host.
-const CPU_CHECK_MAX_MACS: i64 = 1 << 31;
 /// Seed offset of the weight (the activations use the seed itself).
 const WEIGHT_SEED: u64 = 0x1a7_0008;
 
@@ -45,15 +44,7 @@ impl GemmInt8Problem {
         let e = dt.bytes() as i64;
         let ws_bytes = if m <= GEMV_MAX_M { MAX_SPLITK * m * n * 4 } else { 0 };
         let need = m * k * e + n * k * e + n * k + 2 * n + 2 * m * n * e + ws_bytes;
-        let (free, _) = gpu.ctx.mem_get_info().unwrap_or((usize::MAX, 0));
-        if need as usize > free {
-            bail!(
-                "gemm_int8 {}: needs {:.1} GiB of GPU memory (with the 16-bit reference weight), {:.1} GiB free",
-                s.label(),
-                need as f64 / (1u64 << 30) as f64,
-                free as f64 / (1u64 << 30) as f64
-            );
-        }
+        ensure_fits_with_reference(gpu, "gemm_int8", s, need, "16-bit")?;
         let cache = ModuleCache::open(&cache::default_dir())?;
         let alloc = |b: i64| gpu.alloc(b as usize);
         Ok(GemmInt8Problem {
@@ -80,20 +71,17 @@ impl GemmInt8Problem {
         util.fill(gpu, buf, self.dt, (self.n * self.k) as usize, seed ^ WEIGHT_SEED, scale)
     }
 
+    /// y_ref = X · dequant(W)ᵀ on cuBLAS (`w` holds dequant(W) once `randomize` has run): the
+    /// reference's product and the peer's whole run.
+    fn cublas_on_dequantized(&self) -> Result<()> {
+        self.blas.linear(self.dt, self.x.ptr, self.w.ptr, self.y_ref.ptr, self.m, self.n, self.k, false)
+    }
+
+    /// The workspace a candidate's split-K needs must fit the one this problem allocated.
     fn check_workspace(&self, variant: &str, p: &Params) -> Result<()> {
         let need = workspace_bytes(variant, p, self.m, self.n);
-        if need > self.ws.bytes {
-            bail!(
-                "{variant} {}x{}x{}: SPLITK = {} needs a {need}-byte workspace, this problem has {} (split-K is for \
-                 M <= {GEMV_MAX_M}, SPLITK <= {MAX_SPLITK})",
-                self.m,
-                self.n,
-                self.k,
-                p.get("SPLITK").copied().unwrap_or(1),
-                self.ws.bytes
-            );
-        }
-        Ok(())
+        let split_k_is_for = format!("M <= {GEMV_MAX_M}, SPLITK <= {MAX_SPLITK}");
+        ensure_workspace(variant, p, (self.m, self.n, self.k), need, self.ws.bytes, &split_k_is_for)
     }
 }
 
@@ -105,17 +93,12 @@ impl Problem for GemmInt8Problem {
         self.quantizer.quantize_into(gpu, self.w.ptr, &self.wq)?;
         // The 16-bit weight is not needed any more: it becomes dequant(W).
         self.quantizer.dequantize(gpu, &self.wq, &self.w)?;
-        self.blas.linear(self.dt, self.x.ptr, self.w.ptr, self.y_ref.ptr, self.m, self.n, self.k, false)?;
+        self.cublas_on_dequantized()?;
         gpu.synchronize()
     }
 
     fn poison(&mut self, gpu: &Gpu, util: &Util) -> Result<()> {
-        util.poison(gpu, &self.y)?;
-        // Split-K partials must all be written: a NaN left in the workspace reaches Y.
-        if self.ws.bytes > 0 {
-            util.poison(gpu, &self.ws)?;
-        }
-        Ok(())
+        poison_output(gpu, util, &self.y, &self.ws)
     }
 
     fn run(&mut self, gpu: &Gpu, variant: &str, kernels: &Kernels, p: &Params) -> Result<()> {
@@ -143,7 +126,7 @@ impl Problem for GemmInt8Problem {
     /// cuBLAS bf16 (or fp16) GEMM on the dequantized weight: what the int8 kernels replace.
     /// It recomputes the reference bit for bit (same inputs, same cuBLAS call).
     fn run_peer(&mut self, _gpu: &Gpu) -> Result<Option<()>> {
-        self.blas.linear(self.dt, self.x.ptr, self.w.ptr, self.y_ref.ptr, self.m, self.n, self.k, false)?;
+        self.cublas_on_dequantized()?;
         Ok(Some(()))
     }
 
@@ -154,10 +137,8 @@ impl Problem for GemmInt8Problem {
     /// product on that rounded weight.
     fn reference_vs_cpu(&mut self, gpu: &Gpu) -> Result<Option<f64>> {
         gpu.synchronize()?;
+        ensure_cpu_checkable("gemm_int8", self.m, self.n, self.k)?;
         let label = format!("gemm_int8 {}x{}x{}", self.m, self.n, self.k);
-        if self.m * self.n * self.k > CPU_CHECK_MAX_MACS {
-            bail!("{label}: too large for the CPU check of the reference (M·N·K > 2^31); use a smaller shape");
-        }
         let (m, n, k) = (self.m as usize, self.n as usize, self.k as usize);
         let act = HalfDtype::of(self.dt);
         let cache = ModuleCache::open(&cache::default_dir())?;
