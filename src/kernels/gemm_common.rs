@@ -56,16 +56,8 @@ pub unsafe fn launch_splitk_reduce(
 /// Refuses a quantized family's shape whose buffers, with the 16-bit weight its reference
 /// and peer multiply by (`weight` names it), would not fit in free GPU memory.
 pub fn ensure_fits_with_reference(gpu: &Gpu, family: &str, s: &Shape, need: i64, weight: &str) -> Result<()> {
-    let (free, _) = gpu.ctx.mem_get_info().unwrap_or((usize::MAX, 0));
-    if need as usize > free {
-        bail!(
-            "{family} {}: needs {:.1} GiB of GPU memory (with the {weight} reference weight), {:.1} GiB free",
-            s.label(),
-            need as f64 / (1u64 << 30) as f64,
-            free as f64 / (1u64 << 30) as f64
-        );
-    }
-    Ok(())
+    let what = format!(" (with the {weight} reference weight)");
+    super::support::ensure_fits_noting(gpu, family, s, need.max(0) as usize, &what)
 }
 
 /// The split-K workspace a candidate needs (`need` bytes) must fit the one its problem

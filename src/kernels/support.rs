@@ -81,10 +81,16 @@ pub fn expand_embedded_headers(name: &str, source: &str) -> Result<String> {
 
 /// Refuses a shape whose buffers would not fit in free GPU memory, saying how much.
 pub fn ensure_fits(gpu: &Gpu, family: &str, s: &Shape, need: usize) -> Result<()> {
+    ensure_fits_noting(gpu, family, s, need, "")
+}
+
+/// [`ensure_fits`] with `what` after the amount (e.g. " (with the bf16 reference weight)"),
+/// for a family whose need includes buffers the user would not expect.
+pub fn ensure_fits_noting(gpu: &Gpu, family: &str, s: &Shape, need: usize, what: &str) -> Result<()> {
     let (free, _) = gpu.ctx.mem_get_info().unwrap_or((usize::MAX, 0));
     if need > free {
         bail!(
-            "{family} {}: needs {:.1} GiB of GPU memory, {:.1} GiB free",
+            "{family} {}: needs {:.1} GiB of GPU memory{what}, {:.1} GiB free",
             s.label(),
             need as f64 / (1u64 << 30) as f64,
             free as f64 / (1u64 << 30) as f64
